@@ -1,0 +1,69 @@
+"""Array backends: the only place in latticekit that names an array library.
+
+Physics code receives arrays, asks ``xp = array_namespace(x)`` and computes with the Array API
+standard.  This module maps names to namespaces, selects the default backend, moves data between
+host and device, and provides explicit random number generators (the standard has none).
+
+Supported backends: ``"numpy"`` (default), ``"torch"`` (CPU and CUDA), ``"cupy"`` and
+``"array_api_strict"`` (used in tests to catch anything outside the standard).
+
+Examples
+--------
+>>> from latticekit import backends
+>>> xp = backends.namespace("numpy")
+>>> g = backends.rng(1, backend="numpy")
+>>> x = g.normal((2, 3))
+>>> backends.array_namespace(x) is xp
+True
+>>> with backends.use("numpy"):
+...     backends.default_backend()
+'numpy'
+"""
+
+from __future__ import annotations
+
+from ._namespace import (
+    BACKENDS,
+    BackendError,
+    array_namespace,
+    available_backends,
+    backend_name,
+    default_backend,
+    default_device,
+    device,
+    namespace,
+    normalize_device,
+    use,
+)
+from ._convert import asarray, from_dlpack, from_numpy, to_backend, to_numpy
+from ._dtypes import complex_dtype, complex_dtype_for, is_complex, real_dtype, real_dtype_for
+from ._random import Generator, rng
+from ._fast import fast_path, register_fast_path
+
+__all__ = [
+    "BACKENDS",
+    "BackendError",
+    "Generator",
+    "array_namespace",
+    "asarray",
+    "available_backends",
+    "backend_name",
+    "complex_dtype",
+    "complex_dtype_for",
+    "default_backend",
+    "default_device",
+    "device",
+    "from_dlpack",
+    "from_numpy",
+    "is_complex",
+    "fast_path",
+    "register_fast_path",
+    "namespace",
+    "normalize_device",
+    "real_dtype",
+    "real_dtype_for",
+    "rng",
+    "to_backend",
+    "to_numpy",
+    "use",
+]

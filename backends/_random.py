@@ -1,0 +1,153 @@
+"""Explicit random number generators: same seed, same backend, same result; no global state."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._namespace import _check_name, default_backend, default_device, namespace, normalize_device
+
+
+class Generator:
+    """A seeded random stream producing arrays of one backend on one device.
+
+    Create it with :func:`rng`. Methods take a ``shape`` and an optional ``dtype`` (a dtype of the
+    backend's namespace or a name such as ``"float32"``; default float64 / complex128).
+
+    * numpy and array_api_strict: NumPy ``Generator(PCG64(seed))`` (array_api_strict gets a copy);
+    * torch: ``torch.Generator(device).manual_seed(seed)``;
+    * cupy: ``cupy.random.default_rng(seed)``.
+
+    Examples
+    --------
+    >>> g = rng(0, backend="numpy")
+    >>> g.uniform((2,), low=-1.0, high=1.0).shape
+    (2,)
+    """
+
+    def __init__(self, seed: int, backend: str | None = None, device: Any = None) -> None:
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed={seed!r}: expected a non-negative integer")
+        self.seed = int(seed)
+        self.backend = _check_name(backend) if backend is not None else default_backend()
+        self.xp = namespace(self.backend)
+        self.device = normalize_device(self.backend, device if device is not None else default_device())
+        if self.backend == "torch":
+            import torch
+
+            dev = self.device if self.device is not None else torch.device("cpu")
+            self._gen = torch.Generator(device=dev)
+            self._gen.manual_seed(self.seed)
+            self._torch_device = dev
+        elif self.backend == "cupy":
+            import cupy
+
+            if self.device is not None:
+                with self.device:
+                    self._gen = cupy.random.default_rng(self.seed)
+            else:
+                self._gen = cupy.random.default_rng(self.seed)
+        else:
+            self._gen = np.random.Generator(np.random.PCG64(self.seed))
+
+    def __repr__(self) -> str:
+        return f"Generator(seed={self.seed}, backend={self.backend!r}, device={self.device!r})"
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _dtype(self, dtype: Any, default: str) -> Any:
+        if dtype is None:
+            dtype = default
+        return getattr(self.xp, dtype) if isinstance(dtype, str) else dtype
+
+    def _wrap(self, a: np.ndarray) -> Any:
+        if self.backend == "numpy":
+            return a
+        if self.device is not None:
+            return self.xp.asarray(a, device=self.device)
+        return self.xp.asarray(a)
+
+    @staticmethod
+    def _shape(shape: int | Sequence[int]) -> tuple[int, ...]:
+        return (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+
+    def _np_name(self, dt: Any) -> str:
+        for name in ("float32", "float64", "complex64", "complex128"):
+            if dt == getattr(self.xp, name):
+                return name
+        raise ValueError(f"dtype={dt!r}: expected a floating dtype of backend {self.backend!r}")
+
+    # -- distributions -------------------------------------------------------------------------
+    def uniform(self, shape: int | Sequence[int], low: float = 0.0, high: float = 1.0, dtype: Any = None) -> Any:
+        """Uniform numbers in ``[low, high)``."""
+        shape = self._shape(shape)
+        dt = self._dtype(dtype, "float64")
+        name = self._np_name(dt)
+        if self.backend == "torch":
+            import torch
+
+            u = torch.rand(shape, generator=self._gen, dtype=dt, device=self._torch_device)
+            return low + (high - low) * u
+        if self.backend == "cupy":
+            return low + (high - low) * self._gen.random(shape, dtype=name)
+        return self._wrap((low + (high - low) * self._gen.random(shape)).astype(name))
+
+    def normal(self, shape: int | Sequence[int], dtype: Any = None, mean: float = 0.0, std: float = 1.0) -> Any:
+        """Real Gaussian numbers with the given mean and standard deviation."""
+        shape = self._shape(shape)
+        dt = self._dtype(dtype, "float64")
+        name = self._np_name(dt)
+        if name.startswith("complex"):
+            raise ValueError("normal(): use complex_normal() for complex dtypes")
+        if self.backend == "torch":
+            import torch
+
+            z = torch.randn(shape, generator=self._gen, dtype=dt, device=self._torch_device)
+            return mean + std * z
+        if self.backend == "cupy":
+            return mean + std * self._gen.standard_normal(shape, dtype=name)
+        return self._wrap((mean + std * self._gen.standard_normal(shape)).astype(name))
+
+    def complex_normal(self, shape: int | Sequence[int], dtype: Any = None) -> Any:
+        """Complex Gaussian numbers with density ``exp(-|z|^2)/pi`` (so ``E|z|^2 = 1``)."""
+        dt = self._dtype(dtype, "complex128")
+        name = self._np_name(dt)
+        real = {"complex64": "float32", "complex128": "float64"}.get(name)
+        if real is None:
+            raise ValueError(f"complex_normal(): dtype={dtype!r} is not complex")
+        s = math.sqrt(0.5)
+        re = self.normal(shape, dtype=real, std=s)
+        im = self.normal(shape, dtype=real, std=s)
+        return self.xp.astype(re, dt) + self.xp.astype(im, dt) * 1j
+
+    def integers(self, low: int, high: int, shape: int | Sequence[int]) -> Any:
+        """Integers uniform in ``[low, high)`` (int64)."""
+        shape = self._shape(shape)
+        if high <= low:
+            raise ValueError(f"integers(): expected low < high, got low={low}, high={high}")
+        if self.backend == "torch":
+            import torch
+
+            return torch.randint(low, high, shape, generator=self._gen, device=self._torch_device)
+        if self.backend == "cupy":
+            return self._gen.integers(low, high, size=shape)
+        return self._wrap(self._gen.integers(low, high, size=shape, dtype=np.int64))
+
+    def spawn(self, n: int) -> list["Generator"]:
+        """``n`` independent generators derived deterministically from this one's seed."""
+        seeds = np.random.SeedSequence(self.seed).spawn(n)
+        return [Generator(int(s.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)), self.backend, self.device) for s in seeds]
+
+
+def rng(seed: int, backend: str | None = None, device: Any = None) -> Generator:
+    """An explicit random generator for ``backend`` on ``device`` (see :class:`Generator`).
+
+    Examples
+    --------
+    >>> from latticekit.backends import rng
+    >>> a = rng(5).normal((3,)); b = rng(5).normal((3,))
+    >>> bool((a == b).all())
+    True
+    """
+    return Generator(seed, backend=backend, device=device)

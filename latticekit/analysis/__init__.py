@@ -1,0 +1,32 @@
+"""Statistical analysis of Monte Carlo measurements (host side, NumPy/SciPy).
+
+Inputs may be arrays of any supported backend; they are converted to host
+NumPy arrays at entry (through :func:`latticekit.backends.to_numpy`). Monte
+Carlo time (the sample index) is always the **last** axis; leading axes are
+batch axes analysed independently.
+"""
+
+from .acceptance import AcceptanceSummary, acceptance_summary
+from .autocorrelation import GammaResult, autocovariance, gamma_method
+from .blocking import BlockingResult, bin_series, blocking_analysis
+from .ess import ReweightResult, ess, ess_absolute, log_weights, reweight
+from .resampling import ResamplingResult, bootstrap, jackknife
+
+__all__ = [
+    "AcceptanceSummary",
+    "BlockingResult",
+    "GammaResult",
+    "ResamplingResult",
+    "ReweightResult",
+    "acceptance_summary",
+    "autocovariance",
+    "bin_series",
+    "blocking_analysis",
+    "bootstrap",
+    "ess",
+    "ess_absolute",
+    "gamma_method",
+    "jackknife",
+    "log_weights",
+    "reweight",
+]
