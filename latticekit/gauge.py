@@ -1,0 +1,96 @@
+"""Gauge fields as a whole: construction, validation and gauge transformations.
+
+A gauge field has shape ``(*B, Nd, *G, L0, ..., L_{Nd-1})`` (DESIGN.md); ``U[..., mu, ...]`` is the
+link ``U_mu(x)`` from ``x`` to ``x + mu``. Gauge transformations act as
+``U_mu(x) -> Omega(x) U_mu(x) Omega(x + mu)^dagger`` and ``psi(x) -> Omega(x) psi(x)``.
+
+Examples
+--------
+>>> import latticekit as lk
+>>> from latticekit.gauge import random_gauge_field, gauge_transform
+>>> lat = lk.Lattice((4, 4)); G = lk.SU(2); rng = lk.backends.rng(0)
+>>> U = random_gauge_field(G, lat, rng, batch_shape=(3,))
+>>> U.shape
+(3, 2, 2, 2, 4, 4)
+>>> Om = G.random(rng, (3,), lat.shape)
+>>> gauge_transform(U, Om, G, lat).shape
+(3, 2, 2, 2, 4, 4)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from latticekit.backends import Generator, array_namespace
+from latticekit.groups import Group
+from latticekit.lattice import Lattice
+
+__all__ = [
+    "check_gauge_field",
+    "cold_gauge_field",
+    "gauge_transform",
+    "gauge_transform_matter",
+    "link",
+    "random_gauge_field",
+    "stack_links",
+]
+
+
+def check_gauge_field(U: Any, group: Group, lattice: Lattice, name: str = "U", unitarity: bool = False,
+                      tol: float | None = None) -> None:
+    """Validate the shape ``(*B, Nd, *G, *L)`` (and optionally unitarity) of a gauge field."""
+    lattice.check(U, name, inner=(lattice.nd,) + tuple(group.element_shape))
+    if unitarity:
+        group.check(U, nd=lattice.nd, name=name, tol=tol)
+
+
+def link(U: Any, mu: int, group: Group, lattice: Lattice) -> Any:
+    """The links ``U_mu(x)``, shape ``(*B, *G, *L)``."""
+    k = U.ndim - lattice.nd - len(group.element_shape) - 1
+    return U[(slice(None),) * k + (mu, ...)]
+
+
+def stack_links(links: Sequence[Any], group: Group, lattice: Lattice) -> Any:
+    """Inverse of :func:`link`: stack ``[U_0, ..., U_{Nd-1}]`` into a gauge field."""
+    xp = array_namespace(*links)
+    return xp.stack(list(links), axis=-lattice.nd - len(group.element_shape) - 1)
+
+
+def cold_gauge_field(group: Group, lattice: Lattice, batch_shape: Sequence[int] = (), *, backend: str | None = None,
+                     device: Any = None, precision: Any = "double") -> Any:
+    """The unit gauge field (all links 1)."""
+    return group.identity(tuple(batch_shape) + (lattice.nd,), lattice.shape, backend=backend, device=device,
+                          precision=precision)
+
+
+def random_gauge_field(group: Group, lattice: Lattice, rng: Generator, batch_shape: Sequence[int] = (), *,
+                       precision: Any = "double") -> Any:
+    """Independent Haar-random links (a 'hot start')."""
+    return group.random(rng, tuple(batch_shape) + (lattice.nd,), lattice.shape, precision=precision)
+
+
+def gauge_transform(U: Any, Omega: Any, group: Group, lattice: Lattice) -> Any:
+    """``U_mu(x) -> Omega(x) U_mu(x) Omega(x + mu)^dagger`` for ``Omega`` of shape ``(*B, *G, *L)``."""
+    check_gauge_field(U, group, lattice)
+    lattice.check(Omega, "Omega", inner=tuple(group.element_shape))
+    nd = lattice.nd
+    out = []
+    for mu in range(nd):
+        Um = link(U, mu, group, lattice)
+        out.append(group.mul(Omega, group.mul_adj(Um, lattice.shift(Omega, mu, +1), nd=nd), nd=nd))
+    return stack_links(out, group, lattice)
+
+
+def gauge_transform_matter(psi: Any, Omega: Any, group: Group, lattice: Lattice) -> Any:
+    """``psi(x) -> Omega(x) psi(x)`` for colour vectors ``psi`` of shape ``(*B, [Ns,] N, *L)``.
+
+    Any axes between the batch and the colour axis (e.g. spin) are broadcast over.
+    """
+    lattice.check(Omega, "Omega", inner=tuple(group.element_shape))
+    xp = array_namespace(psi, Omega)
+    nd = lattice.nd
+    extra = psi.ndim - nd - 1 - (Omega.ndim - nd - len(group.element_shape))
+    Om = Omega
+    for _ in range(max(extra, 0)):
+        Om = xp.expand_dims(Om, axis=Om.ndim - nd - len(group.element_shape))
+    return group.act(Om, psi, nd=nd)
