@@ -68,8 +68,9 @@ def as_generator(rng: Any, name: str = "rng") -> np.random.Generator:
 
     Parameters
     ----------
-    rng : numpy.random.Generator, int, or numpy.random.SeedSequence
-        Explicit source of randomness. ``None`` is rejected on purpose: every
+    rng : numpy.random.Generator, int, numpy.random.SeedSequence, or latticekit Generator
+        Explicit source of randomness (a ``latticekit.backends.rng(seed)`` generator of
+        any backend seeds a host NumPy stream). ``None`` is rejected on purpose: every
         random function in latticekit takes an explicit seed or generator.
 
     Examples
@@ -84,10 +85,12 @@ def as_generator(rng: Any, name: str = "rng") -> np.random.Generator:
         raise TypeError(f"{name}: expected a numpy.random.Generator or an integer seed, got bool")
     if isinstance(rng, (int, np.integer, np.random.SeedSequence)):
         return np.random.default_rng(rng)
-    # generator-like wrappers (e.g. a host generator from latticekit.backends.rng)
-    inner = getattr(rng, "generator", None)
-    if isinstance(inner, np.random.Generator):
-        return inner
+    # a latticekit.backends.rng(...) Generator (any backend): seed a host stream from it
+    # through its public integers() method; this advances it, so results stay reproducible
+    # for the same seed and sequence of calls.
+    if callable(getattr(rng, "integers", None)) and hasattr(rng, "backend"):
+        seed = to_host(rng.integers(0, 2**62, (2,)), name).astype(np.int64)
+        return np.random.default_rng([int(v) for v in seed])
     raise TypeError(
         f"{name}: expected a numpy.random.Generator or an integer seed, got "
         f"{type(rng).__name__}"

@@ -188,12 +188,13 @@ def bootstrap(
     sums = np.zeros(mean.shape + (n_boot,), dtype=np.result_type(mean.dtype, np.float64))
     for x in bins:
         nb = x.shape[-1]
-        p = np.full(nb, 1.0 / nb)
         chunk = max(1, _CHUNK_ENTRIES // nb)
         for start in range(0, n_boot, chunk):
-            stop = min(n_boot, start + chunk)
-            counts = gen.multinomial(nb, p, size=stop - start).astype(np.float64)  # (c, nb)
-            sums[..., start:stop] += x @ counts.T
+            c = min(n_boot, start + chunk) - start
+            # draw nb bins with replacement per sample; count multiplicities (c, nb)
+            idx = gen.integers(0, nb, size=(c, nb)) + (np.arange(c) * nb)[:, None]
+            counts = np.bincount(idx.ravel(), minlength=c * nb).reshape(c, nb).astype(np.float64)
+            sums[..., start : start + c] += x @ counts.T
     means = sums / k
     batch = mean.shape if func is None else mean.shape[1:]
     value = _apply(func, mean, batch)
