@@ -1,0 +1,319 @@
+"""Shared host-side helpers of latticekit.io: metadata, checks, atomic writes, numpy observables.
+
+Everything here works on NumPy arrays on the host (io/ is allowed to name numpy, DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from latticekit.groups import Group, SUGroup, U1Group, group_from_name
+from latticekit.lattice import Lattice
+
+from .errors import IOFormatError
+
+__all__ = ["Check", "FieldMeta"]
+
+#: largest per-link unitarity defect (||U^dag U - 1||_F + |det U - 1|) accepted when reading
+READ_UNITARITY_TOL = {"double": 1e-8, "single": 5e-5}
+#: largest defect accepted when writing (the data must already be group elements)
+WRITE_UNITARITY_TOL = {"double": 1e-9, "single": 1e-4}
+#: agreement required between a header plaquette / link trace and the value computed from the data
+HEADER_VALUE_TOL = {"double": 1e-6, "single": 1e-5}
+
+
+@dataclass
+class Check:
+    """Outcome of one verification (checksum or header value).
+
+    Examples
+    --------
+    >>> Check("NERSC CHECKSUM", "b379560a", "b379560a", True).ok
+    True
+    """
+
+    name: str
+    stored: Any
+    computed: Any
+    ok: bool
+    labels: tuple[str, str] = ("stored", "computed")
+
+    def __str__(self) -> str:
+        a, b = self.labels
+        return f"{self.name}: {'ok' if self.ok else 'MISMATCH'} ({a} {self.stored}, {b} {self.computed})"
+
+
+@dataclass
+class FieldMeta:
+    """What a reader learned about a file.
+
+    Attributes
+    ----------
+    format : str
+        ``"nersc"``, ``"ildg"``, ``"openqcd"`` or ``"hdf5"``.
+    path : str
+        The file read.
+    lattice : tuple of int
+        Library lattice shape ``(L0, L1, L2, L3)`` = ``(Lt, Lx, Ly, Lz)`` (direction 0 is time).
+    group : str
+        Group name, e.g. ``"SU(3)"``.
+    precision : str
+        ``"double"`` or ``"single"`` (of the data in the file).
+    endianness : str
+        ``"big"`` or ``"little"`` (``"native"`` for HDF5).
+    header : dict
+        Header values as stored (NERSC key/values, ILDG XML fields, LIME record list, ...).
+    checks : list of Check
+        Every verification performed (checksums, header plaquette/link trace), with outcome.
+    plaquette : float or None
+        Average plaquette ``(1/N) Re tr P`` computed from the data (None when not verified).
+    link_trace : float or None
+        Average ``(1/N) Re tr U`` over all links computed from the data.
+    inferred : str or None
+        How lattice/group/precision were inferred when the file does not state them.
+    extra : dict
+        Format-specific extras (e.g. HDF5 ensemble attributes).
+
+    Examples
+    --------
+    >>> m = FieldMeta(format="nersc", path="x", lattice=(4, 8, 8, 8), group="SU(3)", precision="double",
+    ...               endianness="big")
+    >>> m["lattice"], m.checks_ok
+    ((4, 8, 8, 8), True)
+    """
+
+    format: str
+    path: str
+    lattice: tuple[int, ...]
+    group: str
+    precision: str
+    endianness: str
+    header: dict[str, Any] = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+    plaquette: float | None = None
+    link_trace: float | None = None
+    inferred: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    @property
+    def checks_ok(self) -> bool:
+        """True when every performed check passed."""
+        return all(c.ok for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict view (JSON-friendly apart from header values)."""
+        return asdict(self)
+
+
+# -- argument normalisation ------------------------------------------------------------------------
+
+def as_group(group: Any, argname: str = "group") -> Group | None:
+    """Group object from a Group, a name ('SU3', 'SU(2)', 'U1') or None."""
+    if group is None or isinstance(group, Group):
+        return group
+    if isinstance(group, str):
+        return group_from_name(group)
+    raise TypeError(f"{argname}={group!r}: expected a latticekit Group or a name such as 'SU3'")
+
+
+def as_lattice(lattice: Any, argname: str = "lattice") -> tuple[int, ...] | None:
+    """Library lattice shape (tuple) from a Lattice, a sequence of extents, or None."""
+    if lattice is None:
+        return None
+    if isinstance(lattice, Lattice):
+        return tuple(lattice.shape)
+    try:
+        return tuple(Lattice(lattice).shape)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{argname}={lattice!r}: expected a Lattice or extents (Lt, Lx, Ly, Lz); {exc}") from None
+
+
+def precision_name(precision: Any, argname: str = "precision") -> str:
+    """'double' or 'single' from 'double'/64/'float64'/'single'/32/'float32'."""
+    key = str(precision).lower()
+    if key in ("double", "64", "float64", "f64", "complex128"):
+        return "double"
+    if key in ("single", "32", "float32", "f32", "complex64"):
+        return "single"
+    raise ValueError(f"{argname}={precision!r}: expected 'double' (64) or 'single' (32)")
+
+
+def endian_name(endian: Any, argname: str = "endian") -> str:
+    """'big' or 'little'."""
+    key = str(endian).lower()
+    if key in ("big", ">", "be", "ieee64big", "ieee32big"):
+        return "big"
+    if key in ("little", "<", "le"):
+        return "little"
+    raise ValueError(f"{argname}={endian!r}: expected 'big' or 'little'")
+
+
+def complex_file_dtype(precision: str, endian: str) -> np.dtype:
+    """The complex element dtype stored in a file."""
+    return np.dtype(("<" if endian == "little" else ">") + ("c16" if precision == "double" else "c8"))
+
+
+def real_file_dtype(precision: str, endian: str) -> np.dtype:
+    """The real element dtype stored in a file."""
+    return np.dtype(("<" if endian == "little" else ">") + ("f8" if precision == "double" else "f4"))
+
+
+def to_native(a: np.ndarray) -> np.ndarray:
+    """Contiguous, writeable, native-byte-order copy of ``a``."""
+    out = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+    if not out.flags.writeable or out is a:
+        out = out.copy()
+    return out
+
+
+def check_field(U: Any, group: Group, argname: str = "U", nd: int | None = 4) -> np.ndarray:
+    """Host copy of a gauge field with a checked shape ``(*B, Nd, *G, *L)`` (``nd`` lattice axes)."""
+    from latticekit.backends import to_numpy
+
+    a = to_numpy(U)
+    g = tuple(group.element_shape)
+    need = 1 + len(g) + (nd or 1)
+    if a.ndim < need:
+        raise ValueError(f"{argname} has shape {a.shape}; expected (*batch, Nd, {', '.join(map(str, g))}"
+                         f"{', ' if g else ''}<lattice axes>) for {group.name}")
+    if nd is not None:
+        lat_nd = nd
+    else:
+        lat_nd = a.ndim - 1 - len(g)
+    if a.shape[a.ndim - lat_nd - len(g) - 1] != lat_nd or tuple(a.shape[a.ndim - lat_nd - len(g):a.ndim - lat_nd]) != g:
+        raise ValueError(f"{argname} has shape {a.shape}; expected (*batch, {lat_nd}, "
+                         f"{', '.join(map(str, g))}{', ' if g else ''}<{lat_nd} lattice axes>) for {group.name}")
+    if isinstance(group, SUGroup) and not np.iscomplexobj(a):
+        raise TypeError(f"{argname} has dtype {a.dtype}; {group.name} links must be complex")
+    if isinstance(group, U1Group) and (np.iscomplexobj(a) or not np.issubdtype(a.dtype, np.floating)):
+        raise TypeError(f"{argname} has dtype {a.dtype}; U(1) links are real angles")
+    return a
+
+
+# -- numpy observables in the library layout (N, N, *L) ----------------------------------------
+
+def _mul(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Product of channels-first matrices ``(N, N, *L)`` (unrolled over the colour index)."""
+    N = A.shape[0]
+    out = A[:, 0:1] * B[0:1, :]
+    for j in range(1, N):
+        out = out + A[:, j:j + 1] * B[j:j + 1, :]
+    return out
+
+
+def plaquette_sum_np(U: np.ndarray) -> float:
+    """``sum_x sum_{mu<nu} Re tr P_{mu nu}(x)`` for one SU(N) field ``(Nd, N, N, *L)`` (periodic)."""
+    nd = U.shape[0]
+    tot = 0.0
+    for mu in range(nd):
+        for nu in range(mu + 1, nd):
+            ax_mu, ax_nu = 2 + mu, 2 + nu
+            A = _mul(U[mu], np.roll(U[nu], -1, axis=ax_mu))
+            B = _mul(U[nu], np.roll(U[mu], -1, axis=ax_nu))
+            tot += float(np.sum((A.real * B.real + A.imag * B.imag), dtype=np.float64))
+    return tot
+
+
+def average_plaquette_np(U: np.ndarray) -> float:
+    """``(1/N) Re tr P`` averaged over sites and planes for one SU(N) field ``(Nd, N, N, *L)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> U = np.broadcast_to(np.eye(3, dtype=complex)[None, :, :, None, None], (2, 3, 3, 2, 2))
+    >>> average_plaquette_np(np.array(U))
+    1.0
+    """
+    nd, N = U.shape[0], U.shape[1]
+    vol = int(np.prod(U.shape[3:]))
+    nplanes = nd * (nd - 1) // 2
+    return plaquette_sum_np(U) / (N * nplanes * vol)
+
+
+def average_link_trace_np(U: np.ndarray) -> float:
+    """``(1/N) Re tr U`` averaged over all links of ``(Nd, N, N, *L)``."""
+    N = U.shape[1]
+    tr = sum(U[:, i, i].real.astype(np.float64) for i in range(N))
+    return float(np.mean(tr)) / N
+
+
+def unitarity_defect_np(M: np.ndarray) -> float:
+    """Largest ``||M^dag M - 1||_F + |det M - 1|`` over matrices with the group axes LAST (..., N, N)."""
+    if M.size == 0:
+        return 0.0
+    N = M.shape[-1]
+    Md = M.astype(np.complex128, copy=False)
+    D = np.conj(np.swapaxes(Md, -1, -2)) @ Md - np.eye(N)
+    f = np.sqrt(np.sum(D.real ** 2 + D.imag ** 2, axis=(-2, -1)))
+    det = np.linalg.det(Md)
+    d = f + np.abs(det - 1.0)
+    if not np.all(np.isfinite(d)):
+        return float("inf")
+    return float(np.max(d))
+
+
+def unitarity_check(M: np.ndarray, precision: str) -> Check:
+    """Check that the group-last matrices ``M`` are SU(N) within the read tolerance of ``precision``."""
+    d = unitarity_defect_np(M)
+    tol = READ_UNITARITY_TOL[precision]
+    return Check("unitarity: max ||U^dag U - 1||_F + |det U - 1| over all links", f"{tol:.0e}", f"{d:.2e}",
+                 bool(d <= tol), ("tolerance", "found"))
+
+
+def check_value(name: str, stored: float, computed: float, precision: str) -> Check:
+    """Compare a stored header value with the computed one (absolute tolerance by precision)."""
+    ok = bool(np.isfinite(stored) and abs(stored - computed) <= HEADER_VALUE_TOL[precision])
+    return Check(name, stored, computed, ok)
+
+
+def raise_failed(meta: FieldMeta) -> None:
+    """Raise IOFormatError for the first failed check of ``meta``."""
+    for c in meta.checks:
+        if not c.ok:
+            raise IOFormatError(f"stored {c.stored}, computed {c.computed} (pass verify=False to read anyway)",
+                                meta.path, c.name)
+
+
+# -- atomic writes ---------------------------------------------------------------------------------
+
+def atomic_write(path: Any, write: Callable[[Any], None] | bytes | Sequence[bytes]) -> None:
+    """Write a file atomically: temporary file in the same folder, fsync, then ``os.replace``.
+
+    ``write`` is bytes, a sequence of byte chunks, or a callable receiving the open binary file.
+    A killed writer leaves at most a stray temporary file, never a half-written ``path``.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(write):
+                write(f)
+            elif isinstance(write, (bytes, bytearray, memoryview)):
+                f.write(write)
+            else:
+                for chunk in write:
+                    f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_bytes(path: Any) -> bytes:
+    """Whole file as bytes (OSError propagates unchanged)."""
+    with open(os.fspath(path), "rb") as f:
+        return f.read()

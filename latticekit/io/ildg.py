@@ -1,0 +1,347 @@
+"""ILDG gauge configurations in LIME containers, with SciDAC checksums.
+
+Records read (all optional except the binary data):
+
+``ildg-format``       XML ``<ildgFormat>`` with ``field`` (``su3gauge``), ``precision`` (32/64), ``lx ly lz lt``.
+``ildg-binary-data``  the links, big-endian, in file order (:mod:`latticekit.io.layout`).
+``ildg-data-lfn``     the logical file name (kept in ``meta.header``).
+``scidac-checksum``   XML with ``suma``/``sumb`` (verified, see :func:`scidac_checksum`).
+``xlf-info``          tmLQCD text; its ``plaquette = ...`` line (normalised to 1) is verified.
+
+Files holding only ``ildg-binary-data`` are read when the caller states the lattice and the group;
+when only one or none of them is given, they are inferred from the payload size where exactly one
+reading exists among hypercubic ``L^4`` lattices (or the stated lattice), SU(2)/SU(3) (or the stated
+group) and 32/64-bit precision; ``meta.inferred`` says so. Unitarity is then checked as evidence.
+
+Written files: message 1 ``xlf-info`` (plaquette), message 2 ``ildg-format``, ``ildg-binary-data``,
+``scidac-checksum``, message 3 ``ildg-data-lfn``. SU(2) is written with ``field = su2gauge``
+(ILDG only standardises ``su3gauge``); U(1) is refused (use HDF5). ILDG data are always big-endian.
+
+Examples
+--------
+>>> import os, tempfile
+>>> import latticekit as lk
+>>> from latticekit.io.ildg import read_ildg, write_ildg
+>>> U = lk.SU(3).random(lk.backends.rng(0), (4,), (2, 2, 2, 2))
+>>> path = os.path.join(tempfile.mkdtemp(), "cfg.lime")
+>>> write_ildg(path, U, lk.SU(3))
+>>> V, meta = read_ildg(path)
+>>> bool(abs(V - U).max() == 0), [c.name for c in meta.checks if c.ok][:2]
+(True, ['SciDAC checksum suma', 'SciDAC checksum sumb'])
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import xml.etree.ElementTree as ET
+import zlib
+from typing import Any, Mapping
+
+import numpy as np
+
+from latticekit.groups import SUGroup
+
+from ._common import (
+    WRITE_UNITARITY_TOL,
+    Check,
+    FieldMeta,
+    as_group,
+    as_lattice,
+    average_link_trace_np,
+    average_plaquette_np,
+    check_field,
+    check_value,
+    complex_file_dtype,
+    endian_name,
+    precision_name,
+    raise_failed,
+    read_bytes,
+    unitarity_check,
+    unitarity_defect_np,
+)
+from .errors import IOFormatError
+from .layout import file_dims_from_lattice, file_to_library, lattice_from_file_dims, library_to_file
+from .lime import parse_lime, write_lime
+
+__all__ = ["infer_ildg_layout", "read_ildg", "scidac_checksum", "write_ildg"]
+
+
+def _rotl(c: int, r: int) -> int:
+    return ((c << r) | (c >> (32 - r))) & 0xFFFFFFFF if r else c
+
+
+def scidac_checksum(payload: bytes | memoryview, volume: int) -> tuple[int, int]:
+    """SciDAC ``(suma, sumb)`` of binary data holding ``volume`` equally sized sites in file order.
+
+    For the site of rank ``r`` (lexicographic index, x fastest) with CRC32 ``c`` of its bytes:
+    ``suma ^= rotl32(c, r % 29)`` and ``sumb ^= rotl32(c, r % 31)``.
+
+    Examples
+    --------
+    >>> [f"{s:08x}" for s in scidac_checksum(b"\\x00" * 8, 2)]
+    ['63cd6124', '63cd6124']
+    >>> scidac_checksum(b"abc", 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: payload of 3 bytes does not split into 2 equal sites
+    """
+    mv = memoryview(payload)
+    n = len(mv)
+    if volume < 1 or n % volume:
+        raise ValueError(f"payload of {n} bytes does not split into {volume} equal sites")
+    s = n // volume
+    a = b = 0
+    crc = zlib.crc32
+    for r in range(volume):
+        c = crc(mv[r * s:(r + 1) * s])
+        a ^= _rotl(c, r % 29)
+        b ^= _rotl(c, r % 31)
+    return a, b
+
+
+def _xml_fields(text: str, path: Any, check: str) -> dict[str, str]:
+    try:
+        root = ET.fromstring(text.strip().strip("\x00").strip())
+    except ET.ParseError as exc:
+        raise IOFormatError(f"XML does not parse ({exc})", path, check) from None
+    out = {}
+    for el in root.iter():
+        tag = el.tag.rsplit("}", 1)[-1]
+        if el is not root and el.text is not None:
+            out[tag] = el.text.strip()
+    return out
+
+
+def _site_bytes(N: int, bits: int) -> int:
+    return 4 * N * N * 2 * bits // 8
+
+
+def infer_ildg_layout(nbytes: int, lattice: Any = None, group: Any = None) -> list[tuple[tuple[int, ...], int, int]]:
+    """All readings ``(library lattice, N, bits)`` of a binary payload of ``nbytes`` bytes.
+
+    Candidates: the stated lattice or hypercubic ``L^4``; the stated group or SU(2), SU(3); 32 or 64 bits.
+
+    Examples
+    --------
+    >>> infer_ildg_layout(65536)
+    [((4, 4, 4, 4), 2, 64)]
+    >>> infer_ildg_layout(2359296, group="SU3")
+    [((8, 8, 8, 8), 3, 64)]
+    """
+    g = as_group(group)
+    lat = as_lattice(lattice)
+    Ns = [g.N] if isinstance(g, SUGroup) else [2, 3]
+    out = []
+    for N in Ns:
+        for bits in (64, 32):
+            s = _site_bytes(N, bits)
+            if lat is not None:
+                if int(np.prod(lat)) * s == nbytes:
+                    out.append((tuple(lat), N, bits))
+            elif nbytes % s == 0 and nbytes > 0:
+                V = nbytes // s
+                L = int(round(V ** 0.25))
+                for c in (L - 1, L, L + 1):
+                    if c >= 1 and c ** 4 == V:
+                        out.append(((c, c, c, c), N, bits))
+    return out
+
+
+def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> tuple[np.ndarray, FieldMeta]:
+    records = parse_lime(data, path)
+    byname: dict[str, Any] = {}
+    for r in records:
+        byname.setdefault(r.type, r)
+    header: dict[str, Any] = {"records": [r.type for r in records]}
+    if "ildg-binary-data" not in byname:
+        raise IOFormatError(f"no ildg-binary-data record (records: {header['records']})", path, "ILDG records")
+    g = as_group(group)
+    if g is not None and not isinstance(g, SUGroup):
+        raise IOFormatError(f"ILDG files hold SU(N) matrices, expected group={g.name}", path, "group")
+    want_lat = as_lattice(lattice)
+    if want_lat is not None and len(want_lat) != 4:
+        raise ValueError(f"lattice={lattice!r}: ILDG files hold 4D lattices (Lt, Lx, Ly, Lz)")
+    binrec = byname["ildg-binary-data"]
+    payload = binrec.data
+    inferred = None
+    if "ildg-format" in byname:
+        fx = _xml_fields(byname["ildg-format"].text, path, "ildg-format XML")
+        header["ildg-format"] = fx
+        m = re.fullmatch(r"su(\d+)gauge", fx.get("field", "").strip().lower())
+        if m is None or int(m.group(1)) < 2:
+            raise IOFormatError(f"field = {fx.get('field')!r}; expected su3gauge (or su2gauge)", path, "ildg-format")
+        N = int(m.group(1))
+        try:
+            bits = int(fx["precision"])
+            dims = tuple(int(fx[k]) for k in ("lx", "ly", "lz", "lt"))
+        except (KeyError, ValueError):
+            raise IOFormatError(f"needs integer precision, lx, ly, lz, lt; got {fx}", path, "ildg-format") from None
+        if bits not in (32, 64):
+            raise IOFormatError(f"precision = {bits}; expected 32 or 64", path, "ildg-format")
+        if not all(1 <= d <= 1 << 20 for d in dims):
+            raise IOFormatError(f"lattice extents {dims} out of range", path, "ildg-format")
+        lat = lattice_from_file_dims(*dims)
+        if want_lat is not None and tuple(want_lat) != lat:
+            raise IOFormatError(f"file lattice (Lt, Lx, Ly, Lz) = {lat}, expected lattice={tuple(want_lat)}", path,
+                                "lattice")
+        if g is not None and g.N != N:
+            raise IOFormatError(f"file holds SU({N}) links ({fx.get('field')}), expected group={g.name}", path, "group")
+    else:
+        cands = infer_ildg_layout(len(payload), want_lat, g)
+        stated = ", ".join(s for s, v in (("lattice", want_lat), ("group", g)) if v is not None) or "nothing"
+        if len(cands) != 1:
+            what = "no" if not cands else f"{len(cands)} ({cands})"
+            raise IOFormatError(f"no ildg-format record and {what} consistent readings of the {len(payload)}-byte "
+                                f"payload (caller stated {stated}); pass lattice= and group=", path, "ILDG layout")
+        lat, N, bits = cands[0]
+        inferred = (f"no ildg-format record: lattice {lat}, SU({N}), {bits}-bit from the {len(payload)}-byte payload "
+                    f"(caller stated {stated}; the only consistent reading)")
+    precision = "double" if bits == 64 else "single"
+    vol = int(np.prod(lat))
+    cdt = complex_file_dtype(precision, "big")
+    need = vol * _site_bytes(N, bits)
+    if len(payload) != need:
+        raise IOFormatError(f"ildg-binary-data has {len(payload)} bytes; SU({N}) {bits}-bit on {lat} needs {need} "
+                            f"({'truncated' if len(payload) < need else 'trailing data'})", path, "ILDG payload size")
+    dims = file_dims_from_lattice(lat)
+    F = np.frombuffer(payload, dtype=cdt).reshape((dims[3], dims[2], dims[1], dims[0], 4, N, N))
+    if not np.all(np.isfinite(F)):
+        raise IOFormatError("binary data contain NaN or infinite numbers", path, "ILDG payload")
+    meta = FieldMeta(format="ildg", path=str(path), lattice=lat, group=f"SU({N})", precision=precision,
+                     endianness="big", header=header, inferred=inferred)
+    if "ildg-data-lfn" in byname:
+        header["ildg-data-lfn"] = byname["ildg-data-lfn"].text
+    if "xlf-info" in byname:
+        header["xlf-info"] = byname["xlf-info"].text
+    for r in records:
+        if r.type not in ("ildg-binary-data", "ildg-format", "ildg-data-lfn", "xlf-info", "scidac-checksum") \
+                and len(r.data) <= 1 << 16:
+            header.setdefault(r.type, r.text)
+    if verify:
+        if "scidac-checksum" in byname:
+            cx = _xml_fields(byname["scidac-checksum"].text, path, "scidac-checksum XML")
+            header["scidac-checksum"] = cx
+            try:
+                sa, sb = int(cx["suma"], 16), int(cx["sumb"], 16)
+            except (KeyError, ValueError):
+                raise IOFormatError(f"needs hexadecimal suma and sumb; got {cx}", path, "scidac-checksum") from None
+            ca, cb = scidac_checksum(payload, vol)
+            meta.checks.append(Check("SciDAC checksum suma", f"{sa:08x}", f"{ca:08x}", sa == ca))
+            meta.checks.append(Check("SciDAC checksum sumb", f"{sb:08x}", f"{cb:08x}", sb == cb))
+        meta.checks.append(unitarity_check(F, precision))
+    U = file_to_library(F)
+    if verify:
+        meta.plaquette = average_plaquette_np(U)
+        meta.link_trace = average_link_trace_np(U)
+        if "xlf-info" in header:
+            m = re.search(r"plaquette\s*=\s*([-+0-9.eEinfa]+)", header["xlf-info"])
+            if m is not None:
+                try:
+                    stored = float(m.group(1))
+                except ValueError:
+                    raise IOFormatError(f"plaquette = {m.group(1)!r} is not a number", path, "xlf-info") from None
+                meta.checks.append(check_value("xlf-info plaquette", stored, meta.plaquette, precision))
+    return U, meta
+
+
+def read_ildg(path: Any, *, lattice: Any = None, group: Any = None, verify: bool = True,
+              strict: bool = True) -> tuple[np.ndarray, FieldMeta]:
+    """Read an ILDG/LIME file into a host array in the library layout ``(4, N, N, Lt, Lx, Ly, Lz)``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    lattice : Lattice or sequence of int, optional
+        Library lattice ``(Lt, Lx, Ly, Lz)``: checked against ``ildg-format``, or used to read files
+        without one.
+    group : Group or str, optional
+        Group: checked against ``ildg-format``, or used to read files without one.
+    verify : bool
+        Verify the SciDAC checksum, the xlf-info plaquette and unitarity.
+    strict : bool
+        With ``verify``, raise IOFormatError on the first failed check (``False``: only record it).
+
+    Returns
+    -------
+    U : numpy.ndarray
+        complex128 or complex64, native byte order, C-contiguous.
+    meta : FieldMeta
+
+    Examples
+    --------
+    See the module docstring.
+    """
+    data = read_bytes(path)
+    U, meta = _decode(data, path, lattice, group, verify)
+    if verify and strict:
+        raise_failed(meta)
+    return U, meta
+
+
+def write_ildg(path: Any, U: Any, group: Any, *, precision: Any = "double", endian: Any = "big",
+               lfn: str | None = None, meta: Mapping[str, Any] | None = None) -> None:
+    """Write one SU(N) gauge field as an ILDG file in LIME (atomically).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination.
+    U : array
+        Gauge field ``(4, N, N, Lt, Lx, Ly, Lz)`` of any backend.
+    group : Group or str
+        SU(N) (``su3gauge``; other N as ``su<N>gauge``).
+    precision : {'double', 'single'}
+        64 or 32 bits.
+    endian : {'big'}
+        ILDG binary data are big-endian; anything else is refused.
+    lfn : str, optional
+        Logical file name for ``ildg-data-lfn`` (default: the file name).
+    meta : mapping, optional
+        Extra ``key = value`` lines for the ``xlf-info`` record.
+
+    Examples
+    --------
+    See the module docstring.
+    """
+    g = as_group(group)
+    if not isinstance(g, SUGroup):
+        raise ValueError(f"group={g!r}: ILDG files hold SU(N) matrices; save U(1) fields with format='hdf5'")
+    prec = precision_name(precision)
+    if endian_name(endian) != "big":
+        raise ValueError(f"endian={endian!r}: ILDG binary data are big-endian by definition")
+    a = check_field(U, g, "U")
+    if a.ndim != 5 + 2:
+        raise ValueError(f"U has shape {a.shape}; ILDG files hold one 4D configuration (4, N, N, Lt, Lx, Ly, Lz)")
+    F = library_to_file(a)
+    d = unitarity_defect_np(F)
+    if not d <= WRITE_UNITARITY_TOL[prec]:
+        raise ValueError(f"U is not in {g.name}: largest defect {d:.3e} > {WRITE_UNITARITY_TOL[prec]:.0e}; "
+                         f"project the links (group.normalize) before saving")
+    cdt = complex_file_dtype(prec, "big")
+    payload = F.astype(cdt).tobytes()
+    back = file_to_library(np.frombuffer(payload, dtype=cdt).reshape(F.shape))
+    lat = tuple(a.shape[-4:])
+    lx, ly, lz, lt = file_dims_from_lattice(lat)
+    bits = 64 if prec == "double" else 32
+    fmt = ('<?xml version="1.0" encoding="UTF-8"?>\n<ildgFormat xmlns="http://www.lqcd.org/ildg"\n'
+           '            xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"\n'
+           '            xsi:schemaLocation="http://www.lqcd.org/ildg/filefmt.xsd">\n'
+           f"  <version>1.0</version>\n  <field>su{g.N}gauge</field>\n  <precision>{bits}</precision>\n"
+           f"  <lx>{lx}</lx>\n  <ly>{ly}</ly>\n  <lz>{lz}</lz>\n  <lt>{lt}</lt>\n</ildgFormat>")
+    sa, sb = scidac_checksum(payload, int(np.prod(lat)))
+    cks = ('<?xml version="1.0" encoding="UTF-8"?>\n<scidacChecksum>\n  <version>1.0</version>\n'
+           f"  <suma>{sa:08x}</suma>\n  <sumb>{sb:08x}</sumb>\n</scidacChecksum>")
+    info = f"plaquette = {average_plaquette_np(back):.15g}\n link_trace = {average_link_trace_np(back):.15g}\n"
+    info += " creator = latticekit\n"
+    for k, v in (meta or {}).items():
+        line = f" {k} = {v}\n"
+        if "\n" in str(k) + str(v) or str(k).strip().lower() == "plaquette":
+            raise ValueError(f"meta[{k!r}]: expected a single-line value other than the computed plaquette")
+        info += line
+    name = lfn if lfn is not None else os.path.basename(os.fspath(path))
+    write_lime(path, [[("xlf-info", info.encode("utf-8"))],
+                      [("ildg-format", fmt.encode("ascii")), ("ildg-binary-data", payload),
+                       ("scidac-checksum", cks.encode("ascii"))],
+                      [("ildg-data-lfn", name.encode("utf-8"))]])

@@ -1,0 +1,200 @@
+"""One entry point for every format: :func:`load` (with format sniffing) and :func:`save`.
+
+Readers decode bytes on the host with NumPy and hand the field to the requested backend and device
+through :func:`latticekit.backends.from_numpy` (zero copy for numpy and torch on the CPU).
+
+Examples
+--------
+>>> import os, tempfile
+>>> import latticekit as lk
+>>> from latticekit.io import load, save
+>>> U = lk.SU(3).random(lk.backends.rng(0), (4,), (2, 4, 4, 4))
+>>> d = tempfile.mkdtemp()
+>>> for fmt in ("nersc", "ildg", "openqcd", "hdf5"):
+...     save(os.path.join(d, "cfg." + fmt), U, lk.SU(3), format=fmt)
+>>> V, meta = load(os.path.join(d, "cfg.ildg"))
+>>> meta.format, meta.lattice, meta.group, bool((V == U).all())
+('ildg', (2, 4, 4, 4), 'SU(3)', True)
+>>> sniff_format(os.path.join(d, "cfg.openqcd"))
+'openqcd'
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any, Mapping
+
+import numpy as np
+
+from latticekit.backends import from_numpy
+
+from ._common import FieldMeta, as_group, as_lattice, endian_name
+from .errors import IOFormatError
+
+__all__ = ["FORMATS", "load", "save", "sniff_format"]
+
+#: formats known to :func:`load` and :func:`save`
+FORMATS = ("nersc", "ildg", "openqcd", "hdf5")
+_ALIASES = {"nersc": "nersc", "ildg": "ildg", "lime": "ildg", "scidac": "ildg", "openqcd": "openqcd",
+            "oqcd": "openqcd", "hdf5": "hdf5", "h5": "hdf5", "ensemble": "hdf5"}
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def format_name(fmt: Any, argname: str = "format") -> str:
+    """Canonical format name from a name or alias ('lime' -> 'ildg', 'h5' -> 'hdf5').
+
+    Examples
+    --------
+    >>> format_name("LIME")
+    'ildg'
+    """
+    key = str(fmt).strip().lower().replace("-", "").replace("_", "")
+    if key not in _ALIASES:
+        raise ValueError(f"{argname}={fmt!r}: expected one of {FORMATS}")
+    return _ALIASES[key]
+
+
+def sniff_format(path: Any) -> str:
+    """Recognise a file's format from its first bytes (and size, for openQCD).
+
+    Raises
+    ------
+    IOFormatError
+        No known format matches.
+
+    Examples
+    --------
+    See the module docstring.
+    """
+    path = os.fspath(path)
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head.startswith(b"BEGIN_HEADER"):
+        return "nersc"
+    if len(head) >= 4 and struct.unpack(">I", head[:4])[0] == 0x456789AB:
+        return "ildg"
+    if head.startswith(_HDF5_MAGIC):
+        return "hdf5"
+    if len(head) >= 24:
+        dims = struct.unpack("<4i", head[:16])
+        if all(2 <= n <= 1 << 16 and n % 2 == 0 for n in dims) and size == 24 + int(np.prod(dims)) * 576:
+            return "openqcd"
+    raise IOFormatError(f"not a NERSC, ILDG/LIME, openQCD or latticekit HDF5 file (first bytes {head[:16]!r}, "
+                        f"{size} bytes)", path, "format detection")
+
+
+def _read_host(path: Any, fmt: str | None, lattice: Any, group: Any, verify: bool, strict: bool,
+               index: Any = -1) -> tuple[np.ndarray, FieldMeta]:
+    """Decode a file on the host; every malformed-content error surfaces as IOFormatError."""
+    as_lattice(lattice)
+    as_group(group)
+    fmt = sniff_format(path) if fmt is None else format_name(fmt)
+    from .hdf5 import read_hdf5
+    from .ildg import read_ildg
+    from .nersc import read_nersc
+    from .openqcd import read_openqcd
+
+    reader = {"nersc": read_nersc, "ildg": read_ildg, "openqcd": read_openqcd, "hdf5": read_hdf5}[fmt]
+    kw: dict[str, Any] = {"index": index} if fmt == "hdf5" else {}
+    try:
+        return reader(path, lattice=lattice, group=group, verify=verify, strict=strict, **kw)
+    except (IOFormatError, FileNotFoundError, PermissionError, IsADirectoryError, IndexError):
+        raise
+    except (OSError, ValueError, KeyError, struct.error, OverflowError, UnicodeError, MemoryError) as exc:
+        raise IOFormatError(f"malformed {fmt} file ({type(exc).__name__}: {exc})", path, f"{fmt} structure") from exc
+
+
+def load(path: Any, *, format: str | None = None, lattice: Any = None, group: Any = None,
+         backend: str | None = None, device: Any = None, verify: bool = True,
+         index: int | slice = -1) -> tuple[Any, FieldMeta]:
+    """Read a gauge configuration from any supported file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    format : {'nersc', 'ildg', 'openqcd', 'hdf5'}, optional
+        Default: recognised from the file's first bytes (:func:`sniff_format`).
+    lattice : Lattice or sequence of int, optional
+        Library lattice ``(L0, L1, L2, L3) = (Lt, Lx, Ly, Lz)``: checked against the file, or used
+        for ILDG files without an ``ildg-format`` record.
+    group : Group or str, optional
+        Checked against the file, or used for ILDG files without a format record.
+    backend, device : optional
+        Where the field goes (default: the current default backend, see ``latticekit.backends.use``).
+    verify : bool
+        Verify checksums, header plaquette/link trace and unitarity; a failure raises IOFormatError.
+    index : int or slice
+        HDF5 ensembles only: which committed configuration(s) (default the last; a slice gives a batch).
+
+    Returns
+    -------
+    U : array
+        ``(Nd, *G, L0, ..., L3)`` in the library layout (direction 0 = time) on ``backend``/``device``.
+    meta : FieldMeta
+        Format, lattice, group, precision, endianness, header values and the outcome of every check.
+
+    Raises
+    ------
+    IOFormatError
+        Unrecognised, corrupt, truncated, wrong-lattice, wrong-group or non-unitary data, or a failed check.
+
+    Examples
+    --------
+    See the module docstring.
+    """
+    U, meta = _read_host(path, format, lattice, group, verify, True, index)
+    return from_numpy(U, backend=backend, device=device), meta
+
+
+def save(path: Any, U: Any, group: Any, *, format: str, precision: Any = "double", endian: str | None = None,
+         meta: Mapping[str, Any] | None = None) -> None:
+    """Write a gauge configuration (atomically: temporary file in the same folder, then rename).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination.
+    U : array
+        ``(4, *G, Lt, Lx, Ly, Lz)`` of any backend (HDF5: any Nd and optional batch axis).
+    group : Group or str
+        The gauge group (NERSC: SU(2)/SU(3); ILDG: SU(N); openQCD: SU(3); HDF5: any).
+    format : {'nersc', 'ildg', 'openqcd', 'hdf5'}
+        File format.
+    precision : {'double', 'single'}
+        Floating-point precision in the file (openQCD: double only).
+    endian : {'big', 'little'}, optional
+        Byte order; default the format's own (big for NERSC/ILDG, little for openQCD). ILDG is
+        big-endian and openQCD little-endian only; HDF5 ignores it.
+    meta : mapping, optional
+        NERSC: extra header fields; ILDG: extra xlf-info lines; HDF5: ensemble metadata (action,
+        action_params, sampler, sampler_params, seeds, observables, anything else).
+
+    Examples
+    --------
+    See the module docstring.
+    """
+    fmt = format_name(format)
+    g = as_group(group)
+    if g is None:
+        raise ValueError("group: required (a Group or a name such as 'SU3')")
+    if fmt == "hdf5":
+        from .hdf5 import write_hdf5
+
+        write_hdf5(path, U, g, precision=precision, meta=meta)
+        return
+    end = endian_name(endian) if endian is not None else ("little" if fmt == "openqcd" else "big")
+    if fmt == "nersc":
+        from .nersc import write_nersc
+
+        write_nersc(path, U, g, precision=precision, endian=end, meta=meta)
+    elif fmt == "ildg":
+        from .ildg import write_ildg
+
+        write_ildg(path, U, g, precision=precision, endian=end, meta=meta)
+    else:
+        from .openqcd import write_openqcd
+
+        write_openqcd(path, U, g, precision=precision, endian=end, meta=meta)

@@ -1,0 +1,162 @@
+"""HDF5 ensembles: metadata, appending, lazy reads, observables, and crash safety of the commit protocol."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import latticekit as lk
+from latticekit import backends
+from latticekit.io import Ensemble, IOFormatError, load, save
+
+h5py = pytest.importorskip("h5py")
+
+LAT2 = (4, 4)
+
+
+def _u1(seed: int) -> np.ndarray:
+    return lk.U1.random(backends.rng(seed), (2,), LAT2)
+
+
+def _make(path: Path, n: int) -> list[np.ndarray]:
+    fields = [_u1(k) for k in range(n)]
+    with Ensemble.create(path, lattice=lk.Lattice(LAT2), group=lk.U1, action="wilson", action_params={"beta": 2.5},
+                         sampler="hmc", sampler_params={"n_steps": 10, "dt": 0.1}, seeds=[1, 2, 3],
+                         metadata={"note": "test"}) as ens:
+        for k, U in enumerate(fields):
+            obs = {"plaq": 0.5 + k}
+            if k >= 1:
+                obs["topo"] = float(k)  # a new observable appearing later
+            assert ens.append(U, observables=obs, info={"traj": k, "seed": 100 + k}) == k
+    return fields
+
+
+def test_metadata_append_and_lazy_read(tmp_path: Path) -> None:
+    p = tmp_path / "e.h5"
+    fields = _make(p, 3)
+    with Ensemble.open(p) as ens:
+        assert len(ens) == 3 and ens.lattice == LAT2 and ens.group is lk.U1 and ens.precision == "double"
+        assert ens.action == "wilson" and ens.action_params == {"beta": 2.5}
+        assert ens.sampler == "hmc" and ens.sampler_params == {"dt": 0.1, "n_steps": 10}
+        assert ens.seeds == [1, 2, 3]
+        md = ens.metadata
+        assert md["software"].startswith("latticekit ") and md["metadata"] == {"note": "test"}
+        assert np.array_equal(ens[1], fields[1]) and np.array_equal(ens[-1], fields[2])
+        assert [np.array_equal(a, b) for a, b in zip(ens, fields)] == [True] * 3
+        assert ens.read(slice(0, 2)).shape == (2, 2) + LAT2
+        np.testing.assert_array_equal(ens.observable("plaq"), [0.5, 1.5, 2.5])
+        topo = ens.observable("topo")
+        assert np.isnan(topo[0]) and topo[1:].tolist() == [1.0, 2.0]
+        assert ens.info(2) == {"traj": 2, "seed": 102}
+        with pytest.raises(IndexError):
+            ens[3]
+        with pytest.raises(PermissionError):
+            ens.append(fields[0])
+    with Ensemble.open(p, "a") as ens:  # appendable after reopening
+        ens.append(fields[0], observables={"plaq": 9.0})
+        assert len(ens) == 4 and np.isnan(ens.observable("topo")[3])
+
+
+def test_su3_ensemble_and_backend_read(tmp_path: Path, bk) -> None:
+    p = tmp_path / "s.h5"
+    G = lk.SU(3)
+    U = G.random(backends.rng(0), (4,), (2, 2, 2, 2))
+    with Ensemble.create(p, lattice=(2, 2, 2, 2), group="SU3", precision="single") as ens:
+        ens.append(bk.asarray(U))
+        with pytest.raises(ValueError, match="shape"):
+            ens.append(U[:, :, :, :1])
+        with pytest.raises(ValueError, match="not in SU"):
+            ens.append(2 * U)
+    with Ensemble.open(p) as ens:
+        V = ens.read(0, backend=bk.name, device=bk.device)
+        assert backends.backend_name(V) == bk.name
+        assert np.array_equal(bk.to_numpy(V), U.astype(np.complex64))
+
+
+def test_uncommitted_slot_is_ignored_and_overwritten(tmp_path: Path) -> None:
+    p = tmp_path / "e.h5"
+    fields = _make(p, 2)
+    with Ensemble.open(p, "a") as ens:
+        ens._write_slot(2, _u1(99), {"plaq": 123.0, "new": 1.0}, {"traj": 99})  # written, never committed
+    with Ensemble.open(p) as ens:
+        assert len(ens) == 2
+        assert ens.observable("plaq").tolist() == [0.5, 1.5]
+        assert "new" in ens.observable_names and np.isnan(ens.observable("new")).all()
+        with pytest.raises(IndexError):
+            ens[2]
+    with Ensemble.open(p, "a") as ens:
+        ens.append(fields[0], observables={"plaq": 7.0})
+    with Ensemble.open(p) as ens:
+        assert len(ens) == 3 and np.array_equal(ens[2], fields[0]) and ens.observable("plaq")[2] == 7.0
+        assert np.isnan(ens.observable("new")[2])
+
+
+def test_killed_writer_leaves_committed_data_readable(tmp_path: Path) -> None:
+    p = tmp_path / "k.h5"
+    _make(p, 1)
+    script = textwrap.dedent(f"""
+        import os, numpy as np
+        import latticekit as lk
+        from latticekit.io import Ensemble
+        ens = Ensemble.open({str(p)!r}, "a")
+        for k in (1, 2):
+            ens.append(lk.U1.random(lk.backends.rng(k), (2,), (4, 4)), observables={{"plaq": 0.5 + k}})
+        ens._write_slot(3, np.full((2, 4, 4), 0.25), {{"plaq": -1.0}}, None)
+        os._exit(1)  # killed: no commit, no close
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    with Ensemble.open(p) as ens:
+        assert len(ens) == 3
+        for k in range(3):
+            assert np.array_equal(ens[k], _u1(k))
+        assert ens.observable("plaq").tolist() == [0.5, 1.5, 2.5]
+
+
+def test_reader_while_writer_holds_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "w.h5"
+    fields = _make(p, 1)
+    with Ensemble.open(p, "a") as writer:
+        writer.append(fields[0])
+        with Ensemble.open(p) as reader:
+            assert len(reader) == 2 and np.array_equal(reader[1], fields[0])
+
+
+def test_save_load_registry_hdf5(tmp_path: Path) -> None:
+    p = tmp_path / "b.h5"
+    batch = np.stack([_u1(k) for k in range(3)])
+    with pytest.raises(ValueError, match="both an unbatched field"):  # (3, 2, 4, 4): 3D field or 3 2D fields?
+        save(p, batch, lk.U1, format="hdf5")
+    save(p, batch, lk.U1, format="hdf5", meta={"action": "wilson", "observables": {"plaq": [1.0, 2.0, 3.0]},
+                                                "beta": 2.0, "lattice": LAT2})
+    U, meta = load(p)
+    assert np.array_equal(U, batch[-1]) and meta.lattice == LAT2 and meta.group == "U(1)"
+    assert meta.header["metadata"] == {"beta": 2.0} and meta.extra["n_committed"] == 3
+    B, _ = load(p, index=slice(None))
+    assert np.array_equal(B, batch)
+    V, _ = load(p, index=0)
+    assert np.array_equal(V, batch[0])
+    with pytest.raises(IOFormatError, match="lattice"):
+        load(p, lattice=(4, 8))
+    four = np.stack([_u1(k) for k in range(4)])  # (4, 2, 4, 4): unambiguous batch of 2D fields
+    save(p, four, "U1", format="hdf5")
+    assert np.array_equal(load(p, index=slice(None))[0], four)
+    with pytest.raises(FileExistsError):
+        Ensemble.create(p, lattice=LAT2, group="U1")
+
+
+def test_not_an_ensemble(tmp_path: Path) -> None:
+    p = tmp_path / "plain.h5"
+    with h5py.File(p, "w") as f:
+        f["x"] = np.arange(3)
+    with pytest.raises(IOFormatError, match="not a latticekit ensemble"):
+        load(p)
+    q = tmp_path / "garbage.h5"
+    q.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 100)
+    with pytest.raises(IOFormatError):
+        load(q)
