@@ -1,0 +1,305 @@
+"""Real scalar phi^4 theory: hopping form, (m^2, lambda) form, and the exact map between them.
+
+Hopping form (DESIGN.md), field ``phi`` (``phi_hop``)::
+
+    S_hop[phi] = sum_x [ (1 - 2 lam) phi_x^2 + lam phi_x^4 - 2 kappa sum_mu phi_x phi_{x+mu} ]
+
+This is ``sum_x [phi_x^2 + lam (phi_x^2 - 1)^2 - 2 kappa sum_mu phi_x phi_{x+mu}]`` minus the
+constant ``lam V``, which is dropped. ``lam = 0`` is the free field, ``lam -> inf`` the Ising model.
+
+(m^2, lambda) form of Albergo, Kanwar & Shanahan (PRD 100, 034515 (2019)), field ``phi_c``::
+
+    S_mass[phi_c] = sum_x [ sum_mu (1/2) (phi_c(x+mu) - phi_c(x))^2 + (m^2/2) phi_c^2 + lambda phi_c^4 ]
+                  = sum_x [ -sum_mu phi_c(x) phi_c(x+mu) + ((2 Nd + m^2) / 2) phi_c^2 + lambda phi_c^4 ]
+
+Conversion (exact).  Substitute ``phi_c = a phi_hop`` into ``S_mass`` and compare coefficients::
+
+    hopping term:  a^2              = 2 kappa
+    phi^2 term:    a^2 (2 Nd + m^2)/2 = 1 - 2 lam      =>  kappa (2 Nd + m^2) = 1 - 2 lam
+    phi^4 term:    a^4 lambda         = lam             =>  lam = 4 kappa^2 lambda
+
+so ``S_mass[sqrt(2 kappa) phi_hop] = S_hop[phi_hop]`` identically (no additive constant), with
+
+    from (kappa, lam):   m^2 = (1 - 2 lam) / kappa - 2 Nd,     lambda = lam / (4 kappa^2)
+    from (m^2, lambda):  8 lambda kappa^2 + (2 Nd + m^2) kappa - 1 = 0, the positive root
+                         kappa = 2 / ((2 Nd + m^2) + sqrt((2 Nd + m^2)^2 + 32 lambda))
+                         (kappa = 1 / (2 Nd + m^2) at lambda = 0),   lam = 4 kappa^2 lambda.
+
+(The tutorial code of Albergo et al., arXiv:2101.08176, uses the un-halved Gaussian part
+``sum_x [sum_mu (d phi)^2 + m^2 phi^2 + lambda phi^4]``; :mod:`latticekit.exact.phi4_conventions`
+converts that "unit" normalisation too. This module implements the halved form above.)
+
+Jacobian: ``d phi_c = (2 kappa)^{V/2} d phi_hop``, a field-independent constant, so expectation values
+agree; normalised densities differ by ``log Z_mass = log Z_hop + (V/2) log(2 kappa)``, i.e.
+``log p_mass(phi_c) = log p_hop(phi_hop) - (V/2) log(2 kappa)``.
+
+Examples
+--------
+>>> import numpy as np, latticekit as lk
+>>> lat = lk.Lattice((4, 4))
+>>> kappa, lam = hopping_from_mass(-4.0, 8.0, nd=2)
+>>> phi = lk.backends.rng(0).normal((4, 4))
+>>> a = np.sqrt(2 * kappa)
+>>> bool(np.isclose(phi4_action_mass(a * phi, lat, -4.0, 8.0), phi4_action(phi, lat, kappa, lam)))
+True
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from latticekit.backends import array_namespace
+from latticekit.lattice import Lattice
+
+__all__ = [
+    "Phi4Action",
+    "hopping_from_mass",
+    "mass_from_hopping",
+    "phi4_action",
+    "phi4_action_mass",
+    "phi4_force",
+    "phi4_force_mass",
+]
+
+
+def _check(phi: Any, lattice: Lattice) -> None:
+    if not isinstance(lattice, Lattice):
+        raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
+    lattice.check(phi, "phi")
+    xp = array_namespace(phi)
+    if not xp.isdtype(phi.dtype, "real floating"):
+        raise TypeError(f"phi has dtype {phi.dtype}; expected a real floating field (*B, *L)")
+
+
+def _finite(name: str, v: Any) -> None:
+    if isinstance(v, bool) or (isinstance(v, (int, float)) and not math.isfinite(float(v))):
+        raise ValueError(f"{name}={v!r}: expected a finite real number")
+    if isinstance(v, complex):
+        raise TypeError(f"{name}={v!r}: expected a real number")
+
+
+def _sites(lattice: Lattice) -> tuple[int, ...]:
+    return tuple(range(-lattice.nd, 0))
+
+
+def _neighbour_sum(phi: Any, lattice: Lattice) -> Any:
+    """``sum_mu phi(x + mu)`` (forward neighbours only)."""
+    acc = lattice.shift(phi, 0, +1)
+    for mu in range(1, lattice.nd):
+        acc = acc + lattice.shift(phi, mu, +1)
+    return acc
+
+
+def _both_neighbours(phi: Any, lattice: Lattice) -> Any:
+    """``sum_mu [phi(x + mu) + phi(x - mu)]``."""
+    acc = lattice.shift(phi, 0, +1) + lattice.shift(phi, 0, -1)
+    for mu in range(1, lattice.nd):
+        acc = acc + lattice.shift(phi, mu, +1) + lattice.shift(phi, mu, -1)
+    return acc
+
+
+def hopping_from_mass(m2: float, lam_cont: float, nd: int) -> tuple[float, float]:
+    """``(kappa, lam)`` of the hopping form equivalent to the (m^2, lambda) form (module docstring).
+
+    Examples
+    --------
+    >>> hopping_from_mass(0.5, 0.0, nd=2)
+    (0.2222222222222222, 0.0)
+    """
+    _finite("m2", m2)
+    _finite("lam_cont", lam_cont)
+    if not isinstance(nd, int) or nd < 1:
+        raise ValueError(f"nd={nd!r}: expected a positive integer number of dimensions")
+    if lam_cont < 0:
+        raise ValueError(f"lam_cont={lam_cont!r}: expected lambda >= 0 (the action is unbounded below otherwise)")
+    c = 2.0 * nd + float(m2)
+    if lam_cont == 0:
+        if c <= 0:
+            raise ValueError(f"m2={m2!r}: with lambda = 0 the free action needs m^2 > -2 Nd = {-2 * nd}")
+        kappa = 1.0 / c
+    else:
+        kappa = 2.0 / (c + math.sqrt(c * c + 32.0 * float(lam_cont)))
+    return kappa, 4.0 * kappa * kappa * float(lam_cont)
+
+
+def mass_from_hopping(kappa: float, lam: float, nd: int) -> tuple[float, float]:
+    """``(m^2, lambda)`` of the (m^2, lambda) form equivalent to the hopping form (module docstring).
+
+    Examples
+    --------
+    >>> m2, lc = mass_from_hopping(*hopping_from_mass(-4.0, 8.0, nd=2), nd=2)
+    >>> round(m2, 12), round(lc, 12)
+    (-4.0, 8.0)
+    """
+    _finite("kappa", kappa)
+    _finite("lam", lam)
+    if not isinstance(nd, int) or nd < 1:
+        raise ValueError(f"nd={nd!r}: expected a positive integer number of dimensions")
+    if not kappa > 0:
+        raise ValueError(f"kappa={kappa!r}: the conversion phi_c = sqrt(2 kappa) phi needs kappa > 0")
+    return (1.0 - 2.0 * lam) / kappa - 2.0 * nd, lam / (4.0 * kappa * kappa)
+
+
+def phi4_action(phi: Any, lattice: Lattice, kappa: float, lam: float) -> Any:
+    """Hopping-form action ``sum_x [(1-2 lam) phi^2 + lam phi^4 - 2 kappa sum_mu phi_x phi_{x+mu}]``.
+
+    Parameters
+    ----------
+    phi : array
+        Real field ``(*B, *L)``.
+    lattice : Lattice
+    kappa, lam : float
+        Hopping parameter and quartic coupling.
+
+    Returns
+    -------
+    array
+        ``(*B,)``.
+
+    Examples
+    --------
+    >>> import numpy as np, latticekit as lk
+    >>> lat = lk.Lattice((4, 4))
+    >>> float(phi4_action(np.ones((4, 4)), lat, 0.25, 0.0))    # V (1 - 2 kappa Nd) = 16 * 0
+    0.0
+    """
+    _check(phi, lattice)
+    _finite("kappa", kappa)
+    _finite("lam", lam)
+    xp = array_namespace(phi)
+    p2 = phi * phi
+    dens = (1.0 - 2.0 * lam) * p2 + lam * p2 * p2 - (2.0 * kappa) * phi * _neighbour_sum(phi, lattice)
+    return xp.sum(dens, axis=_sites(lattice))
+
+
+def phi4_force(phi: Any, lattice: Lattice, kappa: float, lam: float) -> Any:
+    """``dS_hop/dphi_x = 2 (1-2 lam) phi + 4 lam phi^3 - 2 kappa sum_mu (phi_{x+mu} + phi_{x-mu})``.
+
+    Examples
+    --------
+    >>> import numpy as np, latticekit as lk
+    >>> lat = lk.Lattice((4, 4))
+    >>> float(phi4_force(np.ones((4, 4)), lat, 0.1, 0.5)[0, 0])    # 0 + 2 - 0.8
+    1.2
+    """
+    _check(phi, lattice)
+    _finite("kappa", kappa)
+    _finite("lam", lam)
+    return (2.0 * (1.0 - 2.0 * lam)) * phi + (4.0 * lam) * phi * phi * phi \
+        - (2.0 * kappa) * _both_neighbours(phi, lattice)
+
+
+def phi4_action_mass(phi: Any, lattice: Lattice, m2: float, lam: float) -> Any:
+    """(m^2, lambda) form ``sum_x [-sum_mu phi phi_{x+mu} + (2 Nd + m^2)/2 phi^2 + lam phi^4]``, ``(*B,)``.
+
+    Equal to ``sum_x [sum_mu (1/2)(phi(x+mu) - phi(x))^2 + (m^2/2) phi^2 + lam phi^4]``.
+
+    Examples
+    --------
+    >>> import numpy as np, latticekit as lk
+    >>> lat = lk.Lattice((4, 4))
+    >>> float(phi4_action_mass(np.ones((4, 4)), lat, 1.0, 0.5))   # gradient term vanishes: 16 (0.5 + 0.5)
+    16.0
+    """
+    _check(phi, lattice)
+    _finite("m2", m2)
+    _finite("lam", lam)
+    xp = array_namespace(phi)
+    p2 = phi * phi
+    dens = (0.5 * (2.0 * lattice.nd + m2)) * p2 + lam * p2 * p2 - phi * _neighbour_sum(phi, lattice)
+    return xp.sum(dens, axis=_sites(lattice))
+
+
+def phi4_force_mass(phi: Any, lattice: Lattice, m2: float, lam: float) -> Any:
+    """``dS_mass/dphi_x = (2 Nd + m^2) phi + 4 lam phi^3 - sum_mu (phi_{x+mu} + phi_{x-mu})``.
+
+    Examples
+    --------
+    >>> import numpy as np, latticekit as lk
+    >>> float(phi4_force_mass(np.ones((4, 4)), lk.Lattice((4, 4)), 1.0, 0.5)[0, 0])
+    3.0
+    """
+    _check(phi, lattice)
+    _finite("m2", m2)
+    _finite("lam", lam)
+    return (2.0 * lattice.nd + m2) * phi + (4.0 * lam) * phi * phi * phi - _both_neighbours(phi, lattice)
+
+
+class Phi4Action:
+    """phi^4 action on one lattice, as a callable; hopping form by default.
+
+    ``Phi4Action(lattice, kappa, lam)`` evaluates :func:`phi4_action` on hopping-normalised fields.
+    ``Phi4Action.from_mass(lattice, m2, lam_cont)`` evaluates :func:`phi4_action_mass` on fields in the
+    (m^2, lambda) normalisation; its ``kappa``/``lam`` are the equivalent hopping parameters and
+    ``field_scale = sqrt(2 kappa)`` is the factor with ``phi_c = field_scale * phi_hop`` (see the module
+    docstring; :meth:`hopping` returns the equivalent hopping-form action).
+
+    Attributes
+    ----------
+    form : str
+        ``"hopping"`` or ``"mass"``: which normalisation of the field ``__call__`` expects.
+
+    Examples
+    --------
+    >>> import numpy as np, latticekit as lk
+    >>> lat = lk.Lattice((4, 4)); phi = lk.backends.rng(1).normal((2, 4, 4))
+    >>> S = Phi4Action.from_mass(lat, m2=-4.0, lam_cont=8.0)
+    >>> H = S.hopping()
+    >>> bool(np.allclose(S(S.field_scale * phi), H(phi)))
+    True
+    """
+
+    def __init__(self, lattice: Lattice, kappa: float, lam: float) -> None:
+        if not isinstance(lattice, Lattice):
+            raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
+        _finite("kappa", kappa)
+        _finite("lam", lam)
+        self.lattice = lattice
+        self.kappa = float(kappa)
+        self.lam = float(lam)
+        self.form = "hopping"
+        self.m2: float | None = None
+        self.lam_cont: float | None = None
+
+    @classmethod
+    def from_mass(cls, lattice: Lattice, m2: float, lam_cont: float) -> "Phi4Action":
+        """The (m^2, lambda) form of Albergo et al. 2019 (fields in that normalisation)."""
+        if not isinstance(lattice, Lattice):
+            raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
+        kappa, lam = hopping_from_mass(m2, lam_cont, lattice.nd)
+        obj = cls(lattice, kappa, lam)
+        obj.form = "mass"
+        obj.m2 = float(m2)
+        obj.lam_cont = float(lam_cont)
+        return obj
+
+    @property
+    def field_scale(self) -> float:
+        """``sqrt(2 kappa)``: ``phi_mass = field_scale * phi_hop`` (requires kappa > 0)."""
+        if not self.kappa > 0:
+            raise ValueError(f"kappa={self.kappa}: the field rescaling sqrt(2 kappa) needs kappa > 0")
+        return math.sqrt(2.0 * self.kappa)
+
+    def hopping(self) -> "Phi4Action":
+        """The equivalent hopping-form action (acting on ``phi_hop = phi_mass / field_scale``)."""
+        return Phi4Action(self.lattice, self.kappa, self.lam)
+
+    def action(self, phi: Any) -> Any:
+        """``S(phi)``, shape ``(*B,)``, in the normalisation given by :attr:`form`."""
+        if self.form == "mass":
+            return phi4_action_mass(phi, self.lattice, self.m2, self.lam_cont)
+        return phi4_action(phi, self.lattice, self.kappa, self.lam)
+
+    __call__ = action
+
+    def force(self, phi: Any) -> Any:
+        """``dS/dphi``, shaped like ``phi``."""
+        if self.form == "mass":
+            return phi4_force_mass(phi, self.lattice, self.m2, self.lam_cont)
+        return phi4_force(phi, self.lattice, self.kappa, self.lam)
+
+    def __repr__(self) -> str:
+        if self.form == "mass":
+            return f"Phi4Action.from_mass(lattice={self.lattice!r}, m2={self.m2!r}, lam_cont={self.lam_cont!r})"
+        return f"Phi4Action(lattice={self.lattice!r}, kappa={self.kappa!r}, lam={self.lam!r})"

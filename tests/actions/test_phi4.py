@@ -1,0 +1,145 @@
+"""phi^4: action against an explicit formula, forces (finite differences, autograd), (m^2, lambda) conversion."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import latticekit as lk
+from latticekit.actions import (
+    Phi4Action,
+    hopping_from_mass,
+    mass_from_hopping,
+    phi4_action,
+    phi4_action_mass,
+    phi4_force,
+    phi4_force_mass,
+)
+from latticekit.lattice import LatticeMismatchError
+
+SHAPES = [(5, 4), (3, 4, 5)]
+
+
+def _ref_hop(phi, kappa, lam, nd):
+    """Explicit loop-free but independent numpy formula (np.roll on the raw axes)."""
+    s = (1 - 2 * lam) * phi ** 2 + lam * phi ** 4
+    for mu in range(nd):
+        s = s - 2 * kappa * phi * np.roll(phi, -1, axis=phi.ndim - nd + mu)
+    return s.reshape(s.shape[: s.ndim - nd] + (-1,)).sum(-1)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_action_matches_formula(bk, shape):
+    lat = lk.Lattice(shape)
+    phi = bk.rng(0).normal((3,) + shape)
+    S = bk.to_numpy(phi4_action(phi, lat, 0.21, 0.7))
+    np.testing.assert_allclose(S, _ref_hop(bk.to_numpy(phi), 0.21, 0.7, lat.nd), rtol=1e-13)
+    # the (m^2, lambda) form equals its gradient form sum [1/2 (d phi)^2 + m^2/2 phi^2 + lam phi^4]
+    p = bk.to_numpy(phi)
+    grad = sum(0.5 * (np.roll(p, -1, axis=p.ndim - lat.nd + mu) - p) ** 2 for mu in range(lat.nd))
+    dens = grad + 0.5 * (-1.3) * p ** 2 + 0.4 * p ** 4
+    ref = dens.reshape(3, -1).sum(-1)
+    np.testing.assert_allclose(bk.to_numpy(phi4_action_mass(phi, lat, -1.3, 0.4)), ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_forces_match_finite_differences(shape):
+    lat = lk.Lattice(shape)
+    phi = lk.backends.rng(1, backend="numpy").normal(shape)
+    F = phi4_force(phi, lat, 0.18, 1.1)
+    Fm = phi4_force_mass(phi, lat, -2.0, 0.6)
+    eps = 1e-6
+    gen = np.random.default_rng(0)
+    for _ in range(6):
+        x = tuple(int(gen.integers(L)) for L in shape)
+        dp = np.zeros(shape)
+        dp[x] = eps
+        fd = (phi4_action(phi + dp, lat, 0.18, 1.1) - phi4_action(phi - dp, lat, 0.18, 1.1)) / (2 * eps)
+        assert abs(fd - F[x]) < 1e-6 * max(1, abs(fd))
+        fd = (phi4_action_mass(phi + dp, lat, -2.0, 0.6) - phi4_action_mass(phi - dp, lat, -2.0, 0.6)) / (2 * eps)
+        assert abs(fd - Fm[x]) < 1e-6 * max(1, abs(fd))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_forces_match_torch_autograd(shape):
+    pytest.importorskip("torch")
+    lat = lk.Lattice(shape)
+    phi = lk.backends.rng(2, backend="torch").normal((2,) + shape).requires_grad_(True)
+    phi4_action(phi, lat, 0.3, 0.05).sum().backward()
+    assert float((phi.grad - phi4_force(phi.detach(), lat, 0.3, 0.05)).abs().max()) < 1e-12
+    phi.grad = None
+    act = Phi4Action.from_mass(lat, m2=-4.0, lam_cont=8.0)
+    act(phi).sum().backward()
+    assert float((phi.grad - act.force(phi.detach())).abs().max()) < 1e-11
+
+
+@settings(max_examples=15, deadline=None)
+@given(m2=st.floats(-6.0, 3.0), lam_c=st.floats(0.0, 20.0), nd=st.integers(1, 4))
+def test_mass_hopping_conversion_round_trip(m2, lam_c, nd):
+    if lam_c == 0.0 and 2 * nd + m2 <= 0:
+        with pytest.raises(ValueError, match="m2"):
+            hopping_from_mass(m2, lam_c, nd)
+        return
+    kappa, lam = hopping_from_mass(m2, lam_c, nd)
+    assert kappa > 0
+    # the defining equations
+    assert math.isclose(kappa * (2 * nd + m2), 1 - 2 * lam, rel_tol=1e-10, abs_tol=1e-12)
+    assert math.isclose(lam, 4 * kappa ** 2 * lam_c, rel_tol=1e-12, abs_tol=1e-15)
+    m2b, lcb = mass_from_hopping(kappa, lam, nd)
+    assert math.isclose(m2b, m2, rel_tol=1e-9, abs_tol=1e-9)
+    assert math.isclose(lcb, lam_c, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("m2,lam_c", [(-4.0, 8.0), (0.5, 0.0), (-1.0, 0.3), (2.0, 5.0)])
+def test_mass_form_equals_hopping_form_after_rescaling(bk, shape, m2, lam_c):
+    lat = lk.Lattice(shape)
+    phi = bk.rng(3).normal((4,) + shape, std=1.5)
+    S = Phi4Action.from_mass(lat, m2, lam_c)
+    H = S.hopping()
+    assert S.form == "mass" and H.form == "hopping"
+    assert math.isclose(S.field_scale, math.sqrt(2 * H.kappa))
+    a = bk.to_numpy(S(S.field_scale * phi))
+    b = bk.to_numpy(H(phi))
+    np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(bk.to_numpy(phi4_action_mass(S.field_scale * phi, lat, m2, lam_c)), b, rtol=1e-11,
+                               atol=1e-11)
+    # forces: dS_mass/dphi_c = (1/s) dS_hop/dphi_hop
+    fa = bk.to_numpy(S.force(S.field_scale * phi)) * S.field_scale
+    np.testing.assert_allclose(fa, bk.to_numpy(H.force(phi)), rtol=1e-10, atol=1e-10)
+
+
+def test_conversion_agrees_with_exact_module():
+    from latticekit.exact import phi4_conventions as conv
+
+    for m2, lc, nd in [(-4.0, 8.0, 2), (0.3, 1.0, 3), (1.0, 0.0, 4)]:
+        np.testing.assert_allclose(hopping_from_mass(m2, lc, nd), conv.phi4_m2_to_hopping(m2, lc, nd, "half"))
+
+
+def test_free_field_values(bk):
+    lat = lk.Lattice((4, 4))
+    ones = bk.asarray(np.ones((4, 4)))
+    # constant field 1: V [(1 - 2 lam) + lam - 2 kappa Nd]
+    np.testing.assert_allclose(float(phi4_action(ones, lat, 0.1, 0.5)), 16 * (0.0 + 0.5 - 0.4))
+    np.testing.assert_allclose(float(phi4_action_mass(ones, lat, 1.0, 0.5)), 16 * (0.5 + 0.5))
+
+
+def test_errors(bk):
+    lat = lk.Lattice((4, 4))
+    phi = bk.rng(0).normal((4, 5))
+    with pytest.raises(LatticeMismatchError, match="phi has shape"):
+        phi4_action(phi, lat, 0.1, 0.1)
+    with pytest.raises(TypeError, match="phi has dtype"):
+        phi4_action(bk.rng(0).complex_normal((4, 4)), lat, 0.1, 0.1)
+    with pytest.raises(ValueError, match="kappa"):
+        phi4_force(bk.rng(0).normal((4, 4)), lat, math.nan, 0.1)
+    with pytest.raises(ValueError, match="lam_cont"):
+        Phi4Action.from_mass(lat, 1.0, -1.0)
+    with pytest.raises(ValueError, match="kappa"):
+        mass_from_hopping(0.0, 0.1, 2)
+    with pytest.raises(TypeError, match="lattice"):
+        Phi4Action((4, 4), 0.1, 0.1)

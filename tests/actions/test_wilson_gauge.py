@@ -1,0 +1,183 @@
+"""Wilson gauge action: exact values, invariances, staples and the force (finite differences, autograd)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import latticekit as lk
+from latticekit.actions import WilsonGaugeAction, staples, wilson_gauge_action, wilson_gauge_force
+from latticekit.gauge import cold_gauge_field, gauge_transform, link, random_gauge_field
+from latticekit.lattice import LatticeMismatchError
+
+CASES = [
+    pytest.param(lk.U1, (4, 5), id="U1-2d"),
+    pytest.param(lk.U1, (3, 4, 3), id="U1-3d"),
+    pytest.param(lk.SU(2), (3, 4), id="SU2-2d"),
+    pytest.param(lk.SU(2), (3, 3, 3, 3), id="SU2-4d"),
+    pytest.param(lk.SU(3), (3, 4), id="SU3-2d"),
+    pytest.param(lk.SU(3), (3, 3, 3, 3), id="SU3-4d"),
+]
+
+
+def _rel(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
+
+
+@pytest.mark.parametrize("group,shape", CASES)
+def test_cold_field_action_is_exact(bk, group, shape):
+    lat = lk.Lattice(shape)
+    U = cold_gauge_field(group, lat, (2,), backend=bk.name, device=bk.device)
+    beta = 2.5
+    S = bk.to_numpy(wilson_gauge_action(U, beta, group, lat))
+    n_planes = lat.nd * (lat.nd - 1) // 2
+    assert S.shape == (2,)
+    np.testing.assert_allclose(S, -beta * lat.volume * n_planes, rtol=1e-14)
+
+
+@pytest.mark.parametrize("group,shape", CASES)
+def test_action_gauge_and_translation_invariant(bk, group, shape):
+    lat = lk.Lattice(shape)
+    rng = bk.rng(1)
+    U = random_gauge_field(group, lat, rng, batch_shape=(2,))
+    Om = group.random(rng, (2,), lat.shape)
+    S = bk.to_numpy(wilson_gauge_action(U, 1.3, group, lat))
+    S_g = bk.to_numpy(wilson_gauge_action(gauge_transform(U, Om, group, lat), 1.3, group, lat))
+    assert _rel(S_g, S) < 1e-12
+    xp = bk.xp
+    U_t = xp.roll(xp.roll(U, 1, axis=-1), 2, axis=-lat.nd)
+    assert _rel(bk.to_numpy(wilson_gauge_action(U_t, 1.3, group, lat)), S) < 1e-12
+    # not trivially constant: another field gives another action
+    U2 = random_gauge_field(group, lat, bk.rng(2), batch_shape=(2,))
+    assert _rel(bk.to_numpy(wilson_gauge_action(U2, 1.3, group, lat)), S) > 1e-3
+
+
+@pytest.mark.parametrize("group,shape", CASES)
+def test_staples_reproduce_action(bk, group, shape):
+    # every plaquette has 4 links: sum_{x,mu} Re tr(U_mu A_mu) = 4 sum_{x, mu<nu} Re tr P
+    lat = lk.Lattice(shape)
+    U = random_gauge_field(group, lat, bk.rng(3), batch_shape=(2,))
+    A = staples(U, group, lat)
+    assert tuple(A.shape) == tuple(U.shape)
+    xp = bk.xp
+    nd = lat.nd
+    tot = 0.0
+    for mu in range(nd):
+        Um, Am = link(U, mu, group, lat), link(A, mu, group, lat)
+        if group is lk.U1:
+            prod = group.to_matrix(Um, nd=nd) * Am
+        else:
+            prod = group.trace(group.mul(Um, Am, nd=nd), nd=nd)
+        tot = tot + bk.to_numpy(xp.sum(xp.real(prod), axis=tuple(range(-nd, 0))))
+    S = bk.to_numpy(wilson_gauge_action(U, 2.0, group, lat))
+    np.testing.assert_allclose(-(2.0 / group.N) * tot / 4.0, S, rtol=1e-12)
+
+
+@pytest.mark.parametrize("group,shape", CASES)
+def test_force_gauge_covariant_and_algebra_valued(bk, group, shape):
+    lat = lk.Lattice(shape)
+    rng = bk.rng(4)
+    U = random_gauge_field(group, lat, rng)
+    F = wilson_gauge_force(U, 1.7, group, lat)
+    assert tuple(F.shape) == tuple(U.shape)
+    nd = lat.nd
+    if group is lk.U1:
+        # gauge invariant for an abelian group; equal to beta Im(exp(i theta) A)
+        Om = group.random(rng, (), lat.shape)
+        Fg = wilson_gauge_force(gauge_transform(U, Om, group, lat), 1.7, group, lat)
+        assert _rel(bk.to_numpy(Fg), bk.to_numpy(F)) < 1e-12
+        A = staples(U, group, lat)
+        ref = 1.7 * bk.xp.imag(group.to_matrix(U, nd=nd) * A)
+        assert _rel(bk.to_numpy(F), bk.to_numpy(ref)) < 1e-12
+        return
+    Fn = bk.to_numpy(F)
+    # traceless anti-Hermitian
+    assert np.abs(Fn + np.conj(np.swapaxes(Fn, -nd - 2, -nd - 1))).max() < 1e-12
+    assert np.abs(np.trace(Fn, axis1=-nd - 2, axis2=-nd - 1)).max() < 1e-12
+    # F_mu(x) -> Omega(x) F_mu(x) Omega(x)^dag under U_mu(x) -> Omega(x) U_mu(x) Omega(x+mu)^dag
+    Om = group.random(rng, (), lat.shape)
+    Fg = wilson_gauge_force(gauge_transform(U, Om, group, lat), 1.7, group, lat)
+    Om_b = bk.xp.stack([Om] * nd, axis=0)
+    ref = group.mul_adj(group.mul(Om_b, F, nd=nd), Om_b, nd=nd)
+    assert _rel(bk.to_numpy(Fg), bk.to_numpy(ref)) < 1e-12
+
+
+def _perturbed(U, group, lat, mu, site, a, eps):
+    """numpy: U with U_mu(site) -> exp(eps T_a) U_mu(site)."""
+    U = np.array(U, copy=True)
+    if group is lk.U1:
+        U[(mu,) + site] += eps
+        return U
+    w = np.zeros(group.algebra_dim)
+    w[a] = eps
+    g = group.exp(group.from_coords(w, nd=0), nd=0)
+    idx = (mu, slice(None), slice(None)) + site
+    U[idx] = g @ U[idx]
+    return U
+
+
+@pytest.mark.parametrize("group,shape", CASES)
+def test_force_matches_finite_differences(group, shape):
+    lat = lk.Lattice(shape)
+    rng = lk.backends.rng(5, backend="numpy")
+    U = random_gauge_field(group, lat, rng)
+    beta = 1.9
+    F = wilson_gauge_force(U, beta, group, lat)
+    nd = lat.nd
+    coords = np.asarray(group.to_coords(F, nd=nd))  # (Nd, dim, *L)
+    eps = 1e-5
+    gen = np.random.default_rng(0)
+    for _ in range(3):
+        mu = int(gen.integers(nd))
+        site = tuple(int(gen.integers(L)) for L in lat.shape)
+        for a in range(group.algebra_dim):
+            sp = wilson_gauge_action(_perturbed(U, group, lat, mu, site, a, eps), beta, group, lat)
+            sm = wilson_gauge_action(_perturbed(U, group, lat, mu, site, a, -eps), beta, group, lat)
+            fd = (float(sp) - float(sm)) / (2 * eps)
+            assert abs(fd - coords[(mu, a) + site]) < 1e-7 * max(1.0, abs(fd)), (mu, site, a)
+
+
+@pytest.mark.parametrize("group,shape", CASES)
+def test_force_matches_torch_autograd(group, shape):
+    torch = pytest.importorskip("torch")
+    lat = lk.Lattice(shape)
+    nd = lat.nd
+    U = random_gauge_field(group, lat, lk.backends.rng(6, backend="torch"), batch_shape=(2,))
+    beta = 0.8
+    F = wilson_gauge_force(U, beta, group, lat)
+    if group is lk.U1:
+        th = U.clone().requires_grad_(True)
+        wilson_gauge_action(th, beta, group, lat).sum().backward()
+        grad = th.grad
+        ref = F
+    else:
+        omega = torch.zeros((2, nd, group.algebra_dim) + lat.shape, dtype=torch.float64, requires_grad=True)
+        Up = group.mul(group.exp(group.from_coords(omega, nd=nd), nd=nd), U, nd=nd)
+        wilson_gauge_action(Up, beta, group, lat).sum().backward()
+        grad = omega.grad
+        ref = group.to_coords(F, nd=nd)
+    assert float((grad - ref).abs().max()) < 1e-11
+
+
+def test_class_interface_and_errors(bk):
+    lat = lk.Lattice((4, 4))
+    G = lk.SU(2)
+    act = WilsonGaugeAction(G, lat, beta=2.0)
+    U = random_gauge_field(G, lat, bk.rng(7), batch_shape=(3,))
+    np.testing.assert_allclose(bk.to_numpy(act(U)), bk.to_numpy(wilson_gauge_action(U, 2.0, G, lat)))
+    np.testing.assert_allclose(bk.to_numpy(act.action(U)), bk.to_numpy(act(U)))
+    assert tuple(act.force(U).shape) == tuple(U.shape)
+    assert act.field_shape == (2, 2, 2, 4, 4)
+    with pytest.raises(LatticeMismatchError, match=r"U has shape .*expected"):
+        act(U[..., :3])
+    with pytest.raises(LatticeMismatchError, match="U has shape"):
+        wilson_gauge_force(lk.U1.random(bk.rng(0), (2,), (4, 4)), 1.0, G, lat)
+    with pytest.raises(TypeError, match="group"):
+        WilsonGaugeAction("SU2", lat, 1.0)
+    with pytest.raises(ValueError, match="beta"):
+        WilsonGaugeAction(G, lat, math.inf)
+    with pytest.raises(ValueError, match="2 dimensions"):
+        WilsonGaugeAction(G, lk.Lattice((4,)), 1.0)
