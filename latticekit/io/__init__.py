@@ -30,6 +30,7 @@ from .lime import LimeRecord, parse_lime, read_lime, write_lime
 from .nersc import nersc_checksum, parse_nersc_header, read_nersc, write_nersc
 from .openqcd import openqcd_plaquette, read_openqcd, write_openqcd
 from .registry import FORMATS, load, save, sniff_format
+from .state import load_state, save_state
 
 __all__ = [
     "FORMATS",
@@ -38,6 +39,8 @@ __all__ = [
     "FieldMeta",
     "IOFormatError",
     "LimeRecord",
+    "load_state",
+    "save_state",
     "convert_command",
     "file_dims_from_lattice",
     "file_to_library",

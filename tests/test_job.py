@@ -1,0 +1,109 @@
+"""The main job: runs on every backend, agrees with exact results, resumes after a kill."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from latticekit.config import RunConfig
+from latticekit.job import Theory, measure_job, run_job
+
+
+def _tiny(**sampler) -> RunConfig:
+    s = {"chains": 2, "thermalization": 3, "measurements": 6, "step_size": 0.2, "n_steps": 5}
+    s.update(sampler)
+    return RunConfig.from_dict({"lattice": {"shape": [4, 4]}, "action": {"beta": 1.0}, "sampler": s,
+                                "output": {"checkpoint_every": 2, "store_every": 2, "plots": False}})
+
+
+def test_job_runs_on_every_backend(bk, tmp_path) -> None:
+    res = run_job(_tiny(), out=tmp_path, seed=3, backend=bk.name, device=bk.device, progress=False, echo=False)
+    assert res["backend"] == bk.name
+    assert set(res["observables"]) == {"plaquette", "topological_charge", "chi_t"}
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["observables"]["plaquette"]["value"] == res["observables"]["plaquette"]["value"]
+    for name in ("value", "error", "tau_int", "exact"):
+        assert name in on_disk["observables"]["plaquette"]
+    assert res["observables"]["plaquette"]["exact"] is not None
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_after_kill_is_identical(tmp_path, monkeypatch) -> None:
+    cfg = _tiny(measurements=8)
+    ref = run_job(cfg, out=tmp_path / "ref", seed=5, progress=False, echo=False)
+
+    calls = {"n": 0}
+    orig = Theory.measure
+
+    def dying(self, x):
+        calls["n"] += 1
+        if calls["n"] == 5:  # dies in the third checkpoint segment
+            raise _Killed()
+        return orig(self, x)
+
+    monkeypatch.setattr(Theory, "measure", dying)
+    with pytest.raises(_Killed):
+        run_job(cfg, out=tmp_path / "cut", seed=5, progress=False, echo=False)
+    monkeypatch.setattr(Theory, "measure", orig)
+    res = run_job(cfg, out=tmp_path / "cut", seed=5, progress=False, echo=False)
+    for name, e in ref["observables"].items():
+        assert res["observables"][name]["value"] == e["value"], name
+        assert res["observables"][name]["error"] == e["error"], name
+    # the ensemble holds every stored configuration exactly once
+    from latticekit.io import Ensemble
+
+    with Ensemble.open(tmp_path / "cut" / "ensemble.h5") as a, Ensemble.open(tmp_path / "ref" / "ensemble.h5") as b:
+        assert len(a) == len(b) == 2 * 4
+        keys = sorted((a.info(i)["measurement"], a.info(i)["chain"]) for i in range(len(a)))
+        assert keys == sorted((b.info(i)["measurement"], b.info(i)["chain"]) for i in range(len(b)))
+
+
+def test_state_of_another_run_is_refused(tmp_path) -> None:
+    from latticekit.config import ConfigError
+
+    run_job(_tiny(), out=tmp_path, seed=1, progress=False, echo=False)
+    with pytest.raises(ConfigError, match="different configuration"):
+        run_job(_tiny(), out=tmp_path, seed=2, progress=False, echo=False)
+    run_job(_tiny(), out=tmp_path, seed=2, fresh=True, progress=False, echo=False)
+
+
+def test_2d_u1_hmc_and_heatbath_agree_with_exact(tmp_path) -> None:
+    # Validation at fast settings: 8x8, beta = 2, 8 chains. The Gamma-method errors include tau_int;
+    # |deviation| < 3 sigma fails for a sign or factor error in action, force or observable (a factor 2 in
+    # beta moves the plaquette by ~0.15, i.e. > 50 sigma).
+    for algo in ("hmc", "heatbath"):
+        cfg = RunConfig.from_dict({
+            "lattice": {"shape": [8, 8]}, "action": {"beta": 2.0},
+            "sampler": {"algorithm": algo, "chains": 8, "thermalization": 30, "measurements": 150,
+                        "step_size": 0.15, "n_steps": 8},
+            "output": {"plots": False, "checkpoint_every": 200, "store_every": 50}})
+        res = run_job(cfg, out=tmp_path / algo, seed=11, progress=False, echo=False)
+        for name in ("plaquette", "chi_t"):
+            e = res["observables"][name]
+            assert abs(e["value"] - e["exact"]) < 3 * e["error"], (algo, name, e)
+
+
+def test_phi4_free_susceptibility_matches_exact(tmp_path) -> None:
+    # free field (lam = 0): chi = V <M^2> = sum_x G(x) exactly; 3 sigma with tau_int-corrected errors
+    cfg = RunConfig.from_dict({
+        "lattice": {"shape": [6, 6]}, "action": {"kind": "phi4", "kappa": 0.2, "lam": 0.0},
+        "sampler": {"chains": 8, "thermalization": 30, "measurements": 200, "step_size": 0.2, "n_steps": 6},
+        "output": {"plots": False, "checkpoint_every": 500}})
+    res = run_job(cfg, out=tmp_path, seed=2, progress=False, echo=False)
+    e = res["observables"]["susceptibility"]
+    assert abs(e["value"] - e["exact"]) < 3 * e["error"], e
+
+
+def test_measure_reproduces_stored_observables(tmp_path) -> None:
+    run_job(_tiny(measurements=8), out=tmp_path, seed=4, progress=False, echo=False)
+    rem = measure_job(tmp_path, echo=False)
+    from latticekit.io import Ensemble
+
+    with Ensemble.open(tmp_path / "ensemble.h5") as ens:
+        stored = ens.observable("plaquette")
+    assert rem["observables"]["plaquette"]["n"] == len(stored)
+    assert abs(rem["observables"]["plaquette"]["value"] - float(stored.mean())) < 1e-12
