@@ -1,4 +1,4 @@
-"""Actions: the Wilson gauge action (U(1), SU(N)) and real scalar phi^4 theory.
+"""Actions: the Wilson gauge action (U(1), SU(N)), real scalar phi^4 theory, Wilson fermions and pseudofermions.
 
 One definition of each action serves HMC (``force``), measurements and flow training (torch
 autograd through the same array code). Conventions are fixed in DESIGN.md and in the module
@@ -16,6 +16,32 @@ Examples
 
 from __future__ import annotations
 
+from .dirac import (
+    GAMMA_BASIS,
+    WilsonDirac,
+    apply_gamma5,
+    gamma5_matrix,
+    gamma_matrices,
+    kappa_from_mass,
+    mass_from_kappa,
+    spin_dim,
+    wilson_dirac,
+    wilson_dirac_dagger,
+    wilson_dirac_normal,
+)
+from .even_odd import EvenOddDirac, even_odd_masks, schur_complement
+from .hasenbusch import HasenbuschAction, HasenbuschMonomial, hasenbusch_monomials
+from .pseudofermion import (
+    PseudofermionAction,
+    apply_twisted,
+    apply_twisted_dagger,
+    pseudofermion_action,
+    pseudofermion_force,
+    pseudofermion_force_coords,
+    pseudofermion_heatbath,
+    regulated_normal,
+    solve_normal,
+)
 from .phi4 import (
     Phi4Action,
     hopping_from_mass,
@@ -28,15 +54,41 @@ from .phi4 import (
 from .wilson_gauge import WilsonGaugeAction, staples, wilson_gauge_action, wilson_gauge_force
 
 __all__ = [
-    "Phi4Action",
-    "WilsonGaugeAction",
+    "apply_gamma5",
+    "apply_twisted",
+    "apply_twisted_dagger",
+    "even_odd_masks",
+    "EvenOddDirac",
+    "gamma5_matrix",
+    "GAMMA_BASIS",
+    "gamma_matrices",
+    "hasenbusch_monomials",
+    "HasenbuschAction",
+    "HasenbuschMonomial",
     "hopping_from_mass",
+    "kappa_from_mass",
     "mass_from_hopping",
+    "mass_from_kappa",
     "phi4_action",
     "phi4_action_mass",
     "phi4_force",
     "phi4_force_mass",
+    "Phi4Action",
+    "pseudofermion_action",
+    "pseudofermion_force",
+    "pseudofermion_force_coords",
+    "pseudofermion_heatbath",
+    "PseudofermionAction",
+    "regulated_normal",
+    "schur_complement",
+    "solve_normal",
+    "spin_dim",
     "staples",
+    "wilson_dirac",
+    "wilson_dirac_dagger",
+    "wilson_dirac_normal",
     "wilson_gauge_action",
     "wilson_gauge_force",
+    "WilsonDirac",
+    "WilsonGaugeAction",
 ]

@@ -17,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+from .fermionic import chiral_condensate, chiral_condensate_exact, dirac_condition_number, pion_correlator, point_sources, propagator
 from .loops import average_polyakov_loop, polyakov_loop, wilson_line, wilson_loop, wilson_loops
 from .plaquette import average_plaquette, energy_density_plaquette, plane_plaquettes, plaquette_field, plaquettes
 from .scalar import (
@@ -43,17 +44,23 @@ __all__ = [
     "abs_magnetization",
     "average_plaquette",
     "average_polyakov_loop",
+    "chiral_condensate",
+    "chiral_condensate_exact",
     "clover_field_strength",
     "connected_two_point",
     "correlation_length_second_moment",
+    "dirac_condition_number",
     "energy_density_clover",
     "energy_density_clover_field",
     "energy_density_plaquette",
     "magnetization",
+    "pion_correlator",
     "plane_plaquettes",
     "plaquette_field",
     "plaquettes",
+    "point_sources",
     "polyakov_loop",
+    "propagator",
     "susceptibility",
     "topological_charge_clover",
     "topological_charge_density_clover",

@@ -19,7 +19,7 @@ import latticekit as lk
 from latticekit.io import IOFormatError, info_command, load, read_lime, scidac_checksum
 
 _CANDIDATES = [os.environ.get("LATTICEKIT_CONFIGS", ""),
-               str(Path(__file__).resolve().parents[2] / "shared" / "data" / "configs"),
+               str(Path(__file__).resolve().parents[3] / "shared" / "data" / "configs"),
                "/work/shared/data/configs"]
 CONFIGS = next((Path(p) for p in _CANDIDATES if p and (Path(p) / "nersc.l8t4b3360").exists()), None)
 pytestmark = pytest.mark.skipif(CONFIGS is None, reason="shared/data/configs (real files) not present")

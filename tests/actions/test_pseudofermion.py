@@ -1,0 +1,203 @@
+"""Pseudofermions: heatbath, action, Hasenbusch monomials, and the force against autograd and
+finite differences."""
+
+import numpy as np
+import pytest
+
+import latticekit as lk
+from latticekit.actions.dirac import WilsonDirac
+from latticekit.actions.even_odd import EvenOddDirac
+from latticekit.actions.hasenbusch import HasenbuschAction, HasenbuschMonomial, hasenbusch_monomials
+from latticekit.actions.pseudofermion import (
+    PseudofermionAction,
+    apply_twisted,
+    apply_twisted_dagger,
+    pseudofermion_action,
+    pseudofermion_force,
+    pseudofermion_force_coords,
+    pseudofermion_heatbath,
+    regulated_normal,
+)
+from latticekit.gauge import random_gauge_field
+from latticekit.linalg import dense_matrix, logdet_normal, support_indices
+
+
+def _op(U, G, lat, kappa, eo):
+    D = WilsonDirac(U, G, lat, kappa=kappa)
+    return EvenOddDirac(D) if eo else D
+
+
+@pytest.mark.parametrize("eo", [False, True])
+@pytest.mark.parametrize("mu", [0.0, 0.3])
+def test_heatbath_exact_action(bk, eo, mu):
+    """phi = W_mu chi  =>  phi^dag (M + mu)^{-1} phi = chi^dag chi for every sample."""
+    lat = lk.Lattice((4, 4))
+    rng = bk.rng(0)
+    op = _op(random_gauge_field(lk.SU(2), lat, rng, (2,)), lk.SU(2), lat, 0.2, eo)
+    phi, chi = pseudofermion_heatbath(op, rng, mu, return_noise=True)
+    S = bk.to_numpy(pseudofermion_action(phi, op, mu, tol=1e-12))
+    c = bk.to_numpy(chi)
+    assert S.shape == (2,)
+    assert np.allclose(S, np.sum(np.abs(c) ** 2, axis=(1, 2, 3, 4)), rtol=1e-9)
+    if eo:  # supported on even sites only
+        assert np.allclose(bk.to_numpy(op.odd(phi)), 0.0)
+    # W_mu W_mu^dag = M + mu
+    psi = op.random_field(rng)
+    ww = apply_twisted(op, apply_twisted_dagger(op, psi, mu), mu)
+    assert np.allclose(bk.to_numpy(ww), bk.to_numpy(regulated_normal(op, mu)(psi)), atol=1e-12)
+
+
+@pytest.mark.parametrize("eo", [False, True])
+def test_heatbath_expectation_is_ndof(eo):
+    """<phi^dag (D D^dag)^{-1} phi> = N_dof within the statistical error (many samples)."""
+    lat = lk.Lattice((4, 4))
+    rng = lk.backends.rng(5)
+    op = _op(lk.U1.random(rng, (2,), lat.shape), lk.U1, lat, 0.24, eo)
+    n = 400
+    phi = pseudofermion_heatbath(op, rng, batch_shape=(n,))
+    S = pseudofermion_action(phi, op, tol=1e-11)
+    ndof = op.ndof
+    assert ndof == (16 if eo else 32)
+    err = np.sqrt(ndof / n)  # Var |chi|^2 = N for exp(-|z|^2)
+    assert abs(S.mean() - ndof) < 5 * err
+    # a wrong normalisation (e.g. variance 1/2 per complex component) would be far off
+    assert abs(S.mean() - ndof / 2) > 20 * err
+
+
+def test_hasenbusch_determinant_product(bk):
+    """Product of the monomial determinants equals det(M): sum of log dets = log det D D^dag."""
+    lat = lk.Lattice((4, 2))
+    rng = bk.rng(1)
+    for eo in (False, True):
+        op = _op(random_gauge_field(lk.SU(2), lat, rng, (2,)), lk.SU(2), lat, 0.23, eo)
+        monos = hasenbusch_monomials([0.01, 0.1, 0.5])
+        total = sum(bk.to_numpy(m.log_det_dense(op)) for m in monos)
+        assert np.allclose(total, bk.to_numpy(logdet_normal(op)), rtol=1e-10)
+        # dropping a monomial breaks the identity
+        part = sum(bk.to_numpy(m.log_det_dense(op)) for m in monos[1:])
+        assert not np.allclose(part, bk.to_numpy(logdet_normal(op)), rtol=1e-3)
+
+
+@pytest.mark.parametrize("mus", [(0.05,), (0.02, 0.2, 1.0)])
+def test_hasenbusch_samplers_match_actions(bk, mus):
+    lat = lk.Lattice((4, 4))
+    rng = bk.rng(2)
+    op = _op(lk.U1.random(rng, (2,), lat.shape), lk.U1, lat, 0.24, True)
+    for m in hasenbusch_monomials(mus):
+        phi, chi = m.sample(op, rng, return_noise=True, tol=1e-13)
+        S = bk.to_numpy(m.action(phi, op, tol=1e-12))
+        assert np.allclose(S, np.sum(np.abs(bk.to_numpy(chi)) ** 2), rtol=1e-8), repr(m)
+
+
+def test_hasenbusch_kernel_is_ratio():
+    """Ratio kernel (M + mu_hi)(M + mu_lo)^{-1} on a dense matrix."""
+    lat = lk.Lattice((4, 2))
+    rng = lk.backends.rng(3)
+    D = WilsonDirac(lk.U1.random(rng, (2,), lat.shape), lk.U1, lat, kappa=0.2)
+    M = dense_matrix(D.normal, D.field_shape, like=D.U)
+    m = HasenbuschMonomial(0.1, 0.4)
+    K = dense_matrix(lambda v: m.kernel(D, v), D.field_shape, like=D.U)
+    eye = np.eye(M.shape[0])
+    assert np.allclose(K, (M + 0.4 * eye) @ np.linalg.inv(M + 0.1 * eye), atol=1e-9)
+    with pytest.raises(ValueError, match="mu_hi"):
+        HasenbuschMonomial(0.5, 0.1)
+    with pytest.raises(ValueError, match="increasing"):
+        hasenbusch_monomials([0.3, 0.2])
+
+
+# -- force ------------------------------------------------------------------------------------------
+def _fd_force(S, U, G, lat, idx, eps=1e-5):
+    om = np.zeros((lat.nd, G.algebra_dim) + lat.shape)
+    om[idx] = eps
+    X = G.from_coords(om, nd=lat.nd)
+    Sp = S(G.mul(G.exp(X, nd=lat.nd), U, nd=lat.nd))
+    Sm = S(G.mul(G.exp(-X, nd=lat.nd), U, nd=lat.nd))
+    return (Sp - Sm) / (2 * eps)
+
+
+@pytest.mark.parametrize("name,shape,eo,mu", [("U1", (4, 4), False, 0.0), ("U1", (4, 4), True, 0.2),
+                                              ("SU2", (4, 2), True, 0.0), ("SU3", (2, 2, 2, 2), False, 0.1)])
+def test_force_finite_differences(name, shape, eo, mu):
+    G = lk.group_from_name(name)
+    lat = lk.Lattice(shape)
+    rng = lk.backends.rng(11)
+    U = random_gauge_field(G, lat, rng)
+    kappa = 0.18
+    op = _op(U, G, lat, kappa, eo)
+    phi = pseudofermion_heatbath(op, rng, mu)
+    F = pseudofermion_force_coords(phi, op, mu, tol=1e-13)
+    assert F.shape == (lat.nd, G.algebra_dim) + lat.shape
+
+    def S(Up):
+        return float(pseudofermion_action(phi, _op(Up, G, lat, kappa, eo), mu, tol=1e-13))
+
+    picks = np.random.default_rng(0)
+    for _ in range(4):
+        idx = tuple(int(picks.integers(0, n)) for n in F.shape)
+        assert _fd_force(S, U, G, lat, idx) == pytest.approx(float(F[idx]), rel=1e-6, abs=1e-8)
+    # algebra-valued force: coordinates round-trip
+    Fa = pseudofermion_force(phi, op, mu, tol=1e-13)
+    assert np.allclose(G.to_coords(Fa, nd=lat.nd), F)
+
+
+def test_hasenbusch_force_finite_differences():
+    G = lk.SU(2)
+    lat = lk.Lattice((4, 2))
+    rng = lk.backends.rng(12)
+    U = random_gauge_field(G, lat, rng)
+    H = HasenbuschAction(G, lat, kappa=0.2, mus=[0.05, 0.4], even_odd=True, tol=1e-13)
+    phis = H.sample(U, rng)
+    F = G.to_coords(H.force(U, phis), nd=lat.nd)
+    picks = np.random.default_rng(1)
+    for _ in range(4):
+        idx = tuple(int(picks.integers(0, n)) for n in F.shape)
+        fd = _fd_force(lambda Up: float(H.action(Up, phis)), U, G, lat, idx)
+        assert fd == pytest.approx(float(F[idx]), rel=1e-6, abs=1e-8)
+    with pytest.raises(ValueError, match="phis"):
+        H.action(U, phis[:2])
+
+
+@pytest.mark.parametrize("name,shape,eo,mu", [("U1", (4, 4), False, 0.0), ("U1", (4, 2), True, 0.3),
+                                              ("SU2", (4, 2), False, 0.1), ("SU2", (2, 4), True, 0.0)])
+def test_force_against_autograd(torch_backends, name, shape, eo, mu):
+    """d_a S from the analytic force equals torch autograd through the same operator code:
+    derivative w.r.t. omega at 0 of U' = exp(omega . T) U, with S from a dense solve."""
+    import torch
+
+    bk = torch_backends[0]
+    G = lk.group_from_name(name)
+    lat = lk.Lattice(shape)
+    rng = bk.rng(21)
+    U = random_gauge_field(G, lat, rng)
+    kappa = 0.2
+    op = _op(U, G, lat, kappa, eo)
+    phi = pseudofermion_heatbath(op, rng, mu)
+    F = pseudofermion_force_coords(phi, op, mu, tol=1e-13)
+
+    omega = torch.zeros((lat.nd, G.algebra_dim) + lat.shape, dtype=torch.float64, requires_grad=True)
+    Up = G.mul(G.exp(G.from_coords(omega, nd=lat.nd), nd=lat.nd), U, nd=lat.nd)
+    opp = _op(Up, G, lat, kappa, eo)
+    M = dense_matrix(lambda v: opp.normal(v, mu), opp.field_shape, like=Up, support=opp.support, batch_shape=())
+    p = phi.reshape(-1)
+    if eo:
+        p = p[support_indices(opp.support, opp.field_shape)]
+    S = torch.real(torch.vdot(p, torch.linalg.solve(M, p)))
+    assert float(S.detach()) == pytest.approx(float(pseudofermion_action(phi, op, mu, tol=1e-13)), rel=1e-9)
+    (grad,) = torch.autograd.grad(S, omega)
+    assert torch.allclose(grad, F, atol=1e-8, rtol=1e-7)
+
+
+def test_pseudofermion_action_class(bk):
+    lat = lk.Lattice((4, 4))
+    rng = bk.rng(4)
+    U = lk.U1.random(rng, (3, 2), lat.shape)
+    pf = PseudofermionAction(lk.U1, lat, m0=0.1, even_odd=True, mu=0.05)
+    assert pf.ndof() == 16
+    phi = pf.sample(U, rng)
+    assert bk.to_numpy(pf.action(U, phi)).shape == (3,)
+    F = pf.force(U, phi)
+    assert tuple(F.shape) == tuple(U.shape)
+    with pytest.raises(ValueError, match="kappa"):
+        PseudofermionAction(lk.U1, lat, kappa=-1.0)
+    with pytest.raises(ValueError, match="mu"):
+        PseudofermionAction(lk.U1, lat, kappa=0.1, mu=-0.1)

@@ -1,0 +1,89 @@
+"""Dense operator matrices, log-determinants, Lanczos/power-iteration eigenvalue estimates."""
+
+import numpy as np
+import pytest
+
+import latticekit as lk
+from latticekit.actions.dirac import WilsonDirac
+from latticekit.linalg import (
+    condition_number,
+    dense_matrix,
+    eigvalsh_dense,
+    extremal_eigenvalues,
+    lanczos,
+    logdet_normal,
+    power_iteration,
+    slogdet_dense,
+)
+
+
+def test_dense_matrix_roundtrip(bk):
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(2, 6, 6)) + 1j * rng.normal(size=(2, 6, 6))
+    Ab = bk.asarray(A)
+    xp = bk.xp
+
+    def op(v):  # vectors of shape (2, 3); operator batch (2,)
+        k = v.shape[0]
+        w = xp.matmul(Ab, xp.reshape(v, (k, 1, 6, 1)))
+        return xp.reshape(w, (k, 2, 2, 3))
+
+    M = dense_matrix(op, (2, 3), like=Ab, batch_shape=(2,), chunk=4)
+    assert np.allclose(bk.to_numpy(M), A)
+    # support restricts rows and columns
+    sup = bk.asarray(np.array([[True, False, True], [False, True, False]]))
+    Ms = dense_matrix(op, (2, 3), like=Ab, batch_shape=(2,), support=sup)
+    idx = [0, 2, 4]
+    assert np.allclose(bk.to_numpy(Ms), A[:, idx][:, :, idx])
+    _, logabs = np.linalg.slogdet(A)
+    _, l = slogdet_dense(op, (2, 3), like=Ab, batch_shape=(2,))
+    assert np.allclose(bk.to_numpy(l), logabs, rtol=1e-12)
+    assert np.allclose(bk.to_numpy(logdet_normal(op, (2, 3), like=Ab, batch_shape=(2,))), 2 * logabs, rtol=1e-12)
+
+
+def test_dense_matrix_errors():
+    with pytest.raises(ValueError, match="shape="):
+        dense_matrix(lambda v: v)
+    with pytest.raises(TypeError, match="op"):
+        dense_matrix(3)
+
+
+def test_lanczos_and_power_iteration(bk):
+    rng = np.random.default_rng(1)
+    n = 40
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n)))
+    ev = np.linspace(0.1, 5.0, n)
+    A = (q * ev) @ q.conj().T
+    Ab = bk.asarray(A)
+    op = lambda v: bk.xp.matmul(Ab, v[..., None])[..., 0]  # noqa: E731
+    v0 = bk.asarray(rng.normal(size=n) + 0j)
+    ritz = bk.to_numpy(lanczos(op, v0, n))
+    assert np.allclose(np.sort(ritz.real), ev, atol=1e-8)
+    lo, hi = extremal_eigenvalues(op, (n,), like=Ab, method="lanczos", k=n)
+    assert float(bk.to_numpy(lo)) == pytest.approx(0.1, abs=1e-8)
+    assert float(bk.to_numpy(hi)) == pytest.approx(5.0, abs=1e-8)
+    lo, hi = extremal_eigenvalues(op, (n,), like=Ab, method="dense")
+    assert float(bk.to_numpy(hi / lo)) == pytest.approx(50.0, rel=1e-10)
+    assert float(bk.to_numpy(power_iteration(op, v0, 400))) == pytest.approx(5.0, rel=1e-3)
+    with pytest.raises(ValueError, match="method"):
+        extremal_eigenvalues(op, (n,), like=Ab, method="magic")
+
+
+def test_lanczos_restart_on_invariant_subspace():
+    """Degenerate spectrum: the Krylov space closes early; restarts still give all eigenvalues."""
+    A = np.diag([1.0, 1.0, 1.0, 3.0, 3.0]).astype(complex)
+    ritz = lanczos(lambda v: v @ A.T, np.ones(5, dtype=complex), 5)
+    assert np.allclose(np.sort(ritz.real), [1, 1, 1, 3, 3], atol=1e-10)
+
+
+def test_condition_number_of_dirac_normal_batched(bk):
+    lat = lk.Lattice((4, 4))
+    U = lk.U1.random(bk.rng(0), (2, 2), lat.shape)
+    D = WilsonDirac(U, lk.U1, lat, kappa=0.22)
+    dense = bk.to_numpy(condition_number(D.normal, D.field_shape, like=U, batch_shape=D.batch_shape, method="dense"))
+    lz = bk.to_numpy(condition_number(D.normal, D.field_shape, like=U, batch_shape=D.batch_shape, method="lanczos",
+                                      k=32))
+    assert dense.shape == (2,)
+    assert np.allclose(lz, dense, rtol=1e-6)
+    ev = bk.to_numpy(eigvalsh_dense(D.normal, D.field_shape, like=U, batch_shape=(2,)))
+    assert np.allclose(dense, ev[:, -1] / ev[:, 0])
