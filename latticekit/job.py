@@ -95,7 +95,9 @@ class Theory:
     def observable_names(self) -> list[str]:
         """Primary observables measured on every configuration."""
         if self.kind == "phi4":
-            return ["magnetization", "abs_magnetization", "m2", "action_density"]
+            L0 = self.lattice.shape[0]
+            return ["magnetization", "abs_magnetization", "m2", "action_density",
+                    *[f"C_t{t}" for t in range(L0 // 2 + 1)]]
         names = ["plaquette"]
         if isinstance(self.group, U1Group) and self.lattice.nd == 2:
             names.append("topological_charge")
@@ -117,6 +119,9 @@ class Theory:
             out["abs_magnetization"] = xp.abs(M)
             out["m2"] = M * M
             out["action_density"] = self.action.action(x) / lat.volume
+            C = obs.zero_momentum_correlator(x, lat, mu=0)  # (chains, L0)
+            for t in range(lat.shape[0] // 2 + 1):
+                out[f"C_t{t}"] = C[:, t]
             return out
         G = self.group
         out["plaquette"] = obs.average_plaquette(x, G, lat)
@@ -139,6 +144,10 @@ class Theory:
             free = a.lam == 0.0
             out["susceptibility"] = float(exact.free_scalar_susceptibility(shape, kappa=a.kappa)) if free else None
             out["magnetization"] = 0.0
+            if free:
+                C = backends.to_numpy(exact.free_scalar_timeslice_correlator(shape, kappa=a.kappa, backend="numpy"))
+                for t in range(shape[0] // 2 + 1):
+                    out[f"C_t{t}"] = float(C[t])
             return out
         G = self.group
         if lat.nd == 2 and isinstance(G, U1Group):

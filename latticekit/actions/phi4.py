@@ -256,8 +256,10 @@ class Phi4Action:
         _finite("kappa", kappa)
         _finite("lam", lam)
         self.lattice = lattice
-        self.kappa = float(kappa)
-        self.lam = float(lam)
+        # couplings given as arrays (e.g. torch tensors requiring grad) are kept as they are, so
+        # gradients w.r.t. them flow through the action (IR matching differentiates through Langevin)
+        self.kappa = kappa if hasattr(kappa, "shape") else float(kappa)
+        self.lam = lam if hasattr(lam, "shape") else float(lam)
         self.form = "hopping"
         self.m2: float | None = None
         self.lam_cont: float | None = None
@@ -279,7 +281,7 @@ class Phi4Action:
         """``sqrt(2 kappa)``: ``phi_mass = field_scale * phi_hop`` (requires kappa > 0)."""
         if not self.kappa > 0:
             raise ValueError(f"kappa={self.kappa}: the field rescaling sqrt(2 kappa) needs kappa > 0")
-        return math.sqrt(2.0 * self.kappa)
+        return (2.0 * self.kappa) ** 0.5
 
     def hopping(self) -> "Phi4Action":
         """The equivalent hopping-form action (acting on ``phi_hop = phi_mass / field_scale``)."""

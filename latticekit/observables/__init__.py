@@ -18,6 +18,7 @@ Examples
 from __future__ import annotations
 
 from .fermionic import chiral_condensate, chiral_condensate_exact, dirac_condition_number, pion_correlator, point_sources, propagator
+from .gradient_flow import flow_beta, flow_generator, flow_observables, wilson_flow, wilson_flow_step
 from .loops import average_polyakov_loop, polyakov_loop, wilson_line, wilson_loop, wilson_loops
 from .plaquette import average_plaquette, energy_density_plaquette, plane_plaquettes, plaquette_field, plaquettes
 from .scalar import (
@@ -53,6 +54,9 @@ __all__ = [
     "energy_density_clover",
     "energy_density_clover_field",
     "energy_density_plaquette",
+    "flow_beta",
+    "flow_generator",
+    "flow_observables",
     "magnetization",
     "pion_correlator",
     "plane_plaquettes",
@@ -68,6 +72,8 @@ __all__ = [
     "two_point",
     "two_point_momentum",
     "u1_flux_field",
+    "wilson_flow",
+    "wilson_flow_step",
     "wilson_line",
     "wilson_loop",
     "wilson_loops",

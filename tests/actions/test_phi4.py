@@ -143,3 +143,19 @@ def test_errors(bk):
         mass_from_hopping(0.0, 0.1, 2)
     with pytest.raises(TypeError, match="lattice"):
         Phi4Action((4, 4), 0.1, 0.1)
+
+
+def test_phi4_action_object_is_differentiable_in_its_couplings() -> None:
+    # the coupling tensors are kept (not cast to float), so d<S>/d kappa flows through Phi4Action:
+    # dS/dkappa = -2 sum_x sum_mu phi_x phi_{x+mu}
+    torch = pytest.importorskip("torch", reason="autograd through the couplings needs torch")
+    import latticekit as lk
+    from latticekit.actions import Phi4Action
+
+    lat = lk.Lattice((4, 4))
+    phi = torch.randn(4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    kappa = torch.tensor(0.2, dtype=torch.float64, requires_grad=True)
+    S = Phi4Action(lat, kappa, 0.5).action(phi)
+    (g,) = torch.autograd.grad(S, kappa)
+    expected = -2.0 * sum((phi * torch.roll(phi, -1, dims=d)).sum() for d in (0, 1))
+    assert torch.allclose(g, expected)

@@ -1,0 +1,175 @@
+"""What every Monte Carlo sampler shares: ``step(x) -> (x, info)`` and ``run(x, n, measure)``.
+
+A *target* is any object with ``action(x) -> (*B,)`` and ``force(x)`` (the Lie-derivative force
+``F = sum_a (d_a S) T_a``, or ``dS/dx`` for real fields), for example
+``latticekit.actions.WilsonGaugeAction`` or ``latticekit.actions.Phi4Action``.
+
+Examples
+--------
+>>> import latticekit as lk
+>>> from latticekit.mc import HMC, GaussianAction, RealField
+>>> target = GaussianAction(mass2=1.0, event_ndim=1)
+>>> hmc = HMC(target, RealField(1), rng=lk.backends.rng(0), step_size=0.2, n_steps=5)
+>>> x, hist = hmc.run(lk.backends.rng(1).normal((8, 4)), 10, measure=lambda x: (x * x).mean(axis=-1))
+>>> hist.measurements.shape, hist.accepted.shape
+((10, 8), (10, 8))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from latticekit.backends import array_namespace
+
+__all__ = ["MCHistory", "Sampler", "StepInfo"]
+
+
+@dataclass
+class StepInfo:
+    """What one sampler step reports.
+
+    Attributes
+    ----------
+    accepted : array of bool, shape ``B``, or None
+        Metropolis decision per chain (None for rejection-free updates: heatbath, Langevin).
+    dH : array, shape ``B``, or None
+        Energy violation ``H(end) - H(start)`` of the proposal per chain (HMC).
+    extras : dict
+        Sampler-specific diagnostics (e.g. ``"reunitarized"``, ``"force_evaluations"``,
+        ``"max_defect"``, ``"heatbath_rounds"``).
+    """
+
+    accepted: Any = None
+    dH: Any = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def acceptance(self) -> float:
+        """Fraction of chains that accepted (1.0 when there is no accept/reject step)."""
+        if self.accepted is None:
+            return 1.0
+        xp = array_namespace(self.accepted)
+        return float(xp.mean(xp.astype(self.accepted, xp.float64)))
+
+    @property
+    def exp_minus_dH(self) -> float:
+        """``mean over chains of exp(-dH)`` (its expectation is exactly 1 for a reversible, area-preserving
+        integrator in equilibrium; nan without dH)."""
+        if self.dH is None:
+            return math.nan
+        xp = array_namespace(self.dH)
+        return float(xp.mean(xp.exp(-self.dH)))
+
+
+@dataclass
+class MCHistory:
+    """Time series recorded by :meth:`Sampler.run`.
+
+    Attributes
+    ----------
+    accepted : array (n, *B) of bool or None
+    dH : array (n, *B) or None
+    measurements : array (n_meas, ...), dict of such arrays, list, or None
+        The stacked results of ``measure(x)`` (arrays are stacked along a new first axis; dicts of
+        arrays are stacked per key; anything else is kept as a list).
+    n_steps : int
+        Number of sampler steps made.
+    """
+
+    accepted: Any = None
+    dH: Any = None
+    measurements: Any = None
+    n_steps: int = 0
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Mean acceptance over steps and chains (1.0 without accept/reject)."""
+        if self.accepted is None:
+            return 1.0
+        xp = array_namespace(self.accepted)
+        return float(xp.mean(xp.astype(self.accepted, xp.float64)))
+
+    def exp_minus_dH(self) -> tuple[float, float]:
+        """``<exp(-dH)>`` over all steps and chains with a naive standard error (``(nan, nan)`` without dH).
+
+        Successive trajectories of one chain are correlated; the error is indicative only (use
+        ``latticekit.analysis`` on ``exp(-dH)`` averaged over chains for a careful error).
+        """
+        if self.dH is None:
+            return math.nan, math.nan
+        xp = array_namespace(self.dH)
+        e = xp.exp(-xp.reshape(self.dH, (-1,)))
+        n = int(e.shape[0])
+        m = float(xp.mean(e))
+        s = float(xp.std(e, correction=1)) if n > 1 else math.nan
+        return m, s / math.sqrt(n)
+
+
+def _stack(items: list[Any]) -> Any:
+    if not items:
+        return None
+    first = items[0]
+    if isinstance(first, dict):
+        return {k: _stack([it[k] for it in items]) for k in first}
+    if isinstance(first, (int, float, bool)):
+        return list(items)
+    try:
+        xp = array_namespace(*items)
+    except Exception:  # not arrays: keep the list
+        return list(items)
+    if not hasattr(first, "shape"):
+        return list(items)
+    return xp.stack(items, axis=0)
+
+
+class Sampler:
+    """Base class: subclasses implement :meth:`step`; :meth:`run` loops and records."""
+
+    def step(self, x: Any) -> tuple[Any, StepInfo]:
+        """One update of every chain in ``x``; returns the new field and a :class:`StepInfo`."""
+        raise TypeError(f"{type(self).__name__} does not implement step()")
+
+    def run(self, x: Any, n: int, measure: Callable[[Any], Any] | None = None, every: int = 1,
+            callback: Callable[[int, Any, StepInfo], None] | None = None) -> tuple[Any, MCHistory]:
+        """Make ``n`` steps from ``x``.
+
+        Parameters
+        ----------
+        x : array
+            Initial batch of configurations.
+        n : int
+            Number of steps (>= 0).
+        measure : callable, optional
+            ``measure(x)`` is called after every ``every``-th step; its results are stacked into
+            :attr:`MCHistory.measurements`.
+        every : int
+            Measurement interval.
+        callback : callable, optional
+            ``callback(i, x, info)`` after every step (progress bars, checkpoints).
+
+        Returns
+        -------
+        x : array
+            The final configurations.
+        history : MCHistory
+        """
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"n={n!r}: expected a non-negative number of steps")
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every={every!r}: expected an integer >= 1")
+        acc: list[Any] = []
+        dh: list[Any] = []
+        meas: list[Any] = []
+        for i in range(n):
+            x, info = self.step(x)
+            if info.accepted is not None:
+                acc.append(info.accepted)
+            if info.dH is not None:
+                dh.append(info.dH)
+            if measure is not None and (i + 1) % every == 0:
+                meas.append(measure(x))
+            if callback is not None:
+                callback(i, x, info)
+        return x, MCHistory(accepted=_stack(acc), dH=_stack(dh), measurements=_stack(meas), n_steps=n)
