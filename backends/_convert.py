@@ -41,9 +41,10 @@ def from_numpy(a: Any, backend: str | None = None, device: Any = None, copy: boo
     if name == "torch":
         import torch
 
-        t = torch.from_numpy(np.ascontiguousarray(a) if not a.flags.writeable or copy else a)
-        if copy:
-            t = t.clone()
+        if copy or not a.flags.writeable or any(st < 0 for st in a.strides):
+            # torch cannot share read-only or negatively strided memory: hand it a fresh copy
+            a = np.array(a, order="C", copy=True)
+        t = torch.from_numpy(a)
         return t if dev is None else t.to(dev)
     xp = namespace(name)
     if name == "cupy":

@@ -64,6 +64,18 @@ def available_backends() -> list[str]:
     return out
 
 
+_PY_SCALARS = (int, float, complex, bool)
+
+
+def _arrays(arrays: tuple[Any, ...]) -> list[Any]:
+    """The arrays among ``arrays``: Python scalars and None are dropped. NumPy scalars (``np.float64``
+    subclasses ``float``) are what NumPy returns from 0-d indexing; they count when nothing else does."""
+    arrs = [a for a in arrays if a is not None and not isinstance(a, _PY_SCALARS)]
+    if not arrs:
+        arrs = [a for a in arrays if a is not None and type(a) not in _PY_SCALARS and hasattr(a, "dtype")]
+    return arrs
+
+
 def array_namespace(*arrays: Any) -> ModuleType:
     """The Array API namespace shared by ``arrays`` (Python scalars and None are ignored).
 
@@ -72,7 +84,7 @@ def array_namespace(*arrays: Any) -> ModuleType:
     BackendError
         If the arrays come from different array libraries.
     """
-    arrs = [a for a in arrays if a is not None and not isinstance(a, (int, float, complex, bool))]
+    arrs = _arrays(arrays)
     try:
         return array_api_compat.array_namespace(*arrs)
     except TypeError as exc:
@@ -96,7 +108,7 @@ def backend_name(x: Any) -> str:
 
 def device(*arrays: Any) -> Any:
     """The device shared by ``arrays``; raises :class:`BackendError` on mixed devices."""
-    arrs = [a for a in arrays if a is not None and not isinstance(a, (int, float, complex, bool))]
+    arrs = _arrays(arrays)
     if not arrs:
         raise BackendError("device(): no arrays given")
     devs = [array_api_compat.device(a) for a in arrs]

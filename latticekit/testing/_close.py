@@ -1,0 +1,158 @@
+"""``assert_close``: namespace-, dtype- and device-aware comparison of arrays (host side)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from latticekit.backends import BackendError, backend_name, to_numpy
+from latticekit.backends import device as _device
+
+__all__ = ["assert_close", "default_tolerances"]
+
+# (rtol, atol) by the number of mantissa bits that matter. float64: eps = 2.2e-16, so rtol 1e-10
+# leaves ~6 orders of magnitude for round-off accumulated over lattice sums; float32: eps = 1.2e-7,
+# rtol 1e-5 leaves ~2 orders. Half precisions are checked loosely.
+_TOLERANCES = {
+    "float64": (1e-10, 1e-12),
+    "complex128": (1e-10, 1e-12),
+    "float32": (1e-5, 1e-6),
+    "complex64": (1e-5, 1e-6),
+    "float16": (1e-2, 1e-3),
+    "bfloat16": (2e-2, 1e-2),
+}
+
+
+def _is_host(x: Any) -> bool:
+    return isinstance(x, (np.ndarray, np.generic, int, float, complex, bool, list, tuple))
+
+
+def default_tolerances(*arrays: Any) -> tuple[float, float]:
+    """``(rtol, atol)`` for the least precise floating dtype among ``arrays``.
+
+    float64 / complex128: ``(1e-10, 1e-12)``; float32 / complex64: ``(1e-5, 1e-6)``;
+    float16: ``(1e-2, 1e-3)``; bfloat16: ``(2e-2, 1e-2)``; integer and boolean arrays (and Python
+    scalars alone): exact, ``(0, 0)``. Python scalars and lists do not lower the precision.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> default_tolerances(np.ones(2, dtype=np.float32), 1.0)
+    (1e-05, 1e-06)
+    >>> default_tolerances(np.ones(2))
+    (1e-10, 1e-12)
+    """
+    best: tuple[float, float] | None = None
+    for x in arrays:
+        if isinstance(x, (int, float, complex, bool, list, tuple)):
+            continue
+        name = str(getattr(x, "dtype", "")).rsplit(".", 1)[-1]  # 'torch.float32', 'array_api_strict.float32'
+        tol = _TOLERANCES.get(name)
+        if tol is None:
+            continue
+        if best is None or tol[0] > best[0]:
+            best = tol
+    if best is None:
+        # no floating arrays: float64 tolerances if anything is floating (Python floats), else exact
+        kinds = {np.asarray(to_numpy(x)).dtype.kind for x in arrays}
+        return _TOLERANCES["float64"] if kinds & {"f", "c"} else (0.0, 0.0)
+    return best
+
+
+def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: float | None = None,
+                 msg: str = "", equal_nan: bool = True, check_device: bool = True) -> None:
+    """Assert ``|actual - desired| <= atol + rtol * |desired|`` elementwise, across backends.
+
+    Parameters
+    ----------
+    actual : array of any backend, or array-like
+        The computed value.
+    desired : array of any backend, NumPy array, Python scalar or list
+        The reference. If it is an array of a backend other than NumPy, ``actual`` must be of the
+        same backend (and, with ``check_device``, on the same device); NumPy arrays and Python
+        values are references computed on the host and may be compared with any backend.
+    rtol, atol : float, optional
+        Tolerances; the default comes from :func:`default_tolerances` of both arguments (the
+        least precise floating dtype wins: float64 ``(1e-10, 1e-12)``, float32 ``(1e-5, 1e-6)``).
+    msg : str
+        Prefix for the error message.
+    equal_nan : bool
+        Treat NaNs in the same positions as equal (default True, as ``numpy.testing``).
+    check_device : bool
+        Check that both arrays live on the same device when both are non-NumPy arrays.
+
+    Raises
+    ------
+    AssertionError
+        On a backend/device mismatch, a shape mismatch (a 0-d ``desired`` broadcasts) or values
+        out of tolerance; the message gives the number of mismatches, the largest absolute and
+        relative errors and the index of the worst element with both values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> assert_close(np.array([1.0, 2.0]), [1.0, 2.0 + 1e-13])
+    >>> try:
+    ...     assert_close(np.array([1.0, 2.0]), [1.0, 2.1])
+    ... except AssertionError as e:
+    ...     print(str(e).splitlines()[0])
+    Arrays not close (rtol=1e-10, atol=1e-12): 1 of 2 elements differ
+    """
+    prefix = f"{msg}: " if msg else ""
+    if not _is_host(desired):
+        try:
+            bd = backend_name(desired)
+            ba = backend_name(actual) if not _is_host(actual) else "numpy"
+        except BackendError as exc:
+            raise AssertionError(f"{prefix}unsupported array type: {exc}") from None
+        if ba != bd:
+            raise AssertionError(f"{prefix}backend mismatch: actual is {ba}, desired is {bd}")
+        if check_device:
+            da, dd = str(_device(actual)), str(_device(desired))
+            if da != dd:
+                raise AssertionError(f"{prefix}device mismatch: actual on {da}, desired on {dd}")
+    d_rtol, d_atol = default_tolerances(actual, desired)
+    rtol = d_rtol if rtol is None else float(rtol)
+    atol = d_atol if atol is None else float(atol)
+    a = np.asarray(to_numpy(actual))
+    d = np.asarray(to_numpy(desired))
+    if a.dtype == bool:
+        a = a.astype(np.int64)
+    if d.dtype == bool:
+        d = d.astype(np.int64)
+    if d.shape != a.shape:
+        if d.ndim == 0:
+            d = np.broadcast_to(d, a.shape)
+        else:
+            raise AssertionError(f"{prefix}shape mismatch: actual {a.shape}, desired {d.shape}")
+    if a.size == 0:
+        return
+    a_c = a.astype(np.complex128) if (a.dtype.kind == "c" or d.dtype.kind == "c") else a.astype(np.float64)
+    d_c = d.astype(a_c.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(a_c - d_c)
+        scale = np.abs(d_c)
+    nan_a, nan_d = np.isnan(a_c), np.isnan(d_c)
+    same = a_c == d_c  # also infinities of the same sign
+    finite = np.isfinite(a_c) & np.isfinite(d_c)
+    bad = np.where(finite, ~(err <= atol + rtol * scale), ~same)
+    if equal_nan:
+        bad &= ~(nan_a & nan_d)
+    n_bad = int(np.count_nonzero(bad))
+    if n_bad == 0:
+        return
+    err_f = np.where(np.isnan(err), np.inf, err)
+    err_f = np.where(same, 0.0, err_f)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(scale > 0, err_f / scale, np.where(err_f > 0, np.inf, 0.0))
+    i_abs = np.unravel_index(int(np.argmax(err_f)), a.shape) if a.ndim else ()
+    i_rel = np.unravel_index(int(np.argmax(rel)), a.shape) if a.ndim else ()
+    lines = [
+        f"{prefix}Arrays not close (rtol={rtol:g}, atol={atol:g}): {n_bad} of {a.size} elements differ",
+        f"  max abs error {float(err_f[i_abs]):.6g} at index {tuple(int(i) for i in i_abs)}: "
+        f"actual {a[i_abs]!r}, desired {d[i_abs]!r}",
+        f"  max rel error {float(rel[i_rel]):.6g} at index {tuple(int(i) for i in i_rel)}: "
+        f"actual {a[i_rel]!r}, desired {d[i_rel]!r}",
+    ]
+    raise AssertionError("\n".join(lines))

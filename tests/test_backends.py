@@ -1,0 +1,264 @@
+"""latticekit.backends: namespaces, default selection, devices, rngs, conversions, DLPack."""
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from latticekit import backends
+from latticekit.backends import BackendError
+
+
+def test_namespace_and_backend_name(bk):
+    xp = bk.xp
+    x = bk.asarray([1.0, 2.0])
+    assert backends.array_namespace(x) is xp
+    assert backends.backend_name(x) == bk.name
+    assert backends.backend_name(xp) == bk.name
+    assert bk.name in backends.available_backends()
+
+
+def test_unknown_backend_name():
+    with pytest.raises(BackendError, match=r"backend='jax'.*numpy, torch, cupy, array_api_strict"):
+        backends.namespace("jax")
+    with pytest.raises(BackendError, match="expected one of"):
+        backends.rng(0, backend="tensorflow")
+    with pytest.raises(BackendError):
+        with backends.use("nope"):
+            pass
+
+
+def test_mixed_namespaces_raise():
+    torch = pytest.importorskip("torch")
+    a = np.ones(3)
+    t = torch.ones(3, dtype=torch.float64)
+    with pytest.raises(BackendError, match="different"):
+        backends.array_namespace(a, t)
+    # python scalars and None are ignored
+    assert backends.array_namespace(a, 2.0, None) is backends.namespace("numpy")
+
+
+def test_device_of_arrays(bk):
+    x = bk.asarray([1.0, 2.0])
+    y = bk.asarray([3.0])
+    d = backends.device(x, y)
+    assert str(d) == str(backends.device(x))
+    with pytest.raises(BackendError, match="no arrays"):
+        backends.device()
+
+
+def test_mixed_devices_raise():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("mixed-device check needs a CUDA device")
+    with pytest.raises(BackendError, match="different devices"):
+        backends.device(torch.ones(2), torch.ones(2, device="cuda"))
+
+
+def test_numpy_device_spec():
+    assert backends.normalize_device("numpy", "cpu") is None
+    with pytest.raises(BackendError, match="device='cuda'"):
+        backends.normalize_device("numpy", "cuda")
+
+
+def test_use_context_manager_nests_and_restores(monkeypatch):
+    monkeypatch.delenv("LATTICEKIT_BACKEND", raising=False)
+    assert backends.default_backend() == "numpy"
+    with backends.use("array_api_strict") as name:
+        assert name == "array_api_strict"
+        assert backends.default_backend() == "array_api_strict"
+        x = backends.rng(0).normal((2,))
+        assert backends.backend_name(x) == "array_api_strict"
+        with backends.use("numpy"):
+            assert backends.default_backend() == "numpy"
+        assert backends.default_backend() == "array_api_strict"
+    assert backends.default_backend() == "numpy"
+    # restored even when the body raises
+    with pytest.raises(RuntimeError):
+        with backends.use("array_api_strict"):
+            raise RuntimeError("boom")
+    assert backends.default_backend() == "numpy"
+
+
+def test_env_variable(monkeypatch):
+    monkeypatch.setenv("LATTICEKIT_BACKEND", "array_api_strict")
+    assert backends.default_backend() == "array_api_strict"
+    assert backends.backend_name(backends.asarray([1.0])) == "array_api_strict"
+    # use() overrides the environment
+    with backends.use("numpy"):
+        assert backends.default_backend() == "numpy"
+    monkeypatch.setenv("LATTICEKIT_BACKEND", "bogus")
+    with pytest.raises(BackendError, match="LATTICEKIT_BACKEND='bogus'"):
+        backends.default_backend()
+
+
+def test_no_import_time_side_effects():
+    code = ("import sys, latticekit.backends as b; "
+            "assert b.default_backend() == 'numpy'; "
+            "assert 'torch' not in sys.modules and 'array_api_strict' not in sys.modules, sorted(sys.modules)")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "LATTICEKIT_BACKEND"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+@pytest.mark.parametrize("method", ["uniform", "normal", "complex_normal", "integers"])
+def test_rng_reproducible(bk, method):
+    def draw(seed):
+        g = bk.rng(seed)
+        if method == "integers":
+            return bk.to_numpy(g.integers(0, 1000, (50,)))
+        return bk.to_numpy(getattr(g, method)((50,)))
+
+    np.testing.assert_array_equal(draw(3), draw(3))
+    assert not np.array_equal(draw(3), draw(4))
+    g = bk.rng(3)  # successive draws of one generator differ
+    a, b = bk.to_numpy(g.normal((20,))), bk.to_numpy(g.normal((20,)))
+    assert not np.array_equal(a, b)
+
+
+def test_rng_arrays_on_backend_and_dtypes(bk):
+    g = bk.rng(0)
+    xp = bk.xp
+    assert g.normal((3,)).dtype == xp.float64
+    assert g.normal((3,), dtype="float32").dtype == xp.float32
+    assert g.uniform(4).shape == (4,)
+    assert g.complex_normal((3,)).dtype == xp.complex128
+    assert g.complex_normal((3,), dtype="complex64").dtype == xp.complex64
+    assert backends.backend_name(g.integers(0, 5, (3,))) == bk.name
+    u = bk.to_numpy(g.uniform((1000,), low=-2.0, high=3.0))
+    assert u.min() >= -2.0 and u.max() < 3.0
+    k = bk.to_numpy(g.integers(2, 5, (1000,)))
+    assert set(np.unique(k)) == {2, 3, 4}
+
+
+def test_rng_errors():
+    with pytest.raises(ValueError, match="seed=-1"):
+        backends.rng(-1)
+    with pytest.raises(ValueError, match="low < high"):
+        backends.rng(0).integers(3, 3, (2,))
+    with pytest.raises(ValueError, match="complex_normal"):
+        backends.rng(0).normal((2,), dtype="complex128")
+
+
+def test_rng_moments(bk):
+    """Sample moments within 5 standard errors (false-alarm rate ~6e-7 per check)."""
+    n = 100_000
+    g = bk.rng(11)
+    z = bk.to_numpy(g.complex_normal((n,)))
+    a2 = np.abs(z) ** 2  # Exp(1): mean 1, sd 1
+    assert abs(a2.mean() - 1.0) < 5 * a2.std() / math.sqrt(n)
+    assert abs(z.mean()) < 5 * math.sqrt(1.0 / n)
+    # independent real and imaginary parts of variance 1/2 each
+    assert abs(np.mean(z.real**2) - 0.5) < 5 * math.sqrt(0.5 / n)
+    assert abs(np.mean(z.real * z.imag)) < 5 * 0.5 / math.sqrt(n)
+    x = bk.to_numpy(g.normal((n,), mean=1.5, std=2.0))
+    assert abs(x.mean() - 1.5) < 5 * 2.0 / math.sqrt(n)
+    assert abs(x.std() - 2.0) < 5 * 2.0 / math.sqrt(2 * n)
+    u = bk.to_numpy(g.uniform((n,)))
+    assert abs(u.mean() - 0.5) < 5 * math.sqrt(1 / 12 / n)
+
+
+def test_spawn_independent_and_reproducible(bk):
+    a = [bk.to_numpy(g.normal((5,))) for g in bk.rng(1).spawn(3)]
+    b = [bk.to_numpy(g.normal((5,))) for g in bk.rng(1).spawn(3)]
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[0], a[1])
+
+
+def test_round_trips(bk):
+    host = np.arange(12.0).reshape(3, 4) + 1j * np.ones((3, 4))
+    x = backends.from_numpy(host, backend=bk.name, device=bk.device)
+    assert backends.backend_name(x) == bk.name
+    np.testing.assert_array_equal(backends.to_numpy(x), host)
+    y = backends.asarray(host.tolist(), backend=bk.name, device=bk.device)
+    np.testing.assert_array_equal(bk.to_numpy(y), host)
+    z = backends.asarray(x, backend="numpy")
+    assert isinstance(z, np.ndarray)
+    np.testing.assert_array_equal(z, host)
+    w = backends.to_backend(z, bk.name, bk.device)
+    assert backends.backend_name(w) == bk.name
+    np.testing.assert_array_equal(bk.to_numpy(w), host)
+    f32 = backends.asarray(np.ones(3), backend=bk.name, device=bk.device, dtype="float32")
+    assert f32.dtype == bk.xp.float32
+    assert backends.asarray(2.5, backend=bk.name).shape == ()
+
+
+def test_to_numpy_of_torch_with_grad_and_conj():
+    torch = pytest.importorskip("torch")
+    t = torch.ones(3, dtype=torch.float64, requires_grad=True) * 2
+    np.testing.assert_array_equal(backends.to_numpy(t), 2.0)
+    c = torch.tensor([1 + 2j, 3 - 1j]).conj()
+    np.testing.assert_array_equal(backends.to_numpy(c), np.array([1 - 2j, 3 + 1j]))
+
+
+def test_from_numpy_torch_non_contiguous_and_readonly():
+    torch = pytest.importorskip("torch")
+    a = np.arange(6.0)
+    rev = backends.from_numpy(a[::-1], backend="torch")
+    np.testing.assert_array_equal(rev.numpy(), a[::-1])
+    ro = np.arange(3.0)
+    ro.flags.writeable = False
+    t = backends.from_numpy(ro, backend="torch")
+    assert isinstance(t, torch.Tensor)
+    np.testing.assert_array_equal(t.numpy(), ro)
+
+
+def test_dlpack_zero_copy_numpy_torch():
+    torch = pytest.importorskip("torch")
+    a = np.zeros(4)
+    t = backends.to_backend(a, "torch")
+    assert isinstance(t, torch.Tensor)
+    t[1] = 5.0  # write through torch, see it in numpy
+    assert a[1] == 5.0
+    b = backends.from_dlpack(t, "numpy")
+    b[2] = 7.0  # write through numpy, see it in torch
+    assert float(t[2]) == 7.0
+    # from_numpy shares memory on the CPU unless copy=True
+    s = backends.from_numpy(a, backend="torch")
+    s[0] = -1.0
+    assert a[0] == -1.0
+    c = backends.from_numpy(a, backend="torch", copy=True)
+    c[0] = 9.0
+    assert a[0] == -1.0
+
+
+def test_dtype_helpers(bk):
+    xp = bk.xp
+    assert backends.real_dtype(xp) == xp.float64
+    assert backends.real_dtype(xp, "single") == xp.float32
+    assert backends.complex_dtype(xp, 32) == xp.complex64
+    assert backends.real_dtype_for(xp.complex64, xp) == xp.float32
+    assert backends.complex_dtype_for(xp.float64, xp) == xp.complex128
+    assert backends.is_complex(bk.asarray([1j]))
+    assert not backends.is_complex(bk.asarray([1.0]))
+    with pytest.raises(ValueError, match="precision='half'"):
+        backends.real_dtype(xp, "half")
+    with pytest.raises(ValueError, match="no complex partner"):
+        backends.complex_dtype_for(xp.int64, xp)
+
+
+def test_fast_path_registry():
+    from latticekit.backends import _fast
+
+    x = np.ones(2)
+    assert backends.fast_path("__test_op__", x) is None
+    backends.register_fast_path("__test_op__", "numpy", lambda a: a + 1)
+    try:
+        fn = backends.fast_path("__test_op__", x)
+        np.testing.assert_array_equal(fn(x), 2.0)
+    finally:
+        _fast._REGISTRY.pop(("__test_op__", "numpy"))
+
+
+def test_numpy_scalars_count_as_numpy():
+    """0-d indexing of NumPy arrays yields np.float64/np.complex128 (subclasses of float/complex)."""
+    xp = backends.namespace("numpy")
+    assert backends.array_namespace(np.float64(1.0), np.complex128(1j)) is xp
+    assert backends.array_namespace(np.ones(2)[0]) is xp
+    torch = pytest.importorskip("torch")
+    # next to real arrays, NumPy scalars are treated like Python scalars
+    assert backends.array_namespace(torch.ones(2), np.float64(2.0)) is backends.namespace("torch")
+    with pytest.raises(BackendError):
+        backends.array_namespace(2.0, None)

@@ -1,0 +1,93 @@
+"""assert_close: tolerances by dtype, backend/device checks, informative messages."""
+
+import numpy as np
+import pytest
+
+from latticekit import backends
+from latticekit.testing import assert_close, default_tolerances
+
+
+def test_passes_and_fails_by_dtype(bk):
+    x = bk.asarray(np.array([1.0, 2.0, 3.0]))
+    assert_close(x, np.array([1.0, 2.0, 3.0 + 1e-11]))
+    with pytest.raises(AssertionError, match="1 of 3 elements differ"):
+        assert_close(x, np.array([1.0, 2.0, 3.0 + 1e-8]))
+    x32 = bk.asarray(np.array([1.0, 2.0, 3.0]), dtype="float32")
+    assert_close(x32, np.array([1.0, 2.0, 3.0 + 1e-6]))  # float32 default rtol 1e-5
+    with pytest.raises(AssertionError):
+        assert_close(x32, np.array([1.0, 2.0, 3.1]))
+    assert_close(x, np.array([1.0, 2.0, 3.1]), atol=0.2)
+    assert_close(x, np.array([1.0, 2.0, 3.3]), rtol=0.1)
+
+
+def test_default_tolerances():
+    assert default_tolerances(np.ones(1)) == (1e-10, 1e-12)
+    assert default_tolerances(np.ones(1, np.complex64), np.ones(1)) == (1e-5, 1e-6)
+    assert default_tolerances(np.ones(1, np.float16)) == (1e-2, 1e-3)
+    assert default_tolerances(np.arange(3)) == (0.0, 0.0)
+    assert default_tolerances(np.arange(3), 1.5) == (1e-10, 1e-12)
+    torch = pytest.importorskip("torch")
+    assert default_tolerances(torch.ones(1, dtype=torch.bfloat16)) == (2e-2, 1e-2)
+
+
+def test_message_reports_worst_index():
+    a = np.zeros((3, 4))
+    d = np.zeros((3, 4))
+    d[2, 1] = 0.5
+    d[0, 3] = 1e-3
+    with pytest.raises(AssertionError) as e:
+        assert_close(a, d, msg="field")
+    text = str(e.value)
+    assert text.startswith("field: Arrays not close")
+    assert "2 of 12 elements differ" in text
+    assert "max abs error 0.5 at index (2, 1)" in text
+    assert "max rel error 1 at index" in text
+
+
+def test_complex_integers_nan_and_shapes(bk):
+    z = bk.asarray(np.array([1 + 1j, 2 - 1j]))
+    assert_close(z, np.array([1 + 1j, 2 - 1j]))
+    with pytest.raises(AssertionError):
+        assert_close(z, np.array([1 + 1j, 2 + 1j]))
+    i = bk.asarray(np.array([1, 2, 3]))
+    assert_close(i, [1, 2, 3])
+    with pytest.raises(AssertionError):
+        assert_close(i, [1, 2, 4])
+    n = bk.asarray(np.array([1.0, np.nan]))
+    assert_close(n, np.array([1.0, np.nan]))
+    with pytest.raises(AssertionError):
+        assert_close(n, np.array([1.0, np.nan]), equal_nan=False)
+    with pytest.raises(AssertionError):
+        assert_close(n, np.array([1.0, 2.0]))
+    inf = bk.asarray(np.array([np.inf, -np.inf]))
+    assert_close(inf, np.array([np.inf, -np.inf]))
+    with pytest.raises(AssertionError):
+        assert_close(inf, np.array([np.inf, np.inf]))
+    assert_close(bk.asarray(np.full((2, 2), 3.0)), 3.0)  # 0-d desired broadcasts
+    with pytest.raises(AssertionError, match="shape mismatch"):
+        assert_close(bk.asarray(np.zeros((2, 2))), np.zeros((2, 3)))
+    b = bk.asarray(np.array([True, False]))
+    assert_close(b, [True, False])
+    with pytest.raises(AssertionError):
+        assert_close(b, [True, True])
+
+
+def test_backend_and_device_mismatch():
+    torch = pytest.importorskip("torch")
+    t = torch.ones(3, dtype=torch.float64)
+    assert_close(t, np.ones(3))  # NumPy reference: any backend
+    assert_close(t, torch.ones(3, dtype=torch.float64))
+    strict = backends.asarray(np.ones(3), backend="array_api_strict")
+    with pytest.raises(AssertionError, match="backend mismatch: actual is torch, desired is array_api_strict"):
+        assert_close(t, strict)
+    with pytest.raises(AssertionError, match="backend mismatch: actual is numpy, desired is torch"):
+        assert_close(np.ones(3), t)
+    if torch.cuda.is_available():
+        with pytest.raises(AssertionError, match="device mismatch"):
+            assert_close(t, t.cuda())
+
+
+def test_torch_requires_grad():
+    torch = pytest.importorskip("torch")
+    t = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    assert_close(2 * t, torch.full((2,), 2.0, dtype=torch.float64))

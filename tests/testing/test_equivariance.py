@@ -1,0 +1,118 @@
+"""Equivariance checkers: they vanish for covariant maps and detect non-covariant ones."""
+
+import math
+
+import numpy as np
+import pytest
+
+from latticekit import SU, U1, Lattice, backends
+from latticekit.gauge import gauge_transform, link, random_gauge_field, stack_links
+from latticekit.testing import (
+    assert_equivariant,
+    assert_gauge_equivariant,
+    assert_gauge_invariant,
+    equivariance_error,
+    gauge_equivariance_error,
+    gauge_invariance_error,
+    random_gauge_transformation,
+)
+
+LAT = Lattice((4, 4))
+GROUPS = [U1, SU(2), SU(3)]
+IDS = ["U1", "SU2", "SU3"]
+
+
+def plaquette(G, U, lat, mu, nu):
+    Um, Un = link(U, mu, G, lat), link(U, nu, G, lat)
+    return G.mul_adj(G.mul(Um, lat.shift(Un, mu), nd=lat.nd), G.mul(Un, lat.shift(Um, nu), nd=lat.nd), nd=lat.nd)
+
+
+def wilson_action(G, U, lat):
+    return sum(G.re_trace(plaquette(G, U, lat, mu, nu), nd=lat.nd) for mu, nu in lat.planes())
+
+
+def plaquette_update(G, lat):
+    """U_0(x) -> P_01(x) U_0(x): gauge covariant (P transforms with Omega(x) on both sides)."""
+    def f(U):
+        P = plaquette(G, U, lat, 0, 1)
+        return stack_links([G.mul(P, link(U, 0, G, lat), nd=lat.nd), link(U, 1, G, lat)], G, lat)
+    return f
+
+
+def test_translation_equivariance(bk):
+    phi = bk.rng(0).normal((2,) + LAT.shape)
+    stencil = lambda f: f - 0.25 * (LAT.shift(f, 0, 1) + LAT.shift(f, 1, -1))  # noqa: E731
+    T = lambda f: LAT.shift(f, 1, 1)  # noqa: E731
+    assert equivariance_error(stencil, phi, T) < 1e-14
+    assert_equivariant(stencil, phi, T)
+    # position-dependent weight: not translation equivariant
+    w = bk.asarray(np.arange(16.0).reshape(4, 4))
+    assert equivariance_error(lambda f: w * f, phi, T) > 0.1
+    with pytest.raises(AssertionError, match="not equivariant"):
+        assert_equivariant(lambda f: w * f, phi, T)
+    # Z2 symmetry phi -> -phi: an odd map is equivariant, an even one needs transform_out = identity
+    assert equivariance_error(lambda f: f**3, phi, lambda f: -f) < 1e-14
+    assert equivariance_error(lambda f: f**2, phi, lambda f: -f, lambda f: f) < 1e-14
+
+
+def test_tuple_outputs_invariant_parts(bk):
+    phi = bk.rng(1).normal((2,) + LAT.shape)
+    T = lambda f: LAT.shift(f, 0, 1)  # noqa: E731
+    xp = bk.xp
+    good = lambda f: (2 * f, xp.sum(f, axis=(-2, -1)))  # noqa: E731
+    assert equivariance_error(good, phi, T) < 1e-13
+    bad = lambda f: (2 * f, f[:, 0, 0])  # noqa: E731  (second output not invariant)
+    assert equivariance_error(bad, phi, T) > 1e-3
+
+
+@pytest.mark.parametrize("G", GROUPS, ids=IDS)
+def test_gauge_covariant_and_invariant(bk, G):
+    U = random_gauge_field(G, LAT, bk.rng(2), batch_shape=(2,))
+    rng = bk.rng(3)
+    assert gauge_equivariance_error(lambda V: V, U, G, LAT, rng) < 1e-12
+    assert gauge_equivariance_error(plaquette_update(G, LAT), U, G, LAT, rng) < 1e-12
+    assert_gauge_equivariant(plaquette_update(G, LAT), U, G, LAT, rng)
+    square = lambda V: G.mul(V, V, nd=LAT.nd)  # noqa: E731
+    assert gauge_equivariance_error(square, U, G, LAT, rng) > 1e-2
+    with pytest.raises(AssertionError, match="not gauge equivariant"):
+        assert_gauge_equivariant(square, U, G, LAT, rng)
+    S = lambda V: wilson_action(G, V, LAT)  # noqa: E731
+    assert gauge_invariance_error(S, U, G, LAT, rng) < 1e-12
+    assert_gauge_invariant(S, U, G, LAT, rng)
+    trace_links = lambda V: G.re_trace(V, nd=LAT.nd)  # noqa: E731
+    assert gauge_invariance_error(trace_links, U, G, LAT, rng) > 1e-2
+    with pytest.raises(AssertionError, match="not gauge invariant"):
+        assert_gauge_invariant(trace_links, U, G, LAT, rng)
+    # a layer returning (field, logdet) with an invariant logdet
+    layer = lambda V, context=None: (plaquette_update(G, LAT)(V), S(V))  # noqa: E731
+    assert gauge_equivariance_error(layer, U, G, LAT, rng, context={"unused": 1}) < 1e-12
+
+
+def test_u1_angles_compared_modulo_2pi(bk):
+    U = random_gauge_field(U1, LAT, bk.rng(4))
+    wrap = lambda V: U1.normalize(V, nd=LAT.nd)  # noqa: E731
+    # wrapping is gauge covariant as a map of group elements, though angles differ by 2 pi
+    Om = U1.random(bk.rng(5), (), LAT.shape)
+    raw = np.abs(bk.to_numpy(wrap(gauge_transform(U, Om, U1, LAT)) - gauge_transform(wrap(U), Om, U1, LAT)))
+    assert raw.max() > 1.0  # the plain difference sees the branch jumps
+    assert gauge_equivariance_error(wrap, U, U1, LAT, bk.rng(5), Omega=Om) < 1e-12
+
+
+def test_random_gauge_transformation_matches_field(bk):
+    G = SU(2)
+    U = G.random(bk.rng(6), (3, LAT.nd), LAT.shape, precision="single")
+    Om = random_gauge_transformation(U, G, LAT, bk.rng(7))
+    assert Om.shape == (3, 2, 2) + LAT.shape
+    assert Om.dtype == U.dtype
+    assert backends.backend_name(Om) == bk.name
+    # an rng of another backend still gives Omega on the field's backend
+    Om2 = random_gauge_transformation(U, G, LAT, backends.rng(7, backend="numpy"))
+    assert backends.backend_name(Om2) == bk.name
+
+
+def test_float32_tolerance(bk):
+    G = SU(3)
+    U = random_gauge_field(G, LAT, bk.rng(8), precision="single")
+    err = gauge_equivariance_error(plaquette_update(G, LAT), U, G, LAT, bk.rng(9))
+    assert err < 1e-5
+    assert math.isfinite(err)
