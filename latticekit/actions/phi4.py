@@ -119,7 +119,11 @@ def hopping_from_mass(m2: float, lam_cont: float, nd: int) -> tuple[float, float
             raise ValueError(f"m2={m2!r}: with lambda = 0 the free action needs m^2 > -2 Nd = {-2 * nd}")
         kappa = 1.0 / c
     else:
-        kappa = 2.0 / (c + math.sqrt(c * c + 32.0 * float(lam_cont)))
+        # positive root of 8 lam kappa^2 + c kappa - 1 = 0, in the form without cancellation
+        root = math.sqrt(c * c + 32.0 * float(lam_cont))
+        kappa = 2.0 / (c + root) if c >= 0 else (root - c) / (16.0 * float(lam_cont))
+    if not math.isfinite(kappa) or not math.isfinite(4.0 * kappa * kappa):
+        raise ValueError(f"m2={m2!r}, lam_cont={lam_cont!r}: the equivalent hopping parameter kappa overflows")
     return kappa, 4.0 * kappa * kappa * float(lam_cont)
 
 

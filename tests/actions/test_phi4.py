@@ -78,8 +78,9 @@ def test_forces_match_torch_autograd(shape):
 
 
 @settings(max_examples=15, deadline=None)
-@given(m2=st.floats(-6.0, 3.0), lam_c=st.floats(0.0, 20.0), nd=st.integers(1, 4))
+@given(m2=st.floats(-6.0, 3.0), lam_c=st.one_of(st.just(0.0), st.floats(1e-6, 20.0)), nd=st.integers(1, 4))
 def test_mass_hopping_conversion_round_trip(m2, lam_c, nd):
+    # lambda in (0, 1e-6) with m^2 < -2 Nd sends kappa ~ |c|/(8 lambda) towards overflow; that edge has its own test
     if lam_c == 0.0 and 2 * nd + m2 <= 0:
         with pytest.raises(ValueError, match="m2"):
             hopping_from_mass(m2, lam_c, nd)
@@ -92,6 +93,15 @@ def test_mass_hopping_conversion_round_trip(m2, lam_c, nd):
     m2b, lcb = mass_from_hopping(kappa, lam, nd)
     assert math.isclose(m2b, m2, rel_tol=1e-9, abs_tol=1e-9)
     assert math.isclose(lcb, lam_c, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def test_mass_hopping_conversion_refuses_overflow():
+    # m^2 < -2 Nd with a denormal lambda: kappa would overflow; a clear error instead of inf
+    with pytest.raises(ValueError, match="kappa"):
+        hopping_from_mass(-3.0, 2.2e-311, 1)
+    # small but normal lambda: the cancellation-free root stays accurate
+    kappa, lam = hopping_from_mass(-3.0, 1e-9, 1)
+    assert math.isclose(kappa * (2 - 3.0), 1 - 2 * lam, rel_tol=1e-9)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
