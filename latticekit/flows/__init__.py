@@ -1,1 +1,87 @@
-"""placeholder while the package is written"""
+"""Normalizing flows for lattice field theory (torch).
+
+This subpackage is torch by design (DESIGN.md); ``import latticekit`` does not import it (it loads
+on first use of ``latticekit.flows``). Layer contract: ``forward(x, context=None) -> (y, logdet)``,
+``inverse(y, context=None) -> (x, logdet)`` with ``logdet = log|det dy/dx|`` per batch element
+(w.r.t. Haar measure for gauge fields); priors ``sample(n, rng) -> (z, log_prob)``, ``log_prob(z)``;
+``Model(prior, flow)`` with ``log q(x) = log r(z) - sum logdet``. See docs/flows.md.
+
+Modules: :mod:`~latticekit.flows.base` (contract, :class:`Flow`), :mod:`~latticekit.flows.priors`,
+:mod:`~latticekit.flows.splines`, :mod:`~latticekit.flows.nets`,
+:mod:`~latticekit.flows.scalar_couplings`, :mod:`~latticekit.flows.u1_couplings`,
+:mod:`~latticekit.flows.model`, :mod:`~latticekit.flows.train`, :mod:`~latticekit.flows.checkpoint`,
+:mod:`~latticekit.flows.sampling`.
+
+Examples
+--------
+>>> import torch, latticekit as lk
+>>> from latticekit.flows import GaussianPrior, Model, scalar_coupling_flow
+>>> lat = lk.Lattice((4, 4))
+>>> model = Model(GaussianPrior(lat.shape), scalar_coupling_flow(lat, 4)).to(torch.float64)
+>>> x, log_q = model.sample(2, lk.backends.rng(0, backend="torch"))
+>>> x.shape
+torch.Size([2, 4, 4])
+"""
+
+from __future__ import annotations
+
+from .base import Flow, FlowLayer, InverseFlow, sum_sites
+from .checkpoint import (
+    CheckpointMismatchError,
+    architecture_description,
+    config_hash,
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
+from .model import Model
+from .nets import ConvNet, activation
+from .priors import ConditionalGaussianPrior, GaussianPrior, HaarPrior, Prior, check_rng
+from .sampling import MetropolisResult, draw_weighted, independence_metropolis, reweight_observable
+from .scalar_couplings import AffineCoupling, SplineCoupling, checkerboard_mask, scalar_coupling_flow
+from .splines import circular_rq_spline, rq_spline, rq_spline_knots, rq_spline_on_knots
+from .train import NonFiniteLossError, TrainConfig, Trainer, reverse_kl_loss
+from .u1_couplings import U1PlaquetteCoupling, u1_gauge_flow, u1_plaquette_masks, u1_plaquettes
+
+__all__ = [
+    "AffineCoupling",
+    "CheckpointMismatchError",
+    "ConditionalGaussianPrior",
+    "ConvNet",
+    "Flow",
+    "FlowLayer",
+    "GaussianPrior",
+    "HaarPrior",
+    "InverseFlow",
+    "MetropolisResult",
+    "Model",
+    "NonFiniteLossError",
+    "Prior",
+    "SplineCoupling",
+    "TrainConfig",
+    "Trainer",
+    "U1PlaquetteCoupling",
+    "activation",
+    "architecture_description",
+    "check_rng",
+    "checkerboard_mask",
+    "circular_rq_spline",
+    "config_hash",
+    "draw_weighted",
+    "get_rng_state",
+    "independence_metropolis",
+    "load_checkpoint",
+    "reverse_kl_loss",
+    "reweight_observable",
+    "rq_spline",
+    "rq_spline_knots",
+    "rq_spline_on_knots",
+    "save_checkpoint",
+    "scalar_coupling_flow",
+    "set_rng_state",
+    "sum_sites",
+    "u1_gauge_flow",
+    "u1_plaquette_masks",
+    "u1_plaquettes",
+]

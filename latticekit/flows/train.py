@@ -1,0 +1,350 @@
+"""Reverse-KL self-training of flow models against any latticekit action.
+
+The loss is ``KL(q || p) - log Z = E_q[log q(x) + S(x)]``, estimated on a batch of model samples
+(Albergo et al. 2019): no training data are needed. The target action is any callable ``S(x) ->
+(B,)`` evaluated on torch tensors, normally a :mod:`latticekit.actions` object such as
+``Phi4Action(lattice, kappa, lam)`` or ``WilsonGaugeAction(U1, lattice, beta)`` (one definition of
+the physics for HMC, measurements and training).
+
+Per step the trainer records ``loss``, the relative effective sample size ``ess``
+(:func:`latticekit.analysis.ess` of the log-weights ``log w = -S - log q``), ``var_log_w``, the
+learning rate and the gradient norm. A non-finite loss or gradient stops training with
+:class:`NonFiniteLossError` before the optimizer is touched; the last checkpoint on disk is the last
+good state. Checkpoints (:mod:`latticekit.flows.checkpoint`) hold everything needed for a
+bit-identical continuation on CPU.
+
+Examples
+--------
+>>> import torch, latticekit as lk
+>>> from latticekit.actions import Phi4Action
+>>> from latticekit.flows import GaussianPrior, Model, scalar_coupling_flow
+>>> lat = lk.Lattice((4, 4))
+>>> model = Model(GaussianPrior(lat.shape), scalar_coupling_flow(lat, 2, hidden=(4,)))
+>>> tr = Trainer(model, Phi4Action(lat, kappa=0.2, lam=0.02), TrainConfig(steps=3, batch_size=8))
+>>> hist = tr.train()
+>>> [h["step"] for h in hist], sorted(hist[-1])[:3]
+([1, 2, 3], ['ess', 'grad_norm', 'loss'])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from latticekit import backends
+from latticekit.analysis import ess as _ess
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .model import Model
+
+__all__ = ["NonFiniteLossError", "TrainConfig", "Trainer", "reverse_kl_loss"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN/inf loss or gradient and was stopped."""
+
+
+@dataclass
+class TrainConfig:
+    """Options of :class:`Trainer`.
+
+    Attributes
+    ----------
+    steps : int
+        Total number of optimisation steps (a resumed run continues up to this number).
+    batch_size : int
+        Samples per step.
+    lr : float
+        Learning rate.
+    optimizer : {"adam", "adamw"}
+    eps : float
+        Adam epsilon.
+    betas : tuple of float
+    weight_decay : float
+    schedule : {"constant", "cosine", "step"}
+        Learning-rate schedule (cosine annealing to ``min_lr`` over ``steps``; step decay by ``gamma``
+        every ``step_size`` steps).
+    min_lr, step_size, gamma
+        Schedule parameters.
+    clip_norm, clip_value : float or None
+        Gradient clipping by total norm / by value.
+    dtype : {"float32", "float64"}
+    device : str or None
+    seed : int
+        Seed of the latticekit torch generator that draws all prior samples.
+    eval_every, eval_batch_size : int
+        Periodic no-grad evaluation (0: never).
+    checkpoint_every : int
+        Write ``checkpoint_path`` every this many steps (0: only at the end of :meth:`Trainer.train`).
+    checkpoint_path : str or None
+    progress : bool
+        Show a progress bar (tqdm if installed, else a line every ``log_every`` steps).
+    log_every : int
+
+    Examples
+    --------
+    >>> TrainConfig(steps=10).schedule
+    'constant'
+    """
+
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    eps: float = 1e-8
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    min_lr: float = 0.0
+    step_size: int = 1000
+    gamma: float = 0.5
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    dtype: str = "float64"
+    device: str | None = None
+    seed: int = 0
+    eval_every: int = 0
+    eval_batch_size: int = 256
+    checkpoint_every: int = 0
+    checkpoint_path: str | None = None
+    progress: bool = False
+    log_every: int = 100
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad option."""
+        if self.steps < 0:
+            raise ValueError(f"steps={self.steps}: expected >= 0")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size}: expected >= 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr}: expected a positive learning rate")
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"optimizer={self.optimizer!r}: expected 'adam' or 'adamw'")
+        if not self.eps > 0:
+            raise ValueError(f"eps={self.eps}: expected > 0")
+        if self.schedule not in ("constant", "cosine", "step"):
+            raise ValueError(f"schedule={self.schedule!r}: expected 'constant', 'cosine' or 'step'")
+        if self.step_size < 1:
+            raise ValueError(f"step_size={self.step_size}: expected >= 1")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype={self.dtype!r}: expected 'float32' or 'float64'")
+        for name in ("clip_norm", "clip_value"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise ValueError(f"{name}={v}: expected a positive number or None")
+        for name in ("eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)}: expected >= 0")
+        if self.checkpoint_every and not self.checkpoint_path:
+            raise ValueError("checkpoint_every > 0 needs checkpoint_path")
+
+
+def _action_fn(action: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    if callable(getattr(action, "action", None)):
+        return action.action
+    if callable(action):
+        return action
+    raise TypeError(f"action={action!r}: expected a latticekit action (with .action(x)) or a callable S(x) -> (B,)")
+
+
+def reverse_kl_loss(model: Model, action: Any, n: int, rng: backends.Generator, context: Any = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reverse-KL loss ``mean(log q(x) + S(x))`` on ``n`` model samples, and the detached
+    log-weights ``log w = -S(x) - log q(x)``.
+
+    Examples
+    --------
+    >>> import torch, latticekit as lk
+    >>> from latticekit.flows import GaussianPrior, Model, Flow
+    >>> m = Model(GaussianPrior((2,)), Flow([])).to(torch.float64)
+    >>> S = lambda x: 0.5 * (x ** 2).sum(-1)                # the prior itself: log w = const
+    >>> loss, lw = reverse_kl_loss(m, S, 100, lk.backends.rng(0, backend="torch"))
+    >>> round(float(loss), 6) == round(-math.log(2 * math.pi), 6), float(lw.std()) < 1e-12
+    (True, True)
+    """
+    x, log_q = model.sample(n, rng, context=context)
+    S = _action_fn(action)(x)
+    if tuple(S.shape) != tuple(log_q.shape):
+        raise ValueError(f"action returned shape {tuple(S.shape)}; expected one value per sample {tuple(log_q.shape)}")
+    loss = torch.mean(log_q + S)
+    return loss, (-S - log_q).detach()
+
+
+def _progress(total: int, initial: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, desc="flow training")
+
+
+class Trainer:
+    """Reverse-KL training loop with schedules, clipping, metrics, evaluation and checkpoints.
+
+    Parameters
+    ----------
+    model : Model
+    action : action object or callable
+        ``S(x) -> (B,)``; e.g. ``latticekit.actions.Phi4Action``.
+    config : TrainConfig
+
+    Attributes
+    ----------
+    step : int
+        Completed optimisation steps.
+    history : list of dict
+        Metrics per step (and ``eval_*`` entries at evaluation steps).
+    rng : latticekit.backends.Generator
+        The generator of all prior samples.
+
+    Examples
+    --------
+    >>> import torch, latticekit as lk
+    >>> from latticekit.actions import Phi4Action
+    >>> from latticekit.flows import GaussianPrior, Model, scalar_coupling_flow
+    >>> lat = lk.Lattice((2, 2))
+    >>> tr = Trainer(Model(GaussianPrior(lat.shape), scalar_coupling_flow(lat, 2, hidden=(2,))),
+    ...              Phi4Action(lat, 0.1, 0.0), TrainConfig(steps=2, batch_size=4, schedule="cosine"))
+    >>> len(tr.train()), tr.step
+    (2, 2)
+    """
+
+    def __init__(self, model: Model, action: Any, config: TrainConfig | None = None) -> None:
+        if not isinstance(model, Model):
+            raise TypeError(f"model={type(model).__name__}: expected a latticekit.flows.Model")
+        self.config = config if config is not None else TrainConfig()
+        self.config.validate()
+        cfg = self.config
+        self.action_fn = _action_fn(action)
+        self.action = action
+        self.dtype = getattr(torch, cfg.dtype)
+        self.device = torch.device(cfg.device) if cfg.device is not None else torch.device("cpu")
+        self.model = model.to(dtype=self.dtype, device=self.device)
+        self.rng = backends.rng(cfg.seed, backend="torch", device=cfg.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("model has no trainable parameters")
+        opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = opt(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+        if cfg.schedule == "cosine":
+            self.scheduler: Any = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(cfg.steps, 1),
+                                                                             eta_min=cfg.min_lr)
+        elif cfg.schedule == "step":
+            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _s: 1.0)
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        self.last_checkpoint_step: int | None = None
+
+    # -- one step ------------------------------------------------------------------------------
+    def _stop(self, what: str, value: float) -> None:
+        where = (f"the last good checkpoint is {self.config.checkpoint_path!r} (step {self.last_checkpoint_step})"
+                 if self.last_checkpoint_step is not None else "no checkpoint was written yet")
+        raise NonFiniteLossError(f"training stopped at step {self.step + 1}: {what} is {value}; the optimizer was not "
+                                 f"updated and {where}. Lower the learning rate, clip gradients (clip_norm) or "
+                                 f"use float64.")
+
+    def train_step(self) -> dict[str, float]:
+        """One optimisation step; returns (and records) its metrics."""
+        cfg = self.config
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, log_w = reverse_kl_loss(self.model, self.action_fn, cfg.batch_size, self.rng)
+        lv = float(loss.detach())
+        if not math.isfinite(lv):
+            self._stop("the loss", lv)
+        loss.backward()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if cfg.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(params, cfg.clip_value)
+        max_norm = cfg.clip_norm if cfg.clip_norm is not None else math.inf
+        gnorm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        if not math.isfinite(gnorm):
+            self._stop("the gradient norm", gnorm)
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        m = {"step": self.step, "loss": lv, "ess": float(_ess(log_w.cpu())),
+             "var_log_w": float(log_w.var()) if log_w.numel() > 1 else 0.0, "lr": lr, "grad_norm": gnorm}
+        self.history.append(m)
+        return m
+
+    @torch.no_grad()
+    def evaluate(self, n: int | None = None) -> dict[str, float]:
+        """No-grad metrics on ``n`` fresh samples (default ``eval_batch_size``).
+
+        Draws from a generator derived from ``(seed, step)``, so evaluating does not change the
+        training stream.
+        """
+        n = self.config.eval_batch_size if n is None else n
+        self.model.eval()
+        g = backends.rng(self.config.seed + 1_000_003 * (self.step + 1), backend="torch", device=self.config.device)
+        loss, log_w = reverse_kl_loss(self.model, self.action_fn, n, g)
+        return {"step": self.step, "eval_loss": float(loss), "eval_ess": float(_ess(log_w.cpu())),
+                "eval_var_log_w": float(log_w.var()) if log_w.numel() > 1 else 0.0}
+
+    # -- loop ----------------------------------------------------------------------------------
+    def train(self, steps: int | None = None) -> list[dict[str, float]]:
+        """Run until ``config.steps`` steps are done (or ``steps`` more); returns the new metrics."""
+        cfg = self.config
+        target = cfg.steps if steps is None else self.step + int(steps)
+        start = len(self.history)
+        bar = _progress(target, self.step, cfg.progress)
+        try:
+            while self.step < target:
+                m = self.train_step()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{m['loss']:.4g}", ess=f"{m['ess']:.3f}")
+                elif cfg.progress and (self.step % max(cfg.log_every, 1) == 0 or self.step == target):
+                    print(f"step {self.step}/{target}  loss {m['loss']:.6g}  ess {m['ess']:.4f}  lr {m['lr']:.3g}",
+                          flush=True)
+                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                    self.history[-1].update(self.evaluate())
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save()
+        finally:
+            if bar is not None:
+                bar.close()
+        if cfg.checkpoint_path and self.last_checkpoint_step != self.step:
+            self.save()
+        return self.history[start:]
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Write a checkpoint (default ``config.checkpoint_path``) atomically."""
+        path = path if path is not None else self.config.checkpoint_path
+        if not path:
+            raise ValueError("path: no checkpoint path given and config.checkpoint_path is not set")
+        cfg = dataclasses.asdict(self.config)
+        save_checkpoint(path, model=self.model, step=self.step, optimizer=self.optimizer, scheduler=self.scheduler,
+                        rng=self.rng, config={"train_config": cfg, "history": self.history,
+                                              "action": repr(self.action)})
+        if path == self.config.checkpoint_path:
+            self.last_checkpoint_step = self.step
+
+    def load(self, path: str | os.PathLike[str] | None = None) -> int:
+        """Restore model, optimizer, scheduler, generator, step and history; returns the step.
+
+        Raises :class:`~latticekit.flows.checkpoint.CheckpointMismatchError` for a checkpoint of a
+        different architecture or lattice.
+        """
+        path = path if path is not None else self.config.checkpoint_path
+        if not path:
+            raise ValueError("path: no checkpoint path given and config.checkpoint_path is not set")
+        payload = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                                  rng=self.rng)
+        self.step = int(payload["step"])
+        self.history = list(payload["config"].get("history", []))
+        self.last_checkpoint_step = self.step if path == self.config.checkpoint_path else self.last_checkpoint_step
+        return self.step

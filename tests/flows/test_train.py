@@ -1,0 +1,191 @@
+"""Reverse-KL training against latticekit actions, schedules, clipping, NaN stop, checkpoints."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+import latticekit as lk
+from latticekit.actions import Phi4Action, WilsonGaugeAction
+from latticekit.flows import (
+    CheckpointMismatchError,
+    GaussianPrior,
+    HaarPrior,
+    Model,
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+    reverse_kl_loss,
+    save_checkpoint,
+    scalar_coupling_flow,
+    u1_gauge_flow,
+)
+
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _seed_torch() -> None:
+    torch.manual_seed(1234)
+
+
+def phi4_model(shape: tuple[int, ...] = (4, 4), layers: int = 4, coupling: str = "affine") -> Model:
+    lat = lk.Lattice(shape)
+    return Model(GaussianPrior(lat.shape), scalar_coupling_flow(lat, layers, coupling, hidden=(8,)))
+
+
+def test_loss_uses_latticekit_action() -> None:
+    lat = lk.Lattice((4, 4))
+    S = Phi4Action(lat, kappa=0.2, lam=0.1)
+    m = phi4_model().to(F64)
+    rng = lk.backends.rng(0, backend="torch")
+    loss, lw = reverse_kl_loss(m, S, 16, rng)
+    x, log_q = m.sample(16, lk.backends.rng(0, backend="torch"))
+    expect = (log_q + lk.actions.phi4_action(x, lat, 0.2, 0.1)).mean()
+    torch.testing.assert_close(loss, expect)
+    torch.testing.assert_close(lw, -(log_q + S(x)).detach())
+
+
+def test_training_lowers_the_kl() -> None:
+    lat = lk.Lattice((4, 4))
+    S = Phi4Action(lat, kappa=0.3, lam=0.02)
+    tr = Trainer(phi4_model(), S, TrainConfig(steps=80, batch_size=64, lr=5e-3, seed=1))
+    before = tr.evaluate(1024)
+    hist = tr.train()
+    after = tr.evaluate(1024)
+    assert len(hist) == 80 and tr.step == 80
+    assert after["eval_loss"] < before["eval_loss"] - 0.5
+    assert after["eval_ess"] > before["eval_ess"]
+    assert all(k in hist[-1] for k in ("loss", "ess", "var_log_w", "lr", "grad_norm"))
+    assert 0 < hist[-1]["ess"] <= 1
+
+
+def test_training_u1_against_wilson_action() -> None:
+    lat = lk.Lattice((4, 4))
+    model = Model(HaarPrior(lk.U1, lat), u1_gauge_flow(lat, 4, bins=4, hidden=(4,)))
+    tr = Trainer(model, WilsonGaugeAction(lk.U1, lat, beta=2.0),
+                 TrainConfig(steps=30, batch_size=32, lr=1e-2, eval_every=30, eval_batch_size=256))
+    before = tr.evaluate(512)
+    tr.train()
+    assert "eval_loss" in tr.history[-1]
+    assert tr.evaluate(512)["eval_loss"] < before["eval_loss"]
+
+
+def test_schedules_and_clipping() -> None:
+    cfg = TrainConfig(steps=4, batch_size=4, lr=1e-2, schedule="step", step_size=2, gamma=0.1, clip_norm=0.5,
+                      clip_value=0.1, optimizer="adamw", eps=1e-6, weight_decay=0.01)
+    tr = Trainer(phi4_model((2, 2), 2), Phi4Action(lk.Lattice((2, 2)), 0.1, 0.1), cfg)
+    h = tr.train()
+    assert [round(m["lr"], 12) for m in h] == [1e-2, 1e-2, 1e-3, 1e-3]
+    assert tr.optimizer.param_groups[0]["eps"] == 1e-6
+    cos = Trainer(phi4_model((2, 2), 2), Phi4Action(lk.Lattice((2, 2)), 0.1, 0.1),
+                  TrainConfig(steps=4, batch_size=4, lr=1.0, schedule="cosine", min_lr=0.0))
+    lrs = [m["lr"] for m in cos.train()]
+    assert lrs[0] == 1.0 and abs(lrs[2] - 0.5) < 1e-12 and lrs[3] < lrs[2]
+
+
+def test_clip_value_bounds_gradients() -> None:
+    tr = Trainer(phi4_model((2, 2), 2), Phi4Action(lk.Lattice((2, 2)), 0.1, 0.1),
+                 TrainConfig(steps=1, batch_size=8, clip_value=1e-3))
+    tr.train_step()
+    assert max(float(p.grad.abs().max()) for p in tr.model.parameters() if p.grad is not None) <= 1e-3 + 1e-15
+
+
+def test_float32_training() -> None:
+    tr = Trainer(phi4_model((2, 2), 2), Phi4Action(lk.Lattice((2, 2)), 0.1, 0.1),
+                 TrainConfig(steps=2, batch_size=8, dtype="float32"))
+    tr.train()
+    assert all(p.dtype == torch.float32 for p in tr.model.parameters())
+
+
+def _params(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_resume_is_deterministic(tmp_path: os.PathLike[str]) -> None:
+    lat = lk.Lattice((4, 4))
+    S = Phi4Action(lat, 0.25, 0.05)
+    path = os.path.join(tmp_path, "run.pt")
+    cfg = dict(steps=6, batch_size=16, lr=1e-2, schedule="cosine", clip_norm=10.0, seed=3)
+
+    torch.manual_seed(0)
+    straight = Trainer(phi4_model(), S, TrainConfig(**cfg))
+    straight.train()
+
+    torch.manual_seed(0)
+    first = Trainer(phi4_model(), S, TrainConfig(**cfg, checkpoint_path=path))
+    first.train(steps=3)
+    assert first.step == 3 and os.path.exists(path)
+    del first
+
+    torch.manual_seed(99)                    # a fresh process would start from different weights
+    resumed = Trainer(phi4_model(), S, TrainConfig(**cfg, checkpoint_path=path))
+    assert resumed.load() == 3
+    resumed.train()
+    assert resumed.step == 6
+    for a, b in zip(_params(straight.model), _params(resumed.model)):
+        assert torch.equal(a, b)
+    assert [m["loss"] for m in resumed.history] == [m["loss"] for m in straight.history]
+
+
+def test_nan_stops_training_and_keeps_last_checkpoint(tmp_path: os.PathLike[str]) -> None:
+    lat = lk.Lattice((2, 2))
+    good = Phi4Action(lat, 0.1, 0.1)
+    calls = {"n": 0}
+
+    def S(x: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        s = good(x)
+        return s * float("nan") if calls["n"] > 2 else s
+
+    path = os.path.join(tmp_path, "ck.pt")
+    tr = Trainer(phi4_model((2, 2), 2), S, TrainConfig(steps=5, batch_size=4, checkpoint_every=2,
+                                                       checkpoint_path=path))
+    with pytest.raises(NonFiniteLossError, match="step 3.*last good checkpoint"):
+        tr.train()
+    params_at_stop = _params(tr.model)
+    payload = torch.load(path, weights_only=False)
+    assert payload["step"] == 2
+    # the optimizer did not take the NaN step: the parameters equal the checkpoint's
+    for a, (k, b) in zip(params_at_stop, [(k, v) for k, v in payload["model"].items() if "mask" not in k]):
+        assert torch.equal(a, b)
+    assert all(bool(torch.isfinite(p).all()) for p in params_at_stop)
+
+
+def test_checkpoint_of_other_architecture_or_lattice_is_refused(tmp_path: os.PathLike[str]) -> None:
+    path = os.path.join(tmp_path, "a.pt")
+    m = phi4_model((4, 4), 2)
+    opt = torch.optim.Adam(m.parameters())
+    save_checkpoint(path, model=m, step=1, optimizer=opt, rng=lk.backends.rng(0, backend="torch"))
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]     # atomic write leaves no temp file
+    load_checkpoint(path, model=phi4_model((4, 4), 2))
+    with pytest.raises(CheckpointMismatchError, match="lattice"):
+        load_checkpoint(path, model=phi4_model((8, 8), 2))
+    with pytest.raises(CheckpointMismatchError, match="architecture"):
+        load_checkpoint(path, model=phi4_model((4, 4), 4))
+    with pytest.raises(CheckpointMismatchError):
+        load_checkpoint(path, model=phi4_model((4, 4), 2, coupling="spline"))
+    with open(os.path.join(tmp_path, "bad.pt"), "wb") as fh:
+        fh.write(b"truncated")
+    with pytest.raises(ValueError, match="not a readable"):
+        load_checkpoint(os.path.join(tmp_path, "bad.pt"), model=m)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(os.path.join(tmp_path, "missing.pt"), model=m)
+
+
+def test_config_errors() -> None:
+    m = phi4_model((2, 2), 2)
+    S = Phi4Action(lk.Lattice((2, 2)), 0.1, 0.1)
+    for bad in (dict(lr=0.0), dict(optimizer="sgd"), dict(schedule="linear"), dict(dtype="float16"),
+                dict(clip_norm=-1.0), dict(checkpoint_every=2)):
+        with pytest.raises(ValueError):
+            Trainer(m, S, TrainConfig(**bad))
+    with pytest.raises(TypeError, match="action"):
+        Trainer(m, 3.0, TrainConfig())
+    with pytest.raises(TypeError, match="model"):
+        Trainer(torch.nn.Linear(1, 1), S, TrainConfig())
+    assert math.isfinite(TrainConfig().lr)
