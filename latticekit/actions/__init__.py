@@ -51,7 +51,7 @@ from .phi4 import (
     phi4_force,
     phi4_force_mass,
 )
-from .wilson_gauge import WilsonGaugeAction, staples, wilson_gauge_action, wilson_gauge_force
+from .wilson_gauge import WilsonGaugeAction, staple_from_links, staples, wilson_gauge_action, wilson_gauge_force
 
 __all__ = [
     "apply_gamma5",
@@ -83,6 +83,7 @@ __all__ = [
     "schur_complement",
     "solve_normal",
     "spin_dim",
+    "staple_from_links",
     "staples",
     "wilson_dirac",
     "wilson_dirac_dagger",

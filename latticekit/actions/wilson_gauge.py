@@ -107,27 +107,34 @@ def staples(U: Any, group: Group, lattice: Lattice) -> Any:
     ((3, 2, 2, 4, 4, 4), (4+0j))
     """
     _check(U, group, lattice)
-    nd = lattice.nd
-    links = [link(U, mu, group, lattice) for mu in range(nd)]
-    out = []
-    for mu in range(nd):
-        Umu = links[mu]
-        acc = None
-        for nu in range(nd):
-            if nu == mu:
-                continue
-            Unu = links[nu]
-            Unu_xmu = lattice.shift(Unu, mu, +1)
-            # upper: U_nu(x+mu) U_mu(x+nu)^dag U_nu(x)^dag
-            up = group.mul_adj(group.mul_adj(Unu_xmu, lattice.shift(Umu, nu, +1), nd=nd), Unu, nd=nd)
-            # lower, built at y = x - nu: U_nu(y+mu)^dag U_mu(y)^dag U_nu(y) = (U_mu(y) U_nu(y+mu))^dag U_nu(y)
-            lo = lattice.shift(group.adj_mul(group.mul(Umu, Unu_xmu, nd=nd), Unu, nd=nd), nu, -1)
-            if _is_u1(group):
-                up, lo = group.to_matrix(up, nd=nd), group.to_matrix(lo, nd=nd)
-            s = up + lo
-            acc = s if acc is None else acc + s
-        out.append(acc)
+    links = [link(U, mu, group, lattice) for mu in range(lattice.nd)]
+    out = [staple_from_links(links, mu, group, lattice) for mu in range(lattice.nd)]
     return stack_links(out, group, lattice)
+
+
+def staple_from_links(links: list[Any], mu: int, group: Group, lattice: Lattice) -> Any:
+    """The staple sum ``A_mu(x)`` of one direction from the list of links ``[U_0, ..., U_{Nd-1}]``.
+
+    The ``mu`` component of :func:`staples` without computing the other directions (heatbath updates
+    need one direction at a time). SU(N): ``(*B, N, N, *L)``; U(1): complex ``(*B, *L)``.
+    """
+    nd = lattice.nd
+    Umu = links[mu]
+    acc = None
+    for nu in range(nd):
+        if nu == mu:
+            continue
+        Unu = links[nu]
+        Unu_xmu = lattice.shift(Unu, mu, +1)
+        # upper: U_nu(x+mu) U_mu(x+nu)^dag U_nu(x)^dag
+        up = group.mul_adj(group.mul_adj(Unu_xmu, lattice.shift(Umu, nu, +1), nd=nd), Unu, nd=nd)
+        # lower, built at y = x - nu: U_nu(y+mu)^dag U_mu(y)^dag U_nu(y) = (U_mu(y) U_nu(y+mu))^dag U_nu(y)
+        lo = lattice.shift(group.adj_mul(group.mul(Umu, Unu_xmu, nd=nd), Unu, nd=nd), nu, -1)
+        if _is_u1(group):
+            up, lo = group.to_matrix(up, nd=nd), group.to_matrix(lo, nd=nd)
+        s = up + lo
+        acc = s if acc is None else acc + s
+    return acc
 
 
 def wilson_gauge_action(U: Any, beta: float, group: Group, lattice: Lattice) -> Any:

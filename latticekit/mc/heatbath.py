@@ -45,6 +45,7 @@ from typing import Any
 
 from latticekit.backends import Generator, array_namespace, device
 from latticekit.gauge import check_gauge_field, link, stack_links
+from latticekit.actions.wilson_gauge import staple_from_links
 from latticekit.groups import SU, Group, SUGroup, U1Group, wrap_angle
 from latticekit.lattice import Lattice
 
@@ -228,25 +229,7 @@ def staple_sum(U: Any, mu: int, group: Group, lattice: Lattice) -> Any:
     """
     nd = lattice.nd
     links = [link(U, nu, group, lattice) for nu in range(nd)]
-    return _staple(links, mu, group, lattice)
-
-
-def _staple(links: list[Any], mu: int, group: Group, lattice: Lattice) -> Any:
-    nd = lattice.nd
-    Umu = links[mu]
-    acc = None
-    for nu in range(nd):
-        if nu == mu:
-            continue
-        Unu = links[nu]
-        Unu_xmu = lattice.shift(Unu, mu, +1)
-        up = group.mul_adj(group.mul_adj(Unu_xmu, lattice.shift(Umu, nu, +1), nd=nd), Unu, nd=nd)
-        lo = lattice.shift(group.adj_mul(group.mul(Umu, Unu_xmu, nd=nd), Unu, nd=nd), nu, -1)
-        if isinstance(group, U1Group):
-            up, lo = group.to_matrix(up, nd=nd), group.to_matrix(lo, nd=nd)
-        s = up + lo
-        acc = s if acc is None else acc + s
-    return acc
+    return staple_from_links(links, mu, group, lattice)
 
 
 # ------------------------------------------------------------------------------- link updates
@@ -390,7 +373,7 @@ class Heatbath(Sampler):
         for mu in range(nd):
             for parity in (0, 1):
                 mask = par == parity
-                A = _staple(links, mu, group, lattice)
+                A = staple_from_links(links, mu, group, lattice)
                 old = links[mu]
                 if isinstance(group, U1Group):
                     new = _u1_heatbath(self.rng, old, A, self.beta) if heatbath else _u1_overrelax(old, A)
