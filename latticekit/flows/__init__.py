@@ -9,6 +9,7 @@ on first use of ``latticekit.flows``). Layer contract: ``forward(x, context=None
 Modules: :mod:`~latticekit.flows.base` (contract, :class:`Flow`), :mod:`~latticekit.flows.priors`,
 :mod:`~latticekit.flows.splines`, :mod:`~latticekit.flows.nets`,
 :mod:`~latticekit.flows.scalar_couplings`, :mod:`~latticekit.flows.u1_couplings`,
+:mod:`~latticekit.flows.spectral`, :mod:`~latticekit.flows.sun_couplings`,
 :mod:`~latticekit.flows.model`, :mod:`~latticekit.flows.train`, :mod:`~latticekit.flows.checkpoint`,
 :mod:`~latticekit.flows.sampling`.
 
@@ -40,7 +41,9 @@ from .nets import ConvNet, activation
 from .priors import ConditionalGaussianPrior, GaussianPrior, HaarPrior, Prior, check_rng
 from .sampling import MetropolisResult, draw_weighted, independence_metropolis, reweight_observable
 from .scalar_couplings import AffineCoupling, SplineCoupling, checkerboard_mask, scalar_coupling_flow
+from .spectral import SUSpectralKernel, canonical_cell_flow, su_canonical_angles, weyl_log_density
 from .splines import circular_rq_spline, rq_spline, rq_spline_knots, rq_spline_on_knots
+from .sun_couplings import SUPlaquetteCoupling, sun_gauge_flow
 from .train import NonFiniteLossError, TrainConfig, Trainer, reverse_kl_loss
 from .u1_couplings import U1PlaquetteCoupling, u1_gauge_flow, u1_plaquette_masks, u1_plaquettes
 
@@ -59,11 +62,14 @@ __all__ = [
     "NonFiniteLossError",
     "Prior",
     "SplineCoupling",
+    "SUPlaquetteCoupling",
+    "SUSpectralKernel",
     "TrainConfig",
     "Trainer",
     "U1PlaquetteCoupling",
     "activation",
     "architecture_description",
+    "canonical_cell_flow",
     "check_rng",
     "checkerboard_mask",
     "circular_rq_spline",
@@ -80,8 +86,11 @@ __all__ = [
     "save_checkpoint",
     "scalar_coupling_flow",
     "set_rng_state",
+    "su_canonical_angles",
     "sum_sites",
+    "sun_gauge_flow",
     "u1_gauge_flow",
     "u1_plaquette_masks",
     "u1_plaquettes",
+    "weyl_log_density",
 ]
