@@ -3,15 +3,52 @@
 Physics code is written once in Array API form. Where a backend has a faster primitive (a fused
 kernel, a library routine), it is registered here under a name and looked up at the call site;
 the generic code is the fallback, so there are never two full copies of an algorithm.
+
+Built-in fast paths are registered lazily, on the first lookup (nothing happens at import):
+
+* the numba kernels of ``backends/_kernels_numba.py`` for backend ``"numpy"``, when numba is
+  importable;
+* the ``torch.compile`` kernels of ``backends/_kernels_torch.py`` for backend ``"torch"``, only when
+  ``LATTICEKIT_FAST_KERNELS=1`` (compilation costs seconds per kernel).
+
+``LATTICEKIT_FAST_KERNELS=0`` (or ``false``/``no``/``off``) disables every fast path: lookups return
+None and the generic code runs. The variable is read at every lookup. A fast path may also decline a
+call by returning None (inputs it does not handle); the call site then runs the generic code.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 from ._namespace import backend_name
 
 _REGISTRY: dict[tuple[str, str], Callable[..., Any]] = {}
+_BUILTINS_LOADED = False
+
+
+def _env_flag() -> str:
+    return os.environ.get("LATTICEKIT_FAST_KERNELS", "").strip().lower()
+
+
+def _load_builtins() -> None:
+    """Register the built-in fast paths once (numba kernels; torch kernels when opted in)."""
+    global _BUILTINS_LOADED
+    _BUILTINS_LOADED = True
+    try:
+        from . import _kernels_numba
+    except ImportError:  # pragma: no cover - numpy is a dependency; numba itself is imported guarded
+        _kernels_numba = None
+    if _kernels_numba is not None:
+        for name, fn in _kernels_numba.kernels().items():
+            _REGISTRY.setdefault((name, "numpy"), fn)  # an explicit registration wins
+    if _env_flag() in ("1", "true", "yes", "on"):
+        try:
+            from . import _kernels_torch
+
+            _kernels_torch.register()
+        except ImportError:
+            pass
 
 
 def register_fast_path(name: str, backend: str, fn: Callable[..., Any]) -> None:
@@ -21,6 +58,10 @@ def register_fast_path(name: str, backend: str, fn: Callable[..., Any]) -> None:
 
 def fast_path(name: str, x: Any) -> Callable[..., Any] | None:
     """The registered fast implementation of ``name`` for the backend of array ``x``, or None."""
+    if _env_flag() in ("0", "false", "no", "off"):
+        return None
+    if not _BUILTINS_LOADED:
+        _load_builtins()
     if not _REGISTRY:
         return None
     return _REGISTRY.get((name, backend_name(x)))

@@ -285,6 +285,36 @@ def _llc_bytes() -> int | None:
 _LLC = _llc_bytes()
 
 
+def _fast_env(fn: Callable[[Any], Any] | None, on: bool) -> Callable[[Any], Any] | None:
+    """``fn`` run with the fast-path registry switched on or off (``LATTICEKIT_FAST_KERNELS``)."""
+    if fn is None:
+        return None
+
+    def call(x: Any) -> Any:
+        old = os.environ.get("LATTICEKIT_FAST_KERNELS")
+        if on:
+            os.environ.pop("LATTICEKIT_FAST_KERNELS", None)
+        else:
+            os.environ["LATTICEKIT_FAST_KERNELS"] = "0"
+        try:
+            return fn(x)
+        finally:
+            if old is None:
+                os.environ.pop("LATTICEKIT_FAST_KERNELS", None)
+            else:
+                os.environ["LATTICEKIT_FAST_KERNELS"] = old
+
+    return call
+
+
+def _numba_ok() -> bool:
+    try:
+        from latticekit.backends import _kernels_numba
+    except ImportError:
+        return False
+    return _kernels_numba.available()
+
+
 def _row(suite: str, kernel: str, backend: str, L: int, nd: int, batch: int, field: Any,
          fn: Callable[[Any], Any] | None, model: str, ref: dict[str, Any], timing: dict[str, Any],
          check: Callable[[Any], Any] | None = None) -> dict[str, Any]:
@@ -331,7 +361,17 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         from latticekit.backends import _kernels_torch
 
         _kernels_torch.register()
-    result: dict[str, Any] = {"meta": _env_info(argv), "quick": quick, "compiled": compiled}
+    numba_rows = bool(args.numba) and "numpy" in args.backends.split(",") and _numba_ok()
+    if numba_rows and args.numba_threads:
+        import numba
+
+        numba.set_num_threads(args.numba_threads)
+    result: dict[str, Any] = {"meta": _env_info(argv), "quick": quick, "compiled": compiled, "numba": numba_rows}
+    if numba_rows:
+        import numba
+
+        result["meta"]["numba"] = {"version": numba.__version__, "threads": numba.get_num_threads(),
+                                   "threading_layer_config": numba.config.THREADING_LAYER}
     n_bw = 1 << (24 if quick else 25)
     print(f"bandwidth probe: 3 x {n_bw * 8 / 1e6:.0f} MB arrays ...", flush=True)
     bw = measure_bandwidth(n_bw, 3 if quick else 5)
@@ -366,11 +406,16 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         for be in be_list:
             U = _convert(U0, be)
             for name, (fn, model) in kern.items():
-                report(_row("u1_2d", name, be, L, 2, u1_batch, U, fn, model, bw, timing))
+                report(_row("u1_2d", name, be, L, 2, u1_batch, U, _fast_env(fn, False), model, bw, timing))
+            if be == "numpy" and numba_rows:
+                for name, (fn, model) in kern.items():
+                    if name != "plaquette_raw":
+                        report(_row("u1_2d", name, "numpy+numba", L, 2, u1_batch, U, _fast_env(fn, True), model, bw,
+                                    timing, check=_fast_env(fn, False)))
             if be == "torch" and compiled:
                 for name, (fn, model) in compiled_gauge_kernels(lat, 2.0).items():
                     report(_row("u1_2d", name, "torch+compile", L, 2, u1_batch, U, fn, model, bw, timing,
-                                check=kern[name][0]))
+                                check=_fast_env(kern[name][0], False)))
             del U
             gc.collect()
     # -- phi^4 2D ---------------------------------------------------------------------------------
@@ -381,11 +426,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         for be in be_list:
             p = _convert(p0, be)
             for name, (fn, model) in kern.items():
-                report(_row("phi4_2d", name, be, L, 2, u1_batch, p, fn, model, bw, timing))
+                report(_row("phi4_2d", name, be, L, 2, u1_batch, p, _fast_env(fn, False), model, bw, timing))
+            if be == "numpy" and numba_rows:
+                for name, (fn, model) in kern.items():
+                    report(_row("phi4_2d", name, "numpy+numba", L, 2, u1_batch, p, _fast_env(fn, True), model, bw,
+                                timing, check=_fast_env(fn, False)))
             if be == "torch" and compiled:
                 for name, (fn, model) in compiled_phi4_kernels(lat, 0.2, 0.02).items():
                     report(_row("phi4_2d", name, "torch+compile", L, 2, u1_batch, p, fn, model, bw, timing,
-                                check=kern[name][0]))
+                                check=_fast_env(kern[name][0], False)))
             del p
             gc.collect()
     # -- 4D SU(3) ----------------------------------------------------------------------------------
@@ -393,12 +442,18 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     G = lk.SU(3)
     for L in su3_sizes:
         lat = lk.Lattice((L,) * 4)
-        U0 = G.random(backends.rng(1000 + L, backend="numpy"), (1, 4), lat.shape)
+        # C-contiguous (SU(N).random returns a transposed view; the numba kernels take C order only)
+        U0 = np.ascontiguousarray(G.random(backends.rng(1000 + L, backend="numpy"), (1, 4), lat.shape))
         kern = gauge_kernels(G, lat, beta=6.0)
         for be in be_list:
             U = _convert(U0, be)
             for name, (fn, model) in kern.items():
-                report(_row("su3_4d", name, be, L, 4, 1, U, fn, model, bw, timing))
+                report(_row("su3_4d", name, be, L, 4, 1, U, _fast_env(fn, False), model, bw, timing))
+            if be == "numpy" and numba_rows:
+                for name, (fn, model) in kern.items():
+                    if name != "plaquette_raw":
+                        report(_row("su3_4d", name, "numpy+numba", L, 4, 1, U, _fast_env(fn, True), model, bw,
+                                    timing, check=_fast_env(fn, False)))
             del U
             gc.collect()
     return result
@@ -427,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads (default: torch's choice)")
     ap.add_argument("--no-compiled", dest="compiled", action="store_false",
                     help="skip the torch.compile fast paths (backends/_kernels_torch.py)")
+    ap.add_argument("--no-numba", dest="numba", action="store_false",
+                    help="skip the numpy+numba rows (the numba fast paths, backends/_kernels_numba.py)")
+    ap.add_argument("--numba-threads", type=int, default=0, help="numba.set_num_threads (default: numba's choice)")
     args = ap.parse_args(argv[1:])
     t0 = time.perf_counter()
     res = run(args, argv)

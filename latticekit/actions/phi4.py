@@ -49,7 +49,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from latticekit.backends import array_namespace
+from latticekit.backends import array_namespace, fast_path
 from latticekit.lattice import Lattice
 
 __all__ = [
@@ -171,6 +171,11 @@ def phi4_action(phi: Any, lattice: Lattice, kappa: float, lam: float) -> Any:
     _check(phi, lattice)
     _finite("kappa", kappa)
     _finite("lam", lam)
+    # compiled kernel where one is registered (backends/_fast.py); None = declined, generic code runs
+    fp = fast_path("phi4_action", phi)
+    S = fp(phi, kappa, lam, lattice.nd) if fp is not None else None
+    if S is not None:
+        return S
     xp = array_namespace(phi)
     p2 = phi * phi
     dens = (1.0 - 2.0 * lam) * p2 + lam * p2 * p2 - (2.0 * kappa) * phi * _neighbour_sum(phi, lattice)
@@ -190,6 +195,10 @@ def phi4_force(phi: Any, lattice: Lattice, kappa: float, lam: float) -> Any:
     _check(phi, lattice)
     _finite("kappa", kappa)
     _finite("lam", lam)
+    fp = fast_path("phi4_force", phi)
+    F = fp(phi, kappa, lam, lattice.nd) if fp is not None else None
+    if F is not None:
+        return F
     return (2.0 * (1.0 - 2.0 * lam)) * phi + (4.0 * lam) * phi * phi * phi \
         - (2.0 * kappa) * _both_neighbours(phi, lattice)
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from latticekit.backends import array_namespace
+from latticekit.backends import array_namespace, fast_path
 from latticekit.gauge import check_gauge_field, link, stack_links
 from latticekit.groups import Group
 from latticekit.lattice import Lattice
@@ -159,6 +159,11 @@ def wilson_gauge_action(U: Any, beta: float, group: Group, lattice: Lattice) -> 
     """
     _check(U, group, lattice)
     _check_beta(beta)
+    # compiled kernel where one is registered (backends/_fast.py); None = declined, generic code runs
+    fp = fast_path("u1_plaquette_cos_sum" if _is_u1(group) else "sun_re_tr_plaquette_sum", U)
+    tot = fp(U, lattice.nd) if fp is not None else None
+    if tot is not None:
+        return (-beta / group.N) * tot
     xp = array_namespace(U)
     nd = lattice.nd
     links = [link(U, mu, group, lattice) for mu in range(nd)]
@@ -187,6 +192,10 @@ def wilson_gauge_force(U: Any, beta: float, group: Group, lattice: Lattice) -> A
     """
     _check(U, group, lattice)
     _check_beta(beta)
+    fp = fast_path("u1_wilson_force" if _is_u1(group) else "sun_wilson_force", U)
+    F = fp(U, beta, lattice.nd) if fp is not None else None
+    if F is not None:
+        return F
     nd = lattice.nd
     xp = array_namespace(U)
     links = [link(U, mu, group, lattice) for mu in range(nd)]

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from latticekit.backends import array_namespace
+from latticekit.backends import array_namespace, fast_path
 from latticekit.gauge import link
 from latticekit.groups import Group
 from latticekit.lattice import Lattice
 
-from ._util import check_gauge, check_plane, site_axes
+from ._util import check_gauge, check_plane, is_u1, site_axes
 
 __all__ = ["average_plaquette", "energy_density_plaquette", "plane_plaquettes", "plaquette_field", "plaquettes"]
 
@@ -64,6 +64,12 @@ def plaquette_field(U: Any, group: Group, lattice: Lattice) -> Any:
     (3, 2, 2, 2)
     """
     check_gauge(U, group, lattice, min_nd=2)
+    # compiled kernel where one is registered (backends/_fast.py); it returns None for inputs it
+    # does not handle, and the generic code below runs
+    fp = fast_path("u1_plaquette_field" if is_u1(group) else "sun_plaquette_field", U)
+    out = fp(U, lattice.nd) if fp is not None else None
+    if out is not None:
+        return out
     xp = array_namespace(U)
     return xp.stack(_re_tr_planes(U, group, lattice), axis=-lattice.nd - 1) / group.N
 
@@ -94,6 +100,11 @@ def average_plaquette(U: Any, group: Group, lattice: Lattice) -> Any:
     >>> float(average_plaquette(cold_gauge_field(G, lat), G, lat))
     1.0
     """
+    check_gauge(U, group, lattice, min_nd=2)
+    fp = fast_path("u1_plaquette_cos_sum" if is_u1(group) else "sun_re_tr_plaquette_sum", U)
+    tot = fp(U, lattice.nd) if fp is not None else None
+    if tot is not None:   # sum over sites and planes of Re tr P
+        return tot / (group.N * lattice.volume * len(lattice.planes()))
     xp = array_namespace(U)
     return xp.mean(plane_plaquettes(U, group, lattice), axis=-1)
 

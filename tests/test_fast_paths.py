@@ -1,0 +1,185 @@
+"""The numba fast paths (backends/_kernels_numba.py) behind the fast-path registry.
+
+Every compiled kernel is checked against the generic Array API code (run with
+``LATTICEKIT_FAST_KERNELS=0``) on random batched fields in 2D and 4D, to 1e-13 relative; the
+fallback (other backends, non-contiguous or float32 inputs) and the off switch are checked too.
+Kernels compile once per process (or load from numba's on-disk cache): all tests use the same
+dtypes and array ranks, so each kernel has one specialisation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import latticekit as lk
+from latticekit import backends
+from latticekit.actions import phi4_action, phi4_force, wilson_gauge_action, wilson_gauge_force
+from latticekit.backends import _fast, _kernels_numba
+from latticekit.observables import average_plaquette, plaquette_field
+
+pytest.importorskip("numba", reason="the fast paths need numba (pip install latticekit[fast])")
+
+RTOL = 1e-13
+
+
+def _generic(monkeypatch, fn, *args):
+    with monkeypatch.context() as m:
+        m.setenv("LATTICEKIT_FAST_KERNELS", "0")
+        assert backends.fast_path("phi4_action", np.ones(2)) is None
+        return fn(*args)
+
+
+def _close(got, want, rtol=RTOL):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape
+    scale = max(float(np.max(np.abs(want))), 1e-300)
+    assert float(np.max(np.abs(got - want))) <= rtol * scale, float(np.max(np.abs(got - want))) / scale
+
+
+def _spy(monkeypatch, name):
+    """Wrap the registered numpy kernel ``name`` and count the calls that it did not decline."""
+    fn = backends.fast_path(name, np.ones(1))
+    assert fn is not None, f"{name} is not registered for numpy"
+    calls = []
+
+    def wrapped(*a):
+        out = fn(*a)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setitem(_fast._REGISTRY, (name, "numpy"), wrapped)
+    return calls
+
+
+@pytest.fixture(autouse=True)
+def _fast_on(monkeypatch):
+    monkeypatch.delenv("LATTICEKIT_FAST_KERNELS", raising=False)
+
+
+def test_registered_for_numpy_only():
+    x = np.zeros((2, 4, 4))
+    for name in _kernels_numba.NAMES:
+        assert backends.fast_path(name, x) is not None
+    torch = pytest.importorskip("torch")
+    if not any(b == "torch" for _, b in _fast._REGISTRY):  # the torch kernels are opt-in
+        assert backends.fast_path("u1_plaquette_cos_sum", torch.zeros(2, 4, 4)) is None
+
+
+@pytest.mark.parametrize("shape,batch", [((6, 5), (3,)), ((4, 3, 5, 2), (2,)), ((4, 4), ())])
+def test_u1_kernels_match_generic(monkeypatch, shape, batch):
+    lat = lk.Lattice(shape)
+    nd = lat.nd
+    th = 3.0 * lk.U1.random(backends.rng(1), batch + (nd,), lat.shape)   # unwrapped angles too
+    calls = _spy(monkeypatch, "u1_wilson_force")
+    for fn, args in [(average_plaquette, (th, lk.U1, lat)), (plaquette_field, (th, lk.U1, lat)),
+                     (wilson_gauge_action, (th, 1.7, lk.U1, lat)), (wilson_gauge_force, (th, 1.7, lk.U1, lat))]:
+        _close(fn(*args), _generic(monkeypatch, fn, *args))
+    assert calls == [True]
+    assert _kernels_numba.u1_plaquette_cos_sum(th, nd).shape == batch
+
+
+def test_u1_large_angles_use_exact_trigonometry(monkeypatch):
+    lat = lk.Lattice((4, 6))
+    th = lk.U1.random(backends.rng(2), (2, 2), lat.shape) + 3.0e6   # beyond the polynomial's range
+    for fn, args in [(wilson_gauge_action, (th, 1.0, lk.U1, lat)), (wilson_gauge_force, (th, 1.0, lk.U1, lat))]:
+        _close(fn(*args), _generic(monkeypatch, fn, *args), rtol=1e-9)   # angles carry 1e6 * eps
+    assert _kernels_numba.u1_plaquette_cos_sum(th, 2) is not None
+
+
+@pytest.mark.parametrize("N,shape,batch", [(3, (4, 6), (2,)), (3, (2, 3, 4, 4), ()), (2, (4, 3, 2, 3), (2,))])
+def test_sun_kernels_match_generic(monkeypatch, N, shape, batch):
+    G = lk.SU(N)
+    lat = lk.Lattice(shape)
+    U = np.ascontiguousarray(G.random(backends.rng(3), batch + (lat.nd,), lat.shape))
+    calls = _spy(monkeypatch, "sun_wilson_force")
+    for fn, args in [(average_plaquette, (U, G, lat)), (plaquette_field, (U, G, lat)),
+                     (wilson_gauge_action, (U, 5.5, G, lat)), (wilson_gauge_force, (U, 5.5, G, lat))]:
+        _close(fn(*args), _generic(monkeypatch, fn, *args))
+    assert calls == [True]
+    F = wilson_gauge_force(U, 5.5, G, lat)   # traceless anti-Hermitian
+    Fm = np.moveaxis(F, (-lat.nd - 2, -lat.nd - 1), (-2, -1))
+    assert np.abs(Fm + np.conj(np.swapaxes(Fm, -1, -2))).max() < 1e-13
+    assert np.abs(np.trace(Fm, axis1=-2, axis2=-1)).max() < 1e-13
+
+
+@pytest.mark.parametrize("shape,batch", [((8, 6), (3,)), ((3, 4, 2, 5), (2,)), ((7,), ())])
+def test_phi4_kernels_match_generic(monkeypatch, shape, batch):
+    lat = lk.Lattice(shape)
+    phi = backends.rng(4).normal(batch + shape)
+    calls = _spy(monkeypatch, "phi4_force")
+    for fn in (phi4_action, phi4_force):
+        _close(fn(phi, lat, 0.21, 0.03), _generic(monkeypatch, fn, phi, lat, 0.21, 0.03))
+    S = lk.actions.Phi4Action(lat, 0.21, 0.03)
+    _close(S.force(phi), _generic(monkeypatch, S.force, phi))
+    assert calls == [True, True]
+
+
+def test_spy_sees_kernel_calls(monkeypatch):
+    lat = lk.Lattice((4, 4))
+    phi = backends.rng(5).normal((2, 4, 4))
+    calls = _spy(monkeypatch, "phi4_action")
+    phi4_action(phi, lat, 0.2, 0.1)
+    phi4_action(phi[:, ::-1], lat, 0.2, 0.1)              # non-contiguous: declined
+    phi4_action(phi.astype(np.float32), lat, 0.2, 0.1)    # float32: declined
+    assert calls == [True, False, False]
+
+
+def test_fallback_for_unqualified_inputs(monkeypatch, bk):
+    """Other backends never reach the numba kernels; numpy inputs they cannot take are declined,
+    and in all cases the public functions give the generic result."""
+    lat = lk.Lattice((4, 6))
+    th0 = lk.U1.random(backends.rng(6), (2, 2), lat.shape)
+    phi0 = backends.rng(7).normal((2, 4, 6))
+    if bk.name == "numpy":
+        variants = [(th0[..., ::-1], phi0[..., ::-1]),                            # non-contiguous
+                    (th0.astype(np.float32), phi0.astype(np.float32))]         # not float64
+        for th, phi in variants:
+            assert _kernels_numba.u1_plaquette_cos_sum(th, 2) is None
+            assert _kernels_numba.u1_wilson_force(th, 1.0, 2) is None
+            assert _kernels_numba.phi4_force(phi, 0.2, 0.1, 2) is None
+        assert _kernels_numba.phi4_force(phi0, np.ones(()), 0.1, 2) is None   # array coupling
+        ro = th0.copy()
+        ro.flags.writeable = False
+        assert _kernels_numba.u1_plaquette_cos_sum(ro, 2) is None
+        U = lk.SU(2).random(backends.rng(8), (2,), lat.shape)
+        assert _kernels_numba.sun_re_tr_plaquette_sum(U.astype(np.complex64), 2) is None
+    else:
+        th, phi = bk.asarray(th0), bk.asarray(phi0)
+        for name in _kernels_numba.NAMES:
+            fp = backends.fast_path(name, th)
+            assert fp is None or not getattr(fp, "__module__", "").endswith("_kernels_numba")
+        variants = [(th, phi)]
+    for th, phi in variants:
+        got = bk.to_numpy(wilson_gauge_force(th, 1.0, lk.U1, lat))
+        want = bk.to_numpy(_generic(monkeypatch, wilson_gauge_force, th, 1.0, lk.U1, lat))
+        _close(got, want, rtol=1e-6 if want.dtype == np.float32 else RTOL)
+        got = bk.to_numpy(phi4_action(phi, lat, 0.2, 0.1))
+        want = bk.to_numpy(_generic(monkeypatch, phi4_action, phi, lat, 0.2, 0.1))
+        _close(got, want, rtol=1e-6 if want.dtype == np.float32 else RTOL)
+
+
+def test_switch_off_disables_fast_paths(monkeypatch):
+    lat = lk.Lattice((4, 4))
+    th = lk.U1.random(backends.rng(9), (2, 2), lat.shape)
+
+    def boom(*args):
+        raise AssertionError("the fast path must not run with LATTICEKIT_FAST_KERNELS=0")
+
+    monkeypatch.setitem(_fast._REGISTRY, ("u1_plaquette_cos_sum", "numpy"), boom)
+    with pytest.raises(AssertionError, match="must not run"):
+        average_plaquette(th, lk.U1, lat)
+    for off in ("0", "false", "off"):
+        monkeypatch.setenv("LATTICEKIT_FAST_KERNELS", off)
+        assert backends.fast_path("u1_plaquette_cos_sum", th) is None
+        float(average_plaquette(th, lk.U1, lat)[0])   # generic code, no error
+
+
+def test_no_registration_at_import():
+    import subprocess
+    import sys
+
+    code = ("import sys, latticekit; from latticekit.backends import _fast; "
+            "assert not _fast._BUILTINS_LOADED and 'numba' not in sys.modules; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
