@@ -22,6 +22,10 @@ Example (``examples/u1_2d.toml``)::
     n_steps = 10
     integrator = "omelyan"
 
+Two flavours of Wilson fermions (``examples/schwinger_nf2.toml``): ``kind = "wilson_nf2"`` with
+``kappa``, ``even_odd``, ``hasenbusch_mus``, ``cg_tol``, ``cg_tol_md``, ``cg_maxiter`` in ``[action]``
+and optionally ``n_inner`` (Sexton-Weingarten inner gauge steps) in ``[sampler]``; see docs/fermions.md.
+
 Examples
 --------
 >>> cfg = RunConfig.from_dict({"lattice": {"shape": [8, 8]}, "action": {"beta": 1.5}})
@@ -58,11 +62,16 @@ class LatticeConfig:
 
 @dataclass
 class ActionConfig:
-    kind: str = "wilson"  # "wilson" (gauge) or "phi4"
+    kind: str = "wilson"  # "wilson" (gauge), "wilson_nf2" (gauge + two Wilson fermions) or "phi4"
     group: str = "U1"
     beta: float = 2.0
-    kappa: float = 0.25  # phi4, hopping form
+    kappa: float = 0.25  # phi4: hopping parameter (hopping form); wilson_nf2: Wilson hopping parameter
     lam: float = 0.5  # phi4, hopping form
+    even_odd: bool = False  # wilson_nf2: even/odd preconditioned pseudofermions (eq. 35)
+    hasenbusch_mus: list[float] = field(default_factory=list)  # wilson_nf2: increasing Hasenbusch shifts (eq. 38)
+    cg_tol: float = 1e-10  # wilson_nf2: CG residual of the heatbath, Metropolis actions and measurements
+    cg_tol_md: float = 1e-8  # wilson_nf2: CG residual of the MD forces
+    cg_maxiter: int = 2000  # wilson_nf2
 
 
 @dataclass
@@ -75,6 +84,7 @@ class SamplerConfig:
     n_steps: int = 10
     integrator: str = "omelyan"
     overrelaxation: int = 1  # heatbath: overrelaxation sweeps after each heatbath sweep
+    n_inner: int = 0  # wilson_nf2 HMC: 0 = one time scale; k >= 1: gauge force on k inner steps (Sexton-Weingarten)
 
 
 @dataclass
@@ -99,8 +109,9 @@ _SECTIONS = {
     "output": OutputConfig,
 }
 
-_ACTIONS = ("wilson", "phi4")
-_ALGORITHMS = {"wilson": ("hmc", "heatbath"), "phi4": ("hmc",)}
+_ACTIONS = ("wilson", "wilson_nf2", "phi4")
+_GAUGE_ACTIONS = ("wilson", "wilson_nf2")
+_ALGORITHMS = {"wilson": ("hmc", "heatbath"), "wilson_nf2": ("hmc",), "phi4": ("hmc",)}
 _INTEGRATORS = ("leapfrog", "omelyan")
 
 
@@ -188,7 +199,7 @@ class RunConfig:
         a = self.action
         if a.kind not in _ACTIONS:
             raise ConfigError(f"action.kind: expected one of {_ACTIONS}, got {a.kind!r}")
-        if a.kind == "wilson":
+        if a.kind in _GAUGE_ACTIONS:
             try:
                 group_from_name(a.group)
             except ValueError as exc:
@@ -197,6 +208,8 @@ class RunConfig:
                 raise ConfigError(f"lattice.shape: a gauge theory needs at least 2 dimensions, got {shp}")
             if not a.beta > 0:
                 raise ConfigError(f"action.beta: expected > 0, got {a.beta}")
+            if a.kind == "wilson_nf2":
+                self._validate_fermions()
         else:
             if not a.kappa >= 0:
                 raise ConfigError(f"action.kappa: expected >= 0, got {a.kappa}")
@@ -206,6 +219,10 @@ class RunConfig:
         if s.algorithm not in _ALGORITHMS[a.kind]:
             raise ConfigError(f"sampler.algorithm: expected one of {_ALGORITHMS[a.kind]} for action.kind={a.kind!r}, "
                               f"got {s.algorithm!r}")
+        if s.n_inner < 0:
+            raise ConfigError(f"sampler.n_inner: expected >= 0, got {s.n_inner}")
+        if s.n_inner and a.kind != "wilson_nf2":
+            raise ConfigError(f"sampler.n_inner: multiple time scales need action.kind = 'wilson_nf2', got {a.kind!r}")
         if s.algorithm == "heatbath" and any(L % 2 for L in shp):
             raise ConfigError(f"lattice.shape: the checkerboard heatbath needs even extents, got {shp}")
         for name in ("chains", "measurements", "n_steps"):
@@ -227,6 +244,28 @@ class RunConfig:
             raise ConfigError(f"output.store_every: expected >= 1, got {self.output.store_every}")
         if self.output.checkpoint_every < 1:
             raise ConfigError(f"output.checkpoint_every: expected >= 1, got {self.output.checkpoint_every}")
+
+    def _validate_fermions(self) -> None:
+        a, shp = self.action, self.lattice.shape
+        if len(shp) not in (2, 4):
+            raise ConfigError(f"lattice.shape: Wilson fermions need 2 or 4 dimensions, got {shp}")
+        if shp[0] < 2:
+            raise ConfigError(f"lattice.shape: the antiperiodic time direction needs L_0 >= 2, got {shp}")
+        if not a.kappa > 0:
+            raise ConfigError(f"action.kappa: expected the Wilson hopping parameter > 0, got {a.kappa}")
+        if a.even_odd and any(L % 2 for L in shp):
+            raise ConfigError(f"lattice.shape: even/odd preconditioning (action.even_odd) needs even extents, "
+                              f"got {shp}")
+        mus = a.hasenbusch_mus
+        if not all(isinstance(m, (int, float)) and not isinstance(m, bool) for m in mus) or \
+                not all(m > 0 for m in mus) or any(b <= c for c, b in zip(mus[:-1], mus[1:])):
+            raise ConfigError(f"action.hasenbusch_mus: expected strictly increasing positive shifts, got {mus!r}")
+        a.hasenbusch_mus = [float(m) for m in mus]
+        for name in ("cg_tol", "cg_tol_md"):
+            if not getattr(a, name) > 0:
+                raise ConfigError(f"action.{name}: expected > 0, got {getattr(a, name)}")
+        if a.cg_maxiter < 1:
+            raise ConfigError(f"action.cg_maxiter: expected >= 1, got {a.cg_maxiter}")
 
 
 def load_config(path: str | Path | None) -> RunConfig:

@@ -3,8 +3,10 @@
 ``latticekit run [CONFIG.toml] --out DIR`` calls :func:`run_job`. The job
 
 1. validates the configuration (:mod:`latticekit.config`) before any work;
-2. thermalises and then samples ``sampler.chains`` independent chains (HMC or heatbath) on the
-   chosen backend, in segments of ``output.checkpoint_every`` measurements;
+2. thermalises and then samples ``sampler.chains`` independent chains (HMC or heatbath; Nf = 2
+   HMC with pseudofermions for ``action.kind = "wilson_nf2"``, which also measures the pion
+   correlator ``C_pi_t0 .. C_pi_t{L0/2}``) on the chosen backend, in segments of
+   ``output.checkpoint_every`` measurements;
 3. after every segment writes its state (fields, time series, progress) atomically to
    ``DIR/state.npz`` and appends every ``output.store_every``-th configuration of each chain to the
    HDF5 ensemble ``DIR/ensemble.h5`` (gauge theories); a killed job resumes from the last segment
@@ -66,7 +68,11 @@ class Theory:
         self.lattice = Lattice(cfg.lattice.shape)
         a = cfg.action
         self.kind = a.kind
-        if a.kind == "wilson":
+        #: gauge theory (pure Wilson or with Nf = 2 Wilson fermions)
+        self.is_gauge = a.kind in ("wilson", "wilson_nf2")
+        #: Nf = 2 dynamical Wilson fermions
+        self.has_fermions = a.kind == "wilson_nf2"
+        if self.is_gauge:
             self.group = group_from_name(a.group)
             self.action = WilsonGaugeAction(self.group, self.lattice, a.beta)
         else:
@@ -77,16 +83,22 @@ class Theory:
     def initial_field(self, rng: backends.Generator) -> Any:
         """Cold start for gauge theories, small Gaussian noise for scalars (batch = chains)."""
         C = self.cfg.sampler.chains
-        if self.kind == "wilson":
+        if self.is_gauge:
             from .gauge import cold_gauge_field
 
             return cold_gauge_field(self.group, self.lattice, (C,), backend=self.backend, device=self.device)
         return rng.normal((C,) + self.lattice.shape, std=0.1)
 
     def sampler(self, rng: backends.Generator) -> Any:
-        from .mc import HMC, Heatbath
+        from .mc import HMC, Heatbath, Nf2HMC
 
         s = self.cfg.sampler
+        if self.has_fermions:
+            a = self.cfg.action
+            return Nf2HMC.from_couplings(self.group, self.lattice, a.beta, kappa=a.kappa, rng=rng,
+                                         even_odd=a.even_odd, mus=list(a.hasenbusch_mus) or None, tol=a.cg_tol,
+                                         md_tol=a.cg_tol_md, maxiter=a.cg_maxiter, step_size=s.step_size,
+                                         n_steps=s.n_steps, integrator=s.integrator, n_inner=s.n_inner or None)
         if s.algorithm == "heatbath":
             return Heatbath(self.group, self.lattice, self.cfg.action.beta, rng=rng, n_overrelax=s.overrelaxation)
         return HMC(self.action, rng=rng, step_size=s.step_size, n_steps=s.n_steps, integrator=s.integrator)
@@ -104,6 +116,8 @@ class Theory:
         if self.lattice.nd >= 2 and self.lattice.nd != 2:
             names.append("polyakov_loop_abs")
         names += [f"wilson_loop_{t}x{r}" for t, r in self.cfg.measure.wilson_loops]
+        if self.has_fermions:
+            names += [f"C_pi_t{t}" for t in range(self.lattice.shape[0] // 2 + 1)]
         return names
 
     def measure(self, x: Any) -> dict[str, Any]:
@@ -131,6 +145,14 @@ class Theory:
             out["polyakov_loop_abs"] = xp.abs(obs.average_polyakov_loop(x, G, lat))
         for t, r in self.cfg.measure.wilson_loops:
             out[f"wilson_loop_{t}x{r}"] = obs.wilson_loop(x, G, lat, r, t, mu=0, nu=1)
+        if self.has_fermions:
+            from .actions import WilsonDirac
+
+            a = self.cfg.action
+            C = obs.pion_correlator(WilsonDirac(x, G, lat, kappa=a.kappa), tol=a.cg_tol,
+                                    maxiter=max(a.cg_maxiter, 4000))  # (chains, L0)
+            for t in range(lat.shape[0] // 2 + 1):
+                out[f"C_pi_t{t}"] = C[:, t]
         return out
 
     def exact(self) -> dict[str, float | None]:
@@ -150,6 +172,11 @@ class Theory:
                     out[f"C_t{t}"] = float(C[t])
             return out
         G = self.group
+        if self.has_fermions:
+            # no exact results with dynamical fermions; <Q> = 0 by parity
+            if "topological_charge" in self.observable_names():
+                out["topological_charge"] = 0.0
+            return out
         if lat.nd == 2 and isinstance(G, U1Group):
             out["plaquette"] = float(exact.u1_2d_plaquette(a.beta, shape))
             out["chi_t"] = float(exact.u1_2d_topological_susceptibility(a.beta, shape))
@@ -252,6 +279,7 @@ def run_job(config: str | os.PathLike | RunConfig | None = None, *, out: str | o
     series: dict[str, list[list[float]]] = {n: [] for n in names}  # per measurement: values per chain
     accept: list[list[float]] = []
     dH: list[list[float]] = []
+    cg: list[list[float]] = []  # wilson_nf2: CG iterations per trajectory, per chain
     phase, done, steps = "therm", 0, 0
     x = None
     if state_path.exists() and not fresh:
@@ -267,6 +295,7 @@ def run_job(config: str | os.PathLike | RunConfig | None = None, *, out: str | o
             series[n] = arrays[f"obs_{n}"].tolist() if f"obs_{n}" in arrays else []
         accept = arrays["accept"].tolist() if "accept" in arrays else []
         dH = arrays["dH"].tolist() if "dH" in arrays else []
+        cg = arrays["cg"].tolist() if "cg" in arrays else []
         if echo:
             print(f"resuming {outdir}: phase {phase}, {done} done", file=sys.stderr)
     elif fresh:
@@ -275,12 +304,14 @@ def run_job(config: str | os.PathLike | RunConfig | None = None, *, out: str | o
     if x is None:
         x = theory.initial_field(backends.rng(_segment_seed(seed, 0, 0), backend=backend, device=device))
 
-    ensemble = _open_ensemble(theory, outdir, seed) if theory.kind == "wilson" else None
+    ensemble = _open_ensemble(theory, outdir, seed) if theory.is_gauge else None
 
     def save() -> None:
         from .io import save_state
 
         arrays = {"field": x, "accept": _as_float_array(accept), "dH": _as_float_array(dH)}
+        if cg:
+            arrays["cg"] = _as_float_array(cg)
         for n in names:
             arrays[f"obs_{n}"] = _as_float_array(series[n])
         save_state(state_path, arrays, {"ident": ident, "phase": phase, "done": done, "steps": steps})
@@ -315,7 +346,7 @@ def run_job(config: str | os.PathLike | RunConfig | None = None, *, out: str | o
             _restore_counters(sampler, steps)
             stored = []
             for k in range(n):
-                acc_k, dh_k = [], []
+                acc_k, dh_k, cg_k = [], [], []
                 for _ in range(every):
                     x, info = sampler.step(x)
                     steps += 1
@@ -323,6 +354,8 @@ def run_job(config: str | os.PathLike | RunConfig | None = None, *, out: str | o
                         acc_k.append(_to_host_list(info.accepted))
                     if info.dH is not None:
                         dh_k.append(_to_host_list(info.dH))
+                    if "cg_iterations" in info.extras:
+                        cg_k.append(_to_host_list(info.extras["cg_iterations"]))
                 m = theory.measure(x)
                 for name in names:
                     series[name].append(_to_host_list(m[name]))
@@ -330,6 +363,8 @@ def run_job(config: str | os.PathLike | RunConfig | None = None, *, out: str | o
                     accept.append([sum(col) / len(col) for col in zip(*acc_k)])
                 if dh_k:
                     dH.append(dh_k[-1])
+                if cg_k:
+                    cg.append([sum(col) / len(col) for col in zip(*cg_k)])
                 if ensemble is not None and (done + k) % store_every == 0:
                     stored.append((done + k, x, {nm: series[nm][-1] for nm in names}))
                 bar.update()
@@ -345,7 +380,7 @@ def run_job(config: str | os.PathLike | RunConfig | None = None, *, out: str | o
         if ensemble is not None:
             ensemble.close()
 
-    results = analyse(theory, series, accept, dH, cfg, seed, backend, device)
+    results = analyse(theory, series, accept, dH, cfg, seed, backend, device, cg=cg)
     results["runtime_s"] = round(time.time() - t0, 3)
     _write_json(outdir / _RESULTS, results)
     if cfg.output.plots:
@@ -376,8 +411,12 @@ def _open_ensemble(theory: Theory, outdir: Path, seed: int) -> Any:
     cfg = theory.cfg
     if path.exists():
         return Ensemble.open(path, mode="a")
-    return Ensemble.create(path, lattice=theory.lattice, group=theory.group, action="wilson",
-                           action_params={"beta": cfg.action.beta}, sampler=cfg.sampler.algorithm,
+    a = cfg.action
+    params: dict[str, Any] = {"beta": a.beta}
+    if theory.has_fermions:
+        params.update(kappa=a.kappa, nf=2, even_odd=a.even_odd, hasenbusch_mus=list(a.hasenbusch_mus))
+    return Ensemble.create(path, lattice=theory.lattice, group=theory.group, action=a.kind,
+                           action_params=params, sampler=cfg.sampler.algorithm,
                            sampler_params=dict(vars(cfg.sampler)), seeds=[seed])
 
 
@@ -393,8 +432,12 @@ def _store(ensemble: Any, stored: list[tuple[int, Any, dict[str, list[float]]]],
 
 
 def analyse(theory: Theory, series: dict[str, list[list[float]]], accept: list[list[float]], dH: list[list[float]],
-            cfg: RunConfig, seed: int, backend: str, device: Any) -> dict[str, Any]:
-    """Gamma-method analysis of the time series (chains are replicas) and comparison with exact values."""
+            cfg: RunConfig, seed: int, backend: str, device: Any,
+            cg: list[list[float]] | None = None) -> dict[str, Any]:
+    """Gamma-method analysis of the time series (chains are replicas) and comparison with exact values.
+
+    ``cg`` (wilson_nf2): CG iterations per trajectory and chain, reported as ``sampler.cg_iterations``.
+    """
     exact = theory.exact()
     obs: dict[str, Any] = {}
 
@@ -431,6 +474,9 @@ def analyse(theory: Theory, series: dict[str, list[list[float]]], accept: list[l
         e = [[_m.exp(-v) for v in row] for row in dH]
         r = gamma_method(chains_of(e))
         info["exp_minus_dH"] = {"value": float(r.value), "error": float(r.error)}
+    if cg:
+        r = gamma_method(chains_of(cg))
+        info["cg_iterations"] = {"value": float(r.value), "error": float(r.error)}
     return {"observables": obs, "sampler": info, "config": cfg.to_dict(), "backend": backend,
             "device": None if device is None else str(device), "seed": seed,
             "n_measurements": len(next(iter(series.values()))) if series else 0,
@@ -511,6 +557,8 @@ def _plots(outdir: Path, theory: Theory, series: dict[str, list[list[float]]], r
         try:
             from .exact import u1_2d_charge_distribution
 
+            if theory.has_fermions:  # the exact P(Q) is that of the pure gauge theory
+                raise ValueError("no exact charge distribution with dynamical fermions")
             a = theory.cfg.action
             q, p = u1_2d_charge_distribution(a.beta, theory.lattice.shape, q_max=max(abs(lo), abs(hi)))
             ax.plot(q, p, "k.", label="exact P(Q)")

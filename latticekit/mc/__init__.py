@@ -39,6 +39,7 @@ from .heatbath import (
 from .hmc import HMC, infer_field_kind
 from .integrators import OMELYAN_LAMBDA, Integrator, Leapfrog, Omelyan, integrator_from_name
 from .langevin import Langevin, langevin_step
+from .nf2 import MultiTimescale, Nf2HMC, Nf2Target
 from .toy import GaussianAction, QuarticAction, SingleLinkAction
 
 __all__ = [
@@ -51,6 +52,9 @@ __all__ = [
     "Langevin",
     "Leapfrog",
     "MCHistory",
+    "MultiTimescale",
+    "Nf2HMC",
+    "Nf2Target",
     "OMELYAN_LAMBDA",
     "Omelyan",
     "QuarticAction",

@@ -1,0 +1,408 @@
+#!/usr/bin/env python
+"""Wilson-Dirac benchmark: operator throughput against measured memory bandwidth, batched CG against SciPy.
+
+Run by hand (not part of the test suite)::
+
+    python benchmarks/bench_dirac.py --out benchmarks/results/dirac_$(hostname).json      # full, < 10 min
+    python benchmarks/bench_dirac.py --out /tmp/dirac_quick.json --quick                  # ~2 min
+
+One run measures, in the same process:
+
+1. **Memory bandwidth**: the STREAM-like probe of ``bench_core.measure_bandwidth`` (copy/scale/add/
+   triad/sum on float64 arrays far larger than the last-level cache, NumPy and torch, best of N).
+2. **Dirac operator** ``D psi`` and ``D D^dag psi`` (median time per call after warm-up) for 2D U(1),
+   L = 64, batch 64 and 4D SU(3), L = 8 (batch 1 and 16), NumPy and torch (CPU, each thread count of
+   ``--torch-threads``). Byte model (minimal compulsory traffic, every array once)::
+
+       D psi:        read psi + read links + write D psi
+       D D^dag psi:  twice that (two operator applications; the intermediate is written and read)
+
+   psi: ``B Ns Nc V`` complex128 (16 B); links: ``B Nd V`` link matrices as the operator applies them:
+   U(1) one complex phase (16 B; the operator computes ``exp(i theta)`` once in its constructor, which
+   is not timed), SU(3) 9 complex numbers (144 B). Per site: 2D U(1) 2*32 + 32 = 96 B for ``D psi``;
+   4D SU(3) 2*192 + 576 = 960 B. Shifts, temporaries and the conjugate phase copy are not counted.
+3. **Batched CG** on ``(D D^dag) x = b`` (relative residual 1e-10, zero start) for 2D U(1) at L = 16
+   and 32 on ``--cg-batch`` thermalised quenched configurations (heatbath, beta = 2, kappa = 0.24):
+   :func:`latticekit.linalg.cg` batched over all configurations (time / batch = cost per
+   configuration) against ``scipy.sparse.linalg.cg`` per configuration on the explicit sparse matrix
+   ``A = D D^dag`` (CSR, assembled from ``latticekit.linalg.dense_matrix`` of ``D``; assembly not
+   timed) and on a ``LinearOperator`` applying the sparse ``D`` and ``D^dag`` (the same two-step
+   operator as ours). Iteration counts and agreement of the solutions are recorded.
+
+The JSON (``meta``: date, command line, host, CPU, thread counts, ``OPENBLAS_CORETYPE`` and other
+threading variables, versions, load average at start and end) is written atomically (temporary file in
+the same folder, then ``os.replace``). Benchmarks are host-side code: they name numpy, scipy and torch
+directly; the operator and solver come from latticekit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gc
+import json
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import scipy
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import measure_bandwidth, time_call  # noqa: E402  (shared bandwidth probe and timer)
+
+import latticekit as lk  # noqa: E402
+from latticekit import backends  # noqa: E402
+from latticekit.actions import WilsonDirac  # noqa: E402
+from latticekit.linalg import cg, dense_matrix  # noqa: E402
+from latticekit.mc import Heatbath  # noqa: E402
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - depends on the installation
+    torch = None
+
+__all__ = ["dirac_bytes", "main"]
+
+_THREAD_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
+                "MKL_NUM_THREADS", "LATTICEKIT_BACKEND")
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+def _llc_bytes() -> int | None:
+    best = None
+    for d in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            txt = (d / "size").read_text().strip()
+        except OSError:
+            continue
+        val = int(txt.rstrip("KMG")) * {"K": 1024, "M": 1024**2, "G": 1024**3}.get(txt[-1:], 1)
+        best = val if best is None or val > best else best
+    return best
+
+
+_LLC = _llc_bytes()
+
+
+def dirac_bytes(batch: int, nd: int, N: int, volume: int) -> int:
+    """Minimal compulsory traffic of one ``D psi``: read psi and the links, write the result (bytes).
+
+    >>> dirac_bytes(1, 2, 1, 1)          # 2D U(1): psi 2 x 16 B, 2 phases x 16 B, result 2 x 16 B
+    96
+    """
+    ns = 2 if nd == 2 else 4
+    psi = batch * ns * N * volume * 16
+    links = batch * nd * volume * (16 if N == 1 else 16 * N * N)
+    return 2 * psi + links
+
+
+def _env(argv: list[str]) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([os.path.basename(sys.executable)] + argv),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "torch": getattr(torch, "__version__", None),
+        "latticekit": getattr(lk, "__version__", None),
+        "os_cpu_count": os.cpu_count(),
+        "sched_getaffinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch_default_threads": torch.get_num_threads() if torch is not None else None,
+        "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "llc_bytes": _LLC,
+        "env": {k: os.environ.get(k) for k in _THREAD_VARS},
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["threadpoolctl"] = threadpool_info()
+    except ImportError:
+        info["threadpoolctl"] = "not installed"
+    return info
+
+
+def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
+    """Write JSON to a temporary file in the target folder, then ``os.replace`` it."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=1, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _backend_list(args: argparse.Namespace) -> list[tuple[str, int | None]]:
+    """(backend, torch threads) pairs to measure."""
+    out: list[tuple[str, int | None]] = []
+    for be in [b for b in args.backends.split(",") if b]:
+        if be == "torch":
+            if torch is None:
+                continue
+            for t in [int(v) for v in str(args.torch_threads).split(",") if v]:
+                out.append(("torch", t))
+        else:
+            out.append((be, None))
+    return out
+
+
+def _label(be: str, threads: int | None) -> str:
+    return be if threads is None else f"{be}-{threads}t"
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None and torch is not None:
+        torch.set_num_threads(threads)
+
+
+def _quenched_u1(L: int, batch: int, seed: int) -> np.ndarray:
+    """Thermalised quenched 2D U(1) configurations at beta = 2 (heatbath + overrelaxation)."""
+    lat = lk.Lattice((L, L))
+    rng = backends.rng(seed)
+    hb = Heatbath(lk.U1, lat, 2.0, rng=rng, n_overrelax=1)
+    U = lk.gauge.random_gauge_field(lk.U1, lat, rng, (batch,))
+    U, _ = hb.run(U, 40)
+    return np.asarray(U)
+
+
+# ------------------------------------------------------------------------------------------------
+# Dirac operator throughput
+# ------------------------------------------------------------------------------------------------
+def dirac_rows(args: argparse.Namespace, bw: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> None:
+    cases = [("u1_2d", lk.U1, (64, 64), 64), ("su3_4d", lk.SU(3), (8, 8, 8, 8), 1)]
+    if not args.quick:
+        cases.append(("su3_4d", lk.SU(3), (8, 8, 8, 8), 16))
+    timing = dict(warmup=2, min_repeats=5, max_repeats=10 if args.quick else 30, budget_s=0.5 if args.quick else 1.5)
+    for suite, G, shape, B in cases:
+        lat = lk.Lattice(shape)
+        rng = backends.rng(11)
+        U0 = np.asarray(G.random(rng, (B, lat.nd), lat.shape))
+        D0 = WilsonDirac(U0, G, lat, kappa=0.12 if lat.nd == 4 else 0.24)
+        psi0 = np.asarray(D0.random_field(rng))
+        ref = {"apply": np.asarray(D0.apply(psi0)), "normal": np.asarray(D0.normal(psi0))}
+        one = dirac_bytes(B, lat.nd, G.N, lat.volume)
+        for be, threads in _backend_list(args):
+            _set_threads(threads)
+            U = backends.from_numpy(U0, backend=be, copy=True)
+            psi = backends.from_numpy(psi0, backend=be, copy=True)
+            t0 = time.perf_counter()
+            D = WilsonDirac(U, G, lat, kappa=D0.kappa)
+            t_ctor = time.perf_counter() - t0
+            for kernel, fn, nbytes, model in (
+                    ("apply", D.apply, one, "read psi + read links + write D psi"),
+                    ("normal", D.normal, 2 * one, "2 x (read psi + read links + write result)")):
+                got = backends.to_numpy(fn(psi))
+                err = float(np.max(np.abs(got - ref[kernel])) / np.max(np.abs(ref[kernel])))
+                t = time_call(lambda: fn(psi), **timing)
+                row = {"section": "dirac", "suite": suite, "kernel": kernel, "backend": _label(be, threads),
+                       "shape": list(shape), "batch": B, "sites": B * lat.volume, "bytes": nbytes,
+                       "bytes_model": model, "constructor_s": t_ctor, "max_rel_err_vs_numpy": err, **t}
+                row["fits_in_llc"] = None if _LLC is None else (nbytes <= _LLC)
+                row["ns_per_site"] = t["median_s"] / row["sites"] * 1e9
+                row["GBps"] = nbytes / t["median_s"] / 1e9
+                row["GBps_best"] = nbytes / t["min_s"] / 1e9
+                row["fraction_of_bandwidth"] = row["GBps"] / bw["reference_GBps"]
+                row["fraction_of_bandwidth_best"] = row["GBps_best"] / bw["reference_GBps"]
+                report(row)
+            del U, psi, D
+            gc.collect()
+
+
+# ------------------------------------------------------------------------------------------------
+# batched CG against scipy
+# ------------------------------------------------------------------------------------------------
+def _scipy_cg(A: Any, b: np.ndarray, tol: float, maxiter: int) -> tuple[np.ndarray, int, float]:
+    n = [0]
+
+    def cb(_xk: Any) -> None:
+        n[0] += 1
+
+    t0 = time.perf_counter()
+    x, info = spla.cg(A, b, rtol=tol, atol=0.0, maxiter=maxiter, callback=cb)
+    dt = time.perf_counter() - t0
+    if info != 0:
+        raise RuntimeError(f"scipy cg did not converge (info={info})")
+    return x, n[0], dt
+
+
+def cg_rows(args: argparse.Namespace, report: Callable[[dict[str, Any]], None]) -> None:
+    tol, maxiter, kappa = 1e-10, 20000, 0.24
+    sizes = [16] if args.quick else [16, 32]
+    B = args.cg_batch
+    for L in sizes:
+        lat = lk.Lattice((L, L))
+        U0 = _quenched_u1(L, B, seed=100 + L)
+        b0 = np.asarray(WilsonDirac(U0, lk.U1, lat, kappa=kappa).random_field(backends.rng(7)))
+        # -- ours: one batched solve over all configurations -----------------------------------
+        x_ours = None
+        for be, threads in _backend_list(args):
+            _set_threads(threads)
+            U = backends.from_numpy(U0, backend=be, copy=True)
+            b = backends.from_numpy(b0, backend=be, copy=True)
+            D = WilsonDirac(U, lk.U1, lat, kappa=kappa)
+            state: dict[str, Any] = {}
+
+            def solve() -> None:
+                state["x"], state["info"] = cg(D.normal, b, tol=tol, maxiter=maxiter, batch_ndim=1)
+
+            t = time_call(solve, warmup=1, min_repeats=2, max_repeats=5, budget_s=3.0 if not args.quick else 1.0)
+            it = backends.to_numpy(state["info"].iterations)
+            x = backends.to_numpy(state["x"])
+            if be == "numpy":
+                x_ours = x
+            report({"section": "cg", "solver": "latticekit.cg (batched)", "backend": _label(be, threads), "L": L,
+                    "batch": B, "tol": tol, "kappa": kappa, **t, "per_config_s": t["median_s"] / B,
+                    "iterations_mean": float(it.mean()), "iterations_max": int(it.max()),
+                    "true_residual_max": float(np.max(backends.to_numpy(state["info"].residual))),
+                    "per_config_per_iteration_s": t["median_s"] / B / float(it.max())})
+            # single configuration (batch 1), for the cost of batching
+            D1 = WilsonDirac(U[:1], lk.U1, lat, kappa=kappa)
+            b1 = b[:1]
+            t1 = time_call(lambda: cg(D1.normal, b1, tol=tol, maxiter=maxiter, batch_ndim=1), warmup=1,
+                           min_repeats=3, max_repeats=10, budget_s=1.0)
+            _, info1 = cg(D1.normal, b1, tol=tol, maxiter=maxiter, batch_ndim=1)
+            report({"section": "cg", "solver": "latticekit.cg (batch 1)", "backend": _label(be, threads), "L": L,
+                    "batch": 1, "tol": tol, "kappa": kappa, **t1, "per_config_s": t1["median_s"],
+                    "iterations_mean": float(backends.to_numpy(info1.iterations).mean())})
+            del U, b, D, D1
+            gc.collect()
+        # -- scipy: per configuration on the explicit sparse matrix -------------------------------
+        n_sc = min(B, args.scipy_configs)
+        rows = {"csr": [], "linop": []}
+        asm = []
+        err = []
+        for c in range(n_sc):
+            t0 = time.perf_counter()
+            Dc = WilsonDirac(U0[c], lk.U1, lat, kappa=kappa)
+            M = np.asarray(dense_matrix(Dc))
+            Ds = sp.csr_matrix(M)
+            Ds.eliminate_zeros()
+            Dh = Ds.conj().T.tocsr()
+            A = (Ds @ Dh).tocsr()
+            asm.append(time.perf_counter() - t0)
+            n = M.shape[0]
+            lin = spla.LinearOperator((n, n), matvec=lambda v, Ds=Ds, Dh=Dh: Ds @ (Dh @ v), dtype=np.complex128)
+            bc = b0[c].reshape(-1)
+            for key, op in (("csr", A), ("linop", lin)):
+                best = None
+                for _ in range(args.scipy_repeats):
+                    x, its, dt = _scipy_cg(op, bc, tol, maxiter)
+                    best = (x, its, dt) if best is None or dt < best[2] else best
+                rows[key].append((best[1], best[2]))
+                if key == "csr" and x_ours is not None:
+                    err.append(float(np.linalg.norm(best[0] - x_ours[c].reshape(-1)) / np.linalg.norm(best[0])))
+        for key, label in (("csr", "scipy.sparse.linalg.cg, CSR A = D D^dag"),
+                           ("linop", "scipy.sparse.linalg.cg, LinearOperator D (D^dag v), CSR D")):
+            its = [r[0] for r in rows[key]]
+            ts = [r[1] for r in rows[key]]
+            report({"section": "cg", "solver": label, "backend": "scipy", "L": L, "batch": n_sc, "tol": tol,
+                    "kappa": kappa, "per_config_s": statistics.median(ts), "per_config_mean_s": statistics.mean(ts),
+                    "iterations_mean": float(np.mean(its)), "iterations_max": int(max(its)),
+                    "per_config_per_iteration_s": statistics.median(t / i for t, i in zip(ts, its)),
+                    "nnz_A": int(A.nnz), "nnz_D": int(Ds.nnz), "assembly_s_mean": statistics.mean(asm),
+                    "max_rel_diff_vs_latticekit": max(err) if err else None})
+
+
+# ------------------------------------------------------------------------------------------------
+# the run
+# ------------------------------------------------------------------------------------------------
+def _print(row: dict[str, Any]) -> None:
+    if row["section"] == "dirac":
+        print(f"  dirac {row['suite']:7s} {row['kernel']:7s} {row['backend']:9s} B={row['batch']:3d} "
+              f"{row['median_s'] * 1e3:9.3f} ms {row['ns_per_site']:8.1f} ns/site {row['GBps']:6.2f} GB/s "
+              f"{100 * row['fraction_of_bandwidth']:5.1f}% of BW (best {100 * row['fraction_of_bandwidth_best']:.1f}%)"
+              + ("  [fits in LLC]" if row.get("fits_in_llc") else ""), flush=True)
+    else:
+        print(f"  cg L={row['L']:3d} {row['backend']:9s} {row['solver']:58s} "
+              f"{row['per_config_s'] * 1e3:9.2f} ms/config, {row['iterations_mean']:.1f} it", flush=True)
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    t_start = time.time()
+    result: dict[str, Any] = {"meta": _env(argv), "quick": args.quick}
+    n_bw = 1 << (24 if args.quick else 25)
+    print(f"bandwidth probe: 3 x {n_bw * 8 / 1e6:.0f} MB arrays ...", flush=True)
+    _set_threads(max(int(v) for v in str(args.torch_threads).split(",")) if torch is not None else None)
+    bw = measure_bandwidth(n_bw, 3 if args.quick else 5)
+    result["bandwidth"] = bw
+    print("  " + ", ".join(f"{k} {v:.1f}" for k, v in bw["GBps"].items()) + " GB/s", flush=True)
+    rows: list[dict[str, Any]] = []
+    result["rows"] = rows
+
+    def report(row: dict[str, Any]) -> None:
+        rows.append(row)
+        _print(row)
+
+    if "dirac" in args.sections:
+        dirac_rows(args, bw, report)
+    if "cg" in args.sections:
+        cg_rows(args, report)
+    # CG ratios: latticekit per-configuration cost over scipy (CSR) per-configuration cost
+    ratios = []
+    for L in sorted({r["L"] for r in rows if r["section"] == "cg"}):
+        sc = [r for r in rows if r["section"] == "cg" and r["L"] == L and r["backend"] == "scipy"]
+        csr = next((r for r in sc if "CSR A" in r["solver"]), None)
+        lin = next((r for r in sc if "LinearOperator" in r["solver"]), None)
+        for r in rows:
+            if r["section"] == "cg" and r["L"] == L and r["backend"] != "scipy" and "batched" in r["solver"]:
+                ratios.append({"L": L, "backend": r["backend"], "batch": r["batch"],
+                               "ratio_vs_scipy_csr": r["per_config_s"] / csr["per_config_s"] if csr else None,
+                               "ratio_vs_scipy_linop": r["per_config_s"] / lin["per_config_s"] if lin else None})
+    result["cg_ratios"] = ratios
+    for r in ratios:
+        print(f"  CG cost per configuration / scipy: L={r['L']} {r['backend']}: {r['ratio_vs_scipy_csr']:.2f} (CSR A), "
+              f"{r['ratio_vs_scipy_linop']:.2f} (LinearOperator)", flush=True)
+    result["meta"]["loadavg_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    result["meta"]["wall_s"] = round(time.time() - t_start, 1)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="JSON results file (written atomically)")
+    ap.add_argument("--quick", action="store_true", help="smaller run (~2 min)")
+    ap.add_argument("--backends", default="numpy,torch", help="comma list of numpy, torch")
+    ap.add_argument("--torch-threads", default="1",
+                    help="comma list of torch thread counts to measure (default 1: on a shared 2-core machine "
+                         "OpenMP barriers collapse under load)")
+    ap.add_argument("--sections", default="dirac,cg", help="comma list of dirac, cg")
+    ap.add_argument("--cg-batch", type=int, default=64, help="configurations in the batched CG")
+    ap.add_argument("--scipy-configs", type=int, default=8, help="configurations solved with scipy")
+    ap.add_argument("--scipy-repeats", type=int, default=3, help="scipy solves per configuration (best kept)")
+    args = ap.parse_args(argv)
+    args.sections = args.sections.split(",")
+    res = run(args, ["benchmarks/bench_dirac.py"] + argv)
+    write_json_atomic(res, args.out)
+    print(f"written {args.out} ({res['meta']['wall_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
