@@ -134,6 +134,44 @@ class Generator:
             return self._gen.integers(low, high, size=shape)
         return self._wrap(self._gen.integers(low, high, size=shape, dtype=np.int64))
 
+    # -- state ---------------------------------------------------------------------------------
+    def get_state(self) -> Any:
+        """A copy of the stream's state, to restore with :meth:`set_state` (checkpoints).
+
+        torch: the generator's ``ByteTensor`` state; numpy/array_api_strict: the PCG64
+        ``bit_generator.state`` dict. CuPy generators expose no serialisable state (TypeError).
+
+        Examples
+        --------
+        >>> g = rng(3, backend="numpy"); st = g.get_state(); a = g.normal((2,))
+        >>> g.set_state(st); bool((g.normal((2,)) == a).all())
+        True
+        """
+        if self.backend == "torch":
+            return self._gen.get_state()
+        if self.backend == "cupy":
+            raise TypeError("get_state(): CuPy generators have no serialisable state; checkpoint the seed instead")
+        import copy
+
+        return copy.deepcopy(self._gen.bit_generator.state)
+
+    def set_state(self, state: Any) -> None:
+        """Restore a state returned by :meth:`get_state` of a generator of the same backend."""
+        if self.backend == "torch":
+            import torch
+
+            if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8:
+                raise TypeError(f"state: expected the torch ByteTensor returned by get_state(), got {type(state).__name__}")
+            self._gen.set_state(state.cpu() if state.device.type != "cpu" else state)
+            return
+        if self.backend == "cupy":
+            raise TypeError("set_state(): CuPy generators have no serialisable state")
+        if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
+            raise TypeError(f"state: expected the PCG64 state dict returned by get_state(), got {state!r:.80}")
+        import copy
+
+        self._gen.bit_generator.state = copy.deepcopy(state)
+
     def spawn(self, n: int) -> list["Generator"]:
         """``n`` independent generators derived deterministically from this one's seed."""
         seeds = np.random.SeedSequence(self.seed).spawn(n)

@@ -6,6 +6,8 @@ Sub-commands::
     latticekit measure DIR                       re-measure the stored ensemble of a run
     latticekit info FILE                         describe a gauge configuration file
     latticekit convert IN OUT --to FORMAT        convert between nersc, ildg, openqcd, hdf5
+    latticekit train CONFIG.toml --out DIR       train a normalizing flow (torch); resumes after a kill
+    latticekit sample DIR [--n N]                flow MCMC from a trained flow; ESS, acceptance, observables
 
 Global options (before the sub-command): ``--backend``, ``--device``; ``run`` also takes ``--seed``.
 The command line uses argparse from the standard library (no extra dependency).
@@ -60,6 +62,20 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("--to", required=True, choices=["nersc", "ildg", "openqcd", "hdf5"])
     c.add_argument("--lattice", default=None, help="extents t,x,y,z for files without a format record")
     c.add_argument("--group", default=None, help="SU2, SU3 or U1 for files without a format record")
+    t = sub.add_parser("train", help="train a normalizing flow (torch) described by a TOML file; resumes after a kill")
+    t.add_argument("config", help="TOML configuration, e.g. examples/u1_2d_flow.toml")
+    t.add_argument("--out", default="latticekit-flow", help="output folder (default: ./latticekit-flow)")
+    t.add_argument("--fresh", action="store_true", help="ignore a checkpoint in --out and start over")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--nprocs", type=int, default=1, help="data-parallel processes (torch.distributed, gloo on CPU)")
+
+    sm = sub.add_parser("sample", help="flow MCMC (independence Metropolis) from a flow trained by `latticekit train`")
+    sm.add_argument("dir", help="output folder of `latticekit train` (or its checkpoint file)")
+    sm.add_argument("--n", type=int, default=None, help="chain length (default: sample.n of the configuration)")
+    sm.add_argument("--seed", type=int, default=None, help="random seed")
+    sm.add_argument("--out-file", default=None, help="where to write the chain (HDF5 for gauge fields)")
+    sm.add_argument("--compare", default=None,
+                    help="results.json of a `latticekit run` of the same theory: show HMC values beside the flow's")
     return p
 
 
@@ -82,6 +98,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   group=args.group))
             return 0
         from .config import ConfigError
+
+        if args.command in ("train", "sample"):
+            if args.backend not in (None, "torch"):
+                print(f"latticekit: --backend {args.backend}: flows are torch only", file=sys.stderr)
+                return 2
+            from .flows import NonFiniteLossError
+            from .flows.job import sample_command, train_command
+
+            try:
+                if args.command == "train":
+                    print(train_command(args.config, out=args.out, device=args.device, fresh=args.fresh,
+                                        quiet=args.quiet, nprocs=args.nprocs))
+                else:
+                    print(sample_command(args.dir, n=args.n, seed=args.seed, out_file=args.out_file,
+                                         device=args.device, hmc=args.compare))
+            except ConfigError as exc:
+                print(f"latticekit: invalid configuration: {exc}", file=sys.stderr)
+                return 2
+            except NonFiniteLossError as exc:
+                print(f"latticekit: training stopped: {exc}", file=sys.stderr)
+                return 1
+            return 0
         from .job import measure_job, run_job
 
         if args.command == "run":

@@ -95,8 +95,7 @@ def get_rng_state(rng: Generator | None) -> dict[str, Any]:
     """
     st: dict[str, Any] = {"torch_cpu": torch.get_rng_state()}
     if rng is not None:
-        gen = _torch_gen(rng)
-        st["latticekit"] = gen.get_state()
+        st["latticekit"] = _check_torch_rng(rng).get_state()
         st["seed"] = rng.seed
     return st
 
@@ -115,16 +114,14 @@ def set_rng_state(rng: Generator | None, state: dict[str, Any]) -> None:
     if rng is not None:
         if "latticekit" not in state:
             raise ValueError("checkpoint holds no latticekit generator state to restore into rng")
-        _torch_gen(rng).set_state(state["latticekit"])
+        _check_torch_rng(rng).set_state(state["latticekit"])
 
 
-def _torch_gen(rng: Generator) -> torch.Generator:
-    # latticekit.backends.Generator wraps a torch.Generator for backend="torch"; its state is the
-    # only way to make a resumed run continue the very same random stream.
-    gen = getattr(rng, "_gen", None)
-    if not isinstance(gen, torch.Generator):
+def _check_torch_rng(rng: Generator) -> Generator:
+    # the public Generator.get_state()/set_state() continue the very same random stream on resume
+    if not isinstance(rng, Generator) or rng.backend != "torch":
         raise TypeError(f"rng={rng!r}: expected a latticekit generator with backend='torch'")
-    return gen
+    return rng
 
 
 def save_checkpoint(path: str | os.PathLike[str], *, model: nn.Module, step: int,

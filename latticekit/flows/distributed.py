@@ -1,0 +1,282 @@
+"""Data-parallel flow training on :mod:`torch.distributed` (DistributedDataParallel).
+
+Each of the ``W`` processes draws ``batch_size / W`` prior samples from its own latticekit
+generator, seeded by :func:`rank_seed` from ``(seed, rank)``; DDP averages the gradients, so one step
+equals a single-process step on the combined batch of all ranks' samples (the mean of the per-rank
+means of ``log q + S`` is the mean over the whole batch). Rank 0 writes the checkpoints and
+``metrics.jsonl``; the metrics (loss, ESS, var log w) are computed from the log-weights of the whole
+global batch (``all_gather``). Checkpoints hold every rank's generator state, so a resumed run
+with the same number of processes continues each stream exactly.
+
+Backend: ``gloo`` on CPU, ``nccl`` on GPU (``device = "cuda"``: rank ``r`` uses ``cuda:r``).
+
+Entry points:
+
+* :func:`train_distributed` — spawn ``nprocs`` local processes (``torch.multiprocessing.spawn``) that
+  run :func:`latticekit.flows.job.train_job`'s loop together;
+* :func:`distributed_main` — the same loop in a process started by ``torchrun`` (reads ``RANK``,
+  ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` from the environment);
+* :class:`DistributedTrainer` — the :class:`~latticekit.flows.Trainer` used by both, for custom loops.
+
+Examples
+--------
+>>> rank_seed(0, 0) != rank_seed(0, 1)
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from latticekit import backends
+from latticekit.analysis import ess as _ess
+
+from .checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from .model import Model
+from .train import TrainConfig, Trainer
+
+__all__ = ["DistributedTrainer", "distributed_main", "find_free_port", "rank_seed", "train_distributed"]
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """Seed of rank ``rank``'s generator, derived from ``(seed, rank)`` with NumPy's SeedSequence.
+
+    Distinct ranks get statistically independent streams; the same ``(seed, rank)`` always gives
+    the same stream.
+
+    Examples
+    --------
+    >>> rank_seed(7, 1) == rank_seed(7, 1), rank_seed(7, 0) == rank_seed(7, 1)
+    (True, False)
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r}: expected a non-negative integer")
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+        raise ValueError(f"rank={rank!r}: expected a non-negative integer")
+    state = np.random.SeedSequence([seed, rank, 0x6C6B]).generate_state(1, dtype=np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
+def find_free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (for ``MASTER_PORT``).
+
+    Examples
+    --------
+    >>> 0 < find_free_port() < 65536
+    True
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class DistributedTrainer(Trainer):
+    """Reverse-KL training with the batch split across the processes of a torch.distributed group.
+
+    The process group must be initialised (``torch.distributed.init_process_group``). The model is
+    wrapped in :class:`~torch.nn.parallel.DistributedDataParallel` (parameters broadcast from rank 0,
+    gradients averaged); ``config.batch_size`` is the global batch and must be divisible by the world
+    size.
+
+    Parameters
+    ----------
+    model : Model
+    action : action object or callable
+    config : TrainConfig
+        ``seed`` is the global seed; rank ``r`` draws from ``rank_seed(seed, r)``.
+
+    Attributes
+    ----------
+    rank, world_size, local_batch : int
+    ddp : DistributedDataParallel
+    """
+
+    job_config: dict[str, Any] = {}
+
+    def __init__(self, model: Model, action: Any, config: TrainConfig | None = None) -> None:
+        if not dist.is_available() or not dist.is_initialized():
+            raise RuntimeError("DistributedTrainer needs an initialised torch.distributed process group "
+                               "(torch.distributed.init_process_group)")
+        super().__init__(model, action, config)
+        cfg = self.config
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        if cfg.batch_size % self.world_size:
+            raise ValueError(f"batch_size={cfg.batch_size}: the global batch must be divisible by the world size "
+                             f"{self.world_size}")
+        self.local_batch = cfg.batch_size // self.world_size
+        self.rng = backends.rng(rank_seed(cfg.seed, self.rank), backend="torch", device=cfg.device)
+        ids = [self.device] if self.device.type == "cuda" else None
+        self.ddp = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
+
+    def train_step(self) -> dict[str, float]:
+        """One data-parallel step; metrics are those of the global batch (identical on all ranks)."""
+        cfg = self.config
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        x, log_q = self.ddp(self.local_batch, self.rng)
+        S = self.action_fn(x)
+        if tuple(S.shape) != tuple(log_q.shape):
+            raise ValueError(f"action returned shape {tuple(S.shape)}; expected one value per sample "
+                             f"{tuple(log_q.shape)}")
+        loss = torch.mean(log_q + S)
+        log_w = (-S - log_q).detach()
+        parts = [torch.empty_like(log_w) for _ in range(self.world_size)]
+        dist.all_gather(parts, log_w)
+        lw = torch.cat(parts)
+        lv = float(-lw.mean())                   # global loss = mean over the whole batch
+        if not math.isfinite(lv):
+            self._stop("the loss", lv)          # every rank sees the same value and stops together
+        loss.backward()                          # DDP all-reduces (averages) the gradients
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if cfg.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(params, cfg.clip_value)
+        max_norm = cfg.clip_norm if cfg.clip_norm is not None else math.inf
+        gnorm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        if not math.isfinite(gnorm):
+            self._stop("the gradient norm", gnorm)
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        m = {"step": self.step, "loss": lv, "ess": float(_ess(lw.cpu())),
+             "var_log_w": float(lw.var()) if lw.numel() > 1 else 0.0, "lr": lr, "grad_norm": gnorm}
+        self.history.append(m)
+        return m
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Collective: gathers every rank's generator state; rank 0 writes the checkpoint atomically."""
+        path = path if path is not None else self.config.checkpoint_path
+        if not path:
+            raise ValueError("path: no checkpoint path given and config.checkpoint_path is not set")
+        states: list[Any] = [None] * self.world_size
+        dist.all_gather_object(states, get_rng_state(self.rng))
+        if self.rank == 0:
+            save_checkpoint(path, model=self.model, step=self.step, optimizer=self.optimizer,
+                            scheduler=self.scheduler, rng=self.rng,
+                            config={"train_config": dataclasses.asdict(self.config), "history": self.history,
+                                    "action": repr(self.action), "flow_config": self.job_config,
+                                    "world_size": self.world_size, "rank_rng_states": states})
+        dist.barrier()
+        if os.fspath(path) == self.config.checkpoint_path:
+            self.last_checkpoint_step = self.step
+
+    def load(self, path: str | os.PathLike[str] | None = None) -> int:
+        """Every rank loads the model/optimizer state and its own generator state."""
+        path = path if path is not None else self.config.checkpoint_path
+        if not path:
+            raise ValueError("path: no checkpoint path given and config.checkpoint_path is not set")
+        payload = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                                  rng=None, map_location=self.device)
+        conf = payload["config"]
+        states = conf.get("rank_rng_states")
+        if states is None or conf.get("world_size") != self.world_size:
+            raise ValueError(f"path={os.fspath(path)!r}: checkpoint written by {conf.get('world_size', 1)} process(es); "
+                             f"resuming needs the same number of processes (got {self.world_size}) so that every "
+                             "rank continues its own random stream")
+        set_rng_state(self.rng, states[self.rank])
+        self.step = int(payload["step"])
+        self.history = list(conf.get("history", []))
+        if os.fspath(path) == self.config.checkpoint_path:
+            self.last_checkpoint_step = self.step
+        return self.step
+
+
+def _dist_backend(device: Any) -> str:
+    return "nccl" if device is not None and torch.device(device).type == "cuda" else "gloo"
+
+
+def _worker(rank: int, world_size: int, port: int, config: dict[str, Any], out: str, device: Any, fresh: bool,
+            progress: bool, result_path: str) -> None:
+    from .job import FlowConfig, _run_training
+
+    dev = device
+    if device is not None and torch.device(device).type == "cuda":
+        dev = torch.device("cuda", rank)
+        torch.cuda.set_device(dev)
+    dist.init_process_group(_dist_backend(device), init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world_size)
+    try:
+        res = _run_training(FlowConfig.from_dict(config), Path(out), device=dev, fresh=fresh, progress=progress,
+                            distributed=True)
+        if rank == 0:
+            torch.save(res, result_path)
+    finally:
+        dist.destroy_process_group()
+
+
+def train_distributed(config: "str | os.PathLike[str] | Mapping[str, Any]", *, out: str | os.PathLike[str],
+                      nprocs: int = 2, device: Any = None, fresh: bool = False, progress: bool = True,
+                      port: int | None = None) -> dict[str, Any]:
+    """Train a flow job with ``nprocs`` local processes (DDP; gloo on CPU, nccl with ``device="cuda"``).
+
+    Same configuration, files and resumption as :func:`latticekit.flows.job.train_job`;
+    ``train.batch_size`` is the global batch (divisible by ``nprocs``). With CUDA, rank ``r`` uses
+    ``cuda:r``. On CPU set ``OMP_NUM_THREADS``/``torch.set_num_threads`` so that the processes do not
+    oversubscribe the cores. Returns rank 0's ``train.json`` content.
+    """
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    from .job import FlowConfig, _resolve_device
+
+    cfg = FlowConfig.load(config)            # validated before any process starts
+    if isinstance(nprocs, bool) or not isinstance(nprocs, int) or nprocs < 1:
+        raise ValueError(f"nprocs={nprocs!r}: expected a positive number of processes")
+    if cfg.train.batch_size % nprocs:
+        raise ValueError(f"train.batch_size={cfg.train.batch_size}: must be divisible by nprocs={nprocs}")
+    dev = _resolve_device("torch", device)
+    if dev is not None and dev.type == "cuda" and nprocs > torch.cuda.device_count():
+        raise ValueError(f"nprocs={nprocs}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    port = find_free_port() if port is None else port
+    with tempfile.TemporaryDirectory() as tmp:
+        result_path = os.path.join(tmp, "result.pt")
+        mp.spawn(_worker, args=(nprocs, port, cfg.to_dict(), os.fspath(out), None if dev is None else str(dev), fresh,
+                                progress, result_path), nprocs=nprocs, join=True)
+        return torch.load(result_path, weights_only=False)
+
+
+def distributed_main(config: "str | os.PathLike[str] | Mapping[str, Any]", *, out: str | os.PathLike[str],
+                     device: Any = None, fresh: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run the training loop in a process started by ``torchrun`` (environment ``RANK``, ``WORLD_SIZE``,
+    ``MASTER_ADDR``, ``MASTER_PORT``; ``LOCAL_RANK`` picks the GPU). Returns this rank's summary.
+
+    Example: ``torchrun --nproc-per-node 2 -m latticekit.flows.distributed CONFIG.toml OUT``.
+    """
+    from .job import FlowConfig, _resolve_device, _run_training
+
+    cfg = FlowConfig.load(config)
+    for var in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        if var not in os.environ:
+            raise RuntimeError(f"environment variable {var} is not set; start the processes with torchrun")
+    dev = _resolve_device("torch", device)
+    if dev is not None and dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    dist.init_process_group(_dist_backend(dev), init_method="env://")
+    try:
+        return _run_training(cfg, Path(out), device=dev, fresh=fresh, progress=progress, distributed=True)
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":  # pragma: no cover - torchrun entry point
+    import argparse
+
+    ap = argparse.ArgumentParser(description="distributed flow training (run under torchrun)")
+    ap.add_argument("config")
+    ap.add_argument("out")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--fresh", action="store_true")
+    a = ap.parse_args()
+    distributed_main(a.config, out=a.out, device=a.device, fresh=a.fresh)

@@ -1,0 +1,296 @@
+"""Flow jobs: configuration schema, training files, kill/resume determinism, NaN stop, mismatch
+refusal, flow MCMC output files and the summary against exact values."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import latticekit as lk
+from latticekit.config import ConfigError
+from latticekit.flows import CheckpointMismatchError, NonFiniteLossError
+from latticekit.flows.job import (
+    FlowConfig,
+    build_flow,
+    flow_summary,
+    format_flow_summary,
+    load_trained,
+    sample_job,
+    train_job,
+)
+from latticekit.flows.train import Trainer
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny models: one thread avoids OpenMP contention on a shared 2-core machine (5x faster here)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def phi4_cfg(**train) -> dict:
+    t = {"steps": 6, "batch_size": 8, "lr": 1e-2, "checkpoint_every": 2, "seed": 3, "eval_batch_size": 16}
+    t.update(train)
+    return {"lattice": {"shape": [4, 4]}, "action": {"kind": "phi4", "kappa": 0.2, "lam": 0.1},
+            "model": {"n_layers": 2, "hidden": [4]}, "train": t, "sample": {"n": 64, "batch": 32}}
+
+
+def u1_cfg(beta: float = 1.0, steps: int = 4) -> dict:
+    return {"lattice": {"shape": [4, 4]}, "action": {"kind": "wilson", "group": "U1", "beta": beta},
+            "model": {"n_layers": 4, "hidden": [4], "bins": 4},
+            "train": {"steps": steps, "batch_size": 32, "lr": 1e-2, "checkpoint_every": 10, "eval_batch_size": 64}}
+
+
+# -- schema --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("patch, key", [
+    ({"train": {"lrate": 1e-3}}, "train.lrate"),
+    ({"trainer": {}}, "[trainer]"),
+    ({"train": {"steps": "10"}}, "train.steps"),
+    ({"train": {"steps": 1.5}}, "train.steps"),
+    ({"train": {"lr": 0}}, "train.lr"),
+    ({"train": {"optimizer": "sgd"}}, "train.optimizer"),
+    ({"train": {"schedule": "linear"}}, "train.schedule"),
+    ({"train": {"clip_norm": -1.0}}, "train.clip_norm"),
+    ({"train": {"dtype": "float16"}}, "train.dtype"),
+    ({"train": {"eval_every": -1}}, "train.eval_every"),
+    ({"train": {"checkpoint_every": True}}, "train.checkpoint_every"),
+    ({"model": {"hidden": [8, 0]}}, "model.hidden"),
+    ({"model": {"coupling": "plaquette"}}, "model.coupling"),
+    ({"model": {"kernel_size": 2}}, "model.kernel_size"),
+    ({"action": {"beta": 2.0}}, "action.beta"),               # not a phi4 parameter
+    ({"action": {"kind": "ising"}}, "action.kind"),
+    ({"action": {"lam": -0.1}}, "action.lam"),
+    ({"lattice": {"shape": [5, 4]}}, "lattice.shape"),           # checkerboard needs even extents
+    ({"sample": {"n": 1}}, "sample.n"),
+])
+def test_config_errors_name_the_key(patch: dict, key: str) -> None:
+    cfg = phi4_cfg()
+    for sec, vals in patch.items():
+        cfg.setdefault(sec, {}).update(vals)
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        FlowConfig.from_dict(cfg)
+
+
+def test_config_gauge_checks_and_defaults(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="lattice.shape"):
+        FlowConfig.from_dict({"lattice": {"shape": [6, 6]}, "action": {"kind": "wilson"}})
+    with pytest.raises(ConfigError, match="action.group"):
+        FlowConfig.from_dict({"lattice": {"shape": [4, 4]}, "action": {"kind": "wilson", "group": "SU3"}})
+    with pytest.raises(ConfigError, match="action.kappa"):
+        FlowConfig.from_dict({"lattice": {"shape": [4, 4]}, "action": {"kind": "wilson", "kappa": 0.1}})
+    with pytest.raises(ConfigError, match="lattice.shape: required"):
+        FlowConfig.from_dict({"action": {"kind": "wilson"}})
+    cfg = FlowConfig.from_dict({"lattice": {"shape": [8, 8]}})
+    assert (cfg.model.coupling, cfg.model.n_layers, cfg.train.clip_norm) == ("plaquette", 16, None)
+    assert FlowConfig.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
+    p = tmp_path / "bad.toml"
+    p.write_text("[lattice]\nshape = [4, 4\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        FlowConfig.from_file(p)
+    with pytest.raises(ConfigError, match="backend"):
+        train_job(u1_cfg(), out=tmp_path / "x", backend="numpy", progress=False)
+
+
+def test_example_configs_validate() -> None:
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[2] / "examples"
+    for name in ("u1_2d_flow.toml", "phi4_2d_flow.toml"):
+        cfg = FlowConfig.from_file(root / name)
+        assert cfg.lattice.shape == [8, 8]
+
+
+# -- training files and resumption ----------------------------------------------------------------
+def _metrics(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _strip_time(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+
+
+def test_train_writes_files_and_metrics(tmp_path) -> None:
+    out = tmp_path / "run"
+    res = train_job(phi4_cfg(eval_every=3, eval_batch_size=16), out=out, progress=False)
+    assert res["status"] == "finished" and res["steps"] == 6
+    for f in ("config.json", "checkpoint.pt", "metrics.jsonl", "train.json"):
+        assert (out / f).exists()
+    rows = _metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all({"loss", "ess", "var_log_w", "lr", "grad_norm", "time_s"} <= set(r) for r in rows)
+    assert "eval_ess" in rows[2] and "eval_ess" not in rows[1]
+    assert all(0 < r["ess"] <= 1 and math.isfinite(r["loss"]) for r in rows)
+    # ESS and var log w are those of the batch's log-weights: rerun step 1 by hand
+    cfg = FlowConfig.from_dict(phi4_cfg())
+    model, action, _ = build_flow(cfg)
+    model = model.to(torch.float64)
+    x, log_q = model.sample(8, lk.backends.rng(3, backend="torch"))
+    lw = (-action.action(x) - log_q).detach().numpy()
+    assert rows[0]["loss"] == pytest.approx(-lw.mean(), rel=1e-12)
+    assert rows[0]["ess"] == pytest.approx(float(lk.analysis.ess(lw)), rel=1e-10)
+    assert rows[0]["var_log_w"] == pytest.approx(float(np.var(lw, ddof=1)), rel=1e-10)
+    # a finished run rerun does nothing more
+    again = train_job(phi4_cfg(eval_every=3, eval_batch_size=16), out=out, progress=False)
+    assert again["resumed_from_step"] == 6 and len(_metrics(out / "metrics.jsonl")) == 6
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_bit_identically(tmp_path, monkeypatch) -> None:
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    train_job(phi4_cfg(), out=full, progress=False)
+
+    original = Trainer.train_step
+
+    def dying(self):  # the process "dies" during step 5 (after the step-4 checkpoint)
+        if self.step == 4:
+            raise _Killed("SIGKILL")
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", dying)
+    with pytest.raises(_Killed):
+        train_job(phi4_cfg(), out=killed, progress=False)
+    monkeypatch.setattr(Trainer, "train_step", original)
+    assert [r["step"] for r in _metrics(killed / "metrics.jsonl")] == [1, 2, 3, 4]
+    # simulate lines written after the last checkpoint, and a torn line, before the kill
+    with (killed / "metrics.jsonl").open("a") as fh:
+        fh.write(json.dumps({"step": 5, "loss": 0.0}) + "\n" + '{"step": 6, "lo')
+    torch.save({"junk": 1}, tmp_path / "unused.pt")
+    res = train_job(phi4_cfg(), out=killed, progress=False)
+    assert res["resumed_from_step"] == 4 and res["steps"] == 6
+    a = torch.load(full / "checkpoint.pt", weights_only=False)
+    b = torch.load(killed / "checkpoint.pt", weights_only=False)
+    assert a["step"] == b["step"] == 6
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert _strip_time(_metrics(full / "metrics.jsonl")) == _strip_time(_metrics(killed / "metrics.jsonl"))
+
+
+def test_more_steps_continue_and_changed_config_is_refused(tmp_path) -> None:
+    out = tmp_path / "run"
+    train_job(phi4_cfg(steps=2), out=out, progress=False)
+    res = train_job(phi4_cfg(steps=4), out=out, progress=False)          # steps may grow
+    assert res["resumed_from_step"] == 2 and res["steps"] == 4
+    with pytest.raises(ConfigError, match="train.lr"):
+        train_job(phi4_cfg(steps=4, lr=0.5), out=out, progress=False)
+    bigger = phi4_cfg(steps=4)
+    bigger["lattice"]["shape"] = [6, 6]
+    with pytest.raises(CheckpointMismatchError, match="lattice"):
+        train_job(bigger, out=out, progress=False)
+    res = train_job(bigger, out=out, progress=False, fresh=True)
+    assert res["resumed_from_step"] is None and res["steps"] == 4
+
+
+def test_checkpoint_of_other_architecture_is_refused(tmp_path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    train_job(phi4_cfg(steps=2), out=a, progress=False)
+    other = phi4_cfg(steps=2)
+    other["model"]["hidden"] = [6]
+    train_job(other, out=b, progress=False)
+    (b / "checkpoint.pt").write_bytes((a / "checkpoint.pt").read_bytes())   # foreign checkpoint, own config
+    with pytest.raises(CheckpointMismatchError, match="different architecture"):
+        train_job(other, out=b, progress=False)
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch) -> None:
+    from latticekit.actions import Phi4Action
+
+    original = Phi4Action.action
+    calls = {"n": 0}
+
+    def poisoned(self, phi):
+        calls["n"] += 1
+        s = original(self, phi)
+        return s * float("nan") if calls["n"] > 5 else s
+
+    monkeypatch.setattr(Phi4Action, "action", poisoned)
+    out = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match=r"step 6.*last good checkpoint.*step 4"):
+        train_job(phi4_cfg(), out=out, progress=False)
+    summary = json.loads((out / "train.json").read_text())
+    assert summary["status"].startswith("stopped") and summary["last_checkpoint_step"] == 4
+    ck = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert ck["step"] == 4 and all(torch.isfinite(v).all() for v in ck["model"].values())
+    assert [r["step"] for r in _metrics(out / "metrics.jsonl")] == [1, 2, 3, 4, 5]
+
+
+# -- sampling ------------------------------------------------------------------------------------
+def test_sample_phi4_writes_npz_and_summary(tmp_path) -> None:
+    out = tmp_path / "p"
+    train_job(phi4_cfg(), out=out, progress=False)
+    s = sample_job(out, n=100, seed=2)
+    arrays, meta = lk.io.load_state(out / "flow_samples.npz")
+    assert arrays["phi"].shape == (100, 4, 4) and meta["checkpoint_step"] == 6
+    # stored observables agree with the stored configurations
+    M = arrays["phi"].mean(axis=(1, 2))
+    np.testing.assert_allclose(arrays["obs_magnetization"], M, rtol=1e-12, atol=1e-15)
+    # a rejected step repeats the previous configuration
+    rej = np.flatnonzero(~arrays["accepted"])
+    if rej.size:
+        np.testing.assert_array_equal(arrays["phi"][rej], arrays["phi"][rej - 1])
+    assert s["acceptance"] == pytest.approx(arrays["accepted"].mean())
+    assert json.loads((out / "sample.json").read_text())["n"] == 100
+    assert {"abs_magnetization", "chi", "magnetization"} <= set(s["observables"])
+    # same seed, same chain
+    s2 = sample_job(out / "checkpoint.pt", n=100, seed=2, out_file=tmp_path / "again.npz")
+    assert s2["observables"]["chi"]["value"] == s["observables"]["chi"]["value"]
+    assert (tmp_path / "again.npz.json").exists()
+
+
+def test_u1_flow_mcmc_matches_exact_and_summary(tmp_path) -> None:
+    out = tmp_path / "u1"
+    train_job(u1_cfg(beta=1.0, steps=30), out=out, progress=False)
+    s = sample_job(out, n=2000, seed=5, batch=1000, store_every=10)
+    with lk.io.Ensemble.open(out / "flow_ensemble.h5") as ens:
+        assert len(ens) == 200 and ens.info(3)["step"] == 30 and ens.group.name == "U(1)" and ens.action_params == {"beta": 1.0}
+        U = ens.read(7, backend="numpy")
+        plaq = float(lk.observables.average_plaquette(U[None], lk.U1, lk.Lattice((4, 4)))[0])
+        assert plaq == pytest.approx(ens.observable("plaquette")[7], abs=1e-12)
+    exact = lk.exact.u1_2d_plaquette(1.0, (4, 4))
+    p = s["observables"]["plaquette"]
+    assert p["exact"] == pytest.approx(exact)
+    assert abs(p["value"] - exact) < 5 * p["error"] + 1e-3          # flow MCMC is exact in distribution
+    summ = flow_summary(out)
+    rows = {r["observable"]: r for r in summ["rows"]}
+    assert rows["plaquette"]["reference_kind"] == "exact"
+    assert rows["chi_t"]["reference"] == pytest.approx(lk.exact.u1_2d_topological_susceptibility(1.0, (4, 4)))
+    assert summ["flow"]["acceptance"] == s["acceptance"] and summ["flow"]["ess"] is not None
+    assert "plaquette" in summ["text"] and summ["text"] == format_flow_summary(summ)
+    model, action, cfg, payload = load_trained(out)
+    assert payload["step"] == 30 and next(model.parameters()).dtype == torch.float64
+
+
+def test_summary_with_hmc_reference(tmp_path) -> None:
+    out = tmp_path / "p"
+    train_job(phi4_cfg(steps=2), out=out, progress=False)
+    sample_job(out, n=50, seed=1)
+    hmc = {"observables": {"abs_magnetization": {"value": 0.3, "error": 0.01},
+                           "susceptibility": {"value": 2.0, "error": 0.1}}}
+    summ = flow_summary(out, hmc=hmc)
+    rows = {r["observable"]: r for r in summ["rows"]}
+    assert rows["chi"]["reference"] == 2.0 and rows["chi"]["reference_kind"] == "hmc"
+    f = rows["abs_magnetization"]
+    assert f["deviation_sigma"] == pytest.approx((f["flow"] - 0.3) / math.hypot(f["flow_error"], 0.01))
+    with pytest.raises(FileNotFoundError, match="sample.json"):
+        flow_summary(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_generator_state_round_trip(backend: str) -> None:
+    g = lk.backends.rng(9, backend=backend)
+    g.uniform((3,))
+    st = g.get_state()
+    a = lk.backends.to_numpy(g.normal((4,)))
+    g.normal((5,))
+    g.set_state(st)
+    np.testing.assert_array_equal(lk.backends.to_numpy(g.normal((4,))), a)
+    with pytest.raises(TypeError, match="state"):
+        g.set_state({"bit_generator": "MT19937"} if backend == "numpy" else torch.zeros(3))
