@@ -42,3 +42,43 @@ def test_run_and_measure(tmp_path, capsys) -> None:
 def test_unknown_backend_is_a_clear_error(tmp_path, capsys) -> None:
     assert main(["--backend", "jax", "run", "--out", str(tmp_path), "--quiet"]) == 2
     assert "backend" in capsys.readouterr().err
+
+
+_TINY_FLOW = """
+[lattice]
+shape = [4, 4]
+[action]
+kind = "phi4"
+kappa = 0.2
+lam = 0.5
+[model]
+n_layers = 2
+[train]
+steps = 4
+batch_size = 8
+checkpoint_every = 2
+eval_every = 2
+[sample]
+n = 32
+"""
+
+
+def test_train_sample_and_compare(tmp_path, capsys) -> None:
+    import pytest
+
+    pytest.importorskip("torch", reason="flows are torch by design")
+    cfg = tmp_path / "flow.toml"
+    cfg.write_text(_TINY_FLOW)
+    assert main(["train", str(cfg), "--out", str(tmp_path / "f"), "--quiet"]) == 0
+    assert "trained 4 steps" in capsys.readouterr().out
+    assert main(["sample", str(tmp_path / "f"), "--n", "32", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "flow MCMC" in out and "abs_magnetization" in out
+    # a `latticekit run` of another lattice is refused as a reference, naming what differs
+    run = tmp_path / "r.toml"
+    run.write_text('[lattice]\nshape = [6, 6]\n[action]\nkind = "phi4"\nkappa = 0.2\nlam = 0.5\n'
+                   "[sampler]\nchains = 2\nthermalization = 2\nmeasurements = 4\n[output]\nplots = false\n")
+    assert main(["run", str(run), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path / "f"), "--n", "16", "--compare", str(tmp_path / "r" / "results.json")]) == 2
+    assert "lattice [6, 6] vs [4, 4]" in capsys.readouterr().err

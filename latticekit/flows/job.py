@@ -1018,6 +1018,8 @@ def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | Non
         raise FileNotFoundError(f"{folder}: neither {TRAIN_SUMMARY} nor {CONFIG} found (not a train_job folder)")
     cfg = FlowConfig.from_dict(conf)
     exact = _exact_values(cfg)
+    if isinstance(hmc, (str, os.PathLike)):
+        _check_reference_theory(cfg, Path(hmc))
     ref = _reference_from(hmc)
     order = ["plaquette", "chi_t", "topological_charge"] if cfg.is_gauge else \
         ["abs_magnetization", "chi", "magnetization", "action_density"]
@@ -1046,6 +1048,26 @@ def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | Non
     }
     summary["text"] = format_flow_summary(summary)
     return summary
+
+
+def _check_reference_theory(cfg: FlowConfig, path: Path) -> None:
+    """Refuse a ``latticekit run`` results.json of another lattice or other couplings as a reference."""
+    data = json.loads(path.read_text())
+    run = data.get("config") if isinstance(data, dict) else None
+    if not isinstance(run, dict):
+        return  # a plain name -> {value, error} mapping: nothing to compare
+    mine = cfg.to_dict()
+    problems = []
+    if list(run.get("lattice", {}).get("shape", [])) != list(mine["lattice"]["shape"]):
+        problems.append(f"lattice {run.get('lattice', {}).get('shape')} vs {mine['lattice']['shape']}")
+    ra, ma = run.get("action", {}), mine["action"]
+    keys = ("kind", "group", "beta") if ma.get("kind") == "wilson" else ("kind", "kappa", "lam")
+    for k in keys:
+        if k in ma and ra.get(k) != ma.get(k):
+            problems.append(f"action.{k} {ra.get(k)!r} vs {ma.get(k)!r}")
+    if problems:
+        raise ConfigError(f"{path} is a run of another theory than the flow ({'; '.join(problems)}); "
+                          "compare with a run of the same lattice and couplings")
 
 
 def format_flow_summary(summary: Mapping[str, Any]) -> str:
