@@ -39,7 +39,6 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from latticekit import backends
-from latticekit.analysis import ess as _ess
 
 from .checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from .model import Model
@@ -120,7 +119,6 @@ class DistributedTrainer(Trainer):
 
     def train_step(self) -> dict[str, float]:
         """One data-parallel step; metrics are those of the global batch (identical on all ranks)."""
-        cfg = self.config
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         x, log_q = self.ddp(self.local_batch, self.rng)
@@ -136,22 +134,7 @@ class DistributedTrainer(Trainer):
         lv = float(-lw.mean())                   # global loss = mean over the whole batch
         if not math.isfinite(lv):
             self._stop("the loss", lv)          # every rank sees the same value and stops together
-        loss.backward()                          # DDP all-reduces (averages) the gradients
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        if cfg.clip_value is not None:
-            torch.nn.utils.clip_grad_value_(params, cfg.clip_value)
-        max_norm = cfg.clip_norm if cfg.clip_norm is not None else math.inf
-        gnorm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-        if not math.isfinite(gnorm):
-            self._stop("the gradient norm", gnorm)
-        lr = float(self.optimizer.param_groups[0]["lr"])
-        self.optimizer.step()
-        self.scheduler.step()
-        self.step += 1
-        m = {"step": self.step, "loss": lv, "ess": float(_ess(lw.cpu())),
-             "var_log_w": float(lw.var()) if lw.numel() > 1 else 0.0, "lr": lr, "grad_norm": gnorm}
-        self.history.append(m)
-        return m
+        return self._apply_gradients(loss, lv, lw)  # DDP all-reduces (averages) the gradients in backward
 
     def save(self, path: str | os.PathLike[str] | None = None) -> None:
         """Collective: gathers every rank's generator state; rank 0 writes the checkpoint atomically."""

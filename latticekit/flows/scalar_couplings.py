@@ -30,7 +30,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from torch import nn
 
 from latticekit.lattice import Lattice
 

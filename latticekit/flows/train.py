@@ -262,6 +262,14 @@ class Trainer:
         lv = float(loss.detach())
         if not math.isfinite(lv):
             self._stop("the loss", lv)
+        return self._apply_gradients(loss, lv, log_w)
+
+    def _apply_gradients(self, loss: torch.Tensor, lv: float, log_w: torch.Tensor) -> dict[str, float]:
+        """Backward pass, clipping, optimiser and scheduler step, metrics (shared with data-parallel training).
+
+        ``lv`` is the loss value to record and ``log_w`` the log-weights of the whole (global) batch.
+        """
+        cfg = self.config
         loss.backward()
         params = [p for p in self.model.parameters() if p.grad is not None]
         if cfg.clip_value is not None:

@@ -16,7 +16,6 @@ True
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Sequence
 
 from latticekit.backends import array_namespace, complex_dtype_for, is_complex, to_numpy

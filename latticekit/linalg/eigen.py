@@ -16,7 +16,6 @@ Examples
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Sequence
 
 from latticekit.backends import Generator, array_namespace, is_complex, rng as make_rng
