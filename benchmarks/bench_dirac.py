@@ -12,7 +12,9 @@ One run measures, in the same process:
    triad/sum on float64 arrays far larger than the last-level cache, NumPy and torch, best of N).
 2. **Dirac operator** ``D psi`` and ``D D^dag psi`` (median time per call after warm-up) for 2D U(1),
    L = 64, batch 64 and 4D SU(3), L = 8 (batch 1 and 16), NumPy and torch (CPU, each thread count of
-   ``--torch-threads``). Byte model (minimal compulsory traffic, every array once)::
+   ``--torch-threads``). ``numpy`` runs the numba fast path ``wilson_dirac_apply`` where numba is
+   installed; ``numpy-generic`` is NumPy with ``LATTICEKIT_FAST_KERNELS=0`` (the Array API operator code).
+   Byte model (minimal compulsory traffic, every array once)::
 
        D psi:        read psi + read links + write D psi
        D D^dag psi:  twice that (two operator applications; the intermediate is written and read)
@@ -181,6 +183,28 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+class _Backend:
+    """``numpy-generic`` is NumPy with the fast paths off (``LATTICEKIT_FAST_KERNELS=0`` while it is
+    measured): the Array API code of the operator, for comparison with the numba kernel (``numpy``)."""
+
+    def __init__(self, be: str) -> None:
+        self.be = be
+        self.array_backend = "numpy" if be == "numpy-generic" else be
+        self._old: str | None = None
+
+    def __enter__(self) -> str:
+        self._old = os.environ.get("LATTICEKIT_FAST_KERNELS")
+        if self.be == "numpy-generic":
+            os.environ["LATTICEKIT_FAST_KERNELS"] = "0"
+        return self.array_backend
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._old is None:
+            os.environ.pop("LATTICEKIT_FAST_KERNELS", None)
+        else:
+            os.environ["LATTICEKIT_FAST_KERNELS"] = self._old
+
+
 def _quenched_u1(L: int, batch: int, seed: int) -> np.ndarray:
     """Thermalised quenched 2D U(1) configurations at beta = 2 (heatbath + overrelaxation)."""
     lat = lk.Lattice((L, L))
@@ -208,30 +232,31 @@ def dirac_rows(args: argparse.Namespace, bw: dict[str, Any], report: Callable[[d
         ref = {"apply": np.asarray(D0.apply(psi0)), "normal": np.asarray(D0.normal(psi0))}
         one = dirac_bytes(B, lat.nd, G.N, lat.volume)
         for be, threads in _backend_list(args):
-            _set_threads(threads)
-            U = backends.from_numpy(U0, backend=be, copy=True)
-            psi = backends.from_numpy(psi0, backend=be, copy=True)
-            t0 = time.perf_counter()
-            D = WilsonDirac(U, G, lat, kappa=D0.kappa)
-            t_ctor = time.perf_counter() - t0
-            for kernel, fn, nbytes, model in (
-                    ("apply", D.apply, one, "read psi + read links + write D psi"),
-                    ("normal", D.normal, 2 * one, "2 x (read psi + read links + write result)")):
-                got = backends.to_numpy(fn(psi))
-                err = float(np.max(np.abs(got - ref[kernel])) / np.max(np.abs(ref[kernel])))
-                t = time_call(lambda: fn(psi), **timing)
-                row = {"section": "dirac", "suite": suite, "kernel": kernel, "backend": _label(be, threads),
-                       "shape": list(shape), "batch": B, "sites": B * lat.volume, "bytes": nbytes,
-                       "bytes_model": model, "constructor_s": t_ctor, "max_rel_err_vs_numpy": err, **t}
-                row["fits_in_llc"] = None if _LLC is None else (nbytes <= _LLC)
-                row["ns_per_site"] = t["median_s"] / row["sites"] * 1e9
-                row["GBps"] = nbytes / t["median_s"] / 1e9
-                row["GBps_best"] = nbytes / t["min_s"] / 1e9
-                row["fraction_of_bandwidth"] = row["GBps"] / bw["reference_GBps"]
-                row["fraction_of_bandwidth_best"] = row["GBps_best"] / bw["reference_GBps"]
-                report(row)
-            del U, psi, D
-            gc.collect()
+            with _Backend(be) as abe:  # numpy-generic: the fast paths off
+                _set_threads(threads)
+                U = backends.from_numpy(U0, backend=abe, copy=True)
+                psi = backends.from_numpy(psi0, backend=abe, copy=True)
+                t0 = time.perf_counter()
+                D = WilsonDirac(U, G, lat, kappa=D0.kappa)
+                t_ctor = time.perf_counter() - t0
+                for kernel, fn, nbytes, model in (
+                        ("apply", D.apply, one, "read psi + read links + write D psi"),
+                        ("normal", D.normal, 2 * one, "2 x (read psi + read links + write result)")):
+                    got = backends.to_numpy(fn(psi))
+                    err = float(np.max(np.abs(got - ref[kernel])) / np.max(np.abs(ref[kernel])))
+                    t = time_call(lambda: fn(psi), **timing)
+                    row = {"section": "dirac", "suite": suite, "kernel": kernel, "backend": _label(be, threads),
+                           "shape": list(shape), "batch": B, "sites": B * lat.volume, "bytes": nbytes,
+                           "bytes_model": model, "constructor_s": t_ctor, "max_rel_err_vs_numpy": err, **t}
+                    row["fits_in_llc"] = None if _LLC is None else (nbytes <= _LLC)
+                    row["ns_per_site"] = t["median_s"] / row["sites"] * 1e9
+                    row["GBps"] = nbytes / t["median_s"] / 1e9
+                    row["GBps_best"] = nbytes / t["min_s"] / 1e9
+                    row["fraction_of_bandwidth"] = row["GBps"] / bw["reference_GBps"]
+                    row["fraction_of_bandwidth_best"] = row["GBps_best"] / bw["reference_GBps"]
+                    report(row)
+                del U, psi, D
+                gc.collect()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -262,36 +287,38 @@ def cg_rows(args: argparse.Namespace, report: Callable[[dict[str, Any]], None]) 
         # -- ours: one batched solve over all configurations -----------------------------------
         x_ours = None
         for be, threads in _backend_list(args):
-            _set_threads(threads)
-            U = backends.from_numpy(U0, backend=be, copy=True)
-            b = backends.from_numpy(b0, backend=be, copy=True)
-            D = WilsonDirac(U, lk.U1, lat, kappa=kappa)
-            state: dict[str, Any] = {}
+            with _Backend(be) as abe:  # numpy-generic: the fast paths off
+                _set_threads(threads)
+                U = backends.from_numpy(U0, backend=abe, copy=True)
+                b = backends.from_numpy(b0, backend=abe, copy=True)
+                D = WilsonDirac(U, lk.U1, lat, kappa=kappa)
+                state: dict[str, Any] = {}
 
-            def solve() -> None:
-                state["x"], state["info"] = cg(D.normal, b, tol=tol, maxiter=maxiter, batch_ndim=1)
+                def solve() -> None:
+                    state["x"], state["info"] = cg(D.normal, b, tol=tol, maxiter=maxiter, batch_ndim=1)
 
-            t = time_call(solve, warmup=1, min_repeats=2, max_repeats=5, budget_s=3.0 if not args.quick else 1.0)
-            it = backends.to_numpy(state["info"].iterations)
-            x = backends.to_numpy(state["x"])
-            if be == "numpy":
-                x_ours = x
-            report({"section": "cg", "solver": "latticekit.cg (batched)", "backend": _label(be, threads), "L": L,
-                    "batch": B, "tol": tol, "kappa": kappa, **t, "per_config_s": t["median_s"] / B,
-                    "iterations_mean": float(it.mean()), "iterations_max": int(it.max()),
-                    "true_residual_max": float(np.max(backends.to_numpy(state["info"].residual))),
-                    "per_config_per_iteration_s": t["median_s"] / B / float(it.max())})
-            # single configuration (batch 1), for the cost of batching
-            D1 = WilsonDirac(U[:1], lk.U1, lat, kappa=kappa)
-            b1 = b[:1]
-            t1 = time_call(lambda: cg(D1.normal, b1, tol=tol, maxiter=maxiter, batch_ndim=1), warmup=1,
-                           min_repeats=3, max_repeats=10, budget_s=1.0)
-            _, info1 = cg(D1.normal, b1, tol=tol, maxiter=maxiter, batch_ndim=1)
-            report({"section": "cg", "solver": "latticekit.cg (batch 1)", "backend": _label(be, threads), "L": L,
-                    "batch": 1, "tol": tol, "kappa": kappa, **t1, "per_config_s": t1["median_s"],
-                    "iterations_mean": float(backends.to_numpy(info1.iterations).mean())})
-            del U, b, D, D1
-            gc.collect()
+                t = time_call(solve, warmup=1, min_repeats=2, max_repeats=5,
+                              budget_s=3.0 if not args.quick else 1.0)
+                it = backends.to_numpy(state["info"].iterations)
+                x = backends.to_numpy(state["x"])
+                if be == "numpy":
+                    x_ours = x
+                report({"section": "cg", "solver": "latticekit.cg (batched)", "backend": _label(be, threads), "L": L,
+                        "batch": B, "tol": tol, "kappa": kappa, **t, "per_config_s": t["median_s"] / B,
+                        "iterations_mean": float(it.mean()), "iterations_max": int(it.max()),
+                        "true_residual_max": float(np.max(backends.to_numpy(state["info"].residual))),
+                        "per_config_per_iteration_s": t["median_s"] / B / float(it.max())})
+                # single configuration (batch 1), for the cost of batching
+                D1 = WilsonDirac(U[:1], lk.U1, lat, kappa=kappa)
+                b1 = b[:1]
+                t1 = time_call(lambda: cg(D1.normal, b1, tol=tol, maxiter=maxiter, batch_ndim=1), warmup=1,
+                               min_repeats=3, max_repeats=10, budget_s=1.0)
+                _, info1 = cg(D1.normal, b1, tol=tol, maxiter=maxiter, batch_ndim=1)
+                report({"section": "cg", "solver": "latticekit.cg (batch 1)", "backend": _label(be, threads), "L": L,
+                        "batch": 1, "tol": tol, "kappa": kappa, **t1, "per_config_s": t1["median_s"],
+                        "iterations_mean": float(backends.to_numpy(info1.iterations).mean())})
+                del U, b, D, D1
+                gc.collect()
         # -- scipy: per configuration on the explicit sparse matrix -------------------------------
         n_sc = min(B, args.scipy_configs)
         rows = {"csr": [], "linop": []}
@@ -388,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="JSON results file (written atomically)")
     ap.add_argument("--quick", action="store_true", help="smaller run (~2 min)")
-    ap.add_argument("--backends", default="numpy,torch", help="comma list of numpy, torch")
+    ap.add_argument("--backends", default="numpy,numpy-generic,torch",
+                    help="comma list of numpy, numpy-generic (NumPy with LATTICEKIT_FAST_KERNELS=0), torch")
     ap.add_argument("--torch-threads", default="1",
                     help="comma list of torch thread counts to measure (default 1: on a shared 2-core machine "
                          "OpenMP barriers collapse under load)")

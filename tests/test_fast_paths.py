@@ -43,8 +43,8 @@ def _spy(monkeypatch, name):
     assert fn is not None, f"{name} is not registered for numpy"
     calls = []
 
-    def wrapped(*a):
-        out = fn(*a)
+    def wrapped(*a, **kw):
+        out = fn(*a, **kw)
         calls.append(out is not None)
         return out
 
@@ -183,3 +183,76 @@ def test_no_registration_at_import():
             "assert not _fast._BUILTINS_LOADED and 'numba' not in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+# -- Wilson-Dirac ----------------------------------------------------------------------------------
+def _dirac_case(G, shape, batch, sources, seed):
+    from latticekit.actions import WilsonDirac
+
+    lat = lk.Lattice(shape)
+    r = backends.rng(seed)
+    U = G.random(r, batch + (lat.nd,), lat.shape)
+    D = WilsonDirac(U, G, lat, kappa=0.13)
+    psi = np.ascontiguousarray(r.complex_normal(sources + batch + D.field_shape))
+    return D, psi
+
+
+@pytest.mark.parametrize("G,shape,batch,sources", [
+    (lk.U1, (6, 4), (2,), ()),            # short rows: in-row neighbours by index
+    (lk.U1, (4, 40), (), (3,)),           # long rows (wrap-around site split off); sources on one field
+    (lk.SU(3), (4, 2, 4, 2), (2,), ()),   # 4D: rows of the last two axes
+    (lk.SU(2), (4, 6), (2,), (2,)),       # SU(N) in 2D, sources x gauge batch
+    (lk.U1, (2, 4, 2, 3), (), ()),        # U(1) in 4D
+])
+def test_wilson_dirac_matches_generic(monkeypatch, G, shape, batch, sources):
+    D, psi = _dirac_case(G, shape, batch, sources, 10)
+    calls = _spy(monkeypatch, "wilson_dirac_apply")
+    for fn in (D.apply, D.apply_dagger, D.normal, D.hop, lambda v: D.hop(v, dagger=True)):
+        _close(fn(psi), _generic(monkeypatch, fn, psi))
+    assert calls and all(calls)
+    # gamma_5-hermiticity and the anti-periodic boundary through the kernel alone
+    chi = np.ascontiguousarray(backends.rng(11).complex_normal(psi.shape))
+    lhs, rhs = np.vdot(chi, D.apply(psi)), np.vdot(D.apply_dagger(chi), psi)
+    assert abs(lhs - rhs) <= 1e-12 * abs(lhs)
+
+
+def test_wilson_dirac_declines(monkeypatch, bk):
+    """Non-contiguous, read-only, complex64 fermions and mismatched batches are declined (generic code
+    runs, same result); other backends never reach the numba kernel."""
+    D, psi = _dirac_case(lk.U1, (4, 6), (2,), (), 12)
+    if bk.name != "numpy":
+        from latticekit.actions import WilsonDirac
+
+        Dk = WilsonDirac(bk.asarray(D.U), lk.U1, D.lattice, kappa=D.kappa)
+        fp = backends.fast_path("wilson_dirac_apply", Dk.U)
+        assert fp is None or not getattr(fp, "__module__", "").endswith("_kernels_numba")
+        _close(bk.to_numpy(Dk.apply(bk.asarray(psi))), D.apply(psi))
+        return
+    kern = _kernels_numba.wilson_dirac_apply
+    D.apply(psi)
+    links, gam = D._fast_links, D._gam
+    assert kern(psi, links, gam, 1.0, -D.kappa) is not None
+    ro = psi.copy()
+    ro.flags.writeable = False
+    for bad in (np.asfortranarray(psi), ro, psi.astype(np.complex64), psi[:1]):
+        assert kern(bad, links, gam, 1.0, -D.kappa) is None
+    assert kern(psi, links, gam, np.ones(()), -D.kappa) is None          # array coefficient
+    calls = _spy(monkeypatch, "wilson_dirac_apply")
+    want = _generic(monkeypatch, D.apply, psi)
+    _close(D.apply(np.asfortranarray(psi)), want)
+    _close(D.apply(psi.astype(np.complex64)), want, rtol=1e-6)
+    assert calls == [False, False]
+
+
+def test_wilson_dirac_switch_off(monkeypatch):
+    D, psi = _dirac_case(lk.U1, (4, 4), (1,), (), 13)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the fast path must not run with LATTICEKIT_FAST_KERNELS=0")
+
+    monkeypatch.setitem(_fast._REGISTRY, ("wilson_dirac_apply", "numpy"), boom)
+    with pytest.raises(AssertionError, match="must not run"):
+        D.apply(psi)
+    monkeypatch.setenv("LATTICEKIT_FAST_KERNELS", "0")
+    D.apply(psi)
+    D.hop(psi, dagger=True)

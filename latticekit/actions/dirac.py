@@ -53,7 +53,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from latticekit.backends import array_namespace, is_complex
+from latticekit.backends import array_namespace, fast_path, is_complex
 from latticekit.gauge import check_gauge_field, link
 from latticekit.groups import Group
 from latticekit.lattice import Lattice, LatticeMismatchError
@@ -210,6 +210,9 @@ class WilsonDirac:
     Fermion batches broadcast against the gauge-field batch (e.g. many sources on one
     configuration: ``psi`` of shape ``(S, *B, Ns, Nc, *L)``). For U(1) the link phases
     ``exp(i theta)`` are computed once in the constructor. torch autograd flows through every method.
+    ``apply``, ``apply_dagger`` and ``hop`` use the fast path ``"wilson_dirac_apply"`` where one is
+    registered for the backend and accepts the inputs (NumPy: the numba kernel, for C-contiguous
+    complex128 fields; ``LATTICEKIT_FAST_KERNELS=0`` switches it off); the Array API code is the fallback.
 
     Examples
     --------
@@ -261,15 +264,37 @@ class WilsonDirac:
         self.field_shape = (self.Ns, self.Nc) + tuple(lattice.shape)
         self._rest = (slice(None),) * (nd + 1)
         self._links = []
+        # colour-matrix elements per direction, (*B, *L) each: [mu][a][b] = U_mu^{ab}, and their conjugates
+        # (for the backward hop U^dag); U(1): the phase exp(i theta) as a 1x1 matrix
+        self._elems: list[list[list[Any]]] = []
+        self._elems_c: list[list[list[Any]]] = []
         for mu in range(nd):
             Um = link(U, mu, group, lattice)
             if abelian:
                 ph = group.to_matrix(Um, nd=nd)  # (*B, *L)
-                ph = xp.expand_dims(xp.expand_dims(ph, axis=ph.ndim - nd), axis=ph.ndim - nd)  # (*B, 1, 1, *L)
-                self._links.append((ph, xp.conj(ph)))
+                phc = xp.conj(ph)
+                self._elems.append([[ph]])
+                self._elems_c.append([[phc]])
+                ex = lambda a: xp.expand_dims(xp.expand_dims(a, axis=a.ndim - nd), axis=a.ndim - nd)  # noqa: E731
+                self._links.append((ex(ph), ex(phc)))  # (*B, 1, 1, *L)
             else:
                 Ue = xp.expand_dims(Um, axis=Um.ndim - nd - 2)  # (*B, 1, N, N, *L)
                 self._links.append((Ue, None))
+                el = [[Um[(..., a, b) + (slice(None),) * nd] for b in range(self.Nc)] for a in range(self.Nc)]
+                self._elems.append(el)
+                self._elems_c.append([[xp.conj(e) for e in row] for row in el])
+        # per (dagger, mu, forward?): [(s, p(s), c_proj, c_rec)] for the spin projection of the hop:
+        # h_s = psi_s + c_proj psi_{p(s)} is transported, and row p(s) is c_rec times row s
+        self._proj: dict[tuple[bool, int, bool], list[tuple[int, int, complex, complex]]] = {}
+        for dag in (False, True):
+            sg = -1 if dag else 1
+            for mu in range(nd):
+                perm, coef = gam[mu]
+                for fwd in (True, False):
+                    sign = -sg if fwd else sg  # forward (1 - s gamma), backward (1 + s gamma)
+                    self._proj[(dag, mu, fwd)] = [(s, perm[s], sign * coef[s], sign * coef[perm[s]])
+                                                  for s in self._reps[mu]]
+        self._fast_links: Any = None
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -319,48 +344,92 @@ class WilsonDirac:
         """Spin component ``s`` of a fermion field: ``(*B, Nc, *L)``."""
         return psi[(..., s) + self._rest]
 
+    def _transport(self, mu: int, h: list[Any], adj: bool) -> list[Any]:
+        """Colour components of ``U_mu h`` (``U_mu^dag h`` for ``adj``); ``h`` a list of ``Nc`` components."""
+        el = self._elems_c[mu] if adj else self._elems[mu]
+        N = self.Nc
+        out = []
+        for a in range(N):
+            acc = None
+            for b in range(N):
+                u = el[b][a] if adj else el[a][b]
+                acc = u * h[b] if acc is None else acc + u * h[b]
+            out.append(acc)
+        return out
+
+    def _hop_components(self, psi: Any, dagger: bool) -> list[list[Any]]:
+        """``(H psi)`` as a list ``[s][a]`` of ``(*B, *L)`` spin-colour components (no stacked temporaries)."""
+        nd, lat, N = self.nd, self.lattice, self.Nc
+        rest = (slice(None),) * nd
+        comps = [[psi[(..., s, a) + rest] for a in range(N)] for s in range(self.Ns)]
+        acc: list[list[Any]] = [[None] * N for _ in range(self.Ns)]
+        for mu in range(nd):
+            phase = self._phase(mu)
+            for fwd in (True, False):
+                for s, ps, cp, cr in self._proj[(bool(dagger), mu, fwd)]:
+                    h = [_axpy(comps[s][a], cp, comps[ps][a]) for a in range(N)]
+                    if fwd:
+                        t = self._transport(mu, [lat.shift(v, mu, +1, phase=phase) for v in h], adj=False)
+                    else:
+                        t = [lat.shift(v, mu, -1, phase=phase) for v in self._transport(mu, h, adj=True)]
+                    for a in range(N):
+                        v = t[a]
+                        w = _scale(v, cr)
+                        acc[s][a] = v if acc[s][a] is None else acc[s][a] + v
+                        acc[ps][a] = w if acc[ps][a] is None else acc[ps][a] + w
+        return acc
+
+    def _assemble(self, comps: list[list[Any]]) -> Any:
+        """Stack ``[s][a]`` components into one field ``(*B, Ns, Nc, *L)`` (a single copy)."""
+        xp = array_namespace(comps[0][0])
+        out = xp.stack([c for row in comps for c in row], axis=-self.nd - 1)  # Ns Nc >= 2 components
+        shp = tuple(out.shape)
+        return xp.reshape(out, shp[: len(shp) - self.nd - 1] + (self.Ns, self.Nc) + shp[len(shp) - self.nd:])
+
+    def _fast(self, psi: Any, alpha: float, beta: float, dagger: bool) -> Any:
+        """``alpha psi + beta H psi`` (``H^dag`` for ``dagger``) by a registered fast path, or None."""
+        fp = fast_path("wilson_dirac_apply", psi)
+        if fp is None:
+            return None
+        if self._fast_links is None:  # (*B, Nd, Nc, Nc, *L) complex: U(1) phases as 1x1 matrices
+            xp = array_namespace(self.U)
+            ax = self.U.ndim - len(self.group.element_shape) - self.nd - 1
+            fl = xp.stack([self._links[mu][0] if self._abelian else link(self.U, mu, self.group, self.lattice)
+                           for mu in range(self.nd)], axis=ax)
+            # flatten and restore: a row-major (C-order) array whatever the memory order of U
+            self._fast_links = xp.reshape(xp.reshape(fl, (-1,)), tuple(fl.shape))
+        return fp(psi, self._fast_links, self._gam, alpha, beta, dagger=bool(dagger), antiperiodic=self.antiperiodic)
+
     def hop(self, psi: Any, dagger: bool = False) -> Any:
         """Hopping term ``H psi`` with ``D = 1 - kappa H`` (``dagger=True``: ``H^dag = gamma_5 H gamma_5``).
 
         ``H psi(x) = sum_mu [(1 - s gamma_mu) U_mu(x) psi(x+mu) + (1 + s gamma_mu) U_mu(x-mu)^dag psi(x-mu)]``
-        with ``s = +1`` (``s = -1`` for the adjoint).
+        with ``s = +1`` (``s = -1`` for the adjoint). A registered fast path (``"wilson_dirac_apply"``,
+        backends/_fast.py) runs where it accepts the inputs; the Array API code below is the fallback.
         """
-        xp = array_namespace(psi)
-        nd, lat = self.nd, self.lattice
-        sg = -1 if dagger else 1
-        comps = [self.spin(psi, s) for s in range(self.Ns)]
-        acc: list[Any] = [None] * self.Ns
-        for mu in range(nd):
-            perm, coef = self._gam[mu]
-            reps = self._reps[mu]
-            phase = self._phase(mu)
-            for fwd in (True, False):
-                sign = -sg if fwd else sg  # forward (1 - s gamma), backward (1 + s gamma)
-                h = xp.stack([_axpy(comps[s], sign * coef[s], comps[perm[s]]) for s in reps], axis=-nd - 2)
-                if fwd:
-                    t = self._act(mu, lat.shift(h, mu, +1, phase=phase), adj=False)
-                else:
-                    t = lat.shift(self._act(mu, h, adj=True), mu, -1, phase=phase)
-                for j, s in enumerate(reps):
-                    v = t[(..., j) + self._rest]
-                    ps = perm[s]
-                    w = _scale(v, sign * coef[ps])
-                    acc[s] = v if acc[s] is None else acc[s] + v
-                    acc[ps] = w if acc[ps] is None else acc[ps] + w
-        return xp.stack(acc, axis=-nd - 2)
+        out = self._fast(psi, 0.0, 1.0, dagger)
+        if out is not None:
+            return out
+        return self._assemble(self._hop_components(psi, dagger))
 
     # -- the operator --------------------------------------------------------------------------
     def apply(self, psi: Any) -> Any:
         """``D psi``."""
         self.check_field(psi)
-        return psi - self.kappa * self.hop(psi)
+        return self._apply(psi, False)
 
     __call__ = apply
 
     def apply_dagger(self, psi: Any) -> Any:
         """``D^dag psi`` (equal to ``gamma_5 D gamma_5 psi``)."""
         self.check_field(psi)
-        return psi - self.kappa * self.hop(psi, dagger=True)
+        return self._apply(psi, True)
+
+    def _apply(self, psi: Any, dagger: bool) -> Any:
+        out = self._fast(psi, 1.0, -self.kappa, dagger)
+        if out is not None:
+            return out
+        return psi - self.kappa * self._assemble(self._hop_components(psi, dagger))
 
     def apply_gamma5(self, psi: Any) -> Any:
         """``gamma_5 psi`` (``sigma_z`` in 2D, ``diag(1,1,-1,-1)`` in 4D)."""
