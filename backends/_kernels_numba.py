@@ -779,7 +779,6 @@ def _wilson_dirac_kernel(psi, U, dims, K, n, gidx, spins, cproj, crec, alpha, be
     nd = dims.shape[0]
     R = V // n
     nc = (R + rpc - 1) // rpc
-    st0 = R // dims[0]  # rows per time slice (the time axis is never inside a row)
     for c in _prange(S * B * nc):
         sb = c // nc
         si = sb // B
