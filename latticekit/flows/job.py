@@ -29,7 +29,7 @@ Configuration (every key optional except ``lattice.shape``; unknown keys are err
     [lattice]
     shape = [8, 8]
 
-    [action]            # kind = "phi4": kappa, lam (hopping form) | kind = "wilson": group = "U1", beta
+    [action]            # kind = "phi4": kappa, lam (hopping form) | kind = "wilson": group = "U1" or "SU<N>", beta
     kind = "wilson"
     group = "U1"
     beta = 2.0
@@ -73,6 +73,7 @@ import math
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -80,6 +81,7 @@ import torch
 
 from latticekit import backends
 from latticekit.config import ConfigError
+from latticekit.groups import U1, group_from_name
 from latticekit.lattice import Lattice
 
 from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
@@ -290,9 +292,11 @@ class FlowConfig:
             if any(s % 2 for s in shp):
                 raise ConfigError(f"lattice.shape: checkerboard couplings need even extents, got {shp}")
         else:
-            if a.group != "U1":
-                raise ConfigError(f"action.group: flows for gauge theories support 'U1' (2D plaquette couplings); "
-                                  f"got {a.group!r}")
+            try:
+                group_from_name(a.group)
+            except ValueError:
+                raise ConfigError(f"action.group: expected 'U1' or 'SU<N>' (2D plaquette couplings), "
+                                  f"got {a.group!r}") from None
             if not a.beta > 0:
                 raise ConfigError(f"action.beta: expected > 0, got {a.beta}")
             if len(shp) != 2:
@@ -383,10 +387,10 @@ def build_flow(cfg: FlowConfig) -> tuple[Model, Any, Lattice]:
     ('WilsonGaugeAction', 2)
     """
     from latticekit.actions import Phi4Action, WilsonGaugeAction
-    from latticekit.groups import U1
 
     from .priors import GaussianPrior, HaarPrior
     from .scalar_couplings import scalar_coupling_flow
+    from .sun_couplings import sun_gauge_flow
     from .u1_couplings import u1_gauge_flow
 
     lat = Lattice(tuple(cfg.lattice.shape))
@@ -404,10 +408,11 @@ def build_flow(cfg: FlowConfig) -> tuple[Model, Any, Lattice]:
                           scalar_coupling_flow(lat, m.n_layers, m.coupling, **kw))
             action: Any = Phi4Action(lat, a.kappa, a.lam)
         else:
-            model = Model(HaarPrior(U1, lat), u1_gauge_flow(lat, m.n_layers, bins=m.bins, hidden=tuple(m.hidden),
-                                                            kernel_size=m.kernel_size, act=m.act,
-                                                            zero_init=m.zero_init))
-            action = WilsonGaugeAction(U1, lat, a.beta)
+            G = _group(cfg)
+            make = u1_gauge_flow if G is U1 else partial(sun_gauge_flow, G)
+            model = Model(HaarPrior(G, lat), make(lat, m.n_layers, bins=m.bins, hidden=tuple(m.hidden),
+                                                  kernel_size=m.kernel_size, act=m.act, zero_init=m.zero_init))
+            action = WilsonGaugeAction(G, lat, a.beta)
     return model, action, lat
 
 
@@ -426,7 +431,6 @@ def flow_observables(cfg: FlowConfig, lattice: Lattice | None = None) -> dict[st
     """
     from latticekit import observables as obs
     from latticekit.actions import Phi4Action
-    from latticekit.groups import U1
 
     lat = lattice if lattice is not None else Lattice(tuple(cfg.lattice.shape))
     V = lat.volume
@@ -438,6 +442,9 @@ def flow_observables(cfg: FlowConfig, lattice: Lattice | None = None) -> dict[st
             "chi": lambda x: V * obs.magnetization(x, lat) ** 2,
             "action_density": lambda x: S.action(x) / V,
         }
+    G = _group(cfg)
+    if G is not U1:
+        return {"plaquette": lambda U: obs.average_plaquette(U, G, lat)}
     return {
         "plaquette": lambda U: obs.average_plaquette(U, U1, lat),
         "topological_charge": lambda U: obs.topological_charge_u1_2d(U, lat),
@@ -451,6 +458,9 @@ def _exact_values(cfg: FlowConfig) -> dict[str, float]:
     from latticekit import exact
 
     shape = tuple(cfg.lattice.shape)
+    G = _group(cfg)
+    if G.N > 1:
+        return {"plaquette": float(exact.sun_2d_plaquette(cfg.action.beta, G.N, shape))}
     return {"plaquette": float(exact.u1_2d_plaquette(cfg.action.beta, shape)),
             "chi_t": float(exact.u1_2d_topological_susceptibility(cfg.action.beta, shape)),
             "topological_charge": 0.0}
@@ -875,12 +885,11 @@ def _plain(v: Any) -> Any:
 
 def _write_ensemble(path: Path, cfg: FlowConfig, configs: torch.Tensor, idx: list[int], res: Any,
                     meta: dict[str, Any]) -> None:
-    from latticekit.groups import U1
     from latticekit.io import Ensemble
 
     tmp = path.with_name("." + path.name + ".partial")
     tmp.unlink(missing_ok=True)
-    ens = Ensemble.create(tmp, lattice=tuple(cfg.lattice.shape), group=U1, action="wilson",
+    ens = Ensemble.create(tmp, lattice=tuple(cfg.lattice.shape), group=_group(cfg), action="wilson",
                           action_params={"beta": cfg.action.beta}, sampler="flow_independence_metropolis",
                           sampler_params={k: meta[k] for k in ("checkpoint", "checkpoint_step", "n", "store_every")},
                           seeds=[meta["seed"]], metadata={"flow_config": meta["config"]})
@@ -894,11 +903,16 @@ def _write_ensemble(path: Path, cfg: FlowConfig, configs: torch.Tensor, idx: lis
     os.replace(tmp, path)
 
 
+def _group(cfg: FlowConfig) -> Any:
+    """The gauge group of a ``kind = "wilson"`` configuration."""
+    return group_from_name(cfg.action.group)
+
+
 def _theory_name(cfg: FlowConfig) -> str:
     a = cfg.action
     if a.kind == "phi4":
         return f"phi^4 (kappa={a.kappa}, lambda={a.lam})"
-    return f"U(1) Wilson (beta={a.beta})"
+    return f"{_group(cfg).name} Wilson (beta={a.beta})"
 
 
 # -- summaries ---------------------------------------------------------------------------------
@@ -922,7 +936,6 @@ def hmc_reference(cfg: "FlowConfig | Mapping[str, Any] | str | os.PathLike[str]"
     from latticekit.actions import Phi4Action, WilsonGaugeAction
     from latticekit.analysis import gamma_method
     from latticekit.gauge import cold_gauge_field
-    from latticekit.groups import U1
     from latticekit.mc import HMC
 
     cfg = FlowConfig.load(cfg)
@@ -937,13 +950,16 @@ def hmc_reference(cfg: "FlowConfig | Mapping[str, Any] | str | os.PathLike[str]"
             return {"magnetization": M, "abs_magnetization": np.abs(M), "chi": V * M * M,
                     "action_density": np.asarray(S.action(f)) / V}
     else:
-        S = WilsonGaugeAction(U1, lat, cfg.action.beta)
-        x = cold_gauge_field(U1, lat, (chains,), backend="numpy")
+        G = _group(cfg)
+        S = WilsonGaugeAction(G, lat, cfg.action.beta)
+        x = cold_gauge_field(G, lat, (chains,), backend="numpy")
 
         def measure(f: Any) -> dict[str, Any]:
+            plaq = {"plaquette": np.asarray(obs.average_plaquette(f, G, lat))}
+            if G is not U1:
+                return plaq
             Q = np.asarray(obs.topological_charge_u1_2d(f, lat))
-            return {"plaquette": np.asarray(obs.average_plaquette(f, U1, lat)), "topological_charge": Q,
-                    "chi_t": Q * Q / V}
+            return {**plaq, "topological_charge": Q, "chi_t": Q * Q / V}
     hmc = HMC(S, rng=backends.rng(seed, backend="numpy"), step_size=step_size, n_steps=n_steps, integrator="omelyan")
     for _ in range(thermalization):
         x, _info = hmc.step(x)
