@@ -48,7 +48,7 @@ else:  # pragma: no cover - Python 3.10
 
 from .groups import group_from_name
 
-__all__ = ["ActionConfig", "ConfigError", "LatticeConfig", "MeasureConfig", "RunConfig", "SamplerConfig", "load_config"]
+__all__ = ["ActionConfig", "ConfigError", "LatticeConfig", "MeasureConfig", "RunConfig", "SamplerConfig", "load_config", "read_toml"]
 
 
 class ConfigError(ValueError):
@@ -177,15 +177,7 @@ class RunConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> "RunConfig":
         """Read and validate a TOML file."""
-        p = Path(path)
-        try:
-            with p.open("rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {str(p)!r} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_toml(path))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (written into results.json)."""
@@ -266,6 +258,18 @@ class RunConfig:
                 raise ConfigError(f"action.{name}: expected > 0, got {getattr(a, name)}")
         if a.cg_maxiter < 1:
             raise ConfigError(f"action.cg_maxiter: expected >= 1, got {a.cg_maxiter}")
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The table in a TOML file; a missing or malformed file raises :class:`ConfigError` naming it."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(p)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
 
 
 def load_config(path: str | Path | None) -> RunConfig:

@@ -80,18 +80,13 @@ from typing import Any, Callable, Mapping
 import torch
 
 from latticekit import backends
-from latticekit.config import ConfigError
+from latticekit.config import ConfigError, read_toml
 from latticekit.groups import U1, group_from_name
 from latticekit.lattice import Lattice
 
 from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from .model import Model
 from .train import NonFiniteLossError, TrainConfig, Trainer
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = [
     "FlowConfig",
@@ -234,15 +229,7 @@ class FlowConfig:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> "FlowConfig":
         """Read and validate a TOML file."""
-        p = Path(path)
-        try:
-            with p.open("rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {str(p)!r} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_toml(path))
 
     @classmethod
     def load(cls, source: "str | os.PathLike[str] | Mapping[str, Any] | FlowConfig") -> "FlowConfig":
