@@ -40,15 +40,10 @@ directly; the operator and solver come from latticekit.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import gc
-import json
 import os
-import platform
-import socket
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -59,7 +54,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import measure_bandwidth, time_call  # noqa: E402  (shared bandwidth probe and timer)
+from bench_core import _LLC, _env_info, measure_bandwidth, time_call, write_json_atomic  # noqa: E402  (shared harness)
 
 import latticekit as lk  # noqa: E402
 from latticekit import backends  # noqa: E402
@@ -74,28 +69,11 @@ except ImportError:  # pragma: no cover - depends on the installation
 
 __all__ = ["dirac_bytes", "main"]
 
-_THREAD_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
-                "MKL_NUM_THREADS", "LATTICEKIT_BACKEND")
 
 
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
-def _llc_bytes() -> int | None:
-    best = None
-    for d in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
-        try:
-            txt = (d / "size").read_text().strip()
-        except OSError:
-            continue
-        val = int(txt.rstrip("KMG")) * {"K": 1024, "M": 1024**2, "G": 1024**3}.get(txt[-1:], 1)
-        best = val if best is None or val > best else best
-    return best
-
-
-_LLC = _llc_bytes()
-
-
 def dirac_bytes(batch: int, nd: int, N: int, volume: int) -> int:
     """Minimal compulsory traffic of one ``D psi``: read psi and the links, write the result (bytes).
 
@@ -106,58 +84,6 @@ def dirac_bytes(batch: int, nd: int, N: int, volume: int) -> int:
     psi = batch * ns * N * volume * 16
     links = batch * nd * volume * (16 if N == 1 else 16 * N * N)
     return 2 * psi + links
-
-
-def _env(argv: list[str]) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([os.path.basename(sys.executable)] + argv),
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "torch": getattr(torch, "__version__", None),
-        "latticekit": getattr(lk, "__version__", None),
-        "os_cpu_count": os.cpu_count(),
-        "sched_getaffinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "torch_default_threads": torch.get_num_threads() if torch is not None else None,
-        "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "llc_bytes": _LLC,
-        "env": {k: os.environ.get(k) for k in _THREAD_VARS},
-    }
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        from threadpoolctl import threadpool_info
-
-        info["threadpoolctl"] = threadpool_info()
-    except ImportError:
-        info["threadpoolctl"] = "not installed"
-    return info
-
-
-def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
-    """Write JSON to a temporary file in the target folder, then ``os.replace`` it."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1, default=str)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _backend_list(args: argparse.Namespace) -> list[tuple[str, int | None]]:
@@ -372,7 +298,7 @@ def _print(row: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     t_start = time.time()
-    result: dict[str, Any] = {"meta": _env(argv), "quick": args.quick}
+    result: dict[str, Any] = {"meta": {**_env_info(argv), "scipy": scipy.__version__}, "quick": args.quick}
     n_bw = 1 << (24 if args.quick else 25)
     print(f"bandwidth probe: 3 x {n_bw * 8 / 1e6:.0f} MB arrays ...", flush=True)
     _set_threads(max(int(v) for v in str(args.torch_threads).split(",")) if torch is not None else None)
