@@ -131,9 +131,19 @@ def test_exp_log_round_trip(bk, G):
     U = G.exp(X, nd=ND)
     assert float(bk.xp.max(G.defect(U, nd=ND))) < 1e-12
     assert_close(G.log(U, nd=ND), X)
-    # log(exp) also for Haar-random elements away from the cut: exp(log U) = U
-    V = rand(G, bk, 12)
-    assert_close(G.to_matrix(G.exp(G.log(V, nd=ND), nd=ND), nd=ND), G.to_matrix(V, nd=ND), atol=1e-9)
+    # log(exp) also for Haar-random elements away from the cut: exp(log U) = U. An element is on the
+    # far side of the cut when its principal eigen-angles sum to +-2 pi (log U is then not traceless);
+    # which draws are depends on the backend's random stream, so those elements are masked out here.
+    V = rand(G, bk, 12, batch=(16,))
+    back = host_mats(G, G.exp(G.log(V, nd=ND), nd=ND))
+    ref = host_mats(G, V)
+    if G.N > 1:
+        ang_sum = np.sum(np.angle(np.linalg.eigvals(ref)), axis=-1)
+        ok = np.abs(ang_sum) < 1e-6
+    else:
+        ok = np.ones(ref.shape[:-2], dtype=bool)
+    assert ok.mean() > 0.5  # most Haar draws are on the near side of the cut
+    np.testing.assert_allclose(back[ok], ref[ok], atol=1e-9)
     # one-parameter subgroup: exp(sX) exp(tX) = exp((s+t)X)
     assert_close(G.to_matrix(G.mul(G.exp(0.3 * X, nd=ND), G.exp(0.7 * X, nd=ND), nd=ND), nd=ND),
                  G.to_matrix(U, nd=ND))
