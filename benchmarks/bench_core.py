@@ -53,28 +53,37 @@ __all__ = ["main", "measure_bandwidth", "time_call"]
 # timing
 # ------------------------------------------------------------------------------------------------
 def time_call(fn: Callable[[], Any], *, warmup: int = 1, min_repeats: int = 3, max_repeats: int = 30,
-              budget_s: float = 2.0) -> dict[str, Any]:
+              budget_s: float = 2.0, sync: Callable[[], Any] | None = None) -> dict[str, Any]:
     """Time ``fn()``: ``warmup`` untimed calls, then repeats until ``min_repeats`` are done and either
-    ``max_repeats`` or ``budget_s`` seconds of timed calls are reached. Returns median/min/max seconds."""
+    ``max_repeats`` or ``budget_s`` seconds of timed calls are reached. Returns median/min/max seconds.
+
+    ``sync`` (e.g. ``torch.cuda.synchronize``) is called after the warm-up and after every timed call,
+    before the clock is read, so that asynchronous (GPU) work is inside the measured interval."""
     for _ in range(warmup):
         fn()
+    if sync is not None:
+        sync()
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < min_repeats or (len(times) < max_repeats and time.perf_counter() - start < budget_s):
         t0 = time.perf_counter()
         fn()
+        if sync is not None:
+            sync()
         times.append(time.perf_counter() - t0)
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": len(times)}
 
 
 def nbytes(x: Any) -> int:
-    """Bytes of an array (NumPy or torch) or of a tuple/list of arrays; Python scalars count 8."""
+    """Bytes of an array (NumPy, torch or CuPy) or of a tuple/list of arrays; Python scalars count 8."""
     if isinstance(x, (tuple, list)):
         return sum(nbytes(y) for y in x)
     if isinstance(x, (int, float, complex)):
         return 8
     if torch is not None and isinstance(x, torch.Tensor):
         return x.numel() * x.element_size()
+    if not isinstance(x, (np.ndarray, np.generic)) and isinstance(getattr(x, "nbytes", None), int):
+        return int(x.nbytes)  # device arrays (CuPy): np.asarray would refuse or copy to the host
     return int(np.asarray(x).nbytes)
 
 

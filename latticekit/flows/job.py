@@ -40,6 +40,7 @@ Configuration (every key optional except ``lattice.shape``; unknown keys are err
     hidden = [8, 8]
     kernel_size = 3
     bins = 8
+    rectangle_context = true   # U(1): also feed the layer-invariant 2x1 loops to the nets
 
     [train]
     steps = 2000
@@ -73,7 +74,6 @@ import math
 import os
 import sys
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -116,7 +116,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
                "kappa": ("float", 0.25), "lam": ("float", 0.5)},
     "model": {"coupling": ("str", "auto"), "n_layers": ("opt_int", None), "hidden": ("ints", [8, 8]),
               "kernel_size": ("int", 3), "act": ("str", "leaky_relu"), "bins": ("int", 8), "bound": ("float", 4.0),
-              "tanh_scale": ("bool", True), "zero_init": ("bool", False), "prior_std": ("float", 1.0)},
+              "tanh_scale": ("bool", True), "zero_init": ("bool", False), "prior_std": ("float", 1.0),
+              "rectangle_context": ("bool", True)},
     "train": {"steps": ("int", 1000), "batch_size": ("int", 64), "lr": ("float", 1e-3), "optimizer": ("str", "adam"),
               "eps": ("float", 1e-8), "betas": ("floats", [0.9, 0.999]), "weight_decay": ("float", 0.0),
               "schedule": ("str", "constant"), "min_lr": ("float", 0.0), "step_size": ("int", 1000),
@@ -396,9 +397,13 @@ def build_flow(cfg: FlowConfig) -> tuple[Model, Any, Lattice]:
             action: Any = Phi4Action(lat, a.kappa, a.lam)
         else:
             G = _group(cfg)
-            make = u1_gauge_flow if G is U1 else partial(sun_gauge_flow, G)
-            model = Model(HaarPrior(G, lat), make(lat, m.n_layers, bins=m.bins, hidden=tuple(m.hidden),
-                                                  kernel_size=m.kernel_size, act=m.act, zero_init=m.zero_init))
+            gkw: dict[str, Any] = {"bins": m.bins, "hidden": tuple(m.hidden), "kernel_size": m.kernel_size,
+                                   "act": m.act, "zero_init": m.zero_init}
+            if G is U1:
+                model = Model(HaarPrior(G, lat), u1_gauge_flow(lat, m.n_layers, rectangle_context=m.rectangle_context,
+                                                               **gkw))
+            else:
+                model = Model(HaarPrior(G, lat), sun_gauge_flow(G, lat, m.n_layers, **gkw))
             action = WilsonGaugeAction(G, lat, a.beta)
     return model, action, lat
 

@@ -346,14 +346,12 @@ class SUSpectralKernel(FlowLayer):
         elif features is not None:
             raise ValueError("features: this kernel was built with features=0 and takes no features")
         if N == 2:
-            # closed form: eigen-angles +-t, t = arccos(Re tr W / 2) in [0, pi]; canonical already
-            c = (0.5 * G.re_trace(W, nd=nd)).clamp(-1.0, 1.0)
-            t = torch.acos(c)
-            theta = torch.stack([t, -t], dim=-1)
-            fn = self._param_fn(feats, t)
-            theta_new, ld = canonical_cell_flow(theta, fn, inverse=inverse)
-            tn = theta_new[..., 0]
-            ratio = torch.sin(tn) / torch.sin(t)
+            # closed form: W = cos t + i sin t (n.sigma), eigen-angles +-t with t in [0, pi]; canonical
+            # already. t = atan2(sin t, cos t) with sin t = ||W - cos t||_F / sqrt(2) is well conditioned
+            # everywhere (arccos(Re tr W / 2) loses half the digits near t = 0 and pi, which showed up as
+            # 1e-2 round-trip errors in float32).
+            c = 0.5 * G.re_trace(W, nd=nd)
+            eye = torch.eye(N, dtype=W.dtype, device=W.device).reshape((N, N) + (1,) * nd)
 
             def bc(a: torch.Tensor) -> torch.Tensor:
                 a = a.to(W.dtype)
@@ -361,8 +359,15 @@ class SUSpectralKernel(FlowLayer):
                     a = a.unsqueeze(-nd - 1)
                 return a
 
-            eye = torch.eye(N, dtype=W.dtype, device=W.device).reshape((N, N) + (1,) * nd)
-            W_new = bc(torch.cos(tn)) * eye + bc(ratio) * (W - bc(c) * eye)
+            A = W - bc(c) * eye
+            s = torch.sqrt(0.5 * torch.sum(A.real ** 2 + A.imag ** 2, dim=(-nd - 2, -nd - 1)))
+            t = torch.atan2(s, c)
+            theta = torch.stack([t, -t], dim=-1)
+            fn = self._param_fn(feats, t)
+            theta_new, ld = canonical_cell_flow(theta, fn, inverse=inverse)
+            tn = theta_new[..., 0]
+            ratio = torch.sin(tn) / s
+            W_new = bc(torch.cos(tn)) * eye + bc(ratio) * A
             delta = G.mul_adj(W_new, W, nd=nd)
             return W_new, delta, ld
         phi, V = G.eig(W, nd=nd)

@@ -56,7 +56,7 @@ from latticekit.lattice import Lattice
 from .base import Flow, FlowLayer, sum_sites
 from .nets import ConvNet
 from .spectral import SUSpectralKernel
-from .u1_couplings import u1_plaquette_masks
+from .u1_couplings import _stack_offset, u1_plaquette_masks
 
 __all__ = ["SUPlaquetteCoupling", "sun_gauge_flow"]
 
@@ -231,18 +231,19 @@ def sun_gauge_flow(group: SUGroup, lattice: Lattice, n_layers: int | None = None
                    context_channels: int = 0, zero_init: bool = False, embed: int = 8,
                    head_hidden: Sequence[int] = (16,), loop: str = "plaquette",
                    alpha: tuple[float, float] = (1.0, 0.0), learn_alpha: bool = True) -> Flow:
-    """The standard SU(N) stack: layer ``i`` has ``mu = i mod 2`` and ``offset = (i // 2) mod 4``.
+    """The standard SU(N) stack: layer ``i`` has ``mu = i mod 2`` and ``offset = 3 - (i // 2) mod 4``.
 
     Mirrors :func:`~latticekit.flows.u1_couplings.u1_gauge_flow`; the default ``n_layers = 16`` runs
-    through every (direction, offset) pair twice, so every link is updated twice. The other
-    arguments are those of :class:`SUPlaquetteCoupling`.
+    through every (direction, offset) pair twice, so every link is updated twice; the offsets run
+    downwards so that a layer's passive stripe has not just been transformed (see ``u1_gauge_flow``).
+    The other arguments are those of :class:`SUPlaquetteCoupling`.
 
     Examples
     --------
     >>> import latticekit as lk
     >>> f = sun_gauge_flow(lk.SU(3), lk.Lattice((4, 4)), n_layers=4, bins=4)
     >>> len(f), [(l.mu, l.offset) for l in f.layers]
-    (4, [(0, 0), (1, 0), (0, 1), (1, 1)])
+    (4, [(0, 3), (1, 3), (0, 2), (1, 2)])
     """
     if not isinstance(lattice, Lattice):
         raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
@@ -250,7 +251,7 @@ def sun_gauge_flow(group: SUGroup, lattice: Lattice, n_layers: int | None = None
         n_layers = 2 * lattice.nd * _PERIOD
     if n_layers < 1:
         raise ValueError(f"n_layers={n_layers}: expected at least one layer")
-    layers = [SUPlaquetteCoupling(group, lattice, i % 2, (i // 2) % _PERIOD, bins, hidden, kernel_size, act,
+    layers = [SUPlaquetteCoupling(group, lattice, i % 2, _stack_offset(i), bins, hidden, kernel_size, act,
                                   context_channels, zero_init, embed, head_hidden, loop, alpha, learn_alpha)
               for i in range(n_layers)]
     return Flow(layers)

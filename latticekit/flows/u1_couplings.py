@@ -13,8 +13,17 @@ direction ``mu`` and offset ``off`` (``nu = 1 - mu``):
 * passive plaquettes ``x_nu = off + 3``: they change, but as a consequence only;
 * frozen plaquettes ``x_nu = off + 1, off + 2``: contain no active link; ``(cos, sin)`` of them (the
   gauge-invariant context) feed a periodic CNN that outputs circular RQ spline parameters per site.
+* with ``rectangle_context=True`` (the default) the net also sees, at the active sites, ``(cos, sin)``
+  of the 2x1 rectangle ``R(x) = theta_P(x) + theta_P(x - nu)`` made of the active plaquette and its
+  passive neighbour. The active link is interior to that rectangle (it enters the two plaquettes
+  with opposite signs), so ``R`` is unchanged by the layer and the inverse can compute it from the
+  output; it tells the spline what the passive plaquette is doing. Kanwar et al. use frozen
+  plaquettes only (``rectangle_context=False``); any loop the layer leaves invariant may enter the
+  context, and this one roughly halves the log-weight variance reached in a fixed training time on
+  2D U(1) (benchmarks/README.md, "Flow quality").
 
-The active plaquette angle (taken in ``[0, 2 pi)``) is mapped by the circular spline,
+The spline is evaluated on the active sites only (a quarter of the lattice), on contiguous
+``(batch, sites, 3K)`` parameters. The active plaquette angle (taken in ``[0, 2 pi)``) is mapped by the circular spline,
 ``theta'_P = h(theta_P)``, and the change is pushed onto the active link,
 ``U'_mu(x) = exp(+- i (theta'_P - theta_P)) U_mu(x)``. At fixed non-active links the map from active
 links to active plaquettes is a shift (unit Jacobian), so
@@ -46,7 +55,7 @@ import torch
 from latticekit.groups import wrap_angle
 from latticekit.lattice import Lattice
 
-from .base import Flow, FlowLayer, sum_sites
+from .base import Flow, FlowLayer
 from .nets import ConvNet
 from .splines import circular_rq_spline
 
@@ -133,17 +142,20 @@ class U1PlaquetteCoupling(FlowLayer):
         Extra gauge-invariant input channels from ``context`` (shape ``(*B, C, L0, L1)``).
     zero_init : bool
         Start as the identity.
+    rectangle_context : bool
+        Also feed ``(cos, sin)`` of the layer-invariant 2x1 rectangle (active + passive plaquette) at
+        the active sites to the net (module docstring). ``False`` is the original Kanwar et al. layer.
 
     Examples
     --------
     >>> import latticekit as lk
     >>> U1PlaquetteCoupling(lk.Lattice((4, 8)), mu=1, offset=3).extra_repr()
-    'lattice=(4, 8), mu=1, offset=3, bins=8, context_channels=0'
+    'lattice=(4, 8), mu=1, offset=3, bins=8, context_channels=0, rectangle_context=True'
     """
 
     def __init__(self, lattice: Lattice, mu: int, offset: int, bins: int = 8, hidden: Sequence[int] = (8, 8),
                  kernel_size: int = 3, act: str = "leaky_relu", context_channels: int = 0,
-                 zero_init: bool = False) -> None:
+                 zero_init: bool = False, rectangle_context: bool = True) -> None:
         super().__init__()
         _check_lattice(lattice, mu, offset)
         if bins < 1:
@@ -155,19 +167,30 @@ class U1PlaquetteCoupling(FlowLayer):
         self.offset = int(offset)
         self.bins = int(bins)
         self.context_channels = int(context_channels)
+        self.rectangle_context = bool(rectangle_context)
         masks = u1_plaquette_masks(lattice, mu, offset)
         for k, v in masks.items():
             self.register_buffer(f"mask_{k}", v)
-        self.net = ConvNet(2, 2 + self.context_channels, 3 * self.bins, hidden, kernel_size, act,
-                           zero_init=zero_init)
+        # flat site indices of the active plaquettes (= sites of the active links)
+        self.register_buffer("active_index", torch.nonzero(masks["active"].reshape(-1) > 0)[:, 0],
+                             persistent=False)
+        n_in = 2 + (2 if self.rectangle_context else 0) + self.context_channels
+        self.net = ConvNet(2, n_in, 3 * self.bins, hidden, kernel_size, act, zero_init=zero_init)
 
     def extra_repr(self) -> str:
         return (f"lattice={self.lattice.shape}, mu={self.mu}, offset={self.offset}, bins={self.bins}, "
-                f"context_channels={self.context_channels}")
+                f"context_channels={self.context_channels}, rectangle_context={self.rectangle_context}")
 
     def _spline_params(self, P: torch.Tensor, batch: tuple[int, ...], context: Any) -> torch.Tensor:
+        """Spline parameters at the active sites, shape ``(prod(batch), n_active, 3K)``."""
         fr = self.mask_frozen
-        feats = torch.stack([fr * torch.cos(P), fr * torch.sin(P)], dim=-3).reshape((-1, 2) + self.lattice.shape)
+        chans = [fr * torch.cos(P), fr * torch.sin(P)]
+        if self.rectangle_context:
+            # R(x) = P(x) + P(x - nu): active plaquette plus its passive neighbour (layer invariant)
+            R = P + self.lattice.shift(P, 1 - self.mu, -1)
+            act = self.mask_active
+            chans += [act * torch.cos(R), act * torch.sin(R)]
+        feats = torch.stack(chans, dim=-3).reshape((-1, len(chans)) + self.lattice.shape)
         if self.context_channels:
             want = batch + (self.context_channels,) + self.lattice.shape
             if context is None or tuple(context.shape) != want:
@@ -176,8 +199,8 @@ class U1PlaquetteCoupling(FlowLayer):
             feats = torch.cat([feats, context.reshape((-1, self.context_channels) + self.lattice.shape)], dim=1)
         elif context is not None:
             raise ValueError("context: this layer was built with context_channels=0 and takes no context")
-        out = self.net(feats).reshape(batch + (3 * self.bins,) + self.lattice.shape)
-        return torch.movedim(out, -3, -1)                 # (*B, L0, L1, 3K)
+        out = self.net(feats).flatten(2)[..., self.active_index]         # (nb, 3K, n_active)
+        return out.transpose(1, 2).contiguous()                           # (nb, n_active, 3K)
 
     def _transform(self, theta: torch.Tensor, context: Any, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
         self.lattice.check(theta, "U", inner=(2,))
@@ -189,15 +212,18 @@ class U1PlaquetteCoupling(FlowLayer):
         P = u1_plaquettes(theta, self.lattice)
         p = self._spline_params(P, batch, context)
         K = self.bins
-        Pm = torch.remainder(P, 2.0 * math.pi)
-        Pn, ld = circular_rq_spline(Pm, p[..., :K], p[..., K:2 * K], p[..., 2 * K:], inverse=inverse)
-        act = self.mask_active
-        delta = act * (Pn - Pm)
+        Pa = torch.remainder(P.reshape(-1, self.lattice.volume)[:, self.active_index], 2.0 * math.pi)
+        Pn, ld = circular_rq_spline(Pa, p[..., :K], p[..., K:2 * K], p[..., 2 * K:], inverse=inverse)
+        # the change of each active plaquette, pushed onto its active link (sign: U_0(x) enters P(x)
+        # with +, U_1(x) with -); zero on all other sites
+        delta = torch.zeros_like(P.reshape(-1, self.lattice.volume)).index_copy(1, self.active_index, Pn - Pa)
         sign = 1.0 if self.mu == 0 else -1.0
-        links = self.mask_links
-        new = theta + sign * delta.unsqueeze(-3) * links
-        out = links * wrap_angle(new) + (1.0 - links) * theta
-        return out, sum_sites(act * ld, 2)
+        t_mu = theta.select(theta.ndim - 3, self.mu)
+        moved = wrap_angle(t_mu + sign * delta.reshape(t_mu.shape))
+        t_mu = torch.where(self.mask_active > 0, moved, t_mu)
+        out = torch.stack([t_mu, theta.select(theta.ndim - 3, 1)] if self.mu == 0
+                          else [theta.select(theta.ndim - 3, 0), t_mu], dim=-3)
+        return out, ld.sum(-1).reshape(batch)
 
     def forward(self, x: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self._transform(x, context, inverse=False)
@@ -206,25 +232,34 @@ class U1PlaquetteCoupling(FlowLayer):
         return self._transform(y, context, inverse=True)
 
 
+def _stack_offset(i: int) -> int:
+    """Offset of layer ``i`` of the standard stacks: 3, 3, 2, 2, 1, 1, 0, 0, 3, ... (see u1_gauge_flow)."""
+    return _PERIOD - 1 - (i // 2) % _PERIOD
+
+
 def u1_gauge_flow(lattice: Lattice, n_layers: int | None = None, bins: int = 8, hidden: Sequence[int] = (8, 8),
                   kernel_size: int = 3, act: str = "leaky_relu", context_channels: int = 0,
-                  zero_init: bool = False) -> Flow:
-    """The standard stack: layer ``i`` has ``mu = i mod 2`` and ``offset = (i // 2) mod 4``.
+                  zero_init: bool = False, rectangle_context: bool = True) -> Flow:
+    """The standard stack: layer ``i`` has ``mu = i mod 2`` and ``offset = 3 - (i // 2) mod 4``.
 
     The default ``n_layers = 2 * Nd * 4 = 16`` runs through every (direction, offset) pair twice,
-    so every link is updated (twice).
+    so every link is updated (twice). The offsets of one direction run downwards (3, 2, 1, 0): the
+    passive stripe of a layer (``offset - 1``) is then a stripe that the previous layers of that
+    direction have not yet transformed, except in the last of the four; with the upward order
+    every layer would disturb the stripe transformed just before it. At equal training time the
+    downward order reached about 25% lower log-weight variance on 2D U(1), L = 8, beta = 2.
 
     Examples
     --------
     >>> import latticekit as lk
     >>> f = u1_gauge_flow(lk.Lattice((4, 4)))
     >>> len(f), [(l.mu, l.offset) for l in f.layers][:4]
-    (16, [(0, 0), (1, 0), (0, 1), (1, 1)])
+    (16, [(0, 3), (1, 3), (0, 2), (1, 2)])
     """
     if n_layers is None:
         n_layers = 2 * lattice.nd * _PERIOD
     if n_layers < 1:
         raise ValueError(f"n_layers={n_layers}: expected at least one layer")
-    layers = [U1PlaquetteCoupling(lattice, i % 2, (i // 2) % _PERIOD, bins, hidden, kernel_size, act,
-                                  context_channels, zero_init) for i in range(n_layers)]
+    layers = [U1PlaquetteCoupling(lattice, i % 2, _stack_offset(i), bins, hidden, kernel_size, act,
+                                  context_channels, zero_init, rectangle_context) for i in range(n_layers)]
     return Flow(layers)
