@@ -101,9 +101,9 @@ def case_phi4(L: int) -> dict[str, Any]:
             "batch_size": 128, "lr": 1e-3}
 
 
-def case_u1(L: int, beta: float) -> dict[str, Any]:
+def case_u1(L: int, beta: float, layers: int = 16, hidden: tuple[int, ...] = (8, 8)) -> dict[str, Any]:
     lat = lk.Lattice((L, L))
-    model = Model(HaarPrior(lk.U1, lat), u1_gauge_flow(lat, 16, bins=8, hidden=(8, 8)))
+    model = Model(HaarPrior(lk.U1, lat), u1_gauge_flow(lat, layers, bins=8, hidden=hidden))
     V = lat.volume
     observables = {
         "plaquette": lambda U: obs.average_plaquette(U, lk.U1, lat),
@@ -112,7 +112,8 @@ def case_u1(L: int, beta: float) -> dict[str, Any]:
     }
     return {"name": f"u1_L{L}", "lattice": lat, "action": WilsonGaugeAction(lk.U1, lat, beta), "model": model,
             "params": {"beta": beta}, "observables": observables,
-            "model_desc": "Haar prior + 16 U(1) plaquette couplings (circular RQ splines, 8 bins), CNN hidden (8, 8)",
+            "model_desc": f"Haar prior + {layers} U(1) plaquette couplings (circular RQ splines, 8 bins, "
+                          f"plaquette + 2x1 rectangle context, offsets 3..0), CNN hidden {hidden}",
             "batch_size": 64, "lr": 2e-3}
 
 
@@ -173,17 +174,27 @@ def reference_u1(case: dict[str, Any]) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def eval_ess(model64: Model, action: Any, n: int, seed: int) -> dict[str, float]:
-    _x, lw = draw_weighted(model64, action, n, lk.backends.rng(seed, backend="torch"), batch_size=1024)
+def eval_ess(model64: Model, action: Any, n: int, seed: int, device: str = "cpu") -> dict[str, float]:
+    _x, lw = draw_weighted(model64, action, n, lk.backends.rng(seed, backend="torch", device=device),
+                           batch_size=1024)
     lw = lw.cpu().numpy()
     return {"ess": float(ess_fn(lw)), "var_log_w": float(np.var(lw)), "mean_log_w": float(np.mean(lw))}
 
 
 def run_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
-    cfg = TrainConfig(steps=10**9, batch_size=case["batch_size"], lr=case["lr"], dtype=args.train_dtype, seed=1)
+    if args.batch:
+        case["batch_size"] = args.batch
+    if args.lr:
+        case["lr"] = args.lr
+    cfg = TrainConfig(steps=10**9, batch_size=case["batch_size"], lr=case["lr"], dtype=args.train_dtype, seed=1,
+                      device=args.device)
     tr = Trainer(case["model"], case["action"], cfg)
     budget = args.budget_min * 60.0
+    # learning-rate factor: constant, or a cosine over the budget clock (the step count that fits into
+    # the budget is not known in advance, so the schedule follows the clock, down to 1% of lr)
+    lr_factor = [1.0]
+    tr.scheduler = torch.optim.lr_scheduler.LambdaLR(tr.optimizer, lambda _s: lr_factor[0])
     max_wall = args.max_wall_min * 60.0 if args.max_wall_min else math.inf
     curve = []
     t0 = time.time()
@@ -196,7 +207,7 @@ def run_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         out_of_time = clock >= budget or time.time() - t0 >= max_wall
         if clock >= next_eval or out_of_time:
             m64 = copy.deepcopy(tr.model).to(torch.float64)
-            e = eval_ess(m64, case["action"], 2048, 10_000 + tr.step)
+            e = eval_ess(m64, case["action"], 2048, 10_000 + tr.step, args.device)
             e.update(step=tr.step, train_s=round(t_train, 1), train_cpu_s=round(c_train, 1), loss_recent=float(np.mean([h["loss"] for h in
                                                                                         tr.history[-50:]]))
                      if tr.history else None)
@@ -206,6 +217,8 @@ def run_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             next_eval += args.eval_every_s
             if out_of_time:
                 break
+        if args.schedule == "cosine":
+            lr_factor[0] = 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(clock / budget, 1.0)))
         ts, cs = time.time(), time.process_time()
         tr.train_step()
         t_train += time.time() - ts
@@ -213,7 +226,8 @@ def run_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     # flow MCMC in float64
     m64 = copy.deepcopy(tr.model).to(torch.float64)
     ts = time.time()
-    res = independence_metropolis(m64, case["action"], args.mcmc, lk.backends.rng(4242, backend="torch"),
+    res = independence_metropolis(m64, case["action"], args.mcmc,
+                                  lk.backends.rng(4242, backend="torch", device=args.device),
                                   observables=case["observables"], batch_size=1024)
     mcmc_s = time.time() - ts
     flow_obs = {k: {"value": float(v.value), "error": float(v.error), "tau_int": float(v.tau_int)}
@@ -224,7 +238,9 @@ def run_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     return {
         "case": case["name"], "lattice": list(case["lattice"].shape), "params": case["params"],
         "model": case["model_desc"], "n_parameters": sum(p.numel() for p in tr.model.parameters()),
-        "train": {"batch_size": case["batch_size"], "lr": case["lr"], "optimizer": "adam", "schedule": "constant",
+        "train": {"batch_size": case["batch_size"], "lr": case["lr"], "optimizer": "adam",
+                  "schedule": "constant" if args.schedule == "constant" else "cosine over the budget clock to 1%",
+                  "device": args.device,
                   "dtype": args.train_dtype, "steps": tr.step, "train_s": round(t_train, 1),
                   "train_cpu_s": round(c_train, 1), "s_per_step": round(t_train / max(tr.step, 1), 4),
                   "cpu_s_per_step": round(c_train / max(tr.step, 1), 4)},
@@ -253,13 +269,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hmc-s", type=float, default=60.0, help="wall-clock seconds of the phi^4 HMC reference")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     p.add_argument("--train-dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
+                   help="learning rate: constant, or cosine decay over the budget clock")
+    p.add_argument("--device", default="cpu", help="torch device of training, evaluation and flow MCMC (cpu, cuda)")
+    p.add_argument("--batch", type=int, default=0, help="override the batch size of every case (0: case default)")
+    p.add_argument("--lr", type=float, default=0.0, help="override the learning rate of every case (0: case default)")
+    p.add_argument("--u1-layers", type=int, default=16, help="coupling layers of the U(1) cases")
+    p.add_argument("--u1-hidden", default="8,8", help="hidden channels of the U(1) context nets")
     args = p.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: torch sees no CUDA device (torch {torch.__version__})")
     torch.set_num_threads(args.threads)
+    u1_hidden = tuple(int(h) for h in args.u1_hidden.split(",") if h.strip())
     out: dict[str, Any] = {
         "benchmark": "flows", "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
         "host": socket.gethostname(), "cpu": cpu_info(), "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "note": "machine shared with other jobs during the run",
+        "torch_threads": torch.get_num_threads(), "python": platform.python_version(), "device": args.device,
+        "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "cases": [],
     }
     t_all = time.time()
@@ -269,11 +296,11 @@ def main(argv: list[str] | None = None) -> int:
             r = run_case(case, args)
             r["reference"] = reference_phi4(case, args.hmc_s)
         elif name == "u1_L8":
-            case = case_u1(8, 2.0)
+            case = case_u1(8, 2.0, args.u1_layers, u1_hidden)
             r = run_case(case, args)
             r["reference"] = reference_u1(case)
         elif name == "u1_L16":
-            case = case_u1(16, 4.0)
+            case = case_u1(16, 4.0, args.u1_layers, u1_hidden)
             r = run_case(case, args)
             r["reference"] = reference_u1(case)
         elif name == "su3_L8":
