@@ -40,7 +40,7 @@ Configuration (every key optional except ``lattice.shape``; unknown keys are err
     hidden = [8, 8]
     kernel_size = 3
     bins = 8
-    rectangle_context = true   # U(1): also feed the layer-invariant 2x1 loops to the nets
+    rectangle_context = true   # gauge flows: also feed the layer-invariant 2x1 loops to the nets
 
     [train]
     steps = 2000
@@ -398,12 +398,9 @@ def build_flow(cfg: FlowConfig) -> tuple[Model, Any, Lattice]:
         else:
             G = _group(cfg)
             gkw: dict[str, Any] = {"bins": m.bins, "hidden": tuple(m.hidden), "kernel_size": m.kernel_size,
-                                   "act": m.act, "zero_init": m.zero_init}
-            if G is U1:
-                model = Model(HaarPrior(G, lat), u1_gauge_flow(lat, m.n_layers, rectangle_context=m.rectangle_context,
-                                                               **gkw))
-            else:
-                model = Model(HaarPrior(G, lat), sun_gauge_flow(G, lat, m.n_layers, **gkw))
+                                   "act": m.act, "zero_init": m.zero_init, "rectangle_context": m.rectangle_context}
+            flow = u1_gauge_flow(lat, m.n_layers, **gkw) if G is U1 else sun_gauge_flow(G, lat, m.n_layers, **gkw)
+            model = Model(HaarPrior(G, lat), flow)
             action = WilsonGaugeAction(G, lat, a.beta)
     return model, action, lat
 

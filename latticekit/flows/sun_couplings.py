@@ -111,19 +111,24 @@ class SUPlaquetteCoupling(FlowLayer):
         Initial ``(alpha_up, alpha_down)`` of ``loop="staples"`` (default ``(1, 0)``: the plaquette).
     learn_alpha : bool
         Make ``alpha`` trainable (``loop="staples"`` only).
+    rectangle_context : bool
+        Also feed ``(Re tr R, Im tr R) / N`` of the 2x1 loop ``R = S_down^dag S_up`` around the active
+        link's two plaquettes (at the active sites) to the CNN. ``R`` contains no active link, so the
+        layer leaves it unchanged; it is the SU(N) analogue of the U(1) rectangle context.
 
     Examples
     --------
     >>> import latticekit as lk
     >>> SUPlaquetteCoupling(lk.SU(3), lk.Lattice((4, 8)), mu=1, offset=3).extra_repr()
-    'group=SU(3), lattice=(4, 8), mu=1, offset=3, bins=8, loop=plaquette, context_channels=0'
+    'group=SU(3), lattice=(4, 8), mu=1, offset=3, bins=8, loop=plaquette, context_channels=0, rectangle_context=True'
     """
 
     def __init__(self, group: SUGroup, lattice: Lattice, mu: int, offset: int, bins: int = 8,
                  hidden: Sequence[int] = (8, 8), kernel_size: int = 3, act: str = "leaky_relu",
                  context_channels: int = 0, zero_init: bool = False, embed: int = 8,
                  head_hidden: Sequence[int] = (16,), loop: str = "plaquette",
-                 alpha: tuple[float, float] = (1.0, 0.0), learn_alpha: bool = True) -> None:
+                 alpha: tuple[float, float] = (1.0, 0.0), learn_alpha: bool = True,
+                 rectangle_context: bool = True) -> None:
         super().__init__()
         _check(group, lattice, mu, offset)
         if bins < 1:
@@ -145,7 +150,9 @@ class SUPlaquetteCoupling(FlowLayer):
         masks = u1_plaquette_masks(lattice, mu, offset)
         self.register_buffer("mask_frozen", masks["frozen"])
         self.register_buffer("mask_active", masks["active"])
-        self.net = ConvNet(2, 2 + self.context_channels, embed, hidden, kernel_size, act)
+        self.rectangle_context = bool(rectangle_context)
+        n_in = 2 + (2 if self.rectangle_context else 0) + self.context_channels
+        self.net = ConvNet(2, n_in, embed, hidden, kernel_size, act)
         self.kernel = SUSpectralKernel(group, bins, features=embed, hidden=head_hidden, act=act,
                                        zero_init=zero_init, nd=2)
         if loop == "staples":
@@ -159,18 +166,25 @@ class SUPlaquetteCoupling(FlowLayer):
 
     def extra_repr(self) -> str:
         return (f"group={self.group.name}, lattice={self.lattice.shape}, mu={self.mu}, offset={self.offset}, "
-                f"bins={self.bins}, loop={self.loop}, context_channels={self.context_channels}")
+                f"bins={self.bins}, loop={self.loop}, context_channels={self.context_channels}, "
+                f"rectangle_context={self.rectangle_context}")
 
     def _active(self, t: torch.Tensor) -> torch.Tensor:
         """Restrict the last two (lattice) axes to the active stripe ``x_nu = offset (mod 4)``."""
         sl = slice(self.offset, None, _PERIOD)
         return t[..., :, sl] if self.nu == 1 else t[..., sl, :]
 
-    def _features(self, P: torch.Tensor, batch: tuple[int, ...], context: Any) -> torch.Tensor:
+    def _features(self, P: torch.Tensor, R: torch.Tensor | None, batch: tuple[int, ...], context: Any
+                  ) -> torch.Tensor:
         G, lat = self.group, self.lattice
         tr = G.trace(P, nd=2) / G.N
         fr = self.mask_frozen.to(tr.real.dtype)
-        feats = torch.stack([fr * tr.real, fr * tr.imag], dim=-3).reshape((-1, 2) + lat.shape)
+        chans = [fr * tr.real, fr * tr.imag]
+        if R is not None:
+            trR = G.trace(R, nd=2) / G.N
+            act = self.mask_active.to(tr.real.dtype)
+            chans += [act * trR.real, act * trR.imag]
+        feats = torch.stack(chans, dim=-3).reshape((-1, len(chans)) + lat.shape)
         if self.context_channels:
             want = batch + (self.context_channels,) + lat.shape
             if context is None or tuple(context.shape) != want:
@@ -194,11 +208,14 @@ class SUPlaquetteCoupling(FlowLayer):
         Umu, Unu = U.select(-5, mu), U.select(-5, nu)
         Unu_xmu = lat.shift(Unu, mu, +1)
         up = G.mul_adj(G.mul_adj(Unu_xmu, lat.shift(Umu, nu, +1), nd=2), Unu, nd=2)
-        emb = self._features(G.mul(Umu, up, nd=2), batch, context)
+        # S_down(x) = U_nu(x+mu-nu)^dag U_mu(x-nu)^dag U_nu(x-nu): from x + mu back to x below the link
+        lo = (lat.shift(G.adj_mul(G.mul(Umu, Unu_xmu, nd=2), Unu, nd=2), nu, -1)
+              if self.loop == "staples" or self.rectangle_context else None)
+        R = G.adj_mul(lo, up, nd=2) if self.rectangle_context else None   # 2x1 loop at x, no active link
+        emb = self._features(G.mul(Umu, up, nd=2), R, batch, context)
         if self.loop == "plaquette":
             S = self._active(up)
         else:
-            lo = lat.shift(G.adj_mul(G.mul(Umu, Unu_xmu, nd=2), Unu, nd=2), nu, -1)
             a = self.alpha.to(U.real.dtype).to(U.dtype)
             M = self._active(a[0] * up + a[1] * lo)
             if N == 2:
@@ -230,7 +247,8 @@ def sun_gauge_flow(group: SUGroup, lattice: Lattice, n_layers: int | None = None
                    hidden: Sequence[int] = (8, 8), kernel_size: int = 3, act: str = "leaky_relu",
                    context_channels: int = 0, zero_init: bool = False, embed: int = 8,
                    head_hidden: Sequence[int] = (16,), loop: str = "plaquette",
-                   alpha: tuple[float, float] = (1.0, 0.0), learn_alpha: bool = True) -> Flow:
+                   alpha: tuple[float, float] = (1.0, 0.0), learn_alpha: bool = True,
+                   rectangle_context: bool = True) -> Flow:
     """The standard SU(N) stack: layer ``i`` has ``mu = i mod 2`` and ``offset = 3 - (i // 2) mod 4``.
 
     Mirrors :func:`~latticekit.flows.u1_couplings.u1_gauge_flow`; the default ``n_layers = 16`` runs
@@ -252,6 +270,7 @@ def sun_gauge_flow(group: SUGroup, lattice: Lattice, n_layers: int | None = None
     if n_layers < 1:
         raise ValueError(f"n_layers={n_layers}: expected at least one layer")
     layers = [SUPlaquetteCoupling(group, lattice, i % 2, _stack_offset(i), bins, hidden, kernel_size, act,
-                                  context_channels, zero_init, embed, head_hidden, loop, alpha, learn_alpha)
+                                  context_channels, zero_init, embed, head_hidden, loop, alpha, learn_alpha,
+                                  rectangle_context)
               for i in range(n_layers)]
     return Flow(layers)

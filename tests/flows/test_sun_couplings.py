@@ -78,6 +78,8 @@ SU_CATALOGUE = [
     Entry("su3-plaq-mu0", 3, _coupling(3, 0, 3), (1, 4), (4, 4), [(0, 1), (1, 4)]),
     Entry("su3-staples", 3, _coupling(3, 1, 1, loop="staples", alpha=(0.8, 0.5)), (4, 1), (4, 4),
           [(1, 1), (0, 4)]),
+    Entry("su3-plaquettes-only", 3, _coupling(3, 1, 2, rectangle_context=False), (4, 1), (4, 4),
+          [(1, 1), (0, 4)]),
     Entry("su3-context", 3, _coupling(3, 0, 0, context_channels=1), (1, 4), (4, 4), [(0, 1), (1, 4)],
           context_channels=1),
     Entry("su2-stack", 2, lambda lat: sun_gauge_flow(lk.SU(2), lat, 2, bins=3, hidden=(3,), embed=3,
