@@ -92,10 +92,10 @@ def entry(request: Any) -> Entry:
     return request.param
 
 
-def _inputs(e: Entry, shape: tuple[int, ...], batch: tuple[int, ...] = (2,), seed: int = 0
-            ) -> tuple[lk.Lattice, torch.Tensor, torch.Tensor | None]:
+def _inputs(e: Entry, shape: tuple[int, ...], batch: tuple[int, ...] = (2,), seed: int = 0,
+            device: str = "cpu") -> tuple[lk.Lattice, torch.Tensor, torch.Tensor | None]:
     lat = lk.Lattice(shape)
-    rng = lk.backends.rng(seed, backend="torch")
+    rng = lk.backends.rng(seed, backend="torch", device=device)
     if e.kind == "u1":
         x = lk.U1.random(rng, batch + (lat.nd,), lat.shape)
     else:
@@ -104,9 +104,9 @@ def _inputs(e: Entry, shape: tuple[int, ...], batch: tuple[int, ...] = (2,), see
     return lat, x, ctx
 
 
-def test_logdet_and_inverse(entry: Entry) -> None:
-    lat, x, ctx = _inputs(entry, entry.tiny)
-    layer = _randomize(entry.make(lat), 1)
+def test_logdet_and_inverse(entry: Entry, device: str) -> None:
+    lat, x, ctx = _inputs(entry, entry.tiny, device=device)
+    layer = _randomize(entry.make(lat), 1).to(device)
     group = lk.U1 if entry.kind == "u1" else None
     assert_logdet_matches(layer, x, group=group, context=ctx, check_inverse=True, msg=entry.name)
 
@@ -134,9 +134,9 @@ def test_batch_axes(entry: Entry) -> None:
 
 
 @torch.no_grad()
-def test_translation_equivariance(entry: Entry) -> None:
-    lat, x, ctx = _inputs(entry, entry.big, seed=3)
-    layer = _randomize(entry.make(lat), 4)
+def test_translation_equivariance(entry: Entry, device: str) -> None:
+    lat, x, ctx = _inputs(entry, entry.big, seed=3, device=device)
+    layer = _randomize(entry.make(lat), 4).to(device)
     y, ld = layer(x, context=ctx)
     for mu, step in entry.shifts:
         def T(f: torch.Tensor) -> torch.Tensor:
@@ -162,10 +162,11 @@ def test_translation_by_one_breaks_checkerboard() -> None:
 
 @pytest.mark.parametrize("entry", [e for e in CATALOGUE if e.kind == "u1"],
                          ids=[e.name for e in CATALOGUE if e.kind == "u1"])
-def test_gauge_equivariance(entry: Entry) -> None:
-    lat, U, ctx = _inputs(entry, entry.big, seed=5)
-    layer = _randomize(entry.make(lat), 6)
-    err = gauge_equivariance_error(layer, U, lk.U1, lat, lk.backends.rng(7, backend="torch"), context=ctx)
+def test_gauge_equivariance(entry: Entry, device: str) -> None:
+    lat, U, ctx = _inputs(entry, entry.big, seed=5, device=device)
+    layer = _randomize(entry.make(lat), 6).to(device)
+    err = gauge_equivariance_error(layer, U, lk.U1, lat, lk.backends.rng(7, backend="torch", device=device),
+                                   context=ctx)
     assert err < 1e-10
 
 

@@ -50,8 +50,8 @@ def _randomize(m: torch.nn.Module, seed: int, scale: float = 0.3) -> torch.nn.Mo
     return m.to(F64)
 
 
-def _trng(seed: int) -> lk.backends.Generator:
-    return lk.backends.rng(seed, backend="torch")
+def _trng(seed: int, device: str = "cpu") -> lk.backends.Generator:
+    return lk.backends.rng(seed, backend="torch", device=device)
 
 
 @dataclass
@@ -92,21 +92,21 @@ def entry(request: Any) -> Entry:
     return request.param
 
 
-def _inputs(e: Entry, shape: tuple[int, int], batch: tuple[int, ...] = (2,), seed: int = 0
-            ) -> tuple[lk.Lattice, torch.Tensor, torch.Tensor | None]:
+def _inputs(e: Entry, shape: tuple[int, int], batch: tuple[int, ...] = (2,), seed: int = 0,
+            device: str = "cpu") -> tuple[lk.Lattice, torch.Tensor, torch.Tensor | None]:
     lat = lk.Lattice(shape)
-    rng = _trng(seed)
+    rng = _trng(seed, device)
     U = lk.SU(e.N).random(rng, batch + (2,), lat.shape)
     ctx = rng.normal(batch + (e.context_channels,) + lat.shape) if e.context_channels else None
     return lat, U, ctx
 
 
 # -- catalogue properties ------------------------------------------------------------------------
-def test_logdet_and_inverse(entry: Entry) -> None:
+def test_logdet_and_inverse(entry: Entry, device: str) -> None:
     # batch 2 also checks that batch elements do not mix; keep the Jacobians small (vmap is slow)
     small = entry.N == 2 and math.prod(entry.tiny) <= 8
-    lat, U, ctx = _inputs(entry, entry.tiny, batch=(2,) if small else (1,))
-    layer = _randomize(entry.make(lat), 1)
+    lat, U, ctx = _inputs(entry, entry.tiny, batch=(2,) if small else (1,), device=device)
+    layer = _randomize(entry.make(lat), 1).to(device)
     assert_logdet_matches(layer, U, group=lk.SU(entry.N), nd=2, context=ctx, check_inverse=True, msg=entry.name)
 
 
@@ -133,9 +133,9 @@ def test_batch_axes(entry: Entry) -> None:
 
 
 @torch.no_grad()
-def test_translation_equivariance(entry: Entry) -> None:
-    lat, U, ctx = _inputs(entry, entry.big, seed=3)
-    layer = _randomize(entry.make(lat), 4)
+def test_translation_equivariance(entry: Entry, device: str) -> None:
+    lat, U, ctx = _inputs(entry, entry.big, seed=3, device=device)
+    layer = _randomize(entry.make(lat), 4).to(device)
     V, ld = layer(U, context=ctx)
     for mu, step in entry.shifts:
         def T(f: torch.Tensor) -> torch.Tensor:
@@ -147,13 +147,13 @@ def test_translation_equivariance(entry: Entry) -> None:
 
 
 @torch.no_grad()
-def test_gauge_equivariance(entry: Entry) -> None:
-    lat, U, ctx = _inputs(entry, entry.big, seed=5)
-    layer = _randomize(entry.make(lat), 6)
+def test_gauge_equivariance(entry: Entry, device: str) -> None:
+    lat, U, ctx = _inputs(entry, entry.big, seed=5, device=device)
+    layer = _randomize(entry.make(lat), 6).to(device)
     G = lk.SU(entry.N)
     # also checks that the log-det is gauge invariant (second output)
-    assert gauge_equivariance_error(layer, U, G, lat, _trng(7), context=ctx) < 1e-10
-    assert gauge_equivariance_error(layer.inverse, U, G, lat, _trng(8), context=ctx) < 1e-10
+    assert gauge_equivariance_error(layer, U, G, lat, _trng(7, device), context=ctx) < 1e-10
+    assert gauge_equivariance_error(layer.inverse, U, G, lat, _trng(8, device), context=ctx) < 1e-10
 
 
 @torch.no_grad()

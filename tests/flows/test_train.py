@@ -64,14 +64,16 @@ def test_training_lowers_the_kl() -> None:
     assert 0 < hist[-1]["ess"] <= 1
 
 
-def test_training_u1_against_wilson_action() -> None:
+def test_training_u1_against_wilson_action(device: str) -> None:
+    # the same latticekit action on the training device (CPU, and CUDA when present)
     lat = lk.Lattice((4, 4))
     model = Model(HaarPrior(lk.U1, lat), u1_gauge_flow(lat, 4, bins=4, hidden=(4,)))
     tr = Trainer(model, WilsonGaugeAction(lk.U1, lat, beta=2.0),
-                 TrainConfig(steps=30, batch_size=32, lr=1e-2, eval_every=30, eval_batch_size=256))
+                 TrainConfig(steps=30, batch_size=32, lr=1e-2, eval_every=30, eval_batch_size=256, device=device))
     before = tr.evaluate(512)
     tr.train()
     assert "eval_loss" in tr.history[-1]
+    assert next(tr.model.parameters()).device.type == device
     assert tr.evaluate(512)["eval_loss"] < before["eval_loss"]
 
 
