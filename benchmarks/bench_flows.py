@@ -124,8 +124,8 @@ def case_sun(N: int, L: int, beta: float) -> dict[str, Any]:
     model = Model(HaarPrior(G, lat), sun_gauge_flow(G, lat, 16, bins=8, hidden=(8, 8)))
     return {"name": f"su{N}_L{L}", "lattice": lat, "action": WilsonGaugeAction(G, lat, beta), "model": model,
             "params": {"beta": beta, "N": N}, "observables": {"plaquette": lambda U: obs.average_plaquette(U, G, lat)},
-            "model_desc": f"Haar prior + 16 SU({N}) spectral plaquette couplings (canonical-cell splines, 8 bins), "
-                          "CNN hidden (8, 8)",
+            "model_desc": f"Haar prior + 16 SU({N}) spectral plaquette couplings (canonical-cell splines, 8 bins, "
+                          "plaquette + 2x1 loop context, offsets 3..0), CNN hidden (8, 8)",
             "batch_size": 64, "lr": 2e-3}
 
 

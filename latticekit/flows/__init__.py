@@ -40,7 +40,7 @@ from .checkpoint import (
 from .distributed import DistributedTrainer, train_distributed
 from .job import FlowConfig, flow_summary, hmc_reference, sample_job, train_job
 from .model import Model
-from .nets import ConvNet, activation
+from .nets import ACTIVATIONS, ConvNet, activation
 from .priors import ConditionalGaussianPrior, GaussianPrior, HaarPrior, Prior, check_rng
 from .sampling import MetropolisResult, draw_weighted, independence_metropolis, reweight_observable
 from .scalar_couplings import AffineCoupling, SplineCoupling, checkerboard_mask, scalar_coupling_flow
@@ -51,6 +51,7 @@ from .train import NonFiniteLossError, TrainConfig, Trainer, reverse_kl_loss
 from .u1_couplings import U1PlaquetteCoupling, u1_gauge_flow, u1_plaquette_masks, u1_plaquettes
 
 __all__ = [
+    "ACTIVATIONS",
     "activation",
     "AffineCoupling",
     "architecture_description",

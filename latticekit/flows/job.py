@@ -274,9 +274,7 @@ class FlowConfig:
                 raise ConfigError(f"action.kappa: expected >= 0, got {a.kappa}")
             if not a.lam >= 0:
                 raise ConfigError(f"action.lam: expected >= 0, got {a.lam}")
-            if len(shp) not in (1, 2, 3):
-                raise ConfigError(f"lattice.shape: scalar flow couplings use torch Conv1d/2d/3d, so 1 to 3 dimensions "
-                                  f"are supported; got {shp}")
+            # any number of dimensions: the CNN uses separable 1D convolutions for Nd >= 4 (nets.ConvNet)
             if any(s % 2 for s in shp):
                 raise ConfigError(f"lattice.shape: checkerboard couplings need even extents, got {shp}")
         else:
@@ -305,8 +303,10 @@ class FlowConfig:
             raise ConfigError(f"model.hidden: expected positive channel counts, got {m.hidden}")
         if m.kernel_size < 1 or m.kernel_size % 2 == 0:
             raise ConfigError(f"model.kernel_size: expected an odd positive integer, got {m.kernel_size}")
-        if m.act not in ("relu", "leaky_relu", "tanh", "silu", "gelu", "elu", "softplus"):
-            raise ConfigError(f"model.act: expected relu, leaky_relu, tanh, silu, gelu, elu or softplus, got {m.act!r}")
+        from .nets import ACTIVATIONS
+
+        if m.act not in ACTIVATIONS:
+            raise ConfigError(f"model.act: expected one of {', '.join(ACTIVATIONS)}, got {m.act!r}")
         if m.bins < 2:
             raise ConfigError(f"model.bins: expected >= 2, got {m.bins}")
         if not m.bound > 0:

@@ -1,11 +1,18 @@
 """Context networks: periodic convolutional nets on the lattice (Albergo et al. 2019 architecture).
 
-:class:`ConvNet` is a stack of ``Conv{1,2,3}d`` layers with ``padding_mode="circular"`` (the lattice
-is periodic), odd kernel size, and an activation between layers. It maps ``(N, C_in, *L)`` to
-``(N, C_out, *L)`` and is equivariant under lattice translations.
+:class:`ConvNet` maps ``(N, C_in, *L)`` to ``(N, C_out, *L)`` for a lattice with any number of
+dimensions ``Nd >= 1``. It is a stack of periodic convolutions with odd kernel size and an
+activation between layers, so it is equivariant under every lattice translation (the lattice is
+periodic). Two kinds of layer are available:
 
-Limitation: torch has convolutions for 1, 2 and 3 spatial dimensions only, so lattices with
-``Nd = 1, 2, 3`` are supported; ``Nd = 4`` raises a ValueError naming the limitation.
+* native ``Conv1d/2d/3d`` with ``padding_mode="circular"`` (default for ``Nd <= 3``; full
+  ``kernel_size**Nd`` kernels);
+* *spatially separated* blocks (default for ``Nd >= 4``, where torch has no ``Conv4d``; optional in
+  any ``Nd``): each block is the sequential application of a periodic one-dimensional convolution
+  along each lattice axis, bias on the last one only, with the number of channels between the 1D
+  convolutions equal to the block's output channels. This is the architecture of the 4D networks of
+  Abbott et al., *Sampling QCD field configurations with gauge-equivariant flow models*, LATTICE2022,
+  arXiv:2208.03832, Sec. 3.1 ("Spatially separated convolutions are used").
 
 Examples
 --------
@@ -13,19 +20,25 @@ Examples
 >>> net = ConvNet(2, 1, 3, hidden=(4,), kernel_size=3)
 >>> net(torch.zeros(5, 1, 4, 4)).shape
 torch.Size([5, 3, 4, 4])
+>>> net4 = ConvNet(4, 1, 2, hidden=(3,))          # separable blocks
+>>> net4(torch.zeros(2, 1, 2, 4, 2, 2)).shape
+torch.Size([2, 2, 2, 4, 2, 2])
 """
 
 from __future__ import annotations
 
+import operator
 from typing import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["ConvNet", "activation"]
+__all__ = ["ACTIVATIONS", "ConvNet", "activation"]
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _ACT = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
+#: names accepted by :func:`activation` (and the ``act`` options of the layers)
+ACTIVATIONS: tuple[str, ...] = tuple(sorted(_ACT))
 
 
 def activation(name: str) -> nn.Module:
@@ -42,58 +55,170 @@ def activation(name: str) -> nn.Module:
         raise ValueError(f"activation={name!r}: expected one of {sorted(_ACT)}") from None
 
 
+def _is_int(v: object) -> bool:
+    if isinstance(v, bool):
+        return False
+    try:
+        operator.index(v)  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    return True
+
+
+class _AxisConv(nn.Module):
+    """Periodic 1D convolution along lattice axis ``axis`` of an ``(N, C, L_0, ..., L_{nd-1})`` tensor.
+
+    The axis is moved last and the other lattice axes are folded into the batch, so one
+    ``nn.Conv1d`` (``padding=0``) acts on ``(N * prod_{nu != axis} L_nu, C, L_axis)``. The periodic
+    padding by ``p = kernel_size // 2`` is an ``index_select`` with ``arange(-p, L + p) mod L``, which
+    (unlike ``padding_mode="circular"``, which refuses ``p > L``) also works when the kernel is
+    longer than the lattice extent: the kernel then wraps around the periodic axis several times.
+    """
+
+    def __init__(self, nd: int, axis: int, in_channels: int, out_channels: int, kernel_size: int,
+                 bias: bool) -> None:
+        super().__init__()
+        self.nd = nd
+        self.axis = axis
+        self.pad = kernel_size // 2
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=0, bias=bias)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}, periodic_pad={self.pad}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = 2 + self.axis
+        L = x.shape[a]
+        h = torch.movedim(x, (1, a), (-2, -1))                 # (N, *other L, C, L_axis)
+        rest = tuple(h.shape[:-2])
+        h = h.reshape(-1, h.shape[-2], L)
+        if self.pad:
+            idx = torch.remainder(torch.arange(-self.pad, L + self.pad, device=x.device), L)
+            h = h.index_select(-1, idx)
+        h = self.conv(h)                                        # (N * prod other L, C_out, L_axis)
+        h = h.reshape(rest + (h.shape[-2], L))
+        return torch.movedim(h, (-2, -1), (1, a))
+
+
+class _SeparableBlock(nn.Module):
+    """``C_in -> C_out`` by one periodic 1D convolution per lattice axis (bias on the last one only)."""
+
+    def __init__(self, nd: int, in_channels: int, out_channels: int, kernel_size: int) -> None:
+        super().__init__()
+        self.nd = nd
+        self.convs = nn.ModuleList(
+            _AxisConv(nd, k, in_channels if k == 0 else out_channels, out_channels, kernel_size, bias=k == nd - 1)
+            for k in range(nd))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != self.nd + 2:
+            raise ValueError(f"x has shape {tuple(x.shape)}; expected (N, C, L_0, ..., L_{self.nd - 1}) "
+                             f"with {self.nd} lattice axes")
+        for conv in self.convs:
+            x = conv(x)
+        return x
+
+
 class ConvNet(nn.Module):
-    """Periodic CNN ``(N, in_channels, *L) -> (N, out_channels, *L)``.
+    """Periodic CNN ``(N, in_channels, *L) -> (N, out_channels, *L)`` for any number of lattice axes.
+
+    Layers ``in_channels -> hidden[0] -> ... -> hidden[-1] -> out_channels`` with the activation
+    ``act`` between them (not after the last). Every layer is periodic and has odd kernel size, so
+    the lattice shape is kept and the network commutes with all lattice translations.
+
+    Layer kinds. With ``separable=False`` a layer is a native torch ``Conv{nd}d`` with
+    ``padding_mode="circular"`` (``nd <= 3`` only: torch has no ``Conv4d``). With ``separable=True``
+    a layer is a *separable block*: ``nd`` successive periodic 1D convolutions, one along each
+    lattice axis ``0, 1, ..., nd - 1`` (the first ``C_in -> C_out``, the others ``C_out -> C_out``),
+    with a bias on the last one only and no activation inside the block. A block has
+    ``k (C_in C_out + (nd - 1) C_out^2) + C_out`` parameters instead of ``k^nd C_in C_out + C_out``
+    and the same receptive field (``k^nd`` sites). This is the "spatially separated convolution" of
+    the 4D QCD flows of Abbott et al., arXiv:2208.03832, Sec. 3.1. The default ``separable=None``
+    uses native convolutions for ``nd <= 3`` (the parameter names, hence checkpoints, are those of
+    earlier versions) and separable blocks for ``nd >= 4``.
 
     Parameters
     ----------
     nd : int
-        Number of lattice dimensions (1, 2 or 3).
+        Number of lattice dimensions (any ``nd >= 1``).
     in_channels, out_channels : int
+        Input and output channels (positive).
     hidden : sequence of int
-        Channels of the hidden layers.
+        Channels of the hidden layers (positive); ``()`` gives a single layer.
     kernel_size : int
-        Odd kernel size (the receptive field grows by ``kernel_size - 1`` per layer).
+        Odd kernel size per axis (the receptive field grows by ``kernel_size - 1`` per layer). Native
+        circular convolutions need ``kernel_size // 2 <= L`` along every axis; separable blocks also
+        accept longer kernels (they wrap around the periodic axis).
     act : str
-        Activation between layers.
+        Activation between layers (see :func:`activation`).
     final_tanh : bool
         Apply ``tanh`` to the output (bounded outputs, e.g. affine log-scales).
     zero_init : bool
-        Initialise the last layer to zero, so a coupling layer starts as the identity.
+        Initialise the last convolution (weights and bias; for separable blocks, the last 1D
+        convolution of the last block) to zero, so the output is 0 and a coupling layer starts as
+        the identity.
+    separable : bool or None
+        ``None``: native for ``nd <= 3``, separable for ``nd >= 4``; ``True``: separable blocks in
+        any ``nd``; ``False``: native (``nd <= 3``).
 
     Examples
     --------
     >>> net = ConvNet(3, 2, 2, hidden=(), kernel_size=1)
     >>> sum(p.numel() for p in net.parameters())
     6
+    >>> sep = ConvNet(3, 2, 2, hidden=(), kernel_size=1, separable=True)   # 2*2 + 2*2 + 2*2 + 2
+    >>> sum(p.numel() for p in sep.parameters())
+    14
+    >>> import torch
+    >>> ConvNet(4, 1, 1, zero_init=True)(torch.randn(1, 1, 2, 2, 2, 2)).abs().max().item()
+    0.0
     """
 
     def __init__(self, nd: int, in_channels: int, out_channels: int, hidden: Sequence[int] = (8, 8),
                  kernel_size: int = 3, act: str = "leaky_relu", final_tanh: bool = False,
-                 zero_init: bool = False) -> None:
+                 zero_init: bool = False, separable: bool | None = None) -> None:
         super().__init__()
-        if nd not in _CONV:
-            raise ValueError(f"nd={nd}: torch offers periodic convolutions for 1, 2 or 3 lattice dimensions only "
-                             "(Conv1d/2d/3d); a 4D context network is not available in this layer")
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size={kernel_size}: expected an odd positive size (keeps the lattice shape)")
-        if in_channels < 1 or out_channels < 1 or any(h < 1 for h in hidden):
-            raise ValueError(f"channels: expected positive numbers, got in={in_channels}, out={out_channels}, "
-                             f"hidden={tuple(hidden)}")
-        conv = _CONV[nd]
-        chans = [in_channels, *hidden, out_channels]
+        if not _is_int(nd) or nd < 1:
+            raise ValueError(f"nd={nd!r}: expected a positive number of lattice dimensions")
+        if separable is not None and not isinstance(separable, bool):
+            raise ValueError(f"separable={separable!r}: expected None (native for nd <= 3, separable for nd >= 4), "
+                             "True or False")
+        sep = nd > 3 if separable is None else separable
+        if not sep and nd not in _CONV:
+            raise ValueError(f"separable=False with nd={nd}: torch offers native convolutions for 1, 2 or 3 "
+                             "lattice dimensions only (Conv1d/2d/3d); use separable=True or None")
+        if not _is_int(kernel_size) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size={kernel_size!r}: expected an odd positive size (keeps the lattice shape)")
+        if not _is_int(in_channels) or in_channels < 1:
+            raise ValueError(f"in_channels={in_channels!r}: expected a positive number of channels")
+        if not _is_int(out_channels) or out_channels < 1:
+            raise ValueError(f"out_channels={out_channels!r}: expected a positive number of channels")
+        hidden = tuple(hidden)
+        if any(not _is_int(h) or h < 1 for h in hidden):
+            raise ValueError(f"hidden={hidden}: expected positive numbers of channels")
+        if act not in _ACT:
+            raise ValueError(f"act={act!r}: expected one of {sorted(_ACT)}")
+        nd, kernel_size = int(nd), int(kernel_size)
+        chans = [int(in_channels), *(int(h) for h in hidden), int(out_channels)]
         mods: list[nn.Module] = []
+        last: nn.Conv1d | nn.Conv2d | nn.Conv3d
         for i in range(len(chans) - 1):
-            mods.append(conv(chans[i], chans[i + 1], kernel_size, padding=kernel_size // 2,
-                             padding_mode="circular"))
+            if sep:
+                block = _SeparableBlock(nd, chans[i], chans[i + 1], kernel_size)
+                last = block.convs[-1].conv
+                mods.append(block)
+            else:
+                last = _CONV[nd](chans[i], chans[i + 1], kernel_size, padding=kernel_size // 2,
+                                 padding_mode="circular")
+                mods.append(last)
             if i < len(chans) - 2:
                 mods.append(activation(act))
         if final_tanh:
             mods.append(nn.Tanh())
         self.net = nn.Sequential(*mods)
         self.nd = nd
+        self.separable = sep
         if zero_init:
-            last = [m for m in mods if isinstance(m, conv)][-1]
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
 

@@ -1,4 +1,4 @@
-"""Checkerboard coupling layers for real scalar fields (phi^4) in 1, 2 or 3 dimensions.
+"""Checkerboard coupling layers for real scalar fields (phi^4) in any number of dimensions.
 
 Albergo, Kanwar & Shanahan, PRD 100, 034515 (2019): the sites of one parity are *active*, the
 others *frozen*; a periodic CNN reads the frozen sublattice (active sites zeroed) and outputs
@@ -13,6 +13,12 @@ the network as extra input channels (conditioning, e.g. on a coarse field). Fiel
 ``(*B, *L)`` (DESIGN.md). The layers are translation equivariant under shifts that preserve the
 checkerboard (even total shift).
 
+The lattice may have any ``Nd >= 1`` (with even extents the checkerboard is consistent across
+the periodic boundary; :class:`~latticekit.flows.job.FlowConfig` requires them). The network is a
+:class:`~latticekit.flows.nets.ConvNet` with its default layers: native ``Conv{Nd}d`` for
+``Nd <= 3`` and, for ``Nd >= 4`` (no ``Conv4d`` in torch), spatially separated blocks of periodic
+1D convolutions along each axis (Abbott et al., arXiv:2208.03832).
+
 Examples
 --------
 >>> import torch, latticekit as lk
@@ -23,6 +29,10 @@ Examples
 >>> x, ldi = layer.inverse(y)
 >>> bool(torch.allclose(x, phi)), bool(torch.allclose(ld, -ldi))
 (True, True)
+>>> layer4 = SplineCoupling(lk.Lattice((2, 2, 2, 4)), parity=1, bins=4, hidden=(2,)).to(torch.float64)
+>>> y4, ld4 = layer4(torch.randn(3, 2, 2, 2, 4, dtype=torch.float64))
+>>> tuple(y4.shape), tuple(ld4.shape)
+((3, 2, 2, 2, 4), (3,))
 """
 
 from __future__ import annotations
@@ -102,7 +112,8 @@ class AffineCoupling(_CheckerboardCoupling):
     Parameters
     ----------
     lattice : Lattice
-        1, 2 or 3 dimensions.
+        Any number of dimensions (for ``Nd >= 4`` the CNN uses separable blocks, see
+        :class:`~latticekit.flows.nets.ConvNet`).
     parity : int
         Parity of the active sites.
     hidden : sequence of int

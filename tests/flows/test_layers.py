@@ -84,6 +84,11 @@ CATALOGUE = [
           (4, 4), (8, 8), [(0, 1), (1, 4)], context_channels=1),
     Entry("u1-stack", lambda lat: u1_gauge_flow(lat, 4, bins=3, hidden=(3,)), "u1", (4, 4), (8, 8),
           [(0, 4), (1, 4)]),
+    # 4D scalar couplings: the CNN uses separable blocks (one periodic 1D conv per axis)
+    Entry("affine-4d", lambda lat: AffineCoupling(lat, 0, hidden=(3,)), "scalar", (2, 2, 2, 2), (4, 4, 2, 2),
+          [(0, 2), (1, 2), (2, 2), (3, 2)]),
+    Entry("spline-4d", lambda lat: SplineCoupling(lat, 1, bins=4, bound=2.0, hidden=(3,)), "scalar", (2, 2, 2, 2),
+          (2, 4, 2, 4), [(0, 2), (1, 2), (2, 2), (3, 2)]),
 ]
 
 
@@ -220,8 +225,6 @@ def test_bad_inputs() -> None:
         U1PlaquetteCoupling(lk.Lattice((4, 4, 4)), 0, 0)
     with pytest.raises(ValueError, match="multiple of 4"):
         U1PlaquetteCoupling(lk.Lattice((4, 6)), 0, 0)
-    with pytest.raises(ValueError, match="4D|1, 2 or 3"):
-        AffineCoupling(lk.Lattice((2, 2, 2, 2)), 0)
     layer = AffineCoupling(lk.Lattice((4, 4)), 0)
     with pytest.raises(lk.LatticeMismatchError):
         layer(torch.zeros(2, 4, 6))

@@ -1,0 +1,213 @@
+"""Periodic context CNNs (``latticekit.flows.nets.ConvNet``) in any number of lattice dimensions.
+
+Native ``Conv{1,2,3}d`` layers and spatially separated blocks (one periodic 1D convolution per
+lattice axis, Abbott et al. arXiv:2208.03832): shapes, translation equivariance under arbitrary
+periodic shifts, an explicit roll-based reference (also for kernels longer than an extent), tiling
+consistency, pointwise limit, zero initialisation, parameter counts, autograd, bad arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+import latticekit as lk
+from latticekit.flows import AffineCoupling, ConvNet
+from latticekit.flows.nets import _SeparableBlock
+
+F64 = torch.float64
+
+
+def _net(*args: Any, seed: int = 0, **kw: Any) -> ConvNet:
+    torch.manual_seed(seed)
+    return ConvNet(*args, **kw).to(F64)
+
+
+def _x(shape: tuple[int, ...], seed: int = 1, device: str = "cpu") -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g, dtype=F64).to(device)
+
+
+def _block_reference(block: _SeparableBlock, x: torch.Tensor) -> torch.Tensor:
+    """A separable block written out: out(n) = sum_j w_j x(n + j - p) along each axis, via torch.roll."""
+    for k, ac in enumerate(block.convs):
+        w = ac.conv.weight                                   # (C_out, C_in, K)
+        p = w.shape[-1] // 2
+        # cross-correlation: out[i] = sum_j w[j] x[(i + j - p) mod L], and roll(x, s)[i] = x[i - s]
+        x = sum(torch.einsum("oc,nc...->no...", w[:, :, j], torch.roll(x, p - j, dims=2 + k))
+                for j in range(w.shape[-1]))
+        if ac.conv.bias is not None:
+            x = x + ac.conv.bias.reshape((1, -1) + (1,) * (x.ndim - 2))
+    return x
+
+
+def _net_reference(net: ConvNet, x: torch.Tensor) -> torch.Tensor:
+    for m in net.net:
+        x = _block_reference(m, x) if isinstance(m, _SeparableBlock) else m(x)
+    return x
+
+
+# -- shapes and layer kinds -----------------------------------------------------------------------
+@pytest.mark.parametrize("nd,separable,shape", [
+    (1, None, (6,)), (2, None, (4, 6)), (3, None, (2, 4, 6)), (4, None, (2, 4, 2, 6)),
+    (5, None, (2, 2, 4, 2, 2)), (2, True, (4, 6)), (1, True, (5,)), (3, True, (2, 3, 4)),
+])
+def test_output_shape_and_layer_kind(nd: int, separable: bool | None, shape: tuple[int, ...]) -> None:
+    net = _net(nd, 3, 2, hidden=(4, 5), kernel_size=3, separable=separable)
+    y = net(_x((2, 3) + shape))
+    assert y.shape == (2, 2) + shape and y.dtype == F64
+    expect_sep = nd >= 4 if separable is None else separable
+    assert net.separable is expect_sep and net.nd == nd
+    convs = [m for m in net.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d))]
+    if expect_sep:
+        assert len(convs) == 3 * nd and all(isinstance(c, torch.nn.Conv1d) for c in convs)
+        # bias on the last 1D convolution of each block only
+        assert [c.bias is not None for c in convs] == ([False] * (nd - 1) + [True]) * 3
+    else:
+        assert len(convs) == 3 and all(c.padding_mode == "circular" for c in convs)
+        assert type(convs[0]).__name__ == f"Conv{nd}d"
+
+
+def test_native_state_dict_keys_unchanged() -> None:
+    # default (native) layout for nd <= 3: checkpoints of earlier versions keep loading
+    net = ConvNet(2, 1, 2, hidden=(4,), final_tanh=True)
+    assert list(net.state_dict()) == ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"]
+    assert net.state_dict()["net.0.weight"].shape == (4, 1, 3, 3)
+    ConvNet(2, 1, 2, hidden=(4,), final_tanh=True).load_state_dict(net.state_dict())
+
+
+# -- translation equivariance ---------------------------------------------------------------------
+@pytest.mark.parametrize("nd,separable,shape", [
+    (1, False, (7,)), (2, False, (4, 5)), (3, False, (3, 4, 2)),
+    (1, True, (7,)), (2, True, (4, 5)), (3, True, (3, 4, 2)), (4, None, (2, 3, 4, 3)),
+])
+def test_translation_equivariance(nd: int, separable: bool | None, shape: tuple[int, ...], device: str) -> None:
+    net = _net(nd, 2, 3, hidden=(4,), kernel_size=3, act="tanh", separable=separable).to(device)
+    x = _x((2, 2) + shape, device=device)
+    with torch.no_grad():
+        y = net(x)
+        g = torch.Generator().manual_seed(nd)
+        # every nontrivial shift along each axis, then a random shift along all axes at once
+        shifts = [{k: s} for k in range(nd) for s in range(1, shape[k])]
+        shifts.append({k: int(torch.randint(0, shape[k], (), generator=g)) for k in range(nd)})
+        for sh in shifts:
+            dims = tuple(2 + k for k in sh)
+            s = tuple(sh.values())
+            yt = net(torch.roll(x, s, dims=dims))
+            assert float((yt - torch.roll(y, s, dims=dims)).abs().max()) < 1e-12, sh
+        # the check can fail: the output is not a constant field, so a wrong shift would be seen
+        assert float((torch.roll(y, 1, dims=2) - y).abs().max()) > 1e-3
+
+
+# -- explicit references ----------------------------------------------------------------------
+@pytest.mark.parametrize("nd,shape,kernel", [
+    (2, (4, 6), 3),
+    (3, (2, 3, 5), 7),        # kernel longer than the extents 2 and 3 (padding 3 > 2): wraps around
+    (4, (2, 1, 3, 2), 5),
+])
+def test_separable_matches_roll_reference(nd: int, shape: tuple[int, ...], kernel: int) -> None:
+    net = _net(nd, 2, 3, hidden=(3,), kernel_size=kernel, act="gelu", separable=True, final_tanh=True)
+    x = _x((3, 2) + shape)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), _net_reference(net, x), atol=1e-12, rtol=1e-12)
+
+
+def test_kernel_longer_than_extent_equals_tiled_computation() -> None:
+    # a field periodic on (2, 3) is periodic on (6, 6); the net must give the tiled output, and on the
+    # tiled lattice padding 2 <= 6 never wraps more than once
+    net = _net(2, 1, 2, hidden=(3,), kernel_size=5, act="tanh", separable=True)
+    x = _x((2, 1, 2, 3))
+    with torch.no_grad():
+        y = net(x)
+        yt = net(x.repeat(1, 1, 3, 2))
+    torch.testing.assert_close(yt, y.repeat(1, 1, 3, 2), atol=1e-12, rtol=1e-12)
+    # extent 1: the 1D convolution reduces to the sum of the kernel weights
+    net1 = _net(1, 1, 1, hidden=(), kernel_size=3, separable=True)
+    c = net1.net[0].convs[0].conv
+    with torch.no_grad():
+        torch.testing.assert_close(net1(torch.ones(1, 1, 1, dtype=F64)).flatten(),
+                                   c.weight.sum().reshape(1) + c.bias)
+
+
+def test_separable_1d_equals_native_conv1d() -> None:
+    native = _net(1, 2, 3, hidden=(4,), separable=False)
+    sep = _net(1, 2, 3, hidden=(4,), separable=True, seed=5)
+    with torch.no_grad():
+        for i in (0, 2):
+            sep.net[i].convs[0].conv.weight.copy_(native.net[i].weight)
+            sep.net[i].convs[0].conv.bias.copy_(native.net[i].bias)
+        x = _x((2, 2, 6))
+        torch.testing.assert_close(sep(x), native(x), atol=1e-12, rtol=1e-12)
+
+
+def test_separable_kernel_one_is_pointwise_linear() -> None:
+    net = _net(2, 3, 4, hidden=(), kernel_size=1, separable=True)
+    a, b = net.net[0].convs
+    W = b.conv.weight[:, :, 0] @ a.conv.weight[:, :, 0]              # (4, 3)
+    x = _x((2, 3, 4, 5))
+    with torch.no_grad():
+        want = torch.einsum("oc,ncij->noij", W, x) + b.conv.bias.reshape(1, -1, 1, 1)
+        torch.testing.assert_close(net(x), want, atol=1e-12, rtol=1e-12)
+    assert a.conv.bias is None
+
+
+# -- initialisation, parameters, gradients -----------------------------------------------------
+@pytest.mark.parametrize("nd,separable", [(2, None), (2, True), (4, None)])
+def test_zero_init(nd: int, separable: bool | None) -> None:
+    net = _net(nd, 2, 3, hidden=(4,), zero_init=True, final_tanh=True, separable=separable)
+    x = _x((2, 2) + (4,) * nd)
+    y = net(x)
+    assert y.shape == (2, 3) + (4,) * nd and bool((y == 0).all())
+    y.square().add(y).sum().backward()
+    # the zeroed last layer still receives a gradient (training can leave the identity)
+    last = [m for m in net.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))][-1]
+    assert float(last.bias.grad.abs().max()) > 0 and float(last.weight.grad.abs().max()) > 0
+
+
+def test_zero_init_4d_coupling_is_identity() -> None:
+    lat = lk.Lattice((2, 2, 4, 2))
+    layer = AffineCoupling(lat, 1, hidden=(2,), zero_init=True).to(F64)
+    x = _x((3,) + lat.shape)
+    y, ld = layer(x)
+    assert torch.equal(y, x) and bool((ld == 0).all())
+
+
+@pytest.mark.parametrize("nd,cin,cout,k", [(1, 2, 3, 3), (2, 3, 2, 1), (3, 1, 4, 5), (4, 2, 3, 3)])
+def test_separable_parameter_count(nd: int, cin: int, cout: int, k: int) -> None:
+    def block(a: int, b: int) -> int:
+        return k * (a * b + (nd - 1) * b * b) + b
+
+    net = ConvNet(nd, cin, cout, hidden=(), kernel_size=k, separable=True)
+    assert sum(p.numel() for p in net.parameters()) == block(cin, cout)
+    deep = ConvNet(nd, cin, cout, hidden=(5, 2), kernel_size=k, separable=True)
+    assert sum(p.numel() for p in deep.parameters()) == block(cin, 5) + block(5, 2) + block(2, cout)
+    if nd <= 3:
+        native = ConvNet(nd, cin, cout, hidden=(), kernel_size=k)
+        assert sum(p.numel() for p in native.parameters()) == k ** nd * cin * cout + cout
+
+
+def test_gradcheck_through_periodic_padding() -> None:
+    net = _net(3, 1, 2, hidden=(2,), kernel_size=5, act="tanh", separable=True)
+    x = _x((1, 1, 2, 3, 1)).requires_grad_(True)
+    assert torch.autograd.gradcheck(net, (x,))
+
+
+# -- bad arguments --------------------------------------------------------------------------------
+@pytest.mark.parametrize("kw,name", [
+    ({"nd": 0}, "nd"), ({"nd": 2.0}, "nd"), ({"nd": 4, "separable": False}, "separable"),
+    ({"separable": "yes"}, "separable"), ({"kernel_size": 2}, "kernel_size"), ({"kernel_size": 0}, "kernel_size"),
+    ({"in_channels": 0}, "in_channels"), ({"out_channels": -1}, "out_channels"), ({"hidden": (4, 0)}, "hidden"),
+    ({"act": "sigmoidal"}, "act"),
+])
+def test_bad_arguments(kw: dict[str, Any], name: str) -> None:
+    args = {"nd": 2, "in_channels": 1, "out_channels": 2, **kw}
+    with pytest.raises(ValueError, match=name):
+        ConvNet(**args)
+
+
+def test_separable_rejects_wrong_rank() -> None:
+    net = ConvNet(4, 1, 1, hidden=())
+    with pytest.raises(ValueError, match="x has shape"):
+        net(torch.zeros(1, 2, 2, 2, 2))
