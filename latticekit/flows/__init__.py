@@ -49,6 +49,7 @@ from .splines import circular_rq_spline, rq_spline, rq_spline_knots, rq_spline_o
 from .sun_couplings import SUPlaquetteCoupling, sun_gauge_flow
 from .train import NonFiniteLossError, TrainConfig, Trainer, reverse_kl_loss
 from .u1_couplings import U1PlaquetteCoupling, u1_gauge_flow, u1_plaquette_masks, u1_plaquettes
+from .u1_nd_couplings import U1NdPlaquetteCoupling, u1_nd_gauge_flow, u1_nd_plaquette_masks, u1_nd_plaquettes
 
 __all__ = [
     "ACTIVATIONS",
@@ -100,6 +101,10 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "u1_gauge_flow",
+    "u1_nd_gauge_flow",
+    "u1_nd_plaquette_masks",
+    "u1_nd_plaquettes",
+    "U1NdPlaquetteCoupling",
     "u1_plaquette_masks",
     "u1_plaquettes",
     "U1PlaquetteCoupling",
