@@ -47,7 +47,7 @@ from .scalar_couplings import AffineCoupling, SplineCoupling, checkerboard_mask,
 from .spectral import SUSpectralKernel, canonical_cell_flow, su_canonical_angles, weyl_log_density
 from .splines import circular_rq_spline, rq_spline, rq_spline_knots, rq_spline_on_knots
 from .sun_couplings import SUPlaquetteCoupling, sun_gauge_flow
-from .train import NonFiniteLossError, TrainConfig, Trainer, reverse_kl_loss
+from .train import NonFiniteLossError, TrainConfig, Trainer, reverse_kl_loss, stop_gradient_log_prob
 from .u1_couplings import U1PlaquetteCoupling, u1_gauge_flow, u1_plaquette_masks, u1_plaquettes
 from .u1_nd_couplings import U1NdPlaquetteCoupling, u1_nd_gauge_flow, u1_nd_plaquette_masks, u1_nd_plaquettes
 
@@ -82,6 +82,7 @@ __all__ = [
     "NonFiniteLossError",
     "Prior",
     "reverse_kl_loss",
+    "stop_gradient_log_prob",
     "reweight_observable",
     "rq_spline",
     "rq_spline_knots",

@@ -42,7 +42,7 @@ from latticekit import backends
 
 from .checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from .model import Model
-from .train import TrainConfig, Trainer
+from .train import TrainConfig, Trainer, stop_gradient_log_prob
 
 __all__ = ["DistributedTrainer", "distributed_main", "find_free_port", "rank_seed", "train_distributed"]
 
@@ -126,7 +126,8 @@ class DistributedTrainer(Trainer):
         if tuple(S.shape) != tuple(log_q.shape):
             raise ValueError(f"action returned shape {tuple(S.shape)}; expected one value per sample "
                              f"{tuple(log_q.shape)}")
-        loss = torch.mean(log_q + S)
+        lq = stop_gradient_log_prob(self.model, x) if self.config.gradient == "path" else log_q
+        loss = torch.mean(lq + S)
         log_w = (-S - log_q).detach()
         parts = [torch.empty_like(log_w) for _ in range(self.world_size)]
         dist.all_gather(parts, log_w)

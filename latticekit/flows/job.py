@@ -122,7 +122,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
               "eps": ("float", 1e-8), "betas": ("floats", [0.9, 0.999]), "weight_decay": ("float", 0.0),
               "schedule": ("str", "constant"), "min_lr": ("float", 0.0), "step_size": ("int", 1000),
               "gamma": ("float", 0.5), "clip_norm": ("opt_float", None), "clip_value": ("opt_float", None),
-              "dtype": ("str", "float64"), "seed": ("int", 0), "eval_every": ("int", 0),
+              "dtype": ("str", "float64"), "seed": ("int", 0), "eval_every": ("int", 0), "gradient": ("str", "reparam"),
               "eval_batch_size": ("int", 1024), "checkpoint_every": ("int", 100), "log_every": ("int", 50)},
     "sample": {"n": ("int", 4096), "batch": ("int", 1024), "seed": ("int", 1)},
 }
@@ -330,6 +330,8 @@ class FlowConfig:
             raise ConfigError(f"train.weight_decay: expected >= 0, got {t.weight_decay}")
         if t.schedule not in ("constant", "cosine", "step"):
             raise ConfigError(f"train.schedule: expected 'constant', 'cosine' or 'step', got {t.schedule!r}")
+        if t.gradient not in ("reparam", "path"):
+            raise ConfigError(f"train.gradient: expected 'reparam' or 'path', got {t.gradient!r}")
         if not t.min_lr >= 0:
             raise ConfigError(f"train.min_lr: expected >= 0, got {t.min_lr}")
         if t.step_size < 1:
@@ -508,7 +510,7 @@ def _train_config(cfg: FlowConfig, device: Any, ckpt: Path) -> TrainConfig:
     return TrainConfig(steps=t.steps, batch_size=t.batch_size, lr=t.lr, optimizer=t.optimizer, eps=t.eps,
                        betas=(t.betas[0], t.betas[1]), weight_decay=t.weight_decay, schedule=t.schedule,
                        min_lr=t.min_lr, step_size=t.step_size, gamma=t.gamma, clip_norm=t.clip_norm,
-                       clip_value=t.clip_value, dtype=t.dtype, device=None if device is None else str(device),
+                       clip_value=t.clip_value, gradient=t.gradient, dtype=t.dtype, device=None if device is None else str(device),
                        seed=t.seed, eval_every=t.eval_every, eval_batch_size=t.eval_batch_size,
                        checkpoint_every=t.checkpoint_every, checkpoint_path=str(ckpt), progress=False,
                        log_every=t.log_every)

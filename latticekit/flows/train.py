@@ -42,7 +42,9 @@ from latticekit.analysis import ess as _ess
 from .checkpoint import load_checkpoint, save_checkpoint
 from .model import Model
 
-__all__ = ["NonFiniteLossError", "TrainConfig", "Trainer", "reverse_kl_loss"]
+__all__ = ["NonFiniteLossError", "TrainConfig", "Trainer", "reverse_kl_loss", "stop_gradient_log_prob"]
+
+_GRADIENTS = ("reparam", "path")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -73,6 +75,8 @@ class TrainConfig:
         Schedule parameters.
     clip_norm, clip_value : float or None
         Gradient clipping by total norm / by value.
+    gradient : {"reparam", "path"}
+        Gradient estimator of the reverse KL (see :func:`reverse_kl_loss`).
     dtype : {"float32", "float64"}
     device : str or None
     seed : int
@@ -105,6 +109,7 @@ class TrainConfig:
     gamma: float = 0.5
     clip_norm: float | None = None
     clip_value: float | None = None
+    gradient: str = "reparam"
     dtype: str = "float64"
     device: str | None = None
     seed: int = 0
@@ -132,6 +137,8 @@ class TrainConfig:
             raise ValueError(f"schedule={self.schedule!r}: expected 'constant', 'cosine' or 'step'")
         if self.step_size < 1:
             raise ValueError(f"step_size={self.step_size}: expected >= 1")
+        if self.gradient not in _GRADIENTS:
+            raise ValueError(f"gradient={self.gradient!r}: expected one of {_GRADIENTS}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype={self.dtype!r}: expected 'float32' or 'float64'")
         for name in ("clip_norm", "clip_value"):
@@ -153,10 +160,50 @@ def _action_fn(action: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     raise TypeError(f"action={action!r}: expected a latticekit action (with .action(x)) or a callable S(x) -> (B,)")
 
 
-def reverse_kl_loss(model: Model, action: Any, n: int, rng: backends.Generator, context: Any = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+class _LogProb(torch.nn.Module):
+    """``model.log_prob`` as a module's forward, so ``torch.func.functional_call`` can swap parameters."""
+
+    def __init__(self, model: Model) -> None:
+        super().__init__()
+        self.m = model
+
+    def forward(self, x: torch.Tensor, context: Any = None) -> torch.Tensor:
+        return self.m.log_prob(x, context=context)
+
+
+def stop_gradient_log_prob(model: Model, x: torch.Tensor, context: Any = None) -> torch.Tensor:
+    """``log q(x)`` evaluated with the model's parameters detached (gradients flow through ``x`` only).
+
+    This is the density term of the path-gradient ("sticking the landing") estimator of the reverse
+    KL: with ``x = f_theta(z)``, ``d/dtheta [log q_{stop(theta)}(x) + S(x)]`` drops the score term
+    ``d/dtheta log q_theta(x)|_x``, whose expectation is zero, so the estimator stays unbiased and its
+    variance vanishes where ``q = p`` (Roeder et al. 2017, arXiv:1703.09194; for lattice flows Vaitl
+    et al. 2022, arXiv:2207.08219).
+
+    Examples
+    --------
+    >>> import torch, latticekit as lk
+    >>> from latticekit.flows import GaussianPrior, Model, AffineCoupling, Flow
+    >>> lat = lk.Lattice((2, 2))
+    >>> m = Model(GaussianPrior(lat.shape), Flow([AffineCoupling(lat, 0, hidden=(2,))])).to(torch.float64)
+    >>> x, log_q = m.sample(3, lk.backends.rng(0, backend="torch"))
+    >>> lq = stop_gradient_log_prob(m, x)
+    >>> bool(torch.allclose(lq, log_q)), lq.requires_grad
+    (True, True)
+    """
+    params = {f"m.{k}": v.detach() for k, v in model.named_parameters()}
+    return torch.func.functional_call(_LogProb(model), params, (x,), {"context": context}, strict=False)
+
+
+def reverse_kl_loss(model: Model, action: Any, n: int, rng: backends.Generator, context: Any = None,
+                    gradient: str = "reparam") -> tuple[torch.Tensor, torch.Tensor]:
     """Reverse-KL loss ``mean(log q(x) + S(x))`` on ``n`` model samples, and the detached
     log-weights ``log w = -S(x) - log q(x)``.
+
+    ``gradient="reparam"`` differentiates ``log q`` as returned by the sampler (the standard
+    reparametrised estimator); ``gradient="path"`` uses :func:`stop_gradient_log_prob` for the
+    density term (path gradient: lower variance near convergence, about twice the cost per step,
+    since ``log q`` is recomputed by the inverse flow). The loss value is the same.
 
     Examples
     --------
@@ -168,11 +215,14 @@ def reverse_kl_loss(model: Model, action: Any, n: int, rng: backends.Generator, 
     >>> round(float(loss), 6) == round(-math.log(2 * math.pi), 6), float(lw.std()) < 1e-12
     (True, True)
     """
+    if gradient not in _GRADIENTS:
+        raise ValueError(f"gradient={gradient!r}: expected one of {_GRADIENTS}")
     x, log_q = model.sample(n, rng, context=context)
     S = _action_fn(action)(x)
     if tuple(S.shape) != tuple(log_q.shape):
         raise ValueError(f"action returned shape {tuple(S.shape)}; expected one value per sample {tuple(log_q.shape)}")
-    loss = torch.mean(log_q + S)
+    lq = stop_gradient_log_prob(model, x, context) if gradient == "path" else log_q
+    loss = torch.mean(lq + S)
     return loss, (-S - log_q).detach()
 
 
@@ -258,7 +308,7 @@ class Trainer:
         cfg = self.config
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss, log_w = reverse_kl_loss(self.model, self.action_fn, cfg.batch_size, self.rng)
+        loss, log_w = reverse_kl_loss(self.model, self.action_fn, cfg.batch_size, self.rng, gradient=cfg.gradient)
         lv = float(loss.detach())
         if not math.isfinite(lv):
             self._stop("the loss", lv)

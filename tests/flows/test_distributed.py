@@ -3,6 +3,7 @@ batch, rank-0 files, resumption with the same number of processes."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -12,7 +13,7 @@ import torch.multiprocessing as mp
 
 import latticekit as lk
 from latticekit.actions import Phi4Action
-from latticekit.flows import GaussianPrior, Model, TrainConfig, scalar_coupling_flow
+from latticekit.flows import GaussianPrior, Model, TrainConfig, scalar_coupling_flow, stop_gradient_log_prob
 from latticekit.flows.distributed import find_free_port, rank_seed, train_distributed
 from latticekit.flows.job import sample_job
 
@@ -71,8 +72,12 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         m = tr.train_step()
         grads = {k: p.grad.detach().clone() for k, p in tr.model.named_parameters()}
         params = {k: p.detach().clone() for k, p in tr.model.named_parameters()}
-        torch.save({"metrics": m, "grads": grads, "params": params, "local_batch": tr.local_batch},
-                   os.path.join(out, f"rank{rank}.pt"))
+        # the same step with the path-gradient estimator
+        tr_p = DistributedTrainer(make_model(), make_action(), dataclasses.replace(train_config(), gradient="path"))
+        tr_p.train_step()
+        grads_path = {k: p.grad.detach().clone() for k, p in tr_p.model.named_parameters()}
+        torch.save({"metrics": m, "grads": grads, "params": params, "local_batch": tr.local_batch,
+                    "grads_path": grads_path}, os.path.join(out, f"rank{rank}.pt"))
         job = Path(out) / "job"
         first = _run_training(FlowConfig.from_dict(JOB), job, device=None, fresh=False, progress=False,
                               distributed=True)
@@ -130,6 +135,14 @@ def test_two_ranks_equal_one_process_with_combined_batch(spawned) -> None:
     assert r0["metrics"]["loss"] == pytest.approx(float(loss.detach()), rel=1e-12)
     assert r0["metrics"]["ess"] == pytest.approx(float(lk.analysis.ess(lw.numpy())), rel=1e-10)
     assert r1["metrics"] == r0["metrics"]
+    # path gradient: the same combined batch, log q recomputed with detached parameters
+    model_p = make_model()
+    xp, _ = model_p.flow(z)
+    torch.mean(stop_gradient_log_prob(model_p, xp) + action.action(xp)).backward()
+    for k, p in model_p.named_parameters():
+        torch.testing.assert_close(r0["grads_path"][k], p.grad, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(r1["grads_path"][k], p.grad, rtol=1e-12, atol=1e-14)
+    assert any(not torch.allclose(p.grad, r0["grads"][k]) for k, p in model_p.named_parameters())
     # the gradient of one rank's half alone is different: the test can tell
     model2 = make_model()
     x0, ld0 = model2.flow(z0)
