@@ -7,7 +7,9 @@
 * :func:`equivariance_error`, :func:`gauge_equivariance_error`, :func:`gauge_invariance_error` and
   their ``assert_*`` forms;
 * :func:`autograd_logdet`, :func:`assert_logdet_matches` — log-det checks of torch flow layers
-  (torch is imported inside these functions only).
+  (torch is imported inside these functions only);
+* :func:`randomize_parameters` — seeded perturbation of a torch module's parameters, so that a
+  layer under test is not the identity.
 
 Examples
 --------
@@ -32,6 +34,7 @@ from .equivariance import (
     random_gauge_transformation,
 )
 from .jacobian import assert_logdet_matches, autograd_logdet
+from .parameters import randomize_parameters
 
 __all__ = [
     "assert_close",
@@ -45,6 +48,7 @@ __all__ = [
     "gauge_equivariance_error",
     "gauge_invariance_error",
     "random_gauge_transformation",
+    "randomize_parameters",
     "strategies",
 ]
 

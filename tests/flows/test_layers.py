@@ -24,7 +24,7 @@ from latticekit.flows import (
     scalar_coupling_flow,
     u1_gauge_flow,
 )
-from latticekit.testing import assert_logdet_matches, gauge_equivariance_error
+from latticekit.testing import assert_logdet_matches, gauge_equivariance_error, randomize_parameters
 
 torch.set_default_dtype(torch.float32)
 
@@ -47,12 +47,7 @@ class Entry:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _randomize(layer: torch.nn.Module, seed: int, scale: float = 0.3) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return layer.to(torch.float64)
+_randomize = randomize_parameters  # seeded perturbation, then float64
 
 
 CATALOGUE = [

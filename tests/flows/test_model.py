@@ -18,6 +18,7 @@ from latticekit.flows import (
     SplineCoupling,
     u1_gauge_flow,
 )
+from latticekit.testing import randomize_parameters
 
 F64 = torch.float64
 
@@ -32,12 +33,7 @@ def _seed_torch() -> None:
     # layer constructors draw their initial weights from torch's global generator
     torch.manual_seed(1234)
 
-def _randomize(m: torch.nn.Module, seed: int, scale: float = 0.3) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return m.to(F64)
+_randomize = randomize_parameters  # seeded perturbation, then float64
 
 
 def test_gaussian_prior_exact() -> None:

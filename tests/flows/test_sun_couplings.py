@@ -32,7 +32,7 @@ from latticekit.flows import (
     sun_gauge_flow,
     weyl_log_density,
 )
-from latticekit.testing import assert_logdet_matches, gauge_equivariance_error
+from latticekit.testing import assert_logdet_matches, gauge_equivariance_error, randomize_parameters
 
 F64 = torch.float64
 
@@ -42,12 +42,7 @@ def _seed_torch() -> None:
     torch.manual_seed(1234)
 
 
-def _randomize(m: torch.nn.Module, seed: int, scale: float = 0.3) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return m.to(F64)
+_randomize = randomize_parameters  # seeded perturbation, then float64
 
 
 def _trng(seed: int, device: str = "cpu") -> lk.backends.Generator:

@@ -28,7 +28,7 @@ from latticekit.flows import (
     u1_nd_plaquettes,
 )
 from latticekit.observables import plaquettes
-from latticekit.testing import assert_logdet_matches, gauge_equivariance_error
+from latticekit.testing import assert_logdet_matches, gauge_equivariance_error, randomize_parameters
 
 
 @pytest.fixture(autouse=True)
@@ -37,12 +37,7 @@ def _seed_torch() -> None:
     torch.manual_seed(4321)
 
 
-def _randomize(layer: torch.nn.Module, seed: int, scale: float = 0.3) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return layer.to(torch.float64)
+_randomize = randomize_parameters  # seeded perturbation, then float64
 
 
 def _field(lat: lk.Lattice, batch: tuple[int, ...] = (2,), seed: int = 0, device: str = "cpu") -> torch.Tensor:
