@@ -222,13 +222,13 @@ def test_path_gradient_vanishes_at_the_target_and_reparam_does_not() -> None:
     assert float(grads["reparam"].abs().max()) > 1e-3
 
 
-def test_stop_gradient_log_prob_matches_and_training_with_path_gradient() -> None:
+def test_stop_gradient_log_prob_matches_and_training_with_path_gradient(device: str) -> None:
     lat = lk.Lattice((4, 4))
-    model = Model(HaarPrior(lk.U1, lat), u1_gauge_flow(lat, 4, bins=4, hidden=(4,))).to(torch.float64)
-    x, log_q = model.sample(8, lk.backends.rng(3, backend="torch"))
+    model = Model(HaarPrior(lk.U1, lat), u1_gauge_flow(lat, 4, bins=4, hidden=(4,))).to(torch.float64).to(device)
+    x, log_q = model.sample(8, lk.backends.rng(3, backend="torch", device=device))
     torch.testing.assert_close(stop_gradient_log_prob(model, x), log_q)
     tr = Trainer(model, WilsonGaugeAction(lk.U1, lat, beta=2.0),
-                 TrainConfig(steps=30, batch_size=32, lr=1e-2, gradient="path"))
+                 TrainConfig(steps=30, batch_size=32, lr=1e-2, gradient="path", device=device))
     before = tr.evaluate(512)
     tr.train()
     assert tr.evaluate(512)["eval_loss"] < before["eval_loss"]
