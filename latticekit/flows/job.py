@@ -194,7 +194,7 @@ class FlowConfig:
     >>> FlowConfig.from_dict({"lattice": {"shape": [8, 8]}, "train": {"lr": -1}})
     Traceback (most recent call last):
     ...
-    latticekit.config.ConfigError: train.lr: expected > 0, got -1.0
+    latticekit.config.ConfigError: train.lr=-1.0: expected a positive learning rate
     """
 
     lattice: _Section
@@ -314,44 +314,16 @@ class FlowConfig:
         if not m.prior_std > 0:
             raise ConfigError(f"model.prior_std: expected > 0, got {m.prior_std}")
         t = self.train
-        if t.steps < 0:
-            raise ConfigError(f"train.steps: expected >= 0, got {t.steps}")
+        # the training options are checked by TrainConfig itself (one set of rules); the job adds two
         if t.batch_size < 2:
             raise ConfigError(f"train.batch_size: expected >= 2 (the ESS needs two samples), got {t.batch_size}")
-        if not t.lr > 0:
-            raise ConfigError(f"train.lr: expected > 0, got {t.lr}")
-        if t.optimizer not in ("adam", "adamw"):
-            raise ConfigError(f"train.optimizer: expected 'adam' or 'adamw', got {t.optimizer!r}")
-        if not t.eps > 0:
-            raise ConfigError(f"train.eps: expected > 0, got {t.eps}")
-        if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
-            raise ConfigError(f"train.betas: expected two numbers in [0, 1), got {t.betas}")
-        if not t.weight_decay >= 0:
-            raise ConfigError(f"train.weight_decay: expected >= 0, got {t.weight_decay}")
-        if t.schedule not in ("constant", "cosine", "step"):
-            raise ConfigError(f"train.schedule: expected 'constant', 'cosine' or 'step', got {t.schedule!r}")
-        if t.gradient not in ("reparam", "path"):
-            raise ConfigError(f"train.gradient: expected 'reparam' or 'path', got {t.gradient!r}")
-        if not t.min_lr >= 0:
-            raise ConfigError(f"train.min_lr: expected >= 0, got {t.min_lr}")
-        if t.step_size < 1:
-            raise ConfigError(f"train.step_size: expected >= 1, got {t.step_size}")
-        if not 0 < t.gamma <= 1:
-            raise ConfigError(f"train.gamma: expected 0 < gamma <= 1, got {t.gamma}")
-        for name in ("clip_norm", "clip_value"):
-            v = getattr(t, name)
-            if v is not None and not v > 0:
-                raise ConfigError(f"train.{name}: expected > 0 (leave it out for no clipping), got {v}")
-        if t.dtype not in ("float32", "float64"):
-            raise ConfigError(f"train.dtype: expected 'float32' or 'float64', got {t.dtype!r}")
         if t.seed < 0:
             raise ConfigError(f"train.seed: expected >= 0, got {t.seed}")
-        for name in ("eval_every", "checkpoint_every"):
-            if getattr(t, name) < 0:
-                raise ConfigError(f"train.{name}: expected >= 0 (0: never), got {getattr(t, name)}")
-        for name in ("eval_batch_size", "log_every"):
-            if getattr(t, name) < 1:
-                raise ConfigError(f"train.{name}: expected >= 1, got {getattr(t, name)}")
+        try:
+            # a job always has a checkpoint file (DIR/checkpoint.pt); its folder is not known yet
+            _train_config(self, None, Path("checkpoint.pt")).validate()
+        except ValueError as exc:
+            raise ConfigError(f"train.{exc}") from None
         s = self.sample
         if s.n < 2:
             raise ConfigError(f"sample.n: expected >= 2 Metropolis steps, got {s.n}")
@@ -508,7 +480,7 @@ class _MetricsWriter:
 def _train_config(cfg: FlowConfig, device: Any, ckpt: Path) -> TrainConfig:
     t = cfg.train
     return TrainConfig(steps=t.steps, batch_size=t.batch_size, lr=t.lr, optimizer=t.optimizer, eps=t.eps,
-                       betas=(t.betas[0], t.betas[1]), weight_decay=t.weight_decay, schedule=t.schedule,
+                       betas=tuple(t.betas), weight_decay=t.weight_decay, schedule=t.schedule,
                        min_lr=t.min_lr, step_size=t.step_size, gamma=t.gamma, clip_norm=t.clip_norm,
                        clip_value=t.clip_value, gradient=t.gradient, dtype=t.dtype, device=None if device is None else str(device),
                        seed=t.seed, eval_every=t.eval_every, eval_batch_size=t.eval_batch_size,

@@ -133,10 +133,18 @@ class TrainConfig:
             raise ValueError(f"optimizer={self.optimizer!r}: expected 'adam' or 'adamw'")
         if not self.eps > 0:
             raise ValueError(f"eps={self.eps}: expected > 0")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas={tuple(self.betas)}: expected two numbers in [0, 1)")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay={self.weight_decay}: expected >= 0")
         if self.schedule not in ("constant", "cosine", "step"):
             raise ValueError(f"schedule={self.schedule!r}: expected 'constant', 'cosine' or 'step'")
+        if not self.min_lr >= 0:
+            raise ValueError(f"min_lr={self.min_lr}: expected >= 0")
         if self.step_size < 1:
             raise ValueError(f"step_size={self.step_size}: expected >= 1")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma={self.gamma}: expected 0 < gamma <= 1")
         if self.gradient not in _GRADIENTS:
             raise ValueError(f"gradient={self.gradient!r}: expected one of {_GRADIENTS}")
         if self.dtype not in ("float32", "float64"):
@@ -147,7 +155,10 @@ class TrainConfig:
                 raise ValueError(f"{name}={v}: expected a positive number or None")
         for name in ("eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)}: expected >= 0")
+                raise ValueError(f"{name}={getattr(self, name)}: expected >= 0 (0: never)")
+        for name in ("eval_batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: expected >= 1")
         if self.checkpoint_every and not self.checkpoint_path:
             raise ValueError("checkpoint_every > 0 needs checkpoint_path")
 
