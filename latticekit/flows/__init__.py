@@ -10,6 +10,7 @@ Modules: :mod:`~latticekit.flows.base` (contract, :class:`Flow`), :mod:`~lattice
 :mod:`~latticekit.flows.splines`, :mod:`~latticekit.flows.nets`,
 :mod:`~latticekit.flows.scalar_couplings`, :mod:`~latticekit.flows.u1_couplings`,
 :mod:`~latticekit.flows.spectral`, :mod:`~latticekit.flows.sun_couplings`,
+:mod:`~latticekit.flows.u1_nd_couplings`, :mod:`~latticekit.flows.sun_nd_couplings`,
 :mod:`~latticekit.flows.model`, :mod:`~latticekit.flows.train`, :mod:`~latticekit.flows.checkpoint`,
 :mod:`~latticekit.flows.sampling`, :mod:`~latticekit.flows.job` (``latticekit train`` / ``sample``),
 :mod:`~latticekit.flows.distributed`.
@@ -47,6 +48,7 @@ from .scalar_couplings import AffineCoupling, SplineCoupling, checkerboard_mask,
 from .spectral import SUSpectralKernel, canonical_cell_flow, su_canonical_angles, weyl_log_density
 from .splines import circular_rq_spline, rq_spline, rq_spline_knots, rq_spline_on_knots
 from .sun_couplings import SUPlaquetteCoupling, sun_gauge_flow
+from .sun_nd_couplings import SUNdPlaquetteCoupling, sun_nd_gauge_flow, sun_nd_staples
 from .train import NonFiniteLossError, TrainConfig, Trainer, reverse_kl_loss, stop_gradient_log_prob
 from .u1_couplings import U1PlaquetteCoupling, u1_gauge_flow, u1_plaquette_masks, u1_plaquettes
 from .u1_nd_couplings import U1NdPlaquetteCoupling, u1_nd_gauge_flow, u1_nd_plaquette_masks, u1_nd_plaquettes
@@ -95,6 +97,9 @@ __all__ = [
     "su_canonical_angles",
     "sum_sites",
     "sun_gauge_flow",
+    "sun_nd_gauge_flow",
+    "sun_nd_staples",
+    "SUNdPlaquetteCoupling",
     "SUPlaquetteCoupling",
     "SUSpectralKernel",
     "train_distributed",
