@@ -45,7 +45,7 @@ from .nets import ACTIVATIONS, ConvNet, activation
 from .priors import ConditionalGaussianPrior, GaussianPrior, HaarPrior, Prior, check_rng
 from .sampling import MetropolisResult, draw_weighted, independence_metropolis, reweight_observable
 from .scalar_couplings import AffineCoupling, SplineCoupling, checkerboard_mask, scalar_coupling_flow
-from .spectral import SUSpectralKernel, canonical_cell_flow, su_canonical_angles, weyl_log_density
+from .spectral import SUSpectralKernel, canonical_cell_flow, reunitarize, su_canonical_angles, weyl_log_density
 from .splines import circular_rq_spline, rq_spline, rq_spline_knots, rq_spline_on_knots
 from .sun_couplings import SUPlaquetteCoupling, sun_gauge_flow
 from .sun_nd_couplings import SUNdPlaquetteCoupling, sun_nd_gauge_flow, sun_nd_staples
@@ -83,6 +83,7 @@ __all__ = [
     "Model",
     "NonFiniteLossError",
     "Prior",
+    "reunitarize",
     "reverse_kl_loss",
     "stop_gradient_log_prob",
     "reweight_observable",

@@ -76,6 +76,7 @@ from .nets import activation
 from .splines import DEFAULT_MIN_BIN, DEFAULT_MIN_DERIVATIVE, rq_spline_knots, rq_spline_on_knots
 
 __all__ = [
+    "reunitarize",
     "SUSpectralKernel",
     "canonical_cell_flow",
     "su_canonical_angles",
@@ -205,6 +206,48 @@ def canonical_cell_flow(theta: torch.Tensor, param_fn: Callable[[int, torch.Tens
     theta_new = torch.cat([first[..., None], first[..., None] - cum], dim=-1)
     ld = ld + weyl_log_density(theta_new) - weyl_log_density(theta)
     return theta_new, ld
+
+
+def reunitarize(M: torch.Tensor, N: int, nd: int = 1) -> torch.Tensor:
+    """Projection of almost-SU(N) matrices ``(..., N, N, *L)`` (``nd`` trailing site axes) onto SU(N).
+
+    The identity on SU(N) (up to rounding) and smooth near it, so it changes neither the map on the
+    group nor its Jacobian in algebra directions; it only stops rounding errors of ``U' = delta U``
+    from compounding through deep stacks (each update multiplies the defects of the ``2 + 2`` links of
+    ``P`` and of ``U``). SU(2): ``[[a, b], [-b*, a*]]`` with ``a = (M_00 + M_11*)/2``,
+    ``b = (M_01 - M_10*)/2``, normalised. N >= 3: Gram-Schmidt on the rows, then division by the
+    principal N-th root of the determinant. No eigen-decomposition (whose gradient is singular at the
+    degenerate ``M^dag M = 1``).
+
+    Examples
+    --------
+    >>> import torch, latticekit as lk
+    >>> G = lk.SU(3)
+    >>> U = G.random(lk.backends.rng(0, backend="torch"), (), (2, 2))
+    >>> bool(torch.allclose(reunitarize(U, 3, nd=2), U))
+    True
+    >>> M = U * (1 + 1e-6 * torch.randn(U.shape, dtype=torch.float64))
+    >>> float(G.defect(reunitarize(M, 3, nd=2), nd=2).max()) < 1e-13
+    True
+    """
+    if nd != 1:
+        lead = tuple(M.shape[:M.ndim - nd])
+        return reunitarize(M.reshape(lead + (-1,)), N, 1).reshape(M.shape)
+    if N == 2:
+        a = 0.5 * (M[..., 0, 0, :] + M[..., 1, 1, :].conj())
+        b = 0.5 * (M[..., 0, 1, :] - M[..., 1, 0, :].conj())
+        n = torch.sqrt(a.real ** 2 + a.imag ** 2 + b.real ** 2 + b.imag ** 2).to(M.dtype)
+        a, b = a / n, b / n
+        return torch.stack([torch.stack([a, b], dim=-2), torch.stack([-b.conj(), a.conj()], dim=-2)], dim=-3)
+    rows: list[torch.Tensor] = []
+    for i in range(N):
+        r = M[..., i, :, :]                                               # (..., N, n)
+        for q in rows:
+            r = r - torch.sum(q.conj() * r, dim=-2, keepdim=True) * q
+        rows.append(r / torch.sqrt(torch.sum(r.real ** 2 + r.imag ** 2, dim=-2, keepdim=True)).to(r.dtype))
+    Q = torch.stack(rows, dim=-3)
+    phase = torch.angle(torch.linalg.det(torch.movedim(Q, -1, -3))) / N     # (..., n)
+    return Q * torch.polar(torch.ones_like(phase), -phase).to(Q.dtype)[..., None, None, :]
 
 
 class SUSpectralKernel(FlowLayer):

@@ -55,7 +55,7 @@ from latticekit.lattice import Lattice
 
 from .base import Flow, FlowLayer, sum_sites
 from .nets import ConvNet
-from .spectral import SUSpectralKernel
+from .spectral import SUSpectralKernel, reunitarize
 from .u1_couplings import _stack_offset, u1_plaquette_masks
 
 __all__ = ["SUPlaquetteCoupling", "sun_gauge_flow"]
@@ -228,11 +228,13 @@ class SUPlaquetteCoupling(FlowLayer):
         Ua = self._active(Umu)
         P = G.mul(Ua, S, nd=2)
         _, delta, ld = self.kernel.transform(P, self._active(emb), nd=2, inverse=inverse)
+        # re-unitarised (the identity on SU(N)): stops rounding defects of delta U compounding in deep stacks
+        Un = reunitarize(G.mul(delta, Ua, nd=2), N, nd=2)
         new = Umu.clone()
         if nu == 1:
-            new[..., :, self.offset::_PERIOD] = G.mul(delta, Ua, nd=2)
+            new[..., :, self.offset::_PERIOD] = Un
         else:
-            new[..., self.offset::_PERIOD, :] = G.mul(delta, Ua, nd=2)
+            new[..., self.offset::_PERIOD, :] = Un
         out = torch.stack([new, Unu] if mu == 0 else [Unu, new], dim=-5)
         return out, sum_sites(ld, 2)
 

@@ -128,7 +128,7 @@ from latticekit.lattice import Lattice
 
 from .base import Flow, FlowLayer, sum_sites
 from .nets import ConvNet
-from .spectral import SUSpectralKernel
+from .spectral import SUSpectralKernel, reunitarize
 from .u1_nd_couplings import _check_layer, _is_int, _stack_order, u1_nd_plaquette_masks
 
 __all__ = ["SUNdPlaquetteCoupling", "sun_nd_gauge_flow", "sun_nd_staples"]
@@ -212,34 +212,6 @@ def _tr_adj_mul(a: torch.Tensor, b: torch.Tensor, nd: int) -> torch.Tensor:
 def _tr_mul_adj(a: torch.Tensor, b: torch.Tensor, nd: int) -> torch.Tensor:
     """``tr(a b^dag) = sum_ij a_ij conj(b_ij)`` over the colour axes."""
     return torch.sum(a * b.conj(), dim=(-nd - 2, -nd - 1))
-
-
-def _reunitarize(M: torch.Tensor, N: int) -> torch.Tensor:
-    """Nearest-style projection of almost-SU(N) matrices ``(..., N, N, n)`` back onto SU(N).
-
-    The identity on SU(N) (up to rounding) and smooth near it, so it changes neither the map on the
-    group nor its Jacobian in algebra directions; it only stops rounding errors of ``U' = delta U``
-    from compounding through deep stacks (each update multiplies the defects of the ``2 + 2`` links of
-    ``P`` and of ``U``). SU(2): ``[[a, b], [-b*, a*]]`` with ``a = (M_00 + M_11*)/2``,
-    ``b = (M_01 - M_10*)/2``, normalised. N >= 3: Gram-Schmidt on the rows, then division by the
-    principal N-th root of the determinant. No eigen-decomposition (whose gradient is singular at the
-    degenerate ``M^dag M = 1``).
-    """
-    if N == 2:
-        a = 0.5 * (M[..., 0, 0, :] + M[..., 1, 1, :].conj())
-        b = 0.5 * (M[..., 0, 1, :] - M[..., 1, 0, :].conj())
-        n = torch.sqrt(a.real ** 2 + a.imag ** 2 + b.real ** 2 + b.imag ** 2).to(M.dtype)
-        a, b = a / n, b / n
-        return torch.stack([torch.stack([a, b], dim=-2), torch.stack([-b.conj(), a.conj()], dim=-2)], dim=-3)
-    rows: list[torch.Tensor] = []
-    for i in range(N):
-        r = M[..., i, :, :]                                               # (..., N, n)
-        for q in rows:
-            r = r - torch.sum(q.conj() * r, dim=-2, keepdim=True) * q
-        rows.append(r / torch.sqrt(torch.sum(r.real ** 2 + r.imag ** 2, dim=-2, keepdim=True)).to(r.dtype))
-    Q = torch.stack(rows, dim=-3)
-    phase = torch.angle(torch.linalg.det(torch.movedim(Q, -1, -3))) / N     # (..., n)
-    return Q * torch.polar(torch.ones_like(phase), -phase).to(Q.dtype)[..., None, None, :]
 
 
 class SUNdPlaquetteCoupling(FlowLayer):
@@ -455,7 +427,7 @@ class SUNdPlaquetteCoupling(FlowLayer):
         P = G.mul(Ua, self._loop_staple(staples), nd=1)
         _, delta, ld = self.kernel.transform(P, emb, nd=1, inverse=inverse)
         flat = Umu.reshape(tuple(Umu.shape[:-nd]) + (lat.volume,))
-        new = flat.index_copy(flat.ndim - 1, self.active_index, _reunitarize(G.mul(delta, Ua, nd=1), G.N))
+        new = flat.index_copy(flat.ndim - 1, self.active_index, reunitarize(G.mul(delta, Ua, nd=1), G.N, nd=1))
         links[self.mu] = new.reshape(Umu.shape)
         return torch.stack(links, dim=axis), sum_sites(ld, 1)
 
