@@ -188,7 +188,7 @@ def run_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     if args.lr:
         case["lr"] = args.lr
     cfg = TrainConfig(steps=10**9, batch_size=case["batch_size"], lr=case["lr"], dtype=args.train_dtype, seed=1,
-                      device=args.device, gradient=args.gradient)
+                      device=args.device, gradient=args.gradient, compile=args.compile)
     tr = Trainer(case["model"], case["action"], cfg)
     budget = args.budget_min * 60.0
     # learning-rate factor: constant, or a cosine over the budget clock (the step count that fits into
@@ -240,7 +240,7 @@ def run_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "model": case["model_desc"], "n_parameters": sum(p.numel() for p in tr.model.parameters()),
         "train": {"batch_size": case["batch_size"], "lr": case["lr"], "optimizer": "adam",
                   "schedule": "constant" if args.schedule == "constant" else "cosine over the budget clock to 1%",
-                  "device": args.device, "gradient": args.gradient,
+                  "device": args.device, "gradient": args.gradient, "compile_splines": args.compile,
                   "dtype": args.train_dtype, "steps": tr.step, "train_s": round(t_train, 1),
                   "train_cpu_s": round(c_train, 1), "s_per_step": round(t_train / max(tr.step, 1), 4),
                   "cpu_s_per_step": round(c_train / max(tr.step, 1), 4)},
@@ -274,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gradient", default="reparam", choices=["reparam", "path"],
                    help="reverse-KL gradient estimator (TrainConfig.gradient)")
     p.add_argument("--device", default="cpu", help="torch device of training, evaluation and flow MCMC (cpu, cuda)")
+    p.add_argument("--compile", action="store_true",
+                   help="evaluate the coupling splines with torch.compile (TrainConfig.compile)")
     p.add_argument("--batch", type=int, default=0, help="override the batch size of every case (0: case default)")
     p.add_argument("--lr", type=float, default=0.0, help="override the learning rate of every case (0: case default)")
     p.add_argument("--u1-layers", type=int, default=16, help="coupling layers of the U(1) cases")

@@ -46,7 +46,7 @@ from .priors import ConditionalGaussianPrior, GaussianPrior, HaarPrior, Prior, c
 from .sampling import MetropolisResult, draw_weighted, independence_metropolis, reweight_observable
 from .scalar_couplings import AffineCoupling, SplineCoupling, checkerboard_mask, scalar_coupling_flow
 from .spectral import SUSpectralKernel, canonical_cell_flow, reunitarize, su_canonical_angles, weyl_log_density
-from .splines import circular_rq_spline, rq_spline, rq_spline_knots, rq_spline_on_knots
+from .splines import circular_rq_spline, compile_splines, rq_spline, rq_spline_knots, rq_spline_on_knots
 from .sun_couplings import SUPlaquetteCoupling, sun_gauge_flow
 from .sun_nd_couplings import SUNdPlaquetteCoupling, sun_nd_gauge_flow, sun_nd_staples
 from .train import NonFiniteLossError, TrainConfig, Trainer, reverse_kl_loss, stop_gradient_log_prob
@@ -64,6 +64,7 @@ __all__ = [
     "CheckpointMismatchError",
     "circular_rq_spline",
     "ConditionalGaussianPrior",
+    "compile_splines",
     "config_hash",
     "ConvNet",
     "DistributedTrainer",

@@ -198,6 +198,8 @@ class SplineCoupling(_CheckerboardCoupling):
         self.bound = float(bound)
         self.n_params = 3 * self.bins - 1
         super().__init__(lattice, parity, hidden, kernel_size, act, context_channels, zero_init)
+        # spline function (compile_splines may point _spline at a compiled version)
+        self._spline_eager = self._spline = rq_spline
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", bins={self.bins}, bound={self.bound}"
@@ -209,7 +211,7 @@ class SplineCoupling(_CheckerboardCoupling):
         k = out.ndim - self.lattice.nd - 1
         p = torch.movedim(out, k, -1)                       # (*B, *L, 3K-1)
         w, h, d = p[..., :K], p[..., K:2 * K], p[..., 2 * K:]
-        y, ld = rq_spline(x, w, h, d, bound=self.bound, tails="linear", inverse=inverse)
+        y, ld = self._spline(x, w, h, d, bound=self.bound, tails="linear", inverse=inverse)
         m = self.mask
         y = m * y + (1.0 - m) * x
         return y, sum_sites(m * ld, self.lattice.nd)

@@ -34,10 +34,13 @@ from __future__ import annotations
 
 import math
 
+from typing import Any, Callable
+
 import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "compile_splines",
     "DEFAULT_MIN_BIN",
     "DEFAULT_MIN_DERIVATIVE",
     "circular_rq_spline",
@@ -292,3 +295,49 @@ def circular_rq_spline(theta: torch.Tensor, raw_widths: torch.Tensor, raw_height
     xk, yk, dk = rq_spline_knots(raw_widths, raw_heights, raw_d, left=0.0, right=two_pi,
                                  min_bin=min_bin, min_derivative=min_derivative)
     return rq_spline_on_knots(torch.remainder(theta, two_pi), xk, yk, dk, inverse=inverse)
+
+
+_COMPILED: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def compile_splines(module: torch.nn.Module, enabled: bool = True) -> int:
+    """Evaluate the splines of every coupling layer in ``module`` with a ``torch.compile``'d function.
+
+    A spline evaluation is about a hundred small elementwise operations (knots, bin search, gathers,
+    the rational-quadratic formula) forward and as many backward; on the small per-layer tensors of
+    lattice flows their launch overhead dominates. Fusing them with ``torch.compile`` made the spline
+    about 4x faster and a training step of the 16-layer 2D U(1) flow (L = 8, batch 64) 1.3x faster on
+    one CPU core (docs/flows.md). Layers that evaluate a spline keep the eager function in
+    ``_spline_eager`` and call ``_spline``; this function points ``_spline`` at a compiled version
+    (one per spline function, shared by all layers, so the first step compiles once per input
+    shape and dtype: about 5-10 s on a CPU). ``enabled=False`` restores the eager function.
+
+    The map is unchanged up to floating-point rounding (the compiler may reorder operations). It
+    needs a working ``torch.compile`` backend (a C++ compiler on CPU, Triton on GPU); the first
+    call raises torch's error otherwise. Parameters and checkpoints are not affected.
+
+    Returns
+    -------
+    int
+        The number of layers switched.
+
+    Examples
+    --------
+    >>> import latticekit as lk
+    >>> from latticekit.flows import u1_gauge_flow
+    >>> f = u1_gauge_flow(lk.Lattice((4, 4)), n_layers=3)
+    >>> compile_splines(f, enabled=False)             # eager (the default state)
+    3
+    """
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"module={type(module).__name__}: expected a torch.nn.Module (a flow, layer or Model)")
+    n = 0
+    for m in module.modules():
+        eager = m.__dict__.get("_spline_eager")
+        if eager is None:
+            continue
+        if enabled and eager not in _COMPILED:
+            _COMPILED[eager] = torch.compile(eager)
+        m.__dict__["_spline"] = _COMPILED[eager] if enabled else eager
+        n += 1
+    return n

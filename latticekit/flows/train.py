@@ -41,6 +41,7 @@ from latticekit.analysis import ess as _ess
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .model import Model
+from .splines import compile_splines
 
 __all__ = ["NonFiniteLossError", "TrainConfig", "Trainer", "reverse_kl_loss", "stop_gradient_log_prob"]
 
@@ -89,6 +90,11 @@ class TrainConfig:
     progress : bool
         Show a progress bar (tqdm if installed, else a line every ``log_every`` steps).
     log_every : int
+    compile : bool
+        Evaluate the splines of the coupling layers with ``torch.compile``
+        (:func:`~latticekit.flows.splines.compile_splines`): faster steps on small lattices (1.3x on
+        2D U(1), L = 8, one CPU core), a few seconds of compilation at the first step, results equal
+        to the eager ones up to rounding. Needs a working compiler backend (C++ on CPU).
 
     Examples
     --------
@@ -119,6 +125,7 @@ class TrainConfig:
     checkpoint_path: str | None = None
     progress: bool = False
     log_every: int = 100
+    compile: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -159,6 +166,8 @@ class TrainConfig:
         for name in ("eval_batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected >= 1")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile={self.compile!r}: expected True or False")
         if self.checkpoint_every and not self.checkpoint_path:
             raise ValueError("checkpoint_every > 0 needs checkpoint_path")
 
@@ -289,6 +298,8 @@ class Trainer:
         self.dtype = getattr(torch, cfg.dtype)
         self.device = torch.device(cfg.device) if cfg.device is not None else torch.device("cpu")
         self.model = model.to(dtype=self.dtype, device=self.device)
+        if cfg.compile:
+            compile_splines(self.model)
         self.rng = backends.rng(cfg.seed, backend="torch", device=cfg.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:

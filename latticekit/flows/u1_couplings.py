@@ -157,6 +157,8 @@ class U1PlaquetteCoupling(FlowLayer):
                  kernel_size: int = 3, act: str = "leaky_relu", context_channels: int = 0,
                  zero_init: bool = False, rectangle_context: bool = True) -> None:
         super().__init__()
+        # spline function (compile_splines may point _spline at a compiled version)
+        self._spline_eager = self._spline = circular_rq_spline
         _check_lattice(lattice, mu, offset)
         if bins < 1:
             raise ValueError(f"bins={bins}: expected at least one bin")
@@ -199,7 +201,9 @@ class U1PlaquetteCoupling(FlowLayer):
             feats = torch.cat([feats, context.reshape((-1, self.context_channels) + self.lattice.shape)], dim=1)
         elif context is not None:
             raise ValueError("context: this layer was built with context_channels=0 and takes no context")
-        out = self.net(feats).flatten(2)[..., self.active_index]         # (nb, 3K, n_active)
+        # the last convolution on the active stripe only; flattening (.., L0, L1/4) or (.., L0/4, L1)
+        # row-major gives the order of active_index
+        out = self.net.forward_stripe(feats, 1 - self.mu, _PERIOD, self.offset).flatten(2)  # (nb, 3K, n_active)
         return out.transpose(1, 2).contiguous()                           # (nb, n_active, 3K)
 
     def _transform(self, theta: torch.Tensor, context: Any, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,7 +217,7 @@ class U1PlaquetteCoupling(FlowLayer):
         p = self._spline_params(P, batch, context)
         K = self.bins
         Pa = torch.remainder(P.reshape(-1, self.lattice.volume)[:, self.active_index], 2.0 * math.pi)
-        Pn, ld = circular_rq_spline(Pa, p[..., :K], p[..., K:2 * K], p[..., 2 * K:], inverse=inverse)
+        Pn, ld = self._spline(Pa, p[..., :K], p[..., K:2 * K], p[..., 2 * K:], inverse=inverse)
         # the change of each active plaquette, pushed onto its active link (sign: U_0(x) enters P(x)
         # with +, U_1(x) with -); zero on all other sites
         delta = torch.zeros_like(P.reshape(-1, self.lattice.volume)).index_copy(1, self.active_index, Pn - Pa)

@@ -225,6 +225,8 @@ class U1NdPlaquetteCoupling(FlowLayer):
                  hidden: Sequence[int] = (8, 8), kernel_size: int = 3, act: str = "leaky_relu",
                  context_channels: int = 0, zero_init: bool = False, rectangle_context: bool = True) -> None:
         super().__init__()
+        # spline function (compile_splines may point _spline at a compiled version)
+        self._spline_eager = self._spline = circular_rq_spline
         _check_layer(lattice, mu, nu, parity)
         if not _is_int(bins) or bins < 1:
             raise ValueError(f"bins={bins!r}: expected at least one bin")
@@ -320,7 +322,7 @@ class U1NdPlaquetteCoupling(FlowLayer):
         K = self.bins
         Pact = P.select(P.ndim - nd - 1, self.active_plane).reshape(-1, lat.volume)
         Pa = torch.remainder(Pact[:, self.active_index], 2.0 * math.pi)
-        Pn, ld = circular_rq_spline(Pa, p[..., :K], p[..., K:2 * K], p[..., 2 * K:], inverse=inverse)
+        Pn, ld = self._spline(Pa, p[..., :K], p[..., K:2 * K], p[..., 2 * K:], inverse=inverse)
         # theta'_P = theta_P + s_nu * (change of the active link): the change is s_nu (Pn - Pa)
         delta = torch.zeros_like(Pact).index_copy(1, self.active_index, Pn - Pa)
         links = list(theta.unbind(dim=theta.ndim - nd - 1))

@@ -211,3 +211,37 @@ def test_separable_rejects_wrong_rank() -> None:
     net = ConvNet(4, 1, 1, hidden=())
     with pytest.raises(ValueError, match="x has shape"):
         net(torch.zeros(1, 2, 2, 2, 2))
+
+
+@pytest.mark.parametrize("nd, shape, axis, period, offset, kernel, separable", [
+    (2, (8, 8), 0, 4, 1, 3, None),
+    (2, (8, 4), 1, 4, 3, 3, None),
+    (2, (4, 6), 0, 2, 0, 5, None),       # gathered row windows overlap (2p + 1 > period)
+    (2, (8, 8), 1, 4, 2, 1, None),       # pointwise last layer: no padding
+    (1, (12,), 0, 3, 2, 3, None),
+    (3, (4, 2, 4), 2, 2, 1, 3, None),
+    (4, (2, 4, 2, 2), 1, 4, 3, 3, None),  # separable: full output, then the stripe
+    (2, (8, 8), 0, 4, 0, 3, True),
+])
+def test_forward_stripe_equals_full_output(nd: int, shape: tuple[int, ...], axis: int, period: int, offset: int,
+                                           kernel: int, separable: bool | None, device: str) -> None:
+    """The stripe evaluation is the full output restricted to the stripe, values and gradients."""
+    net = _net(nd, 3, 5, hidden=(4,), kernel_size=kernel, separable=separable).to(device)
+    x = _x((2, 3) + shape, device=device).requires_grad_()
+    rows = torch.arange(offset, shape[axis], period, device=device)
+    full = net(x).index_select(2 + axis, rows)
+    stripe = net.forward_stripe(x, axis, period, offset)
+    assert stripe.shape == full.shape
+    assert torch.allclose(stripe, full, atol=1e-12)
+    w = torch.randn(full.shape, dtype=F64, generator=torch.Generator().manual_seed(3)).to(device)
+    g_full = torch.autograd.grad((full * w).sum(), [x, *net.parameters()])
+    g_stripe = torch.autograd.grad((stripe * w).sum(), [x, *net.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(g_full, g_stripe))
+
+
+@pytest.mark.parametrize("kw, name", [({"axis": 2}, "axis"), ({"period": 3}, "period"), ({"offset": 4}, "offset")])
+def test_forward_stripe_bad_arguments(kw: dict[str, Any], name: str) -> None:
+    net = _net(2, 1, 1, hidden=())
+    args = {"axis": 0, "period": 4, "offset": 1, **kw}
+    with pytest.raises(ValueError, match=name):
+        net.forward_stripe(_x((1, 1, 8, 8)), **args)

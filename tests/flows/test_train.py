@@ -234,3 +234,16 @@ def test_stop_gradient_log_prob_matches_and_training_with_path_gradient(device: 
     assert tr.evaluate(512)["eval_loss"] < before["eval_loss"]
     with pytest.raises(ValueError, match="gradient"):
         TrainConfig(gradient="score").validate()
+
+
+def test_compile_option_switches_the_spline_layers() -> None:
+    """``TrainConfig.compile`` points the spline layers at the compiled function (the compilation
+    itself happens at the first call and is tested in test_splines.py); non-bool values are refused."""
+    from latticekit.flows import circular_rq_spline, u1_gauge_flow
+
+    lat = lk.Lattice((4, 4))
+    model = Model(HaarPrior(lk.U1, lat), u1_gauge_flow(lat, n_layers=2, hidden=(2,)))
+    tr = Trainer(model, WilsonGaugeAction(lk.U1, lat, 1.0), TrainConfig(steps=1, compile=True))
+    assert all(layer._spline is not circular_rq_spline for layer in tr.model.flow.layers)
+    with pytest.raises(ValueError, match="compile"):
+        TrainConfig(compile="yes").validate()  # type: ignore[arg-type]
