@@ -22,7 +22,14 @@ written for a different architecture or lattice is refused
 :func:`~latticekit.flows.independence_metropolis`); gauge fields go to an HDF5 ensemble
 (:class:`latticekit.io.Ensemble`), scalar fields to an ``.npz`` (:func:`latticekit.io.save_state`),
 and a JSON summary holds acceptance, ESS, ``tau_int`` and Gamma-method observables. :func:`flow_summary`
-puts flow ESS and flow-MCMC observables next to exact (2D U(1)) or HMC values.
+puts flow ESS and flow-MCMC observables next to exact (2D gauge theories) or HMC values; gauge theories in
+Nd >= 3 have no exact value, and the summary says so.
+
+Gauge theories run in any number of dimensions ``Nd >= 2``. In 2D, ``model.coupling = "plaquette"`` (the
+default) builds the stripe-masked layers of Kanwar et al. (:func:`~latticekit.flows.u1_gauge_flow`,
+:func:`~latticekit.flows.sun_gauge_flow`; extents divisible by 4); in ``Nd >= 3`` it builds the checkerboard
+layers (:func:`~latticekit.flows.u1_nd_gauge_flow`, :func:`~latticekit.flows.sun_nd_gauge_flow`; even
+extents), which ``model.coupling = "checkerboard"`` selects in 2D too.
 
 Configuration (every key optional except ``lattice.shape``; unknown keys are errors)::
 
@@ -34,13 +41,13 @@ Configuration (every key optional except ``lattice.shape``; unknown keys are err
     group = "U1"
     beta = 2.0
 
-    [model]             # coupling: "affine" | "spline" (phi4), "plaquette" (U(1))
+    [model]             # coupling: "affine" | "spline" (phi4), "plaquette" | "checkerboard" (gauge)
     coupling = "plaquette"
-    n_layers = 16
+    n_layers = 16       # default: phi4 8; 2D stripes 16; checkerboard max(2 Nd (Nd - 1), 4 Nd) (8, 12, 24)
     hidden = [8, 8]
     kernel_size = 3
     bins = 8
-    rectangle_context = true   # gauge flows: also feed the layer-invariant 2x1 loops to the nets
+    rectangle_context = true   # gauge flows: also feed the layer-invariant two-plaquette loops to the nets
 
     [train]
     steps = 2000
@@ -123,12 +130,27 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
               "schedule": ("str", "constant"), "min_lr": ("float", 0.0), "step_size": ("int", 1000),
               "gamma": ("float", 0.5), "clip_norm": ("opt_float", None), "clip_value": ("opt_float", None),
               "dtype": ("str", "float64"), "seed": ("int", 0), "eval_every": ("int", 0), "gradient": ("str", "reparam"),
-              "eval_batch_size": ("int", 1024), "checkpoint_every": ("int", 100), "log_every": ("int", 50)},
+              "eval_batch_size": ("int", 1024), "checkpoint_every": ("int", 100), "log_every": ("int", 50),
+              "compile": ("bool", False)},
     "sample": {"n": ("int", 4096), "batch": ("int", 1024), "seed": ("int", 1)},
 }
 _KIND_KEYS = {"phi4": ("kind", "kappa", "lam"), "wilson": ("kind", "group", "beta")}
-_COUPLINGS = {"phi4": ("affine", "spline"), "wilson": ("plaquette",)}
-_DEFAULT_LAYERS = {"phi4": 8, "wilson": 16}
+# wilson: "plaquette" = the dimension's standard plaquette couplings (2D: Kanwar et al. stripes of period 4;
+# Nd >= 3: checkerboard masks); "checkerboard" = the checkerboard (u1_nd / sun_nd) layers in any Nd >= 2
+_COUPLINGS = {"phi4": ("affine", "spline"), "wilson": ("plaquette", "checkerboard")}
+
+
+def _default_layers(kind: str, nd: int, stripes: bool) -> int:
+    """Default ``model.n_layers``: phi4 8; 2D stripes 16 (every (direction, offset) pair twice);
+    checkerboard stacks one full ``(mu, nu, parity)`` cycle, ``2 Nd (Nd - 1)`` layers, but at least
+    ``4 Nd`` so that every link is updated at least twice (2D 8, 3D 12, 4D 24)."""
+    if kind == "phi4":
+        return 8
+    if stripes:
+        return 16
+    return max(2 * nd * (nd - 1), 4 * nd)
+
+
 # [train] keys that may change between a run and its resumption (they do not alter the trajectory)
 _RESUMABLE_CHANGES = ("steps", "eval_every", "eval_batch_size", "checkpoint_every", "log_every")
 
@@ -255,6 +277,18 @@ class FlowConfig:
         """True for gauge theories (``action.kind = "wilson"``)."""
         return self.action.kind == "wilson"
 
+    @property
+    def nd(self) -> int:
+        """Number of lattice dimensions."""
+        return len(self.lattice.shape)
+
+    @property
+    def uses_stripes(self) -> bool:
+        """True if the gauge flow is built from the 2D stripe layers (``u1_gauge_flow``/``sun_gauge_flow``:
+        ``model.coupling = "plaquette"`` on a 2D lattice); False for the checkerboard layers
+        (``u1_nd_gauge_flow``/``sun_nd_gauge_flow``) and for phi^4."""
+        return self.is_gauge and self.model.coupling == "plaquette" and self.nd == 2
+
     # -- validation ----------------------------------------------------------------------------
     def _validate(self, given: dict[str, set[str]]) -> None:
         shp = self.lattice.shape
@@ -281,22 +315,31 @@ class FlowConfig:
             try:
                 group_from_name(a.group)
             except ValueError:
-                raise ConfigError(f"action.group: expected 'U1' or 'SU<N>' (2D plaquette couplings), "
+                raise ConfigError(f"action.group: expected 'U1' or 'SU<N>' with N >= 2 (e.g. 'SU3'), "
                                   f"got {a.group!r}") from None
             if not a.beta > 0:
                 raise ConfigError(f"action.beta: expected > 0, got {a.beta}")
-            if len(shp) != 2:
-                raise ConfigError(f"lattice.shape: U(1) flow couplings are implemented in 2D only, got {shp}")
-            if any(s % 4 for s in shp):
-                raise ConfigError(f"lattice.shape: U(1) plaquette couplings need extents divisible by 4, got {shp}")
         m = self.model
         if m.coupling == "auto":
             m.coupling = _COUPLINGS[a.kind][0]
         if m.coupling not in _COUPLINGS[a.kind]:
             raise ConfigError(f"model.coupling: expected one of {_COUPLINGS[a.kind]} for action.kind = {a.kind!r}, "
                               f"got {m.coupling!r}")
+        if a.kind == "wilson":
+            nd = len(shp)
+            if nd < 2:
+                raise ConfigError(f"lattice.shape: gauge flows need at least 2 dimensions (their couplings act on "
+                                  f"plaquettes), got {shp}")
+            if self.uses_stripes:
+                if any(s % 4 for s in shp):
+                    raise ConfigError(f"lattice.shape: the 2D stripe plaquette couplings (model.coupling = "
+                                      f"'plaquette' in 2D) need extents divisible by 4, got {shp}; "
+                                      f"model.coupling = 'checkerboard' needs even extents only")
+            elif any(s % 2 for s in shp):
+                raise ConfigError(f"lattice.shape: the checkerboard plaquette couplings of a {nd}D gauge flow "
+                                  f"need even extents, got {shp}")
         if m.n_layers is None:
-            m.n_layers = _DEFAULT_LAYERS[a.kind]
+            m.n_layers = _default_layers(a.kind, len(shp), self.uses_stripes)
         if m.n_layers < 1:
             raise ConfigError(f"model.n_layers: expected >= 1, got {m.n_layers}")
         if any(h < 1 for h in m.hidden):
@@ -345,15 +388,22 @@ def build_flow(cfg: FlowConfig) -> tuple[Model, Any, Lattice]:
     --------
     >>> cfg = FlowConfig.from_dict({"lattice": {"shape": [4, 4]}, "model": {"n_layers": 2}})
     >>> model, action, lat = build_flow(cfg)
-    >>> type(action).__name__, len(model.flow)
-    ('WilsonGaugeAction', 2)
+    >>> type(action).__name__, len(model.flow), type(model.flow.layers[0]).__name__
+    ('WilsonGaugeAction', 2, 'U1PlaquetteCoupling')
+    >>> cfg = FlowConfig.from_dict({"lattice": {"shape": [2, 2, 2, 2]}, "action": {"group": "SU2"},
+    ...                             "model": {"hidden": [2]}})
+    >>> model, action, lat = build_flow(cfg)
+    >>> len(model.flow), type(model.flow.layers[0]).__name__
+    (24, 'SUNdPlaquetteCoupling')
     """
     from latticekit.actions import Phi4Action, WilsonGaugeAction
 
     from .priors import GaussianPrior, HaarPrior
     from .scalar_couplings import scalar_coupling_flow
     from .sun_couplings import sun_gauge_flow
+    from .sun_nd_couplings import sun_nd_gauge_flow
     from .u1_couplings import u1_gauge_flow
+    from .u1_nd_couplings import u1_nd_gauge_flow
 
     lat = Lattice(tuple(cfg.lattice.shape))
     m, a = cfg.model, cfg.action
@@ -372,8 +422,14 @@ def build_flow(cfg: FlowConfig) -> tuple[Model, Any, Lattice]:
         else:
             G = _group(cfg)
             gkw: dict[str, Any] = {"bins": m.bins, "hidden": tuple(m.hidden), "kernel_size": m.kernel_size,
-                                   "act": m.act, "zero_init": m.zero_init, "rectangle_context": m.rectangle_context}
-            flow = u1_gauge_flow(lat, m.n_layers, **gkw) if G is U1 else sun_gauge_flow(G, lat, m.n_layers, **gkw)
+                                   "act": m.act, "zero_init": m.zero_init}
+            if cfg.uses_stripes:       # 2D, Kanwar et al. stripe masks (period 4)
+                gkw["rectangle_context"] = m.rectangle_context
+                flow = u1_gauge_flow(lat, m.n_layers, **gkw) if G is U1 else sun_gauge_flow(G, lat, m.n_layers, **gkw)
+            elif G is U1:              # checkerboard masks, any Nd >= 2
+                flow = u1_nd_gauge_flow(lat, m.n_layers, rectangle_context=m.rectangle_context, **gkw)
+            else:                      # the SU(N) layer calls its two-plaquette-loop channels loop_context
+                flow = sun_nd_gauge_flow(G, lat, m.n_layers, loop_context=m.rectangle_context, **gkw)
             model = Model(HaarPrior(G, lat), flow)
             action = WilsonGaugeAction(G, lat, a.beta)
     return model, action, lat
@@ -383,8 +439,9 @@ def flow_observables(cfg: FlowConfig, lattice: Lattice | None = None) -> dict[st
     """Observables measured on the flow-MCMC chain: name -> ``f(batch) -> (B,)``.
 
     phi^4: ``magnetization`` M (site average), ``abs_magnetization`` |M|, ``chi`` = V M^2 (its mean is
-    the full susceptibility V <M^2>, as in the main job) and ``action_density`` S/V. 2D U(1):
-    ``plaquette``, ``topological_charge`` Q and ``chi_t`` = Q^2/V.
+    the full susceptibility V <M^2>, as in the main job) and ``action_density`` S/V. Gauge theories:
+    ``plaquette`` (:func:`latticekit.observables.average_plaquette`, any Nd); 2D U(1) also
+    ``topological_charge`` Q and ``chi_t`` = Q^2/V (not offered in other dimensions).
 
     Examples
     --------
@@ -406,7 +463,7 @@ def flow_observables(cfg: FlowConfig, lattice: Lattice | None = None) -> dict[st
             "action_density": lambda x: S.action(x) / V,
         }
     G = _group(cfg)
-    if G is not U1:
+    if G is not U1 or lat.nd != 2:     # the U(1) charge Q = (1/2pi) sum arg P_01 is a 2D observable
         return {"plaquette": lambda U: obs.average_plaquette(U, G, lat)}
     return {
         "plaquette": lambda U: obs.average_plaquette(U, U1, lat),
@@ -416,8 +473,12 @@ def flow_observables(cfg: FlowConfig, lattice: Lattice | None = None) -> dict[st
 
 
 def _exact_values(cfg: FlowConfig) -> dict[str, float]:
+    """Exact values of the flow-MCMC observables: phi^4 <M> = 0 (symmetry), 2D gauge theories from
+    :mod:`latticekit.exact`; none for gauge theories in Nd >= 3."""
     if cfg.action.kind != "wilson":
         return {"magnetization": 0.0}
+    if cfg.nd != 2:
+        return {}
     from latticekit import exact
 
     shape = tuple(cfg.lattice.shape)
@@ -485,7 +546,7 @@ def _train_config(cfg: FlowConfig, device: Any, ckpt: Path) -> TrainConfig:
                        clip_value=t.clip_value, gradient=t.gradient, dtype=t.dtype, device=None if device is None else str(device),
                        seed=t.seed, eval_every=t.eval_every, eval_batch_size=t.eval_batch_size,
                        checkpoint_every=t.checkpoint_every, checkpoint_path=str(ckpt), progress=False,
-                       log_every=t.log_every)
+                       log_every=t.log_every, compile=t.compile)
 
 
 class _JobTrainer(Trainer):
@@ -779,7 +840,8 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
     -------
     dict
         ``acceptance`` (rate), ``acceptance_summary`` (rate and longest rejection run), ``proposal_ess``,
-        ``observables`` (Gamma-method value, error, tau_int; exact values for 2D U(1)), ``n``, ``seed``,
+        ``observables`` (Gamma-method value, error, tau_int; exact values for 2D gauge theories, none in
+        ``Nd >= 3``), ``n``, ``seed``,
         ``checkpoint_step``, paths and wall time.
     """
     dev = _resolve_device(backend, device)
@@ -884,6 +946,11 @@ def hmc_reference(cfg: "FlowConfig | Mapping[str, Any] | str | os.PathLike[str]"
                   seed: int = 0) -> dict[str, dict[str, float]]:
     """A short latticekit HMC run (numpy) of the theory of ``cfg`` with the flow-MCMC observables.
 
+    Works in any number of dimensions (gauge theories: the plaquette; 2D U(1) also the topological
+    charge), so it gives a reference where :mod:`latticekit.exact` has none (``Nd >= 3``). On a 4^4
+    SU(2) lattice 120 trajectories of 4 chains take about 25 s; ``latticekit run`` with the heatbath is
+    several times faster for pure gauge theories.
+
     Returns ``name -> {"value", "error", "tau_int"}`` (Gamma method, chains as replicas).
 
     Examples
@@ -919,7 +986,7 @@ def hmc_reference(cfg: "FlowConfig | Mapping[str, Any] | str | os.PathLike[str]"
 
         def measure(f: Any) -> dict[str, Any]:
             plaq = {"plaquette": np.asarray(obs.average_plaquette(f, G, lat))}
-            if G is not U1:
+            if G is not U1 or lat.nd != 2:
                 return plaq
             Q = np.asarray(obs.topological_charge_u1_2d(f, lat))
             return {**plaq, "topological_charge": Q, "chi_t": Q * Q / V}
@@ -975,15 +1042,19 @@ def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | Non
     hmc : mapping or path, optional
         HMC reference values: the result of :func:`hmc_reference`, a mapping ``name -> {value, error}``
         or the ``results.json`` of a ``latticekit run`` of the same theory. Exact values (2D U(1):
-        :func:`latticekit.exact.u1_2d_plaquette`, :func:`latticekit.exact.u1_2d_topological_susceptibility`)
-        are always added.
+        :func:`latticekit.exact.u1_2d_plaquette`, :func:`latticekit.exact.u1_2d_topological_susceptibility`;
+        2D SU(N): :func:`latticekit.exact.sun_2d_plaquette`) are added where no HMC value is given; gauge
+        theories in ``Nd >= 3`` have none, and ``note`` says so.
 
     Returns
     -------
     dict
         ``theory``, ``lattice``, ``flow`` (training ESS and var log w, steps, flow-MCMC acceptance,
         proposal ESS), ``rows`` (one per observable: flow value/error/tau_int, reference value/error and
-        kind, deviation in sigma) and ``text`` (a printable table, :func:`format_flow_summary`).
+        kind ``"exact"``, ``"hmc"`` (or the sampler recorded in a results.json, e.g. ``"heatbath"``) or None,
+        deviation in sigma), ``note`` (for gauge theories in Nd >= 3 without
+        an HMC reference: that there is no exact value and how to get a reference; else None) and ``text``
+        (a printable table, :func:`format_flow_summary`).
     """
     folder = Path(out)
     if sample is None:
@@ -997,8 +1068,10 @@ def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | Non
         raise FileNotFoundError(f"{folder}: neither {TRAIN_SUMMARY} nor {CONFIG} found (not a train_job folder)")
     cfg = FlowConfig.from_dict(conf)
     exact = _exact_values(cfg)
+    ref_kind = "hmc"
     if isinstance(hmc, (str, os.PathLike)):
         _check_reference_theory(cfg, Path(hmc))
+        ref_kind = _reference_algorithm(Path(hmc))
     ref = _reference_from(hmc)
     order = ["plaquette", "chi_t", "topological_charge"] if cfg.is_gauge else \
         ["abs_magnetization", "chi", "magnetization", "action_density"]
@@ -1011,15 +1084,20 @@ def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | Non
                                "tau_int": f["tau_int"], "reference": None, "reference_error": None,
                                "reference_kind": None, "deviation_sigma": None}
         if name in ref:
-            row.update(reference=ref[name]["value"], reference_error=ref[name]["error"], reference_kind="hmc")
+            row.update(reference=ref[name]["value"], reference_error=ref[name]["error"], reference_kind=ref_kind)
         elif name in exact:
             row.update(reference=exact[name], reference_error=0.0, reference_kind="exact")
         if row["reference"] is not None:
             err = math.hypot(f["error"], row["reference_error"] or 0.0)
             row["deviation_sigma"] = (f["value"] - row["reference"]) / err if err > 0 else None
         rows.append(row)
+    note = None
+    if cfg.is_gauge and not exact and any(r["reference"] is None for r in rows):
+        note = (f"no exact value: latticekit.exact has the {_group(cfg).name} Wilson theory in 2D only, this is "
+                f"{cfg.nd}D.\nFor a reference, run `latticekit run` on the same [lattice] and [action] (heatbath or "
+                "HMC) and pass `--compare RUN/results.json` to `latticekit sample`.")
     summary = {
-        "theory": _theory_name(cfg), "lattice": list(cfg.lattice.shape),
+        "theory": _theory_name(cfg), "lattice": list(cfg.lattice.shape), "note": note,
         "flow": {"train_steps": train.get("steps"), "train_wall_s": train.get("wall_s"), "ess": train.get("ess"),
                  "var_log_w": train.get("var_log_w"), "mcmc_steps": sample.get("n"),
                  "acceptance": sample.get("acceptance"), "proposal_ess": sample.get("proposal_ess")},
@@ -1027,6 +1105,14 @@ def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | Non
     }
     summary["text"] = format_flow_summary(summary)
     return summary
+
+
+def _reference_algorithm(path: Path) -> str:
+    """The sampler of a ``latticekit run`` results.json (``"hmc"``, ``"heatbath"``); ``"hmc"`` if not recorded."""
+    data = json.loads(path.read_text())
+    run = data.get("config") if isinstance(data, dict) else None
+    algo = run.get("sampler", {}).get("algorithm") if isinstance(run, dict) else None
+    return algo if isinstance(algo, str) and algo else "hmc"
 
 
 def _check_reference_theory(cfg: FlowConfig, path: Path) -> None:
@@ -1069,8 +1155,9 @@ def format_flow_summary(summary: Mapping[str, Any]) -> str:
     head2 = (f"flow MCMC: {fmt(f.get('mcmc_steps'), 'd')} steps, acceptance {fmt(f.get('acceptance'))}, "
              f"proposal ESS {fmt(f.get('proposal_ess'))}")
     rows = [("observable", "flow MCMC", "tau_int", "reference", "kind", "dev/sigma")]
+    note = summary.get("note")
     for r in summary["rows"]:
-        ref = "-" if r["reference"] is None else (
+        ref = ("none (no exact value)" if note else "-") if r["reference"] is None else (
             f"{r['reference']:.6g}" + (f" +- {r['reference_error']:.2g}" if r.get("reference_error") else ""))
         rows.append((r["observable"], f"{r['flow']:.6g} +- {r['flow_error']:.2g}", f"{r['tau_int']:.2f}", ref,
                      r["reference_kind"] or "-",
@@ -1078,7 +1165,7 @@ def format_flow_summary(summary: Mapping[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join([head, head2, *lines])
+    return "\n".join([head, head2, *lines, *([note] if note else [])])
 
 
 # -- command-line helpers ----------------------------------------------------------------------

@@ -312,3 +312,172 @@ def test_generator_state_round_trip(backend: str) -> None:
     np.testing.assert_array_equal(lk.backends.to_numpy(g.normal((4,))), a)
     with pytest.raises(TypeError, match="state"):
         g.set_state({"bit_generator": "MT19937"} if backend == "numpy" else torch.zeros(3))
+
+
+# -- gauge theories in any number of dimensions ----------------------------------------------------
+def nd_gauge_cfg(group: str, shape: list[int], beta: float = 1.0, **train) -> dict:
+    t = {"steps": 4, "batch_size": 8, "lr": 1e-2, "checkpoint_every": 2, "seed": 2, "eval_batch_size": 16}
+    t.update(train)
+    return {"lattice": {"shape": shape}, "action": {"kind": "wilson", "group": group, "beta": beta},
+            "model": {"n_layers": 4, "hidden": [4], "bins": 4}, "train": t, "sample": {"n": 64, "batch": 32}}
+
+
+@pytest.mark.parametrize("shape, group, coupling, key", [
+    ([3, 4, 4], "U1", "plaquette", "lattice.shape"),           # odd extent: no checkerboard
+    ([4, 4, 2, 5], "SU2", "plaquette", "lattice.shape"),
+    ([6, 6], "U1", "plaquette", "lattice.shape"),              # 2D stripes: extents divisible by 4
+    ([5, 4], "U1", "checkerboard", "lattice.shape"),
+    ([4], "U1", "plaquette", "lattice.shape"),                 # 1D: no plaquettes
+    ([2, 2, 2], "SO3", "plaquette", "action.group"),
+    ([2, 2, 2], "SU1", "plaquette", "action.group"),
+    ([2, 2, 2], "U2", "plaquette", "action.group"),
+    ([2, 2, 2], "U1", "affine", "model.coupling"),
+])
+def test_nd_gauge_config_errors(shape, group, coupling, key) -> None:
+    cfg = {"lattice": {"shape": shape}, "action": {"kind": "wilson", "group": group}, "model": {"coupling": coupling}}
+    with pytest.raises(ConfigError, match=key) as info:
+        FlowConfig.from_dict(cfg)
+    if key == "lattice.shape":
+        assert str(shape) in str(info.value)
+    if key == "action.group":
+        assert "SU<N>" in str(info.value)
+
+
+def test_gauge_flow_layers_per_dimension() -> None:
+    from latticekit.flows import SUNdPlaquetteCoupling, SUPlaquetteCoupling, U1NdPlaquetteCoupling, U1PlaquetteCoupling
+
+    def layers(shape, group="U1", **model):
+        cfg = FlowConfig.from_dict({"lattice": {"shape": shape}, "action": {"group": group},
+                                    "model": {"hidden": [2], "bins": 2, **model}})
+        model_, action, lat = build_flow(cfg)
+        assert lat.shape == tuple(shape) and action.lattice.shape == tuple(shape)
+        return cfg, list(model_.flow.layers)
+
+    # 2D keeps the stripe stacks (unchanged defaults); "checkerboard" opts into the Nd layers, even extents
+    cfg, ls = layers([4, 8])
+    assert cfg.model.coupling == "plaquette" and len(ls) == 16 and all(type(x) is U1PlaquetteCoupling for x in ls)
+    cfg, ls = layers([4, 4], "SU2", n_layers=2)
+    assert all(type(x) is SUPlaquetteCoupling for x in ls)
+    cfg, ls = layers([6, 2], coupling="checkerboard")
+    assert len(ls) == 8 and all(type(x) is U1NdPlaquetteCoupling for x in ls)
+    # Nd >= 3: checkerboard stacks, default one (mu, nu, parity) cycle = 2 Nd (Nd - 1) layers
+    cfg, ls = layers([2, 4, 2])
+    assert cfg.model.n_layers == 12 and all(type(x) is U1NdPlaquetteCoupling for x in ls)
+    assert {(x.mu, x.nu, x.parity) for x in ls} == {(m, n, p) for m in range(3) for n in range(3) if m != n
+                                                    for p in (0, 1)}
+    cfg, ls = layers([2, 2, 2, 2], "SU2")
+    assert cfg.model.n_layers == 24 and all(type(x) is SUNdPlaquetteCoupling for x in ls)
+    assert all(x.loop_context for x in ls)
+    # the same [model] options: rectangle_context is the SU(N) layer's loop_context
+    _, ls = layers([2, 2, 2], "SU3", rectangle_context=False, n_layers=2, kernel_size=1, act="tanh")
+    assert [x.loop_context for x in ls] == [False, False] and ls[0].group.N == 3
+    _, ls = layers([2, 2, 2], rectangle_context=False, n_layers=1)
+    assert ls[0].rectangle_context is False
+    # and "checkerboard" in Nd >= 3 is the same model as "plaquette"
+    a = build_flow(FlowConfig.from_dict(nd_gauge_cfg("U1", [2, 2, 2])))[0]
+    b = build_flow(FlowConfig.from_dict({**nd_gauge_cfg("U1", [2, 2, 2]),
+                                         "model": {"n_layers": 4, "hidden": [4], "bins": 4, "coupling": "checkerboard"}}))[0]
+    assert repr(a) == repr(b)
+    # observables: the U(1) topological charge only in 2D
+    from latticekit.flows.job import flow_observables
+
+    assert sorted(flow_observables(FlowConfig.from_dict(nd_gauge_cfg("U1", [2, 2, 2])))) == ["plaquette"]
+    assert sorted(flow_observables(FlowConfig.from_dict(nd_gauge_cfg("SU2", [2, 2, 2, 2])))) == ["plaquette"]
+    assert "chi_t" in flow_observables(FlowConfig.from_dict({**nd_gauge_cfg("U1", [4, 4]), "model": {"coupling": "checkerboard"}}))
+
+
+def test_stripe_checkpoint_is_refused_by_checkerboard_model(tmp_path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    stripes = u1_cfg(steps=1)
+    board = u1_cfg(steps=1)
+    board["model"]["coupling"] = "checkerboard"
+    train_job(stripes, out=a, progress=False)
+    train_job(board, out=b, progress=False)
+    with pytest.raises(CheckpointMismatchError, match="model"):   # the folder's config says so first
+        train_job(stripes, out=b, progress=False)
+    (b / "checkpoint.pt").write_bytes((a / "checkpoint.pt").read_bytes())   # foreign checkpoint, own config
+    with pytest.raises(CheckpointMismatchError, match="different architecture"):
+        train_job(board, out=b, progress=False)
+
+
+@pytest.mark.parametrize("group, shape", [("U1", [2, 2, 2]), ("SU2", [2, 2, 2, 2])])
+def test_nd_gauge_job_resumes_and_samples(tmp_path, monkeypatch, group, shape) -> None:
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    cfg = nd_gauge_cfg(group, shape)
+    train_job(cfg, out=full, progress=False)
+
+    original = Trainer.train_step
+
+    def dying(self):  # the process "dies" during step 3 (after the step-2 checkpoint)
+        if self.step == 2:
+            raise _Killed("SIGKILL")
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", dying)
+    with pytest.raises(_Killed):
+        train_job(cfg, out=killed, progress=False)
+    monkeypatch.setattr(Trainer, "train_step", original)
+    res = train_job(cfg, out=killed, progress=False)
+    assert res["resumed_from_step"] == 2 and res["steps"] == 4
+    a = torch.load(full / "checkpoint.pt", weights_only=False)
+    b = torch.load(killed / "checkpoint.pt", weights_only=False)
+    assert a["step"] == b["step"] == 4 and a["model"].keys() == b["model"].keys()
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert _strip_time(_metrics(full / "metrics.jsonl")) == _strip_time(_metrics(killed / "metrics.jsonl"))
+
+    s = sample_job(killed, n=40, seed=4, store_every=4)
+    assert set(s["observables"]) == {"plaquette"} and "exact" not in s["observables"]["plaquette"]
+    G, lat = lk.groups.group_from_name(group), lk.Lattice(tuple(shape))
+    model, action, _cfg, _payload = load_trained(killed)
+    with lk.io.Ensemble.open(killed / "flow_ensemble.h5") as ens:
+        assert len(ens) == 10 and ens.group.name == G.name and tuple(ens.lattice) == tuple(shape)
+        U = ens.read(2, backend="numpy")
+        assert float(lk.observables.average_plaquette(U[None], G, lat)[0]) == pytest.approx(
+            ens.observable("plaquette")[2], abs=1e-12)
+        # the stored log-weight is -S - log q of the stored configuration (inverse flow, Wilson action)
+        Ut = torch.as_tensor(U)[None]
+        with torch.no_grad():
+            lw = float(-action.action(Ut)[0] - model.log_prob(Ut)[0])
+        assert lw == pytest.approx(ens.info(2)["log_w"], rel=1e-8, abs=1e-8)
+    summ = flow_summary(killed)
+    (row,) = summ["rows"]
+    assert row["observable"] == "plaquette" and row["reference"] is None and row["reference_kind"] is None
+    assert "no exact value" in summ["note"] and "no exact value" in summ["text"]
+    assert f"{len(shape)}D" in summ["note"] and "x".join(map(str, shape)) in summ["text"]
+    ref = {"plaquette": {"value": 0.2, "error": 0.01}}
+    summ = flow_summary(killed, hmc=ref)
+    assert summ["rows"][0]["reference_kind"] == "hmc" and summ["note"] is None and "no exact" not in summ["text"]
+    # a `latticekit run` results.json of the same theory: its sampler names the reference
+    run = {"config": {"lattice": {"shape": shape}, "action": {"kind": "wilson", "group": group, "beta": 1.0},
+                      "sampler": {"algorithm": "heatbath"}}, "observables": ref}
+    (tmp_path / "results.json").write_text(json.dumps(run))
+    row = flow_summary(killed, hmc=tmp_path / "results.json")["rows"][0]
+    assert (row["reference"], row["reference_kind"]) == (0.2, "heatbath")
+    run["config"]["lattice"]["shape"] = [4] * len(shape)
+    (tmp_path / "results.json").write_text(json.dumps(run))
+    with pytest.raises(ConfigError, match="another theory"):
+        flow_summary(killed, hmc=tmp_path / "results.json")
+
+
+def test_u1_3d_flow_mcmc_matches_heatbath(tmp_path) -> None:
+    # No exact value in 3D; the reference is a latticekit heatbath run (2x2x2, beta = 0.5, 16 chains x 2000
+    # sweeps after 50, Gamma method): <P> = 0.2581(9). Flow MCMC is exact in distribution even after a short
+    # training; the prior alone (Haar) would give 0, the strong-coupling I1/I0 = 0.2425.
+    # A wrong action or log-det shows up here: beta = 1 would give about 0.45.
+    out = tmp_path / "u1_3d"
+    cfg = nd_gauge_cfg("U1", [2, 2, 2], beta=0.5, steps=20, batch_size=16, lr=3e-3)
+    cfg["model"]["zero_init"] = True
+    train_job(cfg, out=out, progress=False)
+    s = sample_job(out, n=6000, seed=5, batch=1000, store_every=1000)
+    p = s["observables"]["plaquette"]
+    assert s["acceptance"] > 0.2 and p["error"] < 0.03
+    assert abs(p["value"] - 0.2581) < 5 * math.hypot(p["error"], 0.0009) + 0.01
+
+
+def test_su2_4d_example_config_validates() -> None:
+    import pathlib
+
+    cfg = FlowConfig.from_file(pathlib.Path(__file__).resolve().parents[2] / "examples" / "su2_4d_flow.toml")
+    assert cfg.lattice.shape == [4, 4, 4, 4] and cfg.action.group == "SU2" and not cfg.uses_stripes
+    assert cfg.model.n_layers == 24 and cfg.train.steps >= 100
