@@ -27,9 +27,9 @@ right multiplication by a fixed group element (Haar preserving), so
 (``S`` runs from ``x + mu`` back to ``x``), the features are invariant, and
 ``h(Omega P Omega^dag) = Omega h(P) Omega^dag`` gives ``U'`` transformed like ``U``.
 
-Only 2D is implemented (a ValueError says so for other Nd); lattice extents in the stripe direction
-must be multiples of 4. The log-det is not finite at loops with degenerate eigenvalues (e.g. the
-identity, a Haar-null set): start from Haar samples, not cold fields.
+This layer is 2D only (a ValueError says so; any Nd: :mod:`~latticekit.flows.sun_nd_couplings`); lattice
+extents in the stripe direction must be multiples of 4. The log-det is not finite at loops with
+degenerate eigenvalues (e.g. the identity, a Haar-null set): start from Haar samples, not cold fields.
 
 Examples
 --------
@@ -70,7 +70,8 @@ def _check(group: Any, lattice: Any, mu: int, offset: int) -> None:
     if not isinstance(lattice, Lattice):
         raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
     if lattice.nd != 2:
-        raise ValueError(f"lattice={lattice}: SU(N) spectral couplings are implemented for 2D lattices only")
+        raise ValueError(f"lattice={lattice}: this SU(N) stripe coupling is 2D only; use SUNdPlaquetteCoupling "
+                         "(sun_nd_couplings) in other dimensions")
     if mu not in (0, 1):
         raise ValueError(f"mu={mu!r}: expected the active link direction 0 or 1")
     if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < _PERIOD:

@@ -23,15 +23,15 @@ direction ``mu`` and offset ``off`` (``nu = 1 - mu``):
   by about a third (docs/flows.md).
 
 The spline is evaluated on the active sites only (a quarter of the lattice), on contiguous
-``(batch, sites, 3K)`` parameters. The active plaquette angle (taken in ``[0, 2 pi)``) is mapped by the circular spline,
-``theta'_P = h(theta_P)``, and the change is pushed onto the active link,
+``(batch, sites, 3K)`` parameters, and so is the last (widest) convolution of the net
+(:meth:`~latticekit.flows.nets.ConvNet.forward_stripe`). The active plaquette angle (taken in
+``[0, 2 pi)``) is mapped by the circular spline, ``theta'_P = h(theta_P)``, and the change is pushed onto the active link,
 ``U'_mu(x) = exp(+- i (theta'_P - theta_P)) U_mu(x)``. At fixed non-active links the map from active
 links to active plaquettes is a shift (unit Jacobian), so
 ``log|det| = sum_{active P} log h'(theta_P)``. Plaquettes are gauge invariant and a phase commutes
 with everything in U(1), so the layer is gauge equivariant. Updated links are wrapped into
-``(-pi, pi]``. Lattice extents must be multiples of 4. Only 2D is provided: higher dimensions need
-the multi-plane masks of the 4D constructions, which this module does not implement (a ValueError
-says so).
+``(-pi, pi]``. Lattice extents must be multiples of 4. This module is 2D only (a ValueError says so):
+for any Nd see :mod:`~latticekit.flows.u1_nd_couplings` (checkerboard masks).
 
 Examples
 --------
@@ -113,7 +113,8 @@ def _check_lattice(lattice: Lattice, mu: int, offset: int) -> None:
     if not isinstance(lattice, Lattice):
         raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
     if lattice.nd != 2:
-        raise ValueError(f"lattice={lattice}: U(1) plaquette couplings are implemented for 2D lattices only")
+        raise ValueError(f"lattice={lattice}: this U(1) stripe coupling is 2D only; use U1NdPlaquetteCoupling "
+                         "(u1_nd_couplings) in other dimensions")
     if mu not in (0, 1):
         raise ValueError(f"mu={mu!r}: expected the active link direction 0 or 1")
     if not isinstance(offset, int) or not 0 <= offset < _PERIOD:
