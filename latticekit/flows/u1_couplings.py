@@ -25,13 +25,13 @@ direction ``mu`` and offset ``off`` (``nu = 1 - mu``):
 The spline is evaluated on the active sites only (a quarter of the lattice), on contiguous
 ``(batch, sites, 3K)`` parameters, and so is the last (widest) convolution of the net
 (:meth:`~latticekit.flows.nets.ConvNet.forward_stripe`). The active plaquette angle (taken in
-``[0, 2 pi)``) is mapped by the circular spline, ``theta'_P = h(theta_P)``, and the change is pushed
-onto the active link, ``U'_mu(x) = exp(+- i (theta'_P - theta_P)) U_mu(x)``. At fixed non-active links the map from active
-links to active plaquettes is a shift (unit Jacobian), so
-``log|det| = sum_{active P} log h'(theta_P)``. Plaquettes are gauge invariant and a phase commutes
-with everything in U(1), so the layer is gauge equivariant. Updated links are wrapped into
-``(-pi, pi]``. Lattice extents must be multiples of 4. This module is 2D only (a ValueError says so):
-for any Nd see :mod:`~latticekit.flows.u1_nd_couplings` (checkerboard masks).
+``[0, 2 pi)``) is mapped by the circular spline, ``theta'_P = h(theta_P)``, and the change is pushed onto
+the active link, ``U'_mu(x) = exp(+- i (theta'_P - theta_P)) U_mu(x)``. At fixed non-active links the map
+from active links to active plaquettes is a shift (unit Jacobian), so
+``log|det| = sum_{active P} log h'(theta_P)``. Plaquettes are gauge invariant and a phase commutes with
+everything in U(1), so the layer is gauge equivariant. Updated links are wrapped into ``(-pi, pi]``.
+Lattice extents must be multiples of 4. This module is 2D only (a ValueError says so): for any Nd see
+:mod:`~latticekit.flows.u1_nd_couplings` (checkerboard masks).
 
 Examples
 --------
