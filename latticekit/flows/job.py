@@ -574,8 +574,10 @@ def _check_same_run(old: dict[str, Any], new: dict[str, Any], outdir: Path) -> N
         if old.get(sec) != new.get(sec):
             diffs.append(f"[{sec}] {old.get(sec)} -> {new.get(sec)}")
     for k, v in new["train"].items():
-        if k not in _RESUMABLE_CHANGES and old.get("train", {}).get(k) != v:
-            diffs.append(f"train.{k} {old.get('train', {}).get(k)!r} -> {v!r}")
+        # a key the stored run does not have (it predates the option) had the option's default value
+        was = old.get("train", {}).get(k, _SCHEMA["train"].get(k, (None, None))[1])
+        if k not in _RESUMABLE_CHANGES and was != v:
+            diffs.append(f"train.{k} {was!r} -> {v!r}")
     if any(d.startswith(("[lattice]", "[model]")) for d in diffs):
         raise CheckpointMismatchError(
             f"{outdir} holds a run of a different architecture or lattice ({'; '.join(diffs)}); its checkpoint "

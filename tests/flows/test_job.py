@@ -189,6 +189,20 @@ def test_more_steps_continue_and_changed_config_is_refused(tmp_path) -> None:
     assert res["resumed_from_step"] is None and res["steps"] == 4
 
 
+def test_run_from_before_a_new_train_option_resumes(tmp_path) -> None:
+    """A stored config.json without a [train] key added later (here ``compile``) resumes when the new
+    configuration keeps that key's default, and is refused when it does not."""
+    out = tmp_path / "old"
+    train_job(phi4_cfg(steps=2), out=out, progress=False)
+    conf = json.loads((out / "config.json").read_text())
+    del conf["train"]["compile"]
+    (out / "config.json").write_text(json.dumps(conf))
+    res = train_job(phi4_cfg(steps=3), out=out, progress=False)
+    assert res["resumed_from_step"] == 2 and res["steps"] == 3
+    with pytest.raises(ConfigError, match="train.compile"):
+        train_job(phi4_cfg(steps=4, compile=True), out=out, progress=False)
+
+
 def test_checkpoint_of_other_architecture_is_refused(tmp_path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     train_job(phi4_cfg(steps=2), out=a, progress=False)
