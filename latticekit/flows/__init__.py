@@ -28,7 +28,7 @@ torch.Size([2, 4, 4])
 
 from __future__ import annotations
 
-from .base import Flow, FlowLayer, InverseFlow, sum_sites
+from .base import Flow, FlowLayer, InverseFlow, append_context, sum_sites
 from .checkpoint import (
     CheckpointMismatchError,
     architecture_description,
@@ -57,6 +57,7 @@ __all__ = [
     "ACTIVATIONS",
     "activation",
     "AffineCoupling",
+    "append_context",
     "architecture_description",
     "canonical_cell_flow",
     "check_rng",

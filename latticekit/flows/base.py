@@ -31,7 +31,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-__all__ = ["Flow", "FlowLayer", "InverseFlow", "sum_sites"]
+__all__ = ["Flow", "FlowLayer", "InverseFlow", "append_context", "sum_sites"]
 
 
 def sum_sites(t: torch.Tensor, n_event: int) -> torch.Tensor:
@@ -46,6 +46,34 @@ def sum_sites(t: torch.Tensor, n_event: int) -> torch.Tensor:
     if n_event == 0:
         return t
     return t.sum(dim=tuple(range(-n_event, 0)))
+
+
+def append_context(feats: torch.Tensor, context: Any, channels: int, batch: tuple[int, ...],
+                   lattice_shape: tuple[int, ...]) -> torch.Tensor:
+    """Network input ``(prod(batch), C, *L)`` with the layer's external context appended as channels.
+
+    ``context`` must have shape ``batch + (channels,) + lattice_shape`` when the layer was built with
+    ``channels > 0``, and must be None otherwise; a ValueError says what was expected. The context is
+    cast to the dtype of ``feats``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> f = torch.zeros(6, 2, 4, 4)
+    >>> append_context(f, torch.ones(2, 3, 1, 4, 4), 1, (2, 3), (4, 4)).shape
+    torch.Size([6, 3, 4, 4])
+    >>> append_context(f, None, 0, (2, 3), (4, 4)) is f
+    True
+    """
+    if channels:
+        want = tuple(batch) + (channels,) + tuple(lattice_shape)
+        if context is None or tuple(context.shape) != want:
+            got = None if context is None else tuple(context.shape)
+            raise ValueError(f"context has shape {got}; expected {want} (batch, {channels} context channels, lattice)")
+        return torch.cat([feats, context.reshape((-1, channels) + tuple(lattice_shape)).to(feats.dtype)], dim=1)
+    if context is not None:
+        raise ValueError("context: this layer was built with context_channels=0 and takes no context")
+    return feats
 
 
 class FlowLayer(nn.Module):

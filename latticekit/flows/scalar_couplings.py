@@ -43,7 +43,7 @@ import torch
 
 from latticekit.lattice import Lattice
 
-from .base import Flow, FlowLayer, sum_sites
+from .base import Flow, FlowLayer, append_context, sum_sites
 from .nets import ConvNet
 from .splines import rq_spline
 
@@ -92,16 +92,7 @@ class _CheckerboardCoupling(FlowLayer):
         if len(batch) == 0:
             raise ValueError(f"x has shape {tuple(x.shape)}; expected at least one batch axis (*B, *L)")
         frozen = (x * (1.0 - self.mask)).reshape((-1, 1) + self.lattice.shape)
-        if self.context_channels:
-            if context is None:
-                raise ValueError(f"context: this layer expects a context of shape (*B, {self.context_channels}, "
-                                 f"{self.lattice.shape})")
-            want = batch + (self.context_channels,) + self.lattice.shape
-            if tuple(context.shape) != want:
-                raise ValueError(f"context has shape {tuple(context.shape)}; expected {want}")
-            frozen = torch.cat([frozen, context.reshape((-1, self.context_channels) + self.lattice.shape)], dim=1)
-        elif context is not None:
-            raise ValueError("context: this layer was built with context_channels=0 and takes no context")
+        frozen = append_context(frozen, context, self.context_channels, batch, self.lattice.shape)
         out = self.net(frozen)
         return out.reshape(batch + (self.n_params,) + self.lattice.shape), batch
 

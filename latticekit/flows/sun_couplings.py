@@ -53,7 +53,7 @@ from torch import nn
 from latticekit.groups import SUGroup
 from latticekit.lattice import Lattice
 
-from .base import Flow, FlowLayer, sum_sites
+from .base import Flow, FlowLayer, append_context, sum_sites
 from .nets import ConvNet
 from .spectral import SUSpectralKernel, reunitarize
 from .u1_couplings import _stack_offset, u1_plaquette_masks
@@ -186,15 +186,7 @@ class SUPlaquetteCoupling(FlowLayer):
             act = self.mask_active.to(tr.real.dtype)
             chans += [act * trR.real, act * trR.imag]
         feats = torch.stack(chans, dim=-3).reshape((-1, len(chans)) + lat.shape)
-        if self.context_channels:
-            want = batch + (self.context_channels,) + lat.shape
-            if context is None or tuple(context.shape) != want:
-                got = None if context is None else tuple(context.shape)
-                raise ValueError(f"context has shape {got}; expected {want}")
-            feats = torch.cat([feats, context.reshape((-1, self.context_channels) + lat.shape).to(feats.dtype)],
-                              dim=1)
-        elif context is not None:
-            raise ValueError("context: this layer was built with context_channels=0 and takes no context")
+        feats = append_context(feats, context, self.context_channels, batch, lat.shape)
         return self.net(feats).reshape(batch + (-1,) + lat.shape)
 
     def _transform(self, U: torch.Tensor, context: Any, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -126,7 +126,7 @@ from latticekit.backends import array_namespace
 from latticekit.groups import Group, SUGroup
 from latticekit.lattice import Lattice
 
-from .base import Flow, FlowLayer, sum_sites
+from .base import Flow, FlowLayer, append_context, sum_sites
 from .nets import ConvNet
 from .spectral import SUSpectralKernel, reunitarize
 from .u1_nd_couplings import _check_layer, _is_int, _stack_order, u1_nd_plaquette_masks
@@ -386,14 +386,7 @@ class SUNdPlaquetteCoupling(FlowLayer):
         """CNN output at the active sites, ``(*B, embed, n_active)``."""
         shape = self.lattice.shape
         feats = feats.reshape((-1, self.n_features) + shape)
-        if self.context_channels:
-            want = batch + (self.context_channels,) + shape
-            if context is None or tuple(context.shape) != want:
-                got = None if context is None else tuple(context.shape)
-                raise ValueError(f"context has shape {got}; expected {want}")
-            feats = torch.cat([feats, context.reshape((-1, self.context_channels) + shape).to(feats.dtype)], dim=1)
-        elif context is not None:
-            raise ValueError("context: this layer was built with context_channels=0 and takes no context")
+        feats = append_context(feats, context, self.context_channels, batch, shape)
         out = self.net(feats).flatten(2)[..., self.active_index]          # (nb, embed, n_active)
         return out.reshape(batch + tuple(out.shape[1:]))
 

@@ -55,7 +55,7 @@ import torch
 from latticekit.groups import wrap_angle
 from latticekit.lattice import Lattice
 
-from .base import Flow, FlowLayer
+from .base import Flow, FlowLayer, append_context
 from .nets import ConvNet
 from .splines import circular_rq_spline
 
@@ -194,14 +194,7 @@ class U1PlaquetteCoupling(FlowLayer):
             act = self.mask_active
             chans += [act * torch.cos(R), act * torch.sin(R)]
         feats = torch.stack(chans, dim=-3).reshape((-1, len(chans)) + self.lattice.shape)
-        if self.context_channels:
-            want = batch + (self.context_channels,) + self.lattice.shape
-            if context is None or tuple(context.shape) != want:
-                got = None if context is None else tuple(context.shape)
-                raise ValueError(f"context has shape {got}; expected {want}")
-            feats = torch.cat([feats, context.reshape((-1, self.context_channels) + self.lattice.shape)], dim=1)
-        elif context is not None:
-            raise ValueError("context: this layer was built with context_channels=0 and takes no context")
+        feats = append_context(feats, context, self.context_channels, batch, self.lattice.shape)
         # the last convolution on the active stripe only; flattening (.., L0, L1/4) or (.., L0/4, L1)
         # row-major gives the order of active_index
         out = self.net.forward_stripe(feats, 1 - self.mu, _PERIOD, self.offset).flatten(2)  # (nb, 3K, n_active)

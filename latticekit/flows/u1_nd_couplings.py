@@ -81,7 +81,7 @@ from latticekit.groups import U1, wrap_angle
 from latticekit.lattice import Lattice
 from latticekit.observables import plaquettes
 
-from .base import Flow, FlowLayer
+from .base import Flow, FlowLayer, append_context
 from .nets import ConvNet
 from .splines import circular_rq_spline
 
@@ -295,14 +295,7 @@ class U1NdPlaquetteCoupling(FlowLayer):
         """Spline parameters at the active sites, shape ``(prod(batch), n_active, 3K)``."""
         shape = self.lattice.shape
         feats = self.invariant_features(P).reshape((-1, self.n_features) + shape)
-        if self.context_channels:
-            want = batch + (self.context_channels,) + shape
-            if context is None or tuple(context.shape) != want:
-                got = None if context is None else tuple(context.shape)
-                raise ValueError(f"context has shape {got}; expected {want}")
-            feats = torch.cat([feats, context.reshape((-1, self.context_channels) + shape).to(feats.dtype)], dim=1)
-        elif context is not None:
-            raise ValueError("context: this layer was built with context_channels=0 and takes no context")
+        feats = append_context(feats, context, self.context_channels, batch, shape)
         out = self.net(feats).flatten(2)[..., self.active_index]          # (nb, 3K, n_active)
         return out.transpose(1, 2).contiguous()                            # (nb, n_active, 3K)
 
