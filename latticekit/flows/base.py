@@ -77,7 +77,9 @@ def append_context(feats: torch.Tensor, context: Any, channels: int, batch: tupl
 
 
 class FlowLayer(nn.Module):
-    """Base class of invertible layers: subclasses implement :meth:`forward` and :meth:`inverse`.
+    """Base class of invertible layers: subclasses implement :meth:`forward` and :meth:`inverse`, or
+    one method ``_transform(x, context, inverse)`` that does both (the gauge coupling layers, whose
+    two directions differ only in the spline direction).
 
     Examples
     --------
@@ -87,11 +89,16 @@ class FlowLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D401
         """``(y, log|det dy/dx|)`` per batch element."""
+        if hasattr(self, "_transform"):
+            return self._transform(x, context, inverse=False)  # type: ignore[attr-defined]
         raise TypeError(f"{type(self).__name__} does not implement forward(x, context=None)")
 
     def inverse(self, y: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, log|det dx/dy|)`` per batch element."""
+        if hasattr(self, "_transform"):
+            return self._transform(y, context, inverse=True)  # type: ignore[attr-defined]
         raise TypeError(f"{type(self).__name__} does not implement inverse(y, context=None)")
+
 
 
 class Flow(FlowLayer):

@@ -231,12 +231,6 @@ class SUPlaquetteCoupling(FlowLayer):
         out = torch.stack([new, Unu] if mu == 0 else [Unu, new], dim=-5)
         return out, sum_sites(ld, 2)
 
-    def forward(self, x: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._transform(x, context, inverse=False)
-
-    def inverse(self, y: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._transform(y, context, inverse=True)
-
 
 def sun_gauge_flow(group: SUGroup, lattice: Lattice, n_layers: int | None = None, bins: int = 8,
                    hidden: Sequence[int] = (8, 8), kernel_size: int = 3, act: str = "leaky_relu",

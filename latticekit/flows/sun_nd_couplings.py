@@ -424,12 +424,6 @@ class SUNdPlaquetteCoupling(FlowLayer):
         links[self.mu] = new.reshape(Umu.shape)
         return torch.stack(links, dim=axis), sum_sites(ld, 1)
 
-    def forward(self, x: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._transform(x, context, inverse=False)
-
-    def inverse(self, y: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._transform(y, context, inverse=True)
-
 
 def sun_nd_gauge_flow(group: SUGroup, lattice: Lattice, n_layers: int | None = None, bins: int = 8,
                       hidden: Sequence[int] = (8, 8), kernel_size: int = 3, act: str = "leaky_relu",

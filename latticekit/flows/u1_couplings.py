@@ -223,12 +223,6 @@ class U1PlaquetteCoupling(FlowLayer):
                           else [theta.select(theta.ndim - 3, 0), t_mu], dim=-3)
         return out, ld.sum(-1).reshape(batch)
 
-    def forward(self, x: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._transform(x, context, inverse=False)
-
-    def inverse(self, y: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._transform(y, context, inverse=True)
-
 
 def _stack_offset(i: int) -> int:
     """Offset of layer ``i`` of the standard stacks: 3, 3, 2, 2, 1, 1, 0, 0, 3, ... (see u1_gauge_flow)."""

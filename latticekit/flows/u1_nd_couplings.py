@@ -324,12 +324,6 @@ class U1NdPlaquetteCoupling(FlowLayer):
         links[self.mu] = torch.where(self.mask_sites > 0, moved, t_mu)
         return torch.stack(links, dim=theta.ndim - nd - 1), ld.sum(-1).reshape(batch)
 
-    def forward(self, x: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._transform(x, context, inverse=False)
-
-    def inverse(self, y: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._transform(y, context, inverse=True)
-
 
 def _stack_order(nd: int) -> list[tuple[int, int, int]]:
     """``(mu, nu, parity)`` of one cycle of :func:`u1_nd_gauge_flow` (``Nd (Nd - 1) 2`` layers)."""
