@@ -129,7 +129,7 @@ from latticekit.lattice import Lattice
 from .base import Flow, FlowLayer, append_context, sum_sites
 from .nets import ConvNet
 from .spectral import SUSpectralKernel, reunitarize
-from .u1_nd_couplings import _check_layer, _is_int, _stack_order, u1_nd_plaquette_masks
+from .u1_nd_couplings import _check_layer, _is_int, _stack_layers, u1_nd_plaquette_masks
 
 __all__ = ["SUNdPlaquetteCoupling", "sun_nd_gauge_flow", "sun_nd_staples"]
 
@@ -455,14 +455,9 @@ def sun_nd_gauge_flow(group: SUGroup, lattice: Lattice, n_layers: int | None = N
     """
     _check_group(group)
     _check_lattice(lattice)
-    order = _stack_order(lattice.nd)
-    if n_layers is None:
-        n_layers = len(order)
-    if not _is_int(n_layers) or n_layers < 1:
-        raise ValueError(f"n_layers={n_layers!r}: expected at least one layer")
-    layers = [SUNdPlaquetteCoupling(group, lattice, *order[i % len(order)], bins=bins, hidden=hidden,
+    layers = [SUNdPlaquetteCoupling(group, lattice, mu, nu, parity, bins=bins, hidden=hidden,
                                     kernel_size=kernel_size, act=act, context_channels=context_channels,
                                     zero_init=zero_init, loop_context=loop_context, embed=embed,
                                     head_hidden=head_hidden, loop=loop, learn_alpha=learn_alpha)
-              for i in range(n_layers)]
+              for mu, nu, parity in _stack_layers(lattice, n_layers)]
     return Flow(layers)

@@ -330,6 +330,18 @@ def _stack_order(nd: int) -> list[tuple[int, int, int]]:
     return [(mu, (mu + k) % nd, p) for k in range(1, nd) for p in (0, 1) for mu in range(nd)]
 
 
+def _stack_layers(lattice: Lattice, n_layers: int | None) -> list[tuple[int, int, int]]:
+    """``(mu, nu, parity)`` of each layer of a checkerboard stack (the cycle of :func:`_stack_order`,
+    repeated; ``None``: one cycle); checks the lattice and ``n_layers``."""
+    _check_lattice(lattice)
+    order = _stack_order(lattice.nd)
+    if n_layers is None:
+        n_layers = len(order)
+    if not _is_int(n_layers) or n_layers < 1:
+        raise ValueError(f"n_layers={n_layers!r}: expected at least one layer")
+    return [order[i % len(order)] for i in range(n_layers)]
+
+
 def u1_nd_gauge_flow(lattice: Lattice, n_layers: int | None = None, bins: int = 8, hidden: Sequence[int] = (8, 8),
                      kernel_size: int = 3, act: str = "leaky_relu", context_channels: int = 0,
                      zero_init: bool = False, rectangle_context: bool = True) -> Flow:
@@ -354,14 +366,8 @@ def u1_nd_gauge_flow(lattice: Lattice, n_layers: int | None = None, bins: int = 
     >>> len(f), [(l.mu, l.nu, l.parity) for l in f.layers][:7]
     (12, [(0, 1, 0), (1, 2, 0), (2, 0, 0), (0, 1, 1), (1, 2, 1), (2, 0, 1), (0, 2, 0)])
     """
-    _check_lattice(lattice)
-    order = _stack_order(lattice.nd)
-    if n_layers is None:
-        n_layers = len(order)
-    if not _is_int(n_layers) or n_layers < 1:
-        raise ValueError(f"n_layers={n_layers!r}: expected at least one layer")
-    layers = [U1NdPlaquetteCoupling(lattice, *order[i % len(order)], bins=bins, hidden=hidden,
+    layers = [U1NdPlaquetteCoupling(lattice, mu, nu, parity, bins=bins, hidden=hidden,
                                     kernel_size=kernel_size, act=act, context_channels=context_channels,
                                     zero_init=zero_init, rectangle_context=rectangle_context)
-              for i in range(n_layers)]
+              for mu, nu, parity in _stack_layers(lattice, n_layers)]
     return Flow(layers)
