@@ -5,8 +5,10 @@ dimensions ``Nd >= 1``. It is a stack of periodic convolutions with odd kernel s
 activation between layers, so it is equivariant under every lattice translation (the lattice is
 periodic). Two kinds of layer are available:
 
-* native ``Conv1d/2d/3d`` with ``padding_mode="circular"`` (default for ``Nd <= 3``; full
-  ``kernel_size**Nd`` kernels);
+* native ``Conv1d/2d/3d`` with periodic padding (default for ``Nd <= 3``; full
+  ``kernel_size**Nd`` kernels). The padding is an ``index_select`` with ``arange(-p, L + p) mod L``
+  along each lattice axis: the same values as ``padding_mode="circular"``, but its backward pass is
+  2-3x cheaper on the small lattices of flow training (and kernels longer than the lattice wrap);
 * *spatially separated* blocks (default for ``Nd >= 4``, where torch has no ``Conv4d``; optional in
   any ``Nd``): each block is the sequential application of a periodic one-dimensional convolution
   along each lattice axis, bias on the last one only, with the number of channels between the 1D
@@ -34,9 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "ConvNet", "activation"]
+__all__ = ["ACTIVATIONS", "ConvNet", "activation", "periodic_pad"]
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _ACT = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
 #: names accepted by :func:`activation` (and the ``act`` options of the layers)
@@ -67,6 +68,61 @@ def _is_int(v: object) -> bool:
     return True
 
 
+_WRAP_INDEX: dict[tuple[int, int, str], torch.Tensor] = {}
+
+
+def periodic_pad(x: torch.Tensor, p: int, axes: Sequence[int]) -> torch.Tensor:
+    """Pad ``x`` periodically by ``p`` sites on both sides of every axis in ``axes``.
+
+    Equal to ``F.pad(..., mode="circular")`` for ``p <= L``, and also defined for ``p > L`` (the
+    padding then wraps around the axis several times). Implemented as one ``index_select`` per axis
+    with ``arange(-p, L + p) mod L``: on the small tensors of flow training its backward pass (an
+    ``index_add``) is 2-3x cheaper than that of the circular pad.
+
+    Examples
+    --------
+    >>> import torch
+    >>> periodic_pad(torch.arange(4.0)[None], 1, axes=(1,)).tolist()
+    [[3.0, 0.0, 1.0, 2.0, 3.0, 0.0]]
+    """
+    for a in axes:
+        L = x.shape[a]
+        key = (L, p, str(x.device))
+        idx = _WRAP_INDEX.get(key)
+        if idx is None:
+            idx = _WRAP_INDEX[key] = torch.remainder(torch.arange(-p, L + p, device=x.device), L)
+        x = x.index_select(a, idx)
+    return x
+
+
+class _PeriodicConvMixin:
+    """``forward`` of a native convolution (``padding=0``) on the periodically padded input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.kernel_size  # type: ignore[attr-defined]
+        if k[0] // 2:
+            x = periodic_pad(x, k[0] // 2, range(x.ndim - len(k), x.ndim))
+        return self._conv_forward(x, self.weight, self.bias)  # type: ignore[attr-defined]
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ", periodic"  # type: ignore[misc]
+
+
+class _PeriodicConv1d(_PeriodicConvMixin, nn.Conv1d):
+    pass
+
+
+class _PeriodicConv2d(_PeriodicConvMixin, nn.Conv2d):
+    pass
+
+
+class _PeriodicConv3d(_PeriodicConvMixin, nn.Conv3d):
+    pass
+
+
+_CONV = {1: _PeriodicConv1d, 2: _PeriodicConv2d, 3: _PeriodicConv3d}
+
+
 class _AxisConv(nn.Module):
     """Periodic 1D convolution along lattice axis ``axis`` of an ``(N, C, L_0, ..., L_{nd-1})`` tensor.
 
@@ -95,8 +151,7 @@ class _AxisConv(nn.Module):
         rest = tuple(h.shape[:-2])
         h = h.reshape(-1, h.shape[-2], L)
         if self.pad:
-            idx = torch.remainder(torch.arange(-self.pad, L + self.pad, device=x.device), L)
-            h = h.index_select(-1, idx)
+            h = periodic_pad(h, self.pad, (h.ndim - 1,))
         h = self.conv(h)                                        # (N * prod other L, C_out, L_axis)
         h = h.reshape(rest + (h.shape[-2], L))
         return torch.movedim(h, (-2, -1), (1, a))
@@ -128,8 +183,8 @@ class ConvNet(nn.Module):
     ``act`` between them (not after the last). Every layer is periodic and has odd kernel size, so
     the lattice shape is kept and the network commutes with all lattice translations.
 
-    Layer kinds. With ``separable=False`` a layer is a native torch ``Conv{nd}d`` with
-    ``padding_mode="circular"`` (``nd <= 3`` only: torch has no ``Conv4d``). With ``separable=True``
+    Layer kinds. With ``separable=False`` a layer is a native torch ``Conv{nd}d`` on the
+    periodically padded input (:func:`periodic_pad`; ``nd <= 3`` only: torch has no ``Conv4d``). With ``separable=True``
     a layer is a *separable block*: ``nd`` successive periodic 1D convolutions, one along each
     lattice axis ``0, 1, ..., nd - 1`` (the first ``C_in -> C_out``, the others ``C_out -> C_out``),
     with a bias on the last one only and no activation inside the block. A block has
@@ -148,9 +203,8 @@ class ConvNet(nn.Module):
     hidden : sequence of int
         Channels of the hidden layers (positive); ``()`` gives a single layer.
     kernel_size : int
-        Odd kernel size per axis (the receptive field grows by ``kernel_size - 1`` per layer). Native
-        circular convolutions need ``kernel_size // 2 <= L`` along every axis; separable blocks also
-        accept longer kernels (they wrap around the periodic axis).
+        Odd kernel size per axis (the receptive field grows by ``kernel_size - 1`` per layer). Kernels longer
+        than the lattice extent wrap around the periodic axis.
     act : str
         Activation between layers (see :func:`activation`).
     final_tanh : bool
@@ -210,8 +264,8 @@ class ConvNet(nn.Module):
                 last = block.convs[-1].conv
                 mods.append(block)
             else:
-                last = _CONV[nd](chans[i], chans[i + 1], kernel_size, padding=kernel_size // 2,
-                                 padding_mode="circular")
+                # padding=0: the periodic padding is done by the _PeriodicConv forward
+                last = _CONV[nd](chans[i], chans[i + 1], kernel_size, padding=0)
                 mods.append(last)
             if i < len(chans) - 2:
                 mods.append(activation(act))
@@ -281,11 +335,8 @@ class ConvNet(nn.Module):
         idx = torch.remainder(rows[:, None] + torch.arange(-p, p + 1, device=x.device)[None, :], L).reshape(-1)
         h = h.index_select(2 + axis, idx)
         if p:
-            # periodic padding of the other axes (F.pad lists the last axis first)
-            pad: list[int] = []
-            for a in reversed(range(nd)):
-                pad += [0, 0] if a == axis else [p, p]
-            h = F.pad(h, pad, mode="circular")
+            # periodic padding of the other axes
+            h = periodic_pad(h, p, [2 + a for a in range(nd) if a != axis])
         stride = [1] * nd
         stride[axis] = k
         return _CONV_FN[nd](h, last.weight, last.bias, stride=tuple(stride))

@@ -90,6 +90,11 @@ class TrainConfig:
     progress : bool
         Show a progress bar (tqdm if installed, else a line every ``log_every`` steps).
     log_every : int
+    fused : bool
+        Use torch's fused Adam/AdamW kernel (one update over all parameters instead of a loop over
+        the parameter tensors) when the model is on CPU or CUDA: about 9% faster 2D U(1) training
+        steps (L = 8, one CPU core), the same update up to rounding. ``False``: torch's default
+        implementation.
     compile : bool
         Evaluate the splines of the coupling layers with ``torch.compile``
         (:func:`~latticekit.flows.splines.compile_splines`): faster steps on small lattices (1.3x on
@@ -126,6 +131,7 @@ class TrainConfig:
     progress: bool = False
     log_every: int = 100
     compile: bool = False
+    fused: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -166,8 +172,9 @@ class TrainConfig:
         for name in ("eval_batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected >= 1")
-        if not isinstance(self.compile, bool):
-            raise ValueError(f"compile={self.compile!r}: expected True or False")
+        for name in ("compile", "fused"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected True or False")
         if self.checkpoint_every and not self.checkpoint_path:
             raise ValueError("checkpoint_every > 0 needs checkpoint_path")
 
@@ -305,7 +312,9 @@ class Trainer:
         if not params:
             raise ValueError("model has no trainable parameters")
         opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = opt(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+        fused = {"fused": True} if cfg.fused and self.device.type in ("cpu", "cuda") else {}
+        self.optimizer = opt(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
+                             **fused)
         if cfg.schedule == "cosine":
             self.scheduler: Any = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(cfg.steps, 1),
                                                                              eta_min=cfg.min_lr)

@@ -15,7 +15,7 @@ import torch
 
 import latticekit as lk
 from latticekit.flows import AffineCoupling, ConvNet
-from latticekit.flows.nets import _SeparableBlock
+from latticekit.flows.nets import _SeparableBlock, periodic_pad
 
 F64 = torch.float64
 
@@ -66,8 +66,9 @@ def test_output_shape_and_layer_kind(nd: int, separable: bool | None, shape: tup
         # bias on the last 1D convolution of each block only
         assert [c.bias is not None for c in convs] == ([False] * (nd - 1) + [True]) * 3
     else:
-        assert len(convs) == 3 and all(c.padding_mode == "circular" for c in convs)
-        assert type(convs[0]).__name__ == f"Conv{nd}d"
+        # native convolutions without their own padding: the periodic padding is periodic_pad
+        assert len(convs) == 3 and all(c.padding == (0,) * nd for c in convs)
+        assert isinstance(convs[0], (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)[nd - 1])
 
 
 def test_native_state_dict_keys_unchanged() -> None:
@@ -112,6 +113,39 @@ def test_separable_matches_roll_reference(nd: int, shape: tuple[int, ...], kerne
     x = _x((3, 2) + shape)
     with torch.no_grad():
         torch.testing.assert_close(net(x), _net_reference(net, x), atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("nd,shape,kernel", [(1, (5,), 3), (2, (4, 6), 3), (2, (3, 5), 5), (3, (2, 3, 4), 3)])
+def test_native_matches_torch_circular_padding(nd: int, shape: tuple[int, ...], kernel: int) -> None:
+    # the index-based periodic padding gives the values (and gradients) of padding_mode="circular"
+    net = _net(nd, 2, 3, hidden=(4,), kernel_size=kernel, act="tanh", separable=False)
+    x = _x((3, 2) + shape).requires_grad_()
+    p = kernel // 2
+
+    def reference(h: torch.Tensor) -> torch.Tensor:
+        for m in net.net:
+            if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
+                h = m._conv_forward(torch.nn.functional.pad(h, [p] * (2 * nd), mode="circular"), m.weight, m.bias)
+            else:
+                h = m(h)
+        return h
+
+    y, y_ref = net(x), reference(x)
+    torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=1e-12)
+    g = torch.autograd.grad(y.square().sum(), (x, *net.parameters()))
+    g_ref = torch.autograd.grad(y_ref.square().sum(), (x, *net.parameters()))
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
+def test_periodic_pad_wraps_several_times() -> None:
+    x = torch.arange(3.0).reshape(1, 3)
+    assert periodic_pad(x, 4, axes=(1,)).tolist() == [[2.0, 0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 0.0]]
+    # native 2D convolution with a kernel longer than an extent (padding 2 > 1): the tiled lattice agrees
+    net = _net(2, 1, 2, hidden=(3,), kernel_size=5, act="tanh", separable=False)
+    x2 = _x((2, 1, 1, 4))
+    with torch.no_grad():
+        torch.testing.assert_close(net(x2.repeat(1, 1, 6, 2)), net(x2).repeat(1, 1, 6, 2), atol=1e-12, rtol=1e-12)
 
 
 def test_kernel_longer_than_extent_equals_tiled_computation() -> None:

@@ -247,3 +247,28 @@ def test_compile_option_switches_the_spline_layers() -> None:
     assert all(layer._spline is not circular_rq_spline for layer in tr.model.flow.layers)
     with pytest.raises(ValueError, match="compile"):
         TrainConfig(compile="yes").validate()  # type: ignore[arg-type]
+
+
+def test_fused_optimizer_gives_the_default_update(device: str) -> None:
+    """``TrainConfig.fused`` (the default) selects torch's fused Adam/AdamW; after several steps the
+    parameters equal those of the default implementation up to float64 rounding."""
+    from latticekit.flows import u1_gauge_flow
+
+    lat = lk.Lattice((4, 4))
+    trained = []
+    for fused in (True, False):
+        for opt in ("adam", "adamw"):
+            torch.manual_seed(5)
+            model = Model(HaarPrior(lk.U1, lat), u1_gauge_flow(lat, n_layers=2, hidden=(3,)))
+            tr = Trainer(model, WilsonGaugeAction(lk.U1, lat, 1.0),
+                         TrainConfig(steps=5, batch_size=8, lr=1e-2, optimizer=opt, weight_decay=0.1, fused=fused,
+                                     device=device, seed=2))
+            assert tr.optimizer.defaults["fused"] is (True if fused else None)
+            tr.train()
+            trained.append(torch.cat([p.detach().flatten() for p in tr.model.parameters()]))
+    for a, b in zip(trained[:2], trained[2:]):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    # Adam and AdamW (weight decay 0.1) differ, so the comparison would see a wrong update
+    assert float((trained[0] - trained[1]).abs().max()) > 1e-6
+    with pytest.raises(ValueError, match="fused"):
+        TrainConfig(fused=1).validate()  # type: ignore[arg-type]
