@@ -238,7 +238,7 @@ def run_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     return {
         "case": case["name"], "lattice": list(case["lattice"].shape), "params": case["params"],
         "model": case["model_desc"], "n_parameters": sum(p.numel() for p in tr.model.parameters()),
-        "train": {"batch_size": case["batch_size"], "lr": case["lr"], "optimizer": "adam",
+        "train": {"batch_size": case["batch_size"], "lr": case["lr"], "optimizer": "adam (fused)" if cfg.fused else "adam",
                   "schedule": "constant" if args.schedule == "constant" else "cosine over the budget clock to 1%",
                   "device": args.device, "gradient": args.gradient, "compile_splines": args.compile,
                   "dtype": args.train_dtype, "steps": tr.step, "train_s": round(t_train, 1),

@@ -96,16 +96,20 @@ def periodic_pad(x: torch.Tensor, p: int, axes: Sequence[int]) -> torch.Tensor:
 
 
 class _PeriodicConvMixin:
-    """``forward`` of a native convolution (``padding=0``) on the periodically padded input."""
+    """A native ``Conv{nd}d(..., padding=k // 2, padding_mode="circular")`` whose periodic padding is
+    :func:`periodic_pad` instead of ``F.pad(mode="circular")``: the same values, a cheaper backward
+    pass, and kernels longer than an extent wrap. The attributes, parameter names and ``repr`` are
+    those of the native module, so checkpoint architecture hashes are unchanged."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
+                      bias: torch.Tensor | None) -> torch.Tensor:
         k = self.kernel_size  # type: ignore[attr-defined]
-        if k[0] // 2:
-            x = periodic_pad(x, k[0] // 2, range(x.ndim - len(k), x.ndim))
-        return self._conv_forward(x, self.weight, self.bias)  # type: ignore[attr-defined]
+        nd = len(k)
+        x = periodic_pad(input, k[0] // 2, range(input.ndim - nd, input.ndim)) if k[0] // 2 else input
+        return _CONV_FN[nd](x, weight, bias, self.stride, 0, self.dilation, self.groups)  # type: ignore[attr-defined]
 
-    def extra_repr(self) -> str:
-        return super().extra_repr() + ", periodic"  # type: ignore[misc]
+    def _get_name(self) -> str:
+        return type(self).__mro__[2].__name__
 
 
 class _PeriodicConv1d(_PeriodicConvMixin, nn.Conv1d):
@@ -264,8 +268,8 @@ class ConvNet(nn.Module):
                 last = block.convs[-1].conv
                 mods.append(block)
             else:
-                # padding=0: the periodic padding is done by the _PeriodicConv forward
-                last = _CONV[nd](chans[i], chans[i + 1], kernel_size, padding=0)
+                last = _CONV[nd](chans[i], chans[i + 1], kernel_size, padding=kernel_size // 2,
+                                 padding_mode="circular")
                 mods.append(last)
             if i < len(chans) - 2:
                 mods.append(activation(act))
