@@ -182,12 +182,12 @@ def eval_ess(model64: Model, action: Any, n: int, seed: int, device: str = "cpu"
 
 
 def run_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     if args.batch:
         case["batch_size"] = args.batch
     if args.lr:
         case["lr"] = args.lr
-    cfg = TrainConfig(steps=10**9, batch_size=case["batch_size"], lr=case["lr"], dtype=args.train_dtype, seed=1,
+    cfg = TrainConfig(steps=10**9, batch_size=case["batch_size"], lr=case["lr"], dtype=args.train_dtype, seed=1 + args.seed,
                       device=args.device, gradient=args.gradient, compile=args.compile)
     tr = Trainer(case["model"], case["action"], cfg)
     budget = args.budget_min * 60.0
@@ -227,7 +227,7 @@ def run_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     m64 = copy.deepcopy(tr.model).to(torch.float64)
     ts = time.time()
     res = independence_metropolis(m64, case["action"], args.mcmc,
-                                  lk.backends.rng(4242, backend="torch", device=args.device),
+                                  lk.backends.rng(4242 + args.seed, backend="torch", device=args.device),
                                   observables=case["observables"], batch_size=1024)
     mcmc_s = time.time() - ts
     flow_obs = {k: {"value": float(v.value), "error": float(v.error), "tau_int": float(v.tau_int)}
@@ -238,7 +238,7 @@ def run_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     return {
         "case": case["name"], "lattice": list(case["lattice"].shape), "params": case["params"],
         "model": case["model_desc"], "n_parameters": sum(p.numel() for p in tr.model.parameters()),
-        "train": {"batch_size": case["batch_size"], "lr": case["lr"], "optimizer": "adam (fused)" if cfg.fused else "adam",
+        "train": {"seed": args.seed, "batch_size": case["batch_size"], "lr": case["lr"], "optimizer": "adam (fused)" if cfg.fused else "adam",
                   "schedule": "constant" if args.schedule == "constant" else "cosine over the budget clock to 1%",
                   "device": args.device, "gradient": args.gradient, "compile_splines": args.compile,
                   "dtype": args.train_dtype, "steps": tr.step, "train_s": round(t_train, 1),
@@ -278,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="evaluate the coupling splines with torch.compile (TrainConfig.compile)")
     p.add_argument("--batch", type=int, default=0, help="override the batch size of every case (0: case default)")
     p.add_argument("--lr", type=float, default=0.0, help="override the learning rate of every case (0: case default)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initial weights (torch), of the training data (1 + seed) and of the flow-MCMC "
+                        "chain (4242 + seed); 0 reproduces the earlier runs")
     p.add_argument("--u1-layers", type=int, default=16, help="coupling layers of the U(1) cases")
     p.add_argument("--u1-hidden", default="8,8", help="hidden channels of the U(1) context nets")
     args = p.parse_args(argv)
@@ -295,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     t_all = time.time()
     for name in [c.strip() for c in args.cases.split(",") if c.strip()]:
-        torch.manual_seed(0)  # the initial weights (drawn when the case builds its model)
+        torch.manual_seed(args.seed)  # the initial weights (drawn when the case builds its model)
         if name == "phi4_L8":
             case = case_phi4(8)
             r = run_case(case, args)
