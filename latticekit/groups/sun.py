@@ -118,7 +118,10 @@ class SUGroup(Group):
         ph = d / xp.astype(xp.abs(d), ct)
         q = q * xp.expand_dims(ph, axis=-2)  # q @ diag(ph): Haar on U(N)
         q = self._fix_det(q, xp)
-        return self._group_back(q, nd)
+        out = self._group_back(q, nd)
+        # _group_back is a transposed view; flattening copies it in C order, so fresh fields are
+        # contiguous (the numba fast paths accept C-contiguous arrays only)
+        return xp.reshape(xp.reshape(out, (-1,)), tuple(out.shape))
 
     def _fix_det(self, q: Any, xp: Any) -> Any:
         """Divide group-last U(N) matrices by the principal N-th root of their determinant."""

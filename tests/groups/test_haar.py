@@ -132,3 +132,14 @@ def test_u1_uniform():
     assert scipy.stats.kstest(th, scipy.stats.uniform(loc=-math.pi, scale=2 * math.pi).cdf).pvalue > 1e-4
     assert_mean(np.cos(th), 0.0, "E cos")
     assert_mean(np.cos(th) ** 2, 0.5, "E cos^2")
+
+
+def test_random_sun_field_is_c_contiguous():
+    """Fresh SU(N) fields are C-contiguous (the numba fast paths take only C-contiguous arrays), and
+    making them so does not change the values: the site-first layout equals the group-last draw."""
+    G = SU(3)
+    U = G.random(rng(7), (2,), (4, 6))
+    assert U.shape == (2, 3, 3, 4, 6) and U.flags.c_contiguous
+    # the same draw without sites: per-site matrices in the same order
+    V = G.random(rng(7), (2, 4, 6))
+    np.testing.assert_array_equal(np.moveaxis(U, (1, 2), (-2, -1)), V)
