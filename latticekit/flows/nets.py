@@ -188,8 +188,8 @@ class ConvNet(nn.Module):
     the lattice shape is kept and the network commutes with all lattice translations.
 
     Layer kinds. With ``separable=False`` a layer is a native torch ``Conv{nd}d`` on the
-    periodically padded input (:func:`periodic_pad`; ``nd <= 3`` only: torch has no ``Conv4d``). With ``separable=True``
-    a layer is a *separable block*: ``nd`` successive periodic 1D convolutions, one along each
+    periodically padded input (:func:`periodic_pad`; ``nd <= 3`` only: torch has no ``Conv4d``).
+    With ``separable=True`` a layer is a *separable block*: ``nd`` successive periodic 1D convolutions, one along each
     lattice axis ``0, 1, ..., nd - 1`` (the first ``C_in -> C_out``, the others ``C_out -> C_out``),
     with a bias on the last one only and no activation inside the block. A block has
     ``k (C_in C_out + (nd - 1) C_out^2) + C_out`` parameters instead of ``k^nd C_in C_out + C_out``
@@ -207,8 +207,8 @@ class ConvNet(nn.Module):
     hidden : sequence of int
         Channels of the hidden layers (positive); ``()`` gives a single layer.
     kernel_size : int
-        Odd kernel size per axis (the receptive field grows by ``kernel_size - 1`` per layer). Kernels longer
-        than the lattice extent wrap around the periodic axis.
+        Odd kernel size per axis (the receptive field grows by ``kernel_size - 1`` per layer).
+        Kernels longer than the lattice extent wrap around the periodic axis.
     act : str
         Activation between layers (see :func:`activation`).
     final_tanh : bool
