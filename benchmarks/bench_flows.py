@@ -223,6 +223,13 @@ def run_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         tr.train_step()
         t_train += time.time() - ts
         c_train += time.process_time() - cs
+    if args.save_model:
+        # the trained weights, for longer flow-MCMC chains later (atomic: temporary file + os.replace)
+        path = os.path.join(args.save_model, f"{case['name']}_seed{args.seed}.pt")
+        os.makedirs(args.save_model, exist_ok=True)
+        tmp = path + ".tmp"
+        torch.save({"state_dict": tr.model.state_dict(), "model": case["model_desc"], "steps": tr.step}, tmp)
+        os.replace(tmp, path)
     # flow MCMC in float64
     m64 = copy.deepcopy(tr.model).to(torch.float64)
     ts = time.time()
@@ -278,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="evaluate the coupling splines with torch.compile (TrainConfig.compile)")
     p.add_argument("--batch", type=int, default=0, help="override the batch size of every case (0: case default)")
     p.add_argument("--lr", type=float, default=0.0, help="override the learning rate of every case (0: case default)")
+    p.add_argument("--save-model", default="", help="folder to save the trained weights in (CASE_seedS.pt); "
+                   "empty: not saved")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the initial weights (torch), of the training data (1 + seed) and of the flow-MCMC "
                         "chain (4242 + seed); 0 reproduces the earlier runs")
