@@ -58,6 +58,13 @@ class MetropolisResult:
         ESS/N of the proposals' importance weights.
     configs : torch.Tensor or None
         The chain, ``(n_steps, *event)`` (``keep_configs=True``).
+    proposal_log_w : ndarray, shape ``(n_steps,)``
+        Log-weight of every proposal, in proposal order (the chain's ``log_w`` repeats the current
+        state's instead). With ``proposal_observables`` it gives the reweighting estimate from the
+        same draws, ``analysis.reweight(proposal_observables[name], proposal_log_w)``.
+    proposal_observables : dict of name -> ndarray ``(n_steps, ...)``
+        The observables on every proposal, in proposal order; their unweighted means are the
+        model's own expectation values ``<O>_q`` (a diagnostic of where ``q`` differs from ``p``).
     """
 
     accepted: np.ndarray
@@ -67,6 +74,8 @@ class MetropolisResult:
     analysis: dict[str, GammaResult]
     proposal_ess: float
     configs: torch.Tensor | None = None
+    proposal_log_w: np.ndarray | None = None
+    proposal_observables: dict[str, np.ndarray] | None = None
 
 
 @torch.no_grad()
@@ -145,6 +154,7 @@ def independence_metropolis(model: Model, action: Any, n_steps: int, rng: Genera
     chain_lw = lw_np[idx]
     sel = torch.as_tensor(idx, device=x.device)
     obs: dict[str, np.ndarray] = {}
+    prop_obs: dict[str, np.ndarray] = {}
     ana: dict[str, GammaResult] = {}
     for name, f in observables.items():
         with torch.no_grad():
@@ -152,13 +162,15 @@ def independence_metropolis(model: Model, action: Any, n_steps: int, rng: Genera
         v = torch.as_tensor(vals).detach()
         if v.shape[:1] != (n_steps,):
             raise ValueError(f"observables[{name!r}] returned shape {tuple(v.shape)}; expected ({n_steps}, ...)")
-        o = v[sel.to(v.device)].cpu().numpy()
+        prop_obs[name] = v.cpu().numpy()
+        o = prop_obs[name][idx]
         obs[name] = o
         if o.ndim == 1:
             ana[name] = gamma_method(o)
     return MetropolisResult(accepted=acc, log_w=chain_lw, acceptance=acceptance_summary(acc), observables=obs,
                             analysis=ana, proposal_ess=float(_ess(lw_np)),
-                            configs=x[sel] if keep_configs else None)
+                            configs=x[sel] if keep_configs else None, proposal_log_w=lw_np,
+                            proposal_observables=prop_obs)
 
 
 @torch.no_grad()

@@ -60,6 +60,27 @@ def test_metropolis_targets_the_action() -> None:
     assert res.acceptance.longest_rejection_run >= 1
 
 
+def test_proposal_records_give_the_reweighting_estimate() -> None:
+    # proposals N(0, 1), target N(1, 1): the unweighted proposal mean is the model's <x>_q = 0, the
+    # reweighted one the target's <x>_p = 1, and the chain is the proposals indexed by the chain state
+    res = independence_metropolis(gaussian_model(), shifted, 20000, trng(5), batch_size=4096,
+                                  observables={"x": lambda x: x[:, 0]})
+    xp, lw = res.proposal_observables["x"], res.proposal_log_w
+    assert xp.shape == (20000,) and lw.shape == (20000,)
+    # 5 sigma of a unit-variance mean of 20000 draws
+    assert abs(xp.mean()) < 5 / np.sqrt(20000)
+    r = lk.analysis.reweight(xp, lw)
+    assert abs(r.value - 1.0) < 5 * r.error and r.error < 0.05
+    assert res.proposal_ess == pytest.approx(float(lk.analysis.ess(lw)))
+    # the chain state after step i is the last accepted proposal up to i
+    last = np.maximum.accumulate(np.where(res.accepted, np.arange(20000), 0))
+    assert np.array_equal(res.observables["x"], xp[last])
+    # the chain's log-weights are those of its states; log w = -S - log q of the proposal itself
+    assert np.array_equal(res.log_w, lw[last])
+    x = torch.as_tensor(xp, dtype=F64)[:, None]
+    torch.testing.assert_close(torch.as_tensor(lw), -shifted(x) - gaussian_model().log_prob(x))
+
+
 def test_reweighting() -> None:
     r = reweight_observable(gaussian_model(), shifted, lambda x: x[:, 0], 40000, trng(2))
     assert abs(r.value - 1.0) < 5 * r.error and r.error < 0.05
