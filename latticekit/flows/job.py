@@ -866,6 +866,12 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
                                   keep_configs=True)
     exact = _exact_values(cfg)
     observables = {k: _gamma_entry(r, exact.get(k)) for k, r in res.analysis.items()}
+    # the same proposals, reweighted (<w O>_q / <w>_q; independent draws, so a plain jackknife)
+    from latticekit.analysis import reweight
+
+    for k, entry in observables.items():
+        rw = reweight(res.proposal_observables[k], res.proposal_log_w)
+        entry["reweighted"] = {"value": float(rw.value), "error": float(rw.error)}
     idx = list(range(0, n, store_every))
     configs = res.configs
     assert configs is not None
@@ -1052,7 +1058,8 @@ def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | Non
     -------
     dict
         ``theory``, ``lattice``, ``flow`` (training ESS and var log w, steps, flow-MCMC acceptance,
-        proposal ESS), ``rows`` (one per observable: flow value/error/tau_int, reference value/error and
+        proposal ESS), ``rows`` (one per observable: flow value/error/tau_int, the reweighting estimate from
+        the same proposals and its jackknife error when the sample summary has it, reference value/error and
         kind ``"exact"``, ``"hmc"`` (or the sampler recorded in a results.json, e.g. ``"heatbath"``) or None,
         deviation in sigma), ``note`` (for gauge theories in Nd >= 3 without
         an HMC reference: that there is no exact value and how to get a reference; else None) and ``text``
@@ -1085,6 +1092,8 @@ def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | Non
         row: dict[str, Any] = {"observable": name, "flow": f["value"], "flow_error": f["error"],
                                "tau_int": f["tau_int"], "reference": None, "reference_error": None,
                                "reference_kind": None, "deviation_sigma": None}
+        if "reweighted" in f:
+            row.update(reweighted=f["reweighted"]["value"], reweighted_error=f["reweighted"]["error"])
         if name in ref:
             row.update(reference=ref[name]["value"], reference_error=ref[name]["error"], reference_kind=ref_kind)
         elif name in exact:
@@ -1156,12 +1165,13 @@ def format_flow_summary(summary: Mapping[str, Any]) -> str:
             f"training steps, ESS {fmt(f.get('ess'))}, var log w {fmt(f.get('var_log_w'))}")
     head2 = (f"flow MCMC: {fmt(f.get('mcmc_steps'), 'd')} steps, acceptance {fmt(f.get('acceptance'))}, "
              f"proposal ESS {fmt(f.get('proposal_ess'))}")
-    rows = [("observable", "flow MCMC", "tau_int", "reference", "kind", "dev/sigma")]
+    rows = [("observable", "flow MCMC", "tau_int", "reweighted", "reference", "kind", "dev/sigma")]
     note = summary.get("note")
     for r in summary["rows"]:
         ref = ("none (no exact value)" if note else "-") if r["reference"] is None else (
             f"{r['reference']:.6g}" + (f" +- {r['reference_error']:.2g}" if r.get("reference_error") else ""))
-        rows.append((r["observable"], f"{r['flow']:.6g} +- {r['flow_error']:.2g}", f"{r['tau_int']:.2f}", ref,
+        rw = "-" if r.get("reweighted") is None else f"{r['reweighted']:.6g} +- {r['reweighted_error']:.2g}"
+        rows.append((r["observable"], f"{r['flow']:.6g} +- {r['flow_error']:.2g}", f"{r['tau_int']:.2f}", rw, ref,
                      r["reference_kind"] or "-",
                      "-" if r["deviation_sigma"] is None else f"{r['deviation_sigma']:+.2f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -272,9 +272,13 @@ def test_u1_flow_mcmc_matches_exact_and_summary(tmp_path) -> None:
     p = s["observables"]["plaquette"]
     assert p["exact"] == pytest.approx(exact)
     assert abs(p["value"] - exact) < 5 * p["error"] + 1e-3          # flow MCMC is exact in distribution
+    # the reweighting estimate from the same 2000 independent proposals: also exact in expectation
+    rw = p["reweighted"]
+    assert 0 < rw["error"] < 0.05 and abs(rw["value"] - exact) < 5 * rw["error"]
     summ = flow_summary(out)
     rows = {r["observable"]: r for r in summ["rows"]}
     assert rows["plaquette"]["reference_kind"] == "exact"
+    assert rows["plaquette"]["reweighted"] == rw["value"] and "reweighted" in summ["text"]
     assert rows["chi_t"]["reference"] == pytest.approx(lk.exact.u1_2d_topological_susceptibility(1.0, (4, 4)))
     assert summ["flow"]["acceptance"] == s["acceptance"] and summ["flow"]["ess"] is not None
     assert "plaquette" in summ["text"] and summ["text"] == format_flow_summary(summ)
