@@ -40,6 +40,7 @@ import numpy as np
 
 import latticekit as lk
 from latticekit import backends
+from latticekit.utils import atomic_write
 
 try:  # torch is optional: without it only the NumPy rows are measured
     import torch
@@ -472,13 +473,7 @@ def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
     """Write JSON to ``path`` through a temporary file in the same directory and ``os.replace``."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=False, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
+    atomic_write(p, (json.dumps(obj, indent=1, sort_keys=False, default=str) + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,6 @@ import os
 import platform
 import socket
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -43,6 +42,7 @@ from latticekit import observables as obs
 from latticekit.actions import Phi4Action, WilsonGaugeAction
 from latticekit.analysis import ess as ess_fn
 from latticekit.analysis import gamma_method
+from latticekit.utils import atomic_path, atomic_write
 from latticekit.flows import (
     GaussianPrior,
     HaarPrior,
@@ -73,11 +73,7 @@ def cpu_info() -> dict[str, Any]:
 def write_json(path: str, data: Any) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-bench-", dir=folder)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def gamma(values: np.ndarray) -> dict[str, float]:
@@ -227,9 +223,8 @@ def run_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         # the trained weights, for longer flow-MCMC chains later (atomic: temporary file + os.replace)
         path = os.path.join(args.save_model, f"{case['name']}_seed{args.seed}.pt")
         os.makedirs(args.save_model, exist_ok=True)
-        tmp = path + ".tmp"
-        torch.save({"state_dict": tr.model.state_dict(), "model": case["model_desc"], "steps": tr.step}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save({"state_dict": tr.model.state_dict(), "model": case["model_desc"], "steps": tr.step}, tmp)
     # flow MCMC in float64
     m64 = copy.deepcopy(tr.model).to(torch.float64)
     ts = time.time()

@@ -33,6 +33,7 @@ from latticekit import observables as obs
 from latticekit.actions import WilsonGaugeAction
 from latticekit.analysis import reweight
 from latticekit.flows import HaarPrior, Model, TrainConfig, Trainer, independence_metropolis, u1_gauge_flow
+from latticekit.utils import atomic_write
 
 
 def main() -> None:
@@ -87,10 +88,7 @@ def main() -> None:
         print(json.dumps(chains[-1]), flush=True)
     out = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv), "args": vars(a),
            "train_steps": train_steps, "chains": chains}
-    tmp = a.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(out, f, indent=1)
-    os.replace(tmp, a.out)
+    atomic_write(a.out, (json.dumps(out, indent=1) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import latticekit as lk
 import latticekit.flows.nets as nets
 from latticekit.actions import WilsonGaugeAction
 from latticekit.flows import HaarPrior, Model, TrainConfig, Trainer, u1_gauge_flow
+from latticekit.utils import atomic_write
 
 BLOCK = 20  # training steps per timed block
 
@@ -78,9 +79,7 @@ def main() -> None:
     results = [compare(int(n), a.blocks) for n in a.layers.split(",") if n.strip()]
     out = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv), "torch": torch.__version__,
            "results": results}
-    with open(a.out + ".tmp", "w") as f:
-        json.dump(out, f, indent=1)
-    os.replace(a.out + ".tmp", a.out)
+    atomic_write(a.out, (json.dumps(out, indent=1) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from .analysis import gamma_method
 from .config import ConfigError, RunConfig, load_config
 from .groups import SUGroup, U1Group, group_from_name
 from .lattice import Lattice
+from .utils import Progress, atomic_write
 
 __all__ = ["measure_job", "run_job", "Theory"]
 
@@ -203,35 +204,11 @@ class Theory:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-class _Progress:
-    """tqdm progress bar when available and wanted, silent otherwise."""
-
-    def __init__(self, total: int, initial: int, desc: str, enabled: bool) -> None:
-        self.bar = None
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", file=sys.stderr, leave=False)
-            except ImportError:
-                self.bar = None
-
-    def update(self, n: int = 1) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _to_host_list(a: Any) -> list[float]:
     return [float(v) for v in backends.to_numpy(a).reshape(-1)]
 
 
 def _write_json(path: Path, data: Any) -> None:
-    from .io._common import atomic_write
-
     atomic_write(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
 
 
@@ -320,7 +297,7 @@ def run_job(config: str | os.PathLike | RunConfig | None = None, *, out: str | o
     try:
         # thermalisation, in segments of `seg` steps
         if phase == "therm":
-            bar = _Progress(s.thermalization, done, "thermalising", progress)
+            bar = Progress(s.thermalization, done, "thermalising", progress)
             while done < s.thermalization:
                 n = min(seg, s.thermalization - done)
                 sampler = theory.sampler(backends.rng(_segment_seed(seed, 1, done // seg), backend=backend,
@@ -337,7 +314,7 @@ def run_job(config: str | os.PathLike | RunConfig | None = None, *, out: str | o
             save()
         # measurements: `every` steps between measurements, checkpoint every `seg` measurements
         every = cfg.measure.every
-        bar = _Progress(s.measurements, done, "measuring", progress)
+        bar = Progress(s.measurements, done, "measuring", progress)
         store_every = max(1, cfg.output.store_every)
         while done < s.measurements:
             n = min(seg, s.measurements - done)
@@ -513,7 +490,6 @@ def _plots(outdir: Path, theory: Theory, series: dict[str, list[list[float]]], r
         import matplotlib.pyplot as plt
     except ImportError:
         return []
-    from .io._common import atomic_write
     import io as _io
 
     made = []

@@ -24,13 +24,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from typing import Any
 
 import torch
 from torch import nn
 
 from latticekit.backends import Generator
+from latticekit.utils.files import atomic_path
 
 __all__ = [
     "CheckpointMismatchError",
@@ -160,17 +160,8 @@ def save_checkpoint(path: str | os.PathLike[str], *, model: nn.Module, step: int
         "config_hash": config_hash(desc),
         "config": config or {},
     }
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def _diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

@@ -90,6 +90,7 @@ from latticekit import backends
 from latticekit.config import ConfigError, read_toml
 from latticekit.groups import U1, group_from_name
 from latticekit.lattice import Lattice
+from latticekit.utils import Progress, atomic_path, atomic_write
 
 from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from .model import Model
@@ -492,8 +493,6 @@ def _exact_values(cfg: FlowConfig) -> dict[str, float]:
 
 # -- files -------------------------------------------------------------------------------------
 def _write_json(path: Path, data: Any) -> None:
-    from latticekit.io._common import atomic_write
-
     atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
@@ -519,8 +518,6 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     keep = [m for m in _read_metrics(path) if int(m.get("step", 0)) <= step]
     data = b"".join((json.dumps(m) + "\n").encode() for m in keep)
-    from latticekit.io._common import atomic_write
-
     atomic_write(path, data)
 
 
@@ -602,31 +599,6 @@ def _resolve_device(backend: str, device: Any) -> Any:
     return dev
 
 
-class _Progress:
-    def __init__(self, total: int, initial: int, enabled: bool, log_every: int) -> None:
-        self.bar = None
-        self.enabled, self.log_every, self.total = enabled, log_every, total
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=total, initial=initial, desc="flow training", file=sys.stderr, leave=False)
-            except ImportError:
-                self.bar = None
-
-    def update(self, m: dict[str, Any]) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(loss=f"{m['loss']:.4g}", ess=f"{m['ess']:.3f}")
-        elif self.enabled and (m["step"] % self.log_every == 0 or m["step"] == self.total):
-            print(f"step {m['step']}/{self.total}  loss {m['loss']:.6g}  ess {m['ess']:.4f}  lr {m['lr']:.3g}",
-                  file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, progress: bool,
                   distributed: bool = False) -> dict[str, Any]:
     """The training loop shared by :func:`train_job` and the distributed workers."""
@@ -672,7 +644,7 @@ def _run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, pr
                 print(f"resuming {outdir} from step {resumed_from}", file=sys.stderr, flush=True)
     t = cfg.train
     writer = _MetricsWriter(metrics_path) if lead else None
-    bar = _Progress(t.steps, trainer.step, progress and lead, t.log_every)
+    bar = Progress(t.steps, trainer.step, "flow training", progress and lead, log_every=t.log_every)
     t0 = time.time()
     status = "finished"
     try:
@@ -684,7 +656,7 @@ def _run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, pr
             m["time_s"] = round(time.time() - t0, 4)
             if writer is not None:
                 writer.write(m)
-            bar.update(m)
+            bar.update(1, loss=m["loss"], ess=m["ess"], lr=m["lr"])
             if t.checkpoint_every and trainer.step % t.checkpoint_every == 0:
                 trainer.save()
         if trainer.last_checkpoint_step != trainer.step:
@@ -920,20 +892,18 @@ def _write_ensemble(path: Path, cfg: FlowConfig, configs: torch.Tensor, idx: lis
                     meta: dict[str, Any]) -> None:
     from latticekit.io import Ensemble
 
-    tmp = path.with_name("." + path.name + ".partial")
-    tmp.unlink(missing_ok=True)
-    ens = Ensemble.create(tmp, lattice=tuple(cfg.lattice.shape), group=_group(cfg), action="wilson",
-                          action_params={"beta": cfg.action.beta}, sampler="flow_independence_metropolis",
-                          sampler_params={k: meta[k] for k in ("checkpoint", "checkpoint_step", "n", "store_every")},
-                          seeds=[meta["seed"]], metadata={"flow_config": meta["config"]})
-    try:
-        host = configs.detach().cpu().numpy()
-        for i in idx:
-            ens.append(host[i], observables={k: float(v[i]) for k, v in res.observables.items()},
-                       info={"step": i, "accepted": bool(res.accepted[i]), "log_w": float(res.log_w[i])})
-    finally:
-        ens.close()
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        ens = Ensemble.create(tmp, lattice=tuple(cfg.lattice.shape), group=_group(cfg), action="wilson",
+                              action_params={"beta": cfg.action.beta}, sampler="flow_independence_metropolis",
+                              sampler_params={k: meta[k] for k in ("checkpoint", "checkpoint_step", "n", "store_every")},
+                              seeds=[meta["seed"]], metadata={"flow_config": meta["config"]}, overwrite=True)
+        try:
+            host = configs.detach().cpu().numpy()
+            for i in idx:
+                ens.append(host[i], observables={k: float(v[i]) for k, v in res.observables.items()},
+                           info={"step": i, "accepted": bool(res.accepted[i]), "log_w": float(res.log_w[i])})
+        finally:
+            ens.close()
 
 
 def _group(cfg: FlowConfig) -> Any:

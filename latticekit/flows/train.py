@@ -38,6 +38,7 @@ import torch
 
 from latticekit import backends
 from latticekit.analysis import ess as _ess
+from latticekit.utils import Progress
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .model import Model
@@ -253,16 +254,6 @@ def reverse_kl_loss(model: Model, action: Any, n: int, rng: backends.Generator, 
     return loss, (-S - log_q).detach()
 
 
-def _progress(total: int, initial: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, desc="flow training")
-
-
 class Trainer:
     """Reverse-KL training loop with schedules, clipping, metrics, evaluation and checkpoints.
 
@@ -388,23 +379,17 @@ class Trainer:
         cfg = self.config
         target = cfg.steps if steps is None else self.step + int(steps)
         start = len(self.history)
-        bar = _progress(target, self.step, cfg.progress)
+        bar = Progress(target, self.step, "flow training", cfg.progress, log_every=cfg.log_every)
         try:
             while self.step < target:
                 m = self.train_step()
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{m['loss']:.4g}", ess=f"{m['ess']:.3f}")
-                elif cfg.progress and (self.step % max(cfg.log_every, 1) == 0 or self.step == target):
-                    print(f"step {self.step}/{target}  loss {m['loss']:.6g}  ess {m['ess']:.4f}  lr {m['lr']:.3g}",
-                          flush=True)
+                bar.update(1, loss=m["loss"], ess=m["ess"], lr=m["lr"])
                 if cfg.eval_every and self.step % cfg.eval_every == 0:
                     self.history[-1].update(self.evaluate())
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save()
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
         if cfg.checkpoint_path and self.last_checkpoint_step != self.step:
             self.save()
         return self.history[start:]

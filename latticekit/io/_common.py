@@ -6,14 +6,15 @@ Everything here works on NumPy arrays on the host (io/ is allowed to name numpy,
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from latticekit.groups import Group, SUGroup, U1Group, group_from_name
 from latticekit.lattice import Lattice
+
+from latticekit.utils.files import atomic_write as atomic_write  # re-exported for the format modules
 
 from .errors import IOFormatError
 
@@ -282,36 +283,7 @@ def raise_failed(meta: FieldMeta) -> None:
                                 meta.path, c.name)
 
 
-# -- atomic writes ---------------------------------------------------------------------------------
-
-def atomic_write(path: Any, write: Callable[[Any], None] | bytes | Sequence[bytes]) -> None:
-    """Write a file atomically: temporary file in the same folder, fsync, then ``os.replace``.
-
-    ``write`` is bytes, a sequence of byte chunks, or a callable receiving the open binary file.
-    A killed writer leaves at most a stray temporary file, never a half-written ``path``.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if callable(write):
-                write(f)
-            elif isinstance(write, (bytes, bytearray, memoryview)):
-                f.write(write)
-            else:
-                for chunk in write:
-                    f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
+# -- atomic writes: the one implementation lives in latticekit.utils.files --------------------------
 
 def read_bytes(path: Any) -> bytes:
     """Whole file as bytes (OSError propagates unchanged)."""

@@ -36,13 +36,13 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import tempfile
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from latticekit.backends import from_numpy
 from latticekit.groups import Group, SUGroup, U1Group
+from latticekit.utils.files import atomic_path
 
 from ._common import (
     WRITE_UNITARITY_TOL,
@@ -203,10 +203,7 @@ class Ensemble:
         else:
             dt = np.complex128 if prec == "double" else np.complex64
         shape = (len(lat),) + tuple(g.element_shape) + tuple(lat)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             with h5py.File(tmp, "w", locking=False) as f:
                 a = f.attrs
                 a["latticekit_format"] = FORMAT_NAME
@@ -228,11 +225,6 @@ class Ensemble:
                                  chunks=(1,) + shape)
                 f.create_group("observables")
                 f.create_dataset("info", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(), chunks=(64,))
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
         return cls.open(path, "a")
 
     @classmethod
@@ -535,18 +527,9 @@ def write_hdf5(path: Any, U: Any, group: Any, *, precision: Any = "double", meta
     batch = a.reshape((-1,) + a.shape[a.ndim - nd - ng - 1:])
     obs = m.pop("observables", {}) or {}
     kw = {k: m.pop(k) for k in ("action", "action_params", "sampler", "sampler_params", "seeds") if k in m}
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(os.fspath(path)) as tmp:
         with Ensemble.create(tmp, lattice=lat, group=g, precision=precision, metadata=m, overwrite=True, **kw) as ens:
             for j in range(batch.shape[0]):
                 ens.append(batch[j], observables={k: np.asarray(v).ravel()[j] for k, v in obs.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
