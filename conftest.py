@@ -5,13 +5,60 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
+from typing import Any, Iterator
+
+import pytest
 
 # One BLAS/OpenMP thread per test process: the suite's matrices are small, and multi-threaded BLAS on a
 # busy 2-core machine can be 100x slower (measured here: eigvals of a 128x128 matrix 5 s vs 0.03 s).
-# setdefault: a caller's explicit choice wins. Set before any test module imports numpy or torch.
+# setdefault: a caller's explicit choice wins. This must happen before any test module imports numpy or
+# torch (their thread pools read the variables when they load), so it cannot be a fixture; it is the one
+# process-wide setting of the suite, made here on purpose and inherited by the subprocess tests.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 collect_ignore_glob: list[str] = []
 if importlib.util.find_spec("torch") is None:
     collect_ignore_glob += ["latticekit/flows/*", "backends/_kernels_torch.py"]
+
+# Files whose tests (doctests included) call latticekit.backends.configure_threads: the thread counts,
+# the exported variables and a pending numba request are put back after each of their tests.
+_CONFIGURES_THREADS = ("_threads.py", "test_threads.py")
+
+
+@pytest.fixture(autouse=True)
+def _restore_thread_counts(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.path.name not in _CONFIGURES_THREADS:
+        yield
+        return
+    from latticekit.backends import _threads
+
+    env = {v: os.environ.get(v) for v in _threads.THREAD_ENV_VARS}
+    numba_request = _threads._NUMBA_REQUEST
+    counts: dict[str, Any] = {m: sys.modules[m].get_num_threads() for m in ("numba", "torch") if m in sys.modules}
+    try:
+        import threadpoolctl
+    except ImportError:
+        threadpoolctl = None
+    pools = {} if threadpoolctl is None else {p["filepath"]: p["num_threads"] for p in threadpoolctl.threadpool_info()}
+    try:
+        yield
+    finally:
+        for v, old in env.items():
+            if old is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = old
+        if threadpoolctl is not None:
+            for lib in threadpoolctl.ThreadpoolController().lib_controllers:
+                # a library loaded during the test: the count its loading reads from the environment
+                var = {"openblas": "OPENBLAS_NUM_THREADS", "mkl": "MKL_NUM_THREADS"}.get(lib.internal_api)
+                n = pools.get(lib.filepath) or os.environ.get(var or "", os.environ.get("OMP_NUM_THREADS"))
+                if n:
+                    lib.set_num_threads(int(n))
+        for m, n in counts.items():
+            sys.modules[m].set_num_threads(n)
+        if "numba" in sys.modules and "numba" not in counts:   # loaded during the test
+            sys.modules["numba"].set_num_threads(sys.modules["numba"].config.NUMBA_NUM_THREADS)
+        _threads._NUMBA_REQUEST = numba_request
