@@ -1,12 +1,14 @@
 """Root pytest configuration: docstring examples of the package are collected as tests
-(``--doctest-modules`` in pyproject.toml); modules that need torch are left out when torch is absent."""
+(``--doctest-modules`` in pyproject.toml); the torch-only folders are skipped, with the reason, when
+torch is not installed (tests/test_fresh_install.py checks that collection then still succeeds)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import sys
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Iterable, Iterator
 
 import pytest
 
@@ -18,9 +20,25 @@ import pytest
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-collect_ignore_glob: list[str] = []
-if importlib.util.find_spec("torch") is None:
-    collect_ignore_glob += ["latticekit/flows/*", "backends/_kernels_torch.py"]
+_ROOT = Path(__file__).resolve().parent
+#: Folders that are torch by design (the flow library and its tests): without torch each is reported as
+#: one skipped collector with the reason, instead of failing to import.
+TORCH_FOLDERS = ("latticekit/flows", "tests/flows")
+_NO_TORCH = importlib.util.find_spec("torch") is None
+
+
+class _TorchFolder(pytest.Directory):
+    """A torch-only folder on a machine without torch: collecting it skips it, naming the reason."""
+
+    def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
+        pytest.skip(f"torch is not installed: {self.path.relative_to(_ROOT).as_posix()}/ is torch by design "
+                    "(pip install torch, or the test extra)")
+
+
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if _NO_TORCH and path.resolve().relative_to(_ROOT).as_posix() in TORCH_FOLDERS:
+        return _TorchFolder.from_parent(parent, path=path)
+    return None
 
 # Files whose tests (doctests included) call latticekit.backends.configure_threads: the thread counts,
 # the exported variables and a pending numba request are put back after each of their tests.
