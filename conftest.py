@@ -40,6 +40,17 @@ def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Col
         return _TorchFolder.from_parent(parent, path=path)
     return None
 
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without torch, docstring examples that use torch (outside the torch folders) are skipped."""
+    if not _NO_TORCH:
+        return
+    skip = pytest.mark.skip(reason="torch is not installed: this docstring example uses torch")
+    for item in items:
+        dtest = getattr(item, "dtest", None)   # doctest items
+        if dtest is not None and any("torch" in ex.source for ex in dtest.examples):
+            item.add_marker(skip)
+
 # Files whose tests (doctests included) call latticekit.backends.configure_threads: the thread counts,
 # the exported variables and a pending numba request are put back after each of their tests.
 _CONFIGURES_THREADS = ("_threads.py", "test_threads.py")
