@@ -43,19 +43,26 @@ def test_bad_count_is_refused_naming_n(bad, exc):
 
 
 def test_sets_loaded_libraries_and_exports_the_variables():
-    """numba, torch and BLAS (threadpoolctl) as loaded in this process; 2 threads so that the change
-    from the suite's one thread is visible."""
+    """numba and torch as loaded in this process (torch only where installed); 2 threads so that the
+    change from the suite's one thread is visible."""
     numba = pytest.importorskip("numba", reason="numba is not installed")
-    torch = pytest.importorskip("torch", reason="torch is not installed")
+    torch = None
+    if importlib.util.find_spec("torch") is not None:
+        import torch
     info = backends.configure_threads(2)
     assert (info["threads"], info["source"]) == (2, "argument")
     want_numba = min(2, numba.config.NUMBA_NUM_THREADS)
     assert info["numba"] == numba.get_num_threads() == want_numba
-    assert info["torch"] == torch.get_num_threads() == 2
+    if torch is not None:
+        assert info["torch"] == torch.get_num_threads() == 2
+    else:
+        assert info["torch"] is None and any("torch not imported" in n for n in info["notes"])
     assert all(os.environ[v] == "2" for v in _threads.THREAD_ENV_VARS) and info["env"]["MKL_NUM_THREADS"] == "2"
     assert _threads._NUMBA_REQUEST == 2
     info = backends.configure_threads(1)
-    assert info["numba"] == numba.get_num_threads() == 1 and info["torch"] == torch.get_num_threads() == 1
+    assert info["numba"] == numba.get_num_threads() == 1
+    if torch is not None:
+        assert info["torch"] == torch.get_num_threads() == 1
 
 
 def test_blas_through_threadpoolctl():
