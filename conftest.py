@@ -51,6 +51,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if dtest is not None and any("torch" in ex.source for ex in dtest.examples):
             item.add_marker(skip)
 
+
 # Files whose tests (doctests included) call latticekit.backends.configure_threads: the thread counts,
 # the exported variables and a pending numba request are put back after each of their tests.
 _CONFIGURES_THREADS = ("_threads.py", "test_threads.py")
