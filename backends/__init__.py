@@ -2,7 +2,9 @@
 
 Physics code receives arrays, asks ``xp = array_namespace(x)`` and computes with the Array API
 standard.  This module maps names to namespaces, selects the default backend, moves data between
-host and device, and provides explicit random number generators (the standard has none).
+host and device, provides explicit random number generators (the standard has none), and sets
+the thread counts of numba, torch and BLAS on request (:func:`configure_threads`, called by jobs at
+start, never at import).
 
 Supported backends: ``"numpy"`` (default), ``"torch"`` (CPU and CUDA), ``"cupy"`` and
 ``"array_api_strict"`` (used in tests to catch anything outside the standard).
@@ -39,6 +41,7 @@ from ._convert import asarray, from_dlpack, from_numpy, to_backend, to_numpy
 from ._dtypes import complex_dtype, complex_dtype_for, is_complex, real_dtype, real_dtype_for
 from ._random import Generator, rng
 from ._fast import fast_path, register_fast_path
+from ._threads import configure_threads, default_thread_count
 
 __all__ = [
     "BACKENDS",
@@ -50,8 +53,10 @@ __all__ = [
     "backend_name",
     "complex_dtype",
     "complex_dtype_for",
+    "configure_threads",
     "default_backend",
     "default_device",
+    "default_thread_count",
     "device",
     "from_dlpack",
     "from_numpy",

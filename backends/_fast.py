@@ -6,8 +6,10 @@ the generic code is the fallback, so there are never two full copies of an algor
 
 Built-in fast paths are registered lazily, on the first lookup (nothing happens at import):
 
-* the numba kernels of ``backends/_kernels_numba.py`` for backend ``"numpy"``, when numba is
-  importable;
+* the numba kernels for backend ``"numpy"``, when numba is importable: one module per physics area,
+  listed in :data:`NUMBA_MODULES` (``_numba_gauge``: U(1)/SU(N) plaquette, Wilson action and force;
+  ``_numba_phi4``: phi^4 action and force; ``_numba_dirac``: the Wilson-Dirac hopping term), each
+  handing its kernels over through its ``kernels()``; shared machinery in ``_numba_common``;
 * the ``torch.compile`` kernels of ``backends/_kernels_torch.py`` for backend ``"torch"``, only when
   ``LATTICEKIT_FAST_KERNELS=1`` (compilation costs seconds per kernel).
 
@@ -18,6 +20,7 @@ call by returning None (inputs it does not handle); the call site then runs the 
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any, Callable
 
@@ -25,6 +28,9 @@ from ._namespace import backend_name
 
 _REGISTRY: dict[tuple[str, str], Callable[..., Any]] = {}
 _BUILTINS_LOADED = False
+
+#: The numba kernel modules (in ``latticekit.backends``), one per physics area; a new area adds its module here.
+NUMBA_MODULES = ("_numba_gauge", "_numba_phi4", "_numba_dirac")
 
 
 def _env_flag() -> str:
@@ -35,12 +41,8 @@ def _load_builtins() -> None:
     """Register the built-in fast paths once (numba kernels; torch kernels when opted in)."""
     global _BUILTINS_LOADED
     _BUILTINS_LOADED = True
-    try:
-        from . import _kernels_numba
-    except ImportError:  # pragma: no cover - numpy is a dependency; numba itself is imported guarded
-        _kernels_numba = None
-    if _kernels_numba is not None:
-        for name, fn in _kernels_numba.kernels().items():
+    for module in NUMBA_MODULES:  # numba itself is imported guarded: without it kernels() is empty
+        for name, fn in importlib.import_module(f".{module}", __package__).kernels().items():
             _REGISTRY.setdefault((name, "numpy"), fn)  # an explicit registration wins
     if _env_flag() in ("1", "true", "yes", "on"):
         try:

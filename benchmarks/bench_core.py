@@ -319,10 +319,10 @@ def _fast_env(fn: Callable[[Any], Any] | None, on: bool) -> Callable[[Any], Any]
 
 def _numba_ok() -> bool:
     try:
-        from latticekit.backends import _kernels_numba
+        from latticekit.backends import _numba_common
     except ImportError:
         return False
-    return _kernels_numba.available()
+    return _numba_common.available()
 
 
 def _row(suite: str, kernel: str, backend: str, L: int, nd: int, batch: int, field: Any,
@@ -487,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-compiled", dest="compiled", action="store_false",
                     help="skip the torch.compile fast paths (backends/_kernels_torch.py)")
     ap.add_argument("--no-numba", dest="numba", action="store_false",
-                    help="skip the numpy+numba rows (the numba fast paths, backends/_kernels_numba.py)")
+                    help="skip the numpy+numba rows (the numba fast paths, backends/_numba_*.py)")
     ap.add_argument("--numba-threads", type=int, default=0, help="numba.set_num_threads (default: numba's choice)")
     args = ap.parse_args(argv[1:])
     t0 = time.perf_counter()

@@ -3,11 +3,16 @@
 The same geometry, gauge groups, actions and observables run on NumPy, CuPy and torch arrays;
 ``latticekit.flows`` trains normalizing flows (torch) on the very same actions.
 
+``import latticekit`` loads the geometry, the groups and the backends only. Every other subpackage
+and module -- ``lk.gauge``, ``lk.actions``, ``lk.observables``, ``lk.mc``, ``lk.io``, ``lk.flows``,
+``lk.utils``, ... (:data:`SUBMODULES`) -- is an attribute that loads on first use, so the import never
+pulls in torch or h5py.
+
 Examples
 --------
 >>> import latticekit as lk
 >>> lat = lk.Lattice((8, 8))
->>> U = lk.U1.random(lk.backends.rng(0), (lat.nd,), lat.shape)
+>>> U = lk.gauge.random_gauge_field(lk.U1, lat, lk.backends.rng(0))
 >>> U.shape
 (2, 8, 8)
 """
@@ -15,6 +20,7 @@ Examples
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 from . import backends
@@ -23,23 +29,36 @@ from .lattice import Lattice, LatticeMismatchError
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("actions", "observables", "exact", "testing", "analysis", "linalg", "mc", "io", "flows", "groups")
+#: Subpackages and modules reachable as attributes of ``latticekit`` (loaded on first access).
+#: A new subpackage that the docs use as ``lk.<name>`` is added here.
+SUBMODULES = ("actions", "analysis", "app", "exact", "flows", "gauge", "groups", "io", "linalg", "mc",
+              "observables", "testing", "theories", "utils")
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# those present in this installation (theories/ and app/ arrive with the application tier)
+_LAZY = tuple(n for n in SUBMODULES
+              if os.path.isfile(os.path.join(_HERE, n, "__init__.py")) or os.path.isfile(os.path.join(_HERE, n + ".py")))
 
 __all__ = [
     "Group",
     "Lattice",
     "LatticeMismatchError",
     "SU",
+    "SUBMODULES",
     "U1",
     "__version__",
     "backends",
     "group_from_name",
-    *_SUBPACKAGES,
+    *_LAZY,
 ]
 
 
 def __getattr__(name: str) -> Any:
     # subpackages load on first use, so `import latticekit` never imports torch or h5py
-    if name in _SUBPACKAGES:
+    if name in _LAZY:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'latticekit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

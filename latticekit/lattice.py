@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -33,13 +34,31 @@ class LatticeMismatchError(ValueError):
 def _dirs(nd: int, dirs: Iterable[int] | None, argname: str = "dirs") -> tuple[int, ...]:
     if dirs is None:
         return tuple(range(nd))
-    out = tuple(int(d) for d in dirs)
+    out = tuple(_integer(d, argname, dirs) for d in dirs)
     for d in out:
         if not 0 <= d < nd:
             raise ValueError(f"{argname}={tuple(dirs)}: directions must lie in 0..{nd - 1}")
     if len(set(out)) != len(out):
         raise ValueError(f"{argname}={out}: repeated direction")
     return out
+
+
+def _integer(v: Any, argname: str, whole: Any) -> int:
+    """An integer (Python or NumPy) entry of argument ``argname``; a bool or a float such as 8.7 is
+    refused (``int()`` would read True as 1 and truncate 8.7 to 8)."""
+    if not isinstance(v, bool) and type(v).__name__ != "bool_":
+        try:
+            return operator.index(v)
+        except TypeError:
+            pass
+    raise TypeError(f"{argname}={whole!r}: expected integers, got {v!r} ({type(v).__name__})")
+
+
+def _factors(factor: Any, n: int) -> tuple[int, ...]:
+    """Blocking factors: one integer for all ``n`` directions, or one per direction."""
+    if isinstance(factor, (str, bytes)) or not isinstance(factor, Iterable):
+        return (_integer(factor, "factor", factor),) * n
+    return tuple(_integer(b, "factor", factor) for b in factor)
 
 
 @dataclass(frozen=True)
@@ -63,12 +82,11 @@ class Lattice:
     shape: tuple[int, ...]
 
     def __init__(self, shape: Sequence[int] | int) -> None:
-        if isinstance(shape, int):
-            raise TypeError(f"shape={shape!r}: expected a sequence of extents such as (8, 8)")
-        try:
-            shp = tuple(int(s) for s in shape)
-        except (TypeError, ValueError):
-            raise TypeError(f"shape={shape!r}: expected a sequence of positive integers") from None
+        # a string is a sequence ("16" would read as (1, 6)); int() would truncate 8.7 and read True as 1
+        if isinstance(shape, (int, str, bytes)) or not isinstance(shape, Iterable):
+            raise TypeError(f"shape={shape!r}: expected a sequence of integer extents such as (8, 8), "
+                            f"got {type(shape).__name__}")
+        shp = tuple(_integer(s, "shape", shape) for s in shape)
         if len(shp) == 0 or any(s < 1 for s in shp):
             raise ValueError(f"shape={shape!r}: expected at least one direction, all extents >= 1")
         object.__setattr__(self, "shape", shp)
@@ -192,7 +210,7 @@ class Lattice:
     # -- blocking ------------------------------------------------------------------------------
     def _blocking(self, factor: int | Sequence[int], dirs: Iterable[int] | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
         dirs_ = _dirs(self.nd, dirs)
-        fac = (int(factor),) * len(dirs_) if isinstance(factor, int) else tuple(int(b) for b in factor)
+        fac = _factors(factor, len(dirs_))
         if len(fac) != len(dirs_):
             raise ValueError(f"factor={factor!r}: expected one factor per direction in {dirs_}")
         for d, b in zip(dirs_, fac):
@@ -211,7 +229,7 @@ class Lattice:
     def refine(self, factor: int | Sequence[int], dirs: Iterable[int] | None = None) -> "Lattice":
         """The fine lattice whose :meth:`coarsen` by ``factor`` is this lattice."""
         dirs_ = _dirs(self.nd, dirs)
-        fac = (int(factor),) * len(dirs_) if isinstance(factor, int) else tuple(int(b) for b in factor)
+        fac = _factors(factor, len(dirs_))
         if len(fac) != len(dirs_) or any(b < 1 for b in fac):
             raise ValueError(f"factor={factor!r}: expected positive factors, one per direction in {dirs_}")
         shp = list(self.shape)

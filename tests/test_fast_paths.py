@@ -1,4 +1,5 @@
-"""The numba fast paths (backends/_kernels_numba.py) behind the fast-path registry.
+"""The numba fast paths (backends/_numba_gauge.py, _numba_phi4.py, _numba_dirac.py) behind the
+fast-path registry.
 
 Every compiled kernel is checked against the generic Array API code (run with
 ``LATTICEKIT_FAST_KERNELS=0``) on random batched fields in 2D and 4D, to 1e-13 relative; the
@@ -9,18 +10,25 @@ dtypes and array ranks, so each kernel has one specialisation.
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
 import latticekit as lk
 from latticekit import backends
 from latticekit.actions import phi4_action, phi4_force, wilson_gauge_action, wilson_gauge_force
-from latticekit.backends import _fast, _kernels_numba
+from latticekit.backends import _fast, _numba_dirac, _numba_gauge, _numba_phi4
 from latticekit.observables import average_plaquette, plaquette_field
 
 pytest.importorskip("numba", reason="the fast paths need numba (pip install latticekit[fast])")
 
 RTOL = 1e-13
+NUMBA_NAMES = _numba_gauge.NAMES + _numba_phi4.NAMES + _numba_dirac.NAMES
+
+
+def _is_numba_kernel(fn):
+    return getattr(fn, "__module__", "").rsplit(".", 1)[-1] in _fast.NUMBA_MODULES
 
 
 def _generic(monkeypatch, fn, *args):
@@ -59,11 +67,25 @@ def _fast_on(monkeypatch):
 
 def test_registered_for_numpy_only():
     x = np.zeros((2, 4, 4))
-    for name in _kernels_numba.NAMES:
+    for name in NUMBA_NAMES:
         assert backends.fast_path(name, x) is not None
     torch = pytest.importorskip("torch")
     if not any(b == "torch" for _, b in _fast._REGISTRY):  # the torch kernels are opt-in
         assert backends.fast_path("u1_plaquette_cos_sum", torch.zeros(2, 4, 4)) is None
+
+
+def test_one_module_per_physics_area():
+    """Each numba module registers its own names (no name twice) through the one registry, and the
+    registered numpy fast path of each name is that module's kernel."""
+    mods = [importlib.import_module(f"latticekit.backends.{m}") for m in _fast.NUMBA_MODULES]
+    assert [m.__name__.rsplit(".", 1)[-1] for m in mods] == ["_numba_gauge", "_numba_phi4", "_numba_dirac"]
+    names = [n for m in mods for n in m.NAMES]
+    assert len(names) == len(set(names)) == len(NUMBA_NAMES)
+    x = np.zeros(3)
+    for m in mods:
+        assert sorted(m.kernels()) == sorted(m.NAMES)
+        for name in m.NAMES:
+            assert backends.fast_path(name, x) is getattr(m, name)
 
 
 @pytest.mark.parametrize("shape,batch", [((6, 5), (3,)), ((4, 3, 5, 2), (2,)), ((4, 4), ())])
@@ -76,7 +98,7 @@ def test_u1_kernels_match_generic(monkeypatch, shape, batch):
                      (wilson_gauge_action, (th, 1.7, lk.U1, lat)), (wilson_gauge_force, (th, 1.7, lk.U1, lat))]:
         _close(fn(*args), _generic(monkeypatch, fn, *args))
     assert calls == [True]
-    assert _kernels_numba.u1_plaquette_cos_sum(th, nd).shape == batch
+    assert _numba_gauge.u1_plaquette_cos_sum(th, nd).shape == batch
 
 
 def test_u1_large_angles_use_exact_trigonometry(monkeypatch):
@@ -84,7 +106,7 @@ def test_u1_large_angles_use_exact_trigonometry(monkeypatch):
     th = lk.U1.random(backends.rng(2), (2, 2), lat.shape) + 3.0e6   # beyond the polynomial's range
     for fn, args in [(wilson_gauge_action, (th, 1.0, lk.U1, lat)), (wilson_gauge_force, (th, 1.0, lk.U1, lat))]:
         _close(fn(*args), _generic(monkeypatch, fn, *args), rtol=1e-9)   # angles carry 1e6 * eps
-    assert _kernels_numba.u1_plaquette_cos_sum(th, 2) is not None
+    assert _numba_gauge.u1_plaquette_cos_sum(th, 2) is not None
 
 
 @pytest.mark.parametrize("N,shape,batch", [(3, (4, 6), (2,)), (3, (2, 3, 4, 4), ()), (2, (4, 3, 2, 3), (2,))])
@@ -135,20 +157,20 @@ def test_fallback_for_unqualified_inputs(monkeypatch, bk):
         variants = [(th0[..., ::-1], phi0[..., ::-1]),                            # non-contiguous
                     (th0.astype(np.float32), phi0.astype(np.float32))]         # not float64
         for th, phi in variants:
-            assert _kernels_numba.u1_plaquette_cos_sum(th, 2) is None
-            assert _kernels_numba.u1_wilson_force(th, 1.0, 2) is None
-            assert _kernels_numba.phi4_force(phi, 0.2, 0.1, 2) is None
-        assert _kernels_numba.phi4_force(phi0, np.ones(()), 0.1, 2) is None   # array coupling
+            assert _numba_gauge.u1_plaquette_cos_sum(th, 2) is None
+            assert _numba_gauge.u1_wilson_force(th, 1.0, 2) is None
+            assert _numba_phi4.phi4_force(phi, 0.2, 0.1, 2) is None
+        assert _numba_phi4.phi4_force(phi0, np.ones(()), 0.1, 2) is None   # array coupling
         ro = th0.copy()
         ro.flags.writeable = False
-        assert _kernels_numba.u1_plaquette_cos_sum(ro, 2) is None
+        assert _numba_gauge.u1_plaquette_cos_sum(ro, 2) is None
         U = lk.SU(2).random(backends.rng(8), (2,), lat.shape)
-        assert _kernels_numba.sun_re_tr_plaquette_sum(U.astype(np.complex64), 2) is None
+        assert _numba_gauge.sun_re_tr_plaquette_sum(U.astype(np.complex64), 2) is None
     else:
         th, phi = bk.asarray(th0), bk.asarray(phi0)
-        for name in _kernels_numba.NAMES:
+        for name in NUMBA_NAMES:
             fp = backends.fast_path(name, th)
-            assert fp is None or not getattr(fp, "__module__", "").endswith("_kernels_numba")
+            assert fp is None or not _is_numba_kernel(fp)
         variants = [(th, phi)]
     for th, phi in variants:
         got = bk.to_numpy(wilson_gauge_force(th, 1.0, lk.U1, lat))
@@ -180,7 +202,8 @@ def test_no_registration_at_import():
     import sys
 
     code = ("import sys, latticekit; from latticekit.backends import _fast; "
-            "assert not _fast._BUILTINS_LOADED and 'numba' not in sys.modules; print('ok')")
+            "assert not _fast._BUILTINS_LOADED and 'numba' not in sys.modules; "
+            "assert not [m for m in sys.modules if m.startswith('latticekit.backends._numba')]; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
@@ -225,10 +248,10 @@ def test_wilson_dirac_declines(monkeypatch, bk):
 
         Dk = WilsonDirac(bk.asarray(D.U), lk.U1, D.lattice, kappa=D.kappa)
         fp = backends.fast_path("wilson_dirac_apply", Dk.U)
-        assert fp is None or not getattr(fp, "__module__", "").endswith("_kernels_numba")
+        assert fp is None or not _is_numba_kernel(fp)
         _close(bk.to_numpy(Dk.apply(bk.asarray(psi))), D.apply(psi))
         return
-    kern = _kernels_numba.wilson_dirac_apply
+    kern = _numba_dirac.wilson_dirac_apply
     D.apply(psi)
     links, gam = D._fast_links, D._gam
     assert kern(psi, links, gam, 1.0, -D.kappa) is not None

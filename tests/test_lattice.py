@@ -36,8 +36,34 @@ def test_bad_shapes(shape):
 def test_bad_shape_types():
     with pytest.raises(TypeError, match="shape=8"):
         Lattice(8)
-    with pytest.raises(TypeError, match="positive integers"):
+    with pytest.raises(TypeError, match=r"shape=\('a', 2\): expected integers"):
         Lattice(("a", 2))
+
+
+@pytest.mark.parametrize("bad", ["16", b"16", (8.7, 8), (8.0, 8), (True, 8), (np.True_, 8), 8.0, None])
+def test_shape_misuse_is_refused_naming_shape(bad):
+    """A string is not read as its characters ("16" is not (1, 6)), a float is not truncated (8.7 is not
+    8), a bool is not 1."""
+    with pytest.raises(TypeError, match=r"^shape="):
+        Lattice(bad)
+
+
+def test_integer_like_extents_are_accepted():
+    assert Lattice(np.array([4, 6])).shape == (4, 6) and Lattice([np.int64(4), 2]).shape == (4, 2)
+    assert Lattice(range(2, 4)).shape == (2, 3)
+    assert all(type(n) is int for n in Lattice(np.array([4, 6])).shape)
+
+
+def test_blocking_factors_and_directions_must_be_integers():
+    lat = Lattice((8, 8))
+    assert lat.coarsen(2) == Lattice((4, 4)) and lat.coarsen((2, 4)) == Lattice((4, 2))
+    for bad in (2.0, "2", [2.5, 2], True):
+        with pytest.raises(TypeError, match="factor="):
+            lat.coarsen(bad)
+    with pytest.raises(TypeError, match="factor="):
+        lat.refine(1.5)
+    with pytest.raises(TypeError, match="dirs="):
+        lat.coarsen(2, dirs=[0.5])
 
 
 def test_shift_matches_coordinates(bk):

@@ -58,6 +58,8 @@ from latticekit.gauge import check_gauge_field, link
 from latticekit.groups import Group
 from latticekit.lattice import Lattice, LatticeMismatchError
 
+from ._checks import flag, positive_int, real_number
+
 __all__ = [
     "GAMMA_BASIS",
     "WilsonDirac",
@@ -152,7 +154,7 @@ def kappa_from_mass(m0: float, nd: int) -> float:
     >>> kappa_from_mass(0.0, 2)
     0.25
     """
-    den = 2.0 * nd + 2.0 * float(m0)
+    den = 2.0 * positive_int("nd", nd) + 2.0 * real_number("m0", m0)
     if not den > 0:
         raise ValueError(f"m0={m0!r}: need 2 Nd + 2 m0 > 0 (kappa = 1/(2 Nd + 2 m0) must be positive), i.e. m0 > {-nd}")
     return 1.0 / den
@@ -166,9 +168,9 @@ def mass_from_kappa(kappa: float, nd: int) -> float:
     >>> mass_from_kappa(0.25, 2)
     0.0
     """
-    if not float(kappa) > 0:
+    if not real_number("kappa", kappa) > 0:
         raise ValueError(f"kappa={kappa!r}: expected kappa > 0")
-    return 1.0 / (2.0 * float(kappa)) - nd
+    return 1.0 / (2.0 * float(kappa)) - positive_int("nd", nd)
 
 
 def _scale(v: Any, c: complex) -> Any:
@@ -235,10 +237,11 @@ class WilsonDirac:
         if (kappa is None) == (m0 is None):
             raise ValueError("WilsonDirac: give exactly one of kappa= or m0=")
         if kappa is None:
-            kappa = kappa_from_mass(float(m0), nd)  # type: ignore[arg-type]
-        kappa = float(kappa)
+            kappa = kappa_from_mass(m0, nd)  # type: ignore[arg-type]
+        kappa = real_number("kappa", kappa)
         if not kappa > 0:
             raise ValueError(f"kappa={kappa!r}: expected kappa > 0")
+        antiperiodic = flag("antiperiodic", antiperiodic)
         check_gauge_field(U, group, lattice, "U")
         xp = array_namespace(U)
         abelian = len(group.element_shape) == 0

@@ -33,11 +33,15 @@ from latticekit.groups import Group
 from latticekit.lattice import Lattice
 from latticekit.linalg import eigvalsh_dense
 
+from ._checks import flag
 from .dirac import WilsonDirac
 from .even_odd import EvenOddDirac
 from .pseudofermion import (
     _batch_ndim,
+    _check_dirac_args,
     _check_mu,
+    _check_setup,
+    _check_solver,
     _real_inner,
     apply_twisted,
     apply_twisted_dagger,
@@ -175,11 +179,13 @@ class HasenbuschAction:
     def __init__(self, group: Group, lattice: Lattice, kappa: float | None = None, m0: float | None = None, *,
                  mus: Sequence[float] = (), mu0: float = 0.0, even_odd: bool = False, tol: float = 1e-10,
                  maxiter: int = 2000, antiperiodic: bool = True) -> None:
+        _check_setup(group, lattice)
         self.group, self.lattice = group, lattice
         self._kw = dict(kappa=kappa, m0=m0, antiperiodic=antiperiodic)
         self.monomials = hasenbusch_monomials(mus, mu0)
-        self.even_odd = bool(even_odd)
-        self.tol, self.maxiter = float(tol), int(maxiter)
+        self.even_odd = flag("even_odd", even_odd)
+        self.tol, self.maxiter = _check_solver(tol, maxiter)
+        _check_dirac_args(group, lattice, self._kw)
 
     def operator(self, U: Any) -> Any:
         D = WilsonDirac(U, self.group, self.lattice, **self._kw)

@@ -26,8 +26,13 @@ so ``S_mass[sqrt(2 kappa) phi_hop] = S_hop[phi_hop]`` identically (no additive c
                          (kappa = 1 / (2 Nd + m^2) at lambda = 0),   lam = 4 kappa^2 lambda.
 
 (The tutorial code of Albergo et al., arXiv:2101.08176, uses the un-halved Gaussian part
-``sum_x [sum_mu (d phi)^2 + m^2 phi^2 + lambda phi^4]``; :mod:`latticekit.exact.phi4_conventions`
-converts that "unit" normalisation too. This module implements the halved form above.)
+``S_unit[phi_u] = sum_x [sum_mu (d phi_u)^2 + m^2 phi_u^2 + lambda phi_u^4]``, the "unit" normalisation;
+the functions here implement the halved form above. The same numbers (m^2, lambda) are a different
+theory in the two normalisations, so :meth:`Phi4Action.from_mass` takes the normalisation as a required
+argument. ``S_unit[phi; m^2, lambda] = 2 S_mass[phi; m^2, lambda/2]`` term by term, and with
+``phi_u = sqrt(kappa) phi_hop`` it equals ``S_hop[phi_hop]`` for ``(kappa, lam) =
+hopping_from_mass(m^2, lambda/4)`` (quadratic ``2 lambda kappa^2 + (2 Nd + m^2) kappa - 1 = 0``);
+:mod:`latticekit.exact.phi4_conventions` has both conversions.)
 
 Jacobian: ``d phi_c = (2 kappa)^{V/2} d phi_hop``, a field-independent constant, so expectation values
 agree; normalised densities differ by ``log Z_mass = log Z_hop + (V/2) log(2 kappa)``, i.e.
@@ -52,6 +57,8 @@ from typing import Any
 from latticekit.backends import array_namespace, fast_path
 from latticekit.lattice import Lattice
 
+from ._checks import real_number_or_array
+
 __all__ = [
     "Phi4Action",
     "hopping_from_mass",
@@ -73,10 +80,12 @@ def _check(phi: Any, lattice: Lattice) -> None:
 
 
 def _finite(name: str, v: Any) -> None:
-    if isinstance(v, bool) or (isinstance(v, (int, float)) and not math.isfinite(float(v))):
-        raise ValueError(f"{name}={v!r}: expected a finite real number")
-    if isinstance(v, complex):
-        raise TypeError(f"{name}={v!r}: expected a real number")
+    # a finite real number (not a string, bool or complex), or a real floating array (couplings that
+    # require grad)
+    real_number_or_array(name, v)
+
+
+_NORMALIZATIONS = ("half", "unit")
 
 
 def _sites(lattice: Lattice) -> tuple[int, ...]:
@@ -243,24 +252,31 @@ class Phi4Action:
     """phi^4 action on one lattice, as a callable; hopping form by default.
 
     ``Phi4Action(lattice, kappa, lam)`` evaluates :func:`phi4_action` on hopping-normalised fields.
-    ``Phi4Action.from_mass(lattice, m2, lam_cont)`` evaluates :func:`phi4_action_mass` on fields in the
-    (m^2, lambda) normalisation; its ``kappa``/``lam`` are the equivalent hopping parameters and
-    ``field_scale = sqrt(2 kappa)`` is the factor with ``phi_c = field_scale * phi_hop`` (see the module
-    docstring; :meth:`hopping` returns the equivalent hopping-form action).
+    ``Phi4Action.from_mass(lattice, m2, lam_cont, normalization=...)`` evaluates the (m^2, lambda) form
+    on fields in that normalisation -- ``"half"`` (Albergo, Kanwar & Shanahan 2019, :func:`phi4_action_mass`)
+    or ``"unit"`` (the tutorial code, arXiv:2101.08176) -- its ``kappa``/``lam`` are the equivalent hopping
+    parameters and ``field_scale`` (``sqrt(2 kappa)`` resp. ``sqrt(kappa)``) is the factor with
+    ``phi_mass = field_scale * phi_hop`` (see the module docstring; :meth:`hopping` returns the
+    equivalent hopping-form action).
 
     Attributes
     ----------
     form : str
         ``"hopping"`` or ``"mass"``: which normalisation of the field ``__call__`` expects.
+    normalization : str or None
+        ``"half"`` or ``"unit"`` for the mass form, None for the hopping form.
 
     Examples
     --------
     >>> import numpy as np, latticekit as lk
     >>> lat = lk.Lattice((4, 4)); phi = lk.backends.rng(1).normal((2, 4, 4))
-    >>> S = Phi4Action.from_mass(lat, m2=-4.0, lam_cont=8.0)
+    >>> S = Phi4Action.from_mass(lat, m2=-4.0, lam_cont=8.0, normalization="half")
     >>> H = S.hopping()
     >>> bool(np.allclose(S(S.field_scale * phi), H(phi)))
     True
+    >>> T = Phi4Action.from_mass(lat, m2=-4.0, lam_cont=8.0, normalization="unit")   # the tutorial's point
+    >>> round(T.kappa, 12), round(T.lam, 12)
+    (0.25, 0.5)
     """
 
     def __init__(self, lattice: Lattice, kappa: float, lam: float) -> None:
@@ -274,27 +290,50 @@ class Phi4Action:
         self.kappa = kappa if hasattr(kappa, "shape") else float(kappa)
         self.lam = lam if hasattr(lam, "shape") else float(lam)
         self.form = "hopping"
+        self.normalization: str | None = None
         self.m2: float | None = None
         self.lam_cont: float | None = None
 
     @classmethod
-    def from_mass(cls, lattice: Lattice, m2: float, lam_cont: float) -> "Phi4Action":
-        """The (m^2, lambda) form of Albergo et al. 2019 (fields in that normalisation)."""
+    def from_mass(cls, lattice: Lattice, m2: float, lam_cont: float, *,
+                  normalization: str | None = None) -> "Phi4Action":
+        """The (m^2, lambda) form, on fields in that normalisation.
+
+        Parameters
+        ----------
+        lattice : Lattice
+        m2, lam_cont : float
+            Bare mass squared and quartic coupling ``lambda >= 0``.
+        normalization : {"half", "unit"}
+            Required: ``"half"`` is ``sum_x [sum_mu (1/2)(d phi)^2 + (m^2/2) phi^2 + lambda phi^4]``
+            (Albergo, Kanwar & Shanahan, PRD 100, 034515 (2019)); ``"unit"`` is
+            ``sum_x [sum_mu (d phi)^2 + m^2 phi^2 + lambda phi^4]`` (the tutorial code, arXiv:2101.08176,
+            ``ScalarPhi4Action(M2, lam)``). The same numbers are different theories in the two.
+        """
         if not isinstance(lattice, Lattice):
             raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
-        kappa, lam = hopping_from_mass(m2, lam_cont, lattice.nd)
+        if normalization not in _NORMALIZATIONS:
+            raise TypeError(f"normalization={normalization!r}: required, one of 'half' (Albergo et al. 2019: "
+                            "1/2 (d phi)^2 + m^2/2 phi^2 + lambda phi^4) or 'unit' (tutorial arXiv:2101.08176: "
+                            "(d phi)^2 + m^2 phi^2 + lambda phi^4); the same (m2, lam_cont) differ between them")
+        _finite("lam_cont", lam_cont)
+        # "unit": S_unit[phi; m2, lambda] = S_half[sqrt(2) phi; m2, lambda/4] (module docstring)
+        lam_half = lam_cont if normalization == "half" else lam_cont / 4.0
+        kappa, lam = hopping_from_mass(m2, lam_half, lattice.nd)
         obj = cls(lattice, kappa, lam)
         obj.form = "mass"
+        obj.normalization = normalization
         obj.m2 = float(m2)
         obj.lam_cont = float(lam_cont)
         return obj
 
     @property
     def field_scale(self) -> float:
-        """``sqrt(2 kappa)``: ``phi_mass = field_scale * phi_hop`` (requires kappa > 0)."""
+        """``phi_mass = field_scale * phi_hop``: ``sqrt(2 kappa)`` (hopping and "half"), ``sqrt(kappa)``
+        ("unit"); requires kappa > 0."""
         if not self.kappa > 0:
             raise ValueError(f"kappa={self.kappa}: the field rescaling sqrt(2 kappa) needs kappa > 0")
-        return (2.0 * self.kappa) ** 0.5
+        return (self.kappa if self.normalization == "unit" else 2.0 * self.kappa) ** 0.5
 
     def hopping(self) -> "Phi4Action":
         """The equivalent hopping-form action (acting on ``phi_hop = phi_mass / field_scale``)."""
@@ -303,6 +342,8 @@ class Phi4Action:
     def action(self, phi: Any) -> Any:
         """``S(phi)``, shape ``(*B,)``, in the normalisation given by :attr:`form`."""
         if self.form == "mass":
+            if self.normalization == "unit":   # S_unit[phi; m2, lambda] = 2 S_half[phi; m2, lambda/2]
+                return 2.0 * phi4_action_mass(phi, self.lattice, self.m2, 0.5 * self.lam_cont)
             return phi4_action_mass(phi, self.lattice, self.m2, self.lam_cont)
         return phi4_action(phi, self.lattice, self.kappa, self.lam)
 
@@ -311,10 +352,13 @@ class Phi4Action:
     def force(self, phi: Any) -> Any:
         """``dS/dphi``, shaped like ``phi``."""
         if self.form == "mass":
+            if self.normalization == "unit":
+                return 2.0 * phi4_force_mass(phi, self.lattice, self.m2, 0.5 * self.lam_cont)
             return phi4_force_mass(phi, self.lattice, self.m2, self.lam_cont)
         return phi4_force(phi, self.lattice, self.kappa, self.lam)
 
     def __repr__(self) -> str:
         if self.form == "mass":
-            return f"Phi4Action.from_mass(lattice={self.lattice!r}, m2={self.m2!r}, lam_cont={self.lam_cont!r})"
+            return (f"Phi4Action.from_mass(lattice={self.lattice!r}, m2={self.m2!r}, lam_cont={self.lam_cont!r}, "
+                    f"normalization={self.normalization!r})")
         return f"Phi4Action(lattice={self.lattice!r}, kappa={self.kappa!r}, lam={self.lam!r})"

@@ -42,6 +42,7 @@ from latticekit.groups import Group
 from latticekit.lattice import Lattice
 from latticekit.linalg import SolverInfo, cg
 
+from ._checks import flag, positive_int, real_number
 from .dirac import WilsonDirac
 from .even_odd import EvenOddDirac
 
@@ -61,10 +62,31 @@ DiracLike = Any  # WilsonDirac or EvenOddDirac (same operator interface)
 
 
 def _check_mu(mu: float, name: str = "mu") -> float:
-    mu = float(mu)
+    mu = real_number(name, mu)
     if not mu >= 0:
         raise ValueError(f"{name}={mu!r}: expected a non-negative shift")
     return mu
+
+
+def _check_setup(group: Any, lattice: Any) -> None:
+    if not isinstance(group, Group):
+        raise TypeError(f"group: expected a latticekit Group (U1, SU(N)), got {type(group).__name__}")
+    if not isinstance(lattice, Lattice):
+        raise TypeError(f"lattice: expected a latticekit.Lattice, got {type(lattice).__name__}")
+
+
+def _check_solver(tol: Any, maxiter: Any) -> tuple[float, int]:
+    """CG settings: ``tol`` a positive real number, ``maxiter`` a positive integer."""
+    t = real_number("tol", tol)
+    if not t > 0:
+        raise ValueError(f"tol={tol!r}: expected a positive tolerance")
+    return t, positive_int("maxiter", maxiter)
+
+
+def _check_dirac_args(group: Group, lattice: Lattice, kw: dict[str, Any]) -> None:
+    """Validate kappa/m0/antiperiodic before any work: the operator on a unit field of a 2^Nd lattice."""
+    small = Lattice(tuple(2 for _ in lattice.shape))
+    WilsonDirac(group.identity((lattice.nd,), small.shape), group, small, **kw)
 
 
 def _batch_ndim(op: DiracLike, phi: Any, name: str = "phi") -> int:
@@ -253,14 +275,13 @@ class PseudofermionAction:
     def __init__(self, group: Group, lattice: Lattice, kappa: float | None = None, m0: float | None = None, *,
                  even_odd: bool = False, mu: float = 0.0, tol: float = 1e-10, maxiter: int = 2000,
                  antiperiodic: bool = True) -> None:
+        _check_setup(group, lattice)
         self.group, self.lattice = group, lattice
         self._kw = dict(kappa=kappa, m0=m0, antiperiodic=antiperiodic)
-        self.even_odd = bool(even_odd)
+        self.even_odd = flag("even_odd", even_odd)
         self.mu = _check_mu(mu)
-        self.tol, self.maxiter = float(tol), int(maxiter)
-        # validate kappa/m0 once
-        WilsonDirac(group.identity((lattice.nd,), tuple(2 for _ in lattice.shape)), group,
-                    Lattice(tuple(2 for _ in lattice.shape)), **self._kw)
+        self.tol, self.maxiter = _check_solver(tol, maxiter)
+        _check_dirac_args(group, lattice, self._kw)
 
     def operator(self, U: Any) -> DiracLike:
         """``D[U]`` (or its Schur complement)."""

@@ -34,13 +34,14 @@ with these forces is ``P <- P - eps F``.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from latticekit.backends import array_namespace, fast_path
 from latticekit.gauge import check_gauge_field, link, stack_links
 from latticekit.groups import Group
 from latticekit.lattice import Lattice
+
+from ._checks import real_number_or_array
 
 __all__ = ["WilsonGaugeAction", "staples", "wilson_gauge_action", "wilson_gauge_force"]
 
@@ -57,13 +58,12 @@ def _check(U: Any, group: Group, lattice: Lattice) -> None:
     if lattice.nd < 2:
         raise ValueError(f"lattice={lattice}: the Wilson gauge action needs at least 2 dimensions")
     check_gauge_field(U, group, lattice, name="U")
+    group.check_dtype(U, name="U")   # U(1): real angles, SU(N): complex matrices
 
 
 def _check_beta(beta: Any) -> None:
-    if isinstance(beta, bool) or (isinstance(beta, (int, float)) and not math.isfinite(float(beta))):
-        raise ValueError(f"beta={beta!r}: expected a finite real number")
-    if isinstance(beta, complex):
-        raise TypeError(f"beta={beta!r}: expected a real number")
+    # a finite real number (not a string, bool or complex), or a real floating array
+    real_number_or_array("beta", beta)
 
 
 def _site_axes(lattice: Lattice) -> tuple[int, ...]:

@@ -54,6 +54,8 @@ class Group(ABC):
     #: N of U(N)/SU(N) (1 for U(1)); the action normalisation is ``beta / N``
     N: int = 1
     name: str = "group"
+    #: Array API dtype kind of stored elements: ``"real floating"`` (U(1) angles) or ``"complex floating"``
+    dtype_kind: str = "complex floating"
 
     # -- construction --------------------------------------------------------------------------
     def _alloc_args(self, backend: str | None, device: Any) -> tuple[Any, Any]:
@@ -176,6 +178,25 @@ class Group(ABC):
             gs = ", ".join(map(str, g)) + ", " if g else ""
             raise ValueError(f"{name} has shape {shp}; expected (*batch, {gs}<{nd} lattice axes>) for {self.name}")
 
+    def check_dtype(self, U: Any, *, name: str = "U") -> None:
+        """Raise TypeError unless ``U`` has the dtype kind of stored elements (:attr:`dtype_kind`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from latticekit.groups import SU
+        >>> SU(3).check_dtype(np.zeros((3, 3, 4)), name="U")
+        Traceback (most recent call last):
+            ...
+        TypeError: U has dtype float64; SU(3) elements are stored as complex floating arrays
+        """
+        xp = array_namespace(U)
+        if not xp.isdtype(U.dtype, self.dtype_kind):
+            what = "real angles" if self.dtype_kind == "real floating" else "complex floating arrays"
+            hint = " (complex phases: U1.project gives the angles)" if self.dtype_kind == "real floating" and \
+                xp.isdtype(U.dtype, "complex floating") else ""
+            raise TypeError(f"{name} has dtype {U.dtype}; {self.name} elements are stored as {what}{hint}")
+
     @abstractmethod
     def defect(self, U: Any, *, nd: int) -> Any:
         """Per-element distance from the group (0 for exact group elements), shape ``(*B, *S)``."""
@@ -183,6 +204,7 @@ class Group(ABC):
     def check(self, U: Any, *, nd: int, name: str = "U", tol: float | None = None) -> None:
         """Raise :class:`NonUnitaryError` when ``max defect(U) > tol`` (default: 1e3 * dtype eps)."""
         self.check_shape(U, nd=nd, name=name)
+        self.check_dtype(U, name=name)
         xp = array_namespace(U)
         d = self.defect(U, nd=nd)
         if tol is None:

@@ -13,6 +13,7 @@ then the N - 1 diagonal generators.
 from __future__ import annotations
 
 import math
+import numbers
 from functools import lru_cache
 from typing import Any, Sequence
 
@@ -47,8 +48,7 @@ class SUGroup(Group):
     """
 
     def __init__(self, N: int) -> None:
-        if not isinstance(N, int) or N < 2:
-            raise ValueError(f"N={N!r}: SU(N) needs an integer N >= 2")
+        N = _check_n(N)
         self.N = N
         self.element_shape = (N, N)
         self.name = f"SU({N})"
@@ -480,7 +480,14 @@ class SUGroup(Group):
         return self._assemble(ent, nd)
 
 
-@lru_cache(maxsize=None)
+def _check_n(N: Any) -> int:
+    if isinstance(N, bool) or not isinstance(N, numbers.Integral):   # 3.0, "3", True are refused
+        raise TypeError(f"N={N!r}: SU(N) needs an integer N >= 2, got {type(N).__name__}")
+    if N < 2:
+        raise ValueError(f"N={N!r}: SU(N) needs an integer N >= 2")
+    return int(N)
+
+
 def SU(N: int) -> SUGroup:
     """The group SU(N) (one shared object per N).
 
@@ -488,5 +495,12 @@ def SU(N: int) -> SUGroup:
     --------
     >>> SU(3).algebra_dim
     8
+    >>> SU(3) is SU(3)
+    True
     """
+    return _su(_check_n(N))
+
+
+@lru_cache(maxsize=None)
+def _su(N: int) -> SUGroup:
     return SUGroup(N)

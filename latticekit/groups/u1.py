@@ -39,6 +39,7 @@ class U1Group(Group):
     element_shape = ()
     N = 1
     name = "U(1)"
+    dtype_kind = "real floating"
 
     def identity(self, batch_shape: Sequence[int] = (), site_shape: Sequence[int] = (), *,
                  backend: str | None = None, device: Any = None, precision: Any = "double") -> Any:

@@ -72,7 +72,7 @@ def test_forces_match_torch_autograd(shape):
     phi4_action(phi, lat, 0.3, 0.05).sum().backward()
     assert float((phi.grad - phi4_force(phi.detach(), lat, 0.3, 0.05)).abs().max()) < 1e-12
     phi.grad = None
-    act = Phi4Action.from_mass(lat, m2=-4.0, lam_cont=8.0)
+    act = Phi4Action.from_mass(lat, m2=-4.0, lam_cont=8.0, normalization="half")
     act(phi).sum().backward()
     assert float((phi.grad - act.force(phi.detach())).abs().max()) < 1e-11
 
@@ -109,7 +109,7 @@ def test_mass_hopping_conversion_refuses_overflow():
 def test_mass_form_equals_hopping_form_after_rescaling(bk, shape, m2, lam_c):
     lat = lk.Lattice(shape)
     phi = bk.rng(3).normal((4,) + shape, std=1.5)
-    S = Phi4Action.from_mass(lat, m2, lam_c)
+    S = Phi4Action.from_mass(lat, m2, lam_c, normalization="half")
     H = S.hopping()
     assert S.form == "mass" and H.form == "hopping"
     assert math.isclose(S.field_scale, math.sqrt(2 * H.kappa))
@@ -148,7 +148,7 @@ def test_errors(bk):
     with pytest.raises(ValueError, match="kappa"):
         phi4_force(bk.rng(0).normal((4, 4)), lat, math.nan, 0.1)
     with pytest.raises(ValueError, match="lam_cont"):
-        Phi4Action.from_mass(lat, 1.0, -1.0)
+        Phi4Action.from_mass(lat, 1.0, -1.0, normalization="half")
     with pytest.raises(ValueError, match="kappa"):
         mass_from_hopping(0.0, 0.1, 2)
     with pytest.raises(TypeError, match="lattice"):

@@ -7,13 +7,20 @@ with the reason.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import pytest
-import torch
+
+# Without torch the root conftest.py skips this whole folder (one skip, with the reason) before any
+# test module is imported; this file is still loaded, so it must import without torch too.
 
 
 def _cuda_reason() -> str | None:
+    if importlib.util.find_spec("torch") is None:
+        return "torch is not installed"
+    import torch
+
     return None if torch.cuda.is_available() else "no CUDA device visible to torch"
 
 

@@ -26,8 +26,15 @@ from latticekit.flows import (
 )
 from latticekit.testing import assert_logdet_matches, gauge_equivariance_error, randomize_parameters
 
-torch.set_default_dtype(torch.float32)
 
+@pytest.fixture(autouse=True)
+def _float32_default():
+    # the layers of this module are built in float32 (the default dtype); set here, not at import, and
+    # restored, so that no other test module runs with a default this module chose
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    yield
+    torch.set_default_dtype(old)
 
 
 @pytest.fixture(autouse=True)

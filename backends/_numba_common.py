@@ -1,0 +1,185 @@
+"""Shared machinery of the numba fast paths: the jit decorator, row index arithmetic, chunking, input checks.
+
+The numba kernels of the NumPy backend live in one module per physics area -- ``_numba_gauge``
+(U(1)/SU(N) plaquette, Wilson action and force), ``_numba_phi4`` (phi^4 action and force) and
+``_numba_dirac`` (Wilson-Dirac hopping term) -- and share what is here. The generic Array API code
+makes one pass over memory per array operation (plus copies for the periodic shifts), and NumPy's
+float64 ``cos``/``sin`` is scalar. The kernels are compiled with numba
+(``@njit(parallel=True, fastmath=False, cache=True)``) and make one pass over the field:
+
+* the lattice ``(L0, ..., L_{Nd-1})`` is seen as ``R = L0 ... L_{Nd-2}`` rows of ``L_{Nd-1}`` sites
+  (or of the last two axes when the last one is short, see :func:`_geometry`); ``prange`` runs over
+  chunks of rows (and the batch), and the innermost loops run along a row, over contiguous memory,
+  so LLVM vectorises them;
+* periodic neighbours are found by index arithmetic (:func:`_shift`): a neighbour row once per row
+  and a rotated copy of a neighbour row (a few kB, in L1, :func:`_load`) along the last axis -- no
+  rolled copies of the field.
+
+Results agree with the generic code to round-off (about 1e-15 relative, tested to 1e-13 in
+tests/test_fast_paths.py). Each kernel exists in one specialisation (float64 or complex128, a fixed
+number of array dimensions), so the first call compiles once per process at most -- and not even that
+once numba's on-disk cache (``cache=True``) is warm. numba keys that cache on the source file of each
+kernel, not on the helpers it calls: after editing a jitted helper of this module, delete the caches
+(``backends/__pycache__/_numba_*.nb[ic]``) or the physics modules keep their old compiled code.
+
+Nothing here runs at ``import latticekit``: :func:`latticekit.backends.fast_path` imports the physics
+modules and calls their ``kernels()`` on its first lookup, when numba is importable and
+``LATTICEKIT_FAST_KERNELS`` is not ``0``; importing this module applies a thread count requested
+earlier through :func:`latticekit.backends.configure_threads`. Every registered function *declines*
+(returns ``None``) for inputs it does not handle -- anything but a writeable, aligned, C-contiguous
+``numpy.ndarray`` of float64 (U(1) angles, phi) or complex128 (SU(N) links, fermions), or a coupling
+that is not a real Python/NumPy scalar (:func:`_ok`, :func:`_real`) -- and the caller then runs the
+generic code.
+
+Examples
+--------
+>>> from latticekit.backends import _numba_common as nc
+>>> isinstance(nc.available(), bool)
+True
+>>> nc._real(0.5), nc._real(True), nc._real(float("nan"))
+(True, False, False)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+try:  # numba is optional: without it nothing is registered and the generic code runs
+    import numba as _numba
+except ImportError:  # pragma: no cover - depends on the installation
+    _numba = None
+
+__all__ = ["available"]
+
+
+def available() -> bool:
+    """True when numba is importable (the kernels can be compiled)."""
+    return _numba is not None
+
+
+def _jit(parallel: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    if _numba is None:  # keep the modules importable (and their source readable) without numba
+        return lambda f: f
+    return _numba.njit(parallel=parallel, fastmath=False, cache=True, nogil=True)
+
+
+_prange = _numba.prange if _numba is not None else range
+
+if _numba is not None:  # a thread count requested before numba was loaded (configure_threads)
+    from ._threads import _numba_loaded
+
+    _numba_loaded(_numba)
+
+
+# --------------------------------------------------------------------------------------------------
+# index arithmetic on rows
+# --------------------------------------------------------------------------------------------------
+@_jit()
+def _shift(o, a, c, d, step, dims, K):  # pragma: no cover - compiled
+    """Site (row ``o``, in-row offsets ``a`` along axis nd-2 and ``c`` along nd-1) moved by ``step``
+    along direction ``d``. A row covers the last ``K`` (1 or 2) lattice axes."""
+    nd = dims.shape[0]
+    if d == nd - 1:
+        return o, a, c + step
+    if K == 2 and d == nd - 2:
+        return o, a + step, c
+    stride = 1
+    for e in range(d + 1, nd - K):
+        stride *= dims[e]
+    L = dims[d]
+    x = (o // stride) % L
+    xn = x + step
+    if xn >= L:
+        xn -= L
+    elif xn < 0:
+        xn += L
+    return o + (xn - x) * stride, a, c
+
+
+@_jit()
+def _load1(dst, src, sh):  # pragma: no cover - compiled
+    """``dst[x] = src[(x + sh) mod n]`` for 1D rows."""
+    n = src.shape[0]
+    if sh == 0:
+        for x in range(n):
+            dst[x] = src[x]
+    elif sh == 1:
+        for x in range(n - 1):
+            dst[x] = src[x + 1]
+        dst[n - 1] = src[0]
+    elif sh == -1:
+        dst[0] = src[n - 1]
+        for x in range(1, n):
+            dst[x] = src[x - 1]
+    else:
+        for x in range(n):
+            dst[x] = src[(x + sh) % n]
+
+
+@_jit()
+def _load(dst, src, a, c, L2):  # pragma: no cover - compiled
+    """A row shifted by ``a`` along its first axis (length ``L2``) and ``c`` along its last axis."""
+    if a == 0 and L2 == 1:
+        _load1(dst, src, c)
+        return
+    L3 = src.shape[0] // L2
+    for y in range(L2):
+        ys = (y + a) % L2
+        _load1(dst[y * L3:(y + 1) * L3], src[ys * L3:(ys + 1) * L3], c)
+
+
+@_jit()
+def _load_mat(dst, U, b, d, o, a, c, L2):  # pragma: no cover - compiled
+    """``dst[i, j, :] = U[b, d, i, j, o, :]`` shifted in the row by ``(a, c)``."""
+    N = dst.shape[0]
+    for i in range(N):
+        for j in range(N):
+            _load(dst[i, j], U[b, d, i, j, o], a, c, L2)
+
+
+def _chunking(B: int, R: int, Lx: int, sites_per_chunk: int) -> tuple[int, int]:
+    """Rows per chunk and chunks per configuration: about ``sites_per_chunk`` sites per chunk, and
+    enough chunks in all to keep the threads busy."""
+    nthreads = _numba.get_num_threads() if _numba is not None else 1
+    rpc = max(1, min(R, -(-sites_per_chunk // max(Lx, 1))))
+    want = 4 * nthreads
+    if B * (-(-R // rpc)) < want:           # too few chunks: split each configuration further
+        per_config = -(-want // max(B, 1))
+        rpc = max(1, -(-R // per_config))
+    return rpc, -(-R // rpc)
+
+
+# --------------------------------------------------------------------------------------------------
+# input checks of the Python wrappers: qualify the inputs (else the wrapper declines with None)
+# --------------------------------------------------------------------------------------------------
+def _ok(x: Any, dtype: Any) -> bool:
+    if type(x) is not np.ndarray or x.dtype != dtype:
+        return False
+    f = x.flags
+    return bool(f.c_contiguous and f.aligned and f.writeable)
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) \
+        and math.isfinite(float(v))
+
+
+def _geometry(x: Any, nd: int, inner: int) -> tuple[tuple[int, ...], tuple[int, ...], Any, int, int, int]:
+    """Batch shape, lattice shape, lattice dims (int64), axes per row K, rows R and row length Lx.
+
+    A row is the last lattice axis, or the last two when the last one is short (< 64 sites) and
+    nd >= 3, so that the innermost loops are long enough to vectorise."""
+    L = tuple(int(n) for n in x.shape[x.ndim - nd:])
+    bshape = tuple(int(n) for n in x.shape[: x.ndim - nd - inner])
+    K = 2 if (nd >= 3 and L[-1] < 64) else 1
+    return bshape, L, np.asarray(L, dtype=np.int64), K, _prod(L[:nd - K]), _prod(L[nd - K:])
+
+
+def _prod(t: tuple[int, ...]) -> int:
+    p = 1
+    for n in t:
+        p *= n
+    return p

@@ -1,0 +1,500 @@
+"""Numba fast paths for gauge fields on the NumPy backend: plaquette, Wilson action and force, U(1) and SU(N).
+
+Row layout, chunking, declining rules and caching: :mod:`latticekit.backends._numba_common`.
+``cos``/``sin`` of the U(1) plaquette angles are evaluated by a branch-free polynomial (Cody-Waite
+reduction by pi/2 and the fdlibm minimax kernels, error about 1 ulp) that vectorises; a row with an
+angle beyond 1e5 (where that reduction loses accuracy) is recomputed with ``math.cos``/``math.sin``.
+SU(N) products are small loops over the colour indices on row-sized buffers.
+
+Registered names (backend ``"numpy"``)
+--------------------------------------
+``u1_plaquette_cos_sum(theta, nd) -> (*B,)``
+    ``sum_x sum_{mu<nu} cos theta_{mu nu}(x)``. Same signature as the torch kernel of that name.
+``u1_plaquette_field(theta, nd) -> (*B, n_planes, *L)``
+    ``cos theta_{mu nu}(x)`` per plane and site.
+``u1_wilson_force(theta, beta, nd) -> (*B, nd, *L)``
+    ``dS/dtheta_mu(x)`` of ``S = -beta sum cos theta_P``.
+``sun_re_tr_plaquette_sum(U, nd) -> (*B,)``
+    ``sum_x sum_{mu<nu} Re tr P_{mu nu}(x)`` for SU(N) links ``(*B, nd, N, N, *L)``.
+``sun_plaquette_field(U, nd) -> (*B, n_planes, *L)``
+    ``(1/N) Re tr P_{mu nu}(x)`` per plane and site.
+``sun_wilson_force(U, beta, nd) -> (*B, nd, N, N, *L)``
+    ``(beta / (2N)) project_algebra(U_mu(x) A_mu(x))`` with the staple sum ``A_mu``.
+
+Examples
+--------
+>>> import numpy as np
+>>> from latticekit.backends import _numba_gauge as kg
+>>> theta = np.zeros((3, 2, 4, 4))                  # cold U(1) field, batch 3
+>>> if kg.available():
+...     out = kg.kernels()["u1_plaquette_cos_sum"](theta, 2)
+... else:                                           # without numba the generic code runs instead
+...     out = np.full(3, 16.0)
+>>> out.tolist()
+[16.0, 16.0, 16.0]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+from ._numba_common import (
+    _chunking,
+    _geometry,
+    _jit,
+    _load,
+    _load1,
+    _load_mat,
+    _ok,
+    _prange,
+    _prod,
+    _real,
+    _shift,
+    available,
+)
+
+__all__ = ["NAMES", "kernels"]
+
+NAMES = ("u1_plaquette_cos_sum", "u1_plaquette_field", "u1_wilson_force", "sun_re_tr_plaquette_sum",
+         "sun_plaquette_field", "sun_wilson_force")
+
+
+# --------------------------------------------------------------------------------------------------
+# vectorisable sin / cos (fdlibm kernels on [-pi/4, pi/4], Cody-Waite reduction by pi/2)
+# --------------------------------------------------------------------------------------------------
+_TWO_OVER_PI = 6.36619772367581382433e-01
+_PIO2_1 = 1.57079632673412561417e+00   # first 33 bits of pi/2: k * _PIO2_1 is exact for |k| < 2^20
+_PIO2_2 = 6.07710050630396597660e-11   # next 33 bits
+_PIO2_3 = 2.02226624879595063154e-21   # pi/2 - _PIO2_1 - _PIO2_2
+_BIG = 1.0e5                           # beyond this |x| the rows are recomputed with math.sin/cos
+_S1, _S2, _S3 = -1.66666666666666324348e-01, 8.33333333332248946124e-03, -1.98412698298579493134e-04
+_S4, _S5, _S6 = 2.75573137070700676789e-06, -2.50507602534068634195e-08, 1.58969099521155010221e-10
+_C1, _C2, _C3 = 4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015872894767294178e-05
+_C4, _C5, _C6 = -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11
+
+
+@_jit()
+def _sincos(x):  # pragma: no cover - compiled
+    k = math.floor(x * _TWO_OVER_PI + 0.5)
+    r = ((x - k * _PIO2_1) - k * _PIO2_2) - k * _PIO2_3
+    z = r * r
+    s = r + (z * r) * (_S1 + z * (_S2 + z * (_S3 + z * (_S4 + z * (_S5 + z * _S6)))))
+    c = (1.0 - 0.5 * z) + (z * z) * (_C1 + z * (_C2 + z * (_C3 + z * (_C4 + z * (_C5 + z * _C6)))))
+    q = np.int64(k) & 3
+    sv = c if (q & 1) == 1 else s
+    cv = s if (q & 1) == 1 else c
+    if (q & 2) == 2:
+        sv = -sv
+    if ((q + 1) & 2) == 2:
+        cv = -cv
+    return sv, cv
+
+
+# --------------------------------------------------------------------------------------------------
+# U(1)
+# --------------------------------------------------------------------------------------------------
+@_jit()
+def _u1_theta_row(out, th, b, mu, nu, o, a, c, dims, K, L2, t1, t2, t3, t4):  # pragma: no cover - compiled
+    """``theta_{mu nu}`` along the row of site (o, a, c): U_mu(y) + U_nu(y+mu) - U_mu(y+nu) - U_nu(y)."""
+    r1, a1, c1 = _shift(o, a, c, mu, 1, dims, K)
+    r2, a2, c2 = _shift(o, a, c, nu, 1, dims, K)
+    _load(t1, th[b, mu, o], a, c, L2)
+    _load(t2, th[b, nu, r1], a1, c1, L2)
+    _load(t3, th[b, mu, r2], a2, c2, L2)
+    _load(t4, th[b, nu, o], a, c, L2)
+    for x in range(out.shape[0]):
+        out[x] = t1[x] + t2[x] - t3[x] - t4[x]
+
+
+@_jit()
+def _cos_row(val, ang):  # pragma: no cover - compiled
+    nbad = 0
+    for x in range(ang.shape[0]):
+        a = ang[x]
+        val[x] = _sincos(a)[1]
+        nbad += 1 if abs(a) > _BIG else 0
+    if nbad > 0:
+        for x in range(ang.shape[0]):
+            val[x] = math.cos(ang[x])
+
+
+@_jit()
+def _sin_row(val, ang):  # pragma: no cover - compiled
+    nbad = 0
+    for x in range(ang.shape[0]):
+        a = ang[x]
+        val[x] = _sincos(a)[0]
+        nbad += 1 if abs(a) > _BIG else 0
+    if nbad > 0:
+        for x in range(ang.shape[0]):
+            val[x] = math.sin(ang[x])
+
+
+@_jit(parallel=True)
+def _u1_plaquette_kernel(th, dims, K, rpc, field, write, partial):  # pragma: no cover - compiled
+    B, nd, R, Lx = th.shape
+    L2 = dims[nd - 2] if K == 2 else 1
+    nc = (R + rpc - 1) // rpc
+    for c in _prange(B * nc):
+        b = c // nc
+        o0 = (c - b * nc) * rpc
+        o1 = min(R, o0 + rpc)
+        acc = np.zeros(Lx)
+        ang = np.empty(Lx)
+        val = np.empty(Lx)
+        t1 = np.empty(Lx)
+        t2 = np.empty(Lx)
+        t3 = np.empty(Lx)
+        t4 = np.empty(Lx)
+        for o in range(o0, o1):
+            p = 0
+            for mu in range(nd):
+                for nu in range(mu + 1, nd):
+                    _u1_theta_row(ang, th, b, mu, nu, o, 0, 0, dims, K, L2, t1, t2, t3, t4)
+                    _cos_row(val, ang)
+                    for x in range(Lx):
+                        acc[x] += val[x]
+                    if write:
+                        dst = field[b, p, o]
+                        for x in range(Lx):
+                            dst[x] = val[x]
+                    p += 1
+        tot = 0.0
+        for x in range(Lx):
+            tot += acc[x]
+        partial[c] = tot
+
+
+@_jit(parallel=True)
+def _u1_force_kernel(th, dims, K, rpc, beta, F):  # pragma: no cover - compiled
+    B, nd, R, Lx = th.shape
+    L2 = dims[nd - 2] if K == 2 else 1
+    npl = nd * (nd - 1) // 2
+    nc = (R + rpc - 1) // rpc
+    for c in _prange(B * nc):
+        b = c // nc
+        o0 = (c - b * nc) * rpc
+        o1 = min(R, o0 + rpc)
+        facc = np.empty((nd, Lx))
+        prev = np.empty((npl, Lx))   # sin theta_P of the previous row (reused as x - mu, mu = nd - 2)
+        ang = np.empty(Lx)
+        s0 = np.empty(Lx)
+        sm = np.empty(Lx)
+        sn = np.empty(Lx)
+        t1 = np.empty(Lx)
+        t2 = np.empty(Lx)
+        t3 = np.empty(Lx)
+        t4 = np.empty(Lx)
+        for o in range(o0, o1):
+            facc[:, :] = 0.0
+            p = 0
+            for mu in range(nd):
+                for nu in range(mu + 1, nd):
+                    # sin theta_{mu nu} at x, x - mu and x - nu
+                    _u1_theta_row(ang, th, b, mu, nu, o, 0, 0, dims, K, L2, t1, t2, t3, t4)
+                    _sin_row(s0, ang)
+                    r, a, cc = _shift(o, 0, 0, mu, -1, dims, K)
+                    if K == 1 and mu == nd - 2 and o > o0 and r == o - 1:
+                        for x in range(Lx):
+                            sm[x] = prev[p, x]
+                    else:
+                        _u1_theta_row(ang, th, b, mu, nu, r, a, cc, dims, K, L2, t1, t2, t3, t4)
+                        _sin_row(sm, ang)
+                    if K == 1 and nu == nd - 1:
+                        _load1(sn, s0, -1)
+                    else:
+                        r, a, cc = _shift(o, 0, 0, nu, -1, dims, K)
+                        _u1_theta_row(ang, th, b, mu, nu, r, a, cc, dims, K, L2, t1, t2, t3, t4)
+                        _sin_row(sn, ang)
+                    if K == 1 and mu == nd - 2:
+                        for x in range(Lx):
+                            prev[p, x] = s0[x]
+                    fm = facc[mu]
+                    fn = facc[nu]
+                    for x in range(Lx):
+                        fm[x] += s0[x] - sn[x]
+                        fn[x] += sm[x] - s0[x]
+                    p += 1
+            for mu in range(nd):
+                dst = F[b, mu, o]
+                src = facc[mu]
+                for x in range(Lx):
+                    dst[x] = beta * src[x]
+
+
+# --------------------------------------------------------------------------------------------------
+# SU(N): products on row buffers (N, N, Lx)
+# --------------------------------------------------------------------------------------------------
+@_jit()
+def _mul_nn(out, A, Bm, acc):  # pragma: no cover - compiled
+    """out (+)= A B."""
+    N = A.shape[0]
+    Lx = A.shape[2]
+    for i in range(N):
+        for k in range(N):
+            o = out[i, k]
+            if not acc:
+                a = A[i, 0]
+                bb = Bm[0, k]
+                for x in range(Lx):
+                    o[x] = a[x] * bb[x]
+                j0 = 1
+            else:
+                j0 = 0
+            for j in range(j0, N):
+                a = A[i, j]
+                bb = Bm[j, k]
+                for x in range(Lx):
+                    o[x] += a[x] * bb[x]
+
+
+@_jit()
+def _mul_nd(out, A, Bm, acc):  # pragma: no cover - compiled
+    """out (+)= A B^dag."""
+    N = A.shape[0]
+    Lx = A.shape[2]
+    for i in range(N):
+        for k in range(N):
+            o = out[i, k]
+            if not acc:
+                a = A[i, 0]
+                bb = Bm[k, 0]
+                for x in range(Lx):
+                    o[x] = a[x] * bb[x].conjugate()
+                j0 = 1
+            else:
+                j0 = 0
+            for j in range(j0, N):
+                a = A[i, j]
+                bb = Bm[k, j]
+                for x in range(Lx):
+                    o[x] += a[x] * bb[x].conjugate()
+
+
+@_jit()
+def _mul_dn(out, A, Bm, acc):  # pragma: no cover - compiled
+    """out (+)= A^dag B."""
+    N = A.shape[0]
+    Lx = A.shape[2]
+    for i in range(N):
+        for k in range(N):
+            o = out[i, k]
+            if not acc:
+                a = A[0, i]
+                bb = Bm[0, k]
+                for x in range(Lx):
+                    o[x] = a[x].conjugate() * bb[x]
+                j0 = 1
+            else:
+                j0 = 0
+            for j in range(j0, N):
+                a = A[j, i]
+                bb = Bm[j, k]
+                for x in range(Lx):
+                    o[x] += a[x].conjugate() * bb[x]
+
+
+@_jit(parallel=True)
+def _sun_plaquette_kernel(U, dims, K, rpc, field, write, partial):  # pragma: no cover - compiled
+    B, nd, N, _, R, Lx = U.shape
+    L2 = dims[nd - 2] if K == 2 else 1
+    nc = (R + rpc - 1) // rpc
+    inv_n = 1.0 / N
+    for c in _prange(B * nc):
+        b = c // nc
+        o0 = (c - b * nc) * rpc
+        o1 = min(R, o0 + rpc)
+        acc = np.zeros(Lx)
+        val = np.empty(Lx)
+        Lo = np.empty((nd, N, N, Lx), dtype=np.complex128)
+        T1 = np.empty((N, N, Lx), dtype=np.complex128)
+        T2 = np.empty((N, N, Lx), dtype=np.complex128)
+        A = np.empty((N, N, Lx), dtype=np.complex128)
+        C = np.empty((N, N, Lx), dtype=np.complex128)
+        for o in range(o0, o1):
+            for d in range(nd):
+                _load_mat(Lo[d], U, b, d, o, 0, 0, L2)
+            p = 0
+            for mu in range(nd):
+                for nu in range(mu + 1, nd):
+                    r1, a1, c1 = _shift(o, 0, 0, mu, 1, dims, K)
+                    r2, a2, c2 = _shift(o, 0, 0, nu, 1, dims, K)
+                    _load_mat(T1, U, b, nu, r1, a1, c1, L2)    # U_nu(x + mu)
+                    _load_mat(T2, U, b, mu, r2, a2, c2, L2)    # U_mu(x + nu)
+                    _mul_nn(A, Lo[mu], T1, False)
+                    _mul_nn(C, Lo[nu], T2, False)
+                    for x in range(Lx):
+                        val[x] = 0.0
+                    for i in range(N):
+                        for k in range(N):
+                            av = A[i, k]
+                            cv = C[i, k]
+                            for x in range(Lx):
+                                val[x] += av[x].real * cv[x].real + av[x].imag * cv[x].imag
+                    for x in range(Lx):
+                        acc[x] += val[x]
+                    if write:
+                        dst = field[b, p, o]
+                        for x in range(Lx):
+                            dst[x] = val[x] * inv_n
+                    p += 1
+        tot = 0.0
+        for x in range(Lx):
+            tot += acc[x]
+        partial[c] = tot
+
+
+@_jit(parallel=True)
+def _sun_force_kernel(U, dims, K, rpc, coef, F):  # pragma: no cover - compiled
+    B, nd, N, _, R, Lx = U.shape
+    L2 = dims[nd - 2] if K == 2 else 1
+    nc = (R + rpc - 1) // rpc
+    for c in _prange(B * nc):
+        b = c // nc
+        o0 = (c - b * nc) * rpc
+        o1 = min(R, o0 + rpc)
+        Lo = np.empty((nd, N, N, Lx), dtype=np.complex128)
+        T1 = np.empty((N, N, Lx), dtype=np.complex128)
+        T2 = np.empty((N, N, Lx), dtype=np.complex128)
+        T3 = np.empty((N, N, Lx), dtype=np.complex128)
+        X = np.empty((N, N, Lx), dtype=np.complex128)
+        S = np.empty((N, N, Lx), dtype=np.complex128)
+        M = np.empty((N, N, Lx), dtype=np.complex128)
+        tr = np.empty(Lx, dtype=np.complex128)
+        for o in range(o0, o1):
+            for d in range(nd):
+                _load_mat(Lo[d], U, b, d, o, 0, 0, L2)
+            for mu in range(nd):
+                S[:, :, :] = 0.0
+                for nu in range(nd):
+                    if nu == mu:
+                        continue
+                    # upper staple U_nu(x+mu) U_mu(x+nu)^dag U_nu(x)^dag
+                    r1, a1, c1 = _shift(o, 0, 0, mu, 1, dims, K)
+                    r2, a2, c2 = _shift(o, 0, 0, nu, 1, dims, K)
+                    _load_mat(T1, U, b, nu, r1, a1, c1, L2)
+                    _load_mat(T2, U, b, mu, r2, a2, c2, L2)
+                    _mul_nd(X, T1, T2, False)
+                    _mul_nd(S, X, Lo[nu], True)
+                    # lower staple at y = x - nu: (U_mu(y) U_nu(y+mu))^dag U_nu(y)
+                    ry, ay, cy = _shift(o, 0, 0, nu, -1, dims, K)
+                    r3, a3, c3 = _shift(ry, ay, cy, mu, 1, dims, K)
+                    _load_mat(T1, U, b, mu, ry, ay, cy, L2)
+                    _load_mat(T2, U, b, nu, r3, a3, c3, L2)
+                    _load_mat(T3, U, b, nu, ry, ay, cy, L2)
+                    _mul_nn(X, T1, T2, False)
+                    _mul_dn(S, X, T3, True)
+                _mul_nn(M, Lo[mu], S, False)
+                # (beta / 2N) [ (M - M^dag)/2 - tr((M - M^dag)/2) / N ]
+                for x in range(Lx):
+                    tr[x] = 0.0
+                for i in range(N):
+                    for x in range(Lx):
+                        tr[x] += 0.5 * (M[i, i, x] - M[i, i, x].conjugate())
+                for x in range(Lx):
+                    tr[x] = tr[x] / N
+                for i in range(N):
+                    for k in range(N):
+                        dst = F[b, mu, i, k, o]
+                        for x in range(Lx):
+                            v = 0.5 * (M[i, k, x] - M[k, i, x].conjugate())
+                            if i == k:
+                                v = v - tr[x]
+                            dst[x] = coef * v
+
+
+# --------------------------------------------------------------------------------------------------
+# Python wrappers: qualify the inputs (else decline with None), reshape views, call the kernels
+# --------------------------------------------------------------------------------------------------
+def _gauge_ok(U: Any, nd: Any, dtype: Any, inner: int) -> bool:
+    return (isinstance(nd, int) and nd >= 2 and _ok(U, dtype) and U.ndim >= nd + 1 + inner
+            and U.shape[U.ndim - nd - 1 - inner] == nd and 0 not in U.shape[U.ndim - nd:])
+
+
+def _u1_plaquette(theta: Any, nd: int, field: bool) -> Any:
+    if not _gauge_ok(theta, nd, np.float64, 0):
+        return None
+    bshape, L, dims, K, R, Lx = _geometry(theta, nd, 1)
+    B = _prod(bshape)
+    th = theta.reshape(B, nd, R, Lx)
+    npl = nd * (nd - 1) // 2
+    rpc, nc = _chunking(B, R, Lx, 8192)
+    partial = np.empty(B * nc)
+    out = np.empty((B, npl, R, Lx)) if field else np.empty((1, 1, 1, 1))
+    _u1_plaquette_kernel(th, dims, K, rpc, out, field, partial)
+    if field:
+        return out.reshape(bshape + (npl,) + L)
+    return partial.reshape(B, nc).sum(axis=1).reshape(bshape)
+
+
+def u1_plaquette_cos_sum(theta: Any, nd: int) -> Any:
+    """``sum_x sum_{mu<nu} cos theta_{mu nu}(x)`` per configuration, or None (declined)."""
+    return _u1_plaquette(theta, nd, False)
+
+
+def u1_plaquette_field(theta: Any, nd: int) -> Any:
+    """``cos theta_{mu nu}(x)``, shape ``(*B, n_planes, *L)``, or None (declined)."""
+    return _u1_plaquette(theta, nd, True)
+
+
+def u1_wilson_force(theta: Any, beta: Any, nd: int) -> Any:
+    """``dS/dtheta`` of ``S = -beta sum cos theta_P``, shape of ``theta``, or None (declined)."""
+    if not (_gauge_ok(theta, nd, np.float64, 0) and _real(beta)):
+        return None
+    bshape, L, dims, K, R, Lx = _geometry(theta, nd, 1)
+    B = _prod(bshape)
+    F = np.empty(theta.shape)
+    rpc, _ = _chunking(B, R, Lx, 4096)
+    _u1_force_kernel(theta.reshape(B, nd, R, Lx), dims, K, rpc, float(beta), F.reshape(B, nd, R, Lx))
+    return F
+
+
+def _sun_plaquette(U: Any, nd: int, field: bool) -> Any:
+    if not (_gauge_ok(U, nd, np.complex128, 2) and U.shape[-nd - 1] == U.shape[-nd - 2]):
+        return None
+    bshape, L, dims, K, R, Lx = _geometry(U, nd, 3)
+    N = int(U.shape[-nd - 1])
+    B = _prod(bshape)
+    npl = nd * (nd - 1) // 2
+    rpc, nc = _chunking(B, R, Lx, 1024)
+    partial = np.empty(B * nc)
+    out = np.empty((B, npl, R, Lx)) if field else np.empty((1, 1, 1, 1))
+    _sun_plaquette_kernel(U.reshape(B, nd, N, N, R, Lx), dims, K, rpc, out, field, partial)
+    if field:
+        return out.reshape(bshape + (npl,) + L)
+    return partial.reshape(B, nc).sum(axis=1).reshape(bshape)
+
+
+def sun_re_tr_plaquette_sum(U: Any, nd: int) -> Any:
+    """``sum_x sum_{mu<nu} Re tr P_{mu nu}(x)`` per configuration, or None (declined)."""
+    return _sun_plaquette(U, nd, False)
+
+
+def sun_plaquette_field(U: Any, nd: int) -> Any:
+    """``(1/N) Re tr P_{mu nu}(x)``, shape ``(*B, n_planes, *L)``, or None (declined)."""
+    return _sun_plaquette(U, nd, True)
+
+
+def sun_wilson_force(U: Any, beta: Any, nd: int) -> Any:
+    """``(beta/(2N)) project_algebra(U_mu A_mu)``, shape of ``U``, or None (declined)."""
+    if not (_gauge_ok(U, nd, np.complex128, 2) and U.shape[-nd - 1] == U.shape[-nd - 2] and _real(beta)):
+        return None
+    bshape, L, dims, K, R, Lx = _geometry(U, nd, 3)
+    N = int(U.shape[-nd - 1])
+    B = _prod(bshape)
+    F = np.empty(U.shape, dtype=np.complex128)
+    rpc, _ = _chunking(B, R, Lx, 256)
+    _sun_force_kernel(U.reshape(B, nd, N, N, R, Lx), dims, K, rpc, float(beta) / (2.0 * N),
+                      F.reshape(B, nd, N, N, R, Lx))
+    return F
+
+
+
+def kernels() -> dict[str, Callable[..., Any]]:
+    """The fast paths of this module by registry name (backend ``"numpy"``); empty without numba."""
+    if not available():
+        return {}
+    return {name: globals()[name] for name in NAMES}

@@ -1,0 +1,185 @@
+"""API misuse of the public constructors is refused before any work, with an error naming the argument.
+
+Each case here was accepted before (silently converted, or failing later with an operator error):
+``beta="5.7"``, ``kappa=True``, ``antiperiodic="no"``, complex U(1) links, real "SU(3)" links,
+``SU(3.0)``, ``Phi4Action.from_mass(lat, -4, 8)`` without saying which (m^2, lambda) normalisation.
+(The Lattice cases are in tests/test_lattice.py.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import latticekit as lk
+from latticekit.actions import (
+    HasenbuschAction,
+    Phi4Action,
+    PseudofermionAction,
+    WilsonDirac,
+    WilsonGaugeAction,
+    kappa_from_mass,
+    mass_from_kappa,
+    phi4_action,
+    phi4_force,
+    wilson_gauge_action,
+    wilson_gauge_force,
+)
+from latticekit.exact import phi4_action_m2, phi4_field_scale, phi4_m2_to_hopping
+from latticekit.gauge import cold_gauge_field
+
+LAT = lk.Lattice((4, 4))
+
+
+# -- Wilson gauge action --------------------------------------------------------------------------
+@pytest.mark.parametrize("beta", ["5.7", True, 2 + 1j, None, [5.7]])
+def test_wilson_beta_must_be_a_real_number(beta):
+    with pytest.raises(TypeError, match=r"^beta="):
+        WilsonGaugeAction(lk.SU(3), LAT, beta)
+    U = cold_gauge_field(lk.SU(3), LAT)
+    with pytest.raises(TypeError, match=r"^beta="):
+        wilson_gauge_action(U, beta, lk.SU(3), LAT)
+
+
+def test_wilson_beta_non_finite_and_scalar_kinds():
+    for beta in (math.inf, math.nan):
+        with pytest.raises(ValueError, match="beta"):
+            WilsonGaugeAction(lk.U1, LAT, beta)
+    U = cold_gauge_field(lk.U1, LAT)
+    for beta in (2, 2.0, np.float64(2.0), np.int64(2), np.asarray(2.0)):   # ints, NumPy scalars, 0-d arrays
+        assert float(WilsonGaugeAction(lk.U1, LAT, beta)(U)) == -2.0 * LAT.volume
+
+
+def test_wilson_links_of_the_wrong_dtype_are_refused(bk):
+    """U(1) links are real angles, SU(N) links complex matrices: a complex U(1) field or a real SU(3)
+    field has the right shape but is not a gauge field of that group."""
+    th = lk.U1.random(bk.rng(0), (2,), LAT.shape)
+    z = bk.xp.exp(1j * th) if bk.name != "array_api_strict" else bk.xp.exp(bk.xp.astype(th, bk.xp.complex128) * 1j)
+    with pytest.raises(TypeError, match=r"U has dtype \S*complex128; U\(1\) elements are stored as real angles"):
+        wilson_gauge_action(z, 1.0, lk.U1, LAT)
+    with pytest.raises(TypeError, match=r"U has dtype \S*complex128"):
+        WilsonGaugeAction(lk.U1, LAT, 1.0).force(z)
+    U = lk.SU(3).random(bk.rng(1), (2, LAT.nd), LAT.shape)
+    real = bk.xp.real(U)
+    with pytest.raises(TypeError, match=r"U has dtype \S*float64; SU\(3\) elements are stored as complex"):
+        wilson_gauge_force(real, 5.7, lk.SU(3), LAT)
+    with pytest.raises(TypeError, match=r"U has dtype \S*float64"):
+        WilsonGaugeAction(lk.SU(3), LAT, 5.7)(real)
+    assert tuple(wilson_gauge_action(U, 5.7, lk.SU(3), LAT).shape) == (2,)   # the right dtype still works
+
+
+# -- groups ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("N,exc", [(3.0, TypeError), ("3", TypeError), (True, TypeError), ([3], TypeError),
+                                   (1, ValueError), (0, ValueError)])
+def test_su_n_must_be_an_integer_at_least_2(N, exc):
+    with pytest.raises(exc, match=r"^N="):
+        lk.SU(N)
+
+
+def test_su_accepts_numpy_integers_and_keeps_one_object_per_n():
+    assert lk.SU(np.int64(3)) is lk.SU(3) and lk.SU(3).N == 3 and type(lk.SU(np.int64(2)).N) is int
+
+
+def test_group_check_rejects_the_wrong_dtype():
+    with pytest.raises(TypeError, match="U has dtype float64; SU.2. elements"):
+        lk.SU(2).check(np.zeros((2, 2, 4)), nd=1)
+    with pytest.raises(TypeError, match="U1.project gives the angles"):
+        lk.U1.check(np.ones(4, dtype=complex), nd=1)
+
+
+# -- phi^4 --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,kw", [("kappa", {"kappa": "0.2"}), ("kappa", {"kappa": True}),
+                                     ("lam", {"lam": "0.1"}), ("lam", {"lam": 0.1 + 0j})])
+def test_phi4_couplings_must_be_real_numbers(name, kw):
+    args = {"kappa": 0.2, "lam": 0.1, **kw}
+    with pytest.raises(TypeError, match=f"^{name}="):
+        Phi4Action(LAT, **args)
+    phi = lk.backends.rng(0).normal(LAT.shape)
+    with pytest.raises(TypeError, match=f"^{name}="):
+        phi4_force(phi, LAT, args["kappa"], args["lam"])
+
+
+def test_phi4_coupling_arrays_must_be_real_floating():
+    phi = lk.backends.rng(0).normal(LAT.shape)
+    ref = phi4_action(phi, LAT, 0.2, 0.1)
+    assert float(phi4_action(phi, LAT, np.asarray(0.2), 0.1)) == pytest.approx(float(ref), rel=1e-14)
+    with pytest.raises(TypeError, match="kappa: expected a real number or a real floating array"):
+        Phi4Action(LAT, np.asarray(0.2 + 0j), 0.1)
+    with pytest.raises(TypeError, match="kappa: expected a real number or a real floating array"):
+        Phi4Action(LAT, np.asarray(1), 0.1)
+
+
+def test_from_mass_needs_the_normalisation():
+    with pytest.raises(TypeError, match=r"normalization=None: required.*'half'.*'unit'"):
+        Phi4Action.from_mass(LAT, -4.0, 8.0)
+    with pytest.raises(TypeError, match="normalization='tutorial'"):
+        Phi4Action.from_mass(LAT, -4.0, 8.0, normalization="tutorial")
+
+
+@pytest.mark.parametrize("m2,lam_c", [(-4.0, 8.0), (0.5, 0.0), (-1.0, 0.3)])
+def test_unit_normalisation_is_the_tutorial_action(bk, m2, lam_c):
+    """``normalization="unit"``: the action of the tutorial code (arXiv:2101.08176), checked against the
+    NumPy reference of latticekit.exact; its hopping equivalent and field scale are those of
+    exact.phi4_m2_to_hopping(..., "unit"), so S_unit(sqrt(kappa) phi) = S_hop(phi)."""
+    lat = lk.Lattice((4, 6))
+    S = Phi4Action.from_mass(lat, m2, lam_c, normalization="unit")
+    kappa, lam = phi4_m2_to_hopping(m2, lam_c, lat.nd, "unit")
+    assert S.kappa == pytest.approx(kappa, rel=1e-13) and S.lam == pytest.approx(lam, rel=1e-13, abs=1e-300)
+    assert S.field_scale == pytest.approx(phi4_field_scale(kappa, "unit"), rel=1e-13)
+    phi = bk.rng(3).normal((3,) + lat.shape, std=1.3)
+    got = bk.to_numpy(S(phi))
+    np.testing.assert_allclose(got, phi4_action_m2(bk.to_numpy(phi), m2, lam_c, nd=2, normalization="unit"),
+                               rtol=1e-12, atol=1e-12)
+    H = S.hopping()
+    np.testing.assert_allclose(bk.to_numpy(S(S.field_scale * phi)), bk.to_numpy(H(phi)), rtol=1e-11, atol=1e-11)
+    # force: dS_unit/dphi_u = (1/s) dS_hop/dphi_hop at phi_u = s phi_hop
+    fa = bk.to_numpy(S.force(S.field_scale * phi)) * S.field_scale
+    np.testing.assert_allclose(fa, bk.to_numpy(H.force(phi)), rtol=1e-10, atol=1e-10)
+    # the tutorial point differs from the "half" reading of the same numbers
+    if (m2, lam_c) == (-4.0, 8.0):
+        assert (S.kappa, S.lam) == pytest.approx((0.25, 0.5), rel=1e-12)
+        assert Phi4Action.from_mass(lat, m2, lam_c, normalization="half").kappa == pytest.approx(0.125, rel=1e-12)
+
+
+# -- Wilson-Dirac and the pseudofermion actions --------------------------------------------------------
+def test_wilson_dirac_parameters_are_checked():
+    U = cold_gauge_field(lk.U1, LAT)
+    for kw, name in [({"kappa": "0.2"}, "kappa"), ({"kappa": True}, "kappa"), ({"m0": "0.1"}, "m0"),
+                     ({"kappa": 0.2, "antiperiodic": "no"}, "antiperiodic"), ({"kappa": 0.2, "antiperiodic": 1},
+                                                                              "antiperiodic")]:
+        with pytest.raises(TypeError, match=f"^{name}="):
+            WilsonDirac(U, lk.U1, LAT, **kw)
+    with pytest.raises(TypeError, match="^m0="):
+        kappa_from_mass("0.1", 2)
+    with pytest.raises(TypeError, match="^kappa="):
+        mass_from_kappa("0.25", 2)
+    with pytest.raises(TypeError, match="^nd="):
+        kappa_from_mass(0.1, 2.0)
+    assert WilsonDirac(U, lk.U1, LAT, m0=np.float64(0.5)).kappa == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("cls", [PseudofermionAction, HasenbuschAction])
+def test_pseudofermion_actions_check_their_arguments_up_front(cls):
+    with pytest.raises(TypeError, match="^lattice"):
+        cls(lk.U1, (4, 4), kappa=0.2)
+    with pytest.raises(TypeError, match="^group"):
+        cls("U1", LAT, kappa=0.2)
+    with pytest.raises(TypeError, match="^even_odd="):
+        cls(lk.U1, LAT, kappa=0.2, even_odd="yes")
+    with pytest.raises(TypeError, match="^maxiter="):
+        cls(lk.U1, LAT, kappa=0.2, maxiter=2.5)
+    with pytest.raises(ValueError, match="^tol="):
+        cls(lk.U1, LAT, kappa=0.2, tol=0.0)
+    with pytest.raises(ValueError, match="^kappa="):         # at construction, not at the first use
+        cls(lk.U1, LAT, kappa=-0.1)
+    with pytest.raises(TypeError, match="^antiperiodic="):
+        cls(lk.U1, LAT, kappa=0.2, antiperiodic="no")
+
+
+def test_pseudofermion_shift_must_be_a_real_number():
+    with pytest.raises(TypeError, match="^mu="):
+        PseudofermionAction(lk.U1, LAT, kappa=0.2, mu="0.1")
+    with pytest.raises(TypeError, match="^mus="):
+        HasenbuschAction(lk.U1, LAT, kappa=0.2, mus=["0.1"])
