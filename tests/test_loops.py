@@ -259,20 +259,34 @@ def test_staple_sum_operation_count(bk: Any) -> None:
     assert (counts.mul, counts.shift) == (3, 2)
 
 
-def test_staple_plaquette_geometry() -> None:
-    # U_mu(x) S_rho^side(x) is the library plaquette P_{min, max} at x or x - rho, with the link's sign
-    lat, G = lk.Lattice((3, 4, 2)), lk.U1
-    U = random_gauge_field(G, lat, lk.backends.rng(7), batch_shape=(1,))
-    lb = LoopBuilder(U, G, lat)
+@pytest.mark.parametrize("group", [lk.U1, lk.SU(3)], ids=["U1", "SU3"])
+def test_staple_plaquette_geometry(group: Any) -> None:
+    # U_mu(x) S_rho^side(x) is the library plaquette P_{min, max} at x or x - rho, read from the link
+    # (sign +1) or backwards (sign -1, its adjoint conjugated by a link: the trace is conjugated)
+    lat = lk.Lattice((3, 4, 2))
+    U = random_gauge_field(group, lat, lk.backends.rng(7), batch_shape=(1,))
+    lb = LoopBuilder(U, group, lat)
+    nd = lat.nd
     for mu, rho in itertools.permutations(range(3), 2):
         for side in (1, -1):
             (a, b), shift, sign = staple_plaquette(mu, rho, side)
-            loop = lb.link(mu) + lb.staple(mu, rho, side)
+            loop = group.mul(lb.link(mu), lb.staple(mu, rho, side), nd=nd)
             P = lb.plaquette(a, b)
+            if group is lk.U1:
+                if shift:
+                    P = lat.shift(P, rho, shift)
+                d = lk.backends.to_numpy(loop - sign * P)
+                assert float(np.abs(np.remainder(d + np.pi, 2 * np.pi) - np.pi).max()) < 1e-12
+                continue
+            trP = group.trace(P, nd=nd)
             if shift:
-                P = lat.shift(P, rho, shift)
-            d = loop - sign * P
-            assert float(np.abs(np.remainder(d + np.pi, 2 * np.pi) - np.pi).max()) < 1e-12
+                trP = lat.shift(trP, rho, shift)
+            if sign < 0:
+                trP = np.conj(trP)
+            np.testing.assert_allclose(group.trace(loop, nd=nd), trP, atol=1e-12, rtol=0)
+            if side > 0:                                   # at x itself the loop is P or P^dag
+                want = P if sign > 0 else group.adjoint(P, nd=nd)
+                np.testing.assert_allclose(loop, want, atol=1e-12, rtol=0)
 
 
 def test_traces_and_paths_api() -> None:
