@@ -77,8 +77,8 @@ def staples(U: Any, group: Group, lattice: Lattice) -> Any:
     ``A_mu(x) = sum_{nu != mu} [U_nu(x+mu) U_mu(x+nu)^dag U_nu(x)^dag
     + U_nu(x+mu-nu)^dag U_mu(x-nu)^dag U_nu(x-nu)]``, normalised so that
     ``S = -(beta/N) Re tr(U_mu(x) A_mu(x)) + (independent of U_mu(x))``. Built by
-    :meth:`latticekit.loops.LoopBuilder.staple_sum` (one builder for all directions, so the translated
-    links are shared between them).
+    :meth:`latticekit.loops.LoopBuilder.staple_sum` (4 group multiplications and 3 shifts per pair of
+    directions ``mu != nu``).
 
     For SU(N) the result is a (non-unitary) complex matrix field; for U(1) it is the complex number
     ``sum exp(i alpha_staple)`` per link, shape ``(*B, Nd, *L)``.
