@@ -94,10 +94,14 @@ from latticekit.loops import LoopBuilder, staple_order, trace_adj_mul
 
 from .base import Flow, sum_sites
 from .masks import GaugeMask, gauge_masks
-from .plaquette_coupling import PlaquetteCoupling, _is_int
+from .plaquette_coupling import PlaquetteCoupling
 from .spectral import SUSpectralKernel, reunitarize
 
 __all__ = ["SUPlaquetteCoupling", "sun_gauge_flow"]
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 _LOOPS = ("plaquette", "staples")
 

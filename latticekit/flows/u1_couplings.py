@@ -67,10 +67,14 @@ from latticekit.loops import LoopBuilder, staple_plaquette
 
 from .base import Flow
 from .masks import GaugeMask, gauge_masks
-from .plaquette_coupling import PlaquetteCoupling, _is_int
+from .plaquette_coupling import PlaquetteCoupling
 from .splines import circular_rq_spline
 
 __all__ = ["U1PlaquetteCoupling", "u1_gauge_flow"]
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 class U1PlaquetteCoupling(PlaquetteCoupling):
