@@ -241,7 +241,7 @@ def _scoped(fn: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=4096)
 def _plan(steps: tuple[tuple[int, int], ...], origin: tuple[int, ...]
           ) -> tuple[tuple[tuple[int, tuple[int, ...], bool], ...], tuple[int, ...]]:
     """Factors ``(mu, offset from the base point, adjoint?)`` of a path product and the base point.
@@ -253,6 +253,8 @@ def _plan(steps: tuple[tuple[int, int], ...], origin: tuple[int, ...]
     pos = list(origin)
     factors: list[tuple[int, tuple[int, ...], bool]] = []
     for mu, s in steps:
+        if mu >= nd:
+            raise ValueError(f"path direction={mu!r}: expected a direction in 0..{nd - 1}")
         if s > 0:
             factors.append((mu, tuple(pos), False))
             pos[mu] += 1
@@ -268,6 +270,17 @@ def _plan(steps: tuple[tuple[int, int], ...], origin: tuple[int, ...]
     base = min(candidates, key=cost)          # min keeps the first of equal costs: x itself on ties
     rel = tuple((mu, tuple(o - b for o, b in zip(off, base)), dag) for mu, off, dag in factors)
     return rel, base
+
+
+@lru_cache(maxsize=None)
+def _unit(nd: int, mu: int) -> tuple[int, ...]:
+    return tuple(int(d == mu) for d in range(nd))
+
+
+@lru_cache(maxsize=None)
+def _staple_steps(rho: int, mu: int, side: int) -> tuple[tuple[int, int], ...]:
+    """Steps of ``S_rho^side`` of a ``mu``-link, from ``x + mu`` to ``x``: ``+rho, -mu, -rho`` or ``-rho, -mu, +rho``."""
+    return ((rho, 1), (mu, -1), (rho, -1)) if side > 0 else ((rho, -1), (mu, -1), (rho, 1))
 
 
 class LoopBuilder:
@@ -331,25 +344,34 @@ class LoopBuilder:
 
     def translate(self, f: Any, offset: Sequence[int]) -> Any:
         """``f(x + offset)`` for any field whose last ``Nd`` axes are the lattice (periodic; one roll)."""
+        if len(offset) != self.lattice.nd or not all(_is_int(o) for o in offset):
+            raise ValueError(f"offset={tuple(offset)!r}: expected {self.lattice.nd} integer offsets")
+        return self._translate(f, tuple(int(o) for o in offset))
+
+    @_scoped
+    def translated(self, mu: int, offset: Sequence[int]) -> Any:
+        """``U_mu(x + offset)`` (cached)."""
+        self._check_dir(mu, "mu")
+        if len(offset) != self.lattice.nd or not all(_is_int(o) for o in offset):
+            raise ValueError(f"offset={tuple(offset)!r}: expected {self.lattice.nd} integer offsets")
+        return self._translated(mu, tuple(int(o) for o in offset))
+
+    def _translated(self, mu: int, off: tuple[int, ...]) -> Any:
+        key = (mu, off)
+        out = self._cache.get(key)
+        if out is None:
+            out = self._cache[key] = self._translate(self._links[mu], off)
+        return out
+
+    def _translate(self, f: Any, off: tuple[int, ...]) -> Any:
         lat = self.lattice
-        if len(offset) != lat.nd:
-            raise ValueError(f"offset={tuple(offset)!r}: expected {lat.nd} integer offsets")
-        moves = [(mu, int(o)) for mu, o in enumerate(offset) if o]
+        moves = [(mu, o) for mu, o in enumerate(off) if o]
         if not moves:
             return f
         if len(moves) == 1:
             return lat.shift(f, moves[0][0], moves[0][1])
         return array_namespace(f).roll(f, shift=tuple(-o for _, o in moves),
                                        axis=tuple(lat.axis(mu) for mu, _ in moves))
-
-    @_scoped
-    def translated(self, mu: int, offset: Sequence[int]) -> Any:
-        """``U_mu(x + offset)`` (cached)."""
-        key = (mu, tuple(int(o) for o in offset))
-        out = self._cache.get(key)
-        if out is None:
-            out = self._cache[key] = self.translate(self.link(mu), key[1])
-        return out
 
     # -- paths -----------------------------------------------------------------------------------
     @_scoped
@@ -369,17 +391,20 @@ class LoopBuilder:
         nd = self.lattice.nd
         if len(path) == 0:
             raise ValueError("path: the empty path has no product (expected at least one step)")
-        for mu, _ in path:
-            self._check_dir(mu, "path direction")
         org = (0,) * nd if origin is None else tuple(origin)
         if len(org) != nd or not all(_is_int(o) for o in org):
             raise ValueError(f"origin={origin!r}: expected {nd} integer offsets")
-        factors, base = _plan(path.steps, org)
+        return self._product(path.steps, tuple(int(o) for o in org))
+
+    def _product(self, steps: tuple[tuple[int, int], ...], origin: tuple[int, ...]) -> Any:
+        """The path product of ``steps`` from ``x + origin`` (no argument checks)."""
+        nd = self.lattice.nd
+        factors, base = _plan(steps, origin)
         G = self.group
         acc: Any = None
         adj = False          # True: the product so far is acc^dag
         for mu, off, dag in factors:
-            f = self.translated(mu, off)
+            f = self._translated(mu, off)
             if acc is None:
                 acc, adj = f, dag
             elif not adj:
@@ -390,7 +415,7 @@ class LoopBuilder:
                 acc, adj = G.adj_mul(acc, f, nd=nd), False
         if adj:
             acc = G.adjoint(acc, nd=nd)
-        return self.translate(acc, base)
+        return self._translate(acc, base)
 
     @_scoped
     def abstract_staple(self, mu: int, path: Path) -> Any:
@@ -409,11 +434,11 @@ class LoopBuilder:
         """
         self._check_dir(mu, "mu")
         nd = self.lattice.nd
-        want = tuple(-1 if d == mu else 0 for d in range(nd))
+        want = tuple(-v for v in _unit(nd, mu))
         if not isinstance(path, Path) or path.displacement(nd) != want:
             raise ValueError(f"path={path!r}: a staple of U_{mu}(x) must run from x + {mu} to x "
                              f"(displacement {want})")
-        return self.path(path, origin=tuple(1 if d == mu else 0 for d in range(nd)))
+        return self._product(path.steps, _unit(nd, mu))
 
     # -- plaquettes ------------------------------------------------------------------------------
     @_scoped
@@ -423,24 +448,31 @@ class LoopBuilder:
         Traces of plaquettes need only these two products (``Re tr(a b^dag)`` without a third one).
         """
         self._check_plane(mu, nu)
-        return self.path(Path().f(mu).f(nu)), self.path(Path().f(nu).f(mu))
+        return self._halves(mu, nu)
+
+    def _halves(self, mu: int, nu: int) -> tuple[Any, Any]:
+        zero = (0,) * self.lattice.nd
+        return self._product(((mu, 1), (nu, 1)), zero), self._product(((nu, 1), (mu, 1)), zero)
 
     @_scoped
     def plaquette(self, mu: int, nu: int) -> Any:
         """``P_{mu nu}(x) = U_mu(x) U_nu(x+mu) U_mu(x+nu)^dag U_nu(x)^dag``, ``(*B, *G, *L)`` (U(1): unwrapped)."""
-        a, b = self.plaquette_halves(mu, nu)
+        self._check_plane(mu, nu)
+        a, b = self._halves(mu, nu)
         return self.group.mul_adj(a, b, nd=self.lattice.nd)
 
     @_scoped
     def re_trace_plaquette(self, mu: int, nu: int) -> Any:
         """``Re tr P_{mu nu}(x)``, ``(*B, *L)`` (U(1): ``cos theta_P``)."""
-        a, b = self.plaquette_halves(mu, nu)
+        self._check_plane(mu, nu)
+        a, b = self._halves(mu, nu)
         return self.group.re_trace_mul_adj(a, b, nd=self.lattice.nd)
 
     @_scoped
     def trace_plaquette(self, mu: int, nu: int) -> Any:
         """Complex ``tr P_{mu nu}(x)``, ``(*B, *L)`` (U(1): ``exp(i theta_P)``)."""
-        a, b = self.plaquette_halves(mu, nu)
+        self._check_plane(mu, nu)
+        a, b = self._halves(mu, nu)
         return trace_mul_adj(a, b, self.group, nd=self.lattice.nd)
 
     # -- staples ---------------------------------------------------------------------------------
@@ -450,13 +482,16 @@ class LoopBuilder:
         self._check_plane(mu, rho)
         if side not in (1, -1) or isinstance(side, bool):
             raise ValueError(f"side={side!r}: expected +1 (the +rho side) or -1 (the -rho side)")
-        p = Path().f(rho).b(mu).b(rho) if side > 0 else Path().b(rho).b(mu).f(rho)
-        return self.abstract_staple(mu, p)
+        return self._staple(mu, rho, side)
+
+    def _staple(self, mu: int, rho: int, side: int) -> Any:
+        return self._product(_staple_steps(rho, mu, side), _unit(self.lattice.nd, mu))
 
     @_scoped
     def staples(self, mu: int) -> list[Any]:
         """The ``2 (Nd - 1)`` staples of ``U_mu(x)`` in the order of :func:`staple_order`."""
-        return [self.staple(mu, rho, s) for rho, s in staple_order(self.lattice.nd, mu)]
+        self._check_dir(mu, "mu")
+        return [self._staple(mu, rho, s) for rho, s in staple_order(self.lattice.nd, mu)]
 
     @_scoped
     def staple_sum(self, mu: int) -> Any:
@@ -472,7 +507,7 @@ class LoopBuilder:
         for rho in range(nd):
             if rho == mu:
                 continue
-            up, lo = self.staple(mu, rho, 1), self.staple(mu, rho, -1)
+            up, lo = self._staple(mu, rho, 1), self._staple(mu, rho, -1)
             s = G.to_matrix(up, nd=nd) + G.to_matrix(lo, nd=nd)
             acc = s if acc is None else acc + s
         return acc
