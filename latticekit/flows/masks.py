@@ -103,7 +103,14 @@ def _check_dir(name: str, d: Any, nd: int) -> None:
 
 @dataclass(frozen=True)
 class Stripe:
-    """The sites ``x_axis = offset (mod period)`` (all other coordinates free)."""
+    """The sites ``x_axis = offset (mod period)`` (all other coordinates free).
+
+    Examples
+    --------
+    >>> import latticekit as lk
+    >>> StripeMask(lk.Lattice((4, 4)), mu=1, offset=2).stripe(1)
+    Stripe(axis=0, period=4, offset=2)
+    """
 
     axis: int
     period: int

@@ -62,6 +62,16 @@ class PlaquetteCoupling(FlowLayer):
         Feed the two-plaquette loops of the active links to the network.
     zero_init_net : bool
         Zero the last convolution of the network.
+
+    Examples
+    --------
+    >>> import latticekit as lk
+    >>> from latticekit.flows import U1PlaquetteCoupling
+    >>> from latticekit.flows.masks import StripeMask
+    >>> lat = lk.Lattice((4, 8))
+    >>> layer = U1PlaquetteCoupling(lat, StripeMask(lat, mu=1, offset=2), hidden=(2,))
+    >>> isinstance(layer, PlaquetteCoupling), layer.frozen_planes, layer.loops, layer.n_features
+    (True, [(0, (0, 1), False)], [[(0, -1)]], 4)
     """
 
     def __init__(self, lattice: Lattice, mask: GaugeMask, *, out_channels: int, hidden: Sequence[int],
