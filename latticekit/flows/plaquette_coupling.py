@@ -70,8 +70,8 @@ class PlaquetteCoupling(FlowLayer):
     >>> from latticekit.flows.masks import StripeMask
     >>> lat = lk.Lattice((4, 8))
     >>> layer = U1PlaquetteCoupling(lat, StripeMask(lat, mu=1, offset=2), hidden=(2,))
-    >>> isinstance(layer, PlaquetteCoupling), layer.frozen_planes, layer.loops, layer.n_features
-    (True, [(0, (0, 1), False)], [[(0, -1)]], 4)
+    >>> type(layer).__mro__[1].__name__, layer.frozen_planes, layer.loops, layer.n_features
+    ('PlaquetteCoupling', [(0, (0, 1), False)], [[(0, -1)]], 4)
     """
 
     def __init__(self, lattice: Lattice, mask: GaugeMask, *, out_channels: int, hidden: Sequence[int],
