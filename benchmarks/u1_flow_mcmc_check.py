@@ -33,6 +33,7 @@ from latticekit import observables as obs
 from latticekit.actions import WilsonGaugeAction
 from latticekit.analysis import reweight
 from latticekit.flows import HaarPrior, Model, TrainConfig, Trainer, independence_metropolis, u1_gauge_flow
+from latticekit.flows.legacy import convert_legacy_state_dict
 from latticekit.utils import atomic_write
 
 
@@ -57,7 +58,11 @@ def main() -> None:
     action = WilsonGaugeAction(lk.U1, lat, a.beta)
     if a.load:
         saved = torch.load(a.load, map_location="cpu")
-        model.load_state_dict(saved["state_dict"])
+        state = saved["state_dict"]
+        if any(k.rsplit(".", 1)[-1].startswith("mask_") for k in state):
+            # saved before the gauge masks were objects: the old layers stored their masks; check and drop them
+            state, _ = convert_legacy_state_dict(model, state)
+        model.load_state_dict(state)
         m64 = model.to(torch.float64)
         train_steps = int(saved.get("steps", -1))
     else:

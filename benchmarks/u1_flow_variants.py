@@ -23,7 +23,7 @@ import torch
 
 import latticekit as lk
 from latticekit.actions import WilsonGaugeAction
-from latticekit.flows import HaarPrior, Model, TrainConfig, Trainer, u1_gauge_flow, u1_nd_gauge_flow
+from latticekit.flows import HaarPrior, Model, TrainConfig, Trainer, u1_gauge_flow
 
 
 def _log_weights_stats(model: Model, action: WilsonGaugeAction, n: int = 2048, seed: int = 999) -> tuple[float, float]:
@@ -53,15 +53,15 @@ def main() -> None:
     p.add_argument("--beta", type=float, default=2.0)
     p.add_argument("--tag", default="", help="name of the run in the output line")
     p.add_argument("--impl", default="stripe", choices=["stripe", "nd"],
-                   help="stripe: u1_gauge_flow (Kanwar stripes); nd: u1_nd_gauge_flow (checkerboard, period 2 in 2D)")
+                   help="stripe: u1_gauge_flow masks='stripes' (Kanwar); nd: masks='checkerboard' (period 2 in 2D)")
     p.add_argument("--compile", action="store_true", help="TrainConfig.compile (compiled splines)")
     a = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
     lat = lk.Lattice((a.L, a.L))
     hidden = tuple(int(h) for h in a.hidden.split(",") if h)
-    make = u1_nd_gauge_flow if a.impl == "nd" else u1_gauge_flow
-    flow = make(lat, a.layers, bins=a.bins, hidden=hidden, kernel_size=a.kernel, act=a.act, zero_init=a.zero_init)
+    flow = u1_gauge_flow(lat, a.layers, masks="checkerboard" if a.impl == "nd" else "stripes", bins=a.bins,
+                         hidden=hidden, kernel_size=a.kernel, act=a.act, zero_init=a.zero_init)
     model = Model(HaarPrior(lk.U1, lat), flow)
     action = WilsonGaugeAction(lk.U1, lat, a.beta)
     cfg = TrainConfig(steps=10**9, batch_size=a.batch, lr=a.lr, dtype="float32", seed=1,

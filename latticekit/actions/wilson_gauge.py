@@ -37,9 +37,10 @@ from __future__ import annotations
 from typing import Any
 
 from latticekit.backends import array_namespace, fast_path
-from latticekit.gauge import check_gauge_field, link, stack_links
+from latticekit.gauge import check_gauge_field, stack_links
 from latticekit.groups import Group
 from latticekit.lattice import Lattice
+from latticekit.loops import LoopBuilder
 
 from ._checks import real_number_or_array
 
@@ -70,20 +71,14 @@ def _site_axes(lattice: Lattice) -> tuple[int, ...]:
     return tuple(range(-lattice.nd, 0))
 
 
-def _re_tr_plaquette(Umu: Any, Unu: Any, mu: int, nu: int, group: Group, lattice: Lattice) -> Any:
-    """``Re tr P_{mu nu}(x)`` per site, shape ``(*B, *L)``: two products and one ``Re tr(a b^dag)``."""
-    nd = lattice.nd
-    a = group.mul(Umu, lattice.shift(Unu, mu, +1), nd=nd)  # U_mu(x) U_nu(x+mu)
-    b = group.mul(Unu, lattice.shift(Umu, nu, +1), nd=nd)  # U_nu(x) U_mu(x+nu)
-    return group.re_trace_mul_adj(a, b, nd=nd)
-
-
 def staples(U: Any, group: Group, lattice: Lattice) -> Any:
     """Staple sums ``A_mu(x)`` of every link, shape ``(*B, Nd, *G, *L)``.
 
     ``A_mu(x) = sum_{nu != mu} [U_nu(x+mu) U_mu(x+nu)^dag U_nu(x)^dag
     + U_nu(x+mu-nu)^dag U_mu(x-nu)^dag U_nu(x-nu)]``, normalised so that
-    ``S = -(beta/N) Re tr(U_mu(x) A_mu(x)) + (independent of U_mu(x))``.
+    ``S = -(beta/N) Re tr(U_mu(x) A_mu(x)) + (independent of U_mu(x))``. Built by
+    :meth:`latticekit.loops.LoopBuilder.staple_sum` (4 group multiplications and 3 shifts per pair of
+    directions ``mu != nu``).
 
     For SU(N) the result is a (non-unitary) complex matrix field; for U(1) it is the complex number
     ``sum exp(i alpha_staple)`` per link, shape ``(*B, Nd, *L)``.
@@ -107,34 +102,18 @@ def staples(U: Any, group: Group, lattice: Lattice) -> Any:
     ((3, 2, 2, 4, 4, 4), (4+0j))
     """
     _check(U, group, lattice)
-    links = [link(U, mu, group, lattice) for mu in range(lattice.nd)]
-    out = [staple_from_links(links, mu, group, lattice) for mu in range(lattice.nd)]
-    return stack_links(out, group, lattice)
+    lb = LoopBuilder(U, group, lattice)
+    return stack_links([lb.staple_sum(mu) for mu in range(lattice.nd)], group, lattice)
 
 
 def staple_from_links(links: list[Any], mu: int, group: Group, lattice: Lattice) -> Any:
     """The staple sum ``A_mu(x)`` of one direction from the list of links ``[U_0, ..., U_{Nd-1}]``.
 
     The ``mu`` component of :func:`staples` without computing the other directions (heatbath updates
-    need one direction at a time). SU(N): ``(*B, N, N, *L)``; U(1): complex ``(*B, *L)``.
+    need one direction at a time): :meth:`latticekit.loops.LoopBuilder.staple_sum`. SU(N):
+    ``(*B, N, N, *L)``; U(1): complex ``(*B, *L)``.
     """
-    nd = lattice.nd
-    Umu = links[mu]
-    acc = None
-    for nu in range(nd):
-        if nu == mu:
-            continue
-        Unu = links[nu]
-        Unu_xmu = lattice.shift(Unu, mu, +1)
-        # upper: U_nu(x+mu) U_mu(x+nu)^dag U_nu(x)^dag
-        up = group.mul_adj(group.mul_adj(Unu_xmu, lattice.shift(Umu, nu, +1), nd=nd), Unu, nd=nd)
-        # lower, built at y = x - nu: U_nu(y+mu)^dag U_mu(y)^dag U_nu(y) = (U_mu(y) U_nu(y+mu))^dag U_nu(y)
-        lo = lattice.shift(group.adj_mul(group.mul(Umu, Unu_xmu, nd=nd), Unu, nd=nd), nu, -1)
-        if _is_u1(group):
-            up, lo = group.to_matrix(up, nd=nd), group.to_matrix(lo, nd=nd)
-        s = up + lo
-        acc = s if acc is None else acc + s
-    return acc
+    return LoopBuilder.from_links(links, group, lattice).staple_sum(mu)
 
 
 def wilson_gauge_action(U: Any, beta: float, group: Group, lattice: Lattice) -> Any:
@@ -165,11 +144,10 @@ def wilson_gauge_action(U: Any, beta: float, group: Group, lattice: Lattice) -> 
     if tot is not None:
         return (-beta / group.N) * tot
     xp = array_namespace(U)
-    nd = lattice.nd
-    links = [link(U, mu, group, lattice) for mu in range(nd)]
+    lb = LoopBuilder(U, group, lattice)
     tot = None
     for mu, nu in lattice.planes():
-        rt = _re_tr_plaquette(links[mu], links[nu], mu, nu, group, lattice)
+        rt = lb.re_trace_plaquette(mu, nu)     # two products and one Re tr(a b^dag)
         tot = rt if tot is None else tot + rt
     return (-beta / group.N) * xp.sum(tot, axis=_site_axes(lattice))
 
@@ -198,22 +176,20 @@ def wilson_gauge_force(U: Any, beta: float, group: Group, lattice: Lattice) -> A
         return F
     nd = lattice.nd
     xp = array_namespace(U)
-    links = [link(U, mu, group, lattice) for mu in range(nd)]
+    lb = LoopBuilder(U, group, lattice)
     if _is_u1(group):
         # one sin per plane and site: F_mu = beta sum_{nu != mu} [sin th_{mu nu}(x) - sin th_{mu nu}(x - nu)]
         acc: list[Any] = [None] * nd
         for mu, nu in lattice.planes():
-            th = links[mu] + lattice.shift(links[nu], mu, +1) - lattice.shift(links[mu], nu, +1) - links[nu]
-            s = xp.sin(th)
+            s = xp.sin(lb.plaquette(mu, nu))
             t_mu = s - lattice.shift(s, nu, -1)      # contribution to F_mu
             t_nu = lattice.shift(s, mu, -1) - s      # sin th_{nu mu} = -sin th_{mu nu}
             acc[mu] = t_mu if acc[mu] is None else acc[mu] + t_mu
             acc[nu] = t_nu if acc[nu] is None else acc[nu] + t_nu
         return beta * stack_links(acc, group, lattice)
-    A = staples(U, group, lattice)
     out = []
     for mu in range(nd):
-        M = group.mul(links[mu], link(A, mu, group, lattice), nd=nd)
+        M = group.mul(lb.link(mu), lb.staple_sum(mu), nd=nd)      # U_mu(x) A_mu(x)
         out.append(group.project_algebra(M, nd=nd))
     return (beta / (2.0 * group.N)) * stack_links(out, group, lattice)
 

@@ -8,9 +8,9 @@ on first use of ``latticekit.flows``). Layer contract: ``forward(x, context=None
 
 Modules: :mod:`~latticekit.flows.base` (contract, :class:`Flow`), :mod:`~latticekit.flows.priors`,
 :mod:`~latticekit.flows.splines`, :mod:`~latticekit.flows.nets`,
-:mod:`~latticekit.flows.scalar_couplings`, :mod:`~latticekit.flows.u1_couplings`,
+:mod:`~latticekit.flows.scalar_couplings`, :mod:`~latticekit.flows.masks` (gauge masks as objects),
+:mod:`~latticekit.flows.plaquette_coupling`, :mod:`~latticekit.flows.u1_couplings`,
 :mod:`~latticekit.flows.spectral`, :mod:`~latticekit.flows.sun_couplings`,
-:mod:`~latticekit.flows.u1_nd_couplings`, :mod:`~latticekit.flows.sun_nd_couplings`,
 :mod:`~latticekit.flows.model`, :mod:`~latticekit.flows.train`, :mod:`~latticekit.flows.checkpoint`,
 :mod:`~latticekit.flows.sampling`, :mod:`~latticekit.flows.job` (``latticekit train`` / ``sample``),
 :mod:`~latticekit.flows.distributed`.
@@ -40,32 +40,44 @@ from .checkpoint import (
 )
 from .distributed import DistributedTrainer, train_distributed
 from .job import FlowConfig, flow_summary, hmc_reference, sample_job, train_job
+from .masks import (
+    MASK_PATTERNS,
+    CheckerboardMask,
+    GaugeMask,
+    LinkMask,
+    Stripe,
+    StripeMask,
+    checkerboard_masks,
+    gauge_masks,
+    stripe_masks,
+)
 from .model import Model
 from .nets import ACTIVATIONS, ConvNet, activation
+from .plaquette_coupling import PlaquetteCoupling
 from .priors import ConditionalGaussianPrior, GaussianPrior, HaarPrior, Prior, check_rng
 from .sampling import MetropolisResult, draw_weighted, independence_metropolis, reweight_observable
 from .scalar_couplings import AffineCoupling, SplineCoupling, checkerboard_mask, scalar_coupling_flow
 from .spectral import SUSpectralKernel, canonical_cell_flow, reunitarize, su_canonical_angles, weyl_log_density
 from .splines import circular_rq_spline, compile_splines, rq_spline, rq_spline_knots, rq_spline_on_knots
 from .sun_couplings import SUPlaquetteCoupling, sun_gauge_flow
-from .sun_nd_couplings import SUNdPlaquetteCoupling, sun_nd_gauge_flow, sun_nd_staples
 from .train import NonFiniteLossError, TrainConfig, Trainer, reverse_kl_loss, stop_gradient_log_prob
-from .u1_couplings import U1PlaquetteCoupling, u1_gauge_flow, u1_plaquette_masks, u1_plaquettes
-from .u1_nd_couplings import U1NdPlaquetteCoupling, u1_nd_gauge_flow, u1_nd_plaquette_masks, u1_nd_plaquettes
+from .u1_couplings import U1PlaquetteCoupling, u1_gauge_flow
 
 __all__ = [
-    "ACTIVATIONS",
     "activation",
+    "ACTIVATIONS",
     "AffineCoupling",
     "append_context",
     "architecture_description",
     "canonical_cell_flow",
     "check_rng",
     "checkerboard_mask",
+    "checkerboard_masks",
+    "CheckerboardMask",
     "CheckpointMismatchError",
     "circular_rq_spline",
-    "ConditionalGaussianPrior",
     "compile_splines",
+    "ConditionalGaussianPrior",
     "config_hash",
     "ConvNet",
     "DistributedTrainer",
@@ -74,20 +86,24 @@ __all__ = [
     "flow_summary",
     "FlowConfig",
     "FlowLayer",
+    "gauge_masks",
+    "GaugeMask",
     "GaussianPrior",
     "get_rng_state",
     "HaarPrior",
     "hmc_reference",
     "independence_metropolis",
     "InverseFlow",
+    "LinkMask",
     "load_checkpoint",
+    "MASK_PATTERNS",
     "MetropolisResult",
     "Model",
     "NonFiniteLossError",
+    "PlaquetteCoupling",
     "Prior",
     "reunitarize",
     "reverse_kl_loss",
-    "stop_gradient_log_prob",
     "reweight_observable",
     "rq_spline",
     "rq_spline_knots",
@@ -97,12 +113,13 @@ __all__ = [
     "scalar_coupling_flow",
     "set_rng_state",
     "SplineCoupling",
+    "stop_gradient_log_prob",
+    "Stripe",
+    "stripe_masks",
+    "StripeMask",
     "su_canonical_angles",
     "sum_sites",
     "sun_gauge_flow",
-    "sun_nd_gauge_flow",
-    "sun_nd_staples",
-    "SUNdPlaquetteCoupling",
     "SUPlaquetteCoupling",
     "SUSpectralKernel",
     "train_distributed",
@@ -110,12 +127,6 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "u1_gauge_flow",
-    "u1_nd_gauge_flow",
-    "u1_nd_plaquette_masks",
-    "u1_nd_plaquettes",
-    "U1NdPlaquetteCoupling",
-    "u1_plaquette_masks",
-    "u1_plaquettes",
     "U1PlaquetteCoupling",
     "weyl_log_density",
 ]

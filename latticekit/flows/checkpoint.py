@@ -7,6 +7,14 @@ latticekit torch generator and torch's global CPU generator) and a description o
 and lattice with its hash. Loading into a model whose description differs is refused with a message
 listing what differs.
 
+Format 2 (current) came with the gauge masks as objects. A format-1 checkpoint of the earlier gauge
+layer classes (``U1NdPlaquetteCoupling``, ...) loads into the equivalent model of today's classes when
+its architecture, printed as the old classes would have printed it
+(:func:`~latticekit.flows.legacy.legacy_modules_repr`), its lattice, extra facts and parameter names and
+shapes all agree, and its stored masks equal the model's; the weights are then converted exactly
+(:func:`~latticekit.flows.legacy.convert_legacy_state_dict`). Format-1 checkpoints of other models
+(phi^4) load unchanged.
+
 Examples
 --------
 >>> import os, tempfile, torch, latticekit as lk
@@ -42,7 +50,9 @@ __all__ = [
     "set_rng_state",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: formats that load_checkpoint reads (1: before the gauge masks were objects)
+READABLE_FORMATS = (1, 2)
 
 
 class CheckpointMismatchError(ValueError):
@@ -179,11 +189,39 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return out
 
 
+def _legacy_state(path: str, payload: dict[str, Any], model: nn.Module, desc: dict[str, Any],
+                  with_optimizer: bool) -> dict[str, Any] | None:
+    """The converted state of a format-1 checkpoint of the pre-mask gauge classes, or None if it is not one."""
+    from .legacy import convert_legacy_state_dict, legacy_modules_repr
+
+    if payload.get("format_version") != 1:
+        return None
+    old = payload["description"]
+    if old.get("modules") != legacy_modules_repr(model) or any(old.get(k) != desc[k] for k in
+                                                                ("parameters", "lattices", "extra")):
+        return None
+    try:
+        state, changed = convert_legacy_state_dict(model, payload["model"])
+    except ValueError as exc:
+        raise CheckpointMismatchError(f"checkpoint {path!r} (format 1): {exc}") from None
+    if changed and with_optimizer:
+        raise CheckpointMismatchError(
+            f"checkpoint {path!r} was written by latticekit before the gauge masks were objects (format 1); its "
+            "weights were converted to the current layers (reordered / negated input channels), so its optimizer "
+            "state no longer matches them: load it with optimizer=None and scheduler=None and start a new "
+            "optimizer")
+    return state
+
+
 def load_checkpoint(path: str | os.PathLike[str], *, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
                     rng: Generator | None = None, extra: dict[str, Any] | None = None,
                     map_location: Any = "cpu") -> dict[str, Any]:
     """Load a checkpoint into ``model`` (and optimizer, scheduler, rng when given).
+
+    Checkpoints of format 1 written for the pre-mask gauge layer classes load into the equivalent
+    model of the current classes (module docstring); when their weights had to be converted the
+    optimizer state cannot be restored (CheckpointMismatchError: load with ``optimizer=None``).
 
     Raises
     ------
@@ -204,14 +242,18 @@ def load_checkpoint(path: str | os.PathLike[str], *, model: nn.Module,
         payload = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # truncated or foreign file
         raise ValueError(f"path={path!r}: not a readable latticekit checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"path={path!r}: not a latticekit flow checkpoint (format {FORMAT_VERSION})")
+    if not isinstance(payload, dict) or payload.get("format_version") not in READABLE_FORMATS:
+        raise ValueError(f"path={path!r}: not a latticekit flow checkpoint (formats {READABLE_FORMATS})")
     desc = architecture_description(model, extra)
+    state = payload["model"]
     if payload["config_hash"] != config_hash(desc):
-        diffs = "; ".join(_diff(payload["description"], desc)) or "description hash differs"
-        raise CheckpointMismatchError(f"checkpoint {path!r} was written for a different architecture or lattice "
-                                      f"and cannot be loaded into this model: {diffs}")
-    model.load_state_dict(payload["model"])
+        legacy = _legacy_state(path, payload, model, desc, optimizer is not None or scheduler is not None)
+        if legacy is None:
+            diffs = "; ".join(_diff(payload["description"], desc)) or "description hash differs"
+            raise CheckpointMismatchError(f"checkpoint {path!r} was written for a different architecture or lattice "
+                                          f"and cannot be loaded into this model: {diffs}")
+        state = legacy
+    model.load_state_dict(state)
     if optimizer is not None:
         if payload["optimizer"] is None:
             raise ValueError(f"path={path!r}: the checkpoint holds no optimizer state")

@@ -395,16 +395,14 @@ def build_flow(cfg: FlowConfig) -> tuple[Model, Any, Lattice]:
     ...                             "model": {"hidden": [2]}})
     >>> model, action, lat = build_flow(cfg)
     >>> len(model.flow), type(model.flow.layers[0]).__name__
-    (24, 'SUNdPlaquetteCoupling')
+    (24, 'SUPlaquetteCoupling')
     """
     from latticekit.actions import Phi4Action, WilsonGaugeAction
 
     from .priors import GaussianPrior, HaarPrior
     from .scalar_couplings import scalar_coupling_flow
     from .sun_couplings import sun_gauge_flow
-    from .sun_nd_couplings import sun_nd_gauge_flow
     from .u1_couplings import u1_gauge_flow
-    from .u1_nd_couplings import u1_nd_gauge_flow
 
     lat = Lattice(tuple(cfg.lattice.shape))
     m, a = cfg.model, cfg.action
@@ -423,14 +421,10 @@ def build_flow(cfg: FlowConfig) -> tuple[Model, Any, Lattice]:
         else:
             G = _group(cfg)
             gkw: dict[str, Any] = {"bins": m.bins, "hidden": tuple(m.hidden), "kernel_size": m.kernel_size,
-                                   "act": m.act, "zero_init": m.zero_init}
-            if cfg.uses_stripes:       # 2D, Kanwar et al. stripe masks (period 4)
-                gkw["rectangle_context"] = m.rectangle_context
-                flow = u1_gauge_flow(lat, m.n_layers, **gkw) if G is U1 else sun_gauge_flow(G, lat, m.n_layers, **gkw)
-            elif G is U1:              # checkerboard masks, any Nd >= 2
-                flow = u1_nd_gauge_flow(lat, m.n_layers, rectangle_context=m.rectangle_context, **gkw)
-            else:                      # the SU(N) layer calls its two-plaquette-loop channels loop_context
-                flow = sun_nd_gauge_flow(G, lat, m.n_layers, loop_context=m.rectangle_context, **gkw)
+                                   "act": m.act, "zero_init": m.zero_init, "loop_context": m.rectangle_context,
+                                   # 2D: Kanwar et al. stripe masks (period 4); otherwise checkerboard masks
+                                   "masks": "stripes" if cfg.uses_stripes else "checkerboard"}
+            flow = u1_gauge_flow(lat, m.n_layers, **gkw) if G is U1 else sun_gauge_flow(G, lat, m.n_layers, **gkw)
             model = Model(HaarPrior(G, lat), flow)
             action = WilsonGaugeAction(G, lat, a.beta)
     return model, action, lat

@@ -1,46 +1,84 @@
-"""Gauge-equivariant spectral coupling layers for 2D SU(N) gauge theory (Boyda et al. 2021).
+"""Gauge-equivariant SU(N) spectral coupling layers for any mask and any ``Nd >= 2`` (Boyda et al. 2021).
 
 Boyda et al., PRD 103, 074504 (2021), arXiv:2008.05456 (spectral flows); staple-conditional active
-loops as in Abbott et al., *Multiscale normalizing flows for gauge theories*, eqs. 12-14.
+loops as in Abbott et al., *Multiscale normalizing flows for gauge theories*, arXiv:2404.10819,
+eqs. 12-14; the layers used for 4D SU(3) by Abbott et al., arXiv:2208.03832. Links ``U_mu(x)`` in
+SU(N), field shape ``(*B, Nd, N, N, L0, ..., L_{Nd-1})`` (DESIGN.md); masks:
+:mod:`latticekit.flows.masks`.
 
-Links ``U_mu(x)``, field shape ``(*B, 2, N, N, L0, L1)`` (DESIGN.md). One layer with active direction
-``mu``, offset ``off`` and ``nu = 1 - mu`` uses the stripe masks of the U(1) layers
-(:func:`~latticekit.flows.u1_couplings.u1_plaquette_masks`): active links ``U_mu(x)`` with
-``x_nu = off (mod 4)``, frozen plaquettes at ``x_nu = off + 1, off + 2``.
+Staples and the active loop
+---------------------------
+The staples of ``U_mu(x)`` run from ``x + mu`` back to ``x`` (:class:`~latticekit.loops.LoopBuilder`)::
 
-Active loop starting with the active link, ``P = U_mu(x) S(x)``, where ``S`` contains no active link:
+    S_rho^+(x) = U_rho(x+mu)       U_mu(x+rho)^dag U_rho(x)^dag            (the +rho side)
+    S_rho^-(x) = U_rho(x+mu-rho)^dag U_mu(x-rho)^dag U_rho(x-rho)          (the -rho side)
 
-* ``loop="plaquette"``: ``S = S_up(x) = U_nu(x+mu) U_mu(x+nu)^dag U_nu(x)^dag``, so ``P = P_01(x)``
-  for ``mu = 0`` and ``P = P_01(x)^dag`` for ``mu = 1`` (the plaquette read from the active link);
-* ``loop="staples"``: ``P = Proj_SU(N)(U (alpha_up S_up + alpha_down S_down))`` (multiscale paper,
-  eq. 12) with ``S_down(x) = U_nu(x+mu-nu)^dag U_mu(x-nu)^dag U_nu(x-nu)`` and real, learnable (or
-  fixed) ``alpha``. Because ``Proj(U M) = U Proj(M)`` for ``U`` in SU(N) (the polar factor is
-  left-covariant and ``det U = 1``), this is again ``P = U S`` with ``S = Proj(M)`` in SU(N).
+A valid mask puts no other active link into the plaquettes of an active link, so its staples hold no
+active link. The **active loop** starts with the active link, ``P(x) = U_mu(x) S(x)``:
 
-Update (eq. 14): ``U' = h(P) P^dag U = h(P) S^dag``, so the new loop is ``P' = U' S = h(P)`` exactly.
-``h`` is the conjugation-equivariant spectral kernel :class:`~latticekit.flows.spectral.SUSpectralKernel`
-conditioned on a periodic CNN of the gauge-invariant features ``(Re tr P_01, Im tr P_01) / N`` of the
-frozen plaquettes (plus optional context channels). At fixed non-active links, ``U -> P = U S`` is
-right multiplication by a fixed group element (Haar preserving), so
-``log|det| = sum_{active links} log|det dh|_Haar(P)``. Gauge equivariance: under
-``U_mu(x) -> Omega(x) U_mu(x) Omega(x+mu)^dag`` the loop transforms as ``P -> Omega(x) P Omega(x)^dag``
-(``S`` runs from ``x + mu`` back to ``x``), the features are invariant, and
-``h(Omega P Omega^dag) = Omega h(P) Omega^dag`` gives ``U'`` transformed like ``U``.
+* ``loop="plaquette"`` (default): ``S`` is the mask's active staple ``S_nu^side`` (``P = P_{mu nu}(x)``
+  read from ``U_mu(x)`` for the side ``+1`` of the stripe and checkerboard masks);
+* ``loop="staples"``: ``P = Proj(U_mu(x) M(x))`` with ``M = sum_q alpha_q S_q`` over the
+  ``2 (Nd - 1)`` staples in the order of :func:`~latticekit.loops.staple_order` (``rho`` ascending,
+  ``+`` then ``-``) and real, learnable (or fixed) ``alpha`` (default: ``1`` on the active staple,
+  ``0`` elsewhere: the plaquette); eq. 12 of the multiscale paper. The polar projection is
+  left-covariant and ``det U = 1``, so ``Proj(U M) = U Proj(M)``: again ``P = U S`` with
+  ``S = Proj(M)`` in SU(N) free of active links. (SU(2): a real combination of SU(2) matrices is
+  ``|q|`` times an SU(2) matrix, and ``Proj(M) = M / |q|`` with ``|q|^2 = sum |M_ij|^2 / 2`` is used;
+  the eigh-based projection has no gradient at the degenerate ``M^dag M``.)
 
-This layer is 2D only (a ValueError says so; any Nd: :mod:`~latticekit.flows.sun_nd_couplings`); lattice
-extents in the stripe direction must be multiples of 4. The log-det is not finite at loops with
-degenerate eigenvalues (e.g. the identity, a Haar-null set): start from Haar samples, not cold fields.
+Update and log-det
+------------------
+``U'_mu(x) = h(P) P^dag U_mu(x) = h(P) S^dag`` on the active sites (eq. 14), so the new loop is
+``P' = U' S = h(P)`` exactly; ``h`` is the conjugation-equivariant spectral kernel
+:class:`~latticekit.flows.spectral.SUSpectralKernel` (eigenvectors kept, eigen-angles moved on the
+canonical cell), conditioned per active site on ``embed`` channels of a periodic CNN. All other links
+are passed through unchanged. The new links are re-unitarised (:func:`~latticekit.flows.spectral.reunitarize`,
+the identity on SU(N)), so that rounding errors do not compound through deep stacks. At fixed
+non-active links ``S`` and the CNN input are fixed, and ``U -> P = U S`` is right multiplication by a
+fixed group element (Haar preserving), so the Jacobian (w.r.t. the product Haar measure) is block
+triangular with one block per active link::
+
+    log|det| = sum_{active x} log|det dh|_Haar(P(x)).
+
+The inverse recomputes ``S`` and the CNN input from its input (both free of active links) and applies
+``h^{-1}``.
+
+Context features
+----------------
+The CNN sees only gauge-invariant quantities the layer leaves unchanged (:mod:`~latticekit.flows.plaquette_coupling`):
+``(Re tr, Im tr) / N`` of the frozen plaquettes ``P_ab`` (``a < b``, the orientation of
+:func:`latticekit.observables.plaquettes`); with ``loop_context=True`` (default), at the active sites,
+``(Re, Im) tr(S_act^dag S_Q) / N`` for each other staple ``S_Q`` of the active link: since
+``S_act^dag S_Q = (U S_act)^dag (U S_Q)`` the active link cancels, it is the two-plaquette loop
+``P^dag P_Q`` (the ``2 x 1`` rectangle, or a bent "chair" loop), built from non-active links only and
+transforming as ``Omega(x) (.) Omega(x)^dag``; plus ``context_channels`` external channels. Unlike
+U(1), these traces do not fix the one-link conditional of the Wilson action as a function of ``P``.
+For SU(2) the traces are real and the ``Im`` channels vanish identically (kept for uniformity).
+
+Gauge equivariance
+------------------
+Under ``U_mu(x) -> Omega(x) U_mu(x) Omega(x+mu)^dag`` every staple transforms as
+``S(x) -> Omega(x+mu) S(x) Omega(x)^dag`` (so does ``Proj(M)``), hence ``P -> Omega(x) P Omega(x)^dag``.
+The CNN input is invariant, ``h(Omega P Omega^dag) = Omega h(P) Omega^dag``, and ``U' = h(P) S^dag``
+transforms like ``U``; the log-det depends on ``P`` only through its class. The layer is translation
+equivariant under the translations of its mask.
+
+The log-det is not finite at loops with degenerate eigenvalues (e.g. the identity, a Haar-null set):
+start from Haar samples, not cold fields.
 
 Examples
 --------
 >>> import torch, latticekit as lk
->>> lat, G = lk.Lattice((4, 4)), lk.SU(2)
->>> layer = SUPlaquetteCoupling(G, lat, mu=0, offset=1, bins=4, hidden=(4,)).to(torch.float64)
->>> U = G.random(lk.backends.rng(0, backend="torch"), (2, 2), lat.shape)
+>>> from latticekit.flows.masks import CheckerboardMask
+>>> lat, G = lk.Lattice((2, 2, 2)), lk.SU(2)
+>>> layer = SUPlaquetteCoupling(G, lat, CheckerboardMask(lat, mu=2, nu=0, parity=1), bins=4,
+...                             hidden=(4,)).to(torch.float64)
+>>> U = G.random(lk.backends.rng(0, backend="torch"), (2, 3), lat.shape)
 >>> V, ld = layer(U)
 >>> W, ldi = layer.inverse(V)
->>> bool(torch.allclose(W, U)), bool(torch.allclose(ld, -ldi))
-(True, True)
+>>> bool(torch.allclose(W, U)), bool(torch.allclose(ld, -ldi)), tuple(ld.shape)
+(True, True, (2,))
 """
 
 from __future__ import annotations
@@ -52,214 +90,227 @@ from torch import nn
 
 from latticekit.groups import SUGroup
 from latticekit.lattice import Lattice
+from latticekit.loops import LoopBuilder, staple_order, trace_adj_mul
 
-from .base import Flow, FlowLayer, append_context, sum_sites
-from .nets import ConvNet
+from .base import Flow, sum_sites
+from .masks import GaugeMask, gauge_masks
+from .plaquette_coupling import PlaquetteCoupling
 from .spectral import SUSpectralKernel, reunitarize
-from .u1_couplings import _stack_offset, u1_plaquette_masks
 
 __all__ = ["SUPlaquetteCoupling", "sun_gauge_flow"]
 
-_PERIOD = 4
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
 _LOOPS = ("plaquette", "staples")
 
 
-def _check(group: Any, lattice: Any, mu: int, offset: int) -> None:
+def _check_group(group: Any) -> None:
     if not isinstance(group, SUGroup):
         raise TypeError(f"group={group!r}: expected SU(N) (use U1PlaquetteCoupling for U(1))")
-    if not isinstance(lattice, Lattice):
-        raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
-    if lattice.nd != 2:
-        raise ValueError(f"lattice={lattice}: this SU(N) stripe coupling is 2D only; use SUNdPlaquetteCoupling "
-                         "(sun_nd_couplings) in other dimensions")
-    if mu not in (0, 1):
-        raise ValueError(f"mu={mu!r}: expected the active link direction 0 or 1")
-    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < _PERIOD:
-        raise ValueError(f"offset={offset!r}: expected 0 <= offset < {_PERIOD}")
-    nu = 1 - mu
-    if lattice.shape[nu] % _PERIOD:
-        raise ValueError(f"lattice={lattice}: L_{nu} = {lattice.shape[nu]} must be a multiple of {_PERIOD} for the "
-                         f"stripe masks of a layer with active direction mu={mu}")
 
 
-class SUPlaquetteCoupling(FlowLayer):
-    """Gauge-equivariant SU(N) coupling layer with a spectral kernel on the active loops.
+class SUPlaquetteCoupling(PlaquetteCoupling):
+    """Gauge-equivariant SU(N) spectral coupling on the active links of a mask (module docstring).
 
     Parameters
     ----------
     group : SUGroup
         ``SU(N)``.
     lattice : Lattice
-        2D, with ``L_nu`` a multiple of 4 (``nu = 1 - mu``).
-    mu : int
-        Direction of the active links.
-    offset : int
-        Stripe offset in ``0..3``.
+        ``Nd >= 2``.
+    mask : GaugeMask
+        Active links (:mod:`latticekit.flows.masks`).
     bins : int
-        RQ spline bins per canonical-cell coordinate.
+        RQ spline bins per canonical-cell coordinate of the spectral kernel.
     hidden, kernel_size, act : options of the context CNN (:class:`~latticekit.flows.nets.ConvNet`)
     context_channels : int
-        Extra gauge-invariant input channels from ``context`` (shape ``(*B, C, L0, L1)``).
+        Extra gauge-invariant input channels from ``context`` (shape ``(*B, C, *L)``).
     zero_init : bool
-        Start as the identity.
+        Start as the identity (the kernel's output layers are zero).
+    loop_context : bool
+        Feed ``(Re, Im) tr(S_act^dag S_Q) / N`` of the layer-invariant two-plaquette loops at the
+        active sites to the CNN.
     embed : int
-        Output channels of the CNN (features of the kernel).
+        CNN output channels per active direction (features of the kernel).
     head_hidden : sequence of int
         Hidden widths of the kernel's per-site MLPs.
     loop : {"plaquette", "staples"}
         Active loop (module docstring).
-    alpha : (float, float)
-        Initial ``(alpha_up, alpha_down)`` of ``loop="staples"`` (default ``(1, 0)``: the plaquette).
+    alpha : sequence of float, optional
+        ``loop="staples"`` only: initial weights of the ``2 (Nd - 1)`` staples of each active direction
+        in the order of :func:`~latticekit.loops.staple_order` (directions one after the other);
+        default ``1`` on the active staple and ``0`` elsewhere.
     learn_alpha : bool
         Make ``alpha`` trainable (``loop="staples"`` only).
-    rectangle_context : bool
-        Also feed ``(Re tr R, Im tr R) / N`` of the 2x1 loop ``R = S_down^dag S_up`` around the active
-        link's two plaquettes (at the active sites) to the CNN. ``R`` contains no active link, so the
-        layer leaves it unchanged; it is the SU(N) analogue of the U(1) rectangle context.
 
     Examples
     --------
     >>> import latticekit as lk
-    >>> SUPlaquetteCoupling(lk.SU(3), lk.Lattice((4, 8)), mu=1, offset=3).extra_repr()
-    'group=SU(3), lattice=(4, 8), mu=1, offset=3, bins=8, loop=plaquette, context_channels=0, rectangle_context=True'
+    >>> from latticekit.flows.masks import CheckerboardMask
+    >>> lat = lk.Lattice((4, 2, 2, 2))
+    >>> layer = SUPlaquetteCoupling(lk.SU(3), lat, CheckerboardMask(lat, mu=1, nu=3, parity=0))
+    >>> layer.n_features       # 3 frozen planes (0,2), (0,3), (2,3) + 5 loops, (Re, Im) each
+    16
     """
 
-    def __init__(self, group: SUGroup, lattice: Lattice, mu: int, offset: int, bins: int = 8,
+    def __init__(self, group: SUGroup, lattice: Lattice, mask: GaugeMask, *, bins: int = 8,
                  hidden: Sequence[int] = (8, 8), kernel_size: int = 3, act: str = "leaky_relu",
-                 context_channels: int = 0, zero_init: bool = False, embed: int = 8,
-                 head_hidden: Sequence[int] = (16,), loop: str = "plaquette",
-                 alpha: tuple[float, float] = (1.0, 0.0), learn_alpha: bool = True,
-                 rectangle_context: bool = True) -> None:
-        super().__init__()
-        _check(group, lattice, mu, offset)
-        if bins < 1:
-            raise ValueError(f"bins={bins}: expected at least one bin")
-        if context_channels < 0:
-            raise ValueError(f"context_channels={context_channels}: expected >= 0")
-        if embed < 1:
-            raise ValueError(f"embed={embed}: expected at least one feature channel")
+                 context_channels: int = 0, zero_init: bool = False, loop_context: bool = True, embed: int = 8,
+                 head_hidden: Sequence[int] = (16,), loop: str = "plaquette", alpha: Sequence[float] | None = None,
+                 learn_alpha: bool = True) -> None:
+        _check_group(group)
+        if not _is_int(bins) or bins < 1:
+            raise ValueError(f"bins={bins!r}: expected at least one bin")
+        if not _is_int(embed) or embed < 1:
+            raise ValueError(f"embed={embed!r}: expected at least one feature channel")
         if loop not in _LOOPS:
             raise ValueError(f"loop={loop!r}: expected one of {_LOOPS}")
+        super().__init__(lattice, mask, out_channels=int(embed), hidden=hidden, kernel_size=kernel_size, act=act,
+                         context_channels=context_channels, loop_context=loop_context, zero_init_net=False)
         self.group = group
-        self.lattice = lattice
-        self.mu = int(mu)
-        self.nu = 1 - self.mu
-        self.offset = int(offset)
         self.bins = int(bins)
         self.loop = loop
-        self.context_channels = int(context_channels)
-        masks = u1_plaquette_masks(lattice, mu, offset)
-        self.register_buffer("mask_frozen", masks["frozen"])
-        self.register_buffer("mask_active", masks["active"])
-        self.rectangle_context = bool(rectangle_context)
-        n_in = 2 + (2 if self.rectangle_context else 0) + self.context_channels
-        self.net = ConvNet(2, n_in, embed, hidden, kernel_size, act)
         self.kernel = SUSpectralKernel(group, bins, features=embed, hidden=head_hidden, act=act,
-                                       zero_init=zero_init, nd=2)
+                                       zero_init=zero_init, nd=1)
+        #: ``(rho, side)`` of the staples of an active link of each direction (:func:`~latticekit.loops.staple_order`)
+        self.staple_orders = [staple_order(lattice.nd, mu) for mu in self.directions]
+        n = len(self.staple_orders[0])
         if loop == "staples":
-            if len(alpha) != 2:
-                raise ValueError(f"alpha={alpha!r}: expected (alpha_up, alpha_down)")
-            a = torch.tensor([float(alpha[0]), float(alpha[1])], dtype=torch.get_default_dtype())
+            n_all = n * len(self.directions)
+            if alpha is None:
+                a = torch.zeros(n_all, dtype=torch.get_default_dtype())
+                for k, act_q in enumerate(self.active_staples):
+                    a[k * n + self.staple_orders[k].index(act_q)] = 1.0
+            else:
+                vals = [float(v) for v in alpha]
+                if len(vals) != n_all:
+                    raise ValueError(f"alpha={tuple(alpha)!r}: expected {n_all} staple weights (order of staple_order: "
+                                     f"(rho, side) = {self.staple_orders[0]} per active direction)")
+                a = torch.tensor(vals, dtype=torch.get_default_dtype())
             if learn_alpha:
                 self.alpha = nn.Parameter(a)
             else:
                 self.register_buffer("alpha", a)
+        elif alpha is not None:
+            raise ValueError(f"alpha={alpha!r}: staple weights need loop='staples'")
 
     def extra_repr(self) -> str:
-        return (f"group={self.group.name}, lattice={self.lattice.shape}, mu={self.mu}, offset={self.offset}, "
-                f"bins={self.bins}, loop={self.loop}, context_channels={self.context_channels}, "
-                f"rectangle_context={self.rectangle_context}")
+        return (f"group={self.group.name}, lattice={self.lattice.shape}, mask={self.mask!r}, bins={self.bins}, "
+                f"loop={self.loop}, context_channels={self.context_channels}, loop_context={self.loop_context}")
 
-    def _active(self, t: torch.Tensor) -> torch.Tensor:
-        """Restrict the last two (lattice) axes to the active stripe ``x_nu = offset (mod 4)``."""
-        sl = slice(self.offset, None, _PERIOD)
-        return t[..., :, sl] if self.nu == 1 else t[..., sl, :]
-
-    def _features(self, P: torch.Tensor, R: torch.Tensor | None, batch: tuple[int, ...], context: Any
-                  ) -> torch.Tensor:
-        G, lat = self.group, self.lattice
-        tr = G.trace(P, nd=2) / G.N
-        fr = self.mask_frozen.to(tr.real.dtype)
-        chans = [fr * tr.real, fr * tr.imag]
-        if R is not None:
-            trR = G.trace(R, nd=2) / G.N
-            act = self.mask_active.to(tr.real.dtype)
-            chans += [act * trR.real, act * trR.imag]
-        feats = torch.stack(chans, dim=-3).reshape((-1, len(chans)) + lat.shape)
-        feats = append_context(feats, context, self.context_channels, batch, lat.shape)
-        return self.net(feats).reshape(batch + (-1,) + lat.shape)
-
-    def _transform(self, U: torch.Tensor, context: Any, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        G, lat, N = self.group, self.lattice, self.group.N
-        lat.check(U, "U", inner=(2, N, N))
+    # -- pieces ------------------------------------------------------------------------------------
+    def _check_field(self, U: Any) -> tuple[int, ...]:
+        N, nd = self.group.N, self.lattice.nd
+        if not isinstance(U, torch.Tensor):
+            raise TypeError(f"U: expected a torch.Tensor, got {type(U).__name__}")
+        batch = self._batch(U, (nd, N, N), f"(*B, {nd}, {N}, {N}, *L) for {self.group.name} on {self.lattice}")
         if not U.is_complex():
             raise TypeError(f"U: SU({N}) links must be complex; got dtype {U.dtype}")
-        batch = tuple(U.shape[:-5])
-        if not batch:
-            raise ValueError(f"U has shape {tuple(U.shape)}; expected a batch axis (*B, 2, {N}, {N}, L0, L1)")
-        mu, nu = self.mu, self.nu
-        Umu, Unu = U.select(-5, mu), U.select(-5, nu)
-        Unu_xmu = lat.shift(Unu, mu, +1)
-        up = G.mul_adj(G.mul_adj(Unu_xmu, lat.shift(Umu, nu, +1), nd=2), Unu, nd=2)
-        # S_down(x) = U_nu(x+mu-nu)^dag U_mu(x-nu)^dag U_nu(x-nu): from x + mu back to x below the link
-        lo = (lat.shift(G.adj_mul(G.mul(Umu, Unu_xmu, nd=2), Unu, nd=2), nu, -1)
-              if self.loop == "staples" or self.rectangle_context else None)
-        R = G.adj_mul(lo, up, nd=2) if self.rectangle_context else None   # 2x1 loop at x, no active link
-        emb = self._features(G.mul(Umu, up, nd=2), R, batch, context)
+        return batch
+
+    def _staples(self, lb: LoopBuilder) -> list[dict[tuple[int, int], torch.Tensor]]:
+        """The staples each direction needs: the active one, and all with loops or ``loop="staples"``."""
+        out = []
+        for k, mu in enumerate(self.directions):
+            every = self.loop_context or self.loop == "staples"
+            which = self.staple_orders[k] if every else [self.active_staples[k]]
+            out.append({q: lb.staple(mu, *q) for q in which})
+        return out
+
+    def _features(self, lb: LoopBuilder, staples: list[dict[tuple[int, int], torch.Tensor]],
+                  batch: tuple[int, ...], rdt: torch.dtype) -> torch.Tensor:
+        if self._constant_feature:
+            return self._constant(batch, rdt)
+        G, N, nd = self.group, self.group.N, self.lattice.nd
+        chans: list[torch.Tensor] = []
+        for j, (_, (a, b), _) in enumerate(self.frozen_planes):
+            t = lb.trace_plaquette(a, b) / N                   # tr(x y^dag) of the halves: no third product
+            chans += [self._frozen_masked(j, t.real), self._frozen_masked(j, t.imag)]
+        if self.loop_context:
+            for k in range(len(self.directions)):
+                sites = self.mask_sites[k]
+                act = staples[k][self.active_staples[k]]
+                for q in self.loops[k]:
+                    t = trace_adj_mul(act, staples[k][q], G, nd=nd) / N
+                    chans += [sites * t.real, sites * t.imag]
+        return torch.stack(chans, dim=len(batch))
+
+    def invariant_features(self, U: torch.Tensor) -> torch.Tensor:
+        """Network input built from the field ``U``, ``(*B, n_features, *L)`` (without ``context``).
+
+        Only frozen plaquettes and loops without an active link enter, so the features of a field and
+        of its image under the layer agree (up to rounding).
+        """
+        batch = self._check_field(U)
+        nd = self.lattice.nd
+        lb = LoopBuilder.from_links(list(U.unbind(dim=U.ndim - nd - 3)), self.group, self.lattice, cache=True)
+        return self._features(lb, self._staples(lb), batch, U.real.dtype)
+
+    def _loop_staple(self, staples: dict[tuple[int, int], torch.Tensor], k: int) -> torch.Tensor:
+        """``S`` of the active loop ``P = U S`` at the active sites of direction ``k``, ``(*B, N, N, n_active)``."""
         if self.loop == "plaquette":
-            S = self._active(up)
-        else:
-            a = self.alpha.to(U.real.dtype).to(U.dtype)
-            M = self._active(a[0] * up + a[1] * lo)
-            if N == 2:
-                # a real combination of SU(2) matrices is |q| times an SU(2) matrix, so M^dag M = |q|^2 1 is
-                # degenerate (no eigh gradient); the polar projection is M / |q|, |q|^2 = sum |M_ij|^2 / 2
-                q2 = 0.5 * torch.sum(M.real ** 2 + M.imag ** 2, dim=(-4, -3))
-                S = M / torch.sqrt(q2).to(M.dtype)[..., None, None, :, :]
-            else:
-                S = G.project(M, nd=2)
-        Ua = self._active(Umu)
-        P = G.mul(Ua, S, nd=2)
-        _, delta, ld = self.kernel.transform(P, self._active(emb), nd=2, inverse=inverse)
-        # re-unitarised (the identity on SU(N)): stops rounding defects of delta U compounding in deep stacks
-        Un = reunitarize(G.mul(delta, Ua, nd=2), N, nd=2)
-        new = Umu.clone()
-        if nu == 1:
-            new[..., :, self.offset::_PERIOD] = Un
-        else:
-            new[..., self.offset::_PERIOD, :] = Un
-        out = torch.stack([new, Unu] if mu == 0 else [Unu, new], dim=-5)
-        return out, sum_sites(ld, 2)
+            return self._active(staples[self.active_staples[k]], k)
+        G, N = self.group, self.group.N
+        order = self.staple_orders[k]
+        ref = staples[order[0]]
+        a = self.alpha.to(device=ref.device, dtype=ref.real.dtype).to(ref.dtype)
+        n = len(order)
+        M = sum(a[k * n + i] * self._active(staples[q], k) for i, q in enumerate(order))
+        if N == 2:
+            q2 = 0.5 * torch.sum(M.real ** 2 + M.imag ** 2, dim=(-3, -2))
+            return M / torch.sqrt(q2).to(M.dtype)[..., None, None, :]
+        return G.project(M, nd=1)
+
+    def _transform(self, U: torch.Tensor, context: Any, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        G, lat = self.group, self.lattice
+        nd, V = lat.nd, lat.volume
+        batch = self._check_field(U)
+        axis = U.ndim - nd - 3
+        links = list(U.unbind(dim=axis))
+        lb = LoopBuilder.from_links(links, G, lat, cache=True)
+        staples = self._staples(lb)
+        outs = self._net_outputs(self._features(lb, staples, batch, U.real.dtype), batch, context)
+        new = list(links)
+        total: torch.Tensor | None = None
+        for k, mu in enumerate(self.directions):
+            emb = outs[k].reshape(batch + tuple(outs[k].shape[1:]))            # (*B, embed, n_active)
+            Ua = self._active(links[mu], k)                                   # (*B, N, N, n_active)
+            P = G.mul(Ua, self._loop_staple(staples[k], k), nd=1)
+            _, delta, ld = self.kernel.transform(P, emb, nd=1, inverse=inverse)
+            flat = links[mu].reshape(tuple(links[mu].shape[:-nd]) + (V,))
+            Un = reunitarize(G.mul(delta, Ua, nd=1), G.N, nd=1)              # the identity on SU(N)
+            new[mu] = flat.index_copy(flat.ndim - 1, self.active_index(k), Un).reshape(links[mu].shape)
+            ld = sum_sites(ld, 1)
+            total = ld if total is None else total + ld
+        assert total is not None
+        return torch.stack(new, dim=axis), total
 
 
-def sun_gauge_flow(group: SUGroup, lattice: Lattice, n_layers: int | None = None, bins: int = 8,
-                   hidden: Sequence[int] = (8, 8), kernel_size: int = 3, act: str = "leaky_relu",
-                   context_channels: int = 0, zero_init: bool = False, embed: int = 8,
-                   head_hidden: Sequence[int] = (16,), loop: str = "plaquette",
-                   alpha: tuple[float, float] = (1.0, 0.0), learn_alpha: bool = True,
-                   rectangle_context: bool = True) -> Flow:
-    """The standard SU(N) stack: layer ``i`` has ``mu = i mod 2`` and ``offset = 3 - (i // 2) mod 4``.
+def sun_gauge_flow(group: SUGroup, lattice: Lattice, n_layers: int | None = None, *,
+                   masks: str | Sequence[GaugeMask] = "stripes", bins: int = 8, hidden: Sequence[int] = (8, 8),
+                   kernel_size: int = 3, act: str = "leaky_relu", context_channels: int = 0, zero_init: bool = False,
+                   embed: int = 8, head_hidden: Sequence[int] = (16,), loop: str = "plaquette",
+                   alpha: Sequence[float] | None = None, learn_alpha: bool = True, loop_context: bool = True) -> Flow:
+    """A stack of :class:`SUPlaquetteCoupling` layers, one per mask.
 
-    Mirrors :func:`~latticekit.flows.u1_couplings.u1_gauge_flow`; the default ``n_layers = 16`` runs
-    through every (direction, offset) pair twice, so every link is updated twice; the offsets run
-    downwards so that a layer's passive stripe has not just been transformed (see ``u1_gauge_flow``).
-    The other arguments are those of :class:`SUPlaquetteCoupling`.
+    ``masks``: ``"stripes"`` (Kanwar et al.'s order, default ``n_layers = 2 Nd 4``), ``"checkerboard"``
+    (the ``(mu, nu, parity)`` cycle, default ``2 Nd (Nd - 1)`` layers), or an explicit sequence of masks
+    (then ``n_layers`` is left out); see :func:`~latticekit.flows.u1_gauge_flow`. With
+    ``loop="staples"`` every layer starts from its own plaquette unless ``alpha`` is given. The other
+    arguments are those of :class:`SUPlaquetteCoupling`.
 
     Examples
     --------
     >>> import latticekit as lk
     >>> f = sun_gauge_flow(lk.SU(3), lk.Lattice((4, 4)), n_layers=4, bins=4)
-    >>> len(f), [(l.mu, l.offset) for l in f.layers]
+    >>> len(f), [(l.mask.mu, l.mask.offset) for l in f.layers]
     (4, [(0, 3), (1, 3), (0, 2), (1, 2)])
     """
-    if not isinstance(lattice, Lattice):
-        raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
-    if n_layers is None:
-        n_layers = 2 * lattice.nd * _PERIOD
-    if n_layers < 1:
-        raise ValueError(f"n_layers={n_layers}: expected at least one layer")
-    layers = [SUPlaquetteCoupling(group, lattice, i % 2, _stack_offset(i), bins, hidden, kernel_size, act,
-                                  context_channels, zero_init, embed, head_hidden, loop, alpha, learn_alpha,
-                                  rectangle_context)
-              for i in range(n_layers)]
-    return Flow(layers)
+    _check_group(group)
+    return Flow(SUPlaquetteCoupling(group, lattice, m, bins=bins, hidden=hidden, kernel_size=kernel_size, act=act,
+                                    context_channels=context_channels, zero_init=zero_init,
+                                    loop_context=loop_context, embed=embed, head_hidden=head_hidden, loop=loop,
+                                    alpha=alpha, learn_alpha=learn_alpha)
+                for m in gauge_masks(lattice, masks, n_layers))

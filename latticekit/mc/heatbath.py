@@ -45,9 +45,9 @@ from typing import Any
 
 from latticekit.backends import Generator, array_namespace, device
 from latticekit.gauge import check_gauge_field, link, stack_links
-from latticekit.actions.wilson_gauge import staple_from_links
 from latticekit.groups import SU, Group, SUGroup, U1Group, wrap_angle
 from latticekit.lattice import Lattice
+from latticekit.loops import LoopBuilder
 
 from .base import Sampler, StepInfo
 
@@ -214,7 +214,8 @@ def _dev(x: Any) -> Any:
 # ------------------------------------------------------------------------------- staples
 def staple_sum(U: Any, mu: int, group: Group, lattice: Lattice) -> Any:
     """Staple sum ``A_mu(x)`` of the links of one direction ``mu`` (the ``mu`` component of
-    :func:`latticekit.actions.staples`, computed without the other directions).
+    :func:`latticekit.actions.staples`, computed without the other directions, by
+    :meth:`latticekit.loops.LoopBuilder.staple_sum`).
 
     Returns ``(*B, N, N, *L)`` complex matrices for SU(N), ``(*B, *L)`` complex numbers
     ``sum exp(i alpha_staple)`` for U(1).
@@ -227,9 +228,7 @@ def staple_sum(U: Any, mu: int, group: Group, lattice: Lattice) -> Any:
     >>> complex(A[0, 0, 0])
     (4+0j)
     """
-    nd = lattice.nd
-    links = [link(U, nu, group, lattice) for nu in range(nd)]
-    return staple_from_links(links, mu, group, lattice)
+    return LoopBuilder(U, group, lattice).staple_sum(mu)
 
 
 # ------------------------------------------------------------------------------- link updates
@@ -373,7 +372,7 @@ class Heatbath(Sampler):
         for mu in range(nd):
             for parity in (0, 1):
                 mask = par == parity
-                A = staple_from_links(links, mu, group, lattice)
+                A = LoopBuilder.from_links(links, group, lattice).staple_sum(mu)
                 old = links[mu]
                 if isinstance(group, U1Group):
                     new = _u1_heatbath(self.rng, old, A, self.beta) if heatbath else _u1_overrelax(old, A)

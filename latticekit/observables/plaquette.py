@@ -2,7 +2,7 @@
 
 ``P_{mu nu}(x) = U_mu(x) U_nu(x+mu) U_mu(x+nu)^dag U_nu(x)^dag``; the plaquette observable is
 ``(1/N) Re tr P`` (in [-1, 1], 1 for the cold field). Planes are ordered as ``lattice.planes()``
-(``mu < nu``, lexicographic).
+(``mu < nu``, lexicographic). The products are built by :class:`latticekit.loops.LoopBuilder`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from latticekit.backends import array_namespace, fast_path
-from latticekit.gauge import link
 from latticekit.groups import Group
 from latticekit.lattice import Lattice
+from latticekit.loops import LoopBuilder
 
 from ._util import check_gauge, check_plane, is_u1, site_axes
 
@@ -34,22 +34,12 @@ def plaquettes(U: Any, group: Group, lattice: Lattice, mu: int, nu: int) -> Any:
     """
     check_gauge(U, group, lattice, min_nd=2)
     check_plane(mu, nu, lattice)
-    nd = lattice.nd
-    Umu, Unu = link(U, mu, group, lattice), link(U, nu, group, lattice)
-    a = group.mul(Umu, lattice.shift(Unu, mu, +1), nd=nd)
-    b = group.mul(Unu, lattice.shift(Umu, nu, +1), nd=nd)
-    return group.mul_adj(a, b, nd=nd)
+    return LoopBuilder(U, group, lattice).plaquette(mu, nu)
 
 
 def _re_tr_planes(U: Any, group: Group, lattice: Lattice) -> list[Any]:
-    nd = lattice.nd
-    links = [link(U, mu, group, lattice) for mu in range(nd)]
-    out = []
-    for mu, nu in lattice.planes():
-        a = group.mul(links[mu], lattice.shift(links[nu], mu, +1), nd=nd)
-        b = group.mul(links[nu], lattice.shift(links[mu], nu, +1), nd=nd)
-        out.append(group.re_trace_mul_adj(a, b, nd=nd))
-    return out
+    lb = LoopBuilder(U, group, lattice)
+    return [lb.re_trace_plaquette(mu, nu) for mu, nu in lattice.planes()]
 
 
 def plaquette_field(U: Any, group: Group, lattice: Lattice) -> Any:

@@ -362,7 +362,7 @@ def test_nd_gauge_config_errors(shape, group, coupling, key) -> None:
 
 
 def test_gauge_flow_layers_per_dimension() -> None:
-    from latticekit.flows import SUNdPlaquetteCoupling, SUPlaquetteCoupling, U1NdPlaquetteCoupling, U1PlaquetteCoupling
+    from latticekit.flows import CheckerboardMask, StripeMask, SUPlaquetteCoupling, U1PlaquetteCoupling
 
     def layers(shape, group="U1", **model):
         cfg = FlowConfig.from_dict({"lattice": {"shape": shape}, "action": {"group": group},
@@ -374,23 +374,24 @@ def test_gauge_flow_layers_per_dimension() -> None:
     # 2D keeps the stripe stacks (unchanged defaults); "checkerboard" opts into the Nd layers, even extents
     cfg, ls = layers([4, 8])
     assert cfg.model.coupling == "plaquette" and len(ls) == 16 and all(type(x) is U1PlaquetteCoupling for x in ls)
+    assert all(type(x.mask) is StripeMask for x in ls)
     cfg, ls = layers([4, 4], "SU2", n_layers=2)
-    assert all(type(x) is SUPlaquetteCoupling for x in ls)
+    assert all(type(x) is SUPlaquetteCoupling and type(x.mask) is StripeMask for x in ls)
     cfg, ls = layers([6, 2], coupling="checkerboard")
-    assert len(ls) == 8 and all(type(x) is U1NdPlaquetteCoupling for x in ls)
+    assert len(ls) == 8 and all(type(x) is U1PlaquetteCoupling and type(x.mask) is CheckerboardMask for x in ls)
     # Nd >= 3: checkerboard stacks, default one (mu, nu, parity) cycle = 2 Nd (Nd - 1) layers
     cfg, ls = layers([2, 4, 2])
-    assert cfg.model.n_layers == 12 and all(type(x) is U1NdPlaquetteCoupling for x in ls)
-    assert {(x.mu, x.nu, x.parity) for x in ls} == {(m, n, p) for m in range(3) for n in range(3) if m != n
-                                                    for p in (0, 1)}
+    assert cfg.model.n_layers == 12 and all(type(x.mask) is CheckerboardMask for x in ls)
+    assert {(x.mask.mu, x.mask.nu, x.mask.parity) for x in ls} == {(m, n, p) for m in range(3) for n in range(3)
+                                                                   if m != n for p in (0, 1)}
     cfg, ls = layers([2, 2, 2, 2], "SU2")
-    assert cfg.model.n_layers == 24 and all(type(x) is SUNdPlaquetteCoupling for x in ls)
-    assert all(x.loop_context for x in ls)
-    # the same [model] options: rectangle_context is the SU(N) layer's loop_context
+    assert cfg.model.n_layers == 24 and all(type(x) is SUPlaquetteCoupling for x in ls)
+    assert all(type(x.mask) is CheckerboardMask and x.loop_context for x in ls)
+    # the same [model] options: rectangle_context is the layers' loop_context
     _, ls = layers([2, 2, 2], "SU3", rectangle_context=False, n_layers=2, kernel_size=1, act="tanh")
     assert [x.loop_context for x in ls] == [False, False] and ls[0].group.N == 3
     _, ls = layers([2, 2, 2], rectangle_context=False, n_layers=1)
-    assert ls[0].rectangle_context is False
+    assert ls[0].loop_context is False
     # and "checkerboard" in Nd >= 3 is the same model as "plaquette"
     a = build_flow(FlowConfig.from_dict(nd_gauge_cfg("U1", [2, 2, 2])))[0]
     b = build_flow(FlowConfig.from_dict({**nd_gauge_cfg("U1", [2, 2, 2]),
