@@ -51,6 +51,9 @@ class Derived:
         ``func(a)`` of the means ``a`` (first axis: ``a_1 .. a_k``), elementwise over trailing axes.
     doc : str
         What it is.
+    per_config : callable, optional
+        ``per_config(values) -> array``: a per-configuration quantity whose mean *is* the observable
+        (when ``func`` is linear in one mean, e.g. ``Q^2/V``); histograms show it. None otherwise.
 
     Examples
     --------
@@ -64,6 +67,7 @@ class Derived:
     series: Callable[[Mapping[str, Any]], list[Any]]
     func: Callable[[Any], Any]
     doc: str = ""
+    per_config: Callable[[Mapping[str, Any]], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -237,5 +241,5 @@ class Theory:
         return None
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{f.name}={getattr(self.params, f.name)!r}" for f in dataclasses.fields(self.params))
-        return f"{type(self).__name__}(lattice={self.lattice.shape}, {fields})"
+        fields = "".join(f", {f.name}={getattr(self.params, f.name)!r}" for f in dataclasses.fields(self.params))
+        return f"{type(self).__name__}(lattice={self.lattice.shape}{fields})"

@@ -106,7 +106,7 @@ class Phi4Theory(Theory):
         V = self.lattice.volume
         # chi = V <M^2> (full); for the free theory <M> = 0 so this is also the connected one
         return {"susceptibility": Derived(("m2",), lambda v: [v["m2"]], lambda a: V * a[0],
-                                          "susceptibility V <M^2>")}
+                                          "susceptibility V <M^2>", per_config=lambda v: V * v["m2"])}
 
     def summary_observables(self) -> list[str]:
         return ["abs_magnetization", "susceptibility", "magnetization", "action_density"]

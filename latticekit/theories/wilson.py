@@ -171,7 +171,8 @@ class WilsonTheory(Theory):
         V = self.lattice.volume
         # chi_t = <Q^2> / V: a function of the mean of Q^2, analysed with the Gamma method
         return {"chi_t": Derived(("topological_charge",), lambda v: [v["topological_charge"] ** 2],
-                                 lambda a: a[0] / V, "topological susceptibility <Q^2>/V")}
+                                 lambda a: a[0] / V, "topological susceptibility <Q^2>/V",
+                                 per_config=lambda v: v["topological_charge"] ** 2 / V)}
 
     def summary_observables(self) -> list[str]:
         have = set(self.observable_names()) | set(self.derived())
