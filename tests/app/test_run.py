@@ -1,4 +1,4 @@
-"""The main job: runs on every backend, agrees with exact results, resumes after a kill."""
+"""The run job: runs on every backend, agrees with exact results, resumes after a kill; the measure job."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import json
 
 import pytest
 
-from latticekit.config import RunConfig
-from latticekit.job import Theory, measure_job, run_job
+from latticekit.app.config import RunConfig
+from latticekit.app.measure import measure_job
+from latticekit.app.run import run_job
+from latticekit.theories.wilson import WilsonTheory
 
 
 def _tiny(**sampler) -> RunConfig:
@@ -37,18 +39,18 @@ def test_resume_after_kill_is_identical(tmp_path, monkeypatch) -> None:
     ref = run_job(cfg, out=tmp_path / "ref", seed=5, progress=False, echo=False)
 
     calls = {"n": 0}
-    orig = Theory.measure
+    orig = WilsonTheory.measure
 
-    def dying(self, x):
+    def dying(self, x, names=None):
         calls["n"] += 1
         if calls["n"] == 5:  # dies in the third checkpoint segment
             raise _Killed()
-        return orig(self, x)
+        return orig(self, x, names)
 
-    monkeypatch.setattr(Theory, "measure", dying)
+    monkeypatch.setattr(WilsonTheory, "measure", dying)
     with pytest.raises(_Killed):
         run_job(cfg, out=tmp_path / "cut", seed=5, progress=False, echo=False)
-    monkeypatch.setattr(Theory, "measure", orig)
+    monkeypatch.setattr(WilsonTheory, "measure", orig)
     res = run_job(cfg, out=tmp_path / "cut", seed=5, progress=False, echo=False)
     for name, e in ref["observables"].items():
         assert res["observables"][name]["value"] == e["value"], name
@@ -63,7 +65,7 @@ def test_resume_after_kill_is_identical(tmp_path, monkeypatch) -> None:
 
 
 def test_state_of_another_run_is_refused(tmp_path) -> None:
-    from latticekit.config import ConfigError
+    from latticekit.utils import ConfigError
 
     run_job(_tiny(), out=tmp_path, seed=1, progress=False, echo=False)
     with pytest.raises(ConfigError, match="different configuration"):
@@ -75,11 +77,11 @@ def test_2d_u1_hmc_and_heatbath_agree_with_exact(tmp_path) -> None:
     # Validation at fast settings: 8x8, beta = 2, 8 chains. The Gamma-method errors include tau_int;
     # |deviation| < 3 sigma fails for a sign or factor error in action, force or observable (a factor 2 in
     # beta moves the plaquette by ~0.15, i.e. > 50 sigma).
-    for algo in ("hmc", "heatbath"):
+    # (each algorithm reads its own [sampler] keys: step_size and n_steps are HMC keys)
+    for algo, keys in (("hmc", {"step_size": 0.15, "n_steps": 8}), ("heatbath", {})):
         cfg = RunConfig.from_dict({
             "lattice": {"shape": [8, 8]}, "action": {"beta": 2.0},
-            "sampler": {"algorithm": algo, "chains": 8, "thermalization": 30, "measurements": 150,
-                        "step_size": 0.15, "n_steps": 8},
+            "sampler": {"algorithm": algo, "chains": 8, "thermalization": 30, "measurements": 150, **keys},
             "output": {"plots": False, "checkpoint_every": 200, "store_every": 50}})
         res = run_job(cfg, out=tmp_path / algo, seed=11, progress=False, echo=False)
         for name in ("plaquette", "chi_t"):
@@ -107,3 +109,31 @@ def test_measure_reproduces_stored_observables(tmp_path) -> None:
         stored = ens.observable("plaquette")
     assert rem["observables"]["plaquette"]["n"] == len(stored)
     assert abs(rem["observables"]["plaquette"]["value"] - float(stored.mean())) < 1e-12
+
+
+# -- action.kind = "wilson_nf2" (moved from tests/mc/test_nf2.py) ---------------------------------------
+def _nf2_config(n_inner=0, **action):
+    a = {"kind": "wilson_nf2", "group": "U1", "beta": 2.0, "kappa": 0.25, "even_odd": True}
+    a.update(action)
+    return RunConfig.from_dict({
+        "lattice": {"shape": [4, 4]}, "action": a,
+        "sampler": {"chains": 2, "thermalization": 1, "measurements": 4, "step_size": 0.25, "n_steps": 2,
+                    "n_inner": n_inner},
+        "output": {"checkpoint_every": 2, "store_every": 2, "plots": False}})
+
+
+def test_job_wilson_nf2_runs_and_resumes(bk, tmp_path):
+    from latticekit.io import Ensemble
+
+    cfg = _nf2_config()
+    res = run_job(cfg, out=tmp_path, seed=3, backend=bk.name, device=bk.device, progress=False, echo=False)
+    names = {"plaquette", "topological_charge", "chi_t", "C_pi_t0", "C_pi_t1", "C_pi_t2"}
+    assert set(res["observables"]) == names
+    assert res["observables"]["plaquette"]["exact"] is None  # no exact values with dynamical fermions
+    assert all(res["observables"][f"C_pi_t{t}"]["value"] > 0 for t in range(3))
+    assert res["sampler"]["cg_iterations"]["value"] > 0
+    with Ensemble.open(tmp_path / "ensemble.h5") as ens:
+        assert ens.action == "wilson_nf2" and ens.action_params["kappa"] == 0.25 and len(ens) == 2 * 2
+    # a finished run read back from its state gives the same numbers
+    again = run_job(cfg, out=tmp_path, seed=3, backend=bk.name, device=bk.device, progress=False, echo=False)
+    assert again["observables"]["plaquette"]["value"] == res["observables"]["plaquette"]["value"]
