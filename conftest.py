@@ -14,4 +14,4 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 collect_ignore_glob: list[str] = []
 if importlib.util.find_spec("torch") is None:
-    collect_ignore_glob += ["latticekit/flows/*", "backends/_kernels_torch.py"]
+    collect_ignore_glob += ["latticekit/flows/*", "latticekit/app/flows/*", "backends/_kernels_torch.py"]
