@@ -137,3 +137,29 @@ def test_job_wilson_nf2_runs_and_resumes(bk, tmp_path):
     # a finished run read back from its state gives the same numbers
     again = run_job(cfg, out=tmp_path, seed=3, backend=bk.name, device=bk.device, progress=False, echo=False)
     assert again["observables"]["plaquette"]["value"] == res["observables"]["plaquette"]["value"]
+
+
+def test_state_of_the_previous_version_resumes(tmp_path) -> None:
+    """state.npz of the previous version records every key of every section (here the HMC keys of a
+    heatbath run, which it never read); the same run resumes from it."""
+    from latticekit.io import load_state, save_state
+
+    cfg = RunConfig.from_dict({"lattice": {"shape": [4, 4]}, "action": {"group": "SU2", "beta": 1.5},
+                               "sampler": {"algorithm": "heatbath", "chains": 2, "thermalization": 2,
+                                           "measurements": 4},
+                               "output": {"checkpoint_every": 2, "plots": False}})
+    ref = run_job(cfg, out=tmp_path, seed=3, progress=False, echo=False)
+    arrays, meta = load_state(tmp_path / "state.npz")
+    old = meta["ident"]["config"]
+    old["sampler"].update(step_size=0.1, n_steps=10, integrator="omelyan", n_inner=0)
+    old["action"].update(kappa=0.25, lam=0.5, even_odd=False, hasenbusch_mus=[], cg_tol=1e-10, cg_tol_md=1e-8,
+                         cg_maxiter=2000)
+    save_state(tmp_path / "state.npz", arrays, meta)
+    again = run_job(cfg, out=tmp_path, seed=3, progress=False, echo=False)
+    assert again["observables"]["plaquette"]["value"] == ref["observables"]["plaquette"]["value"]
+    old["action"]["beta"] = 2.5                       # another configuration is refused
+    save_state(tmp_path / "state.npz", arrays, meta)
+    from latticekit.utils import ConfigError
+
+    with pytest.raises(ConfigError, match="different configuration"):
+        run_job(cfg, out=tmp_path, seed=3, progress=False, echo=False)

@@ -243,4 +243,5 @@ def _histograms(path: Path, theory: Any, chain: Mapping[str, Any], der: Mapping[
             reference[name] = {**ref[name], "kind": ref_kind}
         elif name in exact:
             reference[name] = {"value": exact[name], "error": 0.0, "kind": "exact"}
-    return sample_plot(path, values, estimates, reference, theory, theory.describe())
+    title = f"{theory.describe()} on {'x'.join(map(str, theory.lattice.shape))}: flow MCMC chain"
+    return sample_plot(path, values, estimates, reference, theory, title)

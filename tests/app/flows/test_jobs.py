@@ -594,3 +594,56 @@ def test_sample_histograms_against_exact_and_reference(tmp_path, monkeypatch) ->
     run["config"]["action"]["beta"] = 2.0
     with pytest.raises(ConfigError, match="action.beta 2.0 vs 1.0"):
         sample_job(out, n=200, seed=1, reference=run)
+
+
+def test_run_folder_of_the_previous_version_resumes(tmp_path) -> None:
+    """config.json of the previous version: every [model] key (read or not) and `rectangle_context`
+    instead of `loop_context`. The run resumes and continues exactly as an uninterrupted one."""
+    cfg = u1_cfg(steps=2)
+    cfg["model"]["loop_context"] = False
+    out, ref = tmp_path / "old", tmp_path / "ref"
+    train_job(cfg, out=out, progress=False)
+    conf = json.loads((out / "config.json").read_text())
+    model = conf["model"]
+    model["rectangle_context"] = model.pop("loop_context")
+    model.update(bound=4.0, tanh_scale=True, prior_std=1.0)
+    (out / "config.json").write_text(json.dumps(conf))
+    longer = u1_cfg(steps=4)
+    longer["model"]["rectangle_context"] = False         # the alias, as an old TOML file spells it
+    res = train_job(longer, out=out, progress=False)
+    assert res["resumed_from_step"] == 2
+    longer["model"] = {**u1_cfg()["model"], "loop_context": False}
+    train_job(longer, out=ref, progress=False)
+    a = torch.load(out / "checkpoint.pt", weights_only=False)
+    b = torch.load(ref / "checkpoint.pt", weights_only=False)
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert json.loads((out / "config.json").read_text())["model"] == json.loads((ref / "config.json").read_text())["model"]
+    # a changed value of the old name is still a different run
+    other = u1_cfg(steps=5)
+    other["model"]["rectangle_context"] = True
+    with pytest.raises(CheckpointMismatchError, match="model"):
+        train_job(other, out=out, progress=False)
+
+
+def test_reference_run_is_the_run_job(tmp_path) -> None:
+    from latticekit.app.flows.reference import reference_run
+
+    cfg = nd_gauge_cfg("U1", [2, 2, 2], beta=0.5)
+    r = reference_run(cfg, measurements=300, chains=4, thermalization=20, seed=2, out=tmp_path / "ref")
+    assert r["config"]["sampler"]["algorithm"] == "heatbath"        # the theory's reference sampler
+    assert (tmp_path / "ref" / "results.json").exists()
+    p = r["observables"]["plaquette"]
+    # the heatbath reference of test_u1_3d_flow_mcmc_matches_heatbath: <P> = 0.2581(9) (16 x 2000 sweeps);
+    # 5 combined sigma
+    assert abs(p["value"] - 0.2581) < 5 * math.hypot(p["error"], 0.0009)
+    # its result is a reference for the summary and names its sampler
+    out = tmp_path / "flow"
+    train_job(cfg, out=out, progress=False)
+    sample_job(out, n=32, seed=1)
+    row = flow_summary(out, hmc=r)["rows"][0]
+    assert (row["observable"], row["reference"], row["reference_kind"]) == ("plaquette", p["value"], "heatbath")
+    with pytest.raises(ConfigError, match=r"sampler\.step_size"):   # an HMC key, refused for the heatbath
+        reference_run(cfg, measurements=10, step_size=0.1)
+    r = reference_run(cfg, measurements=20, chains=2, thermalization=5, algorithm="hmc", step_size=0.2)
+    assert r["config"]["sampler"]["step_size"] == 0.2
