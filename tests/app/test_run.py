@@ -163,3 +163,28 @@ def test_state_of_the_previous_version_resumes(tmp_path) -> None:
 
     with pytest.raises(ConfigError, match="different configuration"):
         run_job(cfg, out=tmp_path, seed=3, progress=False, echo=False)
+
+
+def test_measure_observables_select_what_is_measured(tmp_path) -> None:
+    from latticekit.io import load_state
+
+    cfg = RunConfig.from_dict({"lattice": {"shape": [4, 4]}, "action": {"beta": 1.0},
+                               "sampler": {"chains": 2, "thermalization": 1, "measurements": 3},
+                               "measure": {"observables": ["chi_t"], "wilson_loops": [[1, 1]]},
+                               "output": {"plots": False, "store_every": 1}})
+    res = run_job(cfg, out=tmp_path, seed=1, progress=False, echo=False)
+    # chi_t brings its input Q along; the plaquette and the configured loop are not measured
+    assert list(res["observables"]) == ["topological_charge", "chi_t"]
+    arrays, _meta = load_state(tmp_path / "state.npz")
+    assert sorted(k for k in arrays if k.startswith("obs_")) == ["obs_topological_charge"]
+    rem = measure_job(tmp_path, echo=False)
+    assert sorted(rem["observables"]) == ["chi_t", "topological_charge"]
+    assert rem["observables"]["chi_t"]["value"] == pytest.approx(
+        sum(q * q for q in _stored_q(tmp_path)) / len(_stored_q(tmp_path)) / 16, rel=1e-12)
+
+
+def _stored_q(folder) -> list[float]:
+    from latticekit.io import Ensemble
+
+    with Ensemble.open(folder / "ensemble.h5") as ens:
+        return [float(q) for q in ens.observable("topological_charge")]
