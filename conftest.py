@@ -23,7 +23,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 _ROOT = Path(__file__).resolve().parent
 #: Folders that are torch by design (the flow library and its tests): without torch each is reported as
 #: one skipped collector with the reason, instead of failing to import.
-TORCH_FOLDERS = ("latticekit/flows", "tests/flows")
+TORCH_FOLDERS = ("latticekit/flows", "latticekit/app/flows", "tests/flows", "tests/app/flows")
 _NO_TORCH = importlib.util.find_spec("torch") is None
 
 

@@ -20,7 +20,6 @@ Examples
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Any
 
 from . import backends
@@ -34,10 +33,6 @@ __version__ = "0.1.0"
 SUBMODULES = ("actions", "analysis", "app", "exact", "flows", "gauge", "groups", "io", "linalg", "mc",
               "observables", "testing", "theories", "utils")
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-# those present in this installation (theories/ and app/ arrive with the application tier)
-_LAZY = tuple(n for n in SUBMODULES
-              if os.path.isfile(os.path.join(_HERE, n, "__init__.py")) or os.path.isfile(os.path.join(_HERE, n + ".py")))
 
 __all__ = [
     "Group",
@@ -49,16 +44,16 @@ __all__ = [
     "__version__",
     "backends",
     "group_from_name",
-    *_LAZY,
+    *SUBMODULES,
 ]
 
 
 def __getattr__(name: str) -> Any:
     # subpackages load on first use, so `import latticekit` never imports torch or h5py
-    if name in _LAZY:
+    if name in SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'latticekit' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(SUBMODULES))

@@ -12,8 +12,9 @@ Modules: :mod:`~latticekit.flows.base` (contract, :class:`Flow`), :mod:`~lattice
 :mod:`~latticekit.flows.plaquette_coupling`, :mod:`~latticekit.flows.u1_couplings`,
 :mod:`~latticekit.flows.spectral`, :mod:`~latticekit.flows.sun_couplings`,
 :mod:`~latticekit.flows.model`, :mod:`~latticekit.flows.train`, :mod:`~latticekit.flows.checkpoint`,
-:mod:`~latticekit.flows.sampling`, :mod:`~latticekit.flows.job` (``latticekit train`` / ``sample``),
-:mod:`~latticekit.flows.distributed`.
+:mod:`~latticekit.flows.sampling`, :mod:`~latticekit.flows.distributed` (data-parallel training).
+The flow jobs (``latticekit train`` / ``sample``: configuration, model families, job folders) are
+application code in :mod:`latticekit.app.flows`; this package holds the library only.
 
 Examples
 --------
@@ -38,8 +39,7 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .distributed import DistributedTrainer, train_distributed
-from .job import FlowConfig, flow_summary, hmc_reference, sample_job, train_job
+from .distributed import DistributedTrainer
 from .masks import (
     MASK_PATTERNS,
     CheckerboardMask,
@@ -83,15 +83,12 @@ __all__ = [
     "DistributedTrainer",
     "draw_weighted",
     "Flow",
-    "flow_summary",
-    "FlowConfig",
     "FlowLayer",
     "gauge_masks",
     "GaugeMask",
     "GaussianPrior",
     "get_rng_state",
     "HaarPrior",
-    "hmc_reference",
     "independence_metropolis",
     "InverseFlow",
     "LinkMask",
@@ -108,7 +105,6 @@ __all__ = [
     "rq_spline",
     "rq_spline_knots",
     "rq_spline_on_knots",
-    "sample_job",
     "save_checkpoint",
     "scalar_coupling_flow",
     "set_rng_state",
@@ -122,8 +118,6 @@ __all__ = [
     "sun_gauge_flow",
     "SUPlaquetteCoupling",
     "SUSpectralKernel",
-    "train_distributed",
-    "train_job",
     "TrainConfig",
     "Trainer",
     "u1_gauge_flow",

@@ -8,15 +8,11 @@ means of ``log q + S`` is the mean over the whole batch). Rank 0 writes the chec
 global batch (``all_gather``). Checkpoints hold every rank's generator state, so a resumed run
 with the same number of processes continues each stream exactly.
 
-Backend: ``gloo`` on CPU, ``nccl`` on GPU (``device = "cuda"``: rank ``r`` uses ``cuda:r``).
+Backend: ``gloo`` on CPU, ``nccl`` on GPU.
 
-Entry points:
-
-* :func:`train_distributed` — spawn ``nprocs`` local processes (``torch.multiprocessing.spawn``) that
-  run :func:`latticekit.flows.job.train_job`'s loop together;
-* :func:`distributed_main` — the same loop in a process started by ``torchrun`` (reads ``RANK``,
-  ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` from the environment);
-* :class:`DistributedTrainer` — the :class:`~latticekit.flows.Trainer` used by both, for custom loops.
+:class:`DistributedTrainer` is the :class:`~latticekit.flows.Trainer` of an initialised process group,
+for custom loops; the launch of the ``latticekit train --nprocs N`` job (spawned processes or
+``torchrun``) is application code: :mod:`latticekit.app.flows.distributed`.
 
 Examples
 --------
@@ -30,8 +26,7 @@ import dataclasses
 import math
 import os
 import socket
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +39,7 @@ from .checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng
 from .model import Model
 from .train import TrainConfig, Trainer, stop_gradient_log_prob
 
-__all__ = ["DistributedTrainer", "distributed_main", "find_free_port", "rank_seed", "train_distributed"]
+__all__ = ["DistributedTrainer", "find_free_port", "rank_seed"]
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -173,94 +168,3 @@ class DistributedTrainer(Trainer):
         if os.fspath(path) == self.config.checkpoint_path:
             self.last_checkpoint_step = self.step
         return self.step
-
-
-def _dist_backend(device: Any) -> str:
-    return "nccl" if device is not None and torch.device(device).type == "cuda" else "gloo"
-
-
-def _worker(rank: int, world_size: int, port: int, config: dict[str, Any], out: str, device: Any, fresh: bool,
-            progress: bool, result_path: str) -> None:
-    from .job import FlowConfig, _run_training
-
-    dev = device
-    if device is not None and torch.device(device).type == "cuda":
-        dev = torch.device("cuda", rank)
-        torch.cuda.set_device(dev)
-    dist.init_process_group(_dist_backend(device), init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world_size)
-    try:
-        res = _run_training(FlowConfig.from_dict(config), Path(out), device=dev, fresh=fresh, progress=progress,
-                            distributed=True)
-        if rank == 0:
-            torch.save(res, result_path)
-    finally:
-        dist.destroy_process_group()
-
-
-def train_distributed(config: "str | os.PathLike[str] | Mapping[str, Any]", *, out: str | os.PathLike[str],
-                      nprocs: int = 2, device: Any = None, fresh: bool = False, progress: bool = True,
-                      port: int | None = None) -> dict[str, Any]:
-    """Train a flow job with ``nprocs`` local processes (DDP; gloo on CPU, nccl with ``device="cuda"``).
-
-    Same configuration, files and resumption as :func:`latticekit.flows.job.train_job`;
-    ``train.batch_size`` is the global batch (divisible by ``nprocs``). With CUDA, rank ``r`` uses
-    ``cuda:r``. On CPU set ``OMP_NUM_THREADS``/``torch.set_num_threads`` so that the processes do not
-    oversubscribe the cores. Returns rank 0's ``train.json`` content.
-    """
-    import tempfile
-
-    import torch.multiprocessing as mp
-
-    from .job import FlowConfig, _resolve_device
-
-    cfg = FlowConfig.load(config)            # validated before any process starts
-    if isinstance(nprocs, bool) or not isinstance(nprocs, int) or nprocs < 1:
-        raise ValueError(f"nprocs={nprocs!r}: expected a positive number of processes")
-    if cfg.train.batch_size % nprocs:
-        raise ValueError(f"train.batch_size={cfg.train.batch_size}: must be divisible by nprocs={nprocs}")
-    dev = _resolve_device("torch", device)
-    if dev is not None and dev.type == "cuda" and nprocs > torch.cuda.device_count():
-        raise ValueError(f"nprocs={nprocs}: only {torch.cuda.device_count()} CUDA device(s) visible")
-    port = find_free_port() if port is None else port
-    with tempfile.TemporaryDirectory() as tmp:
-        result_path = os.path.join(tmp, "result.pt")
-        mp.spawn(_worker, args=(nprocs, port, cfg.to_dict(), os.fspath(out), None if dev is None else str(dev), fresh,
-                                progress, result_path), nprocs=nprocs, join=True)
-        return torch.load(result_path, weights_only=False)
-
-
-def distributed_main(config: "str | os.PathLike[str] | Mapping[str, Any]", *, out: str | os.PathLike[str],
-                     device: Any = None, fresh: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run the training loop in a process started by ``torchrun`` (environment ``RANK``, ``WORLD_SIZE``,
-    ``MASTER_ADDR``, ``MASTER_PORT``; ``LOCAL_RANK`` picks the GPU). Returns this rank's summary.
-
-    Example: ``torchrun --nproc-per-node 2 -m latticekit.flows.distributed CONFIG.toml OUT``.
-    """
-    from .job import FlowConfig, _resolve_device, _run_training
-
-    cfg = FlowConfig.load(config)
-    for var in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        if var not in os.environ:
-            raise RuntimeError(f"environment variable {var} is not set; start the processes with torchrun")
-    dev = _resolve_device("torch", device)
-    if dev is not None and dev.type == "cuda":
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(dev)
-    dist.init_process_group(_dist_backend(dev), init_method="env://")
-    try:
-        return _run_training(cfg, Path(out), device=dev, fresh=fresh, progress=progress, distributed=True)
-    finally:
-        dist.destroy_process_group()
-
-
-if __name__ == "__main__":  # pragma: no cover - torchrun entry point
-    import argparse
-
-    ap = argparse.ArgumentParser(description="distributed flow training (run under torchrun)")
-    ap.add_argument("config")
-    ap.add_argument("out")
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--fresh", action="store_true")
-    a = ap.parse_args()
-    distributed_main(a.config, out=a.out, device=a.device, fresh=a.fresh)

@@ -14,7 +14,7 @@ the network as extra input channels (conditioning, e.g. on a coarse field). Fiel
 checkerboard (even total shift).
 
 The lattice may have any ``Nd >= 1`` (with even extents the checkerboard is consistent across
-the periodic boundary; :class:`~latticekit.flows.job.FlowConfig` requires them). The network is a
+the periodic boundary; :class:`~latticekit.app.config.FlowConfig` requires them). The network is a
 :class:`~latticekit.flows.nets.ConvNet` with its default layers: native ``Conv{Nd}d`` for
 ``Nd <= 3`` and, for ``Nd >= 4`` (no ``Conv4d`` in torch), spatially separated blocks of periodic
 1D convolutions along each axis (Abbott et al., arXiv:2208.03832).

@@ -21,7 +21,6 @@ Examples
 from __future__ import annotations
 
 from ._common import Check, FieldMeta
-from .cli import convert_command, info_command
 from .errors import IOFormatError
 from .hdf5 import Ensemble, read_hdf5, write_hdf5
 from .ildg import infer_ildg_layout, read_ildg, scidac_checksum, write_ildg
@@ -41,11 +40,9 @@ __all__ = [
     "LimeRecord",
     "load_state",
     "save_state",
-    "convert_command",
     "file_dims_from_lattice",
     "file_to_library",
     "infer_ildg_layout",
-    "info_command",
     "lattice_from_file_dims",
     "library_to_file",
     "load",

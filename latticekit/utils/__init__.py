@@ -5,6 +5,9 @@
   the target, with the permissions a plain ``open(path, "w")`` would give (the user's umask).
 * :class:`Progress` (:mod:`.progress`): the one progress display (tqdm on stderr, or a line every
   ``log_every`` steps when tqdm is missing, or nothing).
+* :func:`parse`, :func:`setting`, :class:`ConfigError` (:mod:`.schema`): the one validator of typed
+  settings (dataclasses with rules in their field metadata), used by the theories' parameters and by
+  every section of the jobs' configuration.
 
 Examples
 --------
@@ -20,5 +23,7 @@ from __future__ import annotations
 
 from .files import atomic_path, atomic_write, file_mode, remove_stale_temporaries
 from .progress import Progress
+from .schema import ConfigError, as_dict, parse, setting
 
-__all__ = ["Progress", "atomic_path", "atomic_write", "file_mode", "remove_stale_temporaries"]
+__all__ = ["ConfigError", "Progress", "as_dict", "atomic_path", "atomic_write", "file_mode", "parse",
+           "remove_stale_temporaries", "setting"]

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 import latticekit as lk
 from latticekit import backends
-from latticekit.io import IOFormatError, convert_command, info_command, load, save
+from latticekit.app.io_commands import convert_command, info_command
+from latticekit.io import IOFormatError, load, save
 
 LAT = (2, 2, 2, 2)
 _DIR = tempfile.mkdtemp(prefix="lk-io-fuzz-")

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import latticekit as lk
-from latticekit.io import IOFormatError, info_command, load, read_lime, scidac_checksum
+from latticekit.app.io_commands import info_command
+from latticekit.io import IOFormatError, load, read_lime, scidac_checksum
 
 _CANDIDATES = [os.environ.get("LATTICEKIT_CONFIGS", ""),
                str(Path(__file__).resolve().parents[3] / "shared" / "data" / "configs"),

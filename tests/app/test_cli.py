@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from latticekit.cli import main
+from latticekit.app.cli import COMMANDS, main
 
-CONFIGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "configs"
+# the shared data folder lies beside the checkout (ROOT/../shared)
+CONFIGS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "configs"
 
 
 def test_info_on_real_file(capsys) -> None:
@@ -71,6 +72,7 @@ def test_train_sample_and_compare(tmp_path, capsys) -> None:
     cfg.write_text(_TINY_FLOW)
     assert main(["train", str(cfg), "--out", str(tmp_path / "f"), "--quiet"]) == 0
     assert "trained 4 steps" in capsys.readouterr().out
+    assert (tmp_path / "f" / "train.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["sample", str(tmp_path / "f"), "--n", "32", "--seed", "3"]) == 0
     out = capsys.readouterr().out
     assert "flow MCMC" in out and "abs_magnetization" in out
@@ -80,5 +82,23 @@ def test_train_sample_and_compare(tmp_path, capsys) -> None:
                    "[sampler]\nchains = 2\nthermalization = 2\nmeasurements = 4\n[output]\nplots = false\n")
     assert main(["run", str(run), "--out", str(tmp_path / "r"), "--quiet"]) == 0
     capsys.readouterr()
+    (tmp_path / "f" / "sample.json").unlink()
     assert main(["sample", str(tmp_path / "f"), "--n", "16", "--compare", str(tmp_path / "r" / "results.json")]) == 2
     assert "lattice [6, 6] vs [4, 4]" in capsys.readouterr().err
+    assert not (tmp_path / "f" / "sample.json").exists()        # refused before any sampling
+    # a run of the same theory is shown beside the flow, in the table and in the histograms
+    run.write_text('[lattice]\nshape = [4, 4]\n[action]\nkind = "phi4"\nkappa = 0.2\nlam = 0.5\n'
+                   "[sampler]\nchains = 2\nthermalization = 2\nmeasurements = 8\n[output]\nplots = false\n")
+    assert main(["run", str(run), "--out", str(tmp_path / "r4"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path / "f"), "--n", "16", "--compare", str(tmp_path / "r4" / "results.json")]) == 0
+    out = capsys.readouterr().out
+    assert "susceptibility" in out and " hmc " in out and "sample.png" in out
+    assert (tmp_path / "f" / "sample.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # flows are torch only
+    assert main(["--backend", "numpy", "sample", str(tmp_path / "f")]) == 2
+    assert "torch only" in capsys.readouterr().err
+
+
+def test_every_sub_command_is_registered_in_one_place() -> None:
+    assert set(COMMANDS) == {"run", "measure", "info", "convert", "train", "sample"}

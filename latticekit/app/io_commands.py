@@ -5,7 +5,7 @@ Examples
 >>> import os, tempfile
 >>> import latticekit as lk
 >>> from latticekit.io import save
->>> from latticekit.io.cli import convert_command, info_command
+>>> from latticekit.app.io_commands import convert_command, info_command
 >>> d = tempfile.mkdtemp(); src = os.path.join(d, "a.nersc"); dst = os.path.join(d, "a.lime")
 >>> save(src, lk.SU(3).identity((4,), (2, 2, 2, 2)), "SU3", format="nersc")
 >>> print(convert_command(src, dst, "ildg").splitlines()[-1])
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ._common import FieldMeta, average_link_trace_np
-from .errors import IOFormatError
-from .registry import _read_host, format_name, save
+from latticekit.io._common import FieldMeta, average_link_trace_np
+from latticekit.io.errors import IOFormatError
+from latticekit.io.registry import _read_host, format_name, save
 
 __all__ = ["convert_command", "info_command"]
 
@@ -108,7 +108,7 @@ def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool
     if meta.plaquette is None and len(lat) >= 2:
         from latticekit.groups import group_from_name
 
-        from .hdf5 import field_plaquette
+        from latticekit.io.hdf5 import field_plaquette
 
         meta.plaquette = field_plaquette(first, group_from_name(meta.group))
     if meta.plaquette is not None:

@@ -1,5 +1,5 @@
-"""Flow jobs: configuration schema, training files, kill/resume determinism, NaN stop, mismatch
-refusal, flow MCMC output files and the summary against exact values."""
+"""Flow jobs: configuration schema, training files and plots, kill/resume determinism, NaN stop, mismatch
+refusal, flow MCMC output files, histograms and the summary against exact values."""
 
 from __future__ import annotations
 
@@ -11,18 +11,14 @@ import pytest
 import torch
 
 import latticekit as lk
-from latticekit.config import ConfigError
+from latticekit.app.config import FlowConfig
+from latticekit.app.flows.models import build_flow
+from latticekit.app.flows.sample import load_trained, sample_job
+from latticekit.app.flows.summary import flow_summary, format_flow_summary
+from latticekit.app.flows.train import train_job
 from latticekit.flows import CheckpointMismatchError, NonFiniteLossError
-from latticekit.flows.job import (
-    FlowConfig,
-    build_flow,
-    flow_summary,
-    format_flow_summary,
-    load_trained,
-    sample_job,
-    train_job,
-)
 from latticekit.flows.train import Trainer
+from latticekit.utils import ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +96,7 @@ def test_config_gauge_checks_and_defaults(tmp_path) -> None:
 def test_example_configs_validate() -> None:
     import pathlib
 
-    root = pathlib.Path(__file__).resolve().parents[2] / "examples"
+    root = pathlib.Path(__file__).resolve().parents[3] / "examples"
     for name in ("u1_2d_flow.toml", "phi4_2d_flow.toml"):
         cfg = FlowConfig.from_file(root / name)
         assert cfg.lattice.shape == [8, 8]
@@ -112,7 +108,7 @@ def _metrics(path) -> list[dict]:
 
 
 def _strip_time(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+    return [{k: v for k, v in r.items() if k not in ("time_s", "cpu_s")} for r in rows]
 
 
 def test_train_writes_files_and_metrics(tmp_path) -> None:
@@ -123,7 +119,8 @@ def test_train_writes_files_and_metrics(tmp_path) -> None:
         assert (out / f).exists()
     rows = _metrics(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
-    assert all({"loss", "ess", "var_log_w", "lr", "grad_norm", "time_s"} <= set(r) for r in rows)
+    assert all({"loss", "ess", "var_log_w", "lr", "grad_norm", "time_s", "cpu_s"} <= set(r) for r in rows)
+    assert all(a["cpu_s"] <= b["cpu_s"] for a, b in zip(rows, rows[1:]))
     assert "eval_ess" in rows[2] and "eval_ess" not in rows[1]
     assert all(0 < r["ess"] <= 1 and math.isfinite(r["loss"]) for r in rows)
     # ESS and var log w are those of the batch's log-weights: rerun step 1 by hand
@@ -252,10 +249,10 @@ def test_sample_phi4_writes_npz_and_summary(tmp_path) -> None:
         np.testing.assert_array_equal(arrays["phi"][rej], arrays["phi"][rej - 1])
     assert s["acceptance"] == pytest.approx(arrays["accepted"].mean())
     assert json.loads((out / "sample.json").read_text())["n"] == 100
-    assert {"abs_magnetization", "chi", "magnetization"} <= set(s["observables"])
+    assert {"abs_magnetization", "susceptibility", "magnetization"} <= set(s["observables"])
     # same seed, same chain
     s2 = sample_job(out / "checkpoint.pt", n=100, seed=2, out_file=tmp_path / "again.npz")
-    assert s2["observables"]["chi"]["value"] == s["observables"]["chi"]["value"]
+    assert s2["observables"]["susceptibility"]["value"] == s["observables"]["susceptibility"]["value"]
     assert (tmp_path / "again.npz.json").exists()
 
 
@@ -312,7 +309,8 @@ def test_summary_with_hmc_reference(tmp_path) -> None:
                            "susceptibility": {"value": 2.0, "error": 0.1}}}
     summ = flow_summary(out, hmc=hmc)
     rows = {r["observable"]: r for r in summ["rows"]}
-    assert rows["chi"]["reference"] == 2.0 and rows["chi"]["reference_kind"] == "hmc"
+    # one name in both jobs: the run job's `susceptibility` is the flow job's (no renaming)
+    assert rows["susceptibility"]["reference"] == 2.0 and rows["susceptibility"]["reference_kind"] == "hmc"
     f = rows["abs_magnetization"]
     assert f["deviation_sigma"] == pytest.approx((f["flow"] - 0.3) / math.hypot(f["flow_error"], 0.01))
     with pytest.raises(FileNotFoundError, match="sample.json"):
@@ -387,7 +385,7 @@ def test_gauge_flow_layers_per_dimension() -> None:
     cfg, ls = layers([2, 2, 2, 2], "SU2")
     assert cfg.model.n_layers == 24 and all(type(x) is SUPlaquetteCoupling for x in ls)
     assert all(type(x.mask) is CheckerboardMask and x.loop_context for x in ls)
-    # the same [model] options: rectangle_context is the layers' loop_context
+    # the same [model] options: loop_context (alias rectangle_context) is the layers' loop_context
     _, ls = layers([2, 2, 2], "SU3", rectangle_context=False, n_layers=2, kernel_size=1, act="tanh")
     assert [x.loop_context for x in ls] == [False, False] and ls[0].group.N == 3
     _, ls = layers([2, 2, 2], rectangle_context=False, n_layers=1)
@@ -397,8 +395,9 @@ def test_gauge_flow_layers_per_dimension() -> None:
     b = build_flow(FlowConfig.from_dict({**nd_gauge_cfg("U1", [2, 2, 2]),
                                          "model": {"n_layers": 4, "hidden": [4], "bins": 4, "coupling": "checkerboard"}}))[0]
     assert repr(a) == repr(b)
-    # observables: the U(1) topological charge only in 2D
-    from latticekit.flows.job import flow_observables
+    # observables of the flow-MCMC chain: the U(1) topological charge only in 2D
+    def flow_observables(cfg):
+        return cfg.theory.summary_observables()
 
     assert sorted(flow_observables(FlowConfig.from_dict(nd_gauge_cfg("U1", [2, 2, 2])))) == ["plaquette"]
     assert sorted(flow_observables(FlowConfig.from_dict(nd_gauge_cfg("SU2", [2, 2, 2, 2])))) == ["plaquette"]
@@ -497,6 +496,155 @@ def test_u1_3d_flow_mcmc_matches_heatbath(tmp_path) -> None:
 def test_su2_4d_example_config_validates() -> None:
     import pathlib
 
-    cfg = FlowConfig.from_file(pathlib.Path(__file__).resolve().parents[2] / "examples" / "su2_4d_flow.toml")
+    cfg = FlowConfig.from_file(pathlib.Path(__file__).resolve().parents[3] / "examples" / "su2_4d_flow.toml")
     assert cfg.lattice.shape == [4, 4, 4, 4] and cfg.action.group == "SU2" and not cfg.uses_stripes
     assert cfg.model.n_layers == 24 and cfg.train.steps >= 100
+
+
+# -- what the flow jobs show: training curve and histograms -----------------------------------------
+def _png_shape(path) -> tuple:
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return matplotlib.image.imread(path).shape
+
+
+def test_training_plot_covers_a_resumed_run(tmp_path, monkeypatch) -> None:
+    from latticekit.app import plots
+
+    drawn: list[list[int]] = []
+    real = plots.training_plot
+
+    def spy(path, metrics, title=""):
+        drawn.append([m["step"] for m in metrics])
+        return real(path, metrics, title)
+
+    monkeypatch.setattr(plots, "training_plot", spy)
+    out = tmp_path / "run"
+    original = Trainer.train_step
+
+    def dying(self):  # killed during step 5, after the step-4 checkpoint
+        if self.step == 4:
+            raise _Killed("SIGKILL")
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", dying)
+    with pytest.raises(_Killed):
+        train_job(phi4_cfg(), out=out, progress=False)
+    assert not (out / "train.png").exists()
+    monkeypatch.setattr(Trainer, "train_step", original)
+    res = train_job(phi4_cfg(), out=out, progress=False)
+    assert res["resumed_from_step"] == 4 and res["plot"] == "train.png"
+    assert drawn == [[1, 2, 3, 4, 5, 6]]                   # the whole run, not only the resumed part
+    h, w, _ = _png_shape(out / "train.png")
+    assert h > 100 and w > 100
+    rows = _metrics(out / "metrics.jsonl")
+    assert all(a["cpu_s"] <= b["cpu_s"] for a, b in zip(rows, rows[1:]))   # CPU time summed over the two runs
+    assert json.loads((out / "train.json").read_text())["plot"] == "train.png"
+
+
+def test_nan_stop_still_draws_the_curve(tmp_path, monkeypatch) -> None:
+    from latticekit.actions import Phi4Action
+
+    original = Phi4Action.action
+    calls = {"n": 0}
+
+    def poisoned(self, phi):
+        calls["n"] += 1
+        s = original(self, phi)
+        return s * float("nan") if calls["n"] > 5 else s
+
+    monkeypatch.setattr(Phi4Action, "action", poisoned)
+    with pytest.raises(NonFiniteLossError):
+        train_job(phi4_cfg(), out=tmp_path, progress=False)
+    assert json.loads((tmp_path / "train.json").read_text())["plot"] == "train.png"
+    _png_shape(tmp_path / "train.png")
+
+
+def test_sample_histograms_against_exact_and_reference(tmp_path, monkeypatch) -> None:
+    from latticekit.app import plots
+
+    seen: list[tuple] = []
+    real = plots.sample_plot
+
+    def spy(path, values, estimates, reference, theory, title=""):
+        seen.append((dict(values), dict(reference)))
+        return real(path, values, estimates, reference, theory, title)
+
+    monkeypatch.setattr(plots, "sample_plot", spy)
+    out = tmp_path / "u1"
+    train_job(u1_cfg(steps=2), out=out, progress=False)
+    s = sample_job(out, n=200, seed=1, batch=100)
+    assert s["plot"] == "sample.png" and json.loads((out / "sample.json").read_text())["plot"] == "sample.png"
+    _png_shape(out / "sample.png")
+    values, ref = seen[-1]
+    assert list(values) == ["plaquette", "chi_t", "topological_charge"]
+    V = 16
+    Q = np.asarray(values["topological_charge"])
+    np.testing.assert_allclose(values["chi_t"], Q ** 2 / V)   # chi_t per configuration: its mean is chi_t
+    assert ref["plaquette"] == {"value": lk.exact.u1_2d_plaquette(1.0, (4, 4)), "error": 0.0, "kind": "exact"}
+    # a reference run of the same theory replaces the exact values where it has the observable
+    run = {"config": {"lattice": {"shape": [4, 4]}, "action": {"kind": "wilson", "group": "U1", "beta": 1.0},
+                      "sampler": {"algorithm": "heatbath"}},
+           "observables": {"plaquette": {"value": 0.44, "error": 0.01}}}
+    sample_job(out, n=200, seed=1, batch=100, out_file=tmp_path / "chain.h5", reference=run)
+    _png_shape(tmp_path / "chain.h5.png")
+    _values, ref = seen[-1]
+    assert ref["plaquette"] == {"value": 0.44, "error": 0.01, "kind": "heatbath"}
+    assert ref["chi_t"]["kind"] == "exact"
+    run["config"]["action"]["beta"] = 2.0
+    with pytest.raises(ConfigError, match="action.beta 2.0 vs 1.0"):
+        sample_job(out, n=200, seed=1, reference=run)
+
+
+def test_run_folder_of_the_previous_version_resumes(tmp_path) -> None:
+    """config.json of the previous version: every [model] key (read or not) and `rectangle_context`
+    instead of `loop_context`. The run resumes and continues exactly as an uninterrupted one."""
+    cfg = u1_cfg(steps=2)
+    cfg["model"]["loop_context"] = False
+    out, ref = tmp_path / "old", tmp_path / "ref"
+    train_job(cfg, out=out, progress=False)
+    conf = json.loads((out / "config.json").read_text())
+    model = conf["model"]
+    model["rectangle_context"] = model.pop("loop_context")
+    model.update(bound=4.0, tanh_scale=True, prior_std=1.0)
+    (out / "config.json").write_text(json.dumps(conf))
+    longer = u1_cfg(steps=4)
+    longer["model"]["rectangle_context"] = False         # the alias, as an old TOML file spells it
+    res = train_job(longer, out=out, progress=False)
+    assert res["resumed_from_step"] == 2
+    longer["model"] = {**u1_cfg()["model"], "loop_context": False}
+    train_job(longer, out=ref, progress=False)
+    a = torch.load(out / "checkpoint.pt", weights_only=False)
+    b = torch.load(ref / "checkpoint.pt", weights_only=False)
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert json.loads((out / "config.json").read_text())["model"] == json.loads((ref / "config.json").read_text())["model"]
+    # a changed value of the old name is still a different run
+    other = u1_cfg(steps=5)
+    other["model"]["rectangle_context"] = True
+    with pytest.raises(CheckpointMismatchError, match="model"):
+        train_job(other, out=out, progress=False)
+
+
+def test_reference_run_is_the_run_job(tmp_path) -> None:
+    from latticekit.app.flows.reference import reference_run
+
+    cfg = nd_gauge_cfg("U1", [2, 2, 2], beta=0.5)
+    r = reference_run(cfg, measurements=300, chains=4, thermalization=20, seed=2, out=tmp_path / "ref")
+    assert r["config"]["sampler"]["algorithm"] == "heatbath"        # the theory's reference sampler
+    assert (tmp_path / "ref" / "results.json").exists()
+    p = r["observables"]["plaquette"]
+    # the heatbath reference of test_u1_3d_flow_mcmc_matches_heatbath: <P> = 0.2581(9) (16 x 2000 sweeps);
+    # 5 combined sigma
+    assert abs(p["value"] - 0.2581) < 5 * math.hypot(p["error"], 0.0009)
+    # its result is a reference for the summary and names its sampler
+    out = tmp_path / "flow"
+    train_job(cfg, out=out, progress=False)
+    sample_job(out, n=32, seed=1)
+    row = flow_summary(out, hmc=r)["rows"][0]
+    assert (row["observable"], row["reference"], row["reference_kind"]) == ("plaquette", p["value"], "heatbath")
+    with pytest.raises(ConfigError, match=r"sampler\.step_size"):   # an HMC key, refused for the heatbath
+        reference_run(cfg, measurements=10, step_size=0.1)
+    r = reference_run(cfg, measurements=20, chains=2, thermalization=5, algorithm="hmc", step_size=0.2)
+    assert r["config"]["sampler"]["step_size"] == 0.2

@@ -1,5 +1,6 @@
 """Distributed (DDP, gloo) flow training: per-rank streams, gradient averaging equal to the combined
-batch, rank-0 files, resumption with the same number of processes."""
+batch (the library's DistributedTrainer), the train job's loop under DDP (rank-0 files, resumption with
+the same number of processes), and the launch's checks before spawning."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import torch.multiprocessing as mp
 import latticekit as lk
 from latticekit.actions import Phi4Action
 from latticekit.flows import GaussianPrior, Model, TrainConfig, scalar_coupling_flow, stop_gradient_log_prob
-from latticekit.flows.distributed import find_free_port, rank_seed, train_distributed
-from latticekit.flows.job import sample_job
+from latticekit.app.flows.distributed import train_distributed
+from latticekit.app.flows.sample import sample_job
+from latticekit.flows.distributed import find_free_port, rank_seed
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 
@@ -57,8 +59,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
     import torch.distributed as dist
 
+    from latticekit.app.config import FlowConfig
+    from latticekit.app.flows.train import run_training
     from latticekit.flows.distributed import DistributedTrainer
-    from latticekit.flows.job import FlowConfig, _run_training
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
@@ -79,11 +82,11 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         torch.save({"metrics": m, "grads": grads, "params": params, "local_batch": tr.local_batch,
                     "grads_path": grads_path}, os.path.join(out, f"rank{rank}.pt"))
         job = Path(out) / "job"
-        first = _run_training(FlowConfig.from_dict(JOB), job, device=None, fresh=False, progress=False,
+        first = run_training(FlowConfig.from_dict(JOB), job, device=None, fresh=False, progress=False,
                               distributed=True)
         cfg = json.loads(json.dumps(JOB))
         cfg["train"]["steps"] = 4
-        second = _run_training(FlowConfig.from_dict(cfg), job, device=None, fresh=False, progress=False,
+        second = run_training(FlowConfig.from_dict(cfg), job, device=None, fresh=False, progress=False,
                                distributed=True)
         torch.save({"first": first, "second": second}, os.path.join(out, f"job{rank}.pt"))
     finally:
@@ -159,6 +162,7 @@ def test_distributed_job_files_and_resume(spawned) -> None:
     assert j1["second"]["ess"] == j0["second"]["ess"]                  # same model on both ranks
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]                    # written once, by rank 0
+    assert (out / "train.png").read_bytes()[:4] == b"\x89PNG" and j0["second"]["plot"] == "train.png"
     ck = torch.load(out / "checkpoint.pt", weights_only=False)
     assert ck["step"] == 4 and ck["config"]["world_size"] == 2 and len(ck["config"]["rank_rng_states"]) == 2
     s = sample_job(out, n=32, seed=0)                                    # the single-process sampler reads it
@@ -166,7 +170,7 @@ def test_distributed_job_files_and_resume(spawned) -> None:
 
 
 def test_train_distributed_checks_before_spawning(tmp_path) -> None:
-    from latticekit.config import ConfigError
+    from latticekit.utils import ConfigError
 
     bad = dict(JOB, train=dict(JOB["train"], batch_size=7))
     with pytest.raises(ValueError, match="divisible"):

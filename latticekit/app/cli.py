@@ -1,0 +1,218 @@
+"""The ``latticekit`` command: every sub-command is registered here.
+
+Sub-commands::
+
+    latticekit run [CONFIG.toml] [--out DIR]    generate an ensemble, measure, compare with exact results
+    latticekit measure DIR                       re-measure the stored ensemble of a run
+    latticekit info FILE                         describe a gauge configuration file
+    latticekit convert IN OUT --to FORMAT        convert between nersc, ildg, openqcd, hdf5
+    latticekit train CONFIG.toml --out DIR       train a normalizing flow (torch); resumes after a kill
+    latticekit sample DIR [--n N]                flow MCMC from a trained flow; ESS, acceptance, observables
+
+Global options (before the sub-command): ``--backend``, ``--device``. The command line uses argparse
+from the standard library (no extra dependency). Each sub-command is one entry of :data:`COMMANDS`:
+its arguments and the function that runs it (job modules are imported only when their command runs, so
+``latticekit info`` never imports torch). Exit status: 0 success, 1 a file problem or a stopped
+training, 2 bad input (configuration, arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Callable, Mapping, Sequence
+
+from latticekit.utils.schema import ConfigError
+
+__all__ = ["COMMANDS", "main", "sample_command", "train_command"]
+
+
+def _parse_lattice(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise SystemExit(f"latticekit: --lattice {text!r}: expected extents such as 4,4,4,8") from None
+    if not shape or any(s < 1 for s in shape):
+        raise SystemExit(f"latticekit: --lattice {text!r}: expected positive extents")
+    return shape
+
+
+def _torch_only(args: argparse.Namespace) -> None:
+    if args.backend not in (None, "torch"):
+        raise ConfigError(f"--backend {args.backend}: flows are torch only")
+
+
+# -- run / measure ---------------------------------------------------------------------------------
+def _args_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", default=None, help="TOML configuration (default: 2D U(1), L=16, beta=2)")
+    p.add_argument("--out", default="latticekit-run", help="output folder (default: ./latticekit-run)")
+    p.add_argument("--seed", type=int, default=1234, help="random seed (default 1234)")
+    p.add_argument("--fresh", action="store_true", help="ignore a saved state in --out and start over")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _do_run(args: argparse.Namespace) -> int:
+    from .run import run_job
+
+    run_job(args.config, out=args.out, seed=args.seed, backend=args.backend, device=args.device, fresh=args.fresh,
+            progress=not args.quiet)
+    return 0
+
+
+def _args_measure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", help="output folder of a run")
+
+
+def _do_measure(args: argparse.Namespace) -> int:
+    from .measure import measure_job
+
+    measure_job(args.dir, backend=args.backend, device=args.device)
+    return 0
+
+
+# -- info / convert --------------------------------------------------------------------------------
+def _args_info(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file")
+    p.add_argument("--lattice", default=None, help="extents t,x,y,z for files without a format record")
+    p.add_argument("--group", default=None, help="SU2, SU3 or U1 for files without a format record")
+    p.add_argument("--no-verify", action="store_true", help="skip checksum, header and unitarity checks")
+
+
+def _do_info(args: argparse.Namespace) -> int:
+    from .io_commands import info_command
+
+    print(info_command(args.file, lattice=_parse_lattice(args.lattice), group=args.group, verify=not args.no_verify))
+    return 0
+
+
+def _args_convert(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--to", required=True, choices=["nersc", "ildg", "openqcd", "hdf5"])
+    p.add_argument("--lattice", default=None, help="extents t,x,y,z for files without a format record")
+    p.add_argument("--group", default=None, help="SU2, SU3 or U1 for files without a format record")
+
+
+def _do_convert(args: argparse.Namespace) -> int:
+    from .io_commands import convert_command
+
+    print(convert_command(args.src, args.dst, args.to, lattice=_parse_lattice(args.lattice), group=args.group))
+    return 0
+
+
+# -- train / sample --------------------------------------------------------------------------------
+def train_command(config: str | os.PathLike[str], *, out: str | os.PathLike[str], device: Any = None,
+                  fresh: bool = False, quiet: bool = False, nprocs: int = 1) -> str:
+    """``latticekit train CONFIG.toml --out DIR [--fresh] [--quiet] [--nprocs N]``: train, return the text to print.
+
+    ``nprocs > 1`` trains with :func:`latticekit.app.flows.distributed.train_distributed`.
+    """
+    if nprocs > 1:
+        from .flows.distributed import train_distributed
+
+        res = train_distributed(config, out=out, nprocs=nprocs, device=device, fresh=fresh, progress=not quiet)
+    else:
+        from .flows.train import train_job
+
+        res = train_job(config, out=out, device=device, fresh=fresh, progress=not quiet)
+    resumed = "" if res["resumed_from_step"] is None else f" (resumed from step {res['resumed_from_step']})"
+    plot = f", plot {os.path.join(os.fspath(out), res['plot'])}" if res.get("plot") else ""
+    return (f"trained {res['steps']} steps{resumed} in {res['wall_s']:.1f} s: loss {res['final_loss']:.6g}, "
+            f"ESS {res['ess']:.4f}, var log w {res['var_log_w']:.4g} ({res['eval']['step']} steps, "
+            f"{res['n_parameters']} parameters); checkpoint {res['checkpoint']}, metrics {res['metrics']}{plot}")
+
+
+def sample_command(out: str | os.PathLike[str], *, n: int | None = None, seed: int | None = None,
+                   out_file: str | os.PathLike[str] | None = None, device: Any = None,
+                   hmc: "Mapping[str, Any] | str | os.PathLike[str] | None" = None) -> str:
+    """``latticekit sample DIR [--n N] [--seed S] [--out-file F] [--compare RESULTS.json]``: flow MCMC,
+    return the summary table (with the values of the run ``hmc`` beside the flow's when given)."""
+    from .flows.sample import resolve_checkpoint, sample_job
+    from .flows.summary import flow_summary
+
+    s = sample_job(out, n=n, seed=seed, out_file=out_file, device=device, reference=hmc)
+    folder = resolve_checkpoint(out)[1]
+    text = flow_summary(folder, sample=s, hmc=hmc)["text"]
+    plot = "" if not s.get("plot") else f", histograms {os.path.join(os.path.dirname(s['output']), s['plot'])}"
+    return f"{text}\nchain written to {s['output']}{plot}"
+
+
+def _args_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="TOML configuration, e.g. examples/u1_2d_flow.toml")
+    p.add_argument("--out", default="latticekit-flow", help="output folder (default: ./latticekit-flow)")
+    p.add_argument("--fresh", action="store_true", help="ignore a checkpoint in --out and start over")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--nprocs", type=int, default=1, help="data-parallel processes (torch.distributed, gloo on CPU)")
+
+
+def _do_train(args: argparse.Namespace) -> int:
+    _torch_only(args)
+    print(train_command(args.config, out=args.out, device=args.device, fresh=args.fresh, quiet=args.quiet,
+                        nprocs=args.nprocs))
+    return 0
+
+
+def _args_sample(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", help="output folder of `latticekit train` (or its checkpoint file)")
+    p.add_argument("--n", type=int, default=None, help="chain length (default: sample.n of the configuration)")
+    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--out-file", default=None, help="where to write the chain (HDF5 for gauge fields)")
+    p.add_argument("--compare", default=None,
+                   help="results.json of a `latticekit run` of the same theory: show its values beside the flow's")
+
+
+def _do_sample(args: argparse.Namespace) -> int:
+    _torch_only(args)
+    print(sample_command(args.dir, n=args.n, seed=args.seed, out_file=args.out_file, device=args.device,
+                         hmc=args.compare))
+    return 0
+
+
+#: sub-command -> (help, add its arguments, run it)
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "run": ("the run job: ensemble generation, measurements, comparison with exact results", _args_run, _do_run),
+    "measure": ("re-measure the ensemble stored by `latticekit run` in DIR", _args_measure, _do_measure),
+    "info": ("describe a gauge configuration file (NERSC, ILDG/LIME, openQCD, HDF5)", _args_info, _do_info),
+    "convert": ("convert a gauge configuration between formats", _args_convert, _do_convert),
+    "train": ("train a normalizing flow (torch) described by a TOML file; resumes after a kill", _args_train, _do_train),
+    "sample": ("flow MCMC (independence Metropolis) from a flow trained by `latticekit train`", _args_sample,
+               _do_sample),
+}
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="latticekit", description="Lattice field theory on NumPy, torch and CuPy.")
+    p.add_argument("--backend", default=None, help="numpy (default), torch, cupy or array_api_strict")
+    p.add_argument("--device", default=None, help="device of the backend, e.g. cpu, cuda, cuda:1")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, (text, add_args, _run) in COMMANDS.items():
+        add_args(sub.add_parser(name, help=text))
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``latticekit`` command; returns the exit status."""
+    args = _build_parser().parse_args(argv)
+    from latticekit.io import IOFormatError
+
+    try:
+        return COMMANDS[args.command][2](args)
+    except ConfigError as exc:
+        print(f"latticekit: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    except (IOFormatError, FileNotFoundError) as exc:
+        print(f"latticekit: {exc}", file=sys.stderr)
+        return 1
+    except FloatingPointError as exc:  # NonFiniteLossError: training stopped, the last checkpoint is kept
+        print(f"latticekit: training stopped: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"latticekit: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Flow-model families: ``model.coupling`` -> how to build a flow model for a theory.
+
+A family (:class:`FlowFamily`) is a builder function registered by name in :data:`FAMILIES`, with the
+settings dataclass of the ``[model]`` keys it reads, the lattice checks of its masks and its default
+depth. A theory lists the families that can sample it (``Theory.flow_families``; the first is the
+default of ``model.coupling``). :func:`build_flow` is a lookup, so a new seed system (multiscale,
+super-resolving, pseudofermion flows) adds a module with its family and one line in :data:`FAMILIES`.
+
+================  ==============================================================  =====================
+``coupling``      model                                                           theories
+================  ==============================================================  =====================
+``affine``        real-NVP checkerboard couplings (Albergo et al. 2019)           phi4
+``spline``        rational-quadratic spline checkerboard couplings                phi4
+``plaquette``     gauge-equivariant plaquette couplings: 2D stripe masks          wilson
+                  (Kanwar et al. 2020), Nd >= 3 checkerboard masks
+``checkerboard``  gauge-equivariant plaquette couplings, checkerboard masks, any   wilson
+                  Nd >= 2
+================  ==============================================================  =====================
+
+Examples
+--------
+>>> from latticekit.app.config import FlowConfig
+>>> model, action, lat = build_flow(FlowConfig.from_dict({"lattice": {"shape": [4, 4]}, "model": {"n_layers": 2}}))
+>>> type(action).__name__, len(model.flow), type(model.flow.layers[0]).__name__
+('WilsonGaugeAction', 2, 'U1PlaquetteCoupling')
+>>> cfg = FlowConfig.from_dict({"lattice": {"shape": [2, 2, 2, 2]}, "action": {"group": "SU2"},
+...                             "model": {"hidden": [2]}})
+>>> model, action, lat = build_flow(cfg)
+>>> len(model.flow), type(model.flow.layers[0]).__name__
+(24, 'SUPlaquetteCoupling')
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from latticekit.utils.schema import ConfigError
+
+__all__ = ["FAMILIES", "FlowFamily", "build_flow", "family", "family_names"]
+
+
+def _no_check(shape: Sequence[int], settings: Any) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class FlowFamily:
+    """One flow-model family.
+
+    Attributes
+    ----------
+    name : str
+        The ``model.coupling`` value.
+    settings : type
+        Dataclass of the ``[model]`` keys it reads (besides ``coupling``); ``n_layers`` None means
+        :attr:`default_layers`.
+    build : callable
+        ``build(theory, settings) -> Model`` (prior and flow). Called by :func:`build_flow` inside
+        :func:`torch.random.fork_rng` with torch's global generator seeded by ``train.seed``.
+    default_layers : callable
+        ``default_layers(shape) -> int``.
+    check : callable
+        ``check(shape, settings)``: lattice conditions of the masks; raises :class:`ConfigError`.
+    """
+
+    name: str
+    settings: type
+    build: Callable[[Any, Any], Any]
+    default_layers: Callable[[Sequence[int]], int]
+    check: Callable[[Sequence[int], Any], None] = _no_check
+
+
+#: ``model.coupling`` -> ``"module:attribute"`` (modules relative to this package)
+FAMILIES: dict[str, str] = {
+    "affine": "scalar_models:AFFINE",
+    "spline": "scalar_models:SPLINE",
+    "plaquette": "gauge_models:PLAQUETTE",
+    "checkerboard": "gauge_models:CHECKERBOARD",
+}
+
+
+def family_names() -> tuple[str, ...]:
+    """The registered family names."""
+    return tuple(FAMILIES)
+
+
+def family(name: str) -> FlowFamily:
+    """The family registered as ``name``."""
+    if name not in FAMILIES:
+        raise ConfigError(f"model.coupling: expected one of {family_names()}, got {name!r}")
+    module, _, attr = FAMILIES[name].partition(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+
+
+def build_flow(cfg: Any) -> tuple[Any, Any, Any]:
+    """The flow model, target action and lattice described by a :class:`~latticekit.app.config.FlowConfig`.
+
+    Parameters are initialised from torch's global generator seeded with ``train.seed`` inside
+    :func:`torch.random.fork_rng`, so the same configuration gives the same initial model without
+    touching the caller's random state.
+    """
+    import torch
+
+    theory = cfg.theory
+    fam = family(cfg.model.coupling)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.train.seed)
+        model = fam.build(theory, cfg.model.variant)
+        action = theory.make_action()
+    return model, action, theory.lattice

@@ -1,0 +1,142 @@
+"""Job-level checkpoint and resume bookkeeping of ``latticekit train``.
+
+The library keeps the checkpoint *files* (:mod:`latticekit.flows.checkpoint`: atomic, architecture
+hash, generator states) and the training loop (:class:`latticekit.flows.Trainer`). The job adds:
+
+* :func:`prepare_run_folder`: a rerun in the same folder resumes only the same run. The folder's
+  ``config.json`` (read with :meth:`~latticekit.app.config.JobConfig.from_stored`, so folders of
+  earlier versions, e.g. with ``model.rectangle_context``, still resume) must agree with the new
+  configuration in ``[lattice]``, ``[action]``, ``[model]`` and every ``[train]`` key except those in
+  :data:`RESUMABLE_CHANGES`; a different lattice or model raises
+  :class:`~latticekit.flows.CheckpointMismatchError`, other differences
+  :class:`~latticekit.utils.ConfigError`;
+* ``metrics.jsonl``: one complete, flushed JSON line per step (:class:`MetricsWriter`); on resumption
+  the lines after the checkpoint and a torn last line are dropped (:func:`truncate_metrics`);
+* :class:`JobTrainer`: a :class:`~latticekit.flows.Trainer` whose checkpoints also hold the job
+  configuration (``flow_config``), so a checkpoint file alone is enough for ``latticekit sample``.
+
+Examples
+--------
+>>> import os, tempfile
+>>> p = os.path.join(tempfile.mkdtemp(), "metrics.jsonl")
+>>> w = MetricsWriter(p); w.write({"step": 1}); w.write({"step": 2}); w.close()
+>>> truncate_metrics(p, 1); read_metrics(p)
+[{'step': 1}]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from latticekit.flows.checkpoint import CheckpointMismatchError, save_checkpoint
+from latticekit.flows.train import Trainer
+from latticekit.utils import atomic_write
+from latticekit.utils.schema import ConfigError
+
+from ..config import FlowConfig
+from ..folders import CHECKPOINT, CONFIG, METRICS, TRAIN_PLOT, TRAIN_SUMMARY, read_json
+
+__all__ = ["RESUMABLE_CHANGES", "JobTrainer", "MetricsWriter", "check_same_run", "prepare_run_folder",
+           "read_metrics", "truncate_metrics"]
+
+#: [train] keys that may change between a run and its resumption (they do not alter the trajectory)
+RESUMABLE_CHANGES = ("steps", "eval_every", "eval_batch_size", "checkpoint_every", "log_every")
+
+
+def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Complete lines of ``metrics.jsonl`` (a torn last line is ignored)."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    out = []
+    with p.open("rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                out.append(json.loads(raw))
+            except json.JSONDecodeError:
+                break
+    return out
+
+
+def truncate_metrics(path: str | os.PathLike[str], step: int) -> None:
+    """Keep the lines of steps <= ``step`` (atomic rewrite): they match the checkpoint."""
+    if not Path(path).exists():
+        return
+    keep = [m for m in read_metrics(path) if int(m.get("step", 0)) <= step]
+    atomic_write(path, b"".join((json.dumps(m) + "\n").encode() for m in keep))
+
+
+class MetricsWriter:
+    """Appends one complete, flushed JSON line per step."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.fh = Path(path).open("ab")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.fh.write((json.dumps(record) + "\n").encode())
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class JobTrainer(Trainer):
+    """A :class:`~latticekit.flows.Trainer` whose checkpoints also hold the job configuration."""
+
+    job_config: dict[str, Any] = {}
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> None:
+        path = path if path is not None else self.config.checkpoint_path
+        if not path:
+            raise ValueError("path: no checkpoint path given and config.checkpoint_path is not set")
+        save_checkpoint(path, model=self.model, step=self.step, optimizer=self.optimizer, scheduler=self.scheduler,
+                        rng=self.rng, config={"train_config": dataclasses.asdict(self.config),
+                                              "history": self.history, "action": repr(self.action),
+                                              "flow_config": self.job_config})
+        if os.fspath(path) == self.config.checkpoint_path:
+            self.last_checkpoint_step = self.step
+
+
+def check_same_run(stored: dict[str, Any], new: dict[str, Any], outdir: Path) -> None:
+    """Refuse to resume the run stored in ``outdir`` (configuration ``stored``) with ``new``."""
+    try:
+        old = FlowConfig.from_stored(stored).to_dict()
+    except ConfigError as exc:
+        raise ConfigError(f"{outdir / CONFIG} is not a configuration this version can resume ({exc}); "
+                          "use fresh=True (--fresh) or another output folder") from None
+    diffs = []
+    for sec in ("lattice", "action", "model"):
+        if old.get(sec) != new.get(sec):
+            diffs.append(f"[{sec}] {old.get(sec)} -> {new.get(sec)}")
+    for k in list(new["train"]) + [k for k in old["train"] if k not in new["train"]]:
+        was, now = old["train"].get(k), new["train"].get(k)
+        if k not in RESUMABLE_CHANGES and was != now:
+            diffs.append(f"train.{k} {was!r} -> {now!r}")
+    if any(d.startswith(("[lattice]", "[model]")) for d in diffs):
+        raise CheckpointMismatchError(
+            f"{outdir} holds a run of a different architecture or lattice ({'; '.join(diffs)}); its checkpoint "
+            "cannot be resumed with this configuration. Use fresh=True (--fresh) or another output folder.")
+    if diffs:
+        raise ConfigError(f"{outdir} holds a run with a different configuration ({'; '.join(diffs)}); resuming would "
+                          f"not continue the same run. Only train.{', train.'.join(RESUMABLE_CHANGES)} may change on "
+                          "resumption. Use fresh=True (--fresh) or another output folder.")
+
+
+def prepare_run_folder(outdir: Path, conf: dict[str, Any], fresh: bool) -> None:
+    """Create ``outdir``; with ``fresh`` remove a previous run, else check that it is the same run."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    ckpt, conf_path = outdir / CHECKPOINT, outdir / CONFIG
+    if fresh:
+        for f in (CHECKPOINT, METRICS, CONFIG, TRAIN_SUMMARY, TRAIN_PLOT):
+            (outdir / f).unlink(missing_ok=True)
+    elif ckpt.exists() and conf_path.exists():
+        check_same_run(read_json(conf_path, "the configuration of a `latticekit train` run"), conf, outdir)
+    elif ckpt.exists() and not conf_path.exists():
+        raise ConfigError(f"{ckpt} exists without {conf_path}: not a folder written by train_job; "
+                          "use fresh=True (--fresh) or another output folder")

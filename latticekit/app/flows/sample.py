@@ -1,0 +1,247 @@
+"""The sample job: ``latticekit sample DIR [--n N] [--compare RUN/results.json]``.
+
+:func:`sample_job` loads a checkpoint written by the train job (its configuration travels with it,
+:func:`load_trained`) and runs flow MCMC (independence Metropolis,
+:func:`~latticekit.flows.independence_metropolis`) measuring the theory's observables
+(:meth:`~latticekit.theories.Theory.summary_observables`, with the inputs of the derived ones). Gauge
+fields go to an HDF5 ensemble (:class:`latticekit.io.Ensemble`), scalar fields to an ``.npz``
+(:func:`latticekit.io.save_state`); ``sample.json`` holds acceptance, proposal ESS and every observable
+with its Gamma-method value, error and ``tau_int``, the exact value where the theory has one, and the
+reweighting estimate from the same proposals; ``sample.png`` shows the histogram of every observable on
+the chain with the flow-MCMC estimate and the reference (exact value, or the ``--compare`` run's value
+and error).
+
+Examples
+--------
+>>> import tempfile
+>>> from latticekit.app.flows.train import train_job
+>>> cfg = {"lattice": {"shape": [4, 4]}, "action": {"kind": "phi4", "kappa": 0.2, "lam": 0.1},
+...        "model": {"n_layers": 2, "hidden": [4]}, "train": {"steps": 3, "batch_size": 8}}
+>>> out = tempfile.mkdtemp()
+>>> _ = train_job(cfg, out=out, progress=False)
+>>> s = sample_job(out, n=64, seed=1)
+>>> sorted(s["observables"])[:2], 0 <= s["acceptance"] <= 1, s["plot"]
+(['abs_magnetization', 'action_density'], True, 'sample.png')
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from latticekit import backends
+from latticekit.analysis import gamma_method, reweight
+from latticekit.flows.checkpoint import load_checkpoint
+from latticekit.utils import atomic_path
+
+from ..analysis import gamma_entry, reweighted_derived
+from ..config import FlowConfig
+from ..devices import torch_device
+from ..folders import CHECKPOINT, SAMPLE_PLOT, SAMPLE_SUMMARY, write_json
+from .models import build_flow
+from .summary import load_reference
+
+__all__ = ["load_trained", "resolve_checkpoint", "sample_job"]
+
+
+def resolve_checkpoint(source: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """``(checkpoint file, run folder)`` of a train-job folder or checkpoint file."""
+    p = Path(source)
+    if p.is_dir():
+        ck = p / CHECKPOINT
+        if not ck.exists():
+            raise FileNotFoundError(f"{ck} does not exist: `latticekit sample` needs the folder of a "
+                                    "`latticekit train` run (or a checkpoint file)")
+        return ck, p
+    if p.is_file():
+        return p, p.parent
+    raise FileNotFoundError(f"out_or_checkpoint={str(p)!r}: no such folder or checkpoint file")
+
+
+def load_trained(out_or_checkpoint: str | os.PathLike[str], *, device: Any = None,
+                 dtype: torch.dtype = torch.float64) -> tuple[Any, Any, FlowConfig, dict[str, Any]]:
+    """Rebuild the model stored in a checkpoint (its configuration travels with it) and load it.
+
+    Returns ``(model, action, config, payload)``; the model is in eval mode with ``dtype``.
+    """
+    ck, _folder = resolve_checkpoint(out_or_checkpoint)
+    try:
+        head = torch.load(ck, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ValueError(f"{ck}: not a readable latticekit checkpoint ({type(exc).__name__}: {exc})") from None
+    conf = head.get("config", {}).get("flow_config") if isinstance(head, dict) else None
+    if not conf:
+        raise ValueError(f"{ck}: the checkpoint holds no flow-job configuration (it was not written by train_job)")
+    cfg = FlowConfig.from_stored(conf)
+    model, action, _lat = build_flow(cfg)
+    model = model.to(dtype=getattr(torch, cfg.train.dtype))
+    payload = load_checkpoint(ck, model=model)
+    model = model.to(dtype=dtype, device=device)
+    model.eval()
+    return model, action, cfg, payload
+
+
+def _plain(v: Any) -> Any:
+    import numbers
+
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real):
+        return float(v)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _write_ensemble(path: Path, cfg: FlowConfig, configs: torch.Tensor, idx: list[int], res: Any,
+                    meta: dict[str, Any]) -> None:
+    from latticekit.io import Ensemble
+
+    theory = cfg.theory
+    with atomic_path(path) as tmp:
+        ens = Ensemble.create(tmp, lattice=tuple(cfg.lattice.shape), group=theory.group, action=theory.kind,
+                              action_params=theory.ensemble_params(), sampler="flow_independence_metropolis",
+                              sampler_params={k: meta[k] for k in ("checkpoint", "checkpoint_step", "n", "store_every")},
+                              seeds=[meta["seed"]], metadata={"flow_config": meta["config"]}, overwrite=True)
+        try:
+            host = configs.detach().cpu().numpy()
+            for i in idx:
+                ens.append(host[i], observables={k: float(v[i]) for k, v in res.observables.items()},
+                           info={"step": i, "accepted": bool(res.accepted[i]), "log_w": float(res.log_w[i])})
+        finally:
+            ens.close()
+
+
+def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = None,
+               out_file: str | os.PathLike[str] | None = None, seed: int | None = None, batch: int | None = None,
+               backend: str = "torch", device: Any = None, store_every: int = 1, progress: bool = False,
+               reference: "Mapping[str, Any] | str | os.PathLike[str] | None" = None) -> dict[str, Any]:
+    """Flow MCMC (independence Metropolis) from a trained flow; writes the chain, a JSON summary and histograms.
+
+    Parameters
+    ----------
+    out_or_checkpoint : path
+        A ``train_job`` output folder or a checkpoint file written by it.
+    n : int, optional
+        Chain length (default ``sample.n`` of the configuration).
+    out_file : path, optional
+        Where to write the chain: gauge fields go to an HDF5 ensemble (default ``DIR/flow_ensemble.h5``),
+        phi^4 fields to an ``.npz`` (default ``DIR/flow_samples.npz``, :func:`latticekit.io.save_state`).
+        The JSON summary and the histograms go next to it (``DIR/sample.json`` and ``DIR/sample.png`` for
+        the defaults, else ``<out_file>.json`` and ``<out_file>.png``). All are written atomically
+        (temporary file, then rename); an existing file is replaced.
+    seed : int, optional
+        Seed of the proposals and accept/reject uniforms (default ``sample.seed``).
+    batch : int, optional
+        Proposals drawn per batch (default ``sample.batch``).
+    backend, device
+        ``backend`` must be ``"torch"``; ``device`` default CPU.
+    store_every : int
+        Store every this many chain elements.
+    progress : bool
+        Print a line when done.
+    reference : path or mapping, optional
+        A run of the same theory (``results.json`` path or content) drawn in the histograms instead of the
+        exact values; checked before any work (:func:`~latticekit.app.flows.summary.load_reference`).
+
+    Returns
+    -------
+    dict
+        ``acceptance`` (rate), ``acceptance_summary`` (rate and longest rejection run), ``proposal_ess``,
+        ``observables`` (Gamma-method value, error, tau_int; exact values where the theory has them;
+        ``reweighted``), ``n``, ``seed``, ``checkpoint_step``, paths, ``plot`` and wall time.
+    """
+    dev = torch_device(backend, device)
+    model, action, cfg, payload = load_trained(out_or_checkpoint, device=dev)
+    ck, folder = resolve_checkpoint(out_or_checkpoint)
+    ref, ref_kind = load_reference(cfg, reference)
+    n = cfg.sample.n if n is None else n
+    seed = cfg.sample.seed if seed is None else seed
+    batch = cfg.sample.batch if batch is None else batch
+    for name, v, lo in (("n", n, 2), ("seed", seed, 0), ("batch", batch, 1), ("store_every", store_every, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{name}={v!r}: expected an integer >= {lo}")
+    theory = cfg.theory
+    default_name = "flow_ensemble.h5" if theory.is_gauge else "flow_samples.npz"
+    data_path = Path(out_file) if out_file is not None else folder / default_name
+    summary_path = folder / SAMPLE_SUMMARY if out_file is None else Path(str(data_path) + ".json")
+    plot_path = folder / SAMPLE_PLOT if out_file is None else Path(str(data_path) + ".png")
+    wanted = theory.summary_observables()
+    der = {k: d for k, d in theory.derived().items() if k in wanted}
+    needed = set(wanted) | {i for d in der.values() for i in d.inputs}
+    primaries = [k for k in theory.observable_names() if k in needed]
+    from latticekit.flows.sampling import independence_metropolis
+
+    t0 = time.time()
+    rng = backends.rng(seed, backend="torch", device=dev)
+    res = independence_metropolis(model, action, n, rng, observables=theory.observables(primaries), batch_size=batch,
+                                  keep_configs=True)
+    exact = theory.exact()
+    observables = {k: gamma_entry(r, exact.get(k), always_exact=False) for k, r in res.analysis.items()}
+    for k, entry in observables.items():
+        # the same proposals, reweighted (<w O>_q / <w>_q; independent draws, so a plain jackknife)
+        rw = reweight(res.proposal_observables[k], res.proposal_log_w)
+        entry["reweighted"] = {"value": float(rw.value), "error": float(rw.error)}
+    for k, d in der.items():
+        stacked = np.stack([np.asarray(a, dtype=np.float64) for a in d.series(res.observables)])
+        observables[k] = gamma_entry(gamma_method(stacked, d.func), exact.get(k), always_exact=False)
+        value, error = reweighted_derived(d, res.proposal_observables, res.proposal_log_w)
+        observables[k]["reweighted"] = {"value": value, "error": error}
+    idx = list(range(0, n, store_every))
+    configs = res.configs
+    assert configs is not None
+    data_path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"checkpoint": str(ck), "checkpoint_step": int(payload["step"]), "seed": seed, "n": n,
+            "store_every": store_every, "sampler": "flow independence Metropolis", "config": cfg.to_dict()}
+    if theory.is_gauge:
+        _write_ensemble(data_path, cfg, configs, idx, res, meta)
+    else:
+        from latticekit.io import save_state
+
+        sel = torch.as_tensor(idx)
+        save_state(data_path, {"phi": configs[sel].detach().cpu().numpy(),
+                               "accepted": res.accepted[idx], "log_w": res.log_w[idx],
+                               **{f"obs_{k}": v[idx] for k, v in res.observables.items()}}, meta)
+    acc = res.acceptance
+    summary = {
+        "acceptance": float(acc.rate),
+        "acceptance_summary": {k: _plain(v) for k, v in vars(acc).items() if not k.startswith("_")},
+        "proposal_ess": float(res.proposal_ess), "observables": observables, "n": n, "seed": seed,
+        "stored": len(idx), "checkpoint": str(ck), "checkpoint_step": int(payload["step"]),
+        "theory": theory.describe(), "lattice": list(cfg.lattice.shape), "output": str(data_path),
+        "wall_s": round(time.time() - t0, 3),
+    }
+    summary["plot"] = _histograms(plot_path, theory, res.observables, der, observables, ref, ref_kind, exact)
+    write_json(summary_path, summary)
+    if progress:
+        print(f"flow MCMC: {n} steps, acceptance {acc.rate:.3f}, proposal ESS {res.proposal_ess:.3f}; "
+              f"wrote {data_path}", file=sys.stderr)
+    return summary
+
+
+def _histograms(path: Path, theory: Any, chain: Mapping[str, Any], der: Mapping[str, Any],
+                estimates: Mapping[str, Any], ref: Mapping[str, Any], ref_kind: str,
+                exact: Mapping[str, float]) -> str | None:
+    from ..plots import sample_plot
+
+    values: dict[str, Any] = {}
+    for name in theory.summary_observables():
+        if name in chain:
+            values[name] = chain[name]
+        elif name in der and der[name].per_config is not None:
+            values[name] = der[name].per_config(chain)
+    reference = {}
+    for name in values:
+        if name in ref:
+            reference[name] = {**ref[name], "kind": ref_kind}
+        elif name in exact:
+            reference[name] = {"value": exact[name], "error": 0.0, "kind": "exact"}
+    title = f"{theory.describe()} on {'x'.join(map(str, theory.lattice.shape))}: flow MCMC chain"
+    return sample_plot(path, values, estimates, reference, theory, title)

@@ -1,0 +1,184 @@
+"""What the flow jobs show: flow ESS and flow-MCMC observables next to exact values or a reference run.
+
+:func:`flow_summary` puts the training ESS, the flow-MCMC acceptance and every observable the theory
+lists (:meth:`~latticekit.theories.Theory.summary_observables`) beside its reference: a run of the same
+theory (a ``latticekit run`` ``results.json``, the result of
+:func:`~latticekit.app.flows.reference.reference_run`, or a plain mapping ``name -> {value, error}``),
+else the theory's exact value. A run of another lattice or other couplings is refused
+(:func:`load_reference`).
+
+Examples
+--------
+>>> s = {"theory": "t", "lattice": [4, 4], "flow": {"ess": 0.5, "acceptance": 0.6, "proposal_ess": 0.5,
+...      "mcmc_steps": 10, "train_steps": 5, "var_log_w": 0.1}, "rows": []}
+>>> format_flow_summary(s).splitlines()[0]
+'flow: t on 4x4, 5 training steps, ESS 0.5, var log w 0.1'
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from latticekit.utils.schema import ConfigError
+
+from ..config import FlowConfig, RunConfig
+from ..folders import CONFIG, SAMPLE_SUMMARY, TRAIN_SUMMARY, read_json
+
+__all__ = ["flow_summary", "format_flow_summary", "load_reference"]
+
+
+def load_reference(cfg: FlowConfig, ref: Any) -> tuple[dict[str, dict[str, float]], str]:
+    """Reference values ``name -> {value, error}`` and their kind (the run's sampler, e.g. ``"heatbath"``,
+    or ``"hmc"`` when not recorded) from a results.json path, a run job's result or a plain mapping.
+
+    A run whose configuration names another lattice or other ``[action]`` values than ``cfg`` is refused
+    (:class:`ConfigError`, listing what differs).
+    """
+    if ref is None:
+        return {}, "hmc"
+    where = "the reference run"
+    if isinstance(ref, (str, os.PathLike)):
+        where = os.fspath(ref)
+        ref = read_json(ref, "the results.json of a `latticekit run`")
+    if not isinstance(ref, Mapping):
+        raise TypeError(f"hmc={ref!r}: expected a results.json path or a mapping name -> {{value, error}}")
+    kind = "hmc"
+    run = ref.get("config")
+    if isinstance(run, Mapping):
+        _check_same_theory(cfg, run, where)
+        algo = run.get("sampler", {}).get("algorithm") if isinstance(run.get("sampler"), Mapping) else None
+        kind = algo if isinstance(algo, str) and algo else "hmc"
+    values = ref["observables"] if "observables" in ref else ref
+    if not isinstance(values, Mapping):
+        raise TypeError(f"hmc: expected a mapping name -> {{value, error}}, got {values!r}")
+    out = {}
+    for k, v in values.items():
+        if isinstance(v, Mapping) and "value" in v:
+            out[k] = {"value": float(v["value"]), "error": float(v.get("error", 0.0))}
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = {"value": float(v), "error": 0.0}
+    return out, kind
+
+
+def _check_same_theory(cfg: FlowConfig, run: Mapping[str, Any], where: str) -> None:
+    mine = cfg.to_dict()
+    problems = []
+    shape = run.get("lattice", {}).get("shape") if isinstance(run.get("lattice"), Mapping) else None
+    if list(shape or []) != list(mine["lattice"]["shape"]):
+        problems.append(f"lattice {shape} vs {mine['lattice']['shape']}")
+    else:
+        try:
+            theirs = RunConfig.from_stored({"lattice": run["lattice"], "action": run.get("action", {})}).to_dict()["action"]
+        except ConfigError as exc:
+            problems.append(f"its [action] is not valid here ({exc})")
+        else:
+            for k in sorted(set(theirs) | set(mine["action"])):
+                if theirs.get(k) != mine["action"].get(k):
+                    problems.append(f"action.{k} {theirs.get(k)!r} vs {mine['action'].get(k)!r}")
+    if problems:
+        raise ConfigError(f"{where} is a run of another theory than the flow ({'; '.join(problems)}); "
+                          "compare with a run of the same lattice and couplings")
+
+
+def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | None = None,
+                 hmc: "Mapping[str, Any] | str | os.PathLike[str] | None" = None) -> dict[str, Any]:
+    """Flow ESS and flow-MCMC observables next to exact or reference-run values.
+
+    Parameters
+    ----------
+    out : path
+        A ``train_job`` output folder (``train.json``; ``sample.json`` unless ``sample`` is given).
+    sample : mapping, optional
+        The result of :func:`~latticekit.app.flows.sample.sample_job` (default: read ``out/sample.json``).
+    hmc : mapping or path, optional
+        Reference values: the ``results.json`` of a ``latticekit run`` of the same theory (path or
+        content, e.g. :func:`~latticekit.app.flows.reference.reference_run`'s result), or a mapping
+        ``name -> {value, error}``. Exact values of the theory are used where no reference value is
+        given; gauge theories in ``Nd >= 3`` have none, and ``note`` says so.
+
+    Returns
+    -------
+    dict
+        ``theory``, ``lattice``, ``flow`` (training ESS and var log w, steps, flow-MCMC acceptance,
+        proposal ESS), ``rows`` (one per observable: flow value/error/tau_int, the reweighting estimate from
+        the same proposals and its jackknife error when the sample summary has it, reference value/error and
+        kind ``"exact"``, the run's sampler (``"hmc"``, ``"heatbath"``) or None, deviation in sigma),
+        ``note`` (for gauge theories without exact values or reference: how to get one; else None) and
+        ``text`` (a printable table, :func:`format_flow_summary`).
+    """
+    folder = Path(out)
+    if sample is None:
+        sp = folder / SAMPLE_SUMMARY
+        if not sp.exists():
+            raise FileNotFoundError(f"{sp} does not exist: run sample_job (`latticekit sample {folder}`) first")
+        sample = read_json(sp, "the summary of `latticekit sample`")
+    train = read_json(folder / TRAIN_SUMMARY, "a train summary") if (folder / TRAIN_SUMMARY).exists() else {}
+    conf = train.get("config") or (read_json(folder / CONFIG, "a flow configuration")
+                                   if (folder / CONFIG).exists() else None)
+    if conf is None:
+        raise FileNotFoundError(f"{folder}: neither {TRAIN_SUMMARY} nor {CONFIG} found (not a train_job folder)")
+    cfg = FlowConfig.from_stored(conf)
+    theory = cfg.theory
+    exact = theory.exact()
+    ref, ref_kind = load_reference(cfg, hmc)
+    rows = []
+    for name in theory.summary_observables():
+        f = sample["observables"].get(name)
+        if f is None:
+            continue
+        row: dict[str, Any] = {"observable": name, "flow": f["value"], "flow_error": f["error"],
+                               "tau_int": f["tau_int"], "reference": None, "reference_error": None,
+                               "reference_kind": None, "deviation_sigma": None}
+        if "reweighted" in f:
+            row.update(reweighted=f["reweighted"]["value"], reweighted_error=f["reweighted"]["error"])
+        if name in ref:
+            row.update(reference=ref[name]["value"], reference_error=ref[name]["error"], reference_kind=ref_kind)
+        elif name in exact:
+            row.update(reference=exact[name], reference_error=0.0, reference_kind="exact")
+        if row["reference"] is not None:
+            err = math.hypot(f["error"], row["reference_error"] or 0.0)
+            row["deviation_sigma"] = (f["value"] - row["reference"]) / err if err > 0 else None
+        rows.append(row)
+    note = None
+    if theory.is_gauge and not exact and any(r["reference"] is None for r in rows):
+        note = (f"no exact value: latticekit.exact has the {theory.group.name} Wilson theory in 2D only, this is "
+                f"{cfg.nd}D.\nFor a reference, run `latticekit run` on the same [lattice] and [action] (heatbath or "
+                "HMC) and pass `--compare RUN/results.json` to `latticekit sample`.")
+    summary = {
+        "theory": theory.describe(), "lattice": list(cfg.lattice.shape), "note": note,
+        "flow": {"train_steps": train.get("steps"), "train_wall_s": train.get("wall_s"), "ess": train.get("ess"),
+                 "var_log_w": train.get("var_log_w"), "mcmc_steps": sample.get("n"),
+                 "acceptance": sample.get("acceptance"), "proposal_ess": sample.get("proposal_ess")},
+        "rows": rows,
+    }
+    summary["text"] = format_flow_summary(summary)
+    return summary
+
+
+def format_flow_summary(summary: Mapping[str, Any]) -> str:
+    """A printable table of :func:`flow_summary`'s result."""
+    f = summary["flow"]
+
+    def fmt(v: Any, spec: str = ".4g") -> str:
+        return "-" if v is None else format(v, spec)
+
+    head = (f"flow: {summary['theory']} on {'x'.join(map(str, summary['lattice']))}, {fmt(f.get('train_steps'), 'd')} "
+            f"training steps, ESS {fmt(f.get('ess'))}, var log w {fmt(f.get('var_log_w'))}")
+    head2 = (f"flow MCMC: {fmt(f.get('mcmc_steps'), 'd')} steps, acceptance {fmt(f.get('acceptance'))}, "
+             f"proposal ESS {fmt(f.get('proposal_ess'))}")
+    rows = [("observable", "flow MCMC", "tau_int", "reweighted", "reference", "kind", "dev/sigma")]
+    note = summary.get("note")
+    for r in summary["rows"]:
+        ref = ("none (no exact value)" if note else "-") if r["reference"] is None else (
+            f"{r['reference']:.6g}" + (f" +- {r['reference_error']:.2g}" if r.get("reference_error") else ""))
+        rw = "-" if r.get("reweighted") is None else f"{r['reweighted']:.6g} +- {r['reweighted_error']:.2g}"
+        rows.append((r["observable"], f"{r['flow']:.6g} +- {r['flow_error']:.2g}", f"{r['tau_int']:.2f}", rw, ref,
+                     r["reference_kind"] or "-",
+                     "-" if r["deviation_sigma"] is None else f"{r['deviation_sigma']:+.2f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join([head, head2, *lines, *([note] if note else [])])

@@ -1,0 +1,192 @@
+"""The run job: generate an ensemble, measure with honest errors, compare with exact results.
+
+``latticekit run [CONFIG.toml] --out DIR`` calls :func:`run_job`. The job
+
+1. validates the configuration (:class:`~latticekit.app.config.RunConfig`) before any work and looks
+   the theory up (:mod:`latticekit.theories`): action, initial field, sampler, observables, exact values;
+2. thermalises and then samples ``sampler.chains`` independent chains with the theory's sampler
+   (``sampler.algorithm``: HMC, heatbath, or Nf = 2 HMC with pseudofermions for ``wilson_nf2``) on the
+   chosen backend, in segments of ``output.checkpoint_every`` measurements, measuring the observables
+   ``measure.observables`` selects (default: all the theory offers);
+3. after every segment writes its state atomically to ``DIR/state.npz`` and appends every
+   ``output.store_every``-th configuration of each chain to the HDF5 ensemble ``DIR/ensemble.h5``
+   (gauge theories) (:mod:`latticekit.app.run_state`); a killed job resumes from the last segment with
+   identical results, since segment ``k`` draws from its own seed derived from ``(seed, k)``;
+4. analyses every observable with the Gamma method (chains as replicas; tau_int-corrected errors),
+   compares with the theory's exact values, prints a table and writes ``DIR/results.json`` and plots
+   (history, histogram of Q, autocorrelation).
+
+Examples
+--------
+>>> import tempfile
+>>> from latticekit.app.config import RunConfig
+>>> cfg = RunConfig.from_dict({"lattice": {"shape": [4, 4]},
+...                            "sampler": {"chains": 2, "thermalization": 2, "measurements": 4}})
+>>> res = run_job(cfg, out=tempfile.mkdtemp(), seed=1, progress=False, echo=False)
+>>> sorted(res["observables"])
+['chi_t', 'plaquette', 'topological_charge']
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from latticekit import backends
+from latticekit.utils import Progress
+from latticekit.utils.schema import ConfigError
+
+from .analysis import analyse, format_table
+from .config import RunConfig, load_config
+from .devices import resolve_backend
+from .folders import ENSEMBLE, RESULTS, STATE, write_json
+from .run_state import RunState, open_ensemble, run_identity, store_configurations
+
+__all__ = ["run_job"]
+
+
+def _segment_seed(seed: int, phase: int, k: int) -> int:
+    # distinct integers per (seed, phase, segment); the generators hash them (numpy: SeedSequence)
+    return (seed * 1_000_003 + phase * 65_537 + k * 2 + 1) % (2**62)
+
+
+def _to_host_list(a: Any) -> list[float]:
+    return [float(v) for v in backends.to_numpy(a).reshape(-1)]
+
+
+def _restore_counters(sampler: Any, steps: int) -> None:
+    # reunitarisation schedules count trajectories/steps: continue the count across segments
+    for attr in ("trajectories", "steps"):
+        if hasattr(sampler, attr):
+            setattr(sampler, attr, steps)
+
+
+def run_job(config: "str | os.PathLike[str] | Mapping[str, Any] | RunConfig | None" = None, *,
+            out: str | os.PathLike[str] = "latticekit-run", seed: int = 1234, backend: str | None = None,
+            device: Any = None, fresh: bool = False, progress: bool = True, echo: bool = True) -> dict[str, Any]:
+    """Run (or resume) the run job; returns the content of ``results.json``.
+
+    Parameters
+    ----------
+    config : path, mapping, RunConfig or None
+        TOML file, a TOML-shaped mapping, a validated configuration, or None for the built-in default
+        (2D U(1), L=16, beta=2).
+    out : path
+        Output folder (created). Holds ``state.npz``, ``ensemble.h5``, ``results.json`` and plots.
+    seed : int
+        Random seed; segment ``k`` of the run uses a seed derived from ``(seed, k)``.
+    backend, device : optional
+        Array backend and device (default: ``LATTICEKIT_BACKEND`` / numpy).
+    fresh : bool
+        Start over even if ``out`` holds a saved state.
+    progress, echo : bool
+        Show progress bars / print the summary table.
+    """
+    cfg = load_config(None) if config is None else RunConfig.load(config)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
+    backend, device = resolve_backend(backend, device)
+    theory = cfg.theory
+    names, derived = theory.select(cfg.measure.observables)
+    outdir = Path(out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    state_path = outdir / STATE
+    ident = run_identity(cfg, seed, backend)
+
+    s = cfg.sampler
+    seg = cfg.output.checkpoint_every
+    st: RunState | None = None
+    if state_path.exists() and not fresh:
+        st = RunState.load(state_path, ident, names, backend, device)
+        if echo:
+            print(f"resuming {outdir}: phase {st.phase}, {st.done} done", file=sys.stderr)
+    elif fresh:
+        for f in (STATE, ENSEMBLE, RESULTS):
+            (outdir / f).unlink(missing_ok=True)
+    if st is None:
+        x0 = theory.initial_field(s.chains, backends.rng(_segment_seed(seed, 0, 0), backend=backend, device=device),
+                                  backend=backend, device=device)
+        st = RunState(x0, names)
+
+    def sampler_for(phase: int, k: int) -> Any:
+        smp = theory.sampler(s.algorithm, s.variant, rng=backends.rng(_segment_seed(seed, phase, k), backend=backend,
+                                                                      device=device))
+        _restore_counters(smp, st.steps)
+        return smp
+
+    ensemble = open_ensemble(theory, cfg, outdir / ENSEMBLE, seed) if theory.is_gauge else None
+    t0 = time.time()
+    try:
+        # thermalisation, in segments of `seg` steps
+        if st.phase == "therm":
+            bar = Progress(s.thermalization, st.done, "thermalising", progress)
+            while st.done < s.thermalization:
+                n = min(seg, s.thermalization - st.done)
+                sampler = sampler_for(1, st.done // seg)
+                for _ in range(n):
+                    st.x, _info = sampler.step(st.x)
+                    bar.update()
+                st.done += n
+                st.steps += n
+                st.save(state_path, ident)
+            bar.close()
+            st.phase, st.done = "measure", 0
+            st.save(state_path, ident)
+        # measurements: `every` steps between measurements, checkpoint every `seg` measurements
+        every = cfg.measure.every
+        bar = Progress(s.measurements, st.done, "measuring", progress)
+        store_every = cfg.output.store_every
+        while st.done < s.measurements:
+            n = min(seg, s.measurements - st.done)
+            sampler = sampler_for(2, st.done // seg)
+            stored = []
+            for k in range(n):
+                acc_k, dh_k, cg_k = [], [], []
+                for _ in range(every):
+                    st.x, info = sampler.step(st.x)
+                    st.steps += 1
+                    if info.accepted is not None:
+                        acc_k.append(_to_host_list(info.accepted))
+                    if info.dH is not None:
+                        dh_k.append(_to_host_list(info.dH))
+                    if "cg_iterations" in info.extras:
+                        cg_k.append(_to_host_list(info.extras["cg_iterations"]))
+                m = theory.measure(st.x, names)
+                for name in names:
+                    st.series[name].append(_to_host_list(m[name]))
+                if acc_k:
+                    st.accept.append([sum(col) / len(col) for col in zip(*acc_k)])
+                if dh_k:
+                    st.dH.append(dh_k[-1])
+                if cg_k:
+                    st.cg.append([sum(col) / len(col) for col in zip(*cg_k)])
+                if ensemble is not None and (st.done + k) % store_every == 0:
+                    stored.append((st.done + k, st.x, {nm: st.series[nm][-1] for nm in names}))
+                bar.update()
+            # store configurations before the state: a resumed job re-appends nothing it already stored
+            if ensemble is not None:
+                store_configurations(ensemble, stored, s.chains)
+            st.done += n
+            st.save(state_path, ident)
+        bar.close()
+        st.phase = "done"
+        st.save(state_path, ident)
+    finally:
+        if ensemble is not None:
+            ensemble.close()
+
+    results = analyse(theory, st.series, st.accept, st.dH, cfg, seed, backend, device, cg=st.cg, derived=derived)
+    results["runtime_s"] = round(time.time() - t0, 3)
+    write_json(outdir / RESULTS, results)
+    if cfg.output.plots:
+        from .plots import run_plots
+
+        results["plots"] = run_plots(outdir, theory, st.series, results)
+        write_json(outdir / RESULTS, results)
+    if echo:
+        print(format_table(results))
+        print(f"results written to {outdir / RESULTS}")
+    return results

@@ -1,0 +1,122 @@
+"""Job-level bookkeeping of ``latticekit run``: the resumable state and the HDF5 ensemble.
+
+``state.npz`` (:func:`latticekit.io.save_state`, atomic) holds the current fields, the time series
+measured so far and the progress (phase, segment, sampler steps), with the *identity* of the run: the
+configuration as the job read it, the seed, the backend and a format version. A rerun resumes only a
+state of the same identity; the stored configuration is read with
+:meth:`~latticekit.app.config.JobConfig.from_stored`, so a folder written by an earlier version (which
+stored keys that are no longer read) still resumes when the configuration is the same.
+
+``ensemble.h5`` (:class:`latticekit.io.Ensemble`, gauge theories) receives every
+``output.store_every``-th configuration of each chain; configurations are stored before the state, so a
+resumed job re-appends nothing it already stored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latticekit import backends
+from latticekit.utils.schema import ConfigError
+
+__all__ = ["STATE_VERSION", "RunState", "open_ensemble", "run_identity", "store_configurations"]
+
+STATE_VERSION = 1
+
+
+def run_identity(cfg: Any, seed: int, backend: str) -> dict[str, Any]:
+    """What a state must match to be resumed."""
+    return {"config": cfg.to_dict(), "seed": seed, "backend": backend, "version": STATE_VERSION}
+
+
+def _same_run(stored: Any, ident: dict[str, Any]) -> bool:
+    from .config import RunConfig
+
+    if not isinstance(stored, dict):
+        return False
+    if any(stored.get(k) != ident[k] for k in ("seed", "backend", "version")):
+        return False
+    try:
+        return RunConfig.from_stored(stored.get("config") or {}).to_dict() == json.loads(json.dumps(ident["config"]))
+    except ConfigError:
+        return False
+
+
+def _as_float_array(rows: list[list[float]]) -> Any:
+    """(n_measurements, chains) host array of a list of rows."""
+    return backends.from_numpy(rows, backend="numpy")
+
+
+@dataclass
+class RunState:
+    """Where a run stands: fields ``x`` (one per chain), phase (``therm``, ``measure``, ``done``), steps
+    done in the phase, sampler steps so far, and the measured series (per measurement, one value per chain)."""
+
+    x: Any
+    names: list[str]
+    phase: str = "therm"
+    done: int = 0
+    steps: int = 0
+    series: dict[str, list[list[float]]] = field(default_factory=dict)
+    accept: list[list[float]] = field(default_factory=list)
+    dH: list[list[float]] = field(default_factory=list)
+    cg: list[list[float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for n in self.names:
+            self.series.setdefault(n, [])
+
+    @classmethod
+    def load(cls, path: Path, ident: dict[str, Any], names: list[str], backend: str, device: Any) -> "RunState":
+        """Read ``path``; :class:`ConfigError` if it belongs to another run."""
+        from latticekit.io import load_state
+
+        arrays, meta = load_state(path)
+        if not _same_run(meta.get("ident"), ident):
+            raise ConfigError(f"{path} belongs to a run with a different configuration, seed or backend; "
+                              "use --fresh or another --out")
+        x = backends.from_numpy(arrays["field"], backend=backend, device=device, copy=True)
+        st = cls(x, names, meta["phase"], meta["done"], meta["steps"])
+        for n in names:
+            st.series[n] = arrays[f"obs_{n}"].tolist() if f"obs_{n}" in arrays else []
+        st.accept = arrays["accept"].tolist() if "accept" in arrays else []
+        st.dH = arrays["dH"].tolist() if "dH" in arrays else []
+        st.cg = arrays["cg"].tolist() if "cg" in arrays else []
+        return st
+
+    def save(self, path: Path, ident: dict[str, Any]) -> None:
+        """Write the state atomically."""
+        from latticekit.io import save_state
+
+        arrays = {"field": self.x, "accept": _as_float_array(self.accept), "dH": _as_float_array(self.dH)}
+        if self.cg:
+            arrays["cg"] = _as_float_array(self.cg)
+        for n in self.names:
+            arrays[f"obs_{n}"] = _as_float_array(self.series[n])
+        save_state(path, arrays, {"ident": ident, "phase": self.phase, "done": self.done, "steps": self.steps})
+
+
+def open_ensemble(theory: Any, cfg: Any, path: Path, seed: int) -> Any:
+    """The run's HDF5 ensemble (appended to if it exists)."""
+    from latticekit.io import Ensemble
+
+    if path.exists():
+        return Ensemble.open(path, mode="a")
+    return Ensemble.create(path, lattice=theory.lattice, group=theory.group, action=theory.kind,
+                           action_params=theory.ensemble_params(), sampler=cfg.sampler.algorithm,
+                           sampler_params=cfg.sampler.to_dict(), seeds=[seed])
+
+
+def store_configurations(ensemble: Any, stored: list[tuple[int, Any, dict[str, list[float]]]], chains: int) -> None:
+    """Append ``(measurement, fields, observables)`` of every chain not stored yet."""
+    already = {(ensemble.info(i).get("measurement"), ensemble.info(i).get("chain")) for i in range(len(ensemble))} \
+        if stored else set()
+    for k, x, obsvals in stored:
+        for c in range(chains):
+            if (k, c) in already:
+                continue
+            ensemble.append(x[c, ...], observables={n: v[c] for n, v in obsvals.items()},
+                            info={"measurement": k, "chain": c})

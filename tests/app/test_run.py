@@ -1,0 +1,190 @@
+"""The run job: runs on every backend, agrees with exact results, resumes after a kill; the measure job."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from latticekit.app.config import RunConfig
+from latticekit.app.measure import measure_job
+from latticekit.app.run import run_job
+from latticekit.theories.wilson import WilsonTheory
+
+
+def _tiny(**sampler) -> RunConfig:
+    s = {"chains": 2, "thermalization": 3, "measurements": 6, "step_size": 0.2, "n_steps": 5}
+    s.update(sampler)
+    return RunConfig.from_dict({"lattice": {"shape": [4, 4]}, "action": {"beta": 1.0}, "sampler": s,
+                                "output": {"checkpoint_every": 2, "store_every": 2, "plots": False}})
+
+
+def test_job_runs_on_every_backend(bk, tmp_path) -> None:
+    res = run_job(_tiny(), out=tmp_path, seed=3, backend=bk.name, device=bk.device, progress=False, echo=False)
+    assert res["backend"] == bk.name
+    assert set(res["observables"]) == {"plaquette", "topological_charge", "chi_t"}
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["observables"]["plaquette"]["value"] == res["observables"]["plaquette"]["value"]
+    for name in ("value", "error", "tau_int", "exact"):
+        assert name in on_disk["observables"]["plaquette"]
+    assert res["observables"]["plaquette"]["exact"] is not None
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_after_kill_is_identical(tmp_path, monkeypatch) -> None:
+    cfg = _tiny(measurements=8)
+    ref = run_job(cfg, out=tmp_path / "ref", seed=5, progress=False, echo=False)
+
+    calls = {"n": 0}
+    orig = WilsonTheory.measure
+
+    def dying(self, x, names=None):
+        calls["n"] += 1
+        if calls["n"] == 5:  # dies in the third checkpoint segment
+            raise _Killed()
+        return orig(self, x, names)
+
+    monkeypatch.setattr(WilsonTheory, "measure", dying)
+    with pytest.raises(_Killed):
+        run_job(cfg, out=tmp_path / "cut", seed=5, progress=False, echo=False)
+    monkeypatch.setattr(WilsonTheory, "measure", orig)
+    res = run_job(cfg, out=tmp_path / "cut", seed=5, progress=False, echo=False)
+    for name, e in ref["observables"].items():
+        assert res["observables"][name]["value"] == e["value"], name
+        assert res["observables"][name]["error"] == e["error"], name
+    # the ensemble holds every stored configuration exactly once
+    from latticekit.io import Ensemble
+
+    with Ensemble.open(tmp_path / "cut" / "ensemble.h5") as a, Ensemble.open(tmp_path / "ref" / "ensemble.h5") as b:
+        assert len(a) == len(b) == 2 * 4
+        keys = sorted((a.info(i)["measurement"], a.info(i)["chain"]) for i in range(len(a)))
+        assert keys == sorted((b.info(i)["measurement"], b.info(i)["chain"]) for i in range(len(b)))
+
+
+def test_state_of_another_run_is_refused(tmp_path) -> None:
+    from latticekit.utils import ConfigError
+
+    run_job(_tiny(), out=tmp_path, seed=1, progress=False, echo=False)
+    with pytest.raises(ConfigError, match="different configuration"):
+        run_job(_tiny(), out=tmp_path, seed=2, progress=False, echo=False)
+    run_job(_tiny(), out=tmp_path, seed=2, fresh=True, progress=False, echo=False)
+
+
+def test_2d_u1_hmc_and_heatbath_agree_with_exact(tmp_path) -> None:
+    # Validation at fast settings: 8x8, beta = 2, 8 chains. The Gamma-method errors include tau_int;
+    # |deviation| < 3 sigma fails for a sign or factor error in action, force or observable (a factor 2 in
+    # beta moves the plaquette by ~0.15, i.e. > 50 sigma).
+    # (each algorithm reads its own [sampler] keys: step_size and n_steps are HMC keys)
+    for algo, keys in (("hmc", {"step_size": 0.15, "n_steps": 8}), ("heatbath", {})):
+        cfg = RunConfig.from_dict({
+            "lattice": {"shape": [8, 8]}, "action": {"beta": 2.0},
+            "sampler": {"algorithm": algo, "chains": 8, "thermalization": 30, "measurements": 150, **keys},
+            "output": {"plots": False, "checkpoint_every": 200, "store_every": 50}})
+        res = run_job(cfg, out=tmp_path / algo, seed=11, progress=False, echo=False)
+        for name in ("plaquette", "chi_t"):
+            e = res["observables"][name]
+            assert abs(e["value"] - e["exact"]) < 3 * e["error"], (algo, name, e)
+
+
+def test_phi4_free_susceptibility_matches_exact(tmp_path) -> None:
+    # free field (lam = 0): chi = V <M^2> = sum_x G(x) exactly; 3 sigma with tau_int-corrected errors
+    cfg = RunConfig.from_dict({
+        "lattice": {"shape": [6, 6]}, "action": {"kind": "phi4", "kappa": 0.2, "lam": 0.0},
+        "sampler": {"chains": 8, "thermalization": 30, "measurements": 200, "step_size": 0.2, "n_steps": 6},
+        "output": {"plots": False, "checkpoint_every": 500}})
+    res = run_job(cfg, out=tmp_path, seed=2, progress=False, echo=False)
+    e = res["observables"]["susceptibility"]
+    assert abs(e["value"] - e["exact"]) < 3 * e["error"], e
+
+
+def test_measure_reproduces_stored_observables(tmp_path) -> None:
+    run_job(_tiny(measurements=8), out=tmp_path, seed=4, progress=False, echo=False)
+    rem = measure_job(tmp_path, echo=False)
+    from latticekit.io import Ensemble
+
+    with Ensemble.open(tmp_path / "ensemble.h5") as ens:
+        stored = ens.observable("plaquette")
+    assert rem["observables"]["plaquette"]["n"] == len(stored)
+    assert abs(rem["observables"]["plaquette"]["value"] - float(stored.mean())) < 1e-12
+
+
+# -- action.kind = "wilson_nf2" (moved from tests/mc/test_nf2.py) ---------------------------------------
+def _nf2_config(n_inner=0, **action):
+    a = {"kind": "wilson_nf2", "group": "U1", "beta": 2.0, "kappa": 0.25, "even_odd": True}
+    a.update(action)
+    return RunConfig.from_dict({
+        "lattice": {"shape": [4, 4]}, "action": a,
+        "sampler": {"chains": 2, "thermalization": 1, "measurements": 4, "step_size": 0.25, "n_steps": 2,
+                    "n_inner": n_inner},
+        "output": {"checkpoint_every": 2, "store_every": 2, "plots": False}})
+
+
+def test_job_wilson_nf2_runs_and_resumes(bk, tmp_path):
+    from latticekit.io import Ensemble
+
+    cfg = _nf2_config()
+    res = run_job(cfg, out=tmp_path, seed=3, backend=bk.name, device=bk.device, progress=False, echo=False)
+    names = {"plaquette", "topological_charge", "chi_t", "C_pi_t0", "C_pi_t1", "C_pi_t2"}
+    assert set(res["observables"]) == names
+    assert res["observables"]["plaquette"]["exact"] is None  # no exact values with dynamical fermions
+    assert all(res["observables"][f"C_pi_t{t}"]["value"] > 0 for t in range(3))
+    assert res["sampler"]["cg_iterations"]["value"] > 0
+    with Ensemble.open(tmp_path / "ensemble.h5") as ens:
+        assert ens.action == "wilson_nf2" and ens.action_params["kappa"] == 0.25 and len(ens) == 2 * 2
+    # a finished run read back from its state gives the same numbers
+    again = run_job(cfg, out=tmp_path, seed=3, backend=bk.name, device=bk.device, progress=False, echo=False)
+    assert again["observables"]["plaquette"]["value"] == res["observables"]["plaquette"]["value"]
+
+
+def test_state_of_the_previous_version_resumes(tmp_path) -> None:
+    """state.npz of the previous version records every key of every section (here the HMC keys of a
+    heatbath run, which it never read); the same run resumes from it."""
+    from latticekit.io import load_state, save_state
+
+    cfg = RunConfig.from_dict({"lattice": {"shape": [4, 4]}, "action": {"group": "SU2", "beta": 1.5},
+                               "sampler": {"algorithm": "heatbath", "chains": 2, "thermalization": 2,
+                                           "measurements": 4},
+                               "output": {"checkpoint_every": 2, "plots": False}})
+    ref = run_job(cfg, out=tmp_path, seed=3, progress=False, echo=False)
+    arrays, meta = load_state(tmp_path / "state.npz")
+    old = meta["ident"]["config"]
+    old["sampler"].update(step_size=0.1, n_steps=10, integrator="omelyan", n_inner=0)
+    old["action"].update(kappa=0.25, lam=0.5, even_odd=False, hasenbusch_mus=[], cg_tol=1e-10, cg_tol_md=1e-8,
+                         cg_maxiter=2000)
+    save_state(tmp_path / "state.npz", arrays, meta)
+    again = run_job(cfg, out=tmp_path, seed=3, progress=False, echo=False)
+    assert again["observables"]["plaquette"]["value"] == ref["observables"]["plaquette"]["value"]
+    old["action"]["beta"] = 2.5                       # another configuration is refused
+    save_state(tmp_path / "state.npz", arrays, meta)
+    from latticekit.utils import ConfigError
+
+    with pytest.raises(ConfigError, match="different configuration"):
+        run_job(cfg, out=tmp_path, seed=3, progress=False, echo=False)
+
+
+def test_measure_observables_select_what_is_measured(tmp_path) -> None:
+    from latticekit.io import load_state
+
+    cfg = RunConfig.from_dict({"lattice": {"shape": [4, 4]}, "action": {"beta": 1.0},
+                               "sampler": {"chains": 2, "thermalization": 1, "measurements": 3},
+                               "measure": {"observables": ["chi_t"], "wilson_loops": [[1, 1]]},
+                               "output": {"plots": False, "store_every": 1}})
+    res = run_job(cfg, out=tmp_path, seed=1, progress=False, echo=False)
+    # chi_t brings its input Q along; the plaquette and the configured loop are not measured
+    assert list(res["observables"]) == ["topological_charge", "chi_t"]
+    arrays, _meta = load_state(tmp_path / "state.npz")
+    assert sorted(k for k in arrays if k.startswith("obs_")) == ["obs_topological_charge"]
+    rem = measure_job(tmp_path, echo=False)
+    assert sorted(rem["observables"]) == ["chi_t", "topological_charge"]
+    assert rem["observables"]["chi_t"]["value"] == pytest.approx(
+        sum(q * q for q in _stored_q(tmp_path)) / len(_stored_q(tmp_path)) / 16, rel=1e-12)
+
+
+def _stored_q(folder) -> list[float]:
+    from latticekit.io import Ensemble
+
+    with Ensemble.open(folder / "ensemble.h5") as ens:
+        return [float(q) for q in ens.observable("topological_charge")]

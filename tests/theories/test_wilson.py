@@ -1,0 +1,94 @@
+"""Wilson gauge theory through the registry: observables equal the library's functions on every backend,
+exact values equal latticekit.exact called directly, checks refuse what cannot run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import latticekit as lk
+from latticekit import exact, observables as obs
+from latticekit.gauge import random_gauge_field
+from latticekit.mc import HMC, Heatbath
+from latticekit.theories import make_theory
+from latticekit.utils import ConfigError
+
+
+def test_observables_are_the_library_functions(bk) -> None:
+    lat = lk.Lattice((4, 4))
+    th = make_theory("wilson", lat, {"group": "U1", "beta": 1.3}, {"wilson_loops": [[2, 1], [4, 4]]})
+    assert th.observable_names() == ["plaquette", "topological_charge", "wilson_loop_2x1", "wilson_loop_4x4"]
+    U = random_gauge_field(lk.U1, lat, bk.rng(0), (3,))
+    m = th.measure(U)
+    for v in m.values():  # arrays of the field's backend
+        assert lk.backends.array_namespace(v) is lk.backends.array_namespace(U)
+    np.testing.assert_allclose(bk.to_numpy(m["plaquette"]), bk.to_numpy(obs.average_plaquette(U, lk.U1, lat)), rtol=1e-14)
+    np.testing.assert_allclose(bk.to_numpy(m["topological_charge"]), bk.to_numpy(obs.topological_charge_u1_2d(U, lat)),
+                               rtol=1e-14)
+    np.testing.assert_allclose(bk.to_numpy(m["wilson_loop_2x1"]), bk.to_numpy(obs.wilson_loop(U, lk.U1, lat, 1, 2)),
+                               rtol=1e-14)
+    # chi_t = <Q^2>/V from the means of Q^2
+    d = th.derived()["chi_t"]
+    Q = bk.to_numpy(m["topological_charge"])
+    assert d.func(np.mean(np.stack(d.series({"topological_charge": Q})), axis=-1)) == pytest.approx(np.mean(Q ** 2) / 16)
+
+
+def test_observables_in_3d_and_su3(bk) -> None:
+    lat = lk.Lattice((2, 4, 2))
+    G = lk.SU(3)
+    th = make_theory("wilson", lat, {"group": "SU3", "beta": 5.0})
+    assert th.observable_names() == ["plaquette", "polyakov_loop_abs"] and th.derived() == {} and th.exact() == {}
+    U = random_gauge_field(G, lat, bk.rng(1), (2,))
+    m = th.measure(U)
+    np.testing.assert_allclose(bk.to_numpy(m["plaquette"]), bk.to_numpy(obs.average_plaquette(U, G, lat)), rtol=1e-13)
+    np.testing.assert_allclose(bk.to_numpy(m["polyakov_loop_abs"]),
+                               np.abs(bk.to_numpy(obs.average_polyakov_loop(U, G, lat))), rtol=1e-13)
+    assert th.summary_observables() == ["plaquette"]
+
+
+def test_observables_on_torch_flow_batches() -> None:
+    torch = pytest.importorskip("torch")
+    lat = lk.Lattice((4, 4))
+    th = make_theory("wilson", lat, {"group": "U1", "beta": 1.0})
+    U = torch.as_tensor(np.asarray(random_gauge_field(lk.U1, lat, lk.backends.rng(2), (5,))))
+    f = th.observables(["plaquette", "topological_charge"])
+    assert isinstance(f["plaquette"](U), torch.Tensor) and f["topological_charge"](U).shape == (5,)
+
+
+def test_exact_values_through_the_registry_are_latticekit_exact() -> None:
+    shape = (6, 4)
+    th = make_theory("wilson", shape, {"group": "U1", "beta": 1.7}, {"wilson_loops": [[2, 2], [6, 4]]})
+    e = th.exact()
+    assert e["plaquette"] == exact.u1_2d_plaquette(1.7, shape)
+    assert e["chi_t"] == exact.u1_2d_topological_susceptibility(1.7, shape)
+    assert e["topological_charge"] == 0.0
+    assert e["wilson_loop_2x2"] == exact.u1_2d_wilson_loop(1.7, 2, 2, shape)
+    assert e["wilson_loop_6x4"] == exact.u1_2d_wilson_loop(1.7, 6, 4, shape)   # U(1): also the whole torus
+    q, p = th.exact_distribution("topological_charge", 3)
+    q0, p0 = exact.u1_2d_charge_distribution(1.7, shape, q_max=3)
+    np.testing.assert_array_equal(q, q0)
+    np.testing.assert_array_equal(p, p0)
+    su = make_theory("wilson", shape, {"group": "SU3", "beta": 4.0}, {"wilson_loops": [[1, 2], [6, 1]]})
+    e = su.exact()
+    assert e["plaquette"] == exact.sun_2d_plaquette(4.0, 3, shape)
+    assert e["wilson_loop_1x2"] == exact.sun_2d_wilson_loop(4.0, 3, 1, 2, shape)
+    assert "wilson_loop_6x1" not in e          # not contractible: the torus formula does not apply
+    assert su.exact_distribution("topological_charge", 3) is None
+
+
+def test_samplers_and_checks() -> None:
+    th = make_theory("wilson", (4, 4), {"group": "SU2", "beta": 2.0})
+    cls = type(th)
+    hb = th.sampler("heatbath", cls.samplers["heatbath"](overrelaxation=3), rng=lk.backends.rng(0))
+    assert isinstance(hb, Heatbath) and hb.n_overrelax == 3
+    hmc = th.sampler("hmc", cls.samplers["hmc"](step_size=0.05, n_steps=7), rng=lk.backends.rng(0))
+    assert isinstance(hmc, HMC) and (hmc.step_size, hmc.n_steps) == (0.05, 7)
+    assert th.describe() == "SU(2) Wilson (beta=2.0)" and th.ensemble_params() == {"beta": 2.0}
+    with pytest.raises(ConfigError, match=r"lattice\.shape: a gauge theory needs at least 2 dimensions"):
+        make_theory("wilson", (4,))
+    with pytest.raises(ConfigError, match=r"lattice\.shape: the checkerboard heatbath needs even extents"):
+        cls.check_sampler("heatbath", cls.samplers["heatbath"](), (5, 4))
+    with pytest.raises(ConfigError, match="larger than the lattice"):
+        make_theory("wilson", (4, 4), {}, {"wilson_loops": [[2, 5]]})
+    with pytest.raises(ConfigError, match="SU<N>"):
+        make_theory("wilson", (4, 4), {"group": "U2"})

@@ -1,0 +1,98 @@
+"""The Wilson + Nf = 2 theory: its pion correlator is the library's, every [action]/[sampler] key reaches
+the sampler, bad values are refused naming the key (moved from tests/mc/test_nf2.py)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+
+import latticekit as lk
+from latticekit.actions import WilsonDirac
+from latticekit.app.config import RunConfig
+from latticekit.gauge import random_gauge_field
+from latticekit.mc import Nf2HMC
+from latticekit.utils import ConfigError
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
+
+
+def _nf2_config(n_inner=0, **action):
+    a = {"kind": "wilson_nf2", "group": "U1", "beta": 2.0, "kappa": 0.25, "even_odd": True}
+    a.update(action)
+    return RunConfig.from_dict({
+        "lattice": {"shape": [4, 4]}, "action": a,
+        "sampler": {"chains": 2, "thermalization": 1, "measurements": 4, "step_size": 0.25, "n_steps": 2,
+                    "n_inner": n_inner},
+        "output": {"checkpoint_every": 2, "store_every": 2, "plots": False}})
+
+
+def test_job_wilson_nf2_pion_correlator_is_the_observable():
+    """The theory's C_pi_t equal latticekit.observables.pion_correlator on the same configurations."""
+    from latticekit.observables import pion_correlator
+
+    cfg = _nf2_config(even_odd=False, hasenbusch_mus=[])
+    th = cfg.theory
+    lat = lk.Lattice((4, 4))
+    U = random_gauge_field(lk.U1, lat, lk.backends.rng(1), (2,))
+    m = th.measure(U)
+    C = np.asarray(pion_correlator(WilsonDirac(U, lk.U1, lat, kappa=0.25)))
+    for t in range(3):
+        np.testing.assert_allclose(m[f"C_pi_t{t}"], C[:, t], rtol=1e-12)
+    # the per-name functions give the same values (one CG solve per call)
+    np.testing.assert_allclose(th.observables(["C_pi_t1"])["C_pi_t1"](U), C[:, 1], rtol=1e-12)
+    hmc = th.sampler("hmc", cfg.sampler.variant, rng=lk.backends.rng(0))
+    assert isinstance(hmc, Nf2HMC) and hmc.multiscale is None and len(hmc.target.monomials) == 1
+    # every option reaches the sampler
+    cfg = _nf2_config(n_inner=3, hasenbusch_mus=[0.1, 0.4], cg_tol=1e-11, cg_tol_md=1e-7, cg_maxiter=500)
+    hmc = cfg.theory.sampler(cfg.sampler.algorithm, cfg.sampler.variant, rng=lk.backends.rng(0))
+    t = hmc.target
+    assert hmc.multiscale.n_inner == 3 and t.even_odd and [m.mu_hi for m in t.monomials] == [0.1, 0.4, None]
+    assert (t.tol, t.md_tol, t.maxiter, hmc.step_size, hmc.n_steps) == (1e-11, 1e-7, 500, 0.25, 2)
+
+
+@pytest.mark.parametrize("action, key", [
+    ({"kappa": 0.0}, "action.kappa"),
+    ({"kappa": 1e300}, "action.kappa"),
+    ({"even_odd": "yes"}, "action.even_odd"),
+    ({"hasenbusch_mus": [0.5, 0.1]}, "action.hasenbusch_mus"),
+    ({"hasenbusch_mus": [-0.1]}, "action.hasenbusch_mus"),
+    ({"hasenbusch_mus": [0.1, "x"]}, "action.hasenbusch_mus"),
+    ({"cg_tol": 0.0}, "action.cg_tol"),
+    ({"cg_tol": float("nan")}, "action.cg_tol"),
+    ({"cg_maxiter": 0}, "action.cg_maxiter"),
+    ({"lam": 0.5}, "action.lam"),                      # a phi^4 key
+])
+def test_config_wilson_nf2_bad_values_name_the_key(action, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        _nf2_config(**action)
+
+
+def test_config_wilson_nf2_consistency():
+    with pytest.raises(ConfigError, match=r"lattice\.shape"):  # even/odd on odd extents
+        RunConfig.from_dict({"lattice": {"shape": [4, 5]}, "action": {"kind": "wilson_nf2", "even_odd": True}})
+    with pytest.raises(ConfigError, match=r"lattice\.shape"):  # Wilson fermions: 2D or 4D
+        RunConfig.from_dict({"lattice": {"shape": [4, 4, 4]}, "action": {"kind": "wilson_nf2"}})
+    with pytest.raises(ConfigError, match=r"lattice\.shape"):  # antiperiodic time needs L_0 >= 2
+        RunConfig.from_dict({"lattice": {"shape": [1, 4]}, "action": {"kind": "wilson_nf2"}})
+    with pytest.raises(ConfigError, match=r"sampler\.algorithm"):
+        RunConfig.from_dict({"action": {"kind": "wilson_nf2"}, "sampler": {"algorithm": "heatbath"}})
+    with pytest.raises(ConfigError, match=r"sampler\.n_inner"):
+        RunConfig.from_dict({"action": {"kind": "wilson"}, "sampler": {"n_inner": 2}})
+    with pytest.raises(ConfigError, match=r"sampler\.overrelaxation"):  # a heatbath key, no heatbath here
+        RunConfig.from_dict({"action": {"kind": "wilson_nf2"}, "sampler": {"overrelaxation": 1}})
+    cfg = RunConfig.from_file(EXAMPLES / "schwinger_nf2.toml")
+    assert cfg.action.kind == "wilson_nf2" and cfg.action.hasenbusch_mus == [0.2]
+    assert cfg.sampler.n_inner == 2
+
+
+def test_no_exact_values_but_parity():
+    th = _nf2_config().theory
+    assert th.exact() == {"topological_charge": 0.0}
+    assert th.exact_distribution("topological_charge", 3) is None
+    assert th.flow_families == () and th.reference_sampler == "hmc"
+    with pytest.raises(ConfigError, match="model.coupling"):
+        from latticekit.app.config import FlowConfig
+
+        FlowConfig.from_dict({"lattice": {"shape": [4, 4]}, "action": {"kind": "wilson_nf2"}})
