@@ -23,6 +23,7 @@ import os
 import sys
 from typing import Any, Callable, Mapping, Sequence
 
+from latticekit import backends
 from latticekit.utils.schema import ConfigError
 
 __all__ = ["COMMANDS", "main", "sample_command", "train_command"]
@@ -171,6 +172,9 @@ def _do_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+#: sub-commands that compute (and so set the thread counts first)
+_JOBS = ("run", "measure", "train", "sample")
+
 #: sub-command -> (help, add its arguments, run it)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "run": ("the run job: ensemble generation, measurements, comparison with exact results", _args_run, _do_run),
@@ -187,6 +191,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="latticekit", description="Lattice field theory on NumPy, torch and CuPy.")
     p.add_argument("--backend", default=None, help="numpy (default), torch, cupy or array_api_strict")
     p.add_argument("--device", default=None, help="device of the backend, e.g. cpu, cuda, cuda:1")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads of numba, torch and BLAS (default: OMP_NUM_THREADS, else the CPUs this process "
+                        "may run on); set before the job starts")
     sub = p.add_subparsers(dest="command", required=True)
     for name, (text, add_args, _run) in COMMANDS.items():
         add_args(sub.add_parser(name, help=text))
@@ -199,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from latticekit.io import IOFormatError
 
     try:
+        if args.command in _JOBS:
+            # deliberate thread counts: more threads than free cores slowed shared-machine runs 10-20x
+            backends.configure_threads(args.threads)
         return COMMANDS[args.command][2](args)
     except ConfigError as exc:
         print(f"latticekit: invalid configuration: {exc}", file=sys.stderr)

@@ -39,6 +39,10 @@ def process_group_backend(device: Any) -> str:
 
 def _worker(rank: int, world_size: int, port: int, config: dict[str, Any], out: str, device: Any, fresh: bool,
             progress: bool, result_path: str) -> None:
+    # the parent's thread count shared among the ranks, so that the processes do not oversubscribe the cores
+    from latticekit.backends import configure_threads, default_thread_count
+
+    configure_threads(max(default_thread_count()[0] // world_size, 1))
     dev = device
     if device is not None and torch.device(device).type == "cuda":
         dev = torch.device("cuda", rank)
@@ -61,8 +65,8 @@ def train_distributed(config: "str | os.PathLike[str] | Mapping[str, Any] | Flow
 
     Same configuration, files and resumption as :func:`latticekit.app.flows.train.train_job`;
     ``train.batch_size`` is the global batch (divisible by ``nprocs``). With CUDA, rank ``r`` uses
-    ``cuda:r``. On CPU set ``OMP_NUM_THREADS``/``torch.set_num_threads`` so that the processes do not
-    oversubscribe the cores. Returns rank 0's ``train.json`` content. Everything is checked before any
+    ``cuda:r``. Each rank runs with ``1/nprocs`` of the parent's thread count
+    (:func:`latticekit.backends.configure_threads`), so that the processes do not oversubscribe the cores. Returns rank 0's ``train.json`` content. Everything is checked before any
     process starts.
     """
     import tempfile
