@@ -26,7 +26,7 @@ import torch.distributed as dist
 from latticekit.flows.distributed import find_free_port
 
 from ..config import FlowConfig
-from ..devices import torch_device
+from .devices import torch_device
 from .train import run_training
 
 __all__ = ["distributed_main", "process_group_backend", "train_distributed"]

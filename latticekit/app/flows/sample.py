@@ -42,7 +42,7 @@ from latticekit.utils import atomic_path
 
 from ..analysis import gamma_entry, reweighted_derived
 from ..config import FlowConfig
-from ..devices import torch_device
+from .devices import torch_device
 from ..folders import CHECKPOINT, SAMPLE_PLOT, SAMPLE_SUMMARY, write_json
 from .models import build_flow
 from .summary import load_reference

@@ -44,7 +44,7 @@ from latticekit.flows.train import NonFiniteLossError, Trainer
 from latticekit.utils import Progress
 
 from ..config import FlowConfig
-from ..devices import torch_device
+from .devices import torch_device
 from ..folders import CHECKPOINT, CONFIG, METRICS, TRAIN_PLOT, TRAIN_SUMMARY, write_json
 from .models import build_flow
 from .resume import JobTrainer, MetricsWriter, prepare_run_folder, read_metrics, truncate_metrics
