@@ -23,7 +23,8 @@ from __future__ import annotations
 from ._common import Check, FieldMeta
 from .cli import convert_command, info_command
 from .errors import IOFormatError
-from .hdf5 import Ensemble, read_hdf5, write_hdf5
+from .hdf5 import Ensemble
+from .hdf5_fields import read_hdf5, write_hdf5
 from .ildg import infer_ildg_layout, read_ildg, scidac_checksum, write_ildg
 from .layout import file_dims_from_lattice, file_to_library, lattice_from_file_dims, library_to_file
 from .lime import LimeRecord, parse_lime, read_lime, write_lime

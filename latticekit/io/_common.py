@@ -18,7 +18,11 @@ from latticekit.utils.files import atomic_write as atomic_write  # re-exported f
 
 from .errors import IOFormatError
 
-__all__ = ["Check", "FieldMeta"]
+__all__ = ["Check", "FieldMeta", "VERIFY_MODES"]
+
+#: accepted values of ``verify``: skip checks, run the checks the file offers, or also refuse a file
+#: whose payload no checksum covers
+VERIFY_MODES = (False, True, "require")
 
 #: largest per-link unitarity defect (||U^dag U - 1||_F + |det U - 1|) accepted when reading
 READ_UNITARITY_TOL = {"double": 1e-8, "single": 5e-5}
@@ -30,11 +34,16 @@ HEADER_VALUE_TOL = {"double": 1e-6, "single": 1e-5}
 
 @dataclass
 class Check:
-    """Outcome of one verification (checksum or header value).
+    """Outcome of one verification (checksum, header value, unitarity, data sanity, header structure).
+
+    ``kind`` is ``"checksum"`` for a checksum over the payload (NERSC CHECKSUM, SciDAC suma/sumb, the
+    CRC32 of an HDF5 configuration): only those satisfy ``verify="require"``. Other kinds:
+    ``"value"`` (a header value such as the plaquette), ``"unitarity"``, ``"data"`` (finite numbers,
+    dtype) and ``"structure"`` (e.g. a header key one character away from ``CHECKSUM``).
 
     Examples
     --------
-    >>> Check("NERSC CHECKSUM", "b379560a", "b379560a", True).ok
+    >>> Check("NERSC CHECKSUM", "b379560a", "b379560a", True, kind="checksum").ok
     True
     """
 
@@ -43,6 +52,7 @@ class Check:
     computed: Any
     ok: bool
     labels: tuple[str, str] = ("stored", "computed")
+    kind: str = "value"
 
     def __str__(self) -> str:
         a, b = self.labels
@@ -71,6 +81,9 @@ class FieldMeta:
         Header values as stored (NERSC key/values, ILDG XML fields, LIME record list, ...).
     checks : list of Check
         Every verification performed (checksums, header plaquette/link trace), with outcome.
+    absent : list of str
+        Verifications the format offers but this file does not allow (no checksum in the header, no
+        format record, an ensemble written before checksums existed), each with the reason.
     plaquette : float or None
         Average plaquette ``(1/N) Re tr P`` computed from the data (None when not verified).
     link_trace : float or None
@@ -96,6 +109,7 @@ class FieldMeta:
     endianness: str
     header: dict[str, Any] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
     plaquette: float | None = None
     link_trace: float | None = None
     inferred: str | None = None
@@ -106,8 +120,13 @@ class FieldMeta:
 
     @property
     def checks_ok(self) -> bool:
-        """True when every performed check passed."""
+        """True when every performed check passed (checks that could not run are in ``absent``)."""
         return all(c.ok for c in self.checks)
+
+    @property
+    def checksummed(self) -> bool:
+        """True when a checksum over the payload was verified (passed or not)."""
+        return any(c.kind == "checksum" for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict view (JSON-friendly apart from header values)."""
@@ -135,6 +154,23 @@ def as_lattice(lattice: Any, argname: str = "lattice") -> tuple[int, ...] | None
         return tuple(Lattice(lattice).shape)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{argname}={lattice!r}: expected a Lattice or extents (Lt, Lx, Ly, Lz); {exc}") from None
+
+
+def verify_mode(verify: Any, argname: str = "verify") -> bool | str:
+    """``False``, ``True`` or ``"require"`` from a ``verify`` argument.
+
+    Examples
+    --------
+    >>> verify_mode(1), verify_mode("require")
+    (True, 'require')
+    """
+    if verify is True or verify is False:
+        return verify
+    if isinstance(verify, (int, np.integer)) and not isinstance(verify, bool) and int(verify) in (0, 1):
+        return bool(verify)
+    if isinstance(verify, str) and verify.strip().lower() == "require":
+        return "require"
+    raise ValueError(f"{argname}={verify!r}: expected True, False or 'require'")
 
 
 def precision_name(precision: Any, argname: str = "precision") -> str:
@@ -266,7 +302,29 @@ def unitarity_check(M: np.ndarray, precision: str) -> Check:
     d = unitarity_defect_np(M)
     tol = READ_UNITARITY_TOL[precision]
     return Check("unitarity: max ||U^dag U - 1||_F + |det U - 1| over all links", f"{tol:.0e}", f"{d:.2e}",
-                 bool(d <= tol), ("tolerance", "found"))
+                 bool(d <= tol), ("tolerance", "found"), kind="unitarity")
+
+
+def near_miss(name: str, known: Any) -> str | None:
+    """The entry of ``known`` that ``name`` equals but for exactly one character (same length), if any.
+
+    A flipped bit in a header key or record type leaves such a near miss; readers report it as a
+    damaged header instead of silently skipping the check the key announced.
+
+    Examples
+    --------
+    >>> near_miss("CHECKSUL", ["CHECKSUM", "PLAQUETTE"]), near_miss("CHECKSUMS", ["CHECKSUM"])
+    ('CHECKSUM', None)
+    """
+    for k in known:
+        if len(k) == len(name) and k != name and sum(a != b for a, b in zip(k, name)) == 1:
+            return k
+    return None
+
+
+def damaged_key_check(where: str, found: str, meant: str) -> Check:
+    """A failed ``structure`` check: ``found`` is one character away from the known ``meant``."""
+    return Check(f"{where} {meant!r}", meant, found, False, ("expected", "found a damaged"), kind="structure")
 
 
 def check_value(name: str, stored: float, computed: float, precision: str) -> Check:
@@ -279,8 +337,25 @@ def raise_failed(meta: FieldMeta) -> None:
     """Raise IOFormatError for the first failed check of ``meta``."""
     for c in meta.checks:
         if not c.ok:
-            raise IOFormatError(f"stored {c.stored}, computed {c.computed} (pass verify=False to read anyway)",
+            a, b = c.labels
+            raise IOFormatError(f"{a} {c.stored}, {b} {c.computed} (pass verify=False to read anyway)",
                                 meta.path, c.name)
+
+
+def no_checksum_reason(meta: FieldMeta) -> str:
+    """One line saying why no checksum covers the payload of ``meta`` (for ``verify='require'``)."""
+    why = "; ".join(a for a in meta.absent if "checksum" in a.lower()) or "the file holds no checksum"
+    return f"no checksum covers the payload ({why})"
+
+
+def finish_checks(meta: FieldMeta, verify: bool | str, strict: bool) -> None:
+    """End of every reader: with ``strict``, raise for a failed check, and for ``verify='require'``
+    also when no checksum over the payload was verified."""
+    if verify and strict:
+        raise_failed(meta)
+        if verify == "require" and not meta.checksummed:
+            raise IOFormatError(f"{no_checksum_reason(meta)}; verify='require' refuses it (verify=True reads it)",
+                                meta.path, "checksum required")
 
 
 # -- atomic writes: the one implementation lives in latticekit.utils.files --------------------------
