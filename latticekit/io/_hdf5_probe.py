@@ -12,7 +12,9 @@ this process then touch only structures the child has read.
 Files of format version 2 need no probe: all their metadata is checksummed and verified by HDF5
 before it is interpreted (see :mod:`latticekit.io._hdf5_format`).
 
-Cost: one Python start with h5py and NumPy imported, about 0.2-0.5 s per open of a version-1 file.
+Cost: one Python start with h5py and NumPy imported, about 0.2-0.5 s per open of a version-1 file;
+a file that passed is not probed again in the same process while its size, modification time and
+inode are unchanged (an append changes them).
 """
 
 from __future__ import annotations
@@ -24,8 +26,13 @@ import sys
 
 from .errors import IOFormatError
 
-#: seconds the metadata probe of a version-1 file may take before the file is refused
+#: seconds the metadata probe of a version-1 file may take before the file is refused (the environment
+#: variable ``LATTICEKIT_HDF5_PROBE_TIMEOUT`` overrides it, e.g. on a slow network file system)
 PROBE_TIMEOUT_S = 60.0
+
+#: files that passed, keyed by (real path, inode, size, mtime in ns); a few dozen at most
+_PASSED: dict[tuple[str, int, int, int], None] = {}
+_MAX_REMEMBERED = 64
 
 _CHILD = r"""
 import json, os, sys
@@ -68,14 +75,25 @@ def probe_metadata(path: str, timeout: float | None = None) -> None:
     path : str
         An HDF5 file.
     timeout : float, optional
-        Seconds before the child is killed (default :data:`PROBE_TIMEOUT_S`).
+        Seconds before the child is killed (default: ``LATTICEKIT_HDF5_PROBE_TIMEOUT`` if set, else
+        :data:`PROBE_TIMEOUT_S`).
 
     Raises
     ------
     IOFormatError
         The HDF5 library reports an error, crashes, or does not finish in time.
     """
-    limit = PROBE_TIMEOUT_S if timeout is None else float(timeout)
+    if timeout is None:
+        env_limit = os.environ.get("LATTICEKIT_HDF5_PROBE_TIMEOUT", "").strip()
+        try:
+            timeout = float(env_limit) if env_limit else PROBE_TIMEOUT_S
+        except ValueError:
+            raise ValueError(f"LATTICEKIT_HDF5_PROBE_TIMEOUT={env_limit!r}: expected a number of seconds") from None
+    limit = float(timeout)
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _PASSED:
+        return
     env = dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     try:
         r = subprocess.run([sys.executable, "-c", _CHILD, path], capture_output=True, text=True, timeout=limit,
@@ -90,6 +108,9 @@ def probe_metadata(path: str, timeout: float | None = None) -> None:
     except json.JSONDecodeError:
         out = {}
     if r.returncode == 0 and out.get("ok"):
+        if len(_PASSED) >= _MAX_REMEMBERED:
+            _PASSED.pop(next(iter(_PASSED)))
+        _PASSED[key] = None
         return
     if "error" in out:
         raise IOFormatError(f"the HDF5 library cannot read the metadata ({out['error']})", path, "HDF5 metadata")

@@ -119,6 +119,13 @@ def _software() -> str:
     return f"latticekit {__version__}"
 
 
+def _member(f: Any, name: str, path: str) -> Any:
+    """Object ``name`` of the root group; a missing one is an IOFormatError (HDF5 errors propagate)."""
+    if name not in f:
+        raise IOFormatError(f"no {name!r} in the file", path, "HDF5 ensemble")
+    return f[name]
+
+
 def _aggregate(name: str, checks: list[Check], kind: str) -> list[Check]:
     """One Check summarising per-configuration checks (the single check itself when there is one)."""
     if len(checks) <= 1:
@@ -192,7 +199,10 @@ class Ensemble:
         self.group = as_group(get_str(a, "group", path))
         self.precision = precision_name(get_str(a, "precision", path))
         get_int(a, "n_committed", path)
-        configs = f.get("configs")
+        for key in _JSON_ATTRS:
+            if key in a:
+                self._attr_json(key)
+        configs = _member(f, "configs", path)
         if not isinstance(configs, h5py.Dataset):
             raise IOFormatError(f"'configs' is {type(configs).__name__}; expected a dataset", path, "HDF5 ensemble")
         want = (len(self.lattice),) + tuple(self.group.element_shape) + self.lattice
@@ -206,22 +216,22 @@ class Ensemble:
         if configs.chunks != (1,) + want:
             raise IOFormatError(f"configs has chunks {configs.chunks}; expected one configuration per chunk", path,
                                 "HDF5 ensemble")
-        obs = f.get("observables")
+        obs = _member(f, "observables", path)
         if not isinstance(obs, h5py.Group):
             raise IOFormatError(f"'observables' is {type(obs).__name__}; expected a group", path, "HDF5 ensemble")
         for k in obs:
-            d = obs.get(k)
+            d = obs[k]
             if not isinstance(d, h5py.Dataset) or d.ndim != 1 or d.dtype.newbyteorder("<") != np.dtype("<f8"):
                 raise IOFormatError(f"observables/{k} is not a one-dimensional float64 dataset", path,
                                     "HDF5 ensemble")
         if self.format_version >= 2:
-            slots, info = f.get("slots"), f.get("info_json")
+            slots, info = _member(f, "slots", path), _member(f, "info_json", path)
             if not isinstance(slots, h5py.Dataset) or slots.ndim != 1 or slots.dtype != SLOT_DTYPE:
                 raise IOFormatError(f"'slots' is not a one-dimensional dataset of {SLOT_DTYPE}", path, "HDF5 ensemble")
             if not isinstance(info, h5py.Dataset) or info.ndim != 1 or info.dtype != np.uint8:
                 raise IOFormatError("'info_json' is not a one-dimensional uint8 dataset", path, "HDF5 ensemble")
         else:
-            info = f.get("info")
+            info = _member(f, "info", path)
             if not isinstance(info, h5py.Dataset) or info.ndim != 1 or h5py.check_string_dtype(info.dtype) is None:
                 raise IOFormatError("'info' is not a one-dimensional string dataset", path, "HDF5 ensemble")
         self._configs = configs
@@ -432,6 +442,10 @@ class Ensemble:
                                 kind="checksum"))
         a = np.ascontiguousarray(raw, dtype=raw.dtype.newbyteorder("="))
         if not np.all(np.isfinite(a)):
+            for c in checks:  # a failed checksum is the more precise diagnosis
+                if not c.ok:
+                    raise IOFormatError(f"stored {c.stored}, computed {c.computed} (and the data contain NaN or "
+                                        f"infinite numbers)", self.path, c.name)
             raise IOFormatError(f"configuration {j} contains NaN or infinite numbers", self.path, "HDF5 payload")
         if verify and isinstance(self.group, U1Group) and a.size:
             lim, big = U1_ANGLE_LIMIT[self.precision], float(np.max(np.abs(a)))
