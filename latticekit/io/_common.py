@@ -5,6 +5,7 @@ Everything here works on NumPy arrays on the host (io/ is allowed to name numpy,
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -250,12 +251,13 @@ def plaquette_sum_np(U: np.ndarray) -> float:
     """``sum_x sum_{mu<nu} Re tr P_{mu nu}(x)`` for one SU(N) field ``(Nd, N, N, *L)`` (periodic)."""
     nd = U.shape[0]
     tot = 0.0
-    for mu in range(nd):
-        for nu in range(mu + 1, nd):
-            ax_mu, ax_nu = 2 + mu, 2 + nu
-            A = _mul(U[mu], np.roll(U[nu], -1, axis=ax_mu))
-            B = _mul(U[nu], np.roll(U[mu], -1, axis=ax_nu))
-            tot += float(np.sum((A.real * B.real + A.imag * B.imag), dtype=np.float64))
+    with np.errstate(over="ignore", invalid="ignore"):  # damaged data: inf/nan, then a failed check
+        for mu in range(nd):
+            for nu in range(mu + 1, nd):
+                ax_mu, ax_nu = 2 + mu, 2 + nu
+                A = _mul(U[mu], np.roll(U[nu], -1, axis=ax_mu))
+                B = _mul(U[nu], np.roll(U[mu], -1, axis=ax_nu))
+                tot += float(np.sum((A.real * B.real + A.imag * B.imag), dtype=np.float64))
     return tot
 
 
@@ -270,7 +272,7 @@ def average_plaquette_np(U: np.ndarray) -> float:
     1.0
     """
     nd, N = U.shape[0], U.shape[1]
-    vol = int(np.prod(U.shape[3:]))
+    vol = math.prod(U.shape[3:])
     nplanes = nd * (nd - 1) // 2
     return plaquette_sum_np(U) / (N * nplanes * vol)
 
@@ -278,8 +280,9 @@ def average_plaquette_np(U: np.ndarray) -> float:
 def average_link_trace_np(U: np.ndarray) -> float:
     """``(1/N) Re tr U`` averaged over all links of ``(Nd, N, N, *L)``."""
     N = U.shape[1]
-    tr = sum(U[:, i, i].real.astype(np.float64) for i in range(N))
-    return float(np.mean(tr)) / N
+    with np.errstate(over="ignore", invalid="ignore"):
+        tr = sum(U[:, i, i].real.astype(np.float64) for i in range(N))
+        return float(np.mean(tr)) / N
 
 
 def unitarity_defect_np(M: np.ndarray) -> float:
@@ -288,10 +291,11 @@ def unitarity_defect_np(M: np.ndarray) -> float:
         return 0.0
     N = M.shape[-1]
     Md = M.astype(np.complex128, copy=False)
-    D = np.conj(np.swapaxes(Md, -1, -2)) @ Md - np.eye(N)
-    f = np.sqrt(np.sum(D.real ** 2 + D.imag ** 2, axis=(-2, -1)))
-    det = np.linalg.det(Md)
-    d = f + np.abs(det - 1.0)
+    with np.errstate(over="ignore", invalid="ignore"):  # damaged data: the defect is inf or nan
+        D = np.conj(np.swapaxes(Md, -1, -2)) @ Md - np.eye(N)
+        f = np.sqrt(np.sum(D.real ** 2 + D.imag ** 2, axis=(-2, -1)))
+        det = np.linalg.det(Md)
+        d = f + np.abs(det - 1.0)
     if not np.all(np.isfinite(d)):
         return float("inf")
     return float(np.max(d))
@@ -340,6 +344,16 @@ def raise_failed(meta: FieldMeta) -> None:
             a, b = c.labels
             raise IOFormatError(f"{a} {c.stored}, {b} {c.computed} (pass verify=False to read anyway)",
                                 meta.path, c.name)
+
+
+def refuse_nonfinite(meta: FieldMeta, what: str, check: str) -> None:
+    """Raise IOFormatError for data with NaN or infinite numbers, naming a failed checksum if there is one
+    (the more precise diagnosis: the bytes were damaged, not written that way)."""
+    for c in meta.checks:
+        if c.kind == "checksum" and not c.ok:
+            raise IOFormatError(f"stored {c.stored}, computed {c.computed} (and the {what} contain NaN or infinite "
+                                f"numbers)", meta.path, c.name)
+    raise IOFormatError(f"{what} contain NaN or infinite numbers", meta.path, check)
 
 
 def no_checksum_reason(meta: FieldMeta) -> str:

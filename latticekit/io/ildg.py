@@ -60,6 +60,7 @@ from ._common import (
     near_miss,
     precision_name,
     read_bytes,
+    refuse_nonfinite,
     unitarity_check,
     unitarity_defect_np,
     verify_mode,
@@ -219,8 +220,7 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
                             f"({'truncated' if len(payload) < need else 'trailing data'})", path, "ILDG payload size")
     dims = file_dims_from_lattice(lat)
     F = np.frombuffer(payload, dtype=cdt).reshape((dims[3], dims[2], dims[1], dims[0], 4, N, N))
-    if not np.all(np.isfinite(F)):
-        raise IOFormatError("binary data contain NaN or infinite numbers", path, "ILDG payload")
+    finite = bool(np.all(np.isfinite(F)))
     meta = FieldMeta(format="ildg", path=str(path), lattice=lat, group=f"SU({N})", precision=precision,
                      endianness="big", header=header, inferred=inferred)
     if "ildg-data-lfn" in byname:
@@ -249,6 +249,9 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
             meta.checks.append(Check("SciDAC checksum sumb", f"{sb:08x}", f"{cb:08x}", sb == cb, kind="checksum"))
         else:
             meta.absent.append("SciDAC checksum: no scidac-checksum record, so no checksum covers the payload")
+    if not finite:
+        refuse_nonfinite(meta, "binary data", "ILDG payload")
+    if verify:
         meta.checks.append(unitarity_check(F, precision))
     U = file_to_library(F)
     if verify:

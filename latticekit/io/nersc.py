@@ -61,6 +61,7 @@ from ._common import (
     near_miss,
     precision_name,
     read_bytes,
+    refuse_nonfinite,
     atomic_write,
     unitarity_check,
     unitarity_defect_np,
@@ -218,8 +219,7 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
     meta = FieldMeta(format="nersc", path=str(path), lattice=lat, group=f"SU({N})", precision=precision,
                      endianness=endian, header=dict(header))
     full = _reconstruct(F, N, rows)
-    if not np.all(np.isfinite(full)):
-        raise IOFormatError("payload contains NaN or infinite numbers", path, "NERSC payload")
+    finite = bool(np.all(np.isfinite(full)))
     if verify:
         for key in header:
             meant = near_miss(key, _VERIFIED_KEYS)
@@ -236,6 +236,9 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
                                      kind="checksum"))
         else:
             meta.absent.append("NERSC CHECKSUM: the header has no CHECKSUM line, so no checksum covers the payload")
+    if not finite:
+        refuse_nonfinite(meta, "payload data", "NERSC payload")
+    if verify:
         meta.checks.append(unitarity_check(full, precision))
     U = file_to_library(full)
     if verify:
