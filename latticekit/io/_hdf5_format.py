@@ -1,7 +1,7 @@
 """On-disk details of latticekit HDF5 ensembles: file-level checks, string attributes, slot checksums.
 
-Format version 2 (written since checksums were added) is built so that every byte the reader
-interprets is covered by a checksum:
+Format version 2 (written since checksums were added) is built so that damage to any byte the
+reader interprets is caught by a checksum:
 
 * the file is written with HDF5 library-version bounds ``('v108', 'v108')``: superblock version 2,
   version-2 object headers and dense attribute storage, all carrying Jenkins lookup3 checksums that
@@ -13,8 +13,10 @@ interprets is covered by a checksum:
 * the per-configuration info is JSON bytes in a ``uint8`` dataset (again no global heap);
 * ``slots`` holds, per configuration, a CRC32 of the configuration's little-endian bytes, of its
   info and of its observables, each seeded with the slot index, so a configuration moved to another
-  slot (a damaged chunk index) or a zeroed slot fails; ``slots``, ``info_json`` and the observables
-  also carry HDF5's Fletcher-32 chunk checksum.
+  slot or a zeroed slot fails; ``slots``, ``info_json`` and the observables also carry HDF5's
+  Fletcher-32 chunk checksum. The chunk index of these format bounds (a version-1 B-tree) has no
+  checksum of its own: a damaged one hands a chunk to the wrong slot or loses it (fill values are
+  read), which these data checksums catch.
 
 Version-1 files (no checksums, variable-length strings in the global heap) are still read; their
 metadata is read first in a subprocess with a time limit (:mod:`latticekit.io._hdf5_probe`).
