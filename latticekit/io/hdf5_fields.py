@@ -92,7 +92,7 @@ def read_hdf5(path: Any, *, lattice: Any = None, group: Any = None, verify: bool
                                 "HDF5 index")
         U, checks = ens._read_checked(index, bool(verify))
         extra = ens.metadata
-        obs, obs_checks = ens._observables_checked() if verify else (ens.observables(), [])
+        obs, obs_checks = ens._observables_checked()
         extra["observables"] = {k: v.tolist() for k, v in obs.items()}
         meta = FieldMeta(format="hdf5", path=str(path), lattice=ens.lattice, group=ens.group.name,
                          precision=ens.precision, endianness="native", header=dict(extra), extra={

@@ -194,3 +194,14 @@ def test_unreadable_file_gives_one_line_error(tmp_path: Path) -> None:
         info_command(p)
     msg = str(ei.value)
     assert msg.startswith(str(p)) and "\n" not in msg and "truncated" in msg
+
+
+def test_latticekit_info_on_an_unreadable_file_prints_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from latticekit.cli import main
+
+    p = tmp_path / "c.h5"
+    save(p, _field(), "SU3", format="hdf5")
+    p.write_bytes(p.read_bytes()[:-100])
+    assert main(["info", str(p)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "truncated by 100" in err and "Traceback" not in err

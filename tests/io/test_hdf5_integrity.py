@@ -130,7 +130,7 @@ def test_version_2_metadata_flip_is_detected(tmp_path: Path) -> None:
     _make(p)
     data = p.read_bytes()
     i = data.index(b'{"beta": 2.5}')  # the action_params attribute, inside a checksummed header
-    _flip(p, i + 10, 0)  # 2.5 -> 2.4
+    _flip(p, i + 11, 0)  # 2.5 -> 2.4
     with pytest.raises(IOFormatError, match="checksum"):
         load(p)
     with pytest.raises(IOFormatError, match="checksum"):
