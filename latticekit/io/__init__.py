@@ -3,7 +3,9 @@
 Bytes are decoded on the host with NumPy; :func:`load` hands the field to the requested backend and
 device in the library layout ``(Nd, *G, L0, L1, L2, L3)`` with direction 0 = time and lattice axes
 ``(t, x, y, z)`` (see :mod:`latticekit.io.layout` and docs/io.md). Every problem with a file raises
-:class:`IOFormatError` naming the file and the check that failed.
+:class:`IOFormatError` naming the file and the check that failed; ``meta.checks`` lists the checks
+that ran and ``meta.absent`` those the file does not allow (``verify="require"`` refuses a file whose
+payload no checksum covers).
 
 Examples
 --------
@@ -21,7 +23,7 @@ Examples
 from __future__ import annotations
 
 from ._common import Check, FieldMeta
-from .cli import convert_command, info_command
+from .cli import InfoReport, convert_command, info_command
 from .errors import IOFormatError
 from .hdf5 import Ensemble
 from .hdf5_fields import read_hdf5, write_hdf5
@@ -39,6 +41,7 @@ __all__ = [
     "Ensemble",
     "FieldMeta",
     "IOFormatError",
+    "InfoReport",
     "LimeRecord",
     "load_state",
     "save_state",
