@@ -58,8 +58,6 @@ def field_plaquette(U: np.ndarray, group: Group) -> float:
     return average_plaquette_np(U)
 
 
-
-
 def read_hdf5(path: Any, *, lattice: Any = None, group: Any = None, verify: bool | str = True, strict: bool = True,
               index: int | slice = -1) -> tuple[np.ndarray, FieldMeta]:
     """Read configuration(s) ``index`` (default: the last committed) of an ensemble as host arrays.
