@@ -52,7 +52,8 @@ SLOT_DTYPE = np.dtype([("config_crc32", "<u4"), ("info_crc32", "<u4"), ("observa
 MAX_INFO_BYTES = 1 << 24
 #: largest |angle| of a U(1) configuration: beyond it one rounding step of the angle exceeds the read
 #: tolerance of the precision (1e-8 * 2^52 for double, 5e-5 * 2^23 for single), so no group element is meant
-U1_ANGLE_LIMIT = {"double": READ_UNITARITY_TOL["double"] * 2.0 ** 52, "single": READ_UNITARITY_TOL["single"] * 2.0 ** 23}
+U1_ANGLE_LIMIT = {"double": READ_UNITARITY_TOL["double"] * 2.0 ** 52,
+                  "single": READ_UNITARITY_TOL["single"] * 2.0 ** 23}
 
 
 # -- file-level checks (before the HDF5 library sees the file) -------------------------------------

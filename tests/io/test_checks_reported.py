@@ -156,8 +156,8 @@ def test_damaged_openqcd_file_is_recognised_and_explained(tmp_path: Path) -> Non
     with pytest.raises(IOFormatError, match="needs 18456 \\(trailing data\\)"):
         load(q)
     q.write_bytes(struct.pack("<i", 4) + struct.pack("<i", 2) + struct.pack("<i", 3) + data[12:])
-    with pytest.raises(IOFormatError, match="closest match: openQCD, whose header gives lattice sizes \\(4, 2, 3, 2\\): "
-                                            "N2 = 3 is not an even extent"):
+    with pytest.raises(IOFormatError, match="closest match: openQCD, whose header gives lattice sizes "
+                                            "\\(4, 2, 3, 2\\): N2 = 3 is not an even extent"):
         load(q)
 
 
