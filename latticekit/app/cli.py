@@ -79,14 +79,19 @@ def _args_info(p: argparse.ArgumentParser) -> None:
     p.add_argument("file")
     p.add_argument("--lattice", default=None, help="extents t,x,y,z for files without a format record")
     p.add_argument("--group", default=None, help="SU2, SU3 or U1 for files without a format record")
-    p.add_argument("--no-verify", action="store_true", help="skip checksum, header and unitarity checks")
+    check = p.add_mutually_exclusive_group()
+    check.add_argument("--no-verify", action="store_true", help="skip checksum, header and unitarity checks")
+    check.add_argument("--require-checksum", action="store_true",
+                       help="also fail a file that carries no checksum (verify='require')")
 
 
 def _do_info(args: argparse.Namespace) -> int:
     from .io_commands import info_command
 
-    print(info_command(args.file, lattice=_parse_lattice(args.lattice), group=args.group, verify=not args.no_verify))
-    return 0
+    verify: bool | str = False if args.no_verify else ("require" if args.require_checksum else True)
+    report = info_command(args.file, lattice=_parse_lattice(args.lattice), group=args.group, verify=verify)
+    print(report)
+    return 0 if report.ok else 1  # a file that reads but fails a check is not a success
 
 
 def _args_convert(p: argparse.ArgumentParser) -> None:

@@ -1,5 +1,10 @@
 """Pure functions behind ``latticekit info`` and ``latticekit convert`` (no argparse here).
 
+:func:`info_command` returns an :class:`InfoReport`: the text, plus ``ok`` (False when a check failed,
+or under ``verify='require'`` when no checksum covers the payload) and ``verdict`` (one line), so the
+command can exit non-zero on a damaged file. A file that cannot be read at all raises
+:class:`~latticekit.io.IOFormatError`, whose message is one line.
+
 Examples
 --------
 >>> import os, tempfile
@@ -21,11 +26,52 @@ from typing import Any
 
 import numpy as np
 
-from latticekit.io._common import FieldMeta, average_link_trace_np
+from latticekit.io._common import FieldMeta, average_link_trace_np, no_checksum_reason, verify_mode
 from latticekit.io.errors import IOFormatError
 from latticekit.io.registry import _read_host, format_name, save
 
-__all__ = ["convert_command", "info_command"]
+__all__ = ["InfoReport", "convert_command", "info_command"]
+
+
+class InfoReport(str):
+    """The text of :func:`info_command` (a ``str``), with the outcome as attributes.
+
+    Attributes
+    ----------
+    ok : bool
+        False when a check failed, or under ``verify='require'`` when no checksum covers the payload.
+    verdict : str
+        One line: ``"all checks ok"``, ``"MISMATCH: ..."`` or ``"REFUSED: ..."``.
+
+    Examples
+    --------
+    >>> r = InfoReport("file: x\\nverdict: all checks ok", True, "all checks ok")
+    >>> r.ok, r.splitlines()[-1]
+    (True, 'verdict: all checks ok')
+    """
+
+    ok: bool
+    verdict: str
+
+    def __new__(cls, text: str, ok: bool, verdict: str) -> "InfoReport":
+        obj = super().__new__(cls, text)
+        obj.ok = bool(ok)
+        obj.verdict = verdict
+        return obj
+
+
+def _verdict(meta: FieldMeta, verify: bool | str) -> tuple[bool, str]:
+    """(ok, one-line verdict) of a verified read."""
+    failed = [c for c in meta.checks if not c.ok]
+    if failed:
+        c = failed[0]
+        more = f" (and {len(failed) - 1} more failed check{'s' if len(failed) > 2 else ''})" if len(failed) > 1 else ""
+        return False, f"MISMATCH: {c.name} failed: {c.labels[0]} {c.stored}, {c.labels[1]} {c.computed}{more}"
+    if not meta.checksummed:
+        if verify == "require":
+            return False, f"REFUSED: {no_checksum_reason(meta)}"
+        return True, "all checks ok; no checksum covers the payload (see absent)"
+    return True, "all checks ok"
 
 
 def _header_plaquette(meta: FieldMeta) -> str | None:
@@ -42,13 +88,14 @@ def _header_plaquette(meta: FieldMeta) -> str | None:
     return None
 
 
-def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool = True) -> str:
+def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool | str = True) -> InfoReport:
     """Human-readable summary of a configuration file.
 
     Lines: file, format, lattice (library order and file order), group, precision/endianness, how the
     layout was inferred (files without a format record), every check (``ok``/``MISMATCH``; a mismatch is
-    reported, not raised), the average plaquette (with the header's value when the file states one)
-    and the average link trace.
+    reported, not raised), every check the file does not allow (``absent``, e.g. no checksum), the
+    verdict, the average plaquette (with the header's value when the file states one) and the average
+    link trace.
 
     Parameters
     ----------
@@ -57,12 +104,14 @@ def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool
     lattice, group : optional
         As for :func:`latticekit.io.load` (needed for ILDG files without a format record when the
         payload size alone is ambiguous).
-    verify : bool
-        Compute checksums and unitarity (``False``: skip them, report "not verified").
+    verify : bool or 'require'
+        Compute checksums and unitarity (``False``: skip them, report "not verified"); ``'require'``
+        also makes a file without a checksum fail (``ok`` False, verdict ``REFUSED``).
 
     Returns
     -------
-    str
+    InfoReport
+        The text; ``.ok`` is False when the file failed a check, ``.verdict`` says why in one line.
 
     Raises
     ------
@@ -73,6 +122,7 @@ def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool
     --------
     See the module docstring.
     """
+    verify = verify_mode(verify)
     U, meta = _read_host(path, None, lattice, group, verify, False)
     lines = [f"file:       {os.fspath(path)} ({os.path.getsize(path)} bytes)"]
     fmt = meta.format
@@ -81,8 +131,8 @@ def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool
     elif fmt == "ildg":
         fmt += f" (LIME records: {', '.join(meta.header.get('records', []))})"
     elif fmt == "hdf5":
-        fmt += (f" (ensemble, {meta.extra.get('n_committed')} committed configurations; showing index "
-                f"{meta.extra.get('index')})")
+        fmt += (f" (ensemble format_version {meta.extra.get('format_version')}, {meta.extra.get('n_committed')} "
+                f"committed configurations; showing index {meta.extra.get('index')})")
     lines.append(f"format:     {fmt}")
     lat = meta.lattice
     lat_line = f"lattice:    {'x'.join(map(str, lat))} (L0..L{len(lat) - 1}, direction 0 = time)"
@@ -98,17 +148,21 @@ def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool
             v = meta.header.get(k)
             if v not in (None, "", {}, []):
                 lines.append(f"{k + ':':<11} {v}")
+    ok, verdict = True, "not verified (verify=False)"
     if not verify:
         lines.append("checks:     not verified (verify=False)")
     for c in meta.checks:
         lines.append(f"check:      {c}")
+    for a in meta.absent:
+        lines.append(f"absent:     {a}")
     if verify:
-        lines.append(f"verdict:    {'all checks ok' if meta.checks_ok else 'MISMATCH (see above)'}")
+        ok, verdict = _verdict(meta, verify)
+        lines.append(f"verdict:    {verdict}")
     first = U if U.ndim == len(lat) + 1 + (2 if np.iscomplexobj(U) else 0) else U[0]
     if meta.plaquette is None and len(lat) >= 2:
         from latticekit.groups import group_from_name
 
-        from latticekit.io.hdf5 import field_plaquette
+        from latticekit.io.hdf5_fields import field_plaquette
 
         meta.plaquette = field_plaquette(first, group_from_name(meta.group))
     if meta.plaquette is not None:
@@ -118,7 +172,7 @@ def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool
         lt = meta.link_trace if meta.link_trace is not None else average_link_trace_np(first)
         hl = meta.header.get("LINK_TRACE") if meta.format == "nersc" else None
         lines.append(f"link trace: {lt:.12f}" + (f" (header {hl})" if hl is not None else ""))
-    return "\n".join(lines)
+    return InfoReport("\n".join(lines), ok, verdict)
 
 
 def convert_command(src: Any, dst: Any, to: str, lattice: Any = None, group: Any = None) -> str:

@@ -3,7 +3,9 @@
 Bytes are decoded on the host with NumPy; :func:`load` hands the field to the requested backend and
 device in the library layout ``(Nd, *G, L0, L1, L2, L3)`` with direction 0 = time and lattice axes
 ``(t, x, y, z)`` (see :mod:`latticekit.io.layout` and docs/io.md). Every problem with a file raises
-:class:`IOFormatError` naming the file and the check that failed.
+:class:`IOFormatError` naming the file and the check that failed; ``meta.checks`` lists the checks
+that ran and ``meta.absent`` those the file does not allow (``verify="require"`` refuses a file whose
+payload no checksum covers).
 
 Examples
 --------
@@ -22,7 +24,8 @@ from __future__ import annotations
 
 from ._common import Check, FieldMeta
 from .errors import IOFormatError
-from .hdf5 import Ensemble, read_hdf5, write_hdf5
+from .hdf5 import Ensemble
+from .hdf5_fields import read_hdf5, write_hdf5
 from .ildg import infer_ildg_layout, read_ildg, scidac_checksum, write_ildg
 from .layout import file_dims_from_lattice, file_to_library, lattice_from_file_dims, library_to_file
 from .lime import LimeRecord, parse_lime, read_lime, write_lime

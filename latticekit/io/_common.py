@@ -5,6 +5,7 @@ Everything here works on NumPy arrays on the host (io/ is allowed to name numpy,
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,7 +19,11 @@ from latticekit.utils.files import atomic_write as atomic_write  # re-exported f
 
 from .errors import IOFormatError
 
-__all__ = ["Check", "FieldMeta"]
+__all__ = ["Check", "FieldMeta", "VERIFY_MODES"]
+
+#: accepted values of ``verify``: skip checks, run the checks the file offers, or also refuse a file
+#: whose payload no checksum covers
+VERIFY_MODES = (False, True, "require")
 
 #: largest per-link unitarity defect (||U^dag U - 1||_F + |det U - 1|) accepted when reading
 READ_UNITARITY_TOL = {"double": 1e-8, "single": 5e-5}
@@ -30,11 +35,16 @@ HEADER_VALUE_TOL = {"double": 1e-6, "single": 1e-5}
 
 @dataclass
 class Check:
-    """Outcome of one verification (checksum or header value).
+    """Outcome of one verification (checksum, header value, unitarity, data sanity, header structure).
+
+    ``kind`` is ``"checksum"`` for a checksum over the payload (NERSC CHECKSUM, SciDAC suma/sumb, the
+    CRC32 of an HDF5 configuration): only those satisfy ``verify="require"``. Other kinds:
+    ``"value"`` (a header value such as the plaquette), ``"unitarity"``, ``"data"`` (finite numbers,
+    dtype) and ``"structure"`` (e.g. a header key one character away from ``CHECKSUM``).
 
     Examples
     --------
-    >>> Check("NERSC CHECKSUM", "b379560a", "b379560a", True).ok
+    >>> Check("NERSC CHECKSUM", "b379560a", "b379560a", True, kind="checksum").ok
     True
     """
 
@@ -43,6 +53,7 @@ class Check:
     computed: Any
     ok: bool
     labels: tuple[str, str] = ("stored", "computed")
+    kind: str = "value"
 
     def __str__(self) -> str:
         a, b = self.labels
@@ -71,6 +82,9 @@ class FieldMeta:
         Header values as stored (NERSC key/values, ILDG XML fields, LIME record list, ...).
     checks : list of Check
         Every verification performed (checksums, header plaquette/link trace), with outcome.
+    absent : list of str
+        Verifications the format offers but this file does not allow (no checksum in the header, no
+        format record, an ensemble written before checksums existed), each with the reason.
     plaquette : float or None
         Average plaquette ``(1/N) Re tr P`` computed from the data (None when not verified).
     link_trace : float or None
@@ -96,6 +110,7 @@ class FieldMeta:
     endianness: str
     header: dict[str, Any] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
     plaquette: float | None = None
     link_trace: float | None = None
     inferred: str | None = None
@@ -106,8 +121,13 @@ class FieldMeta:
 
     @property
     def checks_ok(self) -> bool:
-        """True when every performed check passed."""
+        """True when every performed check passed (checks that could not run are in ``absent``)."""
         return all(c.ok for c in self.checks)
+
+    @property
+    def checksummed(self) -> bool:
+        """True when a checksum over the payload was verified (passed or not)."""
+        return any(c.kind == "checksum" for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict view (JSON-friendly apart from header values)."""
@@ -135,6 +155,23 @@ def as_lattice(lattice: Any, argname: str = "lattice") -> tuple[int, ...] | None
         return tuple(Lattice(lattice).shape)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{argname}={lattice!r}: expected a Lattice or extents (Lt, Lx, Ly, Lz); {exc}") from None
+
+
+def verify_mode(verify: Any, argname: str = "verify") -> bool | str:
+    """``False``, ``True`` or ``"require"`` from a ``verify`` argument.
+
+    Examples
+    --------
+    >>> verify_mode(1), verify_mode("require")
+    (True, 'require')
+    """
+    if verify is True or verify is False:
+        return verify
+    if isinstance(verify, (int, np.integer)) and not isinstance(verify, bool) and int(verify) in (0, 1):
+        return bool(verify)
+    if isinstance(verify, str) and verify.strip().lower() == "require":
+        return "require"
+    raise ValueError(f"{argname}={verify!r}: expected True, False or 'require'")
 
 
 def precision_name(precision: Any, argname: str = "precision") -> str:
@@ -214,12 +251,13 @@ def plaquette_sum_np(U: np.ndarray) -> float:
     """``sum_x sum_{mu<nu} Re tr P_{mu nu}(x)`` for one SU(N) field ``(Nd, N, N, *L)`` (periodic)."""
     nd = U.shape[0]
     tot = 0.0
-    for mu in range(nd):
-        for nu in range(mu + 1, nd):
-            ax_mu, ax_nu = 2 + mu, 2 + nu
-            A = _mul(U[mu], np.roll(U[nu], -1, axis=ax_mu))
-            B = _mul(U[nu], np.roll(U[mu], -1, axis=ax_nu))
-            tot += float(np.sum((A.real * B.real + A.imag * B.imag), dtype=np.float64))
+    with np.errstate(over="ignore", invalid="ignore"):  # damaged data: inf/nan, then a failed check
+        for mu in range(nd):
+            for nu in range(mu + 1, nd):
+                ax_mu, ax_nu = 2 + mu, 2 + nu
+                A = _mul(U[mu], np.roll(U[nu], -1, axis=ax_mu))
+                B = _mul(U[nu], np.roll(U[mu], -1, axis=ax_nu))
+                tot += float(np.sum((A.real * B.real + A.imag * B.imag), dtype=np.float64))
     return tot
 
 
@@ -234,7 +272,7 @@ def average_plaquette_np(U: np.ndarray) -> float:
     1.0
     """
     nd, N = U.shape[0], U.shape[1]
-    vol = int(np.prod(U.shape[3:]))
+    vol = math.prod(U.shape[3:])
     nplanes = nd * (nd - 1) // 2
     return plaquette_sum_np(U) / (N * nplanes * vol)
 
@@ -242,8 +280,9 @@ def average_plaquette_np(U: np.ndarray) -> float:
 def average_link_trace_np(U: np.ndarray) -> float:
     """``(1/N) Re tr U`` averaged over all links of ``(Nd, N, N, *L)``."""
     N = U.shape[1]
-    tr = sum(U[:, i, i].real.astype(np.float64) for i in range(N))
-    return float(np.mean(tr)) / N
+    with np.errstate(over="ignore", invalid="ignore"):
+        tr = sum(U[:, i, i].real.astype(np.float64) for i in range(N))
+        return float(np.mean(tr)) / N
 
 
 def unitarity_defect_np(M: np.ndarray) -> float:
@@ -252,10 +291,11 @@ def unitarity_defect_np(M: np.ndarray) -> float:
         return 0.0
     N = M.shape[-1]
     Md = M.astype(np.complex128, copy=False)
-    D = np.conj(np.swapaxes(Md, -1, -2)) @ Md - np.eye(N)
-    f = np.sqrt(np.sum(D.real ** 2 + D.imag ** 2, axis=(-2, -1)))
-    det = np.linalg.det(Md)
-    d = f + np.abs(det - 1.0)
+    with np.errstate(over="ignore", invalid="ignore"):  # damaged data: the defect is inf or nan
+        D = np.conj(np.swapaxes(Md, -1, -2)) @ Md - np.eye(N)
+        f = np.sqrt(np.sum(D.real ** 2 + D.imag ** 2, axis=(-2, -1)))
+        det = np.linalg.det(Md)
+        d = f + np.abs(det - 1.0)
     if not np.all(np.isfinite(d)):
         return float("inf")
     return float(np.max(d))
@@ -266,7 +306,29 @@ def unitarity_check(M: np.ndarray, precision: str) -> Check:
     d = unitarity_defect_np(M)
     tol = READ_UNITARITY_TOL[precision]
     return Check("unitarity: max ||U^dag U - 1||_F + |det U - 1| over all links", f"{tol:.0e}", f"{d:.2e}",
-                 bool(d <= tol), ("tolerance", "found"))
+                 bool(d <= tol), ("tolerance", "found"), kind="unitarity")
+
+
+def near_miss(name: str, known: Any) -> str | None:
+    """The entry of ``known`` that ``name`` equals but for exactly one character (same length), if any.
+
+    A flipped bit in a header key or record type leaves such a near miss; readers report it as a
+    damaged header instead of silently skipping the check the key announced.
+
+    Examples
+    --------
+    >>> near_miss("CHECKSUL", ["CHECKSUM", "PLAQUETTE"]), near_miss("CHECKSUMS", ["CHECKSUM"])
+    ('CHECKSUM', None)
+    """
+    for k in known:
+        if len(k) == len(name) and k != name and sum(a != b for a, b in zip(k, name)) == 1:
+            return k
+    return None
+
+
+def damaged_key_check(where: str, found: str, meant: str) -> Check:
+    """A failed ``structure`` check: ``found`` is one character away from the known ``meant``."""
+    return Check(f"{where} {meant!r}", meant, found, False, ("expected", "found a damaged"), kind="structure")
 
 
 def check_value(name: str, stored: float, computed: float, precision: str) -> Check:
@@ -279,8 +341,35 @@ def raise_failed(meta: FieldMeta) -> None:
     """Raise IOFormatError for the first failed check of ``meta``."""
     for c in meta.checks:
         if not c.ok:
-            raise IOFormatError(f"stored {c.stored}, computed {c.computed} (pass verify=False to read anyway)",
+            a, b = c.labels
+            raise IOFormatError(f"{a} {c.stored}, {b} {c.computed} (pass verify=False to read anyway)",
                                 meta.path, c.name)
+
+
+def refuse_nonfinite(meta: FieldMeta, what: str, check: str) -> None:
+    """Raise IOFormatError for data with NaN or infinite numbers, naming a failed checksum if there is one
+    (the more precise diagnosis: the bytes were damaged, not written that way)."""
+    for c in meta.checks:
+        if c.kind == "checksum" and not c.ok:
+            raise IOFormatError(f"stored {c.stored}, computed {c.computed} (and the {what} contain NaN or infinite "
+                                f"numbers)", meta.path, c.name)
+    raise IOFormatError(f"{what} contain NaN or infinite numbers", meta.path, check)
+
+
+def no_checksum_reason(meta: FieldMeta) -> str:
+    """One line saying why no checksum covers the payload of ``meta`` (for ``verify='require'``)."""
+    why = "; ".join(a for a in meta.absent if "checksum" in a.lower()) or "the file holds no checksum"
+    return f"no checksum covers the payload ({why})"
+
+
+def finish_checks(meta: FieldMeta, verify: bool | str, strict: bool) -> None:
+    """End of every reader: with ``strict``, raise for a failed check, and for ``verify='require'``
+    also when no checksum over the payload was verified."""
+    if verify and strict:
+        raise_failed(meta)
+        if verify == "require" and not meta.checksummed:
+            raise IOFormatError(f"{no_checksum_reason(meta)}; verify='require' refuses it (verify=True reads it)",
+                                meta.path, "checksum required")
 
 
 # -- atomic writes: the one implementation lives in latticekit.utils.files --------------------------

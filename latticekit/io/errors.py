@@ -1,7 +1,8 @@
 """The one error type of :mod:`latticekit.io`.
 
 Every corrupt, truncated, inconsistent or unrecognised file raises :class:`IOFormatError`, a
-subclass of :class:`ValueError` whose message names the file and the check that failed.
+subclass of :class:`ValueError` whose message names the file and the check that failed, on one line
+(``latticekit info`` prints it as the whole error report).
 
 Examples
 --------
@@ -16,6 +17,7 @@ True
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 __all__ = ["IOFormatError"]
@@ -32,6 +34,8 @@ class IOFormatError(ValueError):
         The file concerned; it leads the message.
     check : str, optional
         The check that failed (e.g. ``"NERSC CHECKSUM"``, ``"LIME record header"``).
+
+    Line breaks in ``message`` (e.g. from the HDF5 library) are folded into spaces.
 
     Attributes
     ----------
@@ -51,6 +55,7 @@ class IOFormatError(ValueError):
     def __init__(self, message: str, path: Any = None, check: str | None = None) -> None:
         self.path = None if path is None else os.fspath(path) if isinstance(path, (str, os.PathLike)) else str(path)
         self.check = check
+        message = re.sub(r"\s*[\r\n]+\s*", " ", str(message)).strip()
         self.detail = message
         prefix = f"{self.path}: " if self.path is not None else ""
         what = f"{check} failed: " if check else ""

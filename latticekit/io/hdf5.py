@@ -1,20 +1,30 @@
 """HDF5 ensembles: many configurations plus metadata in one appendable, lazily readable file (h5py).
 
-File layout (``latticekit_format = "ensemble"``, ``format_version = 1``):
+File layout (``latticekit_format = "ensemble"``, ``format_version = 2``):
 
 * root attributes: ``lattice`` (library order, direction 0 = time), ``group`` (``"SU(3)"``, ``"U(1)"``),
   ``precision``, ``action``/``action_params``, ``sampler``/``sampler_params``, ``seeds``, ``software``,
   ``created``, ``metadata`` (JSON strings for the structured ones) and ``n_committed``;
 * dataset ``configs``: ``(n, Nd, *G, *L)`` in the library layout (complex SU(N) matrices or real U(1)
-  angles, stored natively so round trips are exact), chunked one configuration per chunk;
+  angles, little-endian, so round trips are exact), chunked one configuration per chunk;
 * group ``observables``: one float64 dataset ``(n,)`` per name (NaN where a configuration has none);
-* dataset ``info``: one JSON string per configuration (per-configuration seeds, trajectory, ...).
+* dataset ``info_json``: the per-configuration info (JSON, UTF-8) back to back, as bytes;
+* dataset ``slots``: one row per configuration: CRC32 of the configuration, of its info and of its
+  observables (each bound to the slot index), and where its info lies in ``info_json``.
 
-Commit protocol: :meth:`Ensemble.append` writes the configuration, its observables and info in full,
-flushes, and only then increments ``n_committed`` and flushes again. Readers trust ``n_committed``
-only, so a writer killed mid-append leaves the previously committed configurations readable (the
-partial slot is ignored and overwritten by the next append). Readers open the file with HDF5 file
-locking off, so they can read while a writer holds it.
+Integrity: every structure HDF5 interprets carries a checksum the HDF5 library verifies (superblock
+version 2, version-2 object headers, fixed-length string attributes), ``slots``, ``info_json`` and the
+observables carry Fletcher-32 chunk checksums, and the reader verifies the CRC32 of every
+configuration it reads, of every info it decodes and of the observables; see
+:mod:`latticekit.io._hdf5_format`. Files of format version 1 (no checksums) are still read and
+appended to; their metadata is first read in a subprocess with a time limit, because a damaged
+global heap sends the HDF5 library into an endless loop (:mod:`latticekit.io._hdf5_probe`).
+
+Commit protocol: :meth:`Ensemble.append` writes the configuration, its observables, info and slot in
+full, flushes, and only then increments ``n_committed`` and flushes again. Readers trust
+``n_committed`` only, so a writer killed mid-append leaves the previously committed configurations
+readable (the partial slot is ignored and overwritten by the next append). Readers open the file with
+HDF5 file locking off, so they can read while a writer holds it.
 
 Examples
 --------
@@ -41,28 +51,44 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from latticekit.backends import from_numpy
-from latticekit.groups import Group, SUGroup, U1Group
+from latticekit.groups import SUGroup, U1Group
 from latticekit.utils.files import atomic_path
 
 from ._common import (
     WRITE_UNITARITY_TOL,
-    FieldMeta,
+    Check,
     as_group,
     as_lattice,
-    average_link_trace_np,
-    average_plaquette_np,
     check_field,
     precision_name,
-    raise_failed,
-    unitarity_check,
     unitarity_defect_np,
 )
+from ._hdf5_format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    LIBVER,
+    MAX_INFO_BYTES,
+    READABLE_VERSIONS,
+    SLOT_DTYPE,
+    U1_ANGLE_LIMIT,
+    attr_is_variable_string,
+    check_superblock,
+    config_crc,
+    file_dtype,
+    get_int,
+    get_str,
+    h5_errors,
+    info_crc,
+    observables_crc,
+    put_str,
+)
+from ._hdf5_probe import probe_metadata
 from .errors import IOFormatError
 
-__all__ = ["Ensemble", "read_hdf5", "write_hdf5"]
+__all__ = ["Ensemble"]
 
-FORMAT_NAME = "ensemble"
-FORMAT_VERSION = 1
+_JSON_ATTRS = ("action_params", "sampler_params", "seeds", "metadata")
+_STR_ATTRS = ("latticekit_format", "group", "precision", "layout", "action", "sampler", "software", "created")
 
 
 def _h5py() -> Any:
@@ -93,29 +119,29 @@ def _software() -> str:
     return f"latticekit {__version__}"
 
 
-def _u1_plaquette(theta: np.ndarray) -> float:
-    """Average ``cos`` of U(1) plaquette angles of one field ``(Nd, *L)``."""
-    nd = theta.shape[0]
-    vals = []
-    for mu in range(nd):
-        for nu in range(mu + 1, nd):
-            p = theta[mu] + np.roll(theta[nu], -1, axis=mu) - np.roll(theta[mu], -1, axis=nu) - theta[nu]
-            vals.append(np.mean(np.cos(p)))
-    return float(np.mean(vals)) if vals else 1.0
+def _member(f: Any, name: str, path: str) -> Any:
+    """Object ``name`` of the root group; a missing one is an IOFormatError (HDF5 errors propagate)."""
+    if name not in f:
+        raise IOFormatError(f"no {name!r} in the file", path, "HDF5 ensemble")
+    return f[name]
 
 
-def field_plaquette(U: np.ndarray, group: Group) -> float:
-    """Average plaquette ``(1/N) Re tr P`` of one host field ``(Nd, *G, *L)`` (any Nd >= 2)."""
-    if isinstance(group, U1Group):
-        return _u1_plaquette(np.asarray(U, dtype=np.float64))
-    return average_plaquette_np(U)
+def _aggregate(name: str, checks: list[Check], kind: str) -> list[Check]:
+    """One Check summarising per-configuration checks (the single check itself when there is one)."""
+    if len(checks) <= 1:
+        return checks
+    bad = [c for c in checks if not c.ok]
+    found = "all pass" if not bad else f"{len(bad)} fail, first {bad[0].name}: {bad[0].stored} vs {bad[0].computed}"
+    return [Check(f"{name} ({len(checks)} configurations)", f"{len(checks)} checked", found, not bad,
+                  ("configurations", "result"), kind=kind)]
 
 
 class Ensemble:
     """An appendable, lazily readable HDF5 file of gauge configurations with metadata.
 
     Use :meth:`create` for a new file and :meth:`open` for an existing one; see the module docstring
-    for the layout and the commit protocol.
+    for the layout, the checksums and the commit protocol. Every problem with the file's content
+    raises :class:`~latticekit.io.IOFormatError`.
 
     Attributes
     ----------
@@ -127,6 +153,8 @@ class Ensemble:
         Gauge group.
     precision : str
         ``"double"`` or ``"single"``.
+    format_version : int
+        2 (checksummed) or 1 (written before checksums existed).
 
     Examples
     --------
@@ -137,23 +165,81 @@ class Ensemble:
         self._f = h5file
         self.path = path
         self.writable = writable
-        a = h5file.attrs
         try:
-            if str(a["latticekit_format"]) != FORMAT_NAME:
-                raise KeyError("latticekit_format")
-            self.lattice = tuple(int(v) for v in np.asarray(a["lattice"]).ravel())
-            self.group = as_group(str(a["group"]))
-            self.precision = precision_name(str(a["precision"]))
-            self._configs = h5file["configs"]
-            int(a["n_committed"])
-        except (KeyError, ValueError, TypeError) as exc:
+            with h5_errors(path, "reading the ensemble's structure"):
+                self._validate()
+            len(self)
+        except BaseException:
             h5file.close()
-            raise IOFormatError(f"not a latticekit ensemble (missing or bad {exc})", path, "HDF5 ensemble") from None
-        want = (len(self.lattice),) + tuple(self.group.element_shape) + self.lattice
-        if tuple(self._configs.shape[1:]) != want:
-            h5file.close()
-            raise IOFormatError(f"configs dataset has shape {self._configs.shape}; expected (n, {want})", path,
+            raise
+
+    def _validate(self) -> None:
+        """Check every object and attribute the reader relies on, before any data is read."""
+        h5py = _h5py()
+        f, path = self._f, self.path
+        a = f.attrs
+        if "latticekit_format" not in a or get_str(a, "latticekit_format", path) != FORMAT_NAME:
+            raise IOFormatError("not a latticekit ensemble (no latticekit_format = 'ensemble' attribute)", path,
                                 "HDF5 ensemble")
+        self.format_version = get_int(a, "format_version", path)
+        if self.format_version not in READABLE_VERSIONS:
+            raise IOFormatError(f"format_version {self.format_version}; this latticekit reads {READABLE_VERSIONS}",
+                                path, "HDF5 ensemble")
+        if self.format_version >= 2:
+            for key in a:
+                if attr_is_variable_string(a, key):
+                    raise IOFormatError(f"attribute {key!r} is a variable-length string, which version 2 never "
+                                        f"writes", path, "HDF5 ensemble")
+        lat_id = a.get_id("lattice") if "lattice" in a else None
+        if lat_id is None or lat_id.dtype.kind not in "iu" or len(lat_id.shape) != 1 or not 1 <= lat_id.shape[0] <= 8:
+            raise IOFormatError("attribute 'lattice' must hold 1 to 8 integer extents", path, "HDF5 ensemble")
+        self.lattice = tuple(int(v) for v in np.asarray(a["lattice"]).ravel())
+        if not all(1 <= v <= 1 << 24 for v in self.lattice):
+            raise IOFormatError(f"lattice {self.lattice}: extents must lie in 1..2^24", path, "HDF5 ensemble")
+        self.group = as_group(get_str(a, "group", path))
+        self.precision = precision_name(get_str(a, "precision", path))
+        get_int(a, "n_committed", path)
+        for key in _JSON_ATTRS:
+            if key in a:
+                self._attr_json(key)
+        configs = _member(f, "configs", path)
+        if not isinstance(configs, h5py.Dataset):
+            raise IOFormatError(f"'configs' is {type(configs).__name__}; expected a dataset", path, "HDF5 ensemble")
+        want = (len(self.lattice),) + tuple(self.group.element_shape) + self.lattice
+        if configs.ndim != len(want) + 1 or tuple(configs.shape[1:]) != want:
+            raise IOFormatError(f"configs dataset has shape {configs.shape}; expected (n, {want})", path,
+                                "HDF5 ensemble")
+        dt = file_dtype(isinstance(self.group, U1Group), self.precision)
+        if configs.dtype.newbyteorder("<") != dt:
+            raise IOFormatError(f"configs has dtype {configs.dtype}; a {self.precision}-precision {self.group.name} "
+                                f"ensemble stores {dt}", path, "HDF5 ensemble")
+        if configs.chunks != (1,) + want:
+            raise IOFormatError(f"configs has chunks {configs.chunks}; expected one configuration per chunk", path,
+                                "HDF5 ensemble")
+        obs = _member(f, "observables", path)
+        if not isinstance(obs, h5py.Group):
+            raise IOFormatError(f"'observables' is {type(obs).__name__}; expected a group", path, "HDF5 ensemble")
+        for k in obs:
+            d = obs[k]
+            if not isinstance(d, h5py.Dataset) or d.ndim != 1 or d.dtype.newbyteorder("<") != np.dtype("<f8"):
+                raise IOFormatError(f"observables/{k} is not a one-dimensional float64 dataset", path,
+                                    "HDF5 ensemble")
+        if self.format_version >= 2:
+            slots, info = _member(f, "slots", path), _member(f, "info_json", path)
+            if not isinstance(slots, h5py.Dataset) or slots.ndim != 1 or slots.dtype != SLOT_DTYPE:
+                raise IOFormatError(f"'slots' is not a one-dimensional dataset of {SLOT_DTYPE}", path, "HDF5 ensemble")
+            if not isinstance(info, h5py.Dataset) or info.ndim != 1 or info.dtype != np.uint8:
+                raise IOFormatError("'info_json' is not a one-dimensional uint8 dataset", path, "HDF5 ensemble")
+        else:
+            info = _member(f, "info", path)
+            if not isinstance(info, h5py.Dataset) or info.ndim != 1 or h5py.check_string_dtype(info.dtype) is None:
+                raise IOFormatError("'info' is not a one-dimensional string dataset", path, "HDF5 ensemble")
+        self._configs = configs
+
+    @property
+    def checksummed(self) -> bool:
+        """Whether the file carries checksums (format version 2)."""
+        return self.format_version >= 2
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -198,72 +284,91 @@ class Ensemble:
         prec = precision_name(precision)
         if os.path.exists(path) and not overwrite:
             raise FileExistsError(f"path={path!r} exists; open it with Ensemble.open(path, 'a') or pass overwrite=True")
-        if isinstance(g, U1Group):
-            dt = np.float64 if prec == "double" else np.float32
-        else:
-            dt = np.complex128 if prec == "double" else np.complex64
+        dt = file_dtype(isinstance(g, U1Group), prec)
         shape = (len(lat),) + tuple(g.element_shape) + tuple(lat)
         with atomic_path(path) as tmp:
-            with h5py.File(tmp, "w", locking=False) as f:
+            with h5py.File(tmp, "w", locking=False, libver=LIBVER) as f:
                 a = f.attrs
-                a["latticekit_format"] = FORMAT_NAME
-                a["format_version"] = FORMAT_VERSION
+                put_str(a, "latticekit_format", FORMAT_NAME)
+                a["format_version"] = np.int64(FORMAT_VERSION)
                 a["lattice"] = np.asarray(lat, dtype=np.int64)
-                a["group"] = g.name
-                a["precision"] = prec
-                a["layout"] = "(n, Nd, *G, L0..L_{Nd-1}); direction mu on lattice axis mu; mu = 0 is time"
-                a["action"] = action or ""
-                a["action_params"] = _dumps(dict(action_params or {}))
-                a["sampler"] = sampler or ""
-                a["sampler_params"] = _dumps(dict(sampler_params or {}))
-                a["seeds"] = _dumps(seeds)
-                a["software"] = _software()
-                a["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
-                a["metadata"] = _dumps(dict(metadata or {}))
-                a["n_committed"] = 0
+                put_str(a, "group", g.name)
+                put_str(a, "precision", prec)
+                put_str(a, "layout", "(n, Nd, *G, L0..L_{Nd-1}); direction mu on lattice axis mu; mu = 0 is time")
+                put_str(a, "action", action or "")
+                put_str(a, "action_params", _dumps(dict(action_params or {})))
+                put_str(a, "sampler", sampler or "")
+                put_str(a, "sampler_params", _dumps(dict(sampler_params or {})))
+                put_str(a, "seeds", _dumps(seeds))
+                put_str(a, "software", _software())
+                put_str(a, "created", datetime.datetime.now(datetime.timezone.utc).isoformat())
+                put_str(a, "metadata", _dumps(dict(metadata or {})))
+                a["n_committed"] = np.int64(0)
                 f.create_dataset("configs", shape=(0,) + shape, maxshape=(None,) + shape, dtype=dt,
                                  chunks=(1,) + shape)
                 f.create_group("observables")
-                f.create_dataset("info", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(), chunks=(64,))
+                f.create_dataset("slots", shape=(0,), maxshape=(None,), dtype=SLOT_DTYPE, chunks=(256,),
+                                 fletcher32=True)
+                f.create_dataset("info_json", shape=(0,), maxshape=(None,), dtype=np.uint8, chunks=(1 << 14,),
+                                 fletcher32=True)
         return cls.open(path, "a")
 
     @classmethod
     def open(cls, path: Any, mode: str = "r") -> "Ensemble":
         """Open an existing ensemble: ``mode='r'`` (read, no file locking) or ``'a'`` (append).
 
+        The superblock is checked first (signature, truncation, trailing data). A file of format
+        version 1 has its metadata read in a subprocess with a time limit before it is opened here.
+
         Raises
         ------
         IOFormatError
-            Not an HDF5 file or not a latticekit ensemble.
+            Not an HDF5 file, not a latticekit ensemble, or a damaged one.
         """
-        h5py = _h5py()
         path = os.fspath(path)
         if mode not in ("r", "a"):
             raise ValueError(f"mode={mode!r}: expected 'r' or 'a'")
         if not os.path.exists(path):
             raise FileNotFoundError(f"path={path!r}: no such file")
-        try:
-            if mode == "r":
-                f = h5py.File(path, "r", locking=False)
-            else:
-                f = h5py.File(path, "r+", locking=False)
-        except OSError as exc:
-            if isinstance(exc, (FileNotFoundError, PermissionError)):
+        sb = check_superblock(path)
+        if sb.version >= 2:  # checksummed metadata: safe to read in this process
+            f = cls._h5open(path, mode, LIBVER)
+            try:
+                with h5_errors(path, "reading format_version"):
+                    version = get_int(f.attrs, "format_version", path) if "format_version" in f.attrs else 0
+            except BaseException:
+                f.close()
                 raise
-            raise IOFormatError(f"HDF5 library cannot open it ({exc})", path, "HDF5 file") from None
-        return cls(f, path, mode == "a")
+            if version >= 2:
+                return cls(f, path, mode == "a")
+            f.close()
+        probe_metadata(path)
+        return cls(cls._h5open(path, mode, None), path, mode == "a")
+
+    @staticmethod
+    def _h5open(path: str, mode: str, libver: Any) -> Any:
+        h5py = _h5py()
+        kw = {"libver": libver} if libver is not None else {}
+        with h5_errors(path, "the HDF5 library cannot open it", "HDF5 file"):
+            return h5py.File(path, "r" if mode == "r" else "r+", locking=False, **kw)
 
     # -- metadata -----------------------------------------------------------------------------
     def _attr_json(self, key: str) -> Any:
+        with h5_errors(self.path, f"reading attribute {key}"):
+            text = get_str(self._f.attrs, key, self.path, default="null")
         try:
-            return json.loads(str(self._f.attrs.get(key, "null")))
+            return json.loads(text)
         except json.JSONDecodeError:
             raise IOFormatError(f"attribute {key} is not JSON", self.path, "HDF5 ensemble") from None
+
+    def _attr_text(self, key: str) -> str:
+        with h5_errors(self.path, f"reading attribute {key}"):
+            return get_str(self._f.attrs, key, self.path, default="")
 
     @property
     def action(self) -> str:
         """Name of the action."""
-        return str(self._f.attrs.get("action", ""))
+        return self._attr_text("action")
 
     @property
     def action_params(self) -> dict[str, Any]:
@@ -273,7 +378,7 @@ class Ensemble:
     @property
     def sampler(self) -> str:
         """Name of the sampler."""
-        return str(self._f.attrs.get("sampler", ""))
+        return self._attr_text("sampler")
 
     @property
     def sampler_params(self) -> dict[str, Any]:
@@ -289,22 +394,29 @@ class Ensemble:
     def metadata(self) -> dict[str, Any]:
         """All root attributes, JSON decoded where stored as JSON."""
         out: dict[str, Any] = {}
-        for k, v in self._f.attrs.items():
-            if k in ("action_params", "sampler_params", "seeds", "metadata"):
-                out[k] = self._attr_json(k)
-            elif isinstance(v, np.ndarray):
-                out[k] = v.tolist()
-            elif isinstance(v, np.generic):
-                out[k] = v.item()
-            else:
-                out[k] = v
+        with h5_errors(self.path, "reading the root attributes"):
+            for k in self._f.attrs:
+                if k in _JSON_ATTRS:
+                    out[k] = self._attr_json(k)
+                elif k in _STR_ATTRS:
+                    out[k] = self._attr_text(k)
+                else:
+                    v = self._f.attrs[k]
+                    out[k] = v.tolist() if isinstance(v, np.ndarray) else v.item() if isinstance(v, np.generic) else v
         return out
 
     # -- reading ------------------------------------------------------------------------------
     def __len__(self) -> int:
         """Number of committed configurations (re-read from the file)."""
-        n = int(self._f.attrs["n_committed"])
-        return min(n, int(self._configs.shape[0]))
+        with h5_errors(self.path, "reading n_committed"):
+            n = get_int(self._f.attrs, "n_committed", self.path)
+            have = int(self._configs.shape[0])
+            other = int(self._f["slots" if self.format_version >= 2 else "info"].shape[0])
+        if not 0 <= n <= min(have, other):
+            raise IOFormatError(f"n_committed = {n}, but configs holds {have} and "
+                                f"{'slots' if self.format_version >= 2 else 'info'} {other} entries", self.path,
+                                "HDF5 ensemble")
+        return n
 
     def _index(self, i: int) -> int:
         n = len(self)
@@ -315,18 +427,70 @@ class Ensemble:
             raise IndexError(f"index {i} out of range for an ensemble of {n} committed configurations")
         return j
 
-    def read(self, i: int | slice, *, backend: str | None = None, device: Any = None) -> Any:
+    def _slot(self, j: int) -> np.void:
+        with h5_errors(self.path, f"reading slot {j}"):
+            return self._f["slots"][j]
+
+    def _read_one(self, j: int, verify: bool) -> tuple[np.ndarray, list[Check]]:
+        """Configuration ``j`` (native byte order) and its checks; non-finite numbers always raise."""
+        with h5_errors(self.path, f"reading configuration {j}"):
+            raw = self._configs[j]
+        checks = []
+        if verify and self.format_version >= 2:
+            stored, comp = int(self._slot(j)["config_crc32"]), config_crc(raw, j)
+            checks.append(Check(f"HDF5 configuration {j} CRC32", f"{stored:08x}", f"{comp:08x}", stored == comp,
+                                kind="checksum"))
+        a = np.ascontiguousarray(raw, dtype=raw.dtype.newbyteorder("="))
+        if not np.all(np.isfinite(a)):
+            for c in checks:  # a failed checksum is the more precise diagnosis
+                if not c.ok:
+                    raise IOFormatError(f"stored {c.stored}, computed {c.computed} (and the data contain NaN or "
+                                        f"infinite numbers)", self.path, c.name)
+            raise IOFormatError(f"configuration {j} contains NaN or infinite numbers", self.path, "HDF5 payload")
+        if verify and isinstance(self.group, U1Group) and a.size:
+            lim, big = U1_ANGLE_LIMIT[self.precision], float(np.max(np.abs(a)))
+            checks.append(Check(f"HDF5 configuration {j} U(1) angles |theta| <= limit", f"{lim:.3g}", f"{big:.3g}",
+                                big <= lim, ("limit", "largest"), kind="data"))
+        return a, checks
+
+    def _read_checked(self, i: int | slice, verify: bool = True) -> tuple[np.ndarray, list[Check]]:
+        """Host configuration(s) ``i`` and the outcome of their checks (not raised)."""
+        if isinstance(i, slice):
+            js = list(range(*i.indices(len(self))))
+        else:
+            js = [self._index(i)]
+        parts, crc, data = [], [], []
+        for j in js:
+            a, checks = self._read_one(j, verify)
+            parts.append(a)
+            crc += [c for c in checks if c.kind == "checksum"]
+            data += [c for c in checks if c.kind != "checksum"]
+        if not isinstance(i, slice):
+            out = parts[0]
+        elif parts:
+            out = np.stack(parts)
+        else:
+            out = np.empty((0,) + tuple(self._configs.shape[1:]), self._configs.dtype.newbyteorder("="))
+        return out, _aggregate("HDF5 configuration CRC32", crc, "checksum") + \
+            _aggregate("HDF5 U(1) angles |theta| <= limit", data, "data")
+
+    def read(self, i: int | slice, *, backend: str | None = None, device: Any = None, verify: bool = True) -> Any:
         """Configuration ``i`` (or a slice, stacked along a batch axis) on ``backend``/``device``.
 
-        Only the requested configurations are read from disk.
+        Only the requested configurations are read from disk. With ``verify`` (default) the CRC32 of
+        each is checked (format version 2) and U(1) angles must lie within :data:`U1_ANGLE_LIMIT`;
+        NaN or infinite numbers are always refused.
+
+        Raises
+        ------
+        IOFormatError
+            A damaged configuration.
         """
-        if isinstance(i, slice):
-            idx = range(*i.indices(len(self)))
-            a = np.stack([self._configs[j] for j in idx]) if len(idx) else \
-                np.empty((0,) + self._configs.shape[1:], self._configs.dtype)
-        else:
-            a = self._configs[self._index(i)]
-        return from_numpy(np.ascontiguousarray(a), backend=backend or "numpy", device=device)
+        a, checks = self._read_checked(i, verify)
+        for c in checks:
+            if not c.ok:
+                raise IOFormatError(f"{c.labels[0]} {c.stored}, {c.labels[1]} {c.computed}", self.path, c.name)
+        return from_numpy(a, backend=backend or "numpy", device=device)
 
     def __getitem__(self, i: int | slice) -> Any:
         return self.read(i)
@@ -335,38 +499,75 @@ class Ensemble:
         for j in range(len(self)):
             yield self.read(j)
 
+    def _observables_checked(self) -> tuple[dict[str, np.ndarray], list[Check]]:
+        """Observables of the committed configurations and (version 2) the outcome of their CRC32 check."""
+        n = len(self)
+        out: dict[str, np.ndarray] = {}
+        with h5_errors(self.path, "reading the observables"):
+            obs = self._f["observables"]
+            for k in sorted(obs):
+                d = obs[k]
+                col = np.full(n, np.nan)
+                m = min(n, d.shape[0])
+                col[:m] = d[:m]
+                out[k] = col
+            stored = self._f["slots"][:n]["observables_crc32"] if self.format_version >= 2 else None
+        if stored is None:
+            return out, []
+        bad = [j for j in range(n) if observables_crc(((k, v[j]) for k, v in out.items()), j) != int(stored[j])]
+        found = "all match" if not bad else f"{len(bad)} differ, first configuration {bad[0]}"
+        return out, [Check("HDF5 observables CRC32", f"{n} configurations", found, not bad, ("stored for", "result"),
+                           kind="checksum")]
+
+    def observables(self) -> dict[str, np.ndarray]:
+        """All observables for the committed configurations (NaN where missing), checksums verified."""
+        out, checks = self._observables_checked()
+        for c in checks:
+            if not c.ok:
+                raise IOFormatError(f"{c.computed}", self.path, c.name)
+        return out
+
     def observable(self, name: str) -> np.ndarray:
         """Values of one observable for the committed configurations (NaN where missing)."""
-        obs = self._f["observables"]
-        if name not in obs:
-            raise KeyError(f"name={name!r}: no such observable; have {sorted(obs)}")
-        d = obs[name]
-        n = len(self)
-        out = np.full(n, np.nan)
-        m = min(n, d.shape[0])
-        out[:m] = d[:m]
-        return out
+        names = self.observable_names
+        if name not in names:
+            raise KeyError(f"name={name!r}: no such observable; have {names}")
+        return self.observables()[name]
 
     @property
     def observable_names(self) -> list[str]:
         """Names of the stored observables."""
-        return sorted(self._f["observables"])
-
-    def observables(self) -> dict[str, np.ndarray]:
-        """All observables for the committed configurations."""
-        return {k: self.observable(k) for k in self.observable_names}
+        with h5_errors(self.path, "listing the observables"):
+            return sorted(self._f["observables"])
 
     def info(self, i: int) -> dict[str, Any]:
-        """Per-configuration info (the mapping given to :meth:`append`)."""
+        """Per-configuration info (the mapping given to :meth:`append`), checksum verified."""
         j = self._index(i)
-        ds = self._f["info"]
-        if j >= ds.shape[0]:
-            return {}
-        raw = ds[j]
+        if self.format_version >= 2:
+            row = self._slot(j)
+            off, ln, crc = int(row["info_offset"]), int(row["info_length"]), int(row["info_crc32"])
+            with h5_errors(self.path, f"reading the info of configuration {j}"):
+                total = int(self._f["info_json"].shape[0])
+                if ln > MAX_INFO_BYTES or off + ln > total:
+                    raise IOFormatError(f"slot {j} places its info at bytes {off}..{off + ln} of {total}", self.path,
+                                        "HDF5 info")
+                raw = self._f["info_json"][off:off + ln].tobytes()
+            if info_crc(raw, j) != crc:
+                raise IOFormatError(f"info of configuration {j}: stored {crc:08x}, computed {info_crc(raw, j):08x}",
+                                    self.path, "HDF5 info CRC32")
+        else:
+            with h5_errors(self.path, f"reading the info of configuration {j}"):
+                ds = self._f["info"]
+                raw = ds[j] if j < ds.shape[0] else b"{}"
+                raw = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
         try:
-            return json.loads(raw.decode() if isinstance(raw, bytes) else str(raw)) or {}
-        except json.JSONDecodeError:
-            raise IOFormatError(f"info of configuration {j} is not JSON", self.path, "HDF5 ensemble") from None
+            out = json.loads(raw.decode("utf-8")) or {}
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise IOFormatError(f"info of configuration {j} is not JSON", self.path, "HDF5 info") from None
+        if not isinstance(out, dict):
+            raise IOFormatError(f"info of configuration {j} is {type(out).__name__}; expected a mapping", self.path,
+                                "HDF5 info")
+        return out
 
     # -- writing ------------------------------------------------------------------------------
     def append(self, U: Any, observables: Mapping[str, float] | None = None,
@@ -397,32 +598,62 @@ class Ensemble:
         n = len(self)
         self._write_slot(n, a, observables, info)
         self._f.flush()
-        self._f.attrs["n_committed"] = n + 1
+        self._f.attrs["n_committed"] = np.int64(n + 1)
         self._f.flush()
         return n
 
     def _write_slot(self, n: int, a: np.ndarray, observables: Mapping[str, float] | None,
                     info: Mapping[str, Any] | None) -> None:
         """Write slot ``n`` in full without committing it (the first half of :meth:`append`)."""
-        if self._configs.shape[0] < n + 1:
-            self._configs.resize(n + 1, axis=0)
-        self._configs[n] = a.astype(self._configs.dtype)
-        obs = self._f["observables"]
+        values: dict[str, float] = {}
         for k, v in (observables or {}).items():
             if not isinstance(k, str) or not k or "/" in k:
                 raise ValueError(f"observables: name {k!r} must be a non-empty string without '/'")
+            values[k] = float(v)
+        text = _dumps(dict(info or {}))
+        v2 = self.format_version >= 2
+        if v2:
+            off = 0
+            if n:
+                prev = self._slot(n - 1)
+                off = int(prev["info_offset"]) + int(prev["info_length"])
+                if off > self._f["info_json"].shape[0]:
+                    raise IOFormatError(f"slot {n - 1} places its info beyond info_json; not appending to a damaged "
+                                        f"file", self.path, "HDF5 info")
+        stored = np.ascontiguousarray(a, dtype=self._configs.dtype)
+        if self._configs.shape[0] < n + 1:
+            self._configs.resize(n + 1, axis=0)
+        self._configs[n] = stored
+        obs = self._f["observables"]
+        for k in values:
             if k not in obs:
-                obs.create_dataset(k, shape=(n + 1,), maxshape=(None,), dtype=np.float64, chunks=(256,),
-                                   fillvalue=np.nan)
+                obs.create_dataset(k, shape=(n + 1,), maxshape=(None,), dtype="<f8", chunks=(256,), fillvalue=np.nan,
+                                   fletcher32=v2)
         for k in obs:
             d = obs[k]
             if d.shape[0] < n + 1:
                 d.resize(n + 1, axis=0)
-            d[n] = float((observables or {}).get(k, np.nan))
-        inf = self._f["info"]
-        if inf.shape[0] < n + 1:
-            inf.resize(n + 1, axis=0)
-        inf[n] = _dumps(dict(info or {}))
+            d[n] = values.get(k, np.nan)
+        if not v2:
+            inf = self._f["info"]
+            if inf.shape[0] < n + 1:
+                inf.resize(n + 1, axis=0)
+            inf[n] = text
+            return
+        raw = text.encode("utf-8")
+        ij = self._f["info_json"]
+        ij.resize(off + len(raw), axis=0)
+        if raw:
+            ij[off:off + len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+        slots = self._f["slots"]
+        if slots.shape[0] < n + 1:
+            slots.resize(n + 1, axis=0)
+        row = np.zeros((), dtype=SLOT_DTYPE)
+        row["config_crc32"] = config_crc(stored, n)
+        row["info_crc32"] = info_crc(raw, n)
+        row["observables_crc32"] = observables_crc(values.items(), n)
+        row["info_offset"], row["info_length"] = off, len(raw)
+        slots[n] = row
 
     def close(self) -> None:
         """Flush and close the file."""
@@ -437,99 +668,3 @@ class Ensemble:
 
     def __repr__(self) -> str:
         return f"Ensemble({self.path!r}, lattice={self.lattice}, group={self.group.name}, n={len(self)})"
-
-
-def read_hdf5(path: Any, *, lattice: Any = None, group: Any = None, verify: bool = True, strict: bool = True,
-              index: int | slice = -1) -> tuple[np.ndarray, FieldMeta]:
-    """Read configuration(s) ``index`` (default: the last committed) of an ensemble as host arrays.
-
-    A slice gives a batch ``(B, Nd, *G, *L)``. ``lattice``/``group`` are checked against the file;
-    ``verify`` checks unitarity (SU(N)) and computes the plaquette of the first configuration read.
-
-    Examples
-    --------
-    See :class:`Ensemble`.
-    """
-    with Ensemble.open(path, "r") as ens:
-        want_lat = as_lattice(lattice)
-        if want_lat is not None and tuple(want_lat) != ens.lattice:
-            raise IOFormatError(f"file lattice {ens.lattice}, expected lattice={tuple(want_lat)}", path, "lattice")
-        g = as_group(group)
-        if g is not None and g != ens.group:
-            raise IOFormatError(f"file group {ens.group.name}, expected group={g.name}", path, "group")
-        n = len(ens)
-        if n == 0:
-            raise IOFormatError("ensemble holds no committed configuration", path, "HDF5 ensemble")
-        U = ens.read(index)
-        extra = ens.metadata
-        extra["observables"] = {k: v.tolist() for k, v in ens.observables().items()}
-        meta = FieldMeta(format="hdf5", path=str(path), lattice=ens.lattice, group=ens.group.name,
-                         precision=ens.precision, endianness="native", header=dict(extra), extra={
-                             "n_committed": n, "index": index if isinstance(index, int) else str(index)})
-        grp = ens.group
-    first = U if U.ndim == len(meta.lattice) + 1 + len(grp.element_shape) else U[0]
-    if verify and U.size:
-        if isinstance(grp, SUGroup):
-            M = np.moveaxis(np.moveaxis(U, U.ndim - len(meta.lattice) - 2, -1), U.ndim - len(meta.lattice) - 2, -1)
-            meta.checks.append(unitarity_check(M, meta.precision))
-            meta.link_trace = average_link_trace_np(first)
-        if len(meta.lattice) >= 2:
-            meta.plaquette = field_plaquette(first, grp)
-        if strict:
-            raise_failed(meta)
-    return U, meta
-
-
-def _infer_lattice(shape: tuple[int, ...], G: tuple[int, ...]) -> tuple[int, ...]:
-    """Lattice of a field ``(Nd, *G, *L)`` or ``(B, Nd, *G, *L)``; both readings fitting is an error."""
-    ng = len(G)
-    found = []
-    for b in (0, 1):
-        nd = len(shape) - 1 - b - ng
-        if nd >= 1 and shape[b] == nd and tuple(shape[b + 1:b + 1 + ng]) == G:
-            found.append(tuple(shape[len(shape) - nd:]))
-    if len(found) == 1:
-        return found[0]
-    if found:
-        raise ValueError(f"U has shape {shape}: both an unbatched field on {found[0]} and a batch on {found[1]} fit; "
-                         f"pass the lattice (meta={{'lattice': ...}})")
-    raise ValueError(f"U has shape {shape}; expected ([B,] Nd, *G, L0..L_(Nd-1))")
-
-
-def write_hdf5(path: Any, U: Any, group: Any, *, precision: Any = "double", meta: Mapping[str, Any] | None = None,
-               lattice: Any = None) -> None:
-    """Write one configuration ``(Nd, *G, *L)`` or a batch ``(B, Nd, *G, *L)`` as a new ensemble (atomically).
-
-    ``meta`` may hold ``lattice`` (needed only when the shape fits both readings, e.g. a batch of 3
-    two-dimensional U(1) fields), ``action``, ``action_params``, ``sampler``, ``sampler_params``, ``seeds``,
-    ``observables`` (mapping name -> sequence, one value per configuration) and anything else (stored
-    under ``metadata``).
-    """
-    g = as_group(group)
-    if g is None:
-        raise ValueError("group is required")
-    from latticekit.backends import to_numpy
-
-    a = to_numpy(U)
-    ng = len(g.element_shape)
-    m = dict(meta or {})
-    if lattice is None and m.get("lattice") is not None:
-        lattice = m["lattice"]
-    m.pop("lattice", None)
-    if lattice is not None:
-        lat = as_lattice(lattice)
-    else:
-        lat = _infer_lattice(tuple(a.shape), tuple(g.element_shape))
-    nd = len(lat)
-    a = check_field(a, g, "U", nd=nd)
-    if tuple(a.shape[a.ndim - nd:]) != tuple(lat) or a.shape[a.ndim - nd - ng - 1] != nd:
-        raise ValueError(f"U has shape {a.shape}; expected ([B,] {nd}, *G, {lat})")
-    batch = a.reshape((-1,) + a.shape[a.ndim - nd - ng - 1:])
-    obs = m.pop("observables", {}) or {}
-    kw = {k: m.pop(k) for k in ("action", "action_params", "sampler", "sampler_params", "seeds") if k in m}
-    with atomic_path(os.fspath(path)) as tmp:
-        with Ensemble.create(tmp, lattice=lat, group=g, precision=precision, metadata=m, overwrite=True, **kw) as ens:
-            for j in range(batch.shape[0]):
-                ens.append(batch[j], observables={k: np.asarray(v).ravel()[j] for k, v in obs.items()})
-
-

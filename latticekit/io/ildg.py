@@ -32,6 +32,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -53,18 +54,25 @@ from ._common import (
     check_field,
     check_value,
     complex_file_dtype,
+    damaged_key_check,
     endian_name,
+    finish_checks,
+    near_miss,
     precision_name,
-    raise_failed,
     read_bytes,
+    refuse_nonfinite,
     unitarity_check,
     unitarity_defect_np,
+    verify_mode,
 )
 from .errors import IOFormatError
 from .layout import file_dims_from_lattice, file_to_library, lattice_from_file_dims, library_to_file
 from .lime import parse_lime, write_lime
 
 __all__ = ["infer_ildg_layout", "read_ildg", "scidac_checksum", "write_ildg"]
+
+#: record types the reader interprets; a record type one character away from one of them is a damaged header
+_KNOWN_RECORDS = ("ildg-binary-data", "ildg-format", "scidac-checksum", "xlf-info", "ildg-data-lfn")
 
 
 def _rotl(c: int, r: int) -> int:
@@ -137,7 +145,7 @@ def infer_ildg_layout(nbytes: int, lattice: Any = None, group: Any = None) -> li
         for bits in (64, 32):
             s = _site_bytes(N, bits)
             if lat is not None:
-                if int(np.prod(lat)) * s == nbytes:
+                if math.prod(lat) * s == nbytes:
                     out.append((tuple(lat), N, bits))
             elif nbytes % s == 0 and nbytes > 0:
                 V = nbytes // s
@@ -154,8 +162,14 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
     for r in records:
         byname.setdefault(r.type, r)
     header: dict[str, Any] = {"records": [r.type for r in records]}
+    damaged = {}  # near-miss record type -> the known type it was meant to be
+    for r in records:
+        meant = near_miss(r.type, _KNOWN_RECORDS)
+        if meant is not None and meant not in byname:
+            damaged.setdefault(r.type, meant)
     if "ildg-binary-data" not in byname:
-        raise IOFormatError(f"no ildg-binary-data record (records: {header['records']})", path, "ILDG records")
+        hint = "".join(f"; record {k!r} looks like a damaged {v!r}" for k, v in damaged.items())
+        raise IOFormatError(f"no ildg-binary-data record (records: {header['records']}){hint}", path, "ILDG records")
     g = as_group(group)
     if g is not None and not isinstance(g, SUGroup):
         raise IOFormatError(f"ILDG files hold SU(N) matrices, expected group={g.name}", path, "group")
@@ -198,7 +212,7 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
         inferred = (f"no ildg-format record: lattice {lat}, SU({N}), {bits}-bit from the {len(payload)}-byte payload "
                     f"(caller stated {stated}; the only consistent reading)")
     precision = "double" if bits == 64 else "single"
-    vol = int(np.prod(lat))
+    vol = math.prod(lat)
     cdt = complex_file_dtype(precision, "big")
     need = vol * _site_bytes(N, bits)
     if len(payload) != need:
@@ -206,8 +220,7 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
                             f"({'truncated' if len(payload) < need else 'trailing data'})", path, "ILDG payload size")
     dims = file_dims_from_lattice(lat)
     F = np.frombuffer(payload, dtype=cdt).reshape((dims[3], dims[2], dims[1], dims[0], 4, N, N))
-    if not np.all(np.isfinite(F)):
-        raise IOFormatError("binary data contain NaN or infinite numbers", path, "ILDG payload")
+    finite = bool(np.all(np.isfinite(F)))
     meta = FieldMeta(format="ildg", path=str(path), lattice=lat, group=f"SU({N})", precision=precision,
                      endianness="big", header=header, inferred=inferred)
     if "ildg-data-lfn" in byname:
@@ -219,6 +232,11 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
                 and len(r.data) <= 1 << 16:
             header.setdefault(r.type, r.text)
     if verify:
+        for found, meant in damaged.items():
+            meta.checks.append(damaged_key_check("LIME record type", found, meant))
+        if "ildg-format" not in byname:
+            meta.absent.append("ildg-format: no format record; lattice, group and precision were inferred "
+                               "(see meta.inferred)")
         if "scidac-checksum" in byname:
             cx = _xml_fields(byname["scidac-checksum"].text, path, "scidac-checksum XML")
             header["scidac-checksum"] = cx
@@ -227,25 +245,31 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
             except (KeyError, ValueError):
                 raise IOFormatError(f"needs hexadecimal suma and sumb; got {cx}", path, "scidac-checksum") from None
             ca, cb = scidac_checksum(payload, vol)
-            meta.checks.append(Check("SciDAC checksum suma", f"{sa:08x}", f"{ca:08x}", sa == ca))
-            meta.checks.append(Check("SciDAC checksum sumb", f"{sb:08x}", f"{cb:08x}", sb == cb))
+            meta.checks.append(Check("SciDAC checksum suma", f"{sa:08x}", f"{ca:08x}", sa == ca, kind="checksum"))
+            meta.checks.append(Check("SciDAC checksum sumb", f"{sb:08x}", f"{cb:08x}", sb == cb, kind="checksum"))
+        else:
+            meta.absent.append("SciDAC checksum: no scidac-checksum record, so no checksum covers the payload")
+    if not finite:
+        refuse_nonfinite(meta, "binary data", "ILDG payload")
+    if verify:
         meta.checks.append(unitarity_check(F, precision))
     U = file_to_library(F)
     if verify:
         meta.plaquette = average_plaquette_np(U)
         meta.link_trace = average_link_trace_np(U)
-        if "xlf-info" in header:
-            m = re.search(r"plaquette\s*=\s*([-+0-9.eEinfa]+)", header["xlf-info"])
-            if m is not None:
-                try:
-                    stored = float(m.group(1))
-                except ValueError:
-                    raise IOFormatError(f"plaquette = {m.group(1)!r} is not a number", path, "xlf-info") from None
-                meta.checks.append(check_value("xlf-info plaquette", stored, meta.plaquette, precision))
+        m = re.search(r"plaquette\s*=\s*([-+0-9.eEinfa]+)", header["xlf-info"]) if "xlf-info" in header else None
+        if m is not None:
+            try:
+                stored = float(m.group(1))
+            except ValueError:
+                raise IOFormatError(f"plaquette = {m.group(1)!r} is not a number", path, "xlf-info") from None
+            meta.checks.append(check_value("xlf-info plaquette", stored, meta.plaquette, precision))
+        else:
+            meta.absent.append("xlf-info plaquette: no xlf-info record with a plaquette line")
     return U, meta
 
 
-def read_ildg(path: Any, *, lattice: Any = None, group: Any = None, verify: bool = True,
+def read_ildg(path: Any, *, lattice: Any = None, group: Any = None, verify: bool | str = True,
               strict: bool = True) -> tuple[np.ndarray, FieldMeta]:
     """Read an ILDG/LIME file into a host array in the library layout ``(4, N, N, Lt, Lx, Ly, Lz)``.
 
@@ -258,8 +282,9 @@ def read_ildg(path: Any, *, lattice: Any = None, group: Any = None, verify: bool
         without one.
     group : Group or str, optional
         Group: checked against ``ildg-format``, or used to read files without one.
-    verify : bool
-        Verify the SciDAC checksum, the xlf-info plaquette and unitarity.
+    verify : bool or 'require'
+        Verify the SciDAC checksum, the xlf-info plaquette and unitarity; ``'require'`` also refuses
+        a file without a scidac-checksum record.
     strict : bool
         With ``verify``, raise IOFormatError on the first failed check (``False``: only record it).
 
@@ -273,10 +298,10 @@ def read_ildg(path: Any, *, lattice: Any = None, group: Any = None, verify: bool
     --------
     See the module docstring.
     """
+    verify = verify_mode(verify)
     data = read_bytes(path)
     U, meta = _decode(data, path, lattice, group, verify)
-    if verify and strict:
-        raise_failed(meta)
+    finish_checks(meta, verify, strict)
     return U, meta
 
 
@@ -330,7 +355,7 @@ def write_ildg(path: Any, U: Any, group: Any, *, precision: Any = "double", endi
            '            xsi:schemaLocation="http://www.lqcd.org/ildg/filefmt.xsd">\n'
            f"  <version>1.0</version>\n  <field>su{g.N}gauge</field>\n  <precision>{bits}</precision>\n"
            f"  <lx>{lx}</lx>\n  <ly>{ly}</ly>\n  <lz>{lz}</lz>\n  <lt>{lt}</lt>\n</ildgFormat>")
-    sa, sb = scidac_checksum(payload, int(np.prod(lat)))
+    sa, sb = scidac_checksum(payload, math.prod(lat))
     cks = ('<?xml version="1.0" encoding="UTF-8"?>\n<scidacChecksum>\n  <version>1.0</version>\n'
            f"  <suma>{sa:08x}</suma>\n  <sumb>{sb:08x}</sumb>\n</scidacChecksum>")
     info = f"plaquette = {average_plaquette_np(back):.15g}\n link_trace = {average_link_trace_np(back):.15g}\n"

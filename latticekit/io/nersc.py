@@ -17,7 +17,9 @@ U(1) fields are refused: store them with ``format="hdf5"`` (angles, exact).
 Verified when reading (``verify=True``): payload size, ``CHECKSUM`` (sum modulo 2^32 of the stored
 payload read as 32-bit unsigned words in the file's byte order), ``PLAQUETTE`` (``(1/N) Re tr P``
 averaged over sites and the six planes), ``LINK_TRACE`` (``(1/N) Re tr U`` averaged over all links)
-and unitarity of every link.
+and unitarity of every link. A header without ``CHECKSUM`` is read with the check listed in
+``meta.absent`` (``verify="require"`` refuses it); a header key one character away from
+``CHECKSUM``, ``PLAQUETTE`` or ``LINK_TRACE`` is a damaged header and fails a check.
 
 Examples
 --------
@@ -53,13 +55,17 @@ from ._common import (
     check_field,
     check_value,
     complex_file_dtype,
+    damaged_key_check,
     endian_name,
+    finish_checks,
+    near_miss,
     precision_name,
-    raise_failed,
     read_bytes,
+    refuse_nonfinite,
     atomic_write,
     unitarity_check,
     unitarity_defect_np,
+    verify_mode,
 )
 from .errors import IOFormatError
 from .layout import file_dims_from_lattice, file_to_library, lattice_from_file_dims, library_to_file
@@ -81,6 +87,8 @@ _FLOATING = {
 _COMPUTED_KEYS = {"DATATYPE", "DIMENSION_1", "DIMENSION_2", "DIMENSION_3", "DIMENSION_4", "CHECKSUM",
                   "PLAQUETTE", "LINK_TRACE", "FLOATING_POINT"}
 _MAX_HEADER = 1 << 16
+#: header keys whose loss would silently skip a verification
+_VERIFIED_KEYS = ("CHECKSUM", "PLAQUETTE", "LINK_TRACE")
 
 
 def nersc_checksum(payload: bytes | np.ndarray, endian: str = "big") -> int:
@@ -211,9 +219,12 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
     meta = FieldMeta(format="nersc", path=str(path), lattice=lat, group=f"SU({N})", precision=precision,
                      endianness=endian, header=dict(header))
     full = _reconstruct(F, N, rows)
-    if not np.all(np.isfinite(full)):
-        raise IOFormatError("payload contains NaN or infinite numbers", path, "NERSC payload")
+    finite = bool(np.all(np.isfinite(full)))
     if verify:
+        for key in header:
+            meant = near_miss(key, _VERIFIED_KEYS)
+            if meant is not None and meant not in header:
+                meta.checks.append(damaged_key_check("NERSC header key", key, meant))
         if "CHECKSUM" in header:
             try:
                 stored = int(header["CHECKSUM"].lower().removeprefix("0x"), 16)
@@ -221,22 +232,27 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
                 raise IOFormatError(f"CHECKSUM = {header['CHECKSUM']!r} is not hexadecimal", path,
                                     "NERSC header") from None
             comp = nersc_checksum(payload, endian)
-            meta.checks.append(Check("NERSC CHECKSUM", f"{stored:08x}", f"{comp:08x}", stored == comp))
+            meta.checks.append(Check("NERSC CHECKSUM", f"{stored:08x}", f"{comp:08x}", stored == comp,
+                                     kind="checksum"))
+        else:
+            meta.absent.append("NERSC CHECKSUM: the header has no CHECKSUM line, so no checksum covers the payload")
+    if not finite:
+        refuse_nonfinite(meta, "payload data", "NERSC payload")
+    if verify:
         meta.checks.append(unitarity_check(full, precision))
     U = file_to_library(full)
     if verify:
         meta.plaquette = average_plaquette_np(U)
         meta.link_trace = average_link_trace_np(U)
-        if "PLAQUETTE" in header:
-            meta.checks.append(check_value("NERSC PLAQUETTE", _float(header, "PLAQUETTE", path), meta.plaquette,
-                                           precision))
-        if "LINK_TRACE" in header:
-            meta.checks.append(check_value("NERSC LINK_TRACE", _float(header, "LINK_TRACE", path),
-                                           meta.link_trace, precision))
+        for key, value in (("PLAQUETTE", meta.plaquette), ("LINK_TRACE", meta.link_trace)):
+            if key in header:
+                meta.checks.append(check_value(f"NERSC {key}", _float(header, key, path), value, precision))
+            else:
+                meta.absent.append(f"NERSC {key}: the header has no {key} line")
     return U, meta
 
 
-def read_nersc(path: Any, *, lattice: Any = None, group: Any = None, verify: bool = True,
+def read_nersc(path: Any, *, lattice: Any = None, group: Any = None, verify: bool | str = True,
                strict: bool = True) -> tuple[np.ndarray, FieldMeta]:
     """Read a NERSC file into a host array in the library layout ``(4, N, N, Lt, Lx, Ly, Lz)``.
 
@@ -248,8 +264,9 @@ def read_nersc(path: Any, *, lattice: Any = None, group: Any = None, verify: boo
         Expected library lattice ``(Lt, Lx, Ly, Lz)``; a different file lattice raises IOFormatError.
     group : Group or str, optional
         Expected group; a different file group raises IOFormatError.
-    verify : bool
-        Verify CHECKSUM, PLAQUETTE, LINK_TRACE and unitarity (``False``: only the structure and size).
+    verify : bool or 'require'
+        Verify CHECKSUM, PLAQUETTE, LINK_TRACE and unitarity (``False``: only the structure and size);
+        ``'require'`` also refuses a file without CHECKSUM.
     strict : bool
         With ``verify``, raise IOFormatError on the first failed check (``False``: record the outcome
         in ``meta.checks`` only).
@@ -264,10 +281,10 @@ def read_nersc(path: Any, *, lattice: Any = None, group: Any = None, verify: boo
     --------
     See the module docstring.
     """
+    verify = verify_mode(verify)
     data = read_bytes(path)
     U, meta = _decode(data, path, lattice, group, verify)
-    if verify and strict:
-        raise_failed(meta)
+    finish_checks(meta, verify, strict)
     return U, meta
 
 

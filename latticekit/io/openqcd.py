@@ -32,6 +32,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Any
 
@@ -49,12 +50,13 @@ from ._common import (
     check_field,
     check_value,
     endian_name,
+    finish_checks,
     plaquette_sum_np,
     precision_name,
-    raise_failed,
     read_bytes,
     unitarity_check,
     unitarity_defect_np,
+    verify_mode,
 )
 from .errors import IOFormatError
 
@@ -67,7 +69,7 @@ def _geometry(lat: tuple[int, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
     """Flat indices of odd points (lexicographic) and, per mu, the flat index of ``x - mu``."""
     c = np.indices(lat).reshape(4, -1)
     odd = np.nonzero(c.sum(axis=0) % 2 == 1)[0]
-    strides = [int(np.prod(lat[k + 1:])) for k in range(4)]
+    strides = [math.prod(lat[k + 1:]) for k in range(4)]
     back = []
     for mu in range(4):
         co = c[:, odd].copy()
@@ -86,10 +88,10 @@ def openqcd_plaquette(U: np.ndarray) -> float:
     >>> openqcd_plaquette(U)
     3.0
     """
-    return plaquette_sum_np(U) / (6 * int(np.prod(U.shape[3:])))
+    return plaquette_sum_np(U) / (6 * math.prod(U.shape[3:]))
 
 
-def read_openqcd(path: Any, *, lattice: Any = None, group: Any = None, verify: bool = True,
+def read_openqcd(path: Any, *, lattice: Any = None, group: Any = None, verify: bool | str = True,
                  strict: bool = True) -> tuple[np.ndarray, FieldMeta]:
     """Read an openQCD configuration into a host array ``(4, 3, 3, N0, N1, N2, N3)`` (complex128).
 
@@ -101,8 +103,9 @@ def read_openqcd(path: Any, *, lattice: Any = None, group: Any = None, verify: b
         Expected ``(N0, N1, N2, N3)``; a different file lattice raises IOFormatError.
     group : Group or str, optional
         Must be SU(3) when given.
-    verify : bool
-        Verify unitarity and the stored plaquette.
+    verify : bool or 'require'
+        Verify unitarity and the stored plaquette; ``'require'`` refuses every openQCD file (the
+        format has no checksum).
     strict : bool
         With ``verify``, raise IOFormatError on the first failed check (``False``: only record it).
 
@@ -116,6 +119,7 @@ def read_openqcd(path: Any, *, lattice: Any = None, group: Any = None, verify: b
     --------
     See the module docstring.
     """
+    verify = verify_mode(verify)
     data = read_bytes(path)
     if len(data) < _HDR.size:
         raise IOFormatError(f"file has {len(data)} bytes, shorter than the {_HDR.size}-byte header", path,
@@ -130,7 +134,7 @@ def read_openqcd(path: Any, *, lattice: Any = None, group: Any = None, verify: b
     g = as_group(group)
     if g is not None and not (isinstance(g, SUGroup) and g.N == 3):
         raise IOFormatError(f"openQCD files hold SU(3) links, expected group={g.name}", path, "group")
-    vol = int(np.prod(lat))
+    vol = math.prod(lat)  # Python integers: 65536^4 sites must not wrap around to 0
     need = _HDR.size + vol * 4 * 9 * 16
     if len(data) != need:
         raise IOFormatError(f"file has {len(data)} bytes; lattice {lat} needs {need} "
@@ -152,13 +156,14 @@ def read_openqcd(path: Any, *, lattice: Any = None, group: Any = None, verify: b
     meta = FieldMeta(format="openqcd", path=str(path), lattice=lat, group="SU(3)", precision="double",
                      endianness="little", header={"N0": lat[0], "N1": lat[1], "N2": lat[2], "N3": lat[3], "plaq": plaq})
     if verify:
+        meta.absent.append("checksum: the openQCD format has none; only unitarity and the stored plaquette "
+                           "are verified")
         meta.checks.append(unitarity_check(m, "double"))
         p = openqcd_plaquette(U)
         meta.plaquette = p / 3.0
         meta.link_trace = average_link_trace_np(U)
         meta.checks.append(check_value("openQCD plaquette (sum Re tr P / 6V)", plaq, p, "double"))
-        if strict:
-            raise_failed(meta)
+    finish_checks(meta, verify, strict)
     return U, meta
 
 
@@ -201,7 +206,7 @@ def write_openqcd(path: Any, U: Any, group: Any = "SU3", *, precision: Any = "do
     if any(n % 2 for n in lat):
         raise ValueError(f"U has lattice {lat}; openQCD stores links by odd points and needs even extents")
     a = a.astype(np.complex128)
-    vol = int(np.prod(lat))
+    vol = math.prod(lat)
     flat = np.moveaxis(a.reshape((4, 3, 3, vol)), 3, 1)  # (4, V, 3, 3)
     d = unitarity_defect_np(flat)
     if not d <= WRITE_UNITARITY_TOL["double"]:

@@ -21,15 +21,17 @@ Examples
 
 from __future__ import annotations
 
+import json
 import os
 import struct
+import zlib
 from typing import Any, Mapping
 
 import numpy as np
 
 from latticekit.backends import from_numpy
 
-from ._common import FieldMeta, as_group, as_lattice, endian_name
+from ._common import FieldMeta, as_group, as_lattice, endian_name, verify_mode
 from .errors import IOFormatError
 
 __all__ = ["FORMATS", "load", "save", "sniff_format"]
@@ -39,6 +41,8 @@ FORMATS = ("nersc", "ildg", "openqcd", "hdf5")
 _ALIASES = {"nersc": "nersc", "ildg": "ildg", "lime": "ildg", "scidac": "ildg", "openqcd": "openqcd",
             "oqcd": "openqcd", "hdf5": "hdf5", "h5": "hdf5", "ensemble": "hdf5"}
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_NERSC_MAGIC = b"BEGIN_HEADER"
+_LIME_MAGIC = 0x456789AB
 
 
 def format_name(fmt: Any, argname: str = "format") -> str:
@@ -56,7 +60,12 @@ def format_name(fmt: Any, argname: str = "format") -> str:
 
 
 def sniff_format(path: Any) -> str:
-    """Recognise a file's format from its first bytes (and size, for openQCD).
+    """Recognise a file's format from its first bytes.
+
+    NERSC, LIME and HDF5 files start with a signature. openQCD files have none: a file whose first
+    16 bytes are four even little-endian int32 lattice sizes in 2..65536 is taken for openQCD (its
+    reader then checks the size). When nothing matches, the error names the closest format and what
+    is wrong with it (a damaged signature, an odd openQCD lattice size).
 
     Raises
     ------
@@ -71,27 +80,60 @@ def sniff_format(path: Any) -> str:
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(24)
-    if head.startswith(b"BEGIN_HEADER"):
+    if head.startswith(_NERSC_MAGIC):
         return "nersc"
-    if len(head) >= 4 and struct.unpack(">I", head[:4])[0] == 0x456789AB:
+    if len(head) >= 4 and struct.unpack(">I", head[:4])[0] == _LIME_MAGIC:
         return "ildg"
     if head.startswith(_HDF5_MAGIC):
         return "hdf5"
+    if len(head) >= 24 and all(_openqcd_extent(n) for n in struct.unpack("<4i", head[:16])):
+        return "openqcd"
+    raise IOFormatError(f"not a NERSC, ILDG/LIME, openQCD or latticekit HDF5 file (first bytes {head[:16]!r}, "
+                        f"{size} bytes){_closest_match(head, size)}", path, "format detection")
+
+
+def _openqcd_extent(n: int) -> bool:
+    return 2 <= n <= 1 << 16 and n % 2 == 0
+
+
+def _closest_match(head: bytes, size: int) -> str:
+    """'; closest match: ...' naming the format whose signature or header the bytes nearly fit, or ''."""
+    found = []
+    for name, magic in (("NERSC", _NERSC_MAGIC), ("ILDG/LIME", _LIME_MAGIC.to_bytes(4, "big")),
+                        ("HDF5", _HDF5_MAGIC)):
+        if len(head) >= len(magic):
+            diff = sum(a != b for a, b in zip(head, magic))
+            if diff <= max(1, len(magic) // 4):
+                found.append(f"{name}, whose signature {magic!r} differs from the file's first bytes "
+                             f"{head[:len(magic)]!r} in {diff} byte{'s' if diff > 1 else ''} (damaged signature?)")
     if len(head) >= 24:
         dims = struct.unpack("<4i", head[:16])
-        if all(2 <= n <= 1 << 16 and n % 2 == 0 for n in dims) and size == 24 + int(np.prod(dims)) * 576:
-            return "openqcd"
-    raise IOFormatError(f"not a NERSC, ILDG/LIME, openQCD or latticekit HDF5 file (first bytes {head[:16]!r}, "
-                        f"{size} bytes)", path, "format detection")
+        good = [_openqcd_extent(n) for n in dims]
+        if sum(good) == 3:
+            k = good.index(False)
+            found.append(f"openQCD, whose header gives lattice sizes {dims}: N{k} = {dims[k]} is not an even extent "
+                         f"in 2..65536 (damaged header?)")
+    elif 16 <= len(head) < 24 and all(_openqcd_extent(n) for n in struct.unpack("<4i", head[:16])):
+        found.append(f"openQCD, whose lattice sizes {struct.unpack('<4i', head[:16])} the file starts with, but it "
+                     f"ends after {size} bytes, inside the 24-byte header (truncated)")
+    return f"; closest match: {found[0]}" if found else ""
 
 
-def _read_host(path: Any, fmt: str | None, lattice: Any, group: Any, verify: bool, strict: bool,
+#: errors that malformed content can raise inside a reader (besides IOFormatError): all become IOFormatError
+_CONTENT_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RuntimeError, struct.error,
+                   OverflowError, UnicodeError, MemoryError, zlib.error, json.JSONDecodeError)
+
+
+def _read_host(path: Any, fmt: str | None, lattice: Any, group: Any, verify: bool | str, strict: bool,
                index: Any = -1) -> tuple[np.ndarray, FieldMeta]:
     """Decode a file on the host; every malformed-content error surfaces as IOFormatError."""
     as_lattice(lattice)
     as_group(group)
+    verify = verify_mode(verify)
+    if not isinstance(index, (int, np.integer, slice)) or isinstance(index, bool):
+        raise TypeError(f"index={index!r}: expected an integer or a slice")
     fmt = sniff_format(path) if fmt is None else format_name(fmt)
-    from .hdf5 import read_hdf5
+    from .hdf5_fields import read_hdf5
     from .ildg import read_ildg
     from .nersc import read_nersc
     from .openqcd import read_openqcd
@@ -100,14 +142,14 @@ def _read_host(path: Any, fmt: str | None, lattice: Any, group: Any, verify: boo
     kw: dict[str, Any] = {"index": index} if fmt == "hdf5" else {}
     try:
         return reader(path, lattice=lattice, group=group, verify=verify, strict=strict, **kw)
-    except (IOFormatError, FileNotFoundError, PermissionError, IsADirectoryError, IndexError):
+    except (IOFormatError, FileNotFoundError, PermissionError, IsADirectoryError):
         raise
-    except (OSError, ValueError, KeyError, struct.error, OverflowError, UnicodeError, MemoryError) as exc:
+    except _CONTENT_ERRORS as exc:
         raise IOFormatError(f"malformed {fmt} file ({type(exc).__name__}: {exc})", path, f"{fmt} structure") from exc
 
 
 def load(path: Any, *, format: str | None = None, lattice: Any = None, group: Any = None,
-         backend: str | None = None, device: Any = None, verify: bool = True,
+         backend: str | None = None, device: Any = None, verify: bool | str = True,
          index: int | slice = -1) -> tuple[Any, FieldMeta]:
     """Read a gauge configuration from any supported file.
 
@@ -124,8 +166,10 @@ def load(path: Any, *, format: str | None = None, lattice: Any = None, group: An
         Checked against the file, or used for ILDG files without a format record.
     backend, device : optional
         Where the field goes (default: the current default backend, see ``latticekit.backends.use``).
-    verify : bool
+    verify : bool or 'require'
         Verify checksums, header plaquette/link trace and unitarity; a failure raises IOFormatError.
+        Checks the file does not allow (no checksum in it) are listed in ``meta.absent``;
+        ``'require'`` refuses such a file unless a checksum covers its payload.
     index : int or slice
         HDF5 ensembles only: which committed configuration(s) (default the last; a slice gives a batch).
 
@@ -139,7 +183,8 @@ def load(path: Any, *, format: str | None = None, lattice: Any = None, group: An
     Raises
     ------
     IOFormatError
-        Unrecognised, corrupt, truncated, wrong-lattice, wrong-group or non-unitary data, or a failed check.
+        Unrecognised, corrupt, truncated, wrong-lattice, wrong-group or non-unitary data, or a failed check:
+        the only error a file's content can cause (a missing file raises FileNotFoundError).
 
     Examples
     --------
@@ -181,7 +226,7 @@ def save(path: Any, U: Any, group: Any, *, format: str, precision: Any = "double
     if g is None:
         raise ValueError("group: required (a Group or a name such as 'SU3')")
     if fmt == "hdf5":
-        from .hdf5 import write_hdf5
+        from .hdf5_fields import write_hdf5
 
         write_hdf5(path, U, g, precision=precision, meta=meta)
         return

@@ -211,3 +211,22 @@ def test_info_command_on_real_files() -> None:
     assert "SciDAC checksum suma: ok" in out and "plaquette:  1.000000000000 (header 1.000000000000)" in out
     out = info_command(_path("su2_4x4x4x4_hot.ildg"))
     assert "inferred:" in out and "SU(2)" in out
+
+
+CHECKSUMMED = ["nersc.l8t4b3360", "ildg.l8t4b3360", "unity.lime"]
+
+
+@pytest.mark.parametrize("name", ALL_FILES)
+def test_checks_ran_and_absent_are_reported(name: str) -> None:
+    _, meta = load(_path(name))
+    if name in CHECKSUMMED:
+        assert meta.checksummed and not any("checksum" in a.lower() for a in meta.absent)
+        _, strict = load(_path(name), verify="require")  # every real file with a checksum passes the strict mode
+        assert strict.checks_ok and info_command(_path(name), verify="require").ok
+    else:  # binary-only files: read (layout inferred), with the missing checksum named
+        assert not meta.checksummed
+        assert [a.split(":")[0] for a in meta.absent] == ["ildg-format", "SciDAC checksum", "xlf-info plaquette"]
+        with pytest.raises(IOFormatError, match="no scidac-checksum record"):
+            load(_path(name), verify="require")
+        out = info_command(_path(name))
+        assert out.ok and "absent:     SciDAC checksum" in out and "no checksum covers the payload" in out.verdict

@@ -1,0 +1,169 @@
+"""One configuration or a batch as an HDF5 ensemble: the ``hdf5`` entry of :func:`latticekit.io.load` / ``save``.
+
+Examples
+--------
+>>> import os, tempfile
+>>> import latticekit as lk
+>>> from latticekit.io.hdf5_fields import read_hdf5, write_hdf5
+>>> U = lk.SU(2).random(lk.backends.rng(0), (4,), (2, 2, 2, 2))
+>>> path = os.path.join(tempfile.mkdtemp(), "one.h5")
+>>> write_hdf5(path, U, lk.SU(2))
+>>> V, meta = read_hdf5(path)
+>>> bool((V == U).all()), meta.checks_ok, [c.kind for c in meta.checks][:2]
+(True, True, ['checksum', 'checksum'])
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import numpy as np
+
+from latticekit.groups import Group, SUGroup, U1Group
+from latticekit.utils.files import atomic_path
+
+from ._common import (
+    FieldMeta,
+    as_group,
+    as_lattice,
+    average_link_trace_np,
+    average_plaquette_np,
+    check_field,
+    finish_checks,
+    unitarity_check,
+    verify_mode,
+)
+from .errors import IOFormatError
+from .hdf5 import Ensemble
+
+__all__ = ["field_plaquette", "read_hdf5", "write_hdf5"]
+
+
+def _u1_plaquette(theta: np.ndarray) -> float:
+    """Average ``cos`` of U(1) plaquette angles of one field ``(Nd, *L)``."""
+    nd = theta.shape[0]
+    vals = []
+    for mu in range(nd):
+        for nu in range(mu + 1, nd):
+            p = theta[mu] + np.roll(theta[nu], -1, axis=mu) - np.roll(theta[mu], -1, axis=nu) - theta[nu]
+            vals.append(np.mean(np.cos(p)))
+    return float(np.mean(vals)) if vals else 1.0
+
+
+def field_plaquette(U: np.ndarray, group: Group) -> float:
+    """Average plaquette ``(1/N) Re tr P`` of one host field ``(Nd, *G, *L)`` (any Nd >= 2)."""
+    if isinstance(group, U1Group):
+        return _u1_plaquette(np.asarray(U, dtype=np.float64))
+    return average_plaquette_np(U)
+
+
+def read_hdf5(path: Any, *, lattice: Any = None, group: Any = None, verify: bool | str = True, strict: bool = True,
+              index: int | slice = -1) -> tuple[np.ndarray, FieldMeta]:
+    """Read configuration(s) ``index`` (default: the last committed) of an ensemble as host arrays.
+
+    A slice gives a batch ``(B, Nd, *G, *L)``. ``lattice``/``group`` are checked against the file;
+    ``verify`` checks the CRC32 of every configuration read and of the observables (format version 2),
+    unitarity (SU(N)) or the range of the angles (U(1)), and computes the plaquette of the first
+    configuration read; ``verify='require'`` refuses files without checksums (format version 1).
+    An ``index`` outside the committed configurations raises IOFormatError.
+
+    Examples
+    --------
+    See :class:`Ensemble`.
+    """
+    verify = verify_mode(verify)
+    if not isinstance(index, (int, np.integer, slice)) or isinstance(index, bool):
+        raise TypeError(f"index={index!r}: expected an integer or a slice")
+    with Ensemble.open(path, "r") as ens:
+        want_lat = as_lattice(lattice)
+        if want_lat is not None and tuple(want_lat) != ens.lattice:
+            raise IOFormatError(f"file lattice {ens.lattice}, expected lattice={tuple(want_lat)}", path, "lattice")
+        g = as_group(group)
+        if g is not None and g != ens.group:
+            raise IOFormatError(f"file group {ens.group.name}, expected group={g.name}", path, "group")
+        n = len(ens)
+        if n == 0:
+            raise IOFormatError("ensemble holds no committed configuration", path, "HDF5 ensemble")
+        if not isinstance(index, slice) and not -n <= int(index) < n:
+            raise IOFormatError(f"index {index} out of range: the ensemble holds {n} committed configurations", path,
+                                "HDF5 index")
+        U, checks = ens._read_checked(index, bool(verify))
+        extra = ens.metadata
+        obs, obs_checks = ens._observables_checked()
+        extra["observables"] = {k: v.tolist() for k, v in obs.items()}
+        meta = FieldMeta(format="hdf5", path=str(path), lattice=ens.lattice, group=ens.group.name,
+                         precision=ens.precision, endianness="native", header=dict(extra), extra={
+                             "n_committed": n, "index": int(index) if not isinstance(index, slice) else str(index),
+                             "format_version": ens.format_version})
+        grp = ens.group
+        if verify:
+            meta.checks += checks + obs_checks
+            if not ens.checksummed:
+                meta.absent.append("HDF5 checksums: format_version 1 ensemble, written before checksums existed, so "
+                                   "no checksum covers the configurations, observables or metadata")
+    first = U if U.ndim == len(meta.lattice) + 1 + len(grp.element_shape) else U[0]
+    if verify and U.size:
+        if isinstance(grp, SUGroup):
+            M = np.moveaxis(np.moveaxis(U, U.ndim - len(meta.lattice) - 2, -1), U.ndim - len(meta.lattice) - 2, -1)
+            meta.checks.append(unitarity_check(M, meta.precision))
+            meta.link_trace = average_link_trace_np(first)
+        if len(meta.lattice) >= 2:
+            meta.plaquette = field_plaquette(first, grp)
+    finish_checks(meta, verify, strict)
+    return U, meta
+
+
+def _infer_lattice(shape: tuple[int, ...], G: tuple[int, ...]) -> tuple[int, ...]:
+    """Lattice of a field ``(Nd, *G, *L)`` or ``(B, Nd, *G, *L)``; both readings fitting is an error."""
+    ng = len(G)
+    found = []
+    for b in (0, 1):
+        nd = len(shape) - 1 - b - ng
+        if nd >= 1 and shape[b] == nd and tuple(shape[b + 1:b + 1 + ng]) == G:
+            found.append(tuple(shape[len(shape) - nd:]))
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ValueError(f"U has shape {shape}: both an unbatched field on {found[0]} and a batch on {found[1]} fit; "
+                         f"pass the lattice (meta={{'lattice': ...}})")
+    raise ValueError(f"U has shape {shape}; expected ([B,] Nd, *G, L0..L_(Nd-1))")
+
+
+def write_hdf5(path: Any, U: Any, group: Any, *, precision: Any = "double", meta: Mapping[str, Any] | None = None,
+               lattice: Any = None) -> None:
+    """Write one configuration ``(Nd, *G, *L)`` or a batch ``(B, Nd, *G, *L)`` as a new ensemble (atomically).
+
+    ``meta`` may hold ``lattice`` (needed only when the shape fits both readings, e.g. a batch of 3
+    two-dimensional U(1) fields), ``action``, ``action_params``, ``sampler``, ``sampler_params``, ``seeds``,
+    ``observables`` (mapping name -> sequence, one value per configuration) and anything else (stored
+    under ``metadata``).
+    """
+    g = as_group(group)
+    if g is None:
+        raise ValueError("group is required")
+    from latticekit.backends import to_numpy
+
+    a = to_numpy(U)
+    ng = len(g.element_shape)
+    m = dict(meta or {})
+    if lattice is None and m.get("lattice") is not None:
+        lattice = m["lattice"]
+    m.pop("lattice", None)
+    if lattice is not None:
+        lat = as_lattice(lattice)
+    else:
+        lat = _infer_lattice(tuple(a.shape), tuple(g.element_shape))
+    nd = len(lat)
+    a = check_field(a, g, "U", nd=nd)
+    if tuple(a.shape[a.ndim - nd:]) != tuple(lat) or a.shape[a.ndim - nd - ng - 1] != nd:
+        raise ValueError(f"U has shape {a.shape}; expected ([B,] {nd}, *G, {lat})")
+    batch = a.reshape((-1,) + a.shape[a.ndim - nd - ng - 1:])
+    obs = m.pop("observables", {}) or {}
+    kw = {k: m.pop(k) for k in ("action", "action_params", "sampler", "sampler_params", "seeds") if k in m}
+    with atomic_path(os.fspath(path)) as tmp:
+        with Ensemble.create(tmp, lattice=lat, group=g, precision=precision, metadata=m, overwrite=True, **kw) as ens:
+            for j in range(batch.shape[0]):
+                ens.append(batch[j], observables={k: np.asarray(v).ravel()[j] for k, v in obs.items()})
+
+
