@@ -11,9 +11,9 @@ import pytest
 
 import latticekit as lk
 from latticekit import backends
+from latticekit.app.io_commands import info_command
 from latticekit.io import (
     IOFormatError,
-    info_command,
     library_to_file,
     load,
     read_ildg,
@@ -197,7 +197,7 @@ def test_unreadable_file_gives_one_line_error(tmp_path: Path) -> None:
 
 
 def test_latticekit_info_on_an_unreadable_file_prints_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from latticekit.cli import main
+    from latticekit.app.cli import main
 
     p = tmp_path / "c.h5"
     save(p, _field(), "SU3", format="hdf5")
@@ -205,3 +205,20 @@ def test_latticekit_info_on_an_unreadable_file_prints_one_line(tmp_path: Path, c
     assert main(["info", str(p)]) == 1
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and "truncated by 100" in err and "Traceback" not in err
+
+
+def test_latticekit_info_exit_status_follows_the_checks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A file that reads but fails a check exits 1 (not 0); --require-checksum fails a file without one."""
+    from latticekit.app.cli import main
+
+    p, data = _nersc(tmp_path)
+    assert main(["info", str(p)]) == 0
+    bad = bytearray(data)
+    bad[-5] ^= 0x10                      # one payload bit: the NERSC CHECKSUM no longer matches
+    p.write_bytes(bytes(bad))
+    assert main(["info", str(p)]) == 1
+    q = tmp_path / "c.oqcd"
+    save(q, _field(), "SU3", format="openqcd")   # openQCD files carry no checksum
+    assert main(["info", str(q)]) == 0
+    assert main(["info", "--require-checksum", str(q)]) == 1
+    capsys.readouterr()

@@ -22,7 +22,8 @@ import pytest
 
 import latticekit as lk
 from latticekit import backends
-from latticekit.io import Ensemble, IOFormatError, info_command, load, save
+from latticekit.app.io_commands import info_command
+from latticekit.io import Ensemble, IOFormatError, load, save
 
 h5py = pytest.importorskip("h5py")
 
@@ -284,7 +285,8 @@ def test_heap_flip_that_hangs_hdf5_is_bounded(tmp_path: Path) -> None:
     # (100% CPU, Ctrl-C ignored). Run the reads in a child so a regression fails instead of hanging.
     p = _heap_hang_file(tmp_path)
     script = textwrap.dedent(f"""
-        from latticekit.io import Ensemble, IOFormatError, info_command, load
+        from latticekit.app.io_commands import info_command
+        from latticekit.io import Ensemble, IOFormatError, load
         for call in (lambda: load({str(p)!r}), lambda: Ensemble.open({str(p)!r}, "a"),
                      lambda: info_command({str(p)!r})):
             try:
