@@ -329,3 +329,23 @@ def test_bad_inputs() -> None:
         LoopBuilder(U, "SU2", lat)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="link fields"):
         LoopBuilder.from_links([U[0]], G, lat)
+
+
+@pytest.mark.parametrize("group,shape", CASES)
+def test_clover_leaves_match_explicit_products(bk: Any, group: Any, shape: tuple[int, ...]) -> None:
+    """The four leaves of the clover, each a plaquette based at x, counter-clockwise in the (mu, nu) plane."""
+    from latticekit.testing import assert_close
+
+    lat = lk.Lattice(shape)
+    nd = lat.nd
+    U = random_gauge_field(group, lat, bk.rng(4), batch_shape=(2,))
+    M = _mats(U, group, nd)
+    lb = LoopBuilder(U, group, lat, cache=True)
+    zero = (0,) * nd
+    for mu, nu in itertools.permutations(range(nd), 2):
+        leaves = lb.clover_leaves(mu, nu)
+        expected = [[(mu, 1), (nu, 1), (mu, -1), (nu, -1)], [(nu, 1), (mu, -1), (nu, -1), (mu, 1)],
+                    [(mu, -1), (nu, -1), (mu, 1), (nu, 1)], [(nu, -1), (mu, 1), (nu, 1), (mu, -1)]]
+        for leaf, steps in zip(leaves, expected):
+            _check_field(leaf, group, shape, M, steps, zero)
+        assert_close(leaves[0], lb.plaquette(mu, nu), atol=1e-12, rtol=0)

@@ -33,7 +33,7 @@ import math
 from typing import Any
 
 from latticekit.backends import array_namespace, namespace, normalize_device, backend_name, real_dtype
-from latticekit.gauge import link
+from latticekit.loops import LoopBuilder
 from latticekit.groups import Group, wrap_angle
 from latticekit.lattice import Lattice
 
@@ -73,29 +73,16 @@ def topological_charge_u1_2d(U: Any, lattice: Lattice) -> Any:
     if lattice.nd != 2:
         raise ValueError(f"lattice={lattice}: topological_charge_u1_2d needs a 2D lattice")
     xp = array_namespace(U)
-    U0, U1_ = U[..., 0, :, :], U[..., 1, :, :]
-    theta = U0 + lattice.shift(U1_, 0, +1) - lattice.shift(U0, 1, +1) - U1_
+    theta = LoopBuilder(U, U1, lattice).plaquette(0, 1)   # unwrapped plaquette angle
     return xp.sum(wrap_angle(theta), axis=(-2, -1)) / (2.0 * math.pi)
 
 
-def _clover_plane(links: list[Any], mu: int, nu: int, group: Group, lattice: Lattice) -> Any:
+def _clover_plane(loops: LoopBuilder, mu: int, nu: int) -> Any:
     """Clover field strength of one plane (algebra representation)."""
-    nd = lattice.nd
-    Umu, Unu = links[mu], links[nu]
-    a = lattice.shift(Unu, mu, +1)     # U_nu(y+mu)
-    b = lattice.shift(Umu, nu, +1)     # U_mu(y+nu)
-    # the four leaves are cyclic permutations of U_mu(y) a b^dag U_nu(y)^dag, based at x = y, y+mu,
-    # y+mu+nu, y+nu respectively; with C = a b^dag and D = U_nu^dag U_mu:
-    C = group.mul_adj(a, b, nd=nd)
-    D = group.adj_mul(Unu, Umu, nd=nd)
-    m1 = group.mul_adj(group.mul(Umu, C, nd=nd), Unu, nd=nd)          # based at y
-    m2 = group.mul(C, D, nd=nd)                                        # based at y + mu
-    m3 = group.adj_mul(b, group.mul(D, a, nd=nd), nd=nd)               # based at y + mu + nu
-    m4 = group.mul(D, C, nd=nd)                                        # based at y + nu
-    leaves = [m1, lattice.shift(m2, mu, -1), lattice.shift(lattice.shift(m3, mu, -1), nu, -1),
-              lattice.shift(m4, nu, -1)]
+    group, nd = loops.group, loops.lattice.nd
+    leaves = loops.clover_leaves(mu, nu)
     if is_u1(group):
-        xp = array_namespace(Umu)
+        xp = array_namespace(leaves[0])
         return 0.25 * (xp.sin(leaves[0]) + xp.sin(leaves[1]) + xp.sin(leaves[2]) + xp.sin(leaves[3]))
     Q = leaves[0] + leaves[1] + leaves[2] + leaves[3]
     return 0.25 * group.project_algebra(Q, nd=nd)
@@ -119,8 +106,8 @@ def clover_field_strength(U: Any, group: Group, lattice: Lattice) -> Any:
     """
     check_gauge(U, group, lattice, min_nd=2)
     xp = array_namespace(U)
-    links = [link(U, mu, group, lattice) for mu in range(lattice.nd)]
-    Fs = [_clover_plane(links, mu, nu, group, lattice) for mu, nu in lattice.planes()]
+    loops = LoopBuilder(U, group, lattice, cache=True)   # the planes share translated links
+    Fs = [_clover_plane(loops, mu, nu) for mu, nu in lattice.planes()]
     return xp.stack(Fs, axis=-lattice.nd - len(group.element_shape) - 1)
 
 
