@@ -30,15 +30,7 @@ torch.Size([2, 4, 4])
 from __future__ import annotations
 
 from .base import Flow, FlowLayer, InverseFlow, append_context, sum_sites
-from .checkpoint import (
-    CheckpointMismatchError,
-    architecture_description,
-    config_hash,
-    get_rng_state,
-    load_checkpoint,
-    save_checkpoint,
-    set_rng_state,
-)
+from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from .distributed import DistributedTrainer
 from .masks import (
     MASK_PATTERNS,
@@ -54,7 +46,7 @@ from .masks import (
 from .model import Model
 from .nets import ACTIVATIONS, ConvNet, activation
 from .plaquette_coupling import PlaquetteCoupling
-from .priors import ConditionalGaussianPrior, GaussianPrior, HaarPrior, Prior, check_rng
+from .priors import ConditionalGaussianPrior, GaussianPrior, HaarPrior, Prior
 from .sampling import MetropolisResult, draw_weighted, independence_metropolis, reweight_observable
 from .scalar_couplings import AffineCoupling, SplineCoupling, checkerboard_mask, scalar_coupling_flow
 from .spectral import SUSpectralKernel, canonical_cell_flow, reunitarize, su_canonical_angles, weyl_log_density
@@ -68,9 +60,7 @@ __all__ = [
     "ACTIVATIONS",
     "AffineCoupling",
     "append_context",
-    "architecture_description",
     "canonical_cell_flow",
-    "check_rng",
     "checkerboard_mask",
     "checkerboard_masks",
     "CheckerboardMask",
@@ -78,7 +68,6 @@ __all__ = [
     "circular_rq_spline",
     "compile_splines",
     "ConditionalGaussianPrior",
-    "config_hash",
     "ConvNet",
     "DistributedTrainer",
     "draw_weighted",
@@ -87,7 +76,6 @@ __all__ = [
     "gauge_masks",
     "GaugeMask",
     "GaussianPrior",
-    "get_rng_state",
     "HaarPrior",
     "independence_metropolis",
     "InverseFlow",
@@ -107,7 +95,6 @@ __all__ = [
     "rq_spline_on_knots",
     "save_checkpoint",
     "scalar_coupling_flow",
-    "set_rng_state",
     "SplineCoupling",
     "stop_gradient_log_prob",
     "Stripe",
