@@ -123,6 +123,9 @@ def test_train_writes_files_and_metrics(tmp_path) -> None:
     assert all(a["cpu_s"] <= b["cpu_s"] for a, b in zip(rows, rows[1:]))
     assert "eval_ess" in rows[2] and "eval_ess" not in rows[1]
     assert all(0 < r["ess"] <= 1 and math.isfinite(r["loss"]) for r in rows)
+    # every ESS carries its N: the batch (8) per step, the evaluation's 16 samples, the final evaluation's
+    assert all(r["ess_n"] == 8 for r in rows) and rows[2]["eval_ess_n"] == 16 and "eval_ess_n" not in rows[1]
+    assert res["ess_n"] == 16 and res["eval"]["eval_ess_n"] == 16 and res["ess_definition"].startswith("Kish")
     # ESS and var log w are those of the batch's log-weights: rerun step 1 by hand
     cfg = FlowConfig.from_dict(phi4_cfg())
     model, action, _ = build_flow(cfg)
@@ -582,7 +585,8 @@ def test_sample_histograms_against_exact_and_reference(tmp_path, monkeypatch) ->
     V = 16
     Q = np.asarray(values["topological_charge"])
     np.testing.assert_allclose(values["chi_t"], Q ** 2 / V)   # chi_t per configuration: its mean is chi_t
-    assert ref["plaquette"] == {"value": lk.exact.u1_2d_plaquette(1.0, (4, 4)), "error": 0.0, "kind": "exact"}
+    # an exact value has no error: None, not a made-up 0.0 (issue 14)
+    assert ref["plaquette"] == {"value": lk.exact.u1_2d_plaquette(1.0, (4, 4)), "error": None, "kind": "exact"}
     # a reference run of the same theory replaces the exact values where it has the observable
     run = {"config": {"lattice": {"shape": [4, 4]}, "action": {"kind": "wilson", "group": "U1", "beta": 1.0},
                       "sampler": {"algorithm": "heatbath"}},
@@ -648,3 +652,115 @@ def test_reference_run_is_the_run_job(tmp_path) -> None:
         reference_run(cfg, measurements=10, step_size=0.1)
     r = reference_run(cfg, measurements=20, chains=2, thermalization=5, algorithm="hmc", step_size=0.2)
     assert r["config"]["sampler"]["step_size"] == 0.2
+
+
+# -- issue 14: killed jobs, honest references, the ESS with its N ------------------------------------
+def _cli(*args, env_extra=None):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "latticekit.app.cli", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+def _toml(cfg: dict) -> str:
+    def val(v):
+        return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
+    return "".join(f"[{sec}]\n" + "".join(f"{k} = {val(v)}\n" for k, v in keys.items()) for sec, keys in cfg.items())
+
+
+def test_train_killed_before_its_first_checkpoint_does_not_duplicate_steps(tmp_path) -> None:
+    # a real kill -9 after step 3, before the first checkpoint (step 4): metrics.jsonl holds steps 1-3 and
+    # there is no checkpoint; the rerun starts over and used to append steps 1-6 to them
+    conf = tmp_path / "c.toml"
+    conf.write_text(_toml(phi4_cfg(checkpoint_every=4)))
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert _cli("train", conf, "--out", full, "--quiet").returncode == 0
+    r = _cli("train", conf, "--out", killed, "--quiet", env_extra={"LATTICEKIT_KILL_AT": "train:step:3"})
+    assert r.returncode == -9, r.stderr
+    assert [m["step"] for m in _metrics(killed / "metrics.jsonl")] == [1, 2, 3]
+    assert not (killed / "checkpoint.pt").exists()
+    r = _cli("train", conf, "--out", killed, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert [m["step"] for m in _metrics(killed / "metrics.jsonl")] == [1, 2, 3, 4, 5, 6]
+    assert _strip_time(_metrics(killed / "metrics.jsonl")) == _strip_time(_metrics(full / "metrics.jsonl"))
+    # the command's line labels the ESS with its definition and N (train.eval_batch_size = 16)
+    assert "(Kish, N=16)" in r.stdout
+
+
+def test_killed_sample_leaves_a_temporary_that_the_next_one_removes(tmp_path) -> None:
+    # a real kill -9 while the chain's HDF5 file is written (under a temporary name, renamed at the end)
+    out = tmp_path / "u1"
+    train_job(u1_cfg(steps=2), out=out, progress=False)
+    r = _cli("sample", out, "--n", "16", env_extra={"LATTICEKIT_KILL_AT": "sample:store:5"})
+    assert r.returncode == -9, r.stderr
+    stale = [p.name for p in out.iterdir() if p.name.startswith(".flow_ensemble.h5.") and p.name.endswith(".tmp")]
+    assert len(stale) == 1 and not (out / "flow_ensemble.h5").exists()
+    # plus what killed atomic writes of the train job's own files would leave
+    for name in (".checkpoint.pt.a1b2c3.tmp", ".metrics.jsonl.d4e5f6.tmp"):
+        (out / name).write_bytes(b"partial")
+    (out / ".unrelated.txt.a1b2c3.tmp").write_bytes(b"keep")
+    s = sample_job(out, n=16, seed=1)
+    assert s["n"] == 16 and (out / "flow_ensemble.h5").exists() and not (out / stale[0]).exists()
+    train_job(u1_cfg(steps=3), out=out, progress=False)
+    left = {p.name for p in out.iterdir()}
+    assert not {".checkpoint.pt.a1b2c3.tmp", ".metrics.jsonl.d4e5f6.tmp"} & left
+    assert ".unrelated.txt.a1b2c3.tmp" in left
+
+
+def test_references_without_errors_are_not_exact(tmp_path) -> None:
+    out = tmp_path / "p"
+    train_job(phi4_cfg(steps=2), out=out, progress=False)
+    sample_job(out, n=64, seed=1)
+    summ = flow_summary(out, hmc={"abs_magnetization": 0.3, "susceptibility": {"value": 2.0},
+                                  "magnetization": {"value": 0.01, "error": 0.02}})
+    rows = {r["observable"]: r for r in summ["rows"]}
+    for name, value in (("abs_magnetization", 0.3), ("susceptibility", 2.0)):
+        r = rows[name]
+        # a bare number has no error: not 0.0; the deviation is in units of the flow error alone, and says so
+        assert r["reference_error"] is None and r["deviation_uses"] == "flow error"
+        assert r["deviation_sigma"] == pytest.approx((r["flow"] - value) / r["flow_error"])
+    m = rows["magnetization"]
+    assert m["deviation_uses"] == "flow and reference errors"
+    assert m["deviation_sigma"] == pytest.approx((m["flow"] - 0.01) / math.hypot(m["flow_error"], 0.02))
+    assert rows["action_density"]["reference"] is None and rows["action_density"]["deviation_sigma"] is None
+    text = summ["text"]
+    assert "0.3 (no error given)" in text and "* the reference was given without an error" in text
+    line = next(x for x in text.splitlines() if x.startswith("abs_magnetization"))
+    assert line.rstrip().endswith("*")
+    # an exact value: its error is not 0.0 either, and the flow error alone is the unit
+    summ = flow_summary(out)
+    exact_row = {r["observable"]: r for r in summ["rows"]}["magnetization"]
+    assert exact_row["reference_kind"] == "exact" and exact_row["reference_error"] is None
+    assert exact_row["deviation_uses"] == "flow error" and "*" not in summ["text"]
+
+
+def test_every_ess_is_quoted_with_its_n(tmp_path) -> None:
+    out = tmp_path / "p"
+    train_job(phi4_cfg(eval_batch_size=16), out=out, progress=False)
+    s = sample_job(out, n=96, seed=1, batch=32)
+    assert s["proposal_ess_n"] == 96 and json.loads((out / "sample.json").read_text())["proposal_ess_n"] == 96
+    summ = flow_summary(out)
+    assert summ["flow"]["ess_n"] == 16 and summ["flow"]["proposal_ess_n"] == 96
+    head, head2 = summ["text"].splitlines()[:2]
+    assert f"ESS {summ['flow']['ess']:.4g} (Kish, N=16)" in head
+    assert f"proposal ESS {s['proposal_ess']:.4g} (Kish, N=96)" in head2
+
+
+def test_reference_acceptance_is_measured(tmp_path) -> None:
+    # the reference used to report its acceptance as {error: 0.0, tau_int: 0.5}, made up; now it is the
+    # Gamma-method entry of the recorded acceptance series
+    from latticekit.app.analysis import chains_of, quiet_gamma
+    from latticekit.app.flows.reference import reference_run
+
+    cfg = {"lattice": {"shape": [4, 4]}, "action": {"kind": "phi4", "kappa": 0.2, "lam": 0.5}}
+    r = reference_run(cfg, measurements=40, chains=2, thermalization=5, step_size=0.5, n_steps=3,
+                      out=tmp_path / "ref")
+    acc = r["sampler"]["acceptance"]
+    arrays, _ = lk.io.load_state(tmp_path / "ref" / "state.npz")
+    g = quiet_gamma(chains_of(arrays["accept"].tolist()))     # gamma_method, its warnings reported in the entry
+    assert 0 < acc["value"] < 1 and acc["value"] == pytest.approx(float(g.value), rel=1e-12)
+    assert acc["error"] == pytest.approx(float(g.error), rel=1e-12) and acc["error"] > 0
+    assert acc["tau_int"] == pytest.approx(float(g.tau_int), rel=1e-12)
