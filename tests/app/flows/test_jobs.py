@@ -289,12 +289,13 @@ def test_u1_flow_mcmc_matches_exact_and_summary(tmp_path) -> None:
 def test_su2_flow_trains_and_samples_against_exact(tmp_path) -> None:
     # SU(N) configs build the spectral couplings; flow MCMC (exact in distribution) against the exact 2D
     # SU(2) torus plaquette (latticekit.exact). beta = 0.5 keeps the target close to Haar so a short training
-    # suffices. 6000 steps give a Gamma-method error of ~0.0045 (tau_int ~ 4 at acceptance ~ 0.4; measured
-    # once: 0.1172(45)); the bound is 4 of those tau_int-corrected sigma (a Gaussian estimate fails it with
-    # probability 6e-5). The guard error < 0.008 keeps the bound below 0.032, while beta -> beta/2 moves the
-    # exact plaquette from 0.1237 to 0.0623 and 2 beta to 0.2402: either fails by > 7 sigma (run once with the
-    # flow at beta = 0.25 against the exact value at 0.5: 0.0639(37), 16 sigma). The previous bound, 5 sigma +
-    # 0.02 at 1500 steps, was 0.08 wide at sigma = 0.012, wider than the beta/2 shift.
+    # suffices. 6000 steps give a Gamma-method error of ~0.006 (tau_int ~ 7 at acceptance ~ 0.4; measured
+    # once: 0.1277(62), reweighted 0.1243(37)); the bound is 4 of those tau_int-corrected sigma (a Gaussian
+    # estimate fails it with probability 6e-5). The guard error < 0.008 keeps the bound below 0.032, while
+    # beta -> beta/2 moves the exact plaquette from 0.1237 to 0.0623 and 2 beta to 0.2402: either fails by
+    # > 7 sigma (run once with the flow at beta = 0.25 against the exact value at 0.5: 0.0639(37), 16 sigma).
+    # The previous bound, 5 sigma + 0.02 at 1500 steps, was 0.08 wide at sigma = 0.012, wider than the beta/2
+    # shift.
     cfg = {"lattice": {"shape": [4, 4]}, "action": {"kind": "wilson", "group": "SU2", "beta": 0.5},
            "model": {"n_layers": 2}, "train": {"steps": 10, "batch_size": 16, "dtype": "float64",
                                               "checkpoint_every": 5, "eval_every": 5}}
@@ -581,9 +582,9 @@ def test_u1_3d_flow_mcmc_matches_exact(tmp_path) -> None:
     # error of ~0.0021 (tau_int ~ 3 at acceptance ~ 0.47; measured once: 0.2549(21), reweighted 0.2554(17));
     # the bound is 4 of those sigma, and the guard error < 0.003 keeps it below 0.012, so that it excludes what
     # a wrong action or log-det would give: strong coupling I1/I0 = 0.2425 (independent plaquettes, 0.016 away),
-    # beta/2 0.1260, 2 beta 0.45, the Haar prior 0. (The previous test compared with 0.2581 from an unrecorded
-    # run with a window of +-0.025, which held strong coupling.) Run once with the flow at beta = 0.25 against
-    # the exact value at 0.5: 0.1264(16), 83 sigma.
+    # beta/2 0.1260, 2 beta about 0.45, the Haar prior 0. (The previous test compared with 0.2581 from an
+    # unrecorded run, with a window of 5 sigma + 0.01, about +-0.05 at its sigma 0.0075, which held strong
+    # coupling.) Run once with the flow at beta = 0.25 against the exact value at 0.5: 0.1264(16), 83 sigma.
     out = tmp_path / "u1_3d"
     cfg = nd_gauge_cfg("U1", [2, 2, 2], beta=0.5, steps=40, batch_size=64, lr=3e-3, checkpoint_every=40)
     cfg["model"].update(hidden=[8], bins=8, zero_init=True)
