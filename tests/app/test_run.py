@@ -326,3 +326,14 @@ def test_nf2_solver_failure_names_the_key_and_keeps_the_checkpoint(tmp_path) -> 
     cfg = _nf2_config(cg_maxiter=3)
     with pytest.raises(ConvergenceError, match=r"action.cg_maxiter = 3; raise it"):
         run_job(cfg, out=tmp_path, seed=1, progress=False, echo=False)
+
+
+def test_measure_of_one_configuration_has_no_error(tmp_path) -> None:
+    # one stored configuration: no spread to estimate an error from (it reported 0.0)
+    cfg = RunConfig.from_dict({"lattice": {"shape": [4, 4]}, "sampler": {"chains": 1, "thermalization": 1,
+                                                                         "measurements": 2},
+                               "output": {"plots": False, "store_every": 2}})
+    run_job(cfg, out=tmp_path, seed=1, progress=False, echo=False)
+    rem = measure_job(tmp_path, echo=False)
+    assert rem["observables"]["plaquette"]["n"] == 1 and rem["observables"]["plaquette"]["error"] is None
+    assert rem["observables"]["chi_t"]["error"] is None
