@@ -32,7 +32,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any, Mapping
 
 from latticekit import backends
