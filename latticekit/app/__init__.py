@@ -10,7 +10,10 @@ never import it. Here:
 * :mod:`.flows`: ``latticekit train`` / ``sample`` (model families, training, job-level resume,
   sampling, summaries, reference runs, the data-parallel launch);
 * :mod:`.io_commands`: ``latticekit info`` / ``convert``;
-* :mod:`.cli`: the command, every sub-command registered in one place.
+* :mod:`.cli`: the command, every sub-command registered in one place (one line and an exit status for
+  user-facing errors, :func:`~latticekit.app.cli.user_error`);
+* :mod:`.memory`: the memory a job needs, checked before it allocates; :mod:`.killpoints`: the named
+  points where the resumption tests kill a job.
 
 Names load on first use, so ``import latticekit.app`` imports neither torch nor h5py.
 

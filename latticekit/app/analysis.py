@@ -1,10 +1,17 @@
 """Statistics of the jobs: Gamma-method entries, derived observables, the run job's summary table.
 
-Every job reports an observable as ``{value, error, tau_int, tau_int_error}`` (Wolff's Gamma method,
-:func:`latticekit.analysis.gamma_method`, independent chains as replicas) next to its exact value where
-the theory has one, with the deviation in sigma. Derived observables (:class:`latticekit.theories.Derived`)
-are functions of means, analysed the same way; the flow job also reweights them from the proposals
-(:func:`reweighted_derived`).
+Every job reports an observable as ``{value, error, tau_int, tau_int_error, reliable}`` (Wolff's Gamma
+method, :func:`latticekit.analysis.gamma_method`, independent chains as replicas) next to its exact value
+where the theory has one, with the deviation in sigma. Derived observables
+(:class:`latticekit.theories.Derived`) are functions of means, analysed the same way; the flow job also
+reweights them from the proposals (:func:`reweighted_derived`).
+
+Only what was measured is reported (:func:`gamma_entry`): where the Gamma method cannot estimate an
+error, ``error`` and ``tau_int`` are None (JSON null) and ``problem`` says why; where its automatic
+window failed (the chains are shorter than a few autocorrelation times), the numbers are kept but
+``reliable`` is False and ``problem`` says so. The run job's table marks such entries with ``!`` and lists
+the problems below it, with a warning when the thermalisation was shorter than
+:data:`THERMALIZATION_TAUS` tau_int of the slowest observable.
 
 Examples
 --------
@@ -12,11 +19,16 @@ Examples
 >>> from latticekit.analysis import gamma_method
 >>> e = gamma_entry(gamma_method(np.array([1.0, 2.0, 3.0, 2.0])), 2.0)
 >>> sorted(e)
-['deviation_sigma', 'error', 'exact', 'tau_int', 'tau_int_error', 'value']
+['deviation_sigma', 'error', 'exact', 'reliable', 'tau_int', 'tau_int_error', 'value']
+>>> c = gamma_entry(gamma_method(np.ones(50)), None)
+>>> c["error"], c["tau_int"], c["reliable"], c["problem"]
+(None, None, False, 'constant in all 50 measurements: no fluctuation to estimate an error or tau_int from')
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -24,19 +36,73 @@ import numpy as np
 from latticekit import backends
 from latticekit.analysis import gamma_method, jackknife
 
-__all__ = ["analyse", "chains_of", "derived_chains", "format_table", "gamma_entry", "reweighted_derived"]
+__all__ = ["THERMALIZATION_TAUS", "analyse", "chains_of", "derived_chains", "format_table", "gamma_entry",
+           "quiet_gamma", "reweighted_derived"]
+
+#: a run warns when ``sampler.thermalization`` is shorter than this many tau_int (in sampler steps) of
+#: its slowest observable: a cold or hot start relaxes over a few autocorrelation times, and
+#: measurements taken before that bias the averages
+THERMALIZATION_TAUS = 5
 
 
-def gamma_entry(res: Any, exact: float | None, *, always_exact: bool = True) -> dict[str, Any]:
-    """The JSON entry of a Gamma-method result; ``exact`` (None where unknown, or left out with
-    ``always_exact=False``) and ``deviation_sigma`` where both an exact value and an error exist."""
-    e: dict[str, Any] = {"value": float(res.value), "error": float(res.error), "tau_int": float(res.tau_int),
-                         "tau_int_error": float(res.tau_int_error)}
+def _finite(x: Any) -> bool:
+    return x is not None and math.isfinite(float(x))
+
+
+def gamma_entry(res: Any, exact: float | None, *, always_exact: bool = True, constant: bool = False) -> dict[str, Any]:
+    """The JSON entry of a Gamma-method result: what was measured, and nothing made up.
+
+    Parameters
+    ----------
+    res : GammaResult
+        Of :func:`latticekit.analysis.gamma_method` (one observable).
+    exact : float or None
+        The exact value; ``exact`` is left out when None and ``always_exact`` is False.
+    constant : bool
+        The caller knows the series is constant (an integer-valued observable equal in every measurement
+        up to rounding, or a derived one of such inputs).
+
+    Returns
+    -------
+    dict
+        ``value``; ``error``, ``tau_int``, ``tau_int_error`` (None where the Gamma method has no estimate:
+        a constant series, or a pathological autocorrelation function of a too-short chain);
+        ``reliable`` (False also where the automatic window failed, i.e. the chains are too short for
+        the autocorrelation time); ``problem`` (why, where not reliable); ``exact`` and
+        ``deviation_sigma`` (where an exact value and a positive error exist).
+    """
+    e: dict[str, Any] = {"value": float(res.value)}
+    problem = None
+    if constant or int(res.window) == 0:  # gamma_method chooses W = 0 only for a constant series
+        e.update(error=None, tau_int=None, tau_int_error=None)
+        problem = f"constant in all {res.n} measurements: no fluctuation to estimate an error or tau_int from"
+    elif not _finite(res.error) or not _finite(res.tau_int):
+        e.update(error=None, tau_int=None, tau_int_error=None)
+        problem = (f"no error estimate: the autocorrelation function of {res.n} measurements is pathological "
+                   "(estimated error^2 <= 0); the chains are too short")
+    else:
+        e.update(error=float(res.error), tau_int=float(res.tau_int),
+                 tau_int_error=float(res.tau_int_error) if _finite(res.tau_int_error) else None)
+        if bool(res.windowing_failed):
+            problem = (f"the automatic window failed up to W_max = {int(res.window)} measurements: the chains are "
+                       "too short for the autocorrelation time; tau_int and the error are unreliable (probably "
+                       "underestimated)")
+    e["reliable"] = problem is None
+    if problem is not None:
+        e["problem"] = problem
     if exact is not None or always_exact:
         e["exact"] = exact
-    if exact is not None and res.error > 0:
-        e["deviation_sigma"] = (float(res.value) - exact) / float(res.error)
+    if exact is not None and e["error"] is not None and e["error"] > 0:
+        e["deviation_sigma"] = (e["value"] - exact) / e["error"]
     return e
+
+
+def quiet_gamma(*args: Any, **kwargs: Any) -> Any:
+    """:func:`latticekit.analysis.gamma_method` without its RuntimeWarnings (failed window, pathological
+    Gamma): the jobs report those in the entry (:func:`gamma_entry`) instead."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="gamma_method:", category=RuntimeWarning)
+        return gamma_method(*args, **kwargs)
 
 
 def chains_of(rows: Sequence[Sequence[float]]) -> list[Any]:
@@ -71,6 +137,13 @@ def reweighted_derived(derived: Any, proposals: Mapping[str, Any], log_w: Any) -
     return float(res.value), float(res.error)
 
 
+def _integer_constant(rows: Sequence[Sequence[float]]) -> bool:
+    """All values of an integer-valued observable equal the same integer up to rounding."""
+    a = np.asarray(rows, dtype=np.float64)
+    r = np.round(a)
+    return bool(a.size) and bool(np.all(r == r.flat[0])) and bool(np.all(np.abs(a - r) < 1e-6))
+
+
 def analyse(theory: Any, series: dict[str, list[list[float]]], accept: list[list[float]], dH: list[list[float]],
             cfg: Any, seed: int, backend: str, device: Any, cg: list[list[float]] | None = None,
             derived: Sequence[str] | None = None) -> dict[str, Any]:
@@ -78,53 +151,80 @@ def analyse(theory: Any, series: dict[str, list[list[float]]], accept: list[list
     theory's exact values; the content of ``results.json``.
 
     ``derived``: the derived observables to report (default: all the theory has). ``cg`` (Nf = 2): CG
-    iterations per trajectory and chain, reported as ``sampler.cg_iterations``.
+    iterations per trajectory and chain, reported as ``sampler.cg_iterations``. Entries are
+    :func:`gamma_entry` (errors only where measured); ``warnings`` lists every observable's problem (the sampler's entries carry
+    theirs) and a
+    thermalisation shorter than :data:`THERMALIZATION_TAUS` tau_int of the slowest observable.
     """
     exact = theory.exact()
+    integer = set(theory.integer_observables())
+    constant = {n for n, rows in series.items() if n in integer and rows and _integer_constant(rows)}
     obs: dict[str, Any] = {}
     for name, rows in series.items():
         if rows:
-            obs[name] = gamma_entry(gamma_method(chains_of(rows)), exact.get(name))
+            obs[name] = gamma_entry(quiet_gamma(chains_of(rows)), exact.get(name), constant=name in constant)
     der = theory.derived()
     for name in (list(der) if derived is None else derived):
         stacked = derived_chains(der[name], series)
         if stacked is not None:
-            obs[name] = gamma_entry(gamma_method(stacked, der[name].func), exact.get(name))
+            obs[name] = gamma_entry(quiet_gamma(stacked, der[name].func), exact.get(name),
+                                    constant=all(i in constant for i in der[name].inputs))
     info: dict[str, Any] = {}
     if accept:
-        rate = gamma_method(chains_of(accept))
-        info["acceptance"] = {"value": float(rate.value), "error": float(rate.error)}
+        info["acceptance"] = gamma_entry(quiet_gamma(chains_of(accept)), None, always_exact=False)
     if dH:
-        import math
-
         e = [[math.exp(-v) for v in row] for row in dH]
-        r = gamma_method(chains_of(e))
-        info["exp_minus_dH"] = {"value": float(r.value), "error": float(r.error)}
+        info["exp_minus_dH"] = gamma_entry(quiet_gamma(chains_of(e)), None, always_exact=False)
     if cg:
-        r = gamma_method(chains_of(cg))
-        info["cg_iterations"] = {"value": float(r.value), "error": float(r.error)}
-    return {"observables": obs, "sampler": info, "config": cfg.to_dict(), "backend": backend,
-            "device": None if device is None else str(device), "seed": seed,
-            "n_measurements": len(next(iter(series.values()))) if series else 0,
+        info["cg_iterations"] = gamma_entry(quiet_gamma(chains_of(cg)), None, always_exact=False)
+    notes = [f"{name}: {e['problem']}" for name, e in obs.items() if "problem" in e]
+    slow = [(e["tau_int"], name) for name, e in obs.items() if e["tau_int"] is not None]
+    if slow:
+        tau, name = max(slow)
+        every, therm = cfg.measure.every, cfg.sampler.thermalization
+        if therm < THERMALIZATION_TAUS * tau * every:
+            notes.append(f"thermalization: sampler.thermalization = {therm} steps is shorter than "
+                         f"{THERMALIZATION_TAUS} tau_int of the slowest observable ({name}: tau_int = {tau:.3g} "
+                         f"measurements x measure.every = {every} -> {THERMALIZATION_TAUS * tau * every:.3g} steps"
+                         f"{'' if obs[name]['reliable'] else ', itself unreliable'}); the first measurements may "
+                         "not be in equilibrium: increase sampler.thermalization")
+    return {"observables": obs, "sampler": info, "warnings": notes, "theory": theory.describe(),
+            "config": cfg.to_dict(), "backend": backend, "device": None if device is None else str(device),
+            "seed": seed, "n_measurements": len(next(iter(series.values()))) if series else 0,
             "chains": cfg.sampler.chains, "lattice": list(theory.lattice.shape)}
 
 
+def _num(v: Any, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
 def format_table(results: dict[str, Any]) -> str:
-    """The summary table printed by the run job."""
+    """The summary table printed by the run job; entries that are not reliable are marked ``!`` and the
+    problems (and a too short thermalisation) are listed below the table."""
     rows = [("observable", "value", "error", "tau_int", "exact", "dev/sigma")]
     for name, e in results["observables"].items():
         ex = e.get("exact")
         dev = e.get("deviation_sigma")
-        rows.append((name, f"{e['value']:.6g}", f"{e['error']:.2g}", f"{e['tau_int']:.2f}",
-                     "-" if ex is None else f"{ex:.6g}", "-" if dev is None else f"{dev:+.2f}"))
+        flag = "" if e.get("reliable", True) else " !"
+        rows.append((name, f"{e['value']:.6g}", _num(e.get("error"), ".2g") + flag,
+                     _num(e.get("tau_int"), ".2f") + flag, "-" if ex is None else f"{ex:.6g}",
+                     "-" if dev is None else f"{dev:+.2f}" + flag))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     cfg = results["config"]
-    head = (f"{cfg['action']['kind']} {cfg['action'].get('group', '')} on {'x'.join(map(str, results['lattice']))}, "
+    what = results.get("theory") or f"{cfg['action']['kind']} {cfg['action'].get('group', '')}".strip()
+    head = (f"{what} on {'x'.join(map(str, results['lattice']))}, "
             f"{results['chains']} chains x {results['n_measurements']} measurements, "
             f"{cfg['sampler']['algorithm']}, backend {results['backend']}, seed {results['seed']}")
     tail = []
     for k, v in results.get("sampler", {}).items():
-        tail.append(f"{k}: {v['value']:.4f} +- {v['error']:.1g}")
-    return "\n".join([head, *lines, *tail])
+        if v.get("error") is None:
+            tail.append(f"{k}: {v['value']:.4f} ({v.get('problem', 'no error estimate')})")
+        else:
+            tail.append(f"{k}: {v['value']:.4f} +- {v['error']:.1g}"
+                        + ("" if v.get("reliable", True) else f" ! ({v.get('problem')})"))
+    notes = [f"warning: {w}" for w in results.get("warnings", [])]
+    if any(not e.get("reliable", True) for e in results["observables"].values()):
+        notes.insert(0, "! not reliable: see the warnings below")
+    return "\n".join([head, *lines, *tail, *notes])

@@ -12,8 +12,15 @@ Sub-commands::
 Global options (before the sub-command): ``--backend``, ``--device``. The command line uses argparse
 from the standard library (no extra dependency). Each sub-command is one entry of :data:`COMMANDS`:
 its arguments and the function that runs it (job modules are imported only when their command runs, so
-``latticekit info`` never imports torch). Exit status: 0 success, 1 a file problem or a stopped
-training, 2 bad input (configuration, arguments).
+``latticekit info`` never imports torch).
+
+Exit status: 0 success; 2 bad input, one line naming the key or argument
+(:class:`~latticekit.utils.ConfigError`, :class:`~latticekit.backends.BackendError`,
+:class:`~latticekit.flows.CheckpointMismatchError`); 1 a problem with a file or the machine, one line
+(:class:`~latticekit.io.IOFormatError`, an ``OSError`` such as a missing file or a folder where a file
+was expected, ``MemoryError``), a stopped training (:class:`~latticekit.flows.NonFiniteLossError`) or a
+solver that did not converge (:class:`~latticekit.linalg.cg.ConvergenceError`). Anything else is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 from latticekit import backends
 from latticekit.utils.schema import ConfigError
 
-__all__ = ["COMMANDS", "main", "sample_command", "train_command"]
+__all__ = ["COMMANDS", "main", "sample_command", "train_command", "user_error"]
 
 
 def _parse_lattice(text: str | None) -> tuple[int, ...] | None:
@@ -39,6 +46,17 @@ def _parse_lattice(text: str | None) -> tuple[int, ...] | None:
     if not shape or any(s < 1 for s in shape):
         raise SystemExit(f"latticekit: --lattice {text!r}: expected positive extents")
     return shape
+
+
+def _positive_int(text: str) -> int:
+    """argparse type of a count: a positive integer, else a usage error (exit 2) naming the value."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    return n
 
 
 def _torch_only(args: argparse.Namespace) -> None:
@@ -114,8 +132,12 @@ def train_command(config: str | os.PathLike[str], *, out: str | os.PathLike[str]
                   fresh: bool = False, quiet: bool = False, nprocs: int = 1) -> str:
     """``latticekit train CONFIG.toml --out DIR [--fresh] [--quiet] [--nprocs N]``: train, return the text to print.
 
-    ``nprocs > 1`` trains with :func:`latticekit.app.flows.distributed.train_distributed`.
+    ``nprocs > 1`` trains with :func:`latticekit.app.flows.distributed.train_distributed`; ``nprocs``
+    must be a positive integer (:class:`ConfigError` otherwise, before any work). The ESS is the Kish
+    ESS/N of the final evaluation, printed with its N.
     """
+    if isinstance(nprocs, bool) or not isinstance(nprocs, int) or nprocs < 1:
+        raise ConfigError(f"--nprocs {nprocs!r}: expected a positive number of processes")
     if nprocs > 1:
         from .flows.distributed import train_distributed
 
@@ -127,8 +149,8 @@ def train_command(config: str | os.PathLike[str], *, out: str | os.PathLike[str]
     resumed = "" if res["resumed_from_step"] is None else f" (resumed from step {res['resumed_from_step']})"
     plot = f", plot {os.path.join(os.fspath(out), res['plot'])}" if res.get("plot") else ""
     return (f"trained {res['steps']} steps{resumed} in {res['wall_s']:.1f} s: loss {res['final_loss']:.6g}, "
-            f"ESS {res['ess']:.4f}, var log w {res['var_log_w']:.4g} ({res['eval']['step']} steps, "
-            f"{res['n_parameters']} parameters); checkpoint {res['checkpoint']}, metrics {res['metrics']}{plot}")
+            f"ESS {res['ess']:.4f} (Kish, N={res['ess_n']}), var log w {res['var_log_w']:.4g} ({res['eval']['step']} "
+            f"steps, {res['n_parameters']} parameters); checkpoint {res['checkpoint']}, metrics {res['metrics']}{plot}")
 
 
 def sample_command(out: str | os.PathLike[str], *, n: int | None = None, seed: int | None = None,
@@ -151,7 +173,8 @@ def _args_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="latticekit-flow", help="output folder (default: ./latticekit-flow)")
     p.add_argument("--fresh", action="store_true", help="ignore a checkpoint in --out and start over")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--nprocs", type=int, default=1, help="data-parallel processes (torch.distributed, gloo on CPU)")
+    p.add_argument("--nprocs", type=_positive_int, default=1,
+                   help="data-parallel processes (torch.distributed, gloo on CPU); a positive integer")
 
 
 def _do_train(args: argparse.Namespace) -> int:
@@ -196,7 +219,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="latticekit", description="Lattice field theory on NumPy, torch and CuPy.")
     p.add_argument("--backend", default=None, help="numpy (default), torch, cupy or array_api_strict")
     p.add_argument("--device", default=None, help="device of the backend, e.g. cpu, cuda, cuda:1")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=_positive_int, default=None,
                    help="threads of numba, torch and BLAS (default: OMP_NUM_THREADS, else the CPUs this process "
                         "may run on); set before the job starts")
     sub = p.add_subparsers(dest="command", required=True)
@@ -208,25 +231,51 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``latticekit`` command; returns the exit status."""
     args = _build_parser().parse_args(argv)
-    from latticekit.io import IOFormatError
-
     try:
         if args.command in _JOBS:
             # deliberate thread counts: more threads than free cores slowed shared-machine runs 10-20x
             backends.configure_threads(args.threads)
         return COMMANDS[args.command][2](args)
-    except ConfigError as exc:
-        print(f"latticekit: invalid configuration: {exc}", file=sys.stderr)
-        return 2
-    except (IOFormatError, FileNotFoundError) as exc:
-        print(f"latticekit: {exc}", file=sys.stderr)
-        return 1
-    except FloatingPointError as exc:  # NonFiniteLossError: training stopped, the last checkpoint is kept
-        print(f"latticekit: training stopped: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"latticekit: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        line, status = user_error(exc)
+        if line is None:
+            raise  # an internal error: keep the traceback
+        print(f"latticekit: {line}", file=sys.stderr)
+        return status
+
+
+def user_error(exc: BaseException) -> tuple[str | None, int]:
+    """``(one line, exit status)`` for the library's user-facing errors; ``(None, 0)`` for anything else
+    (a bug, whose traceback the command keeps).
+
+    Examples
+    --------
+    >>> user_error(ConfigError("sampler.step_size: expected a finite number, got inf"))
+    ('invalid configuration: sampler.step_size: expected a finite number, got inf', 2)
+    >>> user_error(IsADirectoryError(21, "Is a directory", "runs"))
+    ("[Errno 21] Is a directory: 'runs'", 1)
+    >>> user_error(ValueError("an internal inconsistency"))
+    (None, 0)
+    """
+    from latticekit.backends import BackendError
+    from latticekit.io.errors import IOFormatError
+    from latticekit.linalg.cg import ConvergenceError
+
+    # checked by name: importing latticekit.flows (torch) for isinstance would slow `latticekit info`
+    names = {c.__name__ for c in type(exc).__mro__}
+    if isinstance(exc, ConfigError):
+        return f"invalid configuration: {exc}", 2
+    if isinstance(exc, BackendError) or "CheckpointMismatchError" in names:
+        return str(exc), 2
+    if isinstance(exc, (IOFormatError, OSError)):
+        return str(exc), 1
+    if "NonFiniteLossError" in names:  # training stopped, the last checkpoint is kept
+        return f"training stopped: {exc}", 1
+    if isinstance(exc, ConvergenceError):
+        return f"solver did not converge: {exc}", 1
+    if isinstance(exc, MemoryError):
+        return f"out of memory{': ' + str(exc) if str(exc) else ''}; use a smaller lattice or fewer chains/samples", 1
+    return None, 0
 
 
 if __name__ == "__main__":  # pragma: no cover

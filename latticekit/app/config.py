@@ -22,6 +22,8 @@ section        choice                            keys declared by
 ``[measure]``  (the theory)                      the theory: ``wilson_loops`` for gauge theories, loops
                                                  no larger than the lattice; ``observables`` selects
                                                  what is measured and reported
+``[output]``   (the theory)                      ``store_every`` only for gauge theories (the only ones
+                                                 that store ``ensemble.h5``)
 ``[model]``    ``coupling``                      the flow-model family (:mod:`latticekit.app.flows.models`)
 =============  ================================  ====================================================
 
@@ -156,8 +158,21 @@ def _measure(data: dict[str, Any], ctx: _Context) -> Section:
     return Section(common, options)
 
 
+#: ``output.store_every`` of gauge theories when not given
+STORE_EVERY = 10
+
+
 def _output(data: dict[str, Any], ctx: _Context) -> Section:
-    return Section(parse(OutputSection, data, "output", strict=ctx.strict))
+    out = parse(OutputSection, data, "output", strict=ctx.strict)
+    if not ctx.cls.is_gauge:
+        # only gauge theories store an ensemble (ensemble.h5); earlier versions stored the key for every run
+        if ctx.strict and out.store_every is not None:
+            raise ConfigError(f"output.store_every: action.kind = {ctx.cls.kind!r} stores no ensemble (ensemble.h5 holds "
+                              "the configurations of gauge theories); remove the key")
+        out.store_every = None
+    elif out.store_every is None:
+        out.store_every = STORE_EVERY
+    return Section(out)
 
 
 def _model(data: dict[str, Any], ctx: _Context) -> Section:
@@ -327,15 +342,20 @@ class FlowConfig(JobConfig):
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The table in a TOML file; a missing or malformed file raises :class:`ConfigError` naming it."""
+    """The table in a TOML file; a missing, malformed or unreadable file (or a folder) raises
+    :class:`ConfigError` naming it."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {str(p)!r} is a folder; expected a TOML file")
     try:
         with p.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"config file {str(p)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+    except PermissionError:
+        raise ConfigError(f"config file {str(p)!r} cannot be read (permission denied)") from None
 
 
 def load_config(path: str | os.PathLike[str] | None) -> RunConfig:

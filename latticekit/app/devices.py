@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from latticekit import backends
-from latticekit.utils.schema import ConfigError
 
 __all__ = ["resolve_backend"]
 

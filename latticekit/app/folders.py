@@ -21,10 +21,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from latticekit.io.errors import IOFormatError
 from latticekit.utils import atomic_write
+from latticekit.utils.schema import ConfigError
 
 __all__ = ["CHECKPOINT", "CONFIG", "ENSEMBLE", "METRICS", "REMEASURED", "RESULTS", "SAMPLE_PLOT", "SAMPLE_SUMMARY",
-           "STATE", "TRAIN_PLOT", "TRAIN_SUMMARY", "read_json", "write_json"]
+           "STATE", "TRAIN_PLOT", "TRAIN_SUMMARY", "out_folder", "read_json", "write_json"]
 
 STATE = "state.npz"
 RESULTS = "results.json"
@@ -39,17 +41,43 @@ SAMPLE_SUMMARY = "sample.json"
 SAMPLE_PLOT = "sample.png"
 
 
+def out_folder(out: str | os.PathLike[str]) -> Path:
+    """The output folder ``out`` of a job, created; :class:`ConfigError` (naming ``out``) if it, or a
+    folder above it, is a file.
+
+    >>> import tempfile
+    >>> f = os.path.join(tempfile.mkdtemp(), "results.json"); open(f, "w").close()
+    >>> try:
+    ...     out_folder(f)
+    ... except ConfigError as exc:
+    ...     print(str(exc).endswith("results.json' is a file; expected the job's output folder (--out)"))
+    True
+    """
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"out: {str(p)!r} is a file; expected the job's output folder (--out)")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"out: {str(p)!r} cannot be created: a folder above it is a file") from None
+    return p
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write ``data`` as indented JSON, atomically."""
     atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def read_json(path: str | os.PathLike[str], what: str) -> Any:
-    """The JSON content of ``path``; a missing or malformed file raises naming it and ``what`` it should be."""
+    """The JSON content of ``path``; a missing file raises :class:`FileNotFoundError`, a folder
+    :class:`IsADirectoryError`, a malformed one :class:`latticekit.io.IOFormatError`, each naming it and
+    ``what`` it should be."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p} does not exist ({what})")
+    if p.is_dir():
+        raise IsADirectoryError(f"{p} is a folder; expected a file ({what})")
     try:
         return json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{p} is not valid JSON ({what}): {exc}") from None
+        raise IOFormatError(f"not valid JSON ({what}): {exc}", p) from None

@@ -88,6 +88,13 @@ def _header_plaquette(meta: FieldMeta) -> str | None:
     return None
 
 
+def _check_paths(**paths: Any) -> None:
+    """A folder where a file is expected is an :class:`IsADirectoryError` naming the argument."""
+    for name, p in paths.items():
+        if isinstance(p, (str, os.PathLike)) and os.path.isdir(p):
+            raise IsADirectoryError(f"{name}: {os.fspath(p)!r} is a folder; expected a gauge configuration file")
+
+
 def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool | str = True) -> InfoReport:
     """Human-readable summary of a configuration file.
 
@@ -122,6 +129,7 @@ def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool
     --------
     See the module docstring.
     """
+    _check_paths(file=path)
     verify = verify_mode(verify)
     U, meta = _read_host(path, None, lattice, group, verify, False)
     lines = [f"file:       {os.fspath(path)} ({os.path.getsize(path)} bytes)"]
@@ -206,6 +214,7 @@ def convert_command(src: Any, dst: Any, to: str, lattice: Any = None, group: Any
     --------
     See the module docstring.
     """
+    _check_paths(src=src, dst=dst)
     fmt = format_name(to, "to")
     U, meta = _read_host(src, None, lattice, group, True, True)
     prec = "double" if fmt == "openqcd" else meta.precision

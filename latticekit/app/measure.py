@@ -30,6 +30,7 @@ import numpy as np
 
 from latticekit import backends
 from latticekit.analysis import jackknife
+from latticekit.utils import remove_stale_temporaries
 
 from .config import RunConfig
 from .devices import resolve_backend
@@ -51,6 +52,7 @@ def measure_job(out: str | os.PathLike[str], *, backend: str | None = None, devi
     if not res_path.exists():
         raise FileNotFoundError(f"{res_path} is missing; it holds the configuration of the run")
     cfg = RunConfig.from_stored(read_json(res_path, "the results of a `latticekit run`")["config"])
+    remove_stale_temporaries(outdir, [REMEASURED])
     backend, device = resolve_backend(backend, device)
     theory = cfg.theory
     names, derived = theory.select(cfg.measure.observables)
@@ -67,14 +69,19 @@ def measure_job(out: str | os.PathLike[str], *, backend: str | None = None, devi
     for n, v in vals.items():
         k = len(v)
         mean = sum(v) / k
-        var = sum((a - mean) ** 2 for a in v) / max(k - 1, 1)
-        out_obs[n] = {"value": mean, "error": math.sqrt(var / k), "n": k, "exact": exact.get(n)}
+        # one stored configuration has no spread to estimate an error from: None, not 0
+        err = math.sqrt(sum((a - mean) ** 2 for a in v) / (k - 1) / k) if k > 1 else None
+        out_obs[n] = {"value": mean, "error": err, "n": k, "exact": exact.get(n)}
     der = theory.derived()
     for n in derived:
         d = der[n]
         if not all(vals.get(i) for i in d.inputs):
             continue
         parts = np.stack([np.asarray(a, dtype=np.float64) for a in d.series({i: np.asarray(vals[i]) for i in d.inputs})])
+        if parts.shape[-1] < 2:
+            out_obs[n] = {"value": float(d.func(parts.mean(axis=-1))), "error": None, "n": parts.shape[-1],
+                          "exact": exact.get(n)}
+            continue
         r = jackknife(parts, d.func)  # bin size 1: for a linear function the naive error
         out_obs[n] = {"value": float(r.value), "error": float(r.error), "n": parts.shape[-1], "exact": exact.get(n)}
     result = {"observables": out_obs, "ensemble": str(ens_path), "backend": backend}
@@ -82,5 +89,6 @@ def measure_job(out: str | os.PathLike[str], *, backend: str | None = None, devi
     if echo:
         for n, e in out_obs.items():
             ex = "-" if e["exact"] is None else f"{e['exact']:.6g}"
-            print(f"{n:22s} {e['value']:.6g} +- {e['error']:.2g}  (n={e['n']})  exact {ex}")
+            err = "(no error: one configuration)" if e["error"] is None else f"+- {e['error']:.2g}"
+            print(f"{n:22s} {e['value']:.6g} {err}  (n={e['n']})  exact {ex}")
     return result

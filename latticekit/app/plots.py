@@ -97,7 +97,9 @@ def training_plot(path: Path, metrics: Sequence[Mapping[str, Any]], title: str =
     plt = _pyplot()
     if plt is None or not metrics:
         return None
-    keys = [("loss", "loss"), ("ess", "ESS"), ("var_log_w", "var log w")]
+    # the ESS is the Kish ESS/N of the N draws of each batch (docs/flows.md, "ESS"); N where recorded
+    n_batch = metrics[-1].get("ess_n")
+    keys = [("loss", "loss"), ("ess", "ESS (Kish" + (f", N={n_batch})" if n_batch else ")")), ("var_log_w", "var log w")]
     fig, axes = plt.subplots(3, 2, figsize=(9, 7), sharex="col")
     steps = [m["step"] for m in metrics]
     timed = [m for m in metrics if "cpu_s" in m]
@@ -110,7 +112,9 @@ def training_plot(path: Path, metrics: Sequence[Mapping[str, Any]], title: str =
             ax.plot(xs, [m.get(key, float("nan")) for m in rows], lw=0.8, label="training batch")
             ev = [(x, m[f"eval_{key}"]) for x, m in zip(xs, rows) if f"eval_{key}" in m]
             if ev:
-                ax.plot([e[0] for e in ev], [e[1] for e in ev], "o", ms=3, label="evaluation")
+                n_eval = next((m["eval_ess_n"] for m in reversed(rows) if "eval_ess_n" in m), None)
+                ax.plot([e[0] for e in ev], [e[1] for e in ev], "o", ms=3,
+                        label="evaluation" + (f" (N={n_eval})" if key == "ess" and n_eval else ""))
             if key == "var_log_w" and all(m.get(key, 0) > 0 for m in rows):
                 ax.set_yscale("log")
             if col == 0:
@@ -152,8 +156,12 @@ def sample_plot(path: Path, values: Mapping[str, Any], estimates: Mapping[str, M
             ax.hist(v, bins=40, density=True, alpha=0.6, label="flow MCMC chain")
         est = estimates.get(name)
         if est is not None:
-            ax.axvline(est["value"], color="C1", lw=1.2, label=f"flow MCMC {est['value']:.4g} +- {est['error']:.2g}")
-            ax.axvspan(est["value"] - est["error"], est["value"] + est["error"], color="C1", alpha=0.25)
+            err = est.get("error")
+            ax.axvline(est["value"], color="C1", lw=1.2, label=f"flow MCMC {est['value']:.4g}" + (
+                " (no error estimate)" if err is None else f" +- {err:.2g}") + ("" if est.get("reliable", True)
+                                                                              else " (not reliable)"))
+            if err is not None:
+                ax.axvspan(est["value"] - err, est["value"] + err, color="C1", alpha=0.25)
         ref = reference.get(name)
         if ref is not None:
             err = ref.get("error") or 0.0

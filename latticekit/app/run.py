@@ -32,18 +32,20 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any, Mapping
 
 from latticekit import backends
-from latticekit.utils import Progress
+from latticekit.linalg.cg import ConvergenceError
+from latticekit.utils import Progress, remove_stale_temporaries
 from latticekit.utils.schema import ConfigError
 
 from .analysis import analyse, format_table
 from .config import RunConfig, load_config
 from .devices import resolve_backend
-from .folders import ENSEMBLE, RESULTS, STATE, write_json
-from .run_state import RunState, open_ensemble, run_identity, store_configurations
+from .folders import ENSEMBLE, REMEASURED, RESULTS, STATE, out_folder, write_json
+from .killpoints import kill_point
+from .memory import check_memory
+from .run_state import RunState, check_ensemble, open_ensemble, run_identity, store_configurations
 
 __all__ = ["run_job"]
 
@@ -62,6 +64,12 @@ def _restore_counters(sampler: Any, steps: int) -> None:
     for attr in ("trajectories", "steps"):
         if hasattr(sampler, attr):
             setattr(sampler, attr, steps)
+
+
+def _job_files(names: list[str]) -> list[str]:
+    """The files the run and measure jobs write in their folder (for the stale-temporary cleanup)."""
+    plots = [f"{kind}_{n}.png" for n in names for kind in ("history", "autocorrelation")] + ["histogram_Q.png"]
+    return [STATE, ENSEMBLE, RESULTS, REMEASURED, *plots]
 
 
 def run_job(config: "str | os.PathLike[str] | Mapping[str, Any] | RunConfig | None" = None, *,
@@ -84,6 +92,16 @@ def run_job(config: "str | os.PathLike[str] | Mapping[str, Any] | RunConfig | No
         Start over even if ``out`` holds a saved state.
     progress, echo : bool
         Show progress bars / print the summary table.
+
+    Raises
+    ------
+    latticekit.utils.ConfigError
+        Before any work: an invalid configuration; ``out`` is a file; the fields would not fit in memory
+        (:func:`latticekit.app.memory.check_memory`); ``out`` holds a state or an ``ensemble.h5`` of
+        another run (``fresh=True`` starts over).
+    latticekit.linalg.cg.ConvergenceError
+        A solve of the Nf = 2 sampler did not converge within ``action.cg_maxiter`` (the message says so;
+        the last checkpoint stays in place).
     """
     cfg = load_config(None) if config is None else RunConfig.load(config)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -91,12 +109,14 @@ def run_job(config: "str | os.PathLike[str] | Mapping[str, Any] | RunConfig | No
     backend, device = resolve_backend(backend, device)
     theory = cfg.theory
     names, derived = theory.select(cfg.measure.observables)
-    outdir = Path(out)
-    outdir.mkdir(parents=True, exist_ok=True)
+    s = cfg.sampler
+    check_memory(theory.field_bytes(), s.chains, f"lattice.shape {list(cfg.lattice.shape)} with sampler.chains = "
+                 f"{s.chains}")
+    outdir = out_folder(out)
     state_path = outdir / STATE
     ident = run_identity(cfg, seed, backend)
+    remove_stale_temporaries(outdir, _job_files(theory.observable_names()))
 
-    s = cfg.sampler
     seg = cfg.output.checkpoint_every
     st: RunState | None = None
     if state_path.exists() and not fresh:
@@ -104,8 +124,10 @@ def run_job(config: "str | os.PathLike[str] | Mapping[str, Any] | RunConfig | No
         if echo:
             print(f"resuming {outdir}: phase {st.phase}, {st.done} done", file=sys.stderr)
     elif fresh:
-        for f in (STATE, ENSEMBLE, RESULTS):
+        for f in (STATE, ENSEMBLE, RESULTS, REMEASURED):
             (outdir / f).unlink(missing_ok=True)
+    if theory.is_gauge and (outdir / ENSEMBLE).exists():
+        check_ensemble(outdir / ENSEMBLE, ident, state_matches=st is not None)
     if st is None:
         x0 = theory.initial_field(s.chains, backends.rng(_segment_seed(seed, 0, 0), backend=backend, device=device),
                                   backend=backend, device=device)
@@ -117,7 +139,8 @@ def run_job(config: "str | os.PathLike[str] | Mapping[str, Any] | RunConfig | No
         _restore_counters(smp, st.steps)
         return smp
 
-    ensemble = open_ensemble(theory, cfg, outdir / ENSEMBLE, seed) if theory.is_gauge else None
+    ensemble = open_ensemble(theory, cfg, outdir / ENSEMBLE, seed, ident) if theory.is_gauge else None
+    kill_point("run:ensemble-created")
     t0 = time.time()
     try:
         # thermalisation, in segments of `seg` steps
@@ -166,6 +189,7 @@ def run_job(config: "str | os.PathLike[str] | Mapping[str, Any] | RunConfig | No
                 if ensemble is not None and (st.done + k) % store_every == 0:
                     stored.append((st.done + k, st.x, {nm: st.series[nm][-1] for nm in names}))
                 bar.update()
+                kill_point("run:measurement")
             # store configurations before the state: a resumed job re-appends nothing it already stored
             if ensemble is not None:
                 store_configurations(ensemble, stored, s.chains)
@@ -174,6 +198,11 @@ def run_job(config: "str | os.PathLike[str] | Mapping[str, Any] | RunConfig | No
         bar.close()
         st.phase = "done"
         st.save(state_path, ident)
+    except ConvergenceError as exc:
+        maxiter = getattr(cfg.action, "cg_maxiter", None)
+        hint = f"action.cg_maxiter = {maxiter}; raise it (or action.cg_tol / cg_tol_md)" if maxiter else "the solver"
+        raise ConvergenceError(f"a solve of the sampler did not converge ({exc}); {hint}. The last checkpoint in "
+                               f"{outdir} is kept: rerun to resume", exc.info) from None
     finally:
         if ensemble is not None:
             ensemble.close()

@@ -9,7 +9,12 @@ stored keys that are no longer read) still resumes when the configuration is the
 
 ``ensemble.h5`` (:class:`latticekit.io.Ensemble`, gauge theories) receives every
 ``output.store_every``-th configuration of each chain; configurations are stored before the state, so a
-resumed job re-appends nothing it already stored.
+resumed job re-appends nothing it already stored. The ensemble carries the run identity too (in its
+free-form metadata, ``run_identity``, written when the file is created): a job killed before its first
+checkpoint leaves an ``ensemble.h5`` and no state, and a rerun with another configuration, seed or
+backend is refused before any work (:func:`open_ensemble`) instead of appending its configurations to
+the first run's file. An ensemble of an earlier version (no ``run_identity``) is resumed only together
+with a state of the same run.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 from latticekit import backends
 from latticekit.utils.schema import ConfigError
 
-__all__ = ["STATE_VERSION", "RunState", "open_ensemble", "run_identity", "store_configurations"]
+__all__ = ["STATE_VERSION", "RunState", "check_ensemble", "open_ensemble", "run_identity", "store_configurations"]
 
 STATE_VERSION = 1
 
@@ -99,15 +104,39 @@ class RunState:
         save_state(path, arrays, {"ident": ident, "phase": self.phase, "done": self.done, "steps": self.steps})
 
 
-def open_ensemble(theory: Any, cfg: Any, path: Path, seed: int) -> Any:
-    """The run's HDF5 ensemble (appended to if it exists)."""
+def check_ensemble(path: Path, ident: dict[str, Any], *, state_matches: bool) -> None:
+    """Refuse an existing ``ensemble.h5`` of another run (:class:`ConfigError`), before any work.
+
+    ``state_matches``: a state of this run was found beside it (then an ensemble of an earlier version,
+    without a recorded identity, is this run's).
+    """
+    from latticekit.io import Ensemble
+
+    with Ensemble.open(path) as ens:
+        meta = ens.metadata.get("metadata") or {}
+    stored = meta.get("run_identity") if isinstance(meta, dict) else None
+    if stored is None:
+        if state_matches:
+            return
+        raise ConfigError(f"{path} exists without a recorded run identity and without a state of this run (a run "
+                          "of an earlier version, or another program's file); resuming would append to it. Use "
+                          "--fresh or another --out")
+    if not _same_run(stored, ident):
+        raise ConfigError(f"{path} belongs to a run with a different configuration, seed or backend (a run killed "
+                          "before its first checkpoint leaves it behind); use --fresh or another --out")
+
+
+def open_ensemble(theory: Any, cfg: Any, path: Path, seed: int, ident: dict[str, Any]) -> Any:
+    """The run's HDF5 ensemble (appended to if it exists; :func:`check_ensemble` has checked it), created
+    with the run identity ``ident`` in its metadata."""
     from latticekit.io import Ensemble
 
     if path.exists():
         return Ensemble.open(path, mode="a")
     return Ensemble.create(path, lattice=theory.lattice, group=theory.group, action=theory.kind,
                            action_params=theory.ensemble_params(), sampler=cfg.sampler.algorithm,
-                           sampler_params=cfg.sampler.to_dict(), seeds=[seed])
+                           sampler_params=cfg.sampler.to_dict(), seeds=[seed],
+                           metadata={"run_identity": json.loads(json.dumps(ident))})
 
 
 def store_configurations(ensemble: Any, stored: list[tuple[int, Any, dict[str, list[float]]]], chains: int) -> None:

@@ -51,7 +51,7 @@ class SamplerCommon:
     algorithm: str | None = setting(None, doc="a sampler of the theory (default: the first it lists)")
     chains: int = setting(8, ge=1, doc="independent chains (the batch)")
     thermalization: int = setting(100, ge=0, doc="steps before measuring")
-    measurements: int = setting(400, ge=1, doc="measurements per chain")
+    measurements: int = setting(400, ge=2, doc="measurements per chain (the Gamma method needs two)")
 
 
 @dataclass
@@ -67,7 +67,8 @@ class OutputSection:
     """``[output]`` of the run job."""
 
     checkpoint_every: int = setting(50, ge=1, doc="measurements (or thermalisation steps) between checkpoints")
-    store_every: int = setting(10, ge=1, doc="store every this many measurements of each chain in ensemble.h5")
+    store_every: int | None = setting(None, ge=1, doc="gauge theories: store every this many measurements of each "
+                                                      "chain in ensemble.h5 (default 10)")
     plots: bool = setting(True, doc="write PNG plots")
 
 

@@ -160,6 +160,11 @@ class Theory:
         """A reference sampler (:mod:`latticekit.mc`) of this theory."""
         raise NotImplementedError  # pragma: no cover
 
+    def field_bytes(self) -> int:
+        """Bytes of one field configuration in double precision, computed without allocating it (jobs
+        compare it with the free memory before they start)."""
+        raise NotImplementedError  # pragma: no cover
+
     def describe(self) -> str:
         """One line naming the theory and its couplings."""
         return f"{self.kind} ({', '.join(f'{k}={v}' for k, v in as_dict(self.params).items())})"
@@ -208,6 +213,13 @@ class Theory:
     def derived(self) -> dict[str, Derived]:
         """Derived observables available on this lattice: name -> :class:`Derived`."""
         return {}
+
+    def integer_observables(self) -> list[str]:
+        """Primary observables whose values are integers up to rounding (the 2D U(1) topological charge).
+
+        A run in which such an observable keeps one integer value in every measurement (frozen topology)
+        reports it as constant, without an error or tau_int, instead of analysing its rounding noise."""
+        return []
 
     def summary_observables(self) -> list[str]:
         """The observables a flow-MCMC chain measures by default and summary tables list, in order."""

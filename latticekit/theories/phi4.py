@@ -74,6 +74,10 @@ class Phi4Theory(Theory):
             raise ValueError(f"algorithm={algorithm!r}: expected 'hmc'")
         return build_hmc(self.action, settings if settings is not None else HMCSettings(), rng)
 
+    def field_bytes(self) -> int:
+        """One float64 per site."""
+        return 8 * int(self.lattice.volume)
+
     def describe(self) -> str:
         return f"phi^4 (kappa={self.params.kappa}, lambda={self.params.lam})"
 

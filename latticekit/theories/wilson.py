@@ -140,6 +140,19 @@ class WilsonTheory(Theory):
             return build_hmc(self.action, settings, rng)
         raise ValueError(f"algorithm={algorithm!r}: expected one of {tuple(self.samplers)}")
 
+    def field_bytes(self) -> int:
+        """``Nd`` links per site, each an element of the group: a float64 angle (U(1)) or a complex128
+        ``N x N`` matrix (SU(N)).
+
+        >>> WilsonTheory((4, 4), WilsonParams(group="SU3")).field_bytes()
+        4608
+        """
+        G, lat = self.group, self.lattice
+        per_element = 8 * (2 if G.dtype_kind == "complex floating" else 1)
+        for n in G.element_shape:
+            per_element *= int(n)
+        return lat.nd * int(lat.volume) * per_element
+
     def describe(self) -> str:
         return f"{self.group.name} Wilson (beta={self.params.beta})"
 
@@ -173,6 +186,10 @@ class WilsonTheory(Theory):
         return {"chi_t": Derived(("topological_charge",), lambda v: [v["topological_charge"] ** 2],
                                  lambda a: a[0] / V, "topological susceptibility <Q^2>/V",
                                  per_config=lambda v: v["topological_charge"] ** 2 / V)}
+
+    def integer_observables(self) -> list[str]:
+        # Q = (1/2pi) sum_x arg P_01(x) is an integer on every 2D U(1) configuration (the args sum to 2 pi Q)
+        return ["topological_charge"] if self.is_u1_2d else []
 
     def summary_observables(self) -> list[str]:
         have = set(self.observable_names()) | set(self.derived())

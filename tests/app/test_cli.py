@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from latticekit.app.cli import COMMANDS, main
+from latticekit.app.cli import COMMANDS, main, train_command
 
 # the shared data folder lies beside the checkout (ROOT/../shared)
 CONFIGS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "configs"
@@ -102,3 +102,75 @@ def test_train_sample_and_compare(tmp_path, capsys) -> None:
 
 def test_every_sub_command_is_registered_in_one_place() -> None:
     assert set(COMMANDS) == {"run", "measure", "info", "convert", "train", "sample"}
+
+
+# -- issue 14, item 10: one clear line and a non-zero exit for what the user can fix; bugs keep their traceback
+def _one_line(err: str) -> str:
+    assert err.count("\n") == 1 and err.startswith("latticekit: ") and "Traceback" not in err, err
+    return err
+
+
+def _nersc(path) -> None:
+    import latticekit as lk
+    from latticekit.io import save
+
+    save(path, lk.SU(3).identity((4,), (2, 2, 2, 2)), "SU3", format="nersc")
+
+
+def test_folders_and_files_in_the_wrong_place(tmp_path, capsys) -> None:
+    # each of these raised IsADirectoryError or FileExistsError with a traceback
+    assert main(["run", str(tmp_path), "--out", str(tmp_path / "o"), "--quiet"]) == 2      # a folder as config
+    assert "is a folder; expected a TOML file" in _one_line(capsys.readouterr().err)
+    assert main(["info", str(tmp_path)]) == 1                                                # a folder as info input
+    assert "is a folder" in _one_line(capsys.readouterr().err)
+    _nersc(tmp_path / "a.nersc")
+    (tmp_path / "d").mkdir()
+    assert main(["convert", str(tmp_path / "a.nersc"), str(tmp_path / "d"), "--to", "ildg"]) == 1   # folder as output
+    assert "dst:" in _one_line(capsys.readouterr().err)
+    (tmp_path / "file").write_text("x")
+    assert main(["run", "--out", str(tmp_path / "file"), "--quiet"]) == 2                   # --out names a file
+    assert "out: " in _one_line(capsys.readouterr().err)
+    assert main(["run", "--out", str(tmp_path / "file" / "sub"), "--quiet"]) == 2           # ... or lies under one
+    _one_line(capsys.readouterr().err)
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_huge_lattice_and_solver_failure(tmp_path, capsys) -> None:
+    cfg = tmp_path / "huge.toml"
+    cfg.write_text("[lattice]\nshape = [100000, 100000]\n")        # numpy MemoryError before
+    assert main(["run", str(cfg), "--out", str(tmp_path / "h"), "--quiet"]) == 2
+    assert "2.56 TB of memory" in _one_line(capsys.readouterr().err)
+    nf2 = tmp_path / "nf2.toml"                                        # ConvergenceError before
+    nf2.write_text('[lattice]\nshape = [4, 4]\n[action]\nkind = "wilson_nf2"\ncg_maxiter = 3\n'
+                   "[sampler]\nchains = 2\nthermalization = 2\nmeasurements = 4\n[output]\nplots = false\n")
+    assert main(["run", str(nf2), "--out", str(tmp_path / "n"), "--quiet"]) == 1
+    assert "action.cg_maxiter = 3" in _one_line(capsys.readouterr().err)
+
+
+def test_nprocs_must_be_positive(tmp_path, capsys) -> None:
+    import pytest
+
+    from latticekit.utils import ConfigError
+
+    cfg = tmp_path / "flow.toml"
+    cfg.write_text(_TINY_FLOW)
+    for n in ("0", "-3"):                                          # trained with one process before
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", str(cfg), "--out", str(tmp_path / "f"), "--nprocs", n])
+        assert exit_info.value.code == 2
+        assert f"--nprocs: expected a positive integer, got {n}" in capsys.readouterr().err
+    for n in (0, -3):
+        with pytest.raises(ConfigError, match="--nprocs"):
+            train_command(cfg, out=tmp_path / "f", nprocs=n)
+    assert not (tmp_path / "f").exists()
+
+
+def test_internal_errors_keep_their_traceback(monkeypatch) -> None:
+    import pytest
+
+    def broken(args):
+        raise ValueError("an internal inconsistency")               # not a user-facing error class
+
+    monkeypatch.setitem(COMMANDS, "info", (COMMANDS["info"][0], COMMANDS["info"][1], broken))
+    with pytest.raises(ValueError, match="an internal inconsistency"):
+        main(["info", "whatever"])

@@ -43,6 +43,11 @@ def test_default_is_2d_u1_l16_beta2() -> None:
         ({"sampler": {"step_size": math.nan}}, "sampler.step_size"),
         ({"sampler": {"step_size": 1e3}}, "sampler.step_size"),
         ({"action": {"beta": 1e300}}, "action.beta"),
+        ({"action": {"kind": "phi4", "kappa": 1e6}}, "action.kappa"),
+        ({"action": {"kind": "wilson_nf2", "kappa": 10.0}}, "action.kappa"),        # printed NaN errors before
+        ({"action": {"kind": "wilson_nf2", "kappa": 1e6}}, "action.kappa"),
+        ({"sampler": {"measurements": 1}}, "sampler.measurements"),               # the Gamma method needs two
+        ({"action": {"kind": "phi4"}, "output": {"store_every": 5}}, "output.store_every"),  # phi4 stores no ensemble
         ({"action": {"kind": "phi4", "kappa": math.inf}}, "action.kappa"),
         ({"action": {"kind": "phi4", "lam": 1e300}}, "action.lam"),
         ({"action": {"kind": "phi4", "kappa": 0.3, "lam": 0.0}}, "action.kappa"),   # free field: kappa < 1/(2 Nd)
@@ -94,6 +99,15 @@ def test_measure_observables_select_and_loops_fit() -> None:
     assert cfg.theory.select([]) == (["plaquette", "topological_charge", "wilson_loop_4x2"], ["chi_t"])
 
 
+def test_every_key_is_read_store_every_only_by_gauge_theories() -> None:
+    phi4 = RunConfig.from_dict({"action": {"kind": "phi4"}})
+    assert "store_every" not in phi4.to_dict()["output"] and RunConfig.from_dict(phi4.to_dict()) == phi4
+    assert RunConfig.from_dict({}).to_dict()["output"]["store_every"] == 10
+    # results.json of the previous version stored it for phi4 too: read back, it is dropped
+    old = {**phi4.to_dict(), "output": {"checkpoint_every": 50, "store_every": 10, "plots": True}}
+    assert RunConfig.from_stored(old) == phi4
+
+
 def test_toml_file_errors(tmp_path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[lattice\nshape = 3")
@@ -101,6 +115,8 @@ def test_toml_file_errors(tmp_path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="is a folder; expected a TOML file"):   # IsADirectoryError before
+        load_config(tmp_path)
 
 
 def test_examples_are_valid() -> None:

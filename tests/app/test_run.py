@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
+from latticekit.app.analysis import format_table
 from latticekit.app.config import RunConfig
 from latticekit.app.measure import measure_job
 from latticekit.app.run import run_job
 from latticekit.theories.wilson import WilsonTheory
+from latticekit.utils import ConfigError
 
 
 def _tiny(**sampler) -> RunConfig:
@@ -188,3 +191,149 @@ def _stored_q(folder) -> list[float]:
 
     with Ensemble.open(folder / "ensemble.h5") as ens:
         return [float(q) for q in ens.observable("topological_charge")]
+
+
+# -- issue 14: what a run reports, and what a killed run leaves behind ----------------------------------
+def _strict_json(path):
+    def bad(name):
+        raise ValueError(f"{name} in {path}")
+    return json.loads(path.read_text(), parse_constant=bad)
+
+
+def test_failed_window_and_short_thermalisation_are_flagged(tmp_path) -> None:
+    # 2D U(1), 8x8, beta = 4, short HMC trajectories: Q tunnels rarely, and 4 chains x 200 measurements are too
+    # short for the Gamma method's window (as for the issue's L = 16, beta = 6, 2000 trajectories, where
+    # tau_int(Q) ~ 1000). results.json and the table say so, and no RuntimeWarning is left to say it instead.
+    import warnings
+
+    cfg = RunConfig.from_dict({"lattice": {"shape": [8, 8]}, "action": {"beta": 4.0},
+                               "sampler": {"chains": 4, "thermalization": 20, "measurements": 200, "step_size": 0.1,
+                                           "n_steps": 5},
+                               "output": {"plots": False}})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = run_job(cfg, out=tmp_path, seed=1, progress=False, echo=False)
+    assert not [w for w in caught if "gamma_method" in str(w.message)]
+    q = _strict_json(tmp_path / "results.json")["observables"]["topological_charge"]
+    assert q["reliable"] is False and "window failed" in q["problem"] and q["tau_int"] > 20
+    assert res["observables"]["plaquette"]["reliable"] is True
+    therm = [w for w in res["warnings"] if w.startswith("thermalization")]
+    assert therm and "topological_charge" in therm[0]
+    table = format_table(res)
+    assert next(line for line in table.splitlines() if line.startswith("topological_charge")).count("!") == 3
+    assert "warning: topological_charge: the automatic window failed" in table
+
+
+def test_short_run_reports_no_nan(tmp_path, capsys) -> None:
+    # two measurements per chain: the Gamma method has no error estimate (NaN); the run said "+- nan"
+    cfg = RunConfig.from_dict({"lattice": {"shape": [4, 4]}, "action": {"beta": 1.0},
+                               "sampler": {"chains": 2, "thermalization": 0, "measurements": 2},
+                               "output": {"plots": False}})
+    run_job(cfg, out=tmp_path, seed=1, progress=False, echo=True)
+    out = capsys.readouterr().out
+    assert not re.search(r"\bnan\b", out, re.IGNORECASE)
+    res = _strict_json(tmp_path / "results.json")
+    e = res["sampler"]["exp_minus_dH"]
+    assert e["error"] is None and "no error estimate" in e["problem"]
+    assert "exp_minus_dH: " in out and "(no error estimate" in out
+    with pytest.raises(ConfigError, match="sampler.measurements"):   # one measurement: nothing to analyse
+        RunConfig.from_dict({"sampler": {"measurements": 1}})
+
+
+def test_phi4_table_names_the_theory_not_a_group(tmp_path) -> None:
+    cfg = RunConfig.from_dict({"lattice": {"shape": [4, 4]}, "action": {"kind": "phi4", "kappa": 0.2, "lam": 0.5},
+                               "sampler": {"chains": 2, "thermalization": 2, "measurements": 4},
+                               "output": {"plots": False}})
+    head = format_table(run_job(cfg, out=tmp_path, seed=1, progress=False, echo=False)).splitlines()[0]
+    assert head.startswith("phi^4 (kappa=0.2, lambda=0.5) on 4x4") and "U1" not in head
+
+
+def _cli(*args, env_extra=None):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "latticekit.app.cli", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+def test_killed_before_first_checkpoint_then_another_config_is_refused(tmp_path) -> None:
+    # a real kill -9 right after ensemble.h5 was created, before the first checkpoint (no state.npz)
+    from latticekit.io import Ensemble
+
+    conf = ("[lattice]\nshape = [4, 4]\n[action]\nbeta = {beta}\n[sampler]\nchains = 2\nthermalization = 2\n"
+            "measurements = 4\n[output]\nplots = false\nstore_every = 1\ncheckpoint_every = 2\n")
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text(conf.format(beta=1.0))
+    b.write_text(conf.format(beta=3.0))
+    out = tmp_path / "run"
+    r = _cli("run", a, "--out", out, "--quiet", env_extra={"LATTICEKIT_KILL_AT": "run:ensemble-created"})
+    assert r.returncode == -9, r.stderr
+    assert (out / "ensemble.h5").exists() and not (out / "state.npz").exists()
+    # another configuration: refused before any work, the ensemble untouched (it appended before)
+    r = _cli("run", b, "--out", out, "--quiet")
+    assert r.returncode == 2 and "ensemble.h5 belongs to a run with a different configuration" in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    with Ensemble.open(out / "ensemble.h5") as ens:
+        assert len(ens) == 0 and ens.action_params["beta"] == 1.0
+    # the same configuration resumes and fills it; --fresh starts the other one over
+    assert _cli("run", a, "--out", out, "--quiet").returncode == 0
+    with Ensemble.open(out / "ensemble.h5") as ens:
+        assert len(ens) == 2 * 4 and ens.action_params["beta"] == 1.0
+    assert _cli("run", b, "--out", out, "--quiet", "--fresh").returncode == 0
+    with Ensemble.open(out / "ensemble.h5") as ens:
+        assert len(ens) == 2 * 4 and ens.action_params["beta"] == 3.0
+
+
+def test_killed_mid_run_resumes_identically(tmp_path) -> None:
+    # a real kill -9 in the second checkpoint segment (6th measurement); the rerun gives the uninterrupted results
+    conf = tmp_path / "c.toml"
+    conf.write_text("[lattice]\nshape = [4, 4]\n[action]\nbeta = 1.0\n[sampler]\nchains = 2\nthermalization = 2\n"
+                    "measurements = 8\n[output]\nplots = false\nstore_every = 2\ncheckpoint_every = 4\n")
+    assert _cli("run", conf, "--out", tmp_path / "ref", "--quiet").returncode == 0
+    r = _cli("run", conf, "--out", tmp_path / "cut", "--quiet", env_extra={"LATTICEKIT_KILL_AT": "run:measurement:6"})
+    assert r.returncode == -9
+    assert _cli("run", conf, "--out", tmp_path / "cut", "--quiet").returncode == 0
+    ref = json.loads((tmp_path / "ref" / "results.json").read_text())
+    cut = json.loads((tmp_path / "cut" / "results.json").read_text())
+    assert cut["observables"] == ref["observables"]
+
+
+def test_stale_temporaries_of_the_job_are_removed(tmp_path) -> None:
+    # what atomic writes killed mid-way leave (latticekit.utils.atomic_path names them .<name>.<random>.tmp)
+    mine = [".state.npz.k3j2h1.tmp", ".ensemble.h5.x9y8z7.tmp", ".results.json.abc123.tmp",
+            ".history_plaquette.png.q1w2e3.tmp"]
+    others = [".notes.txt.abc123.tmp", "state.npz.tmp", "my.tmp"]
+    for name in mine + others:
+        (tmp_path / name).write_bytes(b"partial")
+    run_job(_tiny(), out=tmp_path, seed=1, progress=False, echo=False)
+    left = {p.name for p in tmp_path.iterdir()}
+    assert not left & set(mine) and set(others) <= left
+
+
+def test_lattice_too_large_for_memory_is_refused_before_any_work(tmp_path) -> None:
+    cfg = RunConfig.from_dict({"lattice": {"shape": [100000, 100000]}})      # 160 GB per chain
+    with pytest.raises(ConfigError, match=r"lattice.shape \[100000, 100000\] with sampler.chains = 8 needs at least "
+                                          r"2.56 TB of memory"):
+        run_job(cfg, out=tmp_path / "o", progress=False, echo=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_nf2_solver_failure_names_the_key_and_keeps_the_checkpoint(tmp_path) -> None:
+    from latticekit.linalg.cg import ConvergenceError
+
+    cfg = _nf2_config(cg_maxiter=3)
+    with pytest.raises(ConvergenceError, match=r"action.cg_maxiter = 3; raise it"):
+        run_job(cfg, out=tmp_path, seed=1, progress=False, echo=False)
+
+
+def test_measure_of_one_configuration_has_no_error(tmp_path) -> None:
+    # one stored configuration: no spread to estimate an error from (it reported 0.0)
+    cfg = RunConfig.from_dict({"lattice": {"shape": [4, 4]}, "sampler": {"chains": 1, "thermalization": 1,
+                                                                         "measurements": 2},
+                               "output": {"plots": False, "store_every": 2}})
+    run_job(cfg, out=tmp_path, seed=1, progress=False, echo=False)
+    rem = measure_job(tmp_path, echo=False)
+    assert rem["observables"]["plaquette"]["n"] == 1 and rem["observables"]["plaquette"]["error"] is None
+    assert rem["observables"]["chi_t"]["error"] is None

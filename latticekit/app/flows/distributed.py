@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from latticekit.flows.distributed import find_free_port
+from latticekit.utils.schema import ConfigError
 
 from ..config import FlowConfig
 from .devices import torch_device
@@ -75,12 +76,12 @@ def train_distributed(config: "str | os.PathLike[str] | Mapping[str, Any] | Flow
 
     cfg = FlowConfig.load(config)            # validated before any process starts
     if isinstance(nprocs, bool) or not isinstance(nprocs, int) or nprocs < 1:
-        raise ValueError(f"nprocs={nprocs!r}: expected a positive number of processes")
+        raise ConfigError(f"nprocs={nprocs!r}: expected a positive number of processes")
     if cfg.train.batch_size % nprocs:
-        raise ValueError(f"train.batch_size={cfg.train.batch_size}: must be divisible by nprocs={nprocs}")
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size}: must be divisible by nprocs={nprocs}")
     dev = torch_device("torch", device)
     if dev is not None and dev.type == "cuda" and nprocs > torch.cuda.device_count():
-        raise ValueError(f"nprocs={nprocs}: only {torch.cuda.device_count()} CUDA device(s) visible")
+        raise ConfigError(f"nprocs={nprocs}: only {torch.cuda.device_count()} CUDA device(s) visible")
     port = find_free_port() if port is None else port
     with tempfile.TemporaryDirectory() as tmp:
         result_path = os.path.join(tmp, "result.pt")

@@ -59,7 +59,7 @@ def reference_run(cfg: "FlowConfig | Mapping[str, Any] | str | os.PathLike[str]"
         "sampler": {"algorithm": algo, "chains": chains, "thermalization": thermalization,
                     "measurements": measurements, **sampler},
         "output": {"plots": False, "checkpoint_every": max(measurements, thermalization, 1),
-                   "store_every": max(measurements, 1)}})
+                   **({"store_every": max(measurements, 1)} if theory.is_gauge else {})}})
     if out is not None:
         return run_job(run, out=out, seed=seed, backend=backend, device=device, progress=progress, echo=False)
     with tempfile.TemporaryDirectory() as tmp:

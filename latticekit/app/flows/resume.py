@@ -11,7 +11,9 @@ hash, generator states) and the training loop (:class:`latticekit.flows.Trainer`
   :class:`~latticekit.flows.CheckpointMismatchError`, other differences
   :class:`~latticekit.utils.ConfigError`;
 * ``metrics.jsonl``: one complete, flushed JSON line per step (:class:`MetricsWriter`); on resumption
-  the lines after the checkpoint and a torn last line are dropped (:func:`truncate_metrics`);
+  the lines after the checkpoint and a torn last line are dropped (:func:`truncate_metrics`); a run
+  killed before its first checkpoint starts over, and its lines are dropped with it
+  (:func:`prepare_run_folder`), as are temporaries of killed atomic writes;
 * :class:`JobTrainer`: a :class:`~latticekit.flows.Trainer` whose checkpoints also hold the job
   configuration (``flow_config``), so a checkpoint file alone is enough for ``latticekit sample``.
 
@@ -34,13 +36,13 @@ from typing import Any
 
 from latticekit.flows.checkpoint import CheckpointMismatchError, save_checkpoint
 from latticekit.flows.train import Trainer
-from latticekit.utils import atomic_write
+from latticekit.utils import atomic_write, remove_stale_temporaries
 from latticekit.utils.schema import ConfigError
 
 from ..config import FlowConfig
-from ..folders import CHECKPOINT, CONFIG, METRICS, TRAIN_PLOT, TRAIN_SUMMARY, read_json
+from ..folders import CHECKPOINT, CONFIG, METRICS, TRAIN_PLOT, TRAIN_SUMMARY, out_folder, read_json
 
-__all__ = ["RESUMABLE_CHANGES", "JobTrainer", "MetricsWriter", "check_same_run", "prepare_run_folder",
+__all__ = ["JOB_FILES", "RESUMABLE_CHANGES", "JobTrainer", "MetricsWriter", "check_same_run", "prepare_run_folder",
            "read_metrics", "truncate_metrics"]
 
 #: [train] keys that may change between a run and its resumption (they do not alter the trajectory)
@@ -128,15 +130,29 @@ def check_same_run(stored: dict[str, Any], new: dict[str, Any], outdir: Path) ->
                           "resumption. Use fresh=True (--fresh) or another output folder.")
 
 
+#: the files the train job writes in its folder
+JOB_FILES = (CHECKPOINT, METRICS, CONFIG, TRAIN_SUMMARY, TRAIN_PLOT)
+
+
 def prepare_run_folder(outdir: Path, conf: dict[str, Any], fresh: bool) -> None:
-    """Create ``outdir``; with ``fresh`` remove a previous run, else check that it is the same run."""
-    outdir.mkdir(parents=True, exist_ok=True)
+    """Create ``outdir``; with ``fresh`` remove a previous run, else check that it is the same run.
+
+    Temporaries left by killed atomic writes of the job's files are removed. Without a checkpoint nothing
+    of an earlier start is kept (it was killed before its first checkpoint, or stopped on a NaN before
+    it): its ``metrics.jsonl``, ``train.json`` and ``train.png`` are removed, so the new start does not
+    append its steps to lines of steps it will recompute.
+    """
+    outdir = out_folder(outdir)
+    remove_stale_temporaries(outdir, JOB_FILES)
     ckpt, conf_path = outdir / CHECKPOINT, outdir / CONFIG
     if fresh:
-        for f in (CHECKPOINT, METRICS, CONFIG, TRAIN_SUMMARY, TRAIN_PLOT):
+        for f in JOB_FILES:
             (outdir / f).unlink(missing_ok=True)
     elif ckpt.exists() and conf_path.exists():
         check_same_run(read_json(conf_path, "the configuration of a `latticekit train` run"), conf, outdir)
     elif ckpt.exists() and not conf_path.exists():
         raise ConfigError(f"{ckpt} exists without {conf_path}: not a folder written by train_job; "
                           "use fresh=True (--fresh) or another output folder")
+    if not ckpt.exists():
+        for f in (METRICS, TRAIN_SUMMARY, TRAIN_PLOT):
+            (outdir / f).unlink(missing_ok=True)

@@ -5,8 +5,10 @@
 :func:`~latticekit.flows.independence_metropolis`) measuring the theory's observables
 (:meth:`~latticekit.theories.Theory.summary_observables`, with the inputs of the derived ones). Gauge
 fields go to an HDF5 ensemble (:class:`latticekit.io.Ensemble`), scalar fields to an ``.npz``
-(:func:`latticekit.io.save_state`); ``sample.json`` holds acceptance, proposal ESS and every observable
-with its Gamma-method value, error and ``tau_int``, the exact value where the theory has one, and the
+(:func:`latticekit.io.save_state`); ``sample.json`` holds acceptance, the proposal ESS (the Kish ESS/N
+of the N proposals, with ``proposal_ess_n`` = N) and every observable with its Gamma-method value,
+error and ``tau_int`` (:func:`~latticekit.app.analysis.gamma_entry`: None where not estimable,
+``reliable``/``problem`` where the window failed), the exact value where the theory has one, and the
 reweighting estimate from the same proposals; ``sample.png`` shows the histogram of every observable on
 the chain with the flow-MCMC estimate and the reference (exact value, or the ``--compare`` run's value
 and error).
@@ -29,6 +31,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -36,14 +39,17 @@ import numpy as np
 import torch
 
 from latticekit import backends
-from latticekit.analysis import gamma_method, reweight
+from latticekit.analysis import reweight
 from latticekit.flows.checkpoint import load_checkpoint
-from latticekit.utils import atomic_path
+from latticekit.io.errors import IOFormatError
+from latticekit.utils import atomic_path, remove_stale_temporaries
+from latticekit.utils.schema import ConfigError
 
-from ..analysis import gamma_entry, reweighted_derived
+from ..analysis import gamma_entry, quiet_gamma, reweighted_derived
 from ..config import FlowConfig
 from .devices import torch_device
 from ..folders import CHECKPOINT, SAMPLE_PLOT, SAMPLE_SUMMARY, write_json
+from ..killpoints import kill_point
 from .models import build_flow
 from .summary import load_reference
 
@@ -74,10 +80,10 @@ def load_trained(out_or_checkpoint: str | os.PathLike[str], *, device: Any = Non
     try:
         head = torch.load(ck, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise ValueError(f"{ck}: not a readable latticekit checkpoint ({type(exc).__name__}: {exc})") from None
+        raise IOFormatError(f"not a readable latticekit checkpoint ({type(exc).__name__}: {exc})", ck) from None
     conf = head.get("config", {}).get("flow_config") if isinstance(head, dict) else None
     if not conf:
-        raise ValueError(f"{ck}: the checkpoint holds no flow-job configuration (it was not written by train_job)")
+        raise IOFormatError("the checkpoint holds no flow-job configuration (it was not written by train_job)", ck)
     cfg = FlowConfig.from_stored(conf)
     model, action, _lat = build_flow(cfg)
     model = model.to(dtype=getattr(torch, cfg.train.dtype))
@@ -115,6 +121,7 @@ def _write_ensemble(path: Path, cfg: FlowConfig, configs: torch.Tensor, idx: lis
             for i in idx:
                 ens.append(host[i], observables={k: float(v[i]) for k, v in res.observables.items()},
                            info={"step": i, "accepted": bool(res.accepted[i]), "log_w": float(res.log_w[i])})
+                kill_point("sample:store")
         finally:
             ens.close()
 
@@ -154,9 +161,9 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
     Returns
     -------
     dict
-        ``acceptance`` (rate), ``acceptance_summary`` (rate and longest rejection run), ``proposal_ess``,
-        ``observables`` (Gamma-method value, error, tau_int; exact values where the theory has them;
-        ``reweighted``), ``n``, ``seed``, ``checkpoint_step``, paths, ``plot`` and wall time.
+        ``acceptance`` (rate), ``acceptance_summary`` (rate and longest rejection run), ``proposal_ess``
+        and its N ``proposal_ess_n`` (= ``n``), ``observables`` (Gamma-method value, error, tau_int,
+        ``reliable``; exact values where the theory has them; ``reweighted``), ``n``, ``seed``, ``checkpoint_step``, paths, ``plot`` and wall time.
     """
     dev = torch_device(backend, device)
     model, action, cfg, payload = load_trained(out_or_checkpoint, device=dev)
@@ -167,12 +174,16 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
     batch = cfg.sample.batch if batch is None else batch
     for name, v, lo in (("n", n, 2), ("seed", seed, 0), ("batch", batch, 1), ("store_every", store_every, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"{name}={v!r}: expected an integer >= {lo}")
+            raise ConfigError(f"{name}={v!r}: expected an integer >= {lo}")
     theory = cfg.theory
     default_name = "flow_ensemble.h5" if theory.is_gauge else "flow_samples.npz"
     data_path = Path(out_file) if out_file is not None else folder / default_name
     summary_path = folder / SAMPLE_SUMMARY if out_file is None else Path(str(data_path) + ".json")
     plot_path = folder / SAMPLE_PLOT if out_file is None else Path(str(data_path) + ".png")
+    if data_path.is_dir():
+        raise IsADirectoryError(f"out_file: {str(data_path)!r} is a folder; expected the file to write the chain to")
+    for p in (data_path, summary_path, plot_path):  # temporaries left by a killed earlier sample job
+        remove_stale_temporaries(p.parent, [p.name])
     wanted = theory.summary_observables()
     der = {k: d for k, d in theory.derived().items() if k in wanted}
     needed = set(wanted) | {i for d in der.values() for i in d.inputs}
@@ -181,8 +192,11 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
 
     t0 = time.time()
     rng = backends.rng(seed, backend="torch", device=dev)
-    res = independence_metropolis(model, action, n, rng, observables=theory.observables(primaries), batch_size=batch,
-                                  keep_configs=True)
+    with warnings.catch_warnings():
+        # a failed Gamma window is reported in the entries (reliable, problem), not as a RuntimeWarning
+        warnings.filterwarnings("ignore", message="gamma_method:", category=RuntimeWarning)
+        res = independence_metropolis(model, action, n, rng, observables=theory.observables(primaries),
+                                      batch_size=batch, keep_configs=True)
     exact = theory.exact()
     observables = {k: gamma_entry(r, exact.get(k), always_exact=False) for k, r in res.analysis.items()}
     for k, entry in observables.items():
@@ -191,7 +205,7 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
         entry["reweighted"] = {"value": float(rw.value), "error": float(rw.error)}
     for k, d in der.items():
         stacked = np.stack([np.asarray(a, dtype=np.float64) for a in d.series(res.observables)])
-        observables[k] = gamma_entry(gamma_method(stacked, d.func), exact.get(k), always_exact=False)
+        observables[k] = gamma_entry(quiet_gamma(stacked, d.func), exact.get(k), always_exact=False)
         value, error = reweighted_derived(d, res.proposal_observables, res.proposal_log_w)
         observables[k]["reweighted"] = {"value": value, "error": error}
     idx = list(range(0, n, store_every))
@@ -213,7 +227,8 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
     summary = {
         "acceptance": float(acc.rate),
         "acceptance_summary": {k: _plain(v) for k, v in vars(acc).items() if not k.startswith("_")},
-        "proposal_ess": float(res.proposal_ess), "observables": observables, "n": n, "seed": seed,
+        # the Kish ESS/N of the n proposals, independent flow draws (docs/flows.md, "ESS")
+        "proposal_ess": float(res.proposal_ess), "proposal_ess_n": n, "observables": observables, "n": n, "seed": seed,
         "stored": len(idx), "checkpoint": str(ck), "checkpoint_step": int(payload["step"]),
         "theory": theory.describe(), "lattice": list(cfg.lattice.shape), "output": str(data_path),
         "wall_s": round(time.time() - t0, 3),
@@ -221,7 +236,7 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
     summary["plot"] = _histograms(plot_path, theory, res.observables, der, observables, ref, ref_kind, exact)
     write_json(summary_path, summary)
     if progress:
-        print(f"flow MCMC: {n} steps, acceptance {acc.rate:.3f}, proposal ESS {res.proposal_ess:.3f}; "
+        print(f"flow MCMC: {n} steps, acceptance {acc.rate:.3f}, proposal ESS {res.proposal_ess:.3f} (Kish, N={n}); "
               f"wrote {data_path}", file=sys.stderr)
     return summary
 
@@ -242,6 +257,6 @@ def _histograms(path: Path, theory: Any, chain: Mapping[str, Any], der: Mapping[
         if name in ref:
             reference[name] = {**ref[name], "kind": ref_kind}
         elif name in exact:
-            reference[name] = {"value": exact[name], "error": 0.0, "kind": "exact"}
+            reference[name] = {"value": exact[name], "error": None, "kind": "exact"}
     title = f"{theory.describe()} on {'x'.join(map(str, theory.lattice.shape))}: flow MCMC chain"
     return sample_plot(path, values, estimates, reference, theory, title)

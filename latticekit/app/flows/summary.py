@@ -9,10 +9,19 @@ else the theory's exact value. A run of another lattice or other couplings is re
 
 Examples
 --------
->>> s = {"theory": "t", "lattice": [4, 4], "flow": {"ess": 0.5, "acceptance": 0.6, "proposal_ess": 0.5,
-...      "mcmc_steps": 10, "train_steps": 5, "var_log_w": 0.1}, "rows": []}
->>> format_flow_summary(s).splitlines()[0]
-'flow: t on 4x4, 5 training steps, ESS 0.5, var log w 0.1'
+Every ESS is the Kish ESS/N of N independent flow draws (docs/flows.md, "ESS"), quoted with its N:
+the training ESS over the final evaluation's ``train.eval_batch_size`` samples, the proposal ESS over
+the chain's N proposals. A reference given as a bare number has no error: the deviation is then in
+units of the flow error alone, and the row says so (``deviation_uses``).
+
+>>> s = {"theory": "t", "lattice": [4, 4], "flow": {"ess": 0.5, "ess_n": 1024, "acceptance": 0.6,
+...      "proposal_ess": 0.48, "proposal_ess_n": 16384, "mcmc_steps": 16384, "train_steps": 5, "var_log_w": 0.1},
+...      "rows": []}
+>>> print(format_flow_summary(s))
+flow: t on 4x4, 5 training steps, ESS 0.5 (Kish, N=1024), var log w 0.1
+flow MCMC: 16384 steps, acceptance 0.6, proposal ESS 0.48 (Kish, N=16384)
+observable  flow MCMC  tau_int  reweighted  reference  kind  dev/sigma
+----------  ---------  -------  ----------  ---------  ----  ---------
 """
 
 from __future__ import annotations
@@ -30,9 +39,12 @@ from ..folders import CONFIG, SAMPLE_SUMMARY, TRAIN_SUMMARY, read_json
 __all__ = ["flow_summary", "format_flow_summary", "load_reference"]
 
 
-def load_reference(cfg: FlowConfig, ref: Any) -> tuple[dict[str, dict[str, float]], str]:
+def load_reference(cfg: FlowConfig, ref: Any) -> tuple[dict[str, dict[str, Any]], str]:
     """Reference values ``name -> {value, error}`` and their kind (the run's sampler, e.g. ``"heatbath"``,
     or ``"hmc"`` when not recorded) from a results.json path, a run job's result or a plain mapping.
+
+    A value given without an error (a bare number, or a mapping without ``error``, or with a null one)
+    gets ``error = None``: it is not made into an exact value.
 
     A run whose configuration names another lattice or other ``[action]`` values than ``cfg`` is refused
     (:class:`ConfigError`, listing what differs).
@@ -44,7 +56,8 @@ def load_reference(cfg: FlowConfig, ref: Any) -> tuple[dict[str, dict[str, float
         where = os.fspath(ref)
         ref = read_json(ref, "the results.json of a `latticekit run`")
     if not isinstance(ref, Mapping):
-        raise TypeError(f"hmc={ref!r}: expected a results.json path or a mapping name -> {{value, error}}")
+        raise ConfigError(f"reference {where}: expected a results.json path or a mapping name -> {{value, error}}, "
+                          f"got {type(ref).__name__}")
     kind = "hmc"
     run = ref.get("config")
     if isinstance(run, Mapping):
@@ -53,14 +66,19 @@ def load_reference(cfg: FlowConfig, ref: Any) -> tuple[dict[str, dict[str, float
         kind = algo if isinstance(algo, str) and algo else "hmc"
     values = ref["observables"] if "observables" in ref else ref
     if not isinstance(values, Mapping):
-        raise TypeError(f"hmc: expected a mapping name -> {{value, error}}, got {values!r}")
-    out = {}
+        raise ConfigError(f"reference {where}: expected a mapping name -> {{value, error}}, got {values!r}")
+    out: dict[str, dict[str, Any]] = {}
     for k, v in values.items():
-        if isinstance(v, Mapping) and "value" in v:
-            out[k] = {"value": float(v["value"]), "error": float(v.get("error", 0.0))}
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[k] = {"value": float(v), "error": 0.0}
+        if isinstance(v, Mapping) and _number(v.get("value")):
+            err = v.get("error")
+            out[k] = {"value": float(v["value"]), "error": float(err) if _number(err) else None}
+        elif _number(v):
+            out[k] = {"value": float(v), "error": None}
     return out, kind
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _check_same_theory(cfg: FlowConfig, run: Mapping[str, Any], where: str) -> None:
@@ -102,10 +120,13 @@ def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | Non
     Returns
     -------
     dict
-        ``theory``, ``lattice``, ``flow`` (training ESS and var log w, steps, flow-MCMC acceptance,
-        proposal ESS), ``rows`` (one per observable: flow value/error/tau_int, the reweighting estimate from
-        the same proposals and its jackknife error when the sample summary has it, reference value/error and
-        kind ``"exact"``, the run's sampler (``"hmc"``, ``"heatbath"``) or None, deviation in sigma),
+        ``theory``, ``lattice``, ``flow`` (training ESS with its N ``ess_n``, var log w, steps, flow-MCMC
+        acceptance, proposal ESS with its N ``proposal_ess_n``), ``rows`` (one per observable: flow
+        value/error/tau_int (None where the Gamma method has no estimate), ``reliable`` and ``problem`` as in
+        ``sample.json``, the reweighting estimate from the same proposals and its jackknife error when the
+        sample summary has it, reference value, its error (None for exact values and for references given
+        without one) and kind ``"exact"``, the run's sampler (``"hmc"``, ``"heatbath"``) or None, deviation in
+        sigma and ``deviation_uses``: ``"flow error"`` or ``"flow and reference errors"``),
         ``note`` (for gauge theories without exact values or reference: how to get one; else None) and
         ``text`` (a printable table, :func:`format_flow_summary`).
     """
@@ -129,18 +150,27 @@ def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | Non
         f = sample["observables"].get(name)
         if f is None:
             continue
-        row: dict[str, Any] = {"observable": name, "flow": f["value"], "flow_error": f["error"],
-                               "tau_int": f["tau_int"], "reference": None, "reference_error": None,
-                               "reference_kind": None, "deviation_sigma": None}
+        row: dict[str, Any] = {"observable": name, "flow": f["value"], "flow_error": f.get("error"),
+                               "tau_int": f.get("tau_int"), "reliable": f.get("reliable", True),
+                               "reference": None, "reference_error": None, "reference_kind": None,
+                               "deviation_sigma": None, "deviation_uses": None}
+        if "problem" in f:
+            row["problem"] = f["problem"]
         if "reweighted" in f:
             row.update(reweighted=f["reweighted"]["value"], reweighted_error=f["reweighted"]["error"])
         if name in ref:
             row.update(reference=ref[name]["value"], reference_error=ref[name]["error"], reference_kind=ref_kind)
         elif name in exact:
-            row.update(reference=exact[name], reference_error=0.0, reference_kind="exact")
-        if row["reference"] is not None:
-            err = math.hypot(f["error"], row["reference_error"] or 0.0)
-            row["deviation_sigma"] = (f["value"] - row["reference"]) / err if err > 0 else None
+            row.update(reference=exact[name], reference_kind="exact")
+        flow_err = row["flow_error"]
+        if row["reference"] is not None and flow_err is not None:
+            # an exact value, or a reference given without an error, has no error to combine with the flow's:
+            # the deviation is then in units of the flow error alone, and the row says so
+            ref_err = row["reference_error"]
+            err = flow_err if ref_err is None else math.hypot(flow_err, ref_err)
+            if err > 0:
+                row["deviation_sigma"] = (row["flow"] - row["reference"]) / err
+                row["deviation_uses"] = "flow error" if ref_err is None else "flow and reference errors"
         rows.append(row)
     note = None
     if theory.is_gauge and not exact and any(r["reference"] is None for r in rows):
@@ -150,12 +180,23 @@ def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | Non
     summary = {
         "theory": theory.describe(), "lattice": list(cfg.lattice.shape), "note": note,
         "flow": {"train_steps": train.get("steps"), "train_wall_s": train.get("wall_s"), "ess": train.get("ess"),
+                 # the final evaluation drew train.eval_batch_size samples (train.json before ess_n: the same)
+                 "ess_n": train.get("ess_n", cfg.train.eval_batch_size) if train.get("ess") is not None else None,
                  "var_log_w": train.get("var_log_w"), "mcmc_steps": sample.get("n"),
-                 "acceptance": sample.get("acceptance"), "proposal_ess": sample.get("proposal_ess")},
+                 "acceptance": sample.get("acceptance"), "proposal_ess": sample.get("proposal_ess"),
+                 # every proposal of the chain is one independent flow draw
+                 "proposal_ess_n": sample.get("proposal_ess_n", sample.get("n"))},
         "rows": rows,
     }
     summary["text"] = format_flow_summary(summary)
     return summary
+
+
+def _ess(value: Any, n: Any) -> str:
+    """An ESS with its definition and N (docs/flows.md, "ESS")."""
+    if value is None:
+        return "-"
+    return f"{value:.4g} (Kish, N={n})" if n is not None else f"{value:.4g} (Kish, N not recorded)"
 
 
 def format_flow_summary(summary: Mapping[str, Any]) -> str:
@@ -166,19 +207,28 @@ def format_flow_summary(summary: Mapping[str, Any]) -> str:
         return "-" if v is None else format(v, spec)
 
     head = (f"flow: {summary['theory']} on {'x'.join(map(str, summary['lattice']))}, {fmt(f.get('train_steps'), 'd')} "
-            f"training steps, ESS {fmt(f.get('ess'))}, var log w {fmt(f.get('var_log_w'))}")
+            f"training steps, ESS {_ess(f.get('ess'), f.get('ess_n'))}, var log w {fmt(f.get('var_log_w'))}")
     head2 = (f"flow MCMC: {fmt(f.get('mcmc_steps'), 'd')} steps, acceptance {fmt(f.get('acceptance'))}, "
-             f"proposal ESS {fmt(f.get('proposal_ess'))}")
+             f"proposal ESS {_ess(f.get('proposal_ess'), f.get('proposal_ess_n'))}")
     rows = [("observable", "flow MCMC", "tau_int", "reweighted", "reference", "kind", "dev/sigma")]
     note = summary.get("note")
+    notes = []
     for r in summary["rows"]:
+        flag = "" if r.get("reliable", True) else " !"
         ref = ("none (no exact value)" if note else "-") if r["reference"] is None else (
-            f"{r['reference']:.6g}" + (f" +- {r['reference_error']:.2g}" if r.get("reference_error") else ""))
+            f"{r['reference']:.6g}" + (f" +- {r['reference_error']:.2g}" if r.get("reference_error") is not None
+                                       else "" if r["reference_kind"] == "exact" else " (no error given)"))
         rw = "-" if r.get("reweighted") is None else f"{r['reweighted']:.6g} +- {r['reweighted_error']:.2g}"
-        rows.append((r["observable"], f"{r['flow']:.6g} +- {r['flow_error']:.2g}", f"{r['tau_int']:.2f}", rw, ref,
-                     r["reference_kind"] or "-",
-                     "-" if r["deviation_sigma"] is None else f"{r['deviation_sigma']:+.2f}"))
+        flow = f"{r['flow']:.6g}" + ("" if r.get("flow_error") is None else f" +- {r['flow_error']:.2g}") + flag
+        dev = "-" if r["deviation_sigma"] is None else f"{r['deviation_sigma']:+.2f}" + (
+            " *" if r["reference_kind"] != "exact" and r.get("deviation_uses") == "flow error" else "") + flag
+        rows.append((r["observable"], flow, fmt(r.get("tau_int"), ".2f") + flag, rw, ref, r["reference_kind"] or "-",
+                     dev))
+        if r.get("problem"):
+            notes.append(f"! {r['observable']}: {r['problem']}")
+    if any(r["reference_kind"] != "exact" and r.get("deviation_uses") == "flow error" for r in summary["rows"]):
+        notes.append("* the reference was given without an error: deviation in units of the flow error alone")
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join([head, head2, *lines, *([note] if note else [])])
+    return "\n".join([head, head2, *lines, *notes, *([note] if note else [])])

@@ -8,16 +8,19 @@ work, builds the flow model of the theory's flow-model family and the theory's a
 * ``config.json`` — the validated configuration;
 * ``checkpoint.pt`` — written atomically every ``train.checkpoint_every`` steps and at the end
   (model, optimizer, scheduler, generator states, history, the configuration);
-* ``metrics.jsonl`` — one complete JSON line per step (``step``, ``loss``, ``ess``, ``var_log_w``,
-  ``lr``, ``grad_norm``, ``time_s`` (wall seconds since this process started training), ``cpu_s`` (CPU
-  seconds of training so far, summed over resumptions; rank 0's process under data-parallel training)
-  and ``eval_*`` at evaluation steps), appended and flushed line by line;
-* ``train.json`` — the summary of the finished run (final evaluation, wall time);
+* ``metrics.jsonl`` — one complete JSON line per step (``step``, ``loss``, ``ess`` with its N ``ess_n``
+  (the batch size), ``var_log_w``, ``lr``, ``grad_norm``, ``time_s`` (wall seconds since this process
+  started training), ``cpu_s`` (CPU seconds of training so far, summed over resumptions; rank 0's process
+  under data-parallel training) and ``eval_*`` at evaluation steps, ``eval_ess_n`` the evaluation's N),
+  appended and flushed line by line;
+* ``train.json`` — the summary of the finished run (final evaluation, wall time; ``ess`` is the Kish
+  ESS/N of the final evaluation's ``ess_n`` = ``train.eval_batch_size`` draws, :data:`ESS_DEFINITION`);
 * ``train.png`` — the training curve: loss, ESS and var log w against the step and the CPU time, drawn
   from every line of ``metrics.jsonl`` (so a resumed run's plot covers all steps).
 
 Rerunning the same command after a kill resumes from the last checkpoint (:mod:`.resume`): metric lines
-written after that checkpoint (and a torn last line) are dropped and recomputed, and on CPU the
+written after that checkpoint (and a torn last line) are dropped and recomputed (a run killed before its
+first checkpoint starts over without its lines; temporaries of killed writes are removed), and on CPU the
 continuation is bit-identical to an uninterrupted run. A NaN/inf loss or gradient stops the job with
 :class:`~latticekit.flows.NonFiniteLossError`; the last good checkpoint stays in place. A checkpoint
 written for a different architecture or lattice is refused (:class:`~latticekit.flows.CheckpointMismatchError`).
@@ -46,10 +49,15 @@ from latticekit.utils import Progress
 from ..config import FlowConfig
 from .devices import torch_device
 from ..folders import CHECKPOINT, CONFIG, METRICS, TRAIN_PLOT, TRAIN_SUMMARY, write_json
+from ..killpoints import kill_point
+from ..memory import check_memory
 from .models import build_flow
 from .resume import JobTrainer, MetricsWriter, prepare_run_folder, read_metrics, truncate_metrics
 
-__all__ = ["run_training", "train_job"]
+__all__ = ["ESS_DEFINITION", "run_training", "train_job"]
+
+#: what every ESS of the flow jobs is (docs/flows.md, "ESS"); quoted with its N
+ESS_DEFINITION = "Kish ESS/N = (sum w)^2 / (N sum w^2) of N independent flow draws, log w = -S - log q"
 
 
 def _plot(outdir: Path, cfg: FlowConfig) -> str | None:
@@ -71,6 +79,11 @@ def run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, pro
     lead = rank == 0
     ckpt, metrics_path = outdir / CHECKPOINT, outdir / METRICS
     conf = cfg.to_dict()
+    t = cfg.train
+    # every rank holds its share of the batch; the evaluation draws eval_batch_size at once
+    check_memory(cfg.theory.field_bytes(), max(t.batch_size // world, t.eval_batch_size),
+                 f"lattice.shape {list(cfg.lattice.shape)} with train.batch_size = {t.batch_size} and "
+                 f"train.eval_batch_size = {t.eval_batch_size}")
     if lead:
         prepare_run_folder(outdir, conf, fresh)
         write_json(outdir / CONFIG, conf)
@@ -97,7 +110,6 @@ def run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, pro
             cpu_before = float(done[-1].get("cpu_s", 0.0)) if done else 0.0
             if progress:
                 print(f"resuming {outdir} from step {resumed_from}", file=sys.stderr, flush=True)
-    t = cfg.train
     writer = MetricsWriter(metrics_path) if lead else None
     bar = Progress(t.steps, trainer.step, "flow training", progress and lead, log_every=t.log_every)
     t0, c0 = time.time(), time.process_time()
@@ -105,13 +117,15 @@ def run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, pro
     try:
         while trainer.step < t.steps:
             m = dict(trainer.train_step())
+            m["ess_n"] = t.batch_size  # the Kish ESS/N of the (global) training batch
             if t.eval_every and trainer.step % t.eval_every == 0:
-                m.update(trainer.evaluate())
+                m.update(trainer.evaluate(), eval_ess_n=t.eval_batch_size)
                 trainer.history[-1].update(m)
             m["time_s"] = round(time.time() - t0, 4)
             m["cpu_s"] = round(cpu_before + time.process_time() - c0, 4)
             if writer is not None:
                 writer.write(m)
+            kill_point("train:step")
             bar.update(1, loss=m["loss"], ess=m["ess"], lr=m["lr"])
             if t.checkpoint_every and trainer.step % t.checkpoint_every == 0:
                 trainer.save()
@@ -132,11 +146,13 @@ def run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, pro
         if writer is not None:
             writer.close()
     wall = time.time() - t0
-    ev = trainer.evaluate(t.eval_batch_size)
+    ev = {**trainer.evaluate(t.eval_batch_size), "eval_ess_n": t.eval_batch_size}
     summary = {
         "status": status, "steps": trainer.step, "resumed_from_step": resumed_from,
         "final_loss": trainer.history[-1]["loss"] if trainer.history else None,
-        "eval": ev, "ess": ev["eval_ess"], "var_log_w": ev["eval_var_log_w"],
+        # the Kish ESS/N of the final evaluation's N = eval_batch_size independent draws (docs/flows.md, "ESS")
+        "eval": ev, "ess": ev["eval_ess"], "ess_n": t.eval_batch_size, "ess_definition": ESS_DEFINITION,
+        "var_log_w": ev["eval_var_log_w"],
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
         "wall_s": round(wall, 3), "world_size": world, "device": str(trainer.device),
         "checkpoint": str(ckpt), "metrics": str(metrics_path), "config": conf,
@@ -169,14 +185,16 @@ def train_job(config: "str | os.PathLike[str] | Mapping[str, Any] | FlowConfig",
     Returns
     -------
     dict
-        ``status``, ``steps``, ``resumed_from_step``, ``final_loss``, ``ess`` and ``var_log_w`` of a
-        final evaluation on ``train.eval_batch_size`` samples, ``eval``, ``n_parameters``, ``wall_s``,
+        ``status``, ``steps``, ``resumed_from_step``, ``final_loss``, ``ess`` (with its N ``ess_n`` and
+        ``ess_definition``) and ``var_log_w`` of a final evaluation on ``train.eval_batch_size`` samples,
+        ``eval``, ``n_parameters``, ``wall_s``,
         paths, ``plot`` (the training-curve file name, None without matplotlib).
 
     Raises
     ------
     latticekit.utils.ConfigError
-        Invalid configuration, or ``out`` holds a run with a different configuration.
+        Invalid configuration, ``out`` is a file or holds a run with a different configuration, or the
+        batch would not fit in memory (:func:`latticekit.app.memory.check_memory`).
     CheckpointMismatchError
         The checkpoint in ``out`` belongs to a different architecture or lattice.
     NonFiniteLossError
