@@ -25,7 +25,7 @@ Sampling and gradients
 ----------------------
 Draws are exact: the von Mises law by Best-Fisher rejection and ``a_0`` by Kennedy-Pendleton/Creutz
 (:func:`latticekit.mc.heatbath.von_mises`, :func:`~latticekit.mc.heatbath.su2_heatbath_x0`, the heatbath's
-own samplers). Reverse-KL training needs the draw to be differentiable in the parameters of its law
+own samplers), always in float64 (then cast to the model's dtype). Reverse-KL training needs the draw to be differentiable in the parameters of its law
 (the weights ``beta_i`` and, through the staples, every earlier layer of a multiscale model). The mean
 direction enters by a shift / a group multiplication; the concentration ``c`` (``kappa`` or ``k``) by
 *implicit reparametrisation* (Figurnov, Mohamed & Mnih 2018): for a draw ``t`` with CDF ``F(t; c)``,
@@ -320,7 +320,9 @@ class U1HeatbathPrior(_HeatbathPrior):
         check_rng(rng)
         self._staples(context, n)
         kappa, m = self.concentration(context)
-        t = von_mises(rng, kappa.detach()).to(kappa.dtype)             # exact draw, centred at 0
+        # exact draw centred at 0, made in float64: the Best-Fisher envelope parameter loses all digits in float32
+        # near kappa ~ 1e-4 (r - sqrt(2 r) ~ kappa^2 cancels) and the rejection loop then never accepts
+        t = von_mises(rng, kappa.detach().to(torch.float64)).to(kappa.dtype)
         if kappa.requires_grad:
             dens = torch.exp(kappa * (torch.cos(t) - 1.0)) / (2.0 * _PI * torch.special.i0e(kappa))
             t = _implicit(t, von_mises_cdf(t, kappa), dens)
@@ -380,7 +382,7 @@ class SU2HeatbathPrior(_HeatbathPrior):
         check_rng(rng)
         self._staples(context, n)
         k, V = self.concentration(context)
-        a0 = su2_heatbath_x0(rng, k.detach()).to(k.dtype)              # density sqrt(1 - a^2) e^{k a}
+        a0 = su2_heatbath_x0(rng, k.detach().to(torch.float64)).to(k.dtype)   # density sqrt(1 - a^2) e^{k a}
         if k.requires_grad:
             d0 = _su2_coefficients(k.detach())[..., 0]
             # p(a) = sqrt(1 - a^2) e^{k a} / (pi I_1(k) / k),  pi I_1 / k = pi d_0 I_0 (module docstring)

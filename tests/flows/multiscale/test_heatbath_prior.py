@@ -128,7 +128,7 @@ def test_su2_implicit_gradient_matches_inverse_cdf() -> None:
 
     h = 1e-5
     for i in range(5):
-        x = float(a0[i])
+        x = float(a0[i].detach())
         u = float(su2_a0_cdf(torch.tensor([x], dtype=F64), torch.tensor([3.0], dtype=F64)))
         fd = (ppf(u, 3.0 + h) - ppf(u, 3.0 - h)) / (2 * h)
         assert abs(grads[i] - fd) < 1e-5 * max(1.0, abs(fd)), (i, grads[i], fd)
@@ -172,3 +172,16 @@ def test_bad_input() -> None:
     with pytest.raises(TypeError, match="SU\\(N\\) staples must be complex"):
         SU2HeatbathPrior(1).log_prob(torch.zeros(2, 2, 2), context=torch.zeros(2, 1, 2, 2))
     assert isinstance(heatbath_prior(lk.SU(3), 2, "haar"), HaarLinkPrior)
+
+
+@torch.no_grad()
+def test_float32_draws_at_every_concentration() -> None:
+    """float32 models draw in float64 and cast: the Best-Fisher envelope fails in float32 near kappa ~ 1e-4."""
+    S = torch.zeros(13, 1, dtype=torch.float32)
+    for beta in (0.0, 1e-8, 1e-4, 1e-2, 1.0, 1e2, 1e4):
+        p = U1HeatbathPrior(1, beta=beta).to(torch.float32)
+        z, lp = p.sample(13, _trng(0), context=S)
+        assert z.dtype == torch.float32 and bool(torch.isfinite(lp).all())
+        q = SU2HeatbathPrior(1, beta=beta).to(torch.float32)
+        U, lq = q.sample(13, _trng(0), context=lk.SU(2).identity((13, 1), precision="single", backend="torch"))
+        assert U.dtype == torch.complex64 and bool(torch.isfinite(lq).all())
