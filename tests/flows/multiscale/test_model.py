@@ -34,7 +34,7 @@ from latticekit.flows.multiscale import (
     MultiscalePrior,
     flow_diagnostics,
 )
-from latticekit.flows.multiscale import conditional_u1
+from latticekit.flows.multiscale import conditional_sun, conditional_u1
 from latticekit.gauge import gauge_transform
 from latticekit.loops import LoopBuilder, Path
 from latticekit.observables import average_plaquette, plaquettes, topological_charge_u1_2d
@@ -170,9 +170,11 @@ def test_model_log_q_gauge_invariant(name: str, device: str, monkeypatch: pytest
 
 
 @pytest.mark.parametrize("G", [lk.U1, lk.SU(3)], ids=["U1", "SU3"])
-def test_doubling_layer_density_invariant_and_decomposition_covariant(G: Any) -> None:
+def test_doubling_layer_density_invariant_and_decomposition_covariant(G: Any, monkeypatch: pytest.MonkeyPatch
+                                                                        ) -> None:
     """For a fine gauge transformation Omega, the layer's log q(U_B, U_perp | U_coarse) is invariant and the
-    coarse field it recovers transforms with Omega at the even (old) sites."""
+    coarse field it recovers transforms with Omega at the even (old) sites; negative control: features of the raw
+    staples (not gauge invariant) break the invariance."""
     spec = ConditionalSpec(n_layers=2, hidden=(4,), zero_init=False)
     layer = randomize_parameters(DoublingLayer(G, axis=1, shape=(2, 2), block=(1, 2), units=(1, 1), dirs=(0, 1),
                                                n_sandwiches=0, spec=spec), 4, scale=0.3)
@@ -188,6 +190,11 @@ def test_doubling_layer_density_invariant_and_decomposition_covariant(G: Any) ->
         assert torch.allclose(torch.cos(Ct - want), torch.ones_like(Ct), atol=1e-10)
     else:
         assert torch.allclose(Ct, want, atol=1e-10)
+    module = conditional_u1 if G is lk.U1 else conditional_sun
+    monkeypatch.setattr(module, "staple_invariants", lambda g, st, r: torch.cat(
+        [st[..., 0, 0].real, st[..., 0, 1].imag] if st.is_complex() else [torch.cos(st), torch.sin(st)], -1))
+    with torch.no_grad():
+        assert float((layer.inverse(Vt, [])[1] - layer.inverse(V, [])[1]).abs().max()) > 1e-3
 
 
 # -- exact density of the construction ------------------------------------------------------------------
