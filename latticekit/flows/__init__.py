@@ -12,7 +12,8 @@ Modules: :mod:`~latticekit.flows.base` (contract, :class:`Flow`), :mod:`~lattice
 :mod:`~latticekit.flows.plaquette_coupling`, :mod:`~latticekit.flows.u1_couplings`,
 :mod:`~latticekit.flows.spectral`, :mod:`~latticekit.flows.sun_couplings`,
 :mod:`~latticekit.flows.model`, :mod:`~latticekit.flows.train`, :mod:`~latticekit.flows.checkpoint`,
-:mod:`~latticekit.flows.sampling`, :mod:`~latticekit.flows.distributed` (data-parallel training).
+:mod:`~latticekit.flows.sampling`, :mod:`~latticekit.flows.distributed` (data-parallel training);
+the subpackage :mod:`latticekit.flows.multiscale` (multiscale flows for gauge theories, arXiv:2404.10819).
 The flow jobs (``latticekit train`` / ``sample``: configuration, model families, job folders) are
 application code in :mod:`latticekit.app.flows`; this package holds the library only.
 

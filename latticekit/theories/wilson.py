@@ -87,7 +87,7 @@ class WilsonTheory(Theory):
     Measure = WilsonMeasure
     samplers = {"hmc": HMCSettings, "heatbath": HeatbathSettings}
     reference_sampler = "heatbath"
-    flow_families = ("plaquette", "checkerboard")
+    flow_families = ("plaquette", "checkerboard", "multiscale")
     is_gauge = True
 
     @classmethod

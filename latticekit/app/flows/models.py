@@ -78,6 +78,7 @@ FAMILIES: dict[str, str] = {
     "spline": "scalar_models:SPLINE",
     "plaquette": "gauge_models:PLAQUETTE",
     "checkerboard": "gauge_models:CHECKERBOARD",
+    "multiscale": "multiscale_models:MULTISCALE",
 }
 
 
