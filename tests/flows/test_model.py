@@ -18,7 +18,7 @@ from latticekit.flows import (
     SplineCoupling,
     u1_gauge_flow,
 )
-from latticekit.testing import randomize_parameters
+from latticekit.testing import assert_close, randomize_parameters
 
 F64 = torch.float64
 
@@ -44,7 +44,7 @@ def test_gaussian_prior_exact() -> None:
     s, lp = p.sample(4000, trng(0))
     assert s.dtype == F64 and s.shape == (4000, 3, 2)
     assert abs(float(s.std()) - 2.0) < 0.05 and abs(float(s.mean())) < 0.05
-    torch.testing.assert_close(lp, p.log_prob(s))
+    assert_close(lp, p.log_prob(s), rtol=1e-7, atol=1e-7, check_dtype=True)
     s2, _ = p.sample(4000, trng(0))
     assert torch.equal(s, s2)                         # same seed, same samples
 
@@ -100,17 +100,17 @@ def test_model_sample_matches_log_prob(kind: str) -> None:
               SplineCoupling(lat, i % 2, bins=4, bound=2.0, hidden=(4,)) for i in range(3)]
     m = _randomize(Model(GaussianPrior(lat.shape), Flow(layers)), 0)
     x, log_q = m.sample(5, trng(4))
-    torch.testing.assert_close(log_q, m.log_prob(x))
+    assert_close(log_q, m.log_prob(x), rtol=1e-7, atol=1e-7, check_dtype=True)
     x2, log_q2, z = m.sample_with_prior(5, trng(4))
-    torch.testing.assert_close(x2, x)
-    torch.testing.assert_close(m.flow(z)[0], x)
+    assert_close(x2, x, rtol=1e-7, atol=1e-7, check_dtype=True)
+    assert_close(m.flow(z)[0], x, rtol=1e-7, atol=1e-7, check_dtype=True)
 
 
 def test_u1_model_sample_matches_log_prob() -> None:
     lat = lk.Lattice((4, 4))
     m = _randomize(Model(HaarPrior(lk.U1, lat), u1_gauge_flow(lat, 4, bins=4, hidden=(4,))), 1)
     x, log_q = m.sample(3, trng(5))
-    torch.testing.assert_close(log_q, m.log_prob(x))
+    assert_close(log_q, m.log_prob(x), rtol=1e-7, atol=1e-7, check_dtype=True)
     assert float(log_q.detach().abs().max()) > 1e-3          # not the Haar density
 
 

@@ -25,6 +25,7 @@ from latticekit.flows import (
     stop_gradient_log_prob,
     u1_gauge_flow,
 )
+from latticekit.testing import assert_close
 
 F64 = torch.float64
 
@@ -47,8 +48,8 @@ def test_loss_uses_latticekit_action() -> None:
     loss, lw = reverse_kl_loss(m, S, 16, rng)
     x, log_q = m.sample(16, lk.backends.rng(0, backend="torch"))
     expect = (log_q + lk.actions.phi4_action(x, lat, 0.2, 0.1)).mean()
-    torch.testing.assert_close(loss, expect)
-    torch.testing.assert_close(lw, -(log_q + S(x)).detach())
+    assert_close(loss, expect, rtol=1e-7, atol=1e-7, check_dtype=True)
+    assert_close(lw, -(log_q + S(x)).detach(), rtol=1e-7, atol=1e-7, check_dtype=True)
 
 
 def test_training_lowers_the_kl() -> None:
@@ -226,7 +227,7 @@ def test_stop_gradient_log_prob_matches_and_training_with_path_gradient(device: 
     lat = lk.Lattice((4, 4))
     model = Model(HaarPrior(lk.U1, lat), u1_gauge_flow(lat, 4, bins=4, hidden=(4,))).to(torch.float64).to(device)
     x, log_q = model.sample(8, lk.backends.rng(3, backend="torch", device=device))
-    torch.testing.assert_close(stop_gradient_log_prob(model, x), log_q)
+    assert_close(stop_gradient_log_prob(model, x), log_q, rtol=1e-7, atol=1e-7, check_dtype=True)
     tr = Trainer(model, WilsonGaugeAction(lk.U1, lat, beta=2.0),
                  TrainConfig(steps=30, batch_size=32, lr=1e-2, gradient="path", device=device))
     before = tr.evaluate(512)
@@ -267,7 +268,7 @@ def test_fused_optimizer_gives_the_default_update(device: str) -> None:
             tr.train()
             trained.append(torch.cat([p.detach().flatten() for p in tr.model.parameters()]))
     for a, b in zip(trained[:2], trained[2:]):
-        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+        assert_close(a, b, rtol=1e-10, atol=1e-10, check_dtype=True)
     # Adam and AdamW (weight decay 0.1) differ, so the comparison would see a wrong update
     assert float((trained[0] - trained[1]).abs().max()) > 1e-6
     with pytest.raises(ValueError, match="fused"):
