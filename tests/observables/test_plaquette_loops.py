@@ -98,40 +98,48 @@ def test_gauge_invariance(bk, group, shape):
 
 
 @pytest.mark.parametrize("group,shape", CASES)
-def test_wilson_loops_against_brute_force(group, shape):
+def test_wilson_loops_against_brute_force(bk, group, shape):
     lat = lk.Lattice(shape)
-    U = random_gauge_field(group, lat, lk.backends.rng(12, backend="numpy"))
+    U = random_gauge_field(group, lat, bk.rng(12))
+    Un = bk.to_numpy(U)  # the brute-force references walk the links on the host
+
+    def num(x):
+        return float(bk.to_numpy(x))
+
     for R, T, mu, nu in [(1, 1, 0, 1), (2, 1, 0, 1), (1, 3, 1, 0), (2, 2, 0, lat.nd - 1)]:
-        got = float(wilson_loop(U, group, lat, R, T, mu=mu, nu=nu))
-        assert abs(got - _ref_loop(U, group, shape, R, T, mu, nu)) < 1e-12
+        got = num(wilson_loop(U, group, lat, R, T, mu=mu, nu=nu))
+        assert_close(got, _ref_loop(Un, group, shape, R, T, mu, nu), rtol=0, atol=1e-12, msg=f"W({R},{T}) {mu}{nu}")
     # W(1,1) in (mu, nu) is the plaquette; wilson_loops(1,1) is the average plaquette
-    pf = plane_plaquettes(U, group, lat)
+    pf = bk.to_numpy(plane_plaquettes(U, group, lat))
     for k, (mu, nu) in enumerate(lat.planes()):
-        assert abs(float(wilson_loop(U, group, lat, 1, 1, mu, nu)) - pf[k]) < 1e-13
-    assert abs(float(wilson_loops(U, group, lat, 1, 1)) - float(average_plaquette(U, group, lat))) < 1e-13
+        assert_close(num(wilson_loop(U, group, lat, 1, 1, mu, nu)), pf[k], rtol=0, atol=1e-13)
+    assert_close(num(wilson_loops(U, group, lat, 1, 1)), num(average_plaquette(U, group, lat)), rtol=0, atol=1e-13)
     # R x T averaged over both orientations
     pairs = lat.planes() + [(n, m) for m, n in lat.planes()]
-    ref = np.mean([_ref_loop(U, group, shape, 2, 1, m, n) for m, n in pairs])
-    assert abs(float(wilson_loops(U, group, lat, 2, 1)) - ref) < 1e-12
+    ref = np.mean([_ref_loop(Un, group, shape, 2, 1, m, n) for m, n in pairs])
+    assert_close(num(wilson_loops(U, group, lat, 2, 1)), ref, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("group,shape", CASES)
-def test_polyakov_loop_against_brute_force(group, shape):
+def test_polyakov_loop_against_brute_force(bk, group, shape):
     lat = lk.Lattice(shape)
-    U = random_gauge_field(group, lat, lk.backends.rng(13, backend="numpy"), batch_shape=(2,))
+    U = random_gauge_field(group, lat, bk.rng(13), batch_shape=(2,))
+    Un = bk.to_numpy(U)  # the brute-force reference walks the links on the host
     for mu in range(lat.nd):
-        P = polyakov_loop(U, group, lat, mu=mu)
+        P = bk.to_numpy(polyakov_loop(U, group, lat, mu=mu))
         rest = tuple(L for d, L in enumerate(shape) if d != mu)
         assert P.shape == (2,) + rest
+        ref = np.empty(P.shape, dtype=complex)
         for b in range(2):
-            M = _np_mat(U[b], group)
+            M = _np_mat(Un[b], group)
             for y in np.ndindex(*rest):
                 W = np.eye(M.shape[-1], dtype=complex)
                 for t in range(shape[mu]):
                     x = list(y)
                     x.insert(mu, t)
                     W = W @ M[(mu,) + tuple(x)]
-                assert abs(P[(b,) + y] - np.trace(W) / M.shape[-1]) < 1e-12
+                ref[(b,) + y] = np.trace(W) / M.shape[-1]
+        assert_close(P, ref, rtol=0, atol=1e-12, msg=f"mu = {mu}")
 
 
 def test_polyakov_loop_odd_extents_and_center(bk):
@@ -167,7 +175,7 @@ def test_plaquettes_group_valued_and_u1_lines(bk):
     G = lk.SU(2)
     U = random_gauge_field(G, lat, bk.rng(16))
     P = plaquettes(U, G, lat, 0, 1)
-    assert float(bk.to_numpy(G.defect(P, nd=2)).max()) < 1e-12
+    assert_close(G.defect(P, nd=2), 0.0, rtol=0, atol=1e-12)  # the defect is a norm: max < 1e-12
     Pt = plaquettes(U, G, lat, 1, 0)  # P_{nu mu} = P_{mu nu}^dag up to conjugation: same Re tr
     assert_close(bk.to_numpy(G.re_trace(Pt, nd=2)), bk.to_numpy(G.re_trace(P, nd=2)), rtol=1e-7, atol=1e-12)
     U1f = lk.U1.random(bk.rng(17), (2,), lat.shape)
