@@ -86,6 +86,13 @@ def bk(request: pytest.FixtureRequest) -> Backend:
 
 
 @pytest.fixture
+def numpy_bk() -> Backend:
+    """The NumPy backend alone: for the heavy part of a check whose cheaper version runs on every backend
+    through ``bk`` (say so, with the runtime, where it is used)."""
+    return Backend("numpy")
+
+
+@pytest.fixture
 def torch_backends() -> list[Backend]:
     """torch devices present on this machine (for autograd checks); skips the test without torch."""
     if _torch_cpu() is not None:
