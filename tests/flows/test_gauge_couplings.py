@@ -175,14 +175,19 @@ def _inputs(e: Entry, shape: tuple[int, ...], batch: tuple[int, ...] = (2,), see
     return lat, U, ctx
 
 
-def _diff(a: torch.Tensor, b: torch.Tensor, u1: bool) -> float:
-    """max |a - b| (U(1) angles modulo 2 pi)."""
-    if a.numel() == 0:
-        return 0.0
+def _link_diff(a: torch.Tensor, b: torch.Tensor, u1: bool) -> torch.Tensor:
+    """a - b (U(1) angles modulo 2 pi, in [-pi, pi))."""
     d = a - b
     if u1:
         d = torch.remainder(d + math.pi, 2 * math.pi) - math.pi
-    return float(d.abs().max())
+    return d
+
+
+def _diff(a: torch.Tensor, b: torch.Tensor, u1: bool) -> float:
+    """max |a - b| (U(1) angles modulo 2 pi): for the negative controls."""
+    if a.numel() == 0:
+        return 0.0
+    return float(_link_diff(a, b, u1).abs().max())
 
 
 def _layers(module: torch.nn.Module) -> list[Any]:
@@ -249,7 +254,7 @@ def test_logdet_and_inverse(entry: Entry, device: str) -> None:
     with torch.no_grad():
         X, ldx = layer.inverse(U, context=ctx)
         Y, ldy = layer(X, context=ctx)
-    assert _diff(Y, U, u1) < 1e-10
+    assert_close(_link_diff(Y, U, u1), 0.0, rtol=0, atol=1e-10)
     assert_close(ldy, -ldx, rtol=1e-10, atol=1e-10, check_dtype=True)
 
 
@@ -262,7 +267,7 @@ def test_logdet_is_not_trivial(entry: Entry) -> None:
     assert _diff(V, U, entry.N == 1) > 1e-3
     assert float(ld.abs().min()) > 1e-4
     if entry.N > 1:
-        assert float(entry.group.defect(V, nd=lat.nd).max()) < 1e-12
+        assert_close(entry.group.defect(V, nd=lat.nd), 0.0, rtol=0, atol=1e-12)
 
 
 # -- the network input ---------------------------------------------------------------------------------
@@ -289,18 +294,18 @@ def test_network_input_is_invariant_and_only_active_links_move(e: Entry) -> None
         inner = (1,) * len(G.element_shape)
         return P[m.reshape(m.shape[:1] + inner + m.shape[1:]).expand(P.shape[1:]).expand(P.shape)]
 
-    assert _diff(select(PV, cl["frozen"]), select(PU, cl["frozen"]), u1) < 1e-12
+    assert_close(_link_diff(select(PV, cl["frozen"]), select(PU, cl["frozen"]), u1), 0.0, rtol=0, atol=1e-12)
     # negative control: the passive plaquettes do change, so they could not enter the input
     assert _diff(select(PV, cl["passive"]), select(PU, cl["passive"]), u1) > 1e-3
     if not u1:
-        assert float(G.defect(V, nd=nd).max()) < 1e-12
+        assert_close(G.defect(V, nd=nd), 0.0, rtol=0, atol=1e-12)
         if layer.loop == "plaquette":
             # the new active loop h(P) = U' S keeps the eigenvectors of P = U S (commutes with it)
             lbu = LoopBuilder(U, G, lat)
             for k, mu in enumerate(layer.directions):
                 S = lbu.staple(mu, *layer.active_staples[k])
                 P, Pn = G.mul(U[:, mu], S, nd=nd), G.mul(V[:, mu], S, nd=nd)
-                assert float((G.mul(P, Pn, nd=nd) - G.mul(Pn, P, nd=nd)).abs().max()) < 1e-10
+                assert_close(G.mul(P, Pn, nd=nd), G.mul(Pn, P, nd=nd), rtol=0, atol=1e-10)
                 assert float((Pn - P).abs().max()) > 1e-3
 
 
@@ -407,7 +412,7 @@ def test_translation_equivariance(entry: Entry, device: str) -> None:
     for t in shifts:
         T = _translate(lat, t)
         Vt, ldt = layer(T(U), context=None if ctx is None else T(ctx))
-        assert _diff(Vt, T(V), u1) < 1e-10, (entry.name, t)
+        assert_close(_link_diff(Vt, T(V), u1), 0.0, rtol=0, atol=1e-10, msg=f"{entry.name} shift {t}")
         assert_close(ldt, ld, rtol=1e-7, atol=1e-7, check_dtype=True)
     # negative control: a unit step that does not preserve the mask is not a symmetry
     if entry.shifts is None:
@@ -432,13 +437,13 @@ def test_float32(entry: Entry) -> None:
     # round trip checked in the well-conditioned direction: randomised splines can be nearly flat
     # (g' ~ 1e-6), where x = g^{-1}(y) is ill-conditioned in float32 (the float64 tests check x)
     yb, ldb = layer(xb, context=c32)
-    assert _diff(yb, y, u1) < 1e-4
+    assert_close(_link_diff(yb, y, u1), 0.0, rtol=0, atol=1e-4)
     assert_close(ldi, -ldb, rtol=1e-3, atol=1e-3, check_dtype=True)
     if entry.f32_roundtrip:
-        assert float((xb - x32).abs().max()) < 1e-3
+        assert_close(xb, x32, rtol=0, atol=1e-3)
         assert_close(ldi, -ld, rtol=1e-3, atol=1e-2, check_dtype=True)
     if not u1:
-        assert float(entry.group.defect(y, nd=lat.nd).max()) < 1e-5
+        assert_close(entry.group.defect(y, nd=lat.nd), 0.0, rtol=0, atol=1e-5)
 
 
 # -- stacks ------------------------------------------------------------------------------------------------
@@ -474,8 +479,8 @@ def test_u1_stack_3d_repeats_cycle_and_zero_init_is_identity() -> None:
     U = lk.U1.random(_trng(12), (2, 3), lat.shape)
     with torch.no_grad():
         V, ld = flow(U)
-    assert _diff(V, U, True) < 1e-12
-    assert float(ld.abs().max()) < 1e-12
+    assert_close(_link_diff(V, U, True), 0.0, rtol=0, atol=1e-12)
+    assert_close(ld, 0.0, rtol=0, atol=1e-12)
 
 
 def test_sun_checkerboard_stack_4d_roundtrip_and_coverage() -> None:
@@ -494,7 +499,7 @@ def test_sun_checkerboard_stack_4d_roundtrip_and_coverage() -> None:
     assert float((V - U).abs().max()) > 1e-2
     # re-unitarised updates: rounding does not compound through the 24 layers (it grew ~1.5x per
     # layer, to ~1e-10, when U' = delta U was used as is)
-    assert float(G.defect(V, nd=4).max()) < 1e-13
+    assert_close(G.defect(V, nd=4), 0.0, rtol=0, atol=1e-13)
     assert_close(W, U, rtol=0, atol=1e-12, check_dtype=True)
     assert_close(ldi, -ld, rtol=0, atol=1e-10, check_dtype=True)
 
@@ -511,7 +516,7 @@ def test_sun_stack_3d_full_jacobian_and_zero_init() -> None:
     with torch.no_grad():
         V, ld = ident(U)
     assert_close(V, U, rtol=0, atol=1e-12, check_dtype=True)
-    assert float(ld.abs().max()) < 1e-10
+    assert_close(ld, 0.0, rtol=0, atol=1e-10)
 
 
 def test_deep_float32_stack_stays_unitary(device: str) -> None:

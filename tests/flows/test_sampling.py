@@ -39,7 +39,7 @@ def test_exact_proposal_accepts_everything() -> None:
     res = independence_metropolis(gaussian_model(3), lambda x: 0.5 * (x ** 2).sum(-1), 200, trng(0),
                                   observables={"x0": lambda x: x[:, 0]})
     assert res.accepted.all() and res.acceptance.rate == 1.0
-    assert abs(res.proposal_ess - 1.0) < 1e-12
+    assert_close(res.proposal_ess, 1.0, rtol=0, atol=1e-12)
     assert res.analysis["x0"].tau_int < 1.0
 
 

@@ -121,7 +121,7 @@ def _check_dH_scaling(bk, integrator, n_inner, group):
         U1, p1 = hmc.trajectory(U, p)
         dh.append(float(np.mean(np.abs(bk.to_numpy(hmc.hamiltonian(U1, p1) - h0)))))
     slope = np.polyfit(np.log(eps), np.log(dh), 1)[0]
-    assert abs(slope - 2.0) < 0.3, (slope, dh)
+    assert_close(slope, 2.0, rtol=0, atol=0.3, msg=f"slope {slope}, |dH| {dh}")
 
 
 def test_dH_scales_as_eps_squared(bk):
