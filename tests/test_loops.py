@@ -290,9 +290,9 @@ def test_staple_plaquette_geometry(group: Any) -> None:
                 assert_close(loop, want, rtol=0, atol=1e-12)
 
 
-def test_traces_and_paths_api() -> None:
+def test_traces_and_paths_api(bk) -> None:
     G, lat = lk.SU(2), lk.Lattice((2, 2))
-    a, b = G.random(lk.backends.rng(0), (3,), lat.shape), G.random(lk.backends.rng(1), (3,), lat.shape)
+    a, b = G.random(bk.rng(0), (3,), lat.shape), G.random(bk.rng(1), (3,), lat.shape)
     assert_close(trace_mul_adj(a, b, G, nd=2), G.trace(G.mul_adj(a, b, nd=2), nd=2), rtol=1e-7, atol=1e-12)
     assert_close(trace_adj_mul(a, b, G, nd=2), G.trace(G.adj_mul(a, b, nd=2), nd=2), rtol=1e-7, atol=1e-12)
     p = Path().f(0).b(1, 2)

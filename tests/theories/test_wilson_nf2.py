@@ -29,16 +29,16 @@ def _nf2_config(n_inner=0, **action):
         "output": {"checkpoint_every": 2, "store_every": 2, "plots": False}})
 
 
-def test_job_wilson_nf2_pion_correlator_is_the_observable():
+def test_job_wilson_nf2_pion_correlator_is_the_observable(bk):
     """The theory's C_pi_t equal latticekit.observables.pion_correlator on the same configurations."""
     from latticekit.observables import pion_correlator
 
     cfg = _nf2_config(even_odd=False, hasenbusch_mus=[])
     th = cfg.theory
     lat = lk.Lattice((4, 4))
-    U = random_gauge_field(lk.U1, lat, lk.backends.rng(1), (2,))
+    U = random_gauge_field(lk.U1, lat, bk.rng(1), (2,))
     m = th.measure(U)
-    C = np.asarray(pion_correlator(WilsonDirac(U, lk.U1, lat, kappa=0.25)))
+    C = bk.to_numpy(pion_correlator(WilsonDirac(U, lk.U1, lat, kappa=0.25)))
     for t in range(3):
         assert_close(m[f"C_pi_t{t}"], C[:, t], rtol=1e-12, atol=0)
     # the per-name functions give the same values (one CG solve per call)
