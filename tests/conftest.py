@@ -30,7 +30,8 @@ test_loops.py, test_gauge.py, test_argument_checks.py) a test without ``bk`` che
 
 * argument validation, raised before any array work;
 * host-side tables and scalars: gamma matrices, kappa <-> m0 and phi^4 coupling conversions, lattice
-  geometry and paths, the theory registry and configuration keys;
+  geometry and paths, the theory registry and configuration keys, derived observables of measurement
+  series;
 * the hypothesis strategies on their default NumPy backend (their ``backend=`` argument is checked on
   every backend) and the C-contiguity of NumPy fields that the numba kernels need;
 * a torch-only feature: autograd through couplings and through Langevin, torch flow batches, the Jacobian

@@ -119,9 +119,9 @@ def test_gradient_through_gauge_langevin():
     assert_close(b.grad.item(), fd, rtol=0, atol=1e-6 * max(1.0, abs(fd)), msg="autograd vs finite differences")
 
 
-def test_langevin_step_and_bad_input():
-    x = np.array([2.0])
-    out = langevin_step(x, np.array([1.0]), np.array([1.0]), RealField(1), 0.125)
+def test_langevin_step_and_bad_input(bk):
+    x = bk.asarray(np.array([2.0]))
+    out = langevin_step(x, bk.asarray(np.array([1.0])), bk.asarray(np.array([1.0])), RealField(1), 0.125)
     assert_close(out, 2.0 - 0.125 + 0.5, rtol=1e-5, atol=1e-8)
     with pytest.raises(ValueError, match="step_size"):
         Langevin(GaussianAction(1.0, 1), RealField(1), rng=lk.backends.rng(0), step_size=0.0)
