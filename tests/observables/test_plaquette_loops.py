@@ -77,7 +77,7 @@ def test_cold_field(bk, group, shape):
     assert bk.to_numpy(plaquette_field(U, group, lat)).shape == (2, len(lat.planes())) + shape
     assert_close(bk.to_numpy(wilson_loops(U, group, lat, 2, 1)), 1.0, rtol=1e-7, atol=0)
     assert_close(bk.to_numpy(average_polyakov_loop(U, group, lat)), 1.0, rtol=1e-7, atol=0)
-    assert_close(bk.to_numpy(energy_density_plaquette(U, group, lat)), 0.0, rtol=1e-7, atol=1e-14)
+    assert_close(bk.to_numpy(energy_density_plaquette(U, group, lat)), 0.0, rtol=0, atol=1e-14)
 
 
 @pytest.mark.parametrize("group,shape", CASES)
