@@ -103,6 +103,16 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
         out of tolerance; the message gives the number of mismatches, the largest absolute and
         relative errors and the index of the worst element with both values.
 
+    Notes
+    -----
+    The other closeness helpers, written with this one (the test suite uses only this one):
+    ``numpy.testing.assert_allclose(a, d)`` is ``rtol=1e-7, atol=0`` (NaNs there compare equal);
+    ``numpy.allclose`` / ``torch.allclose`` are ``rtol=1e-5, atol=1e-8``;
+    ``torch.testing.assert_close`` is ``rtol=1e-7, atol=1e-7`` for float64/complex128 and
+    ``rtol=1.3e-6, atol=1e-5`` for float32/complex64, with ``check_dtype=True``;
+    ``pytest.approx(d, rel, abs)`` and ``math.isclose`` accept ``max(rel |d|, abs)`` rather than the
+    sum, i.e. ``rtol=0, atol=max(rel * abs(d), abs)`` (pytest's defaults: rel 1e-6, abs 1e-12).
+
     Examples
     --------
     >>> import numpy as np
