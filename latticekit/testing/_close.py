@@ -110,8 +110,9 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
     ``numpy.allclose`` / ``torch.allclose`` are ``rtol=1e-5, atol=1e-8``;
     ``torch.testing.assert_close`` is ``rtol=1e-7, atol=1e-7`` for float64/complex128 and
     ``rtol=1.3e-6, atol=1e-5`` for float32/complex64, with ``check_dtype=True``;
-    ``pytest.approx(d, rel, abs)`` and ``math.isclose`` accept ``max(rel |d|, abs)`` rather than the
-    sum, i.e. ``rtol=0, atol=max(rel * abs(d), abs)`` (pytest's defaults: rel 1e-6, abs 1e-12).
+    ``pytest.approx(d, rel, abs)`` accepts ``max(rel |d|, abs)`` rather than the sum, i.e.
+    ``rtol=0, atol=max(rel * abs(d), abs)`` (defaults: rel 1e-6, abs 1e-12); ``math.isclose(a, d)``
+    accepts ``max(rel_tol * max(|a|, |d|), abs_tol)`` (defaults: 1e-9, 0).
 
     Examples
     --------
