@@ -145,8 +145,8 @@ def test_force_matches_finite_differences(bk, group, shape):
             sm = wilson_gauge_action(bk.asarray(_perturbed(Un, group, lat, mu, site, a, -eps)), beta, group, lat)
             fd = (float(bk.to_numpy(sp)) - float(bk.to_numpy(sm))) / (2 * eps)
             # |fd - F| <= tol * max(1, |fd|)
-            assert_close(coords[(mu, a) + site], fd, rtol=0, atol=tol * max(1.0, abs(fd)),
-                         msg=f"mu {mu} site {site} a {a}")
+            assert_close(coords[(mu, a) + site], fd,
+                         rtol=0, atol=tol * max(1.0, abs(fd)), msg=f"mu {mu} site {site} a {a}")
 
 
 @pytest.mark.parametrize("group,shape", CASES)

@@ -53,8 +53,8 @@ def test_propagator_against_dense_inverse_hopping(shape):
     sign, logdet = np.linalg.slogdet(M)
     V = M.shape[0]
     assert sign > 0
-    assert_close(free_scalar_log_z(shape, kappa=kappa), 0.5 * V * math.log(2 * math.pi) - 0.5 * logdet, rtol=1e-12,
-                 atol=0)
+    assert_close(free_scalar_log_z(shape, kappa=kappa), 0.5 * V * math.log(2 * math.pi) - 0.5 * logdet,
+                 rtol=1e-12, atol=0)
     assert_close(free_scalar_susceptibility(shape, kappa=kappa), Minv[0].sum(), rtol=1e-12, atol=0)
 
 
@@ -99,8 +99,8 @@ def test_second_moment_xi_and_pole_mass():
                 want = 1 / math.sqrt(m2)
                 assert_close(xi, want, rtol=0, atol=max(1e-12 * want, 1e-12))
     kappa, nd = 0.2, 2
-    assert_close(free_scalar_pole_mass(kappa=kappa, nd=nd), 2 * math.asinh(0.5 * math.sqrt(1 / kappa - 4)), rtol=1e-6,
-                 atol=0)
+    assert_close(free_scalar_pole_mass(kappa=kappa, nd=nd), 2 * math.asinh(0.5 * math.sqrt(1 / kappa - 4)),
+                 rtol=1e-6, atol=0)
     # hopping and m2 forms: same correlation length, propagators differ by the field rescaling 2 kappa
     m2 = 1 / kappa - 2 * nd
     Gh = free_scalar_propagator((6, 6), kappa=kappa, backend="numpy")

@@ -120,8 +120,8 @@ def test_infinite_volume_limits():
     assert_close(u1_2d_plaquette(beta, (40, 40)), ratio, rtol=0, atol=1e-12)
     assert_close(u1_2d_wilson_loop(beta, 3, 2, (40, 40)), ratio**6, rtol=0, atol=1e-12)
     assert_close(u1_2d_wilson_loop(beta, 3, 2), ratio**6, rtol=0, atol=1e-12)
-    assert_close(u1_2d_topological_susceptibility(beta, (40, 40)), u1_2d_topological_susceptibility(beta), rtol=1e-10,
-                 atol=0)
+    assert_close(u1_2d_topological_susceptibility(beta, (40, 40)), u1_2d_topological_susceptibility(beta),
+                 rtol=1e-10, atol=0)
     assert_close(u1_2d_log_z(beta, (40, 40)) / 1600, beta + math.log(ive(0, beta)), rtol=0, atol=1e-12)
     # finite volume really differs on a small torus
     assert abs(u1_2d_plaquette(beta, (2, 3)) - ratio) > 1e-3

@@ -166,8 +166,8 @@ def test_kernel_longer_than_extent_equals_tiled_computation() -> None:
     net1 = _net(1, 1, 1, hidden=(), kernel_size=3, separable=True)
     c = net1.net[0].convs[0].conv
     with torch.no_grad():
-        assert_close(net1(torch.ones(1, 1, 1, dtype=F64)).flatten(), c.weight.sum().reshape(1) + c.bias, rtol=1e-7,
-                     atol=1e-7, check_dtype=True)
+        assert_close(net1(torch.ones(1, 1, 1, dtype=F64)).flatten(), c.weight.sum().reshape(1) + c.bias,
+                     rtol=1e-7, atol=1e-7, check_dtype=True)
 
 
 def test_separable_1d_equals_native_conv1d() -> None:

@@ -79,8 +79,8 @@ def test_proposal_records_give_the_reweighting_estimate() -> None:
     # the chain's log-weights are those of its states; log w = -S - log q of the proposal itself
     assert np.array_equal(res.log_w, lw[last])
     x = torch.as_tensor(xp, dtype=F64)[:, None]
-    assert_close(torch.as_tensor(lw), -shifted(x) - gaussian_model().log_prob(x), rtol=1e-7, atol=1e-7,
-                 check_dtype=True)
+    assert_close(torch.as_tensor(lw), -shifted(x) - gaussian_model().log_prob(x),
+                 rtol=1e-7, atol=1e-7, check_dtype=True)
 
 
 def test_reweighting() -> None:

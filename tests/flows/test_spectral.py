@@ -97,8 +97,8 @@ def test_canonical_cell() -> None:
     assert_close(su_canonical_angles(phi[..., perm])[0], theta, rtol=1e-7, atol=1e-7, check_dtype=True)
     # Weyl density of SU(2): |e^{it} - e^{-it}|^2 = 4 sin^2 t
     t = torch.tensor([0.3, 1.2], dtype=F64)
-    assert_close(weyl_log_density(torch.stack([t, -t], -1)), torch.log(4 * torch.sin(t) ** 2), rtol=1e-7, atol=1e-7,
-                 check_dtype=True)
+    assert_close(weyl_log_density(torch.stack([t, -t], -1)), torch.log(4 * torch.sin(t) ** 2),
+                 rtol=1e-7, atol=1e-7, check_dtype=True)
 
 
 @torch.no_grad()

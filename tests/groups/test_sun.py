@@ -141,8 +141,8 @@ def test_eig_reconstructs(bk, N):
     I = G.identity((), (), backend=bk.name, device=bk.device)
     assert_close(bk.to_numpy(G.eigen_angles(I, nd=0)), 0.0, rtol=0, atol=1e-12)
     z = np.exp(2j * math.pi / N) * np.eye(N)
-    assert_close(bk.to_numpy(G.eigen_angles(bk.asarray(z), nd=0)) % (2 * math.pi), 2 * math.pi / N, rtol=1e-7,
-                 atol=1e-7)
+    assert_close(bk.to_numpy(G.eigen_angles(bk.asarray(z), nd=0)) % (2 * math.pi), 2 * math.pi / N,
+                 rtol=1e-7, atol=1e-7)
 
 
 @pytest.mark.parametrize("N", [3, 4])

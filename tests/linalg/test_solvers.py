@@ -98,5 +98,5 @@ def test_reductions(bk):
     a = np.array([[1 + 1j, 2.0], [0.0, 1j]])
     b = np.array([[1.0, 1j], [2.0, 3.0]])
     assert_close(bk.to_numpy(norm2(bk.asarray(a), 1)), [6.0, 1.0], rtol=1e-5, atol=1e-8)
-    assert_close(bk.to_numpy(inner(bk.asarray(a), bk.asarray(b + 0j), 1)), np.sum(np.conj(a) * b, axis=1), rtol=1e-5,
-                 atol=1e-8)
+    assert_close(bk.to_numpy(inner(bk.asarray(a), bk.asarray(b + 0j), 1)), np.sum(np.conj(a) * b, axis=1),
+                 rtol=1e-5, atol=1e-8)

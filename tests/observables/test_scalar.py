@@ -74,8 +74,8 @@ def test_magnetization_and_susceptibility(bk):
     V = 16
     assert_close(float(susceptibility(phi, lat, "full")), V * np.mean(M ** 2), rtol=1e-12, atol=0)
     assert_close(float(susceptibility(phi, lat)), V * np.var(M), rtol=1e-12, atol=0)
-    assert_close(float(susceptibility(phi, lat, "abs")), V * (np.mean(M ** 2) - np.mean(np.abs(M)) ** 2), rtol=1e-12,
-                 atol=0)
+    assert_close(float(susceptibility(phi, lat, "abs")), V * (np.mean(M ** 2) - np.mean(np.abs(M)) ** 2),
+                 rtol=1e-12, atol=0)
     # sum_x of the connected two-point function is the connected susceptibility
     Gc = bk.to_numpy(connected_two_point(phi, lat))
     assert_close(Gc.sum(), V * np.var(M), rtol=1e-12, atol=0)

@@ -35,8 +35,8 @@ def test_u1_2d_charge_is_integer_and_odd(bk):
     assert_close(bk.to_numpy(topological_charge_u1_2d(-U, lat)), -Q, rtol=1e-7, atol=1e-10)
     # gauge and translation invariance; angles shifted by 2 pi do not matter
     Om = lk.U1.random(bk.rng(1), (16,), lat.shape)
-    assert_close(bk.to_numpy(topological_charge_u1_2d(gauge_transform(U, Om, lk.U1, lat), lat)), Q, rtol=1e-7,
-                 atol=1e-10)
+    assert_close(bk.to_numpy(topological_charge_u1_2d(gauge_transform(U, Om, lk.U1, lat), lat)), Q,
+                 rtol=1e-7, atol=1e-10)
     assert_close(bk.to_numpy(topological_charge_u1_2d(bk.xp.roll(U, 3, axis=-1), lat)), Q, rtol=1e-7, atol=1e-10)
     assert_close(bk.to_numpy(topological_charge_u1_2d(U + 2 * math.pi, lat)), Q, rtol=1e-7, atol=1e-10)
 
@@ -119,8 +119,8 @@ def test_clover_charge_of_constant_flux_field(bk, group):
     assert_close(Ep, 2 * tr_h2 * (2 - math.cos(f) - math.cos(g)), rtol=0, atol=1e-12)
     # gauge-rotated copy
     Om = group.random(bk.rng(3), (), lat.shape)
-    assert_close(float(topological_charge_clover(gauge_transform(U, Om, group, lat), group, lat)), expected, rtol=0,
-                 atol=1e-12)
+    assert_close(float(topological_charge_clover(gauge_transform(U, Om, group, lat), group, lat)), expected,
+                 rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("group", GROUPS_4D)

@@ -24,10 +24,10 @@ def test_observables_are_the_library_functions(bk) -> None:
     for v in m.values():  # arrays of the field's backend
         assert lk.backends.array_namespace(v) is lk.backends.array_namespace(U)
     assert_close(bk.to_numpy(m["plaquette"]), bk.to_numpy(obs.average_plaquette(U, lk.U1, lat)), rtol=1e-14, atol=0)
-    assert_close(bk.to_numpy(m["topological_charge"]), bk.to_numpy(obs.topological_charge_u1_2d(U, lat)), rtol=1e-14,
-                 atol=0)
-    assert_close(bk.to_numpy(m["wilson_loop_2x1"]), bk.to_numpy(obs.wilson_loop(U, lk.U1, lat, 1, 2)), rtol=1e-14,
-                 atol=0)
+    assert_close(bk.to_numpy(m["topological_charge"]), bk.to_numpy(obs.topological_charge_u1_2d(U, lat)),
+                 rtol=1e-14, atol=0)
+    assert_close(bk.to_numpy(m["wilson_loop_2x1"]), bk.to_numpy(obs.wilson_loop(U, lk.U1, lat, 1, 2)),
+                 rtol=1e-14, atol=0)
     # chi_t = <Q^2>/V from the means of Q^2
     d = th.derived()["chi_t"]
     Q = bk.to_numpy(m["topological_charge"])
