@@ -1,10 +1,44 @@
-"""The one backend fixture: every core test runs on every available backend.
+"""The one backend fixture: every core test that computes on lattice fields runs on every available backend.
 
 numpy, array_api_strict and torch (CPU) always; torch CUDA and CuPy when a GPU is present
 (otherwise those parameters are skipped with the reason). Use it as::
 
     def test_something(bk):
         U = SU(3).random(bk.rng(0), (4,), (4, 4))   # arrays of bk.name on bk.device
+
+Companions: ``torch_backends`` (every torch device present, for autograd checks), ``numpy_bk`` (NumPy
+alone, for the heavy part of a check whose cheaper version runs on every backend through ``bk``; the
+test says so with its runtime) and, for the torch-only flow library, ``device`` in tests/flows/conftest.py.
+Numerical comparisons go through ``latticekit.testing.assert_close`` (tests/test_assertion_style.py).
+
+Host-only by design (no ``bk``), because the code under test never holds a field on a device:
+
+* ``analysis/``: time series of measurements (autocorrelation, resampling, ESS); NumPy/SciPy on the host;
+* ``exact/``: closed-form results, Python and NumPy scalars from scipy.special;
+* ``io/``: bytes of configuration files, decoded on the host (the tests of the hand-over of decoded fields
+  to a backend take ``bk``);
+* ``utils/``: atomic writes, progress bars, files;
+* ``app/``: jobs, configuration files, the command line, tables and plots (flow jobs take ``device``);
+* ``test_packaging.py``, ``test_imports.py``, ``test_fresh_install.py``, ``test_threads.py``,
+  ``test_hygiene.py``, ``test_assertion_style.py``: the package, fresh interpreters, thread settings and
+  the test files themselves;
+* ``test_backends.py``: the backend layer, which names its backends explicitly (its array tests take ``bk``);
+* ``test_fast_paths.py``: the numba kernels, registered for NumPy arrays only, against the generic code.
+
+In the array folders (actions/, groups/, linalg/, mc/, observables/, testing/, theories/, test_lattice.py,
+test_loops.py, test_gauge.py, test_argument_checks.py) a test without ``bk`` checks one of:
+
+* argument validation, raised before any array work;
+* host-side tables and scalars: gamma matrices, kappa <-> m0 and phi^4 coupling conversions, lattice
+  geometry and paths, the theory registry and configuration keys, derived observables of measurement
+  series;
+* the hypothesis strategies on their default NumPy backend (their ``backend=`` argument is checked on
+  every backend) and the C-contiguity of NumPy fields that the numba kernels need;
+* a torch-only feature: autograd through couplings and through Langevin, torch flow batches, the Jacobian
+  checkers of latticekit.testing;
+* the NumPy part of a check whose pieces or a cheaper form run on every backend (the long Nf=2
+  Schwinger-model validation, the heavy <exp(-dH)> = 1 run, three of the four dH ~ eps^2 integrator
+  set-ups); each says why, with its runtime.
 """
 
 from __future__ import annotations
@@ -83,6 +117,13 @@ _PARAMS = [
 def bk(request: pytest.FixtureRequest) -> Backend:
     """The backend under test (see module docstring)."""
     return request.param
+
+
+@pytest.fixture
+def numpy_bk() -> Backend:
+    """The NumPy backend alone: for the heavy part of a check whose cheaper version runs on every backend
+    through ``bk`` (say so, with the runtime, where it is used)."""
+    return Backend("numpy")
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from latticekit.actions import (
 )
 from latticekit.exact import phi4_action_m2, phi4_field_scale, phi4_m2_to_hopping
 from latticekit.gauge import cold_gauge_field
+from latticekit.testing import assert_close
 
 LAT = lk.Lattice((4, 4))
 
@@ -104,7 +105,7 @@ def test_phi4_couplings_must_be_real_numbers(name, kw):
 def test_phi4_coupling_arrays_must_be_real_floating():
     phi = lk.backends.rng(0).normal(LAT.shape)
     ref = phi4_action(phi, LAT, 0.2, 0.1)
-    assert float(phi4_action(phi, LAT, np.asarray(0.2), 0.1)) == pytest.approx(float(ref), rel=1e-14)
+    assert_close(float(phi4_action(phi, LAT, np.asarray(0.2), 0.1)), float(ref), rtol=0, atol=1e-12)
     with pytest.raises(TypeError, match="kappa: expected a real number or a real floating array"):
         Phi4Action(LAT, np.asarray(0.2 + 0j), 0.1)
     with pytest.raises(TypeError, match="kappa: expected a real number or a real floating array"):
@@ -126,21 +127,21 @@ def test_unit_normalisation_is_the_tutorial_action(bk, m2, lam_c):
     lat = lk.Lattice((4, 6))
     S = Phi4Action.from_mass(lat, m2, lam_c, normalization="unit")
     kappa, lam = phi4_m2_to_hopping(m2, lam_c, lat.nd, "unit")
-    assert S.kappa == pytest.approx(kappa, rel=1e-13) and S.lam == pytest.approx(lam, rel=1e-13, abs=1e-300)
-    assert S.field_scale == pytest.approx(phi4_field_scale(kappa, "unit"), rel=1e-13)
+    assert_close(S.kappa, kappa, rtol=0, atol=max(1e-13 * abs(kappa), 1e-12))
+    assert_close(S.lam, lam, rtol=0, atol=max(1e-13 * abs(lam), 1e-300))
+    assert_close(S.field_scale, phi4_field_scale(kappa, "unit"), rtol=0, atol=1e-12)
     phi = bk.rng(3).normal((3,) + lat.shape, std=1.3)
     got = bk.to_numpy(S(phi))
-    np.testing.assert_allclose(got, phi4_action_m2(bk.to_numpy(phi), m2, lam_c, nd=2, normalization="unit"),
-                               rtol=1e-12, atol=1e-12)
+    assert_close(got, phi4_action_m2(bk.to_numpy(phi), m2, lam_c, nd=2, normalization="unit"), rtol=1e-12, atol=1e-12)
     H = S.hopping()
-    np.testing.assert_allclose(bk.to_numpy(S(S.field_scale * phi)), bk.to_numpy(H(phi)), rtol=1e-11, atol=1e-11)
+    assert_close(bk.to_numpy(S(S.field_scale * phi)), bk.to_numpy(H(phi)), rtol=1e-11, atol=1e-11)
     # force: dS_unit/dphi_u = (1/s) dS_hop/dphi_hop at phi_u = s phi_hop
     fa = bk.to_numpy(S.force(S.field_scale * phi)) * S.field_scale
-    np.testing.assert_allclose(fa, bk.to_numpy(H.force(phi)), rtol=1e-10, atol=1e-10)
+    assert_close(fa, bk.to_numpy(H.force(phi)), rtol=1e-10, atol=1e-10)
     # the tutorial point differs from the "half" reading of the same numbers
     if (m2, lam_c) == (-4.0, 8.0):
-        assert (S.kappa, S.lam) == pytest.approx((0.25, 0.5), rel=1e-12)
-        assert Phi4Action.from_mass(lat, m2, lam_c, normalization="half").kappa == pytest.approx(0.125, rel=1e-12)
+        assert_close((S.kappa, S.lam), (0.25, 0.5), rtol=0, atol=1e-12)
+        assert_close(Phi4Action.from_mass(lat, m2, lam_c, normalization="half").kappa, 0.125, rtol=0, atol=1e-12)
 
 
 # -- Wilson-Dirac and the pseudofermion actions --------------------------------------------------------
@@ -157,7 +158,7 @@ def test_wilson_dirac_parameters_are_checked():
         mass_from_kappa("0.25", 2)
     with pytest.raises(TypeError, match="^nd="):
         kappa_from_mass(0.1, 2.0)
-    assert WilsonDirac(U, lk.U1, LAT, m0=np.float64(0.5)).kappa == pytest.approx(0.2)
+    assert_close(WilsonDirac(U, lk.U1, LAT, m0=np.float64(0.5)).kappa, 0.2, rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("cls", [PseudofermionAction, HasenbuschAction])

@@ -20,6 +20,7 @@ from latticekit import backends
 from latticekit.actions import phi4_action, phi4_force, wilson_gauge_action, wilson_gauge_force
 from latticekit.backends import _fast, _numba_dirac, _numba_gauge, _numba_phi4
 from latticekit.observables import average_plaquette, plaquette_field
+from latticekit.testing import assert_close
 
 pytest.importorskip("numba", reason="the fast paths need numba (pip install latticekit[fast])")
 
@@ -39,10 +40,11 @@ def _generic(monkeypatch, fn, *args):
 
 
 def _close(got, want, rtol=RTOL):
+    """max |got - want| <= rtol * max |want| (norm-wise: relative to the largest entry)."""
     got, want = np.asarray(got), np.asarray(want)
     assert got.shape == want.shape
     scale = max(float(np.max(np.abs(want))), 1e-300)
-    assert float(np.max(np.abs(got - want))) <= rtol * scale, float(np.max(np.abs(got - want))) / scale
+    assert_close(got, want, rtol=0, atol=rtol * scale)
 
 
 def _spy(monkeypatch, name):
@@ -121,8 +123,8 @@ def test_sun_kernels_match_generic(monkeypatch, N, shape, batch):
     assert calls == [True]
     F = wilson_gauge_force(U, 5.5, G, lat)   # traceless anti-Hermitian
     Fm = np.moveaxis(F, (-lat.nd - 2, -lat.nd - 1), (-2, -1))
-    assert np.abs(Fm + np.conj(np.swapaxes(Fm, -1, -2))).max() < 1e-13
-    assert np.abs(np.trace(Fm, axis1=-2, axis2=-1)).max() < 1e-13
+    assert_close(Fm + np.conj(np.swapaxes(Fm, -1, -2)), 0.0, rtol=0, atol=1e-13)
+    assert_close(np.trace(Fm, axis1=-2, axis2=-1), 0.0, rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("shape,batch", [((8, 6), (3,)), ((3, 4, 2, 5), (2,)), ((7,), ())])
@@ -236,7 +238,7 @@ def test_wilson_dirac_matches_generic(monkeypatch, G, shape, batch, sources):
     # gamma_5-hermiticity and the anti-periodic boundary through the kernel alone
     chi = np.ascontiguousarray(backends.rng(11).complex_normal(psi.shape))
     lhs, rhs = np.vdot(chi, D.apply(psi)), np.vdot(D.apply_dagger(chi), psi)
-    assert abs(lhs - rhs) <= 1e-12 * abs(lhs)
+    assert_close(rhs, lhs, rtol=1e-12, atol=0)
 
 
 def test_wilson_dirac_declines(monkeypatch, bk):

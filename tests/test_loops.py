@@ -15,6 +15,7 @@ from latticekit.actions import wilson_gauge_action
 from latticekit.gauge import gauge_transform, random_gauge_field
 from latticekit.loops import LoopBuilder, Path, path_product, staple_order, staple_plaquette, trace_adj_mul, \
     trace_mul_adj
+from latticekit.testing import assert_close
 
 CASES = [
     pytest.param(lk.U1, (3, 4), id="U1-2d"),
@@ -71,7 +72,7 @@ def _check_field(W: Any, group: Any, shape: tuple[int, ...], M: np.ndarray, step
     for x in _sites(shape):
         start = tuple(a + b for a, b in zip(x, origin))
         ref = _ref_path(M, shape, steps, start)
-        np.testing.assert_allclose(Wm[(slice(None),) + x], ref, atol=1e-12, rtol=0, err_msg=str((steps, x)))
+        assert_close(Wm[(slice(None),) + x], ref, rtol=0, atol=1e-12, msg=f"steps {steps} at {x}")
 
 
 @pytest.mark.parametrize("group,shape", CASES)
@@ -91,8 +92,8 @@ def test_plaquettes_staples_and_loops_match_explicit_products(bk: Any, group: An
         # the traces without the third product
         P = _field_mats(lb.plaquette(mu, nu), group, nd)
         tr = np.trace(P, axis1=-2, axis2=-1)
-        np.testing.assert_allclose(lk.backends.to_numpy(lb.trace_plaquette(mu, nu)), tr, atol=1e-12, rtol=0)
-        np.testing.assert_allclose(lk.backends.to_numpy(lb.re_trace_plaquette(mu, nu)), tr.real, atol=1e-12, rtol=0)
+        assert_close(lk.backends.to_numpy(lb.trace_plaquette(mu, nu)), tr, rtol=0, atol=1e-12)
+        assert_close(lk.backends.to_numpy(lb.re_trace_plaquette(mu, nu)), tr.real, rtol=0, atol=1e-12)
         # the staples run from x + mu back to x
         _check_field(lb.staple(mu, nu, 1), group, shape, M, [(nu, 1), (mu, -1), (nu, -1)], e[mu])
         _check_field(lb.staple(mu, nu, -1), group, shape, M, [(nu, -1), (mu, -1), (nu, 1)], e[mu])
@@ -106,7 +107,7 @@ def test_plaquettes_staples_and_loops_match_explicit_products(bk: Any, group: An
         A = lk.backends.to_numpy(lb.staple_sum(mu))
         S = [lk.backends.to_numpy(group.to_matrix(s, nd=nd)) for s in lb.staples(mu)]
         assert len(S) == 2 * (nd - 1)
-        np.testing.assert_allclose(A, sum(S), atol=1e-12, rtol=0)
+        assert_close(A, sum(S), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("group,shape", CASES)
@@ -126,15 +127,15 @@ def test_general_paths(bk: Any, group: Any, shape: tuple[int, ...]) -> None:
         # the reversed path is the adjoint, read from the other end
         d = Path(steps).displacement(nd)
         Wr = lb.path(Path(steps).reversed(), origin=tuple(a + b for a, b in zip(origin, d)))
-        np.testing.assert_allclose(lk.backends.to_numpy(group.to_matrix(Wr, nd=nd)),
-                                   np.conj(lk.backends.to_numpy(group.to_matrix(W, nd=nd)))
-                                   if group is lk.U1 else
-                                   np.conj(np.swapaxes(lk.backends.to_numpy(W), -nd - 2, -nd - 1)),
-                                   atol=1e-12, rtol=0)
+        assert_close(lk.backends.to_numpy(group.to_matrix(Wr, nd=nd)),
+                     np.conj(lk.backends.to_numpy(group.to_matrix(W, nd=nd)))
+                           if group is lk.U1 else
+                           np.conj(np.swapaxes(lk.backends.to_numpy(W), -nd - 2, -nd - 1)),
+                     rtol=0, atol=1e-12)
     # a line around the periodic lattice: the Polyakov loop (trace independent of the position along mu)
     W = lb.path(Path().f(0, shape[0]))
     tr = lk.backends.to_numpy(group.trace(W, nd=nd))
-    np.testing.assert_allclose(tr, np.roll(tr, 1, axis=1), atol=1e-12, rtol=0)
+    assert_close(tr, np.roll(tr, 1, axis=1), rtol=0, atol=1e-12)
 
 
 def _omega_mats(Om: Any, group: Any, nd: int) -> np.ndarray:
@@ -164,11 +165,11 @@ def test_gauge_covariance(bk: Any, group: Any, shape: tuple[int, ...]) -> None:
         for (rho, side), S_u, S_v in zip(staple_order(nd, mu), lu.staples(mu), lv.staples(mu)):
             loop_u = _field_mats(group.mul(lu.link(mu), S_u, nd=nd), group, nd)
             loop_v = _field_mats(group.mul(lv.link(mu), S_v, nd=nd), group, nd)
-            np.testing.assert_allclose(loop_v, conj(loop_u, zero, zero), atol=1e-12, rtol=0)
+            assert_close(loop_v, conj(loop_u, zero, zero), rtol=0, atol=1e-12)
         W_u = _field_mats(lu.path(Path().f(mu).f((mu + 1) % nd)), group, nd)
         W_v = _field_mats(lv.path(Path().f(mu).f((mu + 1) % nd)), group, nd)
         end = tuple(int(d == mu) + int(d == (mu + 1) % nd) for d in range(nd))
-        np.testing.assert_allclose(W_v, conj(W_u, zero, end), atol=1e-12, rtol=0)
+        assert_close(W_v, conj(W_u, zero, end), rtol=0, atol=1e-12)
     # negative control: a product that is not a path from x + mu to x does not transform like one
     bad = _field_mats(group.mul(lv.link(0), lv.link(0), nd=nd), group, nd)
     good = conj(_field_mats(group.mul(lu.link(0), lu.link(0), nd=nd), group, nd), zero, zero)
@@ -206,7 +207,7 @@ def test_staple_sum_reproduces_the_action(bk: Any, group: Any, shape: tuple[int,
 
         dS = lk.backends.to_numpy(wilson_gauge_action(V, beta, group, lat) - wilson_gauge_action(U, beta, group, lat))
         want = -(beta / group.N) * (re_tr(V) - re_tr(U))
-        np.testing.assert_allclose(dS, want, atol=1e-11, rtol=1e-11)
+        assert_close(dS, want, rtol=1e-11, atol=1e-11)
         assert float(np.abs(dS).max()) > 1e-3                 # the change is not trivial
 
 
@@ -276,24 +277,24 @@ def test_staple_plaquette_geometry(group: Any) -> None:
                 if shift:
                     P = lat.shift(P, rho, shift)
                 d = lk.backends.to_numpy(loop - sign * P)
-                assert float(np.abs(np.remainder(d + np.pi, 2 * np.pi) - np.pi).max()) < 1e-12
+                assert_close(np.remainder(d + np.pi, 2 * np.pi), np.pi, rtol=0, atol=1e-12)  # d = 0 mod 2 pi
                 continue
             trP = group.trace(P, nd=nd)
             if shift:
                 trP = lat.shift(trP, rho, shift)
             if sign < 0:
                 trP = np.conj(trP)
-            np.testing.assert_allclose(group.trace(loop, nd=nd), trP, atol=1e-12, rtol=0)
+            assert_close(group.trace(loop, nd=nd), trP, rtol=0, atol=1e-12)
             if side > 0:                                   # at x itself the loop is P or P^dag
                 want = P if sign > 0 else group.adjoint(P, nd=nd)
-                np.testing.assert_allclose(loop, want, atol=1e-12, rtol=0)
+                assert_close(loop, want, rtol=0, atol=1e-12)
 
 
-def test_traces_and_paths_api() -> None:
+def test_traces_and_paths_api(bk) -> None:
     G, lat = lk.SU(2), lk.Lattice((2, 2))
-    a, b = G.random(lk.backends.rng(0), (3,), lat.shape), G.random(lk.backends.rng(1), (3,), lat.shape)
-    np.testing.assert_allclose(trace_mul_adj(a, b, G, nd=2), G.trace(G.mul_adj(a, b, nd=2), nd=2), atol=1e-12)
-    np.testing.assert_allclose(trace_adj_mul(a, b, G, nd=2), G.trace(G.adj_mul(a, b, nd=2), nd=2), atol=1e-12)
+    a, b = G.random(bk.rng(0), (3,), lat.shape), G.random(bk.rng(1), (3,), lat.shape)
+    assert_close(trace_mul_adj(a, b, G, nd=2), G.trace(G.mul_adj(a, b, nd=2), nd=2), rtol=1e-7, atol=1e-12)
+    assert_close(trace_adj_mul(a, b, G, nd=2), G.trace(G.adj_mul(a, b, nd=2), nd=2), rtol=1e-7, atol=1e-12)
     p = Path().f(0).b(1, 2)
     assert p.steps == ((0, 1), (1, -1), (1, -1)) and p + Path().f(1) == Path([(0, 1), (1, -1), (1, -1), (1, 1)])
     assert p.displacement(2) == (1, -2) and not p.is_closed(2) and hash(p) == hash(Path(p.steps))

@@ -60,8 +60,17 @@ def default_tolerances(*arrays: Any) -> tuple[float, float]:
     return best
 
 
+def _dtype_name(x: Any) -> str:
+    """'float64' for a NumPy/torch/CuPy/array_api_strict float64 array and for a Python float."""
+    dt = getattr(x, "dtype", None)
+    if dt is None:
+        return np.asarray(x).dtype.name
+    return str(dt).rsplit(".", 1)[-1]  # 'torch.float32', 'array_api_strict.float32'
+
+
 def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: float | None = None,
-                 msg: str = "", equal_nan: bool = True, check_device: bool = True) -> None:
+                 msg: str = "", equal_nan: bool = False, check_device: bool = True,
+                 check_dtype: bool = False) -> None:
     """Assert ``|actual - desired| <= atol + rtol * |desired|`` elementwise, across backends.
 
     Parameters
@@ -76,18 +85,34 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
         Tolerances; the default comes from :func:`default_tolerances` of both arguments (the
         least precise floating dtype wins: float64 ``(1e-10, 1e-12)``, float32 ``(1e-5, 1e-6)``).
     msg : str
-        Prefix for the error message.
+        Prefix for the error message (say what is compared).
     equal_nan : bool
-        Treat NaNs in the same positions as equal (default True, as ``numpy.testing``).
+        Treat NaNs in the same positions as equal. Default False: a NaN fails, as in
+        ``numpy.allclose``, ``torch.testing.assert_close`` and ``pytest.approx``.
     check_device : bool
         Check that both arrays live on the same device when both are non-NumPy arrays.
+    check_dtype : bool
+        Also require the same dtype (compared by name across backends, so a torch float64
+        array matches a NumPy float64 reference; a Python float counts as float64 and a
+        Python int as int64), as ``torch.testing.assert_close`` does by default.
 
     Raises
     ------
     AssertionError
-        On a backend/device mismatch, a shape mismatch (a 0-d ``desired`` broadcasts) or values
+        On a backend/device/dtype mismatch, a shape mismatch (a 0-d argument broadcasts) or values
         out of tolerance; the message gives the number of mismatches, the largest absolute and
         relative errors and the index of the worst element with both values.
+
+    Notes
+    -----
+    The other closeness helpers, written with this one (the test suite uses only this one):
+    ``numpy.testing.assert_allclose(a, d)`` is ``rtol=1e-7, atol=0`` (NaNs there compare equal);
+    ``numpy.allclose`` / ``torch.allclose`` are ``rtol=1e-5, atol=1e-8``;
+    ``torch.testing.assert_close`` is ``rtol=1e-7, atol=1e-7`` for float64/complex128 and
+    ``rtol=1.3e-6, atol=1e-5`` for float32/complex64, with ``check_dtype=True``;
+    ``pytest.approx(d, rel, abs)`` accepts ``max(rel |d|, abs)`` rather than the sum, i.e.
+    ``rtol=0, atol=max(rel * abs(d), abs)`` (defaults: rel 1e-6, abs 1e-12); ``math.isclose(a, d)``
+    accepts ``max(rel_tol * max(|a|, |d|), abs_tol)`` (defaults: 1e-9, 0).
 
     Examples
     --------
@@ -112,6 +137,10 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
             da, dd = str(_device(actual)), str(_device(desired))
             if da != dd:
                 raise AssertionError(f"{prefix}device mismatch: actual on {da}, desired on {dd}")
+    if check_dtype:
+        na, nd = _dtype_name(actual), _dtype_name(desired)
+        if na != nd:
+            raise AssertionError(f"{prefix}dtype mismatch: actual is {na}, desired is {nd}")
     d_rtol, d_atol = default_tolerances(actual, desired)
     rtol = d_rtol if rtol is None else float(rtol)
     atol = d_atol if atol is None else float(atol)
@@ -124,6 +153,8 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
     if d.shape != a.shape:
         if d.ndim == 0:
             d = np.broadcast_to(d, a.shape)
+        elif a.ndim == 0:  # a scalar result against an array reference, as numpy.testing allows
+            a = np.broadcast_to(a, d.shape)
         else:
             raise AssertionError(f"{prefix}shape mismatch: actual {a.shape}, desired {d.shape}")
     if a.size == 0:

@@ -20,6 +20,7 @@ from latticekit.actions import (
     phi4_force_mass,
 )
 from latticekit.lattice import LatticeMismatchError
+from latticekit.testing import assert_close
 
 SHAPES = [(5, 4), (3, 4, 5)]
 
@@ -37,44 +38,54 @@ def test_action_matches_formula(bk, shape):
     lat = lk.Lattice(shape)
     phi = bk.rng(0).normal((3,) + shape)
     S = bk.to_numpy(phi4_action(phi, lat, 0.21, 0.7))
-    np.testing.assert_allclose(S, _ref_hop(bk.to_numpy(phi), 0.21, 0.7, lat.nd), rtol=1e-13)
+    assert_close(S, _ref_hop(bk.to_numpy(phi), 0.21, 0.7, lat.nd), rtol=1e-13, atol=0)
     # the (m^2, lambda) form equals its gradient form sum [1/2 (d phi)^2 + m^2/2 phi^2 + lam phi^4]
     p = bk.to_numpy(phi)
     grad = sum(0.5 * (np.roll(p, -1, axis=p.ndim - lat.nd + mu) - p) ** 2 for mu in range(lat.nd))
     dens = grad + 0.5 * (-1.3) * p ** 2 + 0.4 * p ** 4
     ref = dens.reshape(3, -1).sum(-1)
-    np.testing.assert_allclose(bk.to_numpy(phi4_action_mass(phi, lat, -1.3, 0.4)), ref, rtol=1e-12)
+    assert_close(bk.to_numpy(phi4_action_mass(phi, lat, -1.3, 0.4)), ref, rtol=1e-12, atol=0)
+
+
+# Central differences with step eps: truncation ~ eps^2 |S^(3)| and round-off ~ finfo.eps |S| / eps ~ 1e-8 in
+# double precision. The step and tolerance are those of the field's dtype (float64 on every backend).
+FD_EPS_AND_TOL = {"float64": (1e-6, 1e-6)}
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_forces_match_finite_differences(shape):
+def test_forces_match_finite_differences(bk, shape):
     lat = lk.Lattice(shape)
-    phi = lk.backends.rng(1, backend="numpy").normal(shape)
-    F = phi4_force(phi, lat, 0.18, 1.1)
-    Fm = phi4_force_mass(phi, lat, -2.0, 0.6)
-    eps = 1e-6
+    phi = bk.rng(1).normal(shape)
+    F = bk.to_numpy(phi4_force(phi, lat, 0.18, 1.1))
+    Fm = bk.to_numpy(phi4_force_mass(phi, lat, -2.0, 0.6))
+    eps, tol = FD_EPS_AND_TOL[F.dtype.name]
     gen = np.random.default_rng(0)
+
+    def diff(action, dp, *couplings):
+        return float(bk.to_numpy(action(phi + dp, lat, *couplings) - action(phi - dp, lat, *couplings))) / (2 * eps)
+
     for _ in range(6):
         x = tuple(int(gen.integers(L)) for L in shape)
         dp = np.zeros(shape)
         dp[x] = eps
-        fd = (phi4_action(phi + dp, lat, 0.18, 1.1) - phi4_action(phi - dp, lat, 0.18, 1.1)) / (2 * eps)
-        assert abs(fd - F[x]) < 1e-6 * max(1, abs(fd))
-        fd = (phi4_action_mass(phi + dp, lat, -2.0, 0.6) - phi4_action_mass(phi - dp, lat, -2.0, 0.6)) / (2 * eps)
-        assert abs(fd - Fm[x]) < 1e-6 * max(1, abs(fd))
+        dp = bk.asarray(dp)
+        fd = diff(phi4_action, dp, 0.18, 1.1)
+        assert_close(F[x], fd, rtol=0, atol=tol * max(1, abs(fd)), msg=f"hopping form at {x}")
+        fd = diff(phi4_action_mass, dp, -2.0, 0.6)
+        assert_close(Fm[x], fd, rtol=0, atol=tol * max(1, abs(fd)), msg=f"mass form at {x}")
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_forces_match_torch_autograd(shape):
-    pytest.importorskip("torch")
+def test_forces_match_torch_autograd(torch_backends, shape):
     lat = lk.Lattice(shape)
-    phi = lk.backends.rng(2, backend="torch").normal((2,) + shape).requires_grad_(True)
-    phi4_action(phi, lat, 0.3, 0.05).sum().backward()
-    assert float((phi.grad - phi4_force(phi.detach(), lat, 0.3, 0.05)).abs().max()) < 1e-12
-    phi.grad = None
-    act = Phi4Action.from_mass(lat, m2=-4.0, lam_cont=8.0, normalization="half")
-    act(phi).sum().backward()
-    assert float((phi.grad - act.force(phi.detach())).abs().max()) < 1e-11
+    for tb in torch_backends:
+        phi = tb.rng(2).normal((2,) + shape).requires_grad_(True)
+        phi4_action(phi, lat, 0.3, 0.05).sum().backward()
+        assert_close(phi.grad, phi4_force(phi.detach(), lat, 0.3, 0.05), rtol=0, atol=1e-12, msg=str(tb))
+        phi.grad = None
+        act = Phi4Action.from_mass(lat, m2=-4.0, lam_cont=8.0, normalization="half")
+        act(phi).sum().backward()
+        assert_close(phi.grad, act.force(phi.detach()), rtol=0, atol=1e-11, msg=str(tb))
 
 
 @settings(max_examples=15, deadline=None)
@@ -87,12 +98,14 @@ def test_mass_hopping_conversion_round_trip(m2, lam_c, nd):
         return
     kappa, lam = hopping_from_mass(m2, lam_c, nd)
     assert kappa > 0
-    # the defining equations
-    assert math.isclose(kappa * (2 * nd + m2), 1 - 2 * lam, rel_tol=1e-10, abs_tol=1e-12)
-    assert math.isclose(lam, 4 * kappa ** 2 * lam_c, rel_tol=1e-12, abs_tol=1e-15)
+    # the defining equations (tolerance max(rel * max(|a|, |b|), abs), as math.isclose)
+    a, b = kappa * (2 * nd + m2), 1 - 2 * lam
+    assert_close(a, b, rtol=0, atol=max(1e-10 * max(abs(a), abs(b)), 1e-12))
+    a, b = lam, 4 * kappa ** 2 * lam_c
+    assert_close(a, b, rtol=0, atol=max(1e-12 * max(abs(a), abs(b)), 1e-15))
     m2b, lcb = mass_from_hopping(kappa, lam, nd)
-    assert math.isclose(m2b, m2, rel_tol=1e-9, abs_tol=1e-9)
-    assert math.isclose(lcb, lam_c, rel_tol=1e-9, abs_tol=1e-9)
+    assert_close(m2b, m2, rtol=0, atol=1e-9 * max(abs(m2b), abs(m2), 1.0))
+    assert_close(lcb, lam_c, rtol=0, atol=1e-9 * max(abs(lcb), abs(lam_c), 1.0))
 
 
 def test_mass_hopping_conversion_refuses_overflow():
@@ -101,7 +114,8 @@ def test_mass_hopping_conversion_refuses_overflow():
         hopping_from_mass(-3.0, 2.2e-311, 1)
     # small but normal lambda: the cancellation-free root stays accurate
     kappa, lam = hopping_from_mass(-3.0, 1e-9, 1)
-    assert math.isclose(kappa * (2 - 3.0), 1 - 2 * lam, rel_tol=1e-9)
+    a, b = kappa * (2 - 3.0), 1 - 2 * lam
+    assert_close(a, b, rtol=0, atol=1e-9 * max(abs(a), abs(b)))  # math.isclose(a, b, rel_tol=1e-9)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -112,30 +126,30 @@ def test_mass_form_equals_hopping_form_after_rescaling(bk, shape, m2, lam_c):
     S = Phi4Action.from_mass(lat, m2, lam_c, normalization="half")
     H = S.hopping()
     assert S.form == "mass" and H.form == "hopping"
-    assert math.isclose(S.field_scale, math.sqrt(2 * H.kappa))
+    a, b = S.field_scale, math.sqrt(2 * H.kappa)
+    assert_close(a, b, rtol=0, atol=1e-9 * max(abs(a), abs(b)))  # math.isclose(a, b): rel_tol 1e-9
     a = bk.to_numpy(S(S.field_scale * phi))
     b = bk.to_numpy(H(phi))
-    np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11)
-    np.testing.assert_allclose(bk.to_numpy(phi4_action_mass(S.field_scale * phi, lat, m2, lam_c)), b, rtol=1e-11,
-                               atol=1e-11)
+    assert_close(a, b, rtol=1e-11, atol=1e-11)
+    assert_close(bk.to_numpy(phi4_action_mass(S.field_scale * phi, lat, m2, lam_c)), b, rtol=1e-11, atol=1e-11)
     # forces: dS_mass/dphi_c = (1/s) dS_hop/dphi_hop
     fa = bk.to_numpy(S.force(S.field_scale * phi)) * S.field_scale
-    np.testing.assert_allclose(fa, bk.to_numpy(H.force(phi)), rtol=1e-10, atol=1e-10)
+    assert_close(fa, bk.to_numpy(H.force(phi)), rtol=1e-10, atol=1e-10)
 
 
 def test_conversion_agrees_with_exact_module():
     from latticekit.exact import phi4_conventions as conv
 
     for m2, lc, nd in [(-4.0, 8.0, 2), (0.3, 1.0, 3), (1.0, 0.0, 4)]:
-        np.testing.assert_allclose(hopping_from_mass(m2, lc, nd), conv.phi4_m2_to_hopping(m2, lc, nd, "half"))
+        assert_close(hopping_from_mass(m2, lc, nd), conv.phi4_m2_to_hopping(m2, lc, nd, "half"), rtol=1e-7, atol=0)
 
 
 def test_free_field_values(bk):
     lat = lk.Lattice((4, 4))
     ones = bk.asarray(np.ones((4, 4)))
     # constant field 1: V [(1 - 2 lam) + lam - 2 kappa Nd]
-    np.testing.assert_allclose(float(phi4_action(ones, lat, 0.1, 0.5)), 16 * (0.0 + 0.5 - 0.4))
-    np.testing.assert_allclose(float(phi4_action_mass(ones, lat, 1.0, 0.5)), 16 * (0.5 + 0.5))
+    assert_close(float(phi4_action(ones, lat, 0.1, 0.5)), 16 * (0.0 + 0.5 - 0.4), rtol=1e-7, atol=0)
+    assert_close(float(phi4_action_mass(ones, lat, 1.0, 0.5)), 16 * (0.5 + 0.5), rtol=1e-7, atol=0)
 
 
 def test_errors(bk):
@@ -168,4 +182,4 @@ def test_phi4_action_object_is_differentiable_in_its_couplings() -> None:
     S = Phi4Action(lat, kappa, 0.5).action(phi)
     (g,) = torch.autograd.grad(S, kappa)
     expected = -2.0 * sum((phi * torch.roll(phi, -1, dims=d)).sum() for d in (0, 1))
-    assert torch.allclose(g, expected)
+    assert_close(g, expected, rtol=1e-5, atol=1e-8)

@@ -11,6 +11,7 @@ import latticekit as lk
 from latticekit.actions import WilsonGaugeAction, staples, wilson_gauge_action, wilson_gauge_force
 from latticekit.gauge import cold_gauge_field, gauge_transform, link, random_gauge_field
 from latticekit.lattice import LatticeMismatchError
+from latticekit.testing import assert_close
 
 CASES = [
     pytest.param(lk.U1, (4, 5), id="U1-2d"),
@@ -22,9 +23,9 @@ CASES = [
 ]
 
 
-def _rel(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
+def _scale(b):
+    """max(1, max|b|): tolerances below are norm-wise, relative to the largest entry of the reference."""
+    return max(1.0, float(np.max(np.abs(np.asarray(b)))))
 
 
 @pytest.mark.parametrize("group,shape", CASES)
@@ -35,7 +36,7 @@ def test_cold_field_action_is_exact(bk, group, shape):
     S = bk.to_numpy(wilson_gauge_action(U, beta, group, lat))
     n_planes = lat.nd * (lat.nd - 1) // 2
     assert S.shape == (2,)
-    np.testing.assert_allclose(S, -beta * lat.volume * n_planes, rtol=1e-14)
+    assert_close(S, -beta * lat.volume * n_planes, rtol=1e-14, atol=0)
 
 
 @pytest.mark.parametrize("group,shape", CASES)
@@ -46,13 +47,13 @@ def test_action_gauge_and_translation_invariant(bk, group, shape):
     Om = group.random(rng, (2,), lat.shape)
     S = bk.to_numpy(wilson_gauge_action(U, 1.3, group, lat))
     S_g = bk.to_numpy(wilson_gauge_action(gauge_transform(U, Om, group, lat), 1.3, group, lat))
-    assert _rel(S_g, S) < 1e-12
+    assert_close(S_g, S, rtol=0, atol=1e-12 * _scale(S))
     xp = bk.xp
     U_t = xp.roll(xp.roll(U, 1, axis=-1), 2, axis=-lat.nd)
-    assert _rel(bk.to_numpy(wilson_gauge_action(U_t, 1.3, group, lat)), S) < 1e-12
+    assert_close(bk.to_numpy(wilson_gauge_action(U_t, 1.3, group, lat)), S, rtol=0, atol=1e-12 * _scale(S))
     # not trivially constant: another field gives another action
     U2 = random_gauge_field(group, lat, bk.rng(2), batch_shape=(2,))
-    assert _rel(bk.to_numpy(wilson_gauge_action(U2, 1.3, group, lat)), S) > 1e-3
+    assert np.max(np.abs(bk.to_numpy(wilson_gauge_action(U2, 1.3, group, lat)) - S)) > 1e-3 * _scale(S)
 
 
 @pytest.mark.parametrize("group,shape", CASES)
@@ -73,7 +74,7 @@ def test_staples_reproduce_action(bk, group, shape):
             prod = group.trace(group.mul(Um, Am, nd=nd), nd=nd)
         tot = tot + bk.to_numpy(xp.sum(xp.real(prod), axis=tuple(range(-nd, 0))))
     S = bk.to_numpy(wilson_gauge_action(U, 2.0, group, lat))
-    np.testing.assert_allclose(-(2.0 / group.N) * tot / 4.0, S, rtol=1e-12)
+    assert_close(-(2.0 / group.N) * tot / 4.0, S, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("group,shape", CASES)
@@ -88,21 +89,21 @@ def test_force_gauge_covariant_and_algebra_valued(bk, group, shape):
         # gauge invariant for an abelian group; equal to beta Im(exp(i theta) A)
         Om = group.random(rng, (), lat.shape)
         Fg = wilson_gauge_force(gauge_transform(U, Om, group, lat), 1.7, group, lat)
-        assert _rel(bk.to_numpy(Fg), bk.to_numpy(F)) < 1e-12
+        assert_close(Fg, F, rtol=0, atol=1e-12 * _scale(bk.to_numpy(F)))
         A = staples(U, group, lat)
         ref = 1.7 * bk.xp.imag(group.to_matrix(U, nd=nd) * A)
-        assert _rel(bk.to_numpy(F), bk.to_numpy(ref)) < 1e-12
+        assert_close(F, ref, rtol=0, atol=1e-12 * _scale(bk.to_numpy(ref)))
         return
     Fn = bk.to_numpy(F)
     # traceless anti-Hermitian
-    assert np.abs(Fn + np.conj(np.swapaxes(Fn, -nd - 2, -nd - 1))).max() < 1e-12
-    assert np.abs(np.trace(Fn, axis1=-nd - 2, axis2=-nd - 1)).max() < 1e-12
+    assert_close(Fn, -np.conj(np.swapaxes(Fn, -nd - 2, -nd - 1)), rtol=0, atol=1e-12)
+    assert_close(np.trace(Fn, axis1=-nd - 2, axis2=-nd - 1), 0.0, rtol=0, atol=1e-12)
     # F_mu(x) -> Omega(x) F_mu(x) Omega(x)^dag under U_mu(x) -> Omega(x) U_mu(x) Omega(x+mu)^dag
     Om = group.random(rng, (), lat.shape)
     Fg = wilson_gauge_force(gauge_transform(U, Om, group, lat), 1.7, group, lat)
     Om_b = bk.xp.stack([Om] * nd, axis=0)
     ref = group.mul_adj(group.mul(Om_b, F, nd=nd), Om_b, nd=nd)
-    assert _rel(bk.to_numpy(Fg), bk.to_numpy(ref)) < 1e-12
+    assert_close(Fg, ref, rtol=0, atol=1e-12 * _scale(bk.to_numpy(ref)))
 
 
 def _perturbed(U, group, lat, mu, site, a, eps):
@@ -119,47 +120,58 @@ def _perturbed(U, group, lat, mu, site, a, eps):
     return U
 
 
+# Central differences with step eps: truncation ~ eps^2 |S^(3)| ~ 1e-10 and round-off ~ finfo.eps |S| / eps ~ 1e-9
+# in double precision. The tolerance is that of the field's dtype (float64 / complex128 on every backend).
+FD_EPS_AND_TOL = {"float64": (1e-5, 1e-7), "complex128": (1e-5, 1e-7)}
+
+
 @pytest.mark.parametrize("group,shape", CASES)
-def test_force_matches_finite_differences(group, shape):
+def test_force_matches_finite_differences(bk, group, shape):
     lat = lk.Lattice(shape)
-    rng = lk.backends.rng(5, backend="numpy")
-    U = random_gauge_field(group, lat, rng)
+    U = random_gauge_field(group, lat, bk.rng(5))
     beta = 1.9
     F = wilson_gauge_force(U, beta, group, lat)
     nd = lat.nd
-    coords = np.asarray(group.to_coords(F, nd=nd))  # (Nd, dim, *L)
-    eps = 1e-5
+    coords = bk.to_numpy(group.to_coords(F, nd=nd))  # (Nd, dim, *L)
+    Un = bk.to_numpy(U)
+    eps, tol = FD_EPS_AND_TOL[Un.dtype.name]
     gen = np.random.default_rng(0)
     for _ in range(3):
         mu = int(gen.integers(nd))
         site = tuple(int(gen.integers(L)) for L in lat.shape)
         for a in range(group.algebra_dim):
-            sp = wilson_gauge_action(_perturbed(U, group, lat, mu, site, a, eps), beta, group, lat)
-            sm = wilson_gauge_action(_perturbed(U, group, lat, mu, site, a, -eps), beta, group, lat)
-            fd = (float(sp) - float(sm)) / (2 * eps)
-            assert abs(fd - coords[(mu, a) + site]) < 1e-7 * max(1.0, abs(fd)), (mu, site, a)
+            # the perturbed fields are built on the host and handed to the backend under test
+            sp = wilson_gauge_action(bk.asarray(_perturbed(Un, group, lat, mu, site, a, eps)), beta, group, lat)
+            sm = wilson_gauge_action(bk.asarray(_perturbed(Un, group, lat, mu, site, a, -eps)), beta, group, lat)
+            fd = (float(bk.to_numpy(sp)) - float(bk.to_numpy(sm))) / (2 * eps)
+            # |fd - F| <= tol * max(1, |fd|)
+            assert_close(coords[(mu, a) + site], fd,
+                         rtol=0, atol=tol * max(1.0, abs(fd)), msg=f"mu {mu} site {site} a {a}")
 
 
 @pytest.mark.parametrize("group,shape", CASES)
-def test_force_matches_torch_autograd(group, shape):
-    torch = pytest.importorskip("torch")
+def test_force_matches_torch_autograd(torch_backends, group, shape):
+    import torch
+
     lat = lk.Lattice(shape)
     nd = lat.nd
-    U = random_gauge_field(group, lat, lk.backends.rng(6, backend="torch"), batch_shape=(2,))
-    beta = 0.8
-    F = wilson_gauge_force(U, beta, group, lat)
-    if group is lk.U1:
-        th = U.clone().requires_grad_(True)
-        wilson_gauge_action(th, beta, group, lat).sum().backward()
-        grad = th.grad
-        ref = F
-    else:
-        omega = torch.zeros((2, nd, group.algebra_dim) + lat.shape, dtype=torch.float64, requires_grad=True)
-        Up = group.mul(group.exp(group.from_coords(omega, nd=nd), nd=nd), U, nd=nd)
-        wilson_gauge_action(Up, beta, group, lat).sum().backward()
-        grad = omega.grad
-        ref = group.to_coords(F, nd=nd)
-    assert float((grad - ref).abs().max()) < 1e-11
+    for tb in torch_backends:
+        U = random_gauge_field(group, lat, tb.rng(6), batch_shape=(2,))
+        beta = 0.8
+        F = wilson_gauge_force(U, beta, group, lat)
+        if group is lk.U1:
+            th = U.clone().requires_grad_(True)
+            wilson_gauge_action(th, beta, group, lat).sum().backward()
+            grad = th.grad
+            ref = F
+        else:
+            omega = torch.zeros((2, nd, group.algebra_dim) + lat.shape, dtype=torch.float64, device=tb.device,
+                                requires_grad=True)
+            Up = group.mul(group.exp(group.from_coords(omega, nd=nd), nd=nd), U, nd=nd)
+            wilson_gauge_action(Up, beta, group, lat).sum().backward()
+            grad = omega.grad
+            ref = group.to_coords(F, nd=nd)
+        assert_close(grad, ref, rtol=0, atol=1e-11, msg=str(tb))
 
 
 def test_class_interface_and_errors(bk):
@@ -167,8 +179,8 @@ def test_class_interface_and_errors(bk):
     G = lk.SU(2)
     act = WilsonGaugeAction(G, lat, beta=2.0)
     U = random_gauge_field(G, lat, bk.rng(7), batch_shape=(3,))
-    np.testing.assert_allclose(bk.to_numpy(act(U)), bk.to_numpy(wilson_gauge_action(U, 2.0, G, lat)))
-    np.testing.assert_allclose(bk.to_numpy(act.action(U)), bk.to_numpy(act(U)))
+    assert_close(bk.to_numpy(act(U)), bk.to_numpy(wilson_gauge_action(U, 2.0, G, lat)), rtol=1e-7, atol=0)
+    assert_close(bk.to_numpy(act.action(U)), bk.to_numpy(act(U)), rtol=1e-7, atol=0)
     assert tuple(act.force(U).shape) == tuple(U.shape)
     assert act.field_shape == (2, 2, 2, 4, 4)
     with pytest.raises(LatticeMismatchError, match=r"U has shape .*expected"):

@@ -9,22 +9,23 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from latticekit.analysis import ReweightResult, ess, ess_absolute, log_weights, reweight
+from latticekit.testing import assert_close
 
 
 def test_uniform_weights():
     for c in (0.0, -3.0, 1e4, -1e4):
-        assert ess(np.full(1000, c)) == pytest.approx(1.0, rel=1e-12)
-        assert ess_absolute(np.full(1000, c)) == pytest.approx(1000.0, rel=1e-12)
+        assert_close(ess(np.full(1000, c)), 1.0, rtol=1e-12, atol=0)
+        assert_close(ess_absolute(np.full(1000, c)), 1000.0, rtol=1e-12, atol=0)
 
 
 def test_one_dominant_weight():
     lw = np.full(500, -1e4)
     lw[17] = 0.0
-    assert ess(lw) == pytest.approx(1 / 500, rel=1e-12)
-    assert ess_absolute(lw) == pytest.approx(1.0, rel=1e-12)
+    assert_close(ess(lw), 1 / 500, rtol=0, atol=1e-12)
+    assert_close(ess_absolute(lw), 1.0, rtol=1e-12, atol=0)
     # two equal dominant weights -> ESS = 2
     lw[3] = 0.0
-    assert ess_absolute(lw) == pytest.approx(2.0, rel=1e-12)
+    assert_close(ess_absolute(lw), 2.0, rtol=1e-12, atol=0)
 
 
 def test_gaussian_log_weights_large_n():
@@ -36,7 +37,7 @@ def test_gaussian_log_weights_large_n():
     rng = np.random.default_rng(0)
     for s in (0.1, 0.4, 0.7):
         lw = rng.normal(3.0, s, 1_000_000)
-        assert ess(lw) == pytest.approx(np.exp(-(s**2)), rel=1.5e-2)
+        assert_close(ess(lw), np.exp(-(s**2)), rtol=1.5e-2, atol=0)
 
 
 def test_numerical_stability_large_log_weights():
@@ -45,14 +46,14 @@ def test_numerical_stability_large_log_weights():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no overflow/underflow warnings
         for shift in (1e4, -1e4, 7.1e5):
-            assert ess(lw + shift) == pytest.approx(ess(lw), rel=1e-9)
+            assert_close(ess(lw + shift), ess(lw), rtol=1e-9, atol=0)
         # spread of 1e4 in log-weights: one sample dominates completely
         wide = rng.uniform(-1e4, 1e4, 1000)
         w = np.exp(wide - wide.max())  # float64 handles the normalised weights exactly
-        assert ess_absolute(wide) == pytest.approx(w.sum() ** 2 / (w**2).sum(), rel=1e-12)
+        assert_close(ess_absolute(wide), w.sum() ** 2 / (w**2).sum(), rtol=1e-12, atol=0)
         assert ess_absolute(wide) < 1.01
         r = reweight(np.arange(1000.0), wide)
-        assert r.value == pytest.approx(np.sum(w * np.arange(1000.0)) / w.sum(), rel=1e-12)
+        assert_close(r.value, np.sum(w * np.arange(1000.0)) / w.sum(), rtol=1e-12, atol=0)
 
 
 def test_batches_and_axis():
@@ -60,14 +61,14 @@ def test_batches_and_axis():
     lw = rng.normal(size=(3, 4, 200))
     e = ess(lw)
     assert e.shape == (3, 4)
-    assert ess(lw[1, 2]) == pytest.approx(e[1, 2], rel=1e-14)
-    np.testing.assert_allclose(ess(np.moveaxis(lw, -1, 0), axis=0), e, rtol=1e-14)
-    np.testing.assert_allclose(ess_absolute(lw), 200 * e, rtol=1e-14)
+    assert_close(ess(lw[1, 2]), e[1, 2], rtol=0, atol=1e-12)
+    assert_close(ess(np.moveaxis(lw, -1, 0), axis=0), e, rtol=1e-14, atol=0)
+    assert_close(ess_absolute(lw), 200 * e, rtol=1e-14, atol=0)
 
 
 def test_zero_weights_allowed():
     lw = np.array([0.0, 0.0, -np.inf, -np.inf])
-    assert ess_absolute(lw) == pytest.approx(2.0)
+    assert_close(ess_absolute(lw), 2.0, rtol=1e-6, atol=0)
 
 
 @settings(max_examples=60, deadline=None)
@@ -79,7 +80,7 @@ def test_ess_bounds_and_shift_invariance(lw, shift):
     n = lw.size
     e = ess(lw)
     assert 1 / n * (1 - 1e-9) <= e <= 1.0
-    assert ess(lw + shift) == pytest.approx(e, rel=1e-6)
+    assert_close(ess(lw + shift), e, rtol=1e-6, atol=0)
 
 
 def test_bad_log_weights():
@@ -113,13 +114,13 @@ def test_reweight_gaussian_tilt():
         r = reweight(x, log_weights(-0.5 * (x - a) ** 2, -0.5 * x**2))
         assert isinstance(r, ReweightResult)
         assert abs(r.value - a) < 4 * r.error
-        assert r.ess == pytest.approx(np.exp(-(a**2)), rel=0.05)
+        assert_close(r.ess, np.exp(-(a**2)), rtol=0.05, atol=0)
         g = reweight(x, a * x, method="gamma")
-        np.testing.assert_allclose(g.value, r.value, rtol=1e-12)
-        np.testing.assert_allclose(g.error, r.error, rtol=0.02)  # both O(1/sqrt(2N))-precise
+        assert_close(g.value, r.value, rtol=1e-12, atol=0)
+        assert_close(g.error, r.error, rtol=0.02, atol=0)  # both O(1/sqrt(2N))-precise
     # offsets of the log-weights change nothing
     r1, r2 = reweight(x, x), reweight(x, x + 1e4)
-    np.testing.assert_allclose([r1.value, r1.error], [r2.value, r2.error], rtol=1e-12)
+    assert_close([r1.value, r1.error], [r2.value, r2.error], rtol=1e-12, atol=0)
 
 
 def test_reweight_error_calibration():
@@ -140,9 +141,9 @@ def test_reweight_error_calibration():
 def test_reweight_uniform_weights_is_plain_mean():
     x = np.random.default_rng(5).standard_normal(999)
     r = reweight(x, np.zeros(999))
-    np.testing.assert_allclose(r.value, x.mean(), rtol=1e-13)
-    np.testing.assert_allclose(r.error, x.std(ddof=1) / np.sqrt(999), rtol=1e-10)
-    assert r.ess == pytest.approx(1.0)
+    assert_close(r.value, x.mean(), rtol=1e-13, atol=0)
+    assert_close(r.error, x.std(ddof=1) / np.sqrt(999), rtol=1e-10, atol=0)
+    assert_close(r.ess, 1.0, rtol=1e-6, atol=0)
     with pytest.raises(ValueError, match="method"):
         reweight(x, np.zeros(999), method="nope")
     with pytest.raises(ValueError, match="obs, log_w"):

@@ -17,6 +17,7 @@ from latticekit.analysis import (
     gamma_method,
     jackknife,
 )
+from latticekit.testing import assert_close
 
 
 def ar1(rho, n, rng, batch=()):
@@ -44,9 +45,9 @@ def test_jackknife_mean_equals_naive_error_exactly():
     x = np.random.default_rng(0).exponential(size=(3, 1001))
     r = jackknife(x)
     assert isinstance(r, ResamplingResult) and r.method == "jackknife"
-    np.testing.assert_allclose(r.value, x.mean(-1), rtol=1e-14)
-    np.testing.assert_allclose(r.error, x.std(-1, ddof=1) / np.sqrt(x.shape[-1]), rtol=1e-12)
-    np.testing.assert_allclose(r.bias, 0.0, atol=1e-12)  # the mean is unbiased
+    assert_close(r.value, x.mean(-1), rtol=1e-14, atol=0)
+    assert_close(r.error, x.std(-1, ddof=1) / np.sqrt(x.shape[-1]), rtol=1e-12, atol=0)
+    assert_close(r.bias, 0.0, rtol=0, atol=1e-12)  # the mean is unbiased
     assert r.samples.shape == (3, 1001)
 
 
@@ -55,14 +56,14 @@ def test_jackknife_binned_equals_naive_error_of_bin_means():
     r = jackknife(x, bin_size=10)
     b = x.reshape(100, 10).mean(-1)
     assert r.n_bins == 100 and r.bin_size == 10
-    np.testing.assert_allclose(r.error, b.std(ddof=1) / 10, rtol=1e-12)
+    assert_close(r.error, b.std(ddof=1) / 10, rtol=1e-12, atol=0)
 
 
 def test_jackknife_linear_func_equals_primary():
     x = np.random.default_rng(2).standard_normal((2, 500))
     r = jackknife(x, lambda a: 2 * a[0] - 3 * a[1])
     p = jackknife(2 * x[0] - 3 * x[1])
-    np.testing.assert_allclose([r.value, r.error], [p.value, p.error], rtol=1e-12)
+    assert_close([r.value, r.error], [p.value, p.error], rtol=1e-12, atol=0)
 
 
 def test_jackknife_and_bootstrap_ratio_against_delta_method():
@@ -70,21 +71,21 @@ def test_jackknife_and_bootstrap_ratio_against_delta_method():
     # bootstrap with 1000 samples adds 1/sqrt(2*1000) = 2.2%: tolerances 2% / 8%.
     data, exact = correlated_pair(100_000, np.random.default_rng(3))
     jk = jackknife(data, ratio)
-    np.testing.assert_allclose(jk.error, exact, rtol=0.02)
+    assert_close(jk.error, exact, rtol=0.02, atol=0)
     assert abs(jk.value - 0.4) < 4 * exact
     bs = bootstrap(data, ratio, rng=4, n_boot=1000)
-    np.testing.assert_allclose(bs.error, exact, rtol=0.08)
+    assert_close(bs.error, exact, rtol=0.08, atol=0)
     assert bs.value == jk.value and bs.samples.shape == (1000,)
     # the three estimators agree with each other
     gm = gamma_method(data, ratio)
-    np.testing.assert_allclose(jk.error, gm.error, rtol=0.01)
+    assert_close(jk.error, gm.error, rtol=0.01, atol=0)
 
 
 def test_jackknife_bias_of_nonlinear_function():
     """Bias of <x>^2 is Var(x)/N; the jackknife estimates it (exactly, for this f)."""
     x = np.random.default_rng(5).normal(1.0, 2.0, size=400)
     r = jackknife(x[None], lambda a: a[0] ** 2)
-    np.testing.assert_allclose(r.bias, x.var(ddof=1) / x.size, rtol=1e-10)
+    assert_close(r.bias, x.var(ddof=1) / x.size, rtol=1e-10, atol=0)
 
 
 def test_bootstrap_reproducible_and_seeded():
@@ -116,7 +117,7 @@ def test_bootstrap_chunking_is_invisible(monkeypatch):
     full = bootstrap(x, rng=10, n_boot=50)
     monkeypatch.setattr(rs, "_CHUNK_ENTRIES", 3000)  # 3 samples per chunk
     chunked = bootstrap(x, rng=10, n_boot=50)
-    np.testing.assert_allclose(chunked.samples, full.samples, rtol=1e-13)
+    assert_close(chunked.samples, full.samples, rtol=1e-13, atol=0)
 
 
 def test_binning_recovers_autocorrelated_error():
@@ -143,9 +144,9 @@ def test_replica_bins_do_not_straddle():
     reps = [rng.standard_normal(10), rng.standard_normal(11)]
     r = jackknife(reps, bin_size=3)
     assert r.n_bins == 6  # 3 + 3, remainders dropped per replica
-    np.testing.assert_allclose(r.value, np.concatenate(reps).mean())
+    assert_close(r.value, np.concatenate(reps).mean(), rtol=1e-7, atol=0)
     expected_bins = np.concatenate([bin_series(reps[0], 3), bin_series(reps[1], 3)])
-    np.testing.assert_allclose(r.error, expected_bins.std(ddof=1) / np.sqrt(6), rtol=1e-12)
+    assert_close(r.error, expected_bins.std(ddof=1) / np.sqrt(6), rtol=1e-12, atol=0)
     b = bootstrap(reps, rng=1, bin_size=3, n_boot=20)
     assert b.n_bins == 6 and b.samples.shape == (20,)
 
@@ -174,7 +175,7 @@ def test_blocking_analysis_plateau_at_tau_int():
     assert isinstance(res, BlockingResult)
     assert res.bin_sizes[0] == 1 and np.all(np.diff(res.bin_sizes) > 0)
     assert np.all(res.n_bins >= 16)
-    assert res.tau_int[0] == pytest.approx(0.5)
+    assert_close(res.tau_int[0], 0.5, rtol=1e-6, atol=0)
     k = int(np.flatnonzero(res.bin_sizes == 256)[0])
     assert abs(res.tau_int[k] / 4.5 - 1) < 0.15
     assert np.all(np.diff(res.errors[:6]) > 0)  # error grows while bins < tau
@@ -191,7 +192,7 @@ def test_blocking_batched_and_derived():
     assert res.errors.shape == res.bin_sizes.shape
     res_b = blocking_analysis(np.stack([data, data], axis=1), ratio)
     assert res_b.errors.shape == (2,) + res.bin_sizes.shape
-    np.testing.assert_allclose(res_b.errors[1], res.errors, rtol=1e-12)
+    assert_close(res_b.errors[1], res.errors, rtol=1e-12, atol=0)
 
 
 def test_torch_input():

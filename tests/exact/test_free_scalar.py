@@ -23,6 +23,7 @@ from latticekit.exact import (
     phi4_hopping_to_m2,
     phi4_m2_to_hopping,
 )
+from latticekit.testing import assert_close
 
 SHAPES = [(4, 4), (3, 4, 2), (2, 3), (5,), (1, 4)]
 
@@ -43,17 +44,18 @@ def test_propagator_against_dense_inverse_hopping(shape):
     M = _hessian(lambda p: phi4_action_hopping(p, kappa, 0.0, nd=len(shape)), shape)
     Minv = np.linalg.inv(M)
     G = free_scalar_propagator(shape, kappa=kappa, backend="numpy")
-    np.testing.assert_allclose(G.ravel(), Minv[0], atol=1e-13, rtol=1e-12)
+    assert_close(G.ravel(), Minv[0], rtol=1e-12, atol=1e-13)
     # translation invariance: <phi_y phi_{y+x}> = G(x) for a random y
     y = tuple(s - 1 for s in shape)
     yi = np.ravel_multi_index(y, shape)
     shifted = np.roll(G, shift=y, axis=tuple(range(len(shape))))
-    np.testing.assert_allclose(shifted.ravel(), Minv[yi], atol=1e-13, rtol=1e-12)
+    assert_close(shifted.ravel(), Minv[yi], rtol=1e-12, atol=1e-13)
     sign, logdet = np.linalg.slogdet(M)
     V = M.shape[0]
     assert sign > 0
-    assert free_scalar_log_z(shape, kappa=kappa) == pytest.approx(0.5 * V * math.log(2 * math.pi) - 0.5 * logdet, rel=1e-12)
-    assert free_scalar_susceptibility(shape, kappa=kappa) == pytest.approx(Minv[0].sum(), rel=1e-12)
+    assert_close(free_scalar_log_z(shape, kappa=kappa), 0.5 * V * math.log(2 * math.pi) - 0.5 * logdet,
+                 rtol=1e-12, atol=0)
+    assert_close(free_scalar_susceptibility(shape, kappa=kappa), Minv[0].sum(), rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("normalization", ["half", "unit"])
@@ -63,19 +65,19 @@ def test_propagator_against_dense_inverse_m2(shape, normalization):
     M = _hessian(lambda p: phi4_action_m2(p, m2, 0.0, nd=len(shape), normalization=normalization), shape)
     Minv = np.linalg.inv(M)
     G = free_scalar_propagator(shape, m2=m2, normalization=normalization, backend="numpy")
-    np.testing.assert_allclose(G.ravel(), Minv[0], atol=1e-13, rtol=1e-12)
+    assert_close(G.ravel(), Minv[0], rtol=1e-12, atol=1e-13)
     logdet = np.linalg.slogdet(M)[1]
     ref = 0.5 * M.shape[0] * math.log(2 * math.pi) - 0.5 * logdet
-    assert free_scalar_log_z(shape, m2=m2, normalization=normalization) == pytest.approx(ref, rel=1e-12)
+    assert_close(free_scalar_log_z(shape, m2=m2, normalization=normalization), ref, rtol=1e-12, atol=0)
 
 
 def test_momentum_propagator_and_fft_convention():
     shape, m2 = (6, 4), 0.2
     G = free_scalar_propagator(shape, m2=m2, backend="numpy")
     Gt = free_scalar_momentum_propagator(shape, m2=m2, backend="numpy")
-    np.testing.assert_allclose(np.fft.fftn(G).real, Gt, rtol=1e-12)
+    assert_close(np.fft.fftn(G).real, Gt, rtol=1e-12, atol=0)
     p = 2 * np.pi / 6
-    assert Gt[1, 0] == pytest.approx(1 / (4 * math.sin(p / 2) ** 2 + m2))
+    assert_close(Gt[1, 0], 1 / (4 * math.sin(p / 2) ** 2 + m2), rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("L0", [8, 9, 16])
@@ -85,8 +87,8 @@ def test_timeslice_correlator_closed_form(L0):
     mp = free_scalar_pole_mass(m2=m2)
     t = np.arange(L0)
     ref = np.cosh(mp * (L0 / 2 - t)) / (2 * math.sinh(mp) * math.sinh(mp * L0 / 2))
-    np.testing.assert_allclose(C, ref, rtol=1e-12)
-    assert C.sum() == pytest.approx(free_scalar_susceptibility(shape, m2=m2), rel=1e-12)
+    assert_close(C, ref, rtol=1e-12, atol=0)
+    assert_close(C.sum(), free_scalar_susceptibility(shape, m2=m2), rtol=1e-12, atol=0)
 
 
 def test_second_moment_xi_and_pole_mass():
@@ -94,18 +96,19 @@ def test_second_moment_xi_and_pole_mass():
         for m2 in (0.01, 0.3, 2.0):
             for mu in range(len(shape)):
                 xi = free_scalar_second_moment_correlation_length(shape, m2=m2, mu=mu)
-                assert xi == pytest.approx(1 / math.sqrt(m2), rel=1e-12)
+                want = 1 / math.sqrt(m2)
+                assert_close(xi, want, rtol=0, atol=max(1e-12 * want, 1e-12))
     kappa, nd = 0.2, 2
-    assert free_scalar_pole_mass(kappa=kappa, nd=nd) == pytest.approx(2 * math.asinh(0.5 * math.sqrt(1 / kappa - 4)))
+    assert_close(free_scalar_pole_mass(kappa=kappa, nd=nd), 2 * math.asinh(0.5 * math.sqrt(1 / kappa - 4)),
+                 rtol=1e-6, atol=0)
     # hopping and m2 forms: same correlation length, propagators differ by the field rescaling 2 kappa
     m2 = 1 / kappa - 2 * nd
     Gh = free_scalar_propagator((6, 6), kappa=kappa, backend="numpy")
     Gm = free_scalar_propagator((6, 6), m2=m2, backend="numpy")
-    np.testing.assert_allclose(2 * kappa * Gh, Gm, rtol=1e-12)
+    assert_close(2 * kappa * Gh, Gm, rtol=1e-12, atol=0)
     V = 36
-    assert free_scalar_log_z((6, 6), kappa=kappa) == pytest.approx(
-        free_scalar_log_z((6, 6), m2=m2) - V * math.log(phi4_field_scale(kappa)), rel=1e-12
-    )
+    assert_close(free_scalar_log_z((6, 6), kappa=kappa),
+                 free_scalar_log_z((6, 6), m2=m2) - V * math.log(phi4_field_scale(kappa)), rtol=1e-12, atol=0)
 
 
 def test_bad_parameters():
@@ -134,9 +137,11 @@ def test_actions_equal_after_rescaling(shape, normalization):
         s_hop = phi4_action_hopping(phi, kappa, lam, nd=nd)
         s_m2 = phi4_action_m2(s * phi, m2, lam_c, nd=nd, normalization=normalization)
         assert s_hop.shape == (3,)
-        np.testing.assert_allclose(s_m2, s_hop, rtol=1e-12, atol=1e-12)
+        assert_close(s_m2, s_hop, rtol=1e-12, atol=1e-12)
         # and a wrong scale really breaks the equality
-        assert not np.allclose(phi4_action_m2(1.01 * s * phi, m2, lam_c, nd=nd, normalization=normalization), s_hop)
+        with pytest.raises(AssertionError, match="elements differ"):
+            assert_close(phi4_action_m2(1.01 * s * phi, m2, lam_c, nd=nd, normalization=normalization), s_hop,
+                         rtol=1e-5, atol=1e-8)
 
 
 def test_brief_formulas_explicitly():
@@ -146,11 +151,11 @@ def test_brief_formulas_explicitly():
     m2, lam = -1.3, 0.7
     nn = phi * np.roll(phi, -1, 0) + phi * np.roll(phi, -1, 1)
     explicit = np.sum(-nn + (2 * 2 + m2) / 2 * phi**2 + lam * phi**4)
-    assert phi4_action_m2(phi, m2, lam) == pytest.approx(explicit, rel=1e-13)
+    assert_close(phi4_action_m2(phi, m2, lam), explicit, rtol=1e-13, atol=0)
     # Albergo et al. tutorial point (M2 = -4, lam = 8, "unit") is kappa = 1/4, lam_hop = 1/2
-    assert phi4_m2_to_hopping(-4.0, 8.0, 2, normalization="unit") == pytest.approx((0.25, 0.5))
+    assert_close(phi4_m2_to_hopping(-4.0, 8.0, 2, normalization="unit"), (0.25, 0.5), rtol=1e-6, atol=0)
     # in the "half" normalisation lambda = lam / (4 kappa^2) (not lam / kappa^2)
-    assert phi4_hopping_to_m2(0.25, 0.5, 2, "half") == pytest.approx((-4.0, 2.0))
+    assert_close(phi4_hopping_to_m2(0.25, 0.5, 2, "half"), (-4.0, 2.0), rtol=1e-6, atol=0)
 
 
 @settings(max_examples=60, deadline=None)
@@ -163,8 +168,8 @@ def test_brief_formulas_explicitly():
 def test_conversion_round_trip(kappa, lam, nd, normalization):
     m2, lam_c = phi4_hopping_to_m2(kappa, lam, nd, normalization)
     k2, l2 = phi4_m2_to_hopping(m2, lam_c, nd, normalization)
-    assert k2 == pytest.approx(kappa, rel=1e-9)
-    assert l2 == pytest.approx(lam, rel=1e-9, abs=1e-12)
+    assert_close(k2, kappa, rtol=1e-9, atol=0)
+    assert_close(l2, lam, rtol=0, atol=max(1e-9 * lam, 1e-12))
 
 
 def test_conversion_errors():

@@ -21,6 +21,7 @@ from latticekit.exact import (
     sun_irreps,
 )
 from latticekit.exact.sun_2d import _coefficients
+from latticekit.testing import assert_close
 
 
 # --------------------------------------------------------------------------- representations
@@ -44,18 +45,18 @@ def test_weyl_quadrature_orthonormal_characters(N, irrep):
         return num / np.where(np.abs(den) < 1e-12, np.inf, den)
 
     norm = sun_character_coefficient_quadrature(0.0, N, irrep, n_points=24, weight=lambda t: chi(t))
-    assert norm == pytest.approx(1.0, abs=1e-12)
-    assert abs(sun_character_coefficient_quadrature(0.0, N, irrep, n_points=24)) < 1e-12
+    assert_close(norm, 1.0, rtol=0, atol=1e-12)
+    assert_close(sun_character_coefficient_quadrature(0.0, N, irrep, n_points=24), 0.0, rtol=0, atol=1e-12)
 
 
 # --------------------------------------------------------------------------- one plaquette
 @pytest.mark.parametrize("beta", [0.05, 1.0, 7.0, 60.0])
 def test_su2_closed_forms(beta):
-    assert sun_2d_one_plaquette_log_z(beta, 2) == pytest.approx(beta + math.log(2 * ive(1, beta) / beta), rel=1e-14)
-    assert sun_2d_plaquette(beta, 2) == pytest.approx(ive(2, beta) / ive(1, beta), rel=1e-13)
+    assert_close(sun_2d_one_plaquette_log_z(beta, 2), beta + math.log(2 * ive(1, beta) / beta), rtol=0, atol=1e-12)
+    assert_close(sun_2d_plaquette(beta, 2), ive(2, beta) / ive(1, beta), rtol=0, atol=1e-12)
     for two_j in range(5):
         ratio = sun_2d_character_ratio(beta, 2, (two_j,))
-        assert ratio == pytest.approx(ive(two_j + 1, beta) / ive(1, beta), rel=1e-12, abs=1e-300)
+        assert_close(ratio, ive(two_j + 1, beta) / ive(1, beta), rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("beta", [0.5, 4.0])
@@ -65,8 +66,8 @@ def test_su2_one_plaquette_against_scipy_quad(beta):
     zp = quad(
         lambda a: 2 / math.pi * math.sin(a) ** 2 * math.cos(a) * math.exp(beta * math.cos(a)), 0, math.pi, epsabs=1e-14
     )[0]
-    assert sun_2d_one_plaquette_log_z(beta, 2) == pytest.approx(math.log(z), rel=1e-12)
-    assert sun_2d_plaquette(beta, 2) == pytest.approx(zp / z, rel=1e-12)
+    assert_close(sun_2d_one_plaquette_log_z(beta, 2), math.log(z), rtol=0, atol=max(1e-12 * abs(math.log(z)), 1e-12))
+    assert_close(sun_2d_plaquette(beta, 2), zp / z, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("beta", [0.8, 6.0, 25.0])
@@ -74,14 +75,15 @@ def test_su3_bessel_determinants_against_weyl_quadrature(beta):
     lam = sun_irreps(3, 3)
     c = _coefficients(beta, 3, lam) * math.exp(beta)
     q = np.array([sun_character_coefficient_quadrature(beta, 3, row, n_points=72).real for row in lam])
-    np.testing.assert_allclose(c, q, rtol=1e-10)
+    assert_close(c, q, rtol=1e-10, atol=0)
     # derivative of c_0 (Jacobi formula) against the quadrature of (1/3) Re tr U e^{S}
     c0, dc0 = _coefficients(beta, 3, lam[:1], derivative=True)
     num = sun_character_coefficient_quadrature(
         beta, 3, (0, 0), n_points=72, weight=lambda t: np.cos(t).sum(axis=1) / 3 * np.exp(beta / 3 * np.cos(t).sum(axis=1))
     ).real
-    assert dc0[0] / c0[0] == pytest.approx(num / q[0], rel=1e-11)
-    assert sun_2d_plaquette(beta, 3) == pytest.approx(num / q[0], rel=1e-11)
+    tol = max(1e-11 * abs(num / q[0]), 1e-12)  # max(rel |want|, abs)
+    assert_close(dc0[0] / c0[0], num / q[0], rtol=0, atol=tol)
+    assert_close(sun_2d_plaquette(beta, 3), num / q[0], rtol=0, atol=tol)
 
 
 def test_su4_against_weyl_quadrature():
@@ -89,14 +91,15 @@ def test_su4_against_weyl_quadrature():
     for irrep in ((0, 0, 0), (1, 0, 0), (1, 1, 0), (2, 1, 0)):
         ref = sun_character_coefficient_quadrature(beta, 4, irrep, n_points=28).real
         c0 = sun_character_coefficient_quadrature(beta, 4, (0, 0, 0), n_points=28).real
-        assert sun_2d_character_ratio(beta, 4, irrep) == pytest.approx(ref / (sun_dimension(irrep + (0,)) * c0), rel=1e-10)
+        want = ref / (sun_dimension(irrep + (0,)) * c0)
+        assert_close(sun_2d_character_ratio(beta, 4, irrep), want, rtol=0, atol=max(1e-10 * abs(want), 1e-12))
 
 
 def test_strong_coupling_and_gross_witten():
     for N in (3, 4, 5):
         # leading strong coupling: <(1/N) Re tr U> = beta / (2 N^2) for N >= 3
         b = 1e-3
-        assert sun_2d_plaquette(b, N) == pytest.approx(b / (2 * N * N), rel=1e-3)
+        assert_close(sun_2d_plaquette(b, N), b / (2 * N * N), rtol=1e-3, atol=0)
     # approach to the Gross-Witten large-N limit on both sides of the transition
     for b in (0.3, 3.0):
         errs = [abs(sun_2d_plaquette(b * N * N, N) - gross_witten_plaquette(b * N * N, N)) for N in (4, 6, 8, 10)]
@@ -104,7 +107,7 @@ def test_strong_coupling_and_gross_witten():
         assert errs[-1] < 0.3 / 10**2
     # weak coupling: 1 - (N^2 - 1)/(2 beta) + O(1/beta^2)
     beta = 2000.0
-    assert 1 - sun_2d_plaquette(beta, 3) == pytest.approx(8 / (2 * beta), rel=5e-3)
+    assert_close(1 - sun_2d_plaquette(beta, 3), 8 / (2 * beta), rtol=5e-3, atol=0)
 
 
 # --------------------------------------------------------------------------- torus
@@ -129,8 +132,8 @@ def test_su2_one_by_one_torus_deterministic(beta):
     g = lambda t, a: f(t, a) * (math.cos(a) ** 2 + t * math.sin(a) ** 2)
     Z = dblquad(f, 0, math.pi, -1, 1, epsabs=1e-13)[0]
     P = dblquad(g, 0, math.pi, -1, 1, epsabs=1e-13)[0] / Z
-    assert sun_2d_log_z(beta, 2, (1, 1)) == pytest.approx(math.log(Z), abs=1e-11)
-    assert sun_2d_plaquette(beta, 2, (1, 1)) == pytest.approx(P, abs=1e-11)
+    assert_close(sun_2d_log_z(beta, 2, (1, 1)), math.log(Z), rtol=0, atol=1e-11)
+    assert_close(sun_2d_plaquette(beta, 2, (1, 1)), P, rtol=0, atol=1e-11)
     assert abs(P - sun_2d_plaquette(beta, 2)) > 0.05  # the torus really differs here
 
 
@@ -180,19 +183,19 @@ def test_plaquette_is_derivative_of_log_z(N, shape, beta):
     h = 1e-5
     V = shape[0] * shape[1]
     fd = (sun_2d_log_z(beta + h, N, shape) - sun_2d_log_z(beta - h, N, shape)) / (2 * h * V)
-    assert sun_2d_plaquette(beta, N, shape) == pytest.approx(fd, abs=1e-8)
+    assert_close(sun_2d_plaquette(beta, N, shape), fd, rtol=0, atol=1e-8)
 
 
 @pytest.mark.parametrize("N", [2, 3])
 def test_wilson_loops_torus(N):
     beta, shape = 2.0, (4, 5)
     # a 1x1 loop is the plaquette (independent formulas: fusion rule vs Jacobi derivative)
-    assert sun_2d_wilson_loop(beta, N, 1, 1, shape) == pytest.approx(sun_2d_plaquette(beta, N, shape), abs=1e-13)
+    assert_close(sun_2d_wilson_loop(beta, N, 1, 1, shape), sun_2d_plaquette(beta, N, shape), rtol=0, atol=1e-13)
     # only the area matters, and large volume gives the area law
-    assert sun_2d_wilson_loop(beta, N, 1, 2, shape) == pytest.approx(sun_2d_wilson_loop(beta, N, 2, 1, shape), abs=1e-14)
+    assert_close(sun_2d_wilson_loop(beta, N, 1, 2, shape), sun_2d_wilson_loop(beta, N, 2, 1, shape), rtol=0, atol=1e-14)
     ratio = sun_2d_character_ratio(beta, N, (1,))
-    assert sun_2d_wilson_loop(beta, N, 2, 3) == pytest.approx(ratio**6, rel=1e-13)
-    assert sun_2d_wilson_loop(beta, N, 2, 3, (30, 30)) == pytest.approx(ratio**6, rel=1e-10)
+    assert_close(sun_2d_wilson_loop(beta, N, 2, 3), ratio**6, rtol=0, atol=1e-12)
+    assert_close(sun_2d_wilson_loop(beta, N, 2, 3, (30, 30)), ratio**6, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="contractible"):
         sun_2d_wilson_loop(beta, N, 4, 1, shape)
 
@@ -201,12 +204,12 @@ def test_su2_torus_closed_form_and_limits():
     beta, V = 3.0, 6
     j2 = np.arange(0, 80)
     terms = (2 * ive(j2 + 1, beta) / beta) ** V
-    assert sun_2d_log_z(beta, 2, (2, 3)) == pytest.approx(V * beta + math.log(terms.sum()), rel=1e-13)
-    assert sun_2d_log_z(beta, 3, (20, 20)) / 400 == pytest.approx(sun_2d_one_plaquette_log_z(beta, 3), rel=1e-12)
-    assert sun_2d_plaquette(beta, 3, (20, 20)) == pytest.approx(sun_2d_plaquette(beta, 3), rel=1e-12)
+    assert_close(sun_2d_log_z(beta, 2, (2, 3)), V * beta + math.log(terms.sum()), rtol=0, atol=1e-12)
+    assert_close(sun_2d_log_z(beta, 3, (20, 20)) / 400, sun_2d_one_plaquette_log_z(beta, 3), rtol=0, atol=1e-12)
+    assert_close(sun_2d_plaquette(beta, 3, (20, 20)), sun_2d_plaquette(beta, 3), rtol=0, atol=1e-12)
     assert sun_2d_log_z(0.0, 3, (3, 3)) == 0.0
     # truncation is converged: doubling max_row changes nothing
-    assert sun_2d_log_z(20.0, 3, (1, 1)) == pytest.approx(sun_2d_log_z(20.0, 3, (1, 1), max_row=140), abs=1e-13)
+    assert_close(sun_2d_log_z(20.0, 3, (1, 1)), sun_2d_log_z(20.0, 3, (1, 1), max_row=140), rtol=0, atol=1e-13)
 
 
 def test_bad_input():

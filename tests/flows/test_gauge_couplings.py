@@ -175,14 +175,19 @@ def _inputs(e: Entry, shape: tuple[int, ...], batch: tuple[int, ...] = (2,), see
     return lat, U, ctx
 
 
-def _diff(a: torch.Tensor, b: torch.Tensor, u1: bool) -> float:
-    """max |a - b| (U(1) angles modulo 2 pi)."""
-    if a.numel() == 0:
-        return 0.0
+def _link_diff(a: torch.Tensor, b: torch.Tensor, u1: bool) -> torch.Tensor:
+    """a - b (U(1) angles modulo 2 pi, in [-pi, pi))."""
     d = a - b
     if u1:
         d = torch.remainder(d + math.pi, 2 * math.pi) - math.pi
-    return float(d.abs().max())
+    return d
+
+
+def _diff(a: torch.Tensor, b: torch.Tensor, u1: bool) -> float:
+    """max |a - b| (U(1) angles modulo 2 pi): for the negative controls."""
+    if a.numel() == 0:
+        return 0.0
+    return float(_link_diff(a, b, u1).abs().max())
 
 
 def _layers(module: torch.nn.Module) -> list[Any]:
@@ -249,8 +254,8 @@ def test_logdet_and_inverse(entry: Entry, device: str) -> None:
     with torch.no_grad():
         X, ldx = layer.inverse(U, context=ctx)
         Y, ldy = layer(X, context=ctx)
-    assert _diff(Y, U, u1) < 1e-10
-    torch.testing.assert_close(ldy, -ldx, rtol=1e-10, atol=1e-10)
+    assert_close(_link_diff(Y, U, u1), 0.0, rtol=0, atol=1e-10)
+    assert_close(ldy, -ldx, rtol=1e-10, atol=1e-10, check_dtype=True)
 
 
 @torch.no_grad()
@@ -262,7 +267,7 @@ def test_logdet_is_not_trivial(entry: Entry) -> None:
     assert _diff(V, U, entry.N == 1) > 1e-3
     assert float(ld.abs().min()) > 1e-4
     if entry.N > 1:
-        assert float(entry.group.defect(V, nd=lat.nd).max()) < 1e-12
+        assert_close(entry.group.defect(V, nd=lat.nd), 0.0, rtol=0, atol=1e-12)
 
 
 # -- the network input ---------------------------------------------------------------------------------
@@ -279,7 +284,7 @@ def test_network_input_is_invariant_and_only_active_links_move(e: Entry) -> None
     layer = _randomize(e.make(lat), 1, scale=e.scale)
     G, nd, u1 = e.group, lat.nd, e.N == 1
     V, _ = layer(U, context=ctx)
-    torch.testing.assert_close(layer.invariant_features(V), layer.invariant_features(U), rtol=0, atol=1e-12)
+    assert_close(layer.invariant_features(V), layer.invariant_features(U), rtol=0, atol=1e-12, check_dtype=True)
     act = _moved(layer, U, G, nd)
     assert torch.equal(V[~act], U[~act])                      # non-active links passed through bit-exactly
     cl = layer.mask.plaquette_classes()
@@ -289,18 +294,18 @@ def test_network_input_is_invariant_and_only_active_links_move(e: Entry) -> None
         inner = (1,) * len(G.element_shape)
         return P[m.reshape(m.shape[:1] + inner + m.shape[1:]).expand(P.shape[1:]).expand(P.shape)]
 
-    assert _diff(select(PV, cl["frozen"]), select(PU, cl["frozen"]), u1) < 1e-12
+    assert_close(_link_diff(select(PV, cl["frozen"]), select(PU, cl["frozen"]), u1), 0.0, rtol=0, atol=1e-12)
     # negative control: the passive plaquettes do change, so they could not enter the input
     assert _diff(select(PV, cl["passive"]), select(PU, cl["passive"]), u1) > 1e-3
     if not u1:
-        assert float(G.defect(V, nd=nd).max()) < 1e-12
+        assert_close(G.defect(V, nd=nd), 0.0, rtol=0, atol=1e-12)
         if layer.loop == "plaquette":
             # the new active loop h(P) = U' S keeps the eigenvectors of P = U S (commutes with it)
             lbu = LoopBuilder(U, G, lat)
             for k, mu in enumerate(layer.directions):
                 S = lbu.staple(mu, *layer.active_staples[k])
                 P, Pn = G.mul(U[:, mu], S, nd=nd), G.mul(V[:, mu], S, nd=nd)
-                assert float((G.mul(P, Pn, nd=nd) - G.mul(Pn, P, nd=nd)).abs().max()) < 1e-10
+                assert_close(G.mul(P, Pn, nd=nd), G.mul(Pn, P, nd=nd), rtol=0, atol=1e-10)
                 assert float((Pn - P).abs().max()) > 1e-3
 
 
@@ -320,7 +325,7 @@ def test_network_input_of_the_named_patterns() -> None:
         act = (x == off).to(F64)
         R = P + lat.shift(P, nu, -1)
         want = torch.stack([fr * torch.cos(P), fr * torch.sin(P), act * torch.cos(R), act * torch.sin(R)], dim=1)
-        torch.testing.assert_close(layer.invariant_features(U), want, rtol=0, atol=1e-13)
+        assert_close(layer.invariant_features(U), want, rtol=0, atol=1e-13, check_dtype=True)
     # SU(3) checkerboard: frozen planes (those without mu), then tr(S_act^dag S_q) / N at the active sites
     lat, G = lk.Lattice((2, 4, 2)), lk.SU(3)
     U = G.random(_trng(4), (1, 3), lat.shape)
@@ -339,7 +344,7 @@ def test_network_input_of_the_named_patterns() -> None:
                 t = G.trace(G.adj_mul(up, lb.staple(mu, rho, side), nd=3), nd=3) / 3
                 chans += [sites * t.real, sites * t.imag]
         assert len(chans) == layer.n_features == 2 * 1 + 2 * 3
-        torch.testing.assert_close(layer.invariant_features(U), torch.stack(chans, 1), rtol=0, atol=1e-13)
+        assert_close(layer.invariant_features(U), torch.stack(chans, 1), rtol=0, atol=1e-13, check_dtype=True)
 
 
 def test_feature_counts_and_shared_masks() -> None:
@@ -364,8 +369,8 @@ def test_batch_axes(entry: Entry) -> None:
     assert V.shape == U.shape and ld.shape == (2, 3)
     flat_ctx = None if ctx is None else ctx.reshape((6,) + ctx.shape[2:])
     V2, ld2 = layer(U.reshape((6,) + U.shape[2:]), context=flat_ctx)
-    torch.testing.assert_close(V.reshape(V2.shape), V2)
-    torch.testing.assert_close(ld.reshape(6), ld2)
+    assert_close(V.reshape(V2.shape), V2, rtol=1e-7, atol=1e-7, check_dtype=True)
+    assert_close(ld.reshape(6), ld2, rtol=1e-7, atol=1e-7, check_dtype=True)
 
 
 @torch.no_grad()
@@ -407,8 +412,8 @@ def test_translation_equivariance(entry: Entry, device: str) -> None:
     for t in shifts:
         T = _translate(lat, t)
         Vt, ldt = layer(T(U), context=None if ctx is None else T(ctx))
-        assert _diff(Vt, T(V), u1) < 1e-10, (entry.name, t)
-        torch.testing.assert_close(ldt, ld)
+        assert_close(_link_diff(Vt, T(V), u1), 0.0, rtol=0, atol=1e-10, msg=f"{entry.name} shift {t}")
+        assert_close(ldt, ld, rtol=1e-7, atol=1e-7, check_dtype=True)
     # negative control: a unit step that does not preserve the mask is not a symmetry
     if entry.shifts is None:
         d = next(d for d in range(lat.nd) if not layer.mask.is_symmetry(tuple(int(i == d) for i in range(lat.nd))))
@@ -432,13 +437,13 @@ def test_float32(entry: Entry) -> None:
     # round trip checked in the well-conditioned direction: randomised splines can be nearly flat
     # (g' ~ 1e-6), where x = g^{-1}(y) is ill-conditioned in float32 (the float64 tests check x)
     yb, ldb = layer(xb, context=c32)
-    assert _diff(yb, y, u1) < 1e-4
-    torch.testing.assert_close(ldi, -ldb, atol=1e-3, rtol=1e-3)
+    assert_close(_link_diff(yb, y, u1), 0.0, rtol=0, atol=1e-4)
+    assert_close(ldi, -ldb, rtol=1e-3, atol=1e-3, check_dtype=True)
     if entry.f32_roundtrip:
-        assert float((xb - x32).abs().max()) < 1e-3
-        torch.testing.assert_close(ldi, -ld, atol=1e-2, rtol=1e-3)
+        assert_close(xb, x32, rtol=0, atol=1e-3)
+        assert_close(ldi, -ld, rtol=1e-3, atol=1e-2, check_dtype=True)
     if not u1:
-        assert float(entry.group.defect(y, nd=lat.nd).max()) < 1e-5
+        assert_close(entry.group.defect(y, nd=lat.nd), 0.0, rtol=0, atol=1e-5)
 
 
 # -- stacks ------------------------------------------------------------------------------------------------
@@ -474,8 +479,8 @@ def test_u1_stack_3d_repeats_cycle_and_zero_init_is_identity() -> None:
     U = lk.U1.random(_trng(12), (2, 3), lat.shape)
     with torch.no_grad():
         V, ld = flow(U)
-    assert _diff(V, U, True) < 1e-12
-    assert float(ld.abs().max()) < 1e-12
+    assert_close(_link_diff(V, U, True), 0.0, rtol=0, atol=1e-12)
+    assert_close(ld, 0.0, rtol=0, atol=1e-12)
 
 
 def test_sun_checkerboard_stack_4d_roundtrip_and_coverage() -> None:
@@ -494,9 +499,9 @@ def test_sun_checkerboard_stack_4d_roundtrip_and_coverage() -> None:
     assert float((V - U).abs().max()) > 1e-2
     # re-unitarised updates: rounding does not compound through the 24 layers (it grew ~1.5x per
     # layer, to ~1e-10, when U' = delta U was used as is)
-    assert float(G.defect(V, nd=4).max()) < 1e-13
-    torch.testing.assert_close(W, U, rtol=0, atol=1e-12)
-    torch.testing.assert_close(ldi, -ld, rtol=0, atol=1e-10)
+    assert_close(G.defect(V, nd=4), 0.0, rtol=0, atol=1e-13)
+    assert_close(W, U, rtol=0, atol=1e-12, check_dtype=True)
+    assert_close(ldi, -ld, rtol=0, atol=1e-10, check_dtype=True)
 
 
 def test_sun_stack_3d_full_jacobian_and_zero_init() -> None:
@@ -510,8 +515,8 @@ def test_sun_stack_3d_full_jacobian_and_zero_init() -> None:
     U = lk.SU(3).random(_trng(13), (2, 3), lat.shape)
     with torch.no_grad():
         V, ld = ident(U)
-    torch.testing.assert_close(V, U, rtol=0, atol=1e-12)
-    assert float(ld.abs().max()) < 1e-10
+    assert_close(V, U, rtol=0, atol=1e-12, check_dtype=True)
+    assert_close(ld, 0.0, rtol=0, atol=1e-10)
 
 
 def test_deep_float32_stack_stays_unitary(device: str) -> None:
@@ -568,7 +573,7 @@ def test_loss_uses_wilson_action() -> None:
     S = WilsonGaugeAction(G, lat, beta=1.5)
     loss, lw = reverse_kl_loss(model, S, 4, _trng(0))
     x, log_q = model.sample(4, _trng(0))
-    torch.testing.assert_close(loss, (log_q + S(x)).mean())
+    assert_close(loss, (log_q + S(x)).mean(), rtol=1e-7, atol=1e-7, check_dtype=True)
 
 
 # -- errors ----------------------------------------------------------------------------------------------------

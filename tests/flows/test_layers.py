@@ -16,7 +16,7 @@ import torch
 
 import latticekit as lk
 from latticekit.flows import AffineCoupling, Flow, InverseFlow, SplineCoupling, scalar_coupling_flow
-from latticekit.testing import assert_logdet_matches, randomize_parameters
+from latticekit.testing import assert_close, assert_logdet_matches, randomize_parameters
 
 
 @pytest.fixture(autouse=True)
@@ -113,8 +113,8 @@ def test_batch_axes(entry: Entry) -> None:
     assert y.shape == x.shape and ld.shape == (2, 3)
     flat_ctx = None if ctx is None else ctx.reshape((6,) + ctx.shape[2:])
     y2, ld2 = layer(x.reshape((6,) + x.shape[2:]), context=flat_ctx)
-    torch.testing.assert_close(y.reshape(y2.shape), y2)
-    torch.testing.assert_close(ld.reshape(6), ld2)
+    assert_close(y.reshape(y2.shape), y2, rtol=1e-7, atol=1e-7, check_dtype=True)
+    assert_close(ld.reshape(6), ld2, rtol=1e-7, atol=1e-7, check_dtype=True)
 
 
 @torch.no_grad()
@@ -128,8 +128,8 @@ def test_translation_equivariance(entry: Entry, device: str) -> None:
 
         yt, ldt = layer(T(x), context=None if ctx is None else T(ctx))
         d = yt - T(y)
-        assert float(d.abs().max()) < 1e-10, (entry.name, mu, step)
-        torch.testing.assert_close(ldt, ld)
+        assert_close(d, 0.0, rtol=0, atol=1e-10, msg=f"{entry.name} mu={mu} step={step}")
+        assert_close(ldt, ld, rtol=1e-7, atol=1e-7, check_dtype=True)
 
 
 @torch.no_grad()
@@ -155,8 +155,8 @@ def test_float32(entry: Entry) -> None:
     # (g' ~ 1e-6), where x = g^{-1}(y) is ill-conditioned in float32 (the float64 test checks x)
     yb, _ = layer(xb, context=c32)
     d = yb - y
-    assert float(d.abs().max()) < 1e-4
-    torch.testing.assert_close(ldi, -layer(xb, context=c32)[1], atol=1e-3, rtol=1e-3)
+    assert_close(d, 0.0, rtol=0, atol=1e-4)
+    assert_close(ldi, -layer(xb, context=c32)[1], rtol=1e-3, atol=1e-3, check_dtype=True)
 
 
 @torch.no_grad()
@@ -168,11 +168,11 @@ def test_flow_composition_sums_logdets() -> None:
     y1, l1 = a(x)
     y2, l2 = b(y1)
     y, ld = Flow([a, b])(x)
-    torch.testing.assert_close(y, y2)
-    torch.testing.assert_close(ld, l1 + l2)
+    assert_close(y, y2, rtol=1e-7, atol=1e-7, check_dtype=True)
+    assert_close(ld, l1 + l2, rtol=1e-7, atol=1e-7, check_dtype=True)
     xb, ldi = Flow([a, b]).inverse(y)
-    torch.testing.assert_close(xb, x)
-    torch.testing.assert_close(ldi, -ld)
+    assert_close(xb, x, rtol=1e-7, atol=1e-7, check_dtype=True)
+    assert_close(ldi, -ld, rtol=1e-7, atol=1e-7, check_dtype=True)
 
 
 def test_bad_inputs() -> None:

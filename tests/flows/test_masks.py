@@ -32,6 +32,7 @@ from latticekit.flows.masks import (
 )
 from latticekit.loops import LoopBuilder, staple_order, staple_plaquette
 from latticekit.observables import plaquettes
+from latticekit.testing import assert_close
 
 F64 = torch.float64
 
@@ -78,10 +79,10 @@ def test_classification_on_the_incidence_matrix(case: Any) -> None:
     act = m.active_links().to(F64).reshape(-1)
     count = (J.abs() @ act).reshape((len(planes),) + lat.shape)
     assert float(count.max()) <= 1.0                                    # no plaquette holds two active links
-    torch.testing.assert_close(count.to(torch.int64), m.plaquette_counts(), rtol=0, atol=0)
+    assert_close(count.to(torch.int64), m.plaquette_counts(), rtol=0, atol=0, check_dtype=True)
     c = {k: v.to(F64) for k, v in m.plaquette_classes().items()}
     assert torch.equal(c["active"] + c["passive"] + c["frozen"], torch.ones_like(count))
-    torch.testing.assert_close(count, c["active"] + c["passive"], rtol=0, atol=0)
+    assert_close(count, c["active"] + c["passive"], rtol=0, atol=0, check_dtype=True)
     assert m.frozen_planes() == [i for i in range(len(planes)) if bool(c["frozen"][i].any())]
     Jp = J.reshape(len(planes), V, nd * V)
     for mu in m.directions:
@@ -112,7 +113,7 @@ def test_classification_on_the_incidence_matrix(case: Any) -> None:
             Pq = Jp[planes.index((a, b))]
             if sh:
                 Pq = lat.shift(Pq.reshape(lat.shape + (-1,)).movedim(-1, 0), rho, sh).movedim(0, -1).reshape(V, -1)
-            torch.testing.assert_close(eye + Js[q], sg * Pq, rtol=0, atol=0)
+            assert_close(eye + Js[q], sg * Pq, rtol=0, atol=0, check_dtype=True)
 
 
 @pytest.mark.parametrize("shape", [(2, 2, 4), (2, 2, 2, 2)], ids=["3d", "4d"])

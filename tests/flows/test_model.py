@@ -18,7 +18,7 @@ from latticekit.flows import (
     SplineCoupling,
     u1_gauge_flow,
 )
-from latticekit.testing import randomize_parameters
+from latticekit.testing import assert_close, randomize_parameters
 
 F64 = torch.float64
 
@@ -40,11 +40,11 @@ def test_gaussian_prior_exact() -> None:
     p = GaussianPrior((3, 2), std=2.0).to(F64)
     z = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]]], dtype=F64)
     expect = -0.5 * (1 + 4) / 4 - 6 * math.log(2.0) - 3 * math.log(2 * math.pi)
-    assert abs(float(p.log_prob(z)[0]) - expect) < 1e-12
+    assert_close(float(p.log_prob(z)[0]), expect, rtol=0, atol=1e-12)
     s, lp = p.sample(4000, trng(0))
     assert s.dtype == F64 and s.shape == (4000, 3, 2)
     assert abs(float(s.std()) - 2.0) < 0.05 and abs(float(s.mean())) < 0.05
-    torch.testing.assert_close(lp, p.log_prob(s))
+    assert_close(lp, p.log_prob(s), rtol=1e-7, atol=1e-7, check_dtype=True)
     s2, _ = p.sample(4000, trng(0))
     assert torch.equal(s, s2)                         # same seed, same samples
 
@@ -59,7 +59,7 @@ def test_haar_priors() -> None:
     pS = HaarPrior(lk.SU(2), lat).to(F64)
     V, lpS = pS.sample(3, trng(2))
     assert V.shape == (3, 2, 2, 2, 4, 4) and V.dtype == torch.complex128 and bool((lpS == 0).all())
-    assert float(lk.SU(2).defect(V, nd=2).max()) < 1e-12
+    assert_close(lk.SU(2).defect(V, nd=2), 0.0, rtol=0, atol=1e-12)
     assert bool((pS.log_prob(V) == 0).all())
 
 
@@ -74,7 +74,7 @@ def test_conditional_prior() -> None:
     assert abs(float(z.mean()) - 2.0) < 0.03 and abs(float(z.std()) - 0.5) < 0.03
     zz = torch.tensor([[2.0, 2.5]], dtype=F64)
     expect = -0.5 * 1.0 - 2 * math.log(0.5) - math.log(2 * math.pi)
-    assert abs(float(p.log_prob(zz, context=c[:1])[0]) - expect) < 1e-12
+    assert_close(float(p.log_prob(zz, context=c[:1])[0]), expect, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="context"):
         p.sample(2, trng(0))
     with pytest.raises(ValueError, match="n=3"):
@@ -100,17 +100,17 @@ def test_model_sample_matches_log_prob(kind: str) -> None:
               SplineCoupling(lat, i % 2, bins=4, bound=2.0, hidden=(4,)) for i in range(3)]
     m = _randomize(Model(GaussianPrior(lat.shape), Flow(layers)), 0)
     x, log_q = m.sample(5, trng(4))
-    torch.testing.assert_close(log_q, m.log_prob(x))
+    assert_close(log_q, m.log_prob(x), rtol=1e-7, atol=1e-7, check_dtype=True)
     x2, log_q2, z = m.sample_with_prior(5, trng(4))
-    torch.testing.assert_close(x2, x)
-    torch.testing.assert_close(m.flow(z)[0], x)
+    assert_close(x2, x, rtol=1e-7, atol=1e-7, check_dtype=True)
+    assert_close(m.flow(z)[0], x, rtol=1e-7, atol=1e-7, check_dtype=True)
 
 
 def test_u1_model_sample_matches_log_prob() -> None:
     lat = lk.Lattice((4, 4))
     m = _randomize(Model(HaarPrior(lk.U1, lat), u1_gauge_flow(lat, 4, bins=4, hidden=(4,))), 1)
     x, log_q = m.sample(3, trng(5))
-    torch.testing.assert_close(log_q, m.log_prob(x))
+    assert_close(log_q, m.log_prob(x), rtol=1e-7, atol=1e-7, check_dtype=True)
     assert float(log_q.detach().abs().max()) > 1e-3          # not the Haar density
 
 
@@ -125,7 +125,7 @@ def test_two_site_model_is_normalised() -> None:
     with torch.no_grad():
         q = torch.exp(m.log_prob(torch.stack([X, Y], dim=-1).reshape(-1, 2))).reshape(X.shape)
     integral = float(torch.trapezoid(torch.trapezoid(q, t, dim=1), t))
-    assert abs(integral - 1.0) < 1e-4
+    assert_close(integral, 1.0, rtol=0, atol=1e-4)
     # the model is not the prior (the test would be weak otherwise)
     with torch.no_grad():
         z = torch.stack([X, Y], dim=-1).reshape(-1, 2)

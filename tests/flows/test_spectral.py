@@ -23,7 +23,7 @@ from latticekit.flows import (
     su_canonical_angles,
     weyl_log_density,
 )
-from latticekit.testing import assert_logdet_matches, randomize_parameters
+from latticekit.testing import assert_close, assert_logdet_matches, randomize_parameters
 
 F64 = torch.float64
 
@@ -62,13 +62,13 @@ def test_kernel_conjugation_equivariance(N: int) -> None:
     c = torch.randn(2, 1, 5, dtype=F64)
     Y, ld = h(W, context=c)
     Yx, ldx = h(G.mul(X, G.mul_adj(W, X, nd=1), nd=1), context=c)
-    torch.testing.assert_close(Yx, G.mul(X, G.mul_adj(Y, X, nd=1), nd=1), atol=1e-10, rtol=0)
-    torch.testing.assert_close(ldx, ld)
+    assert_close(Yx, G.mul(X, G.mul_adj(Y, X, nd=1), nd=1), rtol=0, atol=1e-10, check_dtype=True)
+    assert_close(ldx, ld, rtol=1e-7, atol=1e-7, check_dtype=True)
     # eigenvectors are kept: h(W) commutes with W; h really changes W and stays in SU(N)
     comm = G.mul(Y, W, nd=1) - G.mul(W, Y, nd=1)
-    assert float(comm.abs().max()) < 1e-10
+    assert_close(comm, 0.0, rtol=0, atol=1e-10)
     assert float((Y - W).abs().max()) > 1e-2
-    assert float(G.defect(Y, nd=1).max()) < 1e-12
+    assert_close(G.defect(Y, nd=1), 0.0, rtol=0, atol=1e-12)
 
 
 def test_kernel_zero_init_is_identity() -> None:
@@ -77,8 +77,8 @@ def test_kernel_zero_init_is_identity() -> None:
         h = SUSpectralKernel(G, bins=4, features=2, zero_init=True).to(F64)
         W = G.random(_trng(0), (4,))
         Y, ld = h(W, context=torch.randn(4, 2, dtype=F64))
-        torch.testing.assert_close(Y, W)
-        torch.testing.assert_close(ld, torch.zeros(4, dtype=F64), atol=1e-10, rtol=0)
+        assert_close(Y, W, rtol=1e-7, atol=1e-7, check_dtype=True)
+        assert_close(ld, torch.zeros(4, dtype=F64), rtol=0, atol=1e-10, check_dtype=True)
 
 
 def test_canonical_cell() -> None:
@@ -89,15 +89,16 @@ def test_canonical_cell() -> None:
     theta, idx = su_canonical_angles(phi)
     assert bool((theta[..., :-1] >= theta[..., 1:]).all())
     assert bool((theta[..., 0] - theta[..., -1] <= 2 * math.pi).all())
-    torch.testing.assert_close(theta.sum(-1), torch.zeros(50, dtype=F64), atol=1e-12, rtol=0)
+    assert_close(theta.sum(-1), torch.zeros(50, dtype=F64), rtol=0, atol=1e-12, check_dtype=True)
     d = theta - torch.gather(phi, -1, idx)
-    torch.testing.assert_close(torch.cos(d), torch.ones_like(d))
+    assert_close(torch.cos(d), torch.ones_like(d), rtol=1e-7, atol=1e-7, check_dtype=True)
     # the class is independent of the order of the eigen-angles
     perm = torch.randperm(N)
-    torch.testing.assert_close(su_canonical_angles(phi[..., perm])[0], theta)
+    assert_close(su_canonical_angles(phi[..., perm])[0], theta, rtol=1e-7, atol=1e-7, check_dtype=True)
     # Weyl density of SU(2): |e^{it} - e^{-it}|^2 = 4 sin^2 t
     t = torch.tensor([0.3, 1.2], dtype=F64)
-    torch.testing.assert_close(weyl_log_density(torch.stack([t, -t], -1)), torch.log(4 * torch.sin(t) ** 2))
+    assert_close(weyl_log_density(torch.stack([t, -t], -1)), torch.log(4 * torch.sin(t) ** 2),
+                 rtol=1e-7, atol=1e-7, check_dtype=True)
 
 
 @torch.no_grad()
@@ -113,7 +114,7 @@ def test_normalisation_su2() -> None:
     _, ld_inv = h.inverse(W)
     assert float(ld_inv.abs().max()) > 0.1
     integral = float(torch.sum((2 / math.pi) * torch.sin(t) ** 2 * ld_inv.exp()) * math.pi / n)
-    assert abs(integral - 1.0) < 1e-5
+    assert_close(integral, 1.0, rtol=0, atol=1e-5)
 
 
 @torch.no_grad()
@@ -132,13 +133,13 @@ def test_normalisation_su3() -> None:
     assert float(ld_inv.abs().max()) > 0.1
     integrand = torch.exp(weyl_log_density(th) + ld_inv)
     integral = float(integrand.sum() / (n * n)) / 6.0
-    assert abs(integral - 1.0) < 1e-3
+    assert_close(integral, 1.0, rtol=0, atol=1e-3)
 
 
 def test_canonical_cell_flow_identity_and_bad_params() -> None:
     th = torch.tensor([[1.0, 0.2, -1.2]], dtype=F64)
     out, ld = canonical_cell_flow(th, lambda k, u: torch.zeros(u.shape[:-1] + (10,), dtype=F64))
-    torch.testing.assert_close(out, th)
+    assert_close(out, th, rtol=1e-7, atol=1e-7, check_dtype=True)
     with pytest.raises(ValueError, match="3 K \\+ 1"):
         canonical_cell_flow(th, lambda k, u: torch.zeros(u.shape[:-1] + (9,), dtype=F64))
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from latticekit.linalg import ConvergenceError, bicgstab, cg, cgne, cgnr, inner, norm2
+from latticekit.testing import assert_close
 
 
 def _hpd(rng, nb, n, cond):
@@ -28,13 +29,13 @@ def test_cg_against_dense_solve(bk):
     b = rng.normal(size=(3, 12)) + 1j * rng.normal(size=(3, 12))
     x, info = cg(_matop(bk, A), bk.asarray(b), tol=1e-12, batch_ndim=1)
     ref = np.linalg.solve(A, b[..., None])[..., 0]
-    assert np.allclose(bk.to_numpy(x), ref, atol=1e-9)
+    assert_close(bk.to_numpy(x), ref, rtol=1e-5, atol=1e-9)
     conv = bk.to_numpy(info.converged)
     its = bk.to_numpy(info.iterations)
     assert conv.tolist() == [True, True, True]
     # per-chain iteration counts: A = identity converges in one step, harder chains need more
     assert its[0] == 1 and its[2] > its[1] > 1
-    assert np.all(bk.to_numpy(info.residual) < 1e-10)
+    assert_close(info.residual, 0.0, rtol=0, atol=1e-10)  # relative residual norms: all below 1e-10
 
 
 def test_converged_chains_freeze(bk):
@@ -65,10 +66,11 @@ def test_cg_unbatched_zero_rhs_and_x0(bk):
     A = np.diag([1.0, 2.0, 4.0]) + 0j
     op = _matop(bk, A)
     x, info = cg(op, bk.asarray(np.zeros(3, dtype=complex)))
-    assert bool(info.converged) and np.allclose(bk.to_numpy(x), 0)
+    assert bool(info.converged)
+    assert_close(bk.to_numpy(x), 0.0, rtol=0, atol=1e-8)
     b = bk.asarray(np.array([1.0, 1.0, 1.0], dtype=complex))
     x, info = cg(op, b, x0=bk.asarray(np.array([1.0, 0.5, 0.0], dtype=complex)), tol=1e-14)
-    assert np.allclose(bk.to_numpy(x), [1.0, 0.5, 0.25])
+    assert_close(bk.to_numpy(x), [1.0, 0.5, 0.25], rtol=1e-5, atol=1e-8)
     with pytest.raises(ValueError, match="tol"):
         cg(op, b, tol=0.0)
     with pytest.raises(ValueError, match="maxiter"):
@@ -85,15 +87,16 @@ def test_normal_equations_and_bicgstab(bk):
     Ddag = _matop(bk, np.conj(np.swapaxes(D, -1, -2)))
     for solver in (cgne, cgnr):
         x, info = solver(Dop, Ddag, bk.asarray(b), tol=1e-13, batch_ndim=1)
-        assert np.allclose(bk.to_numpy(x), ref, atol=1e-9), solver.__name__
+        assert_close(bk.to_numpy(x), ref, rtol=1e-5, atol=1e-9, msg=solver.__name__)
         assert info.solver == solver.__name__
     x, info = bicgstab(Dop, bk.asarray(b), tol=1e-13, batch_ndim=1)
-    assert np.allclose(bk.to_numpy(x), ref, atol=1e-9)
+    assert_close(bk.to_numpy(x), ref, rtol=1e-5, atol=1e-9)
     assert info.all_converged
 
 
 def test_reductions(bk):
     a = np.array([[1 + 1j, 2.0], [0.0, 1j]])
     b = np.array([[1.0, 1j], [2.0, 3.0]])
-    assert np.allclose(bk.to_numpy(norm2(bk.asarray(a), 1)), [6.0, 1.0])
-    assert np.allclose(bk.to_numpy(inner(bk.asarray(a), bk.asarray(b + 0j), 1)), np.sum(np.conj(a) * b, axis=1))
+    assert_close(bk.to_numpy(norm2(bk.asarray(a), 1)), [6.0, 1.0], rtol=1e-5, atol=1e-8)
+    assert_close(bk.to_numpy(inner(bk.asarray(a), bk.asarray(b + 0j), 1)), np.sum(np.conj(a) * b, axis=1),
+                 rtol=1e-5, atol=1e-8)

@@ -24,6 +24,7 @@ from latticekit.mc import (
     field_kind,
     integrator_from_name,
 )
+from latticekit.testing import assert_close
 
 
 def _replica_mean(series: np.ndarray, discard: int = 0) -> tuple[float, float]:
@@ -60,9 +61,8 @@ def test_reversibility(bk, system, integrator):
     p = kind.momenta(bk.rng(2), x)
     x1, p1 = hmc.trajectory(x, p)
     x2, p2 = hmc.trajectory(x1, -p1)
-    dx = np.abs(bk.to_numpy(x2) - bk.to_numpy(x)).max()
-    dp = np.abs(bk.to_numpy(p2) + bk.to_numpy(p)).max()
-    assert dx < 1e-11 and dp < 1e-11, (dx, dp)
+    assert_close(x2, x, rtol=0, atol=1e-11, msg="x after forward and backward trajectory")
+    assert_close(p2, -p, rtol=0, atol=1e-11, msg="p after forward and backward trajectory")
     # and the trajectory really moved
     assert np.abs(bk.to_numpy(x1) - bk.to_numpy(x)).max() > 1e-2
 
@@ -83,7 +83,7 @@ def test_dH_scales_as_eps_squared(bk, system, integrator):
     eps = np.array([0.1, 0.05, 0.025])
     dh = np.array([_mean_abs_dH(bk, target, kind, x, integrator, e, 0.4) for e in eps])
     slope = np.polyfit(np.log(eps), np.log(dh), 1)[0]
-    assert abs(slope - 2.0) < 0.3, (slope, dh)
+    assert_close(slope, 2.0, rtol=0, atol=0.3, msg=f"slope {slope}, |dH| {dh}")
 
 
 def test_omelyan_beats_leapfrog_at_equal_cost(bk):
@@ -106,7 +106,7 @@ def test_exp_minus_dH_is_one(bk):
     assert abs(m - 1.0) < 4 * err, (m, err)
     assert float(np.mean(bk.to_numpy(hist.dH))) > 4 * err  # <dH> > 0: the test has power
     mm, _ = hist.exp_minus_dH()
-    assert abs(mm - m) < 1e-12
+    assert_close(mm, m, rtol=0, atol=1e-12)
     assert 0.3 < hist.acceptance_rate < 1.0
 
 
@@ -154,7 +154,7 @@ def test_one_link_u1_distribution(bk, integrator):
         return cell
 
     p = probs(beta)
-    assert abs(p.sum() - 1) < 1e-8
+    assert_close(p.sum(), 1, rtol=0, atol=1e-8)
     chi2 = _chi2_replica_hist(th, edges, p)
     assert chi2 < 45, chi2  # 15 dof: P(chi2 > 45) ~ 1e-4
     assert _chi2_replica_hist(th, edges, probs(1.25 * beta)) > 60  # a wrong beta is detected
@@ -173,7 +173,7 @@ def test_one_link_su2_distribution(bk):
     U, hist = hmc.run(U, 40, measure=lambda U: 0.5 * G.re_trace(U, nd=1))
     m, err = _replica_mean(bk.to_numpy(hist.measurements))
     assert abs(m - iv(2, beta) / iv(1, beta)) < 4 * err, (m, err)
-    assert float(np.max(bk.to_numpy(G.defect(U, nd=1)))) < 1e-12
+    assert_close(G.defect(U, nd=1), 0.0, rtol=0, atol=1e-12)
 
 
 def test_2d_u1_wilson_plaquette_matches_exact_torus(bk):
@@ -207,7 +207,8 @@ def test_reunitarization_policy(bk):
     hmc2 = HMC(WilsonGaugeAction(G, lat, 5.0), rng=rng, step_size=0.1, n_steps=2, reunitarize_every=None,
                reunitarize_tol=1e-9)
     out, info = hmc2.step(bad)
-    assert info.extras["reunitarized"] and float(np.max(bk.to_numpy(G.defect(out, nd=2)))) < 1e-12
+    assert info.extras["reunitarized"]
+    assert_close(G.defect(out, nd=2), 0.0, rtol=0, atol=1e-12)
 
 
 def test_per_chain_metropolis(bk):

@@ -12,6 +12,7 @@ import latticekit as lk
 from latticekit.actions import phi4_force
 from latticekit.gauge import random_gauge_field
 from latticekit.mc import GaussianAction, Langevin, RealField, SingleLinkAction, langevin_step
+from latticekit.testing import assert_close
 
 
 def test_gaussian_stationary_variance_has_the_euler_bias(bk):
@@ -45,7 +46,7 @@ def test_one_link_su2_langevin_normalisation(bk):
     m, err = per.mean(), per.std(ddof=1) / math.sqrt(per.size)
     exact = iv(2, beta) / iv(1, beta)
     assert abs(m - exact) < 4 * err + 0.01, (m, exact, err)  # 0.01: allowance for the O(eps) bias
-    assert float(np.max(bk.to_numpy(G.defect(U, nd=1)))) < 1e-10
+    assert_close(G.defect(U, nd=1), 0.0, rtol=0, atol=1e-10)
 
 
 def test_one_link_u1_langevin(bk):
@@ -96,7 +97,7 @@ def test_gradient_wrt_coupling_matches_finite_differences(which):
         else:
             fd = (_langevin_loss(k0, l0 + h) - _langevin_loss(k0, l0 - h)).item() / (2 * h)
     assert abs(g) > 1e-3
-    assert abs(g - fd) < 1e-6 * max(1.0, abs(fd)), (g, fd)
+    assert_close(g, fd, rtol=0, atol=1e-6 * max(1.0, abs(fd)), msg="autograd vs finite differences")
 
 
 def test_gradient_through_gauge_langevin():
@@ -115,13 +116,13 @@ def test_gradient_through_gauge_langevin():
     h = 1e-5
     with torch.no_grad():
         fd = (loss(1.5 + h) - loss(1.5 - h)).item() / (2 * h)
-    assert abs(b.grad.item() - fd) < 1e-6 * max(1.0, abs(fd))
+    assert_close(b.grad.item(), fd, rtol=0, atol=1e-6 * max(1.0, abs(fd)), msg="autograd vs finite differences")
 
 
-def test_langevin_step_and_bad_input():
-    x = np.array([2.0])
-    out = langevin_step(x, np.array([1.0]), np.array([1.0]), RealField(1), 0.125)
-    assert np.allclose(out, 2.0 - 0.125 + 0.5)
+def test_langevin_step_and_bad_input(bk):
+    x = bk.asarray(np.array([2.0]))
+    out = langevin_step(x, bk.asarray(np.array([1.0])), bk.asarray(np.array([1.0])), RealField(1), 0.125)
+    assert_close(out, 2.0 - 0.125 + 0.5, rtol=1e-5, atol=1e-8)
     with pytest.raises(ValueError, match="step_size"):
         Langevin(GaussianAction(1.0, 1), RealField(1), rng=lk.backends.rng(0), step_size=0.0)
     with pytest.raises(TypeError, match="target"):

@@ -19,6 +19,7 @@ from latticekit.observables import (
     topological_charge_u1_2d,
     u1_flux_field,
 )
+from latticekit.testing import assert_close
 
 GROUPS_4D = [pytest.param(lk.U1, id="U1"), pytest.param(lk.SU(2), id="SU2"), pytest.param(lk.SU(3), id="SU3")]
 
@@ -29,15 +30,15 @@ def test_u1_2d_charge_is_integer_and_odd(bk):
     U = random_gauge_field(lk.U1, lat, bk.rng(0), batch_shape=(16,))
     Q = bk.to_numpy(topological_charge_u1_2d(U, lat))
     assert Q.shape == (16,)
-    np.testing.assert_allclose(Q, np.round(Q), atol=1e-10)
+    assert_close(Q, np.round(Q), rtol=1e-7, atol=1e-10)
     assert np.any(np.round(Q) != 0)                     # hot fields carry charge
-    np.testing.assert_allclose(bk.to_numpy(topological_charge_u1_2d(-U, lat)), -Q, atol=1e-10)
+    assert_close(bk.to_numpy(topological_charge_u1_2d(-U, lat)), -Q, rtol=1e-7, atol=1e-10)
     # gauge and translation invariance; angles shifted by 2 pi do not matter
     Om = lk.U1.random(bk.rng(1), (16,), lat.shape)
-    np.testing.assert_allclose(bk.to_numpy(topological_charge_u1_2d(gauge_transform(U, Om, lk.U1, lat), lat)), Q,
-                               atol=1e-10)
-    np.testing.assert_allclose(bk.to_numpy(topological_charge_u1_2d(bk.xp.roll(U, 3, axis=-1), lat)), Q, atol=1e-10)
-    np.testing.assert_allclose(bk.to_numpy(topological_charge_u1_2d(U + 2 * math.pi, lat)), Q, atol=1e-10)
+    assert_close(bk.to_numpy(topological_charge_u1_2d(gauge_transform(U, Om, lk.U1, lat), lat)), Q,
+                 rtol=1e-7, atol=1e-10)
+    assert_close(bk.to_numpy(topological_charge_u1_2d(bk.xp.roll(U, 3, axis=-1), lat)), Q, rtol=1e-7, atol=1e-10)
+    assert_close(bk.to_numpy(topological_charge_u1_2d(U + 2 * math.pi, lat)), Q, rtol=1e-7, atol=1e-10)
 
 
 @pytest.mark.parametrize("shape", [(8, 8), (6, 10), (5, 7)])
@@ -47,16 +48,16 @@ def test_u1_2d_flux_configuration_has_exact_charge(bk, shape, n):
     U = u1_flux_field(lat, n, backend=bk.name, device=bk.device)
     f = 2 * math.pi * n / lat.volume
     P = bk.to_numpy(lk.observables.plaquettes(U, lk.U1, lat, 0, 1))
-    np.testing.assert_allclose(np.cos(P), math.cos(f), atol=1e-12)   # every plaquette is exp(i f)
-    np.testing.assert_allclose(np.sin(P), math.sin(f), atol=1e-12)
-    assert float(topological_charge_u1_2d(U, lat)) == pytest.approx(n, abs=1e-10)
+    assert_close(np.cos(P), math.cos(f), rtol=1e-7, atol=1e-12)  # every plaquette is exp(i f)
+    assert_close(np.sin(P), math.sin(f), rtol=1e-7, atol=1e-12)
+    assert_close(float(topological_charge_u1_2d(U, lat)), n, rtol=0, atol=1e-10)
     # smooth field: clover F = sin f everywhere, E_clover = sin^2 f, E_plaq = 2 (1 - cos f)
-    np.testing.assert_allclose(bk.to_numpy(clover_field_strength(U, lk.U1, lat)), math.sin(f), atol=1e-12)
-    assert float(energy_density_clover(U, lk.U1, lat)) == pytest.approx(math.sin(f) ** 2, abs=1e-12)
-    assert float(energy_density_plaquette(U, lk.U1, lat)) == pytest.approx(2 * (1 - math.cos(f)), abs=1e-12)
+    assert_close(bk.to_numpy(clover_field_strength(U, lk.U1, lat)), math.sin(f), rtol=1e-7, atol=1e-12)
+    assert_close(float(energy_density_clover(U, lk.U1, lat)), math.sin(f) ** 2, rtol=0, atol=1e-12)
+    assert_close(float(energy_density_plaquette(U, lk.U1, lat)), 2 * (1 - math.cos(f)), rtol=0, atol=1e-12)
     # gauge transformation keeps the charge
     Om = lk.U1.random(bk.rng(2), (), lat.shape)
-    assert float(topological_charge_u1_2d(gauge_transform(U, Om, lk.U1, lat), lat)) == pytest.approx(n, abs=1e-10)
+    assert_close(float(topological_charge_u1_2d(gauge_transform(U, Om, lk.U1, lat), lat)), n, rtol=0, atol=1e-10)
 
 
 def test_u1_2d_errors(bk):
@@ -108,18 +109,18 @@ def test_clover_charge_of_constant_flux_field(bk, group):
     tr_h2 = 1.0 if group is lk.U1 else 2.0   # tr H^2 of the embedding
     expected = tr_h2 * lat.volume * math.sin(f) * math.sin(g) / (4 * math.pi ** 2)
     Q = float(topological_charge_clover(U, group, lat))
-    assert Q == pytest.approx(expected, abs=1e-12)
+    assert_close(Q, expected, rtol=0, atol=1e-12)
     assert expected < 0  # sign convention: Q has the sign of n1 n2
     q = bk.to_numpy(topological_charge_density_clover(U, group, lat))
-    np.testing.assert_allclose(q, expected / lat.volume, atol=1e-13)  # uniform density
+    assert_close(q, expected / lat.volume, rtol=1e-7, atol=1e-13)  # uniform density
     E = float(energy_density_clover(U, group, lat))
-    assert E == pytest.approx(tr_h2 * (math.sin(f) ** 2 + math.sin(g) ** 2), abs=1e-12)
+    assert_close(E, tr_h2 * (math.sin(f) ** 2 + math.sin(g) ** 2), rtol=0, atol=1e-12)
     Ep = float(energy_density_plaquette(U, group, lat))
-    assert Ep == pytest.approx(2 * tr_h2 * (2 - math.cos(f) - math.cos(g)), abs=1e-12)
+    assert_close(Ep, 2 * tr_h2 * (2 - math.cos(f) - math.cos(g)), rtol=0, atol=1e-12)
     # gauge-rotated copy
     Om = group.random(bk.rng(3), (), lat.shape)
-    assert float(topological_charge_clover(gauge_transform(U, Om, group, lat), group, lat)) == pytest.approx(
-        expected, abs=1e-12)
+    assert_close(float(topological_charge_clover(gauge_transform(U, Om, group, lat), group, lat)), expected,
+                 rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("group", GROUPS_4D)
@@ -133,15 +134,15 @@ def test_clover_charge_gauge_invariant_and_parity_odd(bk, group):
     assert Q.shape == (2,) and np.all(np.abs(Q) > 1e-6)
     Om = group.random(rng, (2,), lat.shape)
     Ug = gauge_transform(U, Om, group, lat)
-    np.testing.assert_allclose(bk.to_numpy(topological_charge_clover(Ug, group, lat)), Q, atol=1e-12)
-    np.testing.assert_allclose(bk.to_numpy(energy_density_clover_field(Ug, group, lat)), E, atol=1e-12)
+    assert_close(bk.to_numpy(topological_charge_clover(Ug, group, lat)), Q, rtol=1e-7, atol=1e-12)
+    assert_close(bk.to_numpy(energy_density_clover_field(Ug, group, lat)), E, rtol=1e-7, atol=1e-12)
     # reflection of the time axis flips the sign exactly
     Un = bk.to_numpy(U)
     Ur = bk.asarray(np.stack([_reflect_time(Un[b], group, lat.nd) for b in range(2)]))
-    np.testing.assert_allclose(bk.to_numpy(topological_charge_clover(Ur, group, lat)), -Q, atol=1e-12)
+    assert_close(bk.to_numpy(topological_charge_clover(Ur, group, lat)), -Q, rtol=1e-7, atol=1e-12)
     # translation invariance
     Ut = bk.xp.roll(U, 2, axis=-2)
-    np.testing.assert_allclose(bk.to_numpy(topological_charge_clover(Ut, group, lat)), Q, atol=1e-12)
+    assert_close(bk.to_numpy(topological_charge_clover(Ut, group, lat)), Q, rtol=1e-7, atol=1e-12)
 
 
 @pytest.mark.parametrize("group", [lk.SU(2), lk.SU(3)])
@@ -151,8 +152,8 @@ def test_clover_field_strength_properties(bk, group):
     F = bk.to_numpy(clover_field_strength(U, group, lat))
     assert F.shape == (2, 3, group.N, group.N) + lat.shape
     nd = lat.nd
-    assert np.abs(F + np.conj(np.swapaxes(F, -nd - 2, -nd - 1))).max() < 1e-13
-    assert np.abs(np.trace(F, axis1=-nd - 2, axis2=-nd - 1)).max() < 1e-13
+    assert_close(F + np.conj(np.swapaxes(F, -nd - 2, -nd - 1)), 0.0, rtol=0, atol=1e-13)
+    assert_close(np.trace(F, axis1=-nd - 2, axis2=-nd - 1), 0.0, rtol=0, atol=1e-13)
     # brute force leaf 1 + its three neighbours at one site for one plane (mu, nu) = (0, 2)
     Un = bk.to_numpy(U)[0]
     M = np.moveaxis(np.moveaxis(Un, 1, -1), 1, -1)   # (Nd, *L, N, N)
@@ -178,7 +179,7 @@ def test_clover_field_strength_properties(bk, group):
     ref = (Q - Q.conj().T) / 8
     ref -= np.trace(ref) / group.N * np.eye(group.N)
     k = lat.planes().index((mu, nu))
-    np.testing.assert_allclose(F[(0, k, slice(None), slice(None)) + tuple(x)], ref, atol=1e-13)
+    assert_close(F[(0, k, slice(None), slice(None)) + tuple(x)], ref, rtol=1e-7, atol=1e-13)
 
 
 @pytest.mark.parametrize("group", GROUPS_4D)
@@ -186,10 +187,10 @@ def test_pure_gauge_field_has_no_field_strength(bk, group):
     lat = lk.Lattice((3, 2, 3, 2))
     Om = group.random(bk.rng(6), (), lat.shape)
     U = gauge_transform(cold_gauge_field(group, lat, backend=bk.name, device=bk.device), Om, group, lat)
-    assert float(bk.xp.max(bk.xp.abs(clover_field_strength(U, group, lat)))) < 1e-13
-    assert abs(float(topological_charge_clover(U, group, lat))) < 1e-13
-    assert abs(float(energy_density_clover(U, group, lat))) < 1e-13
-    assert abs(float(energy_density_plaquette(U, group, lat))) < 1e-12
+    assert_close(clover_field_strength(U, group, lat), 0.0, rtol=0, atol=1e-13)
+    assert_close(topological_charge_clover(U, group, lat), 0.0, rtol=0, atol=1e-13)
+    assert_close(energy_density_clover(U, group, lat), 0.0, rtol=0, atol=1e-13)
+    assert_close(energy_density_plaquette(U, group, lat), 0.0, rtol=0, atol=1e-12)
 
 
 def test_clover_errors(bk):

@@ -54,9 +54,9 @@ def test_complex_integers_nan_and_shapes(bk):
     with pytest.raises(AssertionError):
         assert_close(i, [1, 2, 4])
     n = bk.asarray(np.array([1.0, np.nan]))
-    assert_close(n, np.array([1.0, np.nan]))
-    with pytest.raises(AssertionError):
-        assert_close(n, np.array([1.0, np.nan]), equal_nan=False)
+    assert_close(n, np.array([1.0, np.nan]), equal_nan=True)
+    with pytest.raises(AssertionError, match="1 of 2 elements differ"):
+        assert_close(n, np.array([1.0, np.nan]))  # a NaN fails by default
     with pytest.raises(AssertionError):
         assert_close(n, np.array([1.0, 2.0]))
     inf = bk.asarray(np.array([np.inf, -np.inf]))
@@ -64,6 +64,9 @@ def test_complex_integers_nan_and_shapes(bk):
     with pytest.raises(AssertionError):
         assert_close(inf, np.array([np.inf, np.inf]))
     assert_close(bk.asarray(np.full((2, 2), 3.0)), 3.0)  # 0-d desired broadcasts
+    assert_close(bk.asarray(np.asarray(3.0)), np.full((2, 2), 3.0))  # and so does a 0-d actual
+    with pytest.raises(AssertionError, match="1 of 4 elements differ"):
+        assert_close(bk.asarray(np.asarray(3.0)), np.array([[3.0, 3.0], [3.0, 3.5]]))
     with pytest.raises(AssertionError, match="shape mismatch"):
         assert_close(bk.asarray(np.zeros((2, 2))), np.zeros((2, 3)))
     b = bk.asarray(np.array([True, False]))
@@ -91,3 +94,28 @@ def test_torch_requires_grad():
     torch = pytest.importorskip("torch")
     t = torch.ones(2, dtype=torch.float64, requires_grad=True)
     assert_close(2 * t, torch.full((2,), 2.0, dtype=torch.float64))
+
+
+def test_check_dtype(bk):
+    x = bk.asarray(np.array([1.0, 2.0]))
+    assert_close(x, np.array([1.0, 2.0]), check_dtype=True)  # dtypes compared by name across backends
+    assert_close(x, bk.asarray(np.array([1.0, 2.0])), check_dtype=True)
+    assert_close(bk.asarray(np.asarray(2.0)), 2.0, check_dtype=True)  # a Python float is float64
+    x32 = bk.asarray(np.array([1.0, 2.0]), dtype="float32")
+    assert_close(x32, np.array([1.0, 2.0]))  # values only by default
+    with pytest.raises(AssertionError, match="dtype mismatch: actual is float32, desired is float64"):
+        assert_close(x32, np.array([1.0, 2.0]), check_dtype=True)
+    with pytest.raises(AssertionError, match="dtype mismatch: actual is int64, desired is float64"):
+        assert_close(bk.asarray(np.array([1, 2])), np.array([1.0, 2.0]), check_dtype=True)
+
+
+def test_tolerance_formula_is_atol_plus_rtol_times_desired():
+    # |actual - desired| <= atol + rtol * |desired|: scaled by the reference, not the result
+    assert_close(np.array([1.5]), np.array([1.0]), rtol=0.5, atol=0)
+    with pytest.raises(AssertionError):
+        assert_close(np.array([1.0]), np.array([1.5]), rtol=0.3, atol=0)  # 0.5 > 0.3 * 1.5
+    assert_close(np.array([1.0]), np.array([1.5]), rtol=0.2, atol=0.2)  # 0.5 <= 0.2 + 0.3
+    with pytest.raises(AssertionError):
+        assert_close(np.array([1.0]), np.array([1.5]), rtol=0.2, atol=0.19)
+    with pytest.raises(AssertionError):
+        assert_close(np.array([1.0]), np.array([1.0 + 1e-15]), rtol=0, atol=0)  # exact comparison

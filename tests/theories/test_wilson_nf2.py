@@ -13,6 +13,7 @@ from latticekit.actions import WilsonDirac
 from latticekit.app.config import RunConfig
 from latticekit.gauge import random_gauge_field
 from latticekit.mc import Nf2HMC
+from latticekit.testing import assert_close
 from latticekit.utils import ConfigError
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
@@ -28,20 +29,20 @@ def _nf2_config(n_inner=0, **action):
         "output": {"checkpoint_every": 2, "store_every": 2, "plots": False}})
 
 
-def test_job_wilson_nf2_pion_correlator_is_the_observable():
+def test_job_wilson_nf2_pion_correlator_is_the_observable(bk):
     """The theory's C_pi_t equal latticekit.observables.pion_correlator on the same configurations."""
     from latticekit.observables import pion_correlator
 
     cfg = _nf2_config(even_odd=False, hasenbusch_mus=[])
     th = cfg.theory
     lat = lk.Lattice((4, 4))
-    U = random_gauge_field(lk.U1, lat, lk.backends.rng(1), (2,))
+    U = random_gauge_field(lk.U1, lat, bk.rng(1), (2,))
     m = th.measure(U)
-    C = np.asarray(pion_correlator(WilsonDirac(U, lk.U1, lat, kappa=0.25)))
+    C = bk.to_numpy(pion_correlator(WilsonDirac(U, lk.U1, lat, kappa=0.25)))
     for t in range(3):
-        np.testing.assert_allclose(m[f"C_pi_t{t}"], C[:, t], rtol=1e-12)
+        assert_close(m[f"C_pi_t{t}"], C[:, t], rtol=1e-12, atol=0)
     # the per-name functions give the same values (one CG solve per call)
-    np.testing.assert_allclose(th.observables(["C_pi_t1"])["C_pi_t1"](U), C[:, 1], rtol=1e-12)
+    assert_close(th.observables(["C_pi_t1"])["C_pi_t1"](U), C[:, 1], rtol=1e-12, atol=0)
     hmc = th.sampler("hmc", cfg.sampler.variant, rng=lk.backends.rng(0))
     assert isinstance(hmc, Nf2HMC) and hmc.multiscale is None and len(hmc.target.monomials) == 1
     # every option reaches the sampler
