@@ -98,8 +98,12 @@ def von_mises(rng: Generator, kappa: Any, loc: Any = None, max_rounds: int = 100
     k = xp.where(kappa > tiny, kappa, xp.full_like(kappa, tiny))
     small = k < 1e-5
     kl = xp.where(small, xp.ones_like(k), k)
-    r = 1.0 + xp.sqrt(1.0 + 4.0 * kl * kl)
-    rho = (r - xp.sqrt(2.0 * r)) / (2.0 * kl)
+    q = xp.sqrt(1.0 + 4.0 * kl * kl)
+    r = 1.0 + q
+    # rho = (r - sqrt(2r)) / (2k) without the cancellation of r - sqrt(2r) at small k (which left float32
+    # with rho = 0 and a rejection loop that never accepts near k ~ 1e-4): r - sqrt(2r) = r (r - 2) /
+    # (r + sqrt(2r)) and r - 2 = q - 1 = 4k^2 / (q + 1)
+    rho = 2.0 * kl * r / ((r + xp.sqrt(2.0 * r)) * (q + 1.0))
     s = xp.where(small, 1.0 / k + k, (1.0 + rho * rho) / (2.0 * rho))
     out = xp.zeros_like(k)
     done = xp.zeros(shape, dtype=xp.bool, device=_dev(kappa))

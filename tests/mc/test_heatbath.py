@@ -168,3 +168,18 @@ def test_from_action_and_bad_input():
         Heatbath(lk.U1, lat, 1.0, rng=rng, n_overrelax=-1)
     with pytest.raises(TypeError, match="WilsonGaugeAction"):
         Heatbath.from_action(object(), rng=rng)
+
+
+@pytest.mark.parametrize("kappa", [1e-4, 3e-3, 0.1])
+def test_von_mises_float32_small_kappa(bk, kappa):
+    """float32 near kappa ~ 1e-4: the envelope parameter rho lost all its digits to cancellation before, and the
+    rejection loop never accepted. Now the draws follow the law: <cos theta> = I1(k)/I0(k) within 5 sigma
+    (sigma = sqrt(var cos / n), var cos <= 1/2 + small; independent draws, fixed seed)."""
+    from scipy.special import i0, i1
+
+    n = 40000
+    k = bk.asarray(np.full(n, kappa), dtype=bk.xp.float32)
+    th = von_mises(bk.rng(11), k)
+    assert th.dtype == k.dtype
+    c = np.cos(bk.to_numpy(th).astype(np.float64))
+    assert abs(c.mean() - i1(kappa) / i0(kappa)) < 5 * np.sqrt(0.51 / n)
