@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "ConvNet", "activation", "periodic_pad"]
+__all__ = ["ACTIVATIONS", "ConvNet", "activation", "mlp", "periodic_pad"]
 
 _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _ACT = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
@@ -344,3 +344,27 @@ class ConvNet(nn.Module):
         stride = [1] * nd
         stride[axis] = k
         return _CONV_FN[nd](h, last.weight, last.bias, stride=tuple(stride))
+
+
+def mlp(n_in: int, n_out: int, hidden: Sequence[int], act: str, zero_init: bool) -> nn.Sequential:
+    """An MLP ``n_in -> hidden -> n_out``; ``zero_init`` zeroes the last layer (output 0).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = mlp(4, 3, (8,), "tanh", zero_init=True)
+    >>> net(torch.ones(2, 4)).abs().max().item()
+    0.0
+    """
+    if any(int(h) < 1 for h in hidden):
+        raise ValueError(f"hidden={tuple(hidden)}: expected positive widths")
+    dims = [int(n_in), *(int(h) for h in hidden), int(n_out)]
+    mods: list[nn.Module] = []
+    for i in range(len(dims) - 1):
+        mods.append(nn.Linear(dims[i], dims[i + 1]))
+        if i < len(dims) - 2:
+            mods.append(activation(act))
+    if zero_init:
+        nn.init.zeros_(mods[-1].weight)
+        nn.init.zeros_(mods[-1].bias)
+    return nn.Sequential(*mods)

@@ -72,7 +72,7 @@ from torch import nn
 from latticekit.groups import SUGroup
 
 from .base import FlowLayer, sum_sites
-from .nets import activation
+from .nets import mlp
 from .splines import DEFAULT_MIN_BIN, DEFAULT_MIN_DERIVATIVE, rq_spline_knots, rq_spline_on_knots
 
 __all__ = [
@@ -318,16 +318,7 @@ class SUSpectralKernel(FlowLayer):
             if n_in == 0:
                 heads.append(nn.Identity())
                 continue
-            dims = [n_in, *hidden, n_out]
-            mods: list[nn.Module] = []
-            for i in range(len(dims) - 1):
-                mods.append(nn.Linear(dims[i], dims[i + 1]))
-                if i < len(dims) - 2:
-                    mods.append(activation(act))
-            if zero_init:
-                nn.init.zeros_(mods[-1].weight)
-                nn.init.zeros_(mods[-1].bias)
-            heads.append(nn.Sequential(*mods))
+            heads.append(mlp(n_in, n_out, hidden, act, zero_init))
         self.heads = nn.ModuleList(heads)
         # raw parameters of the first coordinate when there are no features
         self.raw0 = nn.Parameter(torch.zeros(n_out) if (zero_init or self.features) else 0.1 * torch.randn(n_out))

@@ -40,7 +40,7 @@ from .heatbath_prior import (
     su2_a0_cdf,
     von_mises_cdf,
 )
-from .invariants import link_mlp, staple_invariants
+from .invariants import register_staple_weights, staple_invariants
 from .link_splitting import deinterleave, interleave, join_links, split_links
 from .model import MultiscaleModel, MultiscalePrior
 from .recursion import Draw, Geometry, doubling_order, doublings, slice_order
@@ -63,7 +63,7 @@ __all__ = [
     "heatbath_prior",
     "interleave",
     "join_links",
-    "link_mlp",
+    "register_staple_weights",
     "MultiscaleModel",
     "MultiscalePrior",
     "project_staple_sum",

@@ -41,14 +41,13 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from torch import nn
 
 from latticekit.groups import SUGroup
 
 from ..base import FlowLayer
 from ..spectral import SUSpectralKernel, reunitarize
 from .heatbath_prior import _check_links, check_staples
-from .invariants import staple_invariants
+from .invariants import register_staple_weights, staple_invariants
 
 __all__ = ["SUStapleSpectral", "project_staple_sum"]
 
@@ -107,14 +106,7 @@ class SUStapleSpectral(FlowLayer):
         if isinstance(n_staples, bool) or not isinstance(n_staples, int) or n_staples < 1:
             raise ValueError(f"n_staples={n_staples!r}: a staple-conditional coupling needs at least one staple")
         self.group, self.n_staples = group, int(n_staples)
-        a = torch.ones(n_staples) if alpha is None else torch.tensor([float(v) for v in alpha])
-        if a.shape != (n_staples,):
-            raise ValueError(f"alpha={tuple(alpha or ())!r}: expected {n_staples} staple weights")
-        a = a.to(torch.get_default_dtype())
-        if learn_alpha:
-            self.alpha = nn.Parameter(a)
-        else:
-            self.register_buffer("alpha", a)
+        register_staple_weights(self, n_staples, alpha, learn_alpha)
         self.kernel = SUSpectralKernel(group, bins, features=2 * n_staples, hidden=hidden, act=act,
                                        zero_init=zero_init, nd=0)
 

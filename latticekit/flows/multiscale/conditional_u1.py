@@ -39,14 +39,14 @@ import math
 from typing import Any, Sequence
 
 import torch
-from torch import nn
 
 from latticekit.groups import U1, wrap_angle
 
 from ..base import FlowLayer
 from ..splines import circular_rq_spline
 from .heatbath_prior import _check_links, check_staples
-from .invariants import link_mlp, staple_invariants
+from ..nets import mlp
+from .invariants import register_staple_weights, staple_invariants
 
 __all__ = ["U1StapleSpline"]
 
@@ -85,15 +85,8 @@ class U1StapleSpline(FlowLayer):
         if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
             raise ValueError(f"bins={bins!r}: expected at least one bin")
         self.n_staples, self.bins = int(n_staples), int(bins)
-        a = torch.ones(n_staples) if alpha is None else torch.tensor([float(v) for v in alpha])
-        if a.shape != (n_staples,):
-            raise ValueError(f"alpha={tuple(alpha or ())!r}: expected {n_staples} staple weights")
-        a = a.to(torch.get_default_dtype())
-        if learn_alpha:
-            self.alpha = nn.Parameter(a)
-        else:
-            self.register_buffer("alpha", a)
-        self.net = link_mlp(2 * n_staples, 3 * bins, hidden, act, zero_init)
+        register_staple_weights(self, n_staples, alpha, learn_alpha)
+        self.net = mlp(2 * n_staples, 3 * bins, hidden, act, zero_init)
         self._spline_eager = self._spline = circular_rq_spline
 
     def extra_repr(self) -> str:

@@ -23,16 +23,15 @@ Examples
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from latticekit.groups import Group, U1Group
 
-from ..nets import activation
 
-__all__ = ["link_mlp", "staple_invariants"]
+__all__ = ["register_staple_weights", "staple_invariants"]
 
 
 def staple_invariants(group: Group, staples: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -56,25 +55,20 @@ def staple_invariants(group: Group, staples: torch.Tensor, ref: torch.Tensor) ->
     return feats.reshape(staples.shape[0], -1)
 
 
-def link_mlp(n_in: int, n_out: int, hidden: Sequence[int], act: str, zero_init: bool) -> nn.Sequential:
-    """A per-link MLP ``n_in -> hidden -> n_out``; ``zero_init`` zeroes the last layer (output 0).
+def register_staple_weights(module: nn.Module, n_staples: int, alpha: Any = None, learn_alpha: bool = True) -> None:
+    """Give ``module`` the staple weights ``alpha_i`` of the active loop ``U sum_i alpha_i S_i`` (eqs. 12, 15):
+    a parameter (``learn_alpha``) or a buffer named ``alpha``, all ones by default.
 
     Examples
     --------
-    >>> import torch
-    >>> net = link_mlp(4, 3, (8,), "tanh", zero_init=True)
-    >>> net(torch.ones(2, 4)).abs().max().item()
-    0.0
+    >>> m = nn.Module(); register_staple_weights(m, 3, learn_alpha=False); m.alpha.tolist()
+    [1.0, 1.0, 1.0]
     """
-    if any(int(h) < 1 for h in hidden):
-        raise ValueError(f"hidden={tuple(hidden)}: expected positive widths")
-    dims = [int(n_in), *(int(h) for h in hidden), int(n_out)]
-    mods: list[nn.Module] = []
-    for i in range(len(dims) - 1):
-        mods.append(nn.Linear(dims[i], dims[i + 1]))
-        if i < len(dims) - 2:
-            mods.append(activation(act))
-    if zero_init:
-        nn.init.zeros_(mods[-1].weight)
-        nn.init.zeros_(mods[-1].bias)
-    return nn.Sequential(*mods)
+    a = torch.ones(n_staples) if alpha is None else torch.tensor([float(v) for v in alpha])
+    if a.shape != (n_staples,):
+        raise ValueError(f"alpha={tuple(alpha or ())!r}: expected {n_staples} staple weights")
+    a = a.to(torch.get_default_dtype())
+    if learn_alpha:
+        module.alpha = nn.Parameter(a)
+    else:
+        module.register_buffer("alpha", a)

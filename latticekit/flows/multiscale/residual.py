@@ -52,7 +52,8 @@ from latticekit.groups import Group, SUGroup, U1Group, wrap_angle
 from ..base import FlowLayer
 from ..spectral import reunitarize
 from .heatbath_prior import _check_links, check_staples
-from .invariants import link_mlp, staple_invariants
+from ..nets import mlp
+from .invariants import staple_invariants
 
 __all__ = ["StapleResidual"]
 
@@ -93,7 +94,7 @@ class StapleResidual(FlowLayer):
             raise ValueError(f"bound={bound!r}: expected 0 < bound < 1 (sum |eps_i| <= bound keeps the map invertible)")
         self.group, self.n_staples, self.bound, self.max_iter = group, int(n_staples), float(bound), int(max_iter)
         n_feat = max(2 * (n_staples - 1), 1)
-        self.net = link_mlp(n_feat, n_staples, hidden, act, zero_init)
+        self.net = mlp(n_feat, n_staples, hidden, act, zero_init)
 
     def extra_repr(self) -> str:
         return f"group={self.group.name}, n_staples={self.n_staples}, bound={self.bound}"
