@@ -112,7 +112,7 @@ def test_measure_reproduces_stored_observables(tmp_path) -> None:
     with Ensemble.open(tmp_path / "ensemble.h5") as ens:
         stored = ens.observable("plaquette")
     assert rem["observables"]["plaquette"]["n"] == len(stored)
-    assert abs(rem["observables"]["plaquette"]["value"] - float(stored.mean())) < 1e-12
+    assert_close(rem["observables"]["plaquette"]["value"], float(stored.mean()), rtol=0, atol=1e-12)
 
 
 # -- action.kind = "wilson_nf2" (moved from tests/mc/test_nf2.py) ---------------------------------------

@@ -81,7 +81,7 @@ def test_nersc_datatypes(tmp_path: Path, datatype: str, N: int, precision: str) 
     assert meta.header["DATATYPE"] == datatype and meta.header["SEQUENCE_NUMBER"] == "7"
     assert meta.checks_ok
     tol = 1e-14 if precision == "double" else 3e-7
-    assert float(np.max(np.abs(V - U))) < tol
+    assert_close(V, U, rtol=0, atol=tol)
     size = p.stat().st_size
     rows = int(datatype[-1]) if datatype.endswith(f"{N}x{N}") else N - 1
     assert size - (p.read_bytes().index(b"END_HEADER\n") + 11) == np.prod(LAT) * 4 * rows * N * (

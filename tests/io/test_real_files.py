@@ -104,7 +104,7 @@ def test_every_file_reads_with_all_checks(name: str) -> None:
     assert meta.lattice == lat and meta.group == g and meta.precision == "double"
     assert meta.checks_ok and len(meta.checks) >= 1
     G = lk.SU(N)
-    assert float(G.defect(U, nd=4).max()) < 1e-12
+    assert_close(G.defect(U, nd=4), 0.0, rtol=0, atol=1e-12)
     # meta plaquette (io's private numpy code) agrees with the library's group operations
     assert_close(meta.plaquette, _average_plaquette(U, G), rtol=0, atol=1e-13)
 
@@ -142,7 +142,7 @@ def test_nersc_and_ildg_versions_agree_link_by_link() -> None:
     Un, _ = load(_path("nersc.l8t4b3360"))
     Ui, _ = load(_path("ildg.l8t4b3360"))
     assert Un.shape == Ui.shape
-    assert float(np.max(np.abs(Un - Ui))) < 1e-14
+    assert_close(Un, Ui, rtol=0, atol=1e-14)
 
 
 @pytest.mark.parametrize("name", ["nersc.l8t4b3360", "su3_8x8x8x8.ildg", "su2_4x4x4x4_b.ildg"])
@@ -161,7 +161,7 @@ def test_polyakov_loop_matches_file_order_computation(name: str) -> None:
     for t in range(1, U.shape[-4]):
         Q = G.mul(Q, U[0][..., t, :, :, :], nd=3)
     poly_lib = G.trace(Q, nd=3) / N  # (x, y, z)
-    assert abs(np.mean(poly_lib) - np.mean(poly_file)) < 1e-13
+    assert_close(np.mean(poly_lib), np.mean(poly_file), rtol=0, atol=1e-13)
     assert_close(poly_lib, np.transpose(poly_file, (2, 1, 0)), rtol=1e-7, atol=1e-13)
     # and the wrong direction would not match (the test can fail)
     assert abs(np.mean(poly_lib) - np.mean(np.trace(F[0, :, :, :, 0], axis1=-2, axis2=-1) / N)) > 1e-6

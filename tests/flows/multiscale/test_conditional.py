@@ -161,7 +161,7 @@ def test_su2_model_is_normalised(layer: str, res: tuple[int, int, int], tol: flo
         for i in range(2):
             U = G.mul_adj(Uq, V[i].expand(Uq.shape[0], 2, 2), nd=0)
             lq = q.log_prob(U, context=S[i:i + 1].expand(U.shape[0], 2, 2, 2))
-            assert abs(float((w * torch.exp(lq)).sum()) - 1) < tol
+            assert_close(float((w * torch.exp(lq)).sum()), 1.0, rtol=0, atol=tol)
 
 
 def test_su2_spectral_model_is_normalised_weyl() -> None:
@@ -179,7 +179,7 @@ def test_su2_spectral_model_is_normalised_weyl() -> None:
     with torch.no_grad():
         lq = q.log_prob(G.mul_adj(P, R.expand(n, 2, 2), nd=0), context=S.expand(n, 3, 2, 2))
     val = float(torch.sum((2 / math.pi) * torch.sin(t) ** 2 * torch.exp(lq)) * math.pi / n)
-    assert abs(val - 1) < 1e-7
+    assert_close(val, 1.0, rtol=0, atol=1e-7)
 
 
 @pytest.mark.parametrize("group", [lk.U1, lk.SU(2), lk.SU(3)], ids=["U1", "SU2", "SU3"])

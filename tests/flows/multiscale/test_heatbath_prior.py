@@ -32,12 +32,12 @@ def _trng(seed: int, device: str = "cpu") -> lk.backends.Generator:
 
 def test_su2_quadrature_is_exact_for_haar_moments(su2_quadrature) -> None:
     U, w = su2_quadrature()
-    assert abs(float(w.sum()) - 1) < 1e-12
+    assert_close(float(w.sum()), 1.0, rtol=0, atol=1e-12)
     tr = U[:, 0, 0] + U[:, 1, 1]
     # Haar: <|tr U|^2> = 1, <tr U> = 0, <|tr U|^4> = 2
-    assert abs(float((w * tr.abs() ** 2).sum()) - 1) < 1e-12
-    assert abs(float((w * tr.real).sum())) < 1e-12
-    assert abs(float((w * tr.abs() ** 4).sum()) - 2) < 1e-12
+    assert_close(float((w * tr.abs() ** 2).sum()), 1.0, rtol=0, atol=1e-12)
+    assert_close(float((w * tr.real).sum()), 0.0, rtol=0, atol=1e-12)
+    assert_close(float((w * tr.abs() ** 4).sum()), 2.0, rtol=0, atol=1e-12)
 
 
 def test_bessel_ratios_match_scipy() -> None:
@@ -91,7 +91,7 @@ def test_su2_heatbath_prior_is_normalised(beta: float, su2_quadrature) -> None:
     for i in range(3):
         U = G.mul_adj(Uq, V[i].detach().expand(Uq.shape[0], 2, 2), nd=0)
         lp = prior.log_prob(U, context=S[i:i + 1].expand(U.shape[0], 2, 2, 2))
-        assert abs(float((w * torch.exp(lp.detach())).sum()) - 1) < 1e-10
+        assert_close(float((w * torch.exp(lp.detach())).sum()), 1.0, rtol=0, atol=1e-10)
 
 
 def _u1_fd(prior: U1HeatbathPrior, z: torch.Tensor, kappa: float, h: float = 1e-5) -> np.ndarray:
@@ -132,7 +132,7 @@ def test_su2_implicit_gradient_matches_inverse_cdf() -> None:
         x = float(a0[i].detach())
         u = float(su2_a0_cdf(torch.tensor([x], dtype=F64), torch.tensor([3.0], dtype=F64)))
         fd = (ppf(u, 3.0 + h) - ppf(u, 3.0 - h)) / (2 * h)
-        assert abs(grads[i] - fd) < 1e-5 * max(1.0, abs(fd)), (i, grads[i], fd)
+        assert_close(grads[i], fd, rtol=0, atol=1e-5 * max(1.0, abs(fd)), msg=f"link {i}: autograd vs inverse CDF")
 
 
 @torch.no_grad()
@@ -155,7 +155,7 @@ def test_draws_follow_the_law() -> None:
     a0 = 0.5 * G.re_trace(G.mul(U, V, nd=0), nd=0)
     dev = (a0 - torch.as_tensor(special.iv(2, k.numpy()) / special.iv(1, k.numpy()))).numpy()
     assert abs(dev.mean()) < 5 * dev.std() / math.sqrt(n)
-    assert float(G.defect(U, nd=0).max()) < 1e-12
+    assert_close(G.defect(U, nd=0), 0.0, rtol=0, atol=1e-12)
 
 
 def test_bad_input() -> None:
