@@ -11,6 +11,7 @@ from latticekit.app.analysis import format_table
 from latticekit.app.config import RunConfig
 from latticekit.app.measure import measure_job
 from latticekit.app.run import run_job
+from latticekit.testing import assert_close
 from latticekit.theories.wilson import WilsonTheory
 from latticekit.utils import ConfigError
 
@@ -111,7 +112,7 @@ def test_measure_reproduces_stored_observables(tmp_path) -> None:
     with Ensemble.open(tmp_path / "ensemble.h5") as ens:
         stored = ens.observable("plaquette")
     assert rem["observables"]["plaquette"]["n"] == len(stored)
-    assert abs(rem["observables"]["plaquette"]["value"] - float(stored.mean())) < 1e-12
+    assert_close(rem["observables"]["plaquette"]["value"], float(stored.mean()), rtol=0, atol=1e-12)
 
 
 # -- action.kind = "wilson_nf2" (moved from tests/mc/test_nf2.py) ---------------------------------------
@@ -182,8 +183,9 @@ def test_measure_observables_select_what_is_measured(tmp_path) -> None:
     assert sorted(k for k in arrays if k.startswith("obs_")) == ["obs_topological_charge"]
     rem = measure_job(tmp_path, echo=False)
     assert sorted(rem["observables"]) == ["chi_t", "topological_charge"]
-    assert rem["observables"]["chi_t"]["value"] == pytest.approx(
-        sum(q * q for q in _stored_q(tmp_path)) / len(_stored_q(tmp_path)) / 16, rel=1e-12)
+    # approx(rel=1e-12) accepted max(1e-12 |e|, 1e-12): the absolute term (chi_t = <Q^2> / 16 is below 1 here)
+    assert_close(rem["observables"]["chi_t"]["value"],
+                 sum(q * q for q in _stored_q(tmp_path)) / len(_stored_q(tmp_path)) / 16, rtol=0, atol=1e-12)
 
 
 def _stored_q(folder) -> list[float]:

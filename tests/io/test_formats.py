@@ -22,6 +22,7 @@ from latticekit.io import (
     write_nersc,
 )
 from latticekit.io._common import atomic_write
+from latticekit.testing import assert_close
 
 LAT = (4, 2, 2, 2)  # (Lt, Lx, Ly, Lz), all even for openQCD
 
@@ -65,7 +66,7 @@ def test_round_trip_on_every_backend(tmp_path: Path, bk) -> None:
         assert backends.backend_name(V) == bk.name
         assert np.array_equal(bk.to_numpy(V), U)
         G = lk.SU(3)
-        assert float(bk.to_numpy(bk.xp.max(G.defect(V, nd=4)))) < 1e-12
+        assert_close(G.defect(V, nd=4), 0.0, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("datatype,N", [("4D_SU3_GAUGE", 3), ("4D_SU3_GAUGE_3x3", 3), ("4D_SU2_GAUGE", 2),
@@ -80,7 +81,7 @@ def test_nersc_datatypes(tmp_path: Path, datatype: str, N: int, precision: str) 
     assert meta.header["DATATYPE"] == datatype and meta.header["SEQUENCE_NUMBER"] == "7"
     assert meta.checks_ok
     tol = 1e-14 if precision == "double" else 3e-7
-    assert float(np.max(np.abs(V - U))) < tol
+    assert_close(V, U, rtol=0, atol=tol)
     size = p.stat().st_size
     rows = int(datatype[-1]) if datatype.endswith(f"{N}x{N}") else N - 1
     assert size - (p.read_bytes().index(b"END_HEADER\n") + 11) == np.prod(LAT) * 4 * rows * N * (
@@ -102,7 +103,7 @@ def test_nersc_header_is_standard_and_checksum_definition(tmp_path: Path) -> Non
     assert f"CHECKSUM = {want:08x}" in head and nersc_checksum(payload) == want
     _, meta = load(p)
     plaq = float(head.split("PLAQUETTE = ")[1].split()[0])
-    assert plaq == pytest.approx(meta.plaquette, abs=1e-12)
+    assert_close(plaq, meta.plaquette, rtol=0, atol=1e-12)
 
 
 def test_openqcd_plaquette_normalisation_and_layout(tmp_path: Path) -> None:
@@ -115,7 +116,7 @@ def test_openqcd_plaquette_normalisation_and_layout(tmp_path: Path) -> None:
     U = _field(seed=5)
     save(p, U, "SU3", format="openqcd")
     _, meta = load(p)
-    assert meta.header["plaq"] == pytest.approx(3 * meta.plaquette, abs=1e-14)
+    assert_close(meta.header["plaq"], 3 * meta.plaquette, rtol=0, atol=1e-14)
     # first odd point in lexicographic order is x = (0, 0, 0, 1): the first matrix is U_0(x)
     first = np.frombuffer(p.read_bytes(), "<c16", count=9, offset=24).reshape(3, 3)
     assert np.array_equal(first, U[0, :, :, 0, 0, 0, 1])
