@@ -9,7 +9,7 @@ batch axes analysed independently.
 from .acceptance import AcceptanceSummary, acceptance_summary
 from .autocorrelation import GammaResult, autocovariance, gamma_method
 from .blocking import BlockingResult, bin_series, blocking_analysis
-from .ess import ReweightResult, ess, ess_absolute, log_weights, reweight
+from .ess import ReweightResult, ess, ess_absolute, log_weights, log_z_estimate, reweight
 from .resampling import ResamplingResult, bootstrap, jackknife
 
 __all__ = [
@@ -28,5 +28,6 @@ __all__ = [
     "gamma_method",
     "jackknife",
     "log_weights",
+    "log_z_estimate",
     "reweight",
 ]

@@ -37,7 +37,7 @@ from typing import Any, Callable
 import torch
 
 from latticekit import backends
-from latticekit.analysis import ess as _ess
+from latticekit.analysis import ess as _ess, log_z_estimate
 from latticekit.utils import Progress
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -364,14 +364,21 @@ class Trainer:
         """No-grad metrics on ``n`` fresh samples (default ``eval_batch_size``).
 
         Draws from a generator derived from ``(seed, step)``, so evaluating does not change the
-        training stream.
+        training stream. Returns ``eval_loss`` (``mean(log q + S) = -mean log w``), ``eval_ess`` (Kish
+        ESS/N of the ``n`` draws), ``eval_var_log_w``, ``eval_log_z_estimate`` with ``eval_log_z_error``
+        (:func:`latticekit.analysis.log_z_estimate`: ``log mean w``, arXiv:2404.10819 sec. 4.1) and
+        ``eval_kl_estimate`` (reverse KL ``log Z - mean log w`` with that estimate in
+        place of ``log Z``; the exact KL is ``log Z + eval_loss`` where ``log Z`` is known).
         """
         n = self.config.eval_batch_size if n is None else n
         self.model.eval()
         g = backends.rng(self.config.seed + 1_000_003 * (self.step + 1), backend="torch", device=self.config.device)
         loss, log_w = reverse_kl_loss(self.model, self.action_fn, n, g)
+        log_z, log_z_err = log_z_estimate(log_w.cpu())
         return {"step": self.step, "eval_loss": float(loss), "eval_ess": float(_ess(log_w.cpu())),
-                "eval_var_log_w": float(log_w.var()) if log_w.numel() > 1 else 0.0}
+                "eval_var_log_w": float(log_w.var()) if log_w.numel() > 1 else 0.0,
+                "eval_log_z_estimate": log_z, "eval_log_z_error": log_z_err,
+                "eval_kl_estimate": log_z + float(loss)}
 
     # -- loop ----------------------------------------------------------------------------------
     def train(self, steps: int | None = None) -> list[dict[str, float]]:

@@ -247,6 +247,11 @@ class Theory:
         """Exact values (:mod:`latticekit.exact`, symmetries) of the observables that have one."""
         return {}
 
+    def exact_log_z(self) -> float | None:
+        """``log Z`` of ``exp(-S)`` against the measure the flows' densities refer to (the normalised Haar
+        measure for gauge fields, Lebesgue for scalars), or None where no exact value is known."""
+        return None
+
     def exact_distribution(self, name: str, bound: int) -> tuple[Any, Any] | None:
         """The exact distribution ``(values, probabilities)`` of an integer-valued observable on
         ``-bound..bound``, or None where none is known."""

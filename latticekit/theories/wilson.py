@@ -218,6 +218,18 @@ class WilsonTheory(Theory):
                     out[f"wilson_loop_{t}x{r}"] = float(exact.sun_2d_wilson_loop(b, G.N, t, r, shape))
         return out
 
+    def exact_log_z(self) -> float | None:
+        # 2D only: character expansion on the torus with the normalised Haar measure (Z = 1 at beta = 0),
+        # the measure of HaarPrior, so log w = -S - log q averages to this log Z under exp(log w)
+        from latticekit import exact
+
+        lat, b = self.lattice, self.params.beta
+        if lat.nd != 2:
+            return None
+        if isinstance(self.group, U1Group):
+            return float(exact.u1_2d_log_z(b, lat.shape))
+        return float(exact.sun_2d_log_z(b, self.group.N, lat.shape))
+
     def exact_distribution(self, name: str, bound: int) -> tuple[Any, Any] | None:
         if name != "topological_charge" or not self.is_u1_2d:
             return None

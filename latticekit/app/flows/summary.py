@@ -182,7 +182,8 @@ def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | Non
         "flow": {"train_steps": train.get("steps"), "train_wall_s": train.get("wall_s"), "ess": train.get("ess"),
                  # the final evaluation drew train.eval_batch_size samples (train.json before ess_n: the same)
                  "ess_n": train.get("ess_n", cfg.train.eval_batch_size) if train.get("ess") is not None else None,
-                 "var_log_w": train.get("var_log_w"), "mcmc_steps": sample.get("n"),
+                 "var_log_w": train.get("var_log_w"), "kl": train.get("kl"), "kl_log_z": train.get("kl_log_z"),
+                 "mcmc_steps": sample.get("n"),
                  "acceptance": sample.get("acceptance"), "proposal_ess": sample.get("proposal_ess"),
                  # every proposal of the chain is one independent flow draw
                  "proposal_ess_n": sample.get("proposal_ess_n", sample.get("n"))},
@@ -207,7 +208,8 @@ def format_flow_summary(summary: Mapping[str, Any]) -> str:
         return "-" if v is None else format(v, spec)
 
     head = (f"flow: {summary['theory']} on {'x'.join(map(str, summary['lattice']))}, {fmt(f.get('train_steps'), 'd')} "
-            f"training steps, ESS {_ess(f.get('ess'), f.get('ess_n'))}, var log w {fmt(f.get('var_log_w'))}")
+            f"training steps, ESS {_ess(f.get('ess'), f.get('ess_n'))}, var log w {fmt(f.get('var_log_w'))}"
+            + (f", KL {fmt(f['kl'])} ({f.get('kl_log_z')} log Z)" if f.get("kl") is not None else ""))
     head2 = (f"flow MCMC: {fmt(f.get('mcmc_steps'), 'd')} steps, acceptance {fmt(f.get('acceptance'))}, "
              f"proposal ESS {_ess(f.get('proposal_ess'), f.get('proposal_ess_n'))}")
     rows = [("observable", "flow MCMC", "tau_int", "reweighted", "reference", "kind", "dev/sigma")]

@@ -14,7 +14,9 @@ work, builds the flow model of the theory's flow-model family and the theory's a
   under data-parallel training) and ``eval_*`` at evaluation steps, ``eval_ess_n`` the evaluation's N),
   appended and flushed line by line;
 * ``train.json`` — the summary of the finished run (final evaluation, wall time; ``ess`` is the Kish
-  ESS/N of the final evaluation's ``ess_n`` = ``train.eval_batch_size`` draws, :data:`ESS_DEFINITION`);
+  ESS/N of the final evaluation's ``ess_n`` = ``train.eval_batch_size`` draws, :data:`ESS_DEFINITION`;
+  ``log_z_estimate`` = log mean w of those draws; ``kl`` = log Z - mean log w with the theory's exact
+  ``log_z_exact`` where known (2D Wilson), else with the estimate, ``kl_log_z`` saying which);
 * ``train.png`` — the training curve: loss, ESS and var log w against the step and the CPU time, drawn
   from every line of ``metrics.jsonl`` (so a resumed run's plot covers all steps).
 
@@ -147,12 +149,18 @@ def run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, pro
             writer.close()
     wall = time.time() - t0
     ev = {**trainer.evaluate(t.eval_batch_size), "eval_ess_n": t.eval_batch_size}
+    # reverse KL = log Z - mean log w (arXiv:2404.10819 eq. 3) with the exact log Z where the theory has one,
+    # else with the sec. 4.1 estimate log mean w of the same draws
+    log_z_exact = cfg.theory.exact_log_z()
     summary = {
         "status": status, "steps": trainer.step, "resumed_from_step": resumed_from,
         "final_loss": trainer.history[-1]["loss"] if trainer.history else None,
         # the Kish ESS/N of the final evaluation's N = eval_batch_size independent draws (docs/flows.md, "ESS")
         "eval": ev, "ess": ev["eval_ess"], "ess_n": t.eval_batch_size, "ess_definition": ESS_DEFINITION,
         "var_log_w": ev["eval_var_log_w"],
+        "log_z_estimate": ev["eval_log_z_estimate"], "log_z_exact": log_z_exact,
+        "kl": ev["eval_kl_estimate"] if log_z_exact is None else log_z_exact + ev["eval_loss"],
+        "kl_log_z": "estimate" if log_z_exact is None else "exact",
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
         "wall_s": round(wall, 3), "world_size": world, "device": str(trainer.device),
         "checkpoint": str(ckpt), "metrics": str(metrics_path), "config": conf,

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from latticekit.analysis import ess as _ess
+from latticekit.analysis import ess as _ess, log_z_estimate
 from latticekit.backends import Generator
 
 from ..model import Model
@@ -41,7 +41,7 @@ def flow_diagnostics(model: Model, action: Any, n: int, rng: Generator, *, batch
     """ESS, loss, KL and ``log Z`` estimate of ``model`` for the target ``exp(-S)`` from ``n`` fresh draws.
 
     Returns ``n``, ``ess`` (Kish ESS/N), ``loss`` (``mean(log q + S)``), ``log_z_estimate``
-    (``log mean w``, with ``log_z_error``, the jackknife-free delta-method error ``sqrt(var(w/mean w) / n)``),
+    (``log mean w``, with ``log_z_error``: :func:`latticekit.analysis.log_z_estimate`),
     ``log_z`` (the constant used: ``log_z`` if given, else the estimate) and ``kl`` (``log_z - mean log w``).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
@@ -50,10 +50,7 @@ def flow_diagnostics(model: Model, action: Any, n: int, rng: Generator, *, batch
     lw_np = lw.detach().cpu().numpy().astype(np.float64)
     if not np.all(np.isfinite(lw_np)):
         raise ValueError("model or action produced non-finite log-weights")
-    top = float(lw_np.max())
-    w = np.exp(lw_np - top)
-    est = top + math.log(float(w.mean()))
-    err = float(np.sqrt(np.var(w / w.mean()) / n))
+    est, err = log_z_estimate(lw_np)
     ref = est if log_z is None else float(log_z)
     mean_lw = float(lw_np.mean())
     return {"n": n, "ess": float(_ess(lw_np)), "loss": -mean_lw, "log_z_estimate": est, "log_z_error": err,

@@ -127,6 +127,10 @@ def test_train_writes_files_and_metrics(tmp_path) -> None:
     # every ESS carries its N: the batch (8) per step, the evaluation's 16 samples, the final evaluation's
     assert all(r["ess_n"] == 8 for r in rows) and rows[2]["eval_ess_n"] == 16 and "eval_ess_n" not in rows[1]
     assert res["ess_n"] == 16 and res["eval"]["eval_ess_n"] == 16 and res["ess_definition"].startswith("Kish")
+    # phi^4 has no exact log Z: KL with the estimate log mean w of the final evaluation's draws
+    assert res["log_z_exact"] is None and res["kl_log_z"] == "estimate"
+    assert_close(res["kl"], res["log_z_estimate"] + res["eval"]["eval_loss"], rtol=1e-12, atol=1e-12)
+    assert res["kl"] >= 0 and {"eval_log_z_estimate", "eval_log_z_error", "eval_kl_estimate"} <= set(rows[2])
     # ESS and var log w are those of the batch's log-weights: rerun step 1 by hand
     cfg = FlowConfig.from_dict(phi4_cfg())
     model, action, _ = build_flow(cfg)
@@ -262,7 +266,11 @@ def test_sample_phi4_writes_npz_and_summary(tmp_path) -> None:
 
 def test_u1_flow_mcmc_matches_exact_and_summary(tmp_path) -> None:
     out = tmp_path / "u1"
-    train_job(u1_cfg(beta=1.0, steps=30), out=out, progress=False)
+    res = train_job(u1_cfg(beta=1.0, steps=30), out=out, progress=False)
+    # KL against the exact log Z; the estimate log mean w of the same draws agrees within 5 of its errors
+    assert res["kl_log_z"] == "exact" and res["log_z_exact"] == lk.exact.u1_2d_log_z(1.0, (4, 4))
+    assert_close(res["kl"], res["log_z_exact"] + res["eval"]["eval_loss"], rtol=1e-12, atol=1e-12)
+    assert res["kl"] > 0 and abs(res["log_z_estimate"] - res["log_z_exact"]) < 5 * res["eval"]["eval_log_z_error"]
     s = sample_job(out, n=2000, seed=5, batch=1000, store_every=10)
     with lk.io.Ensemble.open(out / "flow_ensemble.h5") as ens:
         assert len(ens) == 200 and ens.info(3)["step"] == 30 and ens.group.name == "U(1)" and ens.action_params == {"beta": 1.0}
@@ -282,6 +290,7 @@ def test_u1_flow_mcmc_matches_exact_and_summary(tmp_path) -> None:
     assert rows["plaquette"]["reweighted"] == rw["value"] and "reweighted" in summ["text"]
     assert_close(rows["chi_t"]["reference"], lk.exact.u1_2d_topological_susceptibility(1.0, (4, 4)), rtol=1e-6, atol=0)
     assert summ["flow"]["acceptance"] == s["acceptance"] and summ["flow"]["ess"] is not None
+    assert summ["flow"]["kl"] == res["kl"] and f"KL {res['kl']:.4g} (exact log Z)" in summ["text"]
     assert "plaquette" in summ["text"] and summ["text"] == format_flow_summary(summ)
     model, action, cfg, payload = load_trained(out)
     assert payload["step"] == 30 and next(model.parameters()).dtype == torch.float64
