@@ -374,7 +374,10 @@ class Trainer:
         self.model.eval()
         g = backends.rng(self.config.seed + 1_000_003 * (self.step + 1), backend="torch", device=self.config.device)
         loss, log_w = reverse_kl_loss(self.model, self.action_fn, n, g)
-        log_z, log_z_err = log_z_estimate(log_w.cpu())
+        try:
+            log_z, log_z_err = log_z_estimate(log_w.cpu())
+        except ValueError:  # NaN/+inf weights: reported as NaN like the other metrics; train_step stops on them
+            log_z, log_z_err = math.nan, math.nan
         return {"step": self.step, "eval_loss": float(loss), "eval_ess": float(_ess(log_w.cpu())),
                 "eval_var_log_w": float(log_w.var()) if log_w.numel() > 1 else 0.0,
                 "eval_log_z_estimate": log_z, "eval_log_z_error": log_z_err,
