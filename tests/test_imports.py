@@ -3,7 +3,7 @@
 * ``import latticekit`` is light (no torch, h5py, numba) and every subpackage the docs use as
   ``lk.<name>`` is an attribute of ``latticekit`` in a fresh interpreter (loaded on first use).
 * Import lint (AST, every .py file in latticekit/): only backends/ and the host-side folders that
-  DESIGN.md names (flows/ torch by design; io/, exact/, analysis/, testing/ host-side) import an array
+  DESIGN.md names (flows/ torch by design; io/, exact/, analysis/, testing/, app/ host-side) import an array
   library; physics and libraries never import the application tier ``latticekit.app``.
 """
 
