@@ -7,7 +7,7 @@ Sub-commands::
     latticekit info FILE                         describe a gauge configuration file
     latticekit convert IN OUT --to FORMAT        convert between nersc, ildg, openqcd, hdf5
     latticekit train CONFIG.toml --out DIR       train a normalizing flow (torch); resumes after a kill
-    latticekit sample DIR [--n N]                flow MCMC from a trained flow; ESS, acceptance, observables
+    latticekit sample DIR [--n N] [--n-pf K]     flow MCMC from a trained flow; ESS, acceptance, observables
 
 Global options (before the sub-command): ``--backend``, ``--device``. The command line uses argparse
 from the standard library (no extra dependency). Each sub-command is one entry of :data:`COMMANDS`:
@@ -155,13 +155,13 @@ def train_command(config: str | os.PathLike[str], *, out: str | os.PathLike[str]
 
 def sample_command(out: str | os.PathLike[str], *, n: int | None = None, seed: int | None = None,
                    out_file: str | os.PathLike[str] | None = None, device: Any = None,
-                   hmc: "Mapping[str, Any] | str | os.PathLike[str] | None" = None) -> str:
+                   hmc: "Mapping[str, Any] | str | os.PathLike[str] | None" = None, n_pf: int | None = None) -> str:
     """``latticekit sample DIR [--n N] [--seed S] [--out-file F] [--compare RESULTS.json]``: flow MCMC,
     return the summary table (with the values of the run ``hmc`` beside the flow's when given)."""
     from .flows.sample import resolve_checkpoint, sample_job
     from .flows.summary import flow_summary
 
-    s = sample_job(out, n=n, seed=seed, out_file=out_file, device=device, reference=hmc)
+    s = sample_job(out, n=n, seed=seed, out_file=out_file, device=device, reference=hmc, n_pf=n_pf)
     folder = resolve_checkpoint(out)[1]
     text = flow_summary(folder, sample=s, hmc=hmc)["text"]
     plot = "" if not s.get("plot") else f", histograms {os.path.join(os.path.dirname(s['output']), s['plot'])}"
@@ -191,12 +191,14 @@ def _args_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-file", default=None, help="where to write the chain (HDF5 for gauge fields)")
     p.add_argument("--compare", default=None,
                    help="results.json of a `latticekit run` of the same theory: show its values beside the flow's")
+    p.add_argument("--n-pf", type=_positive_int, default=None, dest="n_pf",
+                   help="pseudofermion flows: pseudofermion draws per gauge field (default: model.n_pf)")
 
 
 def _do_sample(args: argparse.Namespace) -> int:
     _torch_only(args)
     print(sample_command(args.dir, n=args.n, seed=args.seed, out_file=args.out_file, device=args.device,
-                         hmc=args.compare))
+                         hmc=args.compare, n_pf=args.n_pf))
     return 0
 
 

@@ -39,13 +39,13 @@ from torch import nn
 __all__ = ["ACTIVATIONS", "ConvNet", "activation", "mlp", "periodic_pad"]
 
 _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-_ACT = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
+_ACT = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU}
 #: names accepted by :func:`activation` (and the ``act`` options of the layers)
 ACTIVATIONS: tuple[str, ...] = tuple(sorted(_ACT))
 
 
 def activation(name: str) -> nn.Module:
-    """An activation module by name (``relu``, ``leaky_relu``, ``tanh``, ``gelu``, ``silu``).
+    """An activation module by name (``relu``, ``leaky_relu``, ``tanh``, ``gelu``, ``silu``, ``elu``).
 
     Examples
     --------

@@ -36,7 +36,7 @@ from .model import Model
 from .priors import check_rng
 from .train import _action_fn
 
-__all__ = ["MetropolisResult", "draw_weighted", "independence_metropolis", "reweight_observable"]
+__all__ = ["MetropolisResult", "draw_weighted", "independence_metropolis", "metropolis_chain", "reweight_observable"]
 
 
 @dataclass
@@ -134,9 +134,33 @@ def independence_metropolis(model: Model, action: Any, n_steps: int, rng: Genera
     check_rng(rng)
     if n_steps < 2:
         raise ValueError(f"n_steps={n_steps}: expected at least 2 steps")
-    observables = dict(observables or {})
     x, lw = draw_weighted(model, action, n_steps, rng, batch_size)
-    lw_np = lw.detach().cpu().numpy().astype(np.float64)
+    return metropolis_chain(x, lw, rng, observables=observables, keep_configs=keep_configs)
+
+
+def metropolis_chain(x: torch.Tensor, log_w: torch.Tensor, rng: Generator, *,
+                     observables: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+                     keep_configs: bool = False) -> MetropolisResult:
+    """The independence Metropolis chain of proposals ``x`` (in order) with log-weights ``log_w`` (eq. 16 of
+    arXiv:2207.08945): accept ``x'`` with probability ``min(1, w'/w)``, the current state keeping its weight.
+
+    Shared by :func:`independence_metropolis` and the pseudo-marginal chain of
+    :mod:`latticekit.flows.pseudofermion.pseudo_marginal` (whose weights are averaged over pseudofermion draws).
+
+    Examples
+    --------
+    >>> import torch, latticekit as lk
+    >>> lw = torch.zeros(256); lw[1] = -50.0              # proposal 1 is (almost) never accepted
+    >>> r = metropolis_chain(torch.zeros(256, 1), lw, lk.backends.rng(0, backend="torch"))
+    >>> r.accepted[:3].tolist()
+    [True, False, True]
+    """
+    check_rng(rng)
+    n_steps = int(log_w.shape[0])
+    if n_steps < 2:
+        raise ValueError(f"log_w has {n_steps} entries; expected at least 2 proposals")
+    observables = dict(observables or {})
+    lw_np = log_w.detach().cpu().numpy().astype(np.float64)
     if np.any(np.isnan(lw_np)):
         raise ValueError("model or action produced NaN log-weights; cannot run Metropolis")
     u = rng.uniform((n_steps,), dtype=torch.float64).cpu().numpy()

@@ -13,7 +13,8 @@ The gauge part is :mod:`latticekit.theories.wilson`; the fermions enter through 
 * Observables: those of the gauge theory, and the pion correlator ``C_pi_t0 .. C_pi_t{L0/2}``
   (:func:`latticekit.observables.pion_correlator`, point source at the origin, solved to ``cg_tol``).
 * Exact values: none, apart from ``<Q> = 0`` (2D U(1)) by parity.
-* Flow-model families: none yet.
+* Flow-model families: ``pseudofermion`` (joint gauge x pseudofermion models, arXiv:2207.08945;
+  :mod:`latticekit.app.flows.pseudofermion_models`).
 
 Examples
 --------
@@ -64,7 +65,7 @@ class WilsonNf2Theory(WilsonTheory):
     Params = WilsonNf2Params
     samplers = {"hmc": Nf2HMCSettings}
     reference_sampler = "hmc"
-    flow_families = ()
+    flow_families = ("pseudofermion",)
     has_fermions = True
 
     @classmethod
@@ -112,9 +113,16 @@ class WilsonNf2Theory(WilsonTheory):
 
         return super().measurements() + [Measurement(names, pion)]
 
+    def summary_observables(self) -> list[str]:
+        # the gauge observables and the pion correlator: what flow MCMC is compared with pseudofermion HMC on
+        return super().summary_observables() + [n for n in self.observable_names() if n.startswith("C_pi_t")]
+
     def exact(self) -> dict[str, float]:
         # no exact results with dynamical fermions; <Q> = 0 by parity
         return {"topological_charge": 0.0} if self.is_u1_2d else {}
 
     def exact_distribution(self, name: str, bound: int) -> tuple[Any, Any] | None:
         return None  # the exact P(Q) is that of the pure gauge theory
+
+    def exact_log_z(self) -> float | None:
+        return None  # Z = int dU exp(-S_g) det(D D^dag): not known in closed form (the pure-gauge one is not it)

@@ -15,6 +15,8 @@ super-resolving, pseudofermion flows) adds a module with its family and one line
                   (Kanwar et al. 2020), Nd >= 3 checkerboard masks
 ``checkerboard``  gauge-equivariant plaquette couplings, checkerboard masks, any   wilson
                   Nd >= 2
+``multiscale``    multiscale prior + fine gauge flow (arXiv:2404.10819)            wilson
+``pseudofermion`` joint gauge x pseudofermion model (arXiv:2207.08945)             wilson_nf2
 ================  ==============================================================  =====================
 
 Examples
@@ -63,6 +65,14 @@ class FlowFamily:
         ``default_layers(shape) -> int``.
     check : callable
         ``check(shape, settings)``: lattice conditions of the masks; raises :class:`ConfigError`.
+    make_action : callable or None
+        ``make_action(theory, settings, seed) -> action``: the training target when it is not the theory's
+        action (pseudofermion flows: the joint action); None: ``theory.make_action()``.
+    sampler : callable or None
+        ``sampler(model, theory, settings, n, rng, *, observables, batch_size, **options) -> (MetropolisResult,
+        dict)``: the flow-MCMC chain of ``latticekit sample`` and extra entries of ``sample.json`` when it is
+        not the independence Metropolis chain of :func:`~latticekit.flows.independence_metropolis`
+        (pseudofermion flows: the pseudo-marginal chain); None: that chain.
     """
 
     name: str
@@ -70,6 +80,8 @@ class FlowFamily:
     build: Callable[[Any, Any], Any]
     default_layers: Callable[[Sequence[int]], int]
     check: Callable[[Sequence[int], Any], None] = _no_check
+    make_action: Callable[[Any, Any, int], Any] | None = None
+    sampler: Callable[..., Any] | None = None
 
 
 #: ``model.coupling`` -> ``"module:attribute"`` (modules relative to this package)
@@ -79,6 +91,7 @@ FAMILIES: dict[str, str] = {
     "plaquette": "gauge_models:PLAQUETTE",
     "checkerboard": "gauge_models:CHECKERBOARD",
     "multiscale": "multiscale_models:MULTISCALE",
+    "pseudofermion": "pseudofermion_models:PSEUDOFERMION",
 }
 
 
@@ -109,5 +122,6 @@ def build_flow(cfg: Any) -> tuple[Any, Any, Any]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
         model = fam.build(theory, cfg.model.variant)
-        action = theory.make_action()
+        action = (theory.make_action() if fam.make_action is None
+                  else fam.make_action(theory, cfg.model.variant, cfg.train.seed))
     return model, action, theory.lattice

@@ -129,7 +129,8 @@ def _write_ensemble(path: Path, cfg: FlowConfig, configs: torch.Tensor, idx: lis
 def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = None,
                out_file: str | os.PathLike[str] | None = None, seed: int | None = None, batch: int | None = None,
                backend: str = "torch", device: Any = None, store_every: int = 1, progress: bool = False,
-               reference: "Mapping[str, Any] | str | os.PathLike[str] | None" = None) -> dict[str, Any]:
+               reference: "Mapping[str, Any] | str | os.PathLike[str] | None" = None,
+               n_pf: int | None = None) -> dict[str, Any]:
     """Flow MCMC (independence Metropolis) from a trained flow; writes the chain, a JSON summary and histograms.
 
     Parameters
@@ -157,6 +158,9 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
     reference : path or mapping, optional
         A run of the same theory (``results.json`` path or content) drawn in the histograms instead of the
         exact values; checked before any work (:func:`~latticekit.app.flows.summary.load_reference`).
+    n_pf : int, optional
+        Pseudofermion draws per gauge field and monomial (``model.coupling = "pseudofermion"`` only; default
+        ``model.n_pf``): the pseudo-marginal chain of eqs. (42-46) of arXiv:2207.08945.
 
     Returns
     -------
@@ -172,9 +176,16 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
     n = cfg.sample.n if n is None else n
     seed = cfg.sample.seed if seed is None else seed
     batch = cfg.sample.batch if batch is None else batch
-    for name, v, lo in (("n", n, 2), ("seed", seed, 0), ("batch", batch, 1), ("store_every", store_every, 1)):
+    for name, v, lo in (("n", n, 2), ("seed", seed, 0), ("batch", batch, 1), ("store_every", store_every, 1),
+                        ("n_pf", 1 if n_pf is None else n_pf, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ConfigError(f"{name}={v!r}: expected an integer >= {lo}")
+    from .models import family
+
+    fam = family(cfg.model.coupling)
+    if n_pf is not None and fam.sampler is None:
+        raise ConfigError(f"n_pf={n_pf}: only pseudofermion flows (model.coupling = 'pseudofermion') draw "
+                          f"pseudofermions; this run has model.coupling = {cfg.model.coupling!r}")
     theory = cfg.theory
     default_name = "flow_ensemble.h5" if theory.is_gauge else "flow_samples.npz"
     data_path = Path(out_file) if out_file is not None else folder / default_name
@@ -195,8 +206,14 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
     with warnings.catch_warnings():
         # a failed Gamma window is reported in the entries (reliable, problem), not as a RuntimeWarning
         warnings.filterwarnings("ignore", message="gamma_method:", category=RuntimeWarning)
-        res = independence_metropolis(model, action, n, rng, observables=theory.observables(primaries),
-                                      batch_size=batch, keep_configs=True)
+        extra: dict[str, Any] = {}
+        if fam.sampler is not None:  # the family's own chain (pseudofermion flows: pseudo-marginal)
+            opts = {} if n_pf is None else {"n_pf": n_pf}
+            res, extra = fam.sampler(model, theory, cfg.model.variant, n, rng,
+                                     observables=theory.observables(primaries), batch_size=batch, **opts)
+        else:
+            res = independence_metropolis(model, action, n, rng, observables=theory.observables(primaries),
+                                          batch_size=batch, keep_configs=True)
     exact = theory.exact()
     observables = {k: gamma_entry(r, exact.get(k), always_exact=False) for k, r in res.analysis.items()}
     for k, entry in observables.items():
@@ -231,7 +248,7 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
         "proposal_ess": float(res.proposal_ess), "proposal_ess_n": n, "observables": observables, "n": n, "seed": seed,
         "stored": len(idx), "checkpoint": str(ck), "checkpoint_step": int(payload["step"]),
         "theory": theory.describe(), "lattice": list(cfg.lattice.shape), "output": str(data_path),
-        "wall_s": round(time.time() - t0, 3),
+        "wall_s": round(time.time() - t0, 3), **extra,
     }
     summary["plot"] = _histograms(plot_path, theory, res.observables, der, observables, ref, ref_kind, exact)
     write_json(summary_path, summary)

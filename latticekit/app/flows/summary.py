@@ -186,7 +186,9 @@ def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | Non
                  "mcmc_steps": sample.get("n"),
                  "acceptance": sample.get("acceptance"), "proposal_ess": sample.get("proposal_ess"),
                  # every proposal of the chain is one independent flow draw
-                 "proposal_ess_n": sample.get("proposal_ess_n", sample.get("n"))},
+                 "proposal_ess_n": sample.get("proposal_ess_n", sample.get("n")),
+                 # pseudofermion flows (sample.json of the pseudo-marginal chain)
+                 **{k: sample[k] for k in ("n_pf", "joint_ess", "marginal_ess", "pseudo_marginal_ess") if k in sample}},
         "rows": rows,
     }
     summary["text"] = format_flow_summary(summary)
@@ -212,6 +214,10 @@ def format_flow_summary(summary: Mapping[str, Any]) -> str:
             + (f", KL {fmt(f['kl'])} ({f.get('kl_log_z')} log Z)" if f.get("kl") is not None else ""))
     head2 = (f"flow MCMC: {fmt(f.get('mcmc_steps'), 'd')} steps, acceptance {fmt(f.get('acceptance'))}, "
              f"proposal ESS {_ess(f.get('proposal_ess'), f.get('proposal_ess_n'))}")
+    if "n_pf" in f:  # pseudofermion flows: the ESS of eqs. (15), (44) of arXiv:2207.08945 on the same proposals
+        head2 += (f"\npseudofermions: N_pf = {f['n_pf']} per gauge field and monomial; joint ESS "
+                  f"{_ess(f.get('joint_ess'), f.get('proposal_ess_n'))}, marginal ESS (exact det) "
+                  f"{_ess(f.get('marginal_ess'), f.get('proposal_ess_n'))}")
     rows = [("observable", "flow MCMC", "tau_int", "reweighted", "reference", "kind", "dev/sigma")]
     note = summary.get("note")
     notes = []

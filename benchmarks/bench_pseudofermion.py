@@ -1,0 +1,301 @@
+#!/usr/bin/env python
+"""Pseudofermion flows (Abbott et al., arXiv:2207.08945): reproduction of Figs. 3-5 on CPU, and flows against HMC.
+
+Run by hand (not part of the test suite); every sub-command writes its JSON atomically after each case, with the
+command line, the machine (CPU model, cores, load average at start and end), torch threads and versions.
+
+    # Fig. 4: Schwinger model, L = 8, beta = 2, kappa = 0.265: joint and marginal ESS for five pseudofermion
+    # targets (none, EO, EO + 1, 2, 3 Hasenbusch steps with mu = 0.001, 0.01, 0.05), the same training (steps,
+    # batch, LR schedule, architecture) for every target; condition numbers of every monomial's kernel
+    python benchmarks/bench_pseudofermion.py fig4 --steps 300 --save-dir benchmarks/results/pf_models \
+        --out benchmarks/results/pseudofermion_fig4.json
+
+    # Fig. 3: ESS(N_pf) for N_pf = 1 ... 64 with the fit of eq. (45), on a model saved by fig4
+    python benchmarks/bench_pseudofermion.py npf --model benchmarks/results/pf_models/eo_hb3.pt \
+        --out benchmarks/results/pseudofermion_npf.json
+
+    # flow MCMC (pseudo-marginal, N_pf pseudofermions) against pseudofermion HMC of the same theory
+    python benchmarks/bench_pseudofermion.py hmc --model benchmarks/results/pf_models/eo_hb3.pt --n-pf 8 \
+        --out benchmarks/results/pseudofermion_vs_hmc.json
+
+    # Sec. IV.B: 2D SU(3), Nf = 2, beta = 6, kappa = 0.265, EO + one Hasenbusch step (mu = 0.3), alternating
+    # spatial/spin partitioning, L = 8 on CPU
+    python benchmarks/bench_pseudofermion.py fig4 --group SU3 --beta 6 --targets eo+0.3 --partitioning alternating \
+        --pt-hidden 4 --steps 200 --out benchmarks/results/pseudofermion_su3.json
+
+    # smoke run (a minute)
+    python benchmarks/bench_pseudofermion.py fig4 --L 4 --steps 2 --batch 8 --eval-n 64 --gauge-layers 2 \
+        --pf-layers 2 --out /tmp/pf_smoke.json
+
+ESS is the Kish ESS/N of ``--eval-n`` fresh draws (eq. 15 of the paper, the definition it uses): the joint ESS
+with one pseudofermion per monomial (eq. 40), the marginal ESS with the exact determinant (dense, eq. 19).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import latticekit as lk
+from latticekit.actions import WilsonGaugeAction
+from latticekit.analysis import ess as kish, gamma_method
+from latticekit.flows import HaarPrior, Model, TrainConfig, Trainer, sun_gauge_flow, u1_gauge_flow
+from latticekit.flows.pseudofermion import (
+    JointAction,
+    JointModel,
+    ess_vs_npf,
+    fit_ess_npf,
+    monomial_targets,
+    pf_weights,
+    pseudo_marginal_metropolis,
+)
+from latticekit.groups import group_from_name
+from latticekit.utils import atomic_write
+
+PAPER_FIG4 = {  # read off Fig. 4 / Sec. IV.A.2 of arXiv:2207.08945 (after ~27k steps, batch 4096)
+    "none": {"joint": 0.02, "marginal": 0.125}, "eo": {"joint": 0.05, "marginal": 0.155},
+    "eo+0.001": {"joint": 0.075, "marginal": 0.26}, "eo+0.001,0.01": {"joint": 0.093, "marginal": 0.29},
+    "eo+0.001,0.01,0.05": {"joint": 0.145, "marginal": 0.30},
+}
+NAMES = {"none": "none", "eo": "eo", "eo+0.001": "eo_hb1", "eo+0.001,0.01": "eo_hb2", "eo+0.001,0.01,0.05": "eo_hb3"}
+
+
+def machine() -> dict[str, Any]:
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"host": socket.gethostname(), "cpu_model": model, "logical_cpus": os.cpu_count(),
+            "load_avg": list(os.getloadavg()), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version()}
+
+
+def write_json(path: str, data: Any) -> None:
+    import json
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def parse_target(spec: str) -> tuple[bool, list[float]]:
+    """``none`` | ``eo`` | ``eo+mu1,mu2,...`` | ``plain+mu1,...`` -> (even_odd, Hasenbusch shifts)."""
+    head, _, mus = spec.partition("+")
+    if head not in ("none", "eo", "plain"):
+        raise ValueError(f"--targets: {spec!r}: expected none, eo, eo+mu1,mu2,... or plain+mu1,...")
+    return head == "eo", [float(m) for m in mus.split(",")] if mus else []
+
+
+def build(spec: dict[str, Any]) -> tuple[JointModel, Any, list[Any], list[Any], lk.Lattice]:
+    """Joint model, gauge action, training targets (regulated) and sampling targets of a case."""
+    G = group_from_name(spec["group"])
+    lat = lk.Lattice((spec["L"], spec["L"]))
+    eo, mus = parse_target(spec["target"])
+    torch.manual_seed(spec["seed"])
+    gl = spec["gauge_layers"]
+    hidden = tuple(spec["hidden"])
+    flow = (u1_gauge_flow(lat, gl, hidden=hidden) if G is lk.U1 else sun_gauge_flow(G, lat, gl, hidden=hidden))
+    marginal = Model(HaarPrior(G, lat), flow)
+    kw = dict(even_odd=eo, hasenbusch_mus=mus, tol=1e-10, maxiter=4000)
+    train_targets = monomial_targets(G, lat, spec["kappa"], mu0=spec["mu0"], **kw)
+    targets = monomial_targets(G, lat, spec["kappa"], **kw)
+    model = JointModel.build(marginal, targets, n_layers=spec["pf_layers"], partitioning=spec["partitioning"],
+                             n_pt=spec["n_pt"] or None, hidden_features=spec["pt_hidden"], n_hidden=spec["n_hidden"])
+    return model.double(), WilsonGaugeAction(G, lat, spec["beta"]), train_targets, targets, lat
+
+
+def spec_of(args: argparse.Namespace, target: str) -> dict[str, Any]:
+    return {"group": args.group, "L": args.L, "beta": args.beta, "kappa": args.kappa, "target": target,
+            "gauge_layers": args.gauge_layers, "hidden": args.hidden, "pf_layers": args.pf_layers,
+            "partitioning": args.partitioning, "n_pt": args.n_pt, "pt_hidden": args.pt_hidden,
+            "n_hidden": args.n_hidden, "mu0": args.mu0, "seed": args.seed}
+
+
+def evaluate(model: JointModel, gauge: Any, targets: list[Any], n: int, seed: int) -> dict[str, Any]:
+    rng = lk.backends.rng(10_000 + seed, backend="torch")
+    w = pf_weights(model, gauge, targets, n, rng, n_pf=1, batch_size=256, dense=True)
+    lw = w.log_w_joint.cpu().numpy()
+    return {"joint_ess": float(kish(lw)), "marginal_ess": float(kish(w.log_w_marginal.cpu().numpy())),
+            "ess_n": n, "joint_var_log_w": float(np.var(lw)),
+            "condition_numbers": [{"monomial": repr(t), "mean": float(c.mean()), "max": float(c.max())}
+                                  for t, c in zip(targets, w.condition_numbers)]}
+
+
+def run_fig4(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    for target in args.targets:
+        spec = spec_of(args, target)
+        model, gauge, train_targets, targets, lat = build(spec)
+        cfg = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, optimizer="adamw", eps=args.adam_eps,
+                          schedule="step", step_size=max(1, args.steps // 2), gamma=0.5, dtype="float64",
+                          seed=args.seed)
+        tr = Trainer(model, JointAction(gauge, train_targets), cfg)
+        c0, t0 = time.process_time(), time.time()
+        curve = []
+        while tr.step < args.steps:
+            m = tr.train_step()
+            if tr.step % max(1, args.steps // 20) == 0 or tr.step == args.steps:
+                curve.append({"step": tr.step, "loss": m["loss"], "batch_joint_ess": m["ess"]})
+                print(f"{target}: step {tr.step} loss {m['loss']:.4g} ess {m['ess']:.4f}", flush=True)
+        cpu, wall = time.process_time() - c0, time.time() - t0
+        ev = evaluate(model, gauge, targets, args.eval_n, args.seed)
+        res = {"target": target, "spec": spec, "train_steps": tr.step, "train_cpu_s": round(cpu, 1),
+               "train_wall_s": round(wall, 1), "n_parameters": int(sum(p.numel() for p in model.parameters())),
+               "curve": curve, **ev, "paper": PAPER_FIG4.get(target)}
+        if args.save_dir:
+            os.makedirs(args.save_dir, exist_ok=True)
+            path = os.path.join(args.save_dir, NAMES.get(target, target.replace("+", "_").replace(",", "_")) + ".pt")
+            torch.save({"spec": spec, "state": model.state_dict()}, path)
+            res["saved"] = path
+        out["results"].append(res)
+        print(f"{target}: joint ESS {ev['joint_ess']:.4f}, marginal ESS {ev['marginal_ess']:.4f}", flush=True)
+        out["machine_at_end"] = machine()
+        write_json(args.out, out)
+
+
+def load(path: str) -> tuple[JointModel, Any, list[Any], dict[str, Any]]:
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    model, gauge, _tt, targets, _lat = build(blob["spec"])
+    model.load_state_dict(blob["state"])
+    model.eval()
+    return model, gauge, targets, blob["spec"]
+
+
+def run_npf(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    model, gauge, targets, spec = load(args.model)
+    reps = []
+    for r in range(args.reps):
+        rng = lk.backends.rng(20_000 + r, backend="torch")
+        w = pf_weights(model, gauge, targets, args.eval_n, rng, n_pf=args.npf_max, batch_size=256, dense=True)
+        reps.append({"ess": ess_vs_npf(w), "marginal_ess": float(kish(w.log_w_marginal.cpu().numpy()))})
+        print(f"rep {r}: {reps[-1]}", flush=True)
+    ns = sorted(reps[0]["ess"])
+    mean = {n: float(np.mean([x["ess"][n] for x in reps])) for n in ns}
+    err = {n: float(np.std([x["ess"][n] for x in reps], ddof=1) / np.sqrt(len(reps))) if len(reps) > 1 else None
+           for n in ns}
+    e_inf, C = fit_ess_npf(ns, [mean[n] for n in ns])
+    marg = [x["marginal_ess"] for x in reps]
+    out["results"].append({"spec": spec, "model": args.model, "ess_n": args.eval_n, "reps": len(reps),
+                           "ess_vs_npf": {str(n): {"mean": mean[n], "error": err[n]} for n in ns},
+                           "marginal_ess": {"mean": float(np.mean(marg)),
+                                            "error": float(np.std(marg, ddof=1) / np.sqrt(len(marg)))
+                                            if len(marg) > 1 else None},
+                           "fit": {"ess_inf": e_inf, "C": C, "formula": "ESS(N_pf) = ESS(inf)/(1 + C/N_pf), eq. 45"},
+                           "per_rep": [{"ess": {str(k): v for k, v in x["ess"].items()},
+                                        "marginal_ess": x["marginal_ess"]} for x in reps]})
+    out["machine_at_end"] = machine()
+    write_json(args.out, out)
+
+
+def gamma(values: Any) -> dict[str, float]:
+    r = gamma_method(np.asarray(values, dtype=np.float64))
+    return {"value": float(r.value), "error": float(r.error), "tau_int": float(r.tau_int)}
+
+
+def run_hmc(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    from latticekit.app.run import run_job
+    from latticekit.theories.wilson_nf2 import WilsonNf2Params, WilsonNf2Theory
+
+    model, gauge, targets, spec = load(args.model)
+    eo, mus = parse_target(spec["target"])
+    theory = WilsonNf2Theory((spec["L"], spec["L"]), WilsonNf2Params(group=spec["group"], beta=spec["beta"],
+                                                                     kappa=spec["kappa"], even_odd=eo,
+                                                                     hasenbusch_mus=mus))
+    names = [n for n in theory.observable_names() if n != "topological_charge" or theory.is_u1_2d]
+    obs_fns = theory.observables(names)
+    rng = lk.backends.rng(args.seed, backend="torch")
+    t0 = time.time()
+    res = pseudo_marginal_metropolis(model, gauge, targets, args.mcmc, rng, n_pf=args.n_pf, batch_size=256,
+                                     observables=obs_fns)
+    flow = {"n_pf": args.n_pf, "steps": args.mcmc, "acceptance": float(res.acceptance.rate),
+            "proposal_ess": float(res.proposal_ess), "wall_s": round(time.time() - t0, 1),
+            "observables": {k: {"value": float(r.value), "error": float(r.error), "tau_int": float(r.tau_int)}
+                            for k, r in res.analysis.items()}}
+    if theory.is_u1_2d:
+        flow["observables"]["chi_t"] = gamma(res.observables["topological_charge"] ** 2 / theory.lattice.volume)
+    print("flow:", flow, flush=True)
+    hmc_dir = args.hmc_dir or os.path.join(os.path.dirname(os.path.abspath(args.out)), "pf_hmc_run")
+    cfg = {"lattice": {"shape": [spec["L"], spec["L"]]},
+           "action": {"kind": "wilson_nf2", "group": spec["group"], "beta": spec["beta"], "kappa": spec["kappa"],
+                      "even_odd": eo, "hasenbusch_mus": mus or [0.2]},
+           "sampler": {"algorithm": "hmc", "chains": args.hmc_chains, "thermalization": 50,
+                       "measurements": args.hmc_meas, "step_size": 0.2, "n_steps": 5, "integrator": "omelyan",
+                       "n_inner": 2},
+           "measure": {"every": 1}, "output": {"checkpoint_every": 50, "store_every": 1000}}
+    t0 = time.time()
+    hmc = run_job(cfg, out=hmc_dir, progress=False, echo=False)
+    out["results"].append({"spec": spec, "model": args.model, "flow": flow,
+                           "hmc": {"config": cfg, "folder": hmc_dir, "wall_s": round(time.time() - t0, 1),
+                                   "observables": hmc.get("observables", hmc)}})
+    out["machine_at_end"] = machine()
+    write_json(args.out, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("fig4", "npf", "hmc"):
+        p = sub.add_parser(name)
+        p.add_argument("--out", required=True)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--eval-n", type=int, default=4096, help="fresh draws per ESS (the paper: 4096)")
+        if name == "fig4":
+            p.add_argument("--group", default="U1")
+            p.add_argument("--L", type=int, default=8)
+            p.add_argument("--beta", type=float, default=2.0)
+            p.add_argument("--kappa", type=float, default=0.265)
+            p.add_argument("--targets", type=lambda s: s.split(";"), default=list(PAPER_FIG4),
+                           help="';'-separated: none;eo;eo+0.001;... (default: the five of Fig. 4)")
+            p.add_argument("--steps", type=int, default=300)
+            p.add_argument("--batch", type=int, default=64)
+            p.add_argument("--lr", type=float, default=5e-4, help="the paper: 5e-4 halved every 10k steps")
+            p.add_argument("--adam-eps", type=float, default=0.02, help="App. B.3: 0.02 (Schwinger), 0.01 (SU(3))")
+            p.add_argument("--gauge-layers", type=int, default=16)
+            p.add_argument("--hidden", type=lambda s: [int(x) for x in s.split(",")], default=[16])
+            p.add_argument("--pf-layers", type=int, default=8, help="the paper: 24 at L = 8")
+            p.add_argument("--partitioning", default="spatial")
+            p.add_argument("--n-pt", type=int, default=0, help="0: 6 with EO, 3 without (App. B.3)")
+            p.add_argument("--pt-hidden", type=int, default=2)
+            p.add_argument("--n-hidden", type=int, default=16)
+            p.add_argument("--mu0", type=float, default=1e-5)
+            p.add_argument("--save-dir", default="")
+        else:
+            p.add_argument("--model", required=True, help="a model saved by fig4 --save-dir")
+        if name == "npf":
+            p.add_argument("--npf-max", type=int, default=64)
+            p.add_argument("--reps", type=int, default=10, help="independent ESS estimates (the paper: 10)")
+        if name == "hmc":
+            p.add_argument("--n-pf", type=int, default=8)
+            p.add_argument("--mcmc", type=int, default=8192)
+            p.add_argument("--hmc-dir", default="")
+            p.add_argument("--hmc-chains", type=int, default=8)
+            p.add_argument("--hmc-meas", type=int, default=500)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out: dict[str, Any] = {"benchmark": f"pseudofermion_{args.cmd}", "paper": "arXiv:2207.08945",
+                           "command": " ".join([os.path.basename(sys.executable)] + (sys.argv if argv is None else
+                                                                                      ["bench_pseudofermion.py", *argv])),
+                           "ess_definition": "Kish ESS/N of --eval-n fresh draws (eq. 15); joint: one pseudofermion "
+                                             "per monomial (eq. 40); marginal: exact determinant (eq. 19)",
+                           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine_at_start": machine(),
+                           "settings": {k: v for k, v in vars(args).items()}, "results": []}
+    t0 = time.time()
+    {"fig4": run_fig4, "npf": run_npf, "hmc": run_hmc}[args.cmd](args, out)
+    out["wall_s"] = round(time.time() - t0, 1)
+    write_json(args.out, out)
+    print(f"wrote {args.out} in {out['wall_s']} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Pseudofermion flows (Abbott et al., arXiv:2207.08945): joint gauge x pseudofermion models.
+
+Modules: :mod:`.parallel_transport` (``L[U, phi]``, PTC, PTCN; eqs. 25-26), :mod:`.masks` (spatial,
+row and spin partitionings as objects; eqs. 27, 29, 31), :mod:`.context` (the context function of
+App. B.2), :mod:`.coupling` (pseudofermion layers, eqs. 28-32), :mod:`.targets` (the conditional targets
+of plain, even/odd and Hasenbusch pseudofermion actions, eqs. 19, 35-38), :mod:`.conditional` (the
+conditional flow ``q(phi | U)``, eq. 22), :mod:`.joint` (the joint model ``q(U) prod_i q(phi_i | U)``,
+eqs. 20, 39-40), :mod:`.pseudo_marginal` (``N_pf`` pseudofermions per gauge field, eqs. 42-46).
+See docs/flows.md, "Pseudofermion flows".
+"""
+
+from __future__ import annotations
+
+from .context import PFContext, PFContextHead, PFContextTrunk, context_inputs
+from .coupling import PseudofermionCoupling
+from .conditional import ConditionalPFModel
+from .joint import OBJECTIVES, JointAction, JointModel, JointSample, MarginalAction
+from .masks import PARTITIONINGS, PFMask, RowMask, SiteMask, SpinMask, pf_masks, support_mask
+from .pseudo_marginal import PFWeights, ess_vs_npf, fit_ess_npf, pf_weights, pseudo_marginal_metropolis
+from .parallel_transport import n_transport_features, parallel_transport, ptc, ptcn
+from .targets import PFTarget, PseudofermionSolveError, monomial_targets, normal_eigenvalues
+
+__all__ = [
+    "ConditionalPFModel",
+    "JointAction",
+    "JointModel",
+    "JointSample",
+    "MarginalAction",
+    "OBJECTIVES",
+    "PARTITIONINGS",
+    "PFTarget",
+    "PFWeights",
+    "PseudofermionSolveError",
+    "monomial_targets",
+    "normal_eigenvalues",
+    "PFContext",
+    "PFContextHead",
+    "PFContextTrunk",
+    "PFMask",
+    "PseudofermionCoupling",
+    "RowMask",
+    "SiteMask",
+    "SpinMask",
+    "context_inputs",
+    "ess_vs_npf",
+    "fit_ess_npf",
+    "pf_weights",
+    "pseudo_marginal_metropolis",
+    "n_transport_features",
+    "parallel_transport",
+    "pf_masks",
+    "ptc",
+    "ptcn",
+    "support_mask",
+]

@@ -1,0 +1,159 @@
+"""Variable partitionings of pseudofermion layers as objects (eqs. 27, 29, 31; Sec. III.D.1).
+
+A pseudofermion layer updates the *active* components ``phi_a = P phi`` given the *frozen* ones
+``phi_f = (1 - P) phi`` (eq. 27). A :class:`PFMask` is the projector ``P``, diagonal in the basis of
+(spin component, site): a site mask ``m(x)`` in {0, 1} and a set of active spin components ``S``::
+
+    P(x) = m(x) * sum_{s in S} e_s e_s^dag
+
+* :class:`SiteMask` (spatial partitioning, eq. 29): ``S`` = every spin, ``m`` = a checkerboard parity;
+* :class:`RowMask` (even/odd targets, Sec. III.D.1): ``m`` = the even sites of every other row along
+  ``axis`` (``x_axis mod 2 = row``), all spins: "update even sites in every other row, alternating
+  which rows are updated from layer to layer";
+* :class:`SpinMask` (spin partitioning, eq. 31): ``m`` = every site, ``S`` = the components kept by
+  ``P^+ = (1 + sigma_z)/2`` (``S = {0}``) or ``P^- = (1 - sigma_z)/2`` (``S = {1}``) in 2D; in 4D the
+  chiral halves ``(1 +- gamma_5)/2`` (DeGrand-Rossi: ``S = {0, 1}`` or ``{2, 3}``).
+
+Every mask is intersected with the *support* of the field (even sites for even/odd targets, every
+site otherwise): odd sites of an even/odd pseudofermion are never updated (they stay zero and serve
+the PTCNs as working memory only).
+
+:func:`pf_masks` builds the alternation schemes: ``"spatial"`` (parities 0, 1, 0, 1, ...; rows for
+even/odd targets), ``"spin"`` (``P^+``, ``P^-``, ...), ``"alternating"`` (spatial, spatial, spin, spin,
+...: the SU(3) model of Sec. IV.B "alternating spatial and spin variable partitioning", each pair
+covering every variable once).
+
+Examples
+--------
+>>> import latticekit as lk
+>>> lat = lk.Lattice((4, 4))
+>>> [repr(m) for m in pf_masks("spatial", lat, 2)]
+['SiteMask(parity=0)', 'SiteMask(parity=1)']
+>>> [repr(m) for m in pf_masks("alternating", lat, 4, even_odd=True)]
+['RowMask(axis=1, row=0)', 'RowMask(axis=1, row=1)', 'SpinMask(spins=(0,))', 'SpinMask(spins=(1,))']
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from latticekit.lattice import Lattice
+
+__all__ = ["PARTITIONINGS", "PFMask", "RowMask", "SiteMask", "SpinMask", "pf_masks", "support_mask"]
+
+#: names accepted by :func:`pf_masks`
+PARTITIONINGS = ("spatial", "spin", "alternating")
+
+
+def support_mask(lattice: Lattice, even_odd: bool) -> torch.Tensor:
+    """Sites that carry pseudofermion variables: the even sites for even/odd targets, else all; ``(*L)`` bool."""
+    if even_odd:
+        return lattice.parity(backend="torch") == 0
+    return torch.ones(tuple(lattice.shape), dtype=torch.bool)
+
+
+class PFMask:
+    """Projector ``P`` of eq. (27): site mask and active spin components (module docstring)."""
+
+    #: spin components updated by the layer (None: all)
+    spins: tuple[int, ...] | None = None
+
+    def sites(self, lattice: Lattice) -> torch.Tensor:  # pragma: no cover - every mask implements it
+        """Active sites before intersecting with the support, ``(*L)`` bool."""
+        raise NotImplementedError
+
+    def active_spins(self, ns: int) -> tuple[int, ...]:
+        """The active spin components for ``ns`` spin components."""
+        if self.spins is None:
+            return tuple(range(ns))
+        if max(self.spins) >= ns:
+            raise ValueError(f"{self!r}: spin components {self.spins} do not exist for Ns = {ns}")
+        return self.spins
+
+    def active_sites(self, lattice: Lattice, even_odd: bool) -> torch.Tensor:
+        """``m(x)`` intersected with the support, ``(*L)`` bool."""
+        m = self.sites(lattice) & support_mask(lattice, even_odd)
+        if not bool(m.any()):
+            raise ValueError(f"{self!r} has no active site on {lattice} (even_odd={even_odd})")
+        return m
+
+
+class SiteMask(PFMask):
+    """Checkerboard spatial partitioning (eq. 29): sites of parity ``parity`` active, all spins."""
+
+    def __init__(self, parity: int) -> None:
+        if parity not in (0, 1):
+            raise ValueError(f"parity={parity!r}: expected 0 or 1")
+        self.parity = parity
+
+    def __repr__(self) -> str:
+        return f"SiteMask(parity={self.parity})"
+
+    def sites(self, lattice: Lattice) -> torch.Tensor:
+        return lattice.parity(backend="torch") == self.parity
+
+
+class RowMask(PFMask):
+    """Rows ``x_axis mod 2 = row`` active (with the support: the even sites of every other row), all spins."""
+
+    def __init__(self, axis: int, row: int) -> None:
+        if row not in (0, 1):
+            raise ValueError(f"row={row!r}: expected 0 or 1")
+        self.axis, self.row = int(axis), row
+
+    def __repr__(self) -> str:
+        return f"RowMask(axis={self.axis}, row={self.row})"
+
+    def sites(self, lattice: Lattice) -> torch.Tensor:
+        if not 0 <= self.axis < lattice.nd:
+            raise ValueError(f"{self!r}: axis out of range for {lattice}")
+        return lattice.coords(backend="torch")[self.axis] % 2 == self.row
+
+
+class SpinMask(PFMask):
+    """Spin partitioning (eq. 31): the spin components ``spins`` active on every site."""
+
+    def __init__(self, spins: Sequence[int]) -> None:
+        spins = tuple(int(s) for s in spins)
+        if not spins or min(spins) < 0 or len(set(spins)) != len(spins):
+            raise ValueError(f"spins={spins!r}: expected distinct non-negative spin indices")
+        self.spins = spins
+
+    def __repr__(self) -> str:
+        return f"SpinMask(spins={self.spins})"
+
+    def sites(self, lattice: Lattice) -> torch.Tensor:
+        return torch.ones(tuple(lattice.shape), dtype=torch.bool)
+
+
+def _spin_halves(nd: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    # 2D: P^+- = (1 +- sigma_z)/2 (eq. 31); 4D DeGrand-Rossi: gamma_5 = diag(1, 1, -1, -1)
+    return ((0,), (1,)) if nd == 2 else ((0, 1), (2, 3))
+
+
+def pf_masks(partitioning: str, lattice: Lattice, n_layers: int, *, even_odd: bool = False) -> list[PFMask]:
+    """The masks of ``n_layers`` pseudofermion layers (module docstring).
+
+    Parameters
+    ----------
+    partitioning : {"spatial", "spin", "alternating"}
+    lattice : Lattice
+        2D or 4D, even extents for the spatial masks.
+    n_layers : int
+    even_odd : bool
+        Even/odd target: spatial masks are rows of even sites (checkerboards would leave every even
+        site in one partition).
+    """
+    if partitioning not in PARTITIONINGS:
+        raise ValueError(f"partitioning={partitioning!r}: expected one of {PARTITIONINGS}")
+    if lattice.nd not in (2, 4):
+        raise ValueError(f"lattice {lattice}: pseudofermion layers need 2 or 4 dimensions (Wilson fermions)")
+    if partitioning != "spin" and any(L % 2 for L in lattice.shape):
+        raise ValueError(f"lattice.shape {list(lattice.shape)}: spatial partitioning needs even extents")
+    halves = _spin_halves(lattice.nd)
+    spatial: list[PFMask] = [RowMask(1, 0), RowMask(1, 1)] if even_odd else [SiteMask(0), SiteMask(1)]
+    spin: list[PFMask] = [SpinMask(halves[0]), SpinMask(halves[1])]
+    cycle = {"spatial": spatial, "spin": spin, "alternating": spatial + spin}[partitioning]
+    return [cycle[i % len(cycle)] for i in range(int(n_layers))]

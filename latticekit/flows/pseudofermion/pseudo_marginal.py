@@ -1,0 +1,184 @@
+"""Several pseudofermions per gauge field: pseudo-marginal weights and sampling (Sec. III.E of arXiv:2207.08945).
+
+For a gauge field ``U`` from ``q(U)`` and ``N_pf`` independent draws ``phi_i^(k) ~ q(phi_i | U)`` per
+monomial ``i``, the conditional weight ``w_i^(k) = exp(-S_i) / (pi^{n_i} q(phi_i^(k) | U))`` has
+``E[w_i] = 1/det K_i`` (eq. 41), and::
+
+    log w_Npf(U) = -S_g(U) - log q(U) + sum_i log( (1/N_pf) sum_k w_i^(k) )                  (eqs. 42, 43, 46)
+
+is an unbiased estimate (in ``w``) of ``p(U)/q(U)`` up to ``Z``. With exact determinants,
+``log w_marg(U) = -S_g - log q(U) + log det M`` (eq. 19; dense, small lattices). ``ESS(N_pf)`` is the
+Kish ESS/N of the ``w_Npf`` (eq. 44); ``ESS(inf)`` = the marginal ESS; Appendix A gives
+``1/ESS(N_pf) = 1/ESS(inf) + C'/N_pf``, i.e. ``ESS(N_pf) = ESS(inf) / (1 + C/N_pf)`` (eq. 45),
+fitted by :func:`fit_ess_npf` (least squares of ``1/ESS`` against ``1/N_pf``).
+
+Pseudo-marginal MCMC (Andrieu & Roberts 2009): an independence Metropolis chain over ``U`` with the
+*estimated* weights ``w_Npf``, the current state keeping its estimate, samples ``p(U)`` exactly for any
+``N_pf >= 1`` (:func:`pseudo_marginal_metropolis`; ``N_pf = 1`` is the joint chain of eq. 16 on
+``(U, phi)`` marginalised to ``U``).
+
+Examples
+--------
+>>> import torch, latticekit as lk
+>>> from latticekit.actions import WilsonGaugeAction
+>>> from latticekit.flows import HaarPrior, Model, u1_gauge_flow
+>>> from latticekit.flows.pseudofermion import JointModel, monomial_targets
+>>> lat = lk.Lattice((4, 4)); rng = lk.backends.rng(0, backend="torch")
+>>> targets = monomial_targets(lk.U1, lat, 0.2)
+>>> jm = JointModel.build(Model(HaarPrior(lk.U1, lat), u1_gauge_flow(lat, 2)), targets, n_layers=2, n_hidden=4).double()
+>>> w = pf_weights(jm, WilsonGaugeAction(lk.U1, lat, beta=2.0), targets, 8, rng, n_pf=4, dense=True)
+>>> sorted(w.log_w), w.log_w[4].shape
+([1, 2, 4], torch.Size([8]))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from latticekit.analysis import ess as _ess
+from latticekit.backends import Generator
+
+from ..sampling import MetropolisResult, metropolis_chain
+from .joint import JointModel
+from .targets import PFTarget, normal_eigenvalues
+
+__all__ = ["PFWeights", "ess_vs_npf", "fit_ess_npf", "pf_weights", "pseudo_marginal_metropolis"]
+
+
+@dataclass
+class PFWeights:
+    """Weights of ``n`` gauge fields (:func:`pf_weights`).
+
+    Attributes
+    ----------
+    U : torch.Tensor
+        The gauge fields ``(n, Nd, *G, *L)``.
+    log_w : dict int -> torch.Tensor
+        ``log w_Npf(U)`` (n,) for each ``N_pf`` (1, 2, 4, ... up to the requested ``n_pf``, and ``n_pf``).
+    log_w_joint : torch.Tensor
+        The joint weights of eq. (40) with the first pseudofermion draw (= ``log_w[1]``).
+    log_w_marginal : torch.Tensor or None
+        ``-S_g - log q(U) + log det M`` with the dense determinant (``dense=True``).
+    log_det : torch.Tensor or None
+        ``log det M`` per gauge field (``dense=True``).
+    condition_numbers : list of torch.Tensor
+        Per monomial, the condition number of its kernel per gauge field (``dense=True``).
+    """
+
+    U: torch.Tensor
+    log_w: dict[int, torch.Tensor]
+    log_w_joint: torch.Tensor
+    log_w_marginal: torch.Tensor | None = None
+    log_det: torch.Tensor | None = None
+    condition_numbers: list[torch.Tensor] = field(default_factory=list)
+
+
+def _npf_list(n_pf: int) -> list[int]:
+    out, k = [], 1
+    while k < n_pf:
+        out.append(k)
+        k *= 2
+    return out + [n_pf]
+
+
+@torch.no_grad()
+def pf_weights(model: JointModel, gauge_action: Any, targets: Sequence[PFTarget], n: int, rng: Generator, *,
+               n_pf: int = 1, batch_size: int = 256, dense: bool = False) -> PFWeights:
+    """Draw ``n`` gauge fields with ``n_pf`` pseudofermions per monomial and their weights (module docstring).
+
+    Parameters
+    ----------
+    model : JointModel
+    gauge_action : action object
+        ``S_g``.
+    targets : sequence of PFTarget
+        The *unregulated* monomials of the theory (sampling uses no regulator, Sec. IV.A).
+    n : int
+        Gauge fields.
+    n_pf : int
+        Pseudofermion draws per monomial and gauge field (``>= 1``).
+    dense : bool
+        Also the exact marginal weights and condition numbers (dense eigenvalues; small lattices).
+    """
+    if not isinstance(model, JointModel):
+        raise TypeError(f"model={type(model).__name__}: expected a JointModel")
+    if int(n_pf) < 1:
+        raise ValueError(f"n_pf={n_pf!r}: expected at least one pseudofermion per gauge field (N_pf >= 1)")
+    if int(n) < 1 or int(batch_size) < 1:
+        raise ValueError(f"n={n!r}, batch_size={batch_size!r}: expected positive numbers")
+    if len(targets) != len(model.conditionals):
+        raise ValueError(f"targets: {len(targets)} monomials for a model with {len(model.conditionals)}")
+    n_pf = int(n_pf)
+    Sg = getattr(gauge_action, "action", gauge_action)
+    Ns = _npf_list(n_pf)
+    Us, lws = [], {k: [] for k in Ns}
+    marg, ldets = [], []
+    conds: list[list[torch.Tensor]] = [[] for _ in targets]
+    done = 0
+    while done < n:
+        b = min(int(batch_size), n - done)
+        U, lqU = model.sample_marginal(b, rng)
+        base = -Sg(U) - lqU
+        phis, lqs = model.sample_conditionals(U, rng, n_pf)
+        # per monomial i and draw k: log w_i^(k) = -S_i - n_i log pi - log q(phi | U)
+        lw_ik = [torch.stack([-t.action(U, p) - t.log_normalizer() - lq for p, lq in zip(ph, lq_list)])
+                 for t, ph, lq_list in zip(targets, phis, lqs)]  # each (n_pf, b)
+        for k in Ns:
+            lws[k].append(base + sum(torch.logsumexp(l[:k], 0) - math.log(k) for l in lw_ik))
+        if dense:
+            lam = normal_eigenvalues(targets[0].operator(U))
+            ld = sum(t.log_det_from_eigenvalues(lam) for t in targets)
+            ldets.append(ld)
+            marg.append(base + ld)
+            for i, t in enumerate(targets):
+                conds[i].append(t.condition_number_from_eigenvalues(lam))
+        Us.append(U)
+        done += b
+    log_w = {k: torch.cat(v) for k, v in lws.items()}
+    return PFWeights(U=torch.cat(Us), log_w=log_w, log_w_joint=log_w[1],
+                     log_w_marginal=torch.cat(marg) if dense else None, log_det=torch.cat(ldets) if dense else None,
+                     condition_numbers=[torch.cat(c) for c in conds] if dense else [])
+
+
+def ess_vs_npf(weights: PFWeights) -> dict[int, float]:
+    """Kish ESS/N of ``w_Npf`` (eq. 44) for every ``N_pf`` in ``weights.log_w``."""
+    return {k: float(_ess(v.cpu())) for k, v in sorted(weights.log_w.items())}
+
+
+def fit_ess_npf(n_pf: Sequence[float], ess: Sequence[float]) -> tuple[float, float]:
+    """Fit ``ESS(N_pf) = ESS(inf) / (1 + C / N_pf)`` (eq. 45): returns ``(ESS(inf), C)``.
+
+    ``1/ESS = 1/ESS(inf) + (C/ESS(inf)) / N_pf`` is linear in ``1/N_pf`` (App. A, eq. A4); fitted by
+    least squares.
+
+    Examples
+    --------
+    >>> e_inf, C = fit_ess_npf([1, 2, 4, 8], [0.3 / (1 + 5.0 / n) for n in (1, 2, 4, 8)])
+    >>> round(e_inf, 6), round(C, 6)
+    (0.3, 5.0)
+    """
+    x = 1.0 / np.asarray(n_pf, dtype=float)
+    y = 1.0 / np.asarray(ess, dtype=float)
+    if x.size < 2 or np.ptp(x) == 0:
+        raise ValueError("fit_ess_npf: expected at least two different N_pf values")
+    slope, icpt = np.polyfit(x, y, 1)
+    return float(1.0 / icpt), float(slope / icpt)
+
+
+def pseudo_marginal_metropolis(model: JointModel, gauge_action: Any, targets: Sequence[PFTarget], n_steps: int,
+                               rng: Generator, *, n_pf: int = 1, batch_size: int = 256,
+                               observables: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+                               keep_configs: bool = False) -> MetropolisResult:
+    """Pseudo-marginal independence Metropolis over gauge fields with weights ``w_Npf`` (module docstring).
+
+    Observables are functions of the gauge field batch ``(B, Nd, *G, *L)``.
+    """
+    if int(n_steps) < 2:
+        raise ValueError(f"n_steps={n_steps}: expected at least 2 steps")
+    w = pf_weights(model, gauge_action, targets, int(n_steps), rng, n_pf=n_pf, batch_size=batch_size)
+    return metropolis_chain(w.U, w.log_w[int(n_pf)], rng, observables=observables, keep_configs=keep_configs)

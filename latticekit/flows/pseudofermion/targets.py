@@ -1,0 +1,253 @@
+"""Conditional targets ``p(phi | U)`` of pseudofermion monomials (eqs. 12, 19, 35-38 of arXiv:2207.08945).
+
+A :class:`PFTarget` is one monomial of the Nf = 2 pseudofermion action with ``M = D D^dag`` (or the
+even/odd Schur complement ``D_sc D_sc^dag``, eq. 35) and Hasenbusch shifts ``mu_lo < mu_hi``
+(:class:`latticekit.actions.hasenbusch.HasenbuschMonomial`, the code HMC uses)::
+
+    S(U, phi) = phi^dag K phi,   K = (M + mu_lo)^{-1}                   (plain, eqs. 12, 35)
+                                 K = (M + mu_hi)(M + mu_lo)^{-1}        (ratio, eq. 37)
+    p(phi | U) = exp(-S) det K / pi^n                                   (n complex components)
+
+so ``E_{q(phi|U)}[exp(-S)/(pi^n q(phi|U))] = 1/det K``: ``det(M + mu_lo)`` or
+``det(M + mu_lo)/det(M + mu_hi)``; the product over the monomials of eq. (38) is ``det(M + mu_0)``.
+
+Differentiable action. Training needs ``S`` and its gradients with respect to ``phi`` and (through
+``M``) the gauge field. With ``X = (M + mu_lo)^{-1} phi`` from CG, *detached*::
+
+    S_sur = 2 Re <X, phi> - <X, (M + mu_lo) X>      (value: phi^dag (M + mu_lo)^{-1} phi)
+    d S_sur = 2 Re <X, d phi> - X^dag dM X          (= d [phi^dag (M+mu_lo)^{-1} phi], since (M+mu_lo) X = phi)
+
+i.e. the value and both gradients are exact (up to the CG residual, which enters the value only at
+second order), with no backpropagation through the CG iterations; ``X^dag M X = |D^dag X|^2``. The
+ratio monomial is ``|phi|^2 + (mu_hi - mu_lo) phi^dag (M + mu_lo)^{-1} phi``.
+
+The log-determinant gradient of the *marginal* target (``-log det(M + mu)`` in its action) is
+estimated stochastically as in Albergo et al. 2021 (arXiv:2106.05934, App. C):
+``d log det(M) = tr(M^{-1} dM) = E_eta[Re eta^dag M^{-1} dM eta]`` with complex Gaussian ``eta``
+(``E[eta eta^dag] = 1``): :meth:`PFTarget.logdet_gradient_surrogate`.
+
+Examples
+--------
+>>> import torch, latticekit as lk
+>>> lat = lk.Lattice((4, 4)); rng = lk.backends.rng(0, backend="torch")
+>>> U = lk.U1.random(rng, (2, 2), lat.shape)
+>>> t = PFTarget(lk.U1, lat, kappa=0.2, even_odd=True, mu_lo=0.0, mu_hi=0.1)
+>>> phi = t.sample(U, rng)
+>>> t.action(U, phi).shape, t.ndof
+(torch.Size([2]), 16)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+
+from latticekit.actions.dirac import WilsonDirac, spin_dim
+from latticekit.actions.even_odd import EvenOddDirac
+from latticekit.actions.hasenbusch import HasenbuschMonomial, hasenbusch_monomials
+from latticekit.actions.pseudofermion import solve_normal
+from latticekit.groups import Group
+from latticekit.lattice import Lattice
+from latticekit.linalg import eigvalsh_dense
+from latticekit.linalg.cg import ConvergenceError
+
+__all__ = ["PFTarget", "PseudofermionSolveError", "monomial_targets", "normal_eigenvalues"]
+
+
+class PseudofermionSolveError(ConvergenceError):
+    """A CG solve of a pseudofermion monomial did not converge (kappa too close to critical, or a
+    near-singular gauge field)."""
+
+
+def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``Re <a, b>`` per batch element."""
+    return (a.real * b.real + a.imag * b.imag).flatten(1).sum(1)
+
+
+def normal_eigenvalues(op: Any) -> torch.Tensor:
+    """Eigenvalues of ``M = D D^dag`` (``D_sc D_sc^dag`` for even/odd) by a dense matrix, ``(B, n)``.
+
+    For small lattices only (the dense matrix has ``n^2`` entries, ``n = op.ndof``).
+    """
+    with torch.no_grad():
+        return eigvalsh_dense(lambda v: op.normal(v), op.field_shape, like=op.like, support=op.support,
+                              batch_shape=op.batch_shape)
+
+
+class PFTarget:
+    """One pseudofermion monomial (module docstring).
+
+    Parameters
+    ----------
+    group, lattice
+        Gauge group and 2D/4D lattice (``L_0 >= 2``; even extents for even/odd).
+    kappa : float
+        Wilson hopping parameter.
+    even_odd : bool
+        Even/odd preconditioned (eq. 35): ``M = D_sc D_sc^dag`` on the even sites.
+    mu_lo, mu_hi : float
+        Hasenbusch shifts (``mu_hi`` None: the plain monomial ``(M + mu_lo)^{-1}``). A training regulator
+        ``mu_0`` (Sec. IV.A) is added to both by :func:`monomial_targets`.
+    tol, maxiter : float, int
+        CG residual and iteration limit.
+    """
+
+    def __init__(self, group: Group, lattice: Lattice, kappa: float, *, even_odd: bool = False, mu_lo: float = 0.0,
+                 mu_hi: float | None = None, tol: float = 1e-10, maxiter: int = 2000, antiperiodic: bool = True) -> None:
+        self.monomial = HasenbuschMonomial(mu_lo, mu_hi)
+        if not isinstance(lattice, Lattice) or lattice.nd not in (2, 4):
+            raise ValueError(f"lattice={lattice!r}: expected a 2D or 4D latticekit.Lattice (Wilson fermions)")
+        if even_odd and any(L % 2 for L in lattice.shape):
+            raise ValueError(f"even_odd: even/odd targets need even extents, got {list(lattice.shape)}")
+        if not 0 < float(kappa) <= 1:
+            raise ValueError(f"kappa={kappa!r}: expected 0 < kappa <= 1")
+        if not float(tol) > 0 or int(maxiter) < 1:
+            raise ValueError(f"tol={tol!r}, maxiter={maxiter!r}: expected tol > 0 and maxiter >= 1")
+        self.group, self.lattice, self.kappa = group, lattice, float(kappa)
+        self.even_odd, self.antiperiodic = bool(even_odd), bool(antiperiodic)
+        self.tol, self.maxiter = float(tol), int(maxiter)
+        self.ns, self.nc = spin_dim(lattice.nd), group.N
+        self.field_shape = (self.ns, self.nc) + tuple(lattice.shape)
+        self.ndof = self.ns * self.nc * lattice.volume // (2 if even_odd else 1)
+
+    @property
+    def mu_lo(self) -> float:
+        return self.monomial.mu_lo
+
+    @property
+    def mu_hi(self) -> float | None:
+        return self.monomial.mu_hi
+
+    def __repr__(self) -> str:
+        return (f"PFTarget({self.group.name}, {self.lattice}, kappa={self.kappa:g}, even_odd={self.even_odd}, "
+                f"mu_lo={self.mu_lo:g}, mu_hi={self.mu_hi})")
+
+    def with_shift(self, mu0: float) -> "PFTarget":
+        """The same monomial with ``mu0`` added to both shifts (the training regulator ``D D^dag + mu_0``)."""
+        return PFTarget(self.group, self.lattice, self.kappa, even_odd=self.even_odd, mu_lo=self.mu_lo + mu0,
+                        mu_hi=None if self.mu_hi is None else self.mu_hi + mu0, tol=self.tol, maxiter=self.maxiter,
+                        antiperiodic=self.antiperiodic)
+
+    # -- operators -----------------------------------------------------------------------------
+    def operator(self, U: torch.Tensor) -> Any:
+        """``D[U]`` (``WilsonDirac``) or its even/odd Schur complement (``EvenOddDirac``)."""
+        D = WilsonDirac(U, self.group, self.lattice, kappa=self.kappa, antiperiodic=self.antiperiodic)
+        return EvenOddDirac(D) if self.even_odd else D
+
+    def support(self, like: torch.Tensor) -> torch.Tensor:
+        """Sites carrying variables (even sites for even/odd), ``(*L)`` bool on ``like``'s device."""
+        if self.even_odd:
+            return self.lattice.parity(like=like) == 0
+        return torch.ones(tuple(self.lattice.shape), dtype=torch.bool, device=like.device)
+
+    def check_field(self, phi: Any, name: str = "phi") -> None:
+        """Raise unless ``phi`` is a complex ``(B, Ns, Nc, *L)`` pseudofermion of this target."""
+        if not isinstance(phi, torch.Tensor) or phi.ndim != len(self.field_shape) + 1 \
+                or tuple(phi.shape[1:]) != self.field_shape or not phi.is_complex():
+            shape = tuple(phi.shape) if hasattr(phi, "shape") else type(phi).__name__
+            raise ValueError(f"{name} has shape {shape}; expected a complex pseudofermion (B, Ns, Nc, *L) = "
+                             f"(B, {', '.join(map(str, self.field_shape))}) for {self.group.name} on {self.lattice}")
+
+    def _solve(self, op: Any, b: torch.Tensor, mu: float) -> torch.Tensor:
+        # single precision cannot reach a residual below ~1e-6: the tolerance is raised to that there
+        tol = max(self.tol, 1e-6) if b.dtype == torch.complex64 else self.tol
+        try:
+            X, _ = solve_normal(op, b, mu, tol=tol, maxiter=self.maxiter)
+        except ConvergenceError as exc:
+            raise PseudofermionSolveError(
+                f"{self!r}: CG did not converge ({exc}); action.kappa = {self.kappa} may be at or beyond the critical "
+                "value for these gauge fields (or raise action.cg_maxiter)", exc.info) from None
+        return X
+
+    # -- the action ----------------------------------------------------------------------------
+    def action(self, U: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        """``S(U, phi) = phi^dag K phi`` per batch element, differentiable in ``U`` and ``phi`` (module docstring)."""
+        self.check_field(phi)
+        op = self.operator(U)
+        phi = op.mask(phi)
+        with torch.no_grad():
+            X = self._solve(self.operator(U.detach()), phi.detach(), self.mu_lo)
+        DX = op.apply_dagger(X)
+        quad = _inner(DX, DX) + self.mu_lo * _inner(X, X)  # X^dag (M + mu_lo) X
+        S = 2.0 * _inner(X, phi) - quad                    # = phi^dag (M + mu_lo)^{-1} phi, exact gradients
+        if self.mu_hi is not None:
+            S = _inner(phi, phi) + (self.mu_hi - self.mu_lo) * S
+        return S
+
+    def log_normalizer(self) -> float:
+        """``n log pi``: ``p(phi | U) = exp(-S) det K / pi^n``."""
+        return self.ndof * math.log(math.pi)
+
+    def log_prob_unnormalized(self, U: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        """``-S - n log pi = log p(phi | U) - log det K``: the conditional log weight is this minus ``log q(phi|U)``."""
+        return -self.action(U, phi) - self.log_normalizer()
+
+    # -- exact pieces on small lattices -----------------------------------------------------------
+    def log_det_from_eigenvalues(self, lam: torch.Tensor) -> torch.Tensor:
+        """``log(1/det K)`` from the eigenvalues ``lam`` ``(B, n)`` of ``M``: this monomial's factor of ``log det M``."""
+        out = torch.log(lam + self.mu_lo).sum(-1)
+        if self.mu_hi is not None:
+            out = out - torch.log(lam + self.mu_hi).sum(-1)
+        return out
+
+    def condition_number_from_eigenvalues(self, lam: torch.Tensor) -> torch.Tensor:
+        """Condition number of the kernel ``K`` from the eigenvalues of ``M`` (``(lam + mu_hi)/(lam + mu_lo)``
+        for a ratio, ``lam + mu_lo`` for the plain monomial), ``(B,)``."""
+        k = lam + self.mu_lo if self.mu_hi is None else (lam + self.mu_hi) / (lam + self.mu_lo)
+        return k.max(-1).values / k.min(-1).values
+
+    def log_det(self, U: torch.Tensor) -> torch.Tensor:
+        """Exact ``log(1/det K)`` by a dense eigendecomposition (small lattices), ``(B,)``."""
+        return self.log_det_from_eigenvalues(normal_eigenvalues(self.operator(U.detach())))
+
+    def sample(self, U: torch.Tensor, rng: Any) -> torch.Tensor:
+        """Exact heatbath draw of ``p(phi | U)`` (one per gauge field)."""
+        with torch.no_grad():
+            op = self.operator(U)
+            return self.monomial.sample(op, rng, (U.shape[0],), tol=min(self.tol, 1e-12), maxiter=max(self.maxiter, 4000))
+
+    def logdet_gradient_surrogate(self, U: torch.Tensor, rng: Any, n_noise: int = 1) -> torch.Tensor:
+        """Zero-valued ``(B,)`` tensor whose gradient is an unbiased estimate of ``d log(1/det K)``.
+
+        ``d log det(M + mu) = E_eta[Re eta^dag (M + mu)^{-1} dM eta]`` (arXiv:2106.05934, App. C) with
+        ``n_noise`` complex Gaussian vectors; a ratio monomial contributes the difference of two such terms.
+        """
+        op = self.operator(U)
+        b = U.shape[0]
+        out = torch.zeros(b, dtype=U.real.dtype, device=U.device)
+        for mu, sign in ((self.mu_lo, 1.0), (self.mu_hi, -1.0)):
+            if mu is None:
+                continue
+            for _ in range(int(n_noise)):
+                eta = op.mask(op.random_field(rng, (b,)))
+                with torch.no_grad():
+                    X = self._solve(self.operator(U.detach()), eta, mu)
+                t = _inner(X, op.normal(eta, mu))
+                out = out + sign * (t - t.detach()) / n_noise
+        return out
+
+
+def monomial_targets(group: Group, lattice: Lattice, kappa: float, *, even_odd: bool = False,
+                     hasenbusch_mus: Sequence[float] = (), mu0: float = 0.0, tol: float = 1e-10,
+                     maxiter: int = 2000) -> list[PFTarget]:
+    """The monomials of eq. (38): ``det(M + mu0) = det(M + mu_N) prod_i det(M + mu_i)/det(M + mu_{i+1})``.
+
+    ``hasenbusch_mus`` = ``(mu_1, ..., mu_N)`` strictly increasing and positive (no Hasenbusch step: empty);
+    ``mu0`` is the regulator (0 for sampling, 1e-5 in training, Sec. IV.A) added to every shift.
+
+    Examples
+    --------
+    >>> import latticekit as lk
+    >>> [t.mu_hi for t in monomial_targets(lk.U1, lk.Lattice((4, 4)), 0.26, hasenbusch_mus=[0.001, 0.01])]
+    [0.001, 0.01, None]
+    """
+    mus = [float(m) for m in hasenbusch_mus]
+    if any(m <= 0 for m in mus) or any(b <= a for a, b in zip(mus[:-1], mus[1:])):
+        raise ValueError(f"hasenbusch_mus={mus!r}: expected strictly increasing positive shifts (eq. 38)")
+    if not float(mu0) >= 0:
+        raise ValueError(f"mu0={mu0!r}: expected a regulator >= 0")
+    # the regulated operator M + mu0 (Sec. IV.A) shifts every monomial: (mu0, mu0 + mu_1), ..., (mu0 + mu_N,)
+    return [PFTarget(group, lattice, kappa, even_odd=even_odd, mu_lo=m.mu_lo, mu_hi=m.mu_hi, tol=tol, maxiter=maxiter)
+            for m in hasenbusch_monomials([m + float(mu0) for m in mus], float(mu0))]

@@ -1,0 +1,127 @@
+"""The flow-model family ``model.coupling = "pseudofermion"`` (arXiv:2207.08945): configuration keys and refusals
+(each error names the option), the joint model and training target it builds from the ``wilson_nf2`` action keys,
+a tiny train + sample job with ``--n-pf``, and a CG failure inside training keeping the last checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from latticekit.app.cli import main
+from latticekit.app.config import FlowConfig
+from latticekit.app.flows.models import build_flow
+from latticekit.app.flows.sample import sample_job
+from latticekit.app.flows.summary import flow_summary
+from latticekit.app.flows.train import train_job
+from latticekit.flows.pseudofermion import JointAction, JointModel, MarginalAction, PseudofermionSolveError
+from latticekit.utils import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def cfg(shape=(4, 4), *, action=None, **model) -> dict:
+    a = {"kind": "wilson_nf2", "group": "U1", "beta": 2.0, "kappa": 0.2, "even_odd": True, "hasenbusch_mus": [0.1]}
+    a.update(action or {})
+    m = {"n_layers": 2, "hidden": [4], "pf_layers": 2, "context_hidden": 4}
+    m.update(model)
+    return {"lattice": {"shape": list(shape)}, "action": a, "model": m,
+            "train": {"steps": 3, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 1, "eval_batch_size": 8},
+            "sample": {"n": 32, "batch": 16}}
+
+
+@pytest.mark.parametrize("patch, match", [
+    ({"action": {"hasenbusch_mus": [0.1, 0.05]}}, "action.hasenbusch_mus: expected strictly increasing"),
+    ({"action": {"hasenbusch_mus": [-0.1]}}, "action.hasenbusch_mus"),
+    ({"n_pf": 0}, "model.n_pf"),
+    ({"partitioning": "random"}, "model.partitioning"),
+    ({"objective": "forward"}, "model.objective"),
+    ({"mu0": -1.0}, "model.mu0"),
+    ({"masks": "stripes", "shape": (2, 4)}, "model.masks: the stripe couplings need"),
+    ({"shape": (3, 4), "action": {"even_odd": False}}, "lattice.shape"),
+    ({"coupling": "plaquette"}, "model.coupling: expected one of \\('pseudofermion',\\)"),
+])
+def test_config_refusals(patch: dict, match: str) -> None:
+    shape = patch.pop("shape", (4, 4))
+    action = patch.pop("action", None)
+    with pytest.raises(ConfigError, match=match):
+        FlowConfig.from_dict(cfg(shape, action=action, **patch))
+
+
+def test_even_odd_needs_two_ptcs() -> None:
+    with pytest.raises(ConfigError, match="model.n_pt: even/odd targets .* need n_pt >= 2"):
+        build_flow(FlowConfig.from_dict(cfg(n_pt=1)))
+
+
+def test_built_model_follows_the_action_keys() -> None:
+    model, action, lat = build_flow(FlowConfig.from_dict(cfg(action={"hasenbusch_mus": [0.01, 0.1]})))
+    assert isinstance(model, JointModel) and isinstance(action, JointAction)
+    # EO + 2 Hasenbusch steps: three monomials, all sharing one context trunk (App. B.2)
+    assert len(model.conditionals) == 3 and all(c.trunk is model.trunk for c in model.conditionals)
+    assert all(t.even_odd for t in model.targets)
+    # the training target carries the regulator mu0 = 1e-5 in every shift (Sec. IV.A); the model's own targets not
+    assert [t.mu_lo for t in action.targets] == pytest.approx([1e-5, 0.01 + 1e-5, 0.1 + 1e-5])
+    assert [t.mu_lo for t in model.targets] == [0.0, 0.01, 0.1]
+    # n_pt defaults to 6 with even/odd (App. B.3)
+    assert len(model.conditionals[0].flow.layers[0].m_shapes) == 6
+    model, action, _ = build_flow(FlowConfig.from_dict(cfg(action={"even_odd": False, "hasenbusch_mus": []})))
+    assert len(model.conditionals) == 1 and len(model.conditionals[0].flow.layers[0].m_shapes) == 3
+
+
+def test_objectives() -> None:
+    model, action, _ = build_flow(FlowConfig.from_dict(cfg(objective="marginal")))
+    assert model.objective == "marginal" and isinstance(action, MarginalAction)
+    model, action, _ = build_flow(FlowConfig.from_dict(cfg(objective="conditional")))
+    assert isinstance(action, JointAction)
+    assert not any(p.requires_grad for p in model.flow.parameters())
+    assert all(p.requires_grad for p in model.conditionals.parameters())
+
+
+def test_train_and_sample_job(tmp_path) -> None:
+    out = tmp_path / "pf"
+    res = train_job(cfg(ess_npf_max=4), out=out, progress=False)
+    assert res["status"] == "finished" and res["steps"] == 3
+    assert res["log_z_exact"] is None and res["kl_log_z"] == "estimate"  # no closed-form Z with fermions
+    s = sample_job(out, n=32, seed=2, n_pf=2)
+    assert s["n_pf"] == 2 and 0 < s["joint_ess"] <= 1 and 0 < s["marginal_ess"] <= 1
+    assert sorted(s["ess_vs_npf"]["ess"]) == ["1", "2", "4"] and "fit" in s["ess_vs_npf"]
+    assert len(s["condition_numbers"]) == 2 and all(c["max"] >= c["mean"] >= 1 for c in s["condition_numbers"])
+    assert {"plaquette", "topological_charge", "C_pi_t0"} <= set(s["observables"])
+    stored = json.loads((out / "sample.json").read_text())
+    assert stored["joint_ess"] == s["joint_ess"]
+    text = flow_summary(out)["text"]
+    assert "N_pf = 2" in text and "marginal ESS (exact det)" in text
+    # the command line takes --n-pf
+    assert main(["sample", str(out), "--n", "16", "--n-pf", "1"]) == 0
+
+
+def test_n_pf_is_refused_for_other_families(tmp_path) -> None:
+    out = tmp_path / "u1"
+    train_job({"lattice": {"shape": [4, 4]}, "action": {"kind": "wilson", "beta": 1.0},
+               "model": {"n_layers": 2, "hidden": [2]}, "train": {"steps": 1, "batch_size": 4, "eval_batch_size": 4}},
+              out=out, progress=False)
+    with pytest.raises(ConfigError, match="n_pf=2: only pseudofermion flows"):
+        sample_job(out, n=8, n_pf=2)
+
+
+def test_cg_failure_keeps_the_last_checkpoint(tmp_path) -> None:
+    """A CG that cannot converge (maxiter far too small at kappa = 0.26) stops training with a message naming
+    action.kappa; the checkpoint written before stays loadable."""
+    out = tmp_path / "pf"
+    c = cfg()
+    c["train"]["steps"] = 1
+    train_job(c, out=out, progress=False)
+    c["train"]["steps"] = 3
+    c["action"].update(kappa=0.26, cg_maxiter=2)
+    with pytest.raises(ConfigError):  # a changed configuration is refused for the same folder
+        train_job(c, out=out, progress=False)
+    with pytest.raises(PseudofermionSolveError, match="action.kappa = 0.26"):
+        train_job(c, out=tmp_path / "pf2", progress=False)
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 1
