@@ -111,6 +111,9 @@ class Theory:
     is_gauge: ClassVar[bool] = False
     #: dynamical fermions (no pure-gauge exact results)
     has_fermions: ClassVar[bool] = False
+    #: ``[action]`` keys that choose how the theory is simulated, not which theory (solver settings,
+    #: preconditioning): two runs that differ only in these sample the same distribution and may be compared
+    algorithm_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, lattice: Lattice | Sequence[int], params: Any = None, measure: Any = None) -> None:
         self.lattice = lattice if isinstance(lattice, Lattice) else Lattice(tuple(lattice))

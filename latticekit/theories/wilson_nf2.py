@@ -67,6 +67,8 @@ class WilsonNf2Theory(WilsonTheory):
     reference_sampler = "hmc"
     flow_families = ("pseudofermion",)
     has_fermions = True
+    # even/odd preconditioning and Hasenbusch shifts change the pseudofermion action, not the theory (det D D^dag)
+    algorithm_keys = ("even_odd", "hasenbusch_mus", "cg_tol", "cg_tol_md", "cg_maxiter")
 
     @classmethod
     def check(cls, params: Any, shape: Sequence[int]) -> None:

@@ -93,7 +93,8 @@ def _check_same_theory(cfg: FlowConfig, run: Mapping[str, Any], where: str) -> N
         except ConfigError as exc:
             problems.append(f"its [action] is not valid here ({exc})")
         else:
-            for k in sorted(set(theirs) | set(mine["action"])):
+            algorithmic = set(type(cfg.theory).algorithm_keys)  # e.g. Hasenbusch shifts: the same theory
+            for k in sorted((set(theirs) | set(mine["action"])) - algorithmic):
                 if theirs.get(k) != mine["action"].get(k):
                     problems.append(f"action.{k} {theirs.get(k)!r} vs {mine['action'].get(k)!r}")
     if problems:

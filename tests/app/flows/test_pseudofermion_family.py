@@ -125,3 +125,34 @@ def test_cg_failure_keeps_the_last_checkpoint(tmp_path) -> None:
     with pytest.raises(PseudofermionSolveError, match="action.kappa = 0.26"):
         train_job(c, out=tmp_path / "pf2", progress=False)
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 1
+
+
+
+class _Killed(BaseException):
+    pass
+
+
+def test_killed_run_resumes_bit_identically(tmp_path, monkeypatch) -> None:
+    """A run that dies after its step-2 checkpoint and is resumed ends bit-identical to an uninterrupted one: the
+    pseudofermion draws come from the trainer's checkpointed generator and the CG solves are deterministic."""
+    from latticekit.flows import Trainer
+
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    train_job(cfg(), out=full, progress=False)
+    original = Trainer.train_step
+
+    def dying(self):
+        if self.step == 2:
+            raise _Killed("SIGKILL")
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", dying)
+    with pytest.raises(_Killed):
+        train_job(cfg(), out=killed, progress=False)
+    monkeypatch.setattr(Trainer, "train_step", original)
+    res = train_job(cfg(), out=killed, progress=False)
+    assert res["resumed_from_step"] == 2 and res["steps"] == 3
+    a = torch.load(full / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(killed / "checkpoint.pt", weights_only=False)["model"]
+    for k, v in a.items():
+        assert torch.equal(v, b[k]), k
