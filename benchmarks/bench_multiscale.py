@@ -39,8 +39,6 @@ import argparse
 import copy
 import math
 import os
-import platform
-import socket
 import sys
 import time
 from pathlib import Path
@@ -53,7 +51,6 @@ import latticekit as lk
 from latticekit import exact
 from latticekit import observables as obs
 from latticekit.actions import WilsonGaugeAction
-from latticekit.analysis import gamma_method
 from latticekit.flows import (
     Flow,
     HaarPrior,
@@ -66,33 +63,9 @@ from latticekit.flows import (
 )
 from latticekit.flows.multiscale import ConditionalSpec, MultiscalePrior, flow_diagnostics
 from latticekit.groups import group_from_name
-from latticekit.utils import atomic_write
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-def machine() -> dict[str, Any]:
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), model)
-    except OSError:
-        pass
-    return {"host": socket.gethostname(), "cpu_model": model, "logical_cpus": os.cpu_count(),
-            "load_avg": list(os.getloadavg()), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version()}
-
-
-def write_json(path: str, data: Any) -> None:
-    import json
-
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
-
-
-def gamma(values: np.ndarray) -> dict[str, float]:
-    r = gamma_method(np.asarray(values, dtype=np.float64))
-    return {"value": float(r.value), "error": float(r.error), "tau_int": float(r.tau_int)}
+from bench_common import gamma, machine, write_json  # noqa: E402
 
 
 # -- models -----------------------------------------------------------------------------------------------

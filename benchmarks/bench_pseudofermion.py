@@ -10,6 +10,10 @@ command line, the machine (CPU model, cores, load average at start and end), tor
     python benchmarks/bench_pseudofermion.py fig4 --steps 300 --save-dir benchmarks/results/pf_models \
         --out benchmarks/results/pseudofermion_fig4.json
 
+    # the saved models again on more draws (ESS, mean log w = log Z - KL, condition numbers)
+    python benchmarks/bench_pseudofermion.py eval --eval-n 8192 --model benchmarks/results/pf_models/none.pt \
+        --model benchmarks/results/pf_models/eo.pt --out benchmarks/results/pseudofermion_fig4_eval.json
+
     # Fig. 3: ESS(N_pf) for N_pf = 1 ... 64 with the fit of eq. (45), on a model saved by fig4
     python benchmarks/bench_pseudofermion.py npf --model benchmarks/results/pf_models/eo_hb3.pt \
         --out benchmarks/results/pseudofermion_npf.json
@@ -35,8 +39,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import socket
 import sys
 import time
 from pathlib import Path
@@ -47,7 +49,7 @@ import torch
 
 import latticekit as lk
 from latticekit.actions import WilsonGaugeAction
-from latticekit.analysis import ess as kish, gamma_method
+from latticekit.analysis import ess as kish
 from latticekit.flows import HaarPrior, Model, TrainConfig, Trainer, sun_gauge_flow, u1_gauge_flow
 from latticekit.flows.pseudofermion import (
     JointAction,
@@ -59,7 +61,9 @@ from latticekit.flows.pseudofermion import (
     pseudo_marginal_metropolis,
 )
 from latticekit.groups import group_from_name
-from latticekit.utils import atomic_write
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import gamma, machine, write_json  # noqa: E402
 
 PAPER_FIG4 = {  # read off Fig. 4 / Sec. IV.A.2 of arXiv:2207.08945 (after ~27k steps, batch 4096)
     "none": {"joint": 0.02, "marginal": 0.125}, "eo": {"joint": 0.05, "marginal": 0.155},
@@ -67,25 +71,6 @@ PAPER_FIG4 = {  # read off Fig. 4 / Sec. IV.A.2 of arXiv:2207.08945 (after ~27k 
     "eo+0.001,0.01,0.05": {"joint": 0.145, "marginal": 0.30},
 }
 NAMES = {"none": "none", "eo": "eo", "eo+0.001": "eo_hb1", "eo+0.001,0.01": "eo_hb2", "eo+0.001,0.01,0.05": "eo_hb3"}
-
-
-def machine() -> dict[str, Any]:
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), model)
-    except OSError:
-        pass
-    return {"host": socket.gethostname(), "cpu_model": model, "logical_cpus": os.cpu_count(),
-            "load_avg": list(os.getloadavg()), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version()}
-
-
-def write_json(path: str, data: Any) -> None:
-    import json
-
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def parse_target(spec: str) -> tuple[bool, list[float]]:
@@ -125,8 +110,13 @@ def evaluate(model: JointModel, gauge: Any, targets: list[Any], n: int, seed: in
     rng = lk.backends.rng(10_000 + seed, backend="torch")
     w = pf_weights(model, gauge, targets, n, rng, n_pf=1, batch_size=256, dense=True)
     lw = w.log_w_joint.cpu().numpy()
-    return {"joint_ess": float(kish(lw)), "marginal_ess": float(kish(w.log_w_marginal.cpu().numpy())),
-            "ess_n": n, "joint_var_log_w": float(np.var(lw)),
+    lm = w.log_w_marginal.cpu().numpy()
+    # mean log w: log Z - KL. log Z = log int dU exp(-S_g) det M is the same for every pseudofermion target (the
+    # monomials of eq. 38 multiply to det M; det D_sc = det D), so differences of mean log w between targets are
+    # differences of the KL divergences, meaningful where the ESS of a few thousand draws is not
+    return {"joint_ess": float(kish(lw)), "marginal_ess": float(kish(lm)),
+            "ess_n": n, "joint_var_log_w": float(np.var(lw)), "joint_mean_log_w": float(np.mean(lw)),
+            "marginal_mean_log_w": float(np.mean(lm)), "marginal_var_log_w": float(np.var(lm)),
             "condition_numbers": [{"monomial": repr(t), "mean": float(c.mean()), "max": float(c.max())}
                                   for t, c in zip(targets, w.condition_numbers)]}
 
@@ -170,6 +160,19 @@ def load(path: str) -> tuple[JointModel, Any, list[Any], dict[str, Any]]:
     return model, gauge, targets, blob["spec"]
 
 
+def run_eval(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """Re-evaluate saved models (``--model`` may be given several times) on ``--eval-n`` fresh draws."""
+    for path in args.model:
+        model, gauge, targets, spec = load(path)
+        out["results"].append({"target": spec["target"], "model": path, "spec": spec,
+                               **evaluate(model, gauge, targets, args.eval_n, args.seed), "paper": PAPER_FIG4.get(spec["target"])})
+        r = out["results"][-1]
+        print(f"{spec['target']}: joint ESS {r['joint_ess']:.4f} mean log w {r['joint_mean_log_w']:.3f}; marginal ESS "
+              f"{r['marginal_ess']:.4f} mean log w {r['marginal_mean_log_w']:.3f}", flush=True)
+        out["machine_at_end"] = machine()
+        write_json(args.out, out)
+
+
 def run_npf(args: argparse.Namespace, out: dict[str, Any]) -> None:
     model, gauge, targets, spec = load(args.model)
     reps = []
@@ -194,11 +197,6 @@ def run_npf(args: argparse.Namespace, out: dict[str, Any]) -> None:
                                         "marginal_ess": x["marginal_ess"]} for x in reps]})
     out["machine_at_end"] = machine()
     write_json(args.out, out)
-
-
-def gamma(values: Any) -> dict[str, float]:
-    r = gamma_method(np.asarray(values, dtype=np.float64))
-    return {"value": float(r.value), "error": float(r.error), "tau_int": float(r.tau_int)}
 
 
 def run_hmc(args: argparse.Namespace, out: dict[str, Any]) -> None:
@@ -243,7 +241,7 @@ def run_hmc(args: argparse.Namespace, out: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("fig4", "npf", "hmc"):
+    for name in ("fig4", "eval", "npf", "hmc"):
         p = sub.add_parser(name)
         p.add_argument("--out", required=True)
         p.add_argument("--seed", type=int, default=0)
@@ -269,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--n-hidden", type=int, default=16)
             p.add_argument("--mu0", type=float, default=1e-5)
             p.add_argument("--save-dir", default="")
+        elif name == "eval":
+            p.add_argument("--model", action="append", required=True, help="models saved by fig4 --save-dir")
         else:
             p.add_argument("--model", required=True, help="a model saved by fig4 --save-dir")
         if name == "npf":
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine_at_start": machine(),
                            "settings": {k: v for k, v in vars(args).items()}, "results": []}
     t0 = time.time()
-    {"fig4": run_fig4, "npf": run_npf, "hmc": run_hmc}[args.cmd](args, out)
+    {"fig4": run_fig4, "eval": run_eval, "npf": run_npf, "hmc": run_hmc}[args.cmd](args, out)
     out["wall_s"] = round(time.time() - t0, 1)
     write_json(args.out, out)
     print(f"wrote {args.out} in {out['wall_s']} s", flush=True)

@@ -4,6 +4,7 @@ is read or refused; stored configurations of earlier versions are still read."""
 from __future__ import annotations
 
 import math
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -123,8 +124,8 @@ def test_examples_are_valid() -> None:
     files = sorted(EXAMPLES.glob("*.toml")) + sorted((EXAMPLES / "validation").glob("*.toml"))
     assert files, "examples/ holds the configuration files of the main jobs"
     for f in files:
-        # flow-job files: `*flow*.toml` and the multiscale flows (`multiscale_*.toml`, names of issue 15)
-        flow = "flow" in f.name or f.name.startswith("multiscale_")
+        # flow-job files are those with a [model] section (u1_2d_flow.toml, multiscale_*.toml, schwinger_pf_*.toml)
+        flow = "model" in tomllib.loads(f.read_text())
         cfg = FlowConfig.from_file(f) if flow else RunConfig.from_file(f)
         assert FlowConfig.from_dict(cfg.to_dict()) == cfg if flow else RunConfig.from_dict(cfg.to_dict()) == cfg
     for name in ("u1_2d_flow.toml", "su2_4d_flow.toml"):  # the examples use the one name of the option

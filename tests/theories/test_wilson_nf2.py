@@ -92,8 +92,10 @@ def test_no_exact_values_but_parity():
     th = _nf2_config().theory
     assert th.exact() == {"topological_charge": 0.0}
     assert th.exact_distribution("topological_charge", 3) is None
-    assert th.flow_families == () and th.reference_sampler == "hmc"
-    with pytest.raises(ConfigError, match="model.coupling"):
-        from latticekit.app.config import FlowConfig
+    assert th.flow_families == ("pseudofermion",) and th.reference_sampler == "hmc"
+    assert th.exact_log_z() is None  # the pure-gauge log Z is not that of the theory with fermions
+    from latticekit.app.config import FlowConfig
 
-        FlowConfig.from_dict({"lattice": {"shape": [4, 4]}, "action": {"kind": "wilson_nf2"}})
+    with pytest.raises(ConfigError, match="model.coupling"):
+        FlowConfig.from_dict({"lattice": {"shape": [4, 4]}, "action": {"kind": "wilson_nf2"},
+                              "model": {"coupling": "plaquette"}})
