@@ -13,7 +13,8 @@ Modules: :mod:`~latticekit.flows.base` (contract, :class:`Flow`), :mod:`~lattice
 :mod:`~latticekit.flows.spectral`, :mod:`~latticekit.flows.sun_couplings`,
 :mod:`~latticekit.flows.model`, :mod:`~latticekit.flows.train`, :mod:`~latticekit.flows.checkpoint`,
 :mod:`~latticekit.flows.sampling`, :mod:`~latticekit.flows.distributed` (data-parallel training);
-the subpackage :mod:`latticekit.flows.multiscale` (multiscale flows for gauge theories, arXiv:2404.10819).
+the subpackages :mod:`latticekit.flows.multiscale` (multiscale flows for gauge theories, arXiv:2404.10819)
+and :mod:`latticekit.flows.pseudofermion` (joint gauge x pseudofermion models, arXiv:2207.08945).
 The flow jobs (``latticekit train`` / ``sample``: configuration, model families, job folders) are
 application code in :mod:`latticekit.app.flows`; this package holds the library only.
 

@@ -157,7 +157,7 @@ class PseudofermionCoupling(FlowLayer):
         Ms, A = self._params(ctx)
         act = self.sites.to(phi.device)  # (*L)
         # frozen part: every component but (active spin, active site)
-        P = (self.spin_active.to(phi.device)[:, None, None] & act).unsqueeze(1)  # (Ns, 1, *L)
+        P = (self.spin_active.to(phi.device).reshape((-1,) + (1,) * self.nd) & act).unsqueeze(1)  # (Ns, 1, *L)
         phi_f = torch.where(P, torch.zeros((), dtype=phi.dtype, device=phi.device), phi)
         t = ptcn(ctx.U, phi_f, Ms, self.group, self.lattice, antiperiodic=self.antiperiodic)  # (B, Ns, Nc, *L)
         S = list(self.spins)

@@ -221,7 +221,7 @@ class PFTarget:
             if mu is None:
                 continue
             for _ in range(int(n_noise)):
-                eta = op.mask(op.random_field(rng, (b,)))
+                eta = op.mask(op.random_field(rng, (b,)).to(U.device))  # the noise generator may live elsewhere
                 with torch.no_grad():
                     X = self._solve(self.operator(U.detach()), eta, mu)
                 t = _inner(X, op.normal(eta, mu))

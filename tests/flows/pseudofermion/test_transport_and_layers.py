@@ -38,21 +38,23 @@ def _field(G, lat, rng, b, k=2):
 
 
 @pytest.mark.parametrize("G", GROUPS, ids=lambda g: g.name)
-def test_one_ptc_with_the_hopping_matrices_is_the_wilson_dirac_operator(G, device) -> None:
-    lat = lk.Lattice((4, 4))
+@pytest.mark.parametrize("shape", [(4, 4), (2, 2, 2, 4)], ids=["2d", "4d"])
+def test_one_ptc_with_the_hopping_matrices_is_the_wilson_dirac_operator(G, shape, device) -> None:
+    lat = lk.Lattice(shape)
+    nd, ns = lat.nd, 2 if lat.nd == 2 else 4
     rng = lk.backends.rng(0, backend="torch", device=device)
-    U = G.random(rng, (2, 2), lat.shape)
-    chi = _field(G, lat, rng, 2)
+    U = G.random(rng, (2, nd), lat.shape)
+    chi = _field(G, lat, rng, 2, k=ns)
     kappa = 0.17
-    gam = torch.tensor(gamma_matrices(2), dtype=torch.complex128, device=device)  # (2, 2, 2)
-    one = torch.eye(2, dtype=torch.complex128, device=device)
-    # feature blocks: [phi(y), U_0 phi(y+0), U_1 phi(y+1), U_0^dag phi(y-0), U_1^dag phi(y-1)]
-    blocks = [one, -kappa * (one - gam[0]), -kappa * (one - gam[1]), -kappa * (one + gam[0]), -kappa * (one + gam[1])]
-    M = torch.cat(blocks, dim=1)  # (Ns, 5 Ns): M[s, block*Ns + t]
-    M = M.reshape(1, 2, 10, 1, 1).expand(2, 2, 10, 4, 4)
+    gam = torch.tensor(gamma_matrices(nd), dtype=torch.complex128, device=device)  # (nd, Ns, Ns)
+    one = torch.eye(ns, dtype=torch.complex128, device=device)
+    # feature blocks: [phi(y), U_mu phi(y+mu) for mu, U_mu^dag phi(y-mu) for mu] (eq. 25)
+    blocks = [one] + [-kappa * (one - gam[mu]) for mu in range(nd)] + [-kappa * (one + gam[mu]) for mu in range(nd)]
+    M = torch.cat(blocks, dim=1)  # (Ns, (2d+1) Ns): M[s, block*Ns + t]
+    M = M.reshape((1, ns, (2 * nd + 1) * ns) + (1,) * nd).expand((2, ns, (2 * nd + 1) * ns) + lat.shape)
     out = ptc(U, chi, M, G, lat)
     ref = WilsonDirac(U, G, lat, kappa=kappa).apply(chi)
-    # both are sums of the same products in double precision
+    # both are sums of the same products in double precision (2D Pauli, 4D DeGrand-Rossi gammas)
     assert torch.allclose(out, ref, atol=1e-12)
 
 
@@ -151,6 +153,39 @@ def test_coupling_layer_properties(G, mask, even_odd, device) -> None:
     Om = G.random(rng, (1,), lat.shape)
     yt, ldt = layer(_omega_act(G, Om, phi), trunk.context(gauge_transform(U, Om, G, lat)))
     assert torch.allclose(yt, _omega_act(G, Om, y), atol=1e-12) and torch.allclose(ldt, ld, atol=1e-12)
+
+
+@pytest.mark.parametrize("mask, even_odd", [(SpinMask((2, 3)), True), (RowMask(1, 1), True), (SiteMask(1), False)],
+                         ids=["chiral-eo", "rows-eo", "checkerboard"])
+def test_coupling_layer_in_4d(mask, even_odd, device) -> None:
+    """4D (Ns = 4, DeGrand-Rossi): inverse, log-det against the dense Jacobian, gauge equivariance."""
+    G, lat = lk.SU(2), lk.Lattice((2, 2, 2, 2))
+    rng = lk.backends.rng(4, backend="torch", device=device)
+    torch.manual_seed(1)
+    trunk = PFContextTrunk(G, lat, 3).to(torch.float64).to(device)
+    layer = PseudofermionCoupling(G, lat, mask, n_pt=2, hidden_features=2, n_hidden=3,
+                                  even_odd=even_odd).to(torch.float64).to(device)
+    U = G.random(rng, (1, 4), lat.shape)
+    ctx = trunk.context(U)
+    sup = support_mask(lat, even_odd).to(device)
+    phi = _field(G, lat, rng, 1, k=4) * sup
+    y, ld = layer(phi, ctx)
+    x, ld_inv = layer.inverse(y, ctx)
+    assert torch.allclose(x, phi, atol=1e-12) and torch.allclose(ld, -ld_inv, atol=1e-12)
+    idx = sup.expand(phi.shape[1:]).reshape(-1).nonzero().squeeze(1)
+    n = idx.numel()
+
+    def f(v):
+        z = torch.zeros(phi.numel(), dtype=phi.dtype, device=device).index_put((idx,), torch.complex(v[:n], v[n:]))
+        out = layer(z.reshape(phi.shape), ctx)[0].reshape(-1)[idx]
+        return torch.cat([out.real, out.imag])
+
+    p = phi.reshape(-1)[idx]
+    J = torch.autograd.functional.jacobian(f, torch.cat([p.real, p.imag]))
+    assert abs(float(torch.linalg.slogdet(J)[1]) - float(ld.detach())) < 1e-10  # both exact in float64
+    Om = G.random(rng, (1,), lat.shape)
+    yt, ldt = layer(G.act(Om.unsqueeze(1), phi, nd=4), trunk.context(gauge_transform(U, Om, G, lat)))
+    assert torch.allclose(yt, G.act(Om.unsqueeze(1), y, nd=4), atol=1e-12) and torch.allclose(ldt, ld, atol=1e-12)
 
 
 def test_coupling_layer_refusals() -> None:
