@@ -16,6 +16,7 @@ from latticekit.app.flows.sample import sample_job
 from latticekit.app.flows.summary import flow_summary
 from latticekit.app.flows.train import train_job
 from latticekit.flows.pseudofermion import JointAction, JointModel, MarginalAction, PseudofermionSolveError
+from latticekit.testing import assert_close
 from latticekit.utils import ConfigError
 
 
@@ -67,7 +68,8 @@ def test_built_model_follows_the_action_keys() -> None:
     assert len(model.conditionals) == 3 and all(c.trunk is model.trunk for c in model.conditionals)
     assert all(t.even_odd for t in model.targets)
     # the training target carries the regulator mu0 = 1e-5 in every shift (Sec. IV.A); the model's own targets not
-    assert [t.mu_lo for t in action.targets] == pytest.approx([1e-5, 0.01 + 1e-5, 0.1 + 1e-5])
+    assert_close(torch.tensor([t.mu_lo for t in action.targets], dtype=torch.float64), [1e-5, 0.01 + 1e-5, 0.1 + 1e-5],
+                 rtol=1e-15, atol=0)  # sums of two floats
     assert [t.mu_lo for t in model.targets] == [0.0, 0.01, 0.1]
     # n_pt defaults to 6 with even/odd (App. B.3)
     assert len(model.conditionals[0].flow.layers[0].m_shapes) == 6

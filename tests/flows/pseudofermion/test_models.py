@@ -1,0 +1,111 @@
+"""Conditional and joint models (eqs. 20-22, 39-40) and pseudo-marginal weights (eqs. 42-46): log q against an
+independent inverse pass, the joint action by hand, training under each objective, the N_pf weights converging to
+the marginal weights computed with the dense determinant, the ESS(N_pf) fit of eq. (45).
+
+The monomial targets themselves are tested against dense matrices in ``test_targets.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import latticekit as lk
+from latticekit.actions import WilsonGaugeAction
+from latticekit.flows import HaarPrior, Model, TrainConfig, Trainer, u1_gauge_flow
+from latticekit.flows.pseudofermion import (
+    JointAction,
+    JointModel,
+    JointSample,
+    MarginalAction,
+    fit_ess_npf,
+    monomial_targets,
+    pf_weights,
+)
+from latticekit.testing import assert_close
+
+LAT = lk.Lattice((2, 4))
+
+
+def _joint(device: str, targets: list) -> JointModel:
+    with torch.random.fork_rng(devices=[]):  # initial parameters from a fixed seed, global state restored
+        torch.manual_seed(0)
+        jm = JointModel.build(Model(HaarPrior(lk.U1, LAT), u1_gauge_flow(LAT, 2, masks="checkerboard", hidden=(4,))),
+                              targets, n_layers=2, n_hidden=4, n_pt=2)
+    return jm.to(dtype=torch.float64, device=device)
+
+
+def test_joint_log_q_recomputation_and_action(device: str) -> None:
+    targets = monomial_targets(lk.U1, LAT, 0.2, even_odd=True, hasenbusch_mus=[0.1])
+    jm = _joint(device, targets)
+    assert len({id(c.trunk) for c in jm.conditionals}) == 1
+    n_trunk = sum(p.numel() for p in jm.trunk.parameters())
+    assert sum(p.numel() for p in jm.parameters()) == sum(p.numel() for p in jm.flow.parameters()) + n_trunk + sum(
+        p.numel() for c in jm.conditionals for p in c.flow.parameters())  # the shared trunk is counted once
+    rng = lk.backends.rng(3, backend="torch", device=device)
+    x, log_q = jm.sample(4, rng)
+    assert isinstance(x, JointSample)
+    assert_close(jm.log_prob(x), log_q, atol=1e-10, rtol=0)  # an independent inverse pass, float64 round trip
+    gauge = WilsonGaugeAction(lk.U1, LAT, 1.5)
+    S = JointAction(gauge, targets)(x)
+    ref = gauge.action(x.U) + sum(t.action(x.U, p) + t.ndof * math.log(math.pi) for t, p in zip(targets, x.phis))
+    assert_close(S, ref, atol=1e-12, rtol=0)  # the same CG solves, summed in another order
+    jm.set_objective("marginal")
+    xm, lqm = jm.sample(4, rng)
+    assert xm.phis == []
+    assert_close(jm.log_prob(xm), lqm, atol=1e-10, rtol=0)
+    with pytest.raises(ValueError, match="objective"):
+        jm.set_objective("forward")
+
+
+@pytest.mark.parametrize("objective", ["joint", "marginal", "conditional"])
+def test_training_objectives(objective: str) -> None:
+    targets = monomial_targets(lk.U1, LAT, 0.2, even_odd=True, hasenbusch_mus=[0.1], mu0=1e-5)
+    jm = _joint("cpu", targets)
+    gauge = WilsonGaugeAction(lk.U1, LAT, 1.0)
+    if objective == "marginal":
+        jm.set_objective("marginal")
+        action = MarginalAction(gauge, targets, lk.backends.rng(9, backend="torch"))
+    else:
+        action = JointAction(gauge, targets)
+    if objective == "conditional":
+        jm.freeze_marginal()
+    before = {k: v.clone() for k, v in jm.state_dict().items()}
+    Trainer(jm, action, TrainConfig(steps=3, batch_size=4, lr=1e-2)).train()
+    after = jm.state_dict()
+    marg = [k for k in before if k.startswith("flow.")]
+    cond = [k for k in before if k.startswith("conditionals.") and "head" in k]
+    changed = lambda keys: any(not torch.equal(before[k], after[k]) for k in keys)  # noqa: E731
+    assert changed(marg) == (objective != "conditional")
+    assert changed(cond) == (objective != "marginal")
+
+
+def test_pseudo_marginal_weights_converge_to_the_marginal(device: str) -> None:
+    """log w_Npf(U) -> log w_marginal(U) as N_pf grows (eq. 43 -> eq. 19); joint weights recomputed by hand."""
+    targets = monomial_targets(lk.U1, LAT, 0.1, even_odd=True, hasenbusch_mus=[0.1])
+    jm = _joint(device, targets)
+    gauge = WilsonGaugeAction(lk.U1, LAT, 1.0)
+    w = pf_weights(jm, gauge, targets, 16, lk.backends.rng(4, backend="torch", device=device), n_pf=256, dense=True)
+    dev = {k: float((v - w.log_w_marginal).abs().mean()) for k, v in w.log_w.items()}
+    assert dev[256] < dev[16] < dev[1]
+    # at kappa = 0.1 the conditional weights have a relative std of O(1) at most: 256 draws leave ~0.1
+    assert dev[256] < 0.1
+    with pytest.raises(ValueError, match="n_pf=0"):
+        pf_weights(jm, gauge, targets, 4, lk.backends.rng(0, backend="torch", device=device), n_pf=0)
+    # the N_pf = 1 weights are the joint weights of eq. (40)
+    rng = lk.backends.rng(6, backend="torch", device=device)
+    w1 = pf_weights(jm, gauge, targets, 4, rng, n_pf=1)
+    rng = lk.backends.rng(6, backend="torch", device=device)
+    x, log_q = jm.sample(4, rng)
+    ref = -JointAction(gauge, targets)(x) - log_q
+    assert_close(w1.log_w_joint, ref, atol=1e-9, rtol=0)  # CG tolerance 1e-10 on O(10) actions
+
+
+def test_fit_ess_npf() -> None:
+    ns = [1, 2, 4, 8, 16]
+    e_inf, C = fit_ess_npf(ns, [0.35 / (1 + 3.0 / n) for n in ns])
+    assert_close(torch.tensor([e_inf, C], dtype=torch.float64), [0.35, 3.0], rtol=1e-8, atol=0)  # noiseless data: exact fit
+    with pytest.raises(ValueError, match="two different"):
+        fit_ess_npf([4, 4], [0.1, 0.1])
