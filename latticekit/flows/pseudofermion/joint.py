@@ -19,7 +19,8 @@ Objectives (``JointModel.objective``):
 * ``"marginal"``: samples ``U`` only and :class:`MarginalAction` is ``S_g - log det(M + mu_0)`` with the
   log-determinant gradient estimated stochastically (arXiv:2106.05934 App. C; the marginal stage of the
   two-stage training of arXiv:2208.03832); its value is the exact dense log det where the lattice is
-  small enough, else the loss omits it (documented in the metrics as ``logdet = "omitted"``).
+  small enough, else the value omits it (the gradient does not): the loss, ESS and log Z that the
+  Trainer then reports refer to ``S_g`` alone, and the model is judged by :func:`~.pseudo_marginal.pf_weights`.
   Freeze the marginal (:meth:`JointModel.freeze_marginal`) and train with ``"joint"`` for the
   conditional stage.
 
