@@ -35,6 +35,7 @@ Examples
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Sequence
 
 import torch
@@ -54,15 +55,15 @@ def support_mask(lattice: Lattice, even_odd: bool) -> torch.Tensor:
     return torch.ones(tuple(lattice.shape), dtype=torch.bool)
 
 
-class PFMask:
+class PFMask(ABC):
     """Projector ``P`` of eq. (27): site mask and active spin components (module docstring)."""
 
     #: spin components updated by the layer (None: all)
     spins: tuple[int, ...] | None = None
 
-    def sites(self, lattice: Lattice) -> torch.Tensor:  # pragma: no cover - every mask implements it
+    @abstractmethod
+    def sites(self, lattice: Lattice) -> torch.Tensor:
         """Active sites before intersecting with the support, ``(*L)`` bool."""
-        raise NotImplementedError
 
     def active_spins(self, ns: int) -> tuple[int, ...]:
         """The active spin components for ``ns`` spin components."""
