@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
+from torch import nn
 
 from latticekit import backends
 from latticekit.analysis import ess as _ess, log_z_estimate
@@ -286,8 +287,12 @@ class Trainer:
     """
 
     def __init__(self, model: Model, action: Any, config: TrainConfig | None = None) -> None:
-        if not isinstance(model, Model):
-            raise TypeError(f"model={type(model).__name__}: expected a latticekit.flows.Model")
+        # a Model, or any module with the same sampling protocol (e.g. flows.superres.SuperResolvingModel,
+        # whose rectangular flows are not a prior plus a square bijection)
+        if not isinstance(model, nn.Module) or not callable(getattr(model, "sample", None)) \
+                or not callable(getattr(model, "log_prob", None)):
+            raise TypeError(f"model={type(model).__name__}: expected a latticekit.flows.Model (or a module with "
+                            "sample(n, rng, context=None) -> (x, log_q) and log_prob(x, context=None))")
         self.config = config if config is not None else TrainConfig()
         self.config.validate()
         cfg = self.config

@@ -1,0 +1,142 @@
+"""The coarse phi^4 theory with learnable couplings as the prior of a super-resolving model (IR-matching, Sec. VI).
+
+IR-matching fixes the fine action and learns the coarse couplings ``c`` together with the flow. The coarse
+configurations come from batched Langevin dynamics (eq. 37) at ``c``::
+
+    phi <- phi - tau grad_phi S[c](phi) + sqrt(2 tau) eta,
+
+differentiable in ``c`` (:class:`latticekit.mc.Langevin` with tensor couplings; "we simply backpropagate
+through the Langevin process"). The batch is thermalised once (``n_therm`` steps, App. C: 5e4 from i.i.d.
+Gaussians) and re-thermalised by ``n_steps`` steps (App. C: 500) at every draw, starting from the previous
+batch; the gradient flows through those ``n_steps`` steps only.
+
+Density. ``log p_L(phi) = -S[c](phi) - log Z[c]``. ``log Z[c]`` is not known, but the training loss only
+needs its gradient (eqs. 33-34), which :class:`~.log_z.LogZGradient` estimates from a separate sample set;
+:meth:`CoarseTheoryPrior.log_prob` therefore returns ``-S[c](phi) - s`` with ``s`` the zero-valued surrogate
+whose gradient is ``grad_c log Z[c]``. The reverse-KL loss of :class:`~latticekit.flows.Trainer`
+(``mean(log q + S_fine)``) then has the gradient of eqs. (31)-(33) with no change to the trainer, and its value
+is the KL up to the constant ``log Z_fine - log Z_L[c]`` (which does not change ESS or Metropolis ratios).
+
+What is exact and what is estimated: the flow's log-density is exact given the coarse density; Langevin has an
+``O(tau)`` step-size bias and successive draws of one batch are correlated, so the coarse draws are only
+approximately ``p_L[c]``. For flow MCMC on the fine lattice (and for UV-matching, whose coarse couplings are
+fixed) pass ``sampler=hmc_sampler(rng, ...)`` instead: independent HMC chains, exact stationary distribution,
+restarted from the previous batch, not differentiable in the couplings.
+
+Examples
+--------
+>>> import torch, latticekit as lk
+>>> from latticekit.flows.superres import LogZGradient, Phi4Couplings, hmc_sampler
+>>> lat, rng = lk.Lattice((4, 4)), lk.backends.rng(0, backend="torch")
+>>> c = Phi4Couplings(0.2, 0.01)
+>>> log_z = LogZGradient(c, lat, hmc_sampler(rng, n_traj=10), 32)
+>>> prior = CoarseTheoryPrior(lat, c, log_z=log_z, n_therm=100, n_steps=10)
+>>> phi, log_p = prior.sample(8, rng)
+>>> phi.shape, log_p.shape
+(torch.Size([8, 4, 4]), torch.Size([8]))
+>>> g = torch.autograd.grad(log_p.sum() + phi.sum(), c.kappa)   # through the Langevin steps and log Z
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from latticekit.actions.phi4 import Phi4Action
+from latticekit.backends import Generator
+from latticekit.lattice import Lattice
+
+from .couplings import Phi4Couplings
+from .log_z import LogZGradient, Phi4Sampler
+
+__all__ = ["CoarseTheoryPrior"]
+
+
+class CoarseTheoryPrior(nn.Module):
+    """Coarse phi^4 configurations from batched, differentiable Langevin at learnable couplings (module docstring).
+
+    Parameters
+    ----------
+    lattice : Lattice
+        The coarse lattice.
+    couplings : Phi4Couplings
+        The coarse couplings (trained in IR-matching; frozen ones are fixed).
+    log_z : LogZGradient, optional
+        Estimator of ``grad log Z[c]`` on a separate sample set (required when a coupling is learned, so that
+        the loss has the gradient of eq. 33).
+    sampler : "langevin" or Phi4Sampler
+        ``"langevin"``: the persistent, differentiable Langevin batch (training); a :data:`~.log_z.Phi4Sampler`
+        (e.g. :func:`~.log_z.hmc_sampler`): draws at the current couplings without gradients.
+    step_size : float
+        Langevin ``tau`` (App. C: 0.01).
+    n_therm, n_steps : int
+        Thermalisation steps of the first draw and re-thermalisation steps of every draw (App. C: 5e4, 500).
+    """
+
+    def __init__(self, lattice: Lattice, couplings: Phi4Couplings, *, log_z: LogZGradient | None = None,
+                 sampler: str | Phi4Sampler = "langevin", step_size: float = 0.01, n_therm: int = 50000,
+                 n_steps: int = 500) -> None:
+        super().__init__()
+        if not isinstance(lattice, Lattice):
+            raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
+        if not isinstance(couplings, Phi4Couplings):
+            raise TypeError(f"couplings={type(couplings).__name__}: expected Phi4Couplings")
+        if couplings.learn and log_z is None:
+            raise ValueError(f"log_z: the couplings {couplings.learn} are learned, so the loss needs the log Z "
+                             "gradient of eq. (34); pass log_z=LogZGradient(couplings, lattice, sampler, n)")
+        if log_z is not None and log_z.couplings is not couplings:
+            raise ValueError("log_z: estimates the log Z gradient of other couplings than this prior's")
+        if not (sampler == "langevin" or callable(sampler)):
+            raise ValueError(f"sampler={sampler!r}: expected 'langevin' or a callable sampler(action, n, previous)")
+        if not float(step_size) > 0:
+            raise ValueError(f"step_size={step_size!r}: expected tau > 0")
+        if int(n_therm) < 0 or int(n_steps) < 1:
+            raise ValueError(f"n_therm={n_therm!r}, n_steps={n_steps!r}: expected n_therm >= 0 and n_steps >= 1")
+        self.lattice, self.couplings, self.log_z, self.sampler = lattice, couplings, log_z, sampler
+        self.event_shape = tuple(lattice.shape)
+        self.step_size, self.n_therm, self.n_steps = float(step_size), int(n_therm), int(n_steps)
+        self.state: torch.Tensor | None = None  # the persistent Langevin batch (detached)
+
+    def extra_repr(self) -> str:
+        return f"lattice={self.lattice}, tau={self.step_size}, n_therm={self.n_therm}, n_steps={self.n_steps}"
+
+    def _langevin(self, x: torch.Tensor, n: int, rng: Generator) -> torch.Tensor:
+        from latticekit.mc import Langevin, RealField
+
+        lan = Langevin(self.couplings.action_object(self.lattice), RealField(self.lattice.nd), rng=rng,
+                       step_size=self.step_size)
+        for _ in range(n):
+            x, _ = lan.step(x)
+        return x
+
+    def sample(self, n: int, rng: Generator, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` coarse configurations (the persistent batch after ``n_steps`` more Langevin steps) and
+        ``log_prob`` of them; differentiable in the couplings when grad mode is on."""
+        if context is not None:
+            raise ValueError("context: the coarse theory prior takes no context")
+        dtype, device = self.couplings.kappa.dtype, self.couplings.kappa.device
+        if self.sampler != "langevin":
+            k, l = float(self.couplings.kappa.detach()), float(self.couplings.lam.detach())
+            prev = self.state if self.state is not None and self.state.shape[0] == int(n) else None
+            with torch.no_grad():
+                x = self.sampler(Phi4Action(self.lattice, k, l), int(n), prev).to(dtype=dtype, device=device)
+            self.state = x
+            return x, self.log_prob(x)
+        if self.state is None or self.state.shape[0] != int(n) or self.state.dtype != dtype:
+            x0 = rng.normal((int(n),) + self.event_shape).to(dtype=dtype, device=device)
+            with torch.no_grad():
+                self.state = self._langevin(x0, self.n_therm, rng)
+        x = self._langevin(self.state, self.n_steps, rng)
+        self.state = x.detach()
+        return x, self.log_prob(x)
+
+    def log_prob(self, phi: torch.Tensor, context: Any = None) -> torch.Tensor:
+        """``-S[c](phi)`` minus the zero-valued log Z surrogate (module docstring), ``(B,)``."""
+        if context is not None:
+            raise ValueError("context: the coarse theory prior takes no context")
+        out = -self.couplings.action(phi, self.lattice)
+        if self.log_z is not None and torch.is_grad_enabled():
+            out = out - self.log_z.surrogate()
+        return out
