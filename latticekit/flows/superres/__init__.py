@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from .coarse_theory import CoarseTheoryPrior
 from .couplings import COUPLING_NAMES, Phi4Couplings
+from .local_cnf import LocalCNF
 from .log_z import LogZGradient, Phi4Sampler, hmc_sampler
 from .rectangular import RectangularFlow, SuperResolvingModel
 from .upsampling import NaiveUpsampling, check_block_factor
@@ -22,6 +23,7 @@ from .zero_sum_noise import ZeroSumNoise
 __all__ = [
     "COUPLING_NAMES",
     "CoarseTheoryPrior",
+    "LocalCNF",
     "LogZGradient",
     "NaiveUpsampling",
     "Phi4Couplings",
