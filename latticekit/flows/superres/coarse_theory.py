@@ -20,7 +20,7 @@ is the KL up to the constant ``log Z_fine - log Z_L[c]`` (which does not change 
 What is exact and what is estimated: the flow's log-density is exact given the coarse density; Langevin has an
 ``O(tau)`` step-size bias and successive draws of one batch are correlated, so the coarse draws are only
 approximately ``p_L[c]``. For flow MCMC on the fine lattice (and for UV-matching, whose coarse couplings are
-fixed) pass ``sampler=hmc_sampler(rng, ...)`` instead: independent HMC chains, exact stationary distribution,
+fixed) pass ``sampler=hmc_sampler(...)`` instead: independent HMC chains, exact stationary distribution,
 restarted from the previous batch, not differentiable in the couplings.
 
 Examples
@@ -29,7 +29,7 @@ Examples
 >>> from latticekit.flows.superres import LogZGradient, Phi4Couplings, hmc_sampler
 >>> lat, rng = lk.Lattice((4, 4)), lk.backends.rng(0, backend="torch")
 >>> c = Phi4Couplings(0.2, 0.01)
->>> log_z = LogZGradient(c, lat, hmc_sampler(rng, n_traj=10), 32)
+>>> log_z = LogZGradient(c, lat, hmc_sampler(n_traj=10), 32)
 >>> prior = CoarseTheoryPrior(lat, c, log_z=log_z, n_therm=100, n_steps=10)
 >>> phi, log_p = prior.sample(8, rng)
 >>> phi.shape, log_p.shape
@@ -89,7 +89,8 @@ class CoarseTheoryPrior(nn.Module):
         if log_z is not None and log_z.couplings is not couplings:
             raise ValueError("log_z: estimates the log Z gradient of other couplings than this prior's")
         if not (sampler == "langevin" or callable(sampler)):
-            raise ValueError(f"sampler={sampler!r}: expected 'langevin' or a callable sampler(action, n, previous)")
+            raise ValueError(f"sampler={sampler!r}: expected 'langevin' or a callable sampler(action, n, previous, "
+                             "rng)")
         if not float(step_size) > 0:
             raise ValueError(f"step_size={step_size!r}: expected tau > 0")
         if int(n_therm) < 0 or int(n_steps) < 1:
@@ -121,22 +122,36 @@ class CoarseTheoryPrior(nn.Module):
             k, l = float(self.couplings.kappa.detach()), float(self.couplings.lam.detach())
             prev = self.state if self.state is not None and self.state.shape[0] == int(n) else None
             with torch.no_grad():
-                x = self.sampler(Phi4Action(self.lattice, k, l), int(n), prev).to(dtype=dtype, device=device)
+                x = self.sampler(Phi4Action(self.lattice, k, l), int(n), prev, rng).to(dtype=dtype, device=device)
             self.state = x
-            return x, self.log_prob(x)
+            return x, self._log_prob(x, rng)
         if self.state is None or self.state.shape[0] != int(n) or self.state.dtype != dtype:
             x0 = rng.normal((int(n),) + self.event_shape).to(dtype=dtype, device=device)
             with torch.no_grad():
                 self.state = self._langevin(x0, self.n_therm, rng)
         x = self._langevin(self.state, self.n_steps, rng)
         self.state = x.detach()
-        return x, self.log_prob(x)
+        return x, self._log_prob(x, rng)
 
-    def log_prob(self, phi: torch.Tensor, context: Any = None) -> torch.Tensor:
-        """``-S[c](phi)`` minus the zero-valued log Z surrogate (module docstring), ``(B,)``."""
-        if context is not None:
-            raise ValueError("context: the coarse theory prior takes no context")
+    def _log_prob(self, phi: torch.Tensor, rng: Generator | None) -> torch.Tensor:
         out = -self.couplings.action(phi, self.lattice)
         if self.log_z is not None and torch.is_grad_enabled():
-            out = out - self.log_z.surrogate()
+            out = out - self.log_z.surrogate(rng)
         return out
+
+    def log_prob(self, phi: torch.Tensor, context: Any = None) -> torch.Tensor:
+        """``-S[c](phi)`` minus the zero-valued log Z surrogate (module docstring), ``(B,)``; the log Z sample set
+        is reused as it is (a new set is drawn only by :meth:`sample`, which has the generator)."""
+        if context is not None:
+            raise ValueError("context: the coarse theory prior takes no context")
+        return self._log_prob(phi, None)
+
+    # checkpoints: the persistent Langevin batch and the log Z sample set travel in the state dict, so a run
+    # resumed from its checkpoint continues exactly (every random number comes from the caller's generator)
+    def get_extra_state(self) -> dict:
+        return {"state": self.state, "log_z": self.log_z.get_state() if self.log_z is not None else None}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.state = state["state"]
+        if self.log_z is not None and state["log_z"] is not None:
+            self.log_z.set_state(state["log_z"])

@@ -29,12 +29,12 @@ Examples
 >>> import torch, latticekit as lk
 >>> from latticekit.flows.superres import Phi4Couplings
 >>> lat = lk.Lattice((4, 4)); c = Phi4Couplings(kappa=0.2, lam=0.0)
->>> sampler = hmc_sampler(lk.backends.rng(0, backend="torch"), n_traj=20)
->>> lz = LogZGradient(c, lat, sampler, 64)
->>> g, err = lz.estimate()
+>>> lz = LogZGradient(c, lat, hmc_sampler(n_traj=20), 64)
+>>> rng = lk.backends.rng(0, backend="torch")
+>>> g, err = lz.estimate(rng)
 >>> g.shape, lz.n_draws
 (torch.Size([2]), 1)
->>> lz.surrogate().item()
+>>> lz.surrogate(rng).item()
 0.0
 """
 
@@ -53,13 +53,14 @@ from .couplings import Phi4Couplings
 
 __all__ = ["LogZGradient", "Phi4Sampler", "hmc_sampler"]
 
-#: ``sampler(action, n, previous) -> (n, *L)``: ``n`` independent configurations of ``action`` (a
-#: :class:`~latticekit.actions.Phi4Action` with float couplings); ``previous`` is the last sample set (or None)
-#: to restart from
-Phi4Sampler = Callable[[Phi4Action, int, "torch.Tensor | None"], torch.Tensor]
+#: ``sampler(action, n, previous, rng) -> (n, *L)``: ``n`` independent configurations of ``action`` (a
+#: :class:`~latticekit.actions.Phi4Action` with float couplings) drawn with the latticekit generator ``rng``;
+#: ``previous`` is the last sample set (or None) to restart from. Taking the caller's generator keeps a training
+#: run reproducible and resumable from its checkpoint (the trainer's generator state is saved there).
+Phi4Sampler = Callable[[Phi4Action, int, "torch.Tensor | None", Generator], torch.Tensor]
 
 
-def hmc_sampler(rng: Generator, *, n_traj: int = 50, step_size: float = 0.1, n_steps: int = 10,
+def hmc_sampler(*, n_traj: int = 50, step_size: float = 0.1, n_steps: int = 10,
                 dtype: torch.dtype = torch.float64) -> Phi4Sampler:
     """A :data:`Phi4Sampler`: ``n`` independent HMC chains (:class:`latticekit.mc.HMC`), ``n_traj`` trajectories
     each, started from the previous set (re-thermalisation) or from unit Gaussian fields; returns the last
@@ -68,7 +69,7 @@ def hmc_sampler(rng: Generator, *, n_traj: int = 50, step_size: float = 0.1, n_s
         raise ValueError(f"n_traj={n_traj!r}: expected at least one trajectory")
     from latticekit.mc import HMC, RealField
 
-    def sample(action: Phi4Action, n: int, previous: torch.Tensor | None) -> torch.Tensor:
+    def sample(action: Phi4Action, n: int, previous: torch.Tensor | None, rng: Generator) -> torch.Tensor:
         lat = action.lattice
         x = previous if previous is not None and previous.shape[0] == n else \
             rng.normal((n,) + tuple(lat.shape)).to(dtype)
@@ -104,7 +105,7 @@ class LogZGradient:
         if not isinstance(lattice, Lattice):
             raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
         if not callable(sampler):
-            raise TypeError(f"sampler={sampler!r}: expected a callable sampler(action, n, previous)")
+            raise TypeError(f"sampler={sampler!r}: expected a callable sampler(action, n, previous, rng)")
         if int(n_samples) < 2:
             raise ValueError(f"n_samples={n_samples!r}: expected at least 2 samples")
         if not 0.0 < float(threshold) <= 1.0:
@@ -116,11 +117,19 @@ class LogZGradient:
         self.S0: torch.Tensor | None = None         # S[c0] of every sample
         self.n_draws = 0
 
-    def refresh(self) -> None:
+    def get_state(self) -> dict:
+        """The sample set and its bookkeeping (checkpointed by :class:`~.coarse_theory.CoarseTheoryPrior`)."""
+        return {"samples": self.samples, "S0": self.S0, "c0": self.c0, "n_draws": self.n_draws}
+
+    def set_state(self, state: dict) -> None:
+        """Restore what :meth:`get_state` returned."""
+        self.samples, self.S0, self.c0, self.n_draws = state["samples"], state["S0"], state["c0"], state["n_draws"]
+
+    def refresh(self, rng: Generator) -> None:
         """Draw a new set at the current couplings (restarting the sampler from the previous set)."""
         k, l = float(self.couplings.kappa.detach()), float(self.couplings.lam.detach())
         with torch.no_grad():
-            x = self.sampler(Phi4Action(self.lattice, k, l), self.n_samples, self.samples)
+            x = self.sampler(Phi4Action(self.lattice, k, l), self.n_samples, self.samples, rng)
             if tuple(x.shape) != (self.n_samples,) + tuple(self.lattice.shape):
                 raise ValueError(f"sampler returned shape {tuple(x.shape)}; expected "
                                  f"{(self.n_samples,) + tuple(self.lattice.shape)}")
@@ -141,25 +150,28 @@ class LogZGradient:
             return 0.0
         return float(kish_ess(self._log_w()))
 
-    def _ready(self) -> torch.Tensor:
-        """Normalised weights at the current couplings, drawing a new set first when ``ESS/N < R_W``."""
-        if self.samples is None or self.ess() < self.threshold:
-            self.refresh()
+    def _ready(self, rng: Generator | None) -> torch.Tensor:
+        """Normalised weights at the current couplings, drawing a new set first when ``ESS/N < R_W`` (and a
+        generator is given; without one the current set is reweighted, eq. 36 stays valid, only noisier)."""
+        if self.samples is None and rng is None:
+            raise ValueError("rng: the first sample set of the log Z gradient needs a generator")
+        if rng is not None and (self.samples is None or self.ess() < self.threshold):
+            self.refresh(rng)
         return torch.softmax(self._log_w(), 0)
 
-    def estimate(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def estimate(self, rng: Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(grad log Z, standard error)``, each ``(2,)`` in the order ``(kappa, lam)`` (eq. 36)."""
-        wbar = self._ready()
+        wbar = self._ready(rng)
         g = self.couplings.action_gradients(self.samples, self.lattice)  # (N, 2), eq. 35
         ghat = (wbar[:, None] * g).sum(0)
         err = torch.sqrt((wbar[:, None] ** 2 * (g - ghat) ** 2).sum(0))
         return -ghat, err
 
-    def surrogate(self) -> torch.Tensor:
+    def surrogate(self, rng: Generator | None = None) -> torch.Tensor:
         """Zero-valued scalar whose gradient w.r.t. the couplings is the estimate of ``grad log Z`` (eq. 36).
 
         ``s = -sum_i wbar_i S[c'](phi_i)`` with the weights detached: ``ds/dc' = -sum_i wbar_i grad S[c'](phi_i)``.
         """
-        wbar = self._ready()
+        wbar = self._ready(rng)
         s = -(wbar * self.couplings.action(self.samples, self.lattice)).sum()
         return s - s.detach()

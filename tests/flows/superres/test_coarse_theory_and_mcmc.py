@@ -74,8 +74,9 @@ class _GaussianCoarsePrior(nn.Module):
 def test_log_prob_carries_the_log_z_gradient(device: str) -> None:
     """d/dc of mean(log_prob) = -mean(dS/dc) (eq. 35) - grad log Z (the eq. 36 estimate): eqs. 32-34."""
     c = Phi4Couplings(0.2, 0.05).to(device)
-    lz = LogZGradient(c, COARSE, hmc_sampler(_trng(0, device), n_traj=10), 64)
+    lz = LogZGradient(c, COARSE, hmc_sampler(n_traj=10), 64)
     prior = CoarseTheoryPrior(COARSE, c, log_z=lz, n_therm=50, n_steps=5)
+    lz.refresh(_trng(0, device))
     phi = _trng(1, device).normal((16, 2, 2)).to(F64)
     lp = prior.log_prob(phi)
     assert_close(lp.detach(), -c.action(phi, COARSE).detach(), rtol=1e-14, atol=0)  # the surrogate's value is 0
@@ -115,7 +116,7 @@ def test_ir_matching_trains_flow_noise_and_coarse_couplings() -> None:
     coarse couplings (through Langevin and log Z), the noise width and the flow, and the couplings move."""
     fine = lk.Lattice((4, 4))
     c = Phi4Couplings(0.22, 0.02)
-    lz = LogZGradient(c, COARSE, hmc_sampler(_trng(4), n_traj=10), 64)
+    lz = LogZGradient(c, COARSE, hmc_sampler(n_traj=10), 64)
     prior = CoarseTheoryPrior(COARSE, c, log_z=lz, n_therm=200, n_steps=10)
     flow = randomize_parameters(scalar_coupling_flow(fine, 2, hidden=(4,)), 5, scale=0.1)
     model = SuperResolvingModel(prior, [RectangularFlow((2, 2), ZeroSumNoise(2, nd=2, sigma=0.5, dtype=F64),
@@ -165,7 +166,7 @@ def test_refusals() -> None:
     c = Phi4Couplings(0.2, 0.0)
     with pytest.raises(ValueError, match="log_z"):
         CoarseTheoryPrior(COARSE, c)  # learned couplings need the log Z gradient
-    other = LogZGradient(Phi4Couplings(0.2, 0.0), COARSE, hmc_sampler(_trng(0)), 8)
+    other = LogZGradient(Phi4Couplings(0.2, 0.0), COARSE, hmc_sampler(), 8)
     with pytest.raises(ValueError, match="log_z"):
         CoarseTheoryPrior(COARSE, c, log_z=other)
     frozen = Phi4Couplings(0.2, 0.0, learn=())
@@ -206,3 +207,27 @@ def test_local_cnf_inside_a_two_level_model(device: str) -> None:
     for name, p in model.named_parameters():
         assert p.grad is not None and bool(torch.isfinite(p.grad).all()), name
     assert all(float(p.grad.abs().max()) > 0 for n, p in model.named_parameters() if "w_spatial" in n or "log_sigma" in n)
+
+
+def test_state_dict_carries_the_langevin_batch_and_the_log_z_set() -> None:
+    """A prior restored from its state dict continues exactly: the persistent Langevin batch and the log Z sample
+    set are checkpointed (every random number comes from the caller's generator, whose state the trainer saves)."""
+
+    def make() -> CoarseTheoryPrior:
+        c = Phi4Couplings(0.2, 0.05)
+        return CoarseTheoryPrior(COARSE, c, log_z=LogZGradient(c, COARSE, hmc_sampler(n_traj=5), 32, threshold=0.99),
+                                 n_therm=50, n_steps=5)
+
+    a = make()
+    a.sample(8, _trng(20))
+    state = a.state_dict()
+    b = make()
+    b.load_state_dict(state)
+    assert b.log_z is not None and b.log_z.n_draws == 1 and torch.equal(b.state, a.state)
+    for p in (a, b):
+        with torch.no_grad():
+            p.couplings.kappa.fill_(0.23)  # far enough for a new log Z set (ESS/N < 0.99)
+    xa, la = a.sample(8, _trng(21))
+    xb, lb = b.sample(8, _trng(21))
+    assert torch.equal(xa, xb) and torch.equal(la, lb)
+    assert a.log_z.n_draws == 2 and torch.equal(a.log_z.samples, b.log_z.samples)

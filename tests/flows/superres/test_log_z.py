@@ -26,6 +26,10 @@ LAT = lk.Lattice(SHAPE)
 V = 16
 
 
+def _rng(seed: int, device: str) -> Any:
+    return lk.backends.rng(seed, backend="torch", device=device)
+
+
 def _exact_grad(kappa: float) -> np.ndarray:
     """``(d log Z/d kappa, d log Z/d lam)`` of the free theory (lam = 0) at ``kappa``."""
     h = 1e-5  # central difference: truncation ~h^2 |f'''| ~ 1e-9, rounding ~1e-16 |log Z| / h ~ 1e-10
@@ -40,8 +44,8 @@ def _free_sampler(seed: int, device: str) -> Any:
     idx = np.indices(SHAPE).reshape(2, -1).T
     diff = (idx[None] - idx[:, None]) % np.array(SHAPE)
 
-    def sample(action: Phi4Action, n: int, previous: torch.Tensor | None) -> torch.Tensor:
-        assert float(action.lam) == 0.0
+    def sample(action: Phi4Action, n: int, previous: torch.Tensor | None, rng: Any) -> torch.Tensor:
+        assert float(action.lam) == 0.0  # (draws from its own seeded NumPy stream, not rng)
         G = free_scalar_propagator(SHAPE, kappa=float(action.kappa), backend="numpy")
         chol = np.linalg.cholesky(G[diff[..., 0], diff[..., 1]])  # C_xy = G(y - x)
         phi = gen.normal(size=(n, V)) @ chol.T
@@ -72,7 +76,7 @@ def test_action_and_closed_form_coupling_derivatives(device: str) -> None:
 def test_log_z_gradient_of_the_free_theory(device: str) -> None:
     c = Phi4Couplings(kappa=0.2, lam=0.0).to(device)
     lz = LogZGradient(c, LAT, _free_sampler(0, device), 4000)
-    g, err = lz.estimate()
+    g, err = lz.estimate(_rng(0, device))
     exact = torch.tensor(_exact_grad(0.2), dtype=torch.float64, device=device)
     # independent exact samples: each component within 4 standard errors (false alarm 6e-5 per component)
     assert bool(((g - exact).abs() < 4 * err).all()), (g, exact, err)
@@ -86,10 +90,10 @@ def test_log_z_gradient_of_the_free_theory(device: str) -> None:
 def test_reweighting_follows_the_couplings_without_new_samples(device: str) -> None:
     c = Phi4Couplings(kappa=0.2, lam=0.0, learn=("kappa",)).to(device)
     lz = LogZGradient(c, LAT, _free_sampler(1, device), 4000, threshold=0.85)
-    lz.estimate()
+    lz.estimate(_rng(1, device))
     with torch.no_grad():
         c.kappa.fill_(0.21)
-    g, err = lz.estimate()
+    g, err = lz.estimate(_rng(2, device))  # a generator: a new set would be drawn if ESS/N fell below R_W
     assert lz.n_draws == 1 and lz.ess() > 0.85  # eq. (36): the set drawn at kappa = 0.2 serves kappa = 0.21
     exact, before = _exact_grad(0.21), _exact_grad(0.2)
     assert abs(float(g[0]) - exact[0]) < 4 * float(err[0])  # 4 standard errors, as above
@@ -101,15 +105,16 @@ def test_new_set_below_the_threshold_and_the_surrogate_gradient(device: str) -> 
     calls: list[Any] = []
     inner = _free_sampler(2, device)
 
-    def sampler(action: Phi4Action, n: int, previous: torch.Tensor | None) -> torch.Tensor:
+    def sampler(action: Phi4Action, n: int, previous: torch.Tensor | None, rng: Any) -> torch.Tensor:
         calls.append((float(action.kappa), previous is None))
-        return inner(action, n, previous)
+        return inner(action, n, previous, rng)
 
     lz = LogZGradient(c, LAT, sampler, 500, threshold=0.999)
-    lz.estimate()
+    lz.estimate(_rng(3, device))
     with torch.no_grad():
         c.kappa.fill_(0.21)  # ESS/N ~0.97 < 0.999: a new set at 0.21, restarted from the previous one
-    s = lz.surrogate()
+    assert lz.surrogate() is not None and lz.n_draws == 1  # without a generator the set is only reweighted
+    s = lz.surrogate(_rng(4, device))
     assert calls == [(0.2, True), (0.21, False)] and lz.c0 == (0.21, 0.0) and lz.n_draws == 2
     assert float(s.detach()) == 0.0
     grads = torch.stack(torch.autograd.grad(s, [c.kappa, c.lam]))
@@ -120,8 +125,8 @@ def test_new_set_below_the_threshold_and_the_surrogate_gradient(device: str) -> 
 def test_hmc_sampler_gives_the_free_theory(device: str) -> None:
     """The ready-made sampler (independent HMC chains) reproduces the exact gradient (0.6 s)."""
     c = Phi4Couplings(kappa=0.2, lam=0.0).to(device)
-    lz = LogZGradient(c, LAT, hmc_sampler(lk.backends.rng(3, backend="torch", device=device), n_traj=40), 1000)
-    g, err = lz.estimate()
+    lz = LogZGradient(c, LAT, hmc_sampler(n_traj=40), 1000)
+    g, err = lz.estimate(_rng(3, device))
     # 1000 chains x 40 trajectories from unit Gaussians; the free field at m^2 = 1 thermalises in a few
     # trajectories, so the final configurations are independent draws: 4 standard errors as above
     exact = torch.tensor(_exact_grad(0.2), dtype=torch.float64, device=device)
@@ -144,6 +149,8 @@ def test_refusals() -> None:
     with pytest.raises(TypeError, match="couplings"):
         LogZGradient(Phi4Action(LAT, 0.2, 0.0), LAT, sampler, 10)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="sampler returned shape"):
-        LogZGradient(c, LAT, lambda a, n, p: torch.zeros(n, 2, 2, dtype=torch.float64), 10).estimate()
+        LogZGradient(c, LAT, lambda a, n, p, r: torch.zeros(n, 2, 2, dtype=torch.float64), 10).estimate(_rng(0, "cpu"))
+    with pytest.raises(ValueError, match="rng"):
+        LogZGradient(c, LAT, sampler, 10).estimate()  # the first set needs a generator
     with pytest.raises(ValueError, match="n_traj"):
-        hmc_sampler(lk.backends.rng(0, backend="torch"), n_traj=0)
+        hmc_sampler(n_traj=0)
