@@ -92,6 +92,7 @@ FAMILIES: dict[str, str] = {
     "checkerboard": "gauge_models:CHECKERBOARD",
     "multiscale": "multiscale_models:MULTISCALE",
     "pseudofermion": "pseudofermion_models:PSEUDOFERMION",
+    "superres": "superres_models:SUPERRES",
 }
 
 

@@ -81,7 +81,8 @@ class Phi4Couplings(nn.Module):
                 self.register_buffer(name, t)
 
     def extra_repr(self) -> str:
-        return f"kappa={float(self.kappa.detach()):.6g}, lam={float(self.lam.detach()):.6g}, learn={self.learn}"
+        # the structure only: trained values would change the repr, which checkpoints compare
+        return f"learn={self.learn}"
 
     def vector(self) -> torch.Tensor:
         """``(kappa, lam)`` as one tensor of shape (2,) (differentiable)."""

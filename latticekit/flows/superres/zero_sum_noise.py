@@ -143,7 +143,7 @@ class ZeroSumNoise(nn.Module):
         return torch.exp(self.log_sigma)
 
     def extra_repr(self) -> str:
-        return f"b={self.b}, nd={self.nd}, sigma={float(self.sigma.detach()):.4g}"
+        return f"b={self.b}, nd={self.nd}"  # no trained values: checkpoints compare the repr
 
     def _lattice(self, shape: tuple[int, ...], name: str) -> tuple[int, ...]:
         if len(shape) < self.nd:

@@ -1,0 +1,160 @@
+"""Flow-model family ``superres``: super-resolving RG flows for phi^4 (Bauer, Kapust, Pawlowski, Temmen).
+
+``[model] coupling = "superres"`` builds a :class:`~latticekit.flows.superres.SuperResolvingModel`: the coarse
+phi^4 theory on ``lattice.shape / 2^k`` (a :class:`~latticekit.flows.superres.CoarseTheoryPrior`) followed by
+``k = n_layers`` doublings ``T = F o N o U`` (naive upsampling, zero-sum noise, local CNF), trained by reverse KL
+against the theory's fine action (IR-matching, Sec. VI: the fine couplings fixed, the coarse ones learned).
+
+``[model]`` keys:
+
+* ``n_layers`` (default: down to a coarse lattice of 4 sites per direction, as in the paper): doublings;
+* ``coarse_kappa``, ``coarse_lam`` (default ``action.kappa``, ``action.lam``: "at the beginning of training, the
+  couplings of both lattices have the same value"), ``learn`` (default ``["kappa"]``, the paper's choice;
+  ``[]`` keeps the coarse theory fixed);
+* the coarse sampler during training: ``langevin_step`` (0.01), ``n_therm`` (50000), ``n_langevin`` (500 per
+  step) (App. C); the log Z gradient: ``log_z_samples`` (1024 independent HMC chains of ``hmc_traj``
+  trajectories, default 30), ``r_w`` (0.85);
+* the noise: ``sigma`` (default: the coarse field's standard deviation, App. C);
+* the CNF (App. C defaults): ``n_basis`` (F = 11), ``n_time`` (D = 10), ``bond_basis`` (F' = 20), ``bond_time``
+  (D' = 20), ``kernel_size`` (2), ``ode_rtol``/``ode_atol`` (default by dtype), ``adjoint`` (false).
+
+``latticekit sample`` runs independence Metropolis with the coarse fields drawn by independent HMC chains at the
+learned couplings (exact stationary distribution), not by the training Langevin batch; ``sample.json`` gets
+the learned ``coarse_kappa``/``coarse_lam`` and the proposal ESS.
+
+Examples
+--------
+>>> from latticekit.app.config import FlowConfig
+>>> from latticekit.app.flows.models import build_flow
+>>> cfg = FlowConfig.from_dict({"lattice": {"shape": [8, 8]}, "action": {"kind": "phi4", "kappa": 0.25, "lam": 0.01},
+...                             "model": {"coupling": "superres", "n_therm": 10, "n_langevin": 2, "n_basis": 3,
+...                                       "n_time": 2, "bond_basis": 2, "bond_time": 2}})
+>>> model, action, lat = build_flow(cfg)
+>>> model.coarse_shape, model.fine_shape, model.prior.couplings.learn
+((4, 4), (8, 8), ('kappa',))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from latticekit.utils.schema import ConfigError, setting
+
+from .models import FlowFamily
+
+__all__ = ["SUPERRES", "SuperresSettings", "superres_flow"]
+
+
+def _check_learn(names: list[str]) -> str | None:
+    bad = [n for n in names if n not in ("kappa", "lam")]
+    return f"expected a subset of ['kappa', 'lam'], got {bad}" if bad else None
+
+
+@dataclass
+class SuperresSettings:
+    """``[model]`` keys of ``coupling = "superres"`` (module docstring)."""
+
+    n_layers: int | None = setting(None, ge=1, doc="doublings (default: down to a coarse lattice of 4 sites)")
+    coarse_kappa: float | None = setting(None, ge=0.0, le=10.0, doc="initial coarse kappa (default action.kappa)")
+    coarse_lam: float | None = setting(None, ge=0.0, le=1e4, doc="initial coarse lambda (default action.lam)")
+    learn: list[str] = setting(["kappa"], check=_check_learn, doc="coarse couplings trained (IR-matching)")
+    langevin_step: float = setting(0.01, gt=0.0, le=1.0, doc="Langevin step tau of the coarse sampler (eq. 37)")
+    n_therm: int = setting(50000, ge=0, doc="Langevin thermalisation steps of the first draw")
+    n_langevin: int = setting(500, ge=1, doc="Langevin steps per draw (re-thermalisation)")
+    log_z_samples: int = setting(1024, ge=2, doc="independent HMC chains for the log Z gradient (eq. 34)")
+    hmc_traj: int = setting(30, ge=1, doc="HMC trajectories per chain (log Z set, sampling)")
+    r_w: float = setting(0.85, gt=0.0, le=1.0, doc="ESS/N below which the log Z set is redrawn (eq. 36)")
+    sigma: float | None = setting(None, gt=0.0, le=1e3, doc="initial noise width (default: coarse field std)")
+    n_basis: int = setting(11, ge=1, doc="CNF field basis size F (eq. 24)")
+    n_time: int = setting(10, ge=1, doc="CNF time kernel size D")
+    bond_basis: int = setting(20, ge=1, doc="CNF bond dimension F' (eq. 25)")
+    bond_time: int = setting(20, ge=1, doc="CNF bond dimension D' (eq. 25)")
+    kernel_size: int = setting(2, ge=1, doc="CNF spatial kernel size (2: the block, 3: 3x3 window)")
+    ode_rtol: float | None = setting(None, gt=0.0, le=1.0, doc="ODE relative tolerance (default by dtype)")
+    ode_atol: float | None = setting(None, gt=0.0, le=1.0, doc="ODE absolute tolerance (default by dtype)")
+    adjoint: bool = setting(False, doc="adjoint method for the ODE gradients")
+
+
+def _default_layers(shape: Sequence[int]) -> int:
+    """Doublings down to 4 sites per direction (the paper's coarsest lattice), at least one."""
+    k = 0
+    while all(L % 2 ** (k + 1) == 0 and L // 2 ** (k + 1) >= 4 for L in shape):
+        k += 1
+    return max(k, 1)
+
+
+def _check(shape: Sequence[int], s: Any) -> None:
+    k = s.n_layers if s.n_layers is not None else _default_layers(shape)
+    if any(L % 2 ** k or L // 2 ** k < 2 for L in shape):
+        raise ConfigError(f"model.n_layers: {k} doublings need every extent of lattice.shape = {list(shape)} to be "
+                          f"coarse x 2^{k} with a coarse extent of at least 2 (even coarse extents for the CNF)")
+    if len(shape) < 1:
+        raise ConfigError("lattice.shape: expected at least one dimension")
+
+
+def superres_flow(theory: Any, s: SuperresSettings) -> Any:
+    """The super-resolving model of ``theory`` (module docstring)."""
+    import torch
+
+    from latticekit import backends
+    from latticekit.actions.phi4 import Phi4Action
+    from latticekit.flows.superres import (
+        CoarseTheoryPrior,
+        LocalCNF,
+        LogZGradient,
+        Phi4Couplings,
+        RectangularFlow,
+        SuperResolvingModel,
+        ZeroSumNoise,
+        hmc_sampler,
+    )
+    from latticekit.lattice import Lattice
+
+    if theory.kind != "phi4":
+        raise ConfigError(f"model.coupling: 'superres' samples phi^4 (action.kind = 'phi4'), got {theory.kind!r}")
+    p, fine = theory.params, tuple(theory.lattice.shape)
+    k = s.n_layers if s.n_layers is not None else _default_layers(fine)
+    coarse = Lattice(tuple(L // 2 ** k for L in fine))
+    kappa = p.kappa if s.coarse_kappa is None else s.coarse_kappa
+    lam = p.lam if s.coarse_lam is None else s.coarse_lam
+    c = Phi4Couplings(kappa, lam, learn=tuple(s.learn))
+    log_z = LogZGradient(c, coarse, hmc_sampler(n_traj=s.hmc_traj), s.log_z_samples, threshold=s.r_w) if s.learn else None
+    prior = CoarseTheoryPrior(coarse, c, log_z=log_z, step_size=s.langevin_step, n_therm=s.n_therm,
+                              n_steps=s.n_langevin)
+    sigma = s.sigma
+    if sigma is None:  # App. C: the coarse field's standard deviation, from a short HMC run (seeded by build_flow)
+        rng = backends.rng(int(torch.randint(0, 2 ** 31 - 1, ())), backend="torch")
+        with torch.no_grad():
+            phi0 = hmc_sampler(n_traj=s.hmc_traj)(Phi4Action(coarse, kappa, lam), 256, None, rng)
+        sigma = float(phi0.std())
+    flows, shape = [], coarse.shape
+    for _ in range(k):
+        fine_shape = tuple(2 * L for L in shape)
+        cnf = LocalCNF(fine_shape, n_basis=s.n_basis, n_time=s.n_time, bond_basis=s.bond_basis,
+                       bond_time=s.bond_time, kernel_size=s.kernel_size, rtol=s.ode_rtol, atol=s.ode_atol,
+                       adjoint=s.adjoint)
+        flows.append(RectangularFlow(shape, ZeroSumNoise(2, nd=len(fine), sigma=sigma, dtype=torch.float64), cnf))
+        shape = fine_shape
+    return SuperResolvingModel(prior, flows)
+
+
+def superres_sampler(model: Any, theory: Any, s: SuperresSettings, n: int, rng: Any, *,
+                     observables: dict[str, Callable[[Any], Any]], batch_size: int) -> tuple[Any, dict[str, Any]]:
+    """Independence Metropolis with coarse fields from independent HMC chains at the learned couplings."""
+    from latticekit.analysis import ess as kish
+    from latticekit.flows.sampling import draw_weighted, metropolis_chain
+    from latticekit.flows.superres import CoarseTheoryPrior, SuperResolvingModel, hmc_sampler
+
+    prior = model.prior
+    exact = CoarseTheoryPrior(prior.lattice, prior.couplings, log_z=prior.log_z, sampler=hmc_sampler(n_traj=s.hmc_traj))
+    ev = SuperResolvingModel(exact, list(model.flows))
+    x, lw = draw_weighted(ev, theory.make_action(), n, rng, batch_size)
+    res = metropolis_chain(x, lw, rng, observables=observables, keep_configs=True)
+    extra = {"coarse_kappa": float(prior.couplings.kappa.detach()), "coarse_lam": float(prior.couplings.lam.detach()),
+             "proposal_ess": float(kish(lw.cpu())),
+             "coarse_sampler": f"{s.hmc_traj} HMC trajectories per independent chain, restarted from the previous batch"}
+    return res, extra
+
+
+SUPERRES = FlowFamily("superres", SuperresSettings, superres_flow, _default_layers, _check, sampler=superres_sampler)

@@ -1,0 +1,111 @@
+"""The flow-model family ``model.coupling = "superres"`` (super-resolving flows, IR-matching): configuration keys
+and refusals, the model it builds, a tiny train + sample job, and a killed run resuming bit-identically (the
+Langevin batch and the log Z sample set travel in the checkpoint; every random number comes from the trainer's
+generator)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from latticekit.app.config import FlowConfig
+from latticekit.app.flows.models import build_flow
+from latticekit.app.flows.sample import sample_job
+from latticekit.app.flows.train import train_job
+from latticekit.flows.superres import CoarseTheoryPrior, SuperResolvingModel
+from latticekit.utils import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def cfg(shape=(4, 4), **model) -> dict:
+    m = {"coupling": "superres", "n_layers": 1, "n_therm": 20, "n_langevin": 3, "log_z_samples": 16, "hmc_traj": 3,
+         "n_basis": 2, "n_time": 2, "bond_basis": 2, "bond_time": 2}
+    m.update(model)
+    return {"lattice": {"shape": list(shape)}, "action": {"kind": "phi4", "kappa": 0.2, "lam": 0.02}, "model": m,
+            "train": {"steps": 3, "batch_size": 4, "lr": 1e-2, "checkpoint_every": 1, "eval_batch_size": 8},
+            "sample": {"n": 32, "batch": 16}}
+
+
+@pytest.mark.parametrize("patch, match", [
+    ({"learn": ["mass"]}, "model.learn"),
+    ({"n_layers": 2, "shape": (4, 6)}, "model.n_layers: 2 doublings"),
+    ({"r_w": 1.5}, "model.r_w"),
+    ({"langevin_step": 0.0}, "model.langevin_step"),
+    ({"sigma": -1.0}, "model.sigma"),
+])
+def test_config_refusals(patch: dict, match: str) -> None:
+    shape = patch.pop("shape", (4, 4))
+    with pytest.raises(ConfigError, match=match):
+        FlowConfig.from_dict(cfg(shape, **patch))
+
+
+def test_family_is_refused_for_gauge_theories() -> None:
+    d = cfg()
+    d["action"] = {"kind": "wilson", "group": "U1", "beta": 1.0}
+    with pytest.raises(ConfigError, match="model.coupling"):
+        FlowConfig.from_dict(d)
+
+
+def test_built_model() -> None:
+    model, action, lat = build_flow(FlowConfig.from_dict(cfg((8, 8), n_layers=2)))
+    assert isinstance(model, SuperResolvingModel) and isinstance(model.prior, CoarseTheoryPrior)
+    assert model.coarse_shape == (2, 2) and model.fine_shape == (8, 8) and len(model.flows) == 2
+    c = model.prior.couplings
+    assert c.learn == ("kappa",) and float(c.kappa.detach()) == 0.2 and float(c.lam) == 0.02  # IR-matching starts equal
+    fixed, _, _ = build_flow(FlowConfig.from_dict(cfg(learn=[], coarse_kappa=0.18)))
+    assert fixed.prior.log_z is None and float(fixed.prior.couplings.kappa) == 0.18
+    assert not [p for p in fixed.parameters() if p is fixed.prior.couplings.kappa]  # a buffer, not trained
+    # default doublings: down to 4 sites per direction (the paper's coarsest lattice)
+    deflt, _, _ = build_flow(FlowConfig.from_dict(cfg((16, 16), n_layers=None)))
+    assert deflt.coarse_shape == (4, 4) and len(deflt.flows) == 2
+
+
+def test_train_and_sample_job(tmp_path) -> None:
+    out = tmp_path / "run"
+    res = train_job(cfg(), out=out, progress=False)
+    assert res["status"] == "finished" and res["steps"] == 3
+    s = sample_job(out, n=32, batch=16)
+    data = json.loads((out / "sample.json").read_text())
+    assert 0 < data["proposal_ess"] <= 1 and data["coarse_lam"] == 0.02
+    assert abs(data["coarse_kappa"] - 0.2) > 0  # the coarse kappa was trained
+    assert "susceptibility" in s["observables"] or "susceptibility" in json.dumps(data)
+
+
+class _Killed(BaseException):
+    pass
+
+
+def test_killed_run_resumes_bit_identically(tmp_path, monkeypatch) -> None:
+    from latticekit.flows import Trainer
+
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    train_job(cfg(), out=full, progress=False)
+    original = Trainer.train_step
+
+    def dying(self):
+        if self.step == 2:
+            raise _Killed("SIGKILL")
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", dying)
+    with pytest.raises(_Killed):
+        train_job(cfg(), out=killed, progress=False)
+    monkeypatch.setattr(Trainer, "train_step", original)
+    res = train_job(cfg(), out=killed, progress=False)
+    assert res["resumed_from_step"] == 2 and res["steps"] == 3
+    a = torch.load(full / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(killed / "checkpoint.pt", weights_only=False)["model"]
+    for k, v in a.items():
+        if isinstance(v, torch.Tensor):
+            assert torch.equal(v, b[k]), k
+    ea, eb = a["prior._extra_state"], b["prior._extra_state"]
+    assert torch.equal(ea["state"], eb["state"]) and torch.equal(ea["log_z"]["samples"], eb["log_z"]["samples"])
