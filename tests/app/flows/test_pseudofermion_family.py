@@ -130,31 +130,11 @@ def test_cg_failure_keeps_the_last_checkpoint(tmp_path) -> None:
 
 
 
-class _Killed(BaseException):
-    pass
-
-
-def test_killed_run_resumes_bit_identically(tmp_path, monkeypatch) -> None:
+def test_killed_run_resumes_bit_identically(killed_and_resumed) -> None:
     """A run that dies after its step-2 checkpoint and is resumed ends bit-identical to an uninterrupted one: the
     pseudofermion draws come from the trainer's checkpointed generator and the CG solves are deterministic."""
-    from latticekit.flows import Trainer
-
-    full, killed = tmp_path / "full", tmp_path / "killed"
-    train_job(cfg(), out=full, progress=False)
-    original = Trainer.train_step
-
-    def dying(self):
-        if self.step == 2:
-            raise _Killed("SIGKILL")
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", dying)
-    with pytest.raises(_Killed):
-        train_job(cfg(), out=killed, progress=False)
-    monkeypatch.setattr(Trainer, "train_step", original)
-    res = train_job(cfg(), out=killed, progress=False)
+    full, resumed, res = killed_and_resumed(cfg(), kill_at=2)
     assert res["resumed_from_step"] == 2 and res["steps"] == 3
-    a = torch.load(full / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(killed / "checkpoint.pt", weights_only=False)["model"]
+    a, b = full["model"], resumed["model"]
     for k, v in a.items():
         assert torch.equal(v, b[k]), k
