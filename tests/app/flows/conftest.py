@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import pytest
-import torch
 
 
 class Killed(BaseException):
@@ -17,6 +16,8 @@ def killed_and_resumed(tmp_path, monkeypatch) -> Callable[..., tuple[dict, dict,
     """``run(cfg, kill_at) -> (full, resumed, result)``: the checkpoints of an uninterrupted ``train_job`` and of
     one that dies in the step after its step-``kill_at`` checkpoint and is then resumed, and the resumed job's
     result."""
+    import torch  # here, not at import: the suite collects without torch (tests/test_fresh_install.py)
+
     from latticekit.app.flows.train import train_job
     from latticekit.flows import Trainer
 
