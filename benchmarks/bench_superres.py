@@ -16,9 +16,10 @@ the machine (CPU model, cores, load average at start and end, torch threads).
     python benchmarks/bench_superres.py ir --levels 1 --steps 3 --batch 8 --n-therm 200 --n-langevin 10 \
         --eval-n 64 --out /tmp/superres_smoke.json
 
-ESS is the Kish ESS/N of ``--eval-n`` fresh proposals (the paper's ESS/N). Evaluation draws the coarse
-configurations from independent HMC chains at the learned couplings (exact stationary distribution), not from
-the training Langevin batch (step-size bias, correlated draws); see ``latticekit.flows.superres.coarse_theory``.
+The model is the ``superres`` family's (``latticekit train`` builds the same from a configuration). ESS is the
+Kish ESS/N of ``--eval-n`` fresh proposals (the paper's ESS/N); the proposals are those of the family's sample
+chain: coarse configurations from independent HMC chains at the learned couplings (exact stationary
+distribution), not from the training Langevin batch (step-size bias, correlated draws).
 """
 
 from __future__ import annotations
@@ -32,62 +33,39 @@ from typing import Any
 import torch
 
 import latticekit as lk
-from latticekit.actions.phi4 import Phi4Action
-from latticekit.analysis import ess as kish
+from latticekit.app.config import FlowConfig
+from latticekit.app.flows.models import build_flow
+from latticekit.app.flows.superres_models import superres_sampler
 from latticekit.flows import TrainConfig, Trainer
-from latticekit.flows.sampling import draw_weighted
-from latticekit.flows.superres import (
-    CoarseTheoryPrior,
-    LocalCNF,
-    LogZGradient,
-    Phi4Couplings,
-    RectangularFlow,
-    SuperResolvingModel,
-    ZeroSumNoise,
-    hmc_sampler,
-)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import machine, write_json  # noqa: E402
 
-F64 = torch.float64
+def build(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """The IR-matching model of the ``superres`` family (coarse theory prior with learnable kappa_L and
+    ``args.levels`` doublings), built from a configuration as ``latticekit train`` builds it."""
+    L = args.coarse * 2 ** args.levels
+    cfg = FlowConfig.from_dict({
+        "lattice": {"shape": [L, L]}, "action": {"kind": "phi4", "kappa": args.kappa, "lam": args.lam},
+        "model": {"coupling": "superres", "n_layers": args.levels, "learn": ["kappa"], "langevin_step": args.tau,
+                  "n_therm": args.n_therm, "n_langevin": args.n_langevin, "log_z_samples": args.log_z_n,
+                  "hmc_traj": args.hmc_traj, "r_w": args.r_w, "n_basis": args.F, "n_time": args.D,
+                  "bond_basis": args.Fp, "bond_time": args.Dp, "kernel_size": args.kernel},
+        "train": {"seed": args.seed, "dtype": "float64"}})
+    model, action, _ = build_flow(cfg)
+    return model.to(torch.float64), cfg, action
 
 
-def build(args: argparse.Namespace) -> tuple[SuperResolvingModel, Phi4Couplings, LogZGradient, lk.Lattice]:
-    """The IR-matching model: coarse theory prior (learnable kappa_L) and ``args.levels`` rectangular flows."""
-    coarse = lk.Lattice((args.coarse,) * 2)
-    c = Phi4Couplings(args.kappa, args.lam, learn=("kappa",))
-    log_z = LogZGradient(c, coarse, hmc_sampler(n_traj=args.hmc_traj), args.log_z_n, threshold=args.r_w)
-    prior = CoarseTheoryPrior(coarse, c, log_z=log_z, step_size=args.tau, n_therm=args.n_therm,
-                              n_steps=args.n_langevin)
-    # sigma initialised to the coarse field's standard deviation (App. C), from a short HMC run
+def evaluate(model: Any, cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Kish ESS/N of ``eval_n`` proposals whose coarse fields come from independent HMC chains (the family's
+    sample chain, :func:`~latticekit.app.flows.superres_models.superres_sampler`)."""
     with torch.no_grad():
-        phi0 = hmc_sampler(n_traj=args.hmc_traj)(Phi4Action(coarse, args.kappa, args.lam), 256, None,
-                                                 lk.backends.rng(args.seed + 2, backend="torch"))
-    flows, shape = [], coarse.shape
-    for _ in range(args.levels):
-        fine = tuple(2 * s for s in shape)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(args.seed)
-            cnf = LocalCNF(fine, n_basis=args.F, n_time=args.D, bond_basis=args.Fp, bond_time=args.Dp,
-                           kernel_size=args.kernel)
-        flows.append(RectangularFlow(shape, ZeroSumNoise.from_coarse(phi0, 2, nd=2).to(F64), cnf))
-        shape = fine
-    model = SuperResolvingModel(prior, flows).to(F64)
-    return model, c, log_z, lk.Lattice(shape)
-
-
-def evaluate(model: SuperResolvingModel, c: Phi4Couplings, log_z: LogZGradient, fine: lk.Lattice,
-             args: argparse.Namespace) -> dict[str, Any]:
-    """Kish ESS/N of ``eval_n`` proposals whose coarse fields come from independent HMC chains."""
-    exact_prior = CoarseTheoryPrior(model.prior.lattice, c, log_z=log_z,
-                                    sampler=hmc_sampler(n_traj=args.hmc_traj))
-    ev = SuperResolvingModel(exact_prior, list(model.flows))
-    with torch.no_grad():
-        _, lw = draw_weighted(ev, Phi4Action(fine, args.kappa, args.lam), args.eval_n,
-                              lk.backends.rng(args.seed + 4, backend="torch"), batch_size=args.eval_n)
-    return {"ess": float(kish(lw)), "n": args.eval_n, "var_log_w": float(lw.var()),
-            "mean_log_w": float(lw.mean())}
+        res, extra = superres_sampler(model, cfg.theory, cfg.model.variant, args.eval_n,
+                                      lk.backends.rng(args.seed + 4, backend="torch"), observables={},
+                                      batch_size=args.eval_n)
+    lw = torch.as_tensor(res.proposal_log_w)
+    return {"ess": extra["proposal_ess"], "n": args.eval_n, "var_log_w": float(lw.var()),
+            "mean_log_w": float(lw.mean()), "acceptance": float(res.acceptance.rate)}
 
 
 def cmd_ir(args: argparse.Namespace) -> None:
@@ -98,11 +76,12 @@ def cmd_ir(args: argparse.Namespace) -> None:
                                              "independent HMC chains at the learned couplings)",
                            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine_at_start": machine(),
                            "settings": vars(args)}
-    model, c, log_z, fine = build(args)
-    out["fine_lattice"] = list(fine.shape)
+    model, cfg, action = build(args)
+    c, log_z = model.prior.couplings, model.prior.log_z
+    out["fine_lattice"] = list(model.fine_shape)
     out["n_parameters"] = sum(p.numel() for p in model.parameters())
-    out["untrained"] = evaluate(model, c, log_z, fine, args)
-    tr = Trainer(model, Phi4Action(fine, args.kappa, args.lam),
+    out["untrained"] = evaluate(model, cfg, args)
+    tr = Trainer(model, action,
                  TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, betas=(0.8, 0.9),
                              schedule="step", step_size=1, gamma=0.997, seed=args.seed, progress=False))
     curve, t0, c0 = [], time.time(), time.process_time()
@@ -117,7 +96,7 @@ def cmd_ir(args: argparse.Namespace) -> None:
             out["curve"] = curve
             write_json(args.out, out)
     out["train_wall_s"], out["train_cpu_s"] = time.time() - t0, time.process_time() - c0
-    out["trained"] = evaluate(model, c, log_z, fine, args)
+    out["trained"] = evaluate(model, cfg, args)
     out["kappa_L"] = float(c.kappa.detach())
     out["machine_at_end"] = machine()
     write_json(args.out, out)

@@ -22,14 +22,6 @@ from latticekit.testing import assert_close
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 SHAPE = (4, 4)
 B = 6            # per-rank batch; global batch 2B over 2 ranks
 SEED = 11

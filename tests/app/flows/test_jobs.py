@@ -22,15 +22,6 @@ from latticekit.testing import assert_close
 from latticekit.utils import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models: one thread avoids OpenMP contention on a shared 2-core machine (5x faster here)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def phi4_cfg(**train) -> dict:
     t = {"steps": 6, "batch_size": 8, "lr": 1e-2, "checkpoint_every": 2, "seed": 3, "eval_batch_size": 16}
     t.update(train)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from latticekit.app.config import FlowConfig
 from latticekit.app.flows.models import build_flow
@@ -14,14 +13,6 @@ from latticekit.app.flows.sample import sample_job
 from latticekit.app.flows.train import train_job
 from latticekit.flows.multiscale import CoarseTheoryPrior, MultiscalePrior
 from latticekit.utils import ConfigError
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def cfg(shape=(4, 4), group="U1", **model) -> dict:

@@ -20,14 +20,6 @@ from latticekit.testing import assert_close
 from latticekit.utils import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def cfg(shape=(4, 4), *, action=None, **model) -> dict:
     a = {"kind": "wilson_nf2", "group": "U1", "beta": 2.0, "kappa": 0.2, "even_odd": True, "hasenbusch_mus": [0.1]}
     a.update(action or {})

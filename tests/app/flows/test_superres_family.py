@@ -18,14 +18,6 @@ from latticekit.flows.superres import CoarseTheoryPrior, SuperResolvingModel
 from latticekit.utils import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def cfg(shape=(4, 4), **model) -> dict:
     m = {"coupling": "superres", "n_layers": 1, "n_therm": 20, "n_langevin": 3, "log_z_samples": 16, "hmc_traj": 3,
          "n_basis": 2, "n_time": 2, "bond_basis": 2, "bond_time": 2}
