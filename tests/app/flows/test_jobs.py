@@ -433,26 +433,10 @@ def test_stripe_checkpoint_is_refused_by_checkerboard_model(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("group, shape", [("U1", [2, 2, 2]), ("SU2", [2, 2, 2, 2])])
-def test_nd_gauge_job_resumes_and_samples(tmp_path, monkeypatch, group, shape) -> None:
-    full, killed = tmp_path / "full", tmp_path / "killed"
-    cfg = nd_gauge_cfg(group, shape)
-    train_job(cfg, out=full, progress=False)
-
-    original = Trainer.train_step
-
-    def dying(self):  # the process "dies" during step 3 (after the step-2 checkpoint)
-        if self.step == 2:
-            raise _Killed("SIGKILL")
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", dying)
-    with pytest.raises(_Killed):
-        train_job(cfg, out=killed, progress=False)
-    monkeypatch.setattr(Trainer, "train_step", original)
-    res = train_job(cfg, out=killed, progress=False)
+def test_nd_gauge_job_resumes_and_samples(tmp_path, killed_and_resumed, group, shape) -> None:
+    full, killed = tmp_path / "full", tmp_path / "killed"  # the folders of the fixture's two runs
+    a, b, res = killed_and_resumed(nd_gauge_cfg(group, shape), kill_at=2)  # dies in step 3
     assert res["resumed_from_step"] == 2 and res["steps"] == 4
-    a = torch.load(full / "checkpoint.pt", weights_only=False)
-    b = torch.load(killed / "checkpoint.pt", weights_only=False)
     assert a["step"] == b["step"] == 4 and a["model"].keys() == b["model"].keys()
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
