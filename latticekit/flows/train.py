@@ -348,7 +348,9 @@ class Trainer:
         """
         cfg = self.config
         loss.backward()
-        params = [p for p in self.model.parameters() if p.grad is not None]
+        # the optimizer's parameters only: a frozen parameter may hold a stale gradient of an earlier training
+        # (e.g. a lower level of a UV-matching ladder), which must not enter the norm or the clipping
+        params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
         if cfg.clip_value is not None:
             torch.nn.utils.clip_grad_value_(params, cfg.clip_value)
         max_norm = cfg.clip_norm if cfg.clip_norm is not None else math.inf

@@ -7,22 +7,26 @@ eqs. 22-28 (:mod:`.local_cnf`), with the exact log-likelihood of eq. (29) and th
 (:mod:`.rectangular`). :class:`SuperResolvingModel` stacks them on a coarse prior: a fixed one, or the coarse
 phi^4 theory with learnable couplings (:mod:`.coarse_theory`, IR-matching of Sec. VI, batched differentiable
 Langevin, eq. 37), whose ``log Z`` gradient (eqs. 34, 36) comes from :mod:`.log_z`; couplings in
-:mod:`.couplings` (eq. 35).
+:mod:`.couplings` (eq. 35). UV-matching (App. A) trains the fine couplings instead (:mod:`.learnable_target`)
+and iterates the transformation to finer lattices (:mod:`.uv_matching`).
 """
 
 from __future__ import annotations
 
 from .coarse_theory import CoarseTheoryPrior
 from .couplings import COUPLING_NAMES, Phi4Couplings
+from .learnable_target import LearnableTargetAction
 from .local_cnf import LocalCNF
 from .log_z import LogZGradient, Phi4Sampler, hmc_sampler
 from .rectangular import RectangularFlow, SuperResolvingModel
 from .upsampling import NaiveUpsampling, check_block_factor
+from .uv_matching import UVLadderConfig, UVMatchingModel, best_coupling, uv_ladder
 from .zero_sum_noise import ZeroSumNoise
 
 __all__ = [
     "COUPLING_NAMES",
     "CoarseTheoryPrior",
+    "LearnableTargetAction",
     "LocalCNF",
     "LogZGradient",
     "NaiveUpsampling",
@@ -30,7 +34,11 @@ __all__ = [
     "Phi4Sampler",
     "RectangularFlow",
     "SuperResolvingModel",
+    "UVLadderConfig",
+    "UVMatchingModel",
     "ZeroSumNoise",
+    "best_coupling",
     "check_block_factor",
     "hmc_sampler",
+    "uv_ladder",
 ]

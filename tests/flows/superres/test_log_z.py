@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
 import latticekit as lk
 from latticekit.actions.phi4 import Phi4Action, phi4_action
-from latticekit.exact import free_scalar_log_z, free_scalar_propagator
+from latticekit.exact import free_scalar_propagator
 from latticekit.flows.superres import LogZGradient, Phi4Couplings, hmc_sampler
 from latticekit.testing import assert_close
 
@@ -30,34 +29,10 @@ def _rng(seed: int, device: str) -> Any:
     return lk.backends.rng(seed, backend="torch", device=device)
 
 
-def _exact_grad(kappa: float) -> np.ndarray:
-    """``(d log Z/d kappa, d log Z/d lam)`` of the free theory (lam = 0) at ``kappa``."""
-    h = 1e-5  # central difference: truncation ~h^2 |f'''| ~ 1e-9, rounding ~1e-16 |log Z| / h ~ 1e-10
-    dk = (free_scalar_log_z(SHAPE, kappa=kappa + h) - free_scalar_log_z(SHAPE, kappa=kappa - h)) / (2 * h)
-    G = free_scalar_propagator(SHAPE, kappa=kappa, backend="numpy")
-    return np.array([dk, -V * (3 * G[0, 0] ** 2 - 2 * G[0, 0])])
-
-
-def _free_sampler(seed: int, device: str) -> Any:
-    """Exact, independent free-field samples at the action's kappa (lam must be 0)."""
-    gen = np.random.default_rng(seed)
-    idx = np.indices(SHAPE).reshape(2, -1).T
-    diff = (idx[None] - idx[:, None]) % np.array(SHAPE)
-
-    def sample(action: Phi4Action, n: int, previous: torch.Tensor | None, rng: Any) -> torch.Tensor:
-        assert float(action.lam) == 0.0  # (draws from its own seeded NumPy stream, not rng)
-        G = free_scalar_propagator(SHAPE, kappa=float(action.kappa), backend="numpy")
-        chol = np.linalg.cholesky(G[diff[..., 0], diff[..., 1]])  # C_xy = G(y - x)
-        phi = gen.normal(size=(n, V)) @ chol.T
-        return torch.tensor(phi.reshape((n,) + SHAPE), dtype=torch.float64, device=device)
-
-    return sample
-
-
-def test_the_two_exact_references_agree() -> None:
+def test_the_two_exact_references_agree(free_theory: Any) -> None:
     G = free_scalar_propagator(SHAPE, kappa=0.2, backend="numpy")
     # Wick: d log Z/d kappa = -<dS/d kappa> = 2 sum_{x,mu} <phi_x phi_{x+mu}>; agreement to the FD error
-    assert_close(_exact_grad(0.2)[0], 2 * V * (G[1, 0] + G[0, 1]), rtol=1e-7, atol=0)
+    assert_close(free_theory.exact_grad(0.2)[0], 2 * V * (G[1, 0] + G[0, 1]), rtol=1e-7, atol=0)
 
 
 def test_action_and_closed_form_coupling_derivatives(device: str) -> None:
@@ -73,11 +48,11 @@ def test_action_and_closed_form_coupling_derivatives(device: str) -> None:
         assert_close(g, auto, rtol=1e-13, atol=1e-13)  # eq. (35) against autograd: the same sums, float64
 
 
-def test_log_z_gradient_of_the_free_theory(device: str) -> None:
+def test_log_z_gradient_of_the_free_theory(device: str, free_theory: Any) -> None:
     c = Phi4Couplings(kappa=0.2, lam=0.0).to(device)
-    lz = LogZGradient(c, LAT, _free_sampler(0, device), 4000)
+    lz = LogZGradient(c, LAT, free_theory.sampler(0, device), 4000)
     g, err = lz.estimate(_rng(0, device))
-    exact = torch.tensor(_exact_grad(0.2), dtype=torch.float64, device=device)
+    exact = torch.tensor(free_theory.exact_grad(0.2), dtype=torch.float64, device=device)
     # independent exact samples: each component within 4 standard errors (false alarm 6e-5 per component)
     assert bool(((g - exact).abs() < 4 * err).all()), (g, exact, err)
     # teeth: kappa resolved to 5%; d log Z/d lam = -V (3 G0^2 - 2 G0) is a small difference of two terms of size
@@ -87,23 +62,23 @@ def test_log_z_gradient_of_the_free_theory(device: str) -> None:
     assert lz.n_draws == 1 and lz.ess() == 1.0
 
 
-def test_reweighting_follows_the_couplings_without_new_samples(device: str) -> None:
+def test_reweighting_follows_the_couplings_without_new_samples(device: str, free_theory: Any) -> None:
     c = Phi4Couplings(kappa=0.2, lam=0.0, learn=("kappa",)).to(device)
-    lz = LogZGradient(c, LAT, _free_sampler(1, device), 4000, threshold=0.85)
+    lz = LogZGradient(c, LAT, free_theory.sampler(1, device), 4000, threshold=0.85)
     lz.estimate(_rng(1, device))
     with torch.no_grad():
         c.kappa.fill_(0.21)
     g, err = lz.estimate(_rng(2, device))  # a generator: a new set would be drawn if ESS/N fell below R_W
     assert lz.n_draws == 1 and lz.ess() > 0.85  # eq. (36): the set drawn at kappa = 0.2 serves kappa = 0.21
-    exact, before = _exact_grad(0.21), _exact_grad(0.2)
+    exact, before = free_theory.exact_grad(0.21), free_theory.exact_grad(0.2)
     assert abs(float(g[0]) - exact[0]) < 4 * float(err[0])  # 4 standard errors, as above
     assert abs(exact[0] - before[0]) > 6 * float(err[0])  # the unreweighted answer would be wrong: teeth
 
 
-def test_new_set_below_the_threshold_and_the_surrogate_gradient(device: str) -> None:
+def test_new_set_below_the_threshold_and_the_surrogate_gradient(device: str, free_theory: Any) -> None:
     c = Phi4Couplings(kappa=0.2, lam=0.0).to(device)
     calls: list[Any] = []
-    inner = _free_sampler(2, device)
+    inner = free_theory.sampler(2, device)
 
     def sampler(action: Phi4Action, n: int, previous: torch.Tensor | None, rng: Any) -> torch.Tensor:
         calls.append((float(action.kappa), previous is None))
@@ -122,18 +97,18 @@ def test_new_set_below_the_threshold_and_the_surrogate_gradient(device: str) -> 
     assert_close(grads, g, rtol=1e-12, atol=1e-12)  # d/dc of -sum wbar S[c] is -sum wbar dS/dc: float64 sums
 
 
-def test_hmc_sampler_gives_the_free_theory(device: str) -> None:
+def test_hmc_sampler_gives_the_free_theory(device: str, free_theory: Any) -> None:
     """The ready-made sampler (independent HMC chains) reproduces the exact gradient (0.6 s)."""
     c = Phi4Couplings(kappa=0.2, lam=0.0).to(device)
     lz = LogZGradient(c, LAT, hmc_sampler(n_traj=40), 1000)
     g, err = lz.estimate(_rng(3, device))
     # 1000 chains x 40 trajectories from unit Gaussians; the free field at m^2 = 1 thermalises in a few
     # trajectories, so the final configurations are independent draws: 4 standard errors as above
-    exact = torch.tensor(_exact_grad(0.2), dtype=torch.float64, device=device)
+    exact = torch.tensor(free_theory.exact_grad(0.2), dtype=torch.float64, device=device)
     assert bool(((g - exact).abs() < 4 * err).all()), (g, exact, err)
 
 
-def test_refusals() -> None:
+def test_refusals(free_theory: Any) -> None:
     with pytest.raises(ValueError, match="learn"):
         Phi4Couplings(0.2, 0.0, learn=("mass",))
     with pytest.raises(ValueError, match="kappa"):
@@ -141,7 +116,7 @@ def test_refusals() -> None:
     c = Phi4Couplings(0.2, 0.0)
     with pytest.raises(ValueError, match=r"phi has shape \(2, 4\)"):
         c.action(torch.zeros(2, 4, dtype=torch.float64), LAT)
-    sampler = _free_sampler(0, "cpu")
+    sampler = free_theory.sampler(0, "cpu")
     with pytest.raises(ValueError, match="n_samples"):
         LogZGradient(c, LAT, sampler, 1)
     with pytest.raises(ValueError, match="threshold"):
