@@ -73,6 +73,12 @@ class FlowFamily:
         dict)``: the flow-MCMC chain of ``latticekit sample`` and extra entries of ``sample.json`` when it is
         not the independence Metropolis chain of :func:`~latticekit.flows.independence_metropolis`
         (pseudofermion flows: the pseudo-marginal chain); None: that chain.
+    train : callable or None
+        ``train(cfg, outdir, *, device, fresh, progress) -> summary``: the family's own training job when it is
+        not one reverse-KL run of the model built here (super-resolving UV-matching: the ladder of lattices of
+        App. A, :mod:`.superres_uv_models`); it writes the job's files like
+        :func:`~latticekit.app.flows.train.run_training`, ending with ``checkpoint.pt`` of the model that
+        :func:`build_flow` builds. None: :func:`~latticekit.app.flows.train.run_training`.
     """
 
     name: str
@@ -82,6 +88,7 @@ class FlowFamily:
     check: Callable[[Sequence[int], Any], None] = _no_check
     make_action: Callable[[Any, Any, int], Any] | None = None
     sampler: Callable[..., Any] | None = None
+    train: Callable[..., Any] | None = None
 
 
 #: ``model.coupling`` -> ``"module:attribute"`` (modules relative to this package)
@@ -93,6 +100,7 @@ FAMILIES: dict[str, str] = {
     "multiscale": "multiscale_models:MULTISCALE",
     "pseudofermion": "pseudofermion_models:PSEUDOFERMION",
     "superres": "superres_models:SUPERRES",
+    "superres_uv": "superres_uv_models:SUPERRES_UV",
 }
 
 

@@ -134,25 +134,32 @@ def check_same_run(stored: dict[str, Any], new: dict[str, Any], outdir: Path) ->
 JOB_FILES = (CHECKPOINT, METRICS, CONFIG, TRAIN_SUMMARY, TRAIN_PLOT)
 
 
-def prepare_run_folder(outdir: Path, conf: dict[str, Any], fresh: bool) -> None:
+def prepare_run_folder(outdir: Path, conf: dict[str, Any], fresh: bool, state: tuple[str, ...] = ()) -> None:
     """Create ``outdir``; with ``fresh`` remove a previous run, else check that it is the same run.
 
     Temporaries left by killed atomic writes of the job's files are removed. Without a checkpoint nothing
     of an earlier start is kept (it was killed before its first checkpoint, or stopped on a NaN before
     it): its ``metrics.jsonl``, ``train.json`` and ``train.png`` are removed, so the new start does not
-    append its steps to lines of steps it will recompute.
+    append its steps to lines of steps it will recompute. ``state`` names further files or folders that hold
+    resumable progress besides ``checkpoint.pt`` (the level checkpoints of a UV-matching ladder): they count
+    as a checkpoint, and ``fresh`` removes them.
     """
+    import shutil
+
     outdir = out_folder(outdir)
     remove_stale_temporaries(outdir, JOB_FILES)
     ckpt, conf_path = outdir / CHECKPOINT, outdir / CONFIG
+    progress = [ckpt] + [outdir / s for s in state]
     if fresh:
         for f in JOB_FILES:
             (outdir / f).unlink(missing_ok=True)
-    elif ckpt.exists() and conf_path.exists():
+        for p in progress[1:]:
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    elif any(p.exists() for p in progress) and conf_path.exists():
         check_same_run(read_json(conf_path, "the configuration of a `latticekit train` run"), conf, outdir)
-    elif ckpt.exists() and not conf_path.exists():
-        raise ConfigError(f"{ckpt} exists without {conf_path}: not a folder written by train_job; "
-                          "use fresh=True (--fresh) or another output folder")
-    if not ckpt.exists():
+    elif any(p.exists() for p in progress):
+        raise ConfigError(f"{next(p for p in progress if p.exists())} exists without {conf_path}: not a folder "
+                          "written by train_job; use fresh=True (--fresh) or another output folder")
+    if not any(p.exists() for p in progress):
         for f in (METRICS, TRAIN_SUMMARY, TRAIN_PLOT):
             (outdir / f).unlink(missing_ok=True)

@@ -43,7 +43,8 @@ from latticekit.utils.schema import ConfigError, setting
 
 from .models import FlowFamily
 
-__all__ = ["SUPERRES", "SuperresSettings", "superres_flow"]
+__all__ = ["SUPERRES", "SuperresBaseSettings", "SuperresSettings", "coarse_std", "exact_chain", "rectangular_stack",
+           "superres_flow"]
 
 
 def _check_learn(names: list[str]) -> str | None:
@@ -52,16 +53,12 @@ def _check_learn(names: list[str]) -> str | None:
 
 
 @dataclass
-class SuperresSettings:
-    """``[model]`` keys of ``coupling = "superres"`` (module docstring)."""
+class SuperresBaseSettings:
+    """``[model]`` keys shared by ``superres`` (IR-matching) and ``superres_uv`` (UV-matching)."""
 
     n_layers: int | None = setting(None, ge=1, doc="doublings (default: down to a coarse lattice of 4 sites)")
     coarse_kappa: float | None = setting(None, ge=0.0, le=10.0, doc="initial coarse kappa (default action.kappa)")
     coarse_lam: float | None = setting(None, ge=0.0, le=1e4, doc="initial coarse lambda (default action.lam)")
-    learn: list[str] = setting(["kappa"], check=_check_learn, doc="coarse couplings trained (IR-matching)")
-    langevin_step: float = setting(0.01, gt=0.0, le=1.0, doc="Langevin step tau of the coarse sampler (eq. 37)")
-    n_therm: int = setting(50000, ge=0, doc="Langevin thermalisation steps of the first draw")
-    n_langevin: int = setting(500, ge=1, doc="Langevin steps per draw (re-thermalisation)")
     log_z_samples: int = setting(1024, ge=2, doc="independent HMC chains for the log Z gradient (eq. 34)")
     hmc_traj: int = setting(30, ge=1, doc="HMC trajectories per chain (log Z set, sampling)")
     r_w: float = setting(0.85, gt=0.0, le=1.0, doc="ESS/N below which the log Z set is redrawn (eq. 36)")
@@ -74,6 +71,16 @@ class SuperresSettings:
     ode_rtol: float | None = setting(None, gt=0.0, le=1.0, doc="ODE relative tolerance (default by dtype)")
     ode_atol: float | None = setting(None, gt=0.0, le=1.0, doc="ODE absolute tolerance (default by dtype)")
     adjoint: bool = setting(False, doc="adjoint method for the ODE gradients")
+
+
+@dataclass
+class SuperresSettings(SuperresBaseSettings):
+    """``[model]`` keys of ``coupling = "superres"`` (module docstring)."""
+
+    learn: list[str] = setting(["kappa"], check=_check_learn, doc="coarse couplings trained (IR-matching)")
+    langevin_step: float = setting(0.01, gt=0.0, le=1.0, doc="Langevin step tau of the coarse sampler (eq. 37)")
+    n_therm: int = setting(50000, ge=0, doc="Langevin thermalisation steps of the first draw")
+    n_langevin: int = setting(500, ge=1, doc="Langevin steps per draw (re-thermalisation)")
 
 
 def _default_layers(shape: Sequence[int]) -> int:
@@ -95,18 +102,11 @@ def _check(shape: Sequence[int], s: Any) -> None:
 
 def superres_flow(theory: Any, s: SuperresSettings) -> Any:
     """The super-resolving model of ``theory`` (module docstring)."""
-    import torch
-
-    from latticekit import backends
-    from latticekit.actions.phi4 import Phi4Action
     from latticekit.flows.superres import (
         CoarseTheoryPrior,
-        LocalCNF,
         LogZGradient,
         Phi4Couplings,
-        RectangularFlow,
         SuperResolvingModel,
-        ZeroSumNoise,
         hmc_sampler,
     )
     from latticekit.lattice import Lattice
@@ -122,36 +122,66 @@ def superres_flow(theory: Any, s: SuperresSettings) -> Any:
     log_z = LogZGradient(c, coarse, hmc_sampler(n_traj=s.hmc_traj), s.log_z_samples, threshold=s.r_w) if s.learn else None
     prior = CoarseTheoryPrior(coarse, c, log_z=log_z, step_size=s.langevin_step, n_therm=s.n_therm,
                               n_steps=s.n_langevin)
-    sigma = s.sigma
-    if sigma is None:  # App. C: the coarse field's standard deviation, from a short HMC run (seeded by build_flow)
-        rng = backends.rng(int(torch.randint(0, 2 ** 31 - 1, ())), backend="torch")
-        with torch.no_grad():
-            phi0 = hmc_sampler(n_traj=s.hmc_traj)(Phi4Action(coarse, kappa, lam), 256, None, rng)
-        sigma = float(phi0.std())
-    flows, shape = [], coarse.shape
+    return SuperResolvingModel(prior, rectangular_stack(coarse, k, s, coarse_std(coarse, kappa, lam, s)))
+
+
+def coarse_std(coarse: Any, kappa: float, lam: float, s: SuperresBaseSettings) -> float:
+    """``model.sigma``, or by default the standard deviation of the coarse field (App. C) from 256 short HMC chains
+    (seeded from torch's global generator, which :func:`~.models.build_flow` seeds with ``train.seed``)."""
+    import torch
+
+    from latticekit import backends
+    from latticekit.actions.phi4 import Phi4Action
+    from latticekit.flows.superres import hmc_sampler
+
+    if s.sigma is not None:
+        return float(s.sigma)
+    rng = backends.rng(int(torch.randint(0, 2 ** 31 - 1, ())), backend="torch")
+    with torch.no_grad():
+        phi0 = hmc_sampler(n_traj=s.hmc_traj)(Phi4Action(coarse, kappa, lam), 256, None, rng)
+    return float(phi0.std())
+
+
+def rectangular_stack(coarse: Any, k: int, s: SuperresBaseSettings, sigma: float) -> list[Any]:
+    """``k`` doublings ``T = F o N o U`` from the ``coarse`` lattice: zero-sum noise of width ``sigma`` and the
+    local CNF of the ``[model]`` keys."""
+    import torch
+
+    from latticekit.flows.superres import LocalCNF, RectangularFlow, ZeroSumNoise
+
+    flows, shape = [], tuple(coarse.shape)
     for _ in range(k):
         fine_shape = tuple(2 * L for L in shape)
         cnf = LocalCNF(fine_shape, n_basis=s.n_basis, n_time=s.n_time, bond_basis=s.bond_basis,
                        bond_time=s.bond_time, kernel_size=s.kernel_size, rtol=s.ode_rtol, atol=s.ode_atol,
                        adjoint=s.adjoint)
-        flows.append(RectangularFlow(shape, ZeroSumNoise(2, nd=len(fine), sigma=sigma, dtype=torch.float64), cnf))
+        flows.append(RectangularFlow(shape, ZeroSumNoise(2, nd=len(shape), sigma=sigma, dtype=torch.float64), cnf))
         shape = fine_shape
-    return SuperResolvingModel(prior, flows)
+    return flows
 
 
 def superres_sampler(model: Any, theory: Any, s: SuperresSettings, n: int, rng: Any, *,
                      observables: dict[str, Callable[[Any], Any]], batch_size: int) -> tuple[Any, dict[str, Any]]:
     """Independence Metropolis with coarse fields from independent HMC chains at the learned couplings."""
-    from latticekit.analysis import ess as kish
-    from latticekit.flows.sampling import draw_weighted, metropolis_chain
     from latticekit.flows.superres import CoarseTheoryPrior, SuperResolvingModel, hmc_sampler
 
     prior = model.prior
     exact = CoarseTheoryPrior(prior.lattice, prior.couplings, log_z=prior.log_z, sampler=hmc_sampler(n_traj=s.hmc_traj))
-    ev = SuperResolvingModel(exact, list(model.flows))
-    x, lw = draw_weighted(ev, theory.make_action(), n, rng, batch_size)
+    return exact_chain(SuperResolvingModel(exact, list(model.flows)), theory.make_action(), s, n, rng,
+                       observables=observables, batch_size=batch_size)
+
+
+def exact_chain(model: Any, action: Any, s: SuperresBaseSettings, n: int, rng: Any, *,
+                observables: dict[str, Callable[[Any], Any]], batch_size: int) -> tuple[Any, dict[str, Any]]:
+    """The independence Metropolis chain of a super-resolving ``model`` whose prior draws exactly (HMC) against
+    ``action``, and the coarse couplings and proposal ESS for ``sample.json``."""
+    from latticekit.analysis import ess as kish
+    from latticekit.flows.sampling import draw_weighted, metropolis_chain
+
+    x, lw = draw_weighted(model, action, n, rng, batch_size)
     res = metropolis_chain(x, lw, rng, observables=observables, keep_configs=True)
-    extra = {"coarse_kappa": float(prior.couplings.kappa.detach()), "coarse_lam": float(prior.couplings.lam.detach()),
+    c = model.prior.couplings
+    extra = {"coarse_kappa": float(c.kappa.detach()), "coarse_lam": float(c.lam.detach()),
              "proposal_ess": float(kish(lw.cpu())),
              "coarse_sampler": f"{s.hmc_traj} HMC trajectories per independent chain, restarted from the previous batch"}
     return res, extra

@@ -47,6 +47,7 @@ from typing import Any, Mapping
 
 from latticekit.flows.train import NonFiniteLossError, Trainer
 from latticekit.utils import Progress
+from latticekit.utils.schema import ConfigError
 
 from ..config import FlowConfig
 from .devices import torch_device
@@ -73,6 +74,14 @@ def run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, pro
                  distributed: bool = False) -> dict[str, Any]:
     """The training loop shared by :func:`train_job` and the data-parallel workers
     (:mod:`latticekit.app.flows.distributed`); returns the content of ``train.json``."""
+    from .models import family
+
+    fam = family(cfg.model.coupling)
+    if fam.train is not None:  # a family with its own job (UV-matching ladder)
+        if distributed:
+            raise ConfigError(f"model.coupling = {cfg.model.coupling!r} trains on one process; run it without "
+                              "data-parallel workers")
+        return fam.train(cfg, outdir, device=device, fresh=fresh, progress=progress)
     rank, world = 0, 1
     if distributed:
         import torch.distributed as dist

@@ -1,0 +1,86 @@
+"""The flow-model family ``model.coupling = "superres_uv"`` (super-resolving flows, UV-matching ladder of App. A):
+configuration keys and refusals, the model it builds, a tiny ladder as the train job (files, global step count,
+levels) with the sample job at the learned fine couplings, and a job killed inside the second level resuming
+bit-identically (level checkpoints; every random number comes from generators stored in them)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from latticekit.app.config import FlowConfig
+from latticekit.app.flows.models import build_flow
+from latticekit.app.flows.sample import sample_job
+from latticekit.app.flows.train import run_training, train_job
+from latticekit.flows.superres import UVMatchingModel
+from latticekit.utils import ConfigError
+
+
+def cfg(shape=(8, 8), **model) -> dict:
+    m = {"coupling": "superres_uv", "n_layers": 2, "log_z_samples": 8, "hmc_traj": 2, "n_basis": 2, "n_time": 2,
+         "bond_basis": 2, "bond_time": 2, "kernel_size": 2, "retrain_steps": 6, "check_every": 2, "patience": 1,
+         "min_delta": 1.0, "scan_points": 5}
+    m.update(model)
+    return {"lattice": {"shape": list(shape)}, "action": {"kind": "phi4", "kappa": 0.2, "lam": 0.02}, "model": m,
+            "train": {"steps": 2, "batch_size": 4, "lr": 1e-2, "checkpoint_every": 1, "eval_batch_size": 8},
+            "sample": {"n": 32, "batch": 16}}
+
+
+@pytest.mark.parametrize("patch, match", [
+    ({"learn": ["mass"]}, "model.learn"),
+    ({"lr_factor": 0.0}, "model.lr_factor"),
+    ({"scan_points": 2}, "model.scan_points"),
+    ({"patience": 0}, "model.patience"),
+    ({"n_layers": 3}, "model.n_layers: 3 doublings"),
+])
+def test_config_refusals(patch: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        FlowConfig.from_dict(cfg(**patch))
+
+
+def test_free_theory_with_learned_kappa_is_refused(tmp_path) -> None:
+    d = cfg()
+    d["action"]["lam"] = 0.0
+    with pytest.raises(ConfigError, match="action.lam"):
+        build_flow(FlowConfig.from_dict(d))
+    with pytest.raises(ConfigError, match="one process"):
+        run_training(FlowConfig.from_dict(cfg()), tmp_path, device=None, fresh=True, progress=False,
+                     distributed=True)
+
+
+def test_built_model() -> None:
+    model, _action, _lat = build_flow(FlowConfig.from_dict(cfg(coarse_kappa=0.18)))
+    assert isinstance(model, UVMatchingModel) and model.coarse_shape == (2, 2) and model.fine_shape == (8, 8)
+    assert model.prior.couplings.learn == () and float(model.prior.couplings.kappa) == 0.18  # fixed coarse theory
+    assert model.target.couplings.learn == ("kappa",) and float(model.target.couplings.kappa.detach()) == 0.2
+    assert model.flows[0].flow.kernel_size == 2
+    assert FlowConfig.from_dict({**cfg(), "model": {"coupling": "superres_uv"}}).model.variant.kernel_size == 3
+
+
+def test_ladder_job_and_sample_at_the_learned_coupling(tmp_path) -> None:
+    res = train_job(cfg(), out=tmp_path, progress=False)
+    levels = json.loads((tmp_path / "uv_levels" / "uv_levels.json").read_text())["levels"]
+    assert [e["lattice"] for e in levels] == [[4, 4], [8, 8]]
+    # level 2 stops early: min_delta = 1 cannot be met, patience 1 -> after its second check (step 4)
+    assert [e["steps"] for e in levels] == [2, 4] and res["steps"] == 6
+    lines = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2, 3, 4, 5, 6] and [m["level"] for m in lines] == [1, 1, 2, 2, 2, 2]
+    assert [m["level_step"] for m in lines if "eval_ess" in m] == [2, 4]
+    assert res["fine_kappa"] == levels[-1]["kappa"] and res["ess"] == levels[-1]["ess"] and res["ess_n"] == 8
+    for name in ("checkpoint.pt", "train.json", "config.json", "train.png"):
+        assert (tmp_path / name).exists(), name
+    s = sample_job(tmp_path, n=32, batch=16)
+    assert s["fine_kappa"] == res["fine_kappa"] and s["fine_lam"] == 0.02 and s["proposal_ess_n"] == 32
+    assert s["observables"] and all(e["value"] == e["value"] and e["error"] >= 0 for e in s["observables"].values())
+
+
+def test_killed_inside_level_two_resumes_bit_identically(killed_and_resumed) -> None:
+    full, resumed, res = killed_and_resumed(cfg(), 3)  # level 1 has 2 steps: the kill is in level 2's step 4
+    assert res["steps"] == 6
+    for k, v in full["model"].items():
+        w = resumed["model"][k]
+        if isinstance(v, torch.Tensor):
+            assert bool((v == w).all()), k
+    assert json.dumps(full["config"]["uv_levels"]) == json.dumps(resumed["config"]["uv_levels"])
