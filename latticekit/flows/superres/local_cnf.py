@@ -53,9 +53,11 @@ The base kernel has ``k`` offsets per axis (``kernel_size``, 2 or 3 in the paper
 ``o_mu in {lo, ..., lo + k - 1}``, ``lo = -((k - 1) // 2)``. For odd ``k`` this is the window centred on
 ``x``; for even ``k`` it is centred on the block centre (``k = 2``: the block of ``x`` itself). Both windows
 are invariant under axis permutations, as the stabiliser requires. All flipped kernels fit in the
-symmetric window ``[-r, r]^nd``, ``r = k // 2``; the sum over ``y`` is a periodic convolution evaluated as a
-loop over these ``(2r + 1)^nd`` offsets (``torch.roll``), with the kernel chosen per block sub-lattice by a
-reshape ``L_mu -> (L_mu / 2, 2)`` (no loops over sites).
+symmetric window ``[-r, r]^nd``, ``r = k // 2``; the sum over ``y`` is a periodic convolution: for
+``nd <= 3`` one ``conv{nd}d`` of the circularly padded features with the ``2^nd`` block kernels as output
+channels, each site keeping the channel of its block position; for ``nd > 3`` a loop over the ``(2r + 1)^nd``
+offsets (``torch.roll``) with the kernel chosen per block sub-lattice by a reshape ``L_mu -> (L_mu / 2, 2)``
+(no loops over sites either way).
 
 Divergence and log-determinant
 ------------------------------
@@ -320,6 +322,27 @@ class LocalCNF(FlowLayer):
         lat = "".join(a + b for a, b in zip(m, p))
         return f"bf{lat},f{p}->b{lat}"
 
+    def _convolve(self, hb: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``sum_{o, f'} w_{p(x)}(o)_{f'} hb_{f'}(x + o)`` for ``nd <= 3`` by one periodic convolution per call:
+        circular padding by ``r``, ``conv{nd}d`` with the ``2^nd`` block kernels as output channels (torch
+        convolutions are cross-correlations: output ``x`` reads input ``x + o``), then each site keeps the
+        channel of its block position. The same sum as the loop over offsets (used for ``nd > 3``), with
+        ``2^nd`` times the multiply-adds but one optimised kernel instead of ``(2r+1)^nd`` rolls and einsums
+        (about 10x faster on CPU for the 2D kernels of App. C)."""
+        import torch.nn.functional as tnf
+
+        nd, r, shape = self.nd, self._radius, self.lattice_shape
+        P = a.shape[1]
+        weight = a.permute(1, 0, 2).reshape((P, a.shape[0]) + (2 * r + 1,) * nd)   # (P, F', *window)
+        x = tnf.pad(hb, (r, r) * nd, mode="circular") if r else hb
+        out = (tnf.conv1d, tnf.conv2d, tnf.conv3d)[nd - 1](x, weight)              # (N, P, *L)
+        # site x = 2 m + q keeps channel p = q: a one-hot selector over (p, q)
+        sel = torch.eye(P, dtype=out.dtype, device=out.device).reshape((P,) + (2,) * nd)
+        m, q = "mno"[:nd], "ijk"[:nd]
+        lat = "".join(u + v for u, v in zip(m, q))
+        blocked = out.reshape((out.shape[0], P) + tuple(k for n in shape for k in (n // 2, 2)))
+        return torch.einsum(f"bp{lat},p{q}->b{lat}", blocked, sel)
+
     def _field_and_divergence(self, psi: torch.Tensor, t: torch.Tensor | float,
                               kernels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``G(Psi, t)`` (eq. 23) and its exact divergence, for ``psi`` of shape ``(N, *L)``; ``kernels``: a
@@ -329,15 +352,18 @@ class LocalCNF(FlowLayer):
         h, dh = self._features(psi)
         hb = torch.tensordot(self.w_basis, h, dims=([1], [1])).movedim(0, 1)        # (N, F', *L): W^H H
         a = self._spatial_at(t, kernels)                                            # (F', P, O)
-        blocked = (hb.shape[0], hb.shape[1]) + tuple(q for n in shape for q in (n // 2, 2))
-        eq = self._einsum_blocks()
-        g = None
-        for i, off in enumerate(self._offsets):                                     # (2r+1)^nd offsets
-            shifted = torch.roll(hb, shifts=tuple(-o for o in off), dims=dims) if any(off) else hb
-            kern = a[:, :, i].reshape((a.shape[0],) + (2,) * nd)                    # (F', 2, ..., 2)
-            term = torch.einsum(eq, shifted.reshape(blocked), kern)                 # sum_f' w_p(o) hb(x+o)
-            g = term if g is None else g + term
-        assert g is not None
+        if nd <= 3:
+            g = self._convolve(hb, a)
+        else:
+            blocked = (hb.shape[0], hb.shape[1]) + tuple(q for n in shape for q in (n // 2, 2))
+            eq = self._einsum_blocks()
+            g = None
+            for i, off in enumerate(self._offsets):                                 # (2r+1)^nd offsets
+                shifted = torch.roll(hb, shifts=tuple(-o for o in off), dims=dims) if any(off) else hb
+                kern = a[:, :, i].reshape((a.shape[0],) + (2,) * nd)                # (F', 2, ..., 2)
+                term = torch.einsum(eq, shifted.reshape(blocked), kern)             # sum_f' w_p(o) hb(x+o)
+                g = term if g is None else g + term
+            assert g is not None
         field = g.reshape(psi.shape)
         # offset 0 has the same weight on every block position: sum_{f'} w(0)_{f'} W^H_{f'f} H'_f
         centre = a[:, 0, self._offsets.index((0,) * nd)]                            # (F',)

@@ -102,7 +102,7 @@ def test_divergence_equals_autograd_trace(shape: tuple[int, ...], kernel_size: i
         assert float(J.fill_diagonal_(0).abs().max()) > 1e-2
 
 
-@pytest.mark.parametrize("shape,kernel_size", [((4, 6), 2), ((6, 6), 3), ((4, 4, 4), 2)])
+@pytest.mark.parametrize("shape,kernel_size", [((4, 6), 2), ((6, 6), 3), ((4, 4, 4), 2), ((4, 2, 2, 4), 3)])
 def test_vector_field_matches_block_kernels(shape: tuple[int, ...], kernel_size: int, device: str) -> None:
     """Eq. (23) assembled independently, site by site: at Psi = 0, dG_x/dPsi_y = sum_{d,f} W_{xydf} K(t)_d H'_f(0)
     with W~_{xy} = w_{x mod 2}(y - x) read off :meth:`block_kernels` (pins the offset convention y = x + o and the
