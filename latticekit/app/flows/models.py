@@ -73,6 +73,10 @@ class FlowFamily:
         dict)``: the flow-MCMC chain of ``latticekit sample`` and extra entries of ``sample.json`` when it is
         not the independence Metropolis chain of :func:`~latticekit.flows.independence_metropolis`
         (pseudofermion flows: the pseudo-marginal chain); None: that chain.
+    sampled_action : callable or None
+        ``sampled_action(model) -> {key: value}``: ``[action]`` values of the theory a trained model samples
+        when training changes them (UV-matching: the learned fine couplings); ``latticekit sample`` samples,
+        reports and compares (``--compare``, exact values) that theory. None: the configuration's.
     train : callable or None
         ``train(cfg, outdir, *, device, fresh, progress) -> summary``: the family's own training job when it is
         not one reverse-KL run of the model built here (super-resolving UV-matching: the ladder of lattices of
@@ -88,6 +92,7 @@ class FlowFamily:
     check: Callable[[Sequence[int], Any], None] = _no_check
     make_action: Callable[[Any, Any, int], Any] | None = None
     sampler: Callable[..., Any] | None = None
+    sampled_action: Callable[[Any], dict[str, Any]] | None = None
     train: Callable[..., Any] | None = None
 
 

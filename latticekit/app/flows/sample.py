@@ -172,6 +172,13 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
     dev = torch_device(backend, device)
     model, action, cfg, payload = load_trained(out_or_checkpoint, device=dev)
     ck, folder = resolve_checkpoint(out_or_checkpoint)
+    from .models import family
+
+    fam = family(cfg.model.coupling)
+    if fam.sampled_action is not None:  # couplings learned in training (UV-matching): the theory sampled
+        conf = cfg.to_dict()
+        conf["action"].update(fam.sampled_action(model))
+        cfg = FlowConfig.from_dict(conf)
     ref, ref_kind = load_reference(cfg, reference)
     n = cfg.sample.n if n is None else n
     seed = cfg.sample.seed if seed is None else seed
@@ -180,9 +187,6 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
                         ("n_pf", 1 if n_pf is None else n_pf, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ConfigError(f"{name}={v!r}: expected an integer >= {lo}")
-    from .models import family
-
-    fam = family(cfg.model.coupling)
     if n_pf is not None and fam.sampler is None:
         raise ConfigError(f"n_pf={n_pf}: only pseudofermion flows (model.coupling = 'pseudofermion') draw "
                           f"pseudofermions; this run has model.coupling = {cfg.model.coupling!r}")

@@ -24,10 +24,12 @@ steps, learned and ESS-optimal ``kappa`` with the ESS at both, the scan), ``metr
 over all levels; ``level`` and ``level_step`` say where), ``checkpoint.pt`` (the full model, written when the
 ladder is done) and ``train.json``. A killed job resumes level by level. ``latticekit sample`` runs
 independence Metropolis against the fine theory at the *learned* couplings (``fine_kappa``/``fine_lam`` in
-``sample.json``); compare with an HMC run of that theory (``--reference``).
+``sample.json``).
 
-The fine couplings are an output of UV-matching, so ``action.lam = 0`` with a learned ``kappa`` is refused: the
-sample job would compare with the exact free theory at ``action.kappa``, which is not the theory sampled.
+The fine couplings are an output of UV-matching: ``latticekit sample`` samples, reports and compares the fine
+theory at the learned couplings (:attr:`FlowFamily.sampled_action`; exact values of the free theory, ``lam = 0``,
+at the learned ``kappa``), and the train job writes ``reference.toml``, a ``latticekit run`` (HMC) configuration
+of that theory for ``--compare``.
 
 Examples
 --------
@@ -100,10 +102,6 @@ def superres_uv_flow(theory: Any, s: SuperresUVSettings) -> Any:
     if theory.kind != "phi4":
         raise ConfigError(f"model.coupling: 'superres_uv' samples phi^4 (action.kind = 'phi4'), got {theory.kind!r}")
     p, fine = theory.params, tuple(theory.lattice.shape)
-    if s.learn and p.lam == 0:
-        raise ConfigError("action.lam: UV-matching learns the fine couplings, so the free theory (lam = 0) would be "
-                          "compared with its exact values at action.kappa, which is not the theory sampled; use "
-                          "lam > 0, model.learn = [], or model.coupling = 'superres'")
     k = s.n_layers if s.n_layers is not None else _default_layers(fine)
     coarse = Lattice(tuple(L // 2 ** k for L in fine))
     kappa = p.kappa if s.coarse_kappa is None else s.coarse_kappa
@@ -178,6 +176,9 @@ def superres_uv_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progr
     save_checkpoint(outdir / CHECKPOINT, model=model, step=res["steps"],
                     config={"flow_config": conf, "uv_levels": res["levels"], "history": []})
     last = res["levels"][-1]
+    from latticekit.utils import atomic_write
+
+    atomic_write(outdir / "reference.toml", reference_toml(cfg, learned_couplings(model)).encode())
     title = (f"{cfg.theory.describe()} on {'x'.join(map(str, cfg.lattice.shape))}, model.coupling = superres_uv "
              "(levels in sequence)")
     summary = {
@@ -189,7 +190,8 @@ def superres_uv_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progr
         "levels": [{k: v for k, v in e.items() if k not in ("kappa_grid", "ess_grid", "history")}
                    for e in res["levels"]],
         "wall_s": round(time.time() - t0, 3), "checkpoint": str(outdir / CHECKPOINT), "metrics": str(metrics_path),
-        "levels_file": str(levels_dir / "uv_levels.json"), "config": conf,
+        "levels_file": str(levels_dir / "uv_levels.json"), "reference": str(outdir / "reference.toml"),
+        "config": conf,
         "plot": training_plot(outdir / TRAIN_PLOT, read_metrics(metrics_path), title),
     }
     write_json(outdir / TRAIN_SUMMARY, summary)
@@ -199,19 +201,33 @@ def superres_uv_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progr
     return summary
 
 
+def learned_couplings(model: Any) -> dict[str, float]:
+    """The fine couplings a trained UV-matching model samples (``[action]`` keys)."""
+    c = model.target.couplings
+    return {"kappa": float(c.kappa.detach()), "lam": float(c.lam.detach())}
+
+
 def superres_uv_sampler(model: Any, theory: Any, s: SuperresUVSettings, n: int, rng: Any, *,
                         observables: dict[str, Callable[[Any], Any]], batch_size: int) -> tuple[Any, dict[str, Any]]:
-    """Independence Metropolis against the fine theory at the learned couplings (the prior draws by HMC)."""
-    from latticekit.actions.phi4 import Phi4Action
-
-    c = model.target.couplings
-    kappa, lam = float(c.kappa.detach()), float(c.lam.detach())
-    res, extra = exact_chain(model, Phi4Action(theory.lattice, kappa, lam), s, n, rng, observables=observables,
-                             batch_size=batch_size)
-    return res, {**extra, "fine_kappa": kappa, "fine_lam": lam,
+    """Independence Metropolis against ``theory``, the fine theory at the learned couplings (``sample_job`` applies
+    :func:`learned_couplings`); the prior draws by HMC."""
+    res, extra = exact_chain(model, theory.make_action(), s, n, rng, observables=observables, batch_size=batch_size)
+    fine = learned_couplings(model)
+    return res, {**extra, "fine_kappa": fine["kappa"], "fine_lam": fine["lam"],
                  "target": "the fine phi^4 theory at the learned couplings fine_kappa, fine_lam"}
 
 
+def reference_toml(cfg: Any, couplings: dict[str, float]) -> str:
+    """A ``latticekit run`` configuration (HMC) of the fine theory at the learned couplings: the reference for
+    ``latticekit sample --compare``."""
+    shape = ", ".join(map(str, cfg.lattice.shape))
+    return (f"# HMC of the fine theory at the couplings learned by UV-matching (written by latticekit train):\n"
+            f"#   latticekit run THIS_FILE --out hmc; latticekit sample RUN_DIR --compare hmc/results.json\n"
+            f"[lattice]\nshape = [{shape}]\n\n[action]\nkind = \"phi4\"\nkappa = {couplings['kappa']!r}\n"
+            f"lam = {couplings['lam']!r}\n\n[sampler]\nalgorithm = \"hmc\"\nchains = 8\nthermalization = 500\n"
+            f"measurements = 2000\nstep_size = 0.1\nn_steps = 10\nintegrator = \"omelyan\"\n")
+
+
 SUPERRES_UV = FlowFamily("superres_uv", SuperresUVSettings, superres_uv_flow, _default_layers, _check,
-                         sampler=superres_uv_sampler, train=superres_uv_train)
+                         sampler=superres_uv_sampler, sampled_action=learned_couplings, train=superres_uv_train)
 """The UV-matching ladder (module docstring)."""
