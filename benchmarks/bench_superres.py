@@ -12,6 +12,12 @@ the machine (CPU model, cores, load average at start and end, torch threads).
     python benchmarks/bench_superres.py ir --kappa 0.25 --levels 1 --steps 300 \
         --out benchmarks/results/superres_ir_L8.json
 
+    # profile of the training step (forward = sample + action, backward = gradients + Adam; field evaluations of
+    # the CNF per step; the cProfile functions with the most own time), IR- and UV-matching, 8x8, batch 64
+    python benchmarks/bench_superres.py profile --family superres --steps 3 --out benchmarks/results/superres_profile_ir.json
+    python benchmarks/bench_superres.py profile --family superres_uv --kernel 3 --steps 3 \
+        --out benchmarks/results/superres_profile_uv.json
+
     # smoke run (a minute)
     python benchmarks/bench_superres.py ir --levels 1 --steps 3 --batch 8 --n-therm 200 --n-langevin 10 \
         --eval-n 64 --out /tmp/superres_smoke.json
@@ -104,6 +110,65 @@ def cmd_ir(args: argparse.Namespace) -> None:
           f"kappa_L {args.kappa} -> {out['kappa_L']:.5f}; wrote {args.out}")
 
 
+def cmd_profile(args: argparse.Namespace) -> None:
+    import cProfile
+    import pstats
+
+    from latticekit.flows.superres import LocalCNF
+    from latticekit.flows.train import reverse_kl_loss
+
+    torch.set_num_threads(args.threads)
+    L = args.coarse * 2 ** args.levels
+    model_keys = {"coupling": args.family, "n_layers": args.levels, "log_z_samples": args.log_z_n,
+                  "hmc_traj": args.hmc_traj, "n_basis": args.F, "n_time": args.D, "bond_basis": args.Fp,
+                  "bond_time": args.Dp, "kernel_size": args.kernel}
+    if args.family == "superres":
+        model_keys.update(n_therm=args.n_therm, n_langevin=args.n_langevin)
+    cfg = FlowConfig.from_dict({"lattice": {"shape": [L, L]},
+                                "action": {"kind": "phi4", "kappa": args.kappa, "lam": args.lam},
+                                "model": model_keys, "train": {"seed": args.seed, "dtype": "float64"}})
+    model, action, _ = build_flow(cfg)
+    target = model.target if args.family == "superres_uv" else action
+    tr = Trainer(model, target, TrainConfig(steps=args.steps + 1, batch_size=args.batch, lr=0.01, betas=(0.8, 0.9),
+                                            seed=args.seed))
+    calls = {"n": 0}
+    original = LocalCNF._field_and_divergence
+
+    def counted(self: Any, *a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        return original(self, *a, **k)
+
+    LocalCNF._field_and_divergence = counted  # type: ignore[method-assign]
+    out: dict[str, Any] = {"benchmark": "superres_profile", "command": "python " + " ".join(sys.argv),
+                           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine_at_start": machine(),
+                           "settings": vars(args), "fine_lattice": [L, L]}
+    tr.train_step()  # warm-up (thermalisation of the coarse sampler, first log Z set)
+    steps, prof = [], cProfile.Profile()
+    for _ in range(args.steps):
+        calls["n"] = 0
+        prof.enable()
+        t0 = time.perf_counter()
+        tr.optimizer.zero_grad(set_to_none=True)
+        loss, log_w = reverse_kl_loss(tr.model, tr.action_fn, args.batch, tr.rng)
+        t1 = time.perf_counter()
+        n_fwd = calls["n"]
+        tr._apply_gradients(loss, float(loss.detach()), log_w)
+        t2 = time.perf_counter()
+        prof.disable()
+        steps.append({"forward_s": t1 - t0, "backward_s": t2 - t1, "field_evaluations": n_fwd})
+    stats = pstats.Stats(prof)
+    top = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:12]  # type: ignore[attr-defined]
+    out["steps"] = steps
+    out["mean_step_s"] = sum(s["forward_s"] + s["backward_s"] for s in steps) / len(steps)
+    out["top_own_time"] = [{"function": f"{k[0]}:{k[1]}({k[2]})", "calls": v[1], "own_s": v[2], "cumulative_s": v[3]}
+                           for k, v in top]
+    out["machine_at_end"] = machine()
+    write_json(args.out, out)
+    print(f"{args.family} {L}x{L} batch {args.batch}: {out['mean_step_s']:.2f} s/step "
+          f"({steps[-1]['forward_s']:.2f} forward, {steps[-1]['backward_s']:.2f} backward, "
+          f"{steps[-1]['field_evaluations']} CNF field evaluations); wrote {args.out}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -131,8 +196,17 @@ def main() -> None:
     ir.add_argument("--kernel", type=int, default=2)
     ir.add_argument("--eval-n", type=int, default=4096)
     ir.add_argument("--log-every", type=int, default=10)
+    pr = sub.add_parser("profile", help="time the phases of a training step")
+    pr.add_argument("--family", choices=("superres", "superres_uv"), default="superres")
+    pr.add_argument("--out", required=True)
+    for name, kind, default in (("seed", int, 0), ("threads", int, 2), ("coarse", int, 4), ("levels", int, 1),
+                                ("kappa", float, 0.25), ("lam", float, 0.01), ("steps", int, 3), ("batch", int, 64),
+                                ("n-therm", int, 50000), ("n-langevin", int, 500), ("log-z-n", int, 1024),
+                                ("hmc-traj", int, 30), ("F", int, 11), ("D", int, 10), ("Fp", int, 20),
+                                ("Dp", int, 20), ("kernel", int, 2)):
+        pr.add_argument(f"--{name}", type=kind, default=default)
     args = p.parse_args()
-    {"ir": cmd_ir}[args.cmd](args)
+    {"ir": cmd_ir, "profile": cmd_profile}[args.cmd](args)
 
 
 if __name__ == "__main__":
