@@ -16,7 +16,7 @@ from __future__ import annotations
 from .coarse_theory import CoarseTheoryPrior
 from .couplings import COUPLING_NAMES, Phi4Couplings
 from .learnable_target import LearnableTargetAction
-from .local_cnf import LocalCNF
+from .local_cnf import LocalCNF, ODESolverError
 from .log_z import LogZGradient, Phi4Sampler, hmc_sampler
 from .rectangular import RectangularFlow, SuperResolvingModel
 from .upsampling import NaiveUpsampling, check_block_factor
@@ -30,6 +30,7 @@ __all__ = [
     "LocalCNF",
     "LogZGradient",
     "NaiveUpsampling",
+    "ODESolverError",
     "Phi4Couplings",
     "Phi4Sampler",
     "RectangularFlow",

@@ -98,11 +98,12 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import itertools
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -110,7 +111,11 @@ from torch import nn
 
 from latticekit.flows.base import FlowLayer
 
-__all__ = ["LocalCNF"]
+__all__ = ["LocalCNF", "ODESolverError"]
+
+
+class ODESolverError(RuntimeError):
+    """The ODE solver did not reach its tolerance (step-size underflow, or ``options['max_num_steps']``)."""
 
 _INSTALL_HINT = 'LocalCNF needs torchdiffeq: pip install "latticekit[superres]" (torchdiffeq)'
 
@@ -424,18 +429,35 @@ class LocalCNF(FlowLayer):
                 return torch.zeros_like(state[0]), g, div
 
             params = tuple(p for p in self.parameters() if p.requires_grad)
-            out = tdq.odeint_adjoint(dynamics_adj, (flat, torch.zeros_like(flat), zero_ld), times,
-                                     adjoint_params=params, **kwargs)[1:]
+            with self._solver_errors(rtol, atol):
+                out = tdq.odeint_adjoint(dynamics_adj, (flat, torch.zeros_like(flat), zero_ld), times,
+                                         adjoint_params=params, **kwargs)[1:]
         else:
             kernels = self.block_kernels()                                          # once per solve
 
             def dynamics(t: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
                 return self._field_and_divergence(flat + state[0], t, kernels)      # eqs. 22, 27
 
-            out = tdq.odeint(dynamics, (torch.zeros_like(flat), zero_ld), times, **kwargs)
+            with self._solver_errors(rtol, atol):
+                out = tdq.odeint(dynamics, (torch.zeros_like(flat), zero_ld), times, **kwargs)
         y, ld = flat + out[0][-1], out[1][-1]                                     # eq. 26
         batch = x.shape[: x.ndim - self.nd]
         return y.reshape(x.shape), ld.reshape(batch)
+
+    @contextlib.contextmanager
+    def _solver_errors(self, rtol: float, atol: float) -> Iterator[None]:
+        """torchdiffeq reports a solve that cannot meet its tolerance with a bare AssertionError ("underflow in
+        dt", "max_num_steps exceeded"); raise :class:`ODESolverError` naming the options instead."""
+        try:
+            yield
+        except AssertionError as exc:
+            msg = str(exc)
+            if "underflow in dt" not in msg and "max_num_steps" not in msg:
+                raise
+            raise ODESolverError(
+                f"LocalCNF: the {self.method} solve did not reach rtol={rtol:g}, atol={atol:g} ({msg}); the flow "
+                f"is too stiff for these tolerances (options={self.options}). Loosen rtol/atol, raise "
+                "options['max_num_steps'], lower the learning rate, or use float64.") from exc
 
     def forward(self, x: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(F(x), log|det dF/dx|)``: integrate ``t0 -> t1`` (eqs. 26, 28)."""

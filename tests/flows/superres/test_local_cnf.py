@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 
-from latticekit.flows.superres.local_cnf import LocalCNF
+from latticekit.flows.superres.local_cnf import LocalCNF, ODESolverError
 from latticekit.testing import assert_close, autograd_logdet, randomize_parameters
 
 F64 = torch.float64
@@ -356,3 +356,12 @@ def test_missing_torchdiffeq_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(sys.modules, "torchdiffeq", None)  # makes `import torchdiffeq` raise ImportError
     with pytest.raises(ImportError, match=r'pip install "latticekit\[superres\]"'):
         LocalCNF((4, 4))
+
+
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_a_solve_that_misses_its_tolerance_names_the_options(adjoint: bool) -> None:
+    """torchdiffeq's bare AssertionError becomes ODESolverError naming rtol/atol and the options: a stiff field
+    (random weights of scale 10) cannot be solved to 1e-10 in 3 steps."""
+    layer = _layer((4, 4), 2, "cpu", scale=10.0, options={"max_num_steps": 3}, adjoint=adjoint)
+    with pytest.raises(ODESolverError, match=r"rtol=1e-10, atol=1e-10 .*max_num_steps"):
+        layer(_field((2, 4, 4), "cpu"))
