@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Super-resolving RG flows for phi^4 (Bauer, Kapust, Pawlowski, Temmen): IR-matching on CPU.
+"""Super-resolving RG flows for phi^4 (Bauer, Kapust, Pawlowski, Temmen): IR- and UV-matching on CPU, and the profile of a training step.
 
 Run by hand (not part of the test suite). Writes JSON atomically after every case, with the command line and
 the machine (CPU model, cores, load average at start and end, torch threads).
@@ -17,6 +17,14 @@ the machine (CPU model, cores, load average at start and end, torch threads).
     python benchmarks/bench_superres.py profile --family superres --steps 3 --out benchmarks/results/superres_profile_ir.json
     python benchmarks/bench_superres.py profile --family superres_uv --kernel 3 --steps 3 \
         --out benchmarks/results/superres_profile_uv.json
+
+    # UV-matching ladder (App. A, Figs. 8-10) through the superres_uv train job (resumable in --folder): the coarse
+    # theory fixed, the fine kappa learned; per level the learned and ESS-optimal kappa, the ESS/N at both (Kish,
+    # --eval-n fresh draws) and the CPU time. 1D (Figs. 8-9: L = 8 -> 512, kappa 0.1, lambda 0.01) and 2D (Fig. 10)
+    python benchmarks/bench_superres.py uv --nd 1 --coarse 8 --levels 6 --kappa 0.1 --steps 200 --retrain 100 \
+        --folder /tmp/uv1d --out benchmarks/results/superres_uv_1d.json
+    python benchmarks/bench_superres.py uv --nd 2 --coarse 4 --levels 2 --kappa 0.25 --steps 100 --retrain 40 \
+        --folder /tmp/uv2d --out benchmarks/results/superres_uv_2d_L16.json
 
     # smoke run (a minute)
     python benchmarks/bench_superres.py ir --levels 1 --steps 3 --batch 8 --n-therm 200 --n-langevin 10 \
@@ -169,6 +177,44 @@ def cmd_profile(args: argparse.Namespace) -> None:
           f"{steps[-1]['field_evaluations']} CNF field evaluations); wrote {args.out}")
 
 
+def cmd_uv(args: argparse.Namespace) -> None:
+    import json
+
+    from latticekit.app.flows.train import train_job
+
+    torch.set_num_threads(args.threads)
+    L = args.coarse * 2 ** args.levels
+    cfg = {"lattice": {"shape": [L] * args.nd}, "action": {"kind": "phi4", "kappa": args.kappa, "lam": args.lam},
+           "model": {"coupling": "superres_uv", "n_layers": args.levels, "log_z_samples": args.log_z_n,
+                     "hmc_traj": args.hmc_traj, "n_basis": args.F, "n_time": args.D, "bond_basis": args.Fp,
+                     "bond_time": args.Dp, "kernel_size": args.kernel, "retrain_steps": args.retrain,
+                     "lr_factor": 0.2, "check_every": args.check_every, "patience": args.patience,
+                     "min_delta": args.min_delta, "scan_width": args.scan_width},
+           "train": {"steps": args.steps, "batch_size": args.batch, "lr": 0.01, "betas": [0.8, 0.9],
+                     "schedule": "step", "step_size": 1, "gamma": 0.997, "seed": args.seed, "dtype": "float64",
+                     "eval_batch_size": args.eval_n, "checkpoint_every": 10}}
+    out: dict[str, Any] = {"benchmark": "superres_uv", "paper": "Bauer, Kapust, Pawlowski, Temmen, App. A",
+                           "command": "python " + " ".join(sys.argv),
+                           "ess_definition": "Kish ESS/N of --eval-n fresh draws of the model at the given fine "
+                                             "kappa (coarse fields from independent HMC chains)",
+                           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine_at_start": machine(),
+                           "settings": vars(args), "config": cfg}
+    res = train_job(cfg, out=args.folder, progress=True)
+    lines = [json.loads(x) for x in (Path(args.folder) / "metrics.jsonl").read_text().splitlines()]
+    levels = []
+    for e in res["levels"]:
+        mine = [m for m in lines if m["level"] == e["level"]]
+        levels.append({**e, "cpu_s": mine[-1]["cpu_s"] - (lines[lines.index(mine[0]) - 1]["cpu_s"]
+                                                          if lines.index(mine[0]) else 0.0)})
+    out["levels"] = levels
+    out["total_cpu_s"] = lines[-1]["cpu_s"]
+    out["machine_at_end"] = machine()
+    write_json(args.out, out)
+    for e in levels:
+        print(f"L = {e['lattice']}: {e['steps']} steps, kappa learned {e['kappa_learned']:.5f} (ESS/N "
+              f"{e['ess_at_learned']:.3f}), ESS-optimal {e['kappa']:.5f} (ESS/N {e['ess']:.3f}), {e['cpu_s']:.0f} CPU s")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -205,8 +251,18 @@ def main() -> None:
                                 ("hmc-traj", int, 30), ("F", int, 11), ("D", int, 10), ("Fp", int, 20),
                                 ("Dp", int, 20), ("kernel", int, 2)):
         pr.add_argument(f"--{name}", type=kind, default=default)
+    uv = sub.add_parser("uv", help="UV-matching ladder (App. A)")
+    uv.add_argument("--out", required=True)
+    uv.add_argument("--folder", required=True, help="the train job's folder (resumes there)")
+    for name, kind, default in (("seed", int, 0), ("threads", int, 2), ("nd", int, 2), ("coarse", int, 4),
+                                ("levels", int, 2), ("kappa", float, 0.25), ("lam", float, 0.01), ("steps", int, 100),
+                                ("retrain", int, 50), ("check-every", int, 10), ("patience", int, 2),
+                                ("min-delta", float, 0.005), ("scan-width", float, 0.05), ("batch", int, 32),
+                                ("eval-n", int, 256), ("log-z-n", int, 512), ("hmc-traj", int, 20), ("F", int, 11),
+                                ("D", int, 10), ("Fp", int, 20), ("Dp", int, 20), ("kernel", int, 3)):
+        uv.add_argument(f"--{name}", type=kind, default=default)
     args = p.parse_args()
-    {"ir": cmd_ir, "profile": cmd_profile}[args.cmd](args)
+    {"ir": cmd_ir, "profile": cmd_profile, "uv": cmd_uv}[args.cmd](args)
 
 
 if __name__ == "__main__":
