@@ -79,6 +79,11 @@ def train_distributed(config: "str | os.PathLike[str] | Mapping[str, Any] | Flow
         raise ConfigError(f"nprocs={nprocs!r}: expected a positive number of processes")
     if cfg.train.batch_size % nprocs:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size}: must be divisible by nprocs={nprocs}")
+    from .models import family
+
+    if family(cfg.model.coupling).train is not None:
+        raise ConfigError(f"model.coupling = {cfg.model.coupling!r} trains on one process (its own job); run it "
+                          "without --nprocs")
     dev = torch_device("torch", device)
     if dev is not None and dev.type == "cuda" and nprocs > torch.cuda.device_count():
         raise ConfigError(f"nprocs={nprocs}: only {torch.cuda.device_count()} CUDA device(s) visible")

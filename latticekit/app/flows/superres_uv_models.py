@@ -68,6 +68,8 @@ __all__ = ["SUPERRES_UV", "SuperresUVSettings", "superres_uv_flow"]
 
 #: the ladder's folder inside the job folder (level checkpoints and uv_levels.json)
 LEVELS = "uv_levels"
+#: the HMC configuration of the fine theory at the learned couplings, written at the end
+REFERENCE = "reference.toml"
 
 
 @dataclass
@@ -143,7 +145,7 @@ def superres_uv_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progr
     from .train import ESS_DEFINITION
 
     conf, t, s = cfg.to_dict(), cfg.train, cfg.model.variant
-    prepare_run_folder(outdir, conf, fresh, state=(LEVELS,))
+    prepare_run_folder(outdir, conf, fresh, state=(LEVELS, REFERENCE))
     write_json(outdir / CONFIG, conf)
     model, _action, _lat = build_flow(cfg)
     ladder = UVLadderConfig(retrain_steps=s.retrain_steps, lr_factor=s.lr_factor, check_every=s.check_every,
@@ -178,7 +180,7 @@ def superres_uv_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progr
     last = res["levels"][-1]
     from latticekit.utils import atomic_write
 
-    atomic_write(outdir / "reference.toml", reference_toml(cfg, learned_couplings(model)).encode())
+    atomic_write(outdir / REFERENCE, reference_toml(cfg, learned_couplings(model)).encode())
     title = (f"{cfg.theory.describe()} on {'x'.join(map(str, cfg.lattice.shape))}, model.coupling = superres_uv "
              "(levels in sequence)")
     summary = {
@@ -190,7 +192,7 @@ def superres_uv_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progr
         "levels": [{k: v for k, v in e.items() if k not in ("kappa_grid", "ess_grid", "history")}
                    for e in res["levels"]],
         "wall_s": round(time.time() - t0, 3), "checkpoint": str(outdir / CHECKPOINT), "metrics": str(metrics_path),
-        "levels_file": str(levels_dir / "uv_levels.json"), "reference": str(outdir / "reference.toml"),
+        "levels_file": str(levels_dir / "uv_levels.json"), "reference": str(outdir / REFERENCE),
         "config": conf,
         "plot": training_plot(outdir / TRAIN_PLOT, read_metrics(metrics_path), title),
     }

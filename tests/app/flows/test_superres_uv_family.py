@@ -44,6 +44,10 @@ def test_config_refusals(patch: dict, match: str) -> None:
 
 
 def test_distributed_training_is_refused(tmp_path) -> None:
+    from latticekit.app.flows.distributed import train_distributed
+
+    with pytest.raises(ConfigError, match="one process"):  # before any process starts
+        train_distributed(cfg(), out=tmp_path, nprocs=2)
     with pytest.raises(ConfigError, match="one process"):
         run_training(FlowConfig.from_dict(cfg()), tmp_path, device=None, fresh=True, progress=False,
                      distributed=True)
