@@ -175,9 +175,11 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
     from .models import family
 
     fam = family(cfg.model.coupling)
+    sampled: dict[str, Any] = {}
     if fam.sampled_action is not None:  # couplings learned in training (UV-matching): the theory sampled
+        sampled = fam.sampled_action(model)
         conf = cfg.to_dict()
-        conf["action"].update(fam.sampled_action(model))
+        conf["action"].update(sampled)
         cfg = FlowConfig.from_dict(conf)
     ref, ref_kind = load_reference(cfg, reference)
     n = cfg.sample.n if n is None else n
@@ -254,6 +256,8 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
         "theory": theory.describe(), "lattice": list(cfg.lattice.shape), "output": str(data_path),
         "wall_s": round(time.time() - t0, 3), **extra,
     }
+    if sampled:  # the [action] values of the theory sampled, where training learned them (flow_summary reads them)
+        summary["sampled_action"] = sampled
     summary["plot"] = _histograms(plot_path, theory, res.observables, der, observables, ref, ref_kind, exact)
     write_json(summary_path, summary)
     if progress:

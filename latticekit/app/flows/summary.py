@@ -143,6 +143,10 @@ def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | Non
     if conf is None:
         raise FileNotFoundError(f"{folder}: neither {TRAIN_SUMMARY} nor {CONFIG} found (not a train_job folder)")
     cfg = FlowConfig.from_stored(conf)
+    if sample.get("sampled_action"):  # training learned [action] values (UV-matching): the theory sampled
+        d = cfg.to_dict()
+        d["action"].update(sample["sampled_action"])
+        cfg = FlowConfig.from_dict(d)
     theory = cfg.theory
     exact = theory.exact()
     ref, ref_kind = load_reference(cfg, hmc)

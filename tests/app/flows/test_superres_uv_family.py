@@ -12,7 +12,9 @@ import torch
 
 from latticekit.exact import free_scalar_susceptibility
 
+from latticekit.app.cli import train_command
 from latticekit.app.config import FlowConfig, read_toml
+from latticekit.app.flows.summary import flow_summary
 from latticekit.app.flows.models import build_flow
 from latticekit.app.flows.sample import sample_job
 from latticekit.app.flows.train import run_training, train_job
@@ -71,7 +73,8 @@ def test_ladder_job_and_sample_at_the_learned_coupling(tmp_path) -> None:
     lines = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [1, 2, 3, 4, 5, 6] and [m["level"] for m in lines] == [1, 1, 2, 2, 2, 2]
     assert [m["level_step"] for m in lines if "eval_ess" in m] == [2, 4]
-    assert res["fine_kappa"] == levels[-1]["kappa"] and res["ess"] == levels[-1]["ess"] and res["ess_n"] == 8
+    # the final evaluation: other draws than the last scan's, at the same (ESS-optimal) kappa
+    assert res["fine_kappa"] == levels[-1]["kappa"] and res["ess_n"] == 8 and res["eval"]["eval_ess"] == res["ess"]
     for name in ("checkpoint.pt", "train.json", "config.json", "train.png"):
         assert (tmp_path / name).exists(), name
     # the reference the job wrote: HMC of the fine theory at the learned couplings, accepted by --compare
@@ -84,6 +87,12 @@ def test_ladder_job_and_sample_at_the_learned_coupling(tmp_path) -> None:
     wrong = {**hmc, "config": {**hmc["config"], "action": {**hmc["config"]["action"], "kappa": 0.2}}}
     with pytest.raises(ConfigError, match="action.kappa"):  # a run at the configured (not learned) kappa
         sample_job(tmp_path, n=32, batch=16, reference=wrong)
+    # the commands' texts: the finished ladder reruns as a resumption; the summary compares at the learned kappa
+    text = train_command(cfg(), out=tmp_path, quiet=True)
+    assert "trained 6 steps (resumed from step 6)" in text and "ESS" in text
+    table = flow_summary(tmp_path, sample=s, hmc=hmc)
+    assert f"{res['fine_kappa']:.4g}"[:5] in table["theory"], table["theory"]
+    assert any(r["reference_kind"] == "hmc" for r in table["rows"])
     assert s["observables"] and all(e["value"] == e["value"] and e["error"] >= 0 for e in s["observables"].values())
 
 
