@@ -232,7 +232,8 @@ def uv_ladder(model: UVMatchingModel, train_config: Any, folder: str | os.PathLi
         ``folder/level_<i>.pt``.
     folder : path
         Level checkpoints and ``uv_levels.json`` (one entry per finished level: steps, learned and ESS-optimal
-        ``kappa``, the ESS at both, the scan), written atomically; rerunning resumes.
+        ``kappa``, the ESS at both, the scan; for ``i >= 2`` also ``kappa_start``/``ess_start``, the copied
+        transformation before retraining), written atomically; rerunning resumes.
     ladder : UVLadderConfig
     on_step : callable
         ``on_step(level, metrics)`` after every training step (metrics files of the jobs).
@@ -285,6 +286,9 @@ def uv_ladder(model: UVMatchingModel, train_config: Any, folder: str | os.PathLi
                                   center=done[-1]["kappa"])
             with torch.no_grad():
                 m.target.couplings.kappa.fill_(start["kappa"])
+            # the iterated transformation before retraining (N_RT = 0, Figs. 8-9), kept for the level's entry
+            _write_json(os.path.join(folder, f"level_{i}_start.json"),
+                        {"kappa_start": start["kappa"], "ess_start": start["ess"]})
         tr = Trainer(m, m.target, cfg)
         if not fresh:
             tr.load(ckpt)
@@ -305,6 +309,7 @@ def uv_ladder(model: UVMatchingModel, train_config: Any, folder: str | os.PathLi
             learned = float(m.target.couplings.kappa.detach())
             scan = best_coupling(m, ladder.eval_batch_size, backends.rng(seed + 104729 * i + 1, backend="torch"),
                                  scan_width=ladder.scan_width, scan_points=ladder.scan_points, center=learned)
+            start_path = os.path.join(folder, f"level_{i}_start.json")
             entry = {"level": i, "lattice": list(m.fine_shape), "steps": tr.step,
                      "early_stopped": bool(retrain and tr.step < cfg.steps),
                      "kappa_learned": learned, "ess_at_learned": scan["ess_center"],
@@ -312,6 +317,9 @@ def uv_ladder(model: UVMatchingModel, train_config: Any, folder: str | os.PathLi
                      "kappa_grid": scan["kappa_grid"], "ess_grid": scan["ess_grid"],
                      "history": [h for h in tr.history if "eval_ess" in h] if retrain else [],
                      "ess_definition": f"Kish ESS/N of N = {ladder.eval_batch_size} fresh draws"}
+            if os.path.exists(start_path):  # levels >= 2: the copied transformation at its ESS-optimal kappa
+                with open(start_path) as f:
+                    entry.update(json.load(f))
             done = [e for e in done if e["level"] != i] + [entry]
             _write_json(summary_path, {"levels": done, "ladder": asdict(ladder)})
         with torch.no_grad():  # the level's coupling: the ESS-optimal one (Fig. 8)

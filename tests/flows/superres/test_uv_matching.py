@@ -149,6 +149,7 @@ def test_ladder_copies_retrains_with_early_stopping_and_resumes(tmp_path: Any) -
     assert [h["step"] for h in levels[1]["history"]] == [2, 4]
     for e in levels:
         assert e["ess"] >= max(e["ess_grid"]) - 1e-12 and e["ess"] >= e["ess_at_learned"] - 1e-12
+    assert "ess_start" not in levels[0] and 0 < levels[1]["ess_start"] <= 1  # the copy before retraining
     assert float(model.target.couplings.kappa.detach()) == levels[1]["kappa"]
     on_disk = json.loads((tmp_path / "a" / "uv_levels.json").read_text())["levels"]
     assert [e["kappa"] for e in on_disk] == [e["kappa"] for e in levels]
