@@ -69,6 +69,8 @@ class Phi4Couplings(nn.Module):
         for name, v in (("kappa", kappa), ("lam", lam)):
             if not isinstance(v, (int, float)) or not math.isfinite(float(v)):
                 raise ValueError(f"{name}={v!r}: expected a finite number")
+        if float(lam) < 0:
+            raise ValueError(f"lam={lam!r}: expected lam >= 0 (the phi^4 action is unbounded below for lam < 0)")
         bad = [k for k in learn if k not in COUPLING_NAMES]
         if bad:
             raise ValueError(f"learn={list(learn)!r}: unknown couplings {bad}; expected a subset of {COUPLING_NAMES}")
@@ -94,8 +96,16 @@ class Phi4Couplings(nn.Module):
         return Phi4Action(lattice, self.kappa, self.lam)
 
     def action(self, phi: torch.Tensor, lattice: Lattice) -> torch.Tensor:
-        """``S[c](phi)`` per batch element ``(B,)``, differentiable in ``phi`` and the couplings."""
+        """``S[c](phi)`` per batch element ``(B,)``, differentiable in ``phi`` and the couplings.
+
+        Raises ValueError when a learned ``lam`` has become negative (the action is then unbounded below and
+        the samplers diverge): training stops before the optimizer moves again.
+        """
         _check_field(phi, lattice)
+        if "lam" in self.learn and bool(self.lam.detach() < 0):
+            raise ValueError(f"couplings.lam = {float(self.lam.detach()):.6g}: the learned quartic coupling became "
+                             "negative, so the phi^4 action is unbounded below; lower train.lr or keep lam fixed "
+                             "(model.learn = ['kappa'])")
         return phi4_action(phi, lattice, self.kappa, self.lam)
 
     def action_gradients(self, phi: torch.Tensor, lattice: Lattice) -> torch.Tensor:

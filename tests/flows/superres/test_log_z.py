@@ -113,6 +113,13 @@ def test_refusals(free_theory: Any) -> None:
         Phi4Couplings(0.2, 0.0, learn=("mass",))
     with pytest.raises(ValueError, match="kappa"):
         Phi4Couplings(float("nan"), 0.0)
+    with pytest.raises(ValueError, match="lam=-0.01"):
+        Phi4Couplings(0.2, -0.01)
+    learned = Phi4Couplings(0.2, 0.01, learn=("lam",))
+    with torch.no_grad():
+        learned.lam.fill_(-1e-3)  # an optimizer step past zero
+    with pytest.raises(ValueError, match="unbounded below"):
+        learned.action(torch.zeros(2, 4, 4, dtype=torch.float64), LAT)
     c = Phi4Couplings(0.2, 0.0)
     with pytest.raises(ValueError, match=r"phi has shape \(2, 4\)"):
         c.action(torch.zeros(2, 4, dtype=torch.float64), LAT)
