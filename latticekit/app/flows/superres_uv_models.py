@@ -136,6 +136,7 @@ def superres_uv_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progr
     """The UV-matching ladder as the train job (module docstring); returns the content of ``train.json``."""
     from latticekit.flows.checkpoint import save_checkpoint
     from latticekit.flows.superres import UVLadderConfig, uv_ladder
+    from latticekit.flows.train import NonFiniteLossError, Trainer
 
     from ..folders import CHECKPOINT, CONFIG, METRICS, TRAIN_PLOT, TRAIN_SUMMARY, write_json
     from ..killpoints import kill_point
@@ -172,13 +173,18 @@ def superres_uv_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progr
         kill_point("train:step")
 
     try:
-        res = uv_ladder(model, t.train_config(device, levels_dir / "level_1.pt"), levels_dir, ladder, on_step=on_step, seed=t.seed)
+        res = uv_ladder(model, t.train_config(device, levels_dir / "level_1.pt"), levels_dir, ladder,
+                        on_step=on_step, seed=t.seed)
+    except NonFiniteLossError as exc:  # the level checkpoints hold the last good state
+        writer.close()
+        write_json(outdir / TRAIN_SUMMARY, {"status": "stopped: non-finite loss or gradient", "message": str(exc),
+                                            "levels_file": str(levels_dir / "uv_levels.json")})
+        raise
     finally:
         writer.close()
     save_checkpoint(outdir / CHECKPOINT, model=model, step=res["steps"],
                     config={"flow_config": conf, "uv_levels": res["levels"], "history": []})
     last = res["levels"][-1]
-    from latticekit.flows.train import Trainer
     from latticekit.utils import atomic_write
 
     learned = learned_couplings(model)

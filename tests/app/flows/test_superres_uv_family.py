@@ -6,6 +6,7 @@ bit-identically (level checkpoints; every random number comes from generators st
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import torch
@@ -121,3 +122,26 @@ def test_killed_inside_level_two_resumes_bit_identically(killed_and_resumed) -> 
         if isinstance(v, torch.Tensor):
             assert bool((v == w).all()), k
     assert json.dumps(full["config"]["uv_levels"]) == json.dumps(resumed["config"]["uv_levels"])
+
+
+def test_non_finite_loss_keeps_the_level_checkpoints(tmp_path, monkeypatch) -> None:
+    """A NaN in level 2 stops the job with the stopped status in train.json; level 1 stays finished and the rerun
+    (without the NaN) continues from the level-2 checkpoint."""
+    from latticekit.flows import Trainer
+    from latticekit.flows.train import NonFiniteLossError
+
+    original = Trainer.train_step
+
+    def nan_at_level_two(self: Trainer) -> Any:
+        if self.model.fine_shape == (8, 8) and self.step == 1:
+            raise NonFiniteLossError("loss is nan")
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", nan_at_level_two)
+    with pytest.raises(NonFiniteLossError):
+        train_job(cfg(), out=tmp_path, progress=False)
+    assert json.loads((tmp_path / "train.json").read_text())["status"].startswith("stopped")
+    assert [e["level"] for e in json.loads((tmp_path / "uv_levels" / "uv_levels.json").read_text())["levels"]] == [1]
+    assert (tmp_path / "uv_levels" / "level_2.pt").exists() and not (tmp_path / "checkpoint.pt").exists()
+    monkeypatch.setattr(Trainer, "train_step", original)
+    assert train_job(cfg(), out=tmp_path, progress=False)["resumed_from_step"] == 3
