@@ -17,6 +17,9 @@ the machine (CPU model, cores, load average at start and end, torch threads).
     python benchmarks/bench_superres.py profile --family superres --steps 3 --out benchmarks/results/superres_profile_ir.json
     python benchmarks/bench_superres.py profile --family superres_uv --kernel 3 --steps 3 \
         --out benchmarks/results/superres_profile_uv.json
+    # the same with the earlier form of the CNF's kernel sum (a loop of torch.roll over the offsets)
+    python benchmarks/bench_superres.py profile --family superres_uv --kernel 3 --steps 3 --offset-loop \
+        --out benchmarks/results/superres_profile_uv_loop.json
 
     # UV-matching ladder (App. A, Figs. 8-10) through the superres_uv train job (resumable in --folder): the coarse
     # theory fixed, the fine kappa learned; per level the learned and ESS-optimal kappa, the ESS/N at both (Kish,
@@ -147,6 +150,8 @@ def cmd_profile(args: argparse.Namespace) -> None:
         return original(self, *a, **k)
 
     LocalCNF._field_and_divergence = counted  # type: ignore[method-assign]
+    if args.offset_loop:  # the loop over offsets (torch.roll) instead of one convolution: the earlier form
+        LocalCNF.conv_max_nd = 0
     out: dict[str, Any] = {"benchmark": "superres_profile", "command": "python " + " ".join(sys.argv),
                            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine_at_start": machine(),
                            "settings": vars(args), "fine_lattice": [L, L]}
@@ -245,6 +250,7 @@ def main() -> None:
     pr = sub.add_parser("profile", help="time the phases of a training step")
     pr.add_argument("--family", choices=("superres", "superres_uv"), default="superres")
     pr.add_argument("--out", required=True)
+    pr.add_argument("--offset-loop", action="store_true", help="time the roll loop instead of the convolution")
     for name, kind, default in (("seed", int, 0), ("threads", int, 2), ("coarse", int, 4), ("levels", int, 1),
                                 ("kappa", float, 0.25), ("lam", float, 0.01), ("steps", int, 3), ("batch", int, 64),
                                 ("n-therm", int, 50000), ("n-langevin", int, 500), ("log-z-n", int, 1024),

@@ -327,6 +327,11 @@ class LocalCNF(FlowLayer):
         lat = "".join(a + b for a, b in zip(m, p))
         return f"bf{lat},f{p}->b{lat}"
 
+    #: lattice dimensions up to which the block-kernel sum is one ``conv{nd}d`` (torch has them for 1-3); above,
+    #: the loop over offsets. Setting it to 0 forces the loop in any ``nd`` (the tests compare both; the profile
+    #: benchmark times both)
+    conv_max_nd: int = 3
+
     def _convolve(self, hb: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """``sum_{o, f'} w_{p(x)}(o)_{f'} hb_{f'}(x + o)`` for ``nd <= 3`` by one periodic convolution per call:
         circular padding by ``r``, ``conv{nd}d`` with the ``2^nd`` block kernels as output channels (torch
@@ -357,7 +362,7 @@ class LocalCNF(FlowLayer):
         h, dh = self._features(psi)
         hb = torch.tensordot(self.w_basis, h, dims=([1], [1])).movedim(0, 1)        # (N, F', *L): W^H H
         a = self._spatial_at(t, kernels)                                            # (F', P, O)
-        if nd <= 3:
+        if nd <= self.conv_max_nd:
             g = self._convolve(hb, a)
         else:
             blocked = (hb.shape[0], hb.shape[1]) + tuple(q for n in shape for q in (n // 2, 2))

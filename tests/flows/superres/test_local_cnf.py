@@ -365,3 +365,17 @@ def test_a_solve_that_misses_its_tolerance_names_the_options(adjoint: bool) -> N
     layer = _layer((4, 4), 2, "cpu", scale=10.0, options={"max_num_steps": 3}, adjoint=adjoint)
     with pytest.raises(ODESolverError, match=r"rtol=1e-10, atol=1e-10 .*max_num_steps"):
         layer(_field((2, 4, 4), "cpu"))
+
+
+@pytest.mark.parametrize("shape,kernel_size", [((6,), 3), ((4, 6), 2), ((6, 6), 3), ((4, 4, 4), 3)])
+def test_convolution_equals_the_offset_loop(shape: tuple[int, ...], kernel_size: int, device: str) -> None:
+    """The conv{nd}d form of the block-kernel sum against the loop over offsets (rolls and per-block einsums): the
+    same sums in another order, float64."""
+    layer = _layer(shape, kernel_size, device, scale=0.5)
+    psi = _field((3,) + shape, device)
+    g_conv, d_conv = layer._field_and_divergence(psi, 0.3)
+    layer.conv_max_nd = 0
+    g_loop, d_loop = layer._field_and_divergence(psi, 0.3)
+    assert_close(g_conv, g_loop, rtol=1e-12, atol=1e-12)
+    assert_close(d_conv, d_loop, rtol=1e-12, atol=1e-12)
+    assert float(g_conv.detach().abs().max()) > 1e-2  # a non-trivial field
