@@ -14,11 +14,14 @@ the machine (CPU model, cores, load average at start and end, torch threads).
 
     # profile of the training step (forward = sample + action, backward = gradients + Adam; field evaluations of
     # the CNF per step; the cProfile functions with the most own time), IR- and UV-matching, 8x8, batch 64
-    python benchmarks/bench_superres.py profile --family superres --steps 3 --out benchmarks/results/superres_profile_ir.json
-    python benchmarks/bench_superres.py profile --family superres_uv --kernel 3 --steps 3 \
-        --out benchmarks/results/superres_profile_uv.json
+    python benchmarks/bench_superres.py profile --family superres --kernel 2 --steps 3 --threads 1 \
+        --out benchmarks/results/superres_profile_ir_conv.json
+    python benchmarks/bench_superres.py profile --family superres_uv --kernel 3 --steps 3 --threads 1 \
+        --out benchmarks/results/superres_profile_uv_conv.json
     # the same with the earlier form of the CNF's kernel sum (a loop of torch.roll over the offsets)
-    python benchmarks/bench_superres.py profile --family superres_uv --kernel 3 --steps 3 --offset-loop \
+    python benchmarks/bench_superres.py profile --family superres --kernel 2 --steps 3 --threads 1 --offset-loop \
+        --out benchmarks/results/superres_profile_ir_loop.json
+    python benchmarks/bench_superres.py profile --family superres_uv --kernel 3 --steps 3 --threads 1 --offset-loop \
         --out benchmarks/results/superres_profile_uv_loop.json
 
     # UV-matching ladder (App. A, Figs. 8-10) through the superres_uv train job (resumable in --folder): the coarse
