@@ -43,8 +43,8 @@ from latticekit.utils.schema import ConfigError, setting
 
 from .models import FlowFamily
 
-__all__ = ["SUPERRES", "SuperresBaseSettings", "SuperresSettings", "coarse_std", "exact_chain", "rectangular_stack",
-           "superres_flow"]
+__all__ = ["SUPERRES", "SuperresBaseSettings", "SuperresSettings", "coarse_std", "coarse_theory", "exact_chain",
+           "rectangular_stack", "superres_flow"]
 
 
 def _check_learn(names: list[str]) -> str | None:
@@ -109,20 +109,27 @@ def superres_flow(theory: Any, s: SuperresSettings) -> Any:
         SuperResolvingModel,
         hmc_sampler,
     )
-    from latticekit.lattice import Lattice
 
-    if theory.kind != "phi4":
-        raise ConfigError(f"model.coupling: 'superres' samples phi^4 (action.kind = 'phi4'), got {theory.kind!r}")
-    p, fine = theory.params, tuple(theory.lattice.shape)
-    k = s.n_layers if s.n_layers is not None else _default_layers(fine)
-    coarse = Lattice(tuple(L // 2 ** k for L in fine))
-    kappa = p.kappa if s.coarse_kappa is None else s.coarse_kappa
-    lam = p.lam if s.coarse_lam is None else s.coarse_lam
+    coarse, k, kappa, lam = coarse_theory(theory, s, "superres")
     c = Phi4Couplings(kappa, lam, learn=tuple(s.learn))
     log_z = LogZGradient(c, coarse, hmc_sampler(n_traj=s.hmc_traj), s.log_z_samples, threshold=s.r_w) if s.learn else None
     prior = CoarseTheoryPrior(coarse, c, log_z=log_z, step_size=s.langevin_step, n_therm=s.n_therm,
                               n_steps=s.n_langevin)
     return SuperResolvingModel(prior, rectangular_stack(coarse, k, s, coarse_std(coarse, kappa, lam, s)))
+
+
+def coarse_theory(theory: Any, s: SuperresBaseSettings, family: str) -> tuple[Any, int, float, float]:
+    """The coarse lattice, the number of doublings and the coarse couplings ``(kappa, lam)`` of the ``[model]``
+    keys (default: the action's couplings); refuses theories other than phi^4."""
+    from latticekit.lattice import Lattice
+
+    if theory.kind != "phi4":
+        raise ConfigError(f"model.coupling: {family!r} samples phi^4 (action.kind = 'phi4'), got {theory.kind!r}")
+    p, fine = theory.params, tuple(theory.lattice.shape)
+    k = s.n_layers if s.n_layers is not None else _default_layers(fine)
+    kappa = p.kappa if s.coarse_kappa is None else s.coarse_kappa
+    lam = p.lam if s.coarse_lam is None else s.coarse_lam
+    return Lattice(tuple(L // 2 ** k for L in fine)), k, kappa, lam
 
 
 def coarse_std(coarse: Any, kappa: float, lam: float, s: SuperresBaseSettings) -> float:
@@ -163,7 +170,11 @@ def rectangular_stack(coarse: Any, k: int, s: SuperresBaseSettings, sigma: float
 def superres_sampler(model: Any, theory: Any, s: SuperresSettings, n: int, rng: Any, *,
                      observables: dict[str, Callable[[Any], Any]], batch_size: int) -> tuple[Any, dict[str, Any]]:
     """Independence Metropolis with coarse fields from independent HMC chains at the learned couplings."""
-    from latticekit.flows.superres import CoarseTheoryPrior, SuperResolvingModel, hmc_sampler
+    from latticekit.flows.superres import (
+        CoarseTheoryPrior,
+        SuperResolvingModel,
+        hmc_sampler,
+    )
 
     prior = model.prior
     exact = CoarseTheoryPrior(prior.lattice, prior.couplings, log_z=prior.log_z, sampler=hmc_sampler(n_traj=s.hmc_traj))

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from latticekit.utils.schema import ConfigError, setting
+from latticekit.utils.schema import setting
 
 from .models import FlowFamily
 from .superres_models import (
@@ -60,6 +60,7 @@ from .superres_models import (
     _check_learn,
     _default_layers,
     coarse_std,
+    coarse_theory,
     exact_chain,
     rectangular_stack,
 )
@@ -99,15 +100,9 @@ def superres_uv_flow(theory: Any, s: SuperresUVSettings) -> Any:
         UVMatchingModel,
         hmc_sampler,
     )
-    from latticekit.lattice import Lattice
 
-    if theory.kind != "phi4":
-        raise ConfigError(f"model.coupling: 'superres_uv' samples phi^4 (action.kind = 'phi4'), got {theory.kind!r}")
-    p, fine = theory.params, tuple(theory.lattice.shape)
-    k = s.n_layers if s.n_layers is not None else _default_layers(fine)
-    coarse = Lattice(tuple(L // 2 ** k for L in fine))
-    kappa = p.kappa if s.coarse_kappa is None else s.coarse_kappa
-    lam = p.lam if s.coarse_lam is None else s.coarse_lam
+    coarse, k, kappa, lam = coarse_theory(theory, s, "superres_uv")
+    p = theory.params
     prior = CoarseTheoryPrior(coarse, Phi4Couplings(kappa, lam, learn=()), sampler=hmc_sampler(n_traj=s.hmc_traj))
     flows = rectangular_stack(coarse, k, s, coarse_std(coarse, kappa, lam, s))
     c = Phi4Couplings(p.kappa, p.lam, learn=tuple(s.learn))
@@ -138,11 +133,23 @@ def superres_uv_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progr
     from latticekit.flows.superres import UVLadderConfig, uv_ladder
     from latticekit.flows.train import NonFiniteLossError, Trainer
 
-    from ..folders import CHECKPOINT, CONFIG, METRICS, TRAIN_PLOT, TRAIN_SUMMARY, write_json
+    from ..folders import (
+        CHECKPOINT,
+        CONFIG,
+        METRICS,
+        TRAIN_PLOT,
+        TRAIN_SUMMARY,
+        write_json,
+    )
     from ..killpoints import kill_point
     from ..plots import training_plot
     from .models import build_flow
-    from .resume import MetricsWriter, prepare_run_folder, read_metrics, truncate_metrics
+    from .resume import (
+        MetricsWriter,
+        prepare_run_folder,
+        read_metrics,
+        truncate_metrics,
+    )
     from .train import ESS_DEFINITION
 
     conf, t, s = cfg.to_dict(), cfg.train, cfg.model.variant

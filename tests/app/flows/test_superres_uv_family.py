@@ -11,15 +11,14 @@ from typing import Any
 import pytest
 import torch
 
-from latticekit.exact import free_scalar_susceptibility
-
 from latticekit.app.cli import train_command
 from latticekit.app.config import FlowConfig, read_toml
-from latticekit.app.flows.summary import flow_summary
 from latticekit.app.flows.models import build_flow
 from latticekit.app.flows.sample import sample_job
+from latticekit.app.flows.summary import flow_summary
 from latticekit.app.flows.train import run_training, train_job
 from latticekit.app.run import run_job
+from latticekit.exact import free_scalar_susceptibility
 from latticekit.flows.superres import UVMatchingModel
 from latticekit.utils import ConfigError
 

@@ -20,7 +20,12 @@ from torch import nn
 import latticekit as lk
 from latticekit.actions.phi4 import Phi4Action
 from latticekit.exact import free_scalar_propagator, free_scalar_susceptibility
-from latticekit.flows import Trainer, TrainConfig, independence_metropolis, scalar_coupling_flow
+from latticekit.flows import (
+    TrainConfig,
+    Trainer,
+    independence_metropolis,
+    scalar_coupling_flow,
+)
 from latticekit.flows.superres import (
     CoarseTheoryPrior,
     LocalCNF,
