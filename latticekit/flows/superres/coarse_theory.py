@@ -49,7 +49,7 @@ from latticekit.backends import Generator
 from latticekit.lattice import Lattice
 
 from .couplings import Phi4Couplings
-from .log_z import LogZGradient, Phi4Sampler
+from .log_z import LogZGradient, Phi4Sampler, check_theory
 
 __all__ = ["CoarseTheoryPrior"]
 
@@ -79,15 +79,7 @@ class CoarseTheoryPrior(nn.Module):
                  sampler: str | Phi4Sampler = "langevin", step_size: float = 0.01, n_therm: int = 50000,
                  n_steps: int = 500) -> None:
         super().__init__()
-        if not isinstance(lattice, Lattice):
-            raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
-        if not isinstance(couplings, Phi4Couplings):
-            raise TypeError(f"couplings={type(couplings).__name__}: expected Phi4Couplings")
-        if couplings.learn and log_z is None:
-            raise ValueError(f"log_z: the couplings {couplings.learn} are learned, so the loss needs the log Z "
-                             "gradient of eq. (34); pass log_z=LogZGradient(couplings, lattice, sampler, n)")
-        if log_z is not None and log_z.couplings is not couplings:
-            raise ValueError("log_z: estimates the log Z gradient of other couplings than this prior's")
+        check_theory(lattice, couplings, log_z, "prior")
         if not (sampler == "langevin" or callable(sampler)):
             raise ValueError(f"sampler={sampler!r}: expected 'langevin' or a callable sampler(action, n, previous, "
                              "rng)")

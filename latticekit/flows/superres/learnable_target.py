@@ -45,7 +45,7 @@ from latticekit import backends
 from latticekit.lattice import Lattice
 
 from .couplings import Phi4Couplings
-from .log_z import LogZGradient
+from .log_z import LogZGradient, check_theory
 
 __all__ = ["LearnableTargetAction"]
 
@@ -68,16 +68,7 @@ class LearnableTargetAction(nn.Module):
     def __init__(self, lattice: Lattice, couplings: Phi4Couplings, log_z: LogZGradient | None = None, *,
                  seed: int = 0) -> None:
         super().__init__()
-        if not isinstance(lattice, Lattice):
-            raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
-        if not isinstance(couplings, Phi4Couplings):
-            raise TypeError(f"couplings={type(couplings).__name__}: expected Phi4Couplings")
-        if couplings.learn and log_z is None:
-            raise ValueError(f"log_z: the couplings {couplings.learn} are learned, so the loss needs the log Z "
-                             "gradient of eq. (34); pass log_z=LogZGradient(couplings, lattice, sampler, n)")
-        if log_z is not None and (log_z.couplings is not couplings or tuple(log_z.lattice.shape) != lattice.shape):
-            raise ValueError("log_z: estimates the log Z gradient of other couplings or another lattice than this "
-                             "action's")
+        check_theory(lattice, couplings, log_z, "action")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed={seed!r}: expected a non-negative integer")
         self.lattice, self.couplings, self.log_z, self.seed = lattice, couplings, log_z, seed

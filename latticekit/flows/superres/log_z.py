@@ -51,7 +51,7 @@ from latticekit.lattice import Lattice
 
 from .couplings import Phi4Couplings
 
-__all__ = ["LogZGradient", "Phi4Sampler", "hmc_sampler"]
+__all__ = ["LogZGradient", "Phi4Sampler", "check_theory", "hmc_sampler"]
 
 #: ``sampler(action, n, previous, rng) -> (n, *L)``: ``n`` independent configurations of ``action`` (a
 #: :class:`~latticekit.actions.Phi4Action` with float couplings) drawn with the latticekit generator ``rng``;
@@ -175,3 +175,19 @@ class LogZGradient:
         wbar = self._ready(rng)
         s = -(wbar * self.couplings.action(self.samples, self.lattice)).sum()
         return s - s.detach()
+
+
+def check_theory(lattice: Lattice, couplings: Phi4Couplings, log_z: "LogZGradient | None", owner: str) -> None:
+    """Argument checks shared by the theories with learnable couplings (the coarse prior of IR-matching, the fine
+    target of UV-matching): a lattice, Phi4Couplings, and a log Z estimator of these couplings on this lattice
+    whenever a coupling is learned (the loss needs the gradient of eq. 34)."""
+    if not isinstance(lattice, Lattice):
+        raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
+    if not isinstance(couplings, Phi4Couplings):
+        raise TypeError(f"couplings={type(couplings).__name__}: expected Phi4Couplings")
+    if couplings.learn and log_z is None:
+        raise ValueError(f"log_z: the couplings {couplings.learn} are learned, so the loss needs the log Z "
+                         "gradient of eq. (34); pass log_z=LogZGradient(couplings, lattice, sampler, n)")
+    if log_z is not None and (log_z.couplings is not couplings or tuple(log_z.lattice.shape) != tuple(lattice.shape)):
+        raise ValueError(f"log_z: estimates the log Z gradient of other couplings or another lattice than this "
+                         f"{owner}'s")
