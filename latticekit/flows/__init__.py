@@ -51,6 +51,7 @@ from .plaquette_coupling import PlaquetteCoupling
 from .priors import ConditionalGaussianPrior, GaussianPrior, HaarPrior, Prior
 from .sampling import MetropolisResult, draw_weighted, independence_metropolis, reweight_observable
 from .scalar_couplings import AffineCoupling, SplineCoupling, checkerboard_mask, scalar_coupling_flow
+from .shifted_masks import ShiftedStripeMask, default_shift_parameters, shifted_stripe_masks
 from .spectral import SUSpectralKernel, canonical_cell_flow, reunitarize, su_canonical_angles, weyl_log_density
 from .splines import circular_rq_spline, compile_splines, rq_spline, rq_spline_knots, rq_spline_on_knots
 from .sun_couplings import SUPlaquetteCoupling, sun_gauge_flow
@@ -67,6 +68,7 @@ __all__ = [
     "checkerboard_masks",
     "CheckerboardMask",
     "CheckpointMismatchError",
+    "default_shift_parameters",
     "circular_rq_spline",
     "compile_splines",
     "ConditionalGaussianPrior",
@@ -97,6 +99,8 @@ __all__ = [
     "rq_spline_on_knots",
     "save_checkpoint",
     "scalar_coupling_flow",
+    "shifted_stripe_masks",
+    "ShiftedStripeMask",
     "SplineCoupling",
     "stop_gradient_log_prob",
     "Stripe",

@@ -38,14 +38,13 @@ Layer orders are mask sequences: :func:`stripe_masks` (Kanwar's order, offsets 3
 direction) and :func:`checkerboard_masks` (the ``(mu, nu, parity)`` cycle); :data:`MASK_PATTERNS`
 names them for the stack builders (``masks="stripes"`` / ``"checkerboard"``).
 
-Adding a pattern (e.g. the higher-dimensional masks of Abbott et al., arXiv:2305.02402, used for 4D
-QCD in arXiv:2208.03832 with ``spatial-dims``, ``mask-orientations``, ``width``, ``active-phase``,
-``orientations-to-shift``, ``shifts`` and an alternation scheme) means a new file with a
-:class:`GaugeMask` subclass that implements ``directions`` (the mask orientations), ``_active_sites``
-(``width``, ``active-phase`` and ``shifts`` decide which sites of each orientation are active),
+The higher-dimensional masks of the 4D QCD flows (arXiv:2208.03832 with ``mask-orientations``,
+``width``, ``active-phase``, ``orientations-to-shift``, ``shifts`` and an alternation scheme) are
+:class:`~latticekit.flows.shifted_masks.ShiftedStripeMask` (``masks="shifted"``). Adding a pattern means
+a new file with a :class:`GaugeMask` subclass that implements ``directions``, ``_active_sites``,
 ``active_staple``, ``translations`` and ``_params`` (and ``stripe`` if it has one), a sequence
-function for the alternation scheme, and one entry in :data:`MASK_PATTERNS`; the couplings take any
-valid mask unchanged.
+function for its layer order, and one entry in :data:`MASK_PATTERNS`; the couplings take any valid
+mask unchanged.
 
 Examples
 --------
@@ -560,10 +559,18 @@ def checkerboard_masks(lattice: Lattice, n_layers: int | None = None) -> list[Ch
     return [CheckerboardMask(lattice, *order[i % len(order)]) for i in range(n)]
 
 
-#: named layer orders of the stack builders (``masks="stripes"`` / ``"checkerboard"``)
+def _shifted(lattice: Lattice, n_layers: int | None = None) -> list[Any]:
+    from .shifted_masks import shifted_stripe_masks  # (that module builds on this one)
+
+    return list(shifted_stripe_masks(lattice, n_layers))
+
+
+#: named layer orders of the stack builders (``masks="stripes"`` / ``"checkerboard"`` / ``"shifted"``, the
+#: higher-dimensional masks of the 4D QCD flows, :mod:`latticekit.flows.shifted_masks`)
 MASK_PATTERNS: dict[str, Callable[[Lattice, int | None], list[Any]]] = {
     "stripes": stripe_masks,
     "checkerboard": checkerboard_masks,
+    "shifted": _shifted,
 }
 
 

@@ -35,6 +35,7 @@ from latticekit.flows import (
     u1_gauge_flow,
 )
 from latticekit.flows.masks import CheckerboardMask, LinkMask, StripeMask
+from latticekit.flows.shifted_masks import ShiftedStripeMask, shifted_stripe_masks
 from latticekit.loops import LoopBuilder, staple_order
 from latticekit.observables import plaquettes
 from latticekit.testing import assert_close, assert_logdet_matches, gauge_equivariance_error, randomize_parameters
@@ -153,6 +154,13 @@ CATALOGUE = [
     Entry("su3-checker-4d-staples", 3, _su(3, _checker(0, 2, 0), loop="staples",
                                           alpha=(0.2, 0.5, 1.0, 0.3, -0.4, 0.6)), (2, 2, 2, 2), (2, 4, 2, 4),
           full_jacobian=False),
+    # SU(N) and U(1), the shifted-stripe masks of the 4D QCD flows (latticekit.flows.shifted_masks)
+    Entry("su3-shifted-4d-paper", 3, _su(3, lambda lat: ShiftedStripeMask(lat, (0,), 4, 1, (0, 1, 2, 3), (1, 2, 1, 1))),
+          (4, 2, 4, 4), (4, 2, 4, 4), full_jacobian=False),
+    Entry("su2-shifted-4d-width2", 2, _su(2, lambda lat: shifted_stripe_masks(lat, 3)[2]), (2, 2, 2, 2), (2, 4, 2, 4),
+          full_jacobian=False),
+    Entry("u1-shifted-3d", 1, _u1(lambda lat: ShiftedStripeMask(lat, (1,), 4, 3, (1, 2, 0), (1, 2, 1))), (4, 4, 2),
+          (8, 4, 4)),
     Entry("su2-checker-2d-constant", 2, _su(2, _checker(1, 0, 1), loop_context=False), (2, 2), (4, 4)),
     Entry("su2-two-directions", 2, _su(2, two_directions, loop="staples", alpha=(1.0, 0.3, 0.5, 0.9)), (2, 4),
           (4, 8)),

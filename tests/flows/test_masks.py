@@ -30,6 +30,7 @@ from latticekit.flows.masks import (
     gauge_masks,
     stripe_masks,
 )
+from latticekit.flows.shifted_masks import ShiftedStripeMask, default_shift_parameters, shifted_stripe_masks
 from latticekit.loops import LoopBuilder, staple_order, staple_plaquette
 from latticekit.observables import plaquettes
 from latticekit.testing import assert_close
@@ -57,6 +58,13 @@ for _shape, _mu, _off, _kw in [((4, 8), 0, 3, {}), ((8, 4), 1, 0, {}), ((4, 4), 
                                ((6, 4), 0, 1, {"period": 2}), ((3, 6), 0, 2, {"period": 3})]:
     MASKS.append((_shape, lambda lat, a=_mu, o=_off, k=_kw: StripeMask(lat, a, o, **k)))
 MASKS.append(((4, 8), two_direction_mask))
+for _shape, _args in [((4, 2, 4, 4), ((0,), 4, 1, (0, 1, 2, 3), (1, 2, 1, 1))),
+                      ((4, 4, 4, 4), ((2,), 4, 3, (2, 3, 0, 1), (1, 2, 1, 1))),
+                      ((2, 2, 2, 2), ((3,), 2, 1, (3, 0, 1, 2), (1, 1, 1, 1))),
+                      ((4, 4, 2), ((1,), 4, 2, (1, 2, 0), (1, 2, 1))),
+                      ((4, 4), ((0,), 4, 0, (1,), (1,))),
+                      ((6, 6), ((1,), 3, 2, (0, 1), (1, 1)))]:
+    MASKS.append((_shape, lambda lat, a=_args: ShiftedStripeMask(lat, *a)))
 MASK_IDS = [f"{'x'.join(map(str, s))}-{i}" for i, (s, _) in enumerate(MASKS)]
 
 
@@ -204,7 +212,7 @@ def test_layer_orders() -> None:
     # longer stacks repeat the cycle
     assert [(m.mu, m.nu, m.parity) for m in checkerboard_masks(lk.Lattice((2, 2, 4)), 15)][12:] == [
         (0, 1, 0), (1, 2, 0), (2, 0, 0)]
-    assert sorted(MASK_PATTERNS) == ["checkerboard", "stripes"]
+    assert sorted(MASK_PATTERNS) == ["checkerboard", "shifted", "stripes"]
     assert gauge_masks(lat, "stripes", 3) == ms[:3]
     assert gauge_masks(lat4, cb[:2]) == cb[:2]
 
@@ -278,3 +286,66 @@ def test_bad_inputs() -> None:
         gauge_masks(lat, [CheckerboardMask(lat, 0, 1, 0)], 3)
     with pytest.raises(ValueError, match="at least one mask"):
         gauge_masks(lat, [])
+
+
+def test_shifted_stripes_with_the_qcd_parameters() -> None:
+    """arXiv:2208.03832 Sec. 3.1: width 4, shifts [1, 2, 1, 1], orientations to shift [0, 1, 2, 3], the alternation
+    mask_orientations[0] = orientations_to_shift[0]; 48 layers = 3 cycles of 16 that each update every link once."""
+    lat = lk.Lattice((4, 4, 4, 4))
+    ms = shifted_stripe_masks(lat, 48)
+    c = lat.coords(backend="torch")
+    m0 = ms[0]
+    assert (m0.mu, m0.nu, m0.width, m0.active_phase) == (0, 1, 4, 0)
+    assert torch.equal(m0.sites(0), (c[0] + 2 * c[1] + c[2] + c[3]) % 4 == 0)   # the phase of the docstring
+    for i, m in enumerate(ms):
+        assert m.mu == m.orientations_to_shift[0] == i % 4 and m.shifts == (1, 2, 1, 1)
+        assert m.active_phase == (i // 4) % 4
+        assert int(m.active_links().sum()) == lat.volume // 4                  # one mu-link in four
+        # frozen: the planes without mu entirely, and half of each plane (mu, nu) (phases of x, x + nu both off)
+        fr = m.plaquette_classes()["frozen"]
+        for k, (a, b) in enumerate(lat.planes()):
+            want = lat.volume if m.mu not in (a, b) else lat.volume // 2
+            assert int(fr[k].sum()) == want, (i, a, b)
+    for k in range(3):
+        cover = sum(m.active_links().to(torch.int64) for m in ms[16 * k:16 * (k + 1)])
+        assert torch.equal(cover, torch.ones_like(cover))
+    # the mask is tilted: one step along mu changes the phase (unlike the stripes, which are invariant along mu)
+    assert not m0.is_symmetry((1, 0, 0, 0)) and m0.is_symmetry((1, 0, 3, 0)) and m0.is_symmetry((0, 2, 0, 0))
+    assert MASK_PATTERNS["shifted"](lat, 5) == ms[:5]
+    # small lattices: width 2, the parity of all coordinates (2^4, the CPU scale of the QCD example)
+    assert default_shift_parameters(lk.Lattice((2, 2, 2, 2))) == (2, (1, 1, 1, 1))
+    cb = shifted_stripe_masks(lk.Lattice((2, 2, 2, 2)))
+    assert len(cb) == 8
+    cover = sum(m.active_links().to(torch.int64) for m in cb)
+    assert torch.equal(cover, torch.ones_like(cover))
+
+
+def test_shifted_stripes_bad_inputs() -> None:
+    lat = lk.Lattice((4, 4, 4, 4))
+    with pytest.raises(ValueError, match=r"do not tile.*axis 0.*width = 4"):
+        ShiftedStripeMask(lk.Lattice((6, 4, 4, 4)), (0,), 4, 0, (0, 1, 2, 3), (1, 2, 1, 1))
+    with pytest.raises(ValueError, match=r"shifts=\[1, 4, 1, 1\].*direction 1 has shift 0 mod width"):
+        ShiftedStripeMask(lat, (0,), 4, 0, (0, 1, 2, 3), (1, 4, 1, 1))
+    with pytest.raises(ValueError, match="direction 3 has shift 0"):
+        ShiftedStripeMask(lat, (0,), 4, 0, (0, 1, 2), (1, 2, 1))
+    with pytest.raises(ValueError, match="one shift per orientation"):
+        ShiftedStripeMask(lat, (0,), 4, 0, (0, 1, 2, 3), (1, 2))
+    with pytest.raises(ValueError, match="width=1"):
+        ShiftedStripeMask(lat, (0,), 1)
+    with pytest.raises(ValueError, match="active_phase=4"):
+        ShiftedStripeMask(lat, (0,), 4, 4)
+    with pytest.raises(ValueError, match="mask_orientations"):
+        ShiftedStripeMask(lat, (4,))
+    with pytest.raises(ValueError, match="orientations_to_shift.*distinct"):
+        ShiftedStripeMask(lat, (0,), 4, 0, (0, 1, 1, 2))
+    with pytest.raises(ValueError, match="nu=0"):
+        ShiftedStripeMask(lat, (0,), 4, 0, None, (1, 1, 1, 1), nu=0)
+    # two orientations on the same sites: the generic check finds the plaquette with two active links
+    with pytest.raises(ValueError, match="contains 2 active links"):
+        ShiftedStripeMask(lk.Lattice((4, 4, 4)), (0, 1), 4, 0, (0, 1, 2), (1, 1, 1))
+    with pytest.raises(ValueError, match="every direction is a mask orientation"):
+        ShiftedStripeMask(lk.Lattice((4, 4)), (0, 1), 4, 0, (0, 1), (1, 1))
+    with pytest.raises(ValueError, match="even extents"):
+        shifted_stripe_masks(lk.Lattice((2, 3, 2, 2)))
+    with pytest.raises(ValueError, match="n_layers"):
+        shifted_stripe_masks(lat, 0)
