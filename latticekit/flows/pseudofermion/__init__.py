@@ -15,13 +15,14 @@ from .context import PFContext, PFContextHead, PFContextTrunk, context_inputs
 from .coupling import PseudofermionCoupling
 from .conditional import ConditionalPFModel
 from .joint import OBJECTIVES, JointAction, JointModel, JointSample, MarginalAction
-from .masks import PARTITIONINGS, PFMask, RowMask, SiteMask, SpinMask, pf_masks, support_mask
+from .masks import PARTITIONINGS, GammaMask, PFMask, RowMask, SiteMask, SpinMask, pf_masks, projector_basis, support_mask
 from .pseudo_marginal import PFWeights, ess_vs_npf, fit_ess_npf, pf_weights, pseudo_marginal_metropolis
 from .parallel_transport import n_transport_features, parallel_transport, ptc, ptcn
 from .targets import PFTarget, PseudofermionSolveError, monomial_targets, normal_eigenvalues
 
 __all__ = [
     "ConditionalPFModel",
+    "GammaMask",
     "JointAction",
     "JointModel",
     "JointSample",
@@ -49,6 +50,7 @@ __all__ = [
     "n_transport_features",
     "parallel_transport",
     "pf_masks",
+    "projector_basis",
     "ptc",
     "ptcn",
     "support_mask",

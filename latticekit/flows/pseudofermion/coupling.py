@@ -125,6 +125,11 @@ class PseudofermionCoupling(FlowLayer):
         ind = torch.zeros(self.ns, dtype=torch.bool)
         ind[list(self.spins)] = True
         self.register_buffer("spin_active", ind, persistent=False)
+        # masks with a non-diagonal projector (GammaMask): the layer acts on psi = V^dag phi (masks.py)
+        # kept outside the buffers: Module.to(dtype=float64) would cast a complex buffer to real
+        V = mask.spin_basis(self.ns)
+        self._basis = None if V is None else V.to(torch.complex128)
+        self._basis_cache: dict[tuple[Any, Any], torch.Tensor] = {}
 
     def extra_repr(self) -> str:
         return f"mask={self.mask!r}, n_pt={len(self.m_shapes)}, spins={self.spins}, even_odd={self.even_odd}"
@@ -154,6 +159,24 @@ class PseudofermionCoupling(FlowLayer):
 
     def _transform(self, phi: torch.Tensor, ctx: PFContext, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
         self._check(phi, ctx)
+        V = self._spin_basis(phi)
+        if V is not None:  # psi = V^dag phi; V unitary: no log-det, colour untouched (equivariance kept)
+            phi = torch.einsum("ts,bt...->bs...", V.conj(), phi)
+        out, ld = self._transform_diagonal(phi, ctx, inverse)
+        if V is not None:
+            out = torch.einsum("st,bt...->bs...", V, out)
+        return out, ld
+
+    def _spin_basis(self, phi: torch.Tensor) -> torch.Tensor | None:
+        if self._basis is None:
+            return None
+        key = (phi.device, phi.dtype)
+        if key not in self._basis_cache:
+            self._basis_cache[key] = self._basis.to(device=phi.device, dtype=phi.dtype)
+        return self._basis_cache[key]
+
+    def _transform_diagonal(self, phi: torch.Tensor, ctx: PFContext, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. (28) in the basis where the projector is diagonal."""
         Ms, A = self._params(ctx)
         act = self.sites.to(phi.device)  # (*L)
         # frozen part: every component but (active spin, active site)

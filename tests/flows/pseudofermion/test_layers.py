@@ -16,9 +16,10 @@ import pytest
 import torch
 
 import latticekit as lk
-from latticekit.actions.dirac import WilsonDirac, gamma_matrices
+from latticekit.actions.dirac import WilsonDirac, gamma5_matrix, gamma_matrices
 from latticekit.flows.pseudofermion import (
     PARTITIONINGS,
+    GammaMask,
     PFContextTrunk,
     PseudofermionCoupling,
     RowMask,
@@ -28,6 +29,7 @@ from latticekit.flows.pseudofermion import (
     parallel_transport,
     pf_masks,
     ptc,
+    projector_basis,
     ptcn,
     support_mask,
 )
@@ -244,8 +246,22 @@ def test_masks_cover_every_support_component_exactly_once_per_cycle(scheme: str,
     lat = lk.Lattice(shape)
     sup = support_mask(lat, even_odd)
     masks = pf_masks(scheme, lat, 8, even_odd=even_odd)
-    cycle = {"spatial": 2, "spin": 2, "alternating": 4}[scheme]
+    cycle = {"spatial": 2, "spin": 2, "alternating": 4, "gamma": 8}[scheme]
     assert [repr(m) for m in masks] == [repr(m) for m in masks[:cycle]] * (8 // cycle)  # the cycle repeats
+    if scheme == "gamma":
+        # spatial pair, then (1 + gamma_mu)/2, (1 - gamma_mu)/2 for mu = 0, 1, 5 (2D)
+        assert [repr(m) for m in masks[2:]] == [repr(GammaMask(mu, s)) for mu in (0, 1, 5) for s in (1, -1)]
+        for plus, minus in zip(masks[2::2], masks[3::2]):
+            gam = torch.tensor(gamma5_matrix(2) if plus.mu == 5 else gamma_matrices(2)[plus.mu], dtype=C128)
+            V = plus.spin_basis(2)
+            assert torch.equal(V, minus.spin_basis(2))
+            # V is unitary and diagonalises gamma_mu with +1 on the components the "+" mask updates
+            assert_close(V.mH @ V, torch.eye(2, dtype=C128), atol=1e-14, rtol=0)
+            assert_close(V.mH @ gam @ V, torch.diag(torch.tensor([1.0, -1.0], dtype=C128)), atol=1e-14, rtol=0)
+            assert plus.active_spins(2) == (0,) and minus.active_spins(2) == (1,)
+        masks = masks[:2]
+        scheme = "spatial"
+        cycle = 2
     # "alternating" is a spatial cycle followed by a spin cycle: each pair covers every variable once
     groups = [masks[:2], masks[2:4]] if scheme == "alternating" else [masks[:cycle]]
     kinds = [SiteMask if not even_odd else RowMask, SpinMask] if scheme == "alternating" else \
@@ -431,8 +447,9 @@ def test_one_ptc_with_the_hopping_matrices_is_the_4d_wilson_dirac_operator(G: An
     assert_close(out, ref, atol=1e-12, rtol=0)  # the same ~36 float64 products per entry, summed differently
 
 
-@pytest.mark.parametrize("mask, even_odd", [(SpinMask((2, 3)), True), (RowMask(1, 1), True), (SiteMask(1), False)],
-                         ids=["chiral-eo", "rows-eo", "checkerboard"])
+@pytest.mark.parametrize("mask, even_odd", [(SpinMask((2, 3)), True), (RowMask(1, 1), True), (SiteMask(1), False),
+                                           (GammaMask(0, 1), False), (GammaMask(3, -1), True), (GammaMask(5, 1), False)],
+                         ids=["chiral-eo", "rows-eo", "checkerboard", "gamma0+", "gamma3-eo", "gamma5+"])
 def test_coupling_layer_in_4d(mask: Any, even_odd: bool, device: str) -> None:
     """Inverse, log-det against the real autograd Jacobian on the support, gauge equivariance."""
     G, lat = lk.SU(2), lk.Lattice((2, 2, 2, 2))
@@ -451,6 +468,15 @@ def test_coupling_layer_in_4d(mask: Any, even_odd: bool, device: str) -> None:
     x, ld_inv = layer.inverse(y, ctx)
     assert_close(x, phi, atol=1e-12, rtol=0)  # float64 round trip through one affine map
     assert_close(ld_inv, -ld, atol=1e-12, rtol=0)
+    if isinstance(mask, GammaMask):
+        # the frozen part (1 - P) phi with P = (1 + sign gamma_mu)/2 is unchanged, the active part P phi moves
+        gam = torch.tensor(gamma5_matrix(4) if mask.mu == 5 else gamma_matrices(4)[mask.mu], dtype=C128,
+                           device=device)
+        P = (torch.eye(4, dtype=C128, device=device) + mask.sign * gam) / 2
+        proj = lambda M, v: torch.einsum("st,bt...->bs...", M, v)  # noqa: E731
+        Q = torch.eye(4, dtype=C128, device=device) - P
+        assert_close(proj(Q, y), proj(Q, phi), atol=1e-13, rtol=0)   # a unitary rotation there and back
+        assert float((proj(P, y) - proj(P, phi)).detach().abs().max()) > 1e-2
     idx = sup.expand(phi.shape[1:]).reshape(-1).nonzero().squeeze(1)
     n = idx.numel()
 
@@ -466,3 +492,31 @@ def test_coupling_layer_in_4d(mask: Any, even_odd: bool, device: str) -> None:
     yt, ldt = layer(G.act(Om.unsqueeze(1), phi, nd=4), trunk.context(gauge_transform(U, Om, G, lat)))
     assert_close(yt, G.act(Om.unsqueeze(1), y, nd=4), atol=1e-12, rtol=0)
     assert_close(ldt, ld, atol=1e-12, rtol=0)
+
+
+def test_gamma5_mask_is_the_chiral_spin_mask(device: str) -> None:
+    """In the DeGrand-Rossi basis gamma_5 = diag(1, 1, -1, -1): the basis of GammaMask(5, +-1) is the identity
+    (Gram-Schmidt on the columns of the diagonal projector) and the layer is the SpinMask layer of the chiral half."""
+    G, lat = lk.SU(2), lk.Lattice((2, 2, 2, 2))
+    assert torch.equal(GammaMask(5, 1).spin_basis(4), torch.eye(4, dtype=C128))
+    rng = _rng(32, device)
+    U = G.random(rng, (2, 4), lat.shape)
+    phi = rng.complex_normal((2, 4, G.N) + tuple(lat.shape))
+    outs = []
+    for mask in (GammaMask(5, -1), SpinMask((2, 3))):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(4)
+            trunk = PFContextTrunk(G, lat, 3)
+            layer = PseudofermionCoupling(G, lat, mask, n_pt=2, hidden_features=2, n_hidden=3, init_gain=1.0)
+        trunk, layer = trunk.to(dtype=torch.float64, device=device), layer.to(dtype=torch.float64, device=device)
+        outs.append(layer(phi, trunk.context(U)))
+    assert_close(outs[0][0], outs[1][0], atol=1e-14, rtol=0)
+    assert_close(outs[0][1], outs[1][1], atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="mu=4"):
+        GammaMask(4, 1)
+    with pytest.raises(ValueError, match="sign=0"):
+        GammaMask(0, 0)
+    with pytest.raises(ValueError, match="gamma_3 does not exist in 2D"):
+        GammaMask(3, 1).spin_basis(2)
+    with pytest.raises(ValueError, match="Hermitian"):
+        projector_basis(torch.eye(2) * 2)
