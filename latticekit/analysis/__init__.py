@@ -10,22 +10,40 @@ from .acceptance import AcceptanceSummary, acceptance_summary
 from .autocorrelation import GammaResult, autocovariance, gamma_method
 from .blocking import BlockingResult, bin_series, blocking_analysis
 from .ess import ReweightResult, ess, ess_absolute, log_weights, log_z_estimate, reweight
+from .histogram_compare import (
+    Chi2Summary,
+    DensityHistogram,
+    HistogramComparison,
+    block_length,
+    combine_chi2,
+    compare_histograms,
+    density_histogram,
+    histogram_edges,
+)
 from .resampling import ResamplingResult, bootstrap, jackknife
 
 __all__ = [
     "AcceptanceSummary",
     "BlockingResult",
+    "Chi2Summary",
+    "DensityHistogram",
     "GammaResult",
+    "HistogramComparison",
     "ResamplingResult",
     "ReweightResult",
     "acceptance_summary",
     "autocovariance",
     "bin_series",
+    "block_length",
     "blocking_analysis",
     "bootstrap",
+    "combine_chi2",
+    "compare_histograms",
+    "density_histogram",
     "ess",
     "ess_absolute",
     "gamma_method",
+    "histogram_edges",
     "jackknife",
     "log_weights",
     "log_z_estimate",

@@ -7,6 +7,8 @@ never import it. Here:
   (:class:`RunConfig`, :class:`FlowConfig`);
 * :mod:`.run`, :mod:`.measure`: ``latticekit run`` / ``measure`` (:mod:`.run_state`: state and
   ensemble bookkeeping; :mod:`.analysis`: Gamma-method tables; :mod:`.plots`: figures);
+* :mod:`.compare`: ``latticekit compare``, a flow ensemble against an HMC ensemble, histogram by histogram
+  (:mod:`.ensemble_series`: the stored per-configuration measurements of an ensemble, as chains);
 * :mod:`.flows`: ``latticekit train`` / ``sample`` (model families, training, job-level resume,
   sampling, summaries, reference runs, the data-parallel launch);
 * :mod:`.io_commands`: ``latticekit info`` / ``convert``;
@@ -34,6 +36,7 @@ _LAZY = {
     "ConfigError": "config", "FlowConfig": "config", "RunConfig": "config", "load_config": "config",
     "read_toml": "config",
     "run_job": "run", "measure_job": "measure", "analyse": "analysis", "format_table": "analysis",
+    "compare_job": "compare",
     "main": "cli", "train_command": "cli", "sample_command": "cli",
     "info_command": "io_commands", "convert_command": "io_commands",
     "build_flow": "flows.models", "train_job": "flows.train", "sample_job": "flows.sample",

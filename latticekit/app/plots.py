@@ -6,7 +6,12 @@
   against the CPU time, with the evaluations marked), drawn from every line of ``metrics.jsonl``, so a
   resumed run's plot covers all steps (:func:`training_plot`);
 * ``latticekit sample``: ``sample.png``, a histogram of every observable on the flow-MCMC chain with
-  the flow-MCMC estimate and the reference (exact value, or a run's value and error) (:func:`sample_plot`).
+  the flow-MCMC estimate and the reference (exact value, or a run's value and error) (:func:`sample_plot`);
+* ``latticekit compare``: ``compare.png`` (Fig. 2 of arXiv:2208.03832: per observable the density
+  histograms of both ensembles with their errors, and below them the ratio flow/HMC per bin,
+  :func:`compare_plot`) and ``compare_residuals.png`` (Fig. 3: the squared residuals of all bins in bins
+  uniform in their square root, against the chi^2 density with one degree of freedom,
+  :func:`residuals_plot`).
 
 Where matplotlib cannot be imported, no figure is written and the functions return nothing.
 """
@@ -20,7 +25,7 @@ from typing import Any, Mapping, Sequence
 from latticekit import backends
 from latticekit.utils import atomic_write
 
-__all__ = ["run_plots", "sample_plot", "training_plot"]
+__all__ = ["compare_plot", "residuals_plot", "run_plots", "sample_plot", "training_plot"]
 
 
 def _pyplot() -> Any:
@@ -175,5 +180,89 @@ def sample_plot(path: Path, values: Mapping[str, Any], estimates: Mapping[str, M
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=9)
+    _save(plt, fig, Path(path))
+    return Path(path).name
+
+
+def compare_plot(path: Path, comparisons: Mapping[str, Any], title: str = "") -> str | None:
+    """Fig. 2 style: for each observable (``name -> HistogramComparison`` of flow ``a`` against HMC ``b``) the
+    two density histograms with their bootstrap errors (top) and the ratio flow/HMC per bin (bottom). Returns
+    the file name, or None when nothing was drawn."""
+    import numpy as np
+
+    plt = _pyplot()
+    if plt is None or not comparisons:
+        return None
+    n = len(comparisons)
+    ncol = min(n, 3)
+    nrow = (n + ncol - 1) // ncol
+    fig = plt.figure(figsize=(4.6 * ncol, 4.4 * nrow))
+    grid = fig.add_gridspec(nrow, ncol, hspace=0.32, wspace=0.28)
+    for k, (name, c) in enumerate(comparisons.items()):
+        pair = grid[divmod(k, ncol)].subgridspec(2, 1, height_ratios=[3, 1.3], hspace=0.06)
+        top = fig.add_subplot(pair[0])
+        bottom = fig.add_subplot(pair[1], sharex=top)
+        e = np.asarray(c.edges)
+        mid = 0.5 * (e[1:] + e[:-1])
+        for h, label, color in ((c.b, "HMC", "k"), (c.a, "flow", "C0")):
+            top.stairs(h.density, e, color=color, lw=1.1, label=f"{label} (N={h.n})")
+            top.errorbar(mid, h.density, yerr=h.error, fmt="none", ecolor=color, lw=0.9, capsize=2)
+        p = "-" if not np.isfinite(c.p_value) else f"{c.p_value:.2g}"
+        top.set_title(f"{name}: chi^2/dof = {c.chi2:.1f}/{c.dof}, p = {p}", fontsize=8)
+        top.set_ylabel("density", fontsize=8)
+        top.legend(fontsize=7)
+        top.tick_params(labelbottom=False, labelsize=7)
+        ok = np.isfinite(c.ratio)
+        bottom.axhline(1.0, color="k", lw=0.8, ls="--")
+        bottom.errorbar(mid[ok], c.ratio[ok], yerr=c.ratio_error[ok], fmt="o", ms=2.5, color="C0", lw=0.9, capsize=2)
+        bottom.set_ylabel("flow/HMC", fontsize=8)
+        bottom.set_xlabel(name, fontsize=8)
+        bottom.tick_params(labelsize=7)
+        if ok.any():   # rare bins have ratios with huge errors: keep the well-measured ones readable
+            lo = np.nanmin(c.ratio[ok] - c.ratio_error[ok])
+            hi = np.nanmax(c.ratio[ok] + c.ratio_error[ok])
+            bottom.set_ylim(max(lo, -1.0), min(hi, 3.0))
+    if title:
+        fig.suptitle(title, fontsize=9)
+    _save(plt, fig, Path(path))
+    return Path(path).name
+
+
+def residuals_plot(path: Path, r2: Any, total: Any = None, title: str = "") -> str | None:
+    """Fig. 3 style: the density of the squared residuals ``r2`` of all bins and observables, in bins uniform in
+    ``sqrt(r2)`` (``|r|``), against the chi^2 density with one degree of freedom (dashed), with the number of
+    bins expected in each (dots). ``total`` (``chi2``, ``dof``, ``p_value``) goes into the legend. Returns the
+    file name, or None when nothing was drawn."""
+    import numpy as np
+    from scipy import stats
+
+    plt = _pyplot()
+    r2 = np.asarray(r2, dtype=float).reshape(-1)
+    if plt is None or r2.size == 0:
+        return None
+    top = max(3.5, float(np.sqrt(r2.max())) * 1.0001)
+    nb = int(min(30, max(6, np.ceil(2 * np.sqrt(r2.size)))))
+    edges = np.linspace(0.0, top, nb + 1) ** 2          # uniform in |r| = sqrt(r^2)
+    counts, _ = np.histogram(r2, edges)
+    width = np.diff(edges)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    label = f"{r2.size} bins"
+    if total is not None:
+        p = "-" if not np.isfinite(total.p_value) else f"{total.p_value:.2g}"
+        label += f": sum r^2 = {total.chi2:.1f}, dof = {total.dof}, p = {p}"
+    ax.stairs(counts / (r2.size * width), edges, color="C0", lw=1.2, label=label)
+    x = np.linspace(edges[1] * 1e-3, edges[-1], 400)
+    ax.plot(x, stats.chi2.pdf(x, 1), "k--", lw=1, label="chi^2, 1 degree of freedom")
+    expected = np.diff(stats.chi2.cdf(edges, 1)) * r2.size
+    ax.plot(0.5 * (edges[1:] + edges[:-1]), expected / (r2.size * width), "k.", ms=3,
+            label="chi^2 (1) averaged over each bin")
+    ax.set_yscale("log")
+    ax.set_xscale("function", functions=(lambda v: np.sqrt(np.clip(v, 0.0, None)), np.square))
+    ax.set_xlim(0.0, edges[-1])
+    ax.set_xlabel("r^2 = (flow - HMC)^2 / (s_flow^2 + s_HMC^2)   (axis uniform in |r|)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=8)
     _save(plt, fig, Path(path))
     return Path(path).name

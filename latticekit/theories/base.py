@@ -124,7 +124,7 @@ class Theory:
         if not isinstance(self.measure_options, self.Measure):
             raise TypeError(f"measure={self.measure_options!r}: expected {self.Measure.__name__}")
         self.check(self.params, self.lattice.shape)
-        self.check_measure(self.measure_options, self.lattice.shape)
+        self.check_measure(self.measure_options, self.lattice.shape, self.params)
         self._action: Any = None
 
     # -- validation (raise ConfigError naming the key) ---------------------------------------------
@@ -133,8 +133,9 @@ class Theory:
         """Rules that involve several ``[action]`` keys or the lattice (single keys: field metadata)."""
 
     @classmethod
-    def check_measure(cls, options: Any, shape: Sequence[int]) -> None:
-        """Rules of the theory's ``[measure]`` keys that involve the lattice."""
+    def check_measure(cls, options: Any, shape: Sequence[int], params: Any = None) -> None:
+        """Rules of the theory's ``[measure]`` keys that involve the lattice or the ``[action]`` parameters
+        ``params`` (None: rules that need them are not checked)."""
 
     @classmethod
     def check_sampler(cls, algorithm: str, settings: Any, shape: Sequence[int]) -> None:

@@ -5,10 +5,18 @@ Action ``S = -(beta/N) sum_x sum_{mu<nu} Re tr P_{mu nu}(x)`` (:class:`latticeki
 * ``[action]``: ``group`` (``"U1"`` or ``"SU<N>"``, N >= 2), ``beta`` (``0 < beta <= 1e4``: no study
   goes beyond O(100); the bound catches typos such as ``1e300`` before the action overflows).
 * ``[measure]``: ``wilson_loops = [[T, R], ...]``, ``T`` links along direction 0 and ``R`` along
-  direction 1, each at most the extent of its direction.
+  direction 1, each at most the extent of its direction; ``flowed_topology_t`` (flow time ``t/a^2 >= 0``
+  of the flowed topological charge; 0, the default, measures none; 4D SU(N) only) and
+  ``flowed_topology_eps`` (its largest RK3 step, default 0.01).
 * Observables: ``plaquette`` (:func:`~latticekit.observables.average_plaquette`, any Nd);
   ``topological_charge`` ``Q = (1/2pi) sum_x arg P_01(x)`` (2D U(1) only); ``polyakov_loop_abs``
-  ``|<P>|`` (Nd >= 3); ``wilson_loop_{T}x{R}``; derived: ``chi_t = <Q^2>/V`` (2D U(1)).
+  ``|<P>|`` and ``polyakov_loop_re`` ``Re <P>`` (Nd >= 3; ``<P>`` the average Polyakov loop
+  ``(1/N) tr prod_t U_0`` of :func:`~latticekit.observables.average_polyakov_loop`, so ``N`` times it is the
+  ``L`` of eq. (3) of arXiv:2208.03832); ``wilson_loop_{T}x{R}``; ``topological_charge_flowed`` (4D SU(N)
+  with ``flowed_topology_t > 0``): the clover charge
+  (:func:`~latticekit.observables.topological_charge_clover`) of the field after Wilson flow
+  (:func:`~latticekit.observables.wilson_flow`) to ``t/a^2 = flowed_topology_t``; derived:
+  ``chi_t = <Q^2>/V`` (2D U(1)).
 * Exact values (:mod:`latticekit.exact`, 2D only): the torus plaquette and Wilson loops (U(1): every
   loop; SU(N): contractible loops ``T < L0``, ``R < L1``), and for U(1) ``chi_t``, ``<Q> = 0`` and the
   charge distribution ``P(Q)``.
@@ -41,7 +49,7 @@ from latticekit.utils.schema import ConfigError, setting
 from .base import Derived, Measurement, Theory
 from .samplers import HeatbathSettings, HMCSettings, build_hmc
 
-__all__ = ["BETA_MAX", "WilsonMeasure", "WilsonParams", "WilsonTheory", "check_group"]
+__all__ = ["BETA_MAX", "FLOW_EPS_MAX", "WilsonMeasure", "WilsonParams", "WilsonTheory", "check_group"]
 
 #: largest accepted ``action.beta`` (typo guard; see the module docstring)
 BETA_MAX = 1e4
@@ -71,12 +79,21 @@ def _check_loops(loops: list[list[int]]) -> str | None:
     return None
 
 
+#: largest accepted ``measure.flowed_topology_eps``: Luscher's RK3 has a global error O(eps^3); steps beyond
+#: 0.1 are no longer a controlled integration of the flow (0.01 to 0.05 is usual)
+FLOW_EPS_MAX = 0.1
+
+
 @dataclass
 class WilsonMeasure:
     """``[measure]`` keys of gauge theories."""
 
     wilson_loops: list[list[int]] = setting([], check=_check_loops,
                                             doc="[[T, R], ...]: T links along direction 0, R along direction 1")
+    flowed_topology_t: float = setting(0.0, ge=0.0, doc="flow time t/a^2 of topological_charge_flowed (4D SU(N)); "
+                                                        "0: not measured")
+    flowed_topology_eps: float = setting(0.01, gt=0.0, le=FLOW_EPS_MAX,
+                                         doc="largest RK3 step of the Wilson flow of topological_charge_flowed")
 
 
 class WilsonTheory(Theory):
@@ -97,11 +114,22 @@ class WilsonTheory(Theory):
                               f"plaquettes), got {list(shape)}")
 
     @classmethod
-    def check_measure(cls, options: Any, shape: Sequence[int]) -> None:
+    def check_measure(cls, options: Any, shape: Sequence[int], params: Any = None) -> None:
         for t, r in options.wilson_loops:
             if len(shape) < 2 or t > shape[0] or r > shape[1]:
                 raise ConfigError(f"measure.wilson_loops: the loop [{t}, {r}] (T along direction 0, R along "
                                   f"direction 1) is larger than the lattice {list(shape)}")
+        if options.flowed_topology_t > 0:
+            # the clover charge eps_{mu nu rho sigma} tr F F exists in 4D; for U(1) it is not the SU(N) instanton
+            # number this observable is meant for (2D U(1) has the geometric topological_charge instead)
+            if len(shape) != 4:
+                raise ConfigError(f"measure.flowed_topology_t = {options.flowed_topology_t}: the flowed clover "
+                                  f"topological charge needs a 4D lattice, got lattice.shape {list(shape)}; "
+                                  "leave it 0")
+            if params is not None and isinstance(group_from_name(params.group), U1Group):
+                raise ConfigError(f"measure.flowed_topology_t = {options.flowed_topology_t}: the flowed clover "
+                                  f"topological charge is measured for SU(N) only, got action.group = "
+                                  f"{params.group!r}; leave it 0")
 
     @classmethod
     def check_sampler(cls, algorithm: str, settings: Any, shape: Sequence[int]) -> None:
@@ -170,12 +198,24 @@ class WilsonTheory(Theory):
             out.append(Measurement(("topological_charge",),
                                    lambda U: {"topological_charge": obs.topological_charge_u1_2d(U, lat)}))
         if lat.nd >= 3:
-            out.append(Measurement(("polyakov_loop_abs",), lambda U: {
-                "polyakov_loop_abs": array_namespace(U).abs(obs.average_polyakov_loop(U, G, lat))}))
+            def polyakov(U: Any) -> dict[str, Any]:
+                xp, P = array_namespace(U), obs.average_polyakov_loop(U, G, lat)  # complex (B,), one product
+                return {"polyakov_loop_abs": xp.abs(P), "polyakov_loop_re": xp.real(P)}
+
+            out.append(Measurement(("polyakov_loop_abs", "polyakov_loop_re"), polyakov))
         for t, r in self.measure_options.wilson_loops:
             name = f"wilson_loop_{t}x{r}"
             out.append(Measurement((name,), lambda U, t=t, r=r, name=name: {
                 name: obs.wilson_loop(U, G, lat, r, t, mu=0, nu=1)}))
+        t_flow = self.measure_options.flowed_topology_t
+        if t_flow > 0:  # check_measure allowed it: 4D SU(N)
+            eps = self.measure_options.flowed_topology_eps
+
+            def flowed_charge(U: Any) -> dict[str, Any]:
+                V, _ = obs.wilson_flow(U, G, lat, t_flow, eps=eps, measure=None)
+                return {"topological_charge_flowed": obs.topological_charge_clover(V, G, lat)}
+
+            out.append(Measurement(("topological_charge_flowed",), flowed_charge))
         return out
 
     def derived(self) -> dict[str, Derived]:

@@ -8,9 +8,10 @@ import pytest
 
 import latticekit as lk
 from latticekit import exact, observables as obs
-from latticekit.gauge import random_gauge_field
+from latticekit.gauge import gauge_transform, random_gauge_field
 from latticekit.mc import HMC, Heatbath
 from latticekit.testing import assert_close
+from latticekit.testing.equivariance import random_gauge_transformation
 from latticekit.theories import make_theory
 from latticekit.utils import ConfigError
 
@@ -39,13 +40,67 @@ def test_observables_in_3d_and_su3(bk) -> None:
     lat = lk.Lattice((2, 4, 2))
     G = lk.SU(3)
     th = make_theory("wilson", lat, {"group": "SU3", "beta": 5.0})
-    assert th.observable_names() == ["plaquette", "polyakov_loop_abs"] and th.derived() == {} and th.exact() == {}
+    assert th.observable_names() == ["plaquette", "polyakov_loop_abs", "polyakov_loop_re"]
+    assert th.derived() == {} and th.exact() == {}
     U = random_gauge_field(G, lat, bk.rng(1), (2,))
     m = th.measure(U)
     assert_close(bk.to_numpy(m["plaquette"]), bk.to_numpy(obs.average_plaquette(U, G, lat)), rtol=1e-13, atol=0)
-    assert_close(bk.to_numpy(m["polyakov_loop_abs"]), np.abs(bk.to_numpy(obs.average_polyakov_loop(U, G, lat))),
-                 rtol=1e-13, atol=0)
+    P = bk.to_numpy(obs.average_polyakov_loop(U, G, lat))
+    assert_close(bk.to_numpy(m["polyakov_loop_abs"]), np.abs(P), rtol=1e-13, atol=0)
+    assert_close(bk.to_numpy(m["polyakov_loop_re"]), P.real, rtol=1e-13, atol=0)
+    assert bk.to_numpy(m["polyakov_loop_re"]).dtype == np.float64   # real, not complex with zero imaginary part
     assert th.summary_observables() == ["plaquette"]
+
+
+def _check_flowed_charge(b, group: str, shape: tuple[int, ...]) -> None:
+    lat = lk.Lattice(shape)
+    th = make_theory("wilson", lat, {"group": group, "beta": 2.0},
+                     {"flowed_topology_t": 0.1, "flowed_topology_eps": 0.05})
+    assert th.observable_names()[-1] == "topological_charge_flowed"
+    G = th.group
+    U = random_gauge_field(G, lat, b.rng(3), (2,))
+    q = b.to_numpy(th.measure(U, ["topological_charge_flowed"])["topological_charge_flowed"])
+    V, _ = obs.wilson_flow(U, G, lat, 0.1, eps=0.05, measure=None)
+    direct = b.to_numpy(obs.topological_charge_clover(V, G, lat))
+    assert_close(q, direct, rtol=1e-13, atol=1e-15)
+    assert float(np.max(np.abs(q))) > 1e-3          # a random field has a charge far from 0: the check is not 0 == 0
+    Om = random_gauge_transformation(U, G, lat, b.rng(4))
+    q_rot = b.to_numpy(th.measure(gauge_transform(U, Om, G, lat), ["topological_charge_flowed"])
+                       ["topological_charge_flowed"])
+    assert_close(q_rot, q, rtol=0, atol=1e-9)
+
+
+def test_flowed_topological_charge_is_flow_then_clover_charge(bk) -> None:
+    """``topological_charge_flowed`` is wilson_flow followed by topological_charge_clover, called directly,
+    and gauge invariant, on 2^4 SU(2). Short flow (t = 0.1, 2 RK3 steps of 0.05; at most 2 s per backend,
+    array_api_strict): the identity of the two computations does not depend on the flow time. The invariance
+    tolerance 1e-9 is rounding: Q is a sum of O(V) products of O(1) link matrices through 6 exponentials, in
+    float64, while Q itself is O(0.01-0.1) here."""
+    _check_flowed_charge(bk, "SU2", (2, 2, 2, 2))
+
+
+def test_flowed_topological_charge_su3(numpy_bk) -> None:
+    """The same on 3x2x2x2 SU(3) (odd extent: the clover leaves differ from their mirror images), NumPy only:
+    0.1 s there, 10 s on array_api_strict, whose generic SU(3) path the SU(2) test above already covers."""
+    _check_flowed_charge(numpy_bk, "SU3", (3, 2, 2, 2))
+
+
+def test_flowed_topological_charge_is_off_by_default_and_checked() -> None:
+    th = make_theory("wilson", (2, 2, 2, 2), {"group": "SU2"})
+    assert "topological_charge_flowed" not in th.observable_names()
+    assert "topological_charge_flowed" not in make_theory("wilson_nf2", (2, 2, 2, 2), {"group": "SU3"},
+                                                          {"flowed_topology_t": 0.0}).observable_names()
+    nf2 = make_theory("wilson_nf2", (2, 2, 2, 2), {"group": "SU3", "kappa": 0.1}, {"flowed_topology_t": 4.0})
+    assert "topological_charge_flowed" in nf2.observable_names()     # the Nf = 2 theory inherits it
+    with pytest.raises(ConfigError, match=r"^measure\.flowed_topology_t = 1\.0: .* needs a 4D lattice"):
+        make_theory("wilson", (4, 4, 4), {"group": "SU3"}, {"flowed_topology_t": 1.0})
+    with pytest.raises(ConfigError,
+                       match=r"^measure\.flowed_topology_t = 1\.0: .* SU\(N\) only, got action\.group = 'U1'"):
+        make_theory("wilson", (2, 2, 2, 2), {"group": "U1"}, {"flowed_topology_t": 1.0})
+    with pytest.raises(ConfigError, match=r"^measure\.flowed_topology_t: expected >= 0"):
+        make_theory("wilson", (2, 2, 2, 2), {"group": "SU2"}, {"flowed_topology_t": -1.0})
+    with pytest.raises(ConfigError, match=r"^measure\.flowed_topology_eps"):
+        make_theory("wilson", (2, 2, 2, 2), {"group": "SU2"}, {"flowed_topology_t": 1.0, "flowed_topology_eps": 0.5})
 
 
 def test_observables_on_torch_flow_batches() -> None:

@@ -1,0 +1,394 @@
+"""Density histograms of two Markov chains, their blocked-bootstrap errors and a chi^2 consistency test.
+
+The comparison of Figs. 2-3 of arXiv:2208.03832 (flow MCMC against HMC): for one observable measured
+on two ensembles ``a`` and ``b`` (each one chain or several independent chains),
+
+* common bin edges: ``bins`` equal bins over the pooled range ``[min, max]`` of both ensembles
+  (:func:`histogram_edges`; NumPy's rule, so a constant observable gets ``[v - 0.5, v + 0.5]``);
+* density histograms ``h_k = n_k / (N w)`` (``n_k`` configurations in bin ``k`` of width ``w``, ``N`` in
+  all), so that ``sum_k h_k w = 1``;
+* errors ``s_k`` from a *blocked* bootstrap (:func:`density_histogram`): ``h_k`` is the mean of the
+  indicator series ``1[x_i in bin k] / w``, and :func:`latticekit.analysis.bootstrap` resamples blocks of
+  ``block`` consecutive configurations of each chain (``n_boot`` resamples); the chains are independent, so
+  their variances add with the weights ``(N_r/N)^2``, each multiplied by ``K_r/(K_r - 1)`` for its ``K_r``
+  blocks (the bootstrap variance of a mean of ``K`` blocks is ``(K - 1)/K`` of the unbiased estimate: a factor
+  up to 2 for short chains, negligible for long ones);
+* the ratio ``a/b`` per bin, ``R_k = h^a_k / h^b_k`` (where ``h^b_k > 0``), with the linearised error
+  ``sqrt(s^a_k^2 + R_k^2 s^b_k^2) / h^b_k`` of two independent ensembles;
+* residuals ``r_k = (h^a_k - h^b_k) / sqrt(s^a_k^2 + s^b_k^2)`` for every bin whose denominator is
+  positive, and ``chi^2 = sum_k r_k^2`` with ``dof`` = the number of those bins and the p-value
+  ``P(chi^2_dof >= chi^2)`` (``scipy.stats.chi2.sf``); :func:`combine_chi2` sums several observables.
+
+Why blocks: consecutive configurations of a Markov chain are correlated, and an independence-Metropolis
+(flow MCMC) chain *repeats* the current configuration every time it rejects a proposal, so the same value
+enters a histogram several times in a row. A bootstrap that resamples single configurations treats
+these copies as independent draws and underestimates the error by ``sqrt(2 tau_int)``. Resampling blocks
+much longer than the autocorrelation keeps the correlated stretches together. The block length is
+``ceil(block_factor * tau_int)`` (at least 1, at most half the shortest chain), with ``tau_int`` the
+integrated autocorrelation time of the observable itself in that ensemble (Gamma method,
+:func:`latticekit.analysis.gamma_method`, chains as replicas). The default ``block_factor = 10`` and
+not 2: blocks of length ``b`` miss the correlations across block boundaries, and for an AR(1) chain
+(the shape of an independence-Metropolis chain with constant acceptance) the blocked variance is
+``1 - tau_int/b`` of the true one for large ``tau_int``: ``b = 2 tau_int`` would underestimate the
+errors by 25-30% and inflate ``chi^2`` by 1.8, a false alarm; ``b = 10 tau_int`` leaves 5%.
+
+On ``dof``: each residual has unit variance, so ``E[chi^2] = dof`` exactly for consistent ensembles;
+the bins of one histogram are weakly anticorrelated (``sum_k h_k w = 1``), which makes the distribution
+of ``chi^2`` slightly wider than ``chi^2_dof`` (for ``k`` equal bins of iid data: ``k/(k-1) chi^2_{k-1}``,
+variance ``2k + 2`` instead of ``2k``), a small effect for 20 bins. Bins with few entries make ``r_k``
+non-Gaussian; a bin that is empty in one ensemble (error 0 there) is still used when the other has an
+error.
+
+NumPy/SciPy only, on host arrays (inputs of any backend are converted, :mod:`latticekit.analysis`).
+
+Examples
+--------
+>>> rng = np.random.default_rng(0)
+>>> a, b = rng.normal(size=4000), rng.normal(size=4000)
+>>> c = compare_histograms(a, b, bins=10, n_boot=200, rng=1)
+>>> c.edges.shape, c.dof, bool(abs(np.sum(c.a.density * np.diff(c.edges)) - 1) < 1e-12)
+((11,), 10, True)
+>>> bool(c.p_value > 0.01), c.a.block, c.b.block   # iid data: tau_int ~ 1/2, blocks of ceil(10 tau_int)
+(True, 5, 5)
+>>> compare_histograms(a, a + 0.5, bins=10, n_boot=200, rng=1).p_value < 1e-6
+True
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from scipy import stats
+
+from ._host import as_generator
+from ._series import SeriesLike, as_replicas
+from .autocorrelation import gamma_method
+from .resampling import bootstrap
+
+__all__ = ["BLOCK_FACTOR", "MIN_BLOCKS", "Chi2Summary", "DensityHistogram", "HistogramComparison", "block_length",
+           "combine_chi2", "compare_histograms", "density_histogram", "histogram_edges"]
+
+#: block length in units of tau_int (module docstring: blocks of 2 tau_int underestimate errors by 25-30%)
+BLOCK_FACTOR = 10.0
+#: fewer blocks than this (in all chains together) make the bootstrap error itself uncertain by more than
+#: 1/sqrt(2 * 20) = 16%: the histogram is marked not ``reliable``
+MIN_BLOCKS = 20
+
+
+@dataclass(frozen=True)
+class DensityHistogram:
+    """A density histogram of one ensemble with blocked-bootstrap errors (:func:`density_histogram`).
+
+    Attributes
+    ----------
+    density : ndarray, shape (n_bins,)
+        ``n_k / (N w_k)``.
+    error : ndarray, shape (n_bins,)
+        Blocked-bootstrap standard deviation of ``density``.
+    counts : ndarray of int, shape (n_bins,)
+        Configurations per bin.
+    n : int
+        Configurations in all chains.
+    n_chains : int
+        Chains (independent replicas).
+    tau_int : float
+        Integrated autocorrelation time of the observable (units: configurations of the chain), from which
+        ``block`` was set; NaN when ``block`` was given.
+    block : int
+        Block length of the bootstrap.
+    n_blocks : int
+        Blocks resampled (all chains).
+    reliable : bool
+        The Gamma-method window was found and there are at least :data:`MIN_BLOCKS` blocks.
+    """
+
+    density: np.ndarray
+    error: np.ndarray
+    counts: np.ndarray
+    n: int
+    n_chains: int
+    tau_int: float
+    block: int
+    n_blocks: int
+    reliable: bool
+
+
+@dataclass(frozen=True)
+class HistogramComparison:
+    """Result of :func:`compare_histograms` (module docstring for the definitions).
+
+    Attributes
+    ----------
+    edges : ndarray, shape (n_bins + 1,)
+        Common bin edges.
+    a, b : DensityHistogram
+        The two ensembles (ratios and residuals are ``a`` relative to ``b``).
+    ratio, ratio_error : ndarray, shape (n_bins,)
+        ``h^a / h^b`` and its error; NaN where ``h^b = 0``.
+    residuals : ndarray, shape (n_bins,)
+        ``(h^a - h^b) / sqrt(s^a^2 + s^b^2)``; NaN where the denominator is 0 (bins not used).
+    chi2 : float
+        Sum of the squared residuals of the bins used.
+    dof : int
+        Bins used.
+    p_value : float
+        ``chi2.sf(chi2, dof)``; NaN when no bin is used.
+    """
+
+    edges: np.ndarray
+    a: DensityHistogram
+    b: DensityHistogram
+    ratio: np.ndarray
+    ratio_error: np.ndarray
+    residuals: np.ndarray
+    chi2: float
+    dof: int
+    p_value: float
+
+    @property
+    def used(self) -> np.ndarray:
+        """Boolean mask of the bins that enter ``chi2``."""
+        return np.isfinite(self.residuals)
+
+
+@dataclass(frozen=True)
+class Chi2Summary:
+    """Sum of squared residuals, degrees of freedom and p-value of several comparisons (:func:`combine_chi2`)."""
+
+    chi2: float
+    dof: int
+    p_value: float
+
+
+def _check_int(name: str, value: Any, lo: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise ValueError(f"{name}: expected an integer >= {lo}, got {value!r}")
+    return int(value)
+
+
+def _check_factor(block_factor: Any) -> float:
+    if isinstance(block_factor, (bool, np.bool_)) or not isinstance(block_factor, (int, float, np.number)) \
+            or not math.isfinite(block_factor) or block_factor <= 0:
+        raise ValueError(f"block_factor: expected a finite number > 0, got {block_factor!r}")
+    return float(block_factor)
+
+
+def _chains(data: SeriesLike, name: str) -> list[np.ndarray]:
+    reps = as_replicas(data, name, min_length=1)
+    for i, r in enumerate(reps):
+        if r.ndim != 1:
+            raise ValueError(f"{name}{'' if len(reps) == 1 else f'[{i}]'}: expected one value per configuration "
+                             f"(a one-dimensional chain), got shape {r.shape}")
+        if np.iscomplexobj(r):
+            raise TypeError(f"{name}: complex values; histogram the real and imaginary parts separately")
+    return reps
+
+
+def histogram_edges(a: SeriesLike, b: SeriesLike, bins: int = 20) -> np.ndarray:
+    """``bins + 1`` equal-width edges over the pooled range of ``a`` and ``b`` (each an array, one chain, or a
+    list of arrays, one per chain).
+
+    >>> histogram_edges(np.array([0.0, 1.0]), [np.array([0.5]), np.array([2.0])], bins=4).tolist()
+    [0.0, 0.5, 1.0, 1.5, 2.0]
+    >>> histogram_edges(np.full(3, 3.0), np.full(2, 3.0), bins=2).tolist()   # constant: NumPy's [v - 0.5, v + 0.5]
+    [2.5, 3.0, 3.5]
+    """
+    bins = _check_int("bins", bins, 2)
+    pooled = np.concatenate(_chains(a, "a") + _chains(b, "b"))
+    return np.histogram_bin_edges(pooled, bins=bins)
+
+
+def _bin_index(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin of every value, as :func:`numpy.histogram` assigns it (right edge of the last bin included);
+    -1 outside the edges."""
+    k = np.searchsorted(edges, x, side="right") - 1
+    k[x == edges[-1]] = len(edges) - 2
+    k[(x < edges[0]) | (x > edges[-1])] = -1
+    return k
+
+
+def block_length(data: SeriesLike, *, block_factor: float = BLOCK_FACTOR) -> tuple[int, float, bool]:
+    """``(block, tau_int, window_found)``: the bootstrap block length ``ceil(block_factor * tau_int)``
+    (at least 1, at most half the shortest chain) of a chain or list of chains (module docstring).
+
+    ``tau_int`` comes from the Gamma method on the chains with at least 2 configurations (as replicas). The
+    cap is half the shortest chain, so that every chain holds at least two blocks.
+
+    >>> rng = np.random.default_rng(2)
+    >>> x = np.empty(20000); x[0] = 0.0
+    >>> for t in range(1, x.size):   # AR(1), rho = 0.8: tau_int = (1 + rho) / (2 (1 - rho)) = 4.5
+    ...     x[t] = 0.8 * x[t - 1] + rng.normal()
+    >>> b, tau, ok = block_length(x)
+    >>> bool(abs(tau - 4.5) < 0.5), b == math.ceil(10 * tau), ok
+    (True, True, True)
+    """
+    factor = _check_factor(block_factor)
+    reps = _chains(data, "data")
+    usable = [r for r in reps if r.shape[-1] >= 2]
+    if not usable:
+        raise ValueError("data: every chain has a single configuration; tau_int needs a chain of at least 2")
+    with warnings.catch_warnings():
+        # a failed window is returned (window_found = False), not warned about here
+        warnings.filterwarnings("ignore", message="gamma_method:", category=RuntimeWarning)
+        g = gamma_method(usable)
+    tau = float(g.tau_int)
+    ok = bool(not g.windowing_failed) and math.isfinite(tau)
+    if not math.isfinite(tau):
+        tau = 0.5 * max(r.shape[-1] for r in reps)   # pathological Gamma: fall back to the longest block
+    # at most half the shortest chain: the bootstrap resamples within each chain, and a chain of one block
+    # would contribute no variance at all (an error of 0 and an infinite residual); such short chains are
+    # flagged by the n_blocks >= MIN_BLOCKS rule of density_histogram
+    cap = max(1, min(r.shape[-1] for r in reps) // 2)
+    return max(1, min(cap, math.ceil(factor * tau))), tau, ok
+
+
+def density_histogram(data: SeriesLike, edges: Any, *, rng: Any, n_boot: int = 1000, block: int | None = None,
+                      block_factor: float = BLOCK_FACTOR) -> DensityHistogram:
+    """Density histogram of a chain (or list of chains) on ``edges`` with blocked-bootstrap errors.
+
+    Parameters
+    ----------
+    data : array_like or list of array_like
+        One value per configuration, in chain order; a list holds independent chains (blocks never
+        straddle two chains; the bootstrap resamples within each chain).
+    edges : array_like
+        Increasing bin edges; every value must lie within ``[edges[0], edges[-1]]``.
+    rng : numpy.random.Generator or int
+        Randomness of the bootstrap (required).
+    n_boot : int
+        Bootstrap resamples (``>= 10``).
+    block : int, optional
+        Block length; default :func:`block_length` (``ceil(block_factor * tau_int)``). ``block=1`` is the
+        plain bootstrap of single configurations.
+    block_factor : float
+        Block length in units of ``tau_int`` when ``block`` is not given.
+
+    Returns
+    -------
+    DensityHistogram
+
+    Examples
+    --------
+    iid draws: the bootstrap error is the multinomial ``sqrt(p (1 - p) / N) / w``.
+
+    >>> x = np.random.default_rng(0).uniform(size=10000)
+    >>> h = density_histogram(x, np.linspace(0, 1, 5), rng=1, n_boot=500, block=1)
+    >>> h.density.round(2).tolist(), bool(np.all(np.abs(h.error / (np.sqrt(0.25 * 0.75 / 1e4) / 0.25) - 1) < 0.15))
+    ([1.01, 0.99, 1.0, 1.0], True)
+    """
+    reps = _chains(data, "data")
+    n_boot = _check_int("n_boot", n_boot, 10)
+    e = np.asarray(edges, dtype=np.float64)
+    if e.ndim != 1 or e.size < 3 or not np.all(np.isfinite(e)) or not np.all(np.diff(e) > 0):
+        raise ValueError(f"edges: expected at least 3 finite, strictly increasing bin edges, got {e.tolist()!r}")
+    if block is None:
+        blk, tau, ok = block_length(reps, block_factor=block_factor)
+    else:
+        blk = _check_int("block", block, 1)
+        shortest = min(r.shape[-1] for r in reps)
+        if blk > shortest:
+            raise ValueError(f"block: {blk} exceeds the shortest chain ({shortest} configurations)")
+        tau, ok = math.nan, True
+    width = np.diff(e)
+    nb = width.size
+    indicators = []
+    for i, r in enumerate(reps):
+        k = _bin_index(r, e)
+        if np.any(k < 0):
+            raise ValueError(f"data{'' if len(reps) == 1 else f'[{i}]'}: {int(np.sum(k < 0))} value(s) outside the "
+                             f"edges [{e[0]!r}, {e[-1]!r}]")
+        ind = np.zeros((nb, r.size))
+        ind[k, np.arange(r.size)] = 1.0
+        indicators.append(ind / width[:, None])
+    gen = as_generator(rng)
+    n = sum(r.size for r in reps)
+    density = sum(ind.sum(axis=-1) for ind in indicators) / n
+    counts = np.rint(density * n * width).astype(np.int64)
+    # the chains are independent: the variance of the pooled density sum_r (n_r/n) h_r is
+    # sum_r (n_r/n)^2 var(h_r), each from a bootstrap of that chain's blocks. The bootstrap variance of a mean of
+    # K blocks is (K - 1)/K of the unbiased sample estimate; it is multiplied back (it matters for chains of a
+    # few blocks only, where it is a factor up to 2)
+    var = np.zeros(nb)
+    n_blocks = 0
+    for ind in indicators:
+        res = bootstrap(ind, rng=gen, n_boot=n_boot, bin_size=blk)
+        k = res.n_bins
+        var += (ind.shape[-1] / n) ** 2 * np.asarray(res.error, dtype=np.float64) ** 2 * (k / (k - 1) if k > 1 else 1.0)
+        n_blocks += k
+    error = np.sqrt(var)
+    # a bin that every block fills alike (all empty, or all full) has no spread; its bootstrap standard
+    # deviation is rounding (~1e-16 / w), not an error: 0. A real error is at least ~1 / (n w sqrt(n_boot)).
+    error = np.where(error * width < 1e3 * np.finfo(np.float64).eps, 0.0, error)
+    return DensityHistogram(density=density, error=error, counts=counts, n=n, n_chains=len(reps), tau_int=tau,
+                            block=blk, n_blocks=n_blocks, reliable=bool(ok and n_blocks >= MIN_BLOCKS))
+
+
+def compare_histograms(a: SeriesLike, b: SeriesLike, *, rng: Any, bins: int = 20, n_boot: int = 1000,
+                       block_factor: float = BLOCK_FACTOR, edges: Any = None,
+                       blocks: tuple[int | None, int | None] = (None, None)) -> HistogramComparison:
+    """Compare the distributions of one observable in two ensembles (module docstring).
+
+    Parameters
+    ----------
+    a, b : array_like or list of array_like
+        One value per configuration, in chain order; a list holds independent chains. ``a`` is compared
+        with ``b`` (the flow chain with the HMC reference).
+    rng : numpy.random.Generator or int
+        Randomness of both bootstraps (``a`` first, then ``b``).
+    bins : int
+        Number of equal bins over the pooled range (``>= 2``); ignored when ``edges`` is given.
+    n_boot : int
+        Bootstrap resamples per ensemble (``>= 10``; the paper: 1000).
+    block_factor : float
+        Block length in units of each ensemble's ``tau_int``.
+    edges : array_like, optional
+        Bin edges to use instead of the pooled range.
+    blocks : pair of int or None
+        Block lengths of ``a`` and ``b``; None: from ``tau_int``.
+
+    Returns
+    -------
+    HistogramComparison
+    """
+    bins = _check_int("bins", bins, 2)
+    n_boot = _check_int("n_boot", n_boot, 10)
+    _check_factor(block_factor)
+    ra, rb = _chains(a, "a"), _chains(b, "b")
+    e = histogram_edges(ra, rb, bins) if edges is None else np.asarray(edges, dtype=np.float64)
+    gen = as_generator(rng)
+    ha = density_histogram(ra, e, rng=gen, n_boot=n_boot, block=blocks[0], block_factor=block_factor)
+    hb = density_histogram(rb, e, rng=gen, n_boot=n_boot, block=blocks[1], block_factor=block_factor)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(hb.density > 0, ha.density / hb.density, np.nan)
+        ratio_error = np.where(hb.density > 0, np.sqrt(ha.error ** 2 + ratio ** 2 * hb.error ** 2) / hb.density,
+                               np.nan)
+        denom = np.sqrt(ha.error ** 2 + hb.error ** 2)
+        residuals = np.where(denom > 0, (ha.density - hb.density) / denom, np.nan)
+    used = np.isfinite(residuals)
+    chi2 = float(np.sum(residuals[used] ** 2))
+    dof = int(np.sum(used))
+    return HistogramComparison(edges=e, a=ha, b=hb, ratio=ratio, ratio_error=ratio_error, residuals=residuals,
+                               chi2=chi2, dof=dof, p_value=_p_value(chi2, dof))
+
+
+def _p_value(chi2: float, dof: int) -> float:
+    return float(stats.chi2.sf(chi2, dof)) if dof > 0 else math.nan
+
+
+def combine_chi2(comparisons: Iterable[HistogramComparison | Chi2Summary]) -> Chi2Summary:
+    """The sum of ``chi2`` and ``dof`` over several comparisons (observables), and its p-value.
+
+    The observables of one ensemble are correlated (the plaquette and the flowed charge of the same
+    configurations), so the total is a summary, not an independent test.
+
+    >>> combine_chi2([Chi2Summary(3.0, 4, 0.0), Chi2Summary(5.0, 4, 0.0)])
+    Chi2Summary(chi2=8.0, dof=8, p_value=0.43347012036670896)
+    """
+    items: Sequence[Any] = list(comparisons)
+    chi2 = float(sum(c.chi2 for c in items))
+    dof = int(sum(c.dof for c in items))
+    return Chi2Summary(chi2, dof, _p_value(chi2, dof))
