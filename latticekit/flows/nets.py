@@ -162,14 +162,17 @@ class _AxisConv(nn.Module):
 
 
 class _SeparableBlock(nn.Module):
-    """``C_in -> C_out`` by one periodic 1D convolution per lattice axis (bias on the last one only)."""
+    """``C_in -> C_out`` by one periodic 1D convolution per lattice axis (bias on the last one only); the
+    channels between them are ``C_out`` (``widen_first``) or ``C_in`` (the last convolution widens)."""
 
-    def __init__(self, nd: int, in_channels: int, out_channels: int, kernel_size: int) -> None:
+    def __init__(self, nd: int, in_channels: int, out_channels: int, kernel_size: int,
+                 widen_first: bool = True) -> None:
         super().__init__()
         self.nd = nd
+        mid = out_channels if widen_first else in_channels
+        chans = [in_channels] + [mid] * (nd - 1) + [out_channels]
         self.convs = nn.ModuleList(
-            _AxisConv(nd, k, in_channels if k == 0 else out_channels, out_channels, kernel_size, bias=k == nd - 1)
-            for k in range(nd))
+            _AxisConv(nd, k, chans[k], chans[k + 1], kernel_size, bias=k == nd - 1) for k in range(nd))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != self.nd + 2:
@@ -220,6 +223,11 @@ class ConvNet(nn.Module):
     separable : bool or None
         ``None``: native for ``nd <= 3``, separable for ``nd >= 4``; ``True``: separable blocks in
         any ``nd``; ``False``: native (``nd <= 3``).
+    separable_width : {"out", "in"}
+        Channels between the 1D convolutions of a separable block: ``"out"`` (the paper's rule, above) or
+        ``"in"`` (the first ``nd - 1`` convolutions keep ``C_in`` channels and the last one maps to ``C_out``):
+        for wide outputs from narrow inputs, e.g. the per-layer heads of the 4D pseudofermion layers
+        (8 -> 1760 channels: 3 (8 * 8 * 3 + 8 * 1760) instead of 3 (8 * 1760 + 3 * 1760^2) weights).
 
     Examples
     --------
@@ -236,8 +244,10 @@ class ConvNet(nn.Module):
 
     def __init__(self, nd: int, in_channels: int, out_channels: int, hidden: Sequence[int] = (8, 8),
                  kernel_size: int = 3, act: str = "leaky_relu", final_tanh: bool = False,
-                 zero_init: bool = False, separable: bool | None = None) -> None:
+                 zero_init: bool = False, separable: bool | None = None, separable_width: str = "out") -> None:
         super().__init__()
+        if separable_width not in ("out", "in"):
+            raise ValueError(f"separable_width={separable_width!r}: expected 'out' or 'in'")
         if not _is_int(nd) or nd < 1:
             raise ValueError(f"nd={nd!r}: expected a positive number of lattice dimensions")
         if separable is not None and not isinstance(separable, bool):
@@ -264,7 +274,7 @@ class ConvNet(nn.Module):
         last: nn.Conv1d | nn.Conv2d | nn.Conv3d
         for i in range(len(chans) - 1):
             if sep:
-                block = _SeparableBlock(nd, chans[i], chans[i + 1], kernel_size)
+                block = _SeparableBlock(nd, chans[i], chans[i + 1], kernel_size, separable_width == "out")
                 last = block.convs[-1].conv
                 mods.append(block)
             else:

@@ -14,7 +14,8 @@ The gauge part is :mod:`latticekit.theories.wilson`; the fermions enter through 
   (:func:`latticekit.observables.pion_correlator`, point source at the origin, solved to ``cg_tol``).
 * Exact values: none, apart from ``<Q> = 0`` (2D U(1)) by parity.
 * Flow-model families: ``pseudofermion`` (joint gauge x pseudofermion models, arXiv:2207.08945;
-  :mod:`latticekit.app.flows.pseudofermion_models`).
+  :mod:`latticekit.app.flows.pseudofermion_models`) and ``qcd4d`` (the 4D QCD model of arXiv:2208.03832;
+  :mod:`latticekit.app.flows.qcd4d_models`).
 
 Examples
 --------
@@ -65,7 +66,7 @@ class WilsonNf2Theory(WilsonTheory):
     Params = WilsonNf2Params
     samplers = {"hmc": Nf2HMCSettings}
     reference_sampler = "hmc"
-    flow_families = ("pseudofermion",)
+    flow_families = ("pseudofermion", "qcd4d")
     has_fermions = True
     # even/odd preconditioning and Hasenbusch shifts change the pseudofermion action, not the theory (det D D^dag)
     algorithm_keys = ("even_odd", "hasenbusch_mus", "cg_tol", "cg_tol_md", "cg_maxiter")

@@ -92,7 +92,7 @@ def test_no_exact_values_but_parity():
     th = _nf2_config().theory
     assert th.exact() == {"topological_charge": 0.0}
     assert th.exact_distribution("topological_charge", 3) is None
-    assert th.flow_families == ("pseudofermion",) and th.reference_sampler == "hmc"
+    assert th.flow_families == ("pseudofermion", "qcd4d") and th.reference_sampler == "hmc"
     assert th.exact_log_z() is None  # the pure-gauge log Z is not that of the theory with fermions
     from latticekit.app.config import FlowConfig
 

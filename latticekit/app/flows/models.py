@@ -17,6 +17,8 @@ super-resolving, pseudofermion flows) adds a module with its family and one line
                   Nd >= 2
 ``multiscale``    multiscale prior + fine gauge flow (arXiv:2404.10819)            wilson
 ``pseudofermion`` joint gauge x pseudofermion model (arXiv:2207.08945)             wilson_nf2
+``qcd4d``         4D QCD joint model, shifted-stripe masks, two-stage training      wilson_nf2 (4D)
+                  (arXiv:2208.03832)
 ================  ==============================================================  =====================
 
 Examples
@@ -106,6 +108,7 @@ FAMILIES: dict[str, str] = {
     "pseudofermion": "pseudofermion_models:PSEUDOFERMION",
     "superres": "superres_models:SUPERRES",
     "superres_uv": "superres_uv_models:SUPERRES_UV",
+    "qcd4d": "qcd4d_models:QCD4D",
 }
 
 

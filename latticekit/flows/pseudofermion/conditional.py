@@ -77,14 +77,15 @@ class ConditionalPFModel(nn.Module):
     @classmethod
     def build(cls, target: PFTarget, trunk: PFContextTrunk, *, n_layers: int = 8, partitioning: str = "spatial",
               n_pt: int | None = None, hidden_features: int = 2, head_hidden: Sequence[int] = (),
-              kernel_size: int = 3, init_gain: float = 0.5) -> "ConditionalPFModel":
+              kernel_size: int = 3, init_gain: float = 0.5, init_bias_std: float = 0.0) -> "ConditionalPFModel":
         """The paper's conditional model: ``n_layers`` layers with the masks of
         :func:`~.masks.pf_masks` and ``n_PT`` PTCs each (default 6 for even/odd targets, 3 otherwise, App. B.3)."""
         npt = (6 if target.even_odd else 3) if n_pt is None else int(n_pt)
         masks = pf_masks(partitioning, target.lattice, n_layers, even_odd=target.even_odd)
         layers = [PseudofermionCoupling(target.group, target.lattice, m, n_pt=npt, hidden_features=hidden_features,
                                         n_hidden=trunk.n_hidden, head_hidden=head_hidden, kernel_size=kernel_size,
-                                        even_odd=target.even_odd, init_gain=init_gain) for m in masks]
+                                        even_odd=target.even_odd, init_gain=init_gain, init_bias_std=init_bias_std)
+                  for m in masks]
         return cls(target, layers, trunk)
 
     def context(self, U: torch.Tensor, ctx: PFContext | None = None) -> PFContext:

@@ -42,13 +42,20 @@ from ..nets import ConvNet
 __all__ = ["PFContext", "PFContextHead", "PFContextTrunk", "context_inputs", "xavier_init"]
 
 
-def xavier_init(module: nn.Module, gain: float) -> None:
-    """Xavier-normal weights with ``gain`` and zero biases for every convolution of ``module`` (App. B.1)."""
+def xavier_init(module: nn.Module, gain: float, bias_std: float = 0.0) -> None:
+    """Xavier-normal weights with ``gain`` for every convolution of ``module`` (App. B.1); biases zero, or
+    normal with standard deviation ``bias_std`` (the 4D QCD conditional model: 0.05, arXiv:2208.03832 Sec. 3.1).
+    Draws from torch's global generator (the jobs seed it, :func:`~latticekit.app.flows.models.build_flow`)."""
+    if not bias_std >= 0.0:
+        raise ValueError(f"bias_std={bias_std!r}: expected >= 0")
     for m in module.modules():
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             nn.init.xavier_normal_(m.weight, gain=gain)
             if m.bias is not None:
-                nn.init.zeros_(m.bias)
+                if bias_std > 0:
+                    nn.init.normal_(m.bias, 0.0, bias_std)
+                else:
+                    nn.init.zeros_(m.bias)
 
 
 def context_inputs(U: torch.Tensor, group: Group, lattice: Lattice, coords: bool = True) -> torch.Tensor:
@@ -116,12 +123,16 @@ class PFContextTrunk(nn.Module):
 
 
 class PFContextHead(nn.Module):
-    """Per-layer part of the context function: ``N_hidden -> hidden... -> N_o``, ELU inside, ``tanh`` last."""
+    """Per-layer part of the context function: ``N_hidden -> hidden... -> N_o``, ELU inside, ``tanh`` last.
+
+    In 4D (separable blocks) the output ``N_o`` is wide (1760 channels for ``n_PT = 6``, ``H = 4``): the 1D
+    convolutions of a block keep the input width and only the last one widens (``separable_width="in"``),
+    otherwise the head would hold ``3 (nd - 1) N_o^2`` weights (28 M per layer)."""
 
     def __init__(self, nd: int, n_hidden: int, n_out: int, hidden: Sequence[int] = (), kernel_size: int = 3) -> None:
         super().__init__()
         self.net = ConvNet(nd, n_hidden, n_out, hidden=tuple(hidden), kernel_size=kernel_size, act="elu",
-                           final_tanh=True)
+                           final_tanh=True, separable_width="in")
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features)

@@ -94,11 +94,13 @@ class PseudofermionCoupling(FlowLayer):
         Antiperiodic time boundary of the parallel transports.
     init_gain : float
         Xavier-normal gain of the head's convolutions (App. B.1: 0.5).
+    init_bias_std : float
+        Standard deviation of the normal initial biases of the head (0: zero biases).
     """
 
     def __init__(self, group: Group, lattice: Lattice, mask: PFMask, *, n_pt: int = 3, hidden_features: int = 2,
                  n_hidden: int = 16, head_hidden: Sequence[int] = (), kernel_size: int = 3, even_odd: bool = False,
-                 antiperiodic: bool = True, init_gain: float = 0.5) -> None:
+                 antiperiodic: bool = True, init_gain: float = 0.5, init_bias_std: float = 0.0) -> None:
         super().__init__()
         if not isinstance(mask, PFMask):
             raise TypeError(f"mask={mask!r}: expected a PFMask")
@@ -121,7 +123,7 @@ class PseudofermionCoupling(FlowLayer):
         na = len(self.spins)
         self.n_out = sum(2 * h * k for h, k in self.m_shapes) + 2 * na * na
         self.head = PFContextHead(self.nd, n_hidden, self.n_out, head_hidden, kernel_size)
-        xavier_init(self.head, init_gain)
+        xavier_init(self.head, init_gain, init_bias_std)
         ind = torch.zeros(self.ns, dtype=torch.bool)
         ind[list(self.spins)] = True
         self.register_buffer("spin_active", ind, persistent=False)

@@ -119,7 +119,8 @@ class JointModel(Model):
     @classmethod
     def build(cls, marginal: Model, targets: Sequence[PFTarget], *, n_layers: int = 8, partitioning: str = "spatial",
               n_pt: int | None = None, hidden_features: int = 2, n_hidden: int = 16, head_hidden: Sequence[int] = (),
-              kernel_size: int = 3, coords: bool = True, init_gain: float = 0.5) -> "JointModel":
+              kernel_size: int = 3, coords: bool = True, init_gain: float = 0.5,
+              init_bias_std: float = 0.0) -> "JointModel":
         """One :meth:`ConditionalPFModel.build` per target on a new shared trunk (App. B.2)."""
         if not targets:
             raise ValueError("targets: expected at least one monomial")
@@ -127,10 +128,11 @@ class JointModel(Model):
         trunk = PFContextTrunk(t0.group, t0.lattice, n_hidden=n_hidden, kernel_size=kernel_size, coords=coords)
         from .context import xavier_init
 
-        xavier_init(trunk, init_gain)
+        xavier_init(trunk, init_gain, init_bias_std)
         conds = [ConditionalPFModel.build(t, trunk, n_layers=n_layers, partitioning=partitioning, n_pt=n_pt,
                                           hidden_features=hidden_features, head_hidden=head_hidden,
-                                          kernel_size=kernel_size, init_gain=init_gain) for t in targets]
+                                          kernel_size=kernel_size, init_gain=init_gain, init_bias_std=init_bias_std)
+                 for t in targets]
         return cls(marginal, conds, trunk)
 
     @property
@@ -148,8 +150,17 @@ class JointModel(Model):
         for p in list(self.prior.parameters()) + list(self.flow.parameters()):
             p.requires_grad_(not frozen)
 
+    def marginal_frozen(self) -> bool:
+        """True when no parameter of the marginal model is trained (:meth:`freeze_marginal`)."""
+        return not any(p.requires_grad for p in list(self.prior.parameters()) + list(self.flow.parameters()))
+
     def sample_marginal(self, n: int, rng: Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` gauge fields and ``log q(U)``."""
+        """``n`` gauge fields and ``log q(U)``. With the marginal frozen they are drawn without autograd: neither
+        ``U`` nor ``log q(U)`` depends on a trained parameter then, and the conditional stage of two-stage
+        training does not keep the graph of the (deep) gauge flow."""
+        if self.marginal_frozen():
+            with torch.no_grad():
+                return Model.sample(self, n, rng)
         return Model.sample(self, n, rng)
 
     def sample_conditionals(self, U: torch.Tensor, rng: Generator, n_pf: int = 1

@@ -39,7 +39,7 @@ def cfg(shape=(4, 4), *, action=None, **model) -> dict:
     ({"mu0": -1.0}, "model.mu0"),
     ({"masks": "stripes", "shape": (2, 4)}, "model.masks: the stripe couplings need"),
     ({"shape": (3, 4), "action": {"even_odd": False}}, "lattice.shape"),
-    ({"coupling": "plaquette"}, "model.coupling: expected one of \\('pseudofermion',\\)"),
+    ({"coupling": "plaquette"}, "model.coupling: expected one of \\('pseudofermion', 'qcd4d'\\)"),
 ])
 def test_config_refusals(patch: dict, match: str) -> None:
     shape = patch.pop("shape", (4, 4))
