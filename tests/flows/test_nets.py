@@ -227,6 +227,64 @@ def test_separable_parameter_count(nd: int, cin: int, cout: int, k: int) -> None
         assert sum(p.numel() for p in native.parameters()) == k ** nd * cin * cout + cout
 
 
+@pytest.mark.parametrize("nd,cin,cout,k", [(1, 2, 3, 3), (2, 3, 7, 1), (3, 1, 4, 5), (4, 2, 9, 3), (4, 5, 2, 3)])
+def test_separable_width_in_parameter_count(nd: int, cin: int, cout: int, k: int) -> None:
+    """``separable_width="in"``: the first ``nd - 1`` 1D convolutions of a block keep ``C_in`` channels (no bias),
+    the last one maps ``C_in -> C_out`` (with bias): ``k (C_in C_in (nd - 1) + C_in C_out) + C_out`` parameters."""
+    def block(a: int, b: int) -> int:
+        return k * (a * a * (nd - 1) + a * b) + b
+
+    net = ConvNet(nd, cin, cout, hidden=(), kernel_size=k, separable=True, separable_width="in")
+    assert sum(p.numel() for p in net.parameters()) == block(cin, cout)
+    convs = [ac.conv for ac in net.net[0].convs]
+    assert [tuple(c.weight.shape) for c in convs] == [(cin, cin, k)] * (nd - 1) + [(cout, cin, k)]
+    assert [c.bias is not None for c in convs] == [False] * (nd - 1) + [True]
+    deep = ConvNet(nd, cin, cout, hidden=(5, 2), kernel_size=k, separable=True, separable_width="in")
+    assert sum(p.numel() for p in deep.parameters()) == block(cin, 5) + block(5, 2) + block(2, cout)
+    # the wide-output case it is made for (the 4D pseudofermion heads): fewer weights than "out" (nd = 1: the same net)
+    if cout > cin and nd > 1:
+        out = ConvNet(nd, cin, cout, hidden=(), kernel_size=k, separable=True)
+        assert sum(p.numel() for p in out.parameters()) > sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize("nd,separable,shape", [(2, True, (4, 5)), (3, True, (3, 4, 2)), (4, None, (2, 3, 4, 3))])
+def test_separable_width_in_shape_reference_and_translations(nd: int, separable: bool | None,
+                                                             shape: tuple[int, ...], device: str) -> None:
+    net = _net(nd, 2, 6, hidden=(3,), kernel_size=3, act="tanh", separable=separable, separable_width="in").to(device)
+    assert net.separable
+    x = _x((2, 2) + shape, device=device)
+    with torch.no_grad():
+        y = net(x)
+        assert y.shape == (2, 6) + shape and y.dtype == F64
+        # the blocks are the same sequence of periodic 1D convolutions as with "out" (the roll reference)
+        assert_close(y, _net_reference(net, x), rtol=1e-12, atol=1e-12, check_dtype=True)
+        g = torch.Generator().manual_seed(nd)
+        shifts = [{k: s} for k in range(nd) for s in range(1, shape[k])]
+        shifts.append({k: int(torch.randint(0, shape[k], (), generator=g)) for k in range(nd)})
+        for sh in shifts:
+            dims = tuple(2 + k for k in sh)
+            s = tuple(sh.values())
+            assert_close(net(torch.roll(x, s, dims=dims)), torch.roll(y, s, dims=dims), rtol=0, atol=1e-12,
+                         msg=f"shift {sh}")
+        assert float((torch.roll(y, 1, dims=2) - y).abs().max()) > 1e-3   # not a constant field: the check can fail
+
+
+def test_separable_width_leaves_native_nets_unchanged() -> None:
+    # native convolutions (nd <= 3 by default) have no intermediate channels: "in" builds the same net
+    a, b = _net(2, 2, 5, hidden=(3,)), _net(2, 2, 5, hidden=(3,), separable_width="in")
+    assert not b.separable
+    assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+    x = _x((1, 2, 4, 4))
+    with torch.no_grad():
+        assert_close(a(x), b(x), rtol=0, atol=0, check_dtype=True)   # same seed, same parameters
+
+
+@pytest.mark.parametrize("value", ["mid", "", None, "IN"])
+def test_separable_width_bad_value(value: Any) -> None:
+    with pytest.raises(ValueError, match=r"separable_width=.*expected 'out' or 'in'"):
+        ConvNet(4, 1, 2, hidden=(), separable_width=value)
+
+
 def test_gradcheck_through_periodic_padding() -> None:
     net = _net(3, 1, 2, hidden=(2,), kernel_size=5, act="tanh", separable=True)
     x = _x((1, 1, 2, 3, 1)).requires_grad_(True)

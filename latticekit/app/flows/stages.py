@@ -96,6 +96,13 @@ def _check(stages: list[Stage]) -> None:
         raise ValueError(f"stages: names {names} are not distinct")
 
 
+def _to_dtype(model: Any, config: Any) -> None:
+    """Cast ``model`` to the training dtype of ``config`` (as the Trainer does) before a state is loaded into it."""
+    import torch
+
+    model.to(dtype={"float64": torch.float64, "float32": torch.float32}[config.dtype])
+
+
 def run_stages(model: Any, stages: list[Stage], folder: Path, *, job_config: dict[str, Any],
                on_step: Callable[[dict[str, Any]], None] | None = None, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) ``stages`` in sequence on ``model`` (module docstring).
@@ -155,6 +162,7 @@ def run_stages(model: Any, stages: list[Stage], folder: Path, *, job_config: dic
         ck, _ = stage_files(folder, len(stages) - 1, stages[-1])
         if stages[-1].prepare is not None:
             stages[-1].prepare(model)
+        _to_dtype(model, stages[-1].config)
         load_checkpoint(ck, model=model)
     for k in range(first_open, len(stages)):
         st = stages[k]
@@ -164,6 +172,7 @@ def run_stages(model: Any, stages: list[Stage], folder: Path, *, job_config: dic
         cfg = dataclasses.replace(st.config, checkpoint_path=str(ck), seed=int(st.config.seed) + 1000 * k)
         if not ck.exists() and k > 0:  # a new stage starts from the model of the previous one
             prev, _ = stage_files(folder, k - 1, stages[k - 1])
+            _to_dtype(model, cfg)  # load in the training precision (a float32 model would round the state)
             load_checkpoint(prev, model=model)
         trainer = JobTrainer(model, st.action, cfg)
         trainer.job_config = job_config  # type: ignore[attr-defined]
