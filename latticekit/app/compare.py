@@ -177,12 +177,13 @@ def _entry(c: HistogramComparison) -> dict[str, Any]:
 
 
 def format_compare_table(result: dict[str, Any]) -> str:
-    """The table ``latticekit compare`` prints: per observable chi^2, dof, p-value and the bootstrap blocks.
+    """The table ``latticekit compare`` prints: per observable chi^2, dof, p-value and the bootstrap block lengths
+    (configurations per block) of both ensembles.
 
     >>> print(format_compare_table({"table": {"rows": [{"observable": "plaquette", "chi2": 18.2, "dof": 20,
     ...     "p_value": 0.57, "block_flow": 12, "block_hmc": 3, "reliable": True}],
     ...     "total": {"chi2": 18.2, "dof": 20, "p_value": 0.57}}}))
-    observable                   chi^2   dof   p-value  blocks flow/hmc
+    observable                   chi^2   dof   p-value  block length flow/hmc
     plaquette                    18.20    20     0.570  12/3
     all observables              18.20    20     0.570
     """
@@ -190,7 +191,7 @@ def format_compare_table(result: dict[str, Any]) -> str:
         return "-" if v is None else (f"{v:.3f}" if v >= 1e-3 else f"{v:.1e}")
 
     w = max([24] + [len(r["observable"]) for r in result["table"]["rows"]])
-    lines = [f"{'observable':{w}s} {'chi^2':>9s} {'dof':>5s} {'p-value':>9s}  blocks flow/hmc"]
+    lines = [f"{'observable':{w}s} {'chi^2':>9s} {'dof':>5s} {'p-value':>9s}  block length flow/hmc"]
     for r in result["table"]["rows"]:
         note = "" if r["reliable"] else "  (few blocks or no tau_int window: errors uncertain)"
         lines.append(f"{r['observable']:{w}s} {r['chi2']:9.2f} {r['dof']:5d} {p(r['p_value']):>9s}  "
