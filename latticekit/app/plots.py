@@ -134,6 +134,12 @@ def training_plot(path: Path, metrics: Sequence[Mapping[str, Any]], title: str =
     return Path(path).name
 
 
+def _panel_grid(n: int, max_cols: int) -> tuple[int, int]:
+    """``(rows, columns)`` of a grid of ``n`` panels at most ``max_cols`` wide."""
+    ncol = min(n, max_cols)
+    return (n + ncol - 1) // ncol, ncol
+
+
 def sample_plot(path: Path, values: Mapping[str, Any], estimates: Mapping[str, Mapping[str, Any]],
                 reference: Mapping[str, Mapping[str, Any]], theory: Any, title: str = "") -> str | None:
     """Histograms of the flow-MCMC chain, one panel per observable in ``values`` (name -> per-step
@@ -145,8 +151,7 @@ def sample_plot(path: Path, values: Mapping[str, Any], estimates: Mapping[str, M
     if plt is None or not values:
         return None
     n = len(values)
-    ncol = min(n, 2)
-    nrow = (n + ncol - 1) // ncol
+    nrow, ncol = _panel_grid(n, 2)
     fig, axes = plt.subplots(nrow, ncol, figsize=(5 * ncol, 3.2 * nrow), squeeze=False)
     for ax, (name, v) in zip(axes.flat, values.items()):
         v = np.asarray(v, dtype=float).reshape(-1)
@@ -194,8 +199,7 @@ def compare_plot(path: Path, comparisons: Mapping[str, Any], title: str = "") ->
     if plt is None or not comparisons:
         return None
     n = len(comparisons)
-    ncol = min(n, 3)
-    nrow = (n + ncol - 1) // ncol
+    nrow, ncol = _panel_grid(n, 3)
     fig = plt.figure(figsize=(4.6 * ncol, 4.4 * nrow))
     grid = fig.add_gridspec(nrow, ncol, hspace=0.32, wspace=0.28)
     for k, (name, c) in enumerate(comparisons.items()):

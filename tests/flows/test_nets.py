@@ -83,6 +83,19 @@ def test_native_state_dict_keys_unchanged() -> None:
     ConvNet(2, 1, 2, hidden=(4,), final_tanh=True).load_state_dict(net.state_dict())
 
 
+def _check_shifts(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, shape: tuple[int, ...], seed: int) -> None:
+    """``net`` commutes with every nontrivial shift along each axis, then a random shift along all axes at once."""
+    nd = len(shape)
+    g = torch.Generator().manual_seed(seed)
+    shifts = [{k: s} for k in range(nd) for s in range(1, shape[k])]
+    shifts.append({k: int(torch.randint(0, shape[k], (), generator=g)) for k in range(nd)})
+    for sh in shifts:
+        dims = tuple(2 + k for k in sh)
+        s = tuple(sh.values())
+        assert_close(net(torch.roll(x, s, dims=dims)), torch.roll(y, s, dims=dims), rtol=0, atol=1e-12,
+                     msg=f"shift {sh}")
+
+
 # -- translation equivariance ---------------------------------------------------------------------
 @pytest.mark.parametrize("nd,separable,shape", [
     (1, False, (7,)), (2, False, (4, 5)), (3, False, (3, 4, 2)),
@@ -93,15 +106,7 @@ def test_translation_equivariance(nd: int, separable: bool | None, shape: tuple[
     x = _x((2, 2) + shape, device=device)
     with torch.no_grad():
         y = net(x)
-        g = torch.Generator().manual_seed(nd)
-        # every nontrivial shift along each axis, then a random shift along all axes at once
-        shifts = [{k: s} for k in range(nd) for s in range(1, shape[k])]
-        shifts.append({k: int(torch.randint(0, shape[k], (), generator=g)) for k in range(nd)})
-        for sh in shifts:
-            dims = tuple(2 + k for k in sh)
-            s = tuple(sh.values())
-            yt = net(torch.roll(x, s, dims=dims))
-            assert_close(yt, torch.roll(y, s, dims=dims), rtol=0, atol=1e-12, msg=f"shift {sh}")
+        _check_shifts(net, x, y, shape, seed=nd)
         # the check can fail: the output is not a constant field, so a wrong shift would be seen
         assert float((torch.roll(y, 1, dims=2) - y).abs().max()) > 1e-3
 
@@ -258,14 +263,7 @@ def test_separable_width_in_shape_reference_and_translations(nd: int, separable:
         assert y.shape == (2, 6) + shape and y.dtype == F64
         # the blocks are the same sequence of periodic 1D convolutions as with "out" (the roll reference)
         assert_close(y, _net_reference(net, x), rtol=1e-12, atol=1e-12, check_dtype=True)
-        g = torch.Generator().manual_seed(nd)
-        shifts = [{k: s} for k in range(nd) for s in range(1, shape[k])]
-        shifts.append({k: int(torch.randint(0, shape[k], (), generator=g)) for k in range(nd)})
-        for sh in shifts:
-            dims = tuple(2 + k for k in sh)
-            s = tuple(sh.values())
-            assert_close(net(torch.roll(x, s, dims=dims)), torch.roll(y, s, dims=dims), rtol=0, atol=1e-12,
-                         msg=f"shift {sh}")
+        _check_shifts(net, x, y, shape, seed=nd)
         assert float((torch.roll(y, 1, dims=2) - y).abs().max()) > 1e-3   # not a constant field: the check can fail
 
 
