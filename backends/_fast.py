@@ -8,7 +8,8 @@ Built-in fast paths are registered lazily, on the first lookup (nothing happens 
 
 * the numba kernels for backend ``"numpy"``, when numba is importable: one module per physics area,
   listed in :data:`NUMBA_MODULES` (``_numba_gauge``: U(1)/SU(N) plaquette, Wilson action and force;
-  ``_numba_phi4``: phi^4 action and force; ``_numba_dirac``: the Wilson-Dirac hopping term), each
+  ``_numba_phi4``: phi^4 action and force; ``_numba_dirac``: the Wilson-Dirac hopping term;
+  ``_numba_linalg``: the fused vector updates of CG), each
   handing its kernels over through its ``kernels()``; shared machinery in ``_numba_common``;
 * the ``torch.compile`` kernels of ``backends/_kernels_torch.py`` for backend ``"torch"``, only when
   ``LATTICEKIT_FAST_KERNELS=1`` (compilation costs seconds per kernel).
@@ -30,7 +31,7 @@ _REGISTRY: dict[tuple[str, str], Callable[..., Any]] = {}
 _BUILTINS_LOADED = False
 
 #: The numba kernel modules (in ``latticekit.backends``), one per physics area; a new area adds its module here.
-NUMBA_MODULES = ("_numba_gauge", "_numba_phi4", "_numba_dirac")
+NUMBA_MODULES = ("_numba_gauge", "_numba_phi4", "_numba_dirac", "_numba_linalg")
 
 
 def _env_flag() -> str:

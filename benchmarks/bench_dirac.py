@@ -23,13 +23,14 @@ One run measures, in the same process:
    U(1) one complex phase (16 B; the operator computes ``exp(i theta)`` once in its constructor, which
    is not timed), SU(3) 9 complex numbers (144 B). Per site: 2D U(1) 2*32 + 32 = 96 B for ``D psi``;
    4D SU(3) 2*192 + 576 = 960 B. Shifts, temporaries and the conjugate phase copy are not counted.
-3. **Batched CG** on ``(D D^dag) x = b`` (relative residual 1e-10, zero start) for 2D U(1) at L = 16
-   and 32 on ``--cg-batch`` thermalised quenched configurations (heatbath, beta = 2, kappa = 0.24):
+3. **Batched CG** on ``(D D^dag) x = b`` (relative residual 1e-10, zero start) for 2D U(1) at the
+   ``--cg-sizes`` (default L = 8, 16, 32, 64) on ``--cg-batch`` thermalised quenched configurations
+   (heatbath, beta = 2, kappa = 0.24):
    :func:`latticekit.linalg.cg` batched over all configurations (time / batch = cost per
    configuration) against ``scipy.sparse.linalg.cg`` per configuration on the explicit sparse matrix
-   ``A = D D^dag`` (CSR, assembled from ``latticekit.linalg.dense_matrix`` of ``D``; assembly not
-   timed) and on a ``LinearOperator`` applying the sparse ``D`` and ``D^dag`` (the same two-step
-   operator as ours). Iteration counts and agreement of the solutions are recorded.
+   ``A = D D^dag`` (CSR, assembled from ``D`` applied to chunks of unit vectors, equal to
+   ``latticekit.linalg.dense_matrix`` of ``D`` (checked at L <= 16); assembly not timed) and on a
+   ``LinearOperator`` applying the sparse ``D`` and ``D^dag`` (the same two-step operator as ours). Iteration counts and agreement of the solutions are recorded.
 
 The JSON (``meta``: date, command line, host, CPU, thread counts, ``OPENBLAS_CORETYPE`` and other
 threading variables, versions, load average at start and end) is written atomically (temporary file in
@@ -202,38 +203,57 @@ def _scipy_cg(A: Any, b: np.ndarray, tol: float, maxiter: int) -> tuple[np.ndarr
     return x, n[0], dt
 
 
+def _sparse_matrix(D: Any, shape: tuple[int, ...], chunk: int = 512) -> Any:
+    """CSR matrix of the operator ``D`` on vectors of ``shape``: ``D`` applied to chunks of unit vectors,
+    each chunk's columns kept sparse (no dense n x n matrix: 1 GB at L = 64)."""
+    n = int(np.prod(shape))
+    parts = []
+    for j0 in range(0, n, chunk):
+        k = min(chunk, n - j0)
+        E = np.zeros((k, n), dtype=np.complex128)
+        E[np.arange(k), j0 + np.arange(k)] = 1.0
+        cols = np.asarray(D.apply(E.reshape((k,) + shape))).reshape(k, n)  # row j: D e_{j0 + j}
+        part = sp.csr_matrix(cols)
+        part.eliminate_zeros()
+        parts.append(part)
+    return sp.vstack(parts).T.tocsr()
+
+
 def cg_rows(args: argparse.Namespace, report: Callable[[dict[str, Any]], None]) -> None:
     tol, maxiter, kappa = 1e-10, 20000, 0.24
-    sizes = [16] if args.quick else [16, 32]
-    B = args.cg_batch
+    sizes = [16] if args.quick else [int(v) for v in args.cg_sizes.split(",")]
+    batches = [int(v) for v in str(args.cg_batch).split(",")]
+    B = max(batches)
     for L in sizes:
         lat = lk.Lattice((L, L))
         U0 = _quenched_u1(L, B, seed=100 + L)
         b0 = np.asarray(WilsonDirac(U0, lk.U1, lat, kappa=kappa).random_field(backends.rng(7)))
-        # -- ours: one batched solve over all configurations -----------------------------------
+        # -- ours: one batched solve over the first Bk configurations, for each batch size Bk ---------
         x_ours = None
         for be, threads in _backend_list(args):
             with _Backend(be) as abe:  # numpy-generic: the fast paths off
                 _set_threads(threads)
                 U = backends.from_numpy(U0, backend=abe, copy=True)
                 b = backends.from_numpy(b0, backend=abe, copy=True)
-                D = WilsonDirac(U, lk.U1, lat, kappa=kappa)
-                state: dict[str, Any] = {}
+                for Bk in batches:
+                    D = WilsonDirac(U[:Bk], lk.U1, lat, kappa=kappa)
+                    bk = b[:Bk]
+                    state: dict[str, Any] = {}
 
-                def solve() -> None:
-                    state["x"], state["info"] = cg(D.normal, b, tol=tol, maxiter=maxiter, batch_ndim=1)
+                    def solve() -> None:
+                        state["x"], state["info"] = cg(D.normal, bk, tol=tol, maxiter=maxiter, batch_ndim=1)
 
-                t = time_call(solve, warmup=1, min_repeats=2, max_repeats=5,
-                              budget_s=3.0 if not args.quick else 1.0)
-                it = backends.to_numpy(state["info"].iterations)
-                x = backends.to_numpy(state["x"])
-                if be == "numpy":
-                    x_ours = x
-                report({"section": "cg", "solver": "latticekit.cg (batched)", "backend": _label(be, threads), "L": L,
-                        "batch": B, "tol": tol, "kappa": kappa, **t, "per_config_s": t["median_s"] / B,
-                        "iterations_mean": float(it.mean()), "iterations_max": int(it.max()),
-                        "true_residual_max": float(np.max(backends.to_numpy(state["info"].residual))),
-                        "per_config_per_iteration_s": t["median_s"] / B / float(it.max())})
+                    t = time_call(solve, warmup=1, min_repeats=2, max_repeats=5,
+                                  budget_s=3.0 if not args.quick else 1.0)
+                    it = backends.to_numpy(state["info"].iterations)
+                    x = backends.to_numpy(state["x"])
+                    if be == "numpy" and Bk == B:
+                        x_ours = x
+                    report({"section": "cg", "solver": "latticekit.cg (batched)", "backend": _label(be, threads),
+                            "L": L, "batch": Bk, "tol": tol, "kappa": kappa, **t, "per_config_s": t["median_s"] / Bk,
+                            "iterations_mean": float(it.mean()), "iterations_max": int(it.max()),
+                            "true_residual_max": float(np.max(backends.to_numpy(state["info"].residual))),
+                            "per_config_per_iteration_s": t["median_s"] / Bk / float(it.max())})
                 # single configuration (batch 1), for the cost of batching
                 D1 = WilsonDirac(U[:1], lk.U1, lat, kappa=kappa)
                 b1 = b[:1]
@@ -253,13 +273,13 @@ def cg_rows(args: argparse.Namespace, report: Callable[[dict[str, Any]], None]) 
         for c in range(n_sc):
             t0 = time.perf_counter()
             Dc = WilsonDirac(U0[c], lk.U1, lat, kappa=kappa)
-            M = np.asarray(dense_matrix(Dc))
-            Ds = sp.csr_matrix(M)
-            Ds.eliminate_zeros()
+            Ds = _sparse_matrix(Dc, tuple(b0.shape[1:]))
+            if c == 0 and L <= 16:  # the chunked assembly against the library's dense matrix
+                assert np.array_equal(Ds.toarray(), np.asarray(dense_matrix(Dc)))
             Dh = Ds.conj().T.tocsr()
             A = (Ds @ Dh).tocsr()
             asm.append(time.perf_counter() - t0)
-            n = M.shape[0]
+            n = Ds.shape[0]
             lin = spla.LinearOperator((n, n), matvec=lambda v, Ds=Ds, Dh=Dh: Ds @ (Dh @ v), dtype=np.complex128)
             bc = b0[c].reshape(-1)
             for key, op in (("csr", A), ("linop", lin)):
@@ -292,7 +312,7 @@ def _print(row: dict[str, Any]) -> None:
               f"{100 * row['fraction_of_bandwidth']:5.1f}% of BW (best {100 * row['fraction_of_bandwidth_best']:.1f}%)"
               + ("  [fits in LLC]" if row.get("fits_in_llc") else ""), flush=True)
     else:
-        print(f"  cg L={row['L']:3d} {row['backend']:9s} {row['solver']:58s} "
+        print(f"  cg L={row['L']:3d} B={row['batch']:3d} {row['backend']:9s} {row['solver']:58s} "
               f"{row['per_config_s'] * 1e3:9.2f} ms/config, {row['iterations_mean']:.1f} it", flush=True)
 
 
@@ -329,7 +349,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                                "ratio_vs_scipy_linop": r["per_config_s"] / lin["per_config_s"] if lin else None})
     result["cg_ratios"] = ratios
     for r in ratios:
-        print(f"  CG cost per configuration / scipy: L={r['L']} {r['backend']}: {r['ratio_vs_scipy_csr']:.2f} (CSR A), "
+        print(f"  CG cost per configuration / scipy: L={r['L']} B={r['batch']} {r['backend']}: {r['ratio_vs_scipy_csr']:.2f} (CSR A), "
               f"{r['ratio_vs_scipy_linop']:.2f} (LinearOperator)", flush=True)
     result["meta"]["loadavg_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     result["meta"]["wall_s"] = round(time.time() - t_start, 1)
@@ -347,7 +367,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma list of torch thread counts to measure (default 1: on a shared 2-core machine "
                          "OpenMP barriers collapse under load)")
     ap.add_argument("--sections", default="dirac,cg", help="comma list of dirac, cg")
-    ap.add_argument("--cg-batch", type=int, default=64, help="configurations in the batched CG")
+    ap.add_argument("--cg-batch", default="8,64", help="comma list of batch sizes (configurations per batched "
+                    "CG solve); the CG rows run each")
+    ap.add_argument("--cg-sizes", default="8,16,32,64", help="comma list of 2D lattice sizes L of the CG rows "
+                    "(--quick: 16)")
     ap.add_argument("--scipy-configs", type=int, default=8, help="configurations solved with scipy")
     ap.add_argument("--scipy-repeats", type=int, default=3, help="scipy solves per configuration (best kept)")
     args = ap.parse_args(argv)

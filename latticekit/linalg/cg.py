@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from latticekit.backends import array_namespace, is_complex, to_numpy
+from latticekit.backends import array_namespace, fast_path, is_complex, to_numpy
 
 __all__ = [
     "ConvergenceError",
@@ -202,36 +202,71 @@ def cg(A: Operator, b: Any, x0: Any = None, *, tol: float = 1e-10, maxiter: int 
             raise ValueError(f"x0 has shape {tuple(x0.shape)}; expected the shape of b {tuple(b.shape)}")
         x = x0
         r = b - A(x0)
+    # fused vector updates (fast-path registry; the generic expressions below are the fallback). They
+    # write x, r and p in place, so the solver first takes copies it owns: b and x0 stay untouched.
+    fused = _fused_updates(b)
+    if fused is not None:
+        x, r = xp.asarray(x, copy=True), xp.asarray(r, copy=True)
     bn2 = norm2(b, batch_ndim)
     bnorm = xp.sqrt(xp.where(bn2 > 0, bn2, xp.ones_like(bn2)))
-    p = r
+    p = r if fused is None else xp.asarray(r, copy=True)
     rr = norm2(r, batch_ndim)
     tol2 = (tol * bnorm) ** 2
     converged = rr <= tol2
+    done = converged                       # converged, or frozen because A is not positive definite there
     iters = xp.zeros(converged.shape, dtype=xp.int64, device=_dev(b))
     zero = xp.zeros_like(rr)
     one = xp.ones_like(rr)
     for _ in range(maxiter):
-        if bool(xp.all(converged)):
+        if bool(xp.all(done)):             # the one host synchronisation per iteration
             break
-        active = xp.logical_not(converged)
+        active = xp.logical_not(done)
         Ap = A(p)
-        pAp = _real(inner(p, Ap, batch_ndim))
+        pAp = _re_inner(fused, p, Ap, batch_ndim)
         ok = xp.logical_and(active, pAp > 0)
         alpha = xp.where(ok, rr / xp.where(ok, pAp, one), zero)
-        ab = _bcast(alpha, b, batch_ndim)
-        x = x + ab * p
-        r = r - ab * Ap
-        rr_new = norm2(r, batch_ndim)
+        x, r, rr_new = _update_xr(fused, x, r, p, Ap, alpha, batch_ndim)
         beta = xp.where(ok, rr_new / xp.where(rr > 0, rr, one), zero)
-        p = xp.where(_mask(ok, b, batch_ndim), r + _bcast(beta, b, batch_ndim) * p, p)
+        p = _update_p(fused, p, r, beta, ok, batch_ndim)
         rr = xp.where(ok, rr_new, rr)
         iters = iters + xp.astype(ok, xp.int64)
-        # a chain with pAp <= 0 (A not positive definite there) is frozen and reported unconverged
         converged = xp.logical_or(converged, rr <= tol2)
-        if not bool(xp.any(ok)):
-            break
+        # a chain with pAp <= 0 keeps its p, so it would stay there: it is frozen and reported unconverged
+        done = xp.logical_or(converged, xp.logical_or(done, xp.logical_and(active, xp.logical_not(ok))))
     return _finish(A, b, x, converged, iters, bnorm, tol, maxiter, batch_ndim, raise_on_failure, "cg")
+
+
+
+# -- the vector updates of CG: fused fast paths where registered, generic Array API code otherwise --
+def _fused_updates(b: Any) -> tuple[Any, Any, Any] | None:
+    """The registered fused CG updates for the backend of ``b`` (all three, or None)."""
+    fns = tuple(fast_path(name, b) for name in ("batched_re_inner", "cg_update_xr", "cg_update_p"))
+    return None if any(f is None for f in fns) else fns
+
+
+def _re_inner(fused: Any, p: Any, Ap: Any, batch_ndim: int) -> Any:
+    """``Re <p, A p>`` per chain."""
+    out = None if fused is None else fused[0](p, Ap, batch_ndim)
+    return _real(inner(p, Ap, batch_ndim)) if out is None else out
+
+
+def _update_xr(fused: Any, x: Any, r: Any, p: Any, Ap: Any, alpha: Any, batch_ndim: int) -> tuple[Any, Any, Any]:
+    """``x + alpha p``, ``r - alpha Ap`` and ``|r|^2`` per chain (in place when fused)."""
+    rr = None if fused is None else fused[1](x, r, p, Ap, alpha, batch_ndim)
+    if rr is not None:
+        return x, r, rr
+    ab = _bcast(alpha, x, batch_ndim)
+    r = r - ab * Ap
+    return x + ab * p, r, norm2(r, batch_ndim)
+
+
+def _update_p(fused: Any, p: Any, r: Any, beta: Any, ok: Any, batch_ndim: int) -> Any:
+    """``r + beta p`` on the chains where ``ok``, ``p`` elsewhere (in place when fused)."""
+    out = None if fused is None else fused[2](p, r, beta, ok, batch_ndim)
+    if out is not None:
+        return out
+    xp = array_namespace(p)
+    return xp.where(_mask(ok, p, batch_ndim), r + _bcast(beta, p, batch_ndim) * p, p)
 
 
 def _unbatched(solver: Callable[..., Any], A: Operator, b: Any, x0: Any, **kw: Any) -> tuple[Any, SolverInfo]:

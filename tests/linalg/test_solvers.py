@@ -100,3 +100,18 @@ def test_reductions(bk):
     assert_close(bk.to_numpy(norm2(bk.asarray(a), 1)), [6.0, 1.0], rtol=1e-5, atol=1e-8)
     assert_close(bk.to_numpy(inner(bk.asarray(a), bk.asarray(b + 0j), 1)), np.sum(np.conj(a) * b, axis=1),
                  rtol=1e-5, atol=1e-8)
+
+
+def test_cg_freezes_chain_where_operator_is_not_positive(bk):
+    """A chain whose operator is negative definite (p^dag A p < 0 from the first step) is frozen at once
+    and reported unconverged with zero iterations; the other chains converge, and the solve stops
+    instead of running to maxiter."""
+    rng = np.random.default_rng(4)
+    A = _hpd(rng, 2, 8, [10.0, 10.0])
+    A[1] = -A[1]
+    b = rng.normal(size=(2, 8)) + 0j
+    x, info = cg(_matop(bk, A), bk.asarray(b), tol=1e-12, maxiter=10**6, batch_ndim=1, raise_on_failure=False)
+    assert bk.to_numpy(info.converged).tolist() == [True, False]
+    its = bk.to_numpy(info.iterations)
+    assert its[1] == 0 and 1 < its[0] <= 8 + 4   # exact arithmetic: at most n = 8 steps; round-off may add a few
+    assert_close(bk.to_numpy(x)[1], 0.0, rtol=0, atol=0)

@@ -1,0 +1,195 @@
+#!/usr/bin/env python
+"""Cost per site and memory against the lattice size L for the 2D kernels (issue 19, item 4).
+
+Run by hand (not part of the test suite)::
+
+    python benchmarks/bench_scaling.py --out benchmarks/results/scaling_2d_vm.json          # ~3 min
+    python benchmarks/bench_scaling.py --out /tmp/scaling_quick.json --quick
+
+For each kernel -- U(1) plaquette and Wilson force, phi^4 action and force, the Wilson-Dirac operator
+``D psi`` on U(1) links -- and each backend (``numpy``: with the numba fast paths where registered;
+``torch``: one thread), and for L = 8, 16, 32, 64, 128:
+
+* **Cost per site** at a fixed number of sites per call: the batch is ``sites // L^2``, so every L does
+  the same work and moves the same bytes; the median time per call divided by the sites. Two totals:
+  ``--sites`` (default 2^18: every array in the last-level cache) and ``--sites-dram`` (default 2^22:
+  far outside it). Flat cost means that short rows, the per-configuration set-up and the per-call
+  overhead are negligible from L = 8 on. ``flatness`` is max / min of the per-site cost over L.
+* **Memory against volume** at batch 1: the peak of the memory allocated during one call
+  (``tracemalloc``, which sees NumPy's allocations; torch tensors are not traced, so NumPy only: with
+  the fast paths, ``numpy``, and without, ``numpy-generic``), fitted as ``peak = fixed + bytes_per_site * L^2``. Linear in volume means the fit
+  holds at every L (``max_deviation_from_affine_fit_over_largest_peak`` small) with ``bytes_per_site`` a small
+  multiple of the input's bytes per site (the output and a constant number of temporaries).
+
+The JSON (command, host, CPU, versions, load average at start and end, thread counts) is written
+atomically; every row has the command that made the file in ``meta``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import _env_info, time_call, write_json_atomic  # noqa: E402  (shared harness)
+
+import latticekit as lk  # noqa: E402
+from latticekit import backends  # noqa: E402
+from latticekit.actions import Phi4Action, WilsonDirac, WilsonGaugeAction  # noqa: E402
+from latticekit.observables import average_plaquette  # noqa: E402
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - depends on the installation
+    torch = None
+
+SIZES = (8, 16, 32, 64, 128)
+
+
+def _kernels(L: int, batch: int, backend: str) -> dict[str, tuple[Callable[[], Any], Any]]:
+    """``name -> (call, input field)`` for the five 2D kernels on a random batch of fields."""
+    lat = lk.Lattice((L, L))
+    rng = backends.rng(3)
+    th = np.asarray(lk.U1.random(rng, (batch, 2), lat.shape))
+    phi = np.random.default_rng(4).normal(size=(batch, L, L))
+    th_b = backends.from_numpy(th, backend=backend, copy=True)
+    phi_b = backends.from_numpy(phi, backend=backend, copy=True)
+    S = WilsonGaugeAction(lk.U1, lat, 2.0)
+    P = Phi4Action(lat, 0.25, 1.1)
+    D = WilsonDirac(th_b, lk.U1, lat, kappa=0.24)
+    psi = backends.from_numpy(np.asarray(D.random_field(backends.rng(5))), backend=backend, copy=True)
+    return {
+        "u1_plaquette": (lambda: average_plaquette(th_b, lk.U1, lat), th_b),
+        "u1_force": (lambda: S.force(th_b), th_b),
+        "phi4_action": (lambda: P.action(phi_b), phi_b),
+        "phi4_force": (lambda: P.force(phi_b), phi_b),
+        "dirac_apply": (lambda: D.apply(psi), psi),
+    }
+
+
+def cost_rows(args: argparse.Namespace, total: int, label: str, report: Callable[[dict[str, Any]], None]) -> None:
+    for backend in args.backends.split(","):
+        for L in SIZES:
+            batch = max(1, total // (L * L))
+            ks = _kernels(L, batch, backend)
+            for name, (fn, _) in ks.items():
+                t = time_call(fn, warmup=2, min_repeats=5, max_repeats=40, budget_s=0.3 if args.quick else 1.0)
+                report({"section": "cost", "regime": label, "kernel": name, "backend": backend, "L": L,
+                        "batch": batch, "sites": batch * L * L, **t,
+                        "ns_per_site": t["median_s"] / (batch * L * L) * 1e9,
+                        "ns_per_site_best": t["min_s"] / (batch * L * L) * 1e9})
+            del ks
+            gc.collect()
+
+
+def memory_rows(args: argparse.Namespace, report: Callable[[dict[str, Any]], None]) -> None:
+    old = os.environ.get("LATTICEKIT_FAST_KERNELS")
+    try:
+        for mode, flag in (("numpy", "1"), ("numpy-generic", "0")):
+            os.environ["LATTICEKIT_FAST_KERNELS"] = flag   # numpy-generic: the Array API code, fast paths off
+            for L in SIZES:
+                for name, (fn, field) in _kernels(L, 1, "numpy").items():
+                    fn()                             # warm-up: compilation and caches outside the trace
+                    gc.collect()
+                    tracemalloc.start()
+                    tracemalloc.reset_peak()
+                    base = tracemalloc.get_traced_memory()[0]
+                    fn()
+                    peak = tracemalloc.get_traced_memory()[1] - base
+                    tracemalloc.stop()
+                    report({"section": "memory", "kernel": name, "backend": mode, "L": L, "batch": 1,
+                            "input_bytes": int(field.nbytes), "peak_alloc_bytes": int(peak),
+                            "peak_over_input": peak / field.nbytes})
+    finally:
+        if old is None:
+            os.environ.pop("LATTICEKIT_FAST_KERNELS", None)
+        else:
+            os.environ["LATTICEKIT_FAST_KERNELS"] = old
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    t0 = time.time()
+    if torch is not None:
+        torch.set_num_threads(1)
+    result: dict[str, Any] = {"meta": _env_info(argv)}
+    result["meta"]["fast_paths_numpy"] = sorted(n for (n, b) in backends._fast._REGISTRY if b == "numpy") \
+        if backends.fast_path("u1_wilson_force", np.ones(1)) is not None else []
+    rows: list[dict[str, Any]] = []
+    result["rows"] = rows
+
+    def report(row: dict[str, Any]) -> None:
+        rows.append(row)
+        if row["section"] == "cost":
+            print(f"  {row['regime']:5s} {row['kernel']:13s} {row['backend']:6s} L={row['L']:4d} B={row['batch']:6d} "
+                  f"{row['ns_per_site']:8.2f} ns/site", flush=True)
+        else:
+            print(f"  memory {row['backend']:13s} {row['kernel']:13s} L={row['L']:4d} peak {row['peak_alloc_bytes'] / 1e6:9.3f} MB "
+                  f"= {row['peak_over_input']:.2f} x input", flush=True)
+
+    cost_rows(args, args.sites, "cache", report)
+    if not args.quick:
+        cost_rows(args, args.sites_dram, "dram", report)
+    memory_rows(args, report)
+    summary = []
+    for regime in sorted({r["regime"] for r in rows if r["section"] == "cost"}):
+        for backend in args.backends.split(","):
+            for name in sorted({r["kernel"] for r in rows if r["section"] == "cost"}):
+                sel = [r for r in rows if r["section"] == "cost" and r.get("regime") == regime
+                       and r["backend"] == backend and r["kernel"] == name]
+                if sel:
+                    c = [r["ns_per_site"] for r in sel]
+                    summary.append({"regime": regime, "backend": backend, "kernel": name,
+                                    "ns_per_site_by_L": {str(r["L"]): r["ns_per_site"] for r in sel},
+                                    "flatness": max(c) / min(c), "flat_within_20pct": max(c) / min(c) <= 1.2})
+    for name, mode in sorted({(r["kernel"], r["backend"]) for r in rows if r["section"] == "memory"}):
+        sel = [r for r in rows if r["section"] == "memory" and r["kernel"] == name and r["backend"] == mode]
+        V = np.array([r["L"] ** 2 for r in sel], dtype=float)
+        peak = np.array([r["peak_alloc_bytes"] for r in sel], dtype=float)
+        slope, icpt = np.polyfit(V, peak, 1)            # peak = intercept + slope * volume
+        dev = np.abs(peak - (icpt + slope * V)) / peak.max()   # in units of the largest peak (L = 128)
+        summary.append({"regime": "memory", "backend": mode, "kernel": name,
+                        "peak_bytes_by_L": {str(r["L"]): r["peak_alloc_bytes"] for r in sel},
+                        "bytes_per_site": slope, "fixed_bytes": icpt,
+                        "input_bytes_per_site": sel[-1]["input_bytes"] / V[-1],
+                        "max_deviation_from_affine_fit_over_largest_peak": float(dev.max())})
+    result["summary"] = summary
+    for s in summary:
+        if "flatness" in s:
+            print(f"  {s['regime']:5s} {s['backend']:6s} {s['kernel']:13s} max/min per-site cost over L: "
+                  f"{s['flatness']:.2f}", flush=True)
+        else:
+            print(f"  memory {s['backend']:13s} {s['kernel']:13s} peak = {s['fixed_bytes']:.0f} B + {s['bytes_per_site']:.1f} B/site "
+                  f"(input {s['input_bytes_per_site']:.0f} B/site; largest deviation from the fit "
+                  f"{100 * s['max_deviation_from_affine_fit_over_largest_peak']:.1f}% of the L = 128 peak)", flush=True)
+    result["meta"]["loadavg_at_end"] = os.getloadavg()
+    result["meta"]["wall_s"] = time.time() - t0
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True, help="JSON results file (written atomically)")
+    ap.add_argument("--quick", action="store_true", help="the in-cache sizes only, short timings")
+    ap.add_argument("--backends", default="numpy,torch", help="comma list of numpy, torch")
+    ap.add_argument("--sites", type=int, default=1 << 18, help="sites per call, in-cache regime")
+    ap.add_argument("--sites-dram", type=int, default=1 << 22, help="sites per call, DRAM regime")
+    args = ap.parse_args(argv)
+    if "torch" in args.backends and torch is None:
+        ap.error("--backends names torch, which is not installed")
+    result = run(args, [__file__] + argv)
+    write_json_atomic(result, args.out)
+    print(f"written {args.out} ({result['meta']['wall_s']:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One device session for issue 19 (run by hand on a GPU machine from the repository root; writes under $OUT):
+#   the CUDA cases of the fast-path and fused-CG tests, then bench_gpu.py without and with the torch.compile
+#   kernels (U(1), phi^4, SU(3), Dirac, CG rows: the CG rows of the second run use the compiled CG updates).
+# Wheels that a bare GPU image lacks travel in .whl/ (array-api-compat, array-api-strict).
+# DEVICE=cpu runs the same steps on torch CPU with small sizes (a check of the script, not a measurement).
+set -uo pipefail
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+DEVICE=${DEVICE:-cuda}
+t0=$(date +%s)
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+# the package from the tree without an install: latticekit.backends lives in backends/ (pyproject's package-dir)
+if [ ! -e latticekit/backends ]; then ln -sfn ../backends latticekit/backends; trap 'rm -f latticekit/backends' EXIT; fi
+export PYTHONPATH="$PWD:${PYTHONPATH:-}"
+if [ "$DEVICE" = cuda ]; then nvidia-smi -L; fi
+python3 -c "import torch, latticekit; print(torch.__version__, torch.cuda.is_available())"
+echo "setup $(( $(date +%s) - t0 )) s"
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/linalg/test_cg_fused.py tests/linalg/test_solvers.py \
+  tests/test_fast_paths.py 2>&1 | tail -5 | tee "$OUT/pytest_kernels.txt"
+echo "tests $(( $(date +%s) - t0 )) s"
+Q=""; [ "$DEVICE" = cpu ] && Q="--quick"
+timeout 200 python3 benchmarks/bench_gpu.py --device "$DEVICE" $Q --backends torch --sections u1,phi4,su3,dirac,cg \
+  --out "$OUT/gpu_kernels_eager.json" 2>&1 | tail -25
+echo "eager $(( $(date +%s) - t0 )) s"
+timeout 200 python3 benchmarks/bench_gpu.py --device "$DEVICE" $Q --backends torch --sections u1,phi4,cg --compiled \
+  --out "$OUT/gpu_kernels_compiled.json" 2>&1 | tail -25
+echo "total $(( $(date +%s) - t0 )) s"
