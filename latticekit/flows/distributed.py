@@ -110,7 +110,10 @@ class DistributedTrainer(Trainer):
         self.local_batch = cfg.batch_size // self.world_size
         self.rng = backends.rng(rank_seed(cfg.seed, self.rank), backend="torch", device=cfg.device)
         ids = [self.device] if self.device.type == "cuda" else None
-        self.ddp = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
+        # static_graph: the same parameters take part in every step, so DDP can skip the ones that never get a
+        # gradient (the raw first-coordinate parameters of SU(N) spectral kernels that have context features,
+        # kept for checkpoint compatibility) without the per-step graph search of find_unused_parameters
+        self.ddp = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False, static_graph=True)
 
     def train_step(self) -> dict[str, float]:
         """One data-parallel step; metrics are those of the global batch (identical on all ranks)."""

@@ -79,9 +79,14 @@ def train_distributed(config: "str | os.PathLike[str] | Mapping[str, Any] | Flow
         raise ConfigError(f"nprocs={nprocs!r}: expected a positive number of processes")
     if cfg.train.batch_size % nprocs:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size}: must be divisible by nprocs={nprocs}")
+    for b in getattr(cfg.model.variant, "conditional_batch_size", ()) or ():   # staged jobs (4D QCD)
+        if b % nprocs:
+            raise ConfigError(f"model.conditional_batch_size contains {b}: every batch must be divisible by "
+                              f"nprocs={nprocs}")
     from .models import family
 
-    if family(cfg.model.coupling).train is not None:
+    fam = family(cfg.model.coupling)
+    if fam.train is not None and not fam.distributed_train:
         raise ConfigError(f"model.coupling = {cfg.model.coupling!r} trains on one process (its own job); run it "
                           "without --nprocs")
     dev = torch_device("torch", device)

@@ -85,6 +85,9 @@ class FlowFamily:
         App. A, :mod:`.superres_uv_models`); it writes the job's files like
         :func:`~latticekit.app.flows.train.run_training`, ending with ``checkpoint.pt`` of the model that
         :func:`build_flow` builds. None: :func:`~latticekit.app.flows.train.run_training`.
+    distributed_train : bool
+        The family's own ``train`` also runs data-parallel (``latticekit train --nprocs N``): it then takes the
+        keyword ``distributed=True`` inside an initialised torch.distributed group (4D QCD: the staged job).
     """
 
     name: str
@@ -96,6 +99,7 @@ class FlowFamily:
     sampler: Callable[..., Any] | None = None
     sampled_action: Callable[[Any], dict[str, Any]] | None = None
     train: Callable[..., Any] | None = None
+    distributed_train: bool = False
 
 
 #: ``model.coupling`` -> ``"module:attribute"`` (modules relative to this package)

@@ -187,13 +187,17 @@ def qcd4d_action(theory: Any, s: QCD4DSettings, seed: int) -> Any:
 def _objective(objective: str, frozen: bool) -> Any:
     def prepare(model: Any) -> None:
         model.freeze_marginal(frozen)
+        # the marginal objective does not use the conditional models: they are frozen too, so that every trained
+        # parameter gets a gradient (data-parallel training requires it; Adam skips them either way)
+        model.conditionals.requires_grad_(objective == "joint")
         model.set_objective(objective)
     return prepare
 
 
-def qcd4d_stages(cfg: Any, device: Any) -> list[Any]:
+def qcd4d_stages(cfg: Any, device: Any, rank: int | None = None) -> list[Any]:
     """The stages of the job (module docstring): ``marginal`` with the ``[train]`` options, then one conditional
-    stage per entry of the ``conditional_*`` lists (the other ``[train]`` options are shared)."""
+    stage per entry of the ``conditional_*`` lists (the other ``[train]`` options are shared). ``rank``: the
+    process's rank in data-parallel training (its own stream of estimator noise), None for one process."""
     from latticekit import backends
     from latticekit.flows.pseudofermion import JointAction, MarginalAction
 
@@ -204,7 +208,12 @@ def qcd4d_stages(cfg: Any, device: Any) -> list[Any]:
     targets = theory_targets(theory, s.mu0)
     # the noise of the stochastic log-det gradient has its own generator (train.seed + 1): a resumed marginal stage
     # is statistically, not bitwise, equal to an uninterrupted one (as for the pseudofermion family)
-    marginal = MarginalAction(theory.make_action(), targets, backends.rng(t.seed + 1, backend="torch"),
+    noise_seed = t.seed + 1
+    if rank is not None:
+        from latticekit.flows.distributed import rank_seed
+
+        noise_seed = rank_seed(noise_seed, rank)
+    marginal = MarginalAction(theory.make_action(), targets, backends.rng(noise_seed, backend="torch"),
                               n_noise=s.n_noise)
     out = [Stage("marginal", base, marginal, _objective("marginal", False),
                  {"target": "S_g - log det(D D^dag + mu0), stochastic gradient"})]
@@ -219,8 +228,14 @@ def qcd4d_stages(cfg: Any, device: Any) -> list[Any]:
     return out
 
 
-def qcd4d_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progress: bool) -> dict[str, Any]:
-    """The two-stage training as the train job (module docstring); returns the content of ``train.json``."""
+def qcd4d_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progress: bool,
+                distributed: bool = False) -> dict[str, Any]:
+    """The two-stage training as the train job (module docstring); returns the content of ``train.json``.
+
+    ``distributed``: data-parallel over the ranks of the initialised torch.distributed group (``latticekit train
+    --nprocs N``; :func:`~.stages.run_stages`): every batch size (``train.batch_size`` and
+    ``model.conditional_batch_size``) is global and must be divisible by the number of processes; rank 0 writes
+    the files and runs the final evaluation, the other ranks return ``{"status", "steps", "world_size"}``."""
     from latticekit.flows.checkpoint import save_checkpoint
     from latticekit.flows.pseudofermion import JointAction
     from latticekit.flows.train import NonFiniteLossError, Trainer
@@ -235,20 +250,38 @@ def qcd4d_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progress: b
     from .train import ESS_DEFINITION
 
     conf, t, s = cfg.to_dict(), cfg.train, cfg.model.variant
-    check_memory(cfg.theory.field_bytes(), max([t.batch_size, t.eval_batch_size, *s.conditional_batch_size]),
+    rank, world = 0, 1
+    if distributed:
+        import torch.distributed as dist
+
+        rank, world = dist.get_rank(), dist.get_world_size()
+        bad = [b for b in (t.batch_size, *s.conditional_batch_size) if b % world]
+        if bad:
+            raise ConfigError(f"train.batch_size and model.conditional_batch_size {[t.batch_size, *s.conditional_batch_size]}"
+                              f": every batch must be divisible by the number of processes {world}")
+    lead = rank == 0
+    check_memory(cfg.theory.field_bytes(),
+                 max([t.batch_size // world, t.eval_batch_size, *(b // world for b in s.conditional_batch_size)]),
                  f"lattice.shape {list(cfg.lattice.shape)} with the batch sizes of train and model.conditional_batch_size")
-    prepare_run_folder(outdir, conf, fresh, state=(STAGES,))
-    write_json(outdir / CONFIG, conf)
+    if lead:
+        prepare_run_folder(outdir, conf, fresh, state=(STAGES,))
+        write_json(outdir / CONFIG, conf)
+    if distributed:
+        dist.barrier()
     model, _action, _lat = build_flow(cfg)
-    stages = qcd4d_stages(cfg, device)
+    stages = qcd4d_stages(cfg, device, rank if distributed else None)
     t0 = time.time()
     try:
         res = run_stages(model, stages, outdir, job_config=conf, on_step=lambda m: kill_point("train:step"),
-                         progress=progress)
+                         progress=progress, distributed=distributed)
     except NonFiniteLossError as exc:  # the stage checkpoints hold the last good state
-        write_json(outdir / TRAIN_SUMMARY, {"status": "stopped: non-finite loss or gradient", "message": str(exc),
-                                            "stages": str(outdir / STAGES)})
+        if lead:
+            write_json(outdir / TRAIN_SUMMARY, {"status": "stopped: non-finite loss or gradient", "message": str(exc),
+                                                "stages": str(outdir / STAGES)})
         raise
+    if not lead:
+        dist.barrier()                     # rank 0 writes the final checkpoint and summary
+        return {"status": "finished", "steps": res["steps"], "world_size": world}
     save_checkpoint(outdir / CHECKPOINT, model=model, step=res["steps"],
                     config={"flow_config": conf, "stages": res["stages"], "history": []})
     # final evaluation: eval_batch_size joint draws (one pseudofermion per gauge field) against the unregulated
@@ -268,12 +301,14 @@ def qcd4d_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progress: b
         "ess_definition": ESS_DEFINITION + "; joint draws (U, phi), one pseudofermion per gauge field",
         "var_log_w": ev["eval_var_log_w"], "log_z_estimate": ev["eval_log_z_estimate"], "log_z_exact": None,
         "kl": ev["eval_kl_estimate"], "kl_log_z": "estimate",
-        "stages": res["stages"], "n_parameters": int(sum(p.numel() for p in model.parameters())), "world_size": 1,
+        "stages": res["stages"], "n_parameters": int(sum(p.numel() for p in model.parameters())), "world_size": world,
         "device": str(device) if device is not None else "cpu", "wall_s": round(time.time() - t0, 3),
         "checkpoint": str(outdir / CHECKPOINT), "metrics": str(outdir / METRICS), "config": conf,
         "plot": training_plot(outdir / TRAIN_PLOT, lines, title),
     }
     write_json(outdir / TRAIN_SUMMARY, summary)
+    if distributed:
+        dist.barrier()
     if progress:
         print(f"qcd4d: {len(res['stages'])} stages, {res['steps']} steps; joint ESS/N {ev['eval_ess']:.3f} "
               f"(N = {t.eval_batch_size}, one pseudofermion per gauge field)", flush=True)
@@ -281,5 +316,5 @@ def qcd4d_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progress: b
 
 
 QCD4D = FlowFamily("qcd4d", QCD4DSettings, qcd4d_flow, lambda shape: 48, _check, make_action=qcd4d_action,
-                   sampler=pseudofermion_sampler, train=qcd4d_train)
+                   sampler=pseudofermion_sampler, train=qcd4d_train, distributed_train=True)
 """The 4D QCD joint model and its two-stage training (module docstring)."""

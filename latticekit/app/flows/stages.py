@@ -19,6 +19,12 @@ frozen parts) before its optimizer is built. :func:`run_stages` runs them with t
 Each stage's generator is seeded with ``train.seed + 1000 k`` so that stages do not replay each other's
 prior draws.
 
+Data-parallel (``distributed=True``, inside an initialised torch.distributed group: ``latticekit train
+--nprocs N``): every rank runs the same stages with a :class:`~latticekit.flows.distributed.DistributedTrainer`
+(``batch_size`` global, split over the ranks; rank ``r`` draws from ``rank_seed(seed + 1000 k, r)``); rank 0
+alone writes ``metrics.jsonl`` and the stage records, the checkpoints are written collectively (rank 0 writes,
+every rank's generator state inside), and a resumption needs the same number of processes.
+
 Examples
 --------
 >>> import tempfile, latticekit as lk
@@ -103,8 +109,16 @@ def _to_dtype(model: Any, config: Any) -> None:
     model.to(dtype={"float64": torch.float64, "float32": torch.float32}[config.dtype])
 
 
+def _barrier(distributed: bool) -> None:
+    if distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 def run_stages(model: Any, stages: list[Stage], folder: Path, *, job_config: dict[str, Any],
-               on_step: Callable[[dict[str, Any]], None] | None = None, progress: bool = True) -> dict[str, Any]:
+               on_step: Callable[[dict[str, Any]], None] | None = None, progress: bool = True,
+               distributed: bool = False) -> dict[str, Any]:
     """Run (or resume) ``stages`` in sequence on ``model`` (module docstring).
 
     Parameters
@@ -118,7 +132,9 @@ def run_stages(model: Any, stages: list[Stage], folder: Path, *, job_config: dic
     on_step : callable, optional
         Called after every step with the metrics line (already written), e.g. for kill points.
     progress : bool
-        Progress bar per stage.
+        Progress bar per stage (rank 0 only).
+    distributed : bool
+        Data-parallel over the ranks of the initialised torch.distributed group (module docstring).
 
     Returns
     -------
@@ -137,7 +153,17 @@ def run_stages(model: Any, stages: list[Stage], folder: Path, *, job_config: dic
 
     _check(stages)
     folder = Path(folder)
-    (folder / STAGES).mkdir(parents=True, exist_ok=True)
+    rank, lead = 0, True
+    if distributed:
+        import torch.distributed as dist
+
+        from latticekit.flows.distributed import DistributedTrainer
+
+        rank = dist.get_rank()
+        lead = rank == 0
+    if lead:
+        (folder / STAGES).mkdir(parents=True, exist_ok=True)
+    _barrier(distributed)
     records: list[dict[str, Any]] = []
     first_open = len(stages)
     for k, st in enumerate(stages):
@@ -153,9 +179,11 @@ def run_stages(model: Any, stages: list[Stage], folder: Path, *, job_config: dic
         if ck.exists():
             resume_step += int(torch.load(ck, map_location="cpu", weights_only=False)["step"])
     metrics_path = folder / METRICS
-    truncate_metrics(metrics_path, resume_step)
-    done_lines = read_metrics(metrics_path)
-    cpu_before = float(done_lines[-1].get("cpu_s", 0.0)) if done_lines else 0.0
+    cpu_before = 0.0
+    if lead:
+        truncate_metrics(metrics_path, resume_step)
+        done_lines = read_metrics(metrics_path)
+        cpu_before = float(done_lines[-1].get("cpu_s", 0.0)) if done_lines else 0.0
     t0, c0 = time.time(), time.process_time()
     trainer = None
     if first_open == len(stages):  # every stage finished: the model of the last one
@@ -174,12 +202,12 @@ def run_stages(model: Any, stages: list[Stage], folder: Path, *, job_config: dic
             prev, _ = stage_files(folder, k - 1, stages[k - 1])
             _to_dtype(model, cfg)  # load in the training precision (a float32 model would round the state)
             load_checkpoint(prev, model=model)
-        trainer = JobTrainer(model, st.action, cfg)
+        trainer = DistributedTrainer(model, st.action, cfg) if distributed else JobTrainer(model, st.action, cfg)
         trainer.job_config = job_config  # type: ignore[attr-defined]
         if ck.exists():
             trainer.load(str(ck))
-        writer = MetricsWriter(metrics_path)
-        bar = Progress(cfg.steps, trainer.step, f"stage {k + 1}/{len(stages)} ({st.name})", progress,
+        writer = MetricsWriter(metrics_path) if lead else None
+        bar = Progress(cfg.steps, trainer.step, f"stage {k + 1}/{len(stages)} ({st.name})", progress and lead,
                        log_every=cfg.log_every)
         s0 = time.time()
         try:
@@ -192,7 +220,8 @@ def run_stages(model: Any, stages: list[Stage], folder: Path, *, job_config: dic
                 m["step"] = offset + trainer.step
                 m["time_s"] = round(time.time() - t0, 4)
                 m["cpu_s"] = round(cpu_before + time.process_time() - c0, 4)
-                writer.write(m)
+                if writer is not None:
+                    writer.write(m)
                 if on_step is not None:
                     on_step(m)
                 bar.update(1, loss=m["loss"], ess=m["ess"], lr=m["lr"])
@@ -202,11 +231,16 @@ def run_stages(model: Any, stages: list[Stage], folder: Path, *, job_config: dic
                 trainer.save()
         finally:
             bar.close()
-            writer.close()
+            if writer is not None:
+                writer.close()
         rec = {"stage": k, "name": st.name, "steps": trainer.step, "batch_size": cfg.batch_size, "lr": cfg.lr,
                "schedule": cfg.schedule, "final_loss": trainer.history[-1]["loss"] if trainer.history else None,
                "wall_s": round(time.time() - s0, 3), "checkpoint": str(ck), "info": st.info}
-        atomic_write(done, (json.dumps(rec, indent=1) + "\n").encode())
+        if distributed:
+            rec["world_size"] = trainer.world_size
+        if lead:
+            atomic_write(done, (json.dumps(rec, indent=1) + "\n").encode())
+        _barrier(distributed)
         records.append(rec)
         offset += trainer.step
     return {"steps": offset, "resumed_from_step": resume_step or None, "stages": records, "trainer": trainer}

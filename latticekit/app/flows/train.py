@@ -77,10 +77,12 @@ def run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, pro
     from .models import family
 
     fam = family(cfg.model.coupling)
-    if fam.train is not None:  # a family with its own job (UV-matching ladder)
-        if distributed:
+    if fam.train is not None:  # a family with its own job (UV-matching ladder, the staged 4D QCD job)
+        if distributed and not fam.distributed_train:
             raise ConfigError(f"model.coupling = {cfg.model.coupling!r} trains on one process; run it without "
                               "data-parallel workers")
+        if distributed:
+            return fam.train(cfg, outdir, device=device, fresh=fresh, progress=progress, distributed=True)
         return fam.train(cfg, outdir, device=device, fresh=fresh, progress=progress)
     rank, world = 0, 1
     if distributed:

@@ -456,3 +456,38 @@ def test_fresh_removes_the_stages(tmp_path: Path) -> None:
     summary = json.loads((out / "train.json").read_text())
     assert summary["resumed_from_step"] is None and summary["steps"] == 3
     assert [m["step"] for m in _metrics(out)] == [1, 2, 3]
+
+
+def test_data_parallel_staged_job(tmp_path: Path) -> None:
+    """``latticekit train --nprocs 2`` on the staged job: every stage runs data-parallel (gloo, 2 processes), rank 0
+    writes the files once, the marginal stays frozen in the conditional stages, a rerun resumes (nothing left to do),
+    and the single-process sampler reads the result. Batches not divisible by the process count are refused first."""
+    from latticekit.app.flows.distributed import train_distributed
+
+    with pytest.raises(ConfigError, match="conditional_batch_size contains 3"):
+        train_distributed(cfg(conditional_batch_size=[4, 3]), out=tmp_path / "bad", nprocs=2)
+    assert not (tmp_path / "bad").exists()
+    out = tmp_path / "ddp"
+    conf = tmp_path / "job.toml"
+    conf.write_text(_toml(cfg()))
+    assert main(["train", str(conf), "--out", str(out), "--nprocs", "2", "--quiet"]) == 0
+    summary = json.loads((out / "train.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == TOTAL
+    lines = _metrics(out)
+    assert [m["step"] for m in lines] == list(range(1, TOTAL + 1))          # written once, by rank 0
+    assert [m["stage"] for m in lines] == ["marginal"] * TRAIN_STEPS + ["conditional_1"] * 3 + ["conditional_2"] * 2
+    for k, name in enumerate(["marginal", "conditional_1", "conditional_2"]):
+        rec = json.loads((out / "stages" / f"{k}_{name}.json").read_text())
+        assert rec["world_size"] == 2
+        ck = torch.load(out / "stages" / f"{k}_{name}.pt", weights_only=False)
+        assert ck["config"]["world_size"] == 2 and len(ck["config"]["rank_rng_states"]) == 2
+    marg = _model_state(out / "stages", "0_marginal.pt")
+    final = _model_state(out)
+    gauge = [k for k in marg if not k.startswith(("conditionals.", "trunk."))]
+    assert gauge and all(torch.equal(marg[k], final[k]) for k in gauge)      # frozen in the conditional stages
+    assert any(not torch.equal(marg[k], final[k]) for k in marg if k.startswith("conditionals."))
+    assert main(["train", str(conf), "--out", str(out), "--nprocs", "2", "--quiet"]) == 0
+    again = json.loads((out / "train.json").read_text())
+    assert again["resumed_from_step"] == TOTAL and _metrics(out) == lines
+    s = sample_job(out, n=16, seed=0)
+    assert 0 <= s["acceptance"] <= 1
