@@ -10,7 +10,9 @@ Registered names (backend ``"numpy"``)
     the phases as 1 x 1 matrices), ``psi`` ``(*S, *B, Ns, Nc, *L)`` complex128, ``gammas`` the
     caller's monomial gamma tables (``latticekit.actions.dirac``). One pass over the rows of each
     configuration: spin projection, parallel transport and reconstruction fused per row block, the
-    neighbour rows and the anti-periodic time boundary by index arithmetic. Small fields (below
+    neighbour rows and the anti-periodic time boundary by index arithmetic. 2D U(1) (Ns = 2, up to
+    ``_U1_2D_MAX_SITES`` sites) has its own kernel over whole configurations (flat neighbour offsets,
+    several configurations per chunk: the same cost per site from L = 8 on). Small fields (below
     ``_WD_SERIAL_WORK`` sites x Nc^2) run on one thread.
 
 Examples
@@ -284,6 +286,98 @@ def _wilson_dirac_kernel(psi, U, dims, K, n, gidx, spins, cproj, crec, alpha, be
 
 
 # --------------------------------------------------------------------------------------------------
+# 2D, U(1), two spin components: whole configurations, flat neighbour offsets, several per chunk
+# --------------------------------------------------------------------------------------------------
+# In 2D a row is one lattice row: for small L the row blocks above are a few sites long, and their
+# per-block work (allocations, run finding, views, wrap-around sites) cost more than the sites (L = 8:
+# 2-3x the per-site cost of L >= 32). Here each configuration is one flat array of V = L0 L1 sites, the
+# hop along axis 0 the offset +-L1 and along axis 1 the offset +-1, with the few wrapped entries fixed up
+# in scratch (:func:`_u1_2d_config`); a chunk is several whole configurations, scratch allocated once.
+@_jit()
+def _u1_2d_config(O, P, Uf, bp, bu, L0, L1, al, beta, anti, cq, cr, hn, hs, he, hw):  # pragma: no cover
+    """One configuration: spin components ``P[bp + y]``, ``P[bp + V + y]`` of psi, links ``Uf[bu + y]``,
+    ``Uf[bu + V + y]`` (mu = 0, 1), output ``O`` as P (flat arrays, uint64 offsets); ``cq[mu, k]`` the
+    projection and ``cr[mu, k]`` the reconstruction coefficients of the hop mu, forward (k = 0) /
+    backward (k = 1); scratch ``hn, hs`` (>= V + L1), ``he, hw`` (>= V + 1).
+
+    Pass A computes the four projected half-spinors at every site y (the backward ones transported by
+    ``U^dag(y)``) and stores them where pass B, a flat loop over x, reads them: ``hn[x + L1]``, ``hs[x]``,
+    ``he[x + 1]``, ``hw[x]``. The periodic wrap is then a ghost row after ``hn`` and before ``hs`` (with
+    the anti-periodic sign) and, within the rows, one copied entry per row and direction. All indices
+    are uint64 offsets into the whole arrays: no negative-index wrap-around (the loops vectorise), no
+    views per configuration. Same operations in the same order as :func:`_wd_block` (round-off equal)."""
+    qn = beta * cq[0, 0]
+    qs = beta * cq[0, 1]
+    qe = beta * cq[1, 0]
+    qw = beta * cq[1, 1]
+    zero = np.uint64(0)
+    one = np.uint64(1)
+    k = np.uint64(L1)
+    n = np.uint64(L0 * L1)
+    b1 = bp + n
+    c1 = bu + n
+    for y in range(zero, n):
+        a = P[bp + y]
+        b = P[b1 + y]
+        hn[y] = beta * a + qn * b
+        hs[y + k] = Uf[bu + y].conjugate() * (beta * a + qs * b)
+        he[y] = beta * a + qe * b
+        hw[y + one] = Uf[c1 + y].conjugate() * (beta * a + qw * b)
+    if anti:   # ghost rows: the neighbours across the time boundary, with the sign
+        for y in range(zero, k):
+            hn[n + y] = -hn[y]
+            hs[y] = -hs[n + y]
+    else:
+        for y in range(zero, k):
+            hn[n + y] = hn[y]
+            hs[y] = hs[n + y]
+    # within the rows: the row end's forward neighbour is the row start, the row start's backward
+    # neighbour the row end (he from the last row down, hw from the first row up: sources not yet overwritten)
+    for r in range(zero, np.uint64(L0)):
+        z = (np.uint64(L0) - one - r) * k
+        he[z + k] = he[z]
+        z = r * k
+        hw[z] = hw[z + k]
+    rn = cr[0, 0]
+    rs = cr[0, 1]
+    re = cr[1, 0]
+    rw = cr[1, 1]
+    if al == 0.0:   # H psi alone (alpha psi would turn inf/nan entries of psi into nan at their own site)
+        for x in range(zero, n):
+            tn = Uf[bu + x] * hn[x + k]
+            ts = hs[x]
+            te = Uf[c1 + x] * he[x + one]
+            tw = hw[x]
+            O[bp + x] = ((tn + ts) + te) + tw
+            O[b1 + x] = ((rn * tn + rs * ts) + re * te) + rw * tw
+        return
+    for x in range(zero, n):
+        tn = Uf[bu + x] * hn[x + k]
+        ts = hs[x]
+        te = Uf[c1 + x] * he[x + one]
+        tw = hw[x]
+        O[bp + x] = (((al * P[bp + x] + tn) + ts) + te) + tw
+        O[b1 + x] = (((al * P[b1 + x] + rn * tn) + rs * ts) + re * te) + rw * tw
+
+
+@_jit(parallel=True)
+def _wilson_dirac_u1_2d(psi, U, L0, L1, cq, cr, alpha, beta, anti, cpc, out):  # pragma: no cover - compiled
+    """``out = alpha psi + beta H psi`` for 2D U(1), Ns = 2: psi, out flat (S B 2 V); U flat (B 2 V);
+    chunks of ``cpc`` configurations (:func:`_u1_2d_config` each)."""
+    V = L0 * L1
+    SB = psi.shape[0] // (2 * V)
+    B = U.shape[0] // (2 * V)
+    nc = (SB + cpc - 1) // cpc
+    for c in _prange(nc):
+        hn = np.empty(V + L1, dtype=np.complex128)
+        hs = np.empty(V + L1, dtype=np.complex128)
+        he = np.empty(V + 1, dtype=np.complex128)
+        hw = np.empty(V + 1, dtype=np.complex128)
+        for sb in range(c * cpc, min(SB, c * cpc + cpc)):
+            _u1_2d_config(out, psi, U, np.uint64(sb * 2 * V), np.uint64((sb % B) * 2 * V), L0, L1, alpha, beta,
+                          anti, cq, cr, hn, hs, he, hw)
+
+# --------------------------------------------------------------------------------------------------
 # Python wrapper: qualify the inputs (else decline with None), reshape views, call the kernel
 # --------------------------------------------------------------------------------------------------
 _GAMMA_CACHE: dict[Any, tuple[Any, Any, Any]] = {}
@@ -350,6 +444,8 @@ def wilson_dirac_apply(psi: Any, links: Any, gammas: Any, alpha: Any, beta: Any,
         return None
     B = _prod(bg)
     S = _prod(tuple(int(n) for n in psi.shape[: psi.ndim - nd - 2 - len(bg)]))
+    if nd == 2 and Nc == 1 and ns == 2 and L[0] * L[1] <= _U1_2D_MAX_SITES:
+        return _u1_2d(psi, links, tabs, L, S, B, float(alpha), float(beta), bool(antiperiodic))
     K = 2 if (nd >= 3 and L[-1] < 64) else 1   # rows of the last two axes when the last one is short
     R, Lx = _prod(L[: nd - K]), _prod(L[nd - K:])
     out = np.empty(psi.shape, dtype=np.complex128)
@@ -372,6 +468,32 @@ def wilson_dirac_apply(psi: Any, links: Any, gammas: Any, alpha: Any, beta: Any,
     return out
 
 
+def _u1_2d(psi: Any, links: Any, tabs: Any, L: tuple[int, ...], S: int, B: int, alpha: float, beta: float,
+           anti: bool) -> Any:
+    """The 2D U(1) kernel (:func:`_wilson_dirac_u1_2d`): whole configurations, several per chunk."""
+    spins, cproj, crec = tabs
+    V = L[0] * L[1]
+    cq = np.ascontiguousarray(cproj[:, :, 0])
+    cr = np.ascontiguousarray(crec[:, :, 0])
+    out = np.empty(psi.shape, dtype=np.complex128)
+    nt = _numba.get_num_threads()
+    serial = nt > 1 and S * B * V < _WD_SERIAL_WORK
+    want = 4 * (1 if serial else nt)
+    cpc = max(1, min(_U1_2D_CHUNK // V, -(-(S * B) // want)))
+    args = (psi.reshape(-1), links.reshape(-1), L[0], L[1], cq, cr, alpha, beta, anti, cpc, out.reshape(-1))
+    if serial:   # one thread for small fields (see wilson_dirac_apply)
+        _numba.set_num_threads(1)
+        try:
+            _wilson_dirac_u1_2d(*args)
+        finally:
+            _numba.set_num_threads(nt)
+    else:
+        _wilson_dirac_u1_2d(*args)
+    return out
+
+
+_U1_2D_CHUNK = 4096        # sites per chunk of the 2D U(1) kernel (whole configurations; at least one)
+_U1_2D_MAX_SITES = 1 << 16  # larger 2D U(1) lattices: the row kernel (it splits one configuration over threads)
 _WD_SERIAL_WORK = 1 << 20   # sites x Nc^2 below which the Dirac kernel runs on one thread (see below)
 _NBR_CACHE: dict[tuple[int, int, int], Any] = {}
 

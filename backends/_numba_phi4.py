@@ -6,6 +6,9 @@ Registered names (backend ``"numpy"``)
 --------------------------------------
 ``phi4_action(phi, kappa, lam, nd) -> (*B,)`` and ``phi4_force(phi, kappa, lam, nd) -> (*B, *L)``
     ``S = sum_x [(1 - 2 lam) phi^2 + lam phi^4 - 2 kappa sum_mu phi_x phi_{x+mu}]`` and ``dS/dphi``.
+    In 2D the kernels run over chunks of whole rows of the flattened batch (several configurations for
+    small lattices) with flat neighbour offsets (:func:`_forward_2d`, :func:`_neighbours_2d`), so that
+    the cost per site does not grow for small L; other dimensions use the row kernels.
 
 Examples
 --------
@@ -26,7 +29,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._numba_common import _chunking, _geometry, _jit, _load, _ok, _prange, _prod, _real, _shift, available
+from ._numba_common import (_chunking, _geometry, _jit, _load, _numba, _ok, _prange, _prod, _real, _shift,
+                            available)
 
 __all__ = ["NAMES", "kernels"]
 
@@ -103,6 +107,234 @@ def _phi4_force_kernel(phi, dims, K, rpc, c2, c4, ch, F):  # pragma: no cover - 
 
 
 # --------------------------------------------------------------------------------------------------
+# 2D: chunks of whole lattice rows that may span several configurations, seen as one flat array
+# --------------------------------------------------------------------------------------------------
+# In 2D a row is one lattice row of L1 sites: for small L the row loops above are a few sites long and
+# the per-row work (neighbour rows, rotated copies) dominates. Here a chunk is a run of consecutive rows
+# of the flattened batch ``(B L0 L1,)`` -- several whole configurations for small lattices, part of one
+# for large ones -- and the neighbours are flat offsets: +-L1 along axis 0, +-1 along axis 1. The
+# loops run over the whole chunk (vectorised); the sites whose neighbour wraps around (the first and
+# last row of each configuration, the first and last site of each row) are then redone, with uint64
+# indices and no integer division per row. The per-site cost is then about the same from L = 8 on.
+@_jit()
+def _copy(d, a):  # pragma: no cover - compiled
+    for x in range(d.shape[0]):
+        d[x] = a[x]
+
+
+@_jit()
+def _forward_2d(v, h, f, base, g0, g1, L0, L1):  # pragma: no cover - compiled
+    """``v[x] = f[i + L1]`` and ``h[x] = f[i + 1]`` (the forward neighbours along axes 0 and 1, periodic
+    in each configuration) for the flat sites ``i = base + x`` of the rows ``[g0, g1)``."""
+    T = f.shape[0]
+    m = (g1 - g0) * L1
+    V = L0 * L1
+    # bulk: flat offsets, wherever they stay inside the array (the rest is redone below)
+    hi = min(m, T - base - L1)
+    if hi > 0:
+        _copy(v[:hi], f[base + L1:base + hi + L1])
+    hi = min(m, T - base - 1)
+    if hi > 0:
+        _copy(h[:hi], f[base + 1:base + hi + 1])
+    # the last row of each configuration and the last site of each row: inline loops with uint64
+    # indices (no negative-index wrap-around, no views: a call or view per row costs more than a short row)
+    zero = np.uint64(0)
+    k = np.uint64(L1)
+    for b in range(g0 // L0, (g1 - 1) // L0 + 1):
+        g = b * L0 + L0 - 1      # forward to row 0
+        if g0 <= g < g1:
+            xo = np.uint64((g - g0) * L1)
+            o = np.uint64(b * V)
+            for j in range(zero, k):
+                v[xo + j] = f[o + j]
+    e = np.uint64(L1 - 1)
+    ub = np.uint64(base)
+    for q in range(zero, np.uint64(g1 - g0)):
+        z = q * k
+        h[z + e] = f[ub + z]
+
+
+@_jit()
+def _dens(v, p, h, c2, c4, ch):  # pragma: no cover - compiled
+    """``v = c2 p^2 + c4 p^4 - ch p (v + h)`` (the action density; in place)."""
+    for x in range(v.shape[0]):
+        q = p[x]
+        q2 = q * q
+        v[x] = c2 * q2 + c4 * q2 * q2 - ch * q * (v[x] + h[x])
+
+
+@_jit()
+def _sum8_rows(d, out):  # pragma: no cover - compiled
+    """``out[b] = sum(d[b])`` (:func:`_sum8` per row, in one call)."""
+    n = d.shape[1]
+    n8 = n - n % 8
+    for b in range(d.shape[0]):
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+        for x in range(0, n8, 8):
+            s0 += d[b, x]
+            s1 += d[b, x + 1]
+            s2 += d[b, x + 2]
+            s3 += d[b, x + 3]
+            s4 += d[b, x + 4]
+            s5 += d[b, x + 5]
+            s6 += d[b, x + 6]
+            s7 += d[b, x + 7]
+        for x in range(n8, n):
+            s0 += d[b, x]
+        out[b] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@_jit()
+def _sum8(d):  # pragma: no cover - compiled
+    """``sum(d)`` with eight partial sums (independent chains: no latency-bound loop)."""
+    n = d.shape[0]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    n8 = n - n % 8
+    for x in range(0, n8, 8):
+        s0 += d[x]
+        s1 += d[x + 1]
+        s2 += d[x + 2]
+        s3 += d[x + 3]
+        s4 += d[x + 4]
+        s5 += d[x + 5]
+        s6 += d[x + 6]
+        s7 += d[x + 7]
+    for x in range(n8, n):
+        s0 += d[x]
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@_jit()
+def _add4(d, a, b, c, e):  # pragma: no cover - compiled
+    for x in range(d.shape[0]):
+        d[x] = (a[x] + b[x]) + (c[x] + e[x])
+
+
+@_jit()
+def _neighbours_2d(s, f, base, g0, g1, L0, L1):  # pragma: no cover - compiled
+    """``s[x] = (f[i + L1] + f[i - L1]) + (f[i + 1] + f[i - 1])``, periodic in each configuration, for the
+    flat sites ``i = base + x`` of the rows ``[g0, g1)``: one flat pass over the chunk, then the first and
+    last row of each configuration and the first and last site of each row redone (uint64 indices:
+    no negative-index wrap-around, no views per row)."""
+    T = f.shape[0]
+    m = (g1 - g0) * L1
+    V = L0 * L1
+    lo = max(L1 - base, 1 - base, 0)
+    hi = min(m, T - base - L1, T - base - 1)
+    if hi > lo:
+        _add4(s[lo:hi], f[base + lo + L1:base + hi + L1], f[base + lo - L1:base + hi - L1],
+              f[base + lo + 1:base + hi + 1], f[base + lo - 1:base + hi - 1])
+    zero = np.uint64(0)
+    one = np.uint64(1)
+    k = np.uint64(L1)
+    ub = np.uint64(base)
+    # first and last row of each configuration, inside the row (the row ends are redone below); no integer
+    # division per row or configuration (it costs as much as a short row)
+    top = np.uint64((L0 - 1) * L1)        # offset of the last row in a configuration
+    up0 = np.uint64(L1 if L0 > 1 else 0)  # row 0: forward to row 1 (to itself for L0 = 1)
+    dnl = top - up0                       # row L0 - 1: backward to row L0 - 2
+    if L1 > 2:
+        for b in range(g0 // L0, (g1 - 1) // L0 + 1):
+            ob = np.uint64(b * V)
+            for last in range(2):
+                g = b * L0 + (L0 - 1 if last else 0)
+                if g < g0 or g >= g1:
+                    continue
+                xo = np.uint64((g - g0) * L1)
+                i0 = ub + xo
+                up = ob if last else ob + up0
+                dn = ob + dnl if last else ob + top
+                for j in range(one, k - one):
+                    s[xo + j] = (f[up + j] + f[dn + j]) + (f[i0 + j + one] + f[i0 + j - one])
+    # the first and last site of every row
+    e = np.uint64(L1 - 1)
+    e1 = np.uint64(1 % L1)
+    w1 = np.uint64((L1 - 2 + L1) % L1)
+    r = g0 % L0
+    ob = np.uint64((g0 - r) * L1)         # the configuration's first site
+    for q in range(zero, np.uint64(g1 - g0)):
+        z = q * k
+        i = ub + z
+        up = i + k if r < L0 - 1 else ob
+        dn = i - k if r > 0 else ob + top
+        s[z] = (f[up] + f[dn]) + (f[i + e1] + f[i + e])
+        s[z + e] = (f[up + e] + f[dn + e]) + (f[i] + f[i + w1])
+        r += 1
+        if r == L0:
+            r = 0
+            ob += np.uint64(V)
+
+
+@_jit()
+def _force_nb(F, p, s, a2, a4, ch):  # pragma: no cover - compiled
+    for x in range(F.shape[0]):
+        q = p[x]
+        F[x] = a2 * q + a4 * q * q * q - ch * s[x]
+
+
+@_jit()
+def _rows_2d(c, G, L0, rpc, ncpc):  # pragma: no cover - compiled
+    """Rows ``[g0, g1)`` of chunk ``c``: ``rpc`` rows of configuration ``c // ncpc`` when ``ncpc > 1``,
+    else rows ``[c rpc, (c + 1) rpc)`` of the batch (``rpc`` a multiple of L0: whole configurations)."""
+    if ncpc > 1:
+        b = c // ncpc
+        j = c - b * ncpc
+        return b * L0 + j * rpc, b * L0 + min(L0, (j + 1) * rpc)
+    return c * rpc, min(G, c * rpc + rpc)
+
+
+@_jit(parallel=True)
+def _phi4_action_2d(f, L0, L1, rpc, ncpc, nc, c2, c4, ch, partial):  # pragma: no cover - compiled
+    """Flat field ``f`` (B L0 L1), chunks of rows (:func:`_rows_2d`); ``partial[b ncpc + c % ncpc]``
+    = the sum of the chunk ``c`` over configuration ``b``."""
+    G = f.shape[0] // L1
+    for c in _prange(nc):
+        g0, g1 = _rows_2d(c, G, L0, rpc, ncpc)
+        m = (g1 - g0) * L1
+        base = g0 * L1
+        v = np.empty(m)
+        h = np.empty(m)
+        _forward_2d(v, h, f, base, g0, g1, L0, L1)
+        _dens(v, f[base:base + m], h, c2, c4, ch)
+        if ncpc == 1:   # whole configurations
+            _sum8_rows(v.reshape(((g1 - g0) // L0, L0 * L1)), partial[g0 // L0:g1 // L0])
+        else:
+            partial[c] = _sum8(v)
+
+
+@_jit(parallel=True)
+def _phi4_force_2d(f, L0, L1, rpc, ncpc, nc, a2, a4, ch, F):  # pragma: no cover - compiled
+    G = f.shape[0] // L1
+    for c in _prange(nc):
+        g0, g1 = _rows_2d(c, G, L0, rpc, ncpc)
+        m = (g1 - g0) * L1
+        base = g0 * L1
+        nb = np.empty(m)
+        _neighbours_2d(nb, f, base, g0, g1, L0, L1)
+        _force_nb(F[base:base + m], f[base:base + m], nb, a2, a4, ch)
+
+
+def _chunks_2d(B: int, L0: int, L1: int, target: int) -> tuple[int, int, int]:
+    """``(rpc, ncpc, nc)`` of the 2D kernels: whole configurations per chunk (``ncpc = 1``, ``rpc`` a
+    multiple of L0) when one holds at most ``target`` sites, else ``ncpc`` chunks of ``rpc`` rows per
+    configuration; at least 4 chunks per thread where the batch allows."""
+    nthreads = _numba.get_num_threads() if _numba is not None else 1
+    want = 4 * nthreads
+    V = L0 * L1
+    if V <= target:
+        cpc = max(1, min(target // V, -(-B // want)))
+        if B >= want or V * 16 <= target:   # (tiny lattices: never split a configuration)
+            return cpc * L0, 1, -(-B // cpc)
+    rpc = max(1, min(L0, -(-target // L1)))
+    if B * -(-L0 // rpc) < want:
+        rpc = max(1, -(-L0 // -(-want // B)))
+    ncpc = -(-L0 // rpc)
+    if ncpc == 1:
+        return L0, 1, B
+    return rpc, ncpc, B * ncpc
+
+
+# --------------------------------------------------------------------------------------------------
 # Python wrappers: qualify the inputs (else decline with None), reshape views, call the kernels
 # --------------------------------------------------------------------------------------------------
 def _phi_ok(phi: Any, nd: Any, *couplings: Any) -> bool:
@@ -116,6 +348,12 @@ def phi4_action(phi: Any, kappa: Any, lam: Any, nd: int) -> Any:
         return None
     bshape, L, dims, K, R, Lx = _geometry(phi, nd, 0)
     B = _prod(bshape)
+    c2, c4, ch = 1.0 - 2.0 * float(lam), float(lam), 2.0 * float(kappa)
+    if nd == 2:
+        rpc, ncpc, nc = _chunks_2d(B, L[0], L[1], _SITES_2D)
+        partial = np.empty(B * ncpc)
+        _phi4_action_2d(phi.reshape(-1), L[0], L[1], rpc, ncpc, nc, c2, c4, ch, partial)
+        return partial.reshape(B, ncpc).sum(axis=1).reshape(bshape)
     rpc, nc = _chunking(B, R, Lx, 16384)
     partial = np.empty(B * nc)
     _phi4_action_kernel(phi.reshape(B, R, Lx), dims, K, rpc, 1.0 - 2.0 * float(lam), float(lam), 2.0 * float(kappa),
@@ -130,11 +368,19 @@ def phi4_force(phi: Any, kappa: Any, lam: Any, nd: int) -> Any:
     bshape, L, dims, K, R, Lx = _geometry(phi, nd, 0)
     B = _prod(bshape)
     F = np.empty(phi.shape)
+    if nd == 2:
+        rpc, ncpc, nc = _chunks_2d(B, L[0], L[1], _SITES_2D)
+        _phi4_force_2d(phi.reshape(-1), L[0], L[1], rpc, ncpc, nc, 2.0 * (1.0 - 2.0 * float(lam)), 4.0 * float(lam),
+                       2.0 * float(kappa), F.reshape(-1))
+        return F
     rpc, _ = _chunking(B, R, Lx, 16384)
     _phi4_force_kernel(phi.reshape(B, R, Lx), dims, K, rpc, 1.0 - 2.0 * float(lam), float(lam), 2.0 * float(kappa),
                        F.reshape(B, R, Lx))
     return F
 
+
+
+_SITES_2D = 2048   # sites per chunk of the 2D kernels (two scratch arrays of this length, in L1)
 
 
 def kernels() -> dict[str, Callable[..., Any]]:
