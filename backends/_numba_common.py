@@ -1,11 +1,14 @@
 """Shared machinery of the numba fast paths: the jit decorator, row index arithmetic, chunking, input checks.
 
 The numba kernels of the NumPy backend live in one module per physics area -- ``_numba_gauge``
-(U(1)/SU(N) plaquette, Wilson action and force), ``_numba_phi4`` (phi^4 action and force) and
-``_numba_dirac`` (Wilson-Dirac hopping term) -- and share what is here. The generic Array API code
+(U(1)/SU(N) plaquette, Wilson action and force, with the unrolled SU(2)/SU(3) kernels in its helper
+module ``_numba_su3``), ``_numba_phi4`` (phi^4 action and force) and ``_numba_dirac`` (Wilson-Dirac
+hopping term) -- and share what is here. The generic Array API code
 makes one pass over memory per array operation (plus copies for the periodic shifts), and NumPy's
 float64 ``cos``/``sin`` is scalar. The kernels are compiled with numba
-(``@njit(parallel=True, fastmath=False, cache=True)``) and make one pass over the field:
+(``@njit(parallel=True, fastmath=False, cache=True)``; the unrolled SU(2)/SU(3) products and the U(1)
+sine/cosine polynomial with ``fastmath={"contract"}``, FMA contraction only, see :func:`_jit`) and
+make one pass over the field:
 
 * the lattice ``(L0, ..., L_{Nd-1})`` is seen as ``R = L0 ... L_{Nd-2}`` rows of ``L_{Nd-1}`` sites
   (or of the last two axes when the last one is short, see :func:`_geometry`); ``prange`` runs over
@@ -60,10 +63,17 @@ def available() -> bool:
     return _numba is not None
 
 
-def _jit(parallel: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _jit(parallel: bool = False, contract: bool = False,
+         inline: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """numba's ``njit`` as the kernels use it. ``contract=True`` lets LLVM fuse ``a * b + c`` into one
+    FMA (one rounding instead of two; no other fast-math flag: no reassociation, NaN/inf kept);
+    ``inline=True`` inlines the function into its callers at the numba IR level (small helpers that
+    return tuples, so that the caller's loop vectorises)."""
     if _numba is None:  # keep the modules importable (and their source readable) without numba
         return lambda f: f
-    return _numba.njit(parallel=parallel, fastmath=False, cache=True, nogil=True)
+    fm: Any = {"contract"} if contract else False
+    return _numba.njit(parallel=parallel, fastmath=fm, cache=True, nogil=True,
+                       inline="always" if inline else "never")
 
 
 _prange = _numba.prange if _numba is not None else range

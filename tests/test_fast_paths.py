@@ -2,7 +2,8 @@
 fast-path registry.
 
 Every compiled kernel is checked against the generic Array API code (run with
-``LATTICEKIT_FAST_KERNELS=0``) on random batched fields in 2D and 4D, to 1e-13 relative; the
+``LATTICEKIT_FAST_KERNELS=0``) on random batched fields in 2D, 3D and 4D (odd and 1-3 site extents,
+the unrolled SU(2)/SU(3) kernels of backends/_numba_su3.py and the generic-N ones), to 1e-13 relative; the
 fallback (other backends, non-contiguous or float32 inputs) and the off switch are checked too.
 Kernels compile once per process (or load from numba's on-disk cache): all tests use the same
 dtypes and array ranks, so each kernel has one specialisation.
@@ -18,14 +19,14 @@ import pytest
 import latticekit as lk
 from latticekit import backends
 from latticekit.actions import phi4_action, phi4_force, wilson_gauge_action, wilson_gauge_force
-from latticekit.backends import _fast, _numba_dirac, _numba_gauge, _numba_phi4
+from latticekit.backends import _fast, _numba_dirac, _numba_gauge, _numba_linalg, _numba_phi4
 from latticekit.observables import average_plaquette, plaquette_field
 from latticekit.testing import assert_close
 
 pytest.importorskip("numba", reason="the fast paths need numba (pip install latticekit[fast])")
 
 RTOL = 1e-13
-NUMBA_NAMES = _numba_gauge.NAMES + _numba_phi4.NAMES + _numba_dirac.NAMES
+NUMBA_NAMES = _numba_gauge.NAMES + _numba_phi4.NAMES + _numba_dirac.NAMES + _numba_linalg.NAMES
 
 
 def _is_numba_kernel(fn):
@@ -80,7 +81,8 @@ def test_one_module_per_physics_area():
     """Each numba module registers its own names (no name twice) through the one registry, and the
     registered numpy fast path of each name is that module's kernel."""
     mods = [importlib.import_module(f"latticekit.backends.{m}") for m in _fast.NUMBA_MODULES]
-    assert [m.__name__.rsplit(".", 1)[-1] for m in mods] == ["_numba_gauge", "_numba_phi4", "_numba_dirac"]
+    assert [m.__name__.rsplit(".", 1)[-1] for m in mods] == ["_numba_gauge", "_numba_phi4", "_numba_dirac",
+                                                                 "_numba_linalg"]
     names = [n for m in mods for n in m.NAMES]
     assert len(names) == len(set(names)) == len(NUMBA_NAMES)
     x = np.zeros(3)
@@ -90,7 +92,12 @@ def test_one_module_per_physics_area():
             assert backends.fast_path(name, x) is getattr(m, name)
 
 
-@pytest.mark.parametrize("shape,batch", [((6, 5), (3,)), ((4, 3, 5, 2), (2,)), ((4, 4), ())])
+@pytest.mark.parametrize("shape,batch", [
+    ((6, 5), (3,)), ((4, 3, 5, 2), (2,)), ((4, 4), ()),
+    # 2D (fused row kernel): odd extents, rows of 1-3 sites, rows longer than a SIMD vector with a
+    # remainder, two batch axes; 3D (generic-nd kernel)
+    ((3, 2), (2, 2)), ((1, 3), (2,)), ((5, 1), ()), ((2, 19), (3,)), ((3, 2, 5), (2,)),
+])
 def test_u1_kernels_match_generic(monkeypatch, shape, batch):
     lat = lk.Lattice(shape)
     nd = lat.nd
@@ -111,7 +118,14 @@ def test_u1_large_angles_use_exact_trigonometry(monkeypatch):
     assert _numba_gauge.u1_plaquette_cos_sum(th, 2) is not None
 
 
-@pytest.mark.parametrize("N,shape,batch", [(3, (4, 6), (2,)), (3, (2, 3, 4, 4), ()), (2, (4, 3, 2, 3), (2,))])
+@pytest.mark.parametrize("N,shape,batch", [
+    (3, (4, 6), (2,)), (3, (2, 3, 4, 4), ()), (2, (4, 3, 2, 3), (2,)),
+    # the unrolled N = 2, 3 kernels (backends/_numba_su3.py): odd and 2-3 site extents, two batch axes,
+    # nd = 2, 3, 4, rows of one axis (last extent >= 64, not a multiple of the SIMD width) and of two
+    (3, (3, 5), (2, 2)), (3, (2, 3, 3), ()), (3, (3, 2, 3, 3), ()), (3, (2, 3, 1, 67), ()),
+    (2, (3, 3), (3,)), (2, (2, 3, 5), (2,)), (2, (3, 2, 2, 3), ()),
+    (4, (2, 3, 2, 3), ()),   # N = 4: the generic-N kernels of _numba_gauge
+])
 def test_sun_kernels_match_generic(monkeypatch, N, shape, batch):
     G = lk.SU(N)
     lat = lk.Lattice(shape)
@@ -138,6 +152,36 @@ def test_phi4_kernels_match_generic(monkeypatch, shape, batch):
     _close(S.force(phi), _generic(monkeypatch, S.force, phi))
     assert calls == [True, True]
 
+
+
+# 2D phi^4: chunks of whole rows of the flattened batch (several configurations, or part of one)
+PHI4_2D_SHAPES = [(2, 2), (3, 3), (8, 8), (6, 5), (5, 6), (2, 7), (1, 4), (4, 1), (1, 1), (16, 3)]
+
+
+@pytest.mark.parametrize("shape", PHI4_2D_SHAPES)
+@pytest.mark.parametrize("batch", [(), (2, 3)])
+def test_phi4_2d_kernels_match_generic(monkeypatch, shape, batch):
+    lat = lk.Lattice(shape)
+    phi = backends.rng(14).normal(batch + shape)
+    calls = _spy(monkeypatch, "phi4_force")
+    acalls = _spy(monkeypatch, "phi4_action")
+    for fn in (phi4_action, phi4_force):
+        got = fn(phi, lat, 0.21, 0.03)
+        assert got.shape == (batch if fn is phi4_action else batch + shape)
+        _close(got, _generic(monkeypatch, fn, phi, lat, 0.21, 0.03))
+    assert calls == [True] and acalls == [True]
+
+
+@pytest.mark.parametrize("sites", [1, 8, 40, 64, 200, 1 << 14])
+def test_phi4_2d_chunking(monkeypatch, sites):
+    """Chunks of part of a configuration, of one, and of several (with a partial last chunk), by the
+    chunk size: the same results."""
+    monkeypatch.setattr(_numba_phi4, "_SITES_2D", sites)
+    for shape, batch in [((8, 8), (7,)), ((6, 5), (3,)), ((3, 1), (37,)), ((2, 2), (50,))]:
+        lat = lk.Lattice(shape)
+        phi = backends.rng(15).normal(batch + shape)
+        for fn in (phi4_action, phi4_force):
+            _close(fn(phi, lat, 0.21, 0.03), _generic(monkeypatch, fn, phi, lat, 0.21, 0.03))
 
 def test_spy_sees_kernel_calls(monkeypatch):
     lat = lk.Lattice((4, 4))
@@ -168,6 +212,15 @@ def test_fallback_for_unqualified_inputs(monkeypatch, bk):
         assert _numba_gauge.u1_plaquette_cos_sum(ro, 2) is None
         U = lk.SU(2).random(backends.rng(8), (2,), lat.shape)
         assert _numba_gauge.sun_re_tr_plaquette_sum(U.astype(np.complex64), 2) is None
+        U3 = np.ascontiguousarray(lk.SU(3).random(backends.rng(8), (2,), lat.shape))
+        ro3 = U3.copy()
+        ro3.flags.writeable = False
+        for bad in (U3[..., ::-1], U3.astype(np.complex64), ro3, U3.real.copy()):   # N = 3 kernels decline too
+            assert _numba_gauge.sun_re_tr_plaquette_sum(bad, 2) is None
+            assert _numba_gauge.sun_plaquette_field(bad, 2) is None
+            assert _numba_gauge.sun_wilson_force(bad, 1.0, 2) is None
+        assert _numba_gauge.sun_wilson_force(U3, np.ones(()), 2) is None           # array coupling
+        assert _numba_gauge.sun_wilson_force(U3, 1.0, 2) is not None
     else:
         th, phi = bk.asarray(th0), bk.asarray(phi0)
         for name in NUMBA_NAMES:
@@ -240,6 +293,44 @@ def test_wilson_dirac_matches_generic(monkeypatch, G, shape, batch, sources):
     lhs, rhs = np.vdot(chi, D.apply(psi)), np.vdot(D.apply_dagger(chi), psi)
     assert_close(rhs, lhs, rtol=1e-12, atol=0)
 
+
+
+def _dirac_2d_check(monkeypatch, shape, batch, sources, antiperiodic, seed):
+    from latticekit.actions import WilsonDirac
+
+    lat = lk.Lattice(shape)
+    r = backends.rng(seed)
+    U = lk.U1.random(r, batch + (2,), lat.shape)
+    D = WilsonDirac(U, lk.U1, lat, kappa=0.13, antiperiodic=antiperiodic)
+    psi = np.ascontiguousarray(r.complex_normal(sources + batch + D.field_shape))
+    for fn in (D.apply, D.apply_dagger, D.normal, D.hop, lambda v: D.hop(v, dagger=True)):
+        _close(fn(psi), _generic(monkeypatch, fn, psi))
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (3, 3), (8, 8), (6, 5), (5, 6), (2, 7), (2, 1), (4, 1), (3, 16)])
+@pytest.mark.parametrize("batch,sources", [((), ()), ((2, 3), ()), ((2,), (3,))])
+def test_wilson_dirac_2d_u1_matches_generic(monkeypatch, shape, batch, sources):
+    """The 2D U(1) kernel (whole configurations, flat offsets), periodic and anti-periodic in time."""
+    calls = []
+    real = _numba_dirac._u1_2d
+    monkeypatch.setattr(_numba_dirac, "_u1_2d", lambda *a: calls.append(1) or real(*a))
+    for anti in (True, False):
+        _dirac_2d_check(monkeypatch, shape, batch, sources, anti, 16)
+    assert len(calls) == 12   # 6 kernel calls (normal: two) per boundary condition, none declined
+
+
+def test_wilson_dirac_2d_u1_chunks_and_row_kernel(monkeypatch):
+    """One or several configurations per chunk (and a partial last chunk) give the same results, and so
+    does the row kernel, which takes 2D U(1) lattices above ``_U1_2D_MAX_SITES``."""
+    for chunk in (1, 30, 64, 1 << 12):
+        monkeypatch.setattr(_numba_dirac, "_U1_2D_CHUNK", chunk)
+        _dirac_2d_check(monkeypatch, (6, 5), (7,), (), True, 17)
+        _dirac_2d_check(monkeypatch, (2, 1), (3,), (2,), False, 18)
+    monkeypatch.setattr(_numba_dirac, "_U1_2D_MAX_SITES", 4)
+    calls = []
+    monkeypatch.setattr(_numba_dirac, "_u1_2d", lambda *a: calls.append(1))
+    _dirac_2d_check(monkeypatch, (6, 5), (2,), (), True, 19)
+    assert not calls
 
 def test_wilson_dirac_declines(monkeypatch, bk):
     """Non-contiguous, read-only, complex64 fermions and mismatched batches are declined (generic code
