@@ -1,6 +1,7 @@
 """Paired, interleaved timing of a 2D U(1) flow training step (L = 8, batch 64, hidden (16,), compiled
 splines, one thread) with the previous implementation (torch circular F.pad in the context nets, the
-per-tensor Adam loop) and the current one (periodic_pad by index_select, fused Adam).
+per-tensor Adam loop) and the one current when it was written (periodic_pad by index_select, fused Adam; periodic_pad is one
+cat per axis since bench_flow_peer.py).
 
 Both trainers live in one process; blocks of 20 steps alternate between them (order swapped every
 block), so slow phases of a shared machine hit both alike. Reports the medians and the spread of the

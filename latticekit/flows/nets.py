@@ -71,27 +71,82 @@ def _is_int(v: object) -> bool:
 _WRAP_INDEX: dict[tuple[int, int, str], torch.Tensor] = {}
 
 
+class _PeriodicPadAxis(torch.autograd.Function):
+    """Periodic padding of one axis by ``p <= L`` sites: the forward is one ``cat`` of two end slices and
+    the tensor (contiguous copies), the backward the middle of the gradient plus the two padded end
+    slices folded back onto the opposite ends (two in-place adds on one copy). The same values as the
+    ``index_select`` padding and the same gradients bit for bit (per axis an element receives its two or
+    three terms in the order of the ``index_add``, up to swapping the first two). On the hidden
+    activations of flow training (batch 1024, 32 channels, 8 x 8) forward and backward take about half
+    the time of the ``index_select`` / ``index_add`` pair."""
+
+    generate_vmap_rule = True
+
+    @classmethod
+    def apply(cls, x: torch.Tensor, axis: int, p: int) -> torch.Tensor:  # type: ignore[override]
+        # torch's Function.apply binds the arguments to the signature of forward (inspect.signature, about
+        # 10 us a call, 1-3% of a small-batch flow step); with no functorch transform active it only
+        # forwards to the C++ apply, which is called directly here (vmap/grad transforms take torch's path)
+        if torch._C._are_functorch_transforms_active():
+            return super().apply(x, axis, p)
+        return super(torch.autograd.Function, cls).apply(x, axis, p)  # type: ignore[misc]
+
+    @staticmethod
+    def forward(x: torch.Tensor, axis: int, p: int) -> torch.Tensor:  # type: ignore[override]
+        n = x.shape[axis]
+        return torch.cat([x.narrow(axis, n - p, p), x, x.narrow(axis, 0, p)], axis)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
+        _, axis, p = inputs
+        ctx.axis, ctx.p = axis, p
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        a, p = ctx.axis, ctx.p
+        n = g.shape[a] - 2 * p
+        out = g.narrow(a, p, n).clone()
+        out.narrow(a, n - p, p).add_(g.narrow(a, 0, p))
+        out.narrow(a, 0, p).add_(g.narrow(a, n + p, p))
+        return out, None, None
+
+
 def periodic_pad(x: torch.Tensor, p: int, axes: Sequence[int]) -> torch.Tensor:
     """Pad ``x`` periodically by ``p`` sites on both sides of every axis in ``axes``.
 
     Equal to ``F.pad(..., mode="circular")`` for ``p <= L``, and also defined for ``p > L`` (the
-    padding then wraps around the axis several times). Implemented as one ``index_select`` per axis
-    with ``arange(-p, L + p) mod L``: on the small tensors of flow training its backward pass (an
-    ``index_add``) is 2-3x cheaper than that of the circular pad.
+    padding then wraps around the axis several times). For ``p <= L`` one ``cat`` per axis with a
+    hand-written backward (:class:`_PeriodicPadAxis`); for ``p > L`` one ``index_select`` per axis with
+    ``arange(-p, L + p) mod L``. Both backward passes are 2-3x cheaper than that of the circular pad,
+    the first about 2x cheaper again than the ``index_select`` one on the activations of flow training.
 
     Examples
     --------
     >>> import torch
     >>> periodic_pad(torch.arange(4.0)[None], 1, axes=(1,)).tolist()
     [[3.0, 0.0, 1.0, 2.0, 3.0, 0.0]]
+    >>> periodic_pad(torch.arange(2.0)[None], 3, axes=(1,)).tolist()
+    [[1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0]]
     """
     for a in axes:
+        a = operator.index(a) % x.ndim
         L = x.shape[a]
+        if p <= L:
+            x = _PeriodicPadAxis.apply(x, a, p)
+            continue
         key = (L, p, str(x.device))
         idx = _WRAP_INDEX.get(key)
         if idx is None:
             idx = _WRAP_INDEX[key] = torch.remainder(torch.arange(-p, L + p, device=x.device), L)
         x = x.index_select(a, idx)
+    return x
+
+
+def _periodic_pad_index(x: torch.Tensor, p: int, axes: Sequence[int]) -> torch.Tensor:
+    """The ``index_select`` padding for every ``p`` (reference of the tests and benchmarks)."""
+    for a in axes:
+        L = x.shape[a]
+        x = x.index_select(a, torch.remainder(torch.arange(-p, L + p, device=x.device), L))
     return x
 
 
@@ -342,7 +397,9 @@ class ConvNet(nn.Module):
         last = self.net[-1]
         if self.separable or not isinstance(last, nn.modules.conv._ConvNd):
             return self.net(x).index_select(2 + axis, rows)
-        h = self.net[:-1](x)
+        h = x
+        for mod in list(self.net)[:-1]:  # (not self.net[:-1](x): the slice builds a new Sequential per call)
+            h = mod(h)
         k = last.kernel_size[0]
         p = k // 2
         # rows r - p .. r + p around every output row r, periodic: (N, C, ..., (2p+1) L/period, ...)

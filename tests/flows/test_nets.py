@@ -158,6 +158,54 @@ def test_periodic_pad_wraps_several_times() -> None:
         assert_close(net(x2.repeat(1, 1, 6, 2)), net(x2).repeat(1, 1, 6, 2), rtol=1e-12, atol=1e-12, check_dtype=True)
 
 
+@pytest.mark.parametrize("shape,p,axes", [
+    ((3, 4, 5, 6), 1, (2, 3)), ((3, 4, 5, 6), 2, (3,)), ((2, 3, 4), 3, (2,)), ((2, 3, 4), 4, (1, 2)),
+    ((2, 3, 1), 1, (2,)), ((2, 3, 4, 5), 2, (-1, -2)), ((2, 2, 3, 4, 5), 1, (2, 3, 4)),
+])
+def test_periodic_pad_equals_index_select_padding_values_and_gradients(shape: tuple[int, ...], p: int,
+                                                                      axes: tuple[int, ...]) -> None:
+    """The cat padding with its hand-written backward (p <= L) against the index_select padding: the same
+    values, and the same gradients bit for bit (per axis each input element receives its two or three
+    terms in the same order either way, up to swapping the first two). Also double backward and the vmap
+    Jacobian (latticekit.testing.jacobian uses torch.autograd.functional.jacobian(vectorize=True))."""
+    from latticekit.flows.nets import _periodic_pad_index
+
+    x = _x(shape).requires_grad_(True)
+    y, y_ref = periodic_pad(x, p, axes), _periodic_pad_index(x, p, [a % x.ndim for a in axes])
+    assert torch.equal(y, y_ref)
+    g = _x(tuple(y.shape), seed=2)
+    assert torch.equal(torch.autograd.grad(y, x, g)[0], torch.autograd.grad(y_ref, x, g)[0])
+    assert torch.autograd.gradgradcheck(lambda t: periodic_pad(t, p, axes), (x,))
+    J = torch.autograd.functional.jacobian(lambda t: periodic_pad(t, p, axes), x.detach(), vectorize=True)
+    J_ref = torch.autograd.functional.jacobian(lambda t: _periodic_pad_index(t, p, [a % t.ndim for a in axes]),
+                                               x.detach())
+    assert torch.equal(J, J_ref)
+
+
+def test_u1_training_losses_unchanged_by_the_padding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same seed, same loss sequence and parameters with the new padding as with the index_select padding it
+    replaced (2D U(1) stripes, native 2D nets, float64): bitwise, see the test above; compared with
+    rtol 1e-12 so that a platform kernel that reorders a sum elsewhere does not fail it."""
+    import latticekit.flows.nets as nets
+    from latticekit.actions import WilsonGaugeAction
+    from latticekit.flows import HaarPrior, Model, TrainConfig, Trainer, u1_gauge_flow
+
+    lat = lk.Lattice((8, 4))
+
+    def run() -> tuple[list[float], list[torch.Tensor]]:
+        torch.manual_seed(3)
+        model = Model(HaarPrior(lk.U1, lat), u1_gauge_flow(lat, 4, bins=4, hidden=(6, 5)))
+        tr = Trainer(model, WilsonGaugeAction(lk.U1, lat, 2.0), TrainConfig(steps=5, batch_size=16, lr=1e-2, seed=4))
+        return [h["loss"] for h in tr.train()], [q.detach().clone() for q in model.parameters()]
+
+    loss_new, par_new = run()
+    monkeypatch.setattr(nets, "periodic_pad", nets._periodic_pad_index)
+    loss_old, par_old = run()
+    assert_close(torch.tensor(loss_new, dtype=F64), torch.tensor(loss_old, dtype=F64), rtol=1e-12, atol=0.0)
+    for a, b in zip(par_new, par_old):
+        assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
 def test_kernel_longer_than_extent_equals_tiled_computation() -> None:
     # a field periodic on (2, 3) is periodic on (6, 6); the net must give the tiled output, and on the
     # tiled lattice padding 2 <= 6 never wraps more than once

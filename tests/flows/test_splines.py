@@ -130,6 +130,21 @@ def test_one_link_density_is_normalised() -> None:
     assert float(q.max() / q.min()) > 2.0
 
 
+@pytest.mark.parametrize("inverse", [False, True])
+def test_on_knots_equal_shapes_and_broadcast_paths_agree(inverse: bool) -> None:
+    """rq_spline_on_knots skips torch.broadcast_shapes when the knots already have the shape of x; knots
+    with a broadcast axis take the broadcasting path. Both give the same values bit for bit."""
+    g = torch.Generator().manual_seed(5)
+    w, h, d = (torch.randn(1, 6, n, generator=g, dtype=torch.float64) for n in (4, 4, 5))
+    xk, yk, dk = rq_spline_knots(w, h, d, left=-2.0, right=2.0)
+    x = 4 * torch.rand(3, 6, generator=g, dtype=torch.float64) - 2
+    y_b, ld_b = rq_spline_on_knots(x, xk, yk, dk, inverse=inverse)                  # broadcast (1, 6) -> (3, 6)
+    y_e, ld_e = rq_spline_on_knots(x, *(t.expand(3, 6, 5).contiguous() for t in (xk, yk, dk)), inverse=inverse)
+    assert torch.equal(y_b, y_e) and torch.equal(ld_b, ld_e)
+    with pytest.raises(RuntimeError):
+        rq_spline_on_knots(x, xk[:, :5], yk[:, :5], dk[:, :5])
+
+
 def test_bad_shapes() -> None:
     z = torch.zeros(3, 4, dtype=F64)
     with pytest.raises(ValueError, match="raw_derivatives"):
