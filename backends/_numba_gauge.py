@@ -3,12 +3,13 @@
 Row layout, chunking, declining rules and caching: :mod:`latticekit.backends._numba_common`.
 ``cos``/``sin`` of the U(1) plaquette angles are evaluated by a branch-free polynomial (Cody-Waite
 reduction by pi/2 and the fdlibm minimax kernels, compiled with FMA contraction, error about 1 ulp)
-that vectorises; a row with an angle beyond 1e5 (where that reduction loses accuracy) is recomputed
-with ``math.cos``/``math.sin``. In 2D the U(1) kernels read the angles straight from the rows in one
-fused loop per row (:func:`_u1_2d_trig_row`; no row copies, the previous row's sines kept for the
-force); in more dimensions they copy shifted rows (:func:`_u1_theta_row`). The polynomial is the cost
-of the 2D kernels: about 1.3 ns per site on one core of the benchmark VM, vectorised, with the rows
-in L1. SU(2) and SU(3) run the unrolled kernels of :mod:`latticekit.backends._numba_su3`; other N
+that vectorises; a row (in 2D: a chunk) with an angle beyond 1e5 (where that reduction loses accuracy)
+is recomputed with ``math.cos``/``math.sin``. In 2D the U(1) kernels run over flat chunks of whole
+rows of the batch -- several configurations per chunk for small lattices -- as the phi^4 ones do
+(:func:`_u1_2d_plaquette_flat`, :func:`_u1_2d_force_flat`; see the comment above them); in more
+dimensions they copy shifted rows (:func:`_u1_theta_row`). The polynomial is the cost of the 2D
+kernels: about 1 ns per site on one core of the benchmark VM, vectorised, with the chunk in L1.
+SU(2) and SU(3) run the unrolled kernels of :mod:`latticekit.backends._numba_su3`; other N
 small loops over the colour indices on row-sized buffers (``_mul_nn`` etc. here).
 
 Registered names (backend ``"numpy"``)
@@ -61,6 +62,7 @@ from ._numba_common import (
     _shift,
     available,
 )
+from ._numba_phi4 import _chunks_2d
 
 __all__ = ["NAMES", "kernels"]
 
@@ -232,93 +234,304 @@ def _u1_force_kernel(th, dims, K, rpc, beta, F):  # pragma: no cover - compiled
 
 
 # --------------------------------------------------------------------------------------------------
-# U(1) in 2D: the plaquette angles straight from the rows, one fused loop per row (no row copies)
+# U(1) in 2D on flat chunks of whole rows (several configurations per chunk for small lattices)
 # --------------------------------------------------------------------------------------------------
-@_jit(contract=True)
-def _u1_2d_trig_row(val, a, bn, d, ap, want_sin):  # pragma: no cover - compiled
-    """``val[x] = cos`` (or ``sin``) of ``theta_01(x) = a[x] + bn[x] - a[x+1] - d[x]`` along a row, with
-    a = theta_0 (this row), bn = theta_1 (next row, x + e0), d = theta_1 (this row).
+# A row of L1 sites is short for small L, and a loop per row pays its set-up (and, vectorised, a scalar
+# remainder of the polynomial) for a few sites. Here, as for phi^4 in 2D (:mod:`latticekit.backends._numba_phi4`),
+# a chunk is a run of whole rows of the flattened batch -- several whole configurations for small
+# lattices, part of one for large ones (:func:`_chunks_2d`; ``_U1_SITES_2D`` sites) -- and:
+#
+# 1. the plaquette angles ``theta_01(x) = th0(x) + th1(x + e0) - th0(x + e1) - th1(x)`` are taken per
+#    configuration at flat offsets (+L1 along axis 0, +1 along axis 1; theta_1 is the block of V = L0 L1
+#    sites after theta_0), then the wrapped sites -- the last row, the last site of each row -- redone
+#    with uint64 indices. For short rows (L1 < ``_U1_FUSED_L1``) the angles go into a buffer
+#    (:func:`_u1_2d_angles`, additions only) and the polynomial then runs once over the whole chunk
+#    (:func:`_u1_cos_inplace`, :func:`_u1_sin_inplace`), never split by rows or configurations; for
+#    long rows the angles are computed inside the polynomial's loop (:func:`_u1_2d_trig_rows`, one pass
+#    over the field, the loads overlapping the arithmetic) and only the L0 wrapped sites of a
+#    configuration go through a small buffer;
+# 2. then the per-configuration sums (:func:`_sum8_at`) or the force (:func:`_u1_2d_force_out`:
+#    differences of the sines at flat offsets -1 and -L1, the first site of each row and the first row
+#    redone; a chunk of part of a configuration also holds the sines of the row before its first).
+#
+# An angle beyond ``_BIG`` anywhere in a chunk: the chunk's angles are recomputed and go through
+# ``math.sin``/``math.cos`` (:func:`_u1_exact_inplace`).
+@_jit(inline=True)
+def _u1_2d_angles(ang, ao, f, cb, r0, r1, L0, L1):  # pragma: no cover - compiled
+    """``ang[ao + x] = theta_01`` for the sites ``x`` of rows ``[r0, r1)`` of the configuration whose
+    theta_0 starts at the flat index ``cb`` of ``f`` (theta_1 at ``cb + V``), periodic."""
+    u = np.uint64
+    one = u(1)
+    k = u(L1)
+    uV = u(L0 * L1)
+    ua = u(ao)
+    i0 = u(cb + r0 * L1)
+    rb = min(r1, L0 - 1)                 # rows [r0, rb) have their forward row (x + e0) next in memory
+    nb = u(max(rb - r0, 0) * L1)
+    for x in range(u(0), nb):
+        i = i0 + x
+        ang[ua + x] = f[i] + f[i + uV + k] - f[i + one] - f[i + uV]
+    if r1 == L0:   # the last row: x + e0 is row 0
+        i = i0 + nb
+        j = u(cb) + uV
+        a = ua + nb
+        for x in range(u(0), k):
+            ang[a + x] = f[i + x] + f[j + x] - f[i + x + one] - f[i + x + uV]
+    # the last site of each row: x + e1 is the first site of the row (above, the next row's first was read)
+    e = k - one
+    z = ua + e
+    i = i0 + e
+    for _ in range(r0, rb):
+        ang[z] = f[i] + f[i + uV + k] - f[i - e] - f[i + uV]
+        z += k
+        i += k
+    if r1 == L0:
+        ang[z] = f[i] + f[u(cb) + uV + e] - f[i - e] - f[i + uV]
 
-    ``a`` is first copied into the buffer ``ap`` (length n + 1) with ``ap[n] = a[0]``, so that
-    ``x + 1`` needs no wrap-around and the loop runs over the whole row on unsigned indices: it
-    vectorises with no scalar remainder for n a multiple of the SIMD width (the scalar ``sincos`` of a
-    remainder costs about as much as a vector of eight). Returns the number of angles beyond ``_BIG``;
-    that row is then recomputed with ``math.sin``/``math.cos``."""
-    n = val.shape[0]
-    for xx in range(n):
-        x = np.uint64(xx)
-        ap[x] = a[x]
-    ap[n] = a[0]
+
+@_jit(contract=True)
+def _u1_cos_inplace(v, o, n):  # pragma: no cover - compiled
+    """``v[o + x] = cos v[o + x]`` for ``x < n`` by the polynomial; returns the number of angles beyond
+    ``_BIG`` (the caller then recomputes the angles and takes :func:`_u1_exact_inplace`)."""
+    uo = np.uint64(o)
     nbad = 0
-    for xx in range(n):
-        x = np.uint64(xx)
-        ang = ap[x] + bn[x] - ap[x + np.uint64(1)] - d[x]
-        s, c = _sincos(ang)
-        val[x] = s if want_sin else c
-        nbad += 1 if abs(ang) > _BIG else 0
-    if nbad > 0:
-        for x in range(n):
-            ang = ap[x] + bn[x] - ap[x + 1] - d[x]
-            val[x] = math.sin(ang) if want_sin else math.cos(ang)
+    for x in range(np.uint64(0), np.uint64(n)):
+        a = v[uo + x]
+        v[uo + x] = _sincos(a)[1]
+        nbad += 1 if abs(a) > _BIG else 0
+    return nbad
+
+
+@_jit(contract=True)
+def _u1_sin_inplace(v, o, n):  # pragma: no cover - compiled
+    """``v[o + x] = sin v[o + x]`` (as :func:`_u1_cos_inplace`)."""
+    uo = np.uint64(o)
+    nbad = 0
+    for x in range(np.uint64(0), np.uint64(n)):
+        a = v[uo + x]
+        v[uo + x] = _sincos(a)[0]
+        nbad += 1 if abs(a) > _BIG else 0
+    return nbad
+
+
+@_jit()
+def _u1_exact_inplace(v, o, n, want_sin):  # pragma: no cover - compiled
+    """``v[o + x] = sin`` (or ``cos``) ``v[o + x]`` by ``math.sin``/``math.cos`` (angles beyond ``_BIG``)."""
+    for x in range(o, o + n):
+        v[x] = math.sin(v[x]) if want_sin else math.cos(v[x])
+
+
+@_jit()
+def _sum8_at(d, o, n):  # pragma: no cover - compiled
+    """``sum(d[o:o + n])`` with eight partial sums (independent chains, no view)."""
+    u = np.uint64
+    uo = u(o)
+    n8 = u(n - n % 8)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    for x in range(u(0), n8, u(8)):
+        i = uo + x
+        s0 += d[i]
+        s1 += d[i + u(1)]
+        s2 += d[i + u(2)]
+        s3 += d[i + u(3)]
+        s4 += d[i + u(4)]
+        s5 += d[i + u(5)]
+        s6 += d[i + u(6)]
+        s7 += d[i + u(7)]
+    for x in range(n8, u(n)):
+        s0 += d[uo + x]
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@_jit(inline=True)
+def _u1_2d_force_out(F, cb, s, so, r0, r1, L0, L1, beta, whole):  # pragma: no cover - compiled
+    """``F_0(x) = beta [s(x) - s(x - e1)]``, ``F_1(x) = beta [s(x - e0) - s(x)]`` for rows ``[r0, r1)`` of the
+    configuration at flat ``cb`` of ``F`` (F_1 at ``cb + V``); the sines of row ``r0`` at ``s[so:]``
+    (``so >= L1``) and of the row before it at ``s[so - L1:]``, except that for a whole configuration
+    (``whole``) the row before row 0 is its last row, at ``s[so + (L0 - 1) L1:]``."""
+    u = np.uint64
+    one = u(1)
+    k = u(L1)
+    uV = u(L0 * L1)
+    us = u(so)
+    i0 = u(cb + r0 * L1)
+    n = u((r1 - r0) * L1)
+    for x in range(u(0), n):
+        sx = s[us + x]
+        F[i0 + x] = beta * (sx - s[us + x - one])
+        F[i0 + uV + x] = beta * (s[us + x - k] - sx)
+    # the first site of each row: x - e1 is the row's last site
+    e = k - one
+    i = i0
+    j = us
+    for _ in range(r0, r1):
+        F[i] = beta * (s[j] - s[j + e])
+        i += k
+        j += k
+    if whole:   # row 0: x - e0 is the last row of the configuration (in the buffer)
+        p = us + uV - k
+        for x in range(u(0), k):
+            F[i0 + uV + x] = beta * (s[p + x] - s[us + x])
+
+
+@_jit(contract=True)
+def _u1_2d_trig_rows(v, o, f, cb, r0, r1, L0, L1, t, want_sin):  # pragma: no cover - compiled
+    """``v[o + x] = sin`` (or ``cos``) ``theta_01`` for the sites of rows ``[r0, r1)`` of the configuration at
+    flat ``cb`` (as :func:`_u1_2d_angles`), the angles computed inside the polynomial's loop (one pass:
+    for large lattices, where the loads from memory then overlap the arithmetic). The last site of each
+    row (whose x + e1 wraps around) gets its angle into ``t`` (length >= r1 - r0) and its sin/cos there,
+    vectorised, and is then copied over. Returns the number of angles beyond ``_BIG``."""
+    u = np.uint64
+    one = u(1)
+    k = u(L1)
+    uV = u(L0 * L1)
+    ua = u(o)
+    i0 = u(cb + r0 * L1)
+    rb = min(r1, L0 - 1)
+    nb = u(max(rb - r0, 0) * L1)
+    nbad = 0
+    for x in range(u(0), nb):
+        i = i0 + x
+        a = f[i] + f[i + uV + k] - f[i + one] - f[i + uV]
+        sv, cv = _sincos(a)
+        v[ua + x] = sv if want_sin else cv
+        nbad += 1 if abs(a) > _BIG else 0
+    if r1 == L0:   # the last row: x + e0 is row 0
+        i = i0 + nb
+        j = u(cb) + uV
+        w = ua + nb
+        for x in range(u(0), k):
+            a = f[i + x] + f[j + x] - f[i + x + one] - f[i + x + uV]
+            sv, cv = _sincos(a)
+            v[w + x] = sv if want_sin else cv
+            nbad += 1 if abs(a) > _BIG else 0
+    # the last site of each row, through t
+    e = k - one
+    i = i0 + e
+    nq = u(r1 - r0)
+    for q in range(u(0), u(rb - r0)):
+        t[q] = f[i] + f[i + uV + k] - f[i - e] - f[i + uV]
+        i += k
+    if r1 == L0:
+        t[nq - one] = f[i] + f[u(cb) + uV + e] - f[i - e] - f[i + uV]
+    for q in range(u(0), nq):
+        a = t[q]
+        sv, cv = _sincos(a)
+        t[q] = sv if want_sin else cv
+        nbad += 1 if abs(a) > _BIG else 0
+    z = ua + e
+    for q in range(u(0), nq):
+        v[z] = t[q]
+        z += k
+    return nbad
+
+
+@_jit()
+def _rows_2d_u1(c, G, L0, rpc, ncpc):  # pragma: no cover - compiled
+    """Rows ``[g0, g1)`` of chunk ``c`` (as ``_rows_2d`` of :mod:`latticekit.backends._numba_phi4`)."""
+    if ncpc > 1:
+        b = c // ncpc
+        j = c - b * ncpc
+        return b * L0 + j * rpc, b * L0 + min(L0, (j + 1) * rpc)
+    return c * rpc, min(G, c * rpc + rpc)
+
+
+@_jit()
+def _u1_2d_chunk_angles(v, o, f, g0, g1, L0, L1, ncpc):  # pragma: no cover - compiled
+    """The angles of the rows ``[g0, g1)`` (whole configurations when ``ncpc == 1``, else part of one)
+    into ``v[o:]``."""
+    V = L0 * L1
+    b0 = g0 // L0
+    if ncpc == 1:
+        for b in range(b0, g1 // L0):
+            _u1_2d_angles(v, o + (b - b0) * V, f, 2 * b * V, 0, L0, L0, L1)
+    else:
+        _u1_2d_angles(v, o, f, 2 * b0 * V, g0 - b0 * L0, g1 - b0 * L0, L0, L1)
+
+
+@_jit()
+def _u1_2d_chunk_trig(v, o, f, g0, g1, L0, L1, ncpc, t, want_sin):  # pragma: no cover - compiled
+    """:func:`_u1_2d_trig_rows` over the rows ``[g0, g1)`` of a chunk (as :func:`_u1_2d_chunk_angles`)."""
+    V = L0 * L1
+    b0 = g0 // L0
+    nbad = 0
+    if ncpc == 1:
+        for b in range(b0, g1 // L0):
+            nbad += _u1_2d_trig_rows(v, o + (b - b0) * V, f, 2 * b * V, 0, L0, L0, L1, t, want_sin)
+    else:
+        nbad += _u1_2d_trig_rows(v, o, f, 2 * b0 * V, g0 - b0 * L0, g1 - b0 * L0, L0, L1, t, want_sin)
     return nbad
 
 
 @_jit(parallel=True)
-def _u1_2d_plaquette_kernel(th, rpc, field, write, partial):  # pragma: no cover - compiled
-    """2D U(1) plaquette: ``th`` (B, 2, L0, L1); per chunk the sum of cos theta_01, and the field."""
-    B, _, R, Lx = th.shape
-    nc = (R + rpc - 1) // rpc
-    for c in _prange(B * nc):
-        b = c // nc
-        o0 = (c - b * nc) * rpc
-        o1 = min(R, o0 + rpc)
-        acc = np.zeros(Lx)
-        val = np.empty(Lx)
-        ap = np.empty(Lx + 1)
-        for o in range(o0, o1):
-            on = o + 1 if o + 1 < R else 0
-            _u1_2d_trig_row(val, th[b, 0, o], th[b, 1, on], th[b, 1, o], ap, False)
-            for x in range(Lx):
-                acc[x] += val[x]
-            if write:
-                dst = field[b, 0, o]
-                for x in range(Lx):
-                    dst[x] = val[x]
-        tot = 0.0
-        for x in range(Lx):
-            tot += acc[x]
-        partial[c] = tot
+def _u1_2d_plaquette_flat(f, L0, L1, rpc, ncpc, nc, fused, field, write, partial):  # pragma: no cover - compiled
+    """Flat ``f`` (B 2 L0 L1), chunks of rows; ``partial[b ncpc + c % ncpc]`` = the sum of cos theta_01 of
+    chunk ``c`` over configuration ``b``; ``field`` (flat, B L0 L1) the cosines when ``write`` (written
+    there directly; else into a scratch buffer). ``fused``: angles and cosines in one pass
+    (:func:`_u1_2d_trig_rows`), else the angles first and then the cosines over the whole chunk."""
+    V = L0 * L1
+    G = f.shape[0] // (2 * L1)
+    for c in _prange(nc):
+        g0, g1 = _rows_2d_u1(c, G, L0, rpc, ncpc)
+        m = (g1 - g0) * L1
+        v = field if write else np.empty(m)
+        o = g0 * L1 if write else 0
+        if fused:
+            t = np.empty(max(L0, rpc))
+            nbad = _u1_2d_chunk_trig(v, o, f, g0, g1, L0, L1, ncpc, t, False)
+        else:
+            _u1_2d_chunk_angles(v, o, f, g0, g1, L0, L1, ncpc)
+            nbad = _u1_cos_inplace(v, o, m)
+        if nbad > 0:
+            _u1_2d_chunk_angles(v, o, f, g0, g1, L0, L1, ncpc)
+            _u1_exact_inplace(v, o, m, False)
+        if ncpc == 1:
+            b0 = g0 // L0
+            for b in range(b0, g1 // L0):
+                partial[b] = _sum8_at(v, o + (b - b0) * V, V)
+        else:
+            partial[c] = _sum8_at(v, o, m)
 
 
 @_jit(parallel=True)
-def _u1_2d_force_kernel(th, rpc, beta, F):  # pragma: no cover - compiled
-    """2D U(1) force ``F_0(x) = beta [sin theta_01(x) - sin theta_01(x - e1)]``,
-    ``F_1(x) = beta [sin theta_01(x - e0) - sin theta_01(x)]``; the sines of the previous row are kept.
-
-    The sines of a row sit at ``s[1:]`` of a buffer of length n + 1 with ``s[0] = s[n]`` (the site
-    x - e1 of x = 0), so that both output loops run over the whole row with no wrap-around."""
-    B, _, R, Lx = th.shape
-    nc = (R + rpc - 1) // rpc
-    for c in _prange(B * nc):
-        b = c // nc
-        o0 = (c - b * nc) * rpc
-        o1 = min(R, o0 + rpc)
-        sp = np.empty(Lx + 1)     # sin theta_01 on row o - 1
-        sc = np.empty(Lx + 1)     # sin theta_01 on row o
-        ap = np.empty(Lx + 1)
-        op = o0 - 1 if o0 > 0 else R - 1
-        _u1_2d_trig_row(sp[1:], th[b, 0, op], th[b, 1, o0], th[b, 1, op], ap, True)
-        for o in range(o0, o1):
-            on = o + 1 if o + 1 < R else 0
-            _u1_2d_trig_row(sc[1:], th[b, 0, o], th[b, 1, on], th[b, 1, o], ap, True)
-            sc[0] = sc[Lx]
-            f0 = F[b, 0, o]
-            f1 = F[b, 1, o]
-            for xx in range(Lx):
-                x = np.uint64(xx)
-                f0[x] = beta * (sc[x + np.uint64(1)] - sc[x])
-                f1[x] = beta * (sp[x + np.uint64(1)] - sc[x + np.uint64(1)])
-            sp, sc = sc, sp
+def _u1_2d_force_flat(f, L0, L1, rpc, ncpc, nc, fused, beta, F):  # pragma: no cover - compiled
+    """Flat ``f`` and ``F`` (B 2 L0 L1), chunks of rows. The sines of the chunk's rows sit at ``s[L1:]``;
+    a chunk of part of a configuration has the row before its first at ``s[:L1]``. ``fused`` as for
+    :func:`_u1_2d_plaquette_flat`."""
+    V = L0 * L1
+    G = f.shape[0] // (2 * L1)
+    for c in _prange(nc):
+        g0, g1 = _rows_2d_u1(c, G, L0, rpc, ncpc)
+        m = (g1 - g0) * L1
+        s = np.empty(m + L1)
+        t = np.empty(max(L0, rpc)) if fused else np.empty(1)
+        b0 = g0 // L0
+        r0 = g0 - b0 * L0
+        rp = r0 - 1 if r0 > 0 else L0 - 1
+        if ncpc == 1:   # whole configurations: the row before row 0 is in the buffer
+            if fused:
+                nbad = _u1_2d_chunk_trig(s, L1, f, g0, g1, L0, L1, ncpc, t, True)
+            else:
+                _u1_2d_chunk_angles(s, L1, f, g0, g1, L0, L1, ncpc)
+                nbad = _u1_sin_inplace(s, L1, m)
+            if nbad > 0:
+                _u1_2d_chunk_angles(s, L1, f, g0, g1, L0, L1, ncpc)
+                _u1_exact_inplace(s, L1, m, True)
+            for b in range(b0, g1 // L0):
+                _u1_2d_force_out(F, 2 * b * V, s, L1 + (b - b0) * V, 0, L0, L0, L1, beta, True)
+        else:
+            if fused:
+                nbad = _u1_2d_trig_rows(s, 0, f, 2 * b0 * V, rp, rp + 1, L0, L1, t, True)
+                nbad += _u1_2d_chunk_trig(s, L1, f, g0, g1, L0, L1, ncpc, t, True)
+            else:
+                _u1_2d_angles(s, 0, f, 2 * b0 * V, rp, rp + 1, L0, L1)
+                _u1_2d_chunk_angles(s, L1, f, g0, g1, L0, L1, ncpc)
+                nbad = _u1_sin_inplace(s, 0, m + L1)
+            if nbad > 0:
+                _u1_2d_angles(s, 0, f, 2 * b0 * V, rp, rp + 1, L0, L1)
+                _u1_2d_chunk_angles(s, L1, f, g0, g1, L0, L1, ncpc)
+                _u1_exact_inplace(s, 0, m + L1, True)
+            _u1_2d_force_out(F, 2 * b0 * V, s, L1, r0, g1 - b0 * L0, L0, L1, beta, False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -520,8 +733,12 @@ def _u1_plaquette(theta: Any, nd: int, field: bool) -> Any:
     rpc, nc = _chunking(B, R, Lx, 8192)
     partial = np.empty(B * nc)
     out = np.empty((B, npl, R, Lx)) if field else np.empty((1, 1, 1, 1))
-    if nd == 2:   # one fused loop per row, angles straight from the rows
-        _u1_2d_plaquette_kernel(th, rpc, out, field, partial)
+    if nd == 2:   # flat chunks of whole rows (several configurations for small L)
+        rpc, ncpc, nc = _chunks_2d(B, L[0], L[1], _U1_SITES_2D)
+        partial = np.empty(B * ncpc)
+        _u1_2d_plaquette_flat(theta.reshape(-1), L[0], L[1], rpc, ncpc, nc, L[1] >= _U1_FUSED_L1, out.reshape(-1),
+                              field, partial)
+        nc = ncpc
     else:
         _u1_plaquette_kernel(th, dims, K, rpc, out, field, partial)
     if field:
@@ -547,8 +764,10 @@ def u1_wilson_force(theta: Any, beta: Any, nd: int) -> Any:
     B = _prod(bshape)
     F = np.empty(theta.shape)
     rpc, _ = _chunking(B, R, Lx, 4096)
-    if nd == 2:   # one fused loop per row, the sines of the previous row kept
-        _u1_2d_force_kernel(theta.reshape(B, nd, R, Lx), rpc, float(beta), F.reshape(B, nd, R, Lx))
+    if nd == 2:   # flat chunks of whole rows (several configurations for small L)
+        rpc, ncpc, nc = _chunks_2d(B, L[0], L[1], _U1_SITES_2D)
+        _u1_2d_force_flat(theta.reshape(-1), L[0], L[1], rpc, ncpc, nc, L[1] >= _U1_FUSED_L1, float(beta),
+                          F.reshape(-1))
     else:
         _u1_force_kernel(theta.reshape(B, nd, R, Lx), dims, K, rpc, float(beta), F.reshape(B, nd, R, Lx))
     return F
@@ -603,6 +822,9 @@ def sun_wilson_force(U: Any, beta: Any, nd: int) -> Any:
         _sun_force_kernel(Ur, dims, K, rpc, coef, Fr)
     return F
 
+
+_U1_SITES_2D = 2048     # sites per chunk of the 2D U(1) kernels (one scratch array of about this length)
+_U1_FUSED_L1 = 32       # rows at least this long: angles and sin/cos in one pass (_u1_2d_trig_rows)
 
 
 def kernels() -> dict[str, Callable[..., Any]]:

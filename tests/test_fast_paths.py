@@ -118,6 +118,69 @@ def test_u1_large_angles_use_exact_trigonometry(monkeypatch):
     assert _numba_gauge.u1_plaquette_cos_sum(th, 2) is not None
 
 
+# 2D U(1): flat chunks of whole rows of the flattened batch (several configurations, or part of one);
+# short rows through an angle buffer, long rows (L1 >= _U1_FUSED_L1) with the angles in the polynomial's loop
+U1_2D_SHAPES = [(2, 2), (3, 3), (8, 8), (6, 5), (5, 6), (1, 4), (4, 1), (16, 3), (1, 1), (3, 40)]
+U1_2D_FUSED = [1, 1 << 30]   # _U1_FUSED_L1: every row fused, no row fused
+
+
+def _u1_2d_check(monkeypatch, shape, batch, seed, rtol=RTOL, offset=0.0):
+    lat = lk.Lattice(shape)
+    th = 3.0 * lk.U1.random(backends.rng(seed), batch + (2,), lat.shape) + offset   # unwrapped angles too
+    fcalls = _spy(monkeypatch, "u1_wilson_force")
+    pcalls = _spy(monkeypatch, "u1_plaquette_cos_sum")
+    for fn, args in [(average_plaquette, (th, lk.U1, lat)), (plaquette_field, (th, lk.U1, lat)),
+                     (wilson_gauge_action, (th, 1.7, lk.U1, lat)), (wilson_gauge_force, (th, 1.7, lk.U1, lat))]:
+        got = fn(*args)
+        if fn is wilson_gauge_force:
+            assert got.shape == th.shape
+        _close(got, _generic(monkeypatch, fn, *args), rtol=rtol)
+    assert fcalls == [True] and pcalls and all(pcalls)
+    assert _numba_gauge.u1_plaquette_cos_sum(th, 2).shape == batch
+    assert _numba_gauge.u1_plaquette_field(th, 2).shape == batch + (1,) + shape
+
+
+@pytest.mark.parametrize("fused", U1_2D_FUSED)
+@pytest.mark.parametrize("shape", U1_2D_SHAPES)
+@pytest.mark.parametrize("batch", [(), (2, 3)])
+def test_u1_2d_kernels_match_generic(monkeypatch, shape, batch, fused):
+    monkeypatch.setattr(_numba_gauge, "_U1_FUSED_L1", fused)
+    _u1_2d_check(monkeypatch, shape, batch, 20)
+
+
+@pytest.mark.parametrize("fused", U1_2D_FUSED)
+@pytest.mark.parametrize("sites", [1, 8, 40, 64, 200, 1 << 14])
+def test_u1_2d_chunking(monkeypatch, sites, fused):
+    """Chunks of part of a configuration (with the row before the first for the force), of one, and of
+    several (with a partial last chunk), by the chunk size: the same results."""
+    monkeypatch.setattr(_numba_gauge, "_U1_SITES_2D", sites)
+    monkeypatch.setattr(_numba_gauge, "_U1_FUSED_L1", fused)
+    for shape, batch in [((8, 8), (7,)), ((6, 5), (3,)), ((3, 1), (37,)), ((2, 2), (50,)), ((5, 6), ())]:
+        _u1_2d_check(monkeypatch, shape, batch, 21)
+
+
+@pytest.mark.parametrize("fused", U1_2D_FUSED)
+def test_u1_2d_large_angles(monkeypatch, fused):
+    """Plaquette angles beyond the polynomial's range -- in every chunk, or in two plaquettes of one
+    configuration (the other chunks keep the polynomial) -- go through math.sin/cos. The angles are
+    exact in any order of the sum (links: multiples of 2^62, or one link 2^64 among small ones), so the
+    kernels must agree with the generic code to round-off; the polynomial is wrong there (its quadrant
+    count overflows int64)."""
+    monkeypatch.setattr(_numba_gauge, "_U1_FUSED_L1", fused)
+    monkeypatch.setattr(_numba_gauge, "_U1_SITES_2D", 64)
+    for shape, batch, every in [((4, 6), (2,), True), ((8, 8), (), True), ((3, 3), (16,), True), ((2, 2), (20,), True),
+                                ((6, 5), (4,), False), ((2, 2), (20,), False)]:
+        lat = lk.Lattice(shape)
+        th = 3.0 * lk.U1.random(backends.rng(22), batch + (2,), lat.shape)
+        if every:
+            th = 2.0 ** 62 * np.random.default_rng(22).integers(-64, 65, th.shape)
+        else:
+            th[(2, 1) + tuple(n - 1 for n in shape)] = 2.0 ** 64   # one link: the two plaquettes that hold it
+        for fn, args in [(average_plaquette, (th, lk.U1, lat)), (plaquette_field, (th, lk.U1, lat)),
+                         (wilson_gauge_force, (th, 1.7, lk.U1, lat))]:
+            _close(fn(*args), _generic(monkeypatch, fn, *args))
+
+
 @pytest.mark.parametrize("N,shape,batch", [
     (3, (4, 6), (2,)), (3, (2, 3, 4, 4), ()), (2, (4, 3, 2, 3), (2,)),
     # the unrolled N = 2, 3 kernels (backends/_numba_su3.py): odd and 2-3 site extents, two batch axes,
