@@ -2,8 +2,9 @@
 
 The numba kernels of the NumPy backend live in one module per physics area -- ``_numba_gauge``
 (U(1)/SU(N) plaquette, Wilson action and force, with the unrolled SU(2)/SU(3) kernels in its helper
-module ``_numba_su3``), ``_numba_phi4`` (phi^4 action and force) and ``_numba_dirac`` (Wilson-Dirac
-hopping term) -- and share what is here. The generic Array API code
+modules ``_numba_su2``/``_numba_su3`` and the 2D U(1) kernels in ``_numba_u1_2d``), ``_numba_phi4`` (phi^4
+action and force), ``_numba_dirac`` (Wilson-Dirac hopping term) and ``_numba_linalg`` (the fused CG
+updates) -- and share what is here. The generic Array API code
 makes one pass over memory per array operation (plus copies for the periodic shifts), and NumPy's
 float64 ``cos``/``sin`` is scalar. The kernels are compiled with numba
 (``@njit(parallel=True, fastmath=False, cache=True)``; the unrolled SU(2)/SU(3) products and the U(1)
@@ -160,6 +161,26 @@ def _chunking(B: int, R: int, Lx: int, sites_per_chunk: int) -> tuple[int, int]:
         per_config = -(-want // max(B, 1))
         rpc = max(1, -(-R // per_config))
     return rpc, -(-R // rpc)
+
+
+def _chunks_2d(B: int, L0: int, L1: int, target: int) -> tuple[int, int, int]:
+    """``(rpc, ncpc, nc)`` of the 2D kernels: whole configurations per chunk (``ncpc = 1``, ``rpc`` a
+    multiple of L0) when one holds at most ``target`` sites, else ``ncpc`` chunks of ``rpc`` rows per
+    configuration; at least 4 chunks per thread where the batch allows."""
+    nthreads = _numba.get_num_threads() if _numba is not None else 1
+    want = 4 * nthreads
+    V = L0 * L1
+    if V <= target:
+        cpc = max(1, min(target // V, -(-B // want)))
+        if B >= want or V * 16 <= target:   # (tiny lattices: never split a configuration)
+            return cpc * L0, 1, -(-B // cpc)
+    rpc = max(1, min(L0, -(-target // L1)))
+    if B * -(-L0 // rpc) < want:
+        rpc = max(1, -(-L0 // -(-want // B)))
+    ncpc = -(-L0 // rpc)
+    if ncpc == 1:
+        return L0, 1, B
+    return rpc, ncpc, B * ncpc
 
 
 # --------------------------------------------------------------------------------------------------

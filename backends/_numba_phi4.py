@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._numba_common import (_chunking, _geometry, _jit, _load, _numba, _ok, _prange, _prod, _real, _shift,
+from ._numba_common import (_chunking, _chunks_2d, _geometry, _jit, _load, _ok, _prange, _prod, _real, _shift,
                             available)
 
 __all__ = ["NAMES", "kernels"]
@@ -312,26 +312,6 @@ def _phi4_force_2d(f, L0, L1, rpc, ncpc, nc, a2, a4, ch, F):  # pragma: no cover
         nb = np.empty(m)
         _neighbours_2d(nb, f, base, g0, g1, L0, L1)
         _force_nb(F[base:base + m], f[base:base + m], nb, a2, a4, ch)
-
-
-def _chunks_2d(B: int, L0: int, L1: int, target: int) -> tuple[int, int, int]:
-    """``(rpc, ncpc, nc)`` of the 2D kernels: whole configurations per chunk (``ncpc = 1``, ``rpc`` a
-    multiple of L0) when one holds at most ``target`` sites, else ``ncpc`` chunks of ``rpc`` rows per
-    configuration; at least 4 chunks per thread where the batch allows."""
-    nthreads = _numba.get_num_threads() if _numba is not None else 1
-    want = 4 * nthreads
-    V = L0 * L1
-    if V <= target:
-        cpc = max(1, min(target // V, -(-B // want)))
-        if B >= want or V * 16 <= target:   # (tiny lattices: never split a configuration)
-            return cpc * L0, 1, -(-B // cpc)
-    rpc = max(1, min(L0, -(-target // L1)))
-    if B * -(-L0 // rpc) < want:
-        rpc = max(1, -(-L0 // -(-want // B)))
-    ncpc = -(-L0 // rpc)
-    if ncpc == 1:
-        return L0, 1, B
-    return rpc, ncpc, B * ncpc
 
 
 # --------------------------------------------------------------------------------------------------
