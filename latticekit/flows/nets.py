@@ -71,6 +71,10 @@ def _is_int(v: object) -> bool:
 _WRAP_INDEX: dict[tuple[int, int, str], torch.Tensor] = {}
 
 
+# the direct C++ apply relies on a private torch function (present in torch 2.x); without it, torch's own apply
+_DIRECT_APPLY = hasattr(torch._C, "_are_functorch_transforms_active")
+
+
 class _PeriodicPadAxis(torch.autograd.Function):
     """Periodic padding of one axis by ``p <= L`` sites: the forward is one ``cat`` of two end slices and
     the tensor (contiguous copies), the backward the middle of the gradient plus the two padded end
@@ -87,7 +91,7 @@ class _PeriodicPadAxis(torch.autograd.Function):
         # torch's Function.apply binds the arguments to the signature of forward (inspect.signature, about
         # 10 us a call, 1-3% of a small-batch flow step); with no functorch transform active it only
         # forwards to the C++ apply, which is called directly here (vmap/grad transforms take torch's path)
-        if torch._C._are_functorch_transforms_active():
+        if not _DIRECT_APPLY or torch._C._are_functorch_transforms_active():
             return super().apply(x, axis, p)
         return super(torch.autograd.Function, cls).apply(x, axis, p)  # type: ignore[misc]
 
