@@ -41,11 +41,13 @@ from ._convert import asarray, from_dlpack, from_numpy, to_backend, to_numpy
 from ._dtypes import complex_dtype, complex_dtype_for, is_complex, real_dtype, real_dtype_for
 from ._random import Generator, rng
 from ._fast import fast_path, register_fast_path
+from ._lu import LU_OPS, lu_linalg
 from ._threads import configure_threads, default_thread_count
 
 __all__ = [
     "BACKENDS",
     "BackendError",
+    "LU_OPS",
     "Generator",
     "array_namespace",
     "asarray",
@@ -61,6 +63,7 @@ __all__ = [
     "from_dlpack",
     "from_numpy",
     "is_complex",
+    "lu_linalg",
     "fast_path",
     "register_fast_path",
     "namespace",

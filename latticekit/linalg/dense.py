@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from latticekit.backends import array_namespace, complex_dtype_for, is_complex, to_numpy
+from latticekit.backends import array_namespace, complex_dtype_for, is_complex, lu_linalg, to_numpy
 from latticekit.backends import device as _device
 
 __all__ = ["dense_matrix", "logdet_normal", "slogdet_dense", "support_indices"]
@@ -133,7 +133,7 @@ def slogdet_dense(op: Any, shape: Sequence[int] | None = None, *, like: Any = No
     """
     M = dense_matrix(op, shape, like=like, support=support, batch_shape=batch_shape)
     xp = array_namespace(M)
-    res = xp.linalg.slogdet(M)
+    res = lu_linalg("slogdet", M)          # torch's batched CPU LU is unsafe after set_num_threads
     return res[0], res[1]
 
 

@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 from latticekit.actions.dirac import WilsonDirac
 from latticekit.actions.even_odd import EvenOddDirac
-from latticekit.backends import Generator, array_namespace, device as _device
+from latticekit.backends import Generator, array_namespace, device as _device, lu_linalg
 from latticekit.linalg import cgne, condition_number, dense_matrix
 
 __all__ = [
@@ -206,7 +206,7 @@ def chiral_condensate_exact(D: WilsonDirac, *, normalization: str = "kappa") -> 
     fac = _norm_factor(D, normalization, 1)
     M = dense_matrix(D)
     xp = array_namespace(M)
-    Minv = xp.linalg.inv(M)
+    Minv = lu_linalg("inv", M)              # torch's batched CPU LU is unsafe after set_num_threads
     tr = xp.sum(xp.real(xp.linalg.diagonal(Minv)), axis=-1)
     return tr * (fac / D.lattice.volume)
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from latticekit.backends import lu_linalg
 from latticekit.groups import Group, SUGroup, U1Group
 
 __all__ = ["assert_logdet_matches", "autograd_logdet"]
@@ -175,7 +176,7 @@ def autograd_logdet(fn: Callable[..., Any], x: Any, *, group: Group | None = Non
         scale = max(1.0, float(blocks.abs().max()))
         if worst > 1e3 * torch.finfo(rdt).eps * scale:
             raise ValueError(f"fn mixes batch elements: off-diagonal Jacobian blocks up to {worst:.3e}")
-    _, logabs = torch.linalg.slogdet(blocks)
+    _, logabs = lu_linalg("slogdet", blocks)   # torch's batched CPU LU is unsafe after set_num_threads
     return logabs.reshape(bshape)
 
 
