@@ -24,9 +24,10 @@ matrix). Three details make that happen and are load-bearing: unsigned site indi
 negative-index wrap-around otherwise blocks the vectoriser), a loop that stores into at most one
 buffer whose rows lie at constant distances (the force goes through a staging block ``O``), and few
 input arrays per loop. The functions are compiled with FMA contraction (``fastmath={"contract"}``)
-and no other fast-math flag. The unrolled product, load, store and trace helpers and the kernels are
-generated text (one script wrote the same functions for N = 3 here and N = 2 in ``_numba_su2``); edit
-them in pairs.
+and no other fast-math flag. Everything below the banner line (the unrolled product, load, store and
+trace helpers, the row functions and the kernels) is written by ``tools/gen_numba_sun.py``, which writes
+the same functions for N = 2 into ``_numba_su2``: edit the script and rerun it, not the text (the suite
+checks that both modules are its current output).
 
 Math (per site x, plane mu < nu):
 
@@ -55,8 +56,8 @@ from ._numba_common import _jit, _prange, _shift
 
 __all__: list[str] = []
 
-_BW = 16   # sites per block of the row buffers: a compile-time constant for numba, also written into
-           # the generated helpers (_ldb3, _addb3, ...): change them together
+_BW = 16   # sites per block of the row buffers: a compile-time constant for numba; tools/gen_numba_sun.py
+           # writes the same number (its BW) into the generated loads and stores: change both
 
 
 # --------------------------------------------------------------------------------------------------
@@ -298,7 +299,7 @@ def _staples_row3(S, d, b, c, ya, yb, yd):  # pragma: no cover - compiled
 def _force_row3(Ff, b, mu, o, a, S, coef, O):  # pragma: no cover - compiled
     """``F_mu(x) = coef TA(a S)`` along row ``o`` (a = U_mu(x), S = its staple sum A_mu(x)), through the
     staging block ``O`` (18 x _BW) into the interleaved (re, im) float64 view ``Ff`` of the output
-    (storing into nine rows of ``Ff`` straight from the product loop would not vectorise)."""
+    (storing into the 9 rows of ``Ff`` straight from the product loop would not vectorise)."""
     Lx = Ff.shape[5] // 2
     for blk in range(S.shape[0] // (18 * _BW)):
         base = blk * 18 * _BW

@@ -204,6 +204,26 @@ def test_sun_kernels_match_generic(monkeypatch, N, shape, batch):
     assert_close(np.trace(Fm, axis1=-2, axis2=-1), 0.0, rtol=0, atol=1e-13)
 
 
+def test_generated_sun_kernels_are_current():
+    """backends/_numba_su3.py and _numba_su2.py below their banner lines are the output of
+    tools/gen_numba_sun.py (edit the script, not the text), with the same block width _BW."""
+    import importlib.util
+    import pathlib
+
+    from latticekit.backends import _numba_su3
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "tools" / "gen_numba_sun.py"
+    spec = importlib.util.spec_from_file_location("gen_numba_sun", path)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert gen.BW == _numba_su3._BW
+    for n in gen.COLOURS:
+        _, body = gen.split_module(gen.module_path(n).read_text(), n)
+        assert body == gen.generate(n), f"{gen.module_path(n).name} differs: run python tools/gen_numba_sun.py"
+    with pytest.raises(ValueError, match="n=4"):
+        gen.generate(4)
+
+
 @pytest.mark.parametrize("shape,batch", [((8, 6), (3,)), ((3, 4, 2, 5), (2,)), ((7,), ())])
 def test_phi4_kernels_match_generic(monkeypatch, shape, batch):
     lat = lk.Lattice(shape)
