@@ -272,10 +272,16 @@ def _lu_reference(A: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("n", [3, 40])
-def test_lu_linalg_matches_numpy(bk, n):
-    """Every backend, small and per-matrix sizes (n = 40 > 14 takes the one-at-a-time path on torch CPU
-    with more than one thread), a batch (2, 2) against NumPy's LAPACK."""
+def test_lu_linalg_matches_numpy(bk, monkeypatch, n):
+    """Every backend, a batch (2, 2) against NumPy's LAPACK. The suite runs torch with one thread
+    (conftest.py), so torch reports two here: n = 40 > 14 then takes the one-at-a-time path on torch CPU,
+    n = 3 the direct call."""
     from latticekit.backends import lu_linalg
+
+    if bk.name == "torch":
+        import torch
+
+        monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     from latticekit.testing import assert_close
 
     g = np.random.default_rng(3)
@@ -283,6 +289,10 @@ def test_lu_linalg_matches_numpy(bk, n):
     b = g.normal(size=(2, 2, n, 2)) + 1j * g.normal(size=(2, 2, n, 2))
     ref = _lu_reference(A, b)
     At, bt = bk.asarray(A), bk.asarray(b)
+    from latticekit.backends import _lu
+
+    assert _lu._per_matrix(At) == (bk.name == "torch" and At.device.type == "cpu" and n > 14) if bk.name == "torch" \
+        else not _lu._per_matrix(At)
     s, l = lu_linalg("slogdet", At)
     assert_close(bk.to_numpy(l), ref["logabsdet"], rtol=1e-12, atol=1e-12)
     assert_close(bk.to_numpy(s), ref["sign"], rtol=1e-10, atol=1e-12)
@@ -291,14 +301,18 @@ def test_lu_linalg_matches_numpy(bk, n):
     assert_close(bk.to_numpy(lu_linalg("solve", At, bt)), ref["solve"], rtol=1e-10, atol=1e-13)
 
 
-def test_lu_linalg_autograd_through_the_per_matrix_path():
+def test_lu_linalg_autograd_through_the_per_matrix_path(monkeypatch):
     """d log|det A| / dA = A^{-H} (for complex A, torch's conjugate Wirtinger convention) through the loop."""
     torch = pytest.importorskip("torch")
     from latticekit.backends import lu_linalg
     from latticekit.testing import assert_close
 
+    from latticekit.backends import _lu
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)   # the suite's torch has one thread
     g = np.random.default_rng(5)
     A0 = g.normal(size=(3, 20, 20)) + 4 * np.eye(20)
+    assert _lu._per_matrix(torch.tensor(A0))
     A = torch.tensor(A0, requires_grad=True)
     lu_linalg("slogdet", A)[1].sum().backward()
     assert_close(A.grad.numpy(), np.linalg.inv(A0).transpose(0, 2, 1), rtol=1e-10, atol=1e-13)
