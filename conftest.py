@@ -20,6 +20,19 @@ import pytest
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A pytest-xdist worker (``-n``, pyproject.toml) is one of several test processes on the machine: it
+    runs numba and torch with one thread, or the parallel regions of the workers oversubscribe the cores
+    and wait for each other (docs/architecture.md, "Thread counts"). Tests that set other counts put
+    them back (``_restore_thread_counts`` below)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        from latticekit.backends import configure_threads
+
+        configure_threads(1)
+
+
 _ROOT = Path(__file__).resolve().parent
 #: Folders that are torch by design (the flow library and its tests): without torch each is reported as
 #: one skipped collector with the reason, instead of failing to import.
