@@ -13,8 +13,11 @@ SU(3), beta = 1, kappa = 0.1 on L^4 lattices and times training steps of both st
 ``S_g - log det(D D^dag + mu0)`` with the stochastic determinant gradient) and the conditional stage (the
 joint reverse KL with the marginal frozen). Per stage and L: the median wall time of ``--steps`` steps after
 one warm-up step (device synchronised before each clock read), the time per site and per sample, and the
-peak device memory of a step (``torch.cuda.max_memory_allocated`` on CUDA; on the CPU the growth of the
-process's peak resident set, a coarser number). Also recorded: the number of parameters, CG iterations are
+peak device memory of a step (``torch.cuda.max_memory_allocated`` on CUDA; on the CPU the peak resident set
+of the stage, warm-up included, above the resident set before it: a coarser number, and None where an
+earlier larger peak of the process hides it, which is why the lattices run in increasing size). A CPU run
+that exceeds the machine's memory is killed by the kernel, not reported: size ``--batch`` and ``--L`` to fit
+(about 2.6 MB per site and sample in float64 with the paper's architecture, measured). Also recorded: the number of parameters, CG iterations are
 not (they are inside the action), and the device copy bandwidth measured in the same run (for scale: a flow
 step is not a bandwidth-bound kernel). ``--batch`` is the batch of both stages (the paper: 512 and 640-800).
 
@@ -79,9 +82,24 @@ def peak_bytes(device: torch.device) -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
+def rss_bytes() -> int:
+    """The process's resident set now (Linux ``/proc/self/status``; 0 where that is missing)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def time_stage(model: Any, stage: Any, steps: int, device: torch.device) -> dict[str, Any]:
     from latticekit.flows.train import Trainer
 
+    # CPU: the process's peak RSS only grows, so a stage's own peak is seen only where it exceeds every
+    # earlier one (warm-up step included, from the RSS before the stage); else it is reported as None
+    rss0, hwm0 = (rss_bytes(), peak_bytes(device)) if device.type == "cpu" else (0, 0)
     stage.prepare(model)
     cfg = dataclasses.replace(stage.config, steps=steps + 1, checkpoint_every=0, checkpoint_path=None,
                               device=str(device))
@@ -89,7 +107,6 @@ def time_stage(model: Any, stage: Any, steps: int, device: torch.device) -> dict
     tr.train_step()  # warm-up (allocations, CG workspaces)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    base = peak_bytes(device) if device.type == "cpu" else 0
     times, losses = [], []
     for _ in range(steps):
         sync(device)
@@ -98,9 +115,15 @@ def time_stage(model: Any, stage: Any, steps: int, device: torch.device) -> dict
         sync(device)
         times.append(time.perf_counter() - t)
         losses.append(float(m["loss"]))
+    if device.type == "cuda":
+        peak, kind = peak_bytes(device), "max_memory_allocated of the timed steps"
+    else:
+        hwm = peak_bytes(device)
+        peak = hwm - rss0 if hwm > hwm0 else None
+        kind = ("peak RSS of the stage (warm-up included) minus the RSS before it; None where an earlier, larger "
+                "peak of the process hides it")
     return {"steps": steps, "step_s_median": statistics.median(times), "step_s": times,
-            "peak_bytes": peak_bytes(device) - base, "peak_kind": "max_memory_allocated" if device.type == "cuda"
-            else "growth of the peak RSS during the timed steps", "losses": losses}
+            "peak_bytes": peak, "peak_kind": kind, "losses": losses}
 
 
 def run_scaling(args: argparse.Namespace) -> None:
@@ -136,8 +159,9 @@ def run_scaling(args: argparse.Namespace) -> None:
             if "step_s_median" in r:
                 r["s_per_site_per_sample"] = r["step_s_median"] / (lat.volume * args.batch)
             row[st.name] = r
+            pk = r.get("peak_bytes")
             print(f"L={L} {st.name}: {r.get('step_s_median', r.get('error'))} s/step, "
-                  f"peak {r.get('peak_bytes', 0) / 2**30:.2f} GiB", flush=True)
+                  f"peak {'-' if pk is None else f'{pk / 2**30:.2f} GiB'}", flush=True)
         out["lattices"].append(row)
         write_json(args.out, out)
         del model, stages
