@@ -44,7 +44,7 @@ PAPER_MODEL = {"coupling": "qcd4d", "n_layers": 48, "hidden": [32, 32, 32], "bin
                "conditional_lr": [1e-4], "conditional_step_size": [0]}
 
 
-def config(L: int, batch: int, model: dict[str, Any]) -> Any:
+def config(L: int, batch: int, model: dict[str, Any], recompute: bool = False) -> Any:
     from latticekit.app.config import FlowConfig
 
     return FlowConfig.from_dict({
@@ -52,7 +52,7 @@ def config(L: int, batch: int, model: dict[str, Any]) -> Any:
         "action": {"kind": "wilson_nf2", "group": "SU3", "beta": 1.0, "kappa": 0.1, "cg_tol": 1e-10},
         "model": {**model, "conditional_batch_size": [batch]},
         "train": {"steps": 1, "batch_size": batch, "lr": 1e-3, "eps": 0.01, "clip_norm": 10.0, "clip_value": 0.1,
-                  "dtype": "float64", "seed": 1, "checkpoint_every": 0},
+                  "dtype": "float64", "seed": 1, "checkpoint_every": 0, "recompute_layers": recompute},
     })
 
 
@@ -136,7 +136,8 @@ def run_scaling(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     meta = {"command": " ".join([sys.executable] + sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "machine": machine(), "device": str(device), "batch": args.batch, "steps": args.steps,
-            "model": PAPER_MODEL if not args.small else "small", "complete": False}
+            "model": PAPER_MODEL if not args.small else "small", "recompute_layers": args.recompute,
+            "complete": False}
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
         meta["gpu"] = {"name": p.name, "memory_bytes": int(p.total_memory)}
@@ -146,7 +147,7 @@ def run_scaling(args: argparse.Namespace) -> None:
     if args.small:
         model_spec.update(n_layers=8, hidden=[8], bins=8, pf_layers=12, context_hidden=4)
     for L in args.L:
-        cfg = config(L, args.batch, model_spec)
+        cfg = config(L, args.batch, model_spec, args.recompute)
         model, _, lat = build_flow(cfg)
         stages = qcd4d_stages(cfg, device)
         row: dict[str, Any] = {"L": L, "sites": lat.volume, "n_parameters": int(sum(p.numel() for p in model.parameters()))}
@@ -182,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--recompute", action="store_true", help="[train] recompute_layers = true (activation "
+                   "checkpointing: less memory, about one more forward pass per step)")
     p.add_argument("--small", action="store_true", help="a small architecture (a test of the script)")
     args = ap.parse_args(argv)
     run_scaling(args)

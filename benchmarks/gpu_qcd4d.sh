@@ -17,8 +17,10 @@ timeout 90 python3 -m pytest -q -x -p no:cacheprovider tests/flows/test_gauge_co
 echo "tests $(( $(date +%s) - t0 )) s"
 cd benchmarks
 # memory (measured on the CPU, float64): ~0.4 MB (marginal) and ~1.9 MB (conditional) per site and sample, so
-# at batch 32 the 8^4 conditional stage (~250 GB) is recorded as out of memory; 2^4-6^4 fit
+# at batch 32 the 8^4 conditional stage (~250 GB) is recorded as out of memory; 2^4-6^4 fit. With
+# --recompute (activation checkpointing) ~0.25 and ~0.7 MB: 8^4 at batch 32 fits (second run)
 timeout 140 python3 bench_qcd4d.py scaling --device cuda --L 2 4 6 8 --batch 32 --steps 3 --out "$OUT/qcd4d_scaling_h200.json" 2>&1 | tail -12
+timeout 90 python3 bench_qcd4d.py scaling --device cuda --L 8 --batch 32 --steps 2 --recompute --out "$OUT/qcd4d_scaling_h200_recompute.json" 2>&1 | tail -3
 echo "scaling $(( $(date +%s) - t0 )) s"
 timeout 250 python3 qcd4d_train_budget.py --L 4 --device cuda --batch 32 --budget 120 --n 256 --n-pf 8 \
   --scaling "$OUT/qcd4d_scaling_h200.json" --out "$OUT/qcd4d_train_L4_h200.json" 2>&1 | tail -4

@@ -108,6 +108,8 @@ class TrainSection:
     checkpoint_every: int = setting(100, doc="steps between checkpoints")
     log_every: int = setting(50, doc="steps between progress lines without tqdm")
     compile: bool = setting(False, doc="torch.compile the coupling splines")
+    recompute_layers: bool = setting(False, doc="recompute each flow layer's activations in the backward pass "
+                                     "(activation checkpointing: less memory, about one more forward pass)")
 
     def train_config(self, device: Any, checkpoint_path: Any) -> Any:
         """The :class:`latticekit.flows.TrainConfig` of these options (torch is imported here)."""
@@ -120,7 +122,8 @@ class TrainSection:
                            dtype=self.dtype, device=None if device is None else str(device), seed=self.seed,
                            eval_every=self.eval_every, eval_batch_size=self.eval_batch_size,
                            checkpoint_every=self.checkpoint_every, checkpoint_path=str(checkpoint_path),
-                           progress=False, log_every=self.log_every, compile=self.compile)
+                           progress=False, log_every=self.log_every, compile=self.compile,
+                           recompute_layers=self.recompute_layers)
 
 
 @dataclass

@@ -49,6 +49,7 @@ from .model import Model
 from .nets import ACTIVATIONS, ConvNet, activation
 from .plaquette_coupling import PlaquetteCoupling
 from .priors import ConditionalGaussianPrior, GaussianPrior, HaarPrior, Prior
+from .recompute import recompute_layers
 from .sampling import MetropolisResult, draw_weighted, independence_metropolis, reweight_observable
 from .scalar_couplings import AffineCoupling, SplineCoupling, checkerboard_mask, scalar_coupling_flow
 from .shifted_masks import ShiftedStripeMask, default_shift_parameters, shifted_stripe_masks
@@ -91,6 +92,7 @@ __all__ = [
     "NonFiniteLossError",
     "PlaquetteCoupling",
     "Prior",
+    "recompute_layers",
     "reunitarize",
     "reverse_kl_loss",
     "reweight_observable",

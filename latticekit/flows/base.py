@@ -135,17 +135,28 @@ class Flow(FlowLayer):
         real = x.real.dtype if x.is_complex() else x.dtype
         return torch.zeros(x.shape[:batch_ndim], dtype=real, device=x.device)
 
+    #: recompute each layer's activations in the backward pass instead of keeping them (activation
+    #: checkpointing; set by :func:`~latticekit.flows.recompute.recompute_layers`)
+    recompute: bool = False
+
+    def _run(self, fn: Any, x: torch.Tensor, context: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.recompute and torch.is_grad_enabled() and not isinstance(getattr(fn, "__self__", None), Flow):
+            from .recompute import recomputed
+
+            return recomputed(fn, x, context)
+        return fn(x, context=context)
+
     def forward(self, x: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         total: torch.Tensor | None = None
         for layer in self.layers:
-            x, ld = layer(x, context=context)
+            x, ld = self._run(layer.__call__, x, context)
             total = ld if total is None else total + ld
         return x, (self._zero(x, 1) if total is None else total)
 
     def inverse(self, y: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         total: torch.Tensor | None = None
         for layer in reversed(self.layers):
-            y, ld = layer.inverse(y, context=context)
+            y, ld = self._run(layer.inverse, y, context)
             total = ld if total is None else total + ld
         return y, (self._zero(y, 1) if total is None else total)
 

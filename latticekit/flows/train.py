@@ -44,6 +44,7 @@ from latticekit.utils import Progress
 from .checkpoint import load_checkpoint, save_checkpoint
 from .model import Model
 from .splines import compile_splines
+from .recompute import recompute_layers
 
 __all__ = ["NonFiniteLossError", "TrainConfig", "Trainer", "reverse_kl_loss", "stop_gradient_log_prob"]
 
@@ -102,6 +103,10 @@ class TrainConfig:
         (:func:`~latticekit.flows.splines.compile_splines`): faster steps on small lattices (1.3x on
         2D U(1), L = 8, one CPU core), a few seconds of compilation at the first step, results equal
         to the eager ones up to rounding. Needs a working compiler backend (C++ on CPU).
+    recompute_layers : bool
+        Recompute each flow layer's activations in the backward pass instead of keeping them
+        (:mod:`latticekit.flows.recompute`): the memory of one layer instead of all of them, for about
+        one more forward pass per step; the same gradients.
 
     Examples
     --------
@@ -134,6 +139,7 @@ class TrainConfig:
     log_every: int = 100
     compile: bool = False
     fused: bool = True
+    recompute_layers: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -303,6 +309,8 @@ class Trainer:
         self.model = model.to(dtype=self.dtype, device=self.device)
         if cfg.compile:
             compile_splines(self.model)
+        if cfg.recompute_layers:
+            recompute_layers(self.model)
         self.rng = backends.rng(cfg.seed, backend="torch", device=cfg.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
