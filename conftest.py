@@ -21,7 +21,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 
-
 def pytest_configure(config: pytest.Config) -> None:
     """A pytest-xdist worker (``-n``, pyproject.toml) is one of several test processes on the machine: it
     runs numba and torch with one thread, or the parallel regions of the workers oversubscribe the cores

@@ -43,8 +43,8 @@ from latticekit.utils import Progress
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .model import Model
-from .splines import compile_splines
 from .recompute import recompute_layers
+from .splines import compile_splines
 
 __all__ = ["NonFiniteLossError", "TrainConfig", "Trainer", "reverse_kl_loss", "stop_gradient_log_prob"]
 

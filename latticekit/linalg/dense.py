@@ -132,7 +132,6 @@ def slogdet_dense(op: Any, shape: Sequence[int] | None = None, *, like: Any = No
     True
     """
     M = dense_matrix(op, shape, like=like, support=support, batch_shape=batch_shape)
-    xp = array_namespace(M)
     res = lu_linalg("slogdet", M)          # torch's batched CPU LU is unsafe after set_num_threads
     return res[0], res[1]
 
