@@ -84,11 +84,6 @@ def mm_dn(n: int) -> str:
         lambda i, k, j: f"(a[{j * n + i}] * b[{nn + j * n + k}] - a[{nn + j * n + i}] * b[{j * n + k}])")
 
 
-def _wrapped(first: str, items: list[str], sep: str, per_line: int, cont: str, close: str) -> str:
-    lines = [sep.join(items[s:s + per_line]) for s in range(0, len(items), per_line)]
-    return first + ("\n" + cont).join(lines) + close + "\n"
-
-
 def retr_nd(n: int) -> str:
     terms = [f"a[{e}] * b[{e}]" for e in range(2 * n * n)]
     lines = [" + ".join(terms[s:s + 6]) for s in range(0, len(terms), 6)]
