@@ -9,8 +9,11 @@ Built-in fast paths are registered lazily, on the first lookup (nothing happens 
 * the numba kernels for backend ``"numpy"``, when numba is importable: one module per physics area,
   listed in :data:`NUMBA_MODULES` (``_numba_gauge``: U(1)/SU(N) plaquette, Wilson action and force;
   ``_numba_phi4``: phi^4 action and force; ``_numba_dirac``: the Wilson-Dirac hopping term;
-  ``_numba_linalg``: the fused vector updates of CG), each
-  handing its kernels over through its ``kernels()``; shared machinery in ``_numba_common``;
+  ``_numba_linalg``: the fused vector updates of CG; ``_numba_cg``: the whole CG loop on the Wilson
+  normal operator), each
+  handing its kernels over through its ``kernels()``; shared machinery in ``_numba_common``. A module
+  may also hand over kernels for torch CPU tensors through ``torch_kernels()`` (the compiled CG: the
+  tensors are viewed as NumPy arrays without a copy; CUDA tensors and autograd are declined);
 * the ``torch.compile`` kernels of ``backends/_kernels_torch.py`` for backend ``"torch"``, only when
   ``LATTICEKIT_FAST_KERNELS=1`` (compilation costs seconds per kernel).
 
@@ -31,7 +34,7 @@ _REGISTRY: dict[tuple[str, str], Callable[..., Any]] = {}
 _BUILTINS_LOADED = False
 
 #: The numba kernel modules (in ``latticekit.backends``), one per physics area; a new area adds its module here.
-NUMBA_MODULES = ("_numba_gauge", "_numba_phi4", "_numba_dirac", "_numba_linalg")
+NUMBA_MODULES = ("_numba_gauge", "_numba_phi4", "_numba_dirac", "_numba_linalg", "_numba_cg")
 
 
 def _env_flag() -> str:
@@ -43,8 +46,12 @@ def _load_builtins() -> None:
     global _BUILTINS_LOADED
     _BUILTINS_LOADED = True
     for module in NUMBA_MODULES:  # numba itself is imported guarded: without it kernels() is empty
-        for name, fn in importlib.import_module(f".{module}", __package__).kernels().items():
+        mod = importlib.import_module(f".{module}", __package__)
+        for name, fn in mod.kernels().items():
             _REGISTRY.setdefault((name, "numpy"), fn)  # an explicit registration wins
+        # numba kernels that also take torch CPU tensors (zero-copy NumPy views; they decline CUDA and autograd)
+        for name, fn in getattr(mod, "torch_kernels", dict)().items():
+            _REGISTRY.setdefault((name, "torch"), fn)
     if _env_flag() in ("1", "true", "yes", "on"):
         try:
             from . import _kernels_torch

@@ -168,12 +168,12 @@ def _r_acc(o1, o2, t, c3):  # pragma: no cover - compiled
 
 
 @_jit()
-def _wd_block(out, psi, U, si, b, mu, p0, p1, d, fwd, rot, n, g, spins, cp, cr, c1, h, t, ub):  # pragma: no cover
+def _wd_block(out, psi, U, si, b, bu, mu, p0, p1, d, fwd, rot, n, g, spins, cp, cr, c1, h, t, ub):  # pragma: no cover
     """One hop (direction mu, forward or backward) on the rows ``[p0, p1)`` whose neighbours are the rows
     ``[p0 + d, p1 + d)`` (read at the in-row neighbour ``rot``). For each transported spin component
     s_j: ``h = c1 (psi_s + cp_j psi_p(s))`` at the neighbour, ``t = U h`` (forward: the link at x;
     backward: ``U^dag`` at the neighbour), ``out_s += t``, ``out_p(s) += cr_j t``. Flat arrays:
-    psi, out (S, B, Ns, Nc, R n); U (B, nd, Nc, Nc, R n); scratch h (nh, Nc, >= m), t (Nc, >= m), ub (Nc, Nc, >= m)."""
+    psi, out (S, B, Ns, Nc, R n), field ``(si, b)``; U (B', nd, Nc, Nc, R n), links ``U[bu]``; scratch h (nh, Nc, >= m), t (Nc, >= m), ub (Nc, Nc, >= m)."""
     Nc = out.shape[3]
     a0 = p0 * n
     a1 = p1 * n
@@ -186,7 +186,7 @@ def _wd_block(out, psi, U, si, b, mu, p0, p1, d, fwd, rot, n, g, spins, cp, cr, 
         ps = spins[j, 1]
         c2 = c1 * cp[j]
         if Nc == 1:
-            uu = U[b, mu, 0, 0, q0:q1] if adj else U[b, mu, 0, 0, a0:a1]
+            uu = U[bu, mu, 0, 0, q0:q1] if adj else U[bu, mu, 0, 0, a0:a1]
             o1 = out[si, b, s, 0, a0:a1]
             o2 = out[si, b, ps, 0, a0:a1]
             x1 = psi[si, b, s, 0, q0:q1]
@@ -204,7 +204,7 @@ def _wd_block(out, psi, U, si, b, mu, p0, p1, d, fwd, rot, n, g, spins, cp, cr, 
     if shifted:
         for a in range(Nc):
             for e in range(Nc):
-                _b_load(ub[a, e, :m], U[b, mu, a, e, q0:q1], n, rot, g)
+                _b_load(ub[a, e, :m], U[bu, mu, a, e, q0:q1], n, rot, g)
     for j in range(spins.shape[0]):
         s = spins[j, 0]
         ps = spins[j, 1]
@@ -216,21 +216,72 @@ def _wd_block(out, psi, U, si, b, mu, p0, p1, d, fwd, rot, n, g, spins, cp, cr, 
                 if shifted:
                     u = ub[i1, i2, :m]
                 elif adj:
-                    u = U[b, mu, i1, i2, q0:q1]
+                    u = U[bu, mu, i1, i2, q0:q1]
                 else:
-                    u = U[b, mu, i1, i2, a0:a1]
+                    u = U[bu, mu, i1, i2, a0:a1]
                 _r_mul(ta, u, h[j, e, :m], e == 0, adj)
             _r_acc(out[si, b, s, a, a0:a1], out[si, b, ps, a, a0:a1], ta, cr[j])
 
 
+@_jit()
+def _wd_chunk(psi, U, dims, K, n, gidx, spins, cproj, crec, alpha, beta, anti, out, si, b, bu, o0, o1, h, t,
+              ub):  # pragma: no cover - compiled
+    """out = alpha psi + beta H psi on the rows ``[o0, o1)`` of field ``(si, b)`` with the links ``U[bu]``.
+    Flat fields: psi, out (S, B, Ns, Nc, R n); U (B', nd, Nc, Nc, R n); scratch h (Ns/2, Nc, >= m), t (Nc, >= m),
+    ub (Nc, Nc, >= m), m = (o1 - o0) n. A row is the last K lattice axes (n sites; K = 2: the in-row
+    neighbours of direction nd - 2 + i, step 1 - 2k, are gidx[i, k]; K = 1: the next/previous site).
+    spins (nd, 2, nh, 2) int64 [mu, backward?, j] = (s_j, p(s_j)); cproj, crec (nd, 2, nh) complex128."""
+    Ns = psi.shape[2]
+    Nc = psi.shape[3]
+    nd = dims.shape[0]
+    m = (o1 - o0) * n
+    for s in range(Ns):
+        for a in range(Nc):
+            dst = out[si, b, s, a, o0 * n:o1 * n]
+            if alpha == 0.0:
+                dst[:] = 0.0
+            else:
+                src = psi[si, b, s, a, o0 * n:o1 * n]
+                for x in range(m):
+                    dst[x] = alpha * src[x]
+    for mu in range(nd):
+        stride = 1
+        for e in range(mu + 1, nd - K):
+            stride *= dims[e]
+        for k in range(2):
+            step = 1 - 2 * k
+            if mu >= nd - K:   # neighbours inside the row
+                rot = step if K == 1 else 2
+                g = gidx[mu - nd + K, k]
+                _wd_block(out, psi, U, si, b, bu, mu, o0, o1, 0, k == 0, rot, n, g, spins[mu, k], cproj[mu, k],
+                          crec[mu, k], beta, h, t, ub)
+                continue
+            L = dims[mu]
+            g = gidx[0, k]
+            p = o0
+            while p < o1:   # runs of rows with the same neighbour offset (and boundary sign)
+                xc = (p // stride) % L
+                wrap = (step == 1 and xc == L - 1) or (step == -1 and xc == 0)
+                d = stride * step * (1 - L) if wrap else stride * step
+                # rows up to the next change of x_mu (or the chunk end)
+                q = min(o1, (p // stride + 1) * stride) if wrap else p + 1
+                if not wrap:
+                    while q < o1:
+                        xq = (q // stride) % L
+                        if (step == 1 and xq == L - 1) or (step == -1 and xq == 0):
+                            break
+                        q += 1
+                c1 = -beta if (anti and mu == 0 and wrap) else beta
+                _wd_block(out, psi, U, si, b, bu, mu, p, q, d, k == 0, 0, n, g, spins[mu, k], cproj[mu, k],
+                          crec[mu, k], c1, h, t, ub)
+                p = q
+
+
 @_jit(parallel=True)
 def _wilson_dirac_kernel(psi, U, dims, K, n, gidx, spins, cproj, crec, alpha, beta, anti, rpc, out):  # pragma: no cover
-    """out = alpha psi + beta H psi on flat fields: psi, out (S, B, Ns, Nc, R n); U (B, nd, Nc, Nc, R n).
-    A row is the last K lattice axes (n sites; K = 2: the in-row neighbours of direction nd - 2 + i,
-    step 1 - 2k, are gidx[i, k]; K = 1: the next/previous site). spins (nd, 2, nh, 2) int64
-    [mu, backward?, j] = (s_j, p(s_j)); cproj, crec (nd, 2, nh) complex128."""
+    """out = alpha psi + beta H psi on flat fields: psi, out (S, B, Ns, Nc, R n); U (B, nd, Nc, Nc, R n);
+    ``prange`` over chunks of ``rpc`` rows of every field (:func:`_wd_chunk` each)."""
     S, B, Ns, Nc, V = psi.shape
-    nd = dims.shape[0]
     R = V // n
     nc = (R + rpc - 1) // rpc
     for c in _prange(S * B * nc):
@@ -243,46 +294,7 @@ def _wilson_dirac_kernel(psi, U, dims, K, n, gidx, spins, cproj, crec, alpha, be
         h = np.empty((Ns // 2, Nc, m), dtype=np.complex128)
         t = np.empty((Nc, m), dtype=np.complex128)
         ub = np.empty((Nc, Nc, m), dtype=np.complex128)
-        for s in range(Ns):
-            for a in range(Nc):
-                dst = out[si, b, s, a, o0 * n:o1 * n]
-                if alpha == 0.0:
-                    dst[:] = 0.0
-                else:
-                    src = psi[si, b, s, a, o0 * n:o1 * n]
-                    for x in range(m):
-                        dst[x] = alpha * src[x]
-        for mu in range(nd):
-            stride = 1
-            for e in range(mu + 1, nd - K):
-                stride *= dims[e]
-            for k in range(2):
-                step = 1 - 2 * k
-                if mu >= nd - K:   # neighbours inside the row
-                    rot = step if K == 1 else 2
-                    g = gidx[mu - nd + K, k]
-                    _wd_block(out, psi, U, si, b, mu, o0, o1, 0, k == 0, rot, n, g, spins[mu, k], cproj[mu, k],
-                              crec[mu, k], beta, h, t, ub)
-                    continue
-                L = dims[mu]
-                g = gidx[0, k]
-                p = o0
-                while p < o1:   # runs of rows with the same neighbour offset (and boundary sign)
-                    xc = (p // stride) % L
-                    wrap = (step == 1 and xc == L - 1) or (step == -1 and xc == 0)
-                    d = stride * step * (1 - L) if wrap else stride * step
-                    # rows up to the next change of x_mu (or the chunk end)
-                    q = min(o1, (p // stride + 1) * stride) if wrap else p + 1
-                    if not wrap:
-                        while q < o1:
-                            xq = (q // stride) % L
-                            if (step == 1 and xq == L - 1) or (step == -1 and xq == 0):
-                                break
-                            q += 1
-                    c1 = -beta if (anti and mu == 0 and wrap) else beta
-                    _wd_block(out, psi, U, si, b, mu, p, q, d, k == 0, 0, n, g, spins[mu, k], cproj[mu, k],
-                              crec[mu, k], c1, h, t, ub)
-                    p = q
+        _wd_chunk(psi, U, dims, K, n, gidx, spins, cproj, crec, alpha, beta, anti, out, si, b, b, o0, o1, h, t, ub)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ One run measures, in the same process:
    ``--cg-sizes`` (default L = 8, 16, 32, 64) on ``--cg-batch`` thermalised quenched configurations
    (heatbath, beta = 2, kappa = 0.24):
    :func:`latticekit.linalg.cg` batched over all configurations (time / batch = cost per
-   configuration) against ``scipy.sparse.linalg.cg`` per configuration on the explicit sparse matrix
+   configuration) and on one configuration, each with its Python loop and (NumPy with numba) with the
+   compiled whole loop ``fused=D.normal_solver()`` (backends/_numba_cg.py), against ``scipy.sparse.linalg.cg`` per configuration on the explicit sparse matrix
    ``A = D D^dag`` (CSR, assembled from ``D`` applied to chunks of unit vectors, equal to
    ``latticekit.linalg.dense_matrix`` of ``D`` (checked at L <= 16); assembly not timed) and on a
    ``LinearOperator`` applying the sparse ``D`` and ``D^dag`` (the same two-step operator as ours). Iteration counts and agreement of the solutions are recorded.
@@ -235,35 +236,36 @@ def cg_rows(args: argparse.Namespace, report: Callable[[dict[str, Any]], None]) 
                 _set_threads(threads)
                 U = backends.from_numpy(U0, backend=abe, copy=True)
                 b = backends.from_numpy(b0, backend=abe, copy=True)
-                for Bk in batches:
-                    D = WilsonDirac(U[:Bk], lk.U1, lat, kappa=kappa)
-                    bk = b[:Bk]
-                    state: dict[str, Any] = {}
+                # the Python loop of latticekit.linalg.cg, and the compiled whole loop where the backend has
+                # one (fused=D.normal_solver(): what solve_normal, EvenOddDirac.solve and the HMC use)
+                for variant in ("loop", "compiled loop"):
+                    for Bk in batches + [1]:
+                        D = WilsonDirac(U[:Bk], lk.U1, lat, kappa=kappa)
+                        fused = D.normal_solver() if variant == "compiled loop" else None
+                        if variant == "compiled loop" and fused is None:
+                            break
+                        bk = b[:Bk]
+                        state: dict[str, Any] = {}
 
-                    def solve() -> None:
-                        state["x"], state["info"] = cg(D.normal, bk, tol=tol, maxiter=maxiter, batch_ndim=1)
+                        def solve(D: Any = D, bk: Any = bk, fused: Any = fused) -> None:
+                            state["x"], state["info"] = cg(D.normal, bk, tol=tol, maxiter=maxiter, batch_ndim=1,
+                                                           fused=fused)
 
-                    t = time_call(solve, warmup=1, min_repeats=2, max_repeats=5,
-                                  budget_s=3.0 if not args.quick else 1.0)
-                    it = backends.to_numpy(state["info"].iterations)
-                    x = backends.to_numpy(state["x"])
-                    if be == "numpy" and Bk == B:
-                        x_ours = x
-                    report({"section": "cg", "solver": "latticekit.cg (batched)", "backend": _label(be, threads),
-                            "L": L, "batch": Bk, "tol": tol, "kappa": kappa, **t, "per_config_s": t["median_s"] / Bk,
-                            "iterations_mean": float(it.mean()), "iterations_max": int(it.max()),
-                            "true_residual_max": float(np.max(backends.to_numpy(state["info"].residual))),
-                            "per_config_per_iteration_s": t["median_s"] / Bk / float(it.max())})
-                # single configuration (batch 1), for the cost of batching
-                D1 = WilsonDirac(U[:1], lk.U1, lat, kappa=kappa)
-                b1 = b[:1]
-                t1 = time_call(lambda: cg(D1.normal, b1, tol=tol, maxiter=maxiter, batch_ndim=1), warmup=1,
-                               min_repeats=3, max_repeats=10, budget_s=1.0)
-                _, info1 = cg(D1.normal, b1, tol=tol, maxiter=maxiter, batch_ndim=1)
-                report({"section": "cg", "solver": "latticekit.cg (batch 1)", "backend": _label(be, threads), "L": L,
-                        "batch": 1, "tol": tol, "kappa": kappa, **t1, "per_config_s": t1["median_s"],
-                        "iterations_mean": float(backends.to_numpy(info1.iterations).mean())})
-                del U, b, D, D1
+                        t = time_call(solve, warmup=1, min_repeats=2 if Bk > 1 else 3,
+                                      max_repeats=5 if Bk > 1 else 10,
+                                      budget_s=(3.0 if Bk > 1 else 1.0) if not args.quick else 1.0)
+                        it = backends.to_numpy(state["info"].iterations)
+                        x = backends.to_numpy(state["x"])
+                        if be == "numpy" and Bk == B and variant == "loop":
+                            x_ours = x
+                        kind = "batched" if Bk > 1 else "batch 1"
+                        report({"section": "cg", "solver": f"latticekit.cg, {variant} ({kind})",
+                                "backend": _label(be, threads), "L": L, "batch": Bk, "tol": tol, "kappa": kappa, **t,
+                                "per_config_s": t["median_s"] / Bk, "iterations_mean": float(it.mean()),
+                                "iterations_max": int(it.max()),
+                                "true_residual_max": float(np.max(backends.to_numpy(state["info"].residual))),
+                                "per_config_per_iteration_s": t["median_s"] / Bk / float(it.max())})
+                del U, b, D
                 gc.collect()
         # -- scipy: per configuration on the explicit sparse matrix -------------------------------
         n_sc = min(B, args.scipy_configs)
@@ -303,6 +305,54 @@ def cg_rows(args: argparse.Namespace, report: Callable[[dict[str, Any]], None]) 
 
 
 # ------------------------------------------------------------------------------------------------
+# Nf = 2 HMC with and without the compiled CG loop
+# ------------------------------------------------------------------------------------------------
+def hmc_rows(args: argparse.Namespace, report: Callable[[dict[str, Any]], None]) -> None:
+    """Trajectories of examples/schwinger_nf2.toml's sampler (2D U(1), beta 2, kappa 0.265, even/odd, one
+    Hasenbusch shift 0.2, Omelyan 5 x 2 steps of 0.2) on NumPy, with the compiled CG loop (the default)
+    and with it unregistered (the Python loop of latticekit.linalg.cg with the fused updates); same seeds,
+    so both runs integrate the same trajectories (dH compared)."""
+    from latticekit.backends import _fast
+    from latticekit.mc import Nf2HMC
+
+    key = ("wilson_normal_cg", "numpy")
+    backends.fast_path(*key[:1], np.zeros(1))          # load the built-in registrations
+    compiled = _fast._REGISTRY.get(key)
+    for L in ([8] if args.quick else [int(v) for v in args.hmc_sizes.split(",")]):
+        lat = lk.Lattice((L, L))
+        for chains in [int(v) for v in args.hmc_chains.split(",")]:
+            U0 = _quenched_u1(L, chains, seed=200 + L)
+            out: dict[str, Any] = {}
+            for variant in ("compiled loop", "loop"):
+                if variant == "loop":
+                    _fast._REGISTRY.pop(key, None)
+                try:
+                    hmc = Nf2HMC.from_couplings(lk.U1, lat, 2.0, kappa=0.265, rng=backends.rng(11), even_odd=True,
+                                                mus=[0.2], tol=1e-10, md_tol=1e-8, maxiter=2000, step_size=0.2,
+                                                n_steps=5, integrator="omelyan", n_inner=2)
+                    U = U0.copy()
+                    U, info = hmc.step(U)                   # warm-up (compilation)
+                    n, t0, dH, its = 0, time.perf_counter(), [], 0
+                    while n < args.hmc_trajectories:
+                        U, info = hmc.step(U)
+                        dH.append(np.asarray(info.dH))
+                        its += int(np.sum(info.extras["cg_iterations"]))
+                        n += 1
+                    dt = (time.perf_counter() - t0) / n
+                finally:
+                    if compiled is not None:
+                        _fast._REGISTRY[key] = compiled
+                out[variant] = (dt, np.concatenate(dH), its)
+                report({"section": "hmc", "solver": f"latticekit.cg, {variant}", "backend": "numpy", "L": L,
+                        "batch": chains, "trajectories": n, "s_per_trajectory": dt,
+                        "cg_iterations_per_trajectory_per_chain": its / n / chains})
+            if "loop" in out and "compiled loop" in out:
+                report({"section": "hmc", "solver": "ratio", "backend": "numpy", "L": L, "batch": chains,
+                        "speedup_compiled_over_loop": out["loop"][0] / out["compiled loop"][0],
+                        "max_abs_dH_difference": float(np.max(np.abs(out["loop"][1] - out["compiled loop"][1])))})
+
+
+# ------------------------------------------------------------------------------------------------
 # the run
 # ------------------------------------------------------------------------------------------------
 def _print(row: dict[str, Any]) -> None:
@@ -311,6 +361,13 @@ def _print(row: dict[str, Any]) -> None:
               f"{row['median_s'] * 1e3:9.3f} ms {row['ns_per_site']:8.1f} ns/site {row['GBps']:6.2f} GB/s "
               f"{100 * row['fraction_of_bandwidth']:5.1f}% of BW (best {100 * row['fraction_of_bandwidth_best']:.1f}%)"
               + ("  [fits in LLC]" if row.get("fits_in_llc") else ""), flush=True)
+    elif row["section"] == "hmc":
+        if row["solver"] == "ratio":
+            print(f"  hmc L={row['L']:3d} chains={row['batch']:2d}: compiled loop {row['speedup_compiled_over_loop']:.2f}x "
+                  f"faster, max |dH difference| {row['max_abs_dH_difference']:.1e}", flush=True)
+        else:
+            print(f"  hmc L={row['L']:3d} chains={row['batch']:2d} {row['solver']:28s} {row['s_per_trajectory']:8.3f} "
+                  f"s/trajectory, {row['cg_iterations_per_trajectory_per_chain']:.0f} CG it/traj/chain", flush=True)
     else:
         print(f"  cg L={row['L']:3d} B={row['batch']:3d} {row['backend']:9s} {row['solver']:58s} "
               f"{row['per_config_s'] * 1e3:9.2f} ms/config, {row['iterations_mean']:.1f} it", flush=True)
@@ -336,6 +393,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         dirac_rows(args, bw, report)
     if "cg" in args.sections:
         cg_rows(args, report)
+    if "hmc" in args.sections:
+        hmc_rows(args, report)
     # CG ratios: latticekit per-configuration cost over scipy (CSR) per-configuration cost
     ratios = []
     for L in sorted({r["L"] for r in rows if r["section"] == "cg"}):
@@ -343,13 +402,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         csr = next((r for r in sc if "CSR A" in r["solver"]), None)
         lin = next((r for r in sc if "LinearOperator" in r["solver"]), None)
         for r in rows:
-            if r["section"] == "cg" and r["L"] == L and r["backend"] != "scipy" and "batched" in r["solver"]:
-                ratios.append({"L": L, "backend": r["backend"], "batch": r["batch"],
+            if r["section"] == "cg" and r["L"] == L and r["backend"] != "scipy":
+                ratios.append({"L": L, "backend": r["backend"], "solver": r["solver"], "batch": r["batch"],
                                "ratio_vs_scipy_csr": r["per_config_s"] / csr["per_config_s"] if csr else None,
                                "ratio_vs_scipy_linop": r["per_config_s"] / lin["per_config_s"] if lin else None})
     result["cg_ratios"] = ratios
     for r in ratios:
-        print(f"  CG cost per configuration / scipy: L={r['L']} B={r['batch']} {r['backend']}: {r['ratio_vs_scipy_csr']:.2f} (CSR A), "
+        print(f"  CG cost per configuration / scipy: L={r['L']} B={r['batch']} {r['backend']} {r['solver']}: "
+              f"{r['ratio_vs_scipy_csr']:.2f} (CSR A), "
               f"{r['ratio_vs_scipy_linop']:.2f} (LinearOperator)", flush=True)
     result["meta"]["loadavg_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     result["meta"]["wall_s"] = round(time.time() - t_start, 1)
@@ -366,7 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--torch-threads", default="1",
                     help="comma list of torch thread counts to measure (default 1: on a shared 2-core machine "
                          "OpenMP barriers collapse under load)")
-    ap.add_argument("--sections", default="dirac,cg", help="comma list of dirac, cg")
+    ap.add_argument("--sections", default="dirac,cg,hmc", help="comma list of dirac, cg, hmc")
+    ap.add_argument("--hmc-sizes", default="8,16,32", help="comma list of L of the Nf = 2 HMC rows")
+    ap.add_argument("--hmc-chains", default="1,8", help="comma list of chain counts of the Nf = 2 HMC rows")
+    ap.add_argument("--hmc-trajectories", type=int, default=5, help="timed trajectories per HMC row")
     ap.add_argument("--cg-batch", default="8,64", help="comma list of batch sizes (configurations per batched "
                     "CG solve); the CG rows run each")
     ap.add_argument("--cg-sizes", default="8,16,32,64", help="comma list of 2D lattice sizes L of the CG rows "

@@ -19,14 +19,14 @@ import pytest
 import latticekit as lk
 from latticekit import backends
 from latticekit.actions import phi4_action, phi4_force, wilson_gauge_action, wilson_gauge_force
-from latticekit.backends import _fast, _numba_dirac, _numba_gauge, _numba_linalg, _numba_phi4
+from latticekit.backends import _fast, _kernels_torch, _numba_cg, _numba_dirac, _numba_gauge, _numba_linalg, _numba_phi4
 from latticekit.observables import average_plaquette, plaquette_field
 from latticekit.testing import assert_close
 
 pytest.importorskip("numba", reason="the fast paths need numba (pip install latticekit[fast])")
 
 RTOL = 1e-13
-NUMBA_NAMES = _numba_gauge.NAMES + _numba_phi4.NAMES + _numba_dirac.NAMES + _numba_linalg.NAMES
+NUMBA_NAMES = _numba_gauge.NAMES + _numba_phi4.NAMES + _numba_dirac.NAMES + _numba_linalg.NAMES + _numba_cg.NAMES
 
 
 def _is_numba_kernel(fn):
@@ -73,8 +73,14 @@ def test_registered_for_numpy_only():
     for name in NUMBA_NAMES:
         assert backends.fast_path(name, x) is not None
     torch = pytest.importorskip("torch")
-    if not any(b == "torch" for _, b in _fast._REGISTRY):  # the torch kernels are opt-in
-        assert backends.fast_path("u1_plaquette_cos_sum", torch.zeros(2, 4, 4)) is None
+    t = torch.zeros(2, 4, 4)
+    # the torch.compile kernels are opt-in (LATTICEKIT_FAST_KERNELS=1); the one numba kernel that takes
+    # torch CPU tensors by default is the compiled CG (no autograd through it; zero-copy views)
+    if not any(n in _kernels_torch.NAMES and b == "torch" for n, b in _fast._REGISTRY):
+        assert backends.fast_path("u1_plaquette_cos_sum", t) is None
+    torch_default = [n for n in NUMBA_NAMES if backends.fast_path(n, t) is not None
+                     and n not in _kernels_torch.NAMES]
+    assert torch_default == ["wilson_normal_cg"]
 
 
 def test_one_module_per_physics_area():
@@ -82,7 +88,7 @@ def test_one_module_per_physics_area():
     registered numpy fast path of each name is that module's kernel."""
     mods = [importlib.import_module(f"latticekit.backends.{m}") for m in _fast.NUMBA_MODULES]
     assert [m.__name__.rsplit(".", 1)[-1] for m in mods] == ["_numba_gauge", "_numba_phi4", "_numba_dirac",
-                                                                 "_numba_linalg"]
+                                                                 "_numba_linalg", "_numba_cg"]
     names = [n for m in mods for n in m.NAMES]
     assert len(names) == len(set(names)) == len(NUMBA_NAMES)
     x = np.zeros(3)
@@ -308,6 +314,9 @@ def test_fallback_for_unqualified_inputs(monkeypatch, bk):
         th, phi = bk.asarray(th0), bk.asarray(phi0)
         for name in NUMBA_NAMES:
             fp = backends.fast_path(name, th)
+            if name == "wilson_normal_cg" and bk.name == "torch" and str(th.device) == "cpu":
+                assert fp is _numba_cg.wilson_normal_cg_torch   # views CPU tensors (tests/linalg/test_cg_compiled.py)
+                continue
             assert fp is None or not _is_numba_kernel(fp)
         variants = [(th, phi)]
     for th, phi in variants:

@@ -51,7 +51,7 @@ True
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from latticekit.backends import array_namespace, fast_path, is_complex
 from latticekit.gauge import check_gauge_field, link
@@ -389,19 +389,59 @@ class WilsonDirac:
         shp = tuple(out.shape)
         return xp.reshape(out, shp[: len(shp) - self.nd - 1] + (self.Ns, self.Nc) + shp[len(shp) - self.nd:])
 
-    def _fast(self, psi: Any, alpha: float, beta: float, dagger: bool) -> Any:
-        """``alpha psi + beta H psi`` (``H^dag`` for ``dagger``) by a registered fast path, or None."""
-        fp = fast_path("wilson_dirac_apply", psi)
-        if fp is None:
-            return None
-        if self._fast_links is None:  # (*B, Nd, Nc, Nc, *L) complex: U(1) phases as 1x1 matrices
+    def _links_for_kernels(self) -> Any:
+        """The links as ``(*B, Nd, Nc, Nc, *L)`` complex, row-major (U(1): the phases as 1x1 matrices), built once."""
+        if self._fast_links is None:
             xp = array_namespace(self.U)
             ax = self.U.ndim - len(self.group.element_shape) - self.nd - 1
             fl = xp.stack([self._links[mu][0] if self._abelian else link(self.U, mu, self.group, self.lattice)
                            for mu in range(self.nd)], axis=ax)
             # flatten and restore: a row-major (C-order) array whatever the memory order of U
             self._fast_links = xp.reshape(xp.reshape(fl, (-1,)), tuple(fl.shape))
-        return fp(psi, self._fast_links, self._gam, alpha, beta, dagger=bool(dagger), antiperiodic=self.antiperiodic)
+        return self._fast_links
+
+    def _fast(self, psi: Any, alpha: float, beta: float, dagger: bool) -> Any:
+        """``alpha psi + beta H psi`` (``H^dag`` for ``dagger``) by a registered fast path, or None."""
+        fp = fast_path("wilson_dirac_apply", psi)
+        if fp is None:
+            return None
+        return fp(psi, self._links_for_kernels(), self._gam, alpha, beta, dagger=bool(dagger),
+                  antiperiodic=self.antiperiodic)
+
+    def normal_solver(self, mu: float = 0.0, *, even_odd: bool = False) -> Callable[..., Any] | None:
+        """The compiled CG of ``(D D^dag + mu)`` for :func:`latticekit.linalg.cg` (``fused=``), or None.
+
+        Where the fast path ``"wilson_normal_cg"`` is registered for the operator's backend (NumPy:
+        backends/_numba_cg.py), the whole CG loop runs in one compiled call instead of a Python loop
+        (about 80 us per iteration, the dominant cost on small lattices). The returned callable
+        ``(b, x0, tol, maxiter) -> (x, converged, iterations)`` declines (returns None) for inputs it does
+        not handle; ``cg`` then runs its own loop. ``even_odd=True`` gives the solver of the Schur
+        complement's ``D_sc D_sc^dag + mu`` (:class:`~latticekit.actions.even_odd.EvenOddDirac`).
+
+        Examples
+        --------
+        >>> import latticekit as lk, numpy as np
+        >>> from latticekit.linalg import cg
+        >>> lat = lk.Lattice((4, 4)); rng = lk.backends.rng(0)
+        >>> D = WilsonDirac(lk.U1.random(rng, (2,), lat.shape), lk.U1, lat, kappa=0.2)
+        >>> b = D.random_field(rng, ())
+        >>> x, info = cg(D.normal, b, tol=1e-12, fused=D.normal_solver())
+        >>> bool(info.converged), bool(np.abs(D.normal(x) - b).max() < 1e-10)
+        (True, True)
+        """
+        mu = real_number("mu", mu)
+        if not mu >= 0:
+            raise ValueError(f"mu={mu!r}: expected mu >= 0")
+        fp = fast_path("wilson_normal_cg", self.U)
+        if fp is None:
+            return None
+        kappa, gam, anti, eo = self.kappa, self._gam, self.antiperiodic, bool(even_odd)
+
+        def solve(b: Any, x0: Any, tol: float, maxiter: int) -> Any:
+            return fp(b, self._links_for_kernels(), gam, kappa, mu, antiperiodic=anti, even_odd=eo, x0=x0, tol=tol,
+                      maxiter=maxiter)
+
+        return solve
 
     def hop(self, psi: Any, dagger: bool = False) -> Any:
         """Hopping term ``H psi`` with ``D = 1 - kappa H`` (``dagger=True``: ``H^dag = gamma_5 H gamma_5``).

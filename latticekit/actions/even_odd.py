@@ -42,7 +42,7 @@ True
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from latticekit.backends import array_namespace
 from latticekit.linalg import SolverInfo, cg
@@ -176,6 +176,13 @@ class EvenOddDirac:
         out = self.apply(self.apply_dagger(psi_e))
         return out + mu * self.even(psi_e) if mu else out
 
+    def normal_solver(self, mu: float = 0.0) -> Callable[..., Any] | None:
+        """The compiled CG of ``(D_sc D_sc^dag + mu)`` for :func:`latticekit.linalg.cg` (``fused=``), or None.
+
+        See :meth:`WilsonDirac.normal_solver <latticekit.actions.dirac.WilsonDirac.normal_solver>`.
+        """
+        return self.D.normal_solver(mu, even_odd=True)
+
     def zeros(self, batch_shape: Sequence[int] = ()) -> Any:
         return self.D.zeros(batch_shape)
 
@@ -215,7 +222,8 @@ class EvenOddDirac:
         self.D.check_field(b, "b")
         rhs = self.prepare_source(b)
         bnd = b.ndim - len(self.field_shape)
-        y, info = cg(self.normal, rhs, tol=tol, maxiter=maxiter, batch_ndim=bnd, raise_on_failure=raise_on_failure)
+        y, info = cg(self.normal, rhs, tol=tol, maxiter=maxiter, batch_ndim=bnd, raise_on_failure=raise_on_failure,
+                     fused=self.normal_solver())
         x_e = self.apply_dagger(y)
         return self.reconstruct(x_e, b), info
 

@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 Operator = Callable[[Any], Any]
+#: ``fused(b, x0, tol, maxiter) -> (x, converged, iterations)`` or None (declined), see :func:`cg`
+FusedSolver = Callable[[Any, Any, float, int], Any]
 
 
 class ConvergenceError(RuntimeError):
@@ -155,7 +157,7 @@ def _check_args(b: Any, tol: float, maxiter: int) -> None:
 
 # -- CG -------------------------------------------------------------------------------------------
 def cg(A: Operator, b: Any, x0: Any = None, *, tol: float = 1e-10, maxiter: int = 2000, batch_ndim: int = 0,
-       raise_on_failure: bool = True) -> tuple[Any, SolverInfo]:
+       raise_on_failure: bool = True, fused: FusedSolver | None = None) -> tuple[Any, SolverInfo]:
     """Conjugate gradient for Hermitian positive definite ``A x = b``, batched with per-chain masks.
 
     Parameters
@@ -176,6 +178,13 @@ def cg(A: Operator, b: Any, x0: Any = None, *, tol: float = 1e-10, maxiter: int 
         Raise :class:`ConvergenceError` (naming the chains and their residuals) when some chain has
         not converged after ``maxiter`` iterations; with False, return and let the caller inspect
         ``info.converged``.
+    fused : callable, optional
+        A compiled solver for the same operator that runs the whole loop itself,
+        ``fused(b, x0, tol, maxiter) -> (x, converged, iterations)`` with the per-chain arrays of
+        shape ``b.shape[:batch_ndim]``, or None where it does not handle the inputs (then the loop
+        below runs). It must implement this iteration (same stopping rule, frozen chains, counts);
+        operators hand theirs out, e.g. ``WilsonDirac.normal_solver``. The true residual and the
+        failure report are computed here from ``A`` either way.
 
     Returns
     -------
@@ -191,6 +200,18 @@ def cg(A: Operator, b: Any, x0: Any = None, *, tol: float = 1e-10, maxiter: int 
     ([1.0, 0.5, 0.333333], True)
     """
     _check_args(b, tol, maxiter)
+    if x0 is not None and tuple(x0.shape) != tuple(b.shape):
+        raise ValueError(f"x0 has shape {tuple(x0.shape)}; expected the shape of b {tuple(b.shape)}")
+    if fused is not None:
+        out = fused(b, x0, tol, maxiter)
+        if out is not None:
+            x, converged, iters = out
+            xp = array_namespace(b)
+            bshape = tuple(b.shape[:batch_ndim])
+            bn2 = norm2(b, batch_ndim)
+            bnorm = xp.sqrt(xp.where(bn2 > 0, bn2, xp.ones_like(bn2)))
+            return _finish(A, b, x, xp.reshape(converged, bshape), xp.reshape(iters, bshape), bnorm, tol, maxiter,
+                           batch_ndim, raise_on_failure, "cg")
     if batch_ndim == 0:
         return _unbatched(cg, A, b, x0, tol=tol, maxiter=maxiter, raise_on_failure=raise_on_failure)
     xp = array_namespace(b)
@@ -198,8 +219,6 @@ def cg(A: Operator, b: Any, x0: Any = None, *, tol: float = 1e-10, maxiter: int 
         x = xp.zeros_like(b)
         r = b
     else:
-        if tuple(x0.shape) != tuple(b.shape):
-            raise ValueError(f"x0 has shape {tuple(x0.shape)}; expected the shape of b {tuple(b.shape)}")
         x = x0
         r = b - A(x0)
     # fused vector updates (fast-path registry; the generic expressions below are the fallback). They

@@ -101,7 +101,7 @@ def _solve(D: WilsonDirac, b: Any, tol: float, maxiter: int) -> Any:
     if all(L % 2 == 0 for L in D.lattice.shape):
         x, _ = EvenOddDirac(D).solve(b, tol=tol, maxiter=maxiter)
         return x
-    x, _ = cgne(D.apply, D.apply_dagger, b, tol=tol, maxiter=maxiter, batch_ndim=bnd)
+    x, _ = cgne(D.apply, D.apply_dagger, b, tol=tol, maxiter=maxiter, batch_ndim=bnd, fused=D.normal_solver())
     return x
 
 
