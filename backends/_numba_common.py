@@ -3,8 +3,8 @@
 The numba kernels of the NumPy backend live in one module per physics area -- ``_numba_gauge``
 (U(1)/SU(N) plaquette, Wilson action and force, with the unrolled SU(2)/SU(3) kernels in its helper
 modules ``_numba_su2``/``_numba_su3`` and the 2D U(1) kernels in ``_numba_u1_2d``), ``_numba_phi4`` (phi^4
-action and force), ``_numba_dirac`` (Wilson-Dirac hopping term) and ``_numba_linalg`` (the fused CG
-updates) -- and share what is here. The generic Array API code
+action and force), ``_numba_dirac`` (Wilson-Dirac hopping term), ``_numba_linalg`` (the fused CG
+updates) and ``_numba_cg`` (the whole CG loop on the Wilson normal operator) -- and share what is here. The generic Array API code
 makes one pass over memory per array operation (plus copies for the periodic shifts), and NumPy's
 float64 ``cos``/``sin`` is scalar. The kernels are compiled with numba
 (``@njit(parallel=True, fastmath=False, cache=True)``; the unrolled SU(2)/SU(3) products and the U(1)

@@ -27,6 +27,12 @@ command line, the machine (CPU model, cores, load average at start and end), tor
     python benchmarks/bench_pseudofermion.py fig4 --group SU3 --beta 6 --targets eo+0.3 --partitioning alternating \
         --pt-hidden 4 --steps 200 --out benchmarks/results/pseudofermion_su3.json
 
+    # training step with the compiled CG loop (backends/_numba_cg.py, on torch CPU through zero-copy views)
+    # against the Python loop of latticekit.linalg.cg (the kernel unregistered), two identical trainers,
+    # blocks alternating in one process
+    python benchmarks/bench_pseudofermion.py step --targets "eo+0.001" --blocks 6 --block-steps 3 \
+        --out benchmarks/results/pseudofermion_step_cg.json
+
     # smoke run (a minute)
     python benchmarks/bench_pseudofermion.py fig4 --L 4 --steps 2 --batch 8 --eval-n 64 --gauge-layers 2 \
         --pf-layers 2 --out /tmp/pf_smoke.json
@@ -238,16 +244,62 @@ def run_hmc(args: argparse.Namespace, out: dict[str, Any]) -> None:
     write_json(args.out, out)
 
 
+def run_step(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """CPU time per training step with and without the compiled CG loop, paired (alternating blocks)."""
+    from latticekit.backends import _fast
+
+    key = ("wilson_normal_cg", "torch")
+    lk.backends.fast_path("wilson_normal_cg", torch.zeros(1))       # load the built-in registrations
+    compiled = _fast._REGISTRY.get(key)
+    if compiled is None:
+        raise SystemExit("step: no compiled CG registered for torch (numba missing?): nothing to compare")
+    for target in args.targets:
+        spec = spec_of(args, target)
+        trainers = {}
+        for variant in ("compiled loop", "loop"):
+            model, gauge, train_targets, _, _ = build(spec)
+            cfg = TrainConfig(steps=10 ** 9, batch_size=args.batch, lr=args.lr, optimizer="adamw", eps=args.adam_eps,
+                              dtype="float64", seed=args.seed)
+            trainers[variant] = Trainer(model, JointAction(gauge, train_targets), cfg)
+        times: dict[str, list[float]] = {v: [] for v in trainers}
+        losses: dict[str, list[float]] = {v: [] for v in trainers}
+        for block in range(args.blocks + 1):                       # block 0: warm-up (compilation), not kept
+            for variant, tr in trainers.items():
+                if variant == "loop":
+                    _fast._REGISTRY.pop(key, None)
+                try:
+                    c0 = time.process_time()
+                    for _ in range(args.block_steps):
+                        losses[variant].append(tr.train_step()["loss"])
+                    dt = (time.process_time() - c0) / args.block_steps
+                finally:
+                    _fast._REGISTRY[key] = compiled
+                if block:
+                    times[variant].append(dt)
+        ratio = [a / b for a, b in zip(times["compiled loop"], times["loop"])]
+        res = {"target": target, "spec": spec, "batch": args.batch, "blocks": args.blocks,
+               "block_steps": args.block_steps, "cpu_s_per_step": times,
+               "median_cpu_s_per_step": {v: float(np.median(t)) for v, t in times.items()},
+               "ratio_compiled_over_loop": {"median": float(np.median(ratio)), "min": min(ratio), "max": max(ratio)},
+               "max_rel_loss_difference": float(np.max(np.abs(np.subtract(losses["compiled loop"], losses["loop"]))
+                                                       / np.abs(losses["loop"])))}
+        out["results"].append(res)
+        print(f"{target}: {res['median_cpu_s_per_step']} s/step, compiled / loop {res['ratio_compiled_over_loop']}",
+              flush=True)
+        out["machine_at_end"] = machine()
+        write_json(args.out, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("fig4", "eval", "npf", "hmc"):
+    for name in ("fig4", "eval", "npf", "hmc", "step"):
         p = sub.add_parser(name)
         p.add_argument("--out", required=True)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--eval-n", type=int, default=4096, help="fresh draws per ESS (the paper: 4096)")
-        if name == "fig4":
+        if name in ("fig4", "step"):
             p.add_argument("--group", default="U1")
             p.add_argument("--L", type=int, default=8)
             p.add_argument("--beta", type=float, default=2.0)
@@ -267,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--n-hidden", type=int, default=16)
             p.add_argument("--mu0", type=float, default=1e-5)
             p.add_argument("--save-dir", default="")
+            if name == "step":
+                p.add_argument("--blocks", type=int, default=6)
+                p.add_argument("--block-steps", type=int, default=3)
         elif name == "eval":
             p.add_argument("--model", action="append", required=True, help="models saved by fig4 --save-dir")
         else:
@@ -290,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine_at_start": machine(),
                            "settings": {k: v for k, v in vars(args).items()}, "results": []}
     t0 = time.time()
-    {"fig4": run_fig4, "eval": run_eval, "npf": run_npf, "hmc": run_hmc}[args.cmd](args, out)
+    {"fig4": run_fig4, "eval": run_eval, "npf": run_npf, "hmc": run_hmc, "step": run_step}[args.cmd](args, out)
     out["wall_s"] = round(time.time() - t0, 1)
     write_json(args.out, out)
     print(f"wrote {args.out} in {out['wall_s']} s", flush=True)

@@ -192,3 +192,22 @@ def test_torch_autograd_through_the_solve_declines_the_compiled_loop():
     (torch.conj(c) * x).sum().real.backward()
     want, _ = solve_normal(D, c.numpy(), tol=1e-13)    # A Hermitian: d Re<c, A^{-1} b> / d b* = A^{-1} c
     assert_close(b.grad.numpy(), want, rtol=0, atol=1e-9 * np.abs(want).max())
+
+
+def test_threads_do_not_change_a_chain():
+    """prange over chains: with 1 or 2 threads every chain's iterates are bit-identical (sequential sums per chain)."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba was started with one thread (NUMBA_NUM_THREADS=1): nothing to compare")
+    D, rng = _op("SU2", (2, 4, 2, 4), 0.12, batch=(5,))
+    b = D.random_field(rng)
+    nt = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        x1, i1 = cg(D.normal, b, tol=1e-11, batch_ndim=1, fused=D.normal_solver())
+        numba.set_num_threads(2)
+        x2, i2 = cg(D.normal, b, tol=1e-11, batch_ndim=1, fused=D.normal_solver())
+    finally:
+        numba.set_num_threads(nt)
+    assert np.array_equal(x1, x2) and i1.iterations.tolist() == i2.iterations.tolist()
