@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -208,6 +209,9 @@ def cg(A: Operator, b: Any, x0: Any = None, *, tol: float = 1e-10, maxiter: int 
             x, converged, iters = out
             xp = array_namespace(b)
             bshape = tuple(b.shape[:batch_ndim])
+            if math.prod(bshape) != math.prod(tuple(converged.shape)):
+                raise ValueError(f"batch_ndim={batch_ndim}: the fused solver solved {tuple(converged.shape)} chains, "
+                                 f"but b.shape[:batch_ndim] = {bshape}; give the number of leading chain axes of b")
             bn2 = norm2(b, batch_ndim)
             bnorm = xp.sqrt(xp.where(bn2 > 0, bn2, xp.ones_like(bn2)))
             return _finish(A, b, x, xp.reshape(converged, bshape), xp.reshape(iters, bshape), bnorm, tol, maxiter,

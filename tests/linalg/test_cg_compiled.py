@@ -132,6 +132,13 @@ def test_maxiter_failure_is_reported_like_the_loop():
     assert e1.value.info.iterations.tolist() == [3, 3]
 
 
+def test_wrong_batch_ndim_is_named():
+    D, rng = _op("U1", (4, 4), 0.2)
+    b = D.random_field(rng)                              # two chains
+    with pytest.raises(ValueError, match="batch_ndim=0"):
+        cg(D.normal, b, tol=1e-10, fused=D.normal_solver())
+
+
 def test_solve_normal_uses_the_compiled_loop(monkeypatch):
     D, rng = _op("U1", (4, 4), 0.2)
     b = D.random_field(rng)
