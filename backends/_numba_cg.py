@@ -23,7 +23,8 @@ with the iteration of :func:`latticekit.linalg.cg` step for step: ``r = b - A x0
 ``|r|^2 <= tol^2 |b|^2`` (|b| = 1 for b = 0), a chain with ``Re p^dag A p <= 0`` is frozen and reported
 unconverged, at most ``maxiter`` updates. The chains are spread over the threads (``prange``); one
 chain runs on one thread, so the wrapper declines when there are fewer chains than threads and the
-field is large (the generic loop with the threaded hopping kernel is faster there). The hopping term
+field is above the hopping kernel's threading threshold (the generic loop then keeps the threaded
+hopping kernel; a design choice, the crossover is not measured). The hopping term
 is the kernel of ``_numba_dirac`` (the 2D U(1) whole-configuration kernel or the row kernel, applied
 serially to one field), so ``A p`` is the same arithmetic as ``WilsonDirac.normal``; the reductions are
 sequential sums over the chain, so a chain's iterates do not depend on the batch or the thread count.
@@ -278,7 +279,7 @@ def wilson_normal_cg(b: Any, links: Any, gammas: Any, kappa: Any, mu: Any, *, an
     V = _prod(L)
     nt = _numba.get_num_threads()
     if C < nt and C * V * Nc * Nc >= _WD_SERIAL_WORK:
-        return None            # a few large fields: the threaded hopping kernel of the generic loop wins
+        return None            # a few large fields: leave them to the threaded hopping kernel of the generic loop
     u1 = nd == 2 and Nc == 1 and ns == 2 and V <= _U1_2D_MAX_SITES
     K = 2 if (nd >= 3 and L[-1] < 64) else 1
     n = _prod(L[nd - K:])

@@ -304,6 +304,31 @@ def cg_rows(args: argparse.Namespace, report: Callable[[dict[str, Any]], None]) 
                     "max_rel_diff_vs_latticekit": max(err) if err else None})
 
 
+def cg4d_rows(args: argparse.Namespace, report: Callable[[dict[str, Any]], None]) -> None:
+    """4D SU(3) CG on ``D D^dag`` (kappa 0.12, Haar-random links, one configuration and the batch of
+    ``--cg4d-batch``), compiled loop against the Python loop, NumPy; CPU time, best of 3."""
+    for L in [int(v) for v in args.cg4d_sizes.split(",")]:
+        lat = lk.Lattice((L,) * 4)
+        for B in (1, args.cg4d_batch):
+            rng = backends.rng(300 + L)
+            D = WilsonDirac(lk.SU(3).random(rng, (B, 4), lat.shape), lk.SU(3), lat, kappa=0.12)
+            b = D.random_field(rng)
+            for variant, fused in (("compiled loop", D.normal_solver()), ("loop", None)):
+                if variant == "compiled loop" and fused is None:
+                    continue
+                cg(D.normal, b, tol=1e-10, batch_ndim=1, fused=fused)       # warm-up
+                best, info = None, None
+                for _ in range(3):
+                    t0 = time.process_time()
+                    _, info = cg(D.normal, b, tol=1e-10, batch_ndim=1, fused=fused)
+                    dt = time.process_time() - t0
+                    best = dt if best is None else min(best, dt)
+                it = backends.to_numpy(info.iterations)
+                report({"section": "cg4d", "solver": f"latticekit.cg, {variant}", "backend": "numpy", "L": L,
+                        "batch": B, "tol": 1e-10, "kappa": 0.12, "cpu_s": best, "per_config_s": best / B,
+                        "iterations_mean": float(it.mean()), "iterations_max": int(it.max())})
+
+
 # ------------------------------------------------------------------------------------------------
 # Nf = 2 HMC with and without the compiled CG loop
 # ------------------------------------------------------------------------------------------------
@@ -361,6 +386,9 @@ def _print(row: dict[str, Any]) -> None:
               f"{row['median_s'] * 1e3:9.3f} ms {row['ns_per_site']:8.1f} ns/site {row['GBps']:6.2f} GB/s "
               f"{100 * row['fraction_of_bandwidth']:5.1f}% of BW (best {100 * row['fraction_of_bandwidth_best']:.1f}%)"
               + ("  [fits in LLC]" if row.get("fits_in_llc") else ""), flush=True)
+    elif row["section"] == "cg4d":
+        print(f"  cg 4D SU(3) L={row['L']:2d} B={row['batch']:2d} {row['solver']:28s} {row['per_config_s'] * 1e3:9.2f} "
+              f"ms/config (CPU), {row['iterations_mean']:.1f} it", flush=True)
     elif row["section"] == "hmc":
         if row["solver"] == "ratio":
             print(f"  hmc L={row['L']:3d} chains={row['batch']:2d}: compiled loop {row['speedup_compiled_over_loop']:.2f}x "
@@ -393,6 +421,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         dirac_rows(args, bw, report)
     if "cg" in args.sections:
         cg_rows(args, report)
+    if "cg4d" in args.sections:
+        cg4d_rows(args, report)
     if "hmc" in args.sections:
         hmc_rows(args, report)
     # CG ratios: latticekit per-configuration cost over scipy (CSR) per-configuration cost
@@ -426,7 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--torch-threads", default="1",
                     help="comma list of torch thread counts to measure (default 1: on a shared 2-core machine "
                          "OpenMP barriers collapse under load)")
-    ap.add_argument("--sections", default="dirac,cg,hmc", help="comma list of dirac, cg, hmc")
+    ap.add_argument("--sections", default="dirac,cg,cg4d,hmc", help="comma list of dirac, cg, cg4d, hmc")
+    ap.add_argument("--cg4d-sizes", default="4,8", help="comma list of L of the 4D SU(3) CG rows")
+    ap.add_argument("--cg4d-batch", type=int, default=4, help="batch of the 4D SU(3) CG rows (also 1)")
     ap.add_argument("--hmc-sizes", default="8,16,32", help="comma list of L of the Nf = 2 HMC rows")
     ap.add_argument("--hmc-chains", default="1,8", help="comma list of chain counts of the Nf = 2 HMC rows")
     ap.add_argument("--hmc-trajectories", type=int, default=5, help="timed trajectories per HMC row")
