@@ -58,9 +58,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._numba_common import _jit, _numba, _ok, _prange, _prod, _real, available
-from ._numba_dirac import (_U1_2D_MAX_SITES, _WD_SERIAL_WORK, _gamma_arrays, _row_neighbours, _u1_2d_config,
-                           _wd_chunk)
+from ._numba_common import _jit, _numba, _prange, _prod, _real, available
+from ._numba_dirac import (_U1_2D_MAX_SITES, _WD_SERIAL_WORK, _fermion_geometry, _gamma_arrays, _row_neighbours,
+                           _u1_2d_config, _wd_chunk)
 
 __all__ = ["NAMES", "kernels"]
 
@@ -253,22 +253,15 @@ def wilson_normal_cg(b: Any, links: Any, gammas: Any, kappa: Any, mu: Any, *, an
     Arguments as in the module docstring; ``b`` (and ``x0``) are not modified. Returns ``x`` (shape of
     ``b``), ``converged`` (bool) and ``iterations`` (int64), both of shape ``(*S, *B)``.
     """
-    if not (_ok(b, np.complex128) and _ok(links, np.complex128) and _real(kappa) and _real(mu) and _real(tol)
-            and isinstance(gammas, tuple) and len(gammas) >= 2 and isinstance(maxiter, int) and maxiter >= 1):
+    if not (_real(kappa) and _real(mu) and _real(tol) and isinstance(maxiter, int) and maxiter >= 1):
         return None
     if x0 is not None and not (type(x0) is np.ndarray and x0.dtype == np.complex128 and x0.shape == b.shape):
         return None
-    nd = len(gammas)
-    if links.ndim < nd + 3 or links.shape[links.ndim - nd - 3] != nd:
+    geo = _fermion_geometry(b, links, gammas, antiperiodic)
+    if geo is None:
         return None
-    Nc = int(links.shape[-nd - 1])
-    ns = len(gammas[0][0])
-    L = tuple(int(n) for n in links.shape[links.ndim - nd:])
-    bg = tuple(int(n) for n in links.shape[: links.ndim - nd - 3])
-    if (links.shape[-nd - 2] != Nc or 0 in L or ns % 2 or b.ndim < nd + 2 + len(bg)
-            or tuple(b.shape[b.ndim - nd - 2:]) != (ns, Nc) + L
-            or tuple(b.shape[b.ndim - nd - 2 - len(bg): b.ndim - nd - 2]) != bg
-            or (antiperiodic and L[0] < 2) or (even_odd and any(n % 2 for n in L))):
+    nd, Nc, ns, L, bg = geo
+    if even_odd and any(n % 2 for n in L):
         return None
     tf, td = _tables(gammas, False), _tables(gammas, True)
     if tf is None or td is None:

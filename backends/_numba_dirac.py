@@ -425,19 +425,13 @@ def _gamma_arrays(gammas: Any, dagger: bool) -> tuple[Any, Any, Any] | None:
     return out
 
 
-def wilson_dirac_apply(psi: Any, links: Any, gammas: Any, alpha: Any, beta: Any, *, dagger: bool = False,
-                       antiperiodic: bool = True) -> Any:
-    """``alpha psi + beta H psi`` (``H^dag`` for ``dagger``) for the Wilson hopping term, or None (declined).
-
-    ``H psi(x) = sum_mu [(1 - s gamma_mu) U_mu(x) psi(x+mu) + (1 + s gamma_mu) U_mu(x-mu)^dag psi(x-mu)]``,
-    ``s = -1`` for ``dagger``; a hop across the time boundary gets -1 when ``antiperiodic``. So
-    ``D psi = wilson_dirac_apply(psi, links, gammas, 1, -kappa)``. ``psi``: ``(*S, *B, Ns, Nc, *L)``
-    complex128; ``links``: ``(*B, nd, Nc, Nc, *L)`` complex128 (U(1): the phases ``exp(i theta)`` as
-    ``1 x 1`` matrices); ``gammas``: the monomial gamma tables ``[(perm, coef)] * nd`` of
-    ``latticekit.actions.dirac`` (the operator passes its own, so both paths use the same basis).
-    """
-    if not (_ok(psi, np.complex128) and _ok(links, np.complex128) and _real(alpha) and _real(beta)
-            and isinstance(gammas, tuple) and len(gammas) >= 2):
+def _fermion_geometry(psi: Any, links: Any, gammas: Any,
+                      antiperiodic: bool) -> tuple[int, int, int, tuple[int, ...], tuple[int, ...]] | None:
+    """``(nd, Nc, Ns, L, gauge batch shape)`` when ``psi`` ``(*S, *B, Ns, Nc, *L)`` and ``links``
+    ``(*B, nd, Nc, Nc, *L)`` are qualifying complex128 arrays (``_ok``) of one lattice and ``gammas`` is a
+    monomial gamma table of ``nd >= 2`` directions with an even number of spin components; else None."""
+    if not (_ok(psi, np.complex128) and _ok(links, np.complex128) and isinstance(gammas, tuple)
+            and len(gammas) >= 2):
         return None
     nd = len(gammas)
     if links.ndim < nd + 3 or links.shape[links.ndim - nd - 3] != nd:
@@ -451,6 +445,24 @@ def wilson_dirac_apply(psi: Any, links: Any, gammas: Any, alpha: Any, beta: Any,
             or tuple(psi.shape[psi.ndim - nd - 2 - len(bg): psi.ndim - nd - 2]) != bg
             or (antiperiodic and L[0] < 2)):
         return None
+    return nd, Nc, ns, L, bg
+
+
+def wilson_dirac_apply(psi: Any, links: Any, gammas: Any, alpha: Any, beta: Any, *, dagger: bool = False,
+                       antiperiodic: bool = True) -> Any:
+    """``alpha psi + beta H psi`` (``H^dag`` for ``dagger``) for the Wilson hopping term, or None (declined).
+
+    ``H psi(x) = sum_mu [(1 - s gamma_mu) U_mu(x) psi(x+mu) + (1 + s gamma_mu) U_mu(x-mu)^dag psi(x-mu)]``,
+    ``s = -1`` for ``dagger``; a hop across the time boundary gets -1 when ``antiperiodic``. So
+    ``D psi = wilson_dirac_apply(psi, links, gammas, 1, -kappa)``. ``psi``: ``(*S, *B, Ns, Nc, *L)``
+    complex128; ``links``: ``(*B, nd, Nc, Nc, *L)`` complex128 (U(1): the phases ``exp(i theta)`` as
+    ``1 x 1`` matrices); ``gammas``: the monomial gamma tables ``[(perm, coef)] * nd`` of
+    ``latticekit.actions.dirac`` (the operator passes its own, so both paths use the same basis).
+    """
+    geo = _fermion_geometry(psi, links, gammas, antiperiodic) if _real(alpha) and _real(beta) else None
+    if geo is None:
+        return None
+    nd, Nc, ns, L, bg = geo
     tabs = _gamma_arrays(gammas, bool(dagger))
     if tabs is None:
         return None
