@@ -70,7 +70,8 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         "model": {"coupling": "superres", "n_layers": args.levels, "learn": ["kappa"], "langevin_step": args.tau,
                   "n_therm": args.n_therm, "n_langevin": args.n_langevin, "log_z_samples": args.log_z_n,
                   "hmc_traj": args.hmc_traj, "r_w": args.r_w, "n_basis": args.F, "n_time": args.D,
-                  "bond_basis": args.Fp, "bond_time": args.Dp, "kernel_size": args.kernel},
+                  "bond_basis": args.Fp, "bond_time": args.Dp, "kernel_size": args.kernel,
+                  "ode_train_rtol": args.ode_train_tol, "ode_train_atol": args.ode_train_tol},
         "train": {"seed": args.seed, "dtype": "float64"}})
     model, action, _ = build_flow(cfg)
     return model.to(torch.float64), cfg, action
@@ -109,6 +110,7 @@ def cmd_ir(args: argparse.Namespace) -> None:
         m = tr.train_step()
         if step % args.log_every == 0 or step == args.steps:
             curve.append({"step": step, "loss": m["loss"], "batch_ess": m.get("ess"),
+                          "cpu_s": time.process_time() - c0,
                           "kappa_L": float(c.kappa.detach()), "sigma": [float(T.noise.sigma.detach()) for T in model.flows],
                           "log_z_draws": log_z.n_draws})
             print(f"step {step}: loss {m['loss']:.3f} ess {m.get('ess', float('nan')):.3f} "
@@ -250,6 +252,8 @@ def main() -> None:
     ir.add_argument("--kernel", type=int, default=2)
     ir.add_argument("--eval-n", type=int, default=4096)
     ir.add_argument("--log-every", type=int, default=10)
+    ir.add_argument("--ode-train-tol", type=float, default=None,
+                    help="rtol = atol of the CNF solves in training steps (default: the eval tolerance, 1e-8)")
     pr = sub.add_parser("profile", help="time the phases of a training step")
     pr.add_argument("--family", choices=("superres", "superres_uv"), default="superres")
     pr.add_argument("--out", required=True)

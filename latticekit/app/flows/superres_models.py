@@ -16,7 +16,9 @@ against the theory's fine action (IR-matching, Sec. VI: the fine couplings fixed
   trajectories, default 30), ``r_w`` (0.85);
 * the noise: ``sigma`` (default: the coarse field's standard deviation, App. C);
 * the CNF (App. C defaults): ``n_basis`` (F = 11), ``n_time`` (D = 10), ``bond_basis`` (F' = 20), ``bond_time``
-  (D' = 20), ``kernel_size`` (2), ``ode_rtol``/``ode_atol`` (default by dtype), ``adjoint`` (false).
+  (D' = 20), ``kernel_size`` (2), ``ode_rtol``/``ode_atol`` (default by dtype), ``ode_train_rtol``/``ode_train_atol``
+  (the tolerances of the training steps; default ``ode_rtol``/``ode_atol``: evaluation and sampling always use those),
+  ``adjoint`` (false).
 
 ``latticekit sample`` runs independence Metropolis with the coarse fields drawn by independent HMC chains at the
 learned couplings (exact stationary distribution), not by the training Langevin batch; ``sample.json`` gets
@@ -70,6 +72,10 @@ class SuperresBaseSettings:
     kernel_size: int = setting(2, ge=1, doc="CNF spatial kernel size (2: the block, 3: 3x3 window)")
     ode_rtol: float | None = setting(None, gt=0.0, le=1.0, doc="ODE relative tolerance (default by dtype)")
     ode_atol: float | None = setting(None, gt=0.0, le=1.0, doc="ODE absolute tolerance (default by dtype)")
+    ode_train_rtol: float | None = setting(None, gt=0.0, le=1.0,
+                                           doc="ODE relative tolerance of the training steps (default ode_rtol)")
+    ode_train_atol: float | None = setting(None, gt=0.0, le=1.0,
+                                           doc="ODE absolute tolerance of the training steps (default ode_atol)")
     adjoint: bool = setting(False, doc="adjoint method for the ODE gradients")
 
 
@@ -161,7 +167,7 @@ def rectangular_stack(coarse: Any, k: int, s: SuperresBaseSettings, sigma: float
         fine_shape = tuple(2 * L for L in shape)
         cnf = LocalCNF(fine_shape, n_basis=s.n_basis, n_time=s.n_time, bond_basis=s.bond_basis,
                        bond_time=s.bond_time, kernel_size=s.kernel_size, rtol=s.ode_rtol, atol=s.ode_atol,
-                       adjoint=s.adjoint)
+                       adjoint=s.adjoint, train_rtol=s.ode_train_rtol, train_atol=s.ode_train_atol)
         flows.append(RectangularFlow(shape, ZeroSumNoise(2, nd=len(shape), sigma=sigma, dtype=torch.float64), cnf))
         shape = fine_shape
     return flows

@@ -179,6 +179,14 @@ class LocalCNF(FlowLayer):
         ``options={"step_size": h}``, otherwise they take a single step.
     rtol, atol : float, optional
         Solver tolerances; None: ``1e-8``/``1e-8`` for float64 input, ``1e-5``/``1e-6`` for float32.
+    train_rtol, train_atol : float, optional
+        Tolerances while the module is in training mode (``module.train()``, as in
+        ``Trainer.train_step``); None: ``rtol``/``atol``. A looser training tolerance (e.g. ``1e-6``) cuts the
+        solver steps of every training step (the forward solve and the backpropagation through it) while
+        evaluation, sampling, flow MCMC and reweighting (``module.eval()``) keep ``rtol``/``atol``: the
+        exactness of flow MCMC rests on the ``log q`` of the eval-mode map, and a training loss that is off
+        by the tolerance only perturbs the stochastic gradient (the practice of FFJORD, Grathwohl et al.
+        2019). Default: no difference between the modes.
     adjoint : bool
         Integrate with ``torchdiffeq.odeint_adjoint`` (memory independent of the number of steps; the
         gradients w.r.t. the module's parameters and the input come from the adjoint ODE).
@@ -214,7 +222,8 @@ class LocalCNF(FlowLayer):
     def __init__(self, lattice_shape: Sequence[int] | Any, n_basis: int = 11, n_time: int = 10,
                  bond_basis: int = 20, bond_time: int = 20, kernel_size: int = 2, t0: float = 0.0,
                  t1: float = 1.0, method: str = "dopri5", rtol: float | None = None, atol: float | None = None,
-                 adjoint: bool = False, options: dict[str, Any] | None = None) -> None:
+                 adjoint: bool = False, options: dict[str, Any] | None = None, train_rtol: float | None = None,
+                 train_atol: float | None = None) -> None:
         super().__init__()
         shape_in = getattr(lattice_shape, "shape", lattice_shape)
         try:
@@ -261,6 +270,8 @@ class LocalCNF(FlowLayer):
         self.method = method
         self.rtol = _tolerance(rtol, "rtol")
         self.atol = _tolerance(atol, "atol")
+        self.train_rtol = _tolerance(train_rtol, "train_rtol")
+        self.train_atol = _tolerance(train_atol, "train_atol")
         self.adjoint = adjoint
         self.options = None if options is None else dict(options)
 
@@ -409,7 +420,12 @@ class LocalCNF(FlowLayer):
 
     def _tolerances(self, dtype: torch.dtype) -> tuple[float, float]:
         default = (1e-8, 1e-8) if dtype == torch.float64 else (1e-5, 1e-6)
-        return (default[0] if self.rtol is None else self.rtol, default[1] if self.atol is None else self.atol)
+        rtol = default[0] if self.rtol is None else self.rtol
+        atol = default[1] if self.atol is None else self.atol
+        if self.training:   # training mode: the training tolerances where set
+            rtol = rtol if self.train_rtol is None else self.train_rtol
+            atol = atol if self.train_atol is None else self.train_atol
+        return rtol, atol
 
     def _integrate(self, x: torch.Tensor, context: Any, reverse: bool, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         if context is not None:

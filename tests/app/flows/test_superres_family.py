@@ -33,6 +33,7 @@ def cfg(shape=(4, 4), **model) -> dict:
     ({"r_w": 1.5}, "model.r_w"),
     ({"langevin_step": 0.0}, "model.langevin_step"),
     ({"sigma": -1.0}, "model.sigma"),
+    ({"ode_train_rtol": 0.0}, "model.ode_train_rtol"),
 ])
 def test_config_refusals(patch: dict, match: str) -> None:
     shape = patch.pop("shape", (4, 4))
@@ -56,6 +57,10 @@ def test_built_model() -> None:
     fixed, _, _ = build_flow(FlowConfig.from_dict(cfg(learn=[], coarse_kappa=0.18)))
     assert fixed.prior.log_z is None and float(fixed.prior.couplings.kappa) == 0.18
     assert not [p for p in fixed.parameters() if p is fixed.prior.couplings.kappa]  # a buffer, not trained
+    # the training tolerances reach every CNF; None (default) leaves training at the eval tolerances
+    tol, _, _ = build_flow(FlowConfig.from_dict(cfg(ode_train_rtol=1e-6, ode_train_atol=1e-7)))
+    assert [(T.flow.train_rtol, T.flow.train_atol) for T in tol.flows] == [(1e-6, 1e-7)]
+    assert [(T.flow.train_rtol, T.flow.train_atol) for T in fixed.flows] == [(None, None)]
     # default doublings: down to 4 sites per direction (the paper's coarsest lattice)
     deflt, _, _ = build_flow(FlowConfig.from_dict(cfg((16, 16), n_layers=None)))
     assert deflt.coarse_shape == (4, 4) and len(deflt.flows) == 2

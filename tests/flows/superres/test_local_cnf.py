@@ -158,6 +158,38 @@ def test_forward_inverse_round_trip(kernel_size: int, device: str) -> None:
     assert_close(ld_inv, -ld, rtol=0, atol=1e-7)
 
 
+def test_training_tolerance_applies_in_training_mode_only(device: str) -> None:
+    """``train_rtol``/``train_atol`` loosen the solves of ``module.train()`` only: in eval mode the layer is the
+    one without them, bit for bit (the map that flow MCMC and reweighting use), and in training mode it
+    takes fewer solver steps and agrees with the tight map to about the loose tolerance."""
+    tight = _layer((4, 4), 2, device, tol=1e-10, scale=0.3)
+    loose = _layer((4, 4), 2, device, tol=1e-10, scale=0.3, train_rtol=1e-5, train_atol=1e-5)
+    psi = _field((3, 4, 4), device)
+    calls = {"n": 0}
+    field = loose._field_and_divergence
+
+    def counted(*a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        return field(*a, **k)
+
+    loose._field_and_divergence = counted  # type: ignore[method-assign]
+    tight.eval()
+    loose.eval()
+    y_tight, ld_tight = tight(psi)
+    calls["n"] = 0
+    y_eval, ld_eval = loose(psi)
+    n_eval = calls["n"]
+    assert torch.equal(y_eval, y_tight) and torch.equal(ld_eval, ld_tight)
+    loose.train()
+    calls["n"] = 0
+    y_train, ld_train = loose(psi)
+    assert calls["n"] < n_eval, (calls["n"], n_eval)
+    # dopri5's global error is C * tol with C = O(10-100) here: 1e-3 leaves a margin over the loose 1e-5
+    assert_close(y_train, y_tight, rtol=0, atol=1e-3)
+    assert_close(ld_train, ld_tight, rtol=0, atol=1e-3)
+    assert float((y_train - y_tight).abs().max()) > 0, "the training solve must be the loose one"
+
+
 # --- 3. log-det against the autograd Jacobian through the solve ---------------------------------------------
 
 @pytest.mark.parametrize("kernel_size", [2, 3])
@@ -328,6 +360,8 @@ def test_adjoint_gradients_match_backprop(device: str) -> None:
     ({"rtol": -1e-8}, "rtol"),
     ({"atol": 0.0}, "atol"),
     ({"adjoint": "yes"}, "adjoint"),
+    ({"train_rtol": 0.0}, "train_rtol"),
+    ({"train_atol": float("inf")}, "train_atol"),
     ({"options": [("step_size", 0.1)]}, "options"),
 ])
 def test_refuses_bad_arguments(kwargs: dict[str, Any], name: str) -> None:
