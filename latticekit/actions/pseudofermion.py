@@ -164,7 +164,7 @@ def solve_normal(op: DiracLike, b: Any, mu: float = 0.0, *, tol: float = 1e-10, 
     """
     mu = _check_mu(mu)
     bnd = _batch_ndim(op, b, "b")
-    # operators with a compiled CG (WilsonDirac, EvenOddDirac on NumPy) run the whole loop in one call
+    # operators with a compiled CG (WilsonDirac, EvenOddDirac on NumPy and torch CPU) run the whole loop in one call
     solver = getattr(op, "normal_solver", None)
     return cg(lambda v: op.normal(v, mu), op.mask(b), x0, tol=tol, maxiter=maxiter, batch_ndim=bnd,
               raise_on_failure=raise_on_failure, fused=None if solver is None else solver(mu))

@@ -185,8 +185,8 @@ class LocalCNF(FlowLayer):
         solver steps of every training step (the forward solve and the backpropagation through it) while
         evaluation, sampling, flow MCMC and reweighting (``module.eval()``) keep ``rtol``/``atol``: the
         exactness of flow MCMC rests on the ``log q`` of the eval-mode map, and a training loss that is off
-        by the tolerance only perturbs the stochastic gradient (the practice of FFJORD, Grathwohl et al.
-        2019). Default: no difference between the modes.
+        by the tolerance only perturbs the stochastic gradient (neural ODEs are commonly trained at looser
+        tolerances than they are evaluated at). Default: no difference between the modes.
     adjoint : bool
         Integrate with ``torchdiffeq.odeint_adjoint`` (memory independent of the number of steps; the
         gradients w.r.t. the module's parameters and the input come from the adjoint ODE).
