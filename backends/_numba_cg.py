@@ -226,6 +226,11 @@ def _cg_kernel(B_, X, Xf, nb, kappa, mu, eo, ev, od, has_x0, tol, maxiter, geo, 
 # --------------------------------------------------------------------------------------------------
 # Python wrapper: qualify the inputs (else decline with None), build the tables, call the kernel
 # --------------------------------------------------------------------------------------------------
+#: chains x sites x Nc^2 from which a solve spreads its chains over the threads (2D U(1): e.g. 32 chains at L = 32,
+#: a solve of ~80 ms on one core; below, a parallel region's start and, on a busy machine, its waits cost more)
+_CG_PARALLEL_WORK = 1 << 15
+
+
 def _tables(gammas: Any, dagger: bool) -> tuple[Any, ...] | None:
     tabs = _gamma_arrays(gammas, dagger)
     if tabs is None:
@@ -287,8 +292,11 @@ def wilson_normal_cg(b: Any, links: Any, gammas: Any, kappa: Any, mu: Any, *, an
     iters = np.zeros(C, dtype=np.int64)
     args = (b.reshape(C, -1), X, X.view(np.float64), B, float(kappa), float(mu), bool(even_odd), ev, od,
             x0 is not None, float(tol), int(maxiter), geo, tf, td, (ns, Nc, m if not u1 else 1, V, L[-1]), conv, iters)
-    if nt > 1 and C == 1:
-        _numba.set_num_threads(1)   # one chain: no parallel region to start
+    if nt > 1 and (C == 1 or C * V * Nc * Nc < _CG_PARALLEL_WORK):
+        # one chain, or a small solve: no parallel region. On a machine whose cores are busy a region waits for
+        # its descheduled worker (docs/kernels.md, "Threads"): the Schwinger example's solves (8 chains of 8x8)
+        # took 123 s in all with two threads beside one busy core, 16 s on one thread
+        _numba.set_num_threads(1)
         try:
             _cg_kernel(*args)
         finally:

@@ -184,6 +184,32 @@ def _chunks_2d(B: int, L0: int, L1: int, target: int) -> tuple[int, int, int]:
 
 
 # --------------------------------------------------------------------------------------------------
+# launching a parallel kernel: small calls on one thread
+# --------------------------------------------------------------------------------------------------
+#: estimated single-thread time (ns) below which a ``parallel=True`` kernel runs on one thread
+_SERIAL_NS = 2_000_000
+
+
+def _launch(kernel: Callable[..., Any], est_ns: float, *args: Any) -> Any:
+    """``kernel(*args)``, on one thread when its estimated single-thread time ``est_ns`` is below 2 ms.
+
+    A parallel region costs microseconds to start on an idle machine; on a busy one it waits for a descheduled
+    worker, and the OpenMP workers spin between regions (numba's ``omp`` layer), which costs more than small
+    work. Measured: the Nf = 2 HMC of examples/schwinger_nf2.toml (8 chains of 8x8) took 43 ms per trajectory on
+    one thread and 258 ms with two threads beside a busy core, most of it in the 2D U(1) gauge force (6.7 ms per
+    call of a kernel that needs 0.1 ms). The chunking is chosen before the call, so the result is the same
+    either way. (The Wilson-Dirac kernel has its own, higher threshold: ``_numba_dirac._WD_SERIAL_WORK``.)"""
+    nt = _numba.get_num_threads() if _numba is not None else 1
+    if nt > 1 and est_ns < _SERIAL_NS:
+        _numba.set_num_threads(1)
+        try:
+            return kernel(*args)
+        finally:
+            _numba.set_num_threads(nt)
+    return kernel(*args)
+
+
+# --------------------------------------------------------------------------------------------------
 # input checks of the Python wrappers: qualify the inputs (else the wrapper declines with None)
 # --------------------------------------------------------------------------------------------------
 def _ok(x: Any, dtype: Any) -> bool:

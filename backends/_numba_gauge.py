@@ -53,6 +53,7 @@ from ._numba_common import (
     _chunks_2d,
     _geometry,
     _jit,
+    _launch,
     _load,
     _load1,
     _load_mat,
@@ -405,11 +406,11 @@ def _u1_plaquette(theta: Any, nd: int, field: bool) -> Any:
     if nd == 2:   # flat chunks of whole rows (several configurations for small L)
         rpc, ncpc, nc = _chunks_2d(B, L[0], L[1], _U1_SITES_2D)
         partial = np.empty(B * ncpc)
-        _u1_2d_plaquette_flat(theta.reshape(-1), L[0], L[1], rpc, ncpc, nc, L[1] >= _U1_FUSED_L1, out.reshape(-1),
-                              field, partial)
+        _launch(_u1_2d_plaquette_flat, _NS_U1 * npl * B * R * Lx, theta.reshape(-1), L[0], L[1], rpc, ncpc, nc,
+                L[1] >= _U1_FUSED_L1, out.reshape(-1), field, partial)
         nc = ncpc
     else:
-        _u1_plaquette_kernel(th, dims, K, rpc, out, field, partial)
+        _launch(_u1_plaquette_kernel, _NS_U1 * npl * B * R * Lx, th, dims, K, rpc, out, field, partial)
     if field:
         return out.reshape(bshape + (npl,) + L)
     return partial.reshape(B, nc).sum(axis=1).reshape(bshape)
@@ -435,10 +436,11 @@ def u1_wilson_force(theta: Any, beta: Any, nd: int) -> Any:
     rpc, _ = _chunking(B, R, Lx, 4096)
     if nd == 2:   # flat chunks of whole rows (several configurations for small L)
         rpc, ncpc, nc = _chunks_2d(B, L[0], L[1], _U1_SITES_2D)
-        _u1_2d_force_flat(theta.reshape(-1), L[0], L[1], rpc, ncpc, nc, L[1] >= _U1_FUSED_L1, float(beta),
-                          F.reshape(-1))
+        _launch(_u1_2d_force_flat, 2 * _NS_U1 * B * R * Lx, theta.reshape(-1), L[0], L[1], rpc, ncpc, nc,
+                L[1] >= _U1_FUSED_L1, float(beta), F.reshape(-1))
     else:
-        _u1_force_kernel(theta.reshape(B, nd, R, Lx), dims, K, rpc, float(beta), F.reshape(B, nd, R, Lx))
+        _launch(_u1_force_kernel, 2 * _NS_U1 * nd * (nd - 1) // 2 * B * R * Lx, theta.reshape(B, nd, R, Lx), dims, K,
+                rpc, float(beta), F.reshape(B, nd, R, Lx))
     return F
 
 
@@ -455,9 +457,9 @@ def _sun_plaquette(U: Any, nd: int, field: bool) -> Any:
     Ur = U.reshape(B, nd, N, N, R, Lx)
     if N in (2, 3):   # unrolled products on the float64 view (no copy): _numba_su3
         kern = _numba_su3._plaquette_kernel3 if N == 3 else _numba_su2._plaquette_kernel2
-        kern(Ur.view(np.float64), dims, K, rpc, out, field, partial)
+        _launch(kern, _ns_sun(N) * npl * B * R * Lx, Ur.view(np.float64), dims, K, rpc, out, field, partial)
     else:
-        _sun_plaquette_kernel(Ur, dims, K, rpc, out, field, partial)
+        _launch(_sun_plaquette_kernel, _ns_sun(N) * npl * B * R * Lx, Ur, dims, K, rpc, out, field, partial)
     if field:
         return out.reshape(bshape + (npl,) + L)
     return partial.reshape(B, nc).sum(axis=1).reshape(bshape)
@@ -486,10 +488,21 @@ def sun_wilson_force(U: Any, beta: Any, nd: int) -> Any:
     Ur, Fr = U.reshape(B, nd, N, N, R, Lx), F.reshape(B, nd, N, N, R, Lx)
     if N in (2, 3):   # unrolled products on the float64 views (no copy): _numba_su3
         kern = _numba_su3._force_kernel3 if N == 3 else _numba_su2._force_kernel2
-        kern(Ur.view(np.float64), dims, K, rpc, coef, Fr.view(np.float64))
+        _launch(kern, 5 * _ns_sun(N) * nd * (nd - 1) * B * R * Lx, Ur.view(np.float64), dims, K, rpc, coef,
+                Fr.view(np.float64))
     else:
-        _sun_force_kernel(Ur, dims, K, rpc, coef, Fr)
+        _launch(_sun_force_kernel, 5 * _ns_sun(N) * nd * (nd - 1) * B * R * Lx, Ur, dims, K, rpc, coef, Fr)
     return F
+
+
+# single-thread cost estimates for _launch (rough, from docs/kernels.md, one thread): U(1) about 1 ns per plaquette
+# and site (the force twice that); SU(N) about 8.5 ns per plaquette and site at N = 3 (scaling as N^3); the force
+# about 5 times that per staple pair, nd (nd - 1) pairs per site (4D SU(3): ~510 ns per site, measured 746)
+_NS_U1 = 1.0
+
+
+def _ns_sun(N: int) -> float:
+    return 8.5 * (N / 3.0) ** 3
 
 
 _U1_SITES_2D = 2048     # sites per chunk of the 2D U(1) kernels (one scratch array of about this length)

@@ -29,8 +29,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._numba_common import (_chunking, _chunks_2d, _geometry, _jit, _load, _ok, _prange, _prod, _real, _shift,
-                            available)
+from ._numba_common import (_chunking, _chunks_2d, _geometry, _jit, _launch, _load, _ok, _prange, _prod, _real,
+                            _shift, available)
 
 __all__ = ["NAMES", "kernels"]
 
@@ -332,12 +332,12 @@ def phi4_action(phi: Any, kappa: Any, lam: Any, nd: int) -> Any:
     if nd == 2:
         rpc, ncpc, nc = _chunks_2d(B, L[0], L[1], _SITES_2D)
         partial = np.empty(B * ncpc)
-        _phi4_action_2d(phi.reshape(-1), L[0], L[1], rpc, ncpc, nc, c2, c4, ch, partial)
+        _launch(_phi4_action_2d, B * R * Lx, phi.reshape(-1), L[0], L[1], rpc, ncpc, nc, c2, c4, ch, partial)
         return partial.reshape(B, ncpc).sum(axis=1).reshape(bshape)
     rpc, nc = _chunking(B, R, Lx, 16384)
     partial = np.empty(B * nc)
-    _phi4_action_kernel(phi.reshape(B, R, Lx), dims, K, rpc, 1.0 - 2.0 * float(lam), float(lam), 2.0 * float(kappa),
-                        partial)
+    _launch(_phi4_action_kernel, B * R * Lx, phi.reshape(B, R, Lx), dims, K, rpc, 1.0 - 2.0 * float(lam), float(lam),
+            2.0 * float(kappa), partial)
     return partial.reshape(B, nc).sum(axis=1).reshape(bshape)
 
 
@@ -350,12 +350,12 @@ def phi4_force(phi: Any, kappa: Any, lam: Any, nd: int) -> Any:
     F = np.empty(phi.shape)
     if nd == 2:
         rpc, ncpc, nc = _chunks_2d(B, L[0], L[1], _SITES_2D)
-        _phi4_force_2d(phi.reshape(-1), L[0], L[1], rpc, ncpc, nc, 2.0 * (1.0 - 2.0 * float(lam)), 4.0 * float(lam),
-                       2.0 * float(kappa), F.reshape(-1))
+        _launch(_phi4_force_2d, 2 * B * R * Lx, phi.reshape(-1), L[0], L[1], rpc, ncpc, nc,
+                2.0 * (1.0 - 2.0 * float(lam)), 4.0 * float(lam), 2.0 * float(kappa), F.reshape(-1))
         return F
     rpc, _ = _chunking(B, R, Lx, 16384)
-    _phi4_force_kernel(phi.reshape(B, R, Lx), dims, K, rpc, 1.0 - 2.0 * float(lam), float(lam), 2.0 * float(kappa),
-                       F.reshape(B, R, Lx))
+    _launch(_phi4_force_kernel, 2 * B * R * Lx, phi.reshape(B, R, Lx), dims, K, rpc, 1.0 - 2.0 * float(lam),
+            float(lam), 2.0 * float(kappa), F.reshape(B, R, Lx))
     return F
 
 

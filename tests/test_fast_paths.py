@@ -464,3 +464,28 @@ def test_wilson_dirac_switch_off(monkeypatch):
     monkeypatch.setenv("LATTICEKIT_FAST_KERNELS", "0")
     D.apply(psi)
     D.hop(psi, dagger=True)
+
+
+def test_small_calls_run_on_one_thread():
+    """``_launch``: a kernel call estimated below 2 ms runs on one thread (parallel regions stall on busy
+    machines), a larger one on all, and the thread count is restored either way; the U(1) force of a small
+    batch goes through it and gives the same numbers."""
+    import numba
+
+    from latticekit.backends import _numba_common
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba was started with one thread (NUMBA_NUM_THREADS=1): nothing to switch")
+    seen = []
+    nt = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2)
+        _numba_common._launch(lambda: seen.append(numba.get_num_threads()), 1e5)
+        _numba_common._launch(lambda: seen.append(numba.get_num_threads()), 1e8)
+        assert seen == [1, 2] and numba.get_num_threads() == 2
+        th = lk.U1.random(backends.rng(4), (3, 2), (8, 8))
+        f2 = _numba_gauge.u1_wilson_force(th, 1.3, 2)
+        numba.set_num_threads(1)
+        assert np.array_equal(f2, _numba_gauge.u1_wilson_force(th, 1.3, 2))
+    finally:
+        numba.set_num_threads(nt)
