@@ -58,7 +58,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._numba_common import _jit, _numba, _prange, _prod, _real, available
+from ._numba_common import _jit, _launch, _numba, _prange, _prod, _real, available
 from ._numba_dirac import (_U1_2D_MAX_SITES, _WD_SERIAL_WORK, _fermion_geometry, _gamma_arrays, _row_neighbours,
                            _u1_2d_config, _wd_chunk)
 
@@ -292,17 +292,10 @@ def wilson_normal_cg(b: Any, links: Any, gammas: Any, kappa: Any, mu: Any, *, an
     iters = np.zeros(C, dtype=np.int64)
     args = (b.reshape(C, -1), X, X.view(np.float64), B, float(kappa), float(mu), bool(even_odd), ev, od,
             x0 is not None, float(tol), int(maxiter), geo, tf, td, (ns, Nc, m if not u1 else 1, V, L[-1]), conv, iters)
-    if nt > 1 and (C == 1 or C * V * Nc * Nc < _CG_PARALLEL_WORK):
-        # one chain, or a small solve: no parallel region. On a machine whose cores are busy a region waits for
-        # its descheduled worker (docs/kernels.md, "Threads"): the Schwinger example's solves (8 chains of 8x8)
-        # took 123 s in all with two threads beside one busy core, 16 s on one thread
-        _numba.set_num_threads(1)
-        try:
-            _cg_kernel(*args)
-        finally:
-            _numba.set_num_threads(nt)
-    else:
-        _cg_kernel(*args)
+    # one chain, or a small solve: one thread (_launch: no parallel region). Spread over two threads beside a busy
+    # core, the 8 chains of 8x8 of the Schwinger HMC cost 472 ms per trajectory against 45 ms (docs/kernels.md)
+    small = C == 1 or C * V * Nc * Nc < _CG_PARALLEL_WORK
+    _launch(_cg_kernel, 0.0 if small else math.inf, *args)
     bshape = tuple(b.shape[: b.ndim - nd - 2])
     return X.reshape(b.shape), conv.reshape(bshape), iters.reshape(bshape)
 
