@@ -331,19 +331,24 @@ class Trainer:
         self.last_checkpoint_step: int | None = None
 
     # -- one step ------------------------------------------------------------------------------
-    def _stop(self, what: str, value: float) -> None:
+    def _stop(self, what: str, value: Any, cause: BaseException | None = None) -> None:
         where = (f"the last good checkpoint is {self.config.checkpoint_path!r} (step {self.last_checkpoint_step})"
                  if self.last_checkpoint_step is not None else "no checkpoint was written yet")
         raise NonFiniteLossError(f"training stopped at step {self.step + 1}: {what} is {value}; the optimizer was not "
                                  f"updated and {where}. Lower the learning rate, clip gradients (clip_norm) or "
-                                 f"use float64.")
+                                 f"use float64.") from cause
 
     def train_step(self) -> dict[str, float]:
         """One optimisation step; returns (and records) its metrics."""
         cfg = self.config
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss, log_w = reverse_kl_loss(self.model, self.action_fn, cfg.batch_size, self.rng, gradient=cfg.gradient)
+        try:
+            loss, log_w = reverse_kl_loss(self.model, self.action_fn, cfg.batch_size, self.rng, gradient=cfg.gradient)
+        except torch.linalg.LinAlgError as exc:
+            # e.g. eigh not converging on NaN links of a diverged SU(N) flow: the same stop as a non-finite loss
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self._stop("the forward pass", f"a linear-algebra failure ({first})", exc)
         lv = float(loss.detach())
         if not math.isfinite(lv):
             self._stop("the loss", lv)

@@ -161,6 +161,29 @@ def test_nan_stops_training_and_keeps_last_checkpoint(tmp_path: os.PathLike[str]
     assert all(bool(torch.isfinite(p).all()) for p in params_at_stop)
 
 
+def test_linear_algebra_failure_stops_like_a_nan(tmp_path: os.PathLike[str]) -> None:
+    """A LinAlgError in the forward pass (eigh on NaN links of a diverged SU(N) flow) stops training with the
+    non-finite message: the optimizer untouched, the last checkpoint named."""
+    lat = lk.Lattice((2, 2))
+    good = Phi4Action(lat, 0.1, 0.1)
+    calls = {"n": 0}
+
+    def S(x: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] > 2:   # what torch raises for eigh on the NaN links of a diverged SU(3) flow (seen in training)
+            raise torch.linalg.LinAlgError("linalg.eigh: (Batch element 1809): The algorithm failed to converge")
+        return good(x)
+
+    path = os.path.join(tmp_path, "ck.pt")
+    tr = Trainer(phi4_model((2, 2), 2), S, TrainConfig(steps=5, batch_size=4, checkpoint_every=2,
+                                                       checkpoint_path=path))
+    with pytest.raises(NonFiniteLossError, match="step 3: the forward pass is a linear-algebra failure.*last good "
+                                                 "checkpoint") as exc:
+        tr.train()
+    assert isinstance(exc.value.__cause__, torch.linalg.LinAlgError)
+    assert torch.load(path, weights_only=False)["step"] == 2 and tr.step == 2
+
+
 def test_checkpoint_of_other_architecture_or_lattice_is_refused(tmp_path: os.PathLike[str]) -> None:
     path = os.path.join(tmp_path, "a.pt")
     m = phi4_model((4, 4), 2)
