@@ -27,6 +27,7 @@ __all__ = ["SU", "SUGroup"]
 # Cayley-transform shift used for eigen-decompositions of unitary matrices: the Cayley map
 # i (1 - W)(1 + W)^{-1}, W = exp(-i alpha) U, is singular only where U has the eigenvalue
 # -exp(i alpha); an irrational-looking alpha keeps that off the common special elements (+-1, Z_N).
+# SUGroup.eig takes, per matrix, the best of the N + 1 shifts alpha + 2 pi j / (N + 1).
 _CAYLEY_ALPHA = 0.7390851332151607
 
 
@@ -336,13 +337,27 @@ class SUGroup(Group):
         ``W = exp(-i alpha) U`` (the Array API has no general ``eig``); the angles are read off
         ``diag(V^dagger U V)``. Returns ``phi`` of shape ``(*B, N, *S)`` in (-pi, pi] and ``V`` of
         shape ``(*B, N, N, *S)`` (columns are eigenvectors).
+
+        The transform is singular where ``U`` has the eigenvalue ``-exp(i alpha)``; near it ``1 + W`` is
+        ill-conditioned (in float32 the solve fails within about 1e-5 of it, which a training run of
+        10^6-10^7 matrices meets). So ``alpha`` is chosen per matrix among ``alpha_0 + 2 pi j / (N + 1)``,
+        ``j = 0..N``, as the one with the largest ``|det(1 + W)| = prod_k 2 |cos((theta_k - alpha) / 2)|``:
+        each eigenvalue is within ``pi / (N + 1)`` of at most one of the ``N + 1`` singular points, so the
+        chosen one keeps every eigenvalue at least that far away (``|det(1 + W)| >= (2 sin(pi / (2N + 2)))^N``).
+        The eigenvectors do not depend on ``alpha``; the choice is not differentiated.
         """
         xp = array_namespace(U)
         ct = U.dtype
         Ug = self._group_last(U, nd)
-        ph = complex(math.cos(_CAYLEY_ALPHA), -math.sin(_CAYLEY_ALPHA))
-        W = Ug * ph
         eye = xp.eye(self.N, dtype=ct, device=_device(U))
+        shifts = [_CAYLEY_ALPHA + 2.0 * math.pi * j / (self.N + 1) for j in range(self.N + 1)]
+        phases = [complex(math.cos(a), -math.sin(a)) for a in shifts]
+        dets = xp.stack([xp.abs(xp.linalg.det(eye + Ug * p)) for p in phases], axis=0)
+        best = xp.argmax(dets, axis=0)                                     # (*B, *S)
+        ph = xp.zeros(best.shape, dtype=ct, device=_device(U))
+        for j, p in enumerate(phases):
+            ph = xp.where(best == j, xp.asarray(p, dtype=ct, device=_device(U)), ph)
+        W = Ug * xp.expand_dims(xp.expand_dims(ph, axis=-1), axis=-1)
         H = 1j * xp.linalg.solve(eye + W, eye - W)
         H = 0.5 * (H + xp.conj(xp.matrix_transpose(H)))
         _, V = xp.linalg.eigh(H)

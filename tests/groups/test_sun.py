@@ -146,6 +146,31 @@ def test_eig_reconstructs(bk, N):
 
 
 @pytest.mark.parametrize("N", [3, 4])
+def test_eig_near_the_cayley_singular_point(bk, N):
+    """Matrices with an eigenvalue at or within 1e-7 of the singular point -exp(i alpha_0) of the Cayley transform:
+    the per-matrix shift keeps the decomposition at working precision. Before it, complex64 solves raised
+    ("singular") or, within ~1e-3, returned decompositions off by O(1): seen as eigh failures in SU(3) training."""
+    from latticekit.groups.sun import _CAYLEY_ALPHA
+
+    rng = np.random.default_rng(7)
+    n = 64
+    a = _CAYLEY_ALPHA + math.pi + np.concatenate([np.zeros(n // 2), 1e-7 * rng.normal(size=n // 2)])
+    ph = np.stack([a] + [rng.uniform(-math.pi, math.pi, n) for _ in range(N - 2)], -1)
+    ph = np.concatenate([ph, -ph.sum(-1, keepdims=True)], -1)                     # det = 1
+    q, _ = np.linalg.qr(rng.normal(size=(n, N, N)) + 1j * rng.normal(size=(n, N, N)))
+    u = q @ (np.exp(1j * ph)[..., None] * np.eye(N)) @ np.conj(np.swapaxes(q, -1, -2))
+    U64 = np.moveaxis(u, 0, -1)                                                    # (N, N, n), nd = 1
+    for dt, tol in ((np.complex64, 2e-5), (np.complex128, 1e-11)):
+        U = bk.asarray(U64.astype(dt))
+        phi, V = SU(N).eig(U, nd=1)
+        v = np.moveaxis(bk.to_numpy(V), -1, 0)                                    # (n, N, N)
+        p = np.moveaxis(bk.to_numpy(phi), 0, -1)
+        rec = (v * np.exp(1j * p)[..., None, :]) @ np.conj(np.swapaxes(v, -1, -2))
+        # float32: eps 1.2e-7 times O(N^2) rounding steps; float64: eps 2.2e-16 likewise, with margin
+        assert_close(rec, u, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("N", [3, 4])
 def test_su2_subgroups(bk, N):
     G = SU(N)
     pairs = G.su2_subgroups()
