@@ -21,7 +21,8 @@ operator, the vector updates and the convergence test of every chain run inside 
 Every chain is an independent CG (the batch is ``S x B`` chains, chain ``(s, b)`` on configuration ``b``)
 with the iteration of :func:`latticekit.linalg.cg` step for step: ``r = b - A x0``, stop when
 ``|r|^2 <= tol^2 |b|^2`` (|b| = 1 for b = 0), a chain with ``Re p^dag A p <= 0`` is frozen and reported
-unconverged, at most ``maxiter`` updates. The chains are spread over the threads (``prange``); one
+unconverged, at most ``maxiter`` updates. The chains are spread over the threads (``prange``) when the
+solve is large enough (``_CG_PARALLEL_WORK``; smaller ones run on one thread, ``_numba_common._launch``); one
 chain runs on one thread, so the wrapper declines when there are fewer chains than threads and the
 field is above the hopping kernel's threading threshold (the generic loop then keeps the threaded
 hopping kernel; a design choice, the crossover is not measured). The hopping term
