@@ -39,4 +39,5 @@ def write_json(path: str, data: Any) -> None:
 def gamma(values: Any) -> dict[str, float]:
     """Gamma-method value, error and tau_int of a scalar time series."""
     r = gamma_method(np.asarray(values, dtype=np.float64))
-    return {"value": float(r.value), "error": float(r.error), "tau_int": float(r.tau_int)}
+    return {"value": float(r.value), "error": float(r.error), "tau_int": float(r.tau_int),
+            "tau_int_error": float(r.tau_int_error)}

@@ -23,6 +23,9 @@ the command line, the machine (CPU model, cores, load average at start and end),
     # machine) against flow MCMC (multiscale prior + fine flow, trained at 8x8, grown to 16x16, trained on)
     python benchmarks/bench_multiscale.py hmc --betas 6,8 --budget-small-min 20 --budget-large-min 40 \
         --mcmc 20000 --out benchmarks/results/multiscale_vs_hmc.json
+    # the same comparison with the 2D U(1) plaquette-variable prior alone (nothing trained), HMC rerun beside it
+    python benchmarks/bench_multiscale.py hmc --model plaquette_prior --fine-layers 0 --betas 6,8 --mcmc 100000 \
+        --hmc-meas 20000 --out benchmarks/results/plaquette_prior_vs_hmc.json
 
     # smoke run (a minute): every sub-command with tiny settings
     python benchmarks/bench_multiscale.py fig2 --group U1 --betas 2 --budget-min 0.05 --mcmc 256 --eval-n 256 \
@@ -247,6 +250,39 @@ def grow(small: Model, large: Model) -> int:
     return n
 
 
+def hmc_flow_model(args: argparse.Namespace, beta: float, large: lk.Lattice, act: Any
+                   ) -> tuple[Model, dict[str, Any], float]:
+    """The flow of the HMC comparison and its training record: ``(model, info, training wall seconds)``.
+
+    ``multiscale``: multiscale prior + fine flow, trained at L/2, grown to L (:func:`grow`), trained on.
+    ``plaquette_prior``: the 2D U(1) plaquette-variable prior at ``kappa = beta``
+    (:mod:`latticekit.flows.u1_plaquette_prior`), plus ``--fine-layers`` stripe couplings trained for
+    ``--budget-large-min`` when that is > 0; with ``--fine-layers 0`` nothing is trained (0 s).
+    """
+    G = lk.U1
+    if args.model == "plaquette_prior":
+        from latticekit.flows.u1_plaquette_prior import U1PlaquettePrior
+
+        torch.manual_seed(args.seed)
+        prior = U1PlaquettePrior(large, beta)
+        model = Model(prior, fine_flow(G, large, args.fine_layers, tuple(args.hidden)))
+        info: dict[str, Any] = {"exact_ess_of_prior": prior.exact_ess(), "fine_layers": args.fine_layers}
+        train_s = 0.0
+        if args.fine_layers:
+            _, info["train"] = train(model, act, 60 * args.budget_large_min, args, 2 + args.seed)
+            train_s = info["train"]["train_wall_s"]
+        return model, info, train_s
+    small = lk.Lattice((args.L // 2, args.L // 2))
+    torch.manual_seed(args.seed)
+    m_small = build("multiscale", G, small, beta, args)
+    _, info_s = train(m_small, WilsonGaugeAction(G, small, beta), 60 * args.budget_small_min, args, 1 + args.seed)
+    m_large = build("multiscale", G, large, beta, args)
+    copied = grow(m_small, m_large)
+    tr, info_l = train(m_large, act, 60 * args.budget_large_min, args, 2 + args.seed)
+    return tr.model, {"train_small": info_s, "train_large": info_l, "parameters_copied": copied}, \
+        info_s["train_wall_s"] + info_l["train_wall_s"]
+
+
 def run_hmc(args: argparse.Namespace, out: dict[str, Any]) -> None:
     import json
 
@@ -271,15 +307,10 @@ def run_hmc(args: argparse.Namespace, out: dict[str, Any]) -> None:
         # is the HMC cost below (the comparison errs in HMC's favour)
         q_lower_bound = bool(h["Q"].get("windowing_failed", False))
         hmc_cost = 2 * tau_q * h["s_per_chain_update"]          # seconds per independent Q sample, one chain
-        small, large = lk.Lattice((args.L // 2, args.L // 2)), lk.Lattice((args.L, args.L))
-        torch.manual_seed(args.seed)
-        m_small = build("multiscale", G, small, beta, args)
-        _, info_s = train(m_small, WilsonGaugeAction(G, small, beta), 60 * args.budget_small_min, args, 1 + args.seed)
-        m_large = build("multiscale", G, large, beta, args)
-        copied = grow(m_small, m_large)
+        large = lk.Lattice((args.L, args.L))
         act = WilsonGaugeAction(G, large, beta)
-        tr, info_l = train(m_large, act, 60 * args.budget_large_min, args, 2 + args.seed)
-        m64 = copy.deepcopy(tr.model).to(torch.float64)
+        model, flow_info, train_s = hmc_flow_model(args, beta, large, act)
+        m64 = copy.deepcopy(model).to(torch.float64)
         c0, w0 = time.process_time(), time.time()
         res = independence_metropolis(m64, act, args.mcmc, lk.backends.rng(7 + args.seed, backend="torch"),
                                       observables=u1_2d_observables(large), batch_size=1024)
@@ -288,16 +319,16 @@ def run_hmc(args: argparse.Namespace, out: dict[str, Any]) -> None:
         gchi = gamma(res.observables["chi_t"])
         chi_exact = exact.u1_2d_topological_susceptibility(beta, large.shape)
         flow_cost = 2 * gq["tau_int"] * mc_wall / args.mcmc
-        train_s = info_s["train_wall_s"] + info_l["train_wall_s"]
         gain = hmc_cost - flow_cost
         row = {"beta": beta, "L": args.L,
                "hmc": {"tau_int_Q": tau_q, "tau_int_Q_is_lower_bound": q_lower_bound,
                        "tau_int_Q_error": h["Q"].get("tau_int_error"),
                        "s_per_trajectory": h["s_per_chain_update"],
                        "s_per_independent_Q": hmc_cost, "acceptance": h.get("acceptance")},
-               "flow": {"train_small": info_s, "train_large": info_l, "parameters_copied": copied,
+               "flow": {"model": args.model, **flow_info,
                         "proposals": args.mcmc, "acceptance": float(res.acceptance.rate),
-                        "proposal_ess": float(res.proposal_ess), "tau_int_Q": gq["tau_int"],
+                        "proposal_ess": float(res.proposal_ess), "proposal_ess_n": args.mcmc,
+                        "tau_int_Q": gq["tau_int"], "tau_int_Q_error": gq.get("tau_int_error"),
                         "s_per_proposal": mc_wall / args.mcmc, "cpu_s_per_proposal": mc_cpu / args.mcmc,
                         "s_per_independent_Q": flow_cost,
                         "cpu_s_per_independent_Q": 2 * gq["tau_int"] * mc_cpu / args.mcmc,
@@ -305,8 +336,8 @@ def run_hmc(args: argparse.Namespace, out: dict[str, Any]) -> None:
                                   "deviation_sigma": (gchi["value"] - chi_exact) / gchi["error"] if gchi["error"] else None}},
                "cost_ratio_flow_over_hmc": flow_cost / hmc_cost,
                "goal_ratio_at_most": 0.1,
-               "break_even": ({"independent_samples": train_s / gain, "hmc_seconds": train_s / gain * hmc_cost}
-                              if gain > 0 else None),
+               "break_even": ({"independent_samples": train_s / gain, "hmc_seconds": train_s / gain * hmc_cost,
+                               "training_wall_s": train_s} if gain > 0 else None),
                "note": "wall seconds on this machine for both; HMC per chain (the chains of bench_hmc run as a batch)"}
         out["results"].append(row)
         out["machine_at_end"] = machine()
@@ -351,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--fine-layers", type=int, default=16 if name == "fig2" else 16)
         else:
             p.add_argument("--L", type=int, default=16)
+            p.add_argument("--model", default="multiscale", choices=["multiscale", "plaquette_prior"],
+                           help="the flow: multiscale prior + fine flow (curriculum L/2 -> L), or the 2D U(1) "
+                                "plaquette-variable prior (+ --fine-layers couplings; 0: nothing trained)")
             p.add_argument("--fine-layers", type=int, default=16)
             p.add_argument("--budget-small-min", type=float, default=20.0)
             p.add_argument("--budget-large-min", type=float, default=40.0)

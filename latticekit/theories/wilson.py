@@ -104,7 +104,7 @@ class WilsonTheory(Theory):
     Measure = WilsonMeasure
     samplers = {"hmc": HMCSettings, "heatbath": HeatbathSettings}
     reference_sampler = "heatbath"
-    flow_families = ("plaquette", "checkerboard", "multiscale")
+    flow_families = ("plaquette", "checkerboard", "multiscale", "plaquette_prior")
     is_gauge = True
 
     @classmethod

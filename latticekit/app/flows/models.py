@@ -6,20 +6,22 @@ depth. A theory lists the families that can sample it (``Theory.flow_families``;
 default of ``model.coupling``). :func:`build_flow` is a lookup, so a new seed system (multiscale,
 super-resolving, pseudofermion flows) adds a module with its family and one line in :data:`FAMILIES`.
 
-================  ==============================================================  =====================
-``coupling``      model                                                           theories
-================  ==============================================================  =====================
-``affine``        real-NVP checkerboard couplings (Albergo et al. 2019)           phi4
-``spline``        rational-quadratic spline checkerboard couplings                phi4
-``plaquette``     gauge-equivariant plaquette couplings: 2D stripe masks          wilson
-                  (Kanwar et al. 2020), Nd >= 3 checkerboard masks
-``checkerboard``  gauge-equivariant plaquette couplings, checkerboard masks, any   wilson
-                  Nd >= 2
-``multiscale``    multiscale prior + fine gauge flow (arXiv:2404.10819)            wilson
-``pseudofermion`` joint gauge x pseudofermion model (arXiv:2207.08945)             wilson_nf2
-``qcd4d``         4D QCD joint model, shifted-stripe masks, two-stage training      wilson_nf2 (4D)
-                  (arXiv:2208.03832)
-================  ==============================================================  =====================
+====================  ===============================================================  =====================
+``coupling``          model                                                            theories
+====================  ===============================================================  =====================
+``affine``            real-NVP checkerboard couplings (Albergo et al. 2019)            phi4
+``spline``            rational-quadratic spline checkerboard couplings                 phi4
+``plaquette``         gauge-equivariant plaquette couplings: 2D stripe masks           wilson
+                      (Kanwar et al. 2020), Nd >= 3 checkerboard masks
+``checkerboard``      gauge-equivariant plaquette couplings, checkerboard masks, any   wilson
+                      Nd >= 2
+``multiscale``        multiscale prior + fine gauge flow (arXiv:2404.10819)            wilson
+``plaquette_prior``   independent plaquettes in the complete axial gauge, optional     wilson (2D U(1))
+                      couplings on top (:mod:`latticekit.flows.u1_plaquette_prior`)
+``pseudofermion``     joint gauge x pseudofermion model (arXiv:2207.08945)             wilson_nf2
+``qcd4d``             4D QCD joint model, shifted-stripe masks, two-stage training     wilson_nf2 (4D)
+                      (arXiv:2208.03832)
+====================  ===============================================================  =====================
 
 Examples
 --------
@@ -109,6 +111,7 @@ FAMILIES: dict[str, str] = {
     "plaquette": "gauge_models:PLAQUETTE",
     "checkerboard": "gauge_models:CHECKERBOARD",
     "multiscale": "multiscale_models:MULTISCALE",
+    "plaquette_prior": "plaquette_prior_models:PLAQUETTE_PRIOR",
     "pseudofermion": "pseudofermion_models:PSEUDOFERMION",
     "superres": "superres_models:SUPERRES",
     "superres_uv": "superres_uv_models:SUPERRES_UV",
