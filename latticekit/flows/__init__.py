@@ -11,6 +11,7 @@ Modules: :mod:`~latticekit.flows.base` (contract, :class:`Flow`), :mod:`~lattice
 :mod:`~latticekit.flows.scalar_couplings`, :mod:`~latticekit.flows.masks` (gauge masks as objects),
 :mod:`~latticekit.flows.plaquette_coupling`, :mod:`~latticekit.flows.u1_couplings`,
 :mod:`~latticekit.flows.spectral`, :mod:`~latticekit.flows.sun_couplings`,
+:mod:`~latticekit.flows.u1_plaquette_prior` (the 2D U(1) plaquette-variable prior),
 :mod:`~latticekit.flows.model`, :mod:`~latticekit.flows.train`, :mod:`~latticekit.flows.checkpoint`,
 :mod:`~latticekit.flows.sampling`, :mod:`~latticekit.flows.distributed` (data-parallel training);
 the subpackages :mod:`latticekit.flows.multiscale` (multiscale flows for gauge theories, arXiv:2404.10819)
@@ -58,6 +59,7 @@ from .splines import circular_rq_spline, compile_splines, rq_spline, rq_spline_k
 from .sun_couplings import SUPlaquetteCoupling, sun_gauge_flow
 from .train import NonFiniteLossError, TrainConfig, Trainer, reverse_kl_loss, stop_gradient_log_prob
 from .u1_couplings import U1PlaquetteCoupling, u1_gauge_flow
+from .u1_plaquette_prior import U1PlaquettePrior, u1_plaquette_prior_ess
 
 __all__ = [
     "activation",
@@ -117,5 +119,7 @@ __all__ = [
     "Trainer",
     "u1_gauge_flow",
     "U1PlaquetteCoupling",
+    "U1PlaquettePrior",
+    "u1_plaquette_prior_ess",
     "weyl_log_density",
 ]
