@@ -203,6 +203,8 @@ def cmd_uv(args: argparse.Namespace) -> None:
            "train": {"steps": args.steps, "batch_size": args.batch, "lr": 0.01, "betas": [0.8, 0.9],
                      "schedule": "step", "step_size": 1, "gamma": 0.997, "seed": args.seed, "dtype": "float64",
                      "eval_batch_size": args.eval_n, "checkpoint_every": 10}}
+    if args.ode_train_tol is not None:
+        cfg["model"].update(ode_train_rtol=args.ode_train_tol, ode_train_atol=args.ode_train_tol)
     out: dict[str, Any] = {"benchmark": "superres_uv", "paper": "Bauer, Kapust, Pawlowski, Temmen, App. A",
                            "command": "python " + " ".join(sys.argv),
                            "ess_definition": "Kish ESS/N of --eval-n fresh draws of the model at the given fine "
@@ -274,6 +276,8 @@ def main() -> None:
                                 ("eval-n", int, 256), ("log-z-n", int, 512), ("hmc-traj", int, 20), ("F", int, 11),
                                 ("D", int, 10), ("Fp", int, 20), ("Dp", int, 20), ("kernel", int, 3)):
         uv.add_argument(f"--{name}", type=kind, default=default)
+    uv.add_argument("--ode-train-tol", type=float, default=None,
+                    help="rtol = atol of the CNF solves in training steps (default: the eval tolerance, 1e-8)")
     args = p.parse_args()
     {"ir": cmd_ir, "profile": cmd_profile, "uv": cmd_uv}[args.cmd](args)
 

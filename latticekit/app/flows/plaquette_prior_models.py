@@ -24,7 +24,7 @@ Examples
 >>> cfg = FlowConfig.from_dict({"lattice": {"shape": [8, 8]}, "action": {"beta": 3.0},
 ...                             "model": {"coupling": "plaquette_prior"}})
 >>> model, action, lat = build_flow(cfg)
->>> type(model.prior).__name__, float(model.prior.kappa), len(model.flow)
+>>> type(model.prior).__name__, float(model.prior.kappa.detach()), len(model.flow)
 ('U1PlaquettePrior', 3.0, 0)
 >>> FlowConfig.from_dict({"lattice": {"shape": [4, 4, 4]}, "model": {"coupling": "plaquette_prior"}})
 Traceback (most recent call last):
@@ -39,26 +39,22 @@ from typing import Any, Sequence
 
 from latticekit.utils.schema import ConfigError, setting
 
+from .gauge_models import GaugeSettings
 from .models import FlowFamily
-from .scalar_models import check_activation
 
 __all__ = ["PLAQUETTE_PRIOR", "PlaquettePriorSettings", "plaquette_prior_flow"]
 
 
 @dataclass
-class PlaquettePriorSettings:
-    """``[model]`` keys of ``coupling = "plaquette_prior"`` (module docstring)."""
+class PlaquettePriorSettings(GaugeSettings):
+    """``[model]`` keys of ``coupling = "plaquette_prior"`` (module docstring): the gauge couplings' keys
+    (:class:`~.gauge_models.GaugeSettings`) with other defaults, and the prior's."""
 
     n_layers: int | None = setting(None, ge=0, doc="gauge coupling layers on top of the prior (0: the prior alone)")
+    zero_init: bool = setting(True, doc="start the couplings at the identity map (the prior alone)")
     prior_beta: float | None = setting(None, ge=0.0, le=1e4, doc="concentration of the one-plaquette law "
                                        "(default action.beta)")
     learn_beta: bool = setting(True, doc="train the concentration of the one-plaquette law")
-    hidden: list[int] = setting([8, 8], ge=1, doc="hidden channels of the couplings' CNN")
-    kernel_size: int = setting(3, ge=1, odd=True, doc="CNN kernel size (odd)")
-    act: str = setting("leaky_relu", check=check_activation, doc="activation")
-    bins: int = setting(8, ge=2, doc="spline bins")
-    zero_init: bool = setting(True, doc="start the couplings at the identity map (the prior alone)")
-    loop_context: bool = setting(True, doc="feed the layer-invariant two-plaquette loops to the nets")
 
 
 def _check(shape: Sequence[int], settings: Any) -> None:
