@@ -48,7 +48,7 @@ coefficients are ``E_q[e^{i n P_last}] = (I_n(kappa) / I_0(kappa))^{V-1}``, so `
 (:func:`latticekit.exact.u1_2d_log_z`) and ``E_q[w^2] = I_0(beta)^{V-1} sum_n I_n(2 beta) I_n(beta)^{V-1}``; the
 Kish ESS per sample of ``N -> infinity`` fresh draws (the ESS of docs/flows.md) is ``E[w]^2 / E[w^2]``
 (:meth:`U1PlaquettePrior.exact_ess`), ``-> I_0(beta)^2 / I_0(2 beta) ~ 1 / sqrt(pi beta)`` at large volume:
-0.23 at ``beta = 6`` on any large lattice, and no topological freezing, since the charge
+0.24 at ``beta = 6`` on any large lattice, and no topological freezing, since the charge
 ``Q = (1/2 pi) sum_x arg P(x)`` is whatever the independent plaquettes add up to.
 
 This is the exactly solvable structure of 2D U(1) (the same one behind :mod:`latticekit.exact.u1_2d`) written

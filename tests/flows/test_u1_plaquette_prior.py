@@ -69,14 +69,15 @@ def test_log_prob_is_normalised_over_haar_fields() -> None:
     assert abs(float((q * special.i0(1.0) ** 3).mean()) - 1.0) > 100 * sigma
 
 
-@pytest.mark.parametrize("shape,beta", [((4, 4), 2.0), ((8, 8), 4.0), ((3, 5), 1.0)])
-def test_weights_give_exact_log_z_and_ess(shape: tuple[int, int], beta: float) -> None:
+@pytest.mark.parametrize("shape,beta,kappa", [((4, 4), 2.0, 2.0), ((8, 8), 4.0, 4.0), ((3, 5), 1.0, 1.0),
+                                              ((4, 4), 2.0, 1.3)])
+def test_weights_give_exact_log_z_and_ess(shape: tuple[int, int], beta: float, kappa: float) -> None:
     """E_q[w] = Z (latticekit.exact) and the Kish ESS of 60000 draws matches the closed form (module docstring).
     The errors: log mean w has the delta-method error sqrt(Var w / N) / mean w; the ESS estimator
     (sum w)^2 / (N sum w^2) has relative fluctuation below 2 sqrt(Var(w^2) / N) / E[w^2] (0.01-0.03 here); 5 sigma.
     The ESS check resolves the closed form: the Haar prior's ESS differs from it by far more than the tolerance."""
     lat = lk.Lattice(shape)
-    prior = U1PlaquettePrior(lat, beta=beta).to(F64)
+    prior = U1PlaquettePrior(lat, beta=kappa).to(F64)
     U, lq = prior.sample(60_000, _trng(4))
     lw = -WilsonGaugeAction(lk.U1, lat, beta)(U) - lq
     w = torch.exp(lw - lw.max())
@@ -85,7 +86,8 @@ def test_weights_give_exact_log_z_and_ess(shape: tuple[int, int], beta: float) -
     err = float(w.std() / w.mean()) / math.sqrt(n)
     assert abs(log_z - exact.u1_2d_log_z(beta, shape)) < 5 * err
     ess = float(w.sum() ** 2 / (n * (w * w).sum()))
-    ess_exact = u1_plaquette_prior_ess(beta, shape)
+    ess_exact = u1_plaquette_prior_ess(beta, shape, kappa=kappa)
+    assert ess_exact == pytest.approx(prior.exact_ess(beta), rel=1e-6)   # kappa stored in float32 first
     assert 0.1 < ess_exact < 0.999
     rel = 2 * float((w ** 2).std() / (w ** 2).mean()) / math.sqrt(n)
     assert abs(ess / ess_exact - 1.0) < 5 * rel < 0.2
