@@ -10,7 +10,9 @@ call :func:`configure_threads` once at start; nothing calls it at import.
 What can and cannot be controlled from inside the process:
 
 * numba: ``numba.set_num_threads`` at once when numba is loaded, else when the numba kernels load
-  (the request is remembered). At most ``NUMBA_NUM_THREADS`` (the pool numba launched, default the
+  (the request is remembered). Loading the kernels launches numba's pool, whose OpenMP layer resets the
+  process-wide OpenMP count (torch's intra-op count where both share ``libgomp``); torch's count is put
+  back at that point (:func:`_numba_loaded`). At most ``NUMBA_NUM_THREADS`` (the pool numba launched, default the
   CPU count). numba's count belongs to the calling Python thread: call this in the thread that runs
   the kernels.
 * torch: ``torch.set_num_threads`` (intra-op pool) when torch is imported; a torch imported later
@@ -86,9 +88,25 @@ def _set_numba(numba: Any, n: int) -> int:
 
 
 def _numba_loaded(numba: Any) -> None:
-    """Called by ``_numba_common`` when the numba kernels load: apply a count requested before."""
+    """Called by ``_numba_common`` when the numba kernels load: launch numba's thread pool now, apply a count
+    requested before, and leave torch's intra-op count as it was.
+
+    numba's OpenMP threading layer sets the process-wide OpenMP count to its pool size
+    (``NUMBA_NUM_THREADS``, default the CPU count) when it launches the pool; where torch uses the same
+    OpenMP runtime (one ``libgomp.so.1`` in the process), that is torch's intra-op count too. Without the
+    restore below, a ``torch.set_num_threads(1)`` or ``configure_threads(1)`` made before the kernels load
+    was silently undone by the first fast path (measured: torch back to 2 threads on 2 cores, training steps
+    10x slower beside a busy core). The pool is launched here, where the count can be put back, rather than at
+    the first parallel kernel call.
+    """
+    torch = sys.modules.get("torch")
+    keep = int(torch.get_num_threads()) if torch is not None else None
     if _NUMBA_REQUEST is not None:
         _set_numba(numba, _NUMBA_REQUEST)
+    else:
+        numba.get_num_threads()          # launches the pool
+    if torch is not None and keep is not None and int(torch.get_num_threads()) != keep:
+        torch.set_num_threads(keep)
 
 
 def configure_threads(n: int | None = None) -> dict[str, Any]:

@@ -129,3 +129,58 @@ def test_numba_kernels_keep_the_count():
     D = WilsonDirac(lk.U1.random(backends.rng(0), (2,), lat.shape), lk.U1, lat, kappa=0.2)
     D.apply(np.ascontiguousarray(backends.rng(1).complex_normal(D.field_shape)))
     assert numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None or importlib.util.find_spec("torch") is None,
+                    reason="needs numba and torch")
+@pytest.mark.parametrize("how", ["configure_threads", "OMP_NUM_THREADS"])
+def test_loading_the_numba_kernels_keeps_torch_threads(how):
+    """torch imported first with one thread (set by configure_threads, or read from OMP_NUM_THREADS = 1 in the
+    environment), then the numba kernels load: numba's OpenMP layer, launching its pool (NUMBA_NUM_THREADS = 2
+    here) while OMP_NUM_THREADS is set, can reset the process-wide OpenMP count, which is torch's count too; the
+    loader puts torch's back. Without the restore the configure_threads case fails here (torch at 2 threads,
+    checked when the fix was made); the OMP_NUM_THREADS case guards the same property. The negative control
+    (the launch outside the loader) is the next test."""
+    code = textwrap.dedent(f"""
+        import torch
+        import numpy as np
+        from latticekit import backends
+        if {how!r} == "configure_threads":
+            backends.configure_threads(1)
+        assert torch.get_num_threads() == 1
+        assert backends.fast_path("phi4_action", np.zeros(3)) is not None   # the kernels load (pool launched)
+        import numba
+        assert torch.get_num_threads() == 1, torch.get_num_threads()
+        print("ok", numba.config.NUMBA_NUM_THREADS)
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in _threads.THREAD_ENV_VARS}
+    env["NUMBA_NUM_THREADS"] = "2"
+    if how == "OMP_NUM_THREADS":
+        env["OMP_NUM_THREADS"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ok", "2"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None or importlib.util.find_spec("torch") is None,
+                    reason="needs numba and torch")
+def test_numba_pool_launch_resets_torch_threads_without_the_loader():
+    """Negative control of the test above: with OMP_NUM_THREADS = 1 in the environment, launching numba's pool
+    directly (not through latticekit's loader) changes torch's count from 1 to numba's pool size where numba's
+    OpenMP layer and torch share the OpenMP runtime; with another threading layer (TBB, workqueue) there is
+    nothing to restore."""
+    code = textwrap.dedent("""
+        import torch
+        import numba
+        assert torch.get_num_threads() == 1
+        numba.get_num_threads()                  # launches numba's pool
+        print(torch.get_num_threads(), numba.threading_layer())
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in _threads.THREAD_ENV_VARS}
+    env.update(NUMBA_NUM_THREADS="2", OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    n, layer = out.stdout.split()
+    if layer != "omp":
+        pytest.skip(f"numba's threading layer is {layer!r}, not OpenMP: it does not touch torch's count")
+    assert n == "2"
