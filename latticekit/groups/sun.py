@@ -387,15 +387,23 @@ class SUGroup(Group):
     # -- projections ---------------------------------------------------------------------------
     def project(self, M: Any, *, nd: int) -> Any:
         """Polar decomposition ``M (M^dag M)^{-1/2}`` (the unitary matrix closest to M in Frobenius norm),
-        then divided by the principal N-th root of its determinant."""
+        then divided by the principal N-th root of its determinant.
+
+        The eigenvalues of ``M^dag M`` are the squared singular values of ``M``; for complex64 input they are
+        computed in complex128 and the result cast back. In single precision a smallest singular value below
+        ~3e-4 of the largest (a sum of two staples near a singular matrix, which a float32 training run of
+        10^6-10^7 links meets) came out as a non-positive eigenvalue, and ``1/sqrt`` returned inf/NaN.
+        """
         xp = array_namespace(M)
         Mg = self._group_last(M, nd)
+        if M.dtype == xp.complex64:
+            Mg = xp.astype(Mg, xp.complex128)
         H = xp.matmul(xp.conj(xp.matrix_transpose(Mg)), Mg)
         lam, V = xp.linalg.eigh(H)
-        inv_sqrt = xp.astype(1.0 / xp.sqrt(lam), M.dtype)
+        inv_sqrt = xp.astype(1.0 / xp.sqrt(lam), Mg.dtype)
         R = xp.matmul(V * xp.expand_dims(inv_sqrt, axis=-2), xp.conj(xp.matrix_transpose(V)))
         W = self._fix_det(xp.matmul(Mg, R), xp)
-        return self._group_back(W, nd)
+        return self._group_back(xp.astype(W, M.dtype), nd)
 
     def project_algebra(self, M: Any, *, nd: int) -> Any:
         """``(M - M^dag)/2 - tr(M - M^dag)/(2N)``: the traceless anti-Hermitian part."""

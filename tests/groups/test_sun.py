@@ -170,6 +170,31 @@ def test_eig_near_the_cayley_singular_point(bk, N):
         assert_close(rec, u, rtol=0, atol=tol)
 
 
+def test_project_nearly_singular_complex64(bk):
+    """Polar projection of complex64 matrices with singular values (2, 1, s), s = 3e-4 and 3e-5 (sums of two
+    staples near a singular matrix; a float32 multiscale training run met s = 3e-4 and stopped on NaN): finite,
+    in SU(3) to 2e-6 and equal to 1e-6 to the polar factor U V^dag of the SVD (an independent method, float64,
+    of the same complex64 input, divided by the principal cube root of its determinant).
+    Negative control: the smallest eigenvalue of M^dag M computed in complex64, as the projection did before,
+    is non-positive or wrong by more than 100% for every matrix at s = 3e-5."""
+    rng = np.random.default_rng(11)
+    G = SU(3)
+    for s_min in (3e-4, 3e-5):
+        q1, _ = np.linalg.qr(rng.normal(size=(32, 3, 3)) + 1j * rng.normal(size=(32, 3, 3)))
+        q2, _ = np.linalg.qr(rng.normal(size=(32, 3, 3)) + 1j * rng.normal(size=(32, 3, 3)))
+        m = (q1 @ (np.array([2.0, 1.0, s_min])[:, None] * np.eye(3)) @ q2).astype(np.complex64)
+        W = bk.to_numpy(G.project(bk.asarray(np.moveaxis(m, 0, -1)), nd=1))                 # (3, 3, 32), nd = 1
+        assert W.dtype == np.complex64 and np.isfinite(W.real).all() and np.isfinite(W.imag).all()
+        assert_close(G.defect(bk.asarray(W.astype(np.complex128)), nd=1), 0.0, rtol=0, atol=2e-6)
+        u, _sv, vh = np.linalg.svd(m.astype(np.complex128))
+        ref = u @ vh
+        ref = ref / (np.linalg.det(ref) ** (1.0 / 3.0))[:, None, None]
+        assert_close(np.moveaxis(W, -1, 0), ref, rtol=0, atol=1e-6)
+    h = np.conj(np.swapaxes(m, -1, -2)) @ m                                                  # complex64, s = 3e-5
+    lam = np.linalg.eigvalsh(h)[:, 0]
+    assert np.all((lam <= 0) | (np.abs(lam / (np.linalg.svd(m.astype(np.complex128))[1][:, -1] ** 2) - 1) > 1.0))
+
+
 @pytest.mark.parametrize("N", [3, 4])
 def test_su2_subgroups(bk, N):
     G = SU(N)
