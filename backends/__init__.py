@@ -42,6 +42,7 @@ from ._dtypes import complex_dtype, complex_dtype_for, is_complex, real_dtype, r
 from ._random import Generator, rng
 from ._fast import fast_path, register_fast_path
 from ._lu import LU_OPS, lu_linalg
+from ._malloc import configure_malloc
 from ._threads import configure_threads, default_thread_count
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "backend_name",
     "complex_dtype",
     "complex_dtype_for",
+    "configure_malloc",
     "configure_threads",
     "default_backend",
     "default_device",

@@ -274,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in _JOBS:
             # deliberate thread counts: more threads than free cores slowed shared-machine runs 10-20x
             backends.configure_threads(args.threads)
+            # large temporaries from the heap, not a fresh mmap each (2.8x on 42 MB tensors; backends/_malloc.py)
+            backends.configure_malloc()
         return COMMANDS[args.command][2](args)
     except Exception as exc:
         line, status = user_error(exc)
