@@ -42,6 +42,10 @@ Run by hand (not part of the test suite)::
 
     python benchmarks/bench_flow_peer.py --L 8,16 --out /tmp/flow_peer.json
     python benchmarks/bench_flow_peer.py --L 8 --blocks 4 --ess-minutes 3 --out /tmp/flow_peer_ess.json
+    python benchmarks/bench_flow_peer.py --L 8,16 --blocks 0 --flops --out /tmp/flow_peer_flops.json
+
+``--flops`` counts each code's floating-point work per step (``FlopCounterMode``) and profiles the share of
+the convolutions, against the rate of a dense float32 matrix product on the same thread (the reference).
 """
 from __future__ import annotations
 
@@ -207,6 +211,60 @@ def ess_budget(L: int, a: argparse.Namespace) -> dict[str, Any]:
             "var_log_w": {"latticekit": float(lw_lk.double().var()), "neumc": float(lw_nm.double().var())}}
 
 
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a dense ``n x n`` matrix product on this thread (best of ``repeats``): the reference rate."""
+    x, y = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.mm(x, y)
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(x, y)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def flop_profile(L: int, a: argparse.Namespace) -> dict[str, Any]:
+    """Floating-point work and where the CPU time goes in one training step of each code.
+
+    FLOPs by ``torch.utils.flop_counter.FlopCounterMode`` (2 per multiply-add; convolutions forward and
+    backward, matrix products; elementwise work is not counted). Time: the median CPU time of
+    ``a.flops_steps`` plain steps, and the share of the convolutions (forward ``aten::convolution`` and
+    ``aten::convolution_backward``, total time including their oneDNN calls) in ``a.flops_steps`` steps
+    under ``torch.profiler``; the convolution rate is their FLOPs over that share of the plain step."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    tr, _ = build_latticekit(L, a)
+    nm = build_neumc(L, a)
+    res: dict[str, Any] = {}
+    for name, fn in (("latticekit", tr.train_step), ("neumc", nm["step"])):
+        for _ in range(a.warmup):
+            fn()
+        with FlopCounterMode(display=False) as fc:
+            fn()
+        ops = {str(k): int(v) for k, v in fc.get_flop_counts()["Global"].items()}
+        plain = []
+        for _ in range(a.flops_steps):
+            t0 = time.process_time()
+            fn()
+            plain.append(time.process_time() - t0)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            t0 = time.process_time()
+            for _ in range(a.flops_steps):
+                fn()
+            prof_cpu = time.process_time() - t0
+        ka = prof.key_averages()
+        conv_us = sum(e.cpu_time_total for e in ka if e.key in ("aten::convolution", "aten::convolution_backward"))
+        share = conv_us / 1e6 / prof_cpu
+        step = statistics.median(plain)
+        conv_flops = sum(v for k, v in ops.items() if "convolution" in k)
+        res[name] = {"flops_per_step": sum(ops.values()), "flops_by_op": ops,
+                     "cpu_s_per_step": step, "cpu_s_per_step_all": plain,
+                     "convolution_share_of_step": share, "convolution_s_per_step": share * step,
+                     "convolution_gflops_per_s": conv_flops / (share * step) / 1e9,
+                     "rest_s_per_step": (1.0 - share) * step}
+    return res
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--L", default="8,16", help="comma-separated lattice sizes (multiples of 4)")
@@ -226,6 +284,11 @@ def main() -> None:
     p.add_argument("--ess-minutes", type=float, default=0.0, help="also compare ESS after this many CPU minutes "
                    "of training of each code (first lattice size only); 0: skip")
     p.add_argument("--ess-samples", type=int, default=8192)
+    p.add_argument("--flops", action="store_true", help="also count each step's FLOPs and profile the share of "
+                   "the convolutions, against the dense matrix-product rate of this thread")
+    p.add_argument("--flops-steps", type=int, default=3, help="steps timed and profiled per code with --flops")
+    p.add_argument("--default-malloc", action="store_true", help="leave glibc's mmap threshold alone (by default "
+                   "both codes run with latticekit.backends.configure_malloc(), as `latticekit train` does)")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     if neumc is None:
@@ -234,7 +297,10 @@ def main() -> None:
     Ls = [int(v) for v in a.L.split(",") if v.strip()]
     bsteps = [int(v) for v in a.block_steps.split(",") if v.strip()] or [3 if L <= 8 else 1 for L in Ls]
     torch.set_num_threads(1)
+    # both codes in this process: large activations from the heap, as in `latticekit train` (backends/_malloc.py)
+    malloc = lk.backends.configure_malloc() if not a.default_malloc else False
     out: dict[str, Any] = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+                           "configure_malloc": malloc,
                            "torch": torch.__version__, "threads": torch.get_num_threads(),
                            "neumc_path": os.path.dirname(neumc.__file__),
                            "loadavg_start": os.getloadavg(),
@@ -272,6 +338,22 @@ def main() -> None:
               f"block median {rr['median']:.3f} (min {rr['min']:.3f}, max {rr['max']:.3f}); params {pl} vs {pn}; "
               f"load {la0[0]:.2f} -> {os.getloadavg()[0]:.2f}", flush=True)
         save()
+    if a.flops:
+        dt = getattr(torch, a.dtype)
+        out["matmul_gflops_per_s"] = matmul_peak(dt)
+        out["flops"] = []
+        for L in Ls:
+            f = flop_profile(L, a)
+            f["L"] = L
+            f["loadavg"] = os.getloadavg()
+            out["flops"].append(f)
+            lk_, nm_ = f["latticekit"], f["neumc"]
+            print(f"L={L}: GFLOP/step latticekit {lk_['flops_per_step'] / 1e9:.1f}, neumc {nm_['flops_per_step'] / 1e9:.1f}; "
+                  f"convolutions {100 * lk_['convolution_share_of_step']:.0f}% / {100 * nm_['convolution_share_of_step']:.0f}% "
+                  f"of the step at {lk_['convolution_gflops_per_s']:.1f} / {nm_['convolution_gflops_per_s']:.1f} GFLOP/s "
+                  f"(matmul {out['matmul_gflops_per_s']:.1f}); rest {lk_['rest_s_per_step']:.3f} / "
+                  f"{nm_['rest_s_per_step']:.3f} s", flush=True)
+            save()
     if a.ess_minutes > 0:
         e = ess_budget(Ls[0], a)
         e["L"] = Ls[0]
