@@ -52,12 +52,12 @@ def configure_malloc() -> bool:
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-        gnu_get_libc_version = libc.gnu_get_libc_version   # glibc only (musl has no such symbol)
-    except (OSError, AttributeError):
+    except OSError:
         return False
-    del gnu_get_libc_version
+    if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):   # not glibc (e.g. musl)
+        return False
+    mallopt = libc.mallopt
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    # the trim threshold first: setting either one also switches off glibc's dynamic adjustment of both
+    # setting either one also switches off glibc's dynamic adjustment of both (mallopt(3))
     return bool(mallopt(_M_TRIM_THRESHOLD, _LIMIT) == 1 and mallopt(_M_MMAP_THRESHOLD, _LIMIT) == 1)

@@ -20,7 +20,8 @@ sites per active direction ``mu`` (:meth:`~GaugeMask.sites`), and for each activ
   :meth:`~GaugeMask.is_symmetry`): a layer built on the mask commutes with them;
 * for stripe-like masks, the **stripe** ``x_axis = offset (mod period)`` that holds all active sites of
   a direction (:meth:`~GaugeMask.stripe`): the network then evaluates its last convolution on that
-  stripe only (:meth:`~latticekit.flows.nets.ConvNet.forward_stripe`).
+  stripe only, and its second-to-last on the rows the last one reads
+  (:meth:`~latticekit.flows.nets.ConvNet.forward_stripe`).
 
 Patterns
 --------

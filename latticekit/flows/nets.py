@@ -363,8 +363,12 @@ class ConvNet(nn.Module):
         evaluated on the needed rows only: the ``2 p + 1`` rows around each output row
         (``p = kernel_size // 2``, periodic) are gathered, and a convolution with stride ``2 p + 1``
         along ``axis``, periodic padding along the other axes, gives exactly the stripe. This halves
-        the cost of the widest convolution on the 2D gauge layers (forward and backward). Separable
-        nets (``nd >= 4``) evaluate the full output and select the stripe.
+        the cost of the widest convolution on the 2D gauge layers (forward and backward). When
+        ``2 p + 1 < period`` (the 2D gauge stripes: period 4, ``p = 1``) the second-to-last convolution
+        is restricted too: the ``4 p + 1`` rows around each stripe row are folded into the batch and
+        both convolutions run on these slabs (:meth:`_stripe_slabs`), so the second-to-last one
+        evaluates 3/4 of the lattice (0.90 of the U(1) training step at L = 8, benchmarks/README.md).
+        Separable nets (``nd >= 4``) evaluate the full output and select the stripe.
 
         Parameters
         ----------
@@ -401,11 +405,15 @@ class ConvNet(nn.Module):
         last = self.net[-1]
         if self.separable or not isinstance(last, nn.modules.conv._ConvNd):
             return self.net(x).index_select(2 + axis, rows)
-        h = x
-        for mod in list(self.net)[:-1]:  # (not self.net[:-1](x): the slice builds a new Sequential per call)
-            h = mod(h)
+        mods = list(self.net)  # (not self.net[:-1](x): the slice builds a new Sequential per call)
         k = last.kernel_size[0]
         p = k // 2
+        convs = [i for i, m in enumerate(mods) if isinstance(m, nn.modules.conv._ConvNd)]
+        if len(convs) >= 2 and p and 2 * p + 1 < period:
+            return self._stripe_slabs(x, mods, convs[-2], axis, rows, p)
+        h = x
+        for mod in mods[:-1]:
+            h = mod(h)
         # rows r - p .. r + p around every output row r, periodic: (N, C, ..., (2p+1) L/period, ...)
         idx = torch.remainder(rows[:, None] + torch.arange(-p, p + 1, device=x.device)[None, :], L).reshape(-1)
         h = h.index_select(2 + axis, idx)
@@ -415,6 +423,37 @@ class ConvNet(nn.Module):
         stride = [1] * nd
         stride[axis] = k
         return _CONV_FN[nd](h, last.weight, last.bias, stride=tuple(stride))
+
+    def _stripe_slabs(self, x: torch.Tensor, mods: list[nn.Module], j: int, axis: int, rows: torch.Tensor,
+                      p: int) -> torch.Tensor:
+        """:meth:`forward_stripe` with the last two convolutions on row slabs: the ``4 p + 1`` rows around each
+        stripe row are gathered from the input of module ``j`` (the second-to-last convolution) and folded into
+        the batch; both convolutions then run unpadded along ``axis`` (periodic padding along the others), the
+        first giving the ``2 p + 1`` rows the last one reads, the last one row. With ``2 p + 1 < period`` the
+        second-to-last convolution evaluates ``(2 p + 1) / period`` of the lattice instead of all of it (3/4 for
+        the 2D gauge stripes; benchmarks/conv_variants.py: 0.88-0.96 of the time of the net)."""
+        nd = self.nd
+        h = x
+        for mod in mods[:j]:
+            h = mod(h)
+        N, C = h.shape[0], h.shape[1]
+        L = h.shape[2 + axis]
+        n = rows.numel()
+        W = 4 * p + 1
+        idx = torch.remainder(rows[:, None] + torch.arange(-2 * p, 2 * p + 1, device=x.device)[None, :], L)
+        h = h.index_select(2 + axis, idx.reshape(-1)).movedim(2 + axis, 2)       # (N, C, n W, other axes)
+        rest = h.shape[3:]
+        h = h.reshape(N, C, n, W, *rest).movedim(2, 1).reshape(N * n, C, W, *rest)
+        others = list(range(3, 2 + nd))
+        for mod in mods[j:]:
+            if isinstance(mod, nn.modules.conv._ConvNd):
+                # the stripe axis is now the first lattice axis: move the kernel's axis there too
+                w = mod.weight.movedim(2 + axis, 2)
+                h = _CONV_FN[nd](periodic_pad(h, p, others) if others else h, w, mod.bias)
+            else:
+                h = mod(h)
+        out = h.reshape(N, n, h.shape[1], *rest).movedim(1, 2)                   # (N, C_out, n, other axes)
+        return out.movedim(2, 2 + axis)
 
 
 def mlp(n_in: int, n_out: int, hidden: Sequence[int], act: str, zero_init: bool) -> nn.Sequential:

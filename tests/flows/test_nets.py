@@ -383,6 +383,32 @@ def test_forward_stripe_equals_full_output(nd: int, shape: tuple[int, ...], axis
         assert_close(a, b, rtol=1e-5, atol=1e-12)
 
 
+@pytest.mark.parametrize("nd, shape, axis, period, offset, kernel", [
+    (2, (8, 8), 0, 4, 1, 3),
+    (2, (8, 12), 1, 4, 3, 3),
+    (2, (6, 16), 1, 8, 5, 5),         # p = 2: slabs of 9 rows, 5 rows out of the middle convolution
+    (1, (10,), 0, 5, 4, 3),
+    (3, (4, 8, 2), 1, 4, 0, 3),       # an axis of extent 2 among the others: the padding wraps
+])
+def test_forward_stripe_slabs_deep_net(nd: int, shape: tuple[int, ...], axis: int, period: int, offset: int,
+                                       kernel: int, device: str) -> None:
+    """With ``2 p + 1 < period`` the last two convolutions run on row slabs folded into the batch (three
+    convolutions here, so the slabs start after a full convolution and an activation): the same values and
+    gradients as the full output restricted to the stripe."""
+    net = _net(nd, 3, 5, hidden=(4, 6), kernel_size=kernel).to(device)
+    x = _x((2, 3) + shape, device=device).requires_grad_()
+    rows = torch.arange(offset, shape[axis], period, device=device)
+    full = net(x).index_select(2 + axis, rows)
+    stripe = net.forward_stripe(x, axis, period, offset)
+    assert stripe.shape == full.shape
+    assert_close(stripe, full, rtol=1e-5, atol=1e-12)
+    w = torch.randn(full.shape, dtype=F64, generator=torch.Generator().manual_seed(5)).to(device)
+    g_full = torch.autograd.grad((full * w).sum(), [x, *net.parameters()])
+    g_stripe = torch.autograd.grad((stripe * w).sum(), [x, *net.parameters()])
+    for a, b in zip(g_full, g_stripe):
+        assert_close(a, b, rtol=1e-5, atol=1e-12)
+
+
 @pytest.mark.parametrize("kw, name", [({"axis": 2}, "axis"), ({"period": 3}, "period"), ({"offset": 4}, "offset")])
 def test_forward_stripe_bad_arguments(kw: dict[str, Any], name: str) -> None:
     net = _net(2, 1, 1, hidden=())
