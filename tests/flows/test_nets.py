@@ -31,6 +31,23 @@ def _x(shape: tuple[int, ...], seed: int = 1, device: str = "cpu") -> torch.Tens
     return torch.randn(shape, generator=g, dtype=F64).to(device)
 
 
+def _check_stripe(net: ConvNet, shape: tuple[int, ...], axis: int, period: int, offset: int, device: str,
+                  seed: int) -> None:
+    """``net.forward_stripe`` equals the full output restricted to the stripe, in values and in the gradients
+    with respect to the input and every parameter."""
+    x = _x((2, 3) + shape, device=device).requires_grad_()
+    rows = torch.arange(offset, shape[axis], period, device=device)
+    full = net(x).index_select(2 + axis, rows)
+    stripe = net.forward_stripe(x, axis, period, offset)
+    assert stripe.shape == full.shape
+    assert_close(stripe, full, rtol=1e-5, atol=1e-12)
+    w = torch.randn(full.shape, dtype=F64, generator=torch.Generator().manual_seed(seed)).to(device)
+    g_full = torch.autograd.grad((full * w).sum(), [x, *net.parameters()])
+    g_stripe = torch.autograd.grad((stripe * w).sum(), [x, *net.parameters()])
+    for a, b in zip(g_full, g_stripe):
+        assert_close(a, b, rtol=1e-5, atol=1e-12)
+
+
 def _block_reference(block: _SeparableBlock, x: torch.Tensor) -> torch.Tensor:
     """A separable block written out: out(n) = sum_j w_j x(n + j - p) along each axis, via torch.roll."""
     for k, ac in enumerate(block.convs):
@@ -370,17 +387,7 @@ def test_forward_stripe_equals_full_output(nd: int, shape: tuple[int, ...], axis
                                            kernel: int, separable: bool | None, device: str) -> None:
     """The stripe evaluation is the full output restricted to the stripe, values and gradients."""
     net = _net(nd, 3, 5, hidden=(4,), kernel_size=kernel, separable=separable).to(device)
-    x = _x((2, 3) + shape, device=device).requires_grad_()
-    rows = torch.arange(offset, shape[axis], period, device=device)
-    full = net(x).index_select(2 + axis, rows)
-    stripe = net.forward_stripe(x, axis, period, offset)
-    assert stripe.shape == full.shape
-    assert_close(stripe, full, rtol=1e-5, atol=1e-12)
-    w = torch.randn(full.shape, dtype=F64, generator=torch.Generator().manual_seed(3)).to(device)
-    g_full = torch.autograd.grad((full * w).sum(), [x, *net.parameters()])
-    g_stripe = torch.autograd.grad((stripe * w).sum(), [x, *net.parameters()])
-    for a, b in zip(g_full, g_stripe):
-        assert_close(a, b, rtol=1e-5, atol=1e-12)
+    _check_stripe(net, shape, axis, period, offset, device, seed=3)
 
 
 @pytest.mark.parametrize("nd, shape, axis, period, offset, kernel", [
@@ -396,17 +403,7 @@ def test_forward_stripe_slabs_deep_net(nd: int, shape: tuple[int, ...], axis: in
     convolutions here, so the slabs start after a full convolution and an activation): the same values and
     gradients as the full output restricted to the stripe."""
     net = _net(nd, 3, 5, hidden=(4, 6), kernel_size=kernel).to(device)
-    x = _x((2, 3) + shape, device=device).requires_grad_()
-    rows = torch.arange(offset, shape[axis], period, device=device)
-    full = net(x).index_select(2 + axis, rows)
-    stripe = net.forward_stripe(x, axis, period, offset)
-    assert stripe.shape == full.shape
-    assert_close(stripe, full, rtol=1e-5, atol=1e-12)
-    w = torch.randn(full.shape, dtype=F64, generator=torch.Generator().manual_seed(5)).to(device)
-    g_full = torch.autograd.grad((full * w).sum(), [x, *net.parameters()])
-    g_stripe = torch.autograd.grad((stripe * w).sum(), [x, *net.parameters()])
-    for a, b in zip(g_full, g_stripe):
-        assert_close(a, b, rtol=1e-5, atol=1e-12)
+    _check_stripe(net, shape, axis, period, offset, device, seed=5)
 
 
 @pytest.mark.parametrize("kw, name", [({"axis": 2}, "axis"), ({"period": 3}, "period"), ({"offset": 4}, "offset")])
