@@ -39,13 +39,15 @@ Math (per site x, plane mu < nu):
   the projection per link: 52 SU(3) products per site in 4D). The six neighbour matrices of a plane
   are loaded once for both of its links.
 
-Cost (4D SU(3), L = 16, one thread of the 2-core benchmark VM, CPU time): a 3x3 complex product is
-216 flops per site; ``_plaq_row3`` takes about 8.5 ns per plane and site and ``_staples_row3`` about
-21 ns per staple pair (4 products), i.e. about 40 GFLOP/s, near the FMA peak of one core (2 x 256-bit
-FMA per cycle at 2.6 GHz: 42 GFLOP/s). The arithmetic alone is then about 70 ns per site for the
-plaquette (12 products) and 280 ns for the force (52 products): these kernels are compute-bound on
-one core. The row copies (``_loadb3``, 16 per site for the plaquette, 44 for the force, about 5.5 ns
-each: LLVM leaves them scalar) come on top. Results agree with the generic code to round-off (tests/test_fast_paths.py, 1e-13 relative).
+Cost (4D SU(3), L = 16, one configuration; ``benchmarks/su3_force_parts.py``, which times the force kernel
+with one part removed at a time, medians of 5 processes on the 2-core benchmark VM): a 3x3 complex product
+is 216 flops per site. With one thread the force takes about 700 ns per site: the 44 row copies
+(``_loadb3``, about 7.9 ns each) about 345 ns, the 12 staple-pair loops (48 products) about 290 ns (35 GFLOP/s,
+0.58-0.90 of the in-run float64 matmul rate of 52 GFLOP/s, varying from process to process), the 4 force
+loops about 60 ns; with two threads about 350 ns. The copies are bound by cache traffic (144 B per site
+and copy from the field), not by their scalar instructions: vectorising them (numba's SLP pass) leaves the
+copy phase unchanged. Results agree with the generic code to round-off (tests/test_fast_paths.py, 1e-13
+relative).
 """
 
 from __future__ import annotations
@@ -218,8 +220,9 @@ def _loadb3(dst, Ud, o, a, c, L2):  # pragma: no cover - compiled
     entry by entry (the common case), the one or two blocks that straddle a boundary site by site.
     With ``c != 0`` and two axes per row the one site per piece of length ``L3`` whose neighbour wraps
     around the last axis is then put right (``L2`` scalar copies). LLVM does not vectorise these
-    copies (measured: about 5.5 ns per site and matrix on the benchmark VM, with the source in L1 or
-    in L3 alike) -- they are the larger part of the plaquette's time and a third of the force's."""
+    copies; in the 4D SU(3) force kernel they take about 7.9 ns per site and matrix on the benchmark VM,
+    bound by the cache traffic (vectorised by numba's SLP pass they take as long) -- the larger part of
+    the SU(3) plaquette's time and half of the SU(3) force's (benchmarks/su3_force_parts.py)."""
     NN = 9
     NE = 18
     R = Ud.shape[2]

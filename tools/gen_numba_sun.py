@@ -146,8 +146,9 @@ def _loadb${N}(dst, Ud, o, a, c, L2):  # pragma: no cover - compiled
     entry by entry (the common case), the one or two blocks that straddle a boundary site by site.
     With ``c != 0`` and two axes per row the one site per piece of length ``L3`` whose neighbour wraps
     around the last axis is then put right (``L2`` scalar copies). LLVM does not vectorise these
-    copies (measured: about 5.5 ns per site and matrix on the benchmark VM, with the source in L1 or
-    in L3 alike) -- they are the larger part of the plaquette's time and a third of the force's."""
+    copies; in the 4D SU(3) force kernel they take about 7.9 ns per site and matrix on the benchmark VM,
+    bound by the cache traffic (vectorised by numba's SLP pass they take as long) -- the larger part of
+    the SU(3) plaquette's time and half of the SU(3) force's (benchmarks/su3_force_parts.py)."""
     NN = $NN
     NE = $NE
     R = Ud.shape[2]
