@@ -134,10 +134,14 @@ def run_scaling(args: argparse.Namespace) -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: no CUDA device is visible to torch")
     torch.set_num_threads(args.threads)
+    # large temporaries from the heap, as in `latticekit train` (backends/_malloc.py); --default-malloc: glibc's
+    # own thresholds, as the files recorded before 2026-12-05 09:00 ran
+    from latticekit.backends import configure_malloc
+    malloc = configure_malloc() if not args.default_malloc else False
     meta = {"command": " ".join([sys.executable] + sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "machine": machine(), "device": str(device), "batch": args.batch, "steps": args.steps,
             "model": PAPER_MODEL if not args.small else "small", "recompute_layers": args.recompute,
-            "complete": False}
+            "configure_malloc": malloc, "complete": False}
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
         meta["gpu"] = {"name": p.name, "memory_bytes": int(p.total_memory)}
@@ -186,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recompute", action="store_true", help="[train] recompute_layers = true (activation "
                    "checkpointing: less memory, about one more forward pass per step)")
     p.add_argument("--small", action="store_true", help="a small architecture (a test of the script)")
+    p.add_argument("--default-malloc", action="store_true", help="leave glibc's mmap threshold alone (by default "
+                   "the script calls latticekit.backends.configure_malloc(), as the jobs do)")
     args = ap.parse_args(argv)
     run_scaling(args)
     return 0
