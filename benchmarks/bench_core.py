@@ -376,7 +376,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         import numba
 
         numba.set_num_threads(args.numba_threads)
-    result: dict[str, Any] = {"meta": _env_info(argv), "quick": quick, "compiled": compiled, "numba": numba_rows}
+    # the library functions allocate their outputs (hundreds of MB at the DRAM sizes): from the heap, as in the
+    # jobs (backends/_malloc.py), unless --default-malloc (glibc's 32 MB mmap threshold: a page fault per 4 kB
+    # page of every output, as the files recorded before 2026-12-05 10:30 ran)
+    malloc = backends.configure_malloc() if not args.default_malloc else False
+    result: dict[str, Any] = {"meta": _env_info(argv), "quick": quick, "compiled": compiled, "numba": numba_rows,
+                              "configure_malloc": malloc}
     if numba_rows:
         import numba
 
@@ -489,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-numba", dest="numba", action="store_false",
                     help="skip the numpy+numba rows (the numba fast paths, backends/_numba_*.py)")
     ap.add_argument("--numba-threads", type=int, default=0, help="numba.set_num_threads (default: numba's choice)")
+    ap.add_argument("--default-malloc", action="store_true", help="leave glibc's mmap threshold alone (by default "
+                    "the script calls latticekit.backends.configure_malloc(), as the jobs do)")
     args = ap.parse_args(argv[1:])
     t0 = time.perf_counter()
     res = run(args, argv)

@@ -119,7 +119,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     t0 = time.time()
     if torch is not None:
         torch.set_num_threads(1)
-    result: dict[str, Any] = {"meta": _env_info(argv)}
+    # outputs from the heap, as in the jobs (backends/_malloc.py), unless --default-malloc (glibc's 32 MB mmap
+    # threshold: a page fault per 4 kB page of every output above it, as the files before 2026-12-05 10:30 ran)
+    malloc = backends.configure_malloc() if not args.default_malloc else False
+    result: dict[str, Any] = {"meta": _env_info(argv), "configure_malloc": malloc}
     result["meta"]["fast_paths_numpy"] = sorted(n for (n, b) in backends._fast._REGISTRY if b == "numpy") \
         if backends.fast_path("u1_wilson_force", np.ones(1)) is not None else []
     rows: list[dict[str, Any]] = []
@@ -182,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backends", default="numpy,torch", help="comma list of numpy, torch")
     ap.add_argument("--sites", type=int, default=1 << 18, help="sites per call, in-cache regime")
     ap.add_argument("--sites-dram", type=int, default=1 << 22, help="sites per call, DRAM regime")
+    ap.add_argument("--default-malloc", action="store_true", help="leave glibc's mmap threshold alone (by default "
+                    "the script calls latticekit.backends.configure_malloc(), as the jobs do)")
     args = ap.parse_args(argv)
     if "torch" in args.backends and torch is None:
         ap.error("--backends names torch, which is not installed")
