@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -36,7 +36,8 @@ from .model import Model
 from .priors import check_rng
 from .train import _action_fn
 
-__all__ = ["MetropolisResult", "draw_weighted", "independence_metropolis", "metropolis_chain", "reweight_observable"]
+__all__ = ["MetropolisResult", "draw_weighted", "independence_metropolis", "metropolis_chain",
+           "metropolis_chain_on_values", "reweight_observable"]
 
 
 @dataclass
@@ -155,11 +156,55 @@ def metropolis_chain(x: torch.Tensor, log_w: torch.Tensor, rng: Generator, *,
     >>> r.accepted[:3].tolist()
     [True, False, True]
     """
+    observables = dict(observables or {})
+    lw_np, idx, acc = _chain(log_w, rng)
+    n_steps = lw_np.shape[0]
+    prop_obs: dict[str, np.ndarray] = {}
+    for name, f in observables.items():
+        with torch.no_grad():
+            vals = f(x)
+        v = torch.as_tensor(vals).detach()
+        if v.shape[:1] != (n_steps,):
+            raise ValueError(f"observables[{name!r}] returned shape {tuple(v.shape)}; expected ({n_steps}, ...)")
+        prop_obs[name] = v.cpu().numpy()
+    sel = torch.as_tensor(idx, device=x.device)
+    return _result(lw_np, idx, acc, prop_obs, x[sel] if keep_configs else None)
+
+
+def metropolis_chain_on_values(values: Mapping[str, Any], log_w: torch.Tensor, rng: Generator) -> MetropolisResult:
+    """The independence Metropolis chain of :func:`metropolis_chain` for proposals whose observables are
+    already measured: ``values[name]`` has one entry per proposal (shape ``(n, ...)``, in proposal order), and
+    the chain picks among them with the log-weights ``log_w`` (no configurations are kept).
+
+    For a second chain over the same proposals with other weights, e.g. the pseudofermion flows' exact-determinant
+    weights next to the pseudo-marginal chain (``latticekit sample``), without measuring the observables twice.
+    With the same ``rng`` state it accepts exactly as :func:`metropolis_chain` does.
+
+    Examples
+    --------
+    >>> import numpy as np, torch, latticekit as lk
+    >>> lw = torch.zeros(4); lw[1] = -50.0
+    >>> r = metropolis_chain_on_values({"o": np.arange(4.0)}, lw, lk.backends.rng(0, backend="torch"))
+    >>> r.observables["o"].tolist()
+    [0.0, 0.0, 2.0, 3.0]
+    """
+    n = int(log_w.shape[0])
+    prop_obs: dict[str, np.ndarray] = {}
+    for name, v in values.items():   # checked before the chain draws its uniforms
+        a = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+        if a.shape[:1] != (n,):
+            raise ValueError(f"values[{name!r}] has shape {a.shape}; expected ({n}, ...), one entry per proposal")
+        prop_obs[name] = a
+    lw_np, idx, acc = _chain(log_w, rng)
+    return _result(lw_np, idx, acc, prop_obs, None)
+
+
+def _chain(log_w: torch.Tensor, rng: Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(log-weights, chain indices, accepted)`` of the independence Metropolis chain over the proposals."""
     check_rng(rng)
     n_steps = int(log_w.shape[0])
     if n_steps < 2:
         raise ValueError(f"log_w has {n_steps} entries; expected at least 2 proposals")
-    observables = dict(observables or {})
     lw_np = log_w.detach().cpu().numpy().astype(np.float64)
     if np.any(np.isnan(lw_np)):
         raise ValueError("model or action produced NaN log-weights; cannot run Metropolis")
@@ -175,25 +220,20 @@ def metropolis_chain(x: torch.Tensor, log_w: torch.Tensor, rng: Generator, *,
             cur = i
             acc[i] = True
         idx[i] = cur
-    chain_lw = lw_np[idx]
-    sel = torch.as_tensor(idx, device=x.device)
+    return lw_np, idx, acc
+
+
+def _result(lw_np: np.ndarray, idx: np.ndarray, acc: np.ndarray, prop_obs: dict[str, np.ndarray],
+            configs: torch.Tensor | None) -> MetropolisResult:
     obs: dict[str, np.ndarray] = {}
-    prop_obs: dict[str, np.ndarray] = {}
     ana: dict[str, GammaResult] = {}
-    for name, f in observables.items():
-        with torch.no_grad():
-            vals = f(x)
-        v = torch.as_tensor(vals).detach()
-        if v.shape[:1] != (n_steps,):
-            raise ValueError(f"observables[{name!r}] returned shape {tuple(v.shape)}; expected ({n_steps}, ...)")
-        prop_obs[name] = v.cpu().numpy()
-        o = prop_obs[name][idx]
+    for name, v in prop_obs.items():
+        o = v[idx]
         obs[name] = o
         if o.ndim == 1:
             ana[name] = gamma_method(o)
-    return MetropolisResult(accepted=acc, log_w=chain_lw, acceptance=acceptance_summary(acc), observables=obs,
-                            analysis=ana, proposal_ess=float(_ess(lw_np)),
-                            configs=x[sel] if keep_configs else None, proposal_log_w=lw_np,
+    return MetropolisResult(accepted=acc, log_w=lw_np[idx], acceptance=acceptance_summary(acc), observables=obs,
+                            analysis=ana, proposal_ess=float(_ess(lw_np)), configs=configs, proposal_log_w=lw_np,
                             proposal_observables=prop_obs)
 
 

@@ -17,6 +17,7 @@ from latticekit.flows import (
     independence_metropolis,
     reweight_observable,
 )
+from latticekit.flows.sampling import metropolis_chain, metropolis_chain_on_values
 from latticekit.testing import assert_close
 
 F64 = torch.float64
@@ -108,3 +109,21 @@ def test_bad_arguments() -> None:
         independence_metropolis(gaussian_model(), shifted, 10, np.random.default_rng(0))
     with pytest.raises(ValueError, match="observables"):
         independence_metropolis(gaussian_model(), shifted, 10, trng(0), observables={"bad": lambda x: x[:3]})
+
+
+def test_chain_on_measured_values_is_the_same_chain() -> None:
+    # proposals N(0, 1), target N(1, 1): the chain over precomputed values accepts exactly as the chain that
+    # measures them (same uniforms), and its estimate targets the action, not the proposals
+    x, lw = draw_weighted(gaussian_model(), shifted, 8000, trng(6), batch_size=4096)
+    a = metropolis_chain(x, lw, trng(7), observables={"x": lambda v: v[:, 0]})
+    b = metropolis_chain_on_values({"x": x[:, 0]}, lw, trng(7))
+    assert np.array_equal(a.accepted, b.accepted) and np.array_equal(a.observables["x"], b.observables["x"])
+    assert np.array_equal(a.log_w, b.log_w) and b.configs is None
+    assert a.analysis["x"].value == b.analysis["x"].value and a.analysis["x"].error == b.analysis["x"].error
+    g = b.analysis["x"]
+    assert abs(g.value - 1.0) < 5 * g.error and g.error < 0.06    # 5 sigma (Gamma-method error)
+    # other weights, other chain: flat weights accept every proposal, and the chain is the proposals
+    c = metropolis_chain_on_values({"x": x[:, 0].numpy()}, torch.zeros(8000, dtype=F64), trng(7))
+    assert c.accepted.all() and np.array_equal(c.observables["x"], x[:, 0].numpy())
+    with pytest.raises(ValueError, match=r"values\['x'\] has shape \(3,\); expected \(8000, ...\)"):
+        metropolis_chain_on_values({"x": np.zeros(3)}, lw, trng(7))

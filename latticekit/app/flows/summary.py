@@ -193,7 +193,8 @@ def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | Non
                  # every proposal of the chain is one independent flow draw
                  "proposal_ess_n": sample.get("proposal_ess_n", sample.get("n")),
                  # pseudofermion flows (sample.json of the pseudo-marginal chain)
-                 **{k: sample[k] for k in ("n_pf", "joint_ess", "marginal_ess", "pseudo_marginal_ess") if k in sample}},
+                 **{k: sample[k] for k in ("n_pf", "joint_ess", "marginal_ess", "pseudo_marginal_ess",
+                                           "exact_marginal_chain") if k in sample}},
         "rows": rows,
     }
     summary["text"] = format_flow_summary(summary)
@@ -205,6 +206,10 @@ def _ess(value: Any, n: Any) -> str:
     if value is None:
         return "-"
     return f"{value:.4g} (Kish, N={n})" if n is not None else f"{value:.4g} (Kish, N not recorded)"
+
+
+def _pm(value: float, error: float) -> str:
+    return f"{value:.5g} +- {error:.2g}"
 
 
 def format_flow_summary(summary: Mapping[str, Any]) -> str:
@@ -223,6 +228,13 @@ def format_flow_summary(summary: Mapping[str, Any]) -> str:
         head2 += (f"\npseudofermions: N_pf = {f['n_pf']} per gauge field and monomial; joint ESS "
                   f"{_ess(f.get('joint_ess'), f.get('proposal_ess_n'))}, marginal ESS (exact det) "
                   f"{_ess(f.get('marginal_ess'), f.get('proposal_ess_n'))}")
+    em = f.get("exact_marginal_chain")
+    if em:  # the same proposals with exact-determinant weights (small lattices)
+        parts = [f"{k} {_pm(v['value'], v['error'])} "
+                 f"(reweighted {_pm(v['reweighted']['value'], v['reweighted']['error'])})"
+                 for k, v in em["observables"].items()]
+        head2 += (f"\nexact-determinant chain on the same proposals: acceptance {fmt(em['acceptance'])}; "
+                  + "; ".join(parts))
     rows = [("observable", "flow MCMC", "tau_int", "reweighted", "reference", "kind", "dev/sigma")]
     note = summary.get("note")
     notes = []

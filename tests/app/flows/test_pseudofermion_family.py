@@ -87,11 +87,15 @@ def test_train_and_sample_job(tmp_path) -> None:
     assert s["n_pf"] == 2 and 0 < s["joint_ess"] <= 1 and 0 < s["marginal_ess"] <= 1
     assert sorted(s["ess_vs_npf"]["ess"]) == ["1", "2", "4"] and "fit" in s["ess_vs_npf"]
     assert len(s["condition_numbers"]) == 2 and all(c["max"] >= c["mean"] >= 1 for c in s["condition_numbers"])
+    em = s["exact_marginal_chain"]   # the same proposals with exact determinants (dense at this size)
+    assert 0 < em["acceptance"] <= 1
+    assert {"plaquette", "topological_charge", "C_pi_t0"} <= set(em["observables"]) <= set(s["observables"])
+    assert all(v["error"] > 0 and abs(v["reweighted"]["value"]) < float("inf") for v in em["observables"].values())
     assert {"plaquette", "topological_charge", "C_pi_t0"} <= set(s["observables"])
     stored = json.loads((out / "sample.json").read_text())
     assert stored["joint_ess"] == s["joint_ess"]
     text = flow_summary(out)["text"]
-    assert "N_pf = 2" in text and "marginal ESS (exact det)" in text
+    assert "N_pf = 2" in text and "marginal ESS (exact det)" in text and "exact-determinant chain" in text
     # the command line takes --n-pf
     assert main(["sample", str(out), "--n", "16", "--n-pf", "1"]) == 0
 
