@@ -183,9 +183,9 @@ def metropolis_chain_on_values(values: Mapping[str, Any], log_w: torch.Tensor, r
     Examples
     --------
     >>> import numpy as np, torch, latticekit as lk
-    >>> lw = torch.zeros(4); lw[1] = -50.0
-    >>> r = metropolis_chain_on_values({"o": np.arange(4.0)}, lw, lk.backends.rng(0, backend="torch"))
-    >>> r.observables["o"].tolist()
+    >>> lw = torch.zeros(64); lw[1] = -50.0              # proposal 1 is (almost) never accepted
+    >>> r = metropolis_chain_on_values({"o": np.arange(64.0)}, lw, lk.backends.rng(0, backend="torch"))
+    >>> r.observables["o"][:4].tolist()
     [0.0, 0.0, 2.0, 3.0]
     """
     n = int(log_w.shape[0])
