@@ -16,7 +16,8 @@ against the theory's fine action (IR-matching, Sec. VI: the fine couplings fixed
   trajectories, default 30), ``r_w`` (0.85);
 * the noise: ``sigma`` (default: the coarse field's standard deviation, App. C);
 * the CNF (App. C defaults): ``n_basis`` (F = 11), ``n_time`` (D = 10), ``bond_basis`` (F' = 20), ``bond_time``
-  (D' = 20), ``kernel_size`` (2), ``ode_rtol``/``ode_atol`` (default by dtype), ``ode_train_rtol``/``ode_train_atol``
+  (D' = 20), ``kernel_size`` (5: App. C's "kernel size 2" read as a radius, the ``5 x 5`` window; the derivation
+  is in :mod:`latticekit.flows.superres.local_cnf`), ``ode_rtol``/``ode_atol`` (default by dtype), ``ode_train_rtol``/``ode_train_atol``
   (the tolerances of the training steps; default ``ode_rtol``/``ode_atol``: evaluation and sampling always use those),
   ``adjoint`` (false).
 
@@ -69,7 +70,8 @@ class SuperresBaseSettings:
     n_time: int = setting(10, ge=1, doc="CNF time kernel size D")
     bond_basis: int = setting(20, ge=1, doc="CNF bond dimension F' (eq. 25)")
     bond_time: int = setting(20, ge=1, doc="CNF bond dimension D' (eq. 25)")
-    kernel_size: int = setting(2, ge=1, doc="CNF spatial kernel size (2: the block, 3: 3x3 window)")
+    kernel_size: int = setting(5, ge=1, doc="CNF spatial kernel width per axis (App. C's IR 'kernel size 2' is the "
+                                            "radius: 5; 2 is the block alone, 3 the 3x3 window)")
     ode_rtol: float | None = setting(None, gt=0.0, le=1.0, doc="ODE relative tolerance (default by dtype)")
     ode_atol: float | None = setting(None, gt=0.0, le=1.0, doc="ODE absolute tolerance (default by dtype)")
     ode_train_rtol: float | None = setting(None, gt=0.0, le=1.0,
