@@ -131,6 +131,46 @@ def cmd_ir(args: argparse.Namespace) -> None:
           f"kappa_L {args.kappa} -> {out['kappa_L']:.5f}; wrote {args.out}")
 
 
+def cmd_field(args: argparse.Namespace) -> None:
+    """One ``LocalCNF`` field evaluation (App. C sizes, random weights, float64) at ``--batch`` on ``L x L``: wall and
+    system time and minor page faults per call, with the convolution in one call and in pieces of at most
+    ``LocalCNF._COLUMN_BYTES`` of column buffer (``local_cnf._convolve``), under the jobs' allocator setting."""
+    import resource
+
+    from latticekit.flows.superres import LocalCNF
+    from latticekit.testing import randomize_parameters
+
+    torch.set_num_threads(args.threads)
+    out: dict[str, Any] = {"benchmark": "superres_field", "command": "python " + " ".join(sys.argv),
+                           "configure_malloc": lk.backends.configure_malloc(), "machine_at_start": machine(),
+                           "settings": vars(args), "results": []}
+    torch.manual_seed(0)
+    layer = LocalCNF((args.L, args.L), kernel_size=args.kernel).to(torch.float64)
+    randomize_parameters(layer, 0, scale=0.1)
+    psi = torch.randn(args.batch, args.L, args.L, dtype=torch.float64) * 0.5
+    kern = layer.block_kernels().detach()
+    ref = None
+    with torch.no_grad():
+        # pieces first (a clean heap), then one call, then pieces again (after the large buffers came and went)
+        for label, limit in (("pieces", LocalCNF._COLUMN_BYTES), ("one call", 2 ** 62),
+                             ("pieces", LocalCNF._COLUMN_BYTES)):
+            layer._COLUMN_BYTES = limit
+            g, _ = layer._field_and_divergence(psi, 0.3, kern)   # warm-up
+            r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            for _ in range(args.reps):
+                g, _ = layer._field_and_divergence(psi, 0.3, kern)
+            t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+            ref = g if ref is None else ref
+            row = {"convolution": label, "column_bytes_limit": limit, "wall_ms": (t1 - t0) / args.reps * 1e3,
+                   "system_ms": (r1.ru_stime - r0.ru_stime) / args.reps * 1e3,
+                   "minor_faults": (r1.ru_minflt - r0.ru_minflt) / args.reps,
+                   "max_abs_diff_to_first": float((g - ref).abs().max())}
+            out["results"].append(row)
+            print(row, flush=True)
+    out["machine_at_end"] = machine()
+    write_json(args.out, out)
+
+
 def cmd_profile(args: argparse.Namespace) -> None:
     import cProfile
     import pstats
@@ -288,8 +328,13 @@ def main() -> None:
         uv.add_argument(f"--{name}", type=kind, default=default)
     uv.add_argument("--ode-train-tol", type=float, default=None,
                     help="rtol = atol of the CNF solves in training steps (default: the eval tolerance, 1e-8)")
+    fe = sub.add_parser("field", help="time one CNF field evaluation with and without the batch pieces")
+    fe.add_argument("--out", required=True)
+    for name, kind, default in (("L", int, 16), ("kernel", int, 5), ("batch", int, 1024), ("reps", int, 6),
+                                ("threads", int, 1)):
+        fe.add_argument(f"--{name}", type=kind, default=default)
     args = p.parse_args()
-    {"ir": cmd_ir, "profile": cmd_profile, "uv": cmd_uv}[args.cmd](args)
+    {"ir": cmd_ir, "profile": cmd_profile, "uv": cmd_uv, "field": cmd_field}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -360,6 +360,9 @@ class LocalCNF(FlowLayer):
     #: benchmark times both)
     conv_max_nd: int = 3
 
+    #: largest column buffer of one convolution call (bytes); larger batches are convolved in pieces (_convolve)
+    _COLUMN_BYTES: int = 32 * 2 ** 20
+
     def _convolve(self, hb: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """``sum_{o, f'} w_{p(x)}(o)_{f'} hb_{f'}(x + o)`` for ``nd <= 3`` by one periodic convolution per call:
         circular padding by ``r``, ``conv{nd}d`` with the ``2^nd`` block kernels as output channels (torch
@@ -373,7 +376,14 @@ class LocalCNF(FlowLayer):
         P = a.shape[1]
         weight = a.permute(1, 0, 2).reshape((P, a.shape[0]) + (2 * r + 1,) * nd)   # (P, F', *window)
         x = tnf.pad(hb, (r, r) * nd, mode="circular") if r else hb
-        out = (tnf.conv1d, tnf.conv2d, tnf.conv3d)[nd - 1](x, weight)              # (N, P, *L)
+        conv = (tnf.conv1d, tnf.conv2d, tnf.conv3d)[nd - 1]
+        # torch's float64 CPU convolution unfolds its input into a (N, F' (2r+1)^nd, prod L) column buffer: 1 GB
+        # for the 5x5 kernel at batch 1024 on 16x16, which glibc maps and the kernel zero-fills page by page on
+        # every call (64% of a field evaluation in system time, measured). Batches of at most _COLUMN_BYTES keep
+        # it small and reused; each element's sum is computed alone either way, so the result is the same.
+        per = max(1, x[0].numel() * (2 * r + 1) ** nd * x.element_size())
+        chunk = max(1, self._COLUMN_BYTES // per)
+        out = conv(x, weight) if x.shape[0] <= chunk else torch.cat([conv(c, weight) for c in x.split(chunk)])
         # site x = 2 m + q keeps channel p = q: a one-hot selector over (p, q)
         sel = torch.eye(P, dtype=out.dtype, device=out.device).reshape((P,) + (2,) * nd)
         m, q = "mno"[:nd], "ijk"[:nd]

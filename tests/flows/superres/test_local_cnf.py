@@ -414,3 +414,24 @@ def test_convolution_equals_the_offset_loop(shape: tuple[int, ...], kernel_size:
     assert_close(g_conv, g_loop, rtol=1e-12, atol=1e-12)
     assert_close(d_conv, d_loop, rtol=1e-12, atol=1e-12)
     assert float(g_conv.detach().abs().max()) > 1e-2  # a non-trivial field
+
+
+@pytest.mark.parametrize("shape,kernel_size", [((6,), 3), ((6, 6), 5), ((4, 4, 4), 3)])
+def test_convolution_in_batch_pieces_is_the_same(shape: tuple[int, ...], kernel_size: int, device: str) -> None:
+    """Batches whose column buffer exceeds ``_COLUMN_BYTES`` are convolved in pieces (page faults of a large buffer,
+    local_cnf._convolve): every element's sum is computed alone either way, so field and divergence are identical
+    to the single call; the gradients agree to round-off (the weight gradient sums over the pieces in another
+    order)."""
+    layer = _layer(shape, kernel_size, device, scale=0.5)
+    psi = _field((7,) + shape, device).requires_grad_(True)
+    g1, d1 = layer._field_and_divergence(psi, 0.3)
+    grad1 = torch.autograd.grad((g1 ** 2).sum() + d1.sum(), [psi, layer.w_spatial])
+    per = math.prod(L + 2 * (kernel_size // 2) for L in shape) * layer.bond_basis * kernel_size ** len(shape) * 8
+    layer._COLUMN_BYTES = 2 * per  # float64 columns of two elements: pieces of 2, 2, 2, 1
+    g2, d2 = layer._field_and_divergence(psi, 0.3)
+    grad2 = torch.autograd.grad((g2 ** 2).sum() + d2.sum(), [psi, layer.w_spatial])
+    assert_close(g2, g1, rtol=0, atol=0)
+    assert_close(d2, d1, rtol=0, atol=0)
+    for a, b in zip(grad2, grad1):
+        assert_close(a, b, rtol=1e-12, atol=1e-13)  # sums of 7 float64 terms in another order
+    assert float(grad1[1].abs().max()) > 1e-2
