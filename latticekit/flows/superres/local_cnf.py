@@ -381,8 +381,9 @@ class LocalCNF(FlowLayer):
         # for the 5x5 kernel at batch 1024 on 16x16, which glibc maps and the kernel zero-fills page by page on
         # every call (64% of a field evaluation in system time, measured). Batches of at most _COLUMN_BYTES keep
         # it small and reused; each element's sum is computed alone either way, so the result is the same.
+        # (CPU only: on a GPU the caching allocator reuses its buffers, and pieces would only add launches)
         per = max(1, x[0].numel() * (2 * r + 1) ** nd * x.element_size())
-        chunk = max(1, self._COLUMN_BYTES // per)
+        chunk = max(1, self._COLUMN_BYTES // per) if x.device.type == "cpu" else x.shape[0]
         out = conv(x, weight) if x.shape[0] <= chunk else torch.cat([conv(c, weight) for c in x.split(chunk)])
         # site x = 2 m + q keeps channel p = q: a one-hot selector over (p, q)
         sel = torch.eye(P, dtype=out.dtype, device=out.device).reshape((P,) + (2,) * nd)
