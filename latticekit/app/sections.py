@@ -98,6 +98,8 @@ class TrainSection:
     min_lr: float = setting(0.0, doc="cosine schedule: final learning rate")
     step_size: int = setting(1000, doc="step schedule: steps between decays")
     gamma: float = setting(0.5, doc="step schedule: decay factor")
+    warmup_steps: int = setting(0, ge=0, doc="linear learning-rate warm-up over this many first steps, on top of "
+                                "the schedule (0: none)")
     clip_norm: float | None = setting(None, doc="clip gradients by total norm (absent: no clipping)")
     clip_value: float | None = setting(None, doc="clip gradients by value (absent: no clipping)")
     dtype: str = setting("float64", doc="float64 or float32")
@@ -118,6 +120,7 @@ class TrainSection:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, optimizer=self.optimizer,
                            eps=self.eps, betas=tuple(self.betas), weight_decay=self.weight_decay,
                            schedule=self.schedule, min_lr=self.min_lr, step_size=self.step_size, gamma=self.gamma,
+                           warmup_steps=self.warmup_steps,
                            clip_norm=self.clip_norm, clip_value=self.clip_value, gradient=self.gradient,
                            dtype=self.dtype, device=None if device is None else str(device), seed=self.seed,
                            eval_every=self.eval_every, eval_batch_size=self.eval_batch_size,

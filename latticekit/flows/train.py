@@ -77,6 +77,13 @@ class TrainConfig:
         every ``step_size`` steps).
     min_lr, step_size, gamma
         Schedule parameters.
+    warmup_steps : int
+        Linear learning-rate warm-up: the rate of step ``s`` (from 0) is multiplied by
+        ``min(1, (s + 1) / warmup_steps)`` on top of the schedule (0 or 1: none). Adam moves every
+        parameter by about ``lr`` in its first steps, whatever the gradient's size, because its second-moment
+        estimate is still one gradient old; a flow initialised at the identity with many tied weights (the
+        super-resolving CNF) can be thrown far from it by that first step. The warm-up of the transformer
+        literature (and of timm/fairseq/NetKet's optax schedules), in torch's ``LambdaLR`` form.
     clip_norm, clip_value : float or None
         Gradient clipping by total norm / by value.
     gradient : {"reparam", "path"}
@@ -125,6 +132,7 @@ class TrainConfig:
     min_lr: float = 0.0
     step_size: int = 1000
     gamma: float = 0.5
+    warmup_steps: int = 0
     clip_norm: float | None = None
     clip_value: float | None = None
     gradient: str = "reparam"
@@ -166,6 +174,8 @@ class TrainConfig:
             raise ValueError(f"step_size={self.step_size}: expected >= 1")
         if not 0 < self.gamma <= 1:
             raise ValueError(f"gamma={self.gamma}: expected 0 < gamma <= 1")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps={self.warmup_steps}: expected >= 0 (0: no warm-up)")
         if self.gradient not in _GRADIENTS:
             raise ValueError(f"gradient={self.gradient!r}: expected one of {_GRADIENTS}")
         if self.dtype not in ("float32", "float64"):
@@ -261,6 +271,30 @@ def reverse_kl_loss(model: Model, action: Any, n: int, rng: backends.Generator, 
     return loss, (-S - log_q).detach()
 
 
+class _WarmupFactor:
+    """Learning-rate factor of step ``s`` (from 0): the linear warm-up times the closed form of the schedule.
+
+    ``min(1, (s + 1) / W)`` times 1 (constant), ``gamma ** (s // step_size)`` (step) or
+    ``(min_lr + (lr - min_lr) (1 + cos(pi s / steps)) / 2) / lr`` (cosine, torch's ``CosineAnnealingLR``, held at ``min_lr`` after ``steps``).
+    Plain numbers only: ``LambdaLR`` stores a callable object's ``__dict__`` in its checkpoints.
+    """
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.warmup = int(cfg.warmup_steps)
+        self.schedule = str(cfg.schedule)
+        self.lr, self.min_lr = float(cfg.lr), float(cfg.min_lr)
+        self.steps, self.step_size, self.gamma = max(int(cfg.steps), 1), int(cfg.step_size), float(cfg.gamma)
+
+    def __call__(self, s: int) -> float:
+        warm = min(1.0, (s + 1) / self.warmup)
+        if self.schedule == "step":
+            return warm * self.gamma ** (s // self.step_size)
+        if self.schedule == "cosine":
+            t = min(s, self.steps)
+            return warm * (self.min_lr + (self.lr - self.min_lr) * (1 + math.cos(math.pi * t / self.steps)) / 2) / self.lr
+        return warm
+
+
 class Trainer:
     """Reverse-KL training loop with schedules, clipping, metrics, evaluation and checkpoints.
 
@@ -319,9 +353,14 @@ class Trainer:
         fused = {"fused": True} if cfg.fused and self.device.type in ("cpu", "cuda") else {}
         self.optimizer = opt(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
                              **fused)
-        if cfg.schedule == "cosine":
-            self.scheduler: Any = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(cfg.steps, 1),
-                                                                             eta_min=cfg.min_lr)
+        if cfg.warmup_steps > 1:
+            # one LambdaLR with the closed forms of the schedules times the warm-up (torch's chained recursive
+            # forms would multiply the warm-up into the cosine's eta_min); without a warm-up the classes below,
+            # whose checkpoints earlier runs hold
+            self.scheduler: Any = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _WarmupFactor(cfg))
+        elif cfg.schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(cfg.steps, 1),
+                                                                        eta_min=cfg.min_lr)
         elif cfg.schedule == "step":
             self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
         else:

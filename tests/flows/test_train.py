@@ -93,6 +93,41 @@ def test_schedules_and_clipping() -> None:
     assert_close(lrs[2], 0.5, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("schedule", ["constant", "step", "cosine"])
+def test_warmup_multiplies_the_schedule_linearly(schedule: str) -> None:
+    # the reference: torch's own scheduler of the schedule (what a run without warm-up uses) times (s + 1) / W
+    steps, warm, lr = 9, 4, 1e-2
+    opts = dict(schedule=schedule, step_size=2, gamma=0.5, min_lr=1e-3)
+    lat = lk.Lattice((2, 2))
+    plain = Trainer(phi4_model((2, 2), 2), Phi4Action(lat, 0.1, 0.1), TrainConfig(steps=steps, batch_size=4, lr=lr,
+                                                                                     **opts))
+    warmed = Trainer(phi4_model((2, 2), 2), Phi4Action(lat, 0.1, 0.1),
+                     TrainConfig(steps=steps, batch_size=4, lr=lr, warmup_steps=warm, **opts))
+    base, got = [m["lr"] for m in plain.train()], [m["lr"] for m in warmed.train()]
+    want = [b * min(1.0, (s + 1) / warm) for s, b in enumerate(base)]
+    assert_close(torch.tensor(got, dtype=F64), torch.tensor(want, dtype=F64), rtol=1e-13, atol=0)
+    assert got[0] == pytest.approx(lr / warm) and got[warm - 1] == pytest.approx(base[warm - 1])
+
+
+def test_resume_with_warmup_is_deterministic(tmp_path: os.PathLike[str]) -> None:
+    # the warm-up's LambdaLR factor must come back from the checkpoint: the resumed rates and weights are bitwise
+    # those of the uninterrupted run
+    S = Phi4Action(lk.Lattice((4, 4)), 0.25, 0.05)
+    path = os.path.join(tmp_path, "run.pt")
+    cfg = dict(steps=6, batch_size=8, lr=1e-2, schedule="step", gamma=0.9, step_size=1, warmup_steps=4, seed=3)
+    torch.manual_seed(0)
+    straight = Trainer(phi4_model(), S, TrainConfig(**cfg))
+    straight.train()
+    torch.manual_seed(0)
+    Trainer(phi4_model(), S, TrainConfig(**cfg, checkpoint_path=path)).train(steps=2)
+    resumed = Trainer(phi4_model(), S, TrainConfig(**cfg, checkpoint_path=path))
+    assert resumed.load() == 2
+    resumed.train()
+    assert [m["lr"] for m in resumed.history] == [m["lr"] for m in straight.history]
+    for a, b in zip(_params(straight.model), _params(resumed.model)):
+        assert torch.equal(a, b)
+
+
 def test_clip_value_bounds_gradients() -> None:
     tr = Trainer(phi4_model((2, 2), 2), Phi4Action(lk.Lattice((2, 2)), 0.1, 0.1),
                  TrainConfig(steps=1, batch_size=8, clip_value=1e-3))
@@ -209,7 +244,7 @@ def test_config_errors() -> None:
     m = phi4_model((2, 2), 2)
     S = Phi4Action(lk.Lattice((2, 2)), 0.1, 0.1)
     for bad in (dict(lr=0.0), dict(optimizer="sgd"), dict(schedule="linear"), dict(dtype="float16"),
-                dict(clip_norm=-1.0), dict(checkpoint_every=2)):
+                dict(clip_norm=-1.0), dict(checkpoint_every=2), dict(warmup_steps=-1)):
         with pytest.raises(ValueError):
             Trainer(m, S, TrainConfig(**bad))
     with pytest.raises(TypeError, match="action"):
