@@ -15,9 +15,16 @@ And one 32 -> 32 layer as ``F.conv2d`` (oneDNN) against ``unfold`` + matrix prod
 All variants are checked against ``current`` before timing (max abs difference recorded). Blocks of steps
 alternate between variants; CPU time (``process_time``) per step, medians over blocks.
 
+``--pieces``: instead, the same context net in float64 (the dtype of gauge-flow sampling) evaluated on the whole
+lattice, forward without gradients (sampling) and forward + backward (float64 training), with every convolution
+in one call and in batch pieces of at most ``conv_pieces.COLUMN_BYTES`` of column buffer
+(:mod:`latticekit.flows.conv_pieces`), under the jobs' allocator setting: wall, user and system time and minor
+page faults per call, alternating blocks.
+
 Run by hand::
 
     python benchmarks/conv_variants.py --out /tmp/conv_variants.json
+    python benchmarks/conv_variants.py --pieces --L 32 --batch 1024 --blocks 4 --steps 2 --out /tmp/conv_pieces.json
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from latticekit.flows import conv_pieces
 from latticekit.flows.nets import ConvNet, periodic_pad
 from latticekit.utils import atomic_write
 
@@ -74,6 +82,54 @@ def timed(fns: dict[str, Callable[[], Any]], blocks: int, steps: int) -> dict[st
     return {k: statistics.median(v) for k, v in t.items()}
 
 
+def pieces(a: argparse.Namespace, out: dict[str, Any]) -> None:
+    """The float64 context net with its convolutions in one call against in pieces (module docstring)."""
+    import resource
+
+    from latticekit.backends import configure_malloc
+
+    out["configure_malloc"] = configure_malloc()
+    out["column_bytes"] = conv_pieces.COLUMN_BYTES
+    net = ConvNet(2, 2, 25, hidden=(32, 32)).to(torch.float64)
+    x = torch.randn(a.batch, 2, a.L, a.L, dtype=torch.float64)
+    limits = {"one call": 2 ** 62, "pieces": conv_pieces.COLUMN_BYTES}
+
+    def run(mode: str, limit: int) -> None:
+        conv_pieces.COLUMN_BYTES = limit
+        if mode == "forward":
+            with torch.no_grad():
+                net(x)
+        else:
+            net.zero_grad()
+            net(x).square().sum().backward()
+    refs = {}
+    for label, limit in limits.items():
+        conv_pieces.COLUMN_BYTES = limit
+        with torch.no_grad():
+            refs[label] = net(x)
+    out["max_abs_diff_forward"] = float((refs["pieces"] - refs["one call"]).abs().max())
+    rows: list[dict[str, Any]] = []
+    for mode in ("forward", "forward_backward"):
+        for label, limit in limits.items():
+            run(mode, limit)                                            # warm-up
+        for b in range(a.blocks):
+            for label in (list(limits) if b % 2 == 0 else list(limits)[::-1]):
+                r0, w0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+                for _ in range(a.steps):
+                    run(mode, limits[label])
+                w1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+                rows.append({"mode": mode, "convolution": label, "block": b,
+                             "wall_ms": (w1 - w0) / a.steps * 1e3,
+                             "user_ms": (r1.ru_utime - r0.ru_utime) / a.steps * 1e3,
+                             "system_ms": (r1.ru_stime - r0.ru_stime) / a.steps * 1e3,
+                             "minor_faults": (r1.ru_minflt - r0.ru_minflt) / a.steps})
+    conv_pieces.COLUMN_BYTES = limits["pieces"]
+    out["blocks"] = rows
+    out["median"] = {f"{m}, {lab}": {k: statistics.median(r[k] for r in rows if r["mode"] == m and r["convolution"] == lab)
+                                     for k in ("wall_ms", "user_ms", "system_ms", "minor_faults")}
+                     for m in ("forward", "forward_backward") for lab in limits}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--L", type=int, default=8)
@@ -81,6 +137,7 @@ def main() -> None:
     p.add_argument("--blocks", type=int, default=6)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--out", required=True)
+    p.add_argument("--pieces", action="store_true", help="float64 context net: convolutions in one call vs in pieces")
     a = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -88,6 +145,12 @@ def main() -> None:
     out: dict[str, Any] = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
                            "torch": torch.__version__, "threads": 1, "L": L, "batch": N,
                            "loadavg_start": os.getloadavg()}
+    if a.pieces:
+        pieces(a, out)
+        out["loadavg_end"] = os.getloadavg()
+        atomic_write(a.out, (json.dumps(out, indent=1) + "\n").encode())
+        print(json.dumps(out["median"], indent=1))
+        return
     net = ConvNet(2, 2, 25, hidden=(32, 32))
     x = torch.randn(N, 2, L, L, requires_grad=True)
     variants = {"current": lambda x: net.forward_stripe(x, 0, 4, 1),

@@ -33,12 +33,12 @@ import operator
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .conv_pieces import conv_in_pieces
 
 __all__ = ["ACTIVATIONS", "ConvNet", "activation", "mlp", "periodic_pad"]
 
-_CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _ACT = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU}
 #: names accepted by :func:`activation` (and the ``act`` options of the layers)
 ACTIVATIONS: tuple[str, ...] = tuple(sorted(_ACT))
@@ -165,7 +165,8 @@ class _PeriodicConvMixin:
         k = self.kernel_size  # type: ignore[attr-defined]
         nd = len(k)
         x = periodic_pad(input, k[0] // 2, range(input.ndim - nd, input.ndim)) if k[0] // 2 else input
-        return _CONV_FN[nd](x, weight, bias, self.stride, 0, self.dilation, self.groups)  # type: ignore[attr-defined]
+        # in batch pieces where torch's float64 CPU convolution would unfold a large batch (conv_pieces)
+        return conv_in_pieces(x, weight, bias, self.stride, 0, self.dilation, self.groups)  # type: ignore[attr-defined]
 
     def _get_name(self) -> str:
         return type(self).__mro__[2].__name__
@@ -215,7 +216,7 @@ class _AxisConv(nn.Module):
         h = h.reshape(-1, h.shape[-2], L)
         if self.pad:
             h = periodic_pad(h, self.pad, (h.ndim - 1,))
-        h = self.conv(h)                                        # (N * prod other L, C_out, L_axis)
+        h = conv_in_pieces(h, self.conv.weight, self.conv.bias)  # (N * prod other L, C_out, L_axis)
         h = h.reshape(rest + (h.shape[-2], L))
         return torch.movedim(h, (-2, -1), (1, a))
 
@@ -422,7 +423,7 @@ class ConvNet(nn.Module):
             h = periodic_pad(h, p, [2 + a for a in range(nd) if a != axis])
         stride = [1] * nd
         stride[axis] = k
-        return _CONV_FN[nd](h, last.weight, last.bias, stride=tuple(stride))
+        return conv_in_pieces(h, last.weight, last.bias, stride=tuple(stride))
 
     def _stripe_slabs(self, x: torch.Tensor, mods: list[nn.Module], j: int, axis: int, rows: torch.Tensor,
                       p: int) -> torch.Tensor:
@@ -449,7 +450,7 @@ class ConvNet(nn.Module):
             if isinstance(mod, nn.modules.conv._ConvNd):
                 # the stripe axis is now the first lattice axis: move the kernel's axis there too
                 w = mod.weight.movedim(2 + axis, 2)
-                h = _CONV_FN[nd](periodic_pad(h, p, others) if others else h, w, mod.bias)
+                h = conv_in_pieces(periodic_pad(h, p, others) if others else h, w, mod.bias)
             else:
                 h = mod(h)
         out = h.reshape(N, n, h.shape[1], *rest).movedim(1, 2)                   # (N, C_out, n, other axes)

@@ -126,6 +126,7 @@ import torch
 from torch import nn
 
 from latticekit.flows.base import FlowLayer
+from latticekit.flows.conv_pieces import COLUMN_BYTES, conv_in_pieces
 
 __all__ = ["LocalCNF", "ODESolverError"]
 
@@ -361,7 +362,7 @@ class LocalCNF(FlowLayer):
     conv_max_nd: int = 3
 
     #: largest column buffer of one convolution call (bytes); larger batches are convolved in pieces (_convolve)
-    _COLUMN_BYTES: int = 32 * 2 ** 20
+    _COLUMN_BYTES: int = COLUMN_BYTES
 
     def _convolve(self, hb: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """``sum_{o, f'} w_{p(x)}(o)_{f'} hb_{f'}(x + o)`` for ``nd <= 3`` by one periodic convolution per call:
@@ -376,15 +377,10 @@ class LocalCNF(FlowLayer):
         P = a.shape[1]
         weight = a.permute(1, 0, 2).reshape((P, a.shape[0]) + (2 * r + 1,) * nd)   # (P, F', *window)
         x = tnf.pad(hb, (r, r) * nd, mode="circular") if r else hb
-        conv = (tnf.conv1d, tnf.conv2d, tnf.conv3d)[nd - 1]
-        # torch's float64 CPU convolution unfolds its input into a (N, F' (2r+1)^nd, prod L) column buffer: 1 GB
-        # for the 5x5 kernel at batch 1024 on 16x16, which glibc maps and the kernel zero-fills page by page on
-        # every call (64% of a field evaluation in system time, measured). Batches of at most _COLUMN_BYTES keep
-        # it small and reused; each element's sum is computed alone either way, so the result is the same.
-        # (CPU only: on a GPU the caching allocator reuses its buffers, and pieces would only add launches)
-        per = max(1, x[0].numel() * (2 * r + 1) ** nd * x.element_size())
-        chunk = max(1, self._COLUMN_BYTES // per) if x.device.type == "cpu" else x.shape[0]
-        out = conv(x, weight) if x.shape[0] <= chunk else torch.cat([conv(c, weight) for c in x.split(chunk)])
+        # batches whose float64 column buffer would exceed conv_pieces.COLUMN_BYTES in pieces on the CPU (1 GB for
+        # the 5x5 kernel at batch 1024 on 16x16, zero-filled page by page on every call: 64% of a field
+        # evaluation in system time, measured); bitwise the same field
+        out = conv_in_pieces(x, weight, max_column_bytes=self._COLUMN_BYTES)
         # site x = 2 m + q keeps channel p = q: a one-hot selector over (p, q)
         sel = torch.eye(P, dtype=out.dtype, device=out.device).reshape((P,) + (2,) * nd)
         m, q = "mno"[:nd], "ijk"[:nd]

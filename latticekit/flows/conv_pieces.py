@@ -1,0 +1,85 @@
+"""Convolutions of large float64 batches in pieces on the CPU.
+
+torch has no oneDNN convolution for float64 on the CPU: its fallback (``slow_conv2d`` / ``slow_conv3d``,
+also behind ``conv1d``) unfolds the whole batch into a column buffer of
+``N * C_in * prod(kernel) * prod(L_out)`` numbers before one matrix product per sample. At the
+batch sizes of flow sampling that buffer is hundreds of MB to GB (2.4 GB for a ``32 -> 32`` channel 3x3
+convolution at batch 1024 on 32x32; 1 GB for the super-resolving CNF's 5x5 kernel at batch 1024 on
+16x16). Above glibc's mmap threshold (1 GiB even after
+:func:`latticekit.backends.configure_malloc`) it is mapped, zero-filled page by page by the kernel and
+unmapped on every call: 63% of the CPU time of a float64 ``ConvNet`` forward at 32x32, batch 1024, was
+system time (benchmarks/README.md, "Convolutions in pieces").
+
+:func:`conv_in_pieces` splits the batch so that each piece's column buffer is at most
+:data:`COLUMN_BYTES` (32 MB: below the threshold, reused from the heap, and large enough that each piece
+is still one efficient matrix product per sample). Every sample's output is computed alone either way,
+so the result is bitwise that of one call; the weight and bias gradients are sums over the pieces (equal
+to rounding). float32 (oneDNN, no column buffer) and other devices (a GPU's caching allocator keeps its
+buffers; pieces would only add launches) take the one call.
+
+Examples
+--------
+>>> import torch
+>>> x, w = torch.randn(6, 2, 5, 5, dtype=torch.float64), torch.randn(3, 2, 3, 3, dtype=torch.float64)
+>>> bool(torch.equal(conv_in_pieces(x, w, max_column_bytes=1), torch.nn.functional.conv2d(x, w)))
+True
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["COLUMN_BYTES", "conv_in_pieces"]
+
+#: the largest column buffer (bytes) of one piece
+COLUMN_BYTES: int = 32 * 2 ** 20
+
+_CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def conv_in_pieces(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                   stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0,
+                   dilation: int | tuple[int, ...] = 1, groups: int = 1, *,
+                   max_column_bytes: int | None = None) -> torch.Tensor:
+    """``torch.nn.functional.conv{nd}d(x, weight, bias, stride, padding, dilation, groups)`` (``nd`` from
+    ``weight``), in batch pieces whose column buffer is at most ``max_column_bytes`` where torch would unfold
+    (module docstring).
+
+    Parameters
+    ----------
+    x : Tensor, shape ``(N, C_in, *L)``
+    weight : Tensor, shape ``(C_out, C_in / groups, *kernel)`` with 1 to 3 kernel axes
+    bias, stride, padding, dilation, groups
+        As for ``torch.nn.functional.conv{nd}d``.
+    max_column_bytes : int, optional
+        Bound of one piece's column buffer (default :data:`COLUMN_BYTES`); a single sample larger than
+        it is one piece.
+
+    Returns
+    -------
+    Tensor
+        The convolution, bitwise equal to the single call's.
+    """
+    nd = weight.ndim - 2
+    if nd not in _CONV_FN:
+        raise ValueError(f"weight has shape {tuple(weight.shape)}: expected 1 to 3 kernel axes")
+    conv = _CONV_FN[nd]
+    n = x.shape[0]
+    if x.device.type != "cpu" or x.dtype == torch.float32 or n <= 1:
+        return conv(x, weight, bias, stride, padding, dilation, groups)
+    cap = COLUMN_BYTES if max_column_bytes is None else int(max_column_bytes)
+    # columns of one sample: at most C_in prod(kernel) numbers per output site, and the (padded) input sites
+    # bound the output sites for stride >= 1
+    if isinstance(padding, str):
+        sites = math.prod(x.shape[2:])
+    else:
+        pad = (padding,) * nd if isinstance(padding, int) else tuple(padding)
+        sites = math.prod(s + 2 * p for s, p in zip(x.shape[2:], pad))
+    per = max(1, x.shape[1] * math.prod(weight.shape[2:]) * sites * x.element_size())
+    chunk = max(1, cap // per)
+    if n <= chunk:
+        return conv(x, weight, bias, stride, padding, dilation, groups)
+    return torch.cat([conv(c, weight, bias, stride, padding, dilation, groups) for c in x.split(chunk)])
