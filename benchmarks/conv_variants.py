@@ -125,8 +125,9 @@ def pieces(a: argparse.Namespace, out: dict[str, Any]) -> None:
                              "minor_faults": (r1.ru_minflt - r0.ru_minflt) / a.steps})
     conv_pieces.COLUMN_BYTES = limits["pieces"]
     out["blocks"] = rows
-    out["median"] = {f"{m}, {lab}": {k: statistics.median(r[k] for r in rows if r["mode"] == m and r["convolution"] == lab)
-                                     for k in ("wall_ms", "user_ms", "system_ms", "minor_faults")}
+    keys = ("wall_ms", "user_ms", "system_ms", "minor_faults")
+    out["median"] = {f"{m}, {lab}": {k: statistics.median(r[k] for r in rows if (r["mode"], r["convolution"]) == (m, lab))
+                                     for k in keys}
                      for m in ("forward", "forward_backward") for lab in limits}
 
 

@@ -82,8 +82,8 @@ class TrainConfig:
         ``min(1, (s + 1) / warmup_steps)`` on top of the schedule (0 or 1: none). Adam moves every
         parameter by about ``lr`` in its first steps, whatever the gradient's size, because its second-moment
         estimate is still one gradient old; a flow initialised at the identity with many tied weights (the
-        super-resolving CNF) can be thrown far from it by that first step. The warm-up of the transformer
-        literature (and of timm/fairseq/NetKet's optax schedules), in torch's ``LambdaLR`` form.
+        super-resolving CNF) can be thrown far from it by that first step. The linear warm-up of optax's
+        ``warmup_*`` schedules and of the transformer literature, as a torch ``LambdaLR``.
     clip_norm, clip_value : float or None
         Gradient clipping by total norm / by value.
     gradient : {"reparam", "path"}
@@ -275,7 +275,8 @@ class _WarmupFactor:
     """Learning-rate factor of step ``s`` (from 0): the linear warm-up times the closed form of the schedule.
 
     ``min(1, (s + 1) / W)`` times 1 (constant), ``gamma ** (s // step_size)`` (step) or
-    ``(min_lr + (lr - min_lr) (1 + cos(pi s / steps)) / 2) / lr`` (cosine, torch's ``CosineAnnealingLR``, held at ``min_lr`` after ``steps``).
+    ``(min_lr + (lr - min_lr) (1 + cos(pi s / steps)) / 2) / lr`` (cosine: torch's ``CosineAnnealingLR``, held
+    at ``min_lr`` after ``steps``).
     Plain numbers only: ``LambdaLR`` stores a callable object's ``__dict__`` in its checkpoints.
     """
 
@@ -291,7 +292,8 @@ class _WarmupFactor:
             return warm * self.gamma ** (s // self.step_size)
         if self.schedule == "cosine":
             t = min(s, self.steps)
-            return warm * (self.min_lr + (self.lr - self.min_lr) * (1 + math.cos(math.pi * t / self.steps)) / 2) / self.lr
+            cos = (1 + math.cos(math.pi * t / self.steps)) / 2
+            return warm * (self.min_lr + (self.lr - self.min_lr) * cos) / self.lr
         return warm
 
 
