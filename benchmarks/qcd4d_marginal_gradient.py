@@ -18,11 +18,18 @@ against the *exact* marginal target ``exp(-S_g) det(D D^dag)`` (dense eigenvalue
 
 If the estimator's noise limited training, the exact gradient would reach a lower loss and a higher ESS at
 equal steps.
+
+``--set SECTION.KEY=VALUE`` (repeatable; VALUE is JSON, e.g. ``model.hidden=[32,32]``) changes the example's
+configuration before the model is built: a capacity study of the marginal model at equal steps, e.g.
+
+    python benchmarks/qcd4d_marginal_gradient.py --gradient stochastic --steps 600 --eval-every 100 \
+        --set model.hidden=[32,32] --set model.n_layers=24 --out /tmp/qcd4d_marginal_capacity.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -77,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--eval-n", type=int, default=512)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override an option of the example (VALUE as JSON); repeatable")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
     if a.steps < 1 or a.eval_every < 1 or a.eval_n < 2:
@@ -84,6 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     with open(EXAMPLE, "rb") as f:
         conf = tomllib.load(f)
+    for item in a.set:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or section not in conf:
+            p.error(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {sorted(conf)}")
+        try:
+            conf[section][name] = json.loads(value)
+        except json.JSONDecodeError:
+            conf[section][name] = value
     cfg = FlowConfig.from_dict(conf)
     t, s, theory = cfg.train, cfg.model.variant, cfg.theory
     model, _, _ = build_flow(cfg)
@@ -114,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                            "gradient": a.gradient, "example": "examples/qcd4d_nf2.toml",
                            "ess_definition": "Kish ESS/N of --eval-n fresh draws of q(U) against exp(-S_g) det(D D^dag)",
                            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine_at_start": machine(),
-                           "settings": vars(a), "curve": []}
+                           "settings": vars(a), "n_parameters_marginal": sum(q.numel() for q in model.flow.parameters()),
+                           "curve": []}
     tr = Trainer(model, action, TrainConfig(steps=a.steps, batch_size=t.batch_size, lr=t.lr, eps=t.eps,
                                             clip_norm=t.clip_norm, clip_value=t.clip_value, seed=t.seed,
                                             progress=False))
