@@ -106,7 +106,8 @@ def test_warmup_multiplies_the_schedule_linearly(schedule: str) -> None:
     base, got = [m["lr"] for m in plain.train()], [m["lr"] for m in warmed.train()]
     want = [b * min(1.0, (s + 1) / warm) for s, b in enumerate(base)]
     assert_close(torch.tensor(got, dtype=F64), torch.tensor(want, dtype=F64), rtol=1e-13, atol=0)
-    assert got[0] == pytest.approx(lr / warm) and got[warm - 1] == pytest.approx(base[warm - 1])
+    assert_close(got[0], lr / warm, rtol=1e-13, atol=0)                  # the warm-up starts at lr / W
+    assert_close(got[warm - 1], base[warm - 1], rtol=1e-13, atol=0)      # and ends on the schedule
 
 
 def test_resume_with_warmup_is_deterministic(tmp_path: os.PathLike[str]) -> None:
