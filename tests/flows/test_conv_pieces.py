@@ -1,4 +1,8 @@
-"""Convolutions in batch pieces (latticekit.flows.conv_pieces): bitwise the single call, used where it should be."""
+"""Convolutions in batch pieces (latticekit.flows.conv_pieces): the single call's result, used where it should be.
+
+Every sample's output is its own sum in either case, but torch's matrix product may block a batch of another
+size differently (a 2-channel 5 x 5 float64 input split into single samples differs by 1e-15), so forward
+values are compared to 1e-13, not bitwise."""
 
 from __future__ import annotations
 
@@ -37,10 +41,10 @@ class _Counting:
 
 @pytest.mark.parametrize("nd,kwargs", [(1, {}), (2, dict(stride=(3, 1))), (2, dict(padding=1, groups=2)),
                                        (3, dict(dilation=1, padding=(1, 0, 1)))])
-def test_pieces_are_bitwise_the_single_call(nd: int, kwargs: dict, device: str,
+def test_pieces_equal_the_single_call(nd: int, kwargs: dict, device: str,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    # every sample's output is computed alone in either case: the forward values are identical; the weight and
-    # bias gradients sum over the pieces in another order (equal to rounding)
+    # every sample's output is its own sum in either case: the forward values agree to rounding (module docstring);
+    # the weight and bias gradients sum over the pieces in another order
     x = _randn((7, 4) + (6,) * nd, 1, device).requires_grad_(True)
     w = _randn((6, 4 // kwargs.get("groups", 1)) + (3,) * nd, 2, device).requires_grad_(True)
     b = _randn((6,), 3, device).requires_grad_(True)
@@ -53,7 +57,7 @@ def test_pieces_are_bitwise_the_single_call(nd: int, kwargs: dict, device: str,
     per = 4 * 3 ** nd * math.prod(6 + 2 * p for p in pads) * 8
     out = cp.conv_in_pieces(x, w, b, **kwargs, max_column_bytes=2 * per)   # pieces of 2, 2, 2, 1
     assert count.calls == (4 if device == "cpu" else 1)
-    assert_close(out, ref, rtol=0, atol=0)
+    assert_close(out, ref, rtol=1e-13, atol=1e-13)
     for a, r in zip(torch.autograd.grad((out ** 2).sum(), [x, w, b]), g_ref):
         assert_close(a, r, rtol=1e-13, atol=1e-12)
     assert float(g_ref[1].abs().max()) > 1e-1
@@ -84,8 +88,8 @@ def test_convnet_in_pieces_is_the_same(nd: int, separable: bool, device: str, mo
     full, stripe = net(x), net.forward_stripe(x, axis=0, period=4, offset=1)
     count = _Counting(monkeypatch)
     monkeypatch.setattr(cp, "COLUMN_BYTES", 1)                               # every sample its own piece
-    assert_close(net(x), full, rtol=0, atol=0)
-    assert_close(net.forward_stripe(x, axis=0, period=4, offset=1), stripe, rtol=0, atol=0)
+    assert_close(net(x), full, rtol=1e-13, atol=1e-13)
+    assert_close(net.forward_stripe(x, axis=0, period=4, offset=1), stripe, rtol=1e-13, atol=1e-13)
     n_convs = 3 * (nd if separable else 1)
     if device == "cpu":
         assert count.calls > 2 * n_convs                                  # more calls than convolutions: pieces

@@ -379,7 +379,7 @@ class LocalCNF(FlowLayer):
         x = tnf.pad(hb, (r, r) * nd, mode="circular") if r else hb
         # batches whose float64 column buffer would exceed conv_pieces.COLUMN_BYTES in pieces on the CPU (1 GB for
         # the 5x5 kernel at batch 1024 on 16x16, zero-filled page by page on every call: 64% of a field
-        # evaluation in system time, measured); bitwise the same field
+        # evaluation in system time, measured); the same field (bitwise at the measured sizes)
         out = conv_in_pieces(x, weight, max_column_bytes=self._COLUMN_BYTES)
         # site x = 2 m + q keeps channel p = q: a one-hot selector over (p, q)
         sel = torch.eye(P, dtype=out.dtype, device=out.device).reshape((P,) + (2,) * nd)
