@@ -16,8 +16,8 @@ is still one efficient matrix product per sample). Every sample's output is its 
 result equals that of one call to rounding: bitwise in most shapes, but torch's matrix product may block a
 batch of another size differently (a 2-channel 5 x 5 input split into single samples differs by 1e-15; the
 measured 16x16 and 32x32 context nets and the CNF field are bitwise equal). The weight and bias gradients
-are sums over the pieces, equal to rounding. float32 (oneDNN, no column buffer) and other devices (a GPU's caching allocator keeps its
-buffers; pieces would only add launches) take the one call.
+are sums over the pieces, equal to rounding. float32 (oneDNN, no column buffer) and other devices (a GPU's
+caching allocator keeps its buffers; pieces would only add launches) take the one call.
 
 Examples
 --------
