@@ -7,8 +7,8 @@ batch sizes of flow sampling that buffer is hundreds of MB to GB (2.4 GB for a `
 convolution at batch 1024 on 32x32; 1 GB for the super-resolving CNF's 5x5 kernel at batch 1024 on
 16x16). Above glibc's mmap threshold (1 GiB even after
 :func:`latticekit.backends.configure_malloc`) it is mapped, zero-filled page by page by the kernel and
-unmapped on every call: 63% of the CPU time of a float64 ``ConvNet`` forward at 32x32, batch 1024, was
-system time (benchmarks/README.md, "Convolutions in pieces").
+unmapped on every call: 54% of the CPU time of a float64 ``ConvNet`` forward at 32x32, batch 1024, and 58%
+of forward + backward, was system time (benchmarks/README.md, "Convolutions in pieces").
 
 :func:`conv_in_pieces` splits the batch so that each piece's column buffer is at most
 :data:`COLUMN_BYTES` (32 MB: below the threshold, reused from the heap, and large enough that each piece
