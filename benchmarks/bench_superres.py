@@ -152,8 +152,13 @@ def cmd_field(args: argparse.Namespace) -> None:
     ref = None
     with torch.no_grad():
         # pieces first (a clean heap), then one call, then pieces again (after the large buffers came and went)
-        for label, limit in (("pieces", LocalCNF._COLUMN_BYTES), ("one call", 2 ** 62),
-                             ("pieces", LocalCNF._COLUMN_BYTES)):
+        default = LocalCNF._COLUMN_BYTES
+        cases = [("pieces", default), ("one call", 2 ** 62), ("pieces", default)]
+        if args.column_mb:   # pieces of several bounds, each before and after the one call
+            sized = [(f"pieces {mb:g} MB", int(mb * 2 ** 20)) for mb in args.column_mb]
+            cases = sized + [("one call", 2 ** 62)] + sized[::-1]
+        out["column_bytes_default"] = default
+        for label, limit in cases:
             layer._COLUMN_BYTES = limit
             g, _ = layer._field_and_divergence(psi, 0.3, kern)   # warm-up
             r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -167,6 +172,7 @@ def cmd_field(args: argparse.Namespace) -> None:
                    "max_abs_diff_to_first": float((g - ref).abs().max())}
             out["results"].append(row)
             print(row, flush=True)
+        layer._COLUMN_BYTES = default
     out["machine_at_end"] = machine()
     write_json(args.out, out)
 
@@ -272,6 +278,109 @@ def cmd_uv(args: argparse.Namespace) -> None:
               f"{e['ess_at_learned']:.3f}), ESS-optimal {e['kappa']:.5f} (ESS/N {e['ess']:.3f}), {e['cpu_s']:.0f} CPU s")
 
 
+def _memory_variant(folder: str, variant: str, threads: int, reps: int, grad_file: str) -> dict[str, Any]:
+    """One training step's forward and backward pass (no optimiser update) of the run in ``folder`` at its
+    checkpoint, in this (fresh) process, with the gradients of the ODE solves taken by ``variant``:
+    ``direct`` (backpropagation through the dopri5 steps), ``recompute`` (train.recompute_layers: each layer's
+    graph rebuilt in the backward pass) or ``adjoint`` (model.adjoint: torchdiffeq's adjoint ODE)."""
+    import json
+    import resource
+
+    import numpy as np
+
+    from latticekit.flows.superres import LocalCNF
+    from latticekit.flows.train import reverse_kl_loss
+
+    def max_rss_mb() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    torch.set_num_threads(threads)
+    lk.backends.configure_malloc()   # as the train job does (latticekit.app.cli): no page faults per solve
+    stored = json.loads((Path(folder) / "config.json").read_text())
+    stored["train"]["recompute_layers"] = variant == "recompute"
+    cfg = FlowConfig.from_stored(stored)
+    model, action, _ = build_flow(cfg)
+    tr = Trainer(model, action, cfg.train.train_config(None, Path(grad_file).with_suffix(".unused.pt")))
+    step = tr.load(str(Path(folder) / "checkpoint.pt"))
+    for m in model.modules():   # after loading: the checkpoint's architecture hash includes the repr's adjoint=
+        if isinstance(m, LocalCNF):
+            m.adjoint = variant == "adjoint"
+    calls = {"n": 0}
+    original = LocalCNF._field_and_divergence
+
+    def counted(self: Any, *a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        return original(self, *a, **k)
+
+    LocalCNF._field_and_divergence = counted  # type: ignore[method-assign]
+    from latticekit.flows import conv_pieces
+
+    row: dict[str, Any] = {"variant": variant, "checkpoint_step": step, "max_rss_mb_before": max_rss_mb(),
+                           "column_bytes": conv_pieces.COLUMN_BYTES,
+                           "configure_malloc": lk.backends.configure_malloc(),
+                           "steps": []}
+    tr.model.train()
+    for rep in range(reps):
+        tr.optimizer.zero_grad(set_to_none=True)
+        calls["n"] = 0
+        t0, c0 = time.perf_counter(), time.process_time()
+        loss, log_w = reverse_kl_loss(tr.model, tr.action_fn, tr.config.batch_size, tr.rng)
+        t1, c1, n_fwd = time.perf_counter(), time.process_time(), calls["n"]
+        loss.backward()
+        t2, c2 = time.perf_counter(), time.process_time()
+        row["steps"].append({"loss": float(loss.detach()), "forward_s": t1 - t0, "backward_s": t2 - t1,
+                             "forward_cpu_s": c1 - c0, "backward_cpu_s": c2 - c1, "field_evaluations_forward": n_fwd,
+                             "field_evaluations_backward": calls["n"] - n_fwd, "max_rss_mb": max_rss_mb()})
+        if rep == 0:
+            np.savez(grad_file, **{n: p.grad.detach().numpy() for n, p in tr.model.named_parameters()
+                                   if p.grad is not None})
+        print(variant, row["steps"][-1], flush=True)
+    return row
+
+
+def cmd_memory_one(args: argparse.Namespace) -> None:
+    """One variant of ``memory`` in this process (its peak RSS is this process's); writes the row to ``--row``."""
+    write_json(args.row, _memory_variant(args.folder, args.variant, args.threads, args.reps, args.grads))
+
+
+def cmd_memory(args: argparse.Namespace) -> None:
+    """Peak memory and time of a training step of a trained run, one fresh process per gradient variant; the
+    gradients of the first step compared with those of ``direct`` (the same prior draws: the checkpoint's
+    generator)."""
+    import json
+    import subprocess
+    import tempfile
+
+    import numpy as np
+
+    out: dict[str, Any] = {"benchmark": "superres_memory", "command": "python " + " ".join(sys.argv),
+                           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine_at_start": machine(),
+                           "settings": vars(args), "variants": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for variant in args.variants:
+            files[variant], row_file = str(Path(tmp) / f"{variant}.npz"), Path(tmp) / f"{variant}.json"
+            subprocess.run([sys.executable, __file__, "memory-one", "--folder", args.folder, "--variant", variant,
+                            "--threads", str(args.threads), "--reps", str(args.reps), "--grads", files[variant],
+                            "--row", str(row_file)], check=True)
+            row = json.loads(row_file.read_text())
+            out["variants"].append(row)
+            if "direct" in files and variant != "direct":
+                ref, new = np.load(files["direct"]), np.load(files[variant])
+                num = sum(float(((new[k] - ref[k]) ** 2).sum()) for k in ref.files)
+                den = sum(float((ref[k] ** 2).sum()) for k in ref.files)
+                row["gradient_rel_diff_to_direct"] = (num / den) ** 0.5
+            write_json(args.out, out)
+    out["machine_at_end"] = machine()
+    write_json(args.out, out)
+    for row in out["variants"]:
+        s = row["steps"][-1]
+        print(f"{row['variant']:>9}: max RSS {s['max_rss_mb']:.0f} MB (before the steps {row['max_rss_mb_before']:.0f}),"
+              f" forward {s['forward_s']:.1f} s, backward {s['backward_s']:.1f} s, field evaluations "
+              f"{s['field_evaluations_forward']} + {s['field_evaluations_backward']}, gradient vs direct "
+              f"{row.get('gradient_rel_diff_to_direct', 0.0):.2e}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -330,11 +439,24 @@ def main() -> None:
                     help="rtol = atol of the CNF solves in training steps (default: the eval tolerance, 1e-8)")
     fe = sub.add_parser("field", help="time one CNF field evaluation with and without the batch pieces")
     fe.add_argument("--out", required=True)
+    fe.add_argument("--column-mb", type=float, nargs="+", default=None,
+                    help="time pieces of these column-buffer bounds (MB) beside the one call")
     for name, kind, default in (("L", int, 16), ("kernel", int, 5), ("batch", int, 1024), ("reps", int, 6),
                                 ("threads", int, 1)):
         fe.add_argument(f"--{name}", type=kind, default=default)
+    me = sub.add_parser("memory", help="peak memory of a training step: backprop, recompute or adjoint ODE gradients")
+    me.add_argument("--folder", required=True, help="a trained superres run (config.json, checkpoint.pt)")
+    me.add_argument("--out", required=True)
+    me.add_argument("--variants", nargs="+", choices=("direct", "recompute", "adjoint"),
+                    default=["direct", "recompute", "adjoint"])
+    me.add_argument("--reps", type=int, default=2)
+    me.add_argument("--threads", type=int, default=1)
+    mo = sub.add_parser("memory-one", help="one variant of memory (run by memory in a fresh process)")
+    for name, kind in (("folder", str), ("variant", str), ("threads", int), ("reps", int), ("grads", str),
+                       ("row", str)):
+        mo.add_argument(f"--{name}", type=kind, required=True)
     args = p.parse_args()
-    {"ir": cmd_ir, "profile": cmd_profile, "uv": cmd_uv, "field": cmd_field}[args.cmd](args)
+    {"memory-one": cmd_memory_one, "ir": cmd_ir, "profile": cmd_profile, "uv": cmd_uv, "field": cmd_field, "memory": cmd_memory}[args.cmd](args)
 
 
 if __name__ == "__main__":

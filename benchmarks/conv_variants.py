@@ -93,6 +93,10 @@ def pieces(a: argparse.Namespace, out: dict[str, Any]) -> None:
     net = ConvNet(2, 2, 25, hidden=(32, 32)).to(torch.float64)
     x = torch.randn(a.batch, 2, a.L, a.L, dtype=torch.float64)
     limits = {"one call": 2 ** 62, "pieces": conv_pieces.COLUMN_BYTES}
+    if a.column_mb:   # pieces of several sizes (labels "pieces N MB"); the library's default is COLUMN_BYTES
+        default = conv_pieces.COLUMN_BYTES
+        limits = {"one call": 2 ** 62, **{f"pieces {mb:g} MB": int(mb * 2 ** 20) for mb in a.column_mb}}
+        out["column_bytes_default"] = default
 
     def run(mode: str, limit: int) -> None:
         conv_pieces.COLUMN_BYTES = limit
@@ -107,7 +111,7 @@ def pieces(a: argparse.Namespace, out: dict[str, Any]) -> None:
         conv_pieces.COLUMN_BYTES = limit
         with torch.no_grad():
             refs[label] = net(x)
-    out["max_abs_diff_forward"] = float((refs["pieces"] - refs["one call"]).abs().max())
+    out["max_abs_diff_forward"] = max(float((refs[k] - refs["one call"]).abs().max()) for k in refs)
     rows: list[dict[str, Any]] = []
     for mode in ("forward", "forward_backward"):
         for label, limit in limits.items():
@@ -123,7 +127,7 @@ def pieces(a: argparse.Namespace, out: dict[str, Any]) -> None:
                              "user_ms": (r1.ru_utime - r0.ru_utime) / a.steps * 1e3,
                              "system_ms": (r1.ru_stime - r0.ru_stime) / a.steps * 1e3,
                              "minor_faults": (r1.ru_minflt - r0.ru_minflt) / a.steps})
-    conv_pieces.COLUMN_BYTES = limits["pieces"]
+    conv_pieces.COLUMN_BYTES = out.get("column_bytes_default", limits.get("pieces"))
     out["blocks"] = rows
     keys = ("wall_ms", "user_ms", "system_ms", "minor_faults")
     out["median"] = {f"{m}, {lab}": {k: statistics.median(r[k] for r in rows if (r["mode"], r["convolution"]) == (m, lab))
@@ -139,6 +143,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--out", required=True)
     p.add_argument("--pieces", action="store_true", help="float64 context net: convolutions in one call vs in pieces")
+    p.add_argument("--column-mb", type=float, nargs="+", default=None,
+                   help="with --pieces: time pieces of these column-buffer bounds (MB) beside the one call")
     a = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -110,7 +110,8 @@ class TrainSection:
     checkpoint_every: int = setting(100, doc="steps between checkpoints")
     log_every: int = setting(50, doc="steps between progress lines without tqdm")
     compile: bool = setting(False, doc="torch.compile the coupling splines")
-    recompute_layers: bool = setting(False, doc="recompute each flow layer's activations in the backward pass "
+    recompute_layers: bool = setting(False, doc="recompute each flow layer's activations (each CNF field "
+                                     "evaluation of the super-resolving families) in the backward pass "
                                      "(activation checkpointing: less memory, about one more forward pass)")
 
     def train_config(self, device: Any, checkpoint_path: Any) -> Any:

@@ -5,7 +5,10 @@ the 4D QCD architecture of arXiv:2208.03832 about 0.4 MB (gauge flow) and 1.9 MB
 site and sample in float64 (``benchmarks/README.md``, "4D QCD flows"), which at the paper's batches is more
 than one GPU holds. With :func:`recompute_layers` every :class:`~latticekit.flows.base.Flow` in a model runs
 each of its layers under :func:`torch.utils.checkpoint.checkpoint` (the non-reentrant form): only the layer's
-inputs are kept and its forward pass is run again during the backward pass. Gradients are the same (the
+inputs are kept and its forward pass is run again during the backward pass. The super-resolving flows' ODE
+layer (:class:`~latticekit.flows.superres.LocalCNF`) does the same per evaluation of its vector field inside
+the solver (what backpropagation through dopri5 keeps grows with the solver steps: 15 GB at 16x16 after
+training; ``benchmarks/README.md``, super-resolving flows). Gradients are the same (the
 layers are deterministic); a step costs about one more forward pass. The option is ``recompute_layers`` of
 :class:`~latticekit.flows.train.TrainConfig` and of the ``[train]`` section of ``latticekit train``, the same
 idea as PyTorch's ``checkpoint_sequential`` and the "gradient checkpointing" of large language models.
@@ -28,21 +31,24 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .base import Flow
-
 __all__ = ["recompute_layers", "recomputed"]
 
 
 def recompute_layers(model: nn.Module, enabled: bool = True) -> int:
-    """Switch activation checkpointing on (or off) for every :class:`Flow` in ``model``; returns how many.
+    """Switch activation checkpointing on (or off) for every module of ``model`` that supports it; returns
+    how many.
 
-    A Flow nested in another one runs its own layers checkpointed and is not checkpointed as a whole by
-    the outer one (that would run its layers a third time).
+    A module supports it by declaring a boolean class attribute ``recompute`` and honouring it: a
+    :class:`~latticekit.flows.base.Flow` checkpoints each of its layers, and the super-resolving flows' ODE layer
+    (:class:`~latticekit.flows.superres.LocalCNF`) each evaluation of its vector field, so that backpropagation
+    through the solver keeps one field per solver stage instead of every stage's activations. A Flow nested in
+    another one runs its own layers checkpointed and is not checkpointed as a whole by the outer one (that
+    would run its layers a third time).
     """
-    flows = [m for m in model.modules() if isinstance(m, Flow)]
-    for f in flows:
+    layers = [m for m in model.modules() if isinstance(getattr(type(m), "recompute", None), bool)]
+    for f in layers:
         f.recompute = bool(enabled)
-    return len(flows)
+    return len(layers)
 
 
 def recomputed(fn: Callable[..., Any], x: torch.Tensor, context: Any) -> Any:

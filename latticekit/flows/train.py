@@ -111,9 +111,10 @@ class TrainConfig:
         2D U(1), L = 8, one CPU core), a few seconds of compilation at the first step, results equal
         to the eager ones up to rounding. Needs a working compiler backend (C++ on CPU).
     recompute_layers : bool
-        Recompute each flow layer's activations in the backward pass instead of keeping them
+        Recompute each flow layer's activations (each field evaluation of a
+        :class:`~latticekit.flows.superres.LocalCNF`) in the backward pass instead of keeping them
         (:mod:`latticekit.flows.recompute`): the memory of one layer instead of all of them, for about
-        one more forward pass per step; the same gradients.
+        one more forward pass per step; the same gradients. A model with nothing to recompute is refused.
 
     Examples
     --------
@@ -345,8 +346,9 @@ class Trainer:
         self.model = model.to(dtype=self.dtype, device=self.device)
         if cfg.compile:
             compile_splines(self.model)
-        if cfg.recompute_layers:
-            recompute_layers(self.model)
+        if cfg.recompute_layers and not recompute_layers(self.model):
+            raise ValueError(f"recompute_layers=True: the model ({type(self.model).__name__}) has no layer that "
+                             "recomputes its activations (a Flow or a LocalCNF); leave the option off")
         self.rng = backends.rng(cfg.seed, backend="torch", device=cfg.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:

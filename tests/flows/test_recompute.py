@@ -8,7 +8,8 @@ import torch
 
 import latticekit as lk
 from latticekit.actions import WilsonGaugeAction
-from latticekit.flows import Flow, HaarPrior, Model, TrainConfig, Trainer, recompute_layers, u1_gauge_flow
+from latticekit.flows import (Flow, GaussianPrior, HaarPrior, Model, TrainConfig, Trainer, recompute_layers,
+                              u1_gauge_flow)
 from latticekit.flows.pseudofermion import JointAction, JointModel, monomial_targets
 from latticekit.testing import assert_close
 
@@ -99,3 +100,49 @@ def test_train_config_option() -> None:
         tr.train()
         losses[flag] = torch.tensor([h["loss"] for h in tr.history])
     assert_close(losses[True], losses[False], rtol=1e-10, atol=0)
+
+
+def test_train_config_option_refuses_a_model_without_recomputable_layers() -> None:
+    """A model with no Flow or LocalCNF inside would silently keep every activation: refused before training."""
+    class Scale(torch.nn.Module):   # a layer of the contract that is neither a Flow nor a LocalCNF
+        def __init__(self) -> None:
+            super().__init__()
+            self.s = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x: torch.Tensor, context=None) -> tuple[torch.Tensor, torch.Tensor]:
+            return x * self.s.exp(), self.s.expand(x.shape[0]) * x.shape[-1]
+
+        def inverse(self, y: torch.Tensor, context=None) -> tuple[torch.Tensor, torch.Tensor]:
+            return y * (-self.s).exp(), -self.s.expand(y.shape[0]) * y.shape[-1]
+
+    with pytest.raises(ValueError, match="recompute_layers"):
+        Trainer(Model(GaussianPrior((4,)), Scale()), lambda x: 0.5 * (x ** 2).sum(-1),
+                TrainConfig(steps=1, batch_size=4, recompute_layers=True))
+
+
+def test_superres_model_recomputes_its_cnf_evaluations() -> None:
+    """``recompute_layers`` reaches the super-resolving model's LocalCNF layers (they are not Flows); one
+    training step's loss and gradients equal the plain step's to rounding."""
+    from latticekit.flows.superres import LocalCNF, RectangularFlow, SuperResolvingModel, ZeroSumNoise
+    from latticekit.testing import randomize_parameters
+
+    lat = lk.Lattice((4, 4))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        cnf = randomize_parameters(LocalCNF((4, 4), n_basis=3, n_time=3, bond_basis=4, bond_time=3,
+                                            kernel_size=3), seed=1, scale=0.2)
+    model = SuperResolvingModel(GaussianPrior((2, 2)), [RectangularFlow((2, 2), ZeroSumNoise(2, nd=2), cnf)])
+    model = model.to(torch.float64)
+    action = lk.actions.Phi4Action(lat, kappa=0.2, lam=0.01)
+    out = []
+    for flag in (False, True):
+        assert recompute_layers(model, enabled=flag) == 1 and cnf.recompute == flag
+        model.zero_grad(set_to_none=True)
+        x, log_q = model.sample(8, lk.backends.rng(3, backend="torch"))
+        loss = (log_q + action(x)).mean()
+        loss.backward()
+        out.append((loss.detach(), _grads(model)))
+    assert_close(out[1][0], out[0][0], rtol=1e-14, atol=0)
+    assert len(out[0][1]) == len(out[1][1]) > 0
+    for a, b in zip(out[1][1], out[0][1]):
+        assert_close(a, b, rtol=1e-12, atol=1e-14)

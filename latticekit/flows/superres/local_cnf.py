@@ -124,6 +124,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from latticekit.flows.base import FlowLayer
 from latticekit.flows.conv_pieces import COLUMN_BYTES, conv_in_pieces
@@ -207,12 +208,22 @@ class LocalCNF(FlowLayer):
         tolerances than they are evaluated at). Default: no difference between the modes.
     adjoint : bool
         Integrate with ``torchdiffeq.odeint_adjoint`` (memory independent of the number of steps; the
-        gradients w.r.t. the module's parameters and the input come from the adjoint ODE).
+        gradients w.r.t. the module's parameters and the input come from the adjoint ODE, which is solved
+        backwards to the same tolerances: gradients that differ from backpropagation by about the
+        tolerance, and a backward pass several times slower). For exact gradients at bounded memory set
+        :attr:`recompute` instead.
     options : dict, optional
         Passed to the solver (e.g. ``{"step_size": 0.05}`` for ``"rk4"``).
 
     Attributes
     ----------
+    recompute : bool
+        Backpropagation through the solver (``adjoint=False``) keeps, for every field evaluation, only its
+        input and recomputes its activations in the backward pass (:func:`torch.utils.checkpoint.checkpoint`,
+        non-reentrant): the memory of one lattice field per solver stage instead of every stage's
+        features and convolution buffers, for about one more field evaluation per stage; the same gradients
+        (up to rounding). Set by :func:`~latticekit.flows.recompute.recompute_layers` (``[train]
+        recompute_layers``). Default False.
     omega : Parameter, shape ``(F - 1,)``
         Frequencies of eq. (24), initialised to ``1, 2, ..., F - 1``.
     w_basis : Parameter, shape ``(F', F)``
@@ -361,6 +372,10 @@ class LocalCNF(FlowLayer):
     #: benchmark times both)
     conv_max_nd: int = 3
 
+    #: checkpoint each field evaluation inside the solver (class docstring, Attributes; set by
+    #: :func:`~latticekit.flows.recompute.recompute_layers`)
+    recompute: bool = False
+
     #: largest column buffer of one convolution call (bytes); larger batches are convolved in pieces (_convolve)
     _COLUMN_BYTES: int = COLUMN_BYTES
 
@@ -479,9 +494,14 @@ class LocalCNF(FlowLayer):
                                          adjoint_params=params, **kwargs)[1:]
         else:
             kernels = self.block_kernels()                                          # once per solve
+            field = self._field_and_divergence
+            if self.recompute and torch.is_grad_enabled():
+                # keep each evaluation's input field only; its activations are rebuilt in the backward pass
+                def field(psi: torch.Tensor, t: torch.Tensor, kern: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                    return checkpoint(self._field_and_divergence, psi, t, kern, use_reentrant=False)
 
             def dynamics(t: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-                return self._field_and_divergence(flat + state[0], t, kernels)      # eqs. 22, 27
+                return field(flat + state[0], t, kernels)                          # eqs. 22, 27
 
             with self._solver_errors(rtol, atol):
                 out = tdq.odeint(dynamics, (torch.zeros_like(flat), zero_ld), times, **kwargs)
