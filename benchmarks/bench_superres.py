@@ -251,7 +251,8 @@ def cmd_uv(args: argparse.Namespace) -> None:
                      "bond_time": args.Dp, "kernel_size": args.kernel, "retrain_steps": args.retrain,
                      "lr_factor": 0.2, "check_every": args.check_every, "patience": args.patience,
                      "min_delta": args.min_delta, "scan_width": args.scan_width},
-           "train": {"steps": args.steps, "batch_size": args.batch, "lr": args.lr, "betas": [0.8, 0.9],
+           "train": {"steps": args.steps, "batch_size": args.batch, "lr": args.lr, "warmup_steps": args.warmup,
+                     "betas": [0.8, 0.9],
                      "schedule": "step", "step_size": 1, "gamma": 0.997, "seed": args.seed, "dtype": "float64",
                      "eval_batch_size": args.eval_n, "checkpoint_every": 10}}
     if args.ode_train_tol is not None:
@@ -375,9 +376,10 @@ def cmd_memory(args: argparse.Namespace) -> None:
     write_json(args.out, out)
     for row in out["variants"]:
         s = row["steps"][-1]
-        print(f"{row['variant']:>9}: max RSS {s['max_rss_mb']:.0f} MB (before the steps {row['max_rss_mb_before']:.0f}),"
-              f" forward {s['forward_s']:.1f} s, backward {s['backward_s']:.1f} s, field evaluations "
-              f"{s['field_evaluations_forward']} + {s['field_evaluations_backward']}, gradient vs direct "
+        print(f"{row['variant']:>9}: max RSS {s['max_rss_mb']:.0f} MB (before the steps "
+              f"{row['max_rss_mb_before']:.0f}), forward {s['forward_s']:.1f} s, backward {s['backward_s']:.1f} s, "
+              f"field evaluations {s['field_evaluations_forward']} + {s['field_evaluations_backward']}, "
+              "gradient vs direct "
               f"{row.get('gradient_rel_diff_to_direct', 0.0):.2e}")
 
 
@@ -433,7 +435,8 @@ def main() -> None:
                                 ("retrain", int, 50), ("check-every", int, 10), ("patience", int, 2),
                                 ("min-delta", float, 0.005), ("scan-width", float, 0.05), ("batch", int, 32),
                                 ("eval-n", int, 256), ("log-z-n", int, 512), ("hmc-traj", int, 20), ("F", int, 11),
-                                ("D", int, 10), ("Fp", int, 20), ("Dp", int, 20), ("kernel", int, 3), ("lr", float, 0.01)):
+                                ("D", int, 10), ("Fp", int, 20), ("Dp", int, 20), ("kernel", int, 3),
+                                ("lr", float, 0.01), ("warmup", int, 0)):
         uv.add_argument(f"--{name}", type=kind, default=default)
     uv.add_argument("--ode-train-tol", type=float, default=None,
                     help="rtol = atol of the CNF solves in training steps (default: the eval tolerance, 1e-8)")
@@ -456,7 +459,9 @@ def main() -> None:
                        ("row", str)):
         mo.add_argument(f"--{name}", type=kind, required=True)
     args = p.parse_args()
-    {"memory-one": cmd_memory_one, "ir": cmd_ir, "profile": cmd_profile, "uv": cmd_uv, "field": cmd_field, "memory": cmd_memory}[args.cmd](args)
+    commands = {"memory-one": cmd_memory_one, "ir": cmd_ir, "profile": cmd_profile, "uv": cmd_uv, "field": cmd_field,
+                "memory": cmd_memory}
+    commands[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -10,18 +10,19 @@ convolution at batch 1024 on 32x32; 1 GB for the super-resolving CNF's 5x5 kerne
 unmapped on every call: 54% of the CPU time of a float64 ``ConvNet`` forward at 32x32, batch 1024, and 58%
 of forward + backward, was system time (benchmarks/README.md, "Convolutions in pieces").
 
-:func:`conv_in_pieces` splits the batch so that each piece's column buffer is at most
-:data:`COLUMN_BYTES` (4 MB: below the threshold, reused from the heap, and small enough to stay in cache
-while its matrix products read it, as far as the timings below tell). Measured on the 2-core EPYC (32 MB L3) against 32 MB
-pieces: a super-resolving CNF field evaluation (16x16, batch 64 and 1024) in 0.49-0.62x the wall time, the
-float64 gauge-flow context net in 0.71-0.82x (forward, forward + backward, 16x16 and 32x32, batch 1024); 1, 2
-and 8 MB were within 10% of 4 MB (benchmarks/README.md, "Convolutions in pieces"). Smaller temporaries also
-fragment the heap less when activations are recomputed (:mod:`latticekit.flows.recompute`). Every sample's output is its own sum either way, so the
-result equals that of one call to rounding: bitwise in most shapes, but torch's matrix product may block a
-batch of another size differently (a 2-channel 5 x 5 input split into single samples differs by 1e-15; the
-measured 16x16 and 32x32 context nets and the CNF field are bitwise equal). The weight and bias gradients
-are sums over the pieces, equal to rounding. float32 (oneDNN, no column buffer) and other devices (a GPU's
-caching allocator keeps its buffers; pieces would only add launches) take the one call.
+:func:`conv_in_pieces` splits the batch so that each piece's column buffer is at most :data:`COLUMN_BYTES`
+(4 MB: below the threshold, reused from the heap, and small enough to stay in cache while its matrix
+products read it, as far as the timings tell). Measured on the 2-core EPYC (32 MB L3) against 32 MB pieces: a
+super-resolving CNF field evaluation (16x16, batch 64 and 1024) in 0.49-0.62x the wall time, the float64
+gauge-flow context net in 0.71-0.82x (forward, forward + backward, 16x16 and 32x32, batch 1024); 1, 2 and 8 MB
+were within 10% of 4 MB (benchmarks/README.md, "Convolutions in pieces"). Smaller temporaries also fragment the
+heap less when activations are recomputed (:mod:`latticekit.flows.recompute`). Every sample's output is its
+own sum either way, so the result equals that of one call to rounding: bitwise in most shapes, but torch's
+matrix product may block a batch of another size differently (a 2-channel 5 x 5 input split into single
+samples differs by 1e-15; the measured 16x16 and 32x32 context nets and the CNF field are bitwise equal).
+The weight and bias gradients are sums over the pieces, equal to rounding. float32 (oneDNN, no column buffer)
+and other devices (a GPU's caching allocator keeps its buffers; pieces would only add launches) take the one
+call.
 
 Examples
 --------
