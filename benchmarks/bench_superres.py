@@ -177,6 +177,22 @@ def cmd_field(args: argparse.Namespace) -> None:
     write_json(args.out, out)
 
 
+def count_field_evaluations() -> dict[str, int]:
+    """Count the CNF field evaluations of this process from now on: ``LocalCNF._field_and_divergence`` wrapped,
+    its calls in the returned dict's ``"n"`` (reset it by hand)."""
+    from latticekit.flows.superres import LocalCNF
+
+    calls = {"n": 0}
+    original = LocalCNF._field_and_divergence
+
+    def counted(self: Any, *a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        return original(self, *a, **k)
+
+    LocalCNF._field_and_divergence = counted  # type: ignore[method-assign]
+    return calls
+
+
 def cmd_profile(args: argparse.Namespace) -> None:
     import cProfile
     import pstats
@@ -198,14 +214,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
     target = model.target if args.family == "superres_uv" else action
     tr = Trainer(model, target, TrainConfig(steps=args.steps + 1, batch_size=args.batch, lr=0.01, betas=(0.8, 0.9),
                                             seed=args.seed))
-    calls = {"n": 0}
-    original = LocalCNF._field_and_divergence
-
-    def counted(self: Any, *a: Any, **k: Any) -> Any:
-        calls["n"] += 1
-        return original(self, *a, **k)
-
-    LocalCNF._field_and_divergence = counted  # type: ignore[method-assign]
+    calls = count_field_evaluations()
     if args.offset_loop:  # the loop over offsets (torch.roll) instead of one convolution: the earlier form
         LocalCNF.conv_max_nd = 0
     out: dict[str, Any] = {"benchmark": "superres_profile", "command": "python " + " ".join(sys.argv),
@@ -289,6 +298,7 @@ def _memory_variant(folder: str, variant: str, threads: int, reps: int, grad_fil
 
     import numpy as np
 
+    from latticekit.flows import conv_pieces
     from latticekit.flows.superres import LocalCNF
     from latticekit.flows.train import reverse_kl_loss
 
@@ -306,16 +316,7 @@ def _memory_variant(folder: str, variant: str, threads: int, reps: int, grad_fil
     for m in model.modules():   # after loading: the checkpoint's architecture hash includes the repr's adjoint=
         if isinstance(m, LocalCNF):
             m.adjoint = variant == "adjoint"
-    calls = {"n": 0}
-    original = LocalCNF._field_and_divergence
-
-    def counted(self: Any, *a: Any, **k: Any) -> Any:
-        calls["n"] += 1
-        return original(self, *a, **k)
-
-    LocalCNF._field_and_divergence = counted  # type: ignore[method-assign]
-    from latticekit.flows import conv_pieces
-
+    calls = count_field_evaluations()
     row: dict[str, Any] = {"variant": variant, "checkpoint_step": step, "max_rss_mb_before": max_rss_mb(),
                            "column_bytes": conv_pieces.COLUMN_BYTES,
                            "configure_malloc": lk.backends.configure_malloc(),
