@@ -140,7 +140,10 @@ class Flow(FlowLayer):
     recompute: bool = False
 
     def _run(self, fn: Any, x: torch.Tensor, context: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.recompute and torch.is_grad_enabled() and not isinstance(getattr(fn, "__self__", None), Flow):
+        # a layer that recomputes by itself (a nested Flow, a LocalCNF) is not checkpointed as a whole as well:
+        # that would run its inner work a third time
+        layer = getattr(fn, "__self__", None)
+        if self.recompute and torch.is_grad_enabled() and not getattr(layer, "recompute", False):
             from .recompute import recomputed
 
             return recomputed(fn, x, context)

@@ -41,9 +41,9 @@ def recompute_layers(model: nn.Module, enabled: bool = True) -> int:
     A module supports it by declaring a boolean class attribute ``recompute`` and honouring it: a
     :class:`~latticekit.flows.base.Flow` checkpoints each of its layers, and the super-resolving flows' ODE layer
     (:class:`~latticekit.flows.superres.LocalCNF`) each evaluation of its vector field, so that backpropagation
-    through the solver keeps one field per solver stage instead of every stage's activations. A Flow nested in
-    another one runs its own layers checkpointed and is not checkpointed as a whole by the outer one (that
-    would run its layers a third time).
+    through the solver keeps one field per solver stage instead of every stage's activations. A module that
+    recomputes by itself inside a Flow (a nested Flow, a LocalCNF) is not checkpointed as a whole by the outer
+    Flow as well (that would run its inner work a third time).
     """
     layers = [m for m in model.modules() if isinstance(getattr(type(m), "recompute", None), bool)]
     for f in layers:

@@ -146,3 +146,34 @@ def test_superres_model_recomputes_its_cnf_evaluations() -> None:
     assert len(out[0][1]) == len(out[1][1]) > 0
     for a, b in zip(out[1][1], out[0][1]):
         assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_a_layer_that_recomputes_itself_is_not_checkpointed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a Flow, a nested Flow and a LocalCNF recompute their own inner work; the outer Flow checkpoints
+    only the other layers (checkpointing them as a whole as well would run their work a third time)."""
+    import latticekit.flows.recompute as rc
+    from latticekit.flows.superres import LocalCNF
+    from latticekit.testing import randomize_parameters
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        cnf = randomize_parameters(LocalCNF((4,), n_basis=2, n_time=2, bond_basis=2, bond_time=2, kernel_size=3),
+                                   seed=1, scale=0.2)
+        lat = lk.Lattice((4, 4))
+        inner = u1_gauge_flow(lat, 2, bins=4, hidden=(4,))
+    outer_cnf, outer_gauge = Flow([cnf]).to(torch.float64), Flow([inner]).to(torch.float64)
+    calls: list[str] = []
+    real = rc.recomputed
+
+    def spy(fn, x, context):
+        calls.append(type(fn.__self__).__name__)
+        return real(fn, x, context)
+
+    monkeypatch.setattr(rc, "recomputed", spy)
+    assert recompute_layers(outer_cnf) == 2 and recompute_layers(outer_gauge) >= 2
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    outer_cnf(x)[0].sum().backward()
+    assert calls == []                       # the CNF checkpoints its field evaluations itself
+    u, _ = HaarPrior(lk.U1, lat).to(torch.float64).sample(3, lk.backends.rng(0, backend="torch"))
+    outer_gauge(u)
+    assert calls and "Flow" not in calls     # the inner Flow's layers are checkpointed, not the inner Flow
