@@ -314,6 +314,8 @@ def user_error(exc: BaseException) -> tuple[str | None, int]:
         return f"training stopped: {exc}", 1
     if isinstance(exc, ConvergenceError):
         return f"solver did not converge: {exc}", 1
+    if "ODESolverError" in names:  # a flow too stiff for its ODE tolerances or step bound; checkpoints are kept
+        return f"ODE solve failed: {exc}", 1
     if isinstance(exc, MemoryError):
         return f"out of memory{': ' + str(exc) if str(exc) else ''}; use a smaller lattice or fewer chains/samples", 1
     return None, 0

@@ -19,7 +19,7 @@ Examples
 >>> from latticekit.theories import make_theory
 >>> th = make_theory("phi4", (8, 8), {"kappa": 0.2, "lam": 0.0})
 >>> th.samplers.keys(), th.flow_families
-(dict_keys(['hmc']), ('affine', 'spline', 'superres', 'superres_uv'))
+(dict_keys(['hmc']), ('affine', 'spline', 'superres', 'superres_uv', 'cnf'))
 >>> round(th.exact()["susceptibility"], 4)
 2.5
 """

@@ -51,7 +51,7 @@ class Phi4Theory(Theory):
     Params = Phi4Params
     samplers = {"hmc": HMCSettings}
     reference_sampler = "hmc"
-    flow_families = ("affine", "spline", "superres", "superres_uv")
+    flow_families = ("affine", "spline", "superres", "superres_uv", "cnf")
 
     @classmethod
     def check(cls, params: Any, shape: Sequence[int]) -> None:

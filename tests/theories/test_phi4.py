@@ -66,7 +66,7 @@ def test_checks() -> None:
         make_theory("phi4", (4, 4, 4), {"kappa": 1 / 6, "lam": 0.0})
     make_theory("phi4", (4, 4, 4), {"kappa": 1 / 6, "lam": 0.1})
     th = make_theory("phi4", (5,), {"kappa": 0.2, "lam": 0.1})     # any Nd, odd extents for the run job
-    assert th.samplers.keys() == {"hmc"} and th.flow_families == ("affine", "spline", "superres", "superres_uv")
+    assert th.samplers.keys() == {"hmc"} and th.flow_families == ("affine", "spline", "superres", "superres_uv", "cnf")
     assert th.describe() == "phi^4 (kappa=0.2, lambda=0.1)"
     with pytest.raises(ConfigError, match=r"action\.lam: expected >= 0"):
         make_theory("phi4", (4, 4), {"lam": -0.1})

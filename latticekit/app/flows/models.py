@@ -21,6 +21,10 @@ super-resolving, pseudofermion flows) adds a module with its family and one line
 ``pseudofermion``     joint gauge x pseudofermion model (arXiv:2207.08945)             wilson_nf2
 ``qcd4d``             4D QCD joint model, shifted-stripe masks, two-stage training     wilson_nf2 (4D)
                       (arXiv:2208.03832)
+``superres``          super-resolving RG flow, IR-matching (Bauer et al.)              phi4
+``superres_uv``       super-resolving RG flow, UV-matching, iterated to finer          phi4
+                      lattices
+``cnf``               continuous flow with a lattice-spanning kernel (Gerdes et al.)   phi4
 ====================  ===============================================================  =====================
 
 Examples
@@ -115,6 +119,7 @@ FAMILIES: dict[str, str] = {
     "pseudofermion": "pseudofermion_models:PSEUDOFERMION",
     "superres": "superres_models:SUPERRES",
     "superres_uv": "superres_uv_models:SUPERRES_UV",
+    "cnf": "cnf_models:CNF",
     "qcd4d": "qcd4d_models:QCD4D",
 }
 

@@ -19,7 +19,9 @@ against the theory's fine action (IR-matching, Sec. VI: the fine couplings fixed
   (D' = 20), ``kernel_size`` (5: App. C's "kernel size 2" read as a radius, the ``5 x 5`` window; the derivation
   is in :mod:`latticekit.flows.superres.local_cnf`), ``ode_rtol``/``ode_atol`` (default by dtype), ``ode_train_rtol``/``ode_train_atol``
   (the tolerances of the training steps; default ``ode_rtol``/``ode_atol``: evaluation and sampling always use those),
-  ``adjoint`` (false).
+  ``ode_max_steps`` (the most steps of one adaptive solve before it stops with an ``ODESolverError``; default
+  :data:`~latticekit.flows.superres.local_cnf.DEFAULT_MAX_STEPS`, 0 for no bound), ``adjoint`` (false), ``init``
+  ("normal"; "gerdes": the initialisation of Gerdes et al.'s code, :data:`~latticekit.flows.superres.cnf_base.INITS`).
 
 ``latticekit sample`` runs independence Metropolis with the coarse fields drawn by independent HMC chains at the
 learned couplings (exact stationary distribution), not by the training Langevin batch; ``sample.json`` gets
@@ -46,8 +48,8 @@ from latticekit.utils.schema import ConfigError, setting
 
 from .models import FlowFamily
 
-__all__ = ["SUPERRES", "SuperresBaseSettings", "SuperresSettings", "coarse_std", "coarse_theory", "exact_chain",
-           "rectangular_stack", "superres_flow"]
+__all__ = ["SUPERRES", "OdeSettings", "SuperresBaseSettings", "SuperresSettings", "coarse_std", "coarse_theory",
+           "check_init", "exact_chain", "rectangular_stack", "superres_flow"]
 
 
 def _check_learn(names: list[str]) -> str | None:
@@ -55,8 +57,40 @@ def _check_learn(names: list[str]) -> str | None:
     return f"expected a subset of ['kappa', 'lam'], got {bad}" if bad else None
 
 
+def check_init(name: str) -> str | None:
+    """None for a name of ``latticekit.flows.superres.cnf_base.INITS``, else the error text (torch not imported)."""
+    inits = ("normal", "gerdes")
+    return None if name in inits else f"expected one of {list(inits)}, got {name!r}"
+
+
 @dataclass
-class SuperresBaseSettings:
+class OdeSettings:
+    """``[model]`` keys of the continuous flows' ODE and initialisation, shared by ``superres``, ``superres_uv``
+    and ``cnf`` (which overrides the default ``init``)."""
+
+    ode_rtol: float | None = setting(None, gt=0.0, le=1.0, doc="ODE relative tolerance (default by dtype)")
+    ode_atol: float | None = setting(None, gt=0.0, le=1.0, doc="ODE absolute tolerance (default by dtype)")
+    ode_train_rtol: float | None = setting(None, gt=0.0, le=1.0,
+                                           doc="ODE relative tolerance of the training steps (default ode_rtol)")
+    ode_train_atol: float | None = setting(None, gt=0.0, le=1.0,
+                                           doc="ODE absolute tolerance of the training steps (default ode_atol)")
+    ode_max_steps: int | None = setting(None, ge=0, doc="most steps of one adaptive ODE solve before it stops with "
+                                        "an error (default: the layer's DEFAULT_MAX_STEPS; 0: no bound)")
+    adjoint: bool = setting(False, doc="adjoint method for the ODE gradients")
+    init: str = setting("normal", check=check_init, doc="initialisation of the CNF's frequencies and factors "
+                        "(latticekit.flows.superres.cnf_base.INITS)")
+
+    def solver_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`~latticekit.flows.superres.SineBasisCNF` (LocalCNF, FullKernelCNF)."""
+        kw: dict[str, Any] = {"rtol": self.ode_rtol, "atol": self.ode_atol, "adjoint": self.adjoint,
+                              "train_rtol": self.ode_train_rtol, "train_atol": self.ode_train_atol, "init": self.init}
+        if self.ode_max_steps is not None:   # None keeps the layer's default bound, 0 removes it
+            kw["max_steps"] = self.ode_max_steps or None
+        return kw
+
+
+@dataclass
+class SuperresBaseSettings(OdeSettings):
     """``[model]`` keys shared by ``superres`` (IR-matching) and ``superres_uv`` (UV-matching)."""
 
     n_layers: int | None = setting(None, ge=1, doc="doublings (default: down to a coarse lattice of 4 sites)")
@@ -72,13 +106,6 @@ class SuperresBaseSettings:
     bond_time: int = setting(20, ge=1, doc="CNF bond dimension D' (eq. 25)")
     kernel_size: int = setting(5, ge=1, doc="CNF spatial kernel width per axis (App. C's IR 'kernel size 2' is the "
                                             "radius: 5; 2 is the block alone, 3 the 3x3 window)")
-    ode_rtol: float | None = setting(None, gt=0.0, le=1.0, doc="ODE relative tolerance (default by dtype)")
-    ode_atol: float | None = setting(None, gt=0.0, le=1.0, doc="ODE absolute tolerance (default by dtype)")
-    ode_train_rtol: float | None = setting(None, gt=0.0, le=1.0,
-                                           doc="ODE relative tolerance of the training steps (default ode_rtol)")
-    ode_train_atol: float | None = setting(None, gt=0.0, le=1.0,
-                                           doc="ODE absolute tolerance of the training steps (default ode_atol)")
-    adjoint: bool = setting(False, doc="adjoint method for the ODE gradients")
 
 
 @dataclass
@@ -168,8 +195,7 @@ def rectangular_stack(coarse: Any, k: int, s: SuperresBaseSettings, sigma: float
     for _ in range(k):
         fine_shape = tuple(2 * L for L in shape)
         cnf = LocalCNF(fine_shape, n_basis=s.n_basis, n_time=s.n_time, bond_basis=s.bond_basis,
-                       bond_time=s.bond_time, kernel_size=s.kernel_size, rtol=s.ode_rtol, atol=s.ode_atol,
-                       adjoint=s.adjoint, train_rtol=s.ode_train_rtol, train_atol=s.ode_train_atol)
+                       bond_time=s.bond_time, kernel_size=s.kernel_size, **s.solver_kwargs())
         flows.append(RectangularFlow(shape, ZeroSumNoise(2, nd=len(shape), sigma=sigma, dtype=torch.float64), cnf))
         shape = fine_shape
     return flows

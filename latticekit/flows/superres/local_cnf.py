@@ -114,64 +114,21 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import itertools
-import math
-import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from latticekit.flows.base import FlowLayer
 from latticekit.flows.conv_pieces import COLUMN_BYTES, conv_in_pieces
 
-__all__ = ["LocalCNF", "ODESolverError"]
+from .cnf_base import DEFAULT_MAX_STEPS, ODESolverError, SineBasisCNF, _positive_int, lattice_extents
+
+__all__ = ["DEFAULT_MAX_STEPS", "LocalCNF", "ODESolverError"]
 
 
-class ODESolverError(RuntimeError):
-    """The ODE solver did not reach its tolerance (step-size underflow, or ``options['max_num_steps']``)."""
-
-_INSTALL_HINT = 'LocalCNF needs torchdiffeq: pip install "latticekit[superres]" (torchdiffeq)'
-
-
-def _torchdiffeq() -> Any:
-    """The torchdiffeq module, imported on first use, or an ImportError with the install hint."""
-    try:
-        return importlib.import_module("torchdiffeq")
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
-        raise ImportError(_INSTALL_HINT) from exc
-
-
-def _solver_names() -> tuple[str, ...] | None:
-    """Names accepted by ``torchdiffeq.odeint(method=...)`` (None when the installed version hides them)."""
-    _torchdiffeq()
-    try:
-        mod = importlib.import_module("torchdiffeq._impl.odeint")
-    except ImportError:  # pragma: no cover - layout of another torchdiffeq version
-        return None
-    solvers = getattr(mod, "SOLVERS", None)
-    return tuple(solvers) if isinstance(solvers, dict) else None
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r}: expected a positive integer")
-    return int(value)
-
-
-def _tolerance(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < float(value) < math.inf):
-        raise ValueError(f"{name}={value!r}: expected a positive finite number or None (dtype default)")
-    return float(value)
-
-
-class LocalCNF(FlowLayer):
+class LocalCNF(SineBasisCNF):
     """Continuous normalising flow with a local, block-symmetric kernel (eqs. 22-28).
 
     Parameters
@@ -214,6 +171,16 @@ class LocalCNF(FlowLayer):
         :attr:`recompute` instead.
     options : dict, optional
         Passed to the solver (e.g. ``{"step_size": 0.05}`` for ``"rk4"``).
+    max_steps : int or None
+        Most steps (accepted and rejected) one adaptive solve may take before it raises
+        :class:`ODESolverError` (torchdiffeq's ``options["max_num_steps"]``, whose own default is unbounded);
+        an explicit ``options["max_num_steps"]`` takes precedence; None: no bound. Ignored by fixed-grid
+        solvers. A flow that stiffens during training otherwise takes ever more steps, each step's time and
+        (without :attr:`recompute`) memory grow without bound, and the run ends in the kernel's OOM killer
+        instead of an error. Default :data:`DEFAULT_MAX_STEPS`.
+    init : {"normal", "gerdes"}
+        Initialisation of the frequencies and of ``W^H``, ``W^K`` (:data:`~.cnf_base.INITS`; ``W~`` starts at
+        zero either way). Default ``"normal"``, with which every recorded super-resolving result was trained.
 
     Attributes
     ----------
@@ -252,62 +219,19 @@ class LocalCNF(FlowLayer):
                  bond_basis: int = 20, bond_time: int = 20, kernel_size: int = 5, t0: float = 0.0,
                  t1: float = 1.0, method: str = "dopri5", rtol: float | None = None, atol: float | None = None,
                  adjoint: bool = False, options: dict[str, Any] | None = None, train_rtol: float | None = None,
-                 train_atol: float | None = None) -> None:
-        super().__init__()
-        shape_in = getattr(lattice_shape, "shape", lattice_shape)
-        try:
-            shape = tuple(shape_in)
-        except TypeError:
-            raise ValueError(f"lattice_shape={lattice_shape!r}: expected a sequence of lattice extents") from None
-        try:
-            if isinstance(shape_in, (str, bytes)) or any(isinstance(n, bool) for n in shape):
-                raise TypeError
-            shape = tuple(operator.index(n) for n in shape)
-        except TypeError:
-            raise ValueError(f"lattice_shape={lattice_shape!r}: expected integer extents") from None
-        if not 1 <= len(shape) <= 6 or any(n < 1 for n in shape):
-            raise ValueError(f"lattice_shape={lattice_shape!r}: expected 1 to 6 positive extents")
+                 train_atol: float | None = None, max_steps: int | None = DEFAULT_MAX_STEPS,
+                 init: str = "normal") -> None:
+        shape = lattice_extents(lattice_shape)
         if any(n % 2 for n in shape):
             raise ValueError(f"lattice_shape={shape}: every extent must be even (blocks of b = 2 sites)")
-        self.n_basis = _positive_int(n_basis, "n_basis")
-        self.n_time = _positive_int(n_time, "n_time")
-        self.bond_basis = _positive_int(bond_basis, "bond_basis")
-        self.bond_time = _positive_int(bond_time, "bond_time")
-        self.kernel_size = _positive_int(kernel_size, "kernel_size")
-        r = self.kernel_size // 2
+        r = _positive_int(kernel_size, "kernel_size") // 2
         if any(n <= r for n in shape):
             raise ValueError(f"lattice_shape={shape}: every extent must exceed kernel_size // 2 = {r}, so that no "
                              "kernel offset other than 0 wraps onto the site itself (closed-form divergence)")
-        for name, v in (("t0", t0), ("t1", t1)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
-                raise ValueError(f"{name}={v!r}: expected a finite number")
-        if not float(t0) < float(t1):
-            raise ValueError(f"t1={t1!r}: expected t1 > t0 = {t0!r}")
-        if not isinstance(method, str):  # house rule: a ValueError naming the argument
-            raise ValueError(f"method={method!r}: expected a torchdiffeq solver name such as 'dopri5'")  # noqa: TRY004
-        solvers = _solver_names()
-        if solvers is not None and method not in solvers:
-            raise ValueError(f"method={method!r}: expected one of the torchdiffeq solvers {sorted(solvers)}")
-        if not isinstance(adjoint, bool):
-            raise ValueError(f"adjoint={adjoint!r}: expected True or False")  # noqa: TRY004
-        if options is not None and not isinstance(options, dict):
-            raise ValueError(f"options={options!r}: expected a dict of solver options or None")
-
-        self.lattice_shape = shape
-        self.nd = len(shape)
-        self.t0, self.t1 = float(t0), float(t1)
-        self.method = method
-        self.rtol = _tolerance(rtol, "rtol")
-        self.atol = _tolerance(atol, "atol")
-        self.train_rtol = _tolerance(train_rtol, "train_rtol")
-        self.train_atol = _tolerance(train_atol, "train_atol")
-        self.adjoint = adjoint
-        self.options = None if options is None else dict(options)
-
+        super().__init__(shape, n_basis, n_time, bond_basis, bond_time, t0, t1, method, rtol, atol, adjoint, options,
+                         train_rtol, train_atol, max_steps, init)
+        self.kernel_size = int(kernel_size)
         k, nd = self.kernel_size, self.nd
-        self.omega = nn.Parameter(torch.arange(1, self.n_basis, dtype=torch.get_default_dtype()))
-        self.w_basis = nn.Parameter(torch.randn(self.bond_basis, self.n_basis) / math.sqrt(self.n_basis))
-        self.w_time = nn.Parameter(torch.randn(self.bond_time, self.n_time) / math.sqrt(self.n_time))
         self.w_spatial = nn.Parameter(torch.zeros((self.bond_time, self.bond_basis) + (k,) * nd))
         # window [-r, r]^nd of all block kernels, the base window [lo, lo + k - 1] inside it, the block positions
         self._radius = r
@@ -316,6 +240,10 @@ class LocalCNF(FlowLayer):
         self._offsets = tuple(itertools.product(range(-r, r + 1), repeat=nd))
 
     # --- weights ----------------------------------------------------------------------------------------
+
+    def spatial_weights(self) -> torch.Tensor:
+        """:meth:`block_kernels` (the form ``_field_and_divergence`` takes)."""
+        return self.block_kernels()
 
     def block_kernels(self) -> torch.Tensor:
         """Spatial weights ``W~`` per block position: shape ``(D', F', 2^nd, 2r+1, ..., 2r+1)``.
@@ -333,25 +261,6 @@ class LocalCNF(FlowLayer):
         # w_p(o) = w_0(R_p o), R_p = diag(1 - 2p): flip the axes with p_mu = 1 (the window is symmetric)
         kernels = [full.flip([2 + mu for mu in range(nd) if p[mu]]) if any(p) else full for p in self._positions]
         return torch.stack(kernels, dim=2)
-
-    def time_kernel(self, t: torch.Tensor | float) -> torch.Tensor:
-        """``K(t)_d``, the first ``D`` Fourier terms on ``[t0, t1]``: ``(1, cos 2 pi tau, sin 2 pi tau, ...)``."""
-        ref = self.w_time
-        t = torch.as_tensor(t, dtype=ref.dtype, device=ref.device)
-        tau = (t - self.t0) / (self.t1 - self.t0)
-        terms = [torch.ones_like(tau)]
-        for d in range(1, self.n_time):
-            arg = 2.0 * math.pi * ((d + 1) // 2) * tau
-            terms.append(torch.cos(arg) if d % 2 else torch.sin(arg))
-        return torch.stack(terms)
-
-    def _features(self, psi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``H(Psi)`` and ``H'(Psi)`` of eq. (24), channels on axis 1: shape ``(N, F, *L)`` each."""
-        w = self.omega.reshape((1, -1) + (1,) * self.nd)
-        arg = w * psi.unsqueeze(1)
-        h = torch.cat([psi.unsqueeze(1), torch.sin(arg)], dim=1)
-        dh = torch.cat([torch.ones_like(psi).unsqueeze(1), w * torch.cos(arg)], dim=1)
-        return h, dh
 
     def _spatial_at(self, t: torch.Tensor | float, kernels: torch.Tensor | None = None) -> torch.Tensor:
         """``sum_{d'} W~_{d'f'} (W^K K(t))_{d'}`` per block position and offset: ``(F', 2^nd, (2r+1)^nd)``."""
@@ -372,9 +281,6 @@ class LocalCNF(FlowLayer):
     #: benchmark times both)
     conv_max_nd: int = 3
 
-    #: checkpoint each field evaluation inside the solver (class docstring, Attributes; set by
-    #: :func:`~latticekit.flows.recompute.recompute_layers`)
-    recompute: bool = False
 
     #: largest column buffer of one convolution call (bytes); larger batches are convolved in pieces (_convolve)
     _COLUMN_BYTES: int = COLUMN_BYTES
@@ -431,106 +337,6 @@ class LocalCNF(FlowLayer):
         div = torch.tensordot(dh, coef, dims=([1], [0])).sum(dim=dims)             # (N,)
         return field, div
 
-    def vector_field(self, psi: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
-        """``G(Psi, t)`` of eq. (23) for ``psi`` of shape ``(*B, *L)``."""
-        flat = self._check(psi, "psi")
-        return self._field_and_divergence(flat, t)[0].reshape(psi.shape)
-
-    def divergence(self, psi: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
-        """``sum_x dG_x/dPsi_x`` in closed form, shape ``psi.shape[:-nd]``."""
-        flat = self._check(psi, "psi")
-        return self._field_and_divergence(flat, t)[1].reshape(psi.shape[: psi.ndim - self.nd])
-
-    # --- integration ------------------------------------------------------------------------------------
-
-    def _check(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-        if x.ndim < self.nd or tuple(x.shape[x.ndim - self.nd:]) != self.lattice_shape:
-            lattice = ", ".join(map(str, self.lattice_shape))
-            raise ValueError(f"{name} has shape {tuple(x.shape)}; expected (*batch, {lattice}) "
-                             "(batch axes first, then the fine lattice)")
-        if not x.is_floating_point():
-            raise ValueError(f"{name} has dtype {x.dtype}; expected a real floating field")
-        if x.dtype != self.w_spatial.dtype:
-            raise ValueError(f"{name} has dtype {x.dtype} but the layer's parameters are {self.w_spatial.dtype}; "
-                             f"convert the layer with .to({x.dtype})")
-        return x.reshape((-1,) + self.lattice_shape)
-
-    def _tolerances(self, dtype: torch.dtype) -> tuple[float, float]:
-        default = (1e-8, 1e-8) if dtype == torch.float64 else (1e-5, 1e-6)
-        rtol = default[0] if self.rtol is None else self.rtol
-        atol = default[1] if self.atol is None else self.atol
-        if self.training:   # training mode: the training tolerances where set
-            rtol = rtol if self.train_rtol is None else self.train_rtol
-            atol = atol if self.train_atol is None else self.train_atol
-        return rtol, atol
-
-    def _integrate(self, x: torch.Tensor, context: Any, reverse: bool, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if context is not None:
-            raise ValueError("context: LocalCNF takes no context (expected None)")
-        flat = self._check(x, name)
-        tdq = _torchdiffeq()
-        rtol, atol = self._tolerances(flat.dtype)
-        ends = (self.t1, self.t0) if reverse else (self.t0, self.t1)
-        times = torch.tensor(ends, dtype=flat.dtype, device=flat.device)
-
-        # The state is the displacement D(t) = Psi(t) - Psi(start) (plus the log-det l), so that G = 0 gives
-        # exactly D = 0 and the identity (integrating Psi itself, the dopri5 interpolant reproduces Psi only to
-        # an ulp). In adjoint mode the start field rides along as a constant state component: odeint_adjoint
-        # differentiates only with respect to the initial state and adjoint_params, not closure tensors.
-        kwargs: dict[str, Any] = {"rtol": rtol, "atol": atol, "method": self.method, "options": self.options}
-        zero_ld = flat.new_zeros(flat.shape[0])
-        if self.adjoint:
-            # the block kernels are rebuilt inside the dynamics: the adjoint pass differentiates the
-            # dynamics alone with respect to the parameters
-            def dynamics_adj(t: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-                g, div = self._field_and_divergence(state[0] + state[1], t)         # eqs. 22, 27
-                return torch.zeros_like(state[0]), g, div
-
-            params = tuple(p for p in self.parameters() if p.requires_grad)
-            with self._solver_errors(rtol, atol):
-                out = tdq.odeint_adjoint(dynamics_adj, (flat, torch.zeros_like(flat), zero_ld), times,
-                                         adjoint_params=params, **kwargs)[1:]
-        else:
-            kernels = self.block_kernels()                                          # once per solve
-            field = self._field_and_divergence
-            if self.recompute and torch.is_grad_enabled():
-                # keep each evaluation's input field only; its activations are rebuilt in the backward pass
-                def field(psi: torch.Tensor, t: torch.Tensor, kern: torch.Tensor) -> tuple[torch.Tensor, ...]:
-                    return checkpoint(self._field_and_divergence, psi, t, kern, use_reentrant=False)
-
-            def dynamics(t: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-                return field(flat + state[0], t, kernels)                          # eqs. 22, 27
-
-            with self._solver_errors(rtol, atol):
-                out = tdq.odeint(dynamics, (torch.zeros_like(flat), zero_ld), times, **kwargs)
-        y, ld = flat + out[0][-1], out[1][-1]                                     # eq. 26
-        batch = x.shape[: x.ndim - self.nd]
-        return y.reshape(x.shape), ld.reshape(batch)
-
-    @contextlib.contextmanager
-    def _solver_errors(self, rtol: float, atol: float) -> Iterator[None]:
-        """torchdiffeq reports a solve that cannot meet its tolerance with a bare AssertionError ("underflow in
-        dt", "max_num_steps exceeded"); raise :class:`ODESolverError` naming the options instead."""
-        try:
-            yield
-        except AssertionError as exc:
-            msg = str(exc)
-            if "underflow in dt" not in msg and "max_num_steps" not in msg:
-                raise
-            raise ODESolverError(
-                f"LocalCNF: the {self.method} solve did not reach rtol={rtol:g}, atol={atol:g} ({msg}); the flow "
-                f"is too stiff for these tolerances (options={self.options}). Loosen rtol/atol, raise "
-                "options['max_num_steps'], lower the learning rate, or use float64.") from exc
-
-    def forward(self, x: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(F(x), log|det dF/dx|)``: integrate ``t0 -> t1`` (eqs. 26, 28)."""
-        return self._integrate(x, context, reverse=False, name="x")
-
-    def inverse(self, y: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(F^-1(y), log|det dF^-1/dy|)``: integrate ``t1 -> t0``; the log-det is ``-int div G dt``."""
-        return self._integrate(y, context, reverse=True, name="y")
 
     def extra_repr(self) -> str:
         return (f"lattice_shape={self.lattice_shape}, n_basis={self.n_basis}, n_time={self.n_time}, "

@@ -1,8 +1,10 @@
-"""Fixtures of the flow-job tests: one torch thread for every test, and a training run killed after a checkpoint
-and resumed."""
+"""Fixtures of the flow-job tests: one torch thread for every test, a configuration written as a TOML file for
+the ``latticekit`` command, and a training run killed after a checkpoint and resumed."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -17,6 +19,23 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def write_toml(tmp_path) -> Callable[[dict, str], Path]:
+    """``write(cfg, name) -> path``: the configuration dict (sections of scalar and list keys) as the TOML file
+    ``tmp_path / name``, for the ``latticekit`` command."""
+
+    def value(v: Any) -> str:
+        return str(v).lower() if isinstance(v, bool) else json.dumps(v)
+
+    def write(cfg: dict, name: str) -> Path:
+        path = tmp_path / name
+        path.write_text("".join(f"[{sec}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in keys.items())
+                                for sec, keys in cfg.items()))
+        return path
+
+    return write
 
 
 class Killed(BaseException):

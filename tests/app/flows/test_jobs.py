@@ -752,17 +752,10 @@ def _cli(*args, env_extra=None):
                           text=True, env=env, timeout=600)
 
 
-def _toml(cfg: dict) -> str:
-    def val(v):
-        return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
-    return "".join(f"[{sec}]\n" + "".join(f"{k} = {val(v)}\n" for k, v in keys.items()) for sec, keys in cfg.items())
-
-
-def test_train_killed_before_its_first_checkpoint_does_not_duplicate_steps(tmp_path) -> None:
+def test_train_killed_before_its_first_checkpoint_does_not_duplicate_steps(tmp_path, write_toml) -> None:
     # a real kill -9 after step 3, before the first checkpoint (step 4): metrics.jsonl holds steps 1-3 and
     # there is no checkpoint; the rerun starts over and used to append steps 1-6 to them
-    conf = tmp_path / "c.toml"
-    conf.write_text(_toml(phi4_cfg(checkpoint_every=4)))
+    conf = write_toml(phi4_cfg(checkpoint_every=4), "c.toml")
     full, killed = tmp_path / "full", tmp_path / "killed"
     assert _cli("train", conf, "--out", full, "--quiet").returncode == 0
     r = _cli("train", conf, "--out", killed, "--quiet", env_extra={"LATTICEKIT_KILL_AT": "train:step:3"})

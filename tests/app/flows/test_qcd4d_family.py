@@ -14,7 +14,7 @@ import json
 import math
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import torch
@@ -429,13 +429,7 @@ def test_killed_in_the_marginal_stage_resumes(trained: tuple[Path, dict], tmp_pa
     assert json.loads((out / "train.json").read_text())["steps"] == TOTAL
 
 
-def _toml(c: dict) -> str:
-    def val(v: Any) -> str:
-        return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
-    return "".join(f"[{sec}]\n" + "".join(f"{k} = {val(v)}\n" for k, v in keys.items()) for sec, keys in c.items())
-
-
-def test_fresh_removes_the_stages(tmp_path: Path) -> None:
+def test_fresh_removes_the_stages(tmp_path: Path, write_toml: Callable[[dict, str], Path]) -> None:
     one = cfg(train={"steps": 1}, conditional_steps=[1], conditional_batch_size=[4], conditional_lr=[1e-3],
               conditional_step_size=[0])
     out = tmp_path / "run"
@@ -447,8 +441,7 @@ def test_fresh_removes_the_stages(tmp_path: Path) -> None:
               conditional_step_size=[0, 0])
     with pytest.raises(CheckpointMismatchError, match="--fresh"):   # another model in the same folder needs --fresh
         train_job(two, out=out, progress=False)
-    conf = tmp_path / "two.toml"
-    conf.write_text(_toml(two))
+    conf = write_toml(two, "two.toml")
     assert main(["train", str(conf), "--out", str(out), "--fresh", "--quiet"]) == 0
     assert sorted(p.name for p in (out / "stages").iterdir()) == [
         "0_marginal.json", "0_marginal.pt", "1_conditional_1.json", "1_conditional_1.pt", "2_conditional_2.json",
@@ -458,7 +451,7 @@ def test_fresh_removes_the_stages(tmp_path: Path) -> None:
     assert [m["step"] for m in _metrics(out)] == [1, 2, 3]
 
 
-def test_data_parallel_staged_job(tmp_path: Path) -> None:
+def test_data_parallel_staged_job(tmp_path: Path, write_toml: Callable[[dict, str], Path]) -> None:
     """``latticekit train --nprocs 2`` on the staged job: every stage runs data-parallel (gloo, 2 processes), rank 0
     writes the files once, the marginal stays frozen in the conditional stages, a rerun resumes (nothing left to do),
     and the single-process sampler reads the result. Batches not divisible by the process count are refused first."""
@@ -468,8 +461,7 @@ def test_data_parallel_staged_job(tmp_path: Path) -> None:
         train_distributed(cfg(conditional_batch_size=[4, 3]), out=tmp_path / "bad", nprocs=2)
     assert not (tmp_path / "bad").exists()
     out = tmp_path / "ddp"
-    conf = tmp_path / "job.toml"
-    conf.write_text(_toml(cfg()))
+    conf = write_toml(cfg(), "job.toml")
     assert main(["train", str(conf), "--out", str(out), "--nprocs", "2", "--quiet"]) == 0
     summary = json.loads((out / "train.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == TOTAL

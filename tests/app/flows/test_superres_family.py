@@ -15,6 +15,7 @@ from latticekit.app.flows.models import build_flow
 from latticekit.app.flows.sample import sample_job
 from latticekit.app.flows.train import train_job
 from latticekit.flows.superres import CoarseTheoryPrior, SuperResolvingModel
+from latticekit.flows.superres.local_cnf import DEFAULT_MAX_STEPS
 from latticekit.utils import ConfigError
 
 
@@ -34,6 +35,8 @@ def cfg(shape=(4, 4), **model) -> dict:
     ({"langevin_step": 0.0}, "model.langevin_step"),
     ({"sigma": -1.0}, "model.sigma"),
     ({"ode_train_rtol": 0.0}, "model.ode_train_rtol"),
+    ({"ode_max_steps": -1}, "model.ode_max_steps"),
+    ({"init": "xavier"}, "model.init"),
 ])
 def test_config_refusals(patch: dict, match: str) -> None:
     shape = patch.pop("shape", (4, 4))
@@ -61,9 +64,29 @@ def test_built_model() -> None:
     tol, _, _ = build_flow(FlowConfig.from_dict(cfg(ode_train_rtol=1e-6, ode_train_atol=1e-7)))
     assert [(T.flow.train_rtol, T.flow.train_atol) for T in tol.flows] == [(1e-6, 1e-7)]
     assert [(T.flow.train_rtol, T.flow.train_atol) for T in fixed.flows] == [(None, None)]
+    # the bound on the solver steps reaches every CNF: None (default) keeps LocalCNF's, 0 removes it
+    assert [T.flow.max_steps for T in fixed.flows] == [DEFAULT_MAX_STEPS]
+    assert [T.flow.init for T in fixed.flows] == ["normal"]   # every recorded result; "gerdes" on request
+    gerdes, _, _ = build_flow(FlowConfig.from_dict(cfg(init="gerdes")))
+    assert [T.flow.init for T in gerdes.flows] == ["gerdes"]
+    for given, held in ((7, 7), (0, None)):
+        bounded, _, _ = build_flow(FlowConfig.from_dict(cfg(ode_max_steps=given)))
+        assert [T.flow.max_steps for T in bounded.flows] == [held]
     # default doublings: down to 4 sites per direction (the paper's coarsest lattice)
     deflt, _, _ = build_flow(FlowConfig.from_dict(cfg((16, 16), n_layers=None)))
     assert deflt.coarse_shape == (4, 4) and len(deflt.flows) == 2
+
+
+def test_a_solve_past_ode_max_steps_stops_the_job_with_a_clear_error(tmp_path, capsys, write_toml) -> None:
+    """A flow too stiff for the step bound ends the command with one line naming the option (exit status 1, the
+    last checkpoint kept), not a traceback or, unbounded, the OOM killer."""
+    from latticekit.app.cli import main
+
+    path = write_toml(cfg(ode_max_steps=1), "job.toml")   # even the identity CNF takes several dopri5 steps
+    assert main(["train", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("latticekit: ODE solve failed: LocalCNF: the dopri5 solve")
+    assert "max_num_steps exceeded (1>=1)" in err[0] and "[model] ode_max_steps" in err[0]
 
 
 def test_train_and_sample_job(tmp_path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 
-from latticekit.flows.superres.local_cnf import LocalCNF, ODESolverError
+from latticekit.flows.superres.local_cnf import DEFAULT_MAX_STEPS, LocalCNF, ODESolverError
 from latticekit.testing import assert_close, autograd_logdet, randomize_parameters
 
 F64 = torch.float64
@@ -32,6 +32,19 @@ def _layer(shape: tuple[int, ...], kernel_size: int, device: str, seed: int = 0,
         torch.manual_seed(seed)
         layer = LocalCNF(shape, kernel_size=kernel_size, rtol=tol, atol=tol, **{**SMALL, **kw})
     return randomize_parameters(layer, seed=seed + 100, scale=scale).to(device)
+
+
+def _count_evaluations(layer: LocalCNF) -> dict[str, int]:
+    """Count the layer's field evaluations from now on in the returned dict's ``"n"`` (reset it by hand)."""
+    calls = {"n": 0}
+    original = layer._field_and_divergence
+
+    def counted(*a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        return original(*a, **k)
+
+    layer._field_and_divergence = counted  # type: ignore[method-assign]
+    return calls
 
 
 def _field(shape: tuple[int, ...], device: str, seed: int = 1) -> torch.Tensor:
@@ -166,14 +179,7 @@ def test_training_tolerance_applies_in_training_mode_only(device: str) -> None:
     tight = _layer((4, 4), 2, device, tol=1e-10, scale=0.3)
     loose = _layer((4, 4), 2, device, tol=1e-10, scale=0.3, train_rtol=1e-5, train_atol=1e-5)
     psi = _field((3, 4, 4), device)
-    calls = {"n": 0}
-    field = loose._field_and_divergence
-
-    def counted(*a: Any, **k: Any) -> Any:
-        calls["n"] += 1
-        return field(*a, **k)
-
-    loose._field_and_divergence = counted  # type: ignore[method-assign]
+    calls = _count_evaluations(loose)
     tight.eval()
     loose.eval()
     y_tight, ld_tight = tight(psi)
@@ -399,6 +405,8 @@ def test_recompute_gives_the_same_gradients_and_keeps_far_less(device: str) -> N
     ({"train_rtol": 0.0}, "train_rtol"),
     ({"train_atol": float("inf")}, "train_atol"),
     ({"options": [("step_size", 0.1)]}, "options"),
+    ({"max_steps": 0}, "max_steps"),
+    ({"max_steps": 2.5}, "max_steps"),
 ])
 def test_refuses_bad_arguments(kwargs: dict[str, Any], name: str) -> None:
     args = {"lattice_shape": (4, 4), **kwargs}
@@ -435,6 +443,44 @@ def test_a_solve_that_misses_its_tolerance_names_the_options(adjoint: bool) -> N
     layer = _layer((4, 4), 2, "cpu", scale=10.0, options={"max_num_steps": 3}, adjoint=adjoint)
     with pytest.raises(ODESolverError, match=r"rtol=1e-10, atol=1e-10 .*max_num_steps"):
         layer(_field((2, 4, 4), "cpu"))
+
+
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_max_steps_bounds_an_adaptive_solve(adjoint: bool) -> None:
+    """``max_steps`` is torchdiffeq's ``max_num_steps`` of every adaptive solve: this field needs more than 3 steps
+    to 1e-6 (about 10), so the bound stops it with the error that names the option; an explicit
+    ``options['max_num_steps']`` takes precedence, and None removes the bound."""
+    field = _field((2, 4, 4), "cpu")
+    layer = _layer((4, 4), 2, "cpu", tol=1e-6, adjoint=adjoint)
+    assert layer.max_steps == DEFAULT_MAX_STEPS
+    layer.max_steps = 3
+    with pytest.raises(ODESolverError, match=r"max_num_steps exceeded \(3>=3\).*raise max_steps"):
+        layer(field)
+    calls = _count_evaluations(layer)
+    layer.max_steps = None
+    y, ld = layer(field)
+    unbounded = calls["n"]
+    assert unbounded > 6 * 3 + 2   # dopri5: 2 evaluations for the first step size, 6 per step (FSAL)
+    layer.max_steps = 3
+    layer.options = {"max_num_steps": 10**6}   # the explicit option wins over max_steps
+    calls["n"] = 0
+    y2, ld2 = layer(field)
+    assert calls["n"] == unbounded
+    assert_close(y2, y, rtol=0.0, atol=0.0, msg="y with the explicit option")
+    assert_close(ld2, ld, rtol=0.0, atol=0.0, msg="log det with the explicit option")
+
+
+def test_max_steps_leaves_fixed_grid_solvers_alone() -> None:
+    """Fixed-grid solvers take no ``max_num_steps`` (torchdiffeq would warn about an unexpected option)."""
+    import warnings
+
+    layer = _layer((4, 4), 3, "cpu", method="rk4", options={"step_size": 0.25})
+    assert layer.max_steps == DEFAULT_MAX_STEPS and layer._solver_options() == {"step_size": 0.25}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y, ld = layer(_field((2, 4, 4), "cpu"))
+    assert y.shape == (2, 4, 4) and ld.shape == (2,)
+    assert _layer((4, 4), 3, "cpu")._solver_options() == {"max_num_steps": DEFAULT_MAX_STEPS}
 
 
 @pytest.mark.parametrize("shape,kernel_size", [((6,), 3), ((4, 6), 2), ((6, 6), 3), ((4, 4, 4), 3)])
