@@ -46,7 +46,8 @@ DEFAULT_MAX_STEPS: int = 1000
 
 
 class ODESolverError(RuntimeError):
-    """The ODE solver did not reach its tolerance (step-size underflow, or ``options['max_num_steps']``)."""
+    """The ODE solver did not reach its tolerance (step-size underflow, or more than ``max_steps`` steps)."""
+
 
 _INSTALL_HINT = 'the continuous flows need torchdiffeq: pip install "latticekit[superres]" (torchdiffeq)'
 
