@@ -6,8 +6,8 @@ site with ``F`` a :class:`~latticekit.flows.superres.FullKernelCNF` on the whole
 against the theory's action like every other family. Sampling is the standard independence Metropolis of
 ``latticekit sample`` (the prior is exact to draw).
 
-``[model]`` keys: ``n_layers`` (1: the paper's single CNF; more compose independent CNFs), ``n_basis`` (F = 30), ``n_time`` (D = 10), ``bond_basis`` (F' = 20), ``bond_time`` (D' = 20):
-the paper's sizes; ``prior_std`` (1.0: the unit Gaussian of Gerdes et al.); the ODE keys shared with the
+``[model]`` keys: ``n_layers`` (1: the paper's single CNF; more compose independent CNFs), ``n_basis`` (F = 30),
+``n_time`` (D = 10), ``bond_basis`` (F' = 20), ``bond_time`` (D' = 20): the paper's sizes; ``prior_std`` (1.0: the unit Gaussian of Gerdes et al.); the ODE keys shared with the
 super-resolving families (``ode_rtol``, ``ode_atol``, ``ode_train_rtol``, ``ode_train_atol``, ``ode_max_steps``,
 ``adjoint``; :class:`~latticekit.app.flows.superres_models.OdeSettings`), ``init`` ("gerdes": the
 initialisation of Gerdes et al.'s code, with which the paper's learning rate trains; with "normal", LocalCNF's,

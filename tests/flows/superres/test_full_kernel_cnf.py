@@ -157,7 +157,7 @@ def test_initialisations() -> None:
     assert_close((10 * g.w_time).T @ (10 * g.w_time), eye20[:10, :10], rtol=0, atol=1e-6)  # (D' = 20, D = 10)
     n = FullKernelCNF((4, 4), init="normal")
     assert torch.equal(n.omega, torch.arange(1.0, 30.0, dtype=n.omega.dtype))
-    assert 0.5 < float(n.w_basis.detach().norm(dim=1).mean()) < 1.5                              # rows of about unit norm
+    assert 0.5 < float(n.w_basis.detach().norm(dim=1).mean()) < 1.5          # rows of about unit norm
     for layer in (g, n):
         assert not layer.w_spatial.any()                                                # the identity either way
 
