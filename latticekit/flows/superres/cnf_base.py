@@ -13,6 +13,7 @@ solver, tolerances and the state of the ODE are described in :mod:`latticekit.fl
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import importlib
 import math
@@ -117,7 +118,7 @@ def lattice_extents(lattice_shape: Sequence[int] | Any) -> tuple[int, ...]:
     return shape
 
 
-class SineBasisCNF(FlowLayer):
+class SineBasisCNF(FlowLayer, abc.ABC):
     """Base of the continuous flows of eqs. (22-28): features, time kernel, ODE solve, log-det.
 
     Subclasses create the parameter ``w_spatial`` (after calling ``__init__``) and implement
@@ -182,14 +183,14 @@ class SineBasisCNF(FlowLayer):
         self.w_basis = nn.Parameter(w_basis)
         self.w_time = nn.Parameter(w_time)
 
+    @abc.abstractmethod
     def spatial_weights(self) -> torch.Tensor:
         """The spatial weights ``W~`` in the form ``_field_and_divergence`` takes (built once per solve)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _field_and_divergence(self, psi: torch.Tensor, t: torch.Tensor | float,
                               weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``G(Psi, t)`` (eq. 23) and its exact divergence for ``psi`` of shape ``(N, *L)``."""
-        raise NotImplementedError
 
     def time_kernel(self, t: torch.Tensor | float) -> torch.Tensor:
         """``K(t)_d``, the first ``D`` Fourier terms on ``[t0, t1]``: ``(1, cos 2 pi tau, sin 2 pi tau, ...)``."""

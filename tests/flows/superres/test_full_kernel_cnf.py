@@ -144,6 +144,14 @@ def test_identity_at_initialisation(dtype: torch.dtype, device: str) -> None:
         assert_close(ld, torch.zeros(3, dtype=dtype, device=device), rtol=0, atol=0)
 
 
+def test_the_base_is_abstract() -> None:
+    """SineBasisCNF leaves the spatial weights to its subclasses: it cannot be built alone."""
+    from latticekit.flows.superres import SineBasisCNF
+
+    with pytest.raises(TypeError, match="abstract"):
+        SineBasisCNF((4, 4), 2, 2, 2, 2, 0.0, 1.0, "dopri5", None, None, False, None, None, None, None)
+
+
 def test_initialisations() -> None:
     """``"gerdes"`` (the default here): frequencies in (0, 5), ``W^H = Q/F`` and ``W^K = Q'/D`` with orthonormal
     rows (or columns, for the taller ``W^K``); ``"normal"``: frequencies 1..F-1 and unit-scale rows."""
