@@ -259,11 +259,12 @@ def cmd_uv(args: argparse.Namespace) -> None:
                      "hmc_traj": args.hmc_traj, "n_basis": args.F, "n_time": args.D, "bond_basis": args.Fp,
                      "bond_time": args.Dp, "kernel_size": args.kernel, "retrain_steps": args.retrain,
                      "lr_factor": 0.2, "check_every": args.check_every, "patience": args.patience,
-                     "min_delta": args.min_delta, "scan_width": args.scan_width},
+                     "min_delta": args.min_delta, "scan_width": args.scan_width, "init": args.init},
            "train": {"steps": args.steps, "batch_size": args.batch, "lr": args.lr, "warmup_steps": args.warmup,
                      "betas": [0.8, 0.9],
                      "schedule": "step", "step_size": 1, "gamma": 0.997, "seed": args.seed, "dtype": "float64",
-                     "eval_batch_size": args.eval_n, "checkpoint_every": 10}}
+                     "eval_batch_size": args.eval_n, "checkpoint_every": 10,
+                     "recompute_layers": args.recompute}}
     if args.ode_train_tol is not None:
         cfg["model"].update(ode_train_rtol=args.ode_train_tol, ode_train_atol=args.ode_train_tol)
     out: dict[str, Any] = {"benchmark": "superres_uv", "paper": "Bauer, Kapust, Pawlowski, Temmen, App. A",
@@ -441,6 +442,10 @@ def main() -> None:
         uv.add_argument(f"--{name}", type=kind, default=default)
     uv.add_argument("--ode-train-tol", type=float, default=None,
                     help="rtol = atol of the CNF solves in training steps (default: the eval tolerance, 1e-8)")
+    uv.add_argument("--init", choices=("normal", "gerdes"), default="normal",
+                    help="the CNFs' initialisation ([model] init; superres_uv's default: normal)")
+    uv.add_argument("--recompute", action="store_true",
+                    help="[train] recompute_layers: recompute the CNF field evaluations in the backward pass")
     fe = sub.add_parser("field", help="time one CNF field evaluation with and without the batch pieces")
     fe.add_argument("--out", required=True)
     fe.add_argument("--column-mb", type=float, nargs="+", default=None,
