@@ -36,8 +36,9 @@ Examples
 (62029, 153)
 >>> small = randomize_parameters(FullKernelCNF((4, 4), n_basis=3, n_time=3, bond_basis=2, bond_time=2), seed=0)
 >>> psi = torch.randn(2, 4, 4, dtype=torch.float64)
->>> phi, ld = small(psi)
->>> back, ld_inv = small.inverse(phi)
+>>> with torch.no_grad():
+...     phi, ld = small(psi)
+...     back, ld_inv = small.inverse(phi)
 >>> float((back - psi).abs().max()) < 1e-6, float((ld + ld_inv).abs().max()) < 1e-6
 (True, True)
 """
