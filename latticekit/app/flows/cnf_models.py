@@ -33,7 +33,7 @@ from typing import Any
 from latticekit.utils.schema import setting
 
 from .models import FlowFamily
-from .superres_models import OdeSettings, check_init
+from .superres_models import OdeSettings
 
 __all__ = ["CNF", "CnfSettings", "cnf_flow"]
 
@@ -48,8 +48,6 @@ class CnfSettings(OdeSettings):
     bond_basis: int = setting(20, ge=1, doc="bond dimension F' (eq. 25)")
     bond_time: int = setting(20, ge=1, doc="bond dimension D' (eq. 25)")
     prior_std: float = setting(1.0, gt=0.0, le=1e3, doc="width of the Gaussian prior")
-    init: str = setting("gerdes", check=check_init, doc="initialisation of the frequencies and factors "
-                        "(latticekit.flows.superres.cnf_base.INITS; Gerdes et al.'s by default)")
 
 
 def cnf_flow(theory: Any, s: CnfSettings) -> Any:

@@ -14,14 +14,18 @@ against the theory's fine action (IR-matching, Sec. VI: the fine couplings fixed
 * the coarse sampler during training: ``langevin_step`` (0.01), ``n_therm`` (50000), ``n_langevin`` (500 per
   step) (App. C); the log Z gradient: ``log_z_samples`` (1024 independent HMC chains of ``hmc_traj``
   trajectories, default 30), ``r_w`` (0.85);
-* the noise: ``sigma`` (default: the coarse field's standard deviation, App. C);
+* the noise: ``sigma`` (default: the standard deviation of the coarse configurations about their means, App. C;
+  :func:`~latticekit.flows.superres.configuration_std`); ``noise_width = "pooled"`` takes the standard deviation
+  of all coarse values instead, the default before 2026-12-06 (to reproduce results recorded with it);
 * the CNF (App. C defaults): ``n_basis`` (F = 11), ``n_time`` (D = 10), ``bond_basis`` (F' = 20), ``bond_time``
   (D' = 20), ``kernel_size`` (5: App. C's "kernel size 2" read as a radius, the ``5 x 5`` window; the derivation
   is in :mod:`latticekit.flows.superres.local_cnf`), ``ode_rtol``/``ode_atol`` (default by dtype), ``ode_train_rtol``/``ode_train_atol``
   (the tolerances of the training steps; default ``ode_rtol``/``ode_atol``: evaluation and sampling always use those),
   ``ode_max_steps`` (the most steps of one adaptive solve before it stops with an ``ODESolverError``; default
   :data:`~latticekit.flows.superres.local_cnf.DEFAULT_MAX_STEPS`, 0 for no bound), ``adjoint`` (false), ``init``
-  ("normal"; "gerdes": the initialisation of Gerdes et al.'s code, :data:`~latticekit.flows.superres.cnf_base.INITS`).
+  ("gerdes", the initialisation of Gerdes et al.'s code, with which App. C's lr 0.01 trains from the first step;
+  "normal", LocalCNF's, needs a learning-rate warm-up at 16x16 and reaches less: benchmarks/README.md, "The same
+  initialisation for the IR flow"; :data:`~latticekit.flows.superres.cnf_base.INITS`).
 
 ``latticekit sample`` runs independence Metropolis with the coarse fields drawn by independent HMC chains at the
 learned couplings (exact stationary distribution), not by the training Langevin batch; ``sample.json`` gets
@@ -66,7 +70,7 @@ def check_init(name: str) -> str | None:
 @dataclass
 class OdeSettings:
     """``[model]`` keys of the continuous flows' ODE and initialisation, shared by ``superres``, ``superres_uv``
-    and ``cnf`` (which overrides the default ``init``)."""
+    and ``cnf``."""
 
     ode_rtol: float | None = setting(None, gt=0.0, le=1.0, doc="ODE relative tolerance (default by dtype)")
     ode_atol: float | None = setting(None, gt=0.0, le=1.0, doc="ODE absolute tolerance (default by dtype)")
@@ -77,7 +81,7 @@ class OdeSettings:
     ode_max_steps: int | None = setting(None, ge=0, doc="most steps of one adaptive ODE solve before it stops with "
                                         "an error (default: the layer's DEFAULT_MAX_STEPS; 0: no bound)")
     adjoint: bool = setting(False, doc="adjoint method for the ODE gradients")
-    init: str = setting("normal", check=check_init, doc="initialisation of the CNF's frequencies and factors "
+    init: str = setting("gerdes", check=check_init, doc="initialisation of the CNF's frequencies and factors "
                         "(latticekit.flows.superres.cnf_base.INITS)")
 
     def solver_kwargs(self) -> dict[str, Any]:
@@ -99,7 +103,11 @@ class SuperresBaseSettings(OdeSettings):
     log_z_samples: int = setting(1024, ge=2, doc="independent HMC chains for the log Z gradient (eq. 34)")
     hmc_traj: int = setting(30, ge=1, doc="HMC trajectories per chain (log Z set, sampling)")
     r_w: float = setting(0.85, gt=0.0, le=1.0, doc="ESS/N below which the log Z set is redrawn (eq. 36)")
-    sigma: float | None = setting(None, gt=0.0, le=1e3, doc="initial noise width (default: coarse field std)")
+    sigma: float | None = setting(None, gt=0.0, le=1e3, doc="initial noise width (default: from coarse samples, "
+                                  "noise_width)")
+    noise_width: str = setting("configurations", choices=("configurations", "pooled"),
+                               doc="the default sigma: the spread within coarse configurations (App. C), or of all "
+                                   "values pooled (the default before 2026-12-06)")
     n_basis: int = setting(11, ge=1, doc="CNF field basis size F (eq. 24)")
     n_time: int = setting(10, ge=1, doc="CNF time kernel size D")
     bond_basis: int = setting(20, ge=1, doc="CNF bond dimension F' (eq. 25)")
@@ -168,20 +176,29 @@ def coarse_theory(theory: Any, s: SuperresBaseSettings, family: str) -> tuple[An
 
 
 def coarse_std(coarse: Any, kappa: float, lam: float, s: SuperresBaseSettings) -> float:
-    """``model.sigma``, or by default the standard deviation of the coarse field (App. C) from 256 short HMC chains
-    (seeded from torch's global generator, which :func:`~.models.build_flow` seeds with ``train.seed``)."""
+    """``model.sigma``, or by default the standard deviation of the coarse configurations (App. C) from 256 short
+    HMC chains (seeded from torch's global generator, which :func:`~.models.build_flow` seeds with ``train.seed``).
+
+    App. C initialises ``sigma^2`` to "the variance of the configurations phi on the coarse lattice ... to ensure
+    that the noise does not dominate the flow at the beginning of the training": the variance of each
+    configuration about its own mean, averaged over the configurations. The variance of all values together adds
+    ``<M^2>``, the spread of the configuration means: on the 4x4 coarse lattice at lambda = 0.01 it is 1.13^2
+    against 0.70^2 at kappa = 0.25 and 3.15^2 against 0.57^2 at kappa = 0.30 (broken phase, ``|M| ~ 3``), where that
+    noise dominates: the first loss of the 16x16 IR flow was +6077 against -314 (benchmarks/README.md,
+    "the noise width"). :func:`~latticekit.flows.superres.configuration_std` has the definition.
+    """
     import torch
 
     from latticekit import backends
     from latticekit.actions.phi4 import Phi4Action
-    from latticekit.flows.superres import hmc_sampler
+    from latticekit.flows.superres import configuration_std, hmc_sampler
 
     if s.sigma is not None:
         return float(s.sigma)
     rng = backends.rng(int(torch.randint(0, 2 ** 31 - 1, ())), backend="torch")
     with torch.no_grad():
         phi0 = hmc_sampler(n_traj=s.hmc_traj)(Phi4Action(coarse, kappa, lam), 256, None, rng)
-    return float(phi0.std())
+    return configuration_std(phi0, nd=coarse.nd) if s.noise_width == "configurations" else float(phi0.std())
 
 
 def rectangular_stack(coarse: Any, k: int, s: SuperresBaseSettings, sigma: float) -> list[Any]:

@@ -10,9 +10,10 @@ starts from the ESS-optimal coupling of its lattice, retrains for at most ``retr
 
 ``[model]`` keys (besides those shared with ``superres``: ``n_layers``, ``coarse_kappa``/``coarse_lam`` (the
 fixed coarse couplings, default ``action.kappa``/``action.lam``), ``log_z_samples``, ``hmc_traj``, ``r_w``,
-``sigma`` and the CNF keys, whose ``kernel_size`` defaults to 3 here: the measured best on the UV example's
-first level, where the 5x5 and 7x7 windows of App. C's "kernel size 3" read as a radius train worse, see
-benchmarks/README.md, "kernel size"):
+``sigma`` and the CNF keys; ``kernel_size`` 5 and ``init`` "gerdes" by default: with Gerdes et al.'s
+initialisation the 5x5 window trains best on the UV example's first level, ESS/N 0.72 against 0.59 for 7x7 (App.
+C's "kernel size 3" read as a radius) and 0.31 for 3x3, and the 16x16 ladder reaches 0.51-0.64 against 0.07-0.09
+with the 3x3 window and LocalCNF's "normal" initialisation; benchmarks/README.md, "kernel size"):
 
 * ``learn`` (default ``["kappa"]``): the fine couplings trained; they start at ``action.kappa``/``action.lam``
   (the coarse values by default: "at the beginning of training, the couplings of both lattices have the same
@@ -79,7 +80,8 @@ REFERENCE = "reference.toml"
 class SuperresUVSettings(SuperresBaseSettings):
     """``[model]`` keys of ``coupling = "superres_uv"`` (module docstring)."""
 
-    kernel_size: int = setting(3, ge=1, doc="CNF spatial kernel width per axis (3: measured best for UV-matching)")
+    kernel_size: int = setting(5, ge=1, doc="CNF spatial kernel width per axis (5: measured best for UV-matching "
+                                            "with init = gerdes)")
     learn: list[str] = setting(["kappa"], check=_check_learn, doc="fine couplings trained (UV-matching)")
     retrain_steps: int = setting(200, ge=0, doc="N_RT: most retraining steps per further doubling")
     lr_factor: float = setting(0.2, gt=0.0, le=1.0, doc="learning-rate factor of the retraining (App. A: 1/5)")

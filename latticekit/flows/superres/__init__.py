@@ -24,7 +24,7 @@ from .log_z import LogZGradient, Phi4Sampler, hmc_sampler
 from .rectangular import RectangularFlow, SuperResolvingModel
 from .upsampling import NaiveUpsampling, check_block_factor
 from .uv_matching import UVLadderConfig, UVMatchingModel, best_coupling, uv_ladder
-from .zero_sum_noise import ZeroSumNoise
+from .zero_sum_noise import ZeroSumNoise, configuration_std
 
 __all__ = [
     "COUPLING_NAMES",
@@ -43,6 +43,7 @@ __all__ = [
     "UVLadderConfig",
     "UVMatchingModel",
     "ZeroSumNoise",
+    "configuration_std",
     "best_coupling",
     "check_block_factor",
     "hmc_sampler",

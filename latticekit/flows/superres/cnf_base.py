@@ -134,7 +134,7 @@ class SineBasisCNF(FlowLayer, abc.ABC):
     def __init__(self, shape: tuple[int, ...], n_basis: int, n_time: int, bond_basis: int, bond_time: int,
                  t0: float, t1: float, method: str, rtol: float | None, atol: float | None, adjoint: bool,
                  options: dict[str, Any] | None, train_rtol: float | None, train_atol: float | None,
-                 max_steps: int | None, init: str = "normal") -> None:
+                 max_steps: int | None, init: str = "gerdes") -> None:
         super().__init__()
         self.n_basis = _positive_int(n_basis, "n_basis")
         self.n_time = _positive_int(n_time, "n_time")

@@ -99,7 +99,7 @@ class FullKernelCNF(SineBasisCNF):
         The ODE solve, as for :class:`~latticekit.flows.superres.LocalCNF`.
     init : {"gerdes", "normal"}
         Initialisation of the frequencies and of ``W^H``, ``W^K`` (:data:`~.cnf_base.INITS`). Default
-        ``"gerdes"``, that of Gerdes et al.'s code, whose model this is: with ``"normal"`` (LocalCNF's default)
+        ``"gerdes"``, that of Gerdes et al.'s code, whose model this is: with ``"normal"``
         the paper's learning rate 5e-3 diverges within a few steps at 8x8 and 16x16 (benchmarks/README.md).
 
     Attributes

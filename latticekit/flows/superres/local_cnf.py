@@ -178,9 +178,11 @@ class LocalCNF(SineBasisCNF):
         solvers. A flow that stiffens during training otherwise takes ever more steps, each step's time and
         (without :attr:`recompute`) memory grow without bound, and the run ends in the kernel's OOM killer
         instead of an error. Default :data:`DEFAULT_MAX_STEPS`.
-    init : {"normal", "gerdes"}
+    init : {"gerdes", "normal"}
         Initialisation of the frequencies and of ``W^H``, ``W^K`` (:data:`~.cnf_base.INITS`; ``W~`` starts at
-        zero either way). Default ``"normal"``, with which every recorded super-resolving result was trained.
+        zero either way). Default ``"gerdes"``: with it App. C's learning rate 0.01 trains the IR and UV flows from
+        the first step; ``"normal"`` (the default before 2026-12-06, with which the earlier recorded results were
+        trained) needs a learning-rate warm-up at 16x16 and reaches less (benchmarks/README.md).
 
     Attributes
     ----------
@@ -220,7 +222,7 @@ class LocalCNF(SineBasisCNF):
                  t1: float = 1.0, method: str = "dopri5", rtol: float | None = None, atol: float | None = None,
                  adjoint: bool = False, options: dict[str, Any] | None = None, train_rtol: float | None = None,
                  train_atol: float | None = None, max_steps: int | None = DEFAULT_MAX_STEPS,
-                 init: str = "normal") -> None:
+                 init: str = "gerdes") -> None:
         shape = lattice_extents(lattice_shape)
         if any(n % 2 for n in shape):
             raise ValueError(f"lattice_shape={shape}: every extent must be even (blocks of b = 2 sites)")

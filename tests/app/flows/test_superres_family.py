@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,6 +17,7 @@ from latticekit.app.flows.sample import sample_job
 from latticekit.app.flows.train import train_job
 from latticekit.flows.superres import CoarseTheoryPrior, SuperResolvingModel
 from latticekit.flows.superres.local_cnf import DEFAULT_MAX_STEPS
+from latticekit.testing import assert_close
 from latticekit.utils import ConfigError
 
 
@@ -37,6 +39,7 @@ def cfg(shape=(4, 4), **model) -> dict:
     ({"ode_train_rtol": 0.0}, "model.ode_train_rtol"),
     ({"ode_max_steps": -1}, "model.ode_max_steps"),
     ({"init": "xavier"}, "model.init"),
+    ({"noise_width": "mean"}, "model.noise_width"),
 ])
 def test_config_refusals(patch: dict, match: str) -> None:
     shape = patch.pop("shape", (4, 4))
@@ -66,15 +69,52 @@ def test_built_model() -> None:
     assert [(T.flow.train_rtol, T.flow.train_atol) for T in fixed.flows] == [(None, None)]
     # the bound on the solver steps reaches every CNF: None (default) keeps LocalCNF's, 0 removes it
     assert [T.flow.max_steps for T in fixed.flows] == [DEFAULT_MAX_STEPS]
-    assert [T.flow.init for T in fixed.flows] == ["normal"]   # every recorded result; "gerdes" on request
-    gerdes, _, _ = build_flow(FlowConfig.from_dict(cfg(init="gerdes")))
-    assert [T.flow.init for T in gerdes.flows] == ["gerdes"]
+    assert [T.flow.init for T in fixed.flows] == ["gerdes"]   # the default (benchmarks/README.md); "normal" on request
+    normal, _, _ = build_flow(FlowConfig.from_dict(cfg(init="normal")))
+    assert [T.flow.init for T in normal.flows] == ["normal"]
     for given, held in ((7, 7), (0, None)):
         bounded, _, _ = build_flow(FlowConfig.from_dict(cfg(ode_max_steps=given)))
         assert [T.flow.max_steps for T in bounded.flows] == [held]
     # default doublings: down to 4 sites per direction (the paper's coarsest lattice)
     deflt, _, _ = build_flow(FlowConfig.from_dict(cfg((16, 16), n_layers=None)))
     assert deflt.coarse_shape == (4, 4) and len(deflt.flows) == 2
+
+
+def test_default_noise_width_is_the_spread_within_configurations(monkeypatch) -> None:
+    """App. C's initial sigma, "the variance of the configurations phi on the coarse lattice": in the broken phase
+    the configuration means (|M| ~ 3 on 4x4 at kappa = 0.30, lambda = 0.01) must not enter it."""
+    import latticekit.flows.superres as sr
+
+    drawn: list[torch.Tensor] = []
+    real = sr.hmc_sampler
+
+    def recording(**kw):   # the coarse draws coarse_std makes, kept to recompute sigma independently
+        sampler = real(**kw)
+
+        def draw(*a, **k):
+            out = sampler(*a, **k)
+            drawn.append(out.detach().clone())
+            return out
+        return draw
+
+    monkeypatch.setattr(sr, "hmc_sampler", recording)
+    d = cfg((8, 8), hmc_traj=30, learn=[])
+    d["action"] = {"kind": "phi4", "kappa": 0.30, "lam": 0.01}
+    model, _, _ = build_flow(FlowConfig.from_dict(d))
+    sigma = float(model.flows[0].noise.sigma.detach())
+    phi = [x for x in drawn if x.shape == (256, 4, 4)]
+    assert len(phi) == 1, "coarse_std draws 256 coarse configurations once"
+    x = phi[0].reshape(256, -1).numpy()
+    within = float(np.sqrt(np.mean(x.var(axis=1))))
+    assert_close(torch.tensor(sigma), torch.tensor(within), rtol=1e-12, atol=0.0, msg="sigma = spread within configs")
+    # the pooled spread (3.1 at this point) is over five times larger: it would make the noise dominate
+    assert float(x.std()) > 5 * sigma
+    # noise_width = "pooled" (the default before 2026-12-06) takes the standard deviation of all values
+    d["model"]["noise_width"] = "pooled"
+    pooled, _, _ = build_flow(FlowConfig.from_dict(d))
+    x = drawn[-1].reshape(256, -1).numpy()
+    assert_close(pooled.flows[0].noise.sigma.detach().cpu(), torch.tensor(float(x.std(ddof=1)), dtype=torch.float64),
+                 rtol=1e-12, atol=0.0, msg="sigma = pooled std")
 
 
 def test_a_solve_past_ode_max_steps_stops_the_job_with_a_clear_error(tmp_path, capsys, write_toml) -> None:

@@ -61,7 +61,9 @@ def test_built_model() -> None:
     assert model.prior.couplings.learn == () and float(model.prior.couplings.kappa) == 0.18  # fixed coarse theory
     assert model.target.couplings.learn == ("kappa",) and float(model.target.couplings.kappa.detach()) == 0.2
     assert model.flows[0].flow.kernel_size == 2
-    assert FlowConfig.from_dict({**cfg(), "model": {"coupling": "superres_uv"}}).model.variant.kernel_size == 3
+    # the defaults: the 5x5 window and Gerdes et al.'s initialisation (the best measured UV recipe, benchmarks/README.md)
+    default = FlowConfig.from_dict({**cfg(), "model": {"coupling": "superres_uv"}}).model.variant
+    assert (default.kernel_size, default.init) == (5, "gerdes")
 
 
 def test_ladder_job_and_sample_at_the_learned_coupling(tmp_path) -> None:
@@ -101,7 +103,9 @@ def test_free_theory_is_sampled_and_checked_at_the_learned_kappa(tmp_path) -> No
     the flow-MCMC chain agrees with them. 2x2 -> 4x4 with a tiny CNF trained for 4 steps (acceptance ~0.3) and
     3000 Metropolis steps: the exact susceptibility within 4 Gamma-method errors (autocorrelation-corrected),
     resolved to 10%; the exact values at the configured and the learned kappa differ by more than that."""
-    d = cfg((4, 4), n_layers=1, retrain_steps=0, scan_points=11)
+    # init and noise width as before 2026-12-06: with them this tiny flow's scan moves kappa far enough from 0.2
+    # (with the new defaults it stays within 17% of the configured susceptibility, too close to resolve here)
+    d = cfg((4, 4), n_layers=1, retrain_steps=0, scan_points=11, init="normal", noise_width="pooled")
     d["action"]["lam"] = 0.0
     d["train"].update(steps=4, batch_size=32)
     res = train_job(d, out=tmp_path, progress=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -221,12 +222,22 @@ def test_noise_gradient_in_log_sigma(device: str) -> None:
 
 
 def test_noise_from_coarse_and_init(device: str) -> None:
-    phi = trng(10, device).normal((50, 4, 4), dtype=F64, std=2.5)
+    fluct = trng(10, device).normal((50, 4, 4), dtype=F64, std=2.5)
+    # a broken-phase-like ensemble: every configuration shifted by +-3 (its magnetisation)
+    signs = torch.where(torch.arange(50, device=fluct.device) % 2 == 0, 3.0, -3.0).to(F64)
+    phi = fluct + signs[:, None, None]
     noise = ZeroSumNoise.from_coarse(phi, 2, nd=2)
     assert noise.log_sigma.dtype == F64 and noise.log_sigma.device.type == torch.device(device).type
-    # the initial sigma is the pooled standard deviation of the coarse samples (paper App. C): same numbers,
-    # one exp(log(.)) round trip
-    assert_close(noise.sigma.detach(), phi.std(), msg="sigma from coarse samples")
+    # the initial sigma is the spread of each configuration about its own mean, averaged over configurations
+    # (App. C, "the variance of the configurations"): recomputed with numpy, one exp(log(.)) round trip
+    x = lk.backends.to_numpy(phi).reshape(50, -1)
+    want = np.sqrt(np.mean(np.mean((x - x.mean(axis=1, keepdims=True)) ** 2, axis=1)))
+    assert_close(noise.sigma.detach().cpu(), torch.tensor(want, dtype=F64), msg="sigma from coarse samples")
+    # the configuration means do not enter: the shifted and unshifted ensembles give the same width, where the
+    # pooled standard deviation (the +-3 included) is about 3.9 against ~2.4
+    assert_close(ZeroSumNoise.from_coarse(fluct, 2, nd=2).sigma.detach(), noise.sigma.detach(),
+                 msg="invariant under a constant shift per configuration")
+    assert float(phi.std()) > 3.5 and float(noise.sigma.detach()) < 2.7
     assert_close(ZeroSumNoise(2, nd=1, sigma=0.3, dtype=F64).sigma.detach().cpu(), torch.tensor(0.3, dtype=F64),
                  msg="sigma argument")
 
