@@ -18,7 +18,8 @@ super-resolving, pseudofermion flows) adds a module with its family and one line
 ``multiscale``        multiscale prior + fine gauge flow (arXiv:2404.10819)            wilson
 ``plaquette_prior``   independent plaquettes in the complete axial gauge, optional     wilson (2D U(1))
                       couplings on top (:mod:`latticekit.flows.u1_plaquette_prior`)
-``pseudofermion``     joint gauge x pseudofermion model (arXiv:2207.08945)             wilson_nf2
+``pseudofermion``     joint gauge x pseudofermion model (arXiv:2207.08945), joint or   wilson_nf2
+                      staged training
 ``qcd4d``             4D QCD joint model, shifted-stripe masks, two-stage training     wilson_nf2 (4D)
                       (arXiv:2208.03832)
 ``superres``          super-resolving RG flow, IR-matching (Bauer et al.)              phi4
@@ -88,9 +89,10 @@ class FlowFamily:
     train : callable or None
         ``train(cfg, outdir, *, device, fresh, progress) -> summary``: the family's own training job when it is
         not one reverse-KL run of the model built here (super-resolving UV-matching: the ladder of lattices of
-        App. A, :mod:`.superres_uv_models`); it writes the job's files like
-        :func:`~latticekit.app.flows.train.run_training`, ending with ``checkpoint.pt`` of the model that
-        :func:`build_flow` builds. None: :func:`~latticekit.app.flows.train.run_training`.
+        App. A, :mod:`.superres_uv_models`; the staged pseudofermion jobs, :mod:`.pf_staged`); it writes the job's
+        files like :func:`~latticekit.app.flows.train.run_training`, ending with ``checkpoint.pt`` of the model
+        that :func:`build_flow` builds, and may hand configurations it trains as one reverse-KL run back to
+        ``run_training(..., family_job=False)``. None: :func:`~latticekit.app.flows.train.run_training`.
     distributed_train : bool
         The family's own ``train`` also runs data-parallel (``latticekit train --nprocs N``): it then takes the
         keyword ``distributed=True`` inside an initialised torch.distributed group (4D QCD: the staged job).

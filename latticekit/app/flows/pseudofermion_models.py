@@ -20,7 +20,12 @@ App. B.3), ``pt_hidden`` (``H`` of the intermediate PTCs, 2), ``context_hidden``
 ``mu0`` (regulator, 1e-5), ``objective`` (``"joint"``: the joint reverse KL of Sec. IV.A;
 ``"marginal"``: the gauge flow alone against ``S_g - log det``, stochastic determinant gradients
 (arXiv:2106.05934 App. C) with ``n_noise`` vectors; ``"conditional"``: the joint KL with the marginal
-flow frozen, the second stage of arXiv:2208.03832), ``n_pf`` (pseudofermion draws per gauge field in
+flow frozen, the second stage of arXiv:2208.03832; ``"staged"``: both stages in one job, :mod:`.pf_staged`, the
+marginal with the ``[train]`` options, the conditional stages from ``conditional_steps``,
+``conditional_batch_size``, ``conditional_lr``, ``conditional_step_size``, ``conditional_gamma``),
+``logdet_gradient`` (the marginal objective's log-det gradient: ``"dirac"``, ``"normal"`` (arXiv:2106.05934
+App. C), both stochastic with ``n_noise`` vectors, or ``"dense"``, exact, for lattices with at most 1024
+complex pseudofermion components per monomial), ``n_pf`` (pseudofermion draws per gauge field in
 ``latticekit sample``, default 1; ``--n-pf`` overrides it), ``ess_npf_max`` (largest ``N_pf`` of the
 ``ESS(N_pf)`` curve in ``sample.json``, 0: none).
 
@@ -44,9 +49,15 @@ from typing import Any, Callable, Sequence
 from latticekit.utils.schema import ConfigError, setting
 
 from .models import FlowFamily
+from .pf_staged import check_conditional_schedule
+from .pf_targets import theory_targets
 from .scalar_models import check_activation
 
-__all__ = ["PSEUDOFERMION", "PseudofermionSettings", "pseudofermion_flow", "pseudofermion_sampler", "theory_targets"]
+#: ``latticekit.flows.pseudofermion.GRADIENTS``, spelled out: the configuration is validated without importing torch
+GRADIENTS = ("dirac", "normal", "dense")
+
+__all__ = ["PSEUDOFERMION", "PseudofermionSettings", "pseudofermion_flow", "pseudofermion_sampler", "pseudofermion_train",
+           "theory_targets"]
 
 
 @dataclass
@@ -70,8 +81,20 @@ class PseudofermionSettings:
     context_coords: bool = setting(True, doc="feed x_i mod 4 to the context function (eq. B3)")
     init_gain: float = setting(0.5, gt=0.0, le=10.0, doc="Xavier-normal gain of the context convolutions")
     mu0: float = setting(1e-5, ge=0.0, le=1.0, doc="training regulator D D^dag + mu0")
-    objective: str = setting("joint", choices=("joint", "marginal", "conditional"), doc="training objective")
-    n_noise: int = setting(1, ge=1, doc="noise vectors of the stochastic log-det gradient (objective = marginal)")
+    objective: str = setting("joint", choices=("joint", "marginal", "conditional", "staged"),
+                             doc="training objective")
+    n_noise: int = setting(1, ge=1, doc="noise vectors of the stochastic log-det gradient (marginal objective)")
+    logdet_gradient: str = setting("dirac", choices=GRADIENTS,
+                                   doc="log-det gradient of the marginal objective (dense: exact, small lattices)")
+    conditional_steps: list[int] = setting([1000], ge=0, min_items=1,
+                                           doc="objective = staged: steps of each conditional stage")
+    conditional_batch_size: list[int] = setting([64], ge=2, min_items=1,
+                                                doc="objective = staged: batch size of each conditional stage")
+    conditional_lr: list[float] = setting([5e-4], gt=0.0, min_items=1,
+                                          doc="objective = staged: initial learning rate of each conditional stage")
+    conditional_step_size: list[int] = setting([0], ge=0, min_items=1,
+                                               doc="objective = staged: steps between learning-rate decays (0: none)")
+    conditional_gamma: float = setting(0.5, gt=0.0, le=1.0, doc="learning-rate decay of the conditional stages")
     n_pf: int = setting(1, ge=1, doc="pseudofermion draws per gauge field and monomial in latticekit sample")
     ess_npf_max: int = setting(0, ge=0, doc="largest N_pf of the ESS(N_pf) curve of latticekit sample (0: none)")
 
@@ -89,20 +112,12 @@ def _check(shape: Sequence[int], s: Any) -> None:
                           f"{list(shape)}; use masks = 'checkerboard'")
     if any(L % 2 for L in shape):
         raise ConfigError(f"lattice.shape: the pseudofermion flows' masks need even extents, got {list(shape)}")
+    check_conditional_schedule(s)
 
 
 def _default_layers(shape: Sequence[int]) -> int:
     return 16 if len(shape) == 2 and all(L % 4 == 0 for L in shape) else max(2 * len(shape) * (len(shape) - 1),
                                                                               4 * len(shape))
-
-
-def theory_targets(theory: Any, mu0: float = 0.0) -> list[Any]:
-    """The monomials of a ``wilson_nf2`` theory (``even_odd``, ``hasenbusch_mus``, CG settings) with regulator ``mu0``."""
-    from latticekit.flows.pseudofermion import monomial_targets
-
-    a = theory.params
-    return monomial_targets(theory.group, theory.lattice, a.kappa, even_odd=a.even_odd,
-                            hasenbusch_mus=list(a.hasenbusch_mus), mu0=mu0, tol=a.cg_tol, maxiter=a.cg_maxiter)
 
 
 def pseudofermion_flow(theory: Any, s: PseudofermionSettings) -> Any:
@@ -134,9 +149,26 @@ def pseudofermion_action(theory: Any, s: PseudofermionSettings, seed: int) -> An
     if s.objective == "marginal":
         # the noise of the stochastic log-det gradient has its own generator (seeded by train.seed + 1):
         # a resumed marginal-objective run is statistically, not bitwise, equal to an uninterrupted one
-        return MarginalAction(theory.make_action(), targets, backends.rng(seed + 1, backend="torch"),
-                              n_noise=s.n_noise)
-    return JointAction(theory.make_action(), targets)
+        try:
+            return MarginalAction(theory.make_action(), targets, backends.rng(seed + 1, backend="torch"),
+                                  n_noise=s.n_noise, gradient=s.logdet_gradient)
+        except ValueError as exc:
+            raise ConfigError(f"model.logdet_gradient: {exc}") from None
+    return JointAction(theory.make_action(), targets)  # also the final target of objective = "staged"
+
+
+def pseudofermion_train(cfg: Any, outdir: Any, *, device: Any, fresh: bool, progress: bool,
+                        distributed: bool = False) -> dict[str, Any]:
+    """The train job: ``objective = "staged"`` runs the staged job of :mod:`.pf_staged` (the marginal flow against
+    ``S_g - log det``, then the conditional stages with the marginal frozen); every other objective is one
+    reverse-KL run (:func:`~.train.run_training`)."""
+    from .pf_staged import pf_staged_train
+    from .train import run_training
+
+    kw: dict[str, Any] = {"distributed": True} if distributed else {}
+    if cfg.model.variant.objective == "staged":
+        return pf_staged_train(cfg, outdir, device=device, fresh=fresh, progress=progress, **kw)
+    return run_training(cfg, outdir, device=device, fresh=fresh, progress=progress, family_job=False, **kw)
 
 
 def pseudofermion_sampler(model: Any, theory: Any, s: PseudofermionSettings, n: int, rng: Any, *,
@@ -204,4 +236,5 @@ def pseudofermion_sampler(model: Any, theory: Any, s: PseudofermionSettings, n: 
 
 
 PSEUDOFERMION = FlowFamily("pseudofermion", PseudofermionSettings, pseudofermion_flow, _default_layers, _check,
-                           make_action=pseudofermion_action, sampler=pseudofermion_sampler)
+                           make_action=pseudofermion_action, sampler=pseudofermion_sampler,
+                           train=pseudofermion_train, distributed_train=True)

@@ -16,10 +16,12 @@ builds a :class:`~latticekit.flows.pseudofermion.JointModel` as in the proceedin
   ``(1 +- gamma_mu)/2``, ``mu`` in {0, 1, 2, 3, 5} (``partitioning = "gamma"``: 12 per cycle, 36 = 3
   cycles); Xavier-normal gain ``pf_init_gain`` = 0.3, biases normal with ``pf_bias_std`` = 0.05.
 
-Training (``latticekit train``) runs the paper's two stages as one job (:mod:`.stages`):
+Training (``latticekit train``) runs the paper's two stages as one job (:mod:`.pf_staged`, on :mod:`.stages`):
 
 1. ``marginal``: the marginal model against ``S_g - log det(D D^dag + mu0)`` with the stochastic
-   determinant gradient (``n_noise`` vectors; arXiv:2106.05934 App. C), with the ``[train]`` options (the
+   determinant gradient (``n_noise`` vectors; ``logdet_gradient = "dirac"``, the lower-variance form of
+   :mod:`latticekit.flows.pseudofermion.targets`; ``"normal"``: arXiv:2106.05934 App. C; ``"dense"``: the
+   exact gradient on small lattices), with the ``[train]`` options (the
    paper: 21k steps, batch 512, lr 1e-3 decaying by 0.8 every 10k steps, Adam eps 1e-2, clipping by norm
    10 and value 0.1: ``examples/qcd4d_nf2.toml`` lists them);
 2. ``conditional_1 .. conditional_n``: the joint reverse KL with the marginal frozen (its draws then carry
@@ -54,16 +56,14 @@ Examples
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 from latticekit.utils.schema import ConfigError, setting
 
 from .models import FlowFamily
-from .pseudofermion_models import pseudofermion_sampler, theory_targets
+from .pf_staged import check_conditional_schedule, pf_staged_train, pf_stages
+from .pseudofermion_models import GRADIENTS, pseudofermion_sampler, theory_targets
 from .scalar_models import check_activation
 
 __all__ = ["QCD4D", "QCD4DSettings", "qcd4d_flow", "qcd4d_stages", "qcd4d_train"]
@@ -96,6 +96,8 @@ class QCD4DSettings:
     pf_bias_std: float = setting(0.05, ge=0.0, le=1.0, doc="standard deviation of the conditional model's biases")
     mu0: float = setting(1e-5, ge=0.0, le=1.0, doc="training regulator D D^dag + mu0")
     n_noise: int = setting(1, ge=1, doc="noise vectors of the stochastic log-det gradient (marginal stage)")
+    logdet_gradient: str = setting("dirac", choices=GRADIENTS,
+                                   doc="log-det gradient of the marginal stage (dense: exact, small lattices)")
     conditional_steps: list[int] = setting([16000, 28000, 17000], ge=0, min_items=1,
                                            doc="steps of each conditional stage")
     conditional_batch_size: list[int] = setting([640, 640, 800], ge=2, min_items=1,
@@ -136,11 +138,7 @@ def _check(shape: Sequence[int], s: Any) -> None:
         shifted_stripe_masks(Lattice(tuple(shape)), s.n_layers or 1, width=width, shifts=shifts)
     except ValueError as exc:
         raise ConfigError(f"model.mask_width / model.mask_shifts: {exc}") from None
-    n = {len(s.conditional_steps), len(s.conditional_batch_size), len(s.conditional_lr), len(s.conditional_step_size)}
-    if len(n) != 1:
-        raise ConfigError("model.conditional_steps, conditional_batch_size, conditional_lr, conditional_step_size: "
-                          f"expected one entry per conditional stage each, got lengths {len(s.conditional_steps)}, "
-                          f"{len(s.conditional_batch_size)}, {len(s.conditional_lr)}, {len(s.conditional_step_size)}")
+    check_conditional_schedule(s)
     if s.n_pt < 2:
         raise ConfigError(f"model.n_pt: the qcd4d conditional model needs n_pt >= 2 (the paper: 6), got {s.n_pt}")
 
@@ -184,136 +182,10 @@ def qcd4d_action(theory: Any, s: QCD4DSettings, seed: int) -> Any:
     return JointAction(theory.make_action(), theory_targets(theory, s.mu0))
 
 
-def _objective(objective: str, frozen: bool) -> Any:
-    def prepare(model: Any) -> None:
-        model.freeze_marginal(frozen)
-        # the marginal objective does not use the conditional models: they are frozen too, so that every trained
-        # parameter gets a gradient (data-parallel training requires it; Adam skips them either way)
-        model.conditionals.requires_grad_(objective == "joint")
-        model.set_objective(objective)
-    return prepare
-
-
-def qcd4d_stages(cfg: Any, device: Any, rank: int | None = None) -> list[Any]:
-    """The stages of the job (module docstring): ``marginal`` with the ``[train]`` options, then one conditional
-    stage per entry of the ``conditional_*`` lists (the other ``[train]`` options are shared). ``rank``: the
-    process's rank in data-parallel training (its own stream of estimator noise), None for one process."""
-    from latticekit import backends
-    from latticekit.flows.pseudofermion import JointAction, MarginalAction
-
-    from .stages import Stage
-
-    t, s, theory = cfg.train, cfg.model.variant, cfg.theory
-    base = t.train_config(device, None)
-    targets = theory_targets(theory, s.mu0)
-    # the noise of the stochastic log-det gradient has its own generator (train.seed + 1): a resumed marginal stage
-    # is statistically, not bitwise, equal to an uninterrupted one (as for the pseudofermion family)
-    noise_seed = t.seed + 1
-    if rank is not None:
-        from latticekit.flows.distributed import rank_seed
-
-        noise_seed = rank_seed(noise_seed, rank)
-    marginal = MarginalAction(theory.make_action(), targets, backends.rng(noise_seed, backend="torch"),
-                              n_noise=s.n_noise)
-    out = [Stage("marginal", base, marginal, _objective("marginal", False),
-                 {"target": "S_g - log det(D D^dag + mu0), stochastic gradient"})]
-    joint = JointAction(theory.make_action(), targets)
-    for i, (n, b, lr, ss) in enumerate(zip(s.conditional_steps, s.conditional_batch_size, s.conditional_lr,
-                                          s.conditional_step_size)):
-        c = dataclasses.replace(base, steps=int(n), batch_size=int(b), lr=float(lr),
-                                schedule="step" if ss else "constant", step_size=int(ss) or 1,
-                                gamma=float(s.conditional_gamma))
-        out.append(Stage(f"conditional_{i + 1}", c, joint, _objective("joint", True),
-                         {"target": "joint action, marginal frozen"}))
-    return out
-
-
-def qcd4d_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progress: bool,
-                distributed: bool = False) -> dict[str, Any]:
-    """The two-stage training as the train job (module docstring); returns the content of ``train.json``.
-
-    ``distributed``: data-parallel over the ranks of the initialised torch.distributed group (``latticekit train
-    --nprocs N``; :func:`~.stages.run_stages`): every batch size (``train.batch_size`` and
-    ``model.conditional_batch_size``) is global and must be divisible by the number of processes; rank 0 writes
-    the files and runs the final evaluation, the other ranks return ``{"status", "steps", "world_size"}``."""
-    from latticekit.flows.checkpoint import save_checkpoint
-    from latticekit.flows.pseudofermion import JointAction
-    from latticekit.flows.train import NonFiniteLossError, Trainer
-
-    from ..folders import CHECKPOINT, CONFIG, METRICS, TRAIN_PLOT, TRAIN_SUMMARY, write_json
-    from ..killpoints import kill_point
-    from ..memory import check_memory
-    from ..plots import training_plot
-    from .models import build_flow
-    from .resume import prepare_run_folder, read_metrics
-    from .stages import STAGES, run_stages
-    from .train import ESS_DEFINITION
-
-    conf, t, s = cfg.to_dict(), cfg.train, cfg.model.variant
-    rank, world = 0, 1
-    if distributed:
-        import torch.distributed as dist
-
-        rank, world = dist.get_rank(), dist.get_world_size()
-        bad = [b for b in (t.batch_size, *s.conditional_batch_size) if b % world]
-        if bad:
-            raise ConfigError(f"train.batch_size and model.conditional_batch_size {[t.batch_size, *s.conditional_batch_size]}"
-                              f": every batch must be divisible by the number of processes {world}")
-    lead = rank == 0
-    check_memory(cfg.theory.field_bytes(),
-                 max([t.batch_size // world, t.eval_batch_size, *(b // world for b in s.conditional_batch_size)]),
-                 f"lattice.shape {list(cfg.lattice.shape)} with the batch sizes of train and model.conditional_batch_size")
-    if lead:
-        prepare_run_folder(outdir, conf, fresh, state=(STAGES,))
-        write_json(outdir / CONFIG, conf)
-    if distributed:
-        dist.barrier()
-    model, _action, _lat = build_flow(cfg)
-    stages = qcd4d_stages(cfg, device, rank if distributed else None)
-    t0 = time.time()
-    try:
-        res = run_stages(model, stages, outdir, job_config=conf, on_step=lambda m: kill_point("train:step"),
-                         progress=progress, distributed=distributed)
-    except NonFiniteLossError as exc:  # the stage checkpoints hold the last good state
-        if lead:
-            write_json(outdir / TRAIN_SUMMARY, {"status": "stopped: non-finite loss or gradient", "message": str(exc),
-                                                "stages": str(outdir / STAGES)})
-        raise
-    if not lead:
-        dist.barrier()                     # rank 0 writes the final checkpoint and summary
-        return {"status": "finished", "steps": res["steps"], "world_size": world}
-    save_checkpoint(outdir / CHECKPOINT, model=model, step=res["steps"],
-                    config={"flow_config": conf, "stages": res["stages"], "history": []})
-    # final evaluation: eval_batch_size joint draws (one pseudofermion per gauge field) against the unregulated
-    # joint action (sampling uses no regulator)
-    model.set_objective("joint")
-    ev = {**Trainer(model, JointAction(cfg.theory.make_action(), theory_targets(cfg.theory)),
-                    t.train_config(device, outdir / STAGES / "eval.pt")).evaluate(t.eval_batch_size),
-          "eval_ess_n": t.eval_batch_size, "step": res["steps"]}
-    lines = read_metrics(outdir / METRICS)
-    title = (f"{cfg.theory.describe()} on {'x'.join(map(str, cfg.lattice.shape))}, model.coupling = qcd4d "
-             "(stages in sequence)")
-    summary = {
-        "status": "finished", "steps": res["steps"], "resumed_from_step": res["resumed_from_step"],
-        "final_loss": lines[-1]["loss"] if lines else None,
-        # the Kish ESS/N of eval_batch_size fresh joint draws, one pseudofermion draw per gauge field
-        "eval": ev, "ess": ev["eval_ess"], "ess_n": t.eval_batch_size,
-        "ess_definition": ESS_DEFINITION + "; joint draws (U, phi), one pseudofermion per gauge field",
-        "var_log_w": ev["eval_var_log_w"], "log_z_estimate": ev["eval_log_z_estimate"], "log_z_exact": None,
-        "kl": ev["eval_kl_estimate"], "kl_log_z": "estimate",
-        "stages": res["stages"], "n_parameters": int(sum(p.numel() for p in model.parameters())), "world_size": world,
-        "device": str(device) if device is not None else "cpu", "wall_s": round(time.time() - t0, 3),
-        "checkpoint": str(outdir / CHECKPOINT), "metrics": str(outdir / METRICS), "config": conf,
-        "plot": training_plot(outdir / TRAIN_PLOT, lines, title),
-    }
-    write_json(outdir / TRAIN_SUMMARY, summary)
-    if distributed:
-        dist.barrier()
-    if progress:
-        print(f"qcd4d: {len(res['stages'])} stages, {res['steps']} steps; joint ESS/N {ev['eval_ess']:.3f} "
-              f"(N = {t.eval_batch_size}, one pseudofermion per gauge field)", flush=True)
-    return summary
-
+#: the stages of the qcd4d job (:func:`.pf_staged.pf_stages`: marginal, then the conditional stages)
+qcd4d_stages = pf_stages
+#: the staged training job (:func:`.pf_staged.pf_staged_train`)
+qcd4d_train = pf_staged_train
 
 QCD4D = FlowFamily("qcd4d", QCD4DSettings, qcd4d_flow, lambda shape: 48, _check, make_action=qcd4d_action,
                    sampler=pseudofermion_sampler, train=qcd4d_train, distributed_train=True)

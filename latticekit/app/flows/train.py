@@ -71,13 +71,16 @@ def _plot(outdir: Path, cfg: FlowConfig) -> str | None:
 
 
 def run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, progress: bool,
-                 distributed: bool = False) -> dict[str, Any]:
+                 distributed: bool = False, family_job: bool = True) -> dict[str, Any]:
     """The training loop shared by :func:`train_job` and the data-parallel workers
-    (:mod:`latticekit.app.flows.distributed`); returns the content of ``train.json``."""
+    (:mod:`latticekit.app.flows.distributed`); returns the content of ``train.json``.
+
+    A family with its own job (``FlowFamily.train``) runs that, unless ``family_job`` is False: the family's job
+    calls this for the configurations it trains as one reverse-KL run."""
     from .models import family
 
     fam = family(cfg.model.coupling)
-    if fam.train is not None:  # a family with its own job (UV-matching ladder, the staged 4D QCD job)
+    if fam.train is not None and family_job:  # a family with its own job (UV-matching ladder, the staged 4D QCD job)
         if distributed and not fam.distributed_train:
             raise ConfigError(f"model.coupling = {cfg.model.coupling!r} trains on one process; run it without "
                               "data-parallel workers")

@@ -14,14 +14,17 @@ from __future__ import annotations
 from .context import PFContext, PFContextHead, PFContextTrunk, context_inputs
 from .coupling import PseudofermionCoupling
 from .conditional import ConditionalPFModel
-from .joint import OBJECTIVES, JointAction, JointModel, JointSample, MarginalAction
+from .joint import GRADIENTS, OBJECTIVES, JointAction, JointModel, JointSample, MarginalAction
 from .masks import PARTITIONINGS, GammaMask, PFMask, RowMask, SiteMask, SpinMask, pf_masks, projector_basis, support_mask
 from .pseudo_marginal import PFWeights, ess_vs_npf, fit_ess_npf, pf_weights, pseudo_marginal_metropolis
 from .parallel_transport import n_transport_features, parallel_transport, ptc, ptcn
-from .targets import PFTarget, PseudofermionSolveError, monomial_targets, normal_eigenvalues
+from .targets import (ESTIMATORS, PFTarget, PseudofermionSolveError, dense_normal_matrix, monomial_targets,
+                      normal_eigenvalues)
 
 __all__ = [
     "ConditionalPFModel",
+    "ESTIMATORS",
+    "GRADIENTS",
     "GammaMask",
     "JointAction",
     "JointModel",
@@ -32,6 +35,7 @@ __all__ = [
     "PFTarget",
     "PFWeights",
     "PseudofermionSolveError",
+    "dense_normal_matrix",
     "monomial_targets",
     "normal_eigenvalues",
     "PFContext",

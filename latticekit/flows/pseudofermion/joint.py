@@ -17,7 +17,8 @@ Objectives (``JointModel.objective``):
 
 * ``"joint"`` (default): samples ``(U, phi_0..phi_N)``, the loss is the joint reverse KL;
 * ``"marginal"``: samples ``U`` only and :class:`MarginalAction` is ``S_g - log det(M + mu_0)`` with the
-  log-determinant gradient estimated stochastically (arXiv:2106.05934 App. C; the marginal stage of the
+  log-determinant gradient estimated stochastically (arXiv:2106.05934 App. C, or the lower-variance form of
+  :mod:`.targets`) or, on small lattices, exactly (the marginal stage of the
   two-stage training of arXiv:2208.03832); its value is the exact dense log det where the lattice is
   small enough, else the value omits it (the gradient does not): the loss, ESS and log Z that the
   Trainer then reports refer to ``S_g`` alone, and the model is judged by :func:`~.pseudo_marginal.pf_weights`.
@@ -55,9 +56,12 @@ from latticekit.backends import Generator
 from ..model import Model
 from .conditional import ConditionalPFModel
 from .context import PFContextTrunk
-from .targets import PFTarget, normal_eigenvalues
+from .targets import ESTIMATORS, PFTarget, dense_normal_matrix, normal_eigenvalues
 
-__all__ = ["JointAction", "JointModel", "JointSample", "MarginalAction", "OBJECTIVES"]
+__all__ = ["GRADIENTS", "JointAction", "JointModel", "JointSample", "MarginalAction", "OBJECTIVES"]
+
+#: log-determinant gradients of the marginal objective (:class:`MarginalAction`)
+GRADIENTS = (*ESTIMATORS, "dense")
 
 #: training objectives of :class:`JointModel`
 OBJECTIVES = ("joint", "marginal")
@@ -244,34 +248,51 @@ class JointAction:
 class MarginalAction:
     """``S_g(U) - log det(M + mu_0)`` for the marginal objective (module docstring).
 
-    The gradient of the log-determinant is the stochastic estimator of arXiv:2106.05934 App. C with
-    ``n_noise`` noise vectors per monomial (:meth:`PFTarget.logdet_gradient_surrogate`); its value is the
-    exact dense log det when the number of complex pseudofermion components is at most ``dense_max``, else
-    it is left out of the value (which then equals ``S_g`` for the metrics; the gradient is unchanged).
+    ``gradient`` chooses the log-determinant gradient: ``"dirac"`` (default) or ``"normal"``, the stochastic
+    estimators of :meth:`PFTarget.logdet_gradient_surrogate` with ``n_noise`` noise vectors per monomial
+    (``"normal"`` is the form of arXiv:2106.05934 App. C, ``"dirac"`` the same mean with a smaller variance); or
+    ``"dense"``, the exact gradient of the dense ``log det`` (Cholesky factors of ``M + mu``; lattices with at
+    most ``dense_max`` complex pseudofermion components per monomial). The value is the exact dense log det
+    when every monomial has at most ``dense_max`` components, else it is left out of the value (which then
+    equals ``S_g`` for the metrics; the gradient is unchanged).
+
+    The monomials' product is ``det(M + mu_0)`` (eq. 38), so the target does not depend on the Hasenbusch
+    split; the stochastic gradients do (each monomial is estimated with its own noise).
     """
 
     def __init__(self, gauge_action: Any, targets: Sequence[PFTarget], rng: Generator, *, n_noise: int = 1,
-                 dense_max: int = 1024) -> None:
+                 dense_max: int = 1024, gradient: str = "dirac") -> None:
         if int(n_noise) < 1:
             raise ValueError(f"n_noise={n_noise!r}: expected >= 1")
+        if gradient not in GRADIENTS:
+            raise ValueError(f"gradient={gradient!r}: expected one of {GRADIENTS}")
         self.gauge_action = gauge_action
         self.targets = list(targets)
         self.rng = rng
         self.n_noise = int(n_noise)
+        self.gradient = gradient
         self.dense = all(t.ndof <= int(dense_max) for t in self.targets)
+        if gradient == "dense" and not self.dense:
+            raise ValueError(f"gradient='dense': the dense log det needs at most dense_max = {dense_max} complex "
+                             f"pseudofermion components per monomial, got {max(t.ndof for t in self.targets)}; use "
+                             "a stochastic gradient ('dirac')")
 
     def __repr__(self) -> str:
-        return f"MarginalAction({self.gauge_action!r}, {self.targets!r}, n_noise={self.n_noise})"
+        return (f"MarginalAction({self.gauge_action!r}, {self.targets!r}, n_noise={self.n_noise}, "
+                f"gradient={self.gradient!r})")
 
     def action(self, x: Any) -> torch.Tensor:
         U = x.U if isinstance(x, JointSample) else x
         fn = getattr(self.gauge_action, "action", self.gauge_action)
         S = fn(U)
+        if self.gradient == "dense":  # every monomial shares M = D D^dag (the same kappa, even/odd or not)
+            M = dense_normal_matrix(self.targets[0].operator(U))
+            return S - sum(t.log_det_from_matrix(M) for t in self.targets)
         if self.dense:
             lam = normal_eigenvalues(self.targets[0].operator(U.detach()))
             S = S - sum(t.log_det_from_eigenvalues(lam) for t in self.targets)
         for t in self.targets:
-            S = S - t.logdet_gradient_surrogate(U, self.rng, self.n_noise)
+            S = S - t.logdet_gradient_surrogate(U, self.rng, self.n_noise, self.gradient)
         return S
 
     __call__ = action

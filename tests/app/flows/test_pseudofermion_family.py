@@ -37,6 +37,9 @@ def cfg(shape=(4, 4), *, action=None, **model) -> dict:
     ({"partitioning": "random"}, "model.partitioning"),
     ({"objective": "forward"}, "model.objective"),
     ({"mu0": -1.0}, "model.mu0"),
+    ({"logdet_gradient": "exact"}, "model.logdet_gradient"),
+    ({"objective": "staged", "conditional_steps": [2, 3], "conditional_lr": [1e-3]},
+     "model.conditional_steps, conditional_batch_size, conditional_lr, conditional_step_size: expected one entry"),
     ({"masks": "stripes", "shape": (2, 4)}, "model.masks: the stripe couplings need"),
     ({"shape": (3, 4), "action": {"even_odd": False}}, "lattice.shape"),
     ({"coupling": "plaquette"}, "model.coupling: expected one of \\('pseudofermion', 'qcd4d'\\)"),
@@ -76,6 +79,59 @@ def test_objectives() -> None:
     assert isinstance(action, JointAction)
     assert not any(p.requires_grad for p in model.flow.parameters())
     assert all(p.requires_grad for p in model.conditionals.parameters())
+
+
+def test_logdet_gradient_key() -> None:
+    from latticekit.app.flows.pseudofermion_models import GRADIENTS as APP_GRADIENTS
+    from latticekit.flows.pseudofermion import GRADIENTS
+
+    assert APP_GRADIENTS == GRADIENTS  # the configuration's list, spelled out to validate without torch
+    for g in GRADIENTS:
+        _model, action, _ = build_flow(FlowConfig.from_dict(cfg(objective="marginal", logdet_gradient=g)))
+        assert action.gradient == g
+    # the exact gradient needs a lattice small enough for the dense matrix: refused before any work
+    big = cfg((48, 48), objective="marginal", logdet_gradient="dense")
+    with pytest.raises(ConfigError, match="model.logdet_gradient: gradient='dense': the dense log det needs at most"):
+        build_flow(FlowConfig.from_dict(big))
+
+
+def test_staged_job(tmp_path) -> None:
+    """objective = "staged": the marginal flow first (exact gradient here), then one conditional stage with the
+    marginal frozen; the marginal stage changes only the gauge flow, the conditional stage only the conditionals."""
+    from latticekit.app.flows.pf_staged import pf_stages
+    from latticekit.flows.checkpoint import load_checkpoint
+
+    c = cfg(objective="staged", logdet_gradient="dense", conditional_steps=[2], conditional_batch_size=[6],
+            conditional_lr=[2e-3])
+    fc = FlowConfig.from_dict(c)
+    st = pf_stages(fc, None)
+    assert [s.name for s in st] == ["marginal", "conditional_1"]
+    assert isinstance(st[0].action, MarginalAction) and st[0].action.gradient == "dense"
+    assert isinstance(st[1].action, JointAction) and [s.config.batch_size for s in st] == [4, 6]
+    out = tmp_path / "staged"
+    res = train_job(c, out=out, progress=False)
+    assert res["status"] == "finished" and res["steps"] == 5 and [r["steps"] for r in res["stages"]] == [3, 2]
+    assert "exact (dense) gradient" in res["stages"][0]["info"]["target"]
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["stage"] for m in lines] == ["marginal"] * 3 + ["conditional_1"] * 2
+
+    def params(path):
+        m, _a, _l = build_flow(fc)
+        load_checkpoint(path, model=m.double())
+        return ([p.detach().clone() for p in m.flow.parameters()],
+                [p.detach().clone() for p in m.conditionals.parameters()])
+
+    m0, _a, _l = build_flow(fc)  # the initial model (build_flow seeds torch with train.seed)
+    m0 = m0.double()
+    g0 = [p.detach().clone() for p in m0.flow.parameters()]
+    c0 = [p.detach().clone() for p in m0.conditionals.parameters()]
+    g1, c1 = params(out / "stages" / "0_marginal.pt")
+    g2, c2 = params(out / "checkpoint.pt")
+    changed = lambda a, b: any(not torch.equal(x, y) for x, y in zip(a, b))  # noqa: E731
+    assert changed(g0, g1) and not changed(c0, c1)    # marginal stage: the gauge flow only
+    assert not changed(g1, g2) and changed(c1, c2)    # conditional stage: the conditionals only
+    s = sample_job(out, n=16, seed=2, n_pf=1)         # the sample job reads the staged checkpoint
+    assert 0 < s["marginal_ess"] <= 1
 
 
 def test_train_and_sample_job(tmp_path) -> None:

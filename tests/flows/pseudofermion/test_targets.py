@@ -18,7 +18,8 @@ import torch
 import latticekit as lk
 from latticekit.actions.dirac import WilsonDirac
 from latticekit.actions.even_odd import EvenOddDirac
-from latticekit.flows.pseudofermion import PFTarget, PseudofermionSolveError, monomial_targets, normal_eigenvalues
+from latticekit.flows.pseudofermion import (ESTIMATORS, PFTarget, PseudofermionSolveError, dense_normal_matrix,
+                                           monomial_targets, normal_eigenvalues)
 from latticekit.linalg import dense_matrix, logdet_normal
 from latticekit.testing import assert_close
 
@@ -214,11 +215,12 @@ def test_target_refusals() -> None:
 
 
 # -- stochastic log-det gradient ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("estimator", ESTIMATORS)
 @pytest.mark.parametrize("G", [lk.U1, lk.SU(2)], ids=gid)
 @pytest.mark.parametrize("even_odd, mu_lo, mu_hi", [(False, 0.05, None), (True, 0.0, None), (True, 0.05, 0.5)],
                          ids=["full-plain", "eo-plain", "eo-ratio"])
 def test_logdet_gradient_surrogate_is_unbiased(G: Any, even_odd: bool, mu_lo: float, mu_hi: float | None,
-                                               device: str) -> None:
+                                               estimator: str, device: str) -> None:
     t = PFTarget(G, LAT, 0.2, even_odd=even_odd, mu_lo=mu_lo, mu_hi=mu_hi, tol=1e-12)
     rng = _rng(5, device)
     U1 = G.random(rng, (1, 2), LAT.shape)
@@ -226,7 +228,7 @@ def test_logdet_gradient_surrogate_is_unbiased(G: Any, even_odd: bool, mu_lo: fl
     # N copies of one gauge field as one batch: each element's surrogate depends on its own copy only, so the
     # gradient of the sum holds N independent one-noise estimates (one batched CG instead of N)
     U = U1.expand((N,) + U1.shape[1:]).clone().requires_grad_(True)
-    s = t.logdet_gradient_surrogate(U, rng, n_noise=1)
+    s = t.logdet_gradient_surrogate(U, rng, n_noise=1, estimator=estimator)
     assert s.shape == (N,) and float(s.detach().abs().max()) == 0.0  # zero value, gradient only
     g, = torch.autograd.grad(s.sum(), U)
     U_ref = U1.clone().requires_grad_(True)
@@ -243,6 +245,50 @@ def test_logdet_gradient_surrogate_is_unbiased(G: Any, even_odd: bool, mu_lo: fl
     assert bool(((mean - ref).abs() <= 5 * err + 1e-12).all()), float(((mean - ref).abs() / (err + 1e-300)).max())
     assert float(ref.abs().max()) > 5 * float(err.max())  # the largest component is resolved: the test has teeth
     # n_noise averages: the value stays zero and the gradient keeps its expectation (one more cheap draw)
-    s4 = t.logdet_gradient_surrogate(U, rng, n_noise=4)
+    s4 = t.logdet_gradient_surrogate(U, rng, n_noise=4, estimator=estimator)
     g4, = torch.autograd.grad(s4.sum(), U)
     assert bool(((g4.mean(0) - ref).abs() <= 5 * err + 1e-12).all())  # variance 4x smaller than that of g
+
+
+def test_logdet_gradient_estimators_have_the_predicted_variance(device: str) -> None:
+    # One U(1) field near the critical kappa, 8x8 even/odd (condition number of M: 42); the directional derivative along d theta of each
+    # surrogate is Re eta^dag A eta with A = (M + mu)^{-1} M' ("normal") or 2 D^dag (M + mu)^{-1} D' ("dirac"),
+    # whose variance for circular complex Gaussian eta (E[eta eta^dag] = 1) is ||(A + A^dag)/2||_F^2. Both
+    # measured variances must match the dense prediction, and on this ill-conditioned field the "dirac" form's
+    # must be the smaller one (the reason it is the default).
+    lat = lk.Lattice((8, 8))
+    t = PFTarget(lk.U1, lat, 0.265, even_odd=True, mu_lo=1e-5, tol=1e-12)
+    rng = _rng(11, device)
+    th0 = 0.5 * rng.normal((1, 2, 8, 8))
+    dth = rng.normal((1, 2, 8, 8))
+
+    def dense(th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        op = t.operator(th)
+        D = dense_matrix(lambda v: op.apply(v), op.field_shape, like=th, support=op.support, batch_shape=(1,))
+        return D[0], dense_normal_matrix(op)[0]
+
+    h = 1e-5
+    D, M = dense(th0)
+    dD = (dense(th0 + h * dth)[0] - dense(th0 - h * dth)[0]) / (2 * h)  # O(h^2) = 1e-10 relative
+    dM = dD @ D.conj().T + D @ dD.conj().T
+    R = torch.linalg.inv(M + t.mu_lo * torch.eye(M.shape[0], dtype=M.dtype, device=M.device))
+    cond = float(torch.linalg.cond(M))
+    assert cond > 20, cond  # the field is as ill-conditioned as intended
+    predicted = {}
+    for name, A in (("normal", R @ dM), ("dirac", 2.0 * D.conj().T @ R @ dD)):
+        H = 0.5 * (A + A.conj().T)
+        predicted[name] = float((H.abs() ** 2).sum())
+        assert_close(float(torch.trace(A).real), float(torch.trace(R @ dM).real), rtol=1e-9,
+                     msg=f"{name}: both forms have the trace of (M + mu)^-1 dM")
+    N = 4000
+    for name in ESTIMATORS:
+        s = torch.zeros(N, dtype=th0.dtype, device=th0.device, requires_grad=True)
+        th = th0 + s[:, None, None, None] * dth  # N copies, each with its own noise vector
+        g, = torch.autograd.grad(t.logdet_gradient_surrogate(th, rng, estimator=name).sum(), s)
+        var = float(g.var())
+        dev = (g - g.mean()) ** 2
+        err = float(dev.std()) / math.sqrt(N)
+        # the sample variance within 5 of its standard errors of the prediction (the error estimated from the same
+        # draws; heavy tails of the quadratic form make it uncertain by ~20%: 5 covers that)
+        assert abs(var - predicted[name]) <= 5 * err, (name, var, predicted[name], err)
+    assert predicted["dirac"] < 0.5 * predicted["normal"], (predicted, cond)  # 131 against 401 on CPU
