@@ -10,6 +10,13 @@ command line, the machine (CPU model, cores, load average at start and end), tor
     python benchmarks/bench_pseudofermion.py fig4 --steps 300 --save-dir benchmarks/results/pf_models \
         --out benchmarks/results/pseudofermion_fig4.json
 
+    # Fig. 4 with staged training: the five targets' conditional models trained on ONE frozen marginal model, the
+    # marginal stage of a `latticekit train` job of the example (its architecture and [model] keys; the action's
+    # even_odd / hasenbusch_mus replaced per target). The marginal target p(U) is the same for all five (the
+    # monomials multiply to det(M + mu0), det D_sc = det D), so the comparison isolates the conditional models
+    python benchmarks/bench_pseudofermion.py fig4c --example examples/schwinger_pf_eo_hb.toml \
+        --marginal schwinger-pf/stages/0_marginal.pt --steps 500 --out benchmarks/results/pseudofermion_fig4c.json
+
     # the saved models again on more draws (ESS, mean log w = log Z - KL, condition numbers)
     python benchmarks/bench_pseudofermion.py eval --eval-n 8192 --model benchmarks/results/pf_models/none.pt \
         --model benchmarks/results/pf_models/eo.pt --out benchmarks/results/pseudofermion_fig4_eval.json
@@ -158,6 +165,55 @@ def run_fig4(args: argparse.Namespace, out: dict[str, Any]) -> None:
         write_json(args.out, out)
 
 
+def run_fig4c(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """Conditional models of every target on one frozen marginal model (module docstring)."""
+    import tomllib
+
+    from latticekit.app.config import FlowConfig
+    from latticekit.app.flows.models import build_flow
+    from latticekit.app.flows.pf_targets import theory_targets
+
+    with open(args.example, "rb") as f:
+        base = tomllib.load(f)
+    state = torch.load(args.marginal, map_location="cpu", weights_only=False)
+    marginal_state = {k: v for k, v in state["model"].items() if k.startswith(("flow.", "prior."))}
+    out["marginal"] = {"checkpoint": args.marginal, "step": state.get("step"), "tensors": len(marginal_state)}
+    for target in args.targets:
+        eo, mus = parse_target(target)
+        conf = {k: dict(v) for k, v in base.items()}
+        conf["action"].update(even_odd=eo, hasenbusch_mus=mus)
+        conf["model"].update(objective="conditional")
+        conf["model"].pop("n_pt", None)  # the family's default: 6 with EO, 3 without (App. B.3)
+        cfg = FlowConfig.from_dict(conf)
+        model, action, _lat = build_flow(cfg)  # the regulated joint action; the marginal frozen
+        model = model.double()
+        missing = model.load_state_dict(marginal_state, strict=False)
+        bad = [k for k in missing.missing_keys if k.startswith(("flow.", "prior."))] + list(missing.unexpected_keys)
+        if bad:
+            raise SystemExit(f"--marginal: {args.marginal} does not fit the example's marginal flow ({bad[:3]} ...)")
+        tc = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, optimizer="adam", schedule="constant",
+                         dtype="float64", seed=args.seed)
+        tr = Trainer(model, action, tc)
+        c0, t0 = time.process_time(), time.time()
+        curve = []
+        while tr.step < args.steps:
+            m = tr.train_step()
+            if tr.step % max(1, args.steps // 10) == 0 or tr.step == args.steps:
+                curve.append({"step": tr.step, "loss": m["loss"], "batch_joint_ess": m["ess"]})
+                print(f"{target}: step {tr.step} loss {m['loss']:.4g}", flush=True)
+        cpu, wall = time.process_time() - c0, time.time() - t0
+        gauge = cfg.theory.make_action()
+        ev = evaluate(model, gauge, theory_targets(cfg.theory), args.eval_n, args.seed)
+        ev["conditional_kl"] = ev["marginal_mean_log_w"] - ev["joint_mean_log_w"]
+        out["results"].append({"target": target, "train_steps": tr.step, "train_cpu_s": round(cpu, 1),
+                               "train_wall_s": round(wall, 1), "curve": curve, **ev, "paper": PAPER_FIG4.get(target),
+                               "conditional_parameters": int(sum(p.numel() for p in model.conditionals.parameters()))})
+        print(f"{target}: joint ESS {ev['joint_ess']:.4f}, marginal ESS {ev['marginal_ess']:.4f}, conditional KL "
+              f"{ev['conditional_kl']:.2f}", flush=True)
+        out["machine_at_end"] = machine()
+        write_json(args.out, out)
+
+
 def load(path: str) -> tuple[JointModel, Any, list[Any], dict[str, Any]]:
     blob = torch.load(path, map_location="cpu", weights_only=False)
     model, gauge, _tt, targets, _lat = build(blob["spec"])
@@ -293,7 +349,7 @@ def run_step(args: argparse.Namespace, out: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("fig4", "eval", "npf", "hmc", "step"):
+    for name in ("fig4", "fig4c", "eval", "npf", "hmc", "step"):
         p = sub.add_parser(name)
         p.add_argument("--out", required=True)
         p.add_argument("--seed", type=int, default=0)
@@ -322,6 +378,14 @@ def main(argv: list[str] | None = None) -> int:
             if name == "step":
                 p.add_argument("--blocks", type=int, default=6)
                 p.add_argument("--block-steps", type=int, default=3)
+        elif name == "fig4c":
+            p.add_argument("--example", required=True, help="the example TOML whose marginal stage --marginal is")
+            p.add_argument("--marginal", required=True, help="stages/0_marginal.pt of a staged latticekit train job")
+            p.add_argument("--targets", type=lambda s: s.split(";"), default=list(PAPER_FIG4),
+                           help="';'-separated: none;eo;eo+0.001;... (default: the five of Fig. 4)")
+            p.add_argument("--steps", type=int, default=500)
+            p.add_argument("--batch", type=int, default=64)
+            p.add_argument("--lr", type=float, default=1e-3)
         elif name == "eval":
             p.add_argument("--model", action="append", required=True, help="models saved by fig4 --save-dir")
         else:
@@ -345,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
                            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine_at_start": machine(),
                            "settings": {k: v for k, v in vars(args).items()}, "results": []}
     t0 = time.time()
-    {"fig4": run_fig4, "eval": run_eval, "npf": run_npf, "hmc": run_hmc, "step": run_step}[args.cmd](args, out)
+    {"fig4": run_fig4, "fig4c": run_fig4c, "eval": run_eval, "npf": run_npf, "hmc": run_hmc, "step": run_step}[args.cmd](args, out)
     out["wall_s"] = round(time.time() - t0, 1)
     write_json(args.out, out)
     print(f"wrote {args.out} in {out['wall_s']} s", flush=True)
