@@ -65,7 +65,8 @@ def pf_stages(cfg: Any, device: Any, rank: int | None = None) -> list[Any]:
     base = t.train_config(device, None)
     targets = theory_targets(theory, s.mu0)
     # the noise of the stochastic log-det gradient has its own generator (train.seed + 1): a resumed marginal stage
-    # is statistically, not bitwise, equal to an uninterrupted one (as for the pseudofermion family)
+    # is statistically, not bitwise, equal to an uninterrupted one (as for the pseudofermion family; with the
+    # dense gradient there is no noise)
     noise_seed = t.seed + 1
     if rank is not None:
         from latticekit.flows.distributed import rank_seed
@@ -125,13 +126,13 @@ def pf_staged_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progres
     check_memory(cfg.theory.field_bytes(),
                  max([t.batch_size // world, t.eval_batch_size, *(b // world for b in s.conditional_batch_size)]),
                  f"lattice.shape {list(cfg.lattice.shape)} with the batch sizes of train and model.conditional_batch_size")
+    stages = pf_stages(cfg, device, rank if distributed else None)  # refuses a bad logdet_gradient before any work
     if lead:
         prepare_run_folder(outdir, conf, fresh, state=(STAGES,))
         write_json(outdir / CONFIG, conf)
     if distributed:
         dist.barrier()
     model, _action, _lat = build_flow(cfg)
-    stages = pf_stages(cfg, device, rank if distributed else None)
     t0 = time.time()
     try:
         res = run_stages(model, stages, outdir, job_config=conf, on_step=lambda m: kill_point("train:step"),

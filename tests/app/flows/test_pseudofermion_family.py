@@ -95,6 +95,13 @@ def test_logdet_gradient_key() -> None:
         build_flow(FlowConfig.from_dict(big))
 
 
+def test_staged_job_refuses_the_dense_gradient_before_any_work(tmp_path) -> None:
+    big = cfg((48, 48), objective="staged", logdet_gradient="dense")
+    with pytest.raises(ConfigError, match="model.logdet_gradient: gradient='dense'"):
+        train_job(big, out=tmp_path / "big", progress=False)
+    assert not (tmp_path / "big").exists()  # nothing written
+
+
 def test_staged_job(tmp_path) -> None:
     """objective = "staged": the marginal flow first (exact gradient here), then one conditional stage with the
     marginal frozen; the marginal stage changes only the gauge flow, the conditional stage only the conditionals."""
