@@ -409,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
                            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine_at_start": machine(),
                            "settings": {k: v for k, v in vars(args).items()}, "results": []}
     t0 = time.time()
-    {"fig4": run_fig4, "fig4c": run_fig4c, "eval": run_eval, "npf": run_npf, "hmc": run_hmc, "step": run_step}[args.cmd](args, out)
+    jobs = {"fig4": run_fig4, "fig4c": run_fig4c, "eval": run_eval, "npf": run_npf, "hmc": run_hmc, "step": run_step}
+    jobs[args.cmd](args, out)
     out["wall_s"] = round(time.time() - t0, 1)
     write_json(args.out, out)
     print(f"wrote {args.out} in {out['wall_s']} s", flush=True)

@@ -173,6 +173,7 @@ def pf_staged_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progres
     if distributed:
         dist.barrier()
     if progress:
-        print(f"{cfg.model.coupling}: {len(res['stages'])} stages, {res['steps']} steps; joint ESS/N {ev['eval_ess']:.3f} "
+        print(f"{cfg.model.coupling}: {len(res['stages'])} stages, {res['steps']} steps; "
+              f"joint ESS/N {ev['eval_ess']:.3f} "
               f"(N = {t.eval_batch_size}, one pseudofermion per gauge field)", flush=True)
     return summary

@@ -56,8 +56,8 @@ from .scalar_models import check_activation
 #: ``latticekit.flows.pseudofermion.GRADIENTS``, spelled out: the configuration is validated without importing torch
 GRADIENTS = ("dirac", "normal", "dense")
 
-__all__ = ["PSEUDOFERMION", "PseudofermionSettings", "pseudofermion_flow", "pseudofermion_sampler", "pseudofermion_train",
-           "theory_targets"]
+__all__ = ["PSEUDOFERMION", "PseudofermionSettings", "pseudofermion_flow", "pseudofermion_sampler",
+           "pseudofermion_train", "theory_targets"]
 
 
 @dataclass

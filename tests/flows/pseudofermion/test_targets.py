@@ -251,8 +251,9 @@ def test_logdet_gradient_surrogate_is_unbiased(G: Any, even_odd: bool, mu_lo: fl
 
 
 def test_logdet_gradient_estimators_have_the_predicted_variance(device: str) -> None:
-    # One U(1) field near the critical kappa, 8x8 even/odd (condition number of M: 42); the directional derivative along d theta of each
-    # surrogate is Re eta^dag A eta with A = (M + mu)^{-1} M' ("normal") or 2 D^dag (M + mu)^{-1} D' ("dirac"),
+    # One U(1) field near the critical kappa, 8x8 even/odd (condition number of M: 42); the directional
+    # derivative along d theta of each surrogate is Re eta^dag A eta with A = (M + mu)^{-1} M' ("normal") or
+    # 2 D^dag (M + mu)^{-1} D' ("dirac"),
     # whose variance for circular complex Gaussian eta (E[eta eta^dag] = 1) is ||(A + A^dag)/2||_F^2. Both
     # measured variances must match the dense prediction, and on this ill-conditioned field the "dirac" form's
     # must be the smaller one (the reason it is the default).
