@@ -134,6 +134,18 @@ def evaluate(model: JointModel, gauge: Any, targets: list[Any], n: int, seed: in
                                   for t, c in zip(targets, w.condition_numbers)]}
 
 
+def train_curve(tr: Trainer, steps: int, target: str, points: int) -> tuple[list[dict[str, Any]], float, float]:
+    """Train ``tr`` to ``steps``; the loss and batch ESS at ``points`` evenly spaced steps, CPU and wall seconds."""
+    c0, t0 = time.process_time(), time.time()
+    curve = []
+    while tr.step < steps:
+        m = tr.train_step()
+        if tr.step % max(1, steps // points) == 0 or tr.step == steps:
+            curve.append({"step": tr.step, "loss": m["loss"], "batch_joint_ess": m["ess"]})
+            print(f"{target}: step {tr.step} loss {m['loss']:.4g} ess {m['ess']:.4f}", flush=True)
+    return curve, time.process_time() - c0, time.time() - t0
+
+
 def run_fig4(args: argparse.Namespace, out: dict[str, Any]) -> None:
     for target in args.targets:
         spec = spec_of(args, target)
@@ -142,14 +154,7 @@ def run_fig4(args: argparse.Namespace, out: dict[str, Any]) -> None:
                           schedule="step", step_size=max(1, args.steps // 2), gamma=0.5, dtype="float64",
                           seed=args.seed)
         tr = Trainer(model, JointAction(gauge, train_targets), cfg)
-        c0, t0 = time.process_time(), time.time()
-        curve = []
-        while tr.step < args.steps:
-            m = tr.train_step()
-            if tr.step % max(1, args.steps // 20) == 0 or tr.step == args.steps:
-                curve.append({"step": tr.step, "loss": m["loss"], "batch_joint_ess": m["ess"]})
-                print(f"{target}: step {tr.step} loss {m['loss']:.4g} ess {m['ess']:.4f}", flush=True)
-        cpu, wall = time.process_time() - c0, time.time() - t0
+        curve, cpu, wall = train_curve(tr, args.steps, target, 20)
         ev = evaluate(model, gauge, targets, args.eval_n, args.seed)
         res = {"target": target, "spec": spec, "train_steps": tr.step, "train_cpu_s": round(cpu, 1),
                "train_wall_s": round(wall, 1), "n_parameters": int(sum(p.numel() for p in model.parameters())),
@@ -194,14 +199,7 @@ def run_fig4c(args: argparse.Namespace, out: dict[str, Any]) -> None:
         tc = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, optimizer="adam", schedule="constant",
                          dtype="float64", seed=args.seed)
         tr = Trainer(model, action, tc)
-        c0, t0 = time.process_time(), time.time()
-        curve = []
-        while tr.step < args.steps:
-            m = tr.train_step()
-            if tr.step % max(1, args.steps // 10) == 0 or tr.step == args.steps:
-                curve.append({"step": tr.step, "loss": m["loss"], "batch_joint_ess": m["ess"]})
-                print(f"{target}: step {tr.step} loss {m['loss']:.4g}", flush=True)
-        cpu, wall = time.process_time() - c0, time.time() - t0
+        curve, cpu, wall = train_curve(tr, args.steps, target, 10)
         gauge = cfg.theory.make_action()
         ev = evaluate(model, gauge, theory_targets(cfg.theory), args.eval_n, args.seed)
         ev["conditional_kl"] = ev["marginal_mean_log_w"] - ev["joint_mean_log_w"]
