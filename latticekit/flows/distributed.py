@@ -39,7 +39,35 @@ from .checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng
 from .model import Model
 from .train import TrainConfig, Trainer, stop_gradient_log_prob
 
-__all__ = ["DistributedTrainer", "find_free_port", "rank_seed"]
+__all__ = ["DistributedTrainer", "barrier", "find_free_port", "rank_and_world", "rank_seed"]
+
+
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world size)`` of the initialised torch.distributed group; ``(0, 1)`` without one.
+
+    Examples
+    --------
+    >>> rank_and_world()  # no process group in this process
+    (0, 1)
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def barrier() -> None:
+    """Wait for every rank of the initialised torch.distributed group; nothing without one.
+
+    Examples
+    --------
+    >>> barrier()  # no process group: returns at once
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def rank_seed(seed: int, rank: int) -> int:

@@ -100,6 +100,7 @@ def pf_staged_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progres
     ``model.conditional_batch_size``) is global and must be divisible by the number of processes; rank 0 writes
     the files and runs the final evaluation, the other ranks return ``{"status", "steps", "world_size"}``."""
     from latticekit.flows.checkpoint import save_checkpoint
+    from latticekit.flows.distributed import barrier, rank_and_world
     from latticekit.flows.pseudofermion import JointAction
     from latticekit.flows.train import NonFiniteLossError, Trainer
 
@@ -115,9 +116,7 @@ def pf_staged_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progres
     conf, t, s = cfg.to_dict(), cfg.train, cfg.model.variant
     rank, world = 0, 1
     if distributed:
-        import torch.distributed as dist
-
-        rank, world = dist.get_rank(), dist.get_world_size()
+        rank, world = rank_and_world()
         bad = [b for b in (t.batch_size, *s.conditional_batch_size) if b % world]
         if bad:
             raise ConfigError(f"train.batch_size and model.conditional_batch_size {[t.batch_size, *s.conditional_batch_size]}"
@@ -131,7 +130,7 @@ def pf_staged_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progres
         prepare_run_folder(outdir, conf, fresh, state=(STAGES,))
         write_json(outdir / CONFIG, conf)
     if distributed:
-        dist.barrier()
+        barrier()
     model, _action, _lat = build_flow(cfg)
     t0 = time.time()
     try:
@@ -143,7 +142,7 @@ def pf_staged_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progres
                                                 "stages": str(outdir / STAGES)})
         raise
     if not lead:
-        dist.barrier()                     # rank 0 writes the final checkpoint and summary
+        barrier()                     # rank 0 writes the final checkpoint and summary
         return {"status": "finished", "steps": res["steps"], "world_size": world}
     save_checkpoint(outdir / CHECKPOINT, model=model, step=res["steps"],
                     config={"flow_config": conf, "stages": res["stages"], "history": []})
@@ -171,7 +170,7 @@ def pf_staged_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progres
     }
     write_json(outdir / TRAIN_SUMMARY, summary)
     if distributed:
-        dist.barrier()
+        barrier()
     if progress:
         print(f"{cfg.model.coupling}: {len(res['stages'])} stages, {res['steps']} steps; "
               f"joint ESS/N {ev['eval_ess']:.3f} "

@@ -111,9 +111,9 @@ def _to_dtype(model: Any, config: Any) -> None:
 
 def _barrier(distributed: bool) -> None:
     if distributed:
-        import torch.distributed as dist
+        from latticekit.flows.distributed import barrier
 
-        dist.barrier()
+        barrier()
 
 
 def run_stages(model: Any, stages: list[Stage], folder: Path, *, job_config: dict[str, Any],
@@ -155,11 +155,9 @@ def run_stages(model: Any, stages: list[Stage], folder: Path, *, job_config: dic
     folder = Path(folder)
     rank, lead = 0, True
     if distributed:
-        import torch.distributed as dist
+        from latticekit.flows.distributed import DistributedTrainer, rank_and_world
 
-        from latticekit.flows.distributed import DistributedTrainer
-
-        rank = dist.get_rank()
+        rank = rank_and_world()[0]
         lead = rank == 0
     if lead:
         (folder / STAGES).mkdir(parents=True, exist_ok=True)
