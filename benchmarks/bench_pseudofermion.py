@@ -21,9 +21,12 @@ command line, the machine (CPU model, cores, load average at start and end), tor
     python benchmarks/bench_pseudofermion.py eval --eval-n 8192 --model benchmarks/results/pf_models/none.pt \
         --model benchmarks/results/pf_models/eo.pt --out benchmarks/results/pseudofermion_fig4_eval.json
 
-    # Fig. 3: ESS(N_pf) for N_pf = 1 ... 64 with the fit of eq. (45), on a model saved by fig4
-    python benchmarks/bench_pseudofermion.py npf --model benchmarks/results/pf_models/eo_hb3.pt \
-        --out benchmarks/results/pseudofermion_npf.json
+    # Fig. 3: ESS(N_pf) for N_pf = 1 ... 64 with the fit of eq. (45), on a model saved by fig4 or on the folder of a
+    # pseudofermion `latticekit train` run (e.g. of examples/schwinger_pf_eo_hb3.toml, the paper's Fig. 3 target)
+    python benchmarks/bench_pseudofermion.py npf --model schwinger-pf3 --out benchmarks/results/pseudofermion_npf.json
+    # ... and its summary (means, fits, the ratio to the marginal ESS of the same fields) recomputed from a file
+    python benchmarks/bench_pseudofermion.py npf-summary --input benchmarks/results/pseudofermion_npf.json \
+        --out benchmarks/results/pseudofermion_npf_summary.json
 
     # flow MCMC (pseudo-marginal, N_pf pseudofermions) against pseudofermion HMC of the same theory
     python benchmarks/bench_pseudofermion.py hmc --model benchmarks/results/pf_models/eo_hb3.pt --n-pf 8 \
@@ -69,6 +72,7 @@ from latticekit.flows.pseudofermion import (
     JointModel,
     ess_vs_npf,
     fit_ess_npf,
+    fit_npf_ratio,
     monomial_targets,
     pf_weights,
     pseudo_marginal_metropolis,
@@ -213,11 +217,31 @@ def run_fig4c(args: argparse.Namespace, out: dict[str, Any]) -> None:
 
 
 def load(path: str) -> tuple[JointModel, Any, list[Any], dict[str, Any]]:
+    """Model, gauge action, sampling targets and description of a fig4 save or a `latticekit train` run."""
+    if os.path.isdir(path) or "config" in torch.load(path, map_location="cpu", weights_only=False):
+        return load_run(path)
     blob = torch.load(path, map_location="cpu", weights_only=False)
     model, gauge, _tt, targets, _lat = build(blob["spec"])
     model.load_state_dict(blob["state"])
     model.eval()
     return model, gauge, targets, blob["spec"]
+
+
+def load_run(path: str) -> tuple[JointModel, Any, list[Any], dict[str, Any]]:
+    """A pseudofermion-family `latticekit train` run (its folder or checkpoint), as ``latticekit sample`` reads it."""
+    from latticekit.app.flows.pf_targets import theory_targets
+    from latticekit.app.flows.sample import load_trained
+
+    model, _action, cfg, payload = load_trained(path)
+    if not isinstance(model, JointModel):
+        raise SystemExit(f"--model: {path} is not a pseudofermion-family run (its model is {type(model).__name__})")
+    model.set_objective("joint")
+    th = cfg.theory
+    mus = ",".join(str(m) for m in th.params.hasenbusch_mus)
+    spec = {"run": os.path.abspath(path), "step": payload.get("step"), "group": th.params.group,
+            "L": list(th.lattice.shape), "beta": th.params.beta, "kappa": th.params.kappa,
+            "target": ("eo" if th.params.even_odd else "none") + ("+" + mus if mus else "")}
+    return model, th.make_action(), theory_targets(th), spec
 
 
 def run_eval(args: argparse.Namespace, out: dict[str, Any]) -> None:
@@ -233,6 +257,37 @@ def run_eval(args: argparse.Namespace, out: dict[str, Any]) -> None:
         write_json(args.out, out)
 
 
+def npf_summary(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and error of ESS(N_pf) over independent draw sets, the eq. (45) fit, and the ratio to the marginal ESS.
+
+    ``reps``: per draw set, ``{"ess": {N_pf: ESS}, "marginal_ess": ESS}`` on the same gauge fields. The Kish ESS of a
+    few thousand heavy-tailed weights scatters by a factor ~3 between draw sets, and that scatter comes from the
+    gauge fields (``w_Npf(U) = w_marg(U) r_Npf(U)`` with ``r`` the pseudofermion average of ``p(phi|U)/q(phi|U)``,
+    mean 1 at fixed ``U``). The ratio ``ESS(N_pf) / ESS_marg`` on the same fields cancels most of it:
+    ``1/ESS(N_pf) = (1/ESS_marg)(1 + C/N_pf)`` with ``C = E[w_marg^2 Var(r_1|U)] / E[w_marg^2]`` (App. A of
+    arXiv:2207.08945, eq. 45 with ``ESS(inf)`` the marginal ESS of the same fields), fitted to the mean ratios by
+    ``fit_npf_ratio``.
+    """
+    def mean_err(xs: list[float]) -> dict[str, Any]:
+        return {"mean": float(np.mean(xs)),
+                "error": float(np.std(xs, ddof=1) / np.sqrt(len(xs))) if len(xs) > 1 else None}
+
+    ns = sorted(int(n) for n in reps[0]["ess"])
+    ess = {n: [float(x["ess"][n] if n in x["ess"] else x["ess"][str(n)]) for x in reps] for n in ns}
+    marg = [float(x["marginal_ess"]) for x in reps]
+    mean = {n: float(np.mean(v)) for n, v in ess.items()}
+    e_inf, C = fit_ess_npf(ns, [mean[n] for n in ns])
+    ratio = {n: [e / m for e, m in zip(v, marg)] for n, v in ess.items()}
+    c_ratio = fit_npf_ratio(ns, [float(np.mean(ratio[n])) for n in ns])
+    return {"ess_vs_npf": {str(n): mean_err(ess[n]) for n in ns}, "marginal_ess": mean_err(marg),
+            "fit": {"ess_inf": e_inf, "C": C, "formula": "ESS(N_pf) = ESS(inf)/(1 + C/N_pf), eq. 45"},
+            "ratio_to_marginal": {str(n): mean_err(ratio[n]) for n in ns},
+            "ratio_fit": {"C": c_ratio, "formula": "ESS(N_pf)/ESS_marg = 1/(1 + C/N_pf) on the same gauge fields "
+                                                   "(eq. 45 with ESS(inf) = ESS_marg), least squares in 1/N_pf"},
+            "per_rep": [{"ess": {str(k): v for k, v in x["ess"].items()}, "marginal_ess": x["marginal_ess"]}
+                        for x in reps]}
+
+
 def run_npf(args: argparse.Namespace, out: dict[str, Any]) -> None:
     model, gauge, targets, spec = load(args.model)
     reps = []
@@ -241,21 +296,23 @@ def run_npf(args: argparse.Namespace, out: dict[str, Any]) -> None:
         w = pf_weights(model, gauge, targets, args.eval_n, rng, n_pf=args.npf_max, batch_size=256, dense=True)
         reps.append({"ess": ess_vs_npf(w), "marginal_ess": float(kish(w.log_w_marginal.cpu().numpy()))})
         print(f"rep {r}: {reps[-1]}", flush=True)
-    ns = sorted(reps[0]["ess"])
-    mean = {n: float(np.mean([x["ess"][n] for x in reps])) for n in ns}
-    err = {n: float(np.std([x["ess"][n] for x in reps], ddof=1) / np.sqrt(len(reps))) if len(reps) > 1 else None
-           for n in ns}
-    e_inf, C = fit_ess_npf(ns, [mean[n] for n in ns])
-    marg = [x["marginal_ess"] for x in reps]
     out["results"].append({"spec": spec, "model": args.model, "ess_n": args.eval_n, "reps": len(reps),
-                           "ess_vs_npf": {str(n): {"mean": mean[n], "error": err[n]} for n in ns},
-                           "marginal_ess": {"mean": float(np.mean(marg)),
-                                            "error": float(np.std(marg, ddof=1) / np.sqrt(len(marg)))
-                                            if len(marg) > 1 else None},
-                           "fit": {"ess_inf": e_inf, "C": C, "formula": "ESS(N_pf) = ESS(inf)/(1 + C/N_pf), eq. 45"},
-                           "per_rep": [{"ess": {str(k): v for k, v in x["ess"].items()},
-                                        "marginal_ess": x["marginal_ess"]} for x in reps]})
+                           **npf_summary(reps)})
     out["machine_at_end"] = machine()
+    write_json(args.out, out)
+
+
+def run_npf_summary(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """``npf_summary`` of the ``per_rep`` lists of an earlier ``npf`` file (``--input``), e.g. one written before
+    the ratio to the marginal ESS was part of it; the input's other fields are kept."""
+    import json
+
+    with open(args.input) as f:
+        src = json.load(f)
+    out.update({k: v for k, v in src.items() if k not in ("results", "settings")}, source=args.input,
+               source_settings=src.get("settings"))
+    for res in src["results"]:
+        out["results"].append({**res, **npf_summary(res["per_rep"])})
     write_json(args.out, out)
 
 
@@ -347,7 +404,7 @@ def run_step(args: argparse.Namespace, out: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("fig4", "fig4c", "eval", "npf", "hmc", "step"):
+    for name in ("fig4", "fig4c", "eval", "npf", "npf-summary", "hmc", "step"):
         p = sub.add_parser(name)
         p.add_argument("--out", required=True)
         p.add_argument("--seed", type=int, default=0)
@@ -386,8 +443,11 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--lr", type=float, default=1e-3)
         elif name == "eval":
             p.add_argument("--model", action="append", required=True, help="models saved by fig4 --save-dir")
+        elif name == "npf-summary":
+            p.add_argument("--input", required=True, help="a JSON file written by npf")
         else:
-            p.add_argument("--model", required=True, help="a model saved by fig4 --save-dir")
+            p.add_argument("--model", required=True,
+                           help="a model saved by fig4 --save-dir, or a pseudofermion `latticekit train` run folder")
         if name == "npf":
             p.add_argument("--npf-max", type=int, default=64)
             p.add_argument("--reps", type=int, default=10, help="independent ESS estimates (the paper: 10)")
@@ -407,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
                            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine_at_start": machine(),
                            "settings": {k: v for k, v in vars(args).items()}, "results": []}
     t0 = time.time()
-    jobs = {"fig4": run_fig4, "fig4c": run_fig4c, "eval": run_eval, "npf": run_npf, "hmc": run_hmc, "step": run_step}
+    jobs = {"fig4": run_fig4, "fig4c": run_fig4c, "eval": run_eval, "npf": run_npf, "npf-summary": run_npf_summary,
+            "hmc": run_hmc, "step": run_step}
     jobs[args.cmd](args, out)
     out["wall_s"] = round(time.time() - t0, 1)
     write_json(args.out, out)

@@ -182,12 +182,14 @@ def pseudofermion_sampler(model: Any, theory: Any, s: PseudofermionSettings, n: 
     determinants, lattices with at most 4096 pseudofermion components; else None) and, there,
     ``exact_marginal_chain`` (a second chain over the same proposals with the exact weights, and the
     reweighting estimate with them: observables free of the pseudofermion noise), ``ess_vs_npf`` and its
-    eq. (45) fit on a separate set of ``min(n, 1024)`` gauge fields when ``ess_npf_max > 0``, and the mean
-    and largest condition number of every monomial's kernel (dense).
+    eq. (45) fit on a separate set of ``min(n, 1024)`` gauge fields when ``ess_npf_max > 0`` (with exact
+    determinants also those fields' marginal ESS, ``ratio_to_marginal`` = ``ESS(N_pf) / ESS_marg`` and its
+    one-parameter fit, :func:`~latticekit.flows.pseudofermion.fit_npf_ratio`), and the mean and largest
+    condition number of every monomial's kernel (dense).
     """
     from latticekit.analysis import ess as kish
     from latticekit.analysis import reweight
-    from latticekit.flows.pseudofermion import ess_vs_npf, fit_ess_npf, pf_weights
+    from latticekit.flows.pseudofermion import ess_vs_npf, fit_ess_npf, fit_npf_ratio, pf_weights
     from latticekit.flows.sampling import metropolis_chain, metropolis_chain_on_values
 
     n_pf = s.n_pf if n_pf is None else int(n_pf)
@@ -211,12 +213,20 @@ def pseudofermion_sampler(model: Any, theory: Any, s: PseudofermionSettings, n: 
                                       for t, c in zip(targets, w.condition_numbers)]
     if s.ess_npf_max > 0:
         m = min(n, 1024)
-        w2 = pf_weights(model, gauge, targets, m, rng, n_pf=s.ess_npf_max, batch_size=batch_size)
+        w2 = pf_weights(model, gauge, targets, m, rng, n_pf=s.ess_npf_max, batch_size=batch_size, dense=dense)
         curve = ess_vs_npf(w2)
         extra["ess_vs_npf"] = {"n": m, "ess": {str(k): v for k, v in curve.items()}}
         if len(curve) >= 2:
             e_inf, C = fit_ess_npf(list(curve), list(curve.values()))
             extra["ess_vs_npf"]["fit"] = {"ess_inf": e_inf, "C": C, "formula": "ESS(N_pf) = ESS(inf) / (1 + C/N_pf)"}
+        if w2.log_w_marginal is not None:
+            # the same fields' exact weights: the ratio cancels the gauge-field part of the Kish ESS's scatter
+            e_m = float(kish(w2.log_w_marginal.cpu()))
+            ratio = {k: v / e_m for k, v in curve.items()}
+            extra["ess_vs_npf"].update(
+                marginal_ess=e_m, ratio_to_marginal={str(k): v for k, v in ratio.items()},
+                ratio_fit={"C": fit_npf_ratio(list(ratio), list(ratio.values())),
+                           "formula": "ESS(N_pf) / ESS_marg = 1 / (1 + C/N_pf) on the same gauge fields"})
     if w.log_w_marginal is not None:
         # the same proposals with the exact weights w = e^{-S_g} prod_i det K_i / q(U) (eq. 19, the N_pf -> inf
         # limit of eq. 44): a second chain and the reweighting estimate, free of the pseudofermion noise

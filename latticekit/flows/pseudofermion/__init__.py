@@ -16,7 +16,8 @@ from .coupling import PseudofermionCoupling
 from .conditional import ConditionalPFModel
 from .joint import GRADIENTS, OBJECTIVES, JointAction, JointModel, JointSample, MarginalAction
 from .masks import PARTITIONINGS, GammaMask, PFMask, RowMask, SiteMask, SpinMask, pf_masks, projector_basis, support_mask
-from .pseudo_marginal import PFWeights, ess_vs_npf, fit_ess_npf, pf_weights, pseudo_marginal_metropolis
+from .pseudo_marginal import (PFWeights, ess_vs_npf, fit_ess_npf, fit_npf_ratio, pf_weights,
+                              pseudo_marginal_metropolis)
 from .parallel_transport import n_transport_features, parallel_transport, ptc, ptcn
 from .targets import (ESTIMATORS, PFTarget, PseudofermionSolveError, dense_normal_matrix, monomial_targets,
                       normal_eigenvalues)
@@ -49,6 +50,7 @@ __all__ = [
     "context_inputs",
     "ess_vs_npf",
     "fit_ess_npf",
+    "fit_npf_ratio",
     "pf_weights",
     "pseudo_marginal_metropolis",
     "n_transport_features",

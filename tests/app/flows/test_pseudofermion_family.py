@@ -148,7 +148,12 @@ def test_train_and_sample_job(tmp_path) -> None:
     assert res["log_z_exact"] is None and res["kl_log_z"] == "estimate"  # no closed-form Z with fermions
     s = sample_job(out, n=32, seed=2, n_pf=2)
     assert s["n_pf"] == 2 and 0 < s["joint_ess"] <= 1 and 0 < s["marginal_ess"] <= 1
-    assert sorted(s["ess_vs_npf"]["ess"]) == ["1", "2", "4"] and "fit" in s["ess_vs_npf"]
+    curve = s["ess_vs_npf"]
+    assert sorted(curve["ess"]) == ["1", "2", "4"] and "fit" in curve and "C" in curve["ratio_fit"]
+    assert_close(torch.tensor([curve["ratio_to_marginal"][k] * curve["marginal_ess"] for k in curve["ess"]],
+                              dtype=torch.float64),
+                 torch.tensor(list(curve["ess"].values()), dtype=torch.float64),
+                 rtol=1e-12, atol=0)  # the ratio is to the same fields' marginal ESS
     assert len(s["condition_numbers"]) == 2 and all(c["max"] >= c["mean"] >= 1 for c in s["condition_numbers"])
     em = s["exact_marginal_chain"]   # the same proposals with exact determinants (dense at this size)
     assert 0 < em["acceptance"] <= 1
