@@ -304,13 +304,13 @@ def run_npf(args: argparse.Namespace, out: dict[str, Any]) -> None:
 
 def run_npf_summary(args: argparse.Namespace, out: dict[str, Any]) -> None:
     """``npf_summary`` of the ``per_rep`` lists of an earlier ``npf`` file (``--input``), e.g. one written before
-    the ratio to the marginal ESS was part of it; the input's other fields are kept."""
+    the ratio to the marginal ESS was part of it; the input's command, settings and machine are kept under
+    ``source``."""
     import json
 
     with open(args.input) as f:
         src = json.load(f)
-    out.update({k: v for k, v in src.items() if k not in ("results", "settings")}, source=args.input,
-               source_settings=src.get("settings"))
+    out["source"] = {"file": args.input, **{k: v for k, v in src.items() if k != "results"}}
     for res in src["results"]:
         out["results"].append({**res, **npf_summary(res["per_rep"])})
     write_json(args.out, out)
