@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 from latticekit.app.cli import COMMANDS, main, train_command
@@ -76,6 +78,15 @@ def test_train_sample_and_compare(tmp_path, capsys) -> None:
     assert main(["sample", str(tmp_path / "f"), "--n", "32", "--seed", "3"]) == 0
     out = capsys.readouterr().out
     assert "flow MCMC" in out and "abs_magnetization" in out
+    # a checkpoint file away from its run folder (no train.json/config.json beside it): the configuration it
+    # carries names the theory in sample.json and in the printed table
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(tmp_path / "f" / "checkpoint.pt", lone / "copy.pt")
+    assert main(["sample", str(lone / "copy.pt"), "--n", "16", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "flow MCMC" in out and "abs_magnetization" in out
+    assert json.loads((lone / "sample.json").read_text())["flow_config"]["lattice"]["shape"] == [4, 4]
     # a `latticekit run` of another lattice is refused as a reference, naming what differs
     run = tmp_path / "r.toml"
     run.write_text('[lattice]\nshape = [6, 6]\n[action]\nkind = "phi4"\nkappa = 0.2\nlam = 0.5\n'

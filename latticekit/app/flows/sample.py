@@ -255,6 +255,9 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
         "stored": len(idx), "checkpoint": str(ck), "checkpoint_step": int(payload["step"]),
         "theory": theory.describe(), "lattice": list(cfg.lattice.shape), "output": str(data_path),
         "wall_s": round(time.time() - t0, 3), **extra,
+        # the configuration the checkpoint carries: sample.json describes itself, also for a checkpoint file away
+        # from its run folder (a stage checkpoint, a copy), where no train.json or config.json lies beside it
+        "flow_config": cfg.to_dict(),
     }
     if sampled:  # the [action] values of the theory sampled, where training learned them (flow_summary reads them)
         summary["sampled_action"] = sampled

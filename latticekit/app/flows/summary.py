@@ -139,9 +139,10 @@ def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | Non
         sample = read_json(sp, "the summary of `latticekit sample`")
     train = read_json(folder / TRAIN_SUMMARY, "a train summary") if (folder / TRAIN_SUMMARY).exists() else {}
     conf = train.get("config") or (read_json(folder / CONFIG, "a flow configuration")
-                                   if (folder / CONFIG).exists() else None)
+                                   if (folder / CONFIG).exists() else sample.get("flow_config"))
     if conf is None:
-        raise FileNotFoundError(f"{folder}: neither {TRAIN_SUMMARY} nor {CONFIG} found (not a train_job folder)")
+        raise FileNotFoundError(f"{folder}: neither {TRAIN_SUMMARY} nor {CONFIG} found, and the sample summary "
+                                "names no flow_config (not a train_job folder)")
     cfg = FlowConfig.from_stored(conf)
     if sample.get("sampled_action"):  # training learned [action] values (UV-matching): the theory sampled
         d = cfg.to_dict()
