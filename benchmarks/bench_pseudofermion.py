@@ -218,9 +218,9 @@ def run_fig4c(args: argparse.Namespace, out: dict[str, Any]) -> None:
 
 def load(path: str) -> tuple[JointModel, Any, list[Any], dict[str, Any]]:
     """Model, gauge action, sampling targets and description of a fig4 save or a `latticekit train` run."""
-    if os.path.isdir(path) or "config" in torch.load(path, map_location="cpu", weights_only=False):
+    blob = None if os.path.isdir(path) else torch.load(path, map_location="cpu", weights_only=False)
+    if blob is None or "config" in blob:  # a `latticekit train` checkpoint carries its configuration
         return load_run(path)
-    blob = torch.load(path, map_location="cpu", weights_only=False)
     model, gauge, _tt, targets, _lat = build(blob["spec"])
     model.load_state_dict(blob["state"])
     model.eval()
