@@ -12,8 +12,8 @@ underestimated error from a biased sampler. K chains with different seeds are in
 Each ``sample.json`` contributes, per observable, the chain estimate (``observables``), the reweighted
 estimate of the same proposals (``reweighted``) and, for the pseudofermion flows, the exact-determinant chain
 and reweighting (``exact_marginal_chain``). Against a reference (an HMC ``results.json``, a benchmark record
-holding one under ``hmc``, or ``--ref [label:]name=value,error``, e.g. an exact value) the deviation of the mean in sigma combines the
-spread error with the reference's error.
+holding one under ``hmc``, or ``--ref [label:]name=value,error``, e.g. an exact value) the deviation of the mean
+in sigma combines the spread error with the reference's error.
 
 Usage::
 
