@@ -27,7 +27,7 @@ torch.Size([3, 16, 4, 4])
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -83,10 +83,16 @@ class PFContext:
         Gauge field ``(B, Nd, *G, *L)``.
     features : torch.Tensor
         Trunk output ``(B, N_hidden, *L)`` (gauge invariant).
+    cache : dict or None
+        ``None`` (default): every layer computes its parameters from ``features``. A dict: each layer stores
+        its parameters ``(M_k, A)`` there, keyed by the layer, on first use and reuses them, which is exact because
+        they depend on ``U`` alone (eq. 28); :meth:`JointModel.sample_conditionals` uses one for its ``N_pf``
+        draws per gauge field. Only for a context whose ``U`` and network weights stay fixed while it lives.
     """
 
     U: torch.Tensor
     features: torch.Tensor
+    cache: dict[int, Any] | None = field(default=None, repr=False, compare=False)
 
 
 class PFContextTrunk(nn.Module):

@@ -137,6 +137,15 @@ class PseudofermionCoupling(FlowLayer):
         return f"mask={self.mask!r}, n_pt={len(self.m_shapes)}, spins={self.spins}, even_odd={self.even_odd}"
 
     def _params(self, ctx: PFContext) -> tuple[list[torch.Tensor], torch.Tensor]:
+        # M_k and A depend on U alone (eq. 28): a context with a cache computes them once for all its draws
+        if ctx.cache is not None:
+            key = id(self)
+            if key not in ctx.cache:
+                ctx.cache[key] = self._head_params(ctx)
+            return ctx.cache[key]
+        return self._head_params(ctx)
+
+    def _head_params(self, ctx: PFContext) -> tuple[list[torch.Tensor], torch.Tensor]:
         out = self.head(ctx.features)  # (B, n_out, *L), in (-1, 1)
         b, L = out.shape[0], tuple(out.shape[2:])
         Ms, i = [], 0

@@ -55,7 +55,7 @@ from latticekit.backends import Generator
 
 from ..model import Model
 from .conditional import ConditionalPFModel
-from .context import PFContextTrunk
+from .context import PFContext, PFContextTrunk
 from .targets import ESTIMATORS, PFTarget, dense_normal_matrix, normal_eigenvalues
 
 __all__ = ["GRADIENTS", "JointAction", "JointModel", "JointSample", "MarginalAction", "OBJECTIVES"]
@@ -169,8 +169,13 @@ class JointModel(Model):
 
     def sample_conditionals(self, U: torch.Tensor, rng: Generator, n_pf: int = 1
                             ) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
-        """``n_pf`` pseudofermions per monomial for the gauge fields ``U``: ``phis[i][k]``, ``log_q[i][k]``."""
-        ctx = self.trunk.context(U)
+        """``n_pf`` pseudofermions per monomial for the gauge fields ``U``: ``phis[i][k]``, ``log_q[i][k]``.
+
+        The layers' parameters depend on ``U`` alone, so they are computed once and reused for the ``n_pf``
+        draws (a :class:`~.context.PFContext` with a cache): the same numbers as ``n_pf`` separate draws.
+        """
+        trunk = self.trunk.context(U)
+        ctx = PFContext(trunk.U, trunk.features, cache={})
         phis, lqs = [], []
         for c in self.conditionals:
             pi, li = [], []

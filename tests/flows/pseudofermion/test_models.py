@@ -106,6 +106,33 @@ def test_pseudo_marginal_weights_converge_to_the_marginal(device: str) -> None:
     assert_close(w1.log_w_joint, ref, atol=1e-9, rtol=0)  # CG tolerance 1e-10 on O(10) actions
 
 
+def test_pseudofermion_draws_reuse_the_layer_parameters(device: str) -> None:
+    """``sample_conditionals`` computes each layer's U-only parameters once for its N_pf draws (a cached
+    PFContext) and returns the same numbers as N_pf separate draws with the uncached context."""
+    targets = monomial_targets(lk.U1, LAT, 0.2, even_odd=True, hasenbusch_mus=[0.1])
+    jm = _joint(device, targets)
+    U, _ = jm.sample_marginal(3, lk.backends.rng(1, backend="torch", device=device))
+    heads = [layer.head for c in jm.conditionals for layer in c.flow.layers]
+    calls = []
+    hooks = [h.register_forward_hook(lambda m, i, o: calls.append(id(m))) for h in heads]
+    try:
+        with torch.no_grad():
+            phis, lqs = jm.sample_conditionals(U, lk.backends.rng(2, backend="torch", device=device), 4)
+            assert sorted(calls) == sorted(id(h) for h in heads)  # once per layer, not once per draw
+            calls.clear()
+            ctx = jm.trunk.context(U)
+            assert ctx.cache is None
+            rng = lk.backends.rng(2, backend="torch", device=device)
+            for c, ph, lq in zip(jm.conditionals, phis, lqs):
+                for k in range(4):
+                    p, l = c.sample(U, rng, ctx)
+                    assert torch.equal(p, ph[k]) and torch.equal(l, lq[k])
+            assert len(calls) == 4 * len(heads)
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def test_fit_ess_npf() -> None:
     ns = [1, 2, 4, 8, 16]
     e_inf, C = fit_ess_npf(ns, [0.35 / (1 + 3.0 / n) for n in ns])
