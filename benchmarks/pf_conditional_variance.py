@@ -12,8 +12,9 @@ pi^n``, ``targets.py``) the weight ``r = p / q`` of one draw is, as a function o
 ``v(U) = E[r^2 | U] - 1`` is the relative variance of one draw's weight, ``v / N_pf`` that of the average over
 ``N_pf`` draws (eq. 44). Where ``v`` is infinite the pseudo-marginal chain is still exact in the limit, but its
 averages converge slowly. This script builds ``T`` column by column (the flow applied to the ``n`` unit vectors;
-linearity and ``log|det T|^2 = log det J`` are checked), ``K`` from the dense ``M = D D^dag`` and reports per
-field: plaquette, marginal log weight (exact determinant), ``lambda_min``, ``lambda_max`` and ``log E[r^2 | U]``;
+linearity and ``log|det T|^2 = log det J`` are checked, and on ``--check-fields`` fields the sampler's own
+weights ``log w - log det M`` of ``pf_weights`` against ``log r`` from ``T``), ``K`` from the dense ``M = D D^dag``
+and reports per field: plaquette, marginal log weight (exact determinant), ``lambda_min``, ``lambda_max`` and ``log E[r^2 | U]``;
 and the first-order bias of the self-normalised estimate of an observable O from N proposals,
 ``-(1/N) E_q[w^2 (1 + v/N_pf) (O - <O>)] / E_q[w]^2``, whose ``v`` part is what the pseudofermion noise adds
 (valid when the noise is small), and the same without the expansion: the self-normalised estimate simulated with
@@ -71,6 +72,23 @@ def transfer_matrix(cond: Any, trunk: Any, U1: torch.Tensor) -> tuple[torch.Tens
     return T, float(ld[0]), lin
 
 
+def sampler_weight_check(model: Any, tgt: Any, T: torch.Tensor, A: torch.Tensor, cols: torch.Tensor, U1: torch.Tensor,
+                         log_det_M: float, n_draws: int, rng: Any) -> float:
+    """Largest ``|log r|`` difference, over ``n_draws`` draws at the gauge field ``U1``, between the sampler's
+    weight (``pf_weights``: ``log w = -S_pf - n log pi - log q(phi | U)``, and ``E_q[w] = det M`` by eq. 41, so
+    ``log r = log w - log det M``) and this script's ``log r = log det A - chi^dag (A - 1) chi`` with ``chi =
+    T^{-1} phi``: the weights analysed here are those ``latticekit sample`` averages."""
+    Ub = U1.expand((n_draws,) + tuple(U1.shape[1:])).contiguous()
+    phis, lqs = model.sample_conditionals(Ub, rng, 1)
+    phi, lq = phis[0][0], lqs[0][0]
+    log_r_sampler = -tgt.action(Ub, phi) - tgt.log_normalizer() - lq - log_det_M
+    chi = torch.linalg.solve(T, phi.reshape(n_draws, -1)[:, cols].T).T
+    Ah = 0.5 * (A + A.conj().T)
+    log_r = torch.linalg.slogdet(Ah)[1] - (torch.einsum("ni,ij,nj->n", chi.conj(), Ah, chi).real
+                                           - (chi.abs() ** 2).sum(1))
+    return float((log_r_sampler - log_r).abs().max())
+
+
 def simulate(lam: np.ndarray, w: np.ndarray, obs: np.ndarray, n_prop: int, n_pfs: tuple[int, ...], reps: int,
              seed: int) -> dict[str, Any]:
     """The pseudofermion noise alone, simulated exactly: ``N`` proposals resampled from the measured fields
@@ -112,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-pf", type=int, default=8, help="N_pf of the bias estimate")
     p.add_argument("--n-proposals", type=int, default=4096, help="N of the bias estimate")
     p.add_argument("--sim-reps", type=int, default=200, help="repetitions of the simulated reweighting")
+    p.add_argument("--check-fields", type=int, default=4,
+                   help="fields on which the sampler's own weights are compared with the T-matrix formula")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
     if a.n < 8 or a.n_pf < 1 or a.n_proposals < 1:
@@ -123,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--model: {len(targets)} monomials; this script handles one (no Hasenbusch steps)")
     cond, tgt = model.conditionals[0], targets[0]
     rng = lk.backends.rng(a.seed, backend="torch")
-    rows, spectra = [], []
+    rows, spectra, sampler_dev = [], [], []
+    check_rng = lk.backends.rng(a.seed + 1, backend="torch")
     with torch.no_grad():
         U, lqU = model.sample_marginal(a.n, rng)
         Sg = getattr(gauge, "action", gauge)(U)
@@ -137,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             A = T.conj().T @ torch.linalg.solve(Mb, T)
             lam = torch.linalg.eigvalsh(0.5 * (A + A.conj().T)).double()
             logdetM = float(torch.linalg.slogdet(Mb)[1])
+            if b < a.check_fields:
+                sampler_dev.append(sampler_weight_check(model, tgt, T, A, cols, U[b:b + 1], logdetM, 256, check_rng))
             spectra.append(lam.numpy())
             log_er2 = float((2 * torch.log(lam) - torch.log(2 * lam - 1)).sum()) if bool(lam.min() > 0.5) else math.inf
             rows.append({"plaquette": float(plaq[b]), "log_w_marginal": float(-Sg[b] - lqU[b]) + logdetM,
@@ -164,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                             + (argv if argv is not None else sys.argv[1:])),
         "spec": spec, "n_fields": a.n, "seed": a.seed, "machine": machine(),
         "checks": {"max_linearity_deviation": max(r["linearity"] for r in rows),
-                   "max_abs_logdet_T_minus_flow_logdet": max(abs(r["logdet_T_check"]) for r in rows)},
+                   "max_abs_logdet_T_minus_flow_logdet": max(abs(r["logdet_T_check"]) for r in rows),
+                   "sampler_weights": {"fields": len(sampler_dev), "draws_per_field": 256,
+                                       "max_abs_log_r_difference": max(sampler_dev) if sampler_dev else None}},
         "fraction_infinite_variance": float(1 - finite.mean()),
         "lambda_min": {"min": float(min(r["lambda_min"] for r in rows)),
                        "median": float(np.median([r["lambda_min"] for r in rows]))},
