@@ -160,9 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         out.update(analyse([a.data], a.block, a.seed) if a.fields >= 2 * a.block else {})
     write_json(a.out, out)
     for k, d in out.get("estimates", {}).items():
-        print(f"N_pf {k:>5}: reweighted - exact {d['reweighted_minus_exact'][0]:+.5f}({d['reweighted_minus_exact'][1]:.5f})"
-              f"  chain - exact {d['chain_minus_exact'][0]:+.5f}({d['chain_minus_exact'][1]:.5f})  acceptance "
-              f"{d['acceptance']:.3f}")
+        rw, ch = d["reweighted_minus_exact"], d["chain_minus_exact"]
+        print(f"N_pf {k:>5}: reweighted - exact {rw[0]:+.5f}({rw[1]:.5f})  chain - exact {ch[0]:+.5f}({ch[1]:.5f})"
+              f"  acceptance {d['acceptance']:.3f}")
     return 0
 
 
