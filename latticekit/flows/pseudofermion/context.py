@@ -87,7 +87,8 @@ class PFContext:
         ``None`` (default): every layer computes its parameters from ``features``. A dict: each layer stores
         its parameters ``(M_k, A)`` there, keyed by the layer, on first use and reuses them, which is exact because
         they depend on ``U`` alone (eq. 28); :meth:`JointModel.sample_conditionals` uses one for its ``N_pf``
-        draws per gauge field. Only for a context whose ``U`` and network weights stay fixed while it lives.
+        draws per gauge field when no gradient is recorded. Only for a context whose ``U`` and network weights stay
+        fixed while it lives, and not under activation checkpointing (a rerun layer must save the same tensors).
     """
 
     U: torch.Tensor

@@ -171,11 +171,13 @@ class JointModel(Model):
                             ) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
         """``n_pf`` pseudofermions per monomial for the gauge fields ``U``: ``phis[i][k]``, ``log_q[i][k]``.
 
-        The layers' parameters depend on ``U`` alone, so they are computed once and reused for the ``n_pf``
-        draws (a :class:`~.context.PFContext` with a cache): the same numbers as ``n_pf`` separate draws.
+        The layers' parameters depend on ``U`` alone, so without autograd (sampling) they are computed once and
+        reused for the ``n_pf`` draws (a :class:`~.context.PFContext` with a cache): the same numbers as ``n_pf``
+        separate draws. With autograd on (training) every draw computes them: activation checkpointing
+        (``recompute_layers``) must find the same saved tensors when it reruns a layer.
         """
         trunk = self.trunk.context(U)
-        ctx = PFContext(trunk.U, trunk.features, cache={})
+        ctx = PFContext(trunk.U, trunk.features, cache={} if int(n_pf) > 1 and not torch.is_grad_enabled() else None)
         phis, lqs = [], []
         for c in self.conditionals:
             pi, li = [], []
