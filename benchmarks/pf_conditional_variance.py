@@ -14,7 +14,8 @@ pi^n``, ``targets.py``) the weight ``r = p / q`` of one draw is, as a function o
 averages converge slowly. This script builds ``T`` column by column (the flow applied to the ``n`` unit vectors;
 linearity and ``log|det T|^2 = log det J`` are checked, and on ``--check-fields`` fields the sampler's own
 weights ``log w - log det M`` of ``pf_weights`` against ``log r`` from ``T``), ``K`` from the dense ``M = D D^dag``
-and reports per field: plaquette, marginal log weight (exact determinant), ``lambda_min``, ``lambda_max`` and ``log E[r^2 | U]``;
+and reports per field: plaquette, marginal log weight (exact determinant), ``lambda_min``, ``lambda_max`` and
+``log E[r^2 | U]``;
 and the first-order bias of the self-normalised estimate of an observable O from N proposals,
 ``-(1/N) E_q[w^2 (1 + v/N_pf) (O - <O>)] / E_q[w]^2``, whose ``v`` part is what the pseudofermion noise adds
 (valid when the noise is small), and the same without the expansion: the self-normalised estimate simulated with

@@ -128,6 +128,9 @@ def test_pseudofermion_draws_reuse_the_layer_parameters(device: str) -> None:
                     p, l = c.sample(U, rng, ctx)
                     assert torch.equal(p, ph[k]) and torch.equal(l, lq[k])
             assert len(calls) == 4 * len(heads)
+        calls.clear()
+        jm.sample_conditionals(U, lk.backends.rng(2, backend="torch", device=device), 2)
+        assert len(calls) == 2 * len(heads)  # with autograd on (training, activation checkpointing) no cache
     finally:
         for h in hooks:
             h.remove()
