@@ -29,6 +29,7 @@ from .dirac import (
     wilson_dirac_dagger,
     wilson_dirac_normal,
 )
+from .dirac_dense import dirac_dense_matrix, wilson_hopping_matrix
 from .even_odd import EvenOddDirac, even_odd_masks, schur_complement
 from .hasenbusch import HasenbuschAction, HasenbuschMonomial, hasenbusch_monomials
 from .pseudofermion import (
@@ -57,6 +58,7 @@ __all__ = [
     "apply_gamma5",
     "apply_twisted",
     "apply_twisted_dagger",
+    "dirac_dense_matrix",
     "even_odd_masks",
     "EvenOddDirac",
     "gamma5_matrix",
@@ -90,6 +92,7 @@ __all__ = [
     "wilson_dirac_normal",
     "wilson_gauge_action",
     "wilson_gauge_force",
+    "wilson_hopping_matrix",
     "WilsonDirac",
     "WilsonGaugeAction",
 ]

@@ -170,9 +170,33 @@ def test_normal_eigenvalues_and_condition_numbers(device: str) -> None:
         t = PFTarget(lk.U1, LAT, 0.2, even_odd=eo, mu_lo=0.02, mu_hi=0.3)
         lam = normal_eigenvalues(t.operator(U))
         ref = torch.linalg.eigvalsh(_dense_M(t, U))
-        assert_close(lam, ref, atol=1e-12, rtol=0)  # the same Hermitian eigensolver on the same dense matrix
+        # squared singular values of the dense D against eigvalsh of the dense M = D D^dag built from op.normal:
+        # two factorisations of matrices with entries O(1) and eigenvalues O(0.1-3)
+        assert_close(lam, ref, atol=1e-12, rtol=0)
         k = (ref + 0.3) / (ref + 0.02)
         assert_close(t.condition_number_from_eigenvalues(lam), k.max(-1).values / k.min(-1).values, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("G", [lk.U1, lk.SU(2), lk.SU(3)], ids=gid)
+@pytest.mark.parametrize("even_odd", [False, True], ids=["full", "eo"])
+def test_dense_normal_matrix_and_its_log_det_gradient(G: Any, even_odd: bool, device: str) -> None:
+    """``dense_normal_matrix`` (``A A^dag`` from the dense ``D``) is the matrix of ``op.normal`` (built column by
+    column, ``_dense_M``), and the exact log-det of the dense marginal gradient has the same value and gauge
+    gradient through either."""
+    rng = _rng(8, device)
+    U = G.random(rng, (2, 2), LAT.shape)
+    t = PFTarget(G, LAT, 0.2, even_odd=even_odd, mu_lo=0.02, mu_hi=0.3)
+    Ua, Ub = U.clone().requires_grad_(True), U.clone().requires_grad_(True)
+    M, ref = dense_normal_matrix(t.operator(Ua)), _dense_M(t, Ub)
+    assert M.shape == ref.shape == (2, t.ndof, t.ndof)
+    assert_close(M, ref, atol=1e-13, rtol=0)  # one product of O(1) entries against two operator applications
+    ld, ld_ref = t.log_det_from_matrix(M), t.log_det_from_matrix(ref)
+    assert_close(ld, ld_ref, atol=1e-11, rtol=0)
+    assert_close(ld, t.log_det(U), atol=1e-10, rtol=0)  # Cholesky against the eigenvalue route
+    g, = torch.autograd.grad(ld.sum(), Ua)
+    g_ref, = torch.autograd.grad(ld_ref.sum(), Ub)
+    assert float(g_ref.abs().max()) > 1e-2  # the gradient is not trivially zero
+    assert_close(g, g_ref, atol=1e-11, rtol=0)
 
 
 def test_hasenbusch_shifts_with_regulator() -> None:
