@@ -228,3 +228,48 @@ def test_su2_eigen_angles_closed_form(bk):
     phi = bk.to_numpy(G.eigen_angles(G.exp(X, nd=0), nd=0))
     assert_close(phi[:, 0], bk.to_numpy(theta), rtol=1e-7, atol=1e-7)
     assert_close(phi[:, 1], -bk.to_numpy(theta), rtol=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("N", [2, 3])
+def test_products_under_autograd_against_matmul(torch_backends, N):
+    """The unrolled products take their elements by ``unbind`` under autograd (SUGroup._elements): values and
+    gradients of mul, mul_adj, adj_mul, act, act_adj equal those of torch.matmul on the same inputs."""
+    import torch
+
+    G = SU(N)
+    for b in torch_backends:
+        rng = b.rng(7)
+        a0, c0 = G.random(rng, B, S), G.random(rng, B, S)
+        v0 = rng.complex_normal(B + (N,) + S)
+        w = rng.complex_normal(B + (N, N) + S)  # a fixed direction: the scalar Re <w, f(a, c)>
+
+        def mm(x, y):  # (*B, N, N, *S) matrix product through matmul on group-last layouts
+            xl, yl = torch.movedim(x, (1, 2), (-2, -1)), torch.movedim(y, (1, 2), (-2, -1))
+            return torch.movedim(xl @ yl, (-2, -1), (1, 2))
+
+        def dag(x):
+            return x.conj().transpose(1, 2)
+
+        cases = {"mul": (lambda a, c, v: G.mul(a, c, nd=ND), lambda a, c, v: mm(a, c)),
+                 "mul_adj": (lambda a, c, v: G.mul_adj(a, c, nd=ND), lambda a, c, v: mm(a, dag(c))),
+                 "adj_mul": (lambda a, c, v: G.adj_mul(a, c, nd=ND), lambda a, c, v: mm(dag(a), c)),
+                 "act": (lambda a, c, v: G.act(a, v, nd=ND), lambda a, c, v: mm(a, v.unsqueeze(2)).squeeze(2)),
+                 "act_adj": (lambda a, c, v: G.act_adj(a, v, nd=ND),
+                             lambda a, c, v: mm(dag(a), v.unsqueeze(2)).squeeze(2))}
+        for name, (f, ref) in cases.items():
+            outs, grads = [], []
+            for fn in (f, ref):
+                a, c, v = (t.clone().requires_grad_(True) for t in (a0, c0, v0))
+                y = fn(a, c, v)
+                ww = w if y.ndim == w.ndim else w[:, 0]
+                loss = (ww.conj() * y).real.sum()
+                outs.append(y.detach())
+                grads.append(torch.autograd.grad(loss, (a, c, v), allow_unused=True))
+            # sums of N products of O(1) entries in another order: 1e-15
+            assert_close(outs[0], outs[1], rtol=0, atol=1e-14, msg=name)
+            for g0, g1 in zip(*grads):
+                if g0 is None or g1 is None:
+                    assert g0 is None or float(g0.abs().max()) == 0.0, name
+                    assert g1 is None or float(g1.abs().max()) == 0.0, name
+                    continue
+                assert_close(g0, g1, rtol=0, atol=1e-14, msg=name)
