@@ -148,14 +148,13 @@ class PseudofermionCoupling(FlowLayer):
     def _head_params(self, ctx: PFContext) -> tuple[list[torch.Tensor], torch.Tensor]:
         out = self.head(ctx.features)  # (B, n_out, *L), in (-1, 1)
         b, L = out.shape[0], tuple(out.shape[2:])
-        Ms, i = [], 0
-        for h, k in self.m_shapes:
-            n = h * k
-            re, im = out[:, i:i + n], out[:, i + n:i + 2 * n]
-            Ms.append(torch.complex(re, im).reshape((b, h, k) + L))
-            i += 2 * n
         na = len(self.spins)
-        a = torch.complex(out[:, i:i + na * na], out[:, i + na * na:i + 2 * na * na]).reshape((b, na, na) + L)
+        # real and imaginary parts of M_1..M_n and of A, consecutive channel blocks; one split (its backward is one
+        # cat) rather than a slice per block (a full-size zero tensor per slice in the backward)
+        parts = out.split([h * k for h, k in self.m_shapes for _ in (0, 1)] + [na * na, na * na], dim=1)
+        Ms = [torch.complex(parts[2 * j], parts[2 * j + 1]).reshape((b, h, k) + L)
+              for j, (h, k) in enumerate(self.m_shapes)]
+        a = torch.complex(parts[-2], parts[-1]).reshape((b, na, na) + L)
         eye = torch.eye(na, dtype=a.dtype, device=a.device).reshape((1, na, na) + (1,) * len(L))
         return Ms, eye + a  # "the identity added to A" (App. B.2)
 
