@@ -112,6 +112,26 @@ def _dense_dirac_matrix(op: Any) -> torch.Tensor:
     return dirac_dense_matrix(op)
 
 
+class _HPDLogDet(torch.autograd.Function):
+    """``log det A`` of Hermitian positive definite ``A`` (``(B, n, n)``) from its Cholesky factor ``L``, with the
+    gradient ``A^{-1}`` (``d log det A = tr(A^{-1} dA)``; torch's convention for a real function of a complex
+    matrix gives ``A^{-dag} = A^{-1}``) from ``cholesky_inverse(L)``: one LAPACK call instead of the generic
+    Cholesky backward (two triangular solves and their products), 5x cheaper for ``n = 192``. The same gradient
+    to rounding (tests/flows/pseudofermion/test_targets.py). First order only."""
+
+    @staticmethod
+    def forward(ctx: Any, A: torch.Tensor) -> torch.Tensor:
+        L = torch.linalg.cholesky(A)
+        ctx.save_for_backward(L)
+        return 2.0 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1).real).sum(-1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
+        (L,) = ctx.saved_tensors
+        return g[..., None, None] * torch.cholesky_inverse(L)
+
+
 class PFTarget:
     """One pseudofermion monomial (module docstring).
 
@@ -242,8 +262,7 @@ class PFTarget:
         out = torch.zeros(M.shape[:-2], dtype=M.real.dtype, device=M.device)
         for mu, sign in ((self.mu_lo, 1.0), (self.mu_hi, -1.0)):
             if mu is not None:
-                L = torch.linalg.cholesky(M + mu * eye)
-                out = out + sign * 2.0 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1).real).sum(-1)
+                out = out + sign * _HPDLogDet.apply(M + mu * eye)
         return out
 
     def log_det(self, U: torch.Tensor) -> torch.Tensor:
