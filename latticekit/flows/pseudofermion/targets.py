@@ -89,7 +89,7 @@ def normal_eigenvalues(op: Any) -> torch.Tensor:
     For small lattices only (the dense matrix has ``n^2`` entries, ``n = op.ndof``).
     """
     with torch.no_grad():  # the squared singular values of D (ascending): accurate also for the small eigenvalues
-        s = torch.linalg.svdvals(_dense_dirac_matrix(op))
+        s = torch.linalg.svdvals(dirac_dense_matrix(op))
         return (s * s).flip(-1)
 
 
@@ -102,14 +102,8 @@ def dense_normal_matrix(op: Any) -> torch.Tensor:
     as applying ``M`` to every unit vector (:func:`latticekit.linalg.dense_matrix`), at a fraction of the cost
     forward and backward (``benchmarks/dense_dirac.py``).
     """
-    A = _dense_dirac_matrix(op)
+    A = dirac_dense_matrix(op)
     return A @ A.conj().transpose(-1, -2)
-
-
-def _dense_dirac_matrix(op: Any) -> torch.Tensor:
-    """The dense ``D`` (``D_sc`` for even/odd) of ``op``, ``(B, n, n)``, on the operator's support, from the blocks
-    of the hopping term (:func:`latticekit.actions.dirac_dense_matrix`; the same matrix as ``dense_matrix``)."""
-    return dirac_dense_matrix(op)
 
 
 class _HPDLogDet(torch.autograd.Function):
