@@ -60,8 +60,9 @@ def _shift_matrix(D: WilsonDirac, mu: int, step: int, dtype: Any) -> Any:
     return xp.permute_dims(Sy, (1, 0))
 
 
-def _hopping_blocks(D: WilsonDirac, rows: Sequence[int] | None, cols: Sequence[int] | None) -> Any:
-    """``H`` restricted to the sites ``rows`` x ``cols`` (None: all, ascending), ``(*B, Ns Nc |rows|, Ns Nc |cols|)``.
+def _hopping_blocks(D: WilsonDirac, blocks: Sequence[tuple[Sequence[int] | None, Sequence[int] | None]]) -> list[Any]:
+    """``H`` restricted to the sites ``rows`` x ``cols`` for each ``(rows, cols)`` of ``blocks`` (None: all sites),
+    each ``(*B, Ns Nc |rows|, Ns Nc |cols|)``.
 
     Per hop ``h = (mu, +-)`` the site blocks are ``P_h (x) W_h(x)`` at ``(x, x +- mu)``: ``P = 1 -+ gamma_mu``,
     ``W_+(x) = U_mu(x)``, ``W_-(x) = U_mu(x - mu)^dag``. They are gathered into ``K[x, s, a, t, b, h]`` and placed by
@@ -91,20 +92,24 @@ def _hopping_blocks(D: WilsonDirac, rows: Sequence[int] | None, cols: Sequence[i
             Wx = xp.permute_dims(W, tuple(range(nb)) + (nb + 2, nb, nb + 1))  # (*B, V, a, b)
             K.append(xp.reshape(P, (1, Ns, 1, Ns, 1)) * xp.expand_dims(xp.expand_dims(Wx, axis=nb + 1), axis=nb + 3))
             O.append(_shift_matrix(D, mu, step, dtype))
-    Kt = xp.stack(K, axis=K[0].ndim)  # (*B, V, Ns, Nc, Ns, Nc, nh)
-    Ot = xp.stack(O, axis=1)  # (V, nh, V)
-    if rows is not None:
-        r = xp.asarray(list(rows), dtype=xp.int64, device=dev)
-        Kt = xp.take(Kt, r, axis=nb)
-        Ot = xp.take(Ot, r, axis=0)
-    if cols is not None:
-        Ot = xp.take(Ot, xp.asarray(list(cols), dtype=xp.int64, device=dev), axis=2)
-    nr, nc_, nh = int(Ot.shape[0]), int(Ot.shape[2]), 2 * nd
-    m = Ns * Nc * Ns * Nc
-    out = xp.reshape(Kt, B + (nr, m, nh)) @ Ot  # (*B, nr, m, nc): one pass over the entries
-    out = xp.reshape(out, B + (nr, Ns, Nc, Ns, Nc, nc_))
-    out = xp.permute_dims(out, tuple(range(nb)) + tuple(nb + k for k in (1, 2, 0, 3, 4, 5)))  # (s, a, x, t, b, y)
-    return xp.reshape(out, B + (Ns * Nc * nr, Ns * Nc * nc_))
+    K_all = xp.stack(K, axis=K[0].ndim)  # (*B, V, Ns, Nc, Ns, Nc, nh)
+    O_all = xp.stack(O, axis=1)  # (V, nh, V)
+    nh, m = 2 * nd, Ns * Nc * Ns * Nc
+    out = []
+    for rows, cols in blocks:
+        Kt, Ot = K_all, O_all
+        if rows is not None:
+            r = xp.asarray(list(rows), dtype=xp.int64, device=dev)
+            Kt = xp.take(Kt, r, axis=nb)
+            Ot = xp.take(Ot, r, axis=0)
+        if cols is not None:
+            Ot = xp.take(Ot, xp.asarray(list(cols), dtype=xp.int64, device=dev), axis=2)
+        nr, nc_ = int(Ot.shape[0]), int(Ot.shape[2])
+        H = xp.reshape(Kt, B + (nr, m, nh)) @ Ot  # (*B, nr, m, nc): one pass over the entries
+        H = xp.reshape(H, B + (nr, Ns, Nc, Ns, Nc, nc_))
+        H = xp.permute_dims(H, tuple(range(nb)) + tuple(nb + k for k in (1, 2, 0, 3, 4, 5)))  # (s, a, x, t, b, y)
+        out.append(xp.reshape(H, B + (Ns * Nc * nr, Ns * Nc * nc_)))
+    return out
 
 
 def wilson_hopping_matrix(D: WilsonDirac) -> Any:
@@ -126,7 +131,7 @@ def wilson_hopping_matrix(D: WilsonDirac) -> Any:
     """
     if not isinstance(D, WilsonDirac):
         raise TypeError(f"D: expected a WilsonDirac operator, got {type(D).__name__}")
-    return _hopping_blocks(D, None, None)
+    return _hopping_blocks(D, [(None, None)])[0]
 
 
 def dirac_dense_matrix(op: WilsonDirac | EvenOddDirac) -> Any:
@@ -154,11 +159,11 @@ def dirac_dense_matrix(op: WilsonDirac | EvenOddDirac) -> Any:
     xp = array_namespace(D.U)
     dev = _device(D.U)
     if isinstance(op, WilsonDirac):
-        H = _hopping_blocks(D, None, None)
+        H = _hopping_blocks(D, [(None, None)])[0]
         return xp.eye(int(H.shape[-1]), dtype=H.dtype, device=dev) - D.kappa * H
     par = to_numpy(xp.reshape(xp.astype(D.lattice.parity(like=D.U), xp.int64), (-1,))).tolist()
     even = [x for x, p in enumerate(par) if p == 0]
     odd = [x for x, p in enumerate(par) if p == 1]
-    Heo = _hopping_blocks(D, even, odd)  # rows (s, a, x_even) in the order of op.support (row-major, ascending)
-    Hoe = _hopping_blocks(D, odd, even)
+    # rows (s, a, x_even) in the order of op.support (row-major, ascending)
+    Heo, Hoe = _hopping_blocks(D, [(even, odd), (odd, even)])
     return xp.eye(int(Heo.shape[-2]), dtype=Heo.dtype, device=dev) - (D.kappa * D.kappa) * (Heo @ Hoe)
