@@ -14,7 +14,8 @@ and two log-dets: torch's ``cholesky`` differentiated by autograd (``cholesky_au
 library's (``PFTarget.log_det_from_matrix``: Cholesky with the gradient ``(M + mu)^{-1}`` from ``cholesky_inverse``).
 
 Cases: the marginal-stage batches of the examples (the 2D SU(3) Sec. IV.B example, the Schwinger EO + HB
-example, the 2^4 QCD example, whose operator has no even/odd). One thread, best of ``--repeat``.
+example, and 2^4 SU(3) at the batch of the 4D QCD example, whose dense-gradient variant is
+``qcd4d_marginal_dense1500_L2.json``; no even/odd). One thread, best of ``--repeat``.
 
     python benchmarks/dense_dirac.py --out benchmarks/results/dense_dirac.json
 """
@@ -41,7 +42,7 @@ from bench_common import machine, write_json  # noqa: E402
 CASES = {
     "su3_2d_eo_8x8": ("SU3", (8, 8), 0.265, True, 32),        # examples/su3_2d_pf_eo_hb.toml
     "schwinger_eo_8x8": ("U1", (8, 8), 0.265, True, 64),      # examples/schwinger_pf_eo_hb.toml
-    "qcd4d_2^4": ("SU3", (2, 2, 2, 2), 0.1, False, 64),       # examples/qcd4d_nf2.toml
+    "qcd4d_2^4": ("SU3", (2, 2, 2, 2), 0.1, False, 64),       # examples/qcd4d_nf2.toml with logdet_gradient = "dense"
 }
 
 
