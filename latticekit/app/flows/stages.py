@@ -14,7 +14,10 @@ frozen parts) before its optimizer is built. :func:`run_stages` runs them with t
   and the usual keys (``ess_n`` = the stage's batch size);
 * a rerun after a kill skips the finished stages, resumes the stage in progress from its checkpoint
   (bit-identically on CPU), or starts the next stage from the model of the previous one (fresh optimizer,
-  as a new stage always does). Metric lines after the resumption point are dropped.
+  as a new stage always does). Metric lines after the resumption point are dropped. The stage in progress may be
+  given more steps on resumption; a finished stage may not (its step count is checked against the configuration
+  and a difference raises :class:`~latticekit.utils.ConfigError` before any work: the later stages start from its
+  model).
 
 Each stage's generator is seeded with ``train.seed + 1000 k`` so that stages do not replay each other's
 prior draws.
@@ -49,6 +52,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from latticekit.utils.schema import ConfigError
 
 __all__ = ["STAGES", "Stage", "run_stages", "stage_files"]
 
@@ -169,7 +174,15 @@ def run_stages(model: Any, stages: list[Stage], folder: Path, *, job_config: dic
         if not done.exists():
             first_open = k
             break
-        records.append(json.loads(done.read_text()))
+        rec = json.loads(done.read_text())
+        if int(rec["steps"]) != int(st.config.steps):
+            # the steps of a finished stage are fixed: the later stages start from its model (a larger train.steps
+            # would otherwise be ignored without a word)
+            raise ConfigError(f"stage {k} ({st.name}) in {folder} finished after {rec['steps']} steps; this "
+                              f"configuration asks for {st.config.steps}. A finished stage cannot be extended or "
+                              "shortened (the later stages start from its model); use fresh=True (--fresh) or "
+                              "another output folder")
+        records.append(rec)
     offset = sum(int(r["steps"]) for r in records)
     resume_step = offset
     if first_open < len(stages):

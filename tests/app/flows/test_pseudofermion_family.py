@@ -139,6 +139,15 @@ def test_staged_job(tmp_path) -> None:
     assert not changed(g1, g2) and changed(c1, c2)    # conditional stage: the conditionals only
     s = sample_job(out, n=16, seed=2, n_pf=1)         # the sample job reads the staged checkpoint
     assert 0 < s["marginal_ess"] <= 1
+    # a finished stage keeps its step count: more marginal steps on a finished run are refused, not ignored
+    before = (out / "checkpoint.pt").read_bytes()
+    longer = json.loads(json.dumps(c))
+    longer["train"]["steps"] = 5
+    with pytest.raises(ConfigError, match=r"stage 0 \(marginal\) in .* finished after 3 steps; this configuration "
+                                          r"asks for 5"):
+        train_job(longer, out=out, progress=False)
+    assert (out / "checkpoint.pt").read_bytes() == before
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 5
 
 
 def test_train_and_sample_job(tmp_path) -> None:
