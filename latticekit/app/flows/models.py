@@ -96,6 +96,11 @@ class FlowFamily:
     distributed_train : bool
         The family's own ``train`` also runs data-parallel (``latticekit train --nprocs N``): it then takes the
         keyword ``distributed=True`` inside an initialised torch.distributed group (4D QCD: the staged job).
+    appendable : tuple of str
+        ``[model]`` list keys that may gain entries when a run is resumed, the entries already there unchanged
+        (:func:`~latticekit.app.flows.resume.check_same_run`): the per-stage lists of a staged job, so that a
+        finished or running job can be given further stages (pseudofermion and 4D QCD flows: the conditional
+        stages).
     """
 
     name: str
@@ -108,6 +113,7 @@ class FlowFamily:
     sampled_action: Callable[[Any], dict[str, Any]] | None = None
     train: Callable[..., Any] | None = None
     distributed_train: bool = False
+    appendable: tuple[str, ...] = ()
 
 
 #: ``model.coupling`` -> ``"module:attribute"`` (modules relative to this package)

@@ -30,7 +30,10 @@ from latticekit.utils.schema import ConfigError
 
 from .pf_targets import theory_targets
 
-__all__ = ["check_conditional_schedule", "pf_staged_train", "pf_stages"]
+__all__ = ["CONDITIONAL_LISTS", "check_conditional_schedule", "pf_staged_train", "pf_stages"]
+
+#: the per-stage ``[model]`` lists of the conditional stages (one entry per stage; a resumed job may append stages)
+CONDITIONAL_LISTS = ("conditional_steps", "conditional_batch_size", "conditional_lr", "conditional_step_size")
 
 
 def check_conditional_schedule(s: Any) -> None:

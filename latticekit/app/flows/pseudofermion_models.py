@@ -49,7 +49,7 @@ from typing import Any, Callable, Sequence
 from latticekit.utils.schema import ConfigError, setting
 
 from .models import FlowFamily
-from .pf_staged import check_conditional_schedule
+from .pf_staged import CONDITIONAL_LISTS, check_conditional_schedule
 from .pf_targets import theory_targets
 from .scalar_models import check_activation
 
@@ -247,4 +247,4 @@ def pseudofermion_sampler(model: Any, theory: Any, s: PseudofermionSettings, n: 
 
 PSEUDOFERMION = FlowFamily("pseudofermion", PseudofermionSettings, pseudofermion_flow, _default_layers, _check,
                            make_action=pseudofermion_action, sampler=pseudofermion_sampler,
-                           train=pseudofermion_train, distributed_train=True)
+                           train=pseudofermion_train, distributed_train=True, appendable=CONDITIONAL_LISTS)

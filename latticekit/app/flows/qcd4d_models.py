@@ -62,7 +62,7 @@ from typing import Any, Sequence
 from latticekit.utils.schema import ConfigError, setting
 
 from .models import FlowFamily
-from .pf_staged import check_conditional_schedule, pf_staged_train, pf_stages
+from .pf_staged import CONDITIONAL_LISTS, check_conditional_schedule, pf_staged_train, pf_stages
 from .pseudofermion_models import GRADIENTS, pseudofermion_sampler, theory_targets
 from .scalar_models import check_activation
 
@@ -188,5 +188,6 @@ qcd4d_stages = pf_stages
 qcd4d_train = pf_staged_train
 
 QCD4D = FlowFamily("qcd4d", QCD4DSettings, qcd4d_flow, lambda shape: 48, _check, make_action=qcd4d_action,
-                   sampler=pseudofermion_sampler, train=qcd4d_train, distributed_train=True)
+                   sampler=pseudofermion_sampler, train=qcd4d_train, distributed_train=True,
+                   appendable=CONDITIONAL_LISTS)
 """The 4D QCD joint model and its two-stage training (module docstring)."""

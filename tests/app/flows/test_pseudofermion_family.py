@@ -15,6 +15,7 @@ from latticekit.app.flows.models import build_flow
 from latticekit.app.flows.sample import sample_job
 from latticekit.app.flows.summary import flow_summary
 from latticekit.app.flows.train import train_job
+from latticekit.flows import CheckpointMismatchError
 from latticekit.flows.pseudofermion import JointAction, JointModel, MarginalAction, PseudofermionSolveError
 from latticekit.testing import assert_close
 from latticekit.utils import ConfigError
@@ -147,7 +148,24 @@ def test_staged_job(tmp_path) -> None:
                                           r"asks for 5"):
         train_job(longer, out=out, progress=False)
     assert (out / "checkpoint.pt").read_bytes() == before
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 5
+    lines5 = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines5) == 5
+    # a changed entry of a conditional list is a different run; an appended entry is a further stage
+    changed_stage = json.loads(json.dumps(c))
+    changed_stage["model"]["conditional_steps"] = [3]
+    with pytest.raises(CheckpointMismatchError, match="different architecture"):
+        train_job(changed_stage, out=out, progress=False)
+    more = json.loads(json.dumps(c))
+    more["model"].update(conditional_steps=[2, 2], conditional_batch_size=[6, 4], conditional_lr=[2e-3, 1e-3],
+                         conditional_step_size=[0, 0])
+    res2 = train_job(more, out=out, progress=False)
+    assert res2["steps"] == 7 and [r["steps"] for r in res2["stages"]] == [3, 2, 2]
+    lines7 = (out / "metrics.jsonl").read_text().splitlines()
+    assert lines7[:5] == lines5  # the finished stages are kept as they were
+    assert [json.loads(x)["stage"] for x in lines7[5:]] == ["conditional_2"] * 2
+    g3, c3 = params(out / "checkpoint.pt")
+    assert not changed(g2, g3) and changed(c2, c3)  # the new stage starts from the last model: conditionals only
+    assert json.loads((out / "config.json").read_text())["model"]["conditional_steps"] == [2, 2]
 
 
 def test_train_and_sample_job(tmp_path) -> None:

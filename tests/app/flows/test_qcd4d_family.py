@@ -439,8 +439,10 @@ def test_fresh_removes_the_stages(tmp_path: Path, write_toml: Callable[[dict, st
     (out / "stages" / "stale.txt").write_text("left by an earlier run")
     two = cfg(train={"steps": 1}, conditional_steps=[1, 1], conditional_batch_size=[4, 4], conditional_lr=[1e-3, 1e-3],
               conditional_step_size=[0, 0])
+    other = cfg(train={"steps": 1}, conditional_steps=[1], conditional_batch_size=[8], conditional_lr=[1e-3],
+                conditional_step_size=[0])   # a changed stage (appending one, as in `two`, resumes: test_staged_job)
     with pytest.raises(CheckpointMismatchError, match="--fresh"):   # another model in the same folder needs --fresh
-        train_job(two, out=out, progress=False)
+        train_job(other, out=out, progress=False)
     conf = write_toml(two, "two.toml")
     assert main(["train", str(conf), "--out", str(out), "--fresh", "--quiet"]) == 0
     assert sorted(p.name for p in (out / "stages").iterdir()) == [
