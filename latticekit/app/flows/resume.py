@@ -107,8 +107,8 @@ class JobTrainer(Trainer):
 
 def _comparable(conf: dict[str, Any], sec: str, old: dict[str, Any] | None = None) -> Any:
     """Section ``sec`` of ``conf`` as compared on resumption: for ``[model]`` with ``old`` (the stored
-    configuration) given, the family's appendable lists (:attr:`FlowFamily.appendable <.models.FlowFamily.appendable>`) cut to their length
-    in ``old``, so that entries appended for new stages do not count as a change and a changed entry does."""
+    configuration) given, the family's appendable lists (:attr:`.models.FlowFamily.appendable`) cut to their
+    length in ``old``, so that entries appended for new stages do not count as a change and a changed entry does."""
     part = conf.get(sec)
     if sec != "model" or old is None or not isinstance(part, dict):
         return part
