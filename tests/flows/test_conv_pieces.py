@@ -28,7 +28,9 @@ class _Counting:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
+        self.matmul_calls = 0
         orig = dict(cp._CONV_FN)
+        matmul = cp._conv1d_matmul
 
         def wrap(f):  # type: ignore[no-untyped-def]
             def counted(*a, **k):  # type: ignore[no-untyped-def]
@@ -36,7 +38,12 @@ class _Counting:
                 return f(*a, **k)
             return counted
 
+        def counted_matmul(*a, **k):  # type: ignore[no-untyped-def]
+            self.matmul_calls += 1
+            return wrap(matmul)(*a, **k)
+
         monkeypatch.setattr(cp, "_CONV_FN", {nd: wrap(f) for nd, f in orig.items()})
+        monkeypatch.setattr(cp, "_conv1d_matmul", counted_matmul)
 
 
 @pytest.mark.parametrize("nd,kwargs", [(1, {}), (2, dict(stride=(3, 1))), (2, dict(padding=1, groups=2)),
@@ -61,6 +68,40 @@ def test_pieces_equal_the_single_call(nd: int, kwargs: dict, device: str,
     for a, r in zip(torch.autograd.grad((out ** 2).sum(), [x, w, b]), g_ref):
         assert_close(a, r, rtol=1e-13, atol=1e-12)
     assert float(g_ref[1].abs().max()) > 1e-1
+
+
+@pytest.mark.parametrize("length,bias", [(3, True), (4, False), (6, True), (10, True), (11, False)])
+def test_short_1d_convolutions_are_one_matrix_product(length: int, bias: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # CPU float64, kernel 3 without padding: outputs of length 1, 2, 4, 8 (<= MATMUL_MAX_LENGTH) run as one matrix
+    # product, 9 as torch's conv1d; values and all three gradients are torch's to rounding (another summation order)
+    x = _randn((13, 5, length), 1, "cpu").requires_grad_(True)
+    w = _randn((7, 5, 3), 2, "cpu").requires_grad_(True)
+    b = _randn((7,), 3, "cpu").requires_grad_(True) if bias else None
+    ref = torch.nn.functional.conv1d(x, w, b)
+    leaves = [x, w] + ([b] if bias else [])
+    g_ref = torch.autograd.grad((ref ** 2).sum(), leaves)
+    count = _Counting(monkeypatch)
+    out = cp.conv_in_pieces(x, w, b)
+    assert count.calls == 1 and count.matmul_calls == int(length - 2 <= cp.MATMUL_MAX_LENGTH)
+    assert out.shape == ref.shape == (13, 7, length - 2)
+    assert_close(out, ref, rtol=1e-13, atol=1e-13)
+    for a, r in zip(torch.autograd.grad((out ** 2).sum(), leaves), g_ref):
+        assert_close(a, r, rtol=1e-13, atol=1e-12)
+    # in pieces of 4 samples: one product per piece
+    count = _Counting(monkeypatch)
+    per = 5 * 3 * length * 8
+    assert_close(cp.conv_in_pieces(x, w, b, max_column_bytes=4 * per), ref, rtol=1e-13, atol=1e-13)
+    assert count.calls == 4
+
+
+@pytest.mark.parametrize("kwargs", [dict(padding=1), dict(stride=2), dict(dilation=2), dict(groups=5)])
+def test_other_1d_convolutions_keep_torchs(kwargs: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = _randn((4, 5, 6), 1, "cpu")
+    w = _randn((5, 5 // kwargs.get("groups", 1), 3), 2, "cpu")
+    count = _Counting(monkeypatch)
+    out = cp.conv_in_pieces(x, w, **kwargs)
+    assert count.calls == 1 and count.matmul_calls == 0
+    assert_close(out, torch.nn.functional.conv1d(x, w, **kwargs), rtol=0, atol=0)
 
 
 def test_float32_and_small_batches_take_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
