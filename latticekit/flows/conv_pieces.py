@@ -27,9 +27,10 @@ call.
 Short 1D convolutions (output length up to :data:`MATMUL_MAX_LENGTH`: the periodic 1D convolutions of the 4D
 separable blocks, :class:`~latticekit.flows.ConvNet`, on lattice extents up to 8) run as one matrix product per
 piece instead of torch's product per sample, which has only ``L_out`` columns (:func:`_conv1d_matmul`). Measured
-(benchmarks/results/conv1d_matmul.json, one thread): forward + backward 1.9-5.1x faster for the 8 -> 1764 channel
-head convolution of the 2^4 QCD example at lengths 2-8, 1.2-2.6x for 6 -> 8, 16 -> 16 and 32 -> 32 at lengths 2-4
-(1.0-1.7x at 8); from length 16 on neither form wins consistently, so torch's is kept.
+(benchmarks/results/conv1d_matmul.json, one thread): forward + backward 1.4-4.7x faster for the 8 -> 1764 channel
+head convolution of the 2^4 QCD example at lengths 2-8, 1.3-3.3x for 6 -> 8, 16 -> 16 and 32 -> 32 at lengths 2-4
+and 1.1-1.5x at 8; from length 16 on neither form wins consistently (0.7-1.35x), so torch's is kept there. The
+example's conditional training step became 1.5x faster (benchmarks/results/qcd4d_stage_steps_paired.json).
 
 Examples
 --------
