@@ -61,8 +61,8 @@ _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 def _takes_matmul(x: torch.Tensor, weight: torch.Tensor, stride: object, padding: object, dilation: object,
                   groups: int) -> bool:
-    """Whether a CPU float64 convolution runs as :func:`_conv1d_matmul`: 1D, unit stride and dilation, no
-    padding or groups, and an output of at most :data:`MATMUL_MAX_LENGTH` sites."""
+    """Whether a CPU convolution that is not float32 (oneDNN's) runs as :func:`_conv1d_matmul`: 1D, unit stride
+    and dilation, no padding or groups, and an output of at most :data:`MATMUL_MAX_LENGTH` sites."""
     if weight.ndim != 3 or groups != 1 or padding not in (0, (0,)) or stride not in (1, (1,)) \
             or dilation not in (1, (1,)):
         return False
@@ -76,8 +76,10 @@ def _conv1d_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     short axes of the 4D separable convolutions (``L_out`` = 2 to 8 after the periodic padding) these are
     thousands of matrix products of a few columns each. Here the windows of every sample and output site are the
     rows of one ``(N L_out, C_in k)`` matrix (a view, copied once by ``reshape``) multiplied by the
-    ``(C_in k, C_out)`` weight matrix in one call: out of :data:`MATMUL_MAX_LENGTH` measured in
-    benchmarks/results/conv1d_matmul.json. The sums are the same, in another order (rounding)."""
+    ``(C_in k, C_out)`` weight matrix in one call (where that wins, :data:`MATMUL_MAX_LENGTH`, is measured in
+    benchmarks/results/conv1d_matmul.json). The sums are the same, in another order (rounding). The trailing
+    positional arguments (stride, padding, dilation, groups) are accepted for the call signature of
+    :func:`conv_in_pieces` and are trivial here (:func:`_takes_matmul`)."""
     k = weight.shape[-1]
     n, c_in, length = x.shape
     l_out = length - k + 1
