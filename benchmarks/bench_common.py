@@ -14,7 +14,7 @@ import torch
 from latticekit.analysis import gamma_method
 from latticekit.utils import atomic_write
 
-__all__ = ["gamma", "machine", "write_json"]
+__all__ = ["finish", "gamma", "machine", "write_json"]
 
 
 def machine() -> dict[str, Any]:
@@ -34,6 +34,12 @@ def write_json(path: str, data: Any) -> None:
     """Write ``data`` as indented JSON atomically (temporary file, then rename)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def finish(path: str, data: dict[str, Any]) -> None:
+    """Record the load average at the end under ``data["machine"]["load_avg_end"]`` and write ``data`` (atomic)."""
+    data.setdefault("machine", {})["load_avg_end"] = list(os.getloadavg())
+    write_json(path, data)
 
 
 def gamma(values: Any) -> dict[str, float]:

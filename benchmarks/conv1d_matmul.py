@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import machine, write_json  # noqa: E402
+from bench_common import finish, machine, write_json  # noqa: E402
 
 from latticekit.flows.conv_pieces import MATMUL_MAX_LENGTH, _conv1d_matmul  # noqa: E402
 
@@ -90,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"forward x{row['forward_ms']['speedup']:.2f}  "
                   f"forward+backward x{row['forward_backward_ms']['speedup']:.2f}", flush=True)
             write_json(args.out, out)
-    out["machine"]["load_avg_end"] = list(os.getloadavg())
-    write_json(args.out, out)
+    finish(args.out, out)
     return 0
 
 

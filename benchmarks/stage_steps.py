@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import machine, write_json  # noqa: E402
+from bench_common import finish, machine, write_json  # noqa: E402
 
 
 def _commit(path: str) -> str | None:
@@ -78,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         out["stages"].append(row)
         print(f"{st.name}: {row['step_s_median']:.3f} s/step (batch {c.batch_size})", flush=True)
         write_json(args.out, out)
-    out["machine"]["load_avg_end"] = list(os.getloadavg())
-    write_json(args.out, out)
+    finish(args.out, out)
     return 0
 
 
