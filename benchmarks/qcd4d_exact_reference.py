@@ -16,7 +16,14 @@ backend (the numba Wilson-Dirac kernel), in batches.
 A second estimate with tamer weights (``--method heatbath``): independent heatbath chains of the *pure gauge*
 theory at the same beta (``latticekit.mc.Heatbath``, one heatbath and two overrelaxation sweeps per step), whose
 measurements are reweighted by ``det(D D^dag)`` alone; errors by a jackknife over the chains (each chain one
-block, so the autocorrelation inside a chain is accounted for).
+block, so the autocorrelation inside a chain is accounted for). ``--pion`` also measures the pion correlator
+``C_pi_t0 .. C_pi_t(L/2)`` on these fields (the ``wilson_nf2`` theory's measurement: point source at the origin,
+even/odd CG to 1e-10) and reweights it alike: a reference for the pion correlator of HMC and the flows whose gauge
+fields share nothing with either:
+
+    python benchmarks/qcd4d_exact_reference.py --nd 2 --L 8 --beta 6 --kappa 0.265 --method heatbath \
+        --chains 64 --meas 100 --therm 20 --pion --hmc su3-hmc/results.json \
+        --out benchmarks/results/su3_2d_heatbath_reweighted_pion_L8.json
 
     python benchmarks/qcd4d_exact_reference.py --method haar --n 40960 --hmc qcd4d-hmc/results.json \
         --out benchmarks/results/qcd4d_haar_reference_L2.json
@@ -39,7 +46,7 @@ import latticekit as lk
 from latticekit.actions import WilsonDirac, WilsonGaugeAction
 from latticekit.analysis import ess, reweight
 from latticekit.linalg import logdet_normal
-from latticekit.observables import average_plaquette
+from latticekit.observables import average_plaquette, pion_correlator
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_common import machine, write_json  # noqa: E402
@@ -59,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--meas", type=int, default=200, help="heatbath: measurements per chain")
     p.add_argument("--therm", type=int, default=20, help="heatbath: steps before the first measurement")
     p.add_argument("--every", type=int, default=2, help="heatbath: steps between measurements")
+    p.add_argument("--pion", action="store_true",
+                   help="heatbath: also the pion correlator C_pi_t0..C_pi_t(L/2) (point source, CG, as the theory "
+                        "measures it), reweighted alike")
     p.add_argument("--hmc", help="results.json of the HMC run of the same theory, for the comparison")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
@@ -124,16 +134,19 @@ def _heatbath(a: argparse.Namespace, G: object, lat: lk.Lattice, rng: object, t0
         U, _ = hb.run(U, a.therm)
     ld = np.empty((a.meas, a.chains))
     pl = np.empty((a.meas, a.chains))
+    n_t = lat.shape[0] // 2 + 1
+    pi = np.empty((a.meas, a.chains, n_t)) if a.pion else None
     for m in range(a.meas):
         U, _ = hb.run(U, a.every)
         ld[m] = _logdet(U, G, lat, a.kappa)
         pl[m] = np.asarray(average_plaquette(U, G, lat))
-    # <P>_{Nf=2} = <P det>_0 / <det>_0 over all measurements; jackknife over chains (blocks)
+        if pi is not None:
+            # the measurement of the wilson_nf2 theory (theories/wilson_nf2.py), on these independent fields
+            D = WilsonDirac(U, G, lat, kappa=a.kappa, antiperiodic=True)
+            pi[m] = np.asarray(pion_correlator(D, tol=1e-10, maxiter=4000))[:, :n_t]
+    # <O>_{Nf=2} = <O det>_0 / <det>_0 over all measurements; jackknife over chains (blocks)
     w = np.exp(ld - ld.max())
-    num, den = (pl * w).sum(0), w.sum(0)
-    value = num.sum() / den.sum()
-    jk = (num.sum() - num) / (den.sum() - den)
-    error = float(np.sqrt((a.chains - 1) / a.chains * ((jk - jk.mean()) ** 2).sum()))
+    value, error = _reweighted_jackknife(pl, w)
     pj = pl.mean(0)                                  # the pure gauge plaquette, chain means
     flat = w.reshape(-1)
     out = {"command": " ".join(["python"] + [os.path.relpath(os.path.abspath(__file__), os.getcwd())] + sys.argv[1:]),
@@ -144,8 +157,37 @@ def _heatbath(a: argparse.Namespace, G: object, lat: lk.Lattice, rng: object, t0
            "plaquette": {"value": float(value), "error": error},
            "plaquette_pure_gauge": {"value": float(pj.mean()), "error": float(pj.std(ddof=1) / np.sqrt(a.chains))},
            "machine": machine(), "wall_s": time.time() - t0}
+    if pi is not None:
+        hmc = _hmc_observables(a.hmc)
+        for t in range(n_t):
+            v, e = _reweighted_jackknife(pi[:, :, t], w)
+            entry: dict = {"value": v, "error": e}
+            h = hmc.get(f"C_pi_t{t}")
+            if h is not None:
+                entry["hmc"] = {"value": h["value"], "error": h["error"],
+                                "deviation_sigma": (h["value"] - v) / float(np.hypot(h["error"], e))}
+            out[f"C_pi_t{t}"] = entry
+            print(f"C_pi_t{t} {v:.5f} +- {e:.5f}" + (f"; HMC {h['value']:.5f} +- {h['error']:.5f}, "
+                                                     f"{entry['hmc']['deviation_sigma']:+.2f} sigma" if h else ""))
     _finish(a, out, float(value), error)
     return 0
+
+
+def _reweighted_jackknife(obs: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """``sum O w / sum w`` over ``(meas, chains)`` arrays and its jackknife error over the chains (one block each)."""
+    num, den = (obs * w).sum(0), w.sum(0)
+    value = num.sum() / den.sum()
+    jk = (num.sum() - num) / (den.sum() - den)
+    n = obs.shape[1]
+    return float(value), float(np.sqrt((n - 1) / n * ((jk - jk.mean()) ** 2).sum()))
+
+
+def _hmc_observables(path: str | None) -> dict:
+    if not path:
+        return {}
+    import json
+    with open(path) as fh:
+        return json.load(fh)["observables"]
 
 
 if __name__ == "__main__":
