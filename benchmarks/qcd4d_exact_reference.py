@@ -112,9 +112,7 @@ def _logdet(U: np.ndarray, G: object, lat: lk.Lattice, kappa: float) -> np.ndarr
 
 def _finish(a: argparse.Namespace, out: dict, value: float, error: float) -> None:
     if a.hmc:
-        import json
-        with open(a.hmc) as fh:
-            h = json.load(fh)["observables"]["plaquette"]
+        h = _hmc_observables(a.hmc)["plaquette"]
         out["hmc"] = {"path": a.hmc, "value": h["value"], "error": h["error"],
                       "deviation_sigma": (h["value"] - value) / float(np.hypot(h["error"], error))}
     write_json(a.out, out)
