@@ -27,10 +27,11 @@ call.
 Short 1D convolutions (output length up to :data:`MATMUL_MAX_LENGTH`: the periodic 1D convolutions of the 4D
 separable blocks, :class:`~latticekit.flows.ConvNet`, on lattice extents up to 8) run as one matrix product per
 piece instead of torch's product per sample, which has only ``L_out`` columns (:func:`_conv1d_matmul`). Measured
-(benchmarks/results/conv1d_matmul.json, one thread): forward + backward 1.4-4.7x faster for the 8 -> 1764 channel
-head convolution of the 2^4 QCD example at lengths 2-8, 1.3-3.3x for 6 -> 8, 16 -> 16 and 32 -> 32 at lengths 2-4
-and 1.1-1.5x at 8; from length 16 on neither form wins consistently (0.7-1.35x), so torch's is kept there. The
-example's conditional training step became 1.5x faster (benchmarks/results/qcd4d_stage_steps_paired.json).
+(benchmarks/results/conv1d_matmul.json, one thread, quiet machine): forward + backward 1.75-5.4x faster for the
+8 -> 1764 channel head convolution of the 2^4 QCD example at lengths 2-8, 1.7-3.6x for 6 -> 8, 16 -> 16 and
+32 -> 32 at lengths 2-4 and 0.98-1.35x at 8 (forward alone 1.2-1.5x); from length 16 on neither form wins
+consistently (0.8-1.5x), so torch's is kept there. The example's conditional training steps became 1.45-1.65x
+faster (benchmarks/results/qcd4d_stage_steps_paired.json).
 
 Examples
 --------
