@@ -27,6 +27,7 @@ susceptibility ``V <M^2>``.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
@@ -81,6 +82,34 @@ class Measurement:
 @dataclass
 class NoOptions:
     """A theory without ``[measure]`` keys of its own."""
+
+
+class _OnePerBatch:
+    """``fn(batch)``, remembered for the last batch: called again with the same array object, unmodified since
+    (torch's in-place version counter where there is one), it returns the remembered values.
+
+    The batch is held by a weak reference (no field batch is kept alive by the cache); an array type without weak
+    references is evaluated every time.
+    """
+
+    def __init__(self, fn: Callable[[Any], Mapping[str, Any]]) -> None:
+        self.fn = fn
+        self._ref: Any = None
+        self._version: Any = None
+        self._vals: Mapping[str, Any] | None = None
+
+    def __call__(self, x: Any) -> Mapping[str, Any]:
+        version = getattr(x, "_version", None)
+        if self._vals is not None and self._ref is not None and self._ref() is x and version == self._version:
+            return self._vals
+        vals = self.fn(x)
+        try:
+            self._ref = weakref.ref(x)
+        except TypeError:           # no weak references: nothing remembered
+            self._ref, self._vals = None, None
+            return vals
+        self._version, self._vals = version, vals
+        return vals
 
 
 class Theory:
@@ -187,15 +216,21 @@ class Theory:
         return [n for m in self.measurements() for n in m.names]
 
     def observables(self, names: Sequence[str] | None = None) -> dict[str, Callable[[Any], Any]]:
-        """``name -> f(batch) -> (B,)`` for the primary observables ``names`` (default: all)."""
+        """``name -> f(batch) -> (B,)`` for the primary observables ``names`` (default: all).
+
+        The functions of one measurement share its evaluation: asked for its names one after another on the
+        same batch (the same array object, unmodified), the measurement runs once (:class:`_OnePerBatch`), so
+        the ``L0/2 + 1`` time slices of a pion correlator cost one set of solves, not ``L0/2 + 1``.
+        """
         wanted = self.observable_names() if names is None else list(names)
-        by_name = {n: m for m in self.measurements() for n in m.names}
+        shared = [(m.names, _OnePerBatch(m.fn)) for m in self.measurements()]
+        by_name = {n: f for names, f in shared for n in names}
         unknown = [n for n in wanted if n not in by_name]
         if unknown:
             raise KeyError(f"{type(self).__name__} has no observables {unknown}; available {list(by_name)}")
 
-        def single(m: Measurement, n: str) -> Callable[[Any], Any]:
-            return lambda x: m.fn(x)[n]
+        def single(f: _OnePerBatch, n: str) -> Callable[[Any], Any]:
+            return lambda x: f(x)[n]
 
         return {n: single(by_name[n], n) for n in wanted}
 

@@ -53,6 +53,37 @@ def test_job_wilson_nf2_pion_correlator_is_the_observable(bk):
     assert (t.tol, t.md_tol, t.maxiter, hmc.step_size, hmc.n_steps) == (1e-11, 1e-7, 500, 0.25, 2)
 
 
+def test_per_name_functions_share_one_solve_per_batch(bk, monkeypatch):
+    """The C_pi_t functions of Theory.observables solve once per batch (the flow-MCMC chain asks for them one
+    after another): a new batch, or the same one modified in place, is measured again; values as measure()."""
+    import latticekit.observables as obs
+
+    th = _nf2_config(even_odd=False, hasenbusch_mus=[]).theory
+    lat = lk.Lattice((4, 4))
+    U = random_gauge_field(lk.U1, lat, bk.rng(1), (2,))
+    V = random_gauge_field(lk.U1, lat, bk.rng(2), (2,))
+    calls = []
+    real = obs.pion_correlator
+    monkeypatch.setattr(obs, "pion_correlator", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fs = th.observables()
+    names = [f"C_pi_t{t}" for t in range(3)]
+    got = {n: bk.to_numpy(fs[n](U)) for n in names}
+    assert len(calls) == 1
+    ref = th.measure(U)
+    assert len(calls) == 2
+    for n in names:
+        assert_close(got[n], bk.to_numpy(ref[n]), rtol=1e-12, atol=0)
+    for n in names:
+        fs[n](V)
+    assert len(calls) == 3
+    assert not np.allclose(bk.to_numpy(fs["C_pi_t1"](V)), got["C_pi_t1"])
+    assert len(calls) == 3
+    if bk.name == "torch":    # an in-place change is seen through torch's version counter
+        V.mul_(-1.0)
+        fs["C_pi_t0"](V)
+        assert len(calls) == 4
+
+
 @pytest.mark.parametrize("action, key", [
     ({"kappa": 0.0}, "action.kappa"),
     ({"kappa": 1e300}, "action.kappa"),
