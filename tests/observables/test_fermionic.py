@@ -22,14 +22,16 @@ def _dense_inverse(D):
     return np.linalg.inv(np.asarray(lk.backends.to_numpy(dense_matrix(D))))
 
 
+@pytest.mark.parametrize("method", ["cg", "dense"])
 @pytest.mark.parametrize("shape,site", [((6, 4), None), ((6, 3), (2, 1))])
-def test_pion_correlator_against_dense_inverse(bk, shape, site):
-    """C(t) = sum_x tr S S^dag = -sum_x tr[g5 S(x,y) g5 S(y,x)] (eq. 4), from the dense inverse."""
+def test_pion_correlator_against_dense_inverse(bk, shape, site, method):
+    """C(t) = sum_x tr S S^dag = -sum_x tr[g5 S(x,y) g5 S(y,x)] (eq. 4), from the dense inverse; the propagator by
+    CG and by LU (of the even/odd Schur complement on (6, 4), of D on (6, 3))."""
     lat = lk.Lattice(shape)
     G = lk.SU(2)
     U = random_gauge_field(G, lat, bk.rng(0))
     D = WilsonDirac(U, G, lat, kappa=0.2)
-    C = bk.to_numpy(pion_correlator(D, site, tol=1e-12))
+    C = bk.to_numpy(pion_correlator(D, site, tol=1e-12, method=method))
     Sinv = _dense_inverse(D)
     ns, nc = D.Ns, D.Nc
     T = Sinv.reshape((ns, nc) + shape + (ns, nc) + shape)
@@ -68,10 +70,33 @@ def test_propagator_and_sources(bk):
     src = point_sources(D, (1, 3))
     assert tuple(src.shape) == (2, 2, 2, 1, 4, 4)
     assert_close(bk.to_numpy(src).sum(axis=(2, 3, 4, 5)), 1.0, rtol=1e-5, atol=1e-8)
-    S = propagator(D, (1, 3), tol=1e-12)
-    assert_close(bk.to_numpy(D.apply(S)), bk.to_numpy(src), rtol=1e-5, atol=1e-9)
+    for method in ("cg", "dense"):
+        S = propagator(D, (1, 3), tol=1e-12, method=method)
+        assert_close(bk.to_numpy(D.apply(S)), bk.to_numpy(src), rtol=1e-5, atol=1e-9)
     with pytest.raises(ValueError, match="site"):
         point_sources(D, (4, 0))
+    with pytest.raises(ValueError, match="method='lu'"):
+        propagator(D, (1, 3), method="lu")
+
+
+def test_propagator_auto_method_switches_at_the_dense_limit(bk, monkeypatch):
+    """method="auto": LU up to DENSE_MAX_UNKNOWNS complex unknowns (Ns Nc V / 2 with even/odd), CG beyond; both
+    solve D S = source on a batch of SU(3) fields (a 4x4 lattice: 48 even/odd unknowns)."""
+    import latticekit.observables.fermionic as F
+
+    lat = lk.Lattice((4, 4))
+    U = random_gauge_field(lk.SU(3), lat, bk.rng(3), (3,))
+    D = WilsonDirac(U, lk.SU(3), lat, kappa=0.25)
+    used = []
+    for name in ("_solve_dense", "_solve_cg"):
+        real = getattr(F, name)
+        monkeypatch.setattr(F, name, lambda *a, real=real, name=name: used.append(name) or real(*a))
+    src = bk.to_numpy(point_sources(D))
+    for limit, want in ((48, "_solve_dense"), (47, "_solve_cg")):
+        monkeypatch.setattr(F, "DENSE_MAX_UNKNOWNS", limit)
+        S = propagator(D, tol=1e-12)
+        assert used[-1] == want
+        assert_close(bk.to_numpy(D.apply(S)), src, rtol=1e-5, atol=1e-9)
 
 
 @pytest.mark.parametrize("noise", ["z2", "gaussian"])
