@@ -107,6 +107,8 @@ DENSE_MAX_UNKNOWNS = 512
 
 #: unit vectors per operator application while building a dense matrix here: about this many complex entries at once
 _DENSE_CHUNK_ENTRIES = 2 ** 20
+#: configurations per dense solve: about this many complex matrix entries at once (128 MiB in complex128)
+_DENSE_MATRIX_ENTRIES = 2 ** 23
 
 
 def _solve_cg(D: WilsonDirac, b: Any, tol: float, maxiter: int) -> Any:
@@ -122,7 +124,24 @@ def _solve_dense(D: WilsonDirac, b: Any) -> Any:
     """``D x = b`` for ``k`` right-hand sides ``b`` ``(k, *B, *F)`` by LU: of the Schur complement ``D_sc`` on the
     even sites when every extent is even (``x_e = D_sc^{-1} (b_e - D_eo b_o)``, ``x_o = b_o - D_oe x_e``), else of
     ``D`` itself. The matrix is built by applying the operator to unit vectors (:func:`~latticekit.linalg.dense_matrix`),
-    so it is exactly the operator the CG path inverts."""
+    so it is exactly the operator the CG path inverts. The batch is solved in pieces of at most
+    ``_DENSE_MATRIX_ENTRIES / n^2`` configurations (the matrices of one piece at once)."""
+    nb = math.prod(D.batch_shape)
+    piece = max(1, _DENSE_MATRIX_ENTRIES // _dense_unknowns(D) ** 2)
+    if nb <= piece:
+        return _solve_dense_piece(D, b)
+    xp = array_namespace(b)
+    k, F, B = int(b.shape[0]), tuple(D.field_shape), tuple(D.batch_shape)
+    U = xp.reshape(D.U, (nb,) + tuple(D.U.shape[len(B):]))
+    bf = xp.reshape(b, (k, nb) + F)
+    out = []
+    for a in range(0, nb, piece):
+        Dp = WilsonDirac(U[a:a + piece, ...], D.group, D.lattice, kappa=D.kappa, antiperiodic=D.antiperiodic)
+        out.append(_solve_dense_piece(Dp, bf[:, a:a + piece, ...]))
+    return xp.reshape(xp.concat(out, axis=1), (k,) + B + F)
+
+
+def _solve_dense_piece(D: WilsonDirac, b: Any) -> Any:
     xp = array_namespace(b)
     E = EvenOddDirac(D) if all(L % 2 == 0 for L in D.lattice.shape) else None
     op = E if E is not None else D

@@ -97,6 +97,10 @@ def test_propagator_auto_method_switches_at_the_dense_limit(bk, monkeypatch):
         S = propagator(D, tol=1e-12)
         assert used[-1] == want
         assert_close(bk.to_numpy(D.apply(S)), src, rtol=1e-5, atol=1e-9)
+    # the dense solve in pieces of two configurations (the matrix-memory bound) gives the one-piece result
+    whole = bk.to_numpy(propagator(D, method="dense"))
+    monkeypatch.setattr(F, "_DENSE_MATRIX_ENTRIES", 2 * 48 ** 2)
+    assert_close(bk.to_numpy(propagator(D, method="dense")), whole, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("noise", ["z2", "gaussian"])
