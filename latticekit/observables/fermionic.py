@@ -136,8 +136,9 @@ def _solve_dense(D: WilsonDirac, b: Any) -> Any:
     bf = xp.reshape(b, (k, nb) + F)
     out = []
     for a in range(0, nb, piece):
-        Dp = WilsonDirac(U[a:a + piece, ...], D.group, D.lattice, kappa=D.kappa, antiperiodic=D.antiperiodic)
-        out.append(_solve_dense_piece(Dp, bf[:, a:a + piece, ...]))
+        e = min(a + piece, nb)      # the Array API leaves out-of-bounds slice stops unspecified
+        Dp = WilsonDirac(U[a:e, ...], D.group, D.lattice, kappa=D.kappa, antiperiodic=D.antiperiodic)
+        out.append(_solve_dense_piece(Dp, bf[:, a:e, ...]))
     return xp.reshape(xp.concat(out, axis=1), (k,) + B + F)
 
 
