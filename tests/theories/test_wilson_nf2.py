@@ -76,7 +76,7 @@ def test_per_name_functions_share_one_solve_per_batch(bk, monkeypatch):
     for n in names:
         fs[n](V)
     assert len(calls) == 3
-    assert not np.allclose(bk.to_numpy(fs["C_pi_t1"](V)), got["C_pi_t1"])
+    assert np.abs(bk.to_numpy(fs["C_pi_t1"](V)) - got["C_pi_t1"]).max() > 1e-3   # another batch, other values
     assert len(calls) == 3
     if bk.name == "torch":    # an in-place change is seen through torch's version counter
         V.mul_(-1.0)
