@@ -11,7 +11,8 @@ The gauge part is :mod:`latticekit.theories.wilson`; the fermions enter through 
   ``cg_maxiter``. The lattice is 2D or 4D with ``L_0 >= 2`` (antiperiodic time direction).
 * ``[sampler]``: ``algorithm = "hmc"`` with ``step_size``, ``n_steps``, ``integrator``, ``n_inner``.
 * Observables: those of the gauge theory, and the pion correlator ``C_pi_t0 .. C_pi_t{L0/2}``
-  (:func:`latticekit.observables.pion_correlator`, point source at the origin, solved to ``cg_tol``).
+  (:func:`latticekit.observables.pion_correlator`, point source at the origin; by LU of the dense even/odd matrix
+  on small lattices, else by CG to ``cg_tol``; one solve per batch for all ``C_pi_t``).
 * Exact values: none, apart from ``<Q> = 0`` (2D U(1)) by parity.
 * Flow-model families: ``pseudofermion`` (joint gauge x pseudofermion models, arXiv:2207.08945;
   :mod:`latticekit.app.flows.pseudofermion_models`) and ``qcd4d`` (the 4D QCD model of arXiv:2208.03832;

@@ -41,7 +41,7 @@ def test_job_wilson_nf2_pion_correlator_is_the_observable(bk):
     C = bk.to_numpy(pion_correlator(WilsonDirac(U, lk.U1, lat, kappa=0.25)))
     for t in range(3):
         assert_close(m[f"C_pi_t{t}"], C[:, t], rtol=1e-12, atol=0)
-    # the per-name functions give the same values (one CG solve per call)
+    # the per-name functions give the same values
     assert_close(th.observables(["C_pi_t1"])["C_pi_t1"](U), C[:, 1], rtol=1e-12, atol=0)
     hmc = th.sampler("hmc", cfg.sampler.variant, rng=lk.backends.rng(0))
     assert isinstance(hmc, Nf2HMC) and hmc.multiscale is None and len(hmc.target.monomials) == 1
