@@ -36,12 +36,15 @@ import os
 from functools import lru_cache
 from typing import Any, Callable
 
+from . import _kernels_torch_dirac, _kernels_torch_sun
 from ._fast import register_fast_path
 
 __all__ = ["NAMES", "register", "register_from_env"]
 
-NAMES = ("u1_plaquette_cos_sum", "u1_wilson_force", "phi4_action", "phi4_force", "batched_re_inner", "cg_update_xr",
-         "cg_update_p")
+_OWN = ("u1_plaquette_cos_sum", "u1_wilson_force", "phi4_action", "phi4_force", "batched_re_inner", "cg_update_xr",
+        "cg_update_p")
+#: every name :func:`register` registers: this module's and those of the SU(N) and Wilson-Dirac modules
+NAMES = _OWN + _kernels_torch_sun.NAMES + _kernels_torch_dirac.NAMES
 
 _CG = ("batched_re_inner", "cg_update_xr", "cg_update_p")
 
@@ -233,8 +236,11 @@ def register() -> tuple[str, ...]:
     """
     import torch  # noqa: F401  (fail early and clearly without torch)
 
-    for name in NAMES:
+    for name in _OWN:
         register_fast_path(name, "torch", _lazy(name))
+    for mod in (_kernels_torch_sun, _kernels_torch_dirac):
+        for name, fn in mod.kernels().items():
+            register_fast_path(name, "torch", fn)
     return NAMES
 
 

@@ -1,0 +1,40 @@
+"""Shared machinery of the ``torch.compile`` fast paths (``_kernels_torch*.py``): one code object per graph
+variant, and device scalars that do not recompile."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+__all__ = ["compile_variant", "device_scalar"]
+
+_SCALARS: dict[tuple[float, Any, Any], Any] = {}
+
+
+def device_scalar(v: float, dtype: Any, device: Any) -> Any:
+    """A cached 0-d tensor of ``v`` on ``device``: a compiled graph takes scalars as tensors, so that a new
+    value does not recompile, and the cache spares a host-to-device copy per call on a GPU."""
+    import torch
+
+    key = (float(v), dtype, device)
+    t = _SCALARS.get(key)
+    if t is None:
+        t = torch.tensor(float(v), dtype=dtype).to(device)
+        if len(_SCALARS) < 256:
+            _SCALARS[key] = t
+    return t
+
+
+def compile_variant(fn: Callable[..., Any], tag: str) -> Callable[..., Any]:
+    """``torch.compile`` of a copy of ``fn`` with a code object of its own, named ``<name>_<tag>``.
+
+    Dynamo keeps its compiled graphs per code object and stops compiling one (falling back to eager, with a
+    warning) after ``torch._dynamo.config.recompile_limit`` (8) variants. Graphs that differ by Python
+    constants (nd, gamma tables, boundary conditions) each get their own code object here, so that a process
+    that meets many variants (the test suite, a job with 2D and 4D theories) keeps every one of them compiled.
+    """
+    import types
+
+    import torch
+
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{tag}", co_qualname=f"{fn.__qualname__}_{tag}")
+    return torch.compile(types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__))

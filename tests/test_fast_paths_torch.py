@@ -1,0 +1,161 @@
+"""The ``torch.compile`` SU(N) gauge and Wilson-Dirac kernels (backends/_kernels_torch_sun.py,
+backends/_kernels_torch_dirac.py; the GPU path of issue 19, opt-in) against the generic Array API code.
+
+They are compiled here on the CPU (Inductor's C++ backend) and, where a GPU is present, on CUDA (Triton),
+through the ``torch_backends`` fixture. Both kernels use the arithmetic of the generic code, so the check is
+1e-14 relative in float64. Each distinct graph costs Inductor 5-25 s to compile on a cold cache; the cases are
+chosen to cover every branch (nd = 2, 3, 4 for the staples and the gamma tables, Nc = 1, 2, 3, both boundaries,
+D and D^dag, with and without alpha, source dimensions) with few graphs, and later tests reuse the shapes of
+earlier ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import latticekit as lk
+from latticekit import backends
+from latticekit.actions.dirac import WilsonDirac
+from latticekit.actions.even_odd import EvenOddDirac
+from latticekit.actions.wilson_gauge import wilson_gauge_action, wilson_gauge_force
+from latticekit.backends import _fast, _kernels_torch, _kernels_torch_dirac, _kernels_torch_sun
+from latticekit.observables.plaquette import average_plaquette, plaquette_field
+from latticekit.testing import assert_close
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(autouse=True)
+def _generic_reference(monkeypatch):
+    """References come from the generic code: no fast path unless a test registers one."""
+    monkeypatch.setenv("LATTICEKIT_FAST_KERNELS", "0")
+
+
+def _gauge(G, lat, batch, seed, dev):
+    U = G.random(backends.rng(seed, backend="numpy"), batch + (lat.nd,), lat.shape)
+    return torch.tensor(np.ascontiguousarray(U), device=dev)
+
+
+def _rel(a, b):
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize("N, shape", [(3, (4, 4)), (2, (3, 2, 4))])
+def test_sun_kernels_match_generic(torch_backends, N, shape):
+    """The sum in 2D and the field in 3D (several planes; both share ``_plaquettes``), the force in both (the
+    staple loop over rho with one and with two other directions)."""
+    G, lat = lk.SU(N), lk.Lattice(shape)
+    nd = lat.nd
+    for b in torch_backends:
+        U = _gauge(G, lat, (2,), 5 + N, b.device)
+        if nd == 2:
+            s = _kernels_torch_sun.sun_re_tr_plaquette_sum(U, nd)
+            assert s.shape == (2,)
+            assert _rel(s, wilson_gauge_action(U, 1.0, G, lat) * (-N)) < 1e-14
+        else:
+            f = _kernels_torch_sun.sun_plaquette_field(U, nd)
+            assert f.shape == (2, 3) + shape
+            assert _rel(f, plaquette_field(U, G, lat)) < 1e-14
+        for beta in (2.5, 6.0):               # a new beta is a new tensor value, not a new graph
+            F = _kernels_torch_sun.sun_wilson_force(U, beta, nd)
+            assert F.shape == U.shape and F.dtype == U.dtype
+            assert _rel(F, wilson_gauge_force(U, beta, G, lat)) < 1e-14
+        # the force is traceless anti-Hermitian
+        FF = F.movedim((-nd - 2, -nd - 1), (-2, -1))
+        assert float((FF + FF.conj().transpose(-1, -2)).abs().max()) < 1e-14
+        assert float(FF.diagonal(dim1=-2, dim2=-1).sum(-1).abs().max()) < 1e-14
+
+
+def test_sun_plaquette_gradient_matches_generic(torch_backends):
+    """Autograd through the compiled plaquette sum (AOTAutograd) against autograd through the generic code."""
+    G, lat = lk.SU(3), lk.Lattice((4, 4))
+    for b in torch_backends:
+        U0 = _gauge(G, lat, (2,), 3, b.device)
+        grads = []
+        for fn in (lambda U: _kernels_torch_sun.sun_re_tr_plaquette_sum(U, 2),
+                   lambda U: wilson_gauge_action(U, 1.0, G, lat) * (-3)):
+            U = U0.clone().requires_grad_(True)
+            (fn(U) * torch.tensor([0.3, -1.2], dtype=torch.float64, device=b.device)).sum().backward()
+            grads.append(U.grad)
+        assert _rel(grads[0], grads[1]) < 1e-14
+
+
+@pytest.mark.parametrize("gname, shape, sources", [("U1", (4, 6), (3,)), ("SU3", (4, 4), ()), ("U1", (4, 2, 2, 3), (2,))])
+def test_wilson_dirac_matches_generic(torch_backends, gname, shape, sources):
+    G = lk.U1 if gname == "U1" else lk.SU(3)
+    lat = lk.Lattice(shape)
+    for b in torch_backends:
+        U = _gauge(G, lat, (2,), 7, b.device)
+        for anti in (True, False):
+            D = WilsonDirac(U, G, lat, kappa=0.13, antiperiodic=anti)
+            psi = torch.tensor(np.asarray(D.random_field(backends.rng(9, backend="numpy"), sources + (2,))),
+                               device=b.device)
+            links = D._links_for_kernels()
+            for dag in (False, True):
+                out = _kernels_torch_dirac.wilson_dirac_apply(psi, links, D._gam, 1.0, -0.13, dagger=dag,
+                                                              antiperiodic=anti)
+                assert out.shape == psi.shape and out.dtype == psi.dtype
+                assert _rel(out, D.apply_dagger(psi) if dag else D.apply(psi)) < 1e-14
+                hop = _kernels_torch_dirac.wilson_dirac_apply(psi, links, D._gam, 0.0, 1.0, dagger=dag,
+                                                              antiperiodic=anti)
+                assert _rel(hop, D.hop(psi, dagger=dag)) < 1e-14
+
+
+def test_declines_unqualified_inputs():
+    G, lat = lk.SU(3), lk.Lattice((4, 4))
+    U = _gauge(G, lat, (), 1, "cpu")
+    sun = _kernels_torch_sun
+    assert sun.sun_re_tr_plaquette_sum(U.numpy(), 2) is None                      # not a tensor
+    assert sun.sun_re_tr_plaquette_sum(U.real, 2) is None                         # not complex
+    assert sun.sun_re_tr_plaquette_sum(U, 3) is None                              # layout of another nd
+    U4 = _gauge(lk.SU(4), lat, (), 1, "cpu")
+    assert sun.sun_re_tr_plaquette_sum(U4, 2) is None                             # N = 4 is not unrolled
+    assert sun.sun_wilson_force(U, 1 + 2j, 2) is None                             # complex beta
+    D = WilsonDirac(U, G, lat, kappa=0.1)
+    psi = torch.tensor(np.asarray(D.random_field(backends.rng(2, backend="numpy"))))
+    links = D._links_for_kernels()
+    wd = _kernels_torch_dirac.wilson_dirac_apply
+    assert wd(psi.numpy(), links, D._gam, 1.0, -0.1) is None
+    assert wd(psi.to(torch.complex64), links, D._gam, 1.0, -0.1) is None         # mixed precision
+    assert wd(psi, links, D._gam, 1.0, 0.1j) is None                              # complex beta
+    assert wd(psi, links, D._gam[:1], 1.0, -0.1) is None                          # one direction
+    assert wd(psi[..., :2, :], links, D._gam, 1.0, -0.1) is None                 # wrong lattice
+    diag = ((0, 1), (1, -1))                                                      # a diagonal "gamma"
+    assert wd(psi, links, (D._gam[0], diag), 1.0, -0.1) is None
+
+
+def test_registered_kernels_run_behind_the_library_calls(monkeypatch):
+    """With the kernels registered, the library's own calls (action, force, plaquette, D, D^dag, the even/odd
+    Schur operator) run them, and agree with the generic code; every name of ``_kernels_torch.NAMES`` is
+    registered."""
+    G, lat = lk.SU(3), lk.Lattice((4, 4))      # the shapes of the tests above: their graphs, no new compilation
+    U = _gauge(G, lat, (2,), 4, "cpu")
+    D = WilsonDirac(U, G, lat, kappa=0.12)
+    psi = torch.tensor(np.asarray(D.random_field(backends.rng(3, backend="numpy"))))
+    Deo = EvenOddDirac(D)
+    psi_e = Deo.even(psi)
+
+    def everything():
+        return [wilson_gauge_action(U, 5.0, G, lat), wilson_gauge_force(U, 5.0, G, lat), average_plaquette(U, G, lat),
+                plaquette_field(U, G, lat), D.apply(psi), D.apply_dagger(psi), Deo.apply(psi_e),
+                Deo.apply_dagger(psi_e)]
+
+    ref = everything()
+    monkeypatch.setattr(_fast, "_REGISTRY", dict(_fast._REGISTRY))
+    monkeypatch.setattr(_fast, "_BUILTINS_LOADED", True)
+    monkeypatch.setenv("LATTICEKIT_FAST_KERNELS", "1")
+    assert _kernels_torch.register() == _kernels_torch.NAMES
+    assert all((n, "torch") in _fast._REGISTRY for n in _kernels_torch.NAMES)
+    calls = []
+    for name in _kernels_torch_sun.NAMES + _kernels_torch_dirac.NAMES:
+        def spy(*a, _f=_fast._REGISTRY[(name, "torch")], _n=name, **kw):
+            out = _f(*a, **kw)
+            calls.append((_n, out is not None))
+            return out
+        _fast._REGISTRY[(name, "torch")] = spy
+    got = everything()
+    assert {n for n, ok in calls if ok} == set(_kernels_torch_sun.NAMES + _kernels_torch_dirac.NAMES)
+    assert all(ok for _, ok in calls)
+    for g, r in zip(got, ref):
+        assert_close(g.numpy(), r.numpy(), rtol=1e-14, atol=1e-14 * float(r.abs().max()))
