@@ -14,8 +14,9 @@ Built-in fast paths are registered lazily, on the first lookup (nothing happens 
   handing its kernels over through its ``kernels()``; shared machinery in ``_numba_common``. A module
   may also hand over kernels for torch CPU tensors through ``torch_kernels()`` (the compiled CG: the
   tensors are viewed as NumPy arrays without a copy; CUDA tensors and autograd are declined);
-* the ``torch.compile`` kernels of ``backends/_kernels_torch.py`` for backend ``"torch"``, only when
-  ``LATTICEKIT_FAST_KERNELS=1`` (compilation costs seconds per kernel).
+* the ``torch.compile`` kernels of ``backends/_kernels_torch.py`` (U(1), phi^4, CG updates) and of
+  ``_kernels_torch_sun.py`` / ``_kernels_torch_dirac.py`` (SU(N) gauge, Wilson-Dirac) for backend ``"torch"``,
+  only when ``LATTICEKIT_FAST_KERNELS=1`` (compilation costs seconds per kernel).
 
 ``LATTICEKIT_FAST_KERNELS=0`` (or ``false``/``no``/``off``) disables every fast path: lookups return
 None and the generic code runs. The variable is read at every lookup. A fast path may also decline a

@@ -1,4 +1,5 @@
-"""Opt-in ``torch.compile`` fast paths for the bandwidth-bound 2D kernels (U(1) gauge, phi^4).
+"""Opt-in ``torch.compile`` fast paths: the 2D U(1) gauge and phi^4 kernels and the CG updates here, the SU(N)
+gauge and Wilson-Dirac kernels in their own modules (registered by :func:`register` as well).
 
 Measured on the 2-core development machine (benchmarks/README.md): the generic array code for the
 U(1) plaquette/action/force and the phi^4 action/force makes one pass over memory per array
@@ -28,6 +29,10 @@ Registered names (backend ``"torch"``)
     compiled graphs are real. They decline (return None) unless the fields are contiguous tensors of
     one shape and dtype (float32/64, complex64/128) and the per-chain arrays are tensors of the batch
     shape. On a GPU they replace about fifteen kernel launches per iteration by three or four.
+``sun_re_tr_plaquette_sum``, ``sun_plaquette_field``, ``sun_wilson_force``, ``wilson_dirac_apply``
+    The SU(N) gauge kernels (N = 2, 3) and the Wilson-Dirac hopping term, from
+    ``backends/_kernels_torch_sun.py`` and ``backends/_kernels_torch_dirac.py`` (:func:`register` registers
+    them too; their docstrings give the layouts). Shared machinery: ``backends/_torch_compile.py``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ the numba kernels of ``backends/_numba_gauge.py``):
     ``(1/N) Re tr P_{mu nu}(x)``, planes in the order of ``Lattice.planes()``.
 ``sun_wilson_force(U, beta, nd) -> U.shape``
     ``F_mu(x) = (beta / 2N) P(U_mu(x) A_mu(x))`` with the staple sum
-    ``A_mu(x) = sum_{rho != mu} [U_rho(x+mu) U_mu(x+rho)^dag U_rho(x)^dag + U_rho(x+mu-rho)^dag U_mu(x-rho)^dag U_rho(x-rho)]``
+    ``A_mu(x) = sum_{rho != mu} [U_rho(x+mu) U_mu(x+rho)^dag U_rho(x)^dag
+    + U_rho(x+mu-rho)^dag U_mu(x-rho)^dag U_rho(x-rho)]``
     and ``P(M) = (M - M^dag)/2 - tr(M - M^dag)/(2N)`` (``latticekit.actions.wilson_gauge``; the lower staple
     is ``[(U_mu U_rho(.+mu))^dag U_rho](x - rho)``, one product shared with the plaquette ``A``).
 
@@ -145,8 +146,9 @@ def _force(Ur: Any, coef: Any, nd: int) -> Any:
             if rho == mu:
                 continue
             Ur_mu = _shift(U[rho], mu, 1, nd)                                           # U_rho(x+mu)
-            up = _mul_adj(_mul_adj(Ur_mu, _shift(U[mu], rho, 1, nd), nd), U[rho], nd)   # U_rho(x+mu) U_mu(x+rho)^dag U_rho(x)^dag
-            lo = _shift(_adj_mul(_mul(U[mu], Ur_mu, nd), U[rho], nd), rho, -1, nd)      # [(U_mu U_rho(.+mu))^dag U_rho](x-rho)
+            # upper: U_rho(x+mu) U_mu(x+rho)^dag U_rho(x)^dag; lower: [(U_mu U_rho(.+mu))^dag U_rho](x-rho)
+            up = _mul_adj(_mul_adj(Ur_mu, _shift(U[mu], rho, 1, nd), nd), U[rho], nd)
+            lo = _shift(_adj_mul(_mul(U[mu], Ur_mu, nd), U[rho], nd), rho, -1, nd)
             s = _add(up, lo)
             S = s if S is None else _add(S, s)
         Mr, Mi = _mul(U[mu], S, nd)

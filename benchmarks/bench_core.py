@@ -469,6 +469,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                     if name != "plaquette_raw":
                         report(_row("su3_4d", name, "numpy+numba", L, 4, 1, U, _fast_env(fn, True), model, bw,
                                     timing, check=_fast_env(fn, False)))
+            if be == "torch" and compiled:   # the library calls, routed to backends/_kernels_torch_sun.py
+                for name, (fn, model) in kern.items():
+                    if name != "plaquette_raw":
+                        report(_row("su3_4d", name, "torch+compile", L, 4, 1, U, _fast_env(fn, True), model, bw,
+                                    timing, check=_fast_env(fn, False)))
             del U
             gc.collect()
     return result

@@ -469,7 +469,7 @@ def _throughput(row: dict[str, Any], nbytes: int, seconds: float, best_s: float,
 
 def _dirac_target(t: Target, base: dict[str, Any], lat: lk.Lattice, G: Any, U0: np.ndarray, psi0: np.ndarray,
                   kappa: float, ref: dict[str, np.ndarray], one: int, bw: dict[str, Any], timing: dict[str, Any],
-                  l2: int | None) -> list[dict[str, Any]]:
+                  l2: int | None, compiled: bool = False) -> list[dict[str, Any]]:
     U = t.put(U0)
     psi = t.put(psi0)
     t.sync()
@@ -478,19 +478,23 @@ def _dirac_target(t: Target, base: dict[str, Any], lat: lk.Lattice, G: Any, U0: 
     t.sync()
     t_ctor = time.perf_counter() - t0
     rows = []
-    for kernel, fn, nb, model in (
-            ("apply", D.apply, one, "read psi + read links + write D psi (bench_dirac.dirac_bytes)"),
-            ("normal", D.normal, 2 * one, "2 x (read psi + read links + write result) (D D^dag psi)")):
-        err = _rel_err(fn(psi), ref[kernel])
-        tt = time_call(lambda: fn(psi), **dict(timing, sync=t.sync_fn))
-        row = {**base, "kernel": kernel, "bytes_model": model, "constructor_s": t_ctor,
-               "max_rel_err_vs_numpy": err, "check": "numpy on the host, whole field", **tt, "status": "ok"}
-        rows.append(_throughput(row, nb, tt["median_s"], tt["min_s"], bw, t, l2))
+    variants = [(t.backend, False)] + ([("torch+compile", True)] if compiled and t.backend == "torch" else [])
+    for backend, fast in variants:   # generic code, then (torch, --compiled) backends/_kernels_torch_dirac.py
+        for kernel, fn, nb, model in (
+                ("apply", D.apply, one, "read psi + read links + write D psi (bench_dirac.dirac_bytes)"),
+                ("normal", D.normal, 2 * one, "2 x (read psi + read links + write result) (D D^dag psi)")):
+            f = _fast_env(fn, fast) if compiled else fn
+            err = _rel_err(f(psi), ref[kernel])
+            tt = time_call(lambda: f(psi), **dict(timing, sync=t.sync_fn))
+            row = {**base, "backend": backend, "kernel": kernel, "bytes_model": model, "constructor_s": t_ctor,
+                   "max_rel_err_vs_numpy": err, "check": "numpy on the host, whole field", **tt, "status": "ok"}
+            rows.append(_throughput(row, nb, tt["median_s"], tt["min_s"], bw, t, l2))
     return rows
 
 
 def dirac_rows(sizes: list[int], targets: list[Target], bw: dict[str, Any], timing: dict[str, Any],
-               l2: int | None, report: Callable[[dict[str, Any]], None], kappa: float = 0.12) -> None:
+               l2: int | None, report: Callable[[dict[str, Any]], None], kappa: float = 0.12,
+               compiled: bool = False) -> None:
     """``D psi`` and ``D D^dag psi`` of the 4D SU(3) Wilson-Dirac operator (batch 1), bench_dirac byte model."""
     for L in sizes:
         lat, G, U0, D0, psi0 = _dirac_case(L, kappa)
@@ -500,7 +504,7 @@ def dirac_rows(sizes: list[int], targets: list[Target], bw: dict[str, Any], timi
             base = {"suite": "dirac_su3_4d", "backend": t.backend, "device": t.device, "L": L, "nd": 4, "batch": 1,
                     "sites": lat.volume, "kappa": kappa}
             try:
-                for row in _dirac_target(t, base, lat, G, U0, psi0, kappa, ref, one, bw, timing, l2):
+                for row in _dirac_target(t, base, lat, G, U0, psi0, kappa, ref, one, bw, timing, l2, compiled):
                     report(row)
             except Exception as exc:
                 report({**base, "kernel": "apply/normal", "status": "error", "reason": f"{type(exc).__name__}: {exc}",
@@ -540,7 +544,7 @@ def _cg_target(t: Target, base: dict[str, Any], lat: lk.Lattice, G: Any, U0: np.
 
 def cg_rows(sizes: list[int], targets: list[Target], bw: dict[str, Any], quick: bool, l2: int | None,
             report: Callable[[dict[str, Any]], None], kappa: float = 0.12, tol: float = 1e-10,
-            maxiter: int = 2000) -> None:
+            maxiter: int = 2000, compiled: bool = False) -> None:
     """CG on ``D D^dag x = b`` (4D SU(3), batch 1): time per solve and per iteration, operator GB/s per iteration.
 
     ``ns_per_site``, ``GBps`` and the fractions refer to one iteration (``per_iteration_s``)."""
@@ -556,11 +560,26 @@ def cg_rows(sizes: list[int], targets: list[Target], bw: dict[str, Any], quick: 
                     "nd": 4, "batch": 1, "sites": lat.volume, "kappa": kappa, "tol": tol,
                     "host_numpy_solve_s": host_s,
                     "host_numpy_iterations": int(np.max(backends.to_numpy(info_ref.iterations)))}
-            try:
-                report(_cg_target(t, base, lat, G, U0, b0, D0, x_ref, kappa, tol, maxiter, quick, bw, l2))
-            except Exception as exc:
-                report({**base, "status": "error", "reason": f"{type(exc).__name__}: {exc}",
-                        "traceback": traceback.format_exc(limit=3)})
+            # with --compiled: the generic CG (fast paths off) and, beside it, the compiled hopping term and CG
+            # updates (backends/_kernels_torch*.py)
+            variants = [(t.backend, False), ("torch+compile", True)] if compiled and t.backend == "torch" else \
+                [(t.backend, None)]
+            for backend, fast in variants:
+                old = os.environ.get("LATTICEKIT_FAST_KERNELS")
+                if fast is not None:
+                    os.environ["LATTICEKIT_FAST_KERNELS"] = "1" if fast else "0"
+                try:
+                    report(_cg_target(t, {**base, "backend": backend}, lat, G, U0, b0, D0, x_ref, kappa, tol,
+                                      maxiter, quick, bw, l2))
+                except Exception as exc:
+                    report({**base, "backend": backend, "status": "error", "reason": f"{type(exc).__name__}: {exc}",
+                            "traceback": traceback.format_exc(limit=3)})
+                finally:
+                    if fast is not None:
+                        if old is None:
+                            os.environ.pop("LATTICEKIT_FAST_KERNELS", None)
+                        else:
+                            os.environ["LATTICEKIT_FAST_KERNELS"] = old
             t.free()
 
 
@@ -686,16 +705,19 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         for L in sizes["su3"]:
             lat = lk.Lattice((L,) * 4)
             U0 = np.ascontiguousarray(G.random(backends.rng(1000 + L, backend="numpy"), (1, 4), lat.shape))
-            field_rows("su3_4d", L, 4, 1, U0, gauge_kernels(G, lat, beta=6.0), None, targets, bw, timing,
-                       args.check_batch, l2, report)
+            kern = gauge_kernels(G, lat, beta=6.0)
+            # compiled: the library calls with the fast paths on (backends/_kernels_torch_sun.py)
+            comp = ({n: (_fast_env(f, True), m) for n, (f, m) in kern.items() if n != "plaquette_raw" and f is not None}
+                    if compiled else None)
+            field_rows("su3_4d", L, 4, 1, U0, kern, comp, targets, bw, timing, args.check_batch, l2, report)
             del U0
             gc.collect()
         save()
     if "dirac" in args.sections:
-        dirac_rows(sizes["dirac"], targets, bw, timing, l2, report)
+        dirac_rows(sizes["dirac"], targets, bw, timing, l2, report, compiled=bool(compiled))
         save()
     if "cg" in args.sections:
-        cg_rows(sizes["cg"], targets, bw, bool(args.quick), l2, report)
+        cg_rows(sizes["cg"], targets, bw, bool(args.quick), l2, report, compiled=bool(compiled))
         save()
     table = summary_table(rows)
     result["table"] = table.splitlines()

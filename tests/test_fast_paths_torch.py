@@ -2,7 +2,8 @@
 backends/_kernels_torch_dirac.py; the GPU path of issue 19, opt-in) against the generic Array API code.
 
 They are compiled here on the CPU (Inductor's C++ backend) and, where a GPU is present, on CUDA (Triton),
-through the ``torch_backends`` fixture. Both kernels use the arithmetic of the generic code, so the check is
+through the ``dev`` parameter (``-k cuda`` selects the GPU cases: benchmarks/gpu_kernels.sh). Both kernels use
+the arithmetic of the generic code, so the check is
 1e-14 relative in float64. Each distinct graph costs Inductor 5-25 s to compile on a cold cache; the cases are
 chosen to cover every branch (nd = 2, 3, 4 for the staples and the gamma tables, Nc = 1, 2, 3, both boundaries,
 D and D^dag, with and without alpha, source dimensions) with few graphs, and later tests reuse the shapes of
@@ -25,6 +26,12 @@ from latticekit.testing import assert_close
 
 torch = pytest.importorskip("torch")
 
+# the torch devices of the ``torch_backends`` fixture (tests/conftest.py) as a parameter, so that a GPU session
+# can select its cases by id without compiling the CPU graphs too
+DEVICES = [pytest.param("cpu", id="cpu"),
+           pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                    reason="no CUDA device visible to torch"))]
+
 
 @pytest.fixture(autouse=True)
 def _generic_reference(monkeypatch):
@@ -42,64 +49,65 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("N, shape", [(3, (4, 4)), (2, (3, 2, 4))])
-def test_sun_kernels_match_generic(torch_backends, N, shape):
+@pytest.mark.parametrize("dev", DEVICES)
+def test_sun_kernels_match_generic(dev, N, shape):
     """The sum in 2D and the field in 3D (several planes; both share ``_plaquettes``), the force in both (the
     staple loop over rho with one and with two other directions)."""
     G, lat = lk.SU(N), lk.Lattice(shape)
     nd = lat.nd
-    for b in torch_backends:
-        U = _gauge(G, lat, (2,), 5 + N, b.device)
-        if nd == 2:
-            s = _kernels_torch_sun.sun_re_tr_plaquette_sum(U, nd)
-            assert s.shape == (2,)
-            assert _rel(s, wilson_gauge_action(U, 1.0, G, lat) * (-N)) < 1e-14
-        else:
-            f = _kernels_torch_sun.sun_plaquette_field(U, nd)
-            assert f.shape == (2, 3) + shape
-            assert _rel(f, plaquette_field(U, G, lat)) < 1e-14
-        for beta in (2.5, 6.0):               # a new beta is a new tensor value, not a new graph
-            F = _kernels_torch_sun.sun_wilson_force(U, beta, nd)
-            assert F.shape == U.shape and F.dtype == U.dtype
-            assert _rel(F, wilson_gauge_force(U, beta, G, lat)) < 1e-14
-        # the force is traceless anti-Hermitian
-        FF = F.movedim((-nd - 2, -nd - 1), (-2, -1))
-        assert float((FF + FF.conj().transpose(-1, -2)).abs().max()) < 1e-14
-        assert float(FF.diagonal(dim1=-2, dim2=-1).sum(-1).abs().max()) < 1e-14
+    U = _gauge(G, lat, (2,), 5 + N, dev)
+    if nd == 2:
+        s = _kernels_torch_sun.sun_re_tr_plaquette_sum(U, nd)
+        assert s.shape == (2,)
+        assert _rel(s, wilson_gauge_action(U, 1.0, G, lat) * (-N)) < 1e-14
+    else:
+        f = _kernels_torch_sun.sun_plaquette_field(U, nd)
+        assert f.shape == (2, 3) + shape
+        assert _rel(f, plaquette_field(U, G, lat)) < 1e-14
+    for beta in (2.5, 6.0):               # a new beta is a new tensor value, not a new graph
+        F = _kernels_torch_sun.sun_wilson_force(U, beta, nd)
+        assert F.shape == U.shape and F.dtype == U.dtype
+        assert _rel(F, wilson_gauge_force(U, beta, G, lat)) < 1e-14
+    # the force is traceless anti-Hermitian
+    FF = F.movedim((-nd - 2, -nd - 1), (-2, -1))
+    assert float((FF + FF.conj().transpose(-1, -2)).abs().max()) < 1e-14
+    assert float(FF.diagonal(dim1=-2, dim2=-1).sum(-1).abs().max()) < 1e-14
 
 
-def test_sun_plaquette_gradient_matches_generic(torch_backends):
+@pytest.mark.parametrize("dev", DEVICES)
+def test_sun_plaquette_gradient_matches_generic(dev):
     """Autograd through the compiled plaquette sum (AOTAutograd) against autograd through the generic code."""
     G, lat = lk.SU(3), lk.Lattice((4, 4))
-    for b in torch_backends:
-        U0 = _gauge(G, lat, (2,), 3, b.device)
-        grads = []
-        for fn in (lambda U: _kernels_torch_sun.sun_re_tr_plaquette_sum(U, 2),
-                   lambda U: wilson_gauge_action(U, 1.0, G, lat) * (-3)):
-            U = U0.clone().requires_grad_(True)
-            (fn(U) * torch.tensor([0.3, -1.2], dtype=torch.float64, device=b.device)).sum().backward()
-            grads.append(U.grad)
-        assert _rel(grads[0], grads[1]) < 1e-14
+    U0 = _gauge(G, lat, (2,), 3, dev)
+    grads = []
+    for fn in (lambda U: _kernels_torch_sun.sun_re_tr_plaquette_sum(U, 2),
+               lambda U: wilson_gauge_action(U, 1.0, G, lat) * (-3)):
+        U = U0.clone().requires_grad_(True)
+        (fn(U) * torch.tensor([0.3, -1.2], dtype=torch.float64, device=dev)).sum().backward()
+        grads.append(U.grad)
+    assert _rel(grads[0], grads[1]) < 1e-14
 
 
-@pytest.mark.parametrize("gname, shape, sources", [("U1", (4, 6), (3,)), ("SU3", (4, 4), ()), ("U1", (4, 2, 2, 3), (2,))])
-def test_wilson_dirac_matches_generic(torch_backends, gname, shape, sources):
+@pytest.mark.parametrize("gname, shape, sources",
+                         [("U1", (4, 6), (3,)), ("SU3", (4, 4), ()), ("U1", (4, 2, 2, 3), (2,))])
+@pytest.mark.parametrize("dev", DEVICES)
+def test_wilson_dirac_matches_generic(dev, gname, shape, sources):
     G = lk.U1 if gname == "U1" else lk.SU(3)
     lat = lk.Lattice(shape)
-    for b in torch_backends:
-        U = _gauge(G, lat, (2,), 7, b.device)
-        for anti in (True, False):
-            D = WilsonDirac(U, G, lat, kappa=0.13, antiperiodic=anti)
-            psi = torch.tensor(np.asarray(D.random_field(backends.rng(9, backend="numpy"), sources + (2,))),
-                               device=b.device)
-            links = D._links_for_kernels()
-            for dag in (False, True):
-                out = _kernels_torch_dirac.wilson_dirac_apply(psi, links, D._gam, 1.0, -0.13, dagger=dag,
-                                                              antiperiodic=anti)
-                assert out.shape == psi.shape and out.dtype == psi.dtype
-                assert _rel(out, D.apply_dagger(psi) if dag else D.apply(psi)) < 1e-14
-                hop = _kernels_torch_dirac.wilson_dirac_apply(psi, links, D._gam, 0.0, 1.0, dagger=dag,
-                                                              antiperiodic=anti)
-                assert _rel(hop, D.hop(psi, dagger=dag)) < 1e-14
+    U = _gauge(G, lat, (2,), 7, dev)
+    for anti in (True, False):
+        D = WilsonDirac(U, G, lat, kappa=0.13, antiperiodic=anti)
+        psi = torch.tensor(np.asarray(D.random_field(backends.rng(9, backend="numpy"), sources + (2,))),
+                           device=dev)
+        links = D._links_for_kernels()
+        for dag in (False, True):
+            out = _kernels_torch_dirac.wilson_dirac_apply(psi, links, D._gam, 1.0, -0.13, dagger=dag,
+                                                          antiperiodic=anti)
+            assert out.shape == psi.shape and out.dtype == psi.dtype
+            assert _rel(out, D.apply_dagger(psi) if dag else D.apply(psi)) < 1e-14
+            hop = _kernels_torch_dirac.wilson_dirac_apply(psi, links, D._gam, 0.0, 1.0, dagger=dag,
+                                                          antiperiodic=anti)
+            assert _rel(hop, D.hop(psi, dagger=dag)) < 1e-14
 
 
 def test_declines_unqualified_inputs():
