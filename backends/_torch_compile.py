@@ -12,7 +12,8 @@ _SCALARS: dict[tuple[float, Any, Any], Any] = {}
 
 def device_scalar(v: float, dtype: Any, device: Any) -> Any:
     """A cached 0-d tensor of ``v`` on ``device``: a compiled graph takes scalars as tensors, so that a new
-    value does not recompile, and the cache spares a host-to-device copy per call on a GPU."""
+    value does not recompile (a Python float recompiles once, or at every value with dynamo's
+    ``specialize_float``), and the cache spares a host-to-device copy per call on a GPU."""
     import torch
 
     key = (float(v), dtype, device)

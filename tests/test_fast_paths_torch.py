@@ -1,5 +1,6 @@
 """The ``torch.compile`` SU(N) gauge and Wilson-Dirac kernels (backends/_kernels_torch_sun.py,
-backends/_kernels_torch_dirac.py; the GPU path of issue 19, opt-in) against the generic Array API code.
+backends/_kernels_torch_dirac.py; the GPU path of issue 19, opt-in), and the 2D U(1) and phi^4 ones of
+backends/_kernels_torch.py, against the generic Array API code (the CG updates: tests/linalg/test_cg_fused.py).
 
 They are compiled here on the CPU (Inductor's C++ backend) and, where a GPU is present, on CUDA (Triton),
 through the ``dev`` parameter (``-k cuda`` selects the GPU cases: benchmarks/gpu_kernels.sh). Both kernels use
@@ -167,3 +168,24 @@ def test_registered_kernels_run_behind_the_library_calls(monkeypatch):
     assert all(ok for _, ok in calls)
     for g, r in zip(got, ref):
         assert_close(g.numpy(), r.numpy(), rtol=1e-14, atol=1e-14 * float(r.abs().max()))
+
+
+@pytest.mark.parametrize("dev", DEVICES)
+def test_u1_and_phi4_compiled_kernels_match_generic(dev, monkeypatch):
+    """The 2D U(1) and phi^4 kernels of backends/_kernels_torch.py (measured in bench_gpu.py, used on a GPU with
+    ``LATTICEKIT_FAST_KERNELS=1``) against the generic code; their arithmetic differs (fused cos/sin, another
+    summation order), so 1e-13 relative."""
+    from latticekit.actions.phi4 import Phi4Action
+
+    lat = lk.Lattice((4, 6))
+    th = torch.tensor(lk.U1.random(backends.rng(2, backend="numpy"), (3, 2), lat.shape), device=dev)
+    phi = torch.tensor(backends.rng(4, backend="numpy").normal((3,) + lat.shape), device=dev)
+    S = Phi4Action(lat, 0.21, 0.03)
+    ref = [wilson_gauge_action(th, 1.7, lk.U1, lat), wilson_gauge_force(th, 1.7, lk.U1, lat), S.action(phi),
+           S.force(phi)]
+    fn = {n: _kernels_torch._lazy(n) for n in ("u1_plaquette_cos_sum", "u1_wilson_force", "phi4_action", "phi4_force")}
+    got = [-1.7 * fn["u1_plaquette_cos_sum"](th, 2), fn["u1_wilson_force"](th, 1.7, 2),
+           fn["phi4_action"](phi, 0.21, 0.03, 2), fn["phi4_force"](phi, 0.21, 0.03, 2)]
+    for g, r in zip(got, ref):
+        assert g.shape == r.shape
+        assert _rel(g, r) < 1e-13
