@@ -19,8 +19,8 @@ from .masks import PARTITIONINGS, GammaMask, PFMask, RowMask, SiteMask, SpinMask
 from .pseudo_marginal import (PFWeights, ess_vs_npf, fit_ess_npf, fit_npf_ratio, pf_weights,
                               pseudo_marginal_metropolis)
 from .parallel_transport import n_transport_features, parallel_transport, ptc, ptcn
-from .targets import (ESTIMATORS, PFTarget, PseudofermionSolveError, dense_normal_matrix, monomial_targets,
-                      normal_eigenvalues)
+from .targets import (ESTIMATORS, PFTarget, PseudofermionSolveError, dense_normal_matrix, exact_log_det,
+                      monomial_targets, normal_eigenvalues)
 
 __all__ = [
     "ConditionalPFModel",
@@ -37,6 +37,7 @@ __all__ = [
     "PFWeights",
     "PseudofermionSolveError",
     "dense_normal_matrix",
+    "exact_log_det",
     "monomial_targets",
     "normal_eigenvalues",
     "PFContext",

@@ -56,7 +56,7 @@ from latticekit.backends import Generator
 from ..model import Model
 from .conditional import ConditionalPFModel
 from .context import PFContext, PFContextTrunk
-from .targets import ESTIMATORS, PFTarget, dense_normal_matrix, normal_eigenvalues
+from .targets import ESTIMATORS, PFTarget, dense_normal_matrix, exact_log_det
 
 __all__ = ["GRADIENTS", "JointAction", "JointModel", "JointSample", "MarginalAction", "OBJECTIVES"]
 
@@ -296,8 +296,7 @@ class MarginalAction:
             M = dense_normal_matrix(self.targets[0].operator(U))
             return S - sum(t.log_det_from_matrix(M) for t in self.targets)
         if self.dense:
-            lam = normal_eigenvalues(self.targets[0].operator(U.detach()))
-            S = S - sum(t.log_det_from_eigenvalues(lam) for t in self.targets)
+            S = S - exact_log_det(self.targets, self.targets[0].operator(U.detach()))
         for t in self.targets:
             S = S - t.logdet_gradient_surrogate(U, self.rng, self.n_noise, self.gradient)
         return S

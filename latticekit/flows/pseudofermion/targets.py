@@ -62,12 +62,13 @@ from latticekit.actions.dirac_dense import dirac_dense_matrix
 from latticekit.actions.even_odd import EvenOddDirac
 from latticekit.actions.hasenbusch import HasenbuschMonomial, hasenbusch_monomials
 from latticekit.actions.pseudofermion import solve_normal
+from latticekit.backends import lu_linalg
 from latticekit.groups import Group
 from latticekit.lattice import Lattice
 from latticekit.linalg.cg import ConvergenceError
 
-__all__ = ["ESTIMATORS", "PFTarget", "PseudofermionSolveError", "dense_normal_matrix", "monomial_targets",
-           "normal_eigenvalues"]
+__all__ = ["ESTIMATORS", "PFTarget", "PseudofermionSolveError", "dense_normal_matrix", "exact_log_det",
+           "monomial_targets", "normal_eigenvalues"]
 
 #: forms of the stochastic log-det gradient (module docstring)
 ESTIMATORS = ("dirac", "normal")
@@ -91,6 +92,45 @@ def normal_eigenvalues(op: Any) -> torch.Tensor:
     with torch.no_grad():  # the squared singular values of D (ascending): accurate also for the small eigenvalues
         s = torch.linalg.svdvals(dirac_dense_matrix(op))
         return (s * s).flip(-1)
+
+
+def exact_log_det(targets: Sequence["PFTarget"], op: Any) -> torch.Tensor:
+    """``sum_i log(1/det K_i)`` of monomials that share the operator ``op``, by dense linear algebra, ``(B,)``,
+    without gradient (small lattices).
+
+    Each monomial needs ``log det(M + mu)`` at its ``mu_lo`` (and minus that at ``mu_hi``), ``M = A A^dag`` with
+    ``A`` the dense ``D`` (``D_sc`` for even/odd). At ``mu = 0`` it is ``2 log|det A|`` from the LU factorisation
+    of ``A`` (backward stable, no squared condition number); at ``mu > 0`` ``2 sum log L_ii`` with ``L`` the
+    Cholesky factor of ``M + mu`` (well conditioned by the shift; the value of the dense training gradient,
+    :meth:`PFTarget.log_det_from_matrix`). Both are several times cheaper than the singular values of ``A``
+    (64 matrices of n = 192 on one core: LU 0.07 s, product and Cholesky 0.17 s, singular values 0.37 s, which
+    were a third of the 2^4 QCD marginal training step). Should a shifted matrix not factorise (``mu`` below the
+    rounding of a near-singular ``M``), every term comes from the eigenvalues of ``M`` (:func:`normal_eigenvalues`).
+    """
+    with torch.no_grad():
+        A = dirac_dense_matrix(op)
+        memo: dict[float, torch.Tensor] = {}
+        M = None
+
+        def log_det_shifted(mu: float) -> torch.Tensor:
+            nonlocal M
+            if mu not in memo:
+                if mu == 0:
+                    memo[mu] = 2.0 * lu_linalg("slogdet", A)[1]
+                else:
+                    if M is None:
+                        M = A @ A.conj().transpose(-1, -2)
+                    eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
+                    L = torch.linalg.cholesky(M + mu * eye)
+                    memo[mu] = 2.0 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1).real).sum(-1)
+            return memo[mu]
+
+        try:
+            return sum(log_det_shifted(t.mu_lo) - (log_det_shifted(t.mu_hi) if t.mu_hi is not None else 0.0)
+                       for t in targets)
+        except torch.linalg.LinAlgError:
+            lam = normal_eigenvalues(op)
+            return sum(t.log_det_from_eigenvalues(lam) for t in targets)
 
 
 def dense_normal_matrix(op: Any) -> torch.Tensor:
@@ -260,8 +300,8 @@ class PFTarget:
         return out
 
     def log_det(self, U: torch.Tensor) -> torch.Tensor:
-        """Exact ``log(1/det K)`` by a dense eigendecomposition (small lattices), ``(B,)``."""
-        return self.log_det_from_eigenvalues(normal_eigenvalues(self.operator(U.detach())))
+        """Exact ``log(1/det K)`` by dense linear algebra (small lattices; :func:`exact_log_det`), ``(B,)``."""
+        return exact_log_det([self], self.operator(U.detach()))
 
     def sample(self, U: torch.Tensor, rng: Any) -> torch.Tensor:
         """Exact heatbath draw of ``p(phi | U)`` (one per gauge field)."""
