@@ -43,6 +43,7 @@ from typing import Any, Callable
 
 from . import _kernels_torch_dirac, _kernels_torch_sun
 from ._fast import register_fast_path
+from ._torch_compile import compile_variant
 
 __all__ = ["NAMES", "register", "register_from_env"]
 
@@ -103,7 +104,7 @@ def _u1_force_from_sin(s: Any, beta: float, nd: int) -> Any:
 def _u1_wilson_force(theta: Any, beta: float, nd: int) -> Any:
     # two compiled kernels: inductor would otherwise inline sin(theta_P) into each shifted use of it
     # and evaluate it three times per site
-    return _compiled("_u1_force_from_sin")(_compiled("_u1_plaquette_sin")(theta, nd), beta, nd)
+    return _compiled("_u1_force_from_sin", nd)(_compiled("_u1_plaquette_sin", nd)(theta, nd), beta, nd)
 
 
 def _phi4_action(phi: Any, kappa: float, lam: float, nd: int) -> Any:
@@ -209,15 +210,14 @@ def _cg_update_p(p: Any, r: Any, beta: Any, active: Any, batch_ndim: int) -> Any
 
 
 @lru_cache(maxsize=None)
-def _compiled(name: str) -> Callable[..., Any]:
-    import torch
-
+def _compiled(name: str, nd: int | None = None) -> Callable[..., Any]:
     fn = {"u1_plaquette_cos_sum": _u1_plaquette_cos_sum, "_u1_plaquette_sin": _u1_plaquette_sin,
           "_u1_force_from_sin": _u1_force_from_sin, "phi4_action": _phi4_action, "phi4_force": _phi4_force,
           "_dot_rows": _dot_rows, "_xr_rows": _xr_rows, "_p_rows": _p_rows}[name]
     # torch's default shape policy: the first shape is compiled static, a second shape triggers one
-    # recompilation with dynamic sizes; nd is a Python constant baked into each graph.
-    return torch.compile(fn)
+    # recompilation with dynamic sizes; nd is a Python constant baked into each graph, one code object per nd
+    # (compile_variant: dynamo's limit of 8 variants per code object)
+    return compile_variant(fn, "any" if nd is None else f"{nd}d")
 
 
 def _lazy(name: str) -> Callable[..., Any]:
@@ -227,7 +227,7 @@ def _lazy(name: str) -> Callable[..., Any]:
         if name in _CG:                    # wrappers: qualify, take real views, call the compiled rows
             return {"batched_re_inner": _batched_re_inner, "cg_update_xr": _cg_update_xr,
                     "cg_update_p": _cg_update_p}[name](*args, **kwargs)
-        return _compiled(name)(*args, **kwargs)
+        return _compiled(name, args[-1] if args and isinstance(args[-1], int) else None)(*args, **kwargs)
 
     call.__name__ = f"compiled_{name}"
     call.__doc__ = f"torch.compile'd {name} (compiled on first call)."
