@@ -30,7 +30,7 @@ Registered names (backend ``"torch"``)
     one shape and dtype (float32/64, complex64/128) and the per-chain arrays are tensors of the batch
     shape. On a GPU they replace about fifteen kernel launches per iteration by three or four.
 ``sun_re_tr_plaquette_sum``, ``sun_plaquette_field``, ``sun_wilson_force``, ``wilson_dirac_apply``
-    The SU(N) gauge kernels (N = 2, 3) and the Wilson-Dirac hopping term, from
+    The SU(N) gauge kernels (any N) and the Wilson-Dirac hopping term, from
     ``backends/_kernels_torch_sun.py`` and ``backends/_kernels_torch_dirac.py`` (:func:`register` registers
     them too; their docstrings give the layouts). Shared machinery: ``backends/_torch_compile.py``.
 """

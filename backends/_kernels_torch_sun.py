@@ -1,12 +1,13 @@
-"""Opt-in ``torch.compile`` fast paths for the SU(N) Wilson gauge kernels (N = 2, 3 unrolled), for GPU and CPU.
+"""Opt-in ``torch.compile`` fast paths for the SU(N) Wilson gauge kernels, for GPU and CPU.
 
 The generic Array-API code builds every plaquette and staple from stacked complex ``(N, N)`` matrix
 products, one array operation (one pass over memory, one kernel launch on a GPU) at a time: the
 4D SU(3) plaquette is ~50 launches of small kernels on an H100 (benchmarks/README.md, ``gpu_h100.json``).
-Here the same formulas are written on the real and imaginary parts of the individual matrix elements
-(Inductor does not fuse complex arithmetic), so that ``torch.compile`` traces one real-valued graph
-per kernel and fuses the products, the shifts (``torch.roll`` becomes index arithmetic) and the
-reductions into a few loops: Triton kernels on a GPU, vectorised C++ on a CPU.
+Here the same formulas are written on the real and imaginary parts of the matrices, each a real tensor
+``(*B, N, N, *L)`` (Inductor does not fuse complex arithmetic), a product being a broadcast multiply summed
+over the middle index, so that ``torch.compile`` traces one real-valued graph per kernel and fuses the
+products, the shifts (``torch.roll`` becomes index arithmetic) and the reductions into a few loops: Triton
+kernels on a GPU, vectorised C++ on a CPU.
 
 Fields: ``U`` ``(*B, nd, N, N, *L)`` complex64/complex128 (the house layout, DESIGN.md); the kernels
 see ``torch.view_as_real(U)`` (no copy). Registered names (backend ``"torch"``, with the signatures of
@@ -25,8 +26,8 @@ the numba kernels of ``backends/_numba_gauge.py``):
     is ``[(U_mu U_rho(.+mu))^dag U_rho](x - rho)``, one product shared with the plaquette ``A``).
 
 They decline (return None; the generic code runs) unless ``U`` is a complex64/complex128 torch tensor of
-that layout with ``N`` in :data:`UNROLLED`. ``beta`` enters as a tensor, so a new ``beta`` does not
-recompile. Each ``(nd, N, dtype)`` is one graph; autograd works through them (AOTAutograd).
+that layout with ``N >= 2``. ``beta`` enters as a tensor, so a new ``beta`` does not recompile. One code object
+per ``(kernel, nd)`` (``_torch_compile.compile_variant``); autograd works through them (AOTAutograd).
 """
 
 from __future__ import annotations
@@ -36,17 +37,15 @@ from typing import Any, Callable
 
 from ._torch_compile import compile_variant, device_scalar
 
-__all__ = ["NAMES", "UNROLLED", "sun_plaquette_field", "sun_re_tr_plaquette_sum", "sun_wilson_force"]
+__all__ = ["NAMES", "sun_plaquette_field", "sun_re_tr_plaquette_sum", "sun_wilson_force"]
 
 NAMES = ("sun_re_tr_plaquette_sum", "sun_plaquette_field", "sun_wilson_force")
-#: matrix sizes with unrolled kernels (larger N: the graph grows as N^3 per product; the generic code runs)
-UNROLLED = (2, 3)
 
 # ------------------------------------------------------------------------------------------------
 # complex matrix arithmetic on (re, im) pairs of stacked matrices (*B, N, N, *L): a product is a
 # broadcast multiply and a sum over k (a handful of graph nodes whatever N; Inductor unrolls the short
-# reduction). Written element by element instead, the 4D SU(3) graph has thousands of nodes and takes
-# Inductor minutes to schedule.
+# reduction). Written element by element instead (108 real products per SU(3) product), the 4D SU(3)
+# plaquette graph was still being scheduled by Inductor after 11 minutes.
 # ------------------------------------------------------------------------------------------------
 def _prod(x: Any, y: Any, nd: int, conj_x: bool, conj_y: bool) -> Any:
     """``sum_k x_ik y_kj`` with each factor optionally conjugated (its imaginary part negated)."""
@@ -184,7 +183,7 @@ def _real_view(U: Any, nd: Any) -> Any:
     if U.dtype not in (torch.complex64, torch.complex128) or U.ndim < nd + 3 or U.shape[U.ndim - nd - 3] != nd:
         return None
     N = int(U.shape[-nd - 1])
-    if int(U.shape[-nd - 2]) != N or N not in UNROLLED:
+    if int(U.shape[-nd - 2]) != N or N < 2:
         return None
     return torch.view_as_real(U)
 
