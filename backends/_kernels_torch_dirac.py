@@ -27,11 +27,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Callable
 
-from ._torch_compile import compile_variant, device_scalar
+from ._torch_compile import compile_variant, device_constant, device_scalar, real_scalar
 
 __all__ = ["NAMES", "wilson_dirac_apply"]
 
 NAMES = ("wilson_dirac_apply",)
+
 
 def _cmul(x: Any, c: Any) -> Any:
     """``c x`` with ``c = (re, im)`` 0-d tensors: exact for the gamma coefficients ``+-1``, ``+-i`` (products
@@ -134,29 +135,13 @@ def _tables(gammas: Any, dagger: bool) -> tuple[Any, list[list[complex]]] | None
         return None
 
 
-def _real(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-_CONSTS: dict[tuple[Any, ...], Any] = {}
-
-
-def _cached(key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
-    """Small device tensors built once per key (no host-to-device copies per call on a GPU)."""
-    t = _CONSTS.get(key)
-    if t is None:
-        t = make()
-        if len(_CONSTS) < 256:
-            _CONSTS[key] = t
-    return t
-
-
 def wilson_dirac_apply(psi: Any, links: Any, gammas: Any, alpha: Any, beta: Any, *, dagger: bool = False,
                        antiperiodic: bool = True) -> Any:
     """``alpha psi + beta H psi`` (``H^dag`` for ``dagger``), or None (declined); see the module docstring."""
     import torch
 
-    if not (isinstance(psi, torch.Tensor) and isinstance(links, torch.Tensor) and _real(alpha) and _real(beta)):
+    if not (isinstance(psi, torch.Tensor) and isinstance(links, torch.Tensor) and real_scalar(alpha)
+            and real_scalar(beta)):
         return None
     if psi.dtype not in (torch.complex64, torch.complex128) or links.dtype != psi.dtype or links.device != psi.device:
         return None
@@ -178,7 +163,7 @@ def wilson_dirac_apply(psi: Any, links: Any, gammas: Any, alpha: Any, beta: Any,
     real = torch.float64 if psi.dtype == torch.complex128 else torch.float32
     dev = psi.device
     flat = tuple(c for mu in coefs for hop in mu for pc in hop for c in pc)
-    coef = _cached(("coef", pairs, flat, real, dev), lambda: torch.tensor(
+    coef = device_constant(("coef", pairs, flat, real, dev), lambda: torch.tensor(
         [[[[[c.real, c.imag] for c in pc] for pc in hop] for hop in mu] for mu in coefs], dtype=real).to(dev))
 
     def make_signs() -> Any:
@@ -188,7 +173,7 @@ def wilson_dirac_apply(psi: Any, links: Any, gammas: Any, alpha: Any, beta: Any,
             sg[1, 0] = -1.0                 # backward time hop arriving at x0 = 0 came from x0 = L0-1
         return sg.to(dev)
 
-    signs = _cached(("signs", L[0], nd, bool(antiperiodic), real, dev), make_signs)
+    signs = device_constant(("signs", L[0], nd, bool(antiperiodic), real, dev), make_signs)
     out = _compiled(pairs)(torch.view_as_real(psi), torch.view_as_real(links), coef, signs,
                            device_scalar(float(alpha), real, dev), device_scalar(float(beta), real, dev))
     return torch.view_as_complex(out)

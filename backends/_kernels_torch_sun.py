@@ -35,7 +35,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Callable
 
-from ._torch_compile import compile_variant, device_scalar
+from ._torch_compile import compile_variant, device_scalar, real_scalar
 
 __all__ = ["NAMES", "sun_plaquette_field", "sun_re_tr_plaquette_sum", "sun_wilson_force"]
 
@@ -205,7 +205,7 @@ def sun_wilson_force(U: Any, beta: Any, nd: int) -> Any:
     import torch
 
     Ur = _real_view(U, nd)
-    if Ur is None or isinstance(beta, bool) or not isinstance(beta, (int, float)):
+    if Ur is None or not real_scalar(beta):
         return None
     coef = device_scalar(float(beta) / (2.0 * int(U.shape[-nd - 1])), Ur.dtype, U.device)
     return torch.view_as_complex(_compiled("force", nd)(Ur, coef, nd))

@@ -1,28 +1,40 @@
 """Shared machinery of the ``torch.compile`` fast paths (``_kernels_torch*.py``): one code object per graph
-variant, and device scalars that do not recompile."""
+variant, small device constants built once, and the check of a real coupling."""
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Callable
 
-__all__ = ["compile_variant", "device_scalar"]
+__all__ = ["compile_variant", "device_constant", "device_scalar", "real_scalar"]
 
-_SCALARS: dict[tuple[float, Any, Any], Any] = {}
+_CONSTANTS: dict[tuple[Any, ...], Any] = {}
+
+
+def device_constant(key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+    """The small tensor ``make()`` built once per hashable ``key`` (which names its dtype and device): no
+    host-to-device copy per call on a GPU. At most 256 are kept."""
+    t = _CONSTANTS.get(key)
+    if t is None:
+        t = make()
+        if len(_CONSTANTS) < 256:
+            _CONSTANTS[key] = t
+    return t
 
 
 def device_scalar(v: float, dtype: Any, device: Any) -> Any:
     """A cached 0-d tensor of ``v`` on ``device``: a compiled graph takes scalars as tensors, so that a new
     value does not recompile (a Python float recompiles once, or at every value with dynamo's
-    ``specialize_float``), and the cache spares a host-to-device copy per call on a GPU."""
+    ``specialize_float``)."""
     import torch
 
-    key = (float(v), dtype, device)
-    t = _SCALARS.get(key)
-    if t is None:
-        t = torch.tensor(float(v), dtype=dtype).to(device)
-        if len(_SCALARS) < 256:
-            _SCALARS[key] = t
-    return t
+    return device_constant(("scalar", float(v), dtype, device), lambda: torch.tensor(float(v), dtype=dtype).to(device))
+
+
+def real_scalar(v: Any) -> bool:
+    """True for a finite real number (Python or NumPy; not a bool): a coupling the kernels take."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
 def compile_variant(fn: Callable[..., Any], tag: str) -> Callable[..., Any]:
