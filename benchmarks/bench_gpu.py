@@ -565,21 +565,15 @@ def cg_rows(sizes: list[int], targets: list[Target], bw: dict[str, Any], quick: 
             variants = [(t.backend, False), ("torch+compile", True)] if compiled and t.backend == "torch" else \
                 [(t.backend, None)]
             for backend, fast in variants:
-                old = os.environ.get("LATTICEKIT_FAST_KERNELS")
-                if fast is not None:
-                    os.environ["LATTICEKIT_FAST_KERNELS"] = "1" if fast else "0"
+                def run(_: Any, b: str = backend) -> dict[str, Any]:
+                    return _cg_target(t, {**base, "backend": b}, lat, G, U0, b0, D0, x_ref, kappa, tol, maxiter,
+                                      quick, bw, l2)
+
                 try:
-                    report(_cg_target(t, {**base, "backend": backend}, lat, G, U0, b0, D0, x_ref, kappa, tol,
-                                      maxiter, quick, bw, l2))
+                    report((_fast_env(run, fast) if fast is not None else run)(None))
                 except Exception as exc:
                     report({**base, "backend": backend, "status": "error", "reason": f"{type(exc).__name__}: {exc}",
                             "traceback": traceback.format_exc(limit=3)})
-                finally:
-                    if fast is not None:
-                        if old is None:
-                            os.environ.pop("LATTICEKIT_FAST_KERNELS", None)
-                        else:
-                            os.environ["LATTICEKIT_FAST_KERNELS"] = old
             t.free()
 
 
