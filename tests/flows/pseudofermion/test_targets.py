@@ -181,9 +181,9 @@ def test_normal_eigenvalues_and_condition_numbers(device: str) -> None:
 @pytest.mark.parametrize("even_odd", [False, True], ids=["full", "eo"])
 def test_exact_log_det_against_the_dense_normal_matrix(G: Any, even_odd: bool, device: str, monkeypatch: Any) -> None:
     """``exact_log_det`` (LU of the dense ``D`` at ``mu = 0``, Cholesky of ``M + mu`` otherwise) against ``slogdet``
-    of ``M + mu`` built column by column from ``op.normal``: one plain monomial (LU), a Hasenbusch chain (a ratio
-    and a shifted plain monomial: Cholesky), a plain with a ratio monomial (both routes, summed), and a shift below
-    the rounding of a singular ``M`` (the eigenvalue fallback)."""
+    of ``M + mu`` built column by column from ``op.normal``: one plain monomial (LU), a Hasenbusch chain (a ratio,
+    LU and Cholesky, and a shifted plain monomial, Cholesky), a plain with a shifted ratio monomial, and the
+    eigenvalue fallback when a Cholesky factorisation fails (simulated)."""
     rng = _rng(9, device)
     U = G.random(rng, (3, 2), LAT.shape)
     mixed = [PFTarget(G, LAT, 0.2, even_odd=even_odd), PFTarget(G, LAT, 0.2, even_odd=even_odd, mu_lo=0.02, mu_hi=0.3)]
