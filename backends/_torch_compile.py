@@ -37,17 +37,19 @@ def real_scalar(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
-def compile_variant(fn: Callable[..., Any], tag: str) -> Callable[..., Any]:
-    """``torch.compile`` of a copy of ``fn`` with a code object of its own, named ``<name>_<tag>``.
+def compile_variant(fn: Callable[..., Any], tag: str, **options: Any) -> Callable[..., Any]:
+    """``torch.compile(..., **options)`` of a copy of ``fn`` with a code object of its own, named ``<name>_<tag>``.
 
     Dynamo keeps its compiled graphs per code object and stops compiling one (falling back to eager, with a
     warning) after ``torch._dynamo.config.recompile_limit`` (8) variants. Graphs that differ by Python
     constants (nd, gamma tables, boundary conditions) each get their own code object here, so that a process
     that meets many variants (the test suite, a job with 2D and 4D theories) keeps every one of them compiled.
+    The flow layers (:func:`latticekit.flows.compile_layers`) get one code object per layer the same way.
     """
     import types
 
     import torch
 
     code = fn.__code__.replace(co_name=f"{fn.__name__}_{tag}", co_qualname=f"{fn.__qualname__}_{tag}")
-    return torch.compile(types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__))
+    return torch.compile(types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__),
+                         **options)

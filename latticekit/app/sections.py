@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from latticekit.utils.schema import as_dict, setting
 
@@ -109,7 +109,11 @@ class TrainSection:
     eval_batch_size: int = setting(1024, doc="samples of an evaluation")
     checkpoint_every: int = setting(100, doc="steps between checkpoints")
     log_every: int = setting(50, doc="steps between progress lines without tqdm")
-    compile: bool = setting(False, doc="torch.compile the coupling splines")
+    compile: Literal[False, True, "splines", "layers"] = setting(
+        False, doc="torch.compile the coupling splines (true or \"splines\") or each flow layer as a graph of its "
+        "own (\"layers\": CUDA graphs on a GPU)",
+        check=lambda v: None if isinstance(v, bool) or v in ("splines", "layers")
+        else f"expected true, false, \"splines\" or \"layers\", got {v!r}")
     recompute_layers: bool = setting(False, doc="recompute each flow layer's activations (each CNF field "
                                      "evaluation of the super-resolving families) in the backward pass "
                                      "(activation checkpointing: less memory, about one more forward pass)")

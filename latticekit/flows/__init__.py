@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from .base import Flow, FlowLayer, InverseFlow, append_context, sum_sites
 from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
+from .compiled_layers import LayerCompiler, compile_layers
 from .distributed import DistributedTrainer
 from .masks import (
     MASK_PATTERNS,
@@ -73,6 +74,7 @@ __all__ = [
     "CheckpointMismatchError",
     "default_shift_parameters",
     "circular_rq_spline",
+    "compile_layers",
     "compile_splines",
     "ConditionalGaussianPrior",
     "ConvNet",
@@ -86,6 +88,7 @@ __all__ = [
     "HaarPrior",
     "independence_metropolis",
     "InverseFlow",
+    "LayerCompiler",
     "LinkMask",
     "load_checkpoint",
     "MASK_PATTERNS",

@@ -26,6 +26,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterable
 
 import torch
@@ -139,10 +140,18 @@ class Flow(FlowLayer):
     #: checkpointing; set by :func:`~latticekit.flows.recompute.recompute_layers`)
     recompute: bool = False
 
-    def _run(self, fn: Any, x: torch.Tensor, context: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    #: the compiled callers of the layers (a :class:`~latticekit.flows.compiled_layers.LayerCompiler`, set by
+    #: :func:`~latticekit.flows.compiled_layers.compile_layers`); None: each layer is called eagerly
+    compiled: Any = None
+
+    def _run(self, index: int, layer: nn.Module, inverse: bool, x: torch.Tensor,
+             context: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.compiled is not None and not isinstance(layer, Flow):   # a nested Flow compiles its own layers
+            fn: Any = functools.partial(self.compiled, index, layer, inverse)
+        else:
+            fn = layer.inverse if inverse else layer.__call__
         # a layer that recomputes by itself (a nested Flow, a LocalCNF) is not checkpointed as a whole as well:
         # that would run its inner work a third time
-        layer = getattr(fn, "__self__", None)
         if self.recompute and torch.is_grad_enabled() and not getattr(layer, "recompute", False):
             from .recompute import recomputed
 
@@ -151,15 +160,15 @@ class Flow(FlowLayer):
 
     def forward(self, x: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         total: torch.Tensor | None = None
-        for layer in self.layers:
-            x, ld = self._run(layer.__call__, x, context)
+        for i, layer in enumerate(self.layers):
+            x, ld = self._run(i, layer, False, x, context)
             total = ld if total is None else total + ld
         return x, (self._zero(x, 1) if total is None else total)
 
     def inverse(self, y: torch.Tensor, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         total: torch.Tensor | None = None
-        for layer in reversed(self.layers):
-            y, ld = self._run(layer.inverse, y, context)
+        for i in reversed(range(len(self.layers))):
+            y, ld = self._run(i, self.layers[i], True, y, context)
             total = ld if total is None else total + ld
         return y, (self._zero(y, 1) if total is None else total)
 

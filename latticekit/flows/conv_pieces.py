@@ -44,7 +44,6 @@ True
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -127,12 +126,14 @@ def conv_in_pieces(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     cap = COLUMN_BYTES if max_column_bytes is None else int(max_column_bytes)
     # columns of one sample: at most C_in prod(kernel) numbers per output site, and the (padded) input sites
     # bound the output sites for stride >= 1
-    if isinstance(padding, str):
-        sites = math.prod(x.shape[2:])
-    else:
-        pad = (padding,) * nd if isinstance(padding, int) else tuple(padding)
-        sites = math.prod(s + 2 * p for s, p in zip(x.shape[2:], pad))
-    per = max(1, x.shape[1] * math.prod(weight.shape[2:]) * sites * x.element_size())
+    # (plain loops, not math.prod of a generator: torch.compile traces them without a graph break)
+    pad = (0,) * nd if isinstance(padding, str) else (padding,) * nd if isinstance(padding, int) else tuple(padding)
+    per = x.shape[1] * x.element_size()
+    for s, p in zip(x.shape[2:], pad):
+        per *= s + 2 * p
+    for k in weight.shape[2:]:
+        per *= k
+    per = max(1, per)
     chunk = max(1, cap // per)
     if n <= chunk:
         return conv(x, weight, bias, stride, padding, dilation, groups)

@@ -147,6 +147,7 @@ class DistributedTrainer(Trainer):
         """One data-parallel step; metrics are those of the global batch (identical on all ranks)."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
+        self._mark_step()
         x, log_q = self.ddp(self.local_batch, self.rng)
         S = self.action_fn(x)
         if tuple(S.shape) != tuple(log_q.shape):

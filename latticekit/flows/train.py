@@ -44,11 +44,13 @@ from latticekit.utils import Progress
 from .checkpoint import load_checkpoint, save_checkpoint
 from .model import Model
 from .recompute import recompute_layers
+from .compiled_layers import compile_layers
 from .splines import compile_splines
 
 __all__ = ["NonFiniteLossError", "TrainConfig", "Trainer", "reverse_kl_loss", "stop_gradient_log_prob"]
 
 _GRADIENTS = ("reparam", "path")
+_COMPILE = ("splines", "layers")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -105,11 +107,15 @@ class TrainConfig:
         the parameter tensors) when the model is on CPU or CUDA: fewer small operations per step
         (the 2D U(1) stacks have 64-96 parameter tensors), the same update up to rounding.
         ``False``: torch's default implementation.
-    compile : bool
-        Evaluate the splines of the coupling layers with ``torch.compile``
+    compile : {False, True, "splines", "layers"}
+        ``True`` or ``"splines"``: evaluate the splines of the coupling layers with ``torch.compile``
         (:func:`~latticekit.flows.splines.compile_splines`): faster steps on small lattices (1.3x on
-        2D U(1), L = 8, one CPU core), a few seconds of compilation at the first step, results equal
-        to the eager ones up to rounding. Needs a working compiler backend (C++ on CPU).
+        2D U(1), L = 8, one CPU core), a few seconds of compilation at the first step. ``"layers"``: every
+        layer of the flow as a compiled graph of its own (:func:`~latticekit.flows.compiled_layers.compile_layers`),
+        replayed as CUDA graphs on a GPU (the step is then not bound by kernel launches); on the CPU it gains
+        most in float64 (benchmarks/README.md), and costs about a second of compilation per layer at the
+        first step. Results equal the eager ones up to rounding. Needs a working compiler backend (a C++
+        compiler on CPU, Triton on GPU).
     recompute_layers : bool
         Recompute each flow layer's activations (each field evaluation of a
         :class:`~latticekit.flows.superres.LocalCNF`) in the backward pass instead of keeping them
@@ -146,7 +152,7 @@ class TrainConfig:
     checkpoint_path: str | None = None
     progress: bool = False
     log_every: int = 100
-    compile: bool = False
+    compile: bool | str = False
     fused: bool = True
     recompute_layers: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -191,9 +197,10 @@ class TrainConfig:
         for name in ("eval_batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected >= 1")
-        for name in ("compile", "fused"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}={getattr(self, name)!r}: expected True or False")
+        if not isinstance(self.fused, bool):
+            raise ValueError(f"fused={self.fused!r}: expected True or False")
+        if not isinstance(self.compile, bool) and self.compile not in _COMPILE:
+            raise ValueError(f"compile={self.compile!r}: expected True, False or one of {_COMPILE}")
         if self.checkpoint_every and not self.checkpoint_path:
             raise ValueError("checkpoint_every > 0 needs checkpoint_path")
 
@@ -344,8 +351,11 @@ class Trainer:
         self.dtype = getattr(torch, cfg.dtype)
         self.device = torch.device(cfg.device) if cfg.device is not None else torch.device("cpu")
         self.model = model.to(dtype=self.dtype, device=self.device)
-        if cfg.compile:
+        if cfg.compile is True or cfg.compile == "splines":
             compile_splines(self.model)
+        elif cfg.compile == "layers" and not compile_layers(self.model):
+            raise ValueError(f"compile='layers': the model ({type(self.model).__name__}) has no Flow with layers "
+                             "to compile; use compile='splines' or False")
         if cfg.recompute_layers and not recompute_layers(self.model):
             raise ValueError(f"recompute_layers=True: the model ({type(self.model).__name__}) has no layer that "
                              "recomputes its activations (a Flow or a LocalCNF); leave the option off")
@@ -374,6 +384,12 @@ class Trainer:
         self.last_checkpoint_step: int | None = None
 
     # -- one step ------------------------------------------------------------------------------
+    def _mark_step(self) -> None:
+        # CUDA graphs (layers compiled on CUDA, compile="layers" or compile_layers) reuse their output memory at
+        # the next replay: each step and evaluation begins a new generation of them
+        if self.device.type == "cuda" and any(getattr(m, "compiled", None) is not None for m in self.model.modules()):
+            torch.compiler.cudagraph_mark_step_begin()
+
     def _stop(self, what: str, value: Any, cause: BaseException | None = None) -> None:
         where = (f"the last good checkpoint is {self.config.checkpoint_path!r} (step {self.last_checkpoint_step})"
                  if self.last_checkpoint_step is not None else "no checkpoint was written yet")
@@ -386,6 +402,7 @@ class Trainer:
         cfg = self.config
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
+        self._mark_step()
         try:
             loss, log_w = reverse_kl_loss(self.model, self.action_fn, cfg.batch_size, self.rng, gradient=cfg.gradient)
         except torch.linalg.LinAlgError as exc:
@@ -435,6 +452,7 @@ class Trainer:
         """
         n = self.config.eval_batch_size if n is None else n
         self.model.eval()
+        self._mark_step()
         g = backends.rng(self.config.seed + 1_000_003 * (self.step + 1), backend="torch", device=self.config.device)
         loss, log_w = reverse_kl_loss(self.model, self.action_fn, n, g)
         try:

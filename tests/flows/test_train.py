@@ -299,7 +299,8 @@ def test_stop_gradient_log_prob_matches_and_training_with_path_gradient(device: 
 
 def test_compile_option_switches_the_spline_layers() -> None:
     """``TrainConfig.compile`` points the spline layers at the compiled function (the compilation
-    itself happens at the first call and is tested in test_splines.py); non-bool values are refused."""
+    itself happens at the first call and is tested in test_splines.py; ``"layers"``: test_compiled_layers.py);
+    values other than a bool, "splines" and "layers" are refused."""
     from latticekit.flows import circular_rq_spline, u1_gauge_flow
 
     lat = lk.Lattice((4, 4))

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One device session for issue 19 item 3 (run by hand on a GPU machine from the repository root; writes under $OUT):
+#   the CUDA cases of tests/flows/test_compiled_layers.py (compiled layers, replayed as CUDA graphs, against the
+#   eager layers), then the 2D U(1) flow training step of the issue's table (L = 16, batch 1024, float32) eager,
+#   with compiled splines, with compiled layers (Inductor, CUDA graphs) and with the layers replayed as CUDA
+#   graphs of torch's own kernels (backend "cudagraphs"), paired in one process (benchmarks/flow_step_compiled.py).
+# Budget: ~2 min of tests, up to 6 min of benchmark (16 layers compile twice, forward and backward).
+# Wheels that a bare GPU image lacks travel in .whl/ (array-api-compat, array-api-strict).
+# DEVICE=cpu runs the same steps on the CPU with a small batch (a check of the script, not a measurement).
+set -uo pipefail
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+DEVICE=${DEVICE:-cuda}
+t0=$(date +%s)
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+# the package from the tree without an install: latticekit.backends lives in backends/ (pyproject's package-dir)
+if [ ! -e latticekit/backends ]; then ln -sfn ../backends latticekit/backends; trap 'rm -f latticekit/backends' EXIT; fi
+export PYTHONPATH="$PWD:${PYTHONPATH:-}"
+if [ "$DEVICE" = cuda ]; then nvidia-smi -L; fi
+python3 -c "import torch, latticekit; print(torch.__version__, torch.cuda.is_available())"
+echo "setup $(( $(date +%s) - t0 )) s"
+timeout 150 python3 -m pytest -q -n 0 -p no:cacheprovider tests/flows/test_compiled_layers.py -k "$DEVICE or refusals" \
+  2>&1 | tail -5 | tee "$OUT/pytest_compiled_layers.txt"
+echo "tests $(( $(date +%s) - t0 )) s"
+if [ "$DEVICE" = cuda ]; then
+  ARGS="--device cuda --shape 16,16 --batch 1024 --variants eager,splines,layers,layers-cudagraphs --blocks 4 --block-steps 5"
+  NAME=flow_step_compiled_u1_L16_b1024_gpu.json
+else
+  ARGS="--device cpu --batch 16 --variants eager,layers --blocks 2 --block-steps 2"
+  NAME=flow_step_compiled_dry_run_cpu.json
+fi
+timeout 360 python3 benchmarks/flow_step_compiled.py --config examples/u1_2d_flow.toml --dtype float32 $ARGS \
+  --out "$OUT/$NAME" 2>&1 | grep -v "^ " | tail -12
+echo "total $(( $(date +%s) - t0 )) s"
