@@ -94,7 +94,7 @@ def build_latticekit(L: int, a: argparse.Namespace) -> tuple[Trainer, Model]:
                                                        kernel_size=a.kernel, loop_context=False))
     tr = Trainer(model, WilsonGaugeAction(lk.U1, lat, a.beta),
                  TrainConfig(steps=10**9, batch_size=a.batch, lr=a.lr, dtype=a.dtype, seed=a.seed,
-                             compile=a.compile))
+                             compile="layers" if a.compile_layers else a.compile))
     return tr, model
 
 
@@ -277,6 +277,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--compile", action="store_true", help="latticekit: torch.compile'd splines")
+    p.add_argument("--compile-layers", action="store_true", help="latticekit: every layer torch.compile'd "
+                   "(TrainConfig.compile = 'layers'; instead of --compile)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--blocks", type=int, default=8, help="timed blocks per code and lattice size (0: no timing)")
     p.add_argument("--block-steps", default="", help="steps per block per L, e.g. '3,1' (default 3 at L<=8, else 1)")
@@ -307,7 +309,7 @@ def main() -> None:
                            "architecture": {"layers": a.layers, "hidden": list(a.hidden), "kernel": a.kernel,
                                             "knots": a.knots, "bins": a.knots - 1, "batch": a.batch,
                                             "dtype": a.dtype, "beta": a.beta, "lr": a.lr,
-                                            "latticekit_compile": a.compile},
+                                            "latticekit_compile": "layers" if a.compile_layers else a.compile},
                            "param_difference_note": "neumc's circular spline has one extra output channel (a "
                            "rotation t of the circle): 3 K + 1 outputs instead of 3 K, i.e. hidden[-1] * kernel^2 "
                            "+ 1 more parameters per layer",

@@ -44,7 +44,6 @@ True
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
