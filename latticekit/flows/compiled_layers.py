@@ -141,7 +141,9 @@ def compile_layers(model: nn.Module, enabled: bool = True, *, mode: str | None =
         ``torch.compile`` mode (:data:`MODES`). None: CUDA graphs (``"reduce-overhead"``) on CUDA, the default
         mode elsewhere. With CUDA graphs the outputs of a layer live in memory that the next replay reuses:
         a training loop calls ``torch.compiler.cudagraph_mark_step_begin()`` before each step
-        (:class:`~latticekit.flows.Trainer` does).
+        (:class:`~latticekit.flows.Trainer` does), and a loop that keeps outputs from one call to the next (a
+        flow-MCMC chain) clones them or runs the layers eagerly (``compile_layers(model, enabled=False)``;
+        ``latticekit sample`` loads its model without compiled layers).
     backend : str
         The ``torch.compile`` backend (:class:`LayerCompiler`).
 
