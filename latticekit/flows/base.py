@@ -146,7 +146,7 @@ class Flow(FlowLayer):
 
     def _run(self, index: int, layer: nn.Module, inverse: bool, x: torch.Tensor,
              context: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.compiled is not None and not isinstance(layer, Flow):   # a nested Flow compiles its own layers
+        if self.compiled is not None and index not in self.compiled.eager:   # (eager: layers that hold a Flow)
             fn: Any = functools.partial(self.compiled, index, layer, inverse)
         else:
             fn = layer.inverse if inverse else layer.__call__

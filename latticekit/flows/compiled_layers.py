@@ -84,6 +84,9 @@ class LayerCompiler:
         time) or ``"aot_eager"`` (tracing only, for debugging).
     """
 
+    #: positions of layers called eagerly: those that hold a Flow (it compiles its own layers)
+    eager: frozenset[int] = frozenset()
+
     def __init__(self, mode: str | None = None, backend: str = "inductor") -> None:
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: expected one of {MODES}")
@@ -121,7 +124,7 @@ class LayerCompiler:
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (LayerCompiler, (self.mode, self.backend))
+        return (_rebuild, (self.mode, self.backend, self.eager))
 
     def __repr__(self) -> str:
         return f"LayerCompiler(mode={self.mode!r}, backend={self.backend!r}, compiled={len(self._callers)})"
@@ -167,8 +170,18 @@ def compile_layers(model: nn.Module, enabled: bool = True, *, mode: str | None =
     LayerCompiler(mode, backend)   # the checks of the options
     n = 0
     for f in model.modules():
-        if isinstance(f, Flow):
-            f.compiled = LayerCompiler(mode, backend) if enabled else None
-            n += sum(not isinstance(layer, Flow) for layer in f.layers)
+        if not isinstance(f, Flow):
+            continue
+        # a layer holding a Flow (a nested Flow, an InverseFlow of one) is called eagerly: its flows compile
+        # their own layers, and a compiled graph would trace into their compiled callers
+        eager = frozenset(i for i, layer in enumerate(f.layers) if any(isinstance(m, Flow) for m in layer.modules()))
+        f.compiled = _rebuild(mode, backend, eager) if enabled else None
+        n += len(f.layers) - len(eager)
     return n
+
+
+def _rebuild(mode: str | None, backend: str, eager: frozenset[int]) -> LayerCompiler:
+    c = LayerCompiler(mode, backend)
+    c.eager = frozenset(eager)
+    return c
 

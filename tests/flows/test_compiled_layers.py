@@ -22,6 +22,7 @@ from latticekit.flows import (
     Flow,
     GaussianPrior,
     HaarPrior,
+    InverseFlow,
     LayerCompiler,
     Model,
     TrainConfig,
@@ -137,14 +138,28 @@ def test_trainer_compile_layers_follows_the_eager_trajectory(device: str) -> Non
         assert_close(params, ref_params, rtol=1e-12, atol=1e-12)
 
 
-def test_compile_layers_options_and_refusals() -> None:
+def test_compile_layers_nested_flows_options_and_refusals() -> None:
     lat = lk.Lattice((4, 4))
-    flow = Flow([scalar_coupling_flow(lat, 2, hidden=(2,)), scalar_coupling_flow(lat, 2, hidden=(2,))])
-    assert compile_layers(flow, mode="default") == 4                     # the leaves of the nested flows
+    inner = scalar_coupling_flow(lat, 2, hidden=(2,))
+    flow = Flow([scalar_coupling_flow(lat, 2, hidden=(2,)), InverseFlow(inner), inner.layers[0]])
+    # the leaves: two layers of each nested flow and the last one; the nested flows and the InverseFlow holding
+    # one run eagerly (their flows compile their own layers)
+    assert compile_layers(flow, mode="default") == 5
+    assert flow.compiled.eager == {0, 1} and inner.compiled.eager == frozenset()
     assert all(f.compiled is not None for f in flow.modules() if isinstance(f, Flow))
-    assert compile_layers(flow, enabled=False) == 4 and flow.layers[0].compiled is None
+    x = torch.randn(3, 4, 4, dtype=torch.float64)
+    flow.double()
+    y, ld = flow(x)
+    compile_layers(flow, enabled=False)
+    assert flow.layers[0].compiled is None
+    y_eager, ld_eager = flow(x)
+    assert_close(y, y_eager, rtol=1e-12, atol=1e-12)
+    assert_close(ld, ld_eager, rtol=1e-12, atol=1e-12)
     back = pickle.loads(pickle.dumps(LayerCompiler("reduce-overhead")))
     assert back.mode == "reduce-overhead" and not back._callers
+    compile_layers(flow, mode="reduce-overhead")
+    back = pickle.loads(pickle.dumps(flow.compiled))
+    assert back.mode == "reduce-overhead" and back.eager == {0, 1} and not back._callers
     assert LayerCompiler().mode_for(torch.device("cuda")) == "reduce-overhead"
     assert LayerCompiler().mode_for(torch.device("cpu")) == "default"
     with pytest.raises(ValueError, match="mode='fast'"):
