@@ -153,7 +153,8 @@ def compile_layers(model: nn.Module, enabled: bool = True, *, mode: str | None =
     Returns
     -------
     int
-        The number of layers that run compiled (nested flows are not counted; their layers are).
+        The number of layers that run compiled (a layer that holds a Flow runs eagerly and is not counted; the
+        layers of its flows are).
 
     Examples
     --------
