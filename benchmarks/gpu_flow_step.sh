@@ -7,21 +7,7 @@
 # Budget: ~2 min of tests, up to 6 min of benchmark (16 layers compile twice, forward and backward).
 # Wheels that a bare GPU image lacks travel in .whl/ (array-api-compat, array-api-strict).
 # DEVICE=cpu runs the same steps on the CPU with a small batch (a check of the script, not a measurement).
-set -uo pipefail
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-DEVICE=${DEVICE:-cuda}
-t0=$(date +%s)
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site
-fi
-# the package from the tree without an install: latticekit.backends lives in backends/ (pyproject's package-dir)
-if [ ! -e latticekit/backends ]; then ln -sfn ../backends latticekit/backends; trap 'rm -f latticekit/backends' EXIT; fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}"
-if [ "$DEVICE" = cuda ]; then nvidia-smi -L; fi
-python3 -c "import torch, latticekit; print(torch.__version__, torch.cuda.is_available())"
-echo "setup $(( $(date +%s) - t0 )) s"
+source benchmarks/gpu_setup.sh
 timeout 150 python3 -m pytest -q -n 0 -p no:cacheprovider tests/flows/test_compiled_layers.py -k "$DEVICE or refusals" \
   2>&1 | tail -5 | tee "$OUT/pytest_compiled_layers.txt"
 echo "tests $(( $(date +%s) - t0 )) s"

@@ -6,21 +6,7 @@
 #   Wilson-Dirac hopping term and CG updates). It compiles ~10 graphs (Triton): allowed 5 minutes; ~10 min in all.
 # Wheels that a bare GPU image lacks travel in .whl/ (array-api-compat, array-api-strict).
 # DEVICE=cpu runs the same steps on torch CPU with small sizes (a check of the script, not a measurement).
-set -uo pipefail
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-DEVICE=${DEVICE:-cuda}
-t0=$(date +%s)
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site
-fi
-# the package from the tree without an install: latticekit.backends lives in backends/ (pyproject's package-dir)
-if [ ! -e latticekit/backends ]; then ln -sfn ../backends latticekit/backends; trap 'rm -f latticekit/backends' EXIT; fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}"
-if [ "$DEVICE" = cuda ]; then nvidia-smi -L; fi
-python3 -c "import torch, latticekit; print(torch.__version__, torch.cuda.is_available())"
-echo "setup $(( $(date +%s) - t0 )) s"
+source benchmarks/gpu_setup.sh
 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/linalg/test_cg_fused.py tests/linalg/test_solvers.py \
   tests/test_fast_paths.py 2>&1 | tail -5 | tee "$OUT/pytest_kernels.txt"
 # the compiled SU(N)/Dirac kernels on this device only (-k selects the device parameter)
