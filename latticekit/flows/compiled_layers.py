@@ -10,7 +10,7 @@ L = 16, batch 1024, with CPU time equal to wall time: ``benchmarks/results/flows
 through ``torch.compile``: one graph per layer (its features, network, spline or affine map and log-Jacobian),
 forward and backward fused by Inductor, and with ``mode="reduce-overhead"`` (the default on CUDA) each graph
 replayed as a CUDA graph (PyTorch's "CUDA graph trees"), so that a step launches a few graphs per layer
-instead of hundreds of kernels. The prior, the action and the optimizer step stay eager (the fused Adam is one
+instead of hundreds of kernels (the design; not yet measured on a GPU: benchmarks/gpu_flow_step.sh). The prior, the action and the optimizer step stay eager (the fused Adam is one
 kernel on CUDA). The layers' parameters, the model's ``state_dict`` and its checkpoints are unchanged.
 
 Design (the same machinery as the compiled lattice kernels, docs/kernels.md):
