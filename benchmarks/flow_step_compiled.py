@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blocks", type=int, default=6)
     ap.add_argument("--block-steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
+    ap.add_argument("--python-profile", type=int, default=0, metavar="STEPS",
+                    help="also run STEPS steps of each variant under cProfile: the time in latticekit's Python "
+                    "frames, torch's Python frames and the operators (C++ builtins), and the Python calls per step")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -131,8 +134,35 @@ def main(argv: list[str] | None = None) -> int:
                                                   for a, b in zip(d["warmup_losses"], ref))})
         print(v, {k: d[k] for k in ("wall_s_per_step", "cpu_s_per_step", "ratio_to_eager", "ratio_min", "ratio_max",
                                     "warmup_loss_max_rel_diff")}, flush=True)
+    if args.python_profile:
+        for v in variants:
+            data["variants"][v]["python_profile"] = python_profile(trainers[v], args.python_profile)
+            print(v, "cProfile", data["variants"][v]["python_profile"], flush=True)
     finish(args.out, data)
     return 0
+
+
+def python_profile(tr: Trainer, steps: int) -> dict[str, float]:
+    """Seconds per step under ``cProfile`` by where the time is spent (own time of the frames), and calls per
+    step. The profiler adds a cost per Python call, so the Python shares are upper bounds."""
+    import cProfile
+    import pstats
+
+    pr = cProfile.Profile()
+    pr.enable()
+    for _ in range(steps):
+        tr.train_step()
+    pr.disable()
+    st = pstats.Stats(pr).stats  # type: ignore[attr-defined]
+
+    def own(test: Any) -> float:
+        return sum(v[2] for k, v in st.items() if test(k[0])) / steps
+
+    return {"s_per_step": own(lambda f: True),
+            "latticekit_python_s": own(lambda f: "/latticekit/" in f or "/backends/" in f),
+            "torch_python_s": own(lambda f: "/torch/" in f),
+            "builtins_s": own(lambda f: f == "~"),
+            "python_calls_per_step": sum(v[1] for v in st.values()) / steps}
 
 
 if __name__ == "__main__":
