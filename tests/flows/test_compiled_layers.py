@@ -143,8 +143,8 @@ def test_compile_layers_nested_flows_options_and_refusals() -> None:
     inner = scalar_coupling_flow(lat, 2, hidden=(2,))
     flow = Flow([scalar_coupling_flow(lat, 2, hidden=(2,)), InverseFlow(inner), inner.layers[0]])
     # the leaves: two layers of each nested flow and the last one; the nested flows and the InverseFlow holding
-    # one run eagerly (their flows compile their own layers)
-    assert compile_layers(flow, mode="default") == 5
+    # one run eagerly (their flows compile their own layers). The GPU's mode, on the CPU Inductor without CUDA graphs
+    assert compile_layers(flow, mode="reduce-overhead") == 5
     assert flow.compiled.eager == {0, 1} and inner.compiled.eager == frozenset()
     assert all(f.compiled is not None for f in flow.modules() if isinstance(f, Flow))
     x = torch.randn(3, 4, 4, dtype=torch.float64)
