@@ -8,12 +8,12 @@
 # Wheels that a bare GPU image lacks travel in .whl/ (array-api-compat, array-api-strict).
 # DEVICE=cpu runs the same steps on the CPU with a small batch (a check of the script, not a measurement).
 source benchmarks/gpu_setup.sh
-# in this process (-o addopts: no pytest-xdist options, which a bare image may lack)
-timeout 150 python3 -m pytest -q -p no:cacheprovider -o addopts="-ra --import-mode=importlib" \
-  tests/flows/test_compiled_layers.py -k "$DEVICE or refusals" 2>&1 | tail -5 | tee "$OUT/pytest_compiled_layers.txt"
+timeout 150 $PYTEST tests/flows/test_compiled_layers.py -k "$DEVICE or refusals" 2>&1 | tail -5 \
+  | tee "$OUT/pytest_compiled_layers.txt"
 echo "tests $(( $(date +%s) - t0 )) s"
 if [ "$DEVICE" = cuda ]; then
-  ARGS="--device cuda --shape 16,16 --batch 1024 --variants eager,splines,layers,layers-cudagraphs --blocks 4 --block-steps 5"
+  ARGS="--device cuda --shape 16,16 --batch 1024 --blocks 4 --block-steps 5"
+  ARGS="$ARGS --variants eager,splines,layers,layers-cudagraphs"
   NAME=flow_step_compiled_u1_L16_b1024_gpu.json
 else
   ARGS="--device cpu --batch 16 --variants eager,layers --blocks 2 --block-steps 2"

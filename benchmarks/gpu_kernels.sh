@@ -7,11 +7,10 @@
 # Wheels that a bare GPU image lacks travel in .whl/ (array-api-compat, array-api-strict).
 # DEVICE=cpu runs the same steps on torch CPU with small sizes (a check of the script, not a measurement).
 source benchmarks/gpu_setup.sh
-timeout 150 python3 -m pytest -q -p no:cacheprovider tests/linalg/test_cg_fused.py tests/linalg/test_solvers.py \
+timeout 150 $PYTEST tests/linalg/test_cg_fused.py tests/linalg/test_solvers.py \
   tests/test_fast_paths.py 2>&1 | tail -5 | tee "$OUT/pytest_kernels.txt"
 # the compiled SU(N)/Dirac kernels on this device only (-k selects the device parameter)
-timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_fast_paths_torch.py -k "$DEVICE" 2>&1 | tail -5 \
-  | tee -a "$OUT/pytest_kernels.txt"
+timeout 120 $PYTEST tests/test_fast_paths_torch.py -k "$DEVICE" 2>&1 | tail -5 | tee -a "$OUT/pytest_kernels.txt"
 echo "tests $(( $(date +%s) - t0 )) s"
 Q=""; [ "$DEVICE" = cpu ] && Q="--quick"
 # one run: every row of the generic code and, beside it, the torch+compile row (the JSON is rewritten after each
