@@ -44,6 +44,9 @@ Run by hand (not part of the test suite)::
     python benchmarks/bench_flow_peer.py --L 8 --blocks 4 --ess-minutes 3 --out /tmp/flow_peer_ess.json
     python benchmarks/bench_flow_peer.py --L 8,16 --blocks 0 --flops --out /tmp/flow_peer_flops.json
 
+``--context-dtype bfloat16`` runs latticekit's context networks in bfloat16 (``TrainConfig.context_dtype``,
+mixed precision; neumc has no such option and stays float32).
+
 ``--flops`` counts each code's floating-point work per step (``FlopCounterMode``) and profiles the share of
 the convolutions, against the rate of a dense float32 matrix product on the same thread (the reference).
 """
@@ -94,7 +97,8 @@ def build_latticekit(L: int, a: argparse.Namespace) -> tuple[Trainer, Model]:
                                                        kernel_size=a.kernel, loop_context=False))
     tr = Trainer(model, WilsonGaugeAction(lk.U1, lat, a.beta),
                  TrainConfig(steps=10**9, batch_size=a.batch, lr=a.lr, dtype=a.dtype, seed=a.seed,
-                             compile="layers" if a.compile_layers else a.compile))
+                             compile="layers" if a.compile_layers else a.compile,
+                             context_dtype=None if a.context_dtype == "float32" else a.context_dtype))
     return tr, model
 
 
@@ -279,6 +283,8 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="latticekit: torch.compile'd splines")
     p.add_argument("--compile-layers", action="store_true", help="latticekit: every layer torch.compile'd "
                    "(TrainConfig.compile = 'layers'; instead of --compile)")
+    p.add_argument("--context-dtype", default="float32", choices=("float32", "bfloat16"),
+                   help="latticekit: dtype of the context networks' convolutions (TrainConfig.context_dtype)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--blocks", type=int, default=8, help="timed blocks per code and lattice size (0: no timing)")
     p.add_argument("--block-steps", default="", help="steps per block per L, e.g. '3,1' (default 3 at L<=8, else 1)")
@@ -309,7 +315,8 @@ def main() -> None:
                            "architecture": {"layers": a.layers, "hidden": list(a.hidden), "kernel": a.kernel,
                                             "knots": a.knots, "bins": a.knots - 1, "batch": a.batch,
                                             "dtype": a.dtype, "beta": a.beta, "lr": a.lr,
-                                            "latticekit_compile": "layers" if a.compile_layers else a.compile},
+                                            "latticekit_compile": "layers" if a.compile_layers else a.compile,
+                                            "latticekit_context_dtype": a.context_dtype},
                            "param_difference_note": "neumc's circular spline has one extra output channel (a "
                            "rotation t of the circle): 3 K + 1 outputs instead of 3 K, i.e. hidden[-1] * kernel^2 "
                            "+ 1 more parameters per layer",

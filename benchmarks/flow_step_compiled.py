@@ -8,7 +8,10 @@ the same seeds and differ only in how the layers run:
 * ``layers``: ``compile = "layers"`` (each layer a compiled graph of its own; on CUDA replayed as CUDA graphs,
   Inductor's ``reduce-overhead`` mode);
 * ``layers-cudagraphs``: the layers traced and replayed as CUDA graphs of torch's own kernels
-  (``compile_layers(model, backend="cudagraphs")``: no code generation; CUDA only).
+  (``compile_layers(model, backend="cudagraphs")``: no code generation; CUDA only);
+* ``bf16``, ``layers-bf16``: ``eager`` and ``layers`` with the context networks' convolutions in bfloat16
+  (``context_dtype = "bfloat16"``, mixed precision; float32 only). Their losses differ from the float32 ones by
+  bfloat16 rounding (order 1e-3 relative), not by float32 rounding.
 
 Each trainer first takes ``--warmup`` steps (the compilation, reported as ``first_steps_s``), then blocks of
 ``--block-steps`` steps alternate between the trainers (the order rotated every block), so that a slow phase of a
@@ -41,15 +44,17 @@ from latticekit.app.config import FlowConfig, read_toml  # noqa: E402
 from latticekit.app.flows.models import build_flow  # noqa: E402
 from latticekit.flows import TrainConfig, Trainer, compile_layers  # noqa: E402
 
-VARIANTS = ("eager", "splines", "layers", "layers-cudagraphs")
+VARIANTS = ("eager", "splines", "layers", "layers-cudagraphs", "bf16", "layers-bf16")
 
 
 def trainer(cfg: FlowConfig, variant: str, dtype: str, batch: int, device: str) -> Trainer:
     model, action, _ = build_flow(cfg)
-    option: bool | str = {"eager": False, "splines": "splines", "layers": "layers"}.get(variant, False)
+    option: bool | str = {"eager": False, "splines": "splines", "layers": "layers",
+                          "layers-bf16": "layers"}.get(variant, False)
     tr = Trainer(model, action, TrainConfig(steps=10 ** 9, batch_size=batch, lr=cfg.train.lr, dtype=dtype,
                                             seed=cfg.train.seed, device=device, compile=option,
-                                            optimizer=cfg.train.optimizer))
+                                            optimizer=cfg.train.optimizer,
+                                            context_dtype="bfloat16" if variant.endswith("bf16") else None))
     if variant == "layers-cudagraphs":
         compile_layers(tr.model, backend="cudagraphs")
     return tr

@@ -114,6 +114,8 @@ class TrainSection:
         "own (\"layers\": CUDA graphs on a GPU)",
         check=lambda v: None if isinstance(v, bool) or v in ("splines", "layers")
         else f"expected true, false, \"splines\" or \"layers\", got {v!r}")
+    context_dtype: str | None = setting(None, doc="\"bfloat16\": run the context networks' convolutions in "
+                                        "bfloat16 (mixed precision; needs dtype = \"float32\"; absent: float32)")
     recompute_layers: bool = setting(False, doc="recompute each flow layer's activations (each CNF field "
                                      "evaluation of the super-resolving families) in the backward pass "
                                      "(activation checkpointing: less memory, about one more forward pass)")
@@ -131,7 +133,7 @@ class TrainSection:
                            eval_every=self.eval_every, eval_batch_size=self.eval_batch_size,
                            checkpoint_every=self.checkpoint_every, checkpoint_path=str(checkpoint_path),
                            progress=False, log_every=self.log_every, compile=self.compile,
-                           recompute_layers=self.recompute_layers)
+                           context_dtype=self.context_dtype, recompute_layers=self.recompute_layers)
 
 
 @dataclass

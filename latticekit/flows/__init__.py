@@ -35,6 +35,7 @@ from __future__ import annotations
 from .base import Flow, FlowLayer, InverseFlow, append_context, sum_sites
 from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from .compiled_layers import LayerCompiler, compile_layers
+from .context_precision import CONTEXT_DTYPES, set_context_dtype
 from .distributed import DistributedTrainer
 from .masks import (
     MASK_PATTERNS,
@@ -76,6 +77,7 @@ __all__ = [
     "circular_rq_spline",
     "compile_layers",
     "compile_splines",
+    "CONTEXT_DTYPES",
     "ConditionalGaussianPrior",
     "ConvNet",
     "DistributedTrainer",
@@ -106,6 +108,7 @@ __all__ = [
     "rq_spline_on_knots",
     "save_checkpoint",
     "scalar_coupling_flow",
+    "set_context_dtype",
     "shifted_stripe_masks",
     "ShiftedStripeMask",
     "SplineCoupling",

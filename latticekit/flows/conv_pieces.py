@@ -20,9 +20,9 @@ heap less when activations are recomputed (:mod:`latticekit.flows.recompute`). E
 own sum either way, so the result equals that of one call to rounding: bitwise in most shapes, but torch's
 matrix product may block a batch of another size differently (a 2-channel 5 x 5 input split into single
 samples differs by 1e-15; the measured 16x16 and 32x32 context nets and the CNF field are bitwise equal).
-The weight and bias gradients are sums over the pieces, equal to rounding. float32 (oneDNN, no column buffer)
-and other devices (a GPU's caching allocator keeps its buffers; pieces would only add launches) take the one
-call.
+The weight and bias gradients are sums over the pieces, equal to rounding. float32 and bfloat16 (oneDNN, no
+column buffer; bfloat16 under :func:`~latticekit.flows.context_precision.set_context_dtype`) and other devices
+(a GPU's caching allocator keeps its buffers; pieces would only add launches) take the one call.
 
 Short 1D convolutions (output length up to :data:`MATMUL_MAX_LENGTH`: the periodic 1D convolutions of the 4D
 separable blocks, :class:`~latticekit.flows.ConvNet`, on lattice extents up to 8) run as one matrix product per
@@ -116,7 +116,7 @@ def conv_in_pieces(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
         raise ValueError(f"weight has shape {tuple(weight.shape)}: expected 1 to 3 kernel axes")
     conv = _CONV_FN[nd]
     n = x.shape[0]
-    if x.device.type != "cpu" or x.dtype == torch.float32:
+    if x.device.type != "cpu" or x.dtype in (torch.float32, torch.bfloat16):
         return conv(x, weight, bias, stride, padding, dilation, groups)
     if _takes_matmul(x, weight, stride, padding, dilation, groups):
         conv = _conv1d_matmul

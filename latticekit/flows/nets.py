@@ -352,8 +352,18 @@ class ConvNet(nn.Module):
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
 
+    #: dtype of the convolutions for float32 inputs (``None``: float32 itself); set on a whole model by
+    #: :func:`~latticekit.flows.context_precision.set_context_dtype`
+    compute_dtype: torch.dtype | None = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        if self.compute_dtype is None or x.dtype != torch.float32:
+            return self.net(x)
+        # the convolutions in compute_dtype (torch.autocast casts their inputs and weights; the activations
+        # between them stay in it), the output back in float32 (context_precision.py)
+        with torch.autocast(x.device.type, dtype=self.compute_dtype):
+            out = self.net(x)
+        return out.to(x.dtype)
 
     def forward_stripe(self, x: torch.Tensor, axis: int, period: int, offset: int) -> torch.Tensor:
         """The output on the stripe ``x_axis = offset (mod period)`` only: equal to
@@ -402,6 +412,16 @@ class ConvNet(nn.Module):
             raise ValueError(f"period={period!r}: expected a positive divisor of L_{axis} = {L}")
         if not _is_int(offset) or not 0 <= offset < period:
             raise ValueError(f"offset={offset!r}: expected 0 <= offset < period = {period}")
+        if self.compute_dtype is not None and x.dtype == torch.float32:
+            with torch.autocast(x.device.type, dtype=self.compute_dtype):
+                out = self._forward_stripe(x, axis, period, offset)
+            return out.to(x.dtype)
+        return self._forward_stripe(x, axis, period, offset)
+
+    def _forward_stripe(self, x: torch.Tensor, axis: int, period: int, offset: int) -> torch.Tensor:
+        """:meth:`forward_stripe` on checked arguments."""
+        nd = self.nd
+        L = x.shape[2 + axis]
         rows = torch.arange(offset, L, period, device=x.device)
         last = self.net[-1]
         if self.separable or not isinstance(last, nn.modules.conv._ConvNd):

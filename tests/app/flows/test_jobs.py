@@ -46,6 +46,8 @@ def u1_cfg(beta: float = 1.0, steps: int = 4) -> dict:
     ({"train": {"schedule": "linear"}}, "train.schedule"),
     ({"train": {"clip_norm": -1.0}}, "train.clip_norm"),
     ({"train": {"dtype": "float16"}}, "train.dtype"),
+    ({"train": {"context_dtype": "float16", "dtype": "float32"}}, "train.context_dtype"),
+    ({"train": {"context_dtype": "bfloat16"}}, "train.context_dtype"),      # needs dtype = "float32"
     ({"train": {"eval_every": -1}}, "train.eval_every"),
     ({"train": {"checkpoint_every": True}}, "train.checkpoint_every"),
     ({"model": {"hidden": [8, 0]}}, "model.hidden"),
@@ -197,6 +199,21 @@ def test_run_from_before_a_new_train_option_resumes(tmp_path) -> None:
     assert res["resumed_from_step"] == 2 and res["steps"] == 3
     with pytest.raises(ConfigError, match="train.compile"):
         train_job(phi4_cfg(steps=4, compile=True), out=out, progress=False)
+
+
+def test_context_dtype_reaches_the_trainer(tmp_path) -> None:
+    """``[train] context_dtype = "bfloat16"``: the job trains with it, the checkpoint records it, and resuming
+    without it is refused (it changes the trajectory)."""
+    out = tmp_path / "bf16"
+    cfg = u1_cfg(steps=2)
+    cfg["train"].update(dtype="float32", context_dtype="bfloat16")
+    assert train_job(cfg, out=out, progress=False)["steps"] == 2
+    ck = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert ck["config"]["train_config"]["context_dtype"] == "bfloat16"
+    del cfg["train"]["context_dtype"]
+    cfg["train"]["steps"] = 3
+    with pytest.raises(ConfigError, match="train.context_dtype 'bfloat16' -> None"):
+        train_job(cfg, out=out, progress=False)
 
 
 def test_checkpoint_of_other_architecture_is_refused(tmp_path) -> None:
