@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
                            "torch": torch.__version__, "threads": torch.get_num_threads(),
                            "configure_malloc": malloc, "loadavg_start": os.getloadavg(),
+                           "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                            "architecture": {**{k: v for k, v in base.items() if k not in ("compile", "compile_layers")},
                                             "hidden": list(base["hidden"]), "L": args.L},
                            "ess_definition": "Kish ESS / N of N fresh flow draws (float32, each model's own context "
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     out["bfloat16_over_float32"] = {"cpu_s_per_step": b["cpu_s_per_step"] / f["cpu_s_per_step"],
                                     "ess_per_n": b["ess_per_n"] / f["ess_per_n"]}
     out["loadavg_end"] = os.getloadavg()
+    out["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     atomic_write(args.out, (json.dumps(out, indent=1) + "\n").encode())
     print(out["bfloat16_over_float32"])
     return 0
