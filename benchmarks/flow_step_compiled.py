@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         sync(args.device)
         data["variants"][v] = {"first_steps_s": round(time.perf_counter() - t, 3), "warmup_losses": losses}
         print(v, "warm-up", data["variants"][v], flush=True)
+        finish(args.out, data)   # what is measured so far survives a timeout of the device session
     wall: dict[str, list[float]] = {v: [] for v in variants}
     cpu: dict[str, list[float]] = {v: [] for v in variants}
     for b in range(args.blocks):
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             wall[v].append((time.perf_counter() - t) / args.block_steps)
             cpu[v].append((time.process_time() - c) / args.block_steps)
         print("block", b, {v: round(wall[v][-1], 5) for v in variants}, flush=True)
+        data["blocks_so_far_wall_s_per_step"] = wall
+        finish(args.out, data)
     ref = data["variants"]["eager"]["warmup_losses"]
     for v in variants:
         ratios = [w / e for w, e in zip(wall[v], wall["eager"])]
@@ -139,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   for a, b in zip(d["warmup_losses"], ref))})
         print(v, {k: d[k] for k in ("wall_s_per_step", "cpu_s_per_step", "ratio_to_eager", "ratio_min", "ratio_max",
                                     "warmup_loss_max_rel_diff")}, flush=True)
+    del data["blocks_so_far_wall_s_per_step"]   # now per variant, with the ratios
     if args.python_profile:
         for v in variants:
             data["variants"][v]["python_profile"] = python_profile(trainers[v], args.python_profile)
