@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   for a, b in zip(d["warmup_losses"], ref))})
         print(v, {k: d[k] for k in ("wall_s_per_step", "cpu_s_per_step", "ratio_to_eager", "ratio_min", "ratio_max",
                                     "warmup_loss_max_rel_diff")}, flush=True)
-    del data["blocks_so_far_wall_s_per_step"]   # now per variant, with the ratios
+    data.pop("blocks_so_far_wall_s_per_step", None)   # now per variant, with the ratios
     if args.python_profile:
         for v in variants:
             data["variants"][v]["python_profile"] = python_profile(trainers[v], args.python_profile)
