@@ -14,7 +14,9 @@ For each kernel -- U(1) plaquette and Wilson force, phi^4 action and force, the 
   the same work and moves the same bytes; the median time per call divided by the sites. Two totals:
   ``--sites`` (default 2^18: every array in the last-level cache) and ``--sites-dram`` (default 2^22:
   far outside it). Flat cost means that short rows, the per-configuration set-up and the per-call
-  overhead are negligible from L = 8 on. ``flatness`` is max / min of the per-site cost over L.
+  overhead are negligible from L = 8 on. ``flatness`` is max / min of the per-site cost over L. The sizes
+  are timed interleaved (``--rounds``; see :func:`cost_rows`), and ``flatness_16_84`` is its spread when
+  the rounds are resampled. (Files before 2026-12-07 timed each L in its own block of about a second.)
 * **Memory against volume** at batch 1: the peak of the memory allocated during one call
   (``tracemalloc``, which sees NumPy's allocations; torch tensors are not traced, so NumPy only: with
   the fast paths, ``numpy``, and without, ``numpy-generic``), fitted as ``peak = fixed + bytes_per_site * L^2``. Linear in volume means the fit
@@ -76,18 +78,50 @@ def _kernels(L: int, batch: int, backend: str) -> dict[str, tuple[Callable[[], A
 
 
 def cost_rows(args: argparse.Namespace, total: int, label: str, report: Callable[[dict[str, Any]], None]) -> None:
+    """Per-site cost of every kernel at every L, **interleaved**: all sizes are built first, then ``--rounds``
+    rounds each make ``--calls`` calls of every (L, kernel), the order of the sizes reversed every other
+    round. A row's cost is the median over rounds of each round's median call. This VM's speed drifts by
+    up to 30% from one second to the next (the same call, timed back to back for 20 s: block medians
+    1.23-1.63 ns per site); timed in rounds of a few milliseconds per size, the drift reaches every L
+    alike instead of showing up as a dependence on L, as it did when each L was timed in its own block."""
     for backend in args.backends.split(","):
+        cases = {}
         for L in SIZES:
             batch = max(1, total // (L * L))
-            ks = _kernels(L, batch, backend)
-            for name, (fn, _) in ks.items():
-                t = time_call(fn, warmup=2, min_repeats=5, max_repeats=40, budget_s=0.3 if args.quick else 1.0)
+            cases[L] = (batch, _kernels(L, batch, backend))
+            for fn, _ in cases[L][1].values():
+                fn()
+                fn()                                       # warm-up: compilation, caches, the allocator
+        per_round: dict[tuple[int, str], list[float]] = {}
+        for r in range(args.rounds):
+            for L in (SIZES if r % 2 == 0 else SIZES[::-1]):
+                for name, (fn, _) in cases[L][1].items():
+                    t = time_call(fn, warmup=0, min_repeats=args.calls, max_repeats=args.calls, budget_s=0.0)
+                    per_round.setdefault((L, name), []).append(t["median_s"])
+        for L in SIZES:
+            batch = cases[L][0]
+            sites = batch * L * L
+            for name in cases[L][1]:
+                ts = np.asarray(per_round[(L, name)])
                 report({"section": "cost", "regime": label, "kernel": name, "backend": backend, "L": L,
-                        "batch": batch, "sites": batch * L * L, **t,
-                        "ns_per_site": t["median_s"] / (batch * L * L) * 1e9,
-                        "ns_per_site_best": t["min_s"] / (batch * L * L) * 1e9})
-            del ks
-            gc.collect()
+                        "batch": batch, "sites": sites, "rounds": int(ts.size),
+                        "median_s": float(np.median(ts)), "min_s": float(ts.min()), "max_s": float(ts.max()),
+                        "round_medians_s": ts.tolist(),
+                        "ns_per_site": float(np.median(ts)) / sites * 1e9,
+                        "ns_per_site_best": float(ts.min()) / sites * 1e9})
+        del cases
+        gc.collect()
+
+
+def flatness_interval(sel: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """16th and 84th percentiles of max/min over L of the median per-site cost, resampling the rounds
+    (the same rounds for every L: a round is one pass over all sizes, so the sizes stay paired)."""
+    t = np.asarray([np.asarray(r["round_medians_s"]) / r["sites"] for r in sel])   # (n_L, rounds)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, t.shape[1], size=(n_boot, t.shape[1]))
+    med = np.median(t[:, idx], axis=2)                                               # (n_L, n_boot)
+    flat = med.max(axis=0) / med.min(axis=0)
+    return float(np.percentile(flat, 16)), float(np.percentile(flat, 84))
 
 
 def memory_rows(args: argparse.Namespace, report: Callable[[dict[str, Any]], None]) -> None:
@@ -149,9 +183,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                        and r["backend"] == backend and r["kernel"] == name]
                 if sel:
                     c = [r["ns_per_site"] for r in sel]
+                    lo, hi = flatness_interval(sel)
                     summary.append({"regime": regime, "backend": backend, "kernel": name,
                                     "ns_per_site_by_L": {str(r["L"]): r["ns_per_site"] for r in sel},
-                                    "flatness": max(c) / min(c), "flat_within_20pct": max(c) / min(c) <= 1.2})
+                                    "flatness": max(c) / min(c), "flatness_16_84": [lo, hi],
+                                    "flat_within_20pct": max(c) / min(c) <= 1.2})
     for name, mode in sorted({(r["kernel"], r["backend"]) for r in rows if r["section"] == "memory"}):
         sel = [r for r in rows if r["section"] == "memory" and r["kernel"] == name and r["backend"] == mode]
         V = np.array([r["L"] ** 2 for r in sel], dtype=float)
@@ -167,7 +203,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     for s in summary:
         if "flatness" in s:
             print(f"  {s['regime']:5s} {s['backend']:6s} {s['kernel']:13s} max/min per-site cost over L: "
-                  f"{s['flatness']:.2f}", flush=True)
+                  f"{s['flatness']:.2f} (rounds resampled, 16-84%: {s['flatness_16_84'][0]:.2f}-{s['flatness_16_84'][1]:.2f})",
+                  flush=True)
         else:
             print(f"  memory {s['backend']:13s} {s['kernel']:13s} peak = {s['fixed_bytes']:.0f} B + {s['bytes_per_site']:.1f} B/site "
                   f"(input {s['input_bytes_per_site']:.0f} B/site; largest deviation from the fit "
@@ -181,13 +218,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="JSON results file (written atomically)")
-    ap.add_argument("--quick", action="store_true", help="the in-cache sizes only, short timings")
+    ap.add_argument("--quick", action="store_true", help="the in-cache sizes only")
     ap.add_argument("--backends", default="numpy,torch", help="comma list of numpy, torch")
     ap.add_argument("--sites", type=int, default=1 << 18, help="sites per call, in-cache regime")
     ap.add_argument("--sites-dram", type=int, default=1 << 22, help="sites per call, DRAM regime")
+    ap.add_argument("--rounds", type=int, default=30, help="interleaved rounds over all sizes (see cost_rows)")
+    ap.add_argument("--calls", type=int, default=1, help="calls of each (L, kernel) per round")
     ap.add_argument("--default-malloc", action="store_true", help="leave glibc's mmap threshold alone (by default "
                     "the script calls latticekit.backends.configure_malloc(), as the jobs do)")
     args = ap.parse_args(argv)
+    if args.rounds < 1 or args.calls < 1:
+        ap.error(f"--rounds and --calls must be at least 1, got {args.rounds} and {args.calls}")
     if "torch" in args.backends and torch is None:
         ap.error("--backends names torch, which is not installed")
     result = run(args, [__file__] + argv)
