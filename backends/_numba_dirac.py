@@ -305,7 +305,7 @@ def _wilson_dirac_kernel(psi, U, dims, K, n, gidx, spins, cproj, crec, alpha, be
 # 2-3x the per-site cost of L >= 32). Here each configuration is one flat array of V = L0 L1 sites, the
 # hop along axis 0 the offset +-L1 and along axis 1 the offset +-1, with the few wrapped entries fixed up
 # in scratch (:func:`_u1_2d_config`); a chunk is several whole configurations, scratch allocated once.
-@_jit()
+@_jit(inline=True)
 def _u1_2d_config(O, P, Uf, bp, bu, L0, L1, al, beta, anti, cq, cr, hn, hs, he, hw):  # pragma: no cover
     """One configuration: spin components ``P[bp + y]``, ``P[bp + V + y]`` of psi, links ``Uf[bu + y]``,
     ``Uf[bu + V + y]`` (mu = 0, 1), output ``O`` as P (flat arrays, uint64 offsets); ``cq[mu, k]`` the
