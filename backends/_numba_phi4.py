@@ -115,7 +115,8 @@ def _phi4_force_kernel(phi, dims, K, rpc, c2, c4, ch, F):  # pragma: no cover - 
 # for large ones -- and the neighbours are flat offsets: +-L1 along axis 0, +-1 along axis 1. The
 # loops run over the whole chunk (vectorised); the sites whose neighbour wraps around (the first and
 # last row of each configuration, the first and last site of each row) are then redone, with uint64
-# indices and no integer division per row. The per-site cost is then about the same from L = 8 on.
+# indices and no integer division per row. The redone sites are 4/L of a configuration, so the cost per site
+# still grows at small L (phi^4 force: 1.2-1.7x the L = 128 cost at L = 8; benchmarks/README.md).
 @_jit()
 def _copy(d, a):  # pragma: no cover - compiled
     for x in range(d.shape[0]):

@@ -80,7 +80,8 @@ def _kernels(L: int, batch: int, backend: str) -> dict[str, tuple[Callable[[], A
 def cost_rows(args: argparse.Namespace, total: int, label: str, report: Callable[[dict[str, Any]], None]) -> None:
     """Per-site cost of every kernel at every L, **interleaved**: all sizes are built first, then ``--rounds``
     rounds each make ``--calls`` calls of every (L, kernel), the order of the sizes reversed every other
-    round. A row's cost is the median over rounds of each round's median call. This VM's speed drifts by
+    round (in the cache regime after one untimed call, which brings the data back into the last-level cache).
+    A row's cost is the median over rounds of each round's median call. This VM's speed drifts by
     up to 30% from one second to the next (the same call, timed back to back for 20 s: block medians
     1.23-1.63 ns per site); timed in rounds of a few milliseconds per size, the drift reaches every L
     alike instead of showing up as a dependence on L, as it did when each L was timed in its own block."""
@@ -96,7 +97,9 @@ def cost_rows(args: argparse.Namespace, total: int, label: str, report: Callable
         for r in range(args.rounds):
             for L in (SIZES if r % 2 == 0 else SIZES[::-1]):
                 for name, (fn, _) in cases[L][1].items():
-                    t = time_call(fn, warmup=0, min_repeats=args.calls, max_repeats=args.calls, budget_s=0.0)
+                    # in the cache regime one untimed call first: the other sizes' calls have evicted this one's data
+                    t = time_call(fn, warmup=1 if label == "cache" else 0, min_repeats=args.calls,
+                                  max_repeats=args.calls, budget_s=0.0)
                     per_round.setdefault((L, name), []).append(t["median_s"])
         for L in SIZES:
             batch = cases[L][0]
