@@ -97,7 +97,7 @@ def cost_rows(args: argparse.Namespace, total: int, label: str, report: Callable
         for r in range(args.rounds):
             for L in (SIZES if r % 2 == 0 else SIZES[::-1]):
                 for name, (fn, _) in cases[L][1].items():
-                    # in the cache regime one untimed call first: the other sizes' calls have evicted this one's data
+                    # cache regime: one untimed call first (the other sizes' calls evicted this one's data)
                     t = time_call(fn, warmup=1 if label == "cache" else 0, min_repeats=args.calls,
                                   max_repeats=args.calls, budget_s=0.0)
                     per_round.setdefault((L, name), []).append(t["median_s"])
@@ -206,8 +206,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     for s in summary:
         if "flatness" in s:
             print(f"  {s['regime']:5s} {s['backend']:6s} {s['kernel']:13s} max/min per-site cost over L: "
-                  f"{s['flatness']:.2f} (rounds resampled, 16-84%: {s['flatness_16_84'][0]:.2f}-{s['flatness_16_84'][1]:.2f})",
-                  flush=True)
+                  f"{s['flatness']:.2f} (rounds resampled, 16-84%: "
+                  f"{s['flatness_16_84'][0]:.2f}-{s['flatness_16_84'][1]:.2f})", flush=True)
         else:
             print(f"  memory {s['backend']:13s} {s['kernel']:13s} peak = {s['fixed_bytes']:.0f} B + {s['bytes_per_site']:.1f} B/site "
                   f"(input {s['input_bytes_per_site']:.0f} B/site; largest deviation from the fit "
