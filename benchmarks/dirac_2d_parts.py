@@ -64,13 +64,16 @@ def _compiled() -> dict[str, Any]:
         return sig, codegen
 
     @numba.njit
+    def scratch(V, L1):  # pragma: no cover - compiled
+        """The body's four half-spinor buffers (as ``_wilson_dirac_u1_2d`` allocates them)."""
+        c = np.complex128
+        return np.empty(V + L1, dtype=c), np.empty(V + L1, dtype=c), np.empty(V + 1, dtype=c), np.empty(V + 1, dtype=c)
+
+    @numba.njit
     def resident(psi, U, L0, L1, cq, cr, reps, out):  # pragma: no cover - compiled
         V = L0 * L1
         n = psi.shape[0] // (2 * V)
-        hn = np.empty(V + L1, dtype=np.complex128)
-        hs = np.empty(V + L1, dtype=np.complex128)
-        he = np.empty(V + 1, dtype=np.complex128)
-        hw = np.empty(V + 1, dtype=np.complex128)
+        hn, hs, he, hw = scratch(V, L1)
         for _ in range(reps):
             for b in range(n):
                 o = np.uint64(b * 2 * V)
@@ -81,10 +84,7 @@ def _compiled() -> dict[str, Any]:
     def with_prefetch(psi, U, L0, L1, cq, cr, out):  # pragma: no cover - compiled
         V = L0 * L1
         n = psi.shape[0] // (2 * V)
-        hn = np.empty(V + L1, dtype=np.complex128)
-        hs = np.empty(V + L1, dtype=np.complex128)
-        he = np.empty(V + 1, dtype=np.complex128)
-        hw = np.empty(V + 1, dtype=np.complex128)
+        hn, hs, he, hw = scratch(V, L1)
         for b in range(n):
             if b + 1 < n:   # the next configuration's field and links, one prefetch per 64-byte line
                 p = np.uint64((b + 1) * 2 * V)
