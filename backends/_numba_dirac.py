@@ -306,7 +306,7 @@ def _wilson_dirac_kernel(psi, U, dims, K, n, gidx, spins, cproj, crec, alpha, be
 # hop along axis 0 the offset +-L1 and along axis 1 the offset +-1, with the few wrapped entries fixed up
 # in scratch (:func:`_u1_2d_config`); a chunk is several whole configurations, scratch allocated once.
 # The per-configuration body is inlined into the chunk loop: as a call with 16 arguments it cost about
-# 90 ns per configuration, a fifth of the 8x8 kernel's time (in-process A/B, 2026-12-07: 9.3 -> 7.9 ns per site).
+# 90 ns per configuration, the 8x8 kernel 1.15-1.2x the time (benchmarks/dirac_2d_parts.py, cache_call).
 @_jit(inline=True)
 def _u1_2d_config(O, P, Uf, bp, bu, L0, L1, al, beta, anti, cq, cr, hn, hs, he, hw):  # pragma: no cover
     """One configuration: spin components ``P[bp + y]``, ``P[bp + V + y]`` of psi, links ``Uf[bu + y]``,

@@ -13,7 +13,9 @@ reversed every other round; the VM's speed drifts by up to 30% from second to se
     dram        the library kernel over 2^22 sites (far outside it);
     dram_pf     as ``dram`` with a software prefetch (``llvm.prefetch``) of the next configuration's field
                 and links before each configuration's passes: tests whether the small-L cost in DRAM is the
-                memory latency that the hardware prefetcher leaves exposed between short configurations.
+                memory latency that the hardware prefetcher leaves exposed between short configurations;
+    cache_call  as ``cache`` with the body compiled as a function of its own and called per configuration
+                (the kernel before 2026-12-07, when the body was inlined into the chunk loop).
 
 All variants' outputs are checked equal to the library kernel's. ns per site; the flatness is max / min over L.
 
@@ -95,7 +97,22 @@ def _compiled() -> dict[str, Any]:
             _u1_2d_config(out, psi, U, o, o, L0, L1, 1.0, -0.24, True, cq, cr, hn, hs, he, hw)
         return out[0]
 
-    return {"resident": resident, "prefetch": with_prefetch}
+    body_call = numba.njit(inline="never")(_u1_2d_config.py_func)
+
+    @numba.njit(parallel=True)
+    def kernel_call(psi, U, L0, L1, cq, cr, alpha, beta, anti, cpc, out):  # pragma: no cover - compiled
+        """``_wilson_dirac_u1_2d`` as it was before the body was inlined (the same loop, the body called)."""
+        V = L0 * L1
+        SB = psi.shape[0] // (2 * V)
+        B = U.shape[0] // (2 * V)
+        nc = (SB + cpc - 1) // cpc
+        for c in numba.prange(nc):
+            hn, hs, he, hw = scratch(V, L1)
+            for sb in range(c * cpc, min(SB, c * cpc + cpc)):
+                body_call(out, psi, U, np.uint64(sb * 2 * V), np.uint64((sb % B) * 2 * V), L0, L1, alpha, beta,
+                          anti, cq, cr, hn, hs, he, hw)
+
+    return {"resident": resident, "prefetch": with_prefetch, "call": kernel_call}
 
 
 def _case(L: int, batch: int) -> tuple[Any, ...]:
@@ -142,6 +159,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             calls[(regime, L)] = (lambda psi=psi, links=links, gam=gam:
                                   kd.wilson_dirac_apply(psi, links, gam, 1.0, -0.24))
             sites[(regime, L)] = psi.size // 2
+            if regime == "cache":   # the chunking of backends/_numba_dirac.py's _u1_2d on one thread
+                out = np.empty(psi.size, dtype=np.complex128)
+                cpc = max(1, min(kd._U1_2D_CHUNK // V, -(-(psi.size // (2 * V)) // 4)))
+                a = (psi.reshape(-1), links.reshape(-1), L, L, cq, cr, 1.0, -0.24, True, cpc, out)
+                k["call"](*a)
+                if not np.array_equal(out, ref.reshape(-1)):
+                    raise SystemExit(f"called-body kernel differs from the library kernel at L = {L}")
+                calls[("cache_call", L)] = (lambda a=a: k["call"](*a))
+                sites[("cache_call", L)] = psi.size // 2
             if regime == "dram":
                 out = np.empty(psi.size, dtype=np.complex128)
                 k["prefetch"](psi.reshape(-1), links.reshape(-1), L, L, cq, cr, out)
@@ -151,7 +177,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                                          k["prefetch"](*a))
                 sites[("dram_pf", L)] = psi.size // 2
             del ref
-    variants = ("resident", "cache", "dram", "dram_pf")
+    variants = ("resident", "cache", "cache_call", "dram", "dram_pf")
     for fn in calls.values():
         fn()
     times: dict[tuple[str, int], list[float]] = {}
@@ -159,7 +185,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         for L in (SIZES if r % 2 == 0 else SIZES[::-1]):
             for v in (variants if r % 2 == 0 else variants[::-1]):
                 fn = calls[(v, L)]
-                if v == "cache":
+                if v.startswith("cache"):
                     fn()                           # untimed: the other calls evicted this one's data
                 t1 = time.perf_counter()
                 fn()
