@@ -486,6 +486,15 @@ def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
     atomic_write(p, (json.dumps(obj, indent=1, sort_keys=False, default=str) + "\n").encode())
 
 
+def write_result(result: dict[str, Any], out: str) -> int:
+    """The end of a benchmark script: the load average at the end into ``result["meta"]``, the JSON written
+    atomically to ``out``, one line printed; returns the exit status 0."""
+    result["meta"]["loadavg_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    write_json_atomic(result, out)
+    print(f"written {out} ({result['meta']['wall_s']:.1f} s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -41,7 +41,7 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import _env_info, time_call, write_json_atomic  # noqa: E402  (shared harness)
+from bench_core import _env_info, time_call, write_result  # noqa: E402  (shared harness)
 
 import latticekit as lk  # noqa: E402
 from latticekit import backends  # noqa: E402
@@ -212,7 +212,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             print(f"  memory {s['backend']:13s} {s['kernel']:13s} peak = {s['fixed_bytes']:.0f} B + {s['bytes_per_site']:.1f} B/site "
                   f"(input {s['input_bytes_per_site']:.0f} B/site; largest deviation from the fit "
                   f"{100 * s['max_deviation_from_affine_fit_over_largest_peak']:.1f}% of the L = 128 peak)", flush=True)
-    result["meta"]["loadavg_at_end"] = os.getloadavg()
     result["meta"]["wall_s"] = time.time() - t0
     return result
 
@@ -234,10 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--rounds and --calls must be at least 1, got {args.rounds} and {args.calls}")
     if "torch" in args.backends and torch is None:
         ap.error("--backends names torch, which is not installed")
-    result = run(args, [__file__] + argv)
-    write_json_atomic(result, args.out)
-    print(f"written {args.out} ({result['meta']['wall_s']:.1f} s)")
-    return 0
+    return write_result(run(args, [__file__] + argv), args.out)
 
 
 if __name__ == "__main__":

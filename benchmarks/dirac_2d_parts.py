@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import _env_info, write_json_atomic  # noqa: E402  (shared harness)
+from bench_core import _env_info, write_result  # noqa: E402  (shared harness)
 
 SIZES = (8, 16, 32, 64, 128)
 
@@ -212,10 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.rounds < 1 or min(args.sites, args.sites_dram) < 128 * 128:
         ap.error("--rounds must be at least 1 and --sites, --sites-dram at least 16384 (one 128 x 128 configuration)")
-    result = run(args, [__file__] + argv)
-    write_json_atomic(result, args.out)
-    print(f"written {args.out} ({result['meta']['wall_s']:.1f} s)")
-    return 0
+    return write_result(run(args, [__file__] + argv), args.out)
 
 
 if __name__ == "__main__":
