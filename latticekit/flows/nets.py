@@ -30,7 +30,7 @@ torch.Size([2, 2, 2, 4, 2, 2])
 from __future__ import annotations
 
 import operator
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -356,14 +356,18 @@ class ConvNet(nn.Module):
     #: :func:`~latticekit.flows.context_precision.set_context_dtype`
     compute_dtype: torch.dtype | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _in_compute_dtype(self, fn: Any, x: torch.Tensor, *args: Any) -> torch.Tensor:
+        """``fn(x, *args)``, for a float32 ``x`` with its convolutions in ``compute_dtype`` when that is set
+        (torch.autocast casts their inputs and weights; the activations between them stay in it) and the
+        output back in float32 (context_precision.py)."""
         if self.compute_dtype is None or x.dtype != torch.float32:
-            return self.net(x)
-        # the convolutions in compute_dtype (torch.autocast casts their inputs and weights; the activations
-        # between them stay in it), the output back in float32 (context_precision.py)
+            return fn(x, *args)
         with torch.autocast(x.device.type, dtype=self.compute_dtype):
-            out = self.net(x)
+            out = fn(x, *args)
         return out.to(x.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._in_compute_dtype(self.net, x)
 
     def forward_stripe(self, x: torch.Tensor, axis: int, period: int, offset: int) -> torch.Tensor:
         """The output on the stripe ``x_axis = offset (mod period)`` only: equal to
@@ -412,11 +416,7 @@ class ConvNet(nn.Module):
             raise ValueError(f"period={period!r}: expected a positive divisor of L_{axis} = {L}")
         if not _is_int(offset) or not 0 <= offset < period:
             raise ValueError(f"offset={offset!r}: expected 0 <= offset < period = {period}")
-        if self.compute_dtype is not None and x.dtype == torch.float32:
-            with torch.autocast(x.device.type, dtype=self.compute_dtype):
-                out = self._forward_stripe(x, axis, period, offset)
-            return out.to(x.dtype)
-        return self._forward_stripe(x, axis, period, offset)
+        return self._in_compute_dtype(self._forward_stripe, x, axis, period, offset)
 
     def _forward_stripe(self, x: torch.Tensor, axis: int, period: int, offset: int) -> torch.Tensor:
         """:meth:`forward_stripe` on checked arguments."""
