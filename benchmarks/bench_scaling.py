@@ -56,18 +56,49 @@ except ImportError:  # pragma: no cover - depends on the installation
 SIZES = (8, 16, 32, 64, 128)
 
 
-def _kernels(L: int, batch: int, backend: str) -> dict[str, tuple[Callable[[], Any], Any]]:
-    """``name -> (call, input field)`` for the five 2D kernels on a random batch of fields."""
+def _shared_inputs(total: int, backend: str) -> dict[str, Any]:
+    """One buffer per input field holding ``total`` sites, on ``backend``: the link angles (2 per site),
+    phi (1) and psi (2 spin components), random. :func:`_kernels` views them as batches of L x L
+    configurations, so every L reads the same memory (a site's entries are contiguous in the same order
+    for every L: ``(batch, 2, L, L)`` and ``(batch, L, L)`` row-major)."""
+    th = np.random.default_rng(3).uniform(-np.pi, np.pi, size=2 * total)
+    phi = np.random.default_rng(4).normal(size=total)
+    r = np.random.default_rng(5)
+    psi = r.normal(size=2 * total) + 1j * r.normal(size=2 * total)
+    return {k: backends.from_numpy(v, backend=backend, copy=True) for k, v in (("th", th), ("phi", phi),
+                                                                                 ("psi", psi))}
+
+
+def _kernels(L: int, batch: int, backend: str, shared: dict[str, Any] | None = None
+             ) -> dict[str, tuple[Callable[[], Any], Any]]:
+    """``name -> (call, input field)`` for the five 2D kernels on a random batch of fields: views of the
+    ``shared`` buffers (:func:`_shared_inputs`; ``batch * L * L`` sites) or, without them, new arrays."""
     lat = lk.Lattice((L, L))
-    rng = backends.rng(3)
-    th = np.asarray(lk.U1.random(rng, (batch, 2), lat.shape))
-    phi = np.random.default_rng(4).normal(size=(batch, L, L))
-    th_b = backends.from_numpy(th, backend=backend, copy=True)
-    phi_b = backends.from_numpy(phi, backend=backend, copy=True)
+    if shared is None:
+        th = np.asarray(lk.U1.random(backends.rng(3), (batch, 2), lat.shape))
+        phi = np.random.default_rng(4).normal(size=(batch, L, L))
+        th_b = backends.from_numpy(th, backend=backend, copy=True)
+        phi_b = backends.from_numpy(phi, backend=backend, copy=True)
+    else:
+        th_b = shared["th"].reshape(batch, 2, L, L)
+        phi_b = shared["phi"].reshape(batch, L, L)
     S = WilsonGaugeAction(lk.U1, lat, 2.0)
     P = Phi4Action(lat, 0.25, 1.1)
     D = WilsonDirac(th_b, lk.U1, lat, kappa=0.24)
-    psi = backends.from_numpy(np.asarray(D.random_field(backends.rng(5))), backend=backend, copy=True)
+    if shared is None:
+        psi = backends.from_numpy(np.asarray(D.random_field(backends.rng(5))), backend=backend, copy=True)
+    else:
+        psi = shared["psi"].reshape(batch, 2, 1, L, L)
+        # the kernels' link array (the phases, (batch, 2, 1, 1, L, L)) is built per operator; it is an
+        # elementwise function of the shared angles in the same flat order, so the first one built is
+        # shared by all L, checked equal to each operator's own
+        fl = D._links_for_kernels()
+        if "links" not in shared:
+            shared["links"] = fl.reshape(-1)
+        elif not np.array_equal(np.asarray(fl).reshape(-1), np.asarray(shared["links"])):
+            raise SystemExit(f"the Dirac operator's links at L = {L} differ from the shared ones")
+        else:
+            D._fast_links = shared["links"].reshape(fl.shape)
     return {
         "u1_plaquette": (lambda: average_plaquette(th_b, lk.U1, lat), th_b),
         "u1_force": (lambda: S.force(th_b), th_b),
@@ -84,12 +115,20 @@ def cost_rows(args: argparse.Namespace, total: int, label: str, report: Callable
     A row's cost is the median over rounds of each round's median call. This VM's speed drifts by
     up to 30% from one second to the next (the same call, timed back to back for 20 s: block medians
     1.23-1.63 ns per site); timed in rounds of a few milliseconds per size, the drift reaches every L
-    alike instead of showing up as a dependence on L, as it did when each L was timed in its own block."""
+    alike instead of showing up as a dependence on L, as it did when each L was timed in its own block.
+
+    Every L reads the same memory: the inputs are views of one set of buffers (:func:`_shared_inputs`),
+    so the sizes differ in nothing but the kernels' view of it. With new arrays per L (``--arrays-per-L``,
+    the files before 2026-12-07 04:30) where each array landed adds to the differences between L: a flat
+    loop ``O = P + U`` over 2^22 sites gave max/min 1.22 over five sets of arrays in DRAM against 1.04 on
+    one set (``write_streams.py``; results/write_streams*.json). For the library's kernels the two ways
+    agree within the spread between runs (benchmarks/README.md)."""
     for backend in args.backends.split(","):
         cases = {}
+        shared = None if args.arrays_per_L else _shared_inputs(total, backend)
         for L in SIZES:
             batch = max(1, total // (L * L))
-            cases[L] = (batch, _kernels(L, batch, backend))
+            cases[L] = (batch, _kernels(L, batch, backend, shared))
             for fn, _ in cases[L][1].values():
                 fn()
                 fn()                                       # warm-up: compilation, caches, the allocator
@@ -112,7 +151,7 @@ def cost_rows(args: argparse.Namespace, total: int, label: str, report: Callable
                         "round_medians_s": ts.tolist(),
                         "ns_per_site": float(np.median(ts)) / sites * 1e9,
                         "ns_per_site_best": float(ts.min()) / sites * 1e9})
-        del cases
+        del cases, shared
         gc.collect()
 
 
@@ -228,9 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=1, help="calls of each (L, kernel) per round")
     ap.add_argument("--default-malloc", action="store_true", help="leave glibc's mmap threshold alone (by default "
                     "the script calls latticekit.backends.configure_malloc(), as the jobs do)")
+    ap.add_argument("--arrays-per-L", action="store_true", help="new input arrays for every L (the files before "
+                    "2026-12-07 04:30) instead of views of one set of buffers (see cost_rows)")
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.calls < 1:
         ap.error(f"--rounds and --calls must be at least 1, got {args.rounds} and {args.calls}")
+    for t in (args.sites, args.sites_dram):
+        if t % (SIZES[-1] ** 2) and not args.arrays_per_L:
+            ap.error(f"--sites and --sites-dram must be multiples of {SIZES[-1] ** 2} (whole {SIZES[-1]} x "
+                     f"{SIZES[-1]} configurations, so that every L views the same buffer), got {t}")
     if "torch" in args.backends and torch is None:
         ap.error("--backends names torch, which is not installed")
     return write_result(run(args, [__file__] + argv), args.out)
