@@ -7,8 +7,8 @@ Registered names (backend ``"numpy"``)
 ``phi4_action(phi, kappa, lam, nd) -> (*B,)`` and ``phi4_force(phi, kappa, lam, nd) -> (*B, *L)``
     ``S = sum_x [(1 - 2 lam) phi^2 + lam phi^4 - 2 kappa sum_mu phi_x phi_{x+mu}]`` and ``dS/dphi``.
     In 2D the kernels run over chunks of whole rows of the flattened batch (several configurations for
-    small lattices) with flat neighbour offsets (:func:`_forward_2d`, :func:`_neighbours_2d`), so that
-    the cost per site does not grow for small L; other dimensions use the row kernels.
+    small lattices) with flat neighbour offsets, one pass per chunk (:func:`_dens_2d_rows`,
+    :func:`_force_2d_rows`), so that short rows cost no set-up per row; other dimensions use the row kernels.
 
 Examples
 --------
@@ -117,51 +117,53 @@ def _phi4_force_kernel(phi, dims, K, rpc, c2, c4, ch, F):  # pragma: no cover - 
 # last row of each configuration, the first and last site of each row) are then redone, with uint64
 # indices and no integer division per row. The redone sites are 4/L of a configuration, so the cost per site
 # still grows at small L (phi^4 force: 1.2-1.7x the L = 128 cost at L = 8; benchmarks/README.md).
-@_jit()
-def _copy(d, a):  # pragma: no cover - compiled
-    for x in range(d.shape[0]):
-        d[x] = a[x]
+@_jit(inline=True)
+def _dq(q, s, c2, c4, ch):  # pragma: no cover - compiled
+    """The action density at a site from its value ``q`` and its forward neighbours' sum ``s``."""
+    q2 = q * q
+    return c2 * q2 + c4 * q2 * q2 - ch * q * s
 
 
 @_jit()
-def _forward_2d(v, h, f, base, g0, g1, L0, L1):  # pragma: no cover - compiled
-    """``v[x] = f[i + L1]`` and ``h[x] = f[i + 1]`` (the forward neighbours along axes 0 and 1, periodic
-    in each configuration) for the flat sites ``i = base + x`` of the rows ``[g0, g1)``."""
+def _dens_2d_rows(d, f, base, g0, g1, L0, L1, c2, c4, ch):  # pragma: no cover - compiled
+    """``d[x] = c2 f_i^2 + c4 f_i^4 - ch f_i (f[i + L1] + f[i + 1])`` (the action density, forward neighbours
+    periodic in each configuration) for the flat sites ``i = base + x`` of the rows ``[g0, g1)``: one flat pass
+    (vectorised), then the last row of each configuration and the last site of each row redone (uint64
+    indices: no negative-index wrap-around, no views per row). Until 2026-12-07 the neighbours were first
+    copied into two scratch arrays; the one pass takes 0.5-0.9x the time (benchmarks/README.md)."""
     T = f.shape[0]
     m = (g1 - g0) * L1
     V = L0 * L1
-    # bulk: flat offsets, wherever they stay inside the array (the rest is redone below)
-    hi = min(m, T - base - L1)
-    if hi > 0:
-        _copy(v[:hi], f[base + L1:base + hi + L1])
-    hi = min(m, T - base - 1)
-    if hi > 0:
-        _copy(h[:hi], f[base + 1:base + hi + 1])
-    # the last row of each configuration and the last site of each row: inline loops with uint64
-    # indices (no negative-index wrap-around, no views: a call or view per row costs more than a short row)
     zero = np.uint64(0)
+    one = np.uint64(1)
     k = np.uint64(L1)
+    ub = np.uint64(base)
+    hi = min(m, T - base - L1)            # f[i + L1] and f[i + 1] inside the array (the rest is redone below)
+    if hi > 0:
+        for x in range(zero, np.uint64(hi)):
+            i = ub + x
+            d[x] = _dq(f[i], f[i + k] + f[i + one], c2, c4, ch)
+    # the last row of each configuration (forward along axis 0 to row 0) but its last site
+    e = np.uint64(L1 - 1)
     for b in range(g0 // L0, (g1 - 1) // L0 + 1):
-        g = b * L0 + L0 - 1      # forward to row 0
+        g = b * L0 + L0 - 1
         if g0 <= g < g1:
             xo = np.uint64((g - g0) * L1)
             o = np.uint64(b * V)
-            for j in range(zero, k):
-                v[xo + j] = f[o + j]
-    e = np.uint64(L1 - 1)
-    ub = np.uint64(base)
+            for j in range(zero, e):
+                d[xo + j] = _dq(f[ub + xo + j], f[o + j] + f[ub + xo + j + one], c2, c4, ch)
+    # the last site of every row (forward along axis 1 to the row's first site; no integer division per row)
+    r = g0 % L0
+    ob = np.uint64((g0 - r) * L1)         # the configuration's first site
     for q in range(zero, np.uint64(g1 - g0)):
         z = q * k
-        h[z + e] = f[ub + z]
-
-
-@_jit()
-def _dens(v, p, h, c2, c4, ch):  # pragma: no cover - compiled
-    """``v = c2 p^2 + c4 p^4 - ch p (v + h)`` (the action density; in place)."""
-    for x in range(v.shape[0]):
-        q = p[x]
-        q2 = q * q
-        v[x] = c2 * q2 + c4 * q2 * q2 - ch * q * (v[x] + h[x])
+        i = ub + z
+        up = i + e + k if r < L0 - 1 else ob + e
+        d[z + e] = _dq(f[i + e], f[up] + f[i], c2, c4, ch)
+        r += 1
+        if r == L0:
+            r = 0
+            ob += np.uint64(V)
 
 
 @_jit()
@@ -205,30 +207,32 @@ def _sum8(d):  # pragma: no cover - compiled
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
-@_jit()
-def _add4(d, a, b, c, e):  # pragma: no cover - compiled
-    for x in range(d.shape[0]):
-        d[x] = (a[x] + b[x]) + (c[x] + e[x])
+@_jit(inline=True)
+def _fq(q, s, a2, a4, ch):  # pragma: no cover - compiled
+    """The force at a site from its value ``q`` and its neighbours' sum ``s``."""
+    return a2 * q + a4 * q * q * q - ch * s
 
 
 @_jit()
-def _neighbours_2d(s, f, base, g0, g1, L0, L1):  # pragma: no cover - compiled
-    """``s[x] = (f[i + L1] + f[i - L1]) + (f[i + 1] + f[i - 1])``, periodic in each configuration, for the
-    flat sites ``i = base + x`` of the rows ``[g0, g1)``: one flat pass over the chunk, then the first and
-    last row of each configuration and the first and last site of each row redone (uint64 indices:
-    no negative-index wrap-around, no views per row)."""
+def _force_2d_rows(F, f, base, g0, g1, L0, L1, a2, a4, ch):  # pragma: no cover - compiled
+    """``F[i] = a2 f_i + a4 f_i^3 - ch ((f[i + L1] + f[i - L1]) + (f[i + 1] + f[i - 1]))``, periodic in each
+    configuration, for the flat sites ``i = base + x`` of the rows ``[g0, g1)``: one flat pass over the chunk
+    that reads the field and writes the force (vectorised), then the first and last row of each configuration
+    and the first and last site of each row redone (uint64 indices: no negative-index wrap-around, no views
+    per row). One pass: the neighbour sums are not stored (until 2026-12-07 they went into a scratch array
+    that a second pass read; the fused pass takes 0.5-0.8x the time, benchmarks/README.md)."""
     T = f.shape[0]
     m = (g1 - g0) * L1
     V = L0 * L1
     lo = max(L1 - base, 1 - base, 0)
     hi = min(m, T - base - L1, T - base - 1)
-    if hi > lo:
-        _add4(s[lo:hi], f[base + lo + L1:base + hi + L1], f[base + lo - L1:base + hi - L1],
-              f[base + lo + 1:base + hi + 1], f[base + lo - 1:base + hi - 1])
     zero = np.uint64(0)
     one = np.uint64(1)
     k = np.uint64(L1)
     ub = np.uint64(base)
+    if hi > lo:
+        for x in range(ub + np.uint64(lo), ub + np.uint64(hi)):
+            F[x] = _fq(f[x], (f[x + k] + f[x - k]) + (f[x + one] + f[x - one]), a2, a4, ch)
     # first and last row of each configuration, inside the row (the row ends are redone below); no integer
     # division per row or configuration (it costs as much as a short row)
     top = np.uint64((L0 - 1) * L1)        # offset of the last row in a configuration
@@ -241,12 +245,12 @@ def _neighbours_2d(s, f, base, g0, g1, L0, L1):  # pragma: no cover - compiled
                 g = b * L0 + (L0 - 1 if last else 0)
                 if g < g0 or g >= g1:
                     continue
-                xo = np.uint64((g - g0) * L1)
-                i0 = ub + xo
+                i0 = ub + np.uint64((g - g0) * L1)
                 up = ob if last else ob + up0
                 dn = ob + dnl if last else ob + top
                 for j in range(one, k - one):
-                    s[xo + j] = (f[up + j] + f[dn + j]) + (f[i0 + j + one] + f[i0 + j - one])
+                    F[i0 + j] = _fq(f[i0 + j], (f[up + j] + f[dn + j]) + (f[i0 + j + one] + f[i0 + j - one]),
+                                    a2, a4, ch)
     # the first and last site of every row
     e = np.uint64(L1 - 1)
     e1 = np.uint64(1 % L1)
@@ -254,23 +258,15 @@ def _neighbours_2d(s, f, base, g0, g1, L0, L1):  # pragma: no cover - compiled
     r = g0 % L0
     ob = np.uint64((g0 - r) * L1)         # the configuration's first site
     for q in range(zero, np.uint64(g1 - g0)):
-        z = q * k
-        i = ub + z
+        i = ub + q * k
         up = i + k if r < L0 - 1 else ob
         dn = i - k if r > 0 else ob + top
-        s[z] = (f[up] + f[dn]) + (f[i + e1] + f[i + e])
-        s[z + e] = (f[up + e] + f[dn + e]) + (f[i] + f[i + w1])
+        F[i] = _fq(f[i], (f[up] + f[dn]) + (f[i + e1] + f[i + e]), a2, a4, ch)
+        F[i + e] = _fq(f[i + e], (f[up + e] + f[dn + e]) + (f[i] + f[i + w1]), a2, a4, ch)
         r += 1
         if r == L0:
             r = 0
             ob += np.uint64(V)
-
-
-@_jit()
-def _force_nb(F, p, s, a2, a4, ch):  # pragma: no cover - compiled
-    for x in range(F.shape[0]):
-        q = p[x]
-        F[x] = a2 * q + a4 * q * q * q - ch * s[x]
 
 
 @_jit()
@@ -294,9 +290,7 @@ def _phi4_action_2d(f, L0, L1, rpc, ncpc, nc, c2, c4, ch, partial):  # pragma: n
         m = (g1 - g0) * L1
         base = g0 * L1
         v = np.empty(m)
-        h = np.empty(m)
-        _forward_2d(v, h, f, base, g0, g1, L0, L1)
-        _dens(v, f[base:base + m], h, c2, c4, ch)
+        _dens_2d_rows(v, f, base, g0, g1, L0, L1, c2, c4, ch)
         if ncpc == 1:   # whole configurations
             _sum8_rows(v.reshape(((g1 - g0) // L0, L0 * L1)), partial[g0 // L0:g1 // L0])
         else:
@@ -308,11 +302,7 @@ def _phi4_force_2d(f, L0, L1, rpc, ncpc, nc, a2, a4, ch, F):  # pragma: no cover
     G = f.shape[0] // L1
     for c in _prange(nc):
         g0, g1 = _rows_2d(c, G, L0, rpc, ncpc)
-        m = (g1 - g0) * L1
-        base = g0 * L1
-        nb = np.empty(m)
-        _neighbours_2d(nb, f, base, g0, g1, L0, L1)
-        _force_nb(F[base:base + m], f[base:base + m], nb, a2, a4, ch)
+        _force_2d_rows(F, f, g0 * L1, g0, g1, L0, L1, a2, a4, ch)
 
 
 # --------------------------------------------------------------------------------------------------
