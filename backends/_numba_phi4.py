@@ -115,8 +115,10 @@ def _phi4_force_kernel(phi, dims, K, rpc, c2, c4, ch, F):  # pragma: no cover - 
 # for large ones -- and the neighbours are flat offsets: +-L1 along axis 0, +-1 along axis 1. The
 # loops run over the whole chunk (vectorised); the sites whose neighbour wraps around (the first and
 # last row of each configuration, the first and last site of each row) are then redone, with uint64
-# indices and no integer division per row. The redone sites are 4/L of a configuration, so the cost per site
-# still grows at small L (phi^4 force: 1.2-1.7x the L = 128 cost at L = 8; benchmarks/README.md).
+# indices and no integer division per row. The redone sites are 4/L of a configuration (2/L for the action),
+# so the cost per site still grows at small L: since the one-pass kernels (2026-12-07), which take 0.5-0.9x the
+# time of the former two-pass ones from L = 16 on, the force at L = 8 costs 1.4-2.1x its L = 128 cost per site
+# and the action 1.3-1.5x (benchmarks/README.md, "Cost per site and memory against L").
 @_jit(inline=True)
 def _dq(q, s, c2, c4, ch):  # pragma: no cover - compiled
     """The action density at a site from its value ``q`` and its forward neighbours' sum ``s``."""
