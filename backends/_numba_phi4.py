@@ -29,8 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._numba_common import (_chunking, _chunks_2d, _geometry, _jit, _launch, _load, _ok, _prange, _prod, _real,
-                            _shift, available)
+from ._numba_common import _chunking, _chunks_2d, _geometry, _jit, _launch, _ok, _prange, _prod, _real, available
 
 __all__ = ["NAMES", "kernels"]
 
@@ -40,34 +39,83 @@ NAMES = ("phi4_action", "phi4_force")
 # --------------------------------------------------------------------------------------------------
 # phi^4 (hopping form; coefficients c2 phi^2 + c4 phi^4 - ch phi sum_mu phi(x+mu))
 # --------------------------------------------------------------------------------------------------
+# A row is the last lattice axis or the last two (K = 2, :func:`_geometry`): a plane of L2 x L3 sites. The
+# neighbours along the other (outer) axes are whole rows (:func:`_outer_rows`, a table computed once per
+# geometry: no integer division per row), read in place and summed into ``nb``; the neighbours inside the
+# row are flat offsets (+-L3 across the plane, +-1 along the last axis) in one vectorised pass over the
+# row's interior, and the sites whose in-row neighbour wraps around (the plane's first and last line, each
+# line's first and last site; forward neighbours only for the action) are then redone from a table of
+# their neighbours (:func:`_row_wrap_table`). The neighbours are summed in the order of the generic code
+# (mu = 0 ... nd - 1, forward before backward), so the results do not depend on the kernel. Until
+# 2026-12-07 every neighbour row was first copied (shifted) into a buffer and added to ``nb``; these
+# kernels take 0.2-0.5x that time (benchmarks/README.md).
+@_jit()
+def _add_outer(nb, pb, nbrows, o):  # pragma: no cover - compiled
+    """``nb = sum_j pb[nbrows[o, j]]`` (in order), the neighbour rows of row ``o`` along the outer axes."""
+    Lx = nb.shape[0]
+    r = nbrows[o, 0]
+    for x in range(Lx):
+        nb[x] = pb[r, x]
+    for j in range(1, nbrows.shape[1]):
+        r = nbrows[o, j]
+        for x in range(Lx):
+            nb[x] += pb[r, x]
+
+
 @_jit(parallel=True)
-def _phi4_action_kernel(phi, dims, K, rpc, c2, c4, ch, partial):  # pragma: no cover - compiled
+def _phi4_action_kernel(phi, nbrows, wrap, L3, ka, rpc, c2, c4, ch, partial):  # pragma: no cover - compiled
+    """``partial[c]`` = the action of the rows of chunk ``c``: ``nbrows`` the forward outer neighbour rows
+    (``(R, nd - K)``), ``wrap`` the sites whose forward in-row neighbour wraps (``wrap[0]``) and those
+    neighbours (``wrap[1:]``: across the plane when ``ka``, then along the last axis)."""
     B, R, Lx = phi.shape
-    nd = dims.shape[0]
-    L2 = dims[nd - 2] if K == 2 else 1
+    has_nb = nbrows.shape[1] > 0
     nc = (R + rpc - 1) // rpc
+    u = np.uint64
+    k = u(L3)
+    one = u(1)
+    # the flat pass: lines 0 ... L2 - 2 of the plane (forward across the plane stays inside), each line's
+    # last site redone; without a plane (K = 1) the row but its last site
+    hi = u(Lx - L3) if ka else u(max(Lx - 1, 0))
+    nw = wrap.shape[1]
     for c in _prange(B * nc):
         b = c // nc
         o0 = (c - b * nc) * rpc
         o1 = min(R, o0 + rpc)
+        pb = phi[b]
         acc = np.zeros(Lx)
-        nb = np.empty(Lx)
-        t = np.empty(Lx)
+        nb = np.zeros(Lx)
+        d = np.empty(Lx)
         for o in range(o0, o1):
-            for mu in range(nd):
-                r, a, cc = _shift(o, 0, 0, mu, 1, dims, K)
-                _load(t, phi[b, r], a, cc, L2)
-                if mu == 0:
-                    for x in range(Lx):
-                        nb[x] = t[x]
-                else:
-                    for x in range(Lx):
-                        nb[x] += t[x]
-            row = phi[b, o]
-            for x in range(Lx):
-                p = row[x]
+            if has_nb:
+                _add_outer(nb, pb, nbrows, o)
+            if ka:
+                for x in range(u(0), hi):
+                    p = pb[o, x]
+                    p2 = p * p
+                    d[x] = c2 * p2 + c4 * p2 * p2 - ch * p * ((nb[x] + pb[o, x + k]) + pb[o, x + one])
+            elif has_nb:
+                for x in range(u(0), hi):
+                    p = pb[o, x]
+                    p2 = p * p
+                    d[x] = c2 * p2 + c4 * p2 * p2 - ch * p * (nb[x] + pb[o, x + one])
+            else:
+                for x in range(u(0), hi):
+                    p = pb[o, x]
+                    p2 = p * p
+                    d[x] = c2 * p2 + c4 * p2 * p2 - ch * p * pb[o, x + one]
+            for j in range(nw):
+                x = wrap[0, j]
+                p = pb[o, x]
                 p2 = p * p
-                acc[x] += c2 * p2 + c4 * p2 * p2 - ch * p * nb[x]
+                if ka:
+                    t = (nb[x] + pb[o, wrap[1, j]]) + pb[o, wrap[2, j]]
+                elif has_nb:
+                    t = nb[x] + pb[o, wrap[1, j]]
+                else:
+                    t = pb[o, wrap[1, j]]
+                d[x] = c2 * p2 + c4 * p2 * p2 - ch * p * t
+            for x in range(Lx):
+                acc[x] += d[x]
         tot = 0.0
         for x in range(Lx):
             tot += acc[x]
@@ -75,35 +123,107 @@ def _phi4_action_kernel(phi, dims, K, rpc, c2, c4, ch, partial):  # pragma: no c
 
 
 @_jit(parallel=True)
-def _phi4_force_kernel(phi, dims, K, rpc, c2, c4, ch, F):  # pragma: no cover - compiled
+def _phi4_force_kernel(phi, nbrows, wrap, L3, ka, rpc, c2, c4, ch, F):  # pragma: no cover - compiled
+    """``F = dS/dphi`` row by row: ``nbrows`` the outer neighbour rows (``(R, 2 (nd - K))``, forward and
+    backward per axis), ``wrap`` the sites whose in-row neighbours wrap (``wrap[0]``) and those neighbours in
+    the order of the sum (``wrap[1:]``: forward, backward across the plane when ``ka``, then along the last
+    axis)."""
     B, R, Lx = phi.shape
-    nd = dims.shape[0]
-    L2 = dims[nd - 2] if K == 2 else 1
+    has_nb = nbrows.shape[1] > 0
     nc = (R + rpc - 1) // rpc
     a2 = 2.0 * c2
     a4 = 4.0 * c4
+    u = np.uint64
+    k = u(L3)
+    one = u(1)
+    # the flat pass: lines 1 ... L2 - 2 of the plane, their ends redone (K = 1: the row but its two ends)
+    lo = k if ka else one
+    hi = u(max(Lx - L3, L3)) if ka else u(max(Lx - 1, 1))
+    nw = wrap.shape[1]
     for c in _prange(B * nc):
         b = c // nc
         o0 = (c - b * nc) * rpc
         o1 = min(R, o0 + rpc)
-        nb = np.empty(Lx)
-        t = np.empty(Lx)
+        pb = phi[b]
+        Fb = F[b]
+        nb = np.zeros(Lx)
         for o in range(o0, o1):
-            for mu in range(nd):
-                for step in (1, -1):
-                    r, a, cc = _shift(o, 0, 0, mu, step, dims, K)
-                    _load(t, phi[b, r], a, cc, L2)
-                    if mu == 0 and step == 1:
-                        for x in range(Lx):
-                            nb[x] = t[x]
-                    else:
-                        for x in range(Lx):
-                            nb[x] += t[x]
-            row = phi[b, o]
-            dst = F[b, o]
-            for x in range(Lx):
-                p = row[x]
-                dst[x] = a2 * p + a4 * p * p * p - ch * nb[x]
+            if has_nb:
+                _add_outer(nb, pb, nbrows, o)
+            if ka:
+                for x in range(lo, hi):
+                    p = pb[o, x]
+                    t = (((nb[x] + pb[o, x + k]) + pb[o, x - k]) + pb[o, x + one]) + pb[o, x - one]
+                    Fb[o, x] = a2 * p + a4 * p * p * p - ch * t
+            elif has_nb:
+                for x in range(lo, hi):
+                    p = pb[o, x]
+                    t = (nb[x] + pb[o, x + one]) + pb[o, x - one]
+                    Fb[o, x] = a2 * p + a4 * p * p * p - ch * t
+            else:
+                for x in range(lo, hi):
+                    p = pb[o, x]
+                    t = pb[o, x + one] + pb[o, x - one]
+                    Fb[o, x] = a2 * p + a4 * p * p * p - ch * t
+            for j in range(nw):
+                x = wrap[0, j]
+                p = pb[o, x]
+                if ka:
+                    t = (((nb[x] + pb[o, wrap[1, j]]) + pb[o, wrap[2, j]]) + pb[o, wrap[3, j]]) + pb[o, wrap[4, j]]
+                elif has_nb:
+                    t = (nb[x] + pb[o, wrap[1, j]]) + pb[o, wrap[2, j]]
+                else:
+                    t = pb[o, wrap[1, j]] + pb[o, wrap[2, j]]
+                Fb[o, x] = a2 * p + a4 * p * p * p - ch * t
+
+
+_TABLES: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+
+
+def _outer_rows(L: tuple[int, ...], K: int, both: bool) -> Any:
+    """``(R, n)`` int64: for each row (the first ``nd - K`` coordinates, row-major) its neighbour rows along
+    those axes, per axis forward then (``both``) backward; ``n = (nd - K) (2 if both else 1)``."""
+    outer = L[:len(L) - K]
+    cols = []
+    if outer:
+        idx = np.indices(outer).reshape(len(outer), -1)
+        for mu in range(len(outer)):
+            for step in ((1, -1) if both else (1,)):
+                j = idx.copy()
+                j[mu] = (j[mu] + step) % outer[mu]
+                cols.append(np.ravel_multi_index(tuple(j), outer))
+    R = _prod(outer)
+    return np.ascontiguousarray(np.stack(cols, axis=1) if cols else np.zeros((R, 0), dtype=np.int64), dtype=np.int64)
+
+
+def _row_wrap_table(L2: int, L3: int, ka: bool, both: bool) -> Any:
+    """``(1 + m, n)`` int64: the sites of a row (a plane of L2 x L3 sites when ``ka``, else a line of L3) whose
+    in-row neighbours wrap around or that the flat pass of the kernels does not cover, and those neighbours in
+    the order of the sum (across the plane forward, backward when ``both``; then along the last axis)."""
+    y, z = np.divmod(np.arange(L2 * L3, dtype=np.int64), L3)
+    if both:
+        sel = (z == 0) | (z == L3 - 1) | ((y == 0) | (y == L2 - 1) if ka else False)
+    else:
+        sel = (z == L3 - 1) | ((y == L2 - 1) if ka else False)
+    y, z = y[sel], z[sel]
+    rows = [y * L3 + z]
+    steps = (1, -1) if both else (1,)
+    if ka:
+        rows += [((y + st) % L2) * L3 + z for st in steps]
+    rows += [y * L3 + (z + st) % L3 for st in steps]
+    return np.ascontiguousarray(np.stack(rows), dtype=np.int64)
+
+
+def _tables(L: tuple[int, ...], K: int, both: bool) -> tuple[Any, Any]:
+    """The outer-row and wrapped-site tables of a geometry (cached)."""
+    key = (L, K, both)
+    t = _TABLES.get(key)
+    if t is None:
+        L2 = L[-2] if K == 2 else 1
+        t = (_outer_rows(L, K, both), _row_wrap_table(L2, L[-1], K == 2, both))
+        if len(_TABLES) < 64:
+            _TABLES[key] = t
+    return t
 
 
 # --------------------------------------------------------------------------------------------------
@@ -329,8 +449,9 @@ def phi4_action(phi: Any, kappa: Any, lam: Any, nd: int) -> Any:
         return partial.reshape(B, ncpc).sum(axis=1).reshape(bshape)
     rpc, nc = _chunking(B, R, Lx, 16384)
     partial = np.empty(B * nc)
-    _launch(_phi4_action_kernel, B * R * Lx, phi.reshape(B, R, Lx), dims, K, rpc, 1.0 - 2.0 * float(lam), float(lam),
-            2.0 * float(kappa), partial)
+    nbrows, wrap = _tables(L, K, False)
+    _launch(_phi4_action_kernel, B * R * Lx, phi.reshape(B, R, Lx), nbrows, wrap, L[-1], K == 2, rpc,
+            1.0 - 2.0 * float(lam), float(lam), 2.0 * float(kappa), partial)
     return partial.reshape(B, nc).sum(axis=1).reshape(bshape)
 
 
@@ -347,8 +468,9 @@ def phi4_force(phi: Any, kappa: Any, lam: Any, nd: int) -> Any:
                 2.0 * (1.0 - 2.0 * float(lam)), 4.0 * float(lam), 2.0 * float(kappa), F.reshape(-1))
         return F
     rpc, _ = _chunking(B, R, Lx, 16384)
-    _launch(_phi4_force_kernel, 2 * B * R * Lx, phi.reshape(B, R, Lx), dims, K, rpc, 1.0 - 2.0 * float(lam),
-            float(lam), 2.0 * float(kappa), F.reshape(B, R, Lx))
+    nbrows, wrap = _tables(L, K, True)
+    _launch(_phi4_force_kernel, 2 * B * R * Lx, phi.reshape(B, R, Lx), nbrows, wrap, L[-1], K == 2, rpc,
+            1.0 - 2.0 * float(lam), float(lam), 2.0 * float(kappa), F.reshape(B, R, Lx))
     return F
 
 

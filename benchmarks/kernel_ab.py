@@ -6,11 +6,13 @@ imports pointed at the installed package), and its fast path ``--fn`` is called 
 same field: first checked bit-identical, then timed interleaved (``--rounds`` rounds, the order of the two
 reversed every other round, one untimed call before each timed one in the cache regime). For each L the ratio
 new / old is the median over rounds of the per-round ratio, so the VM's drift (up to 30% from second to second)
-cancels in the pair. 2D phi^4 kernels (``phi4_action``, ``phi4_force``) on random fields of ``--sites`` sites
-per call, batches of L x L configurations viewing one buffer.
+cancels in the pair. phi^4 kernels (``phi4_action``, ``phi4_force``) in ``--nd`` dimensions on random fields of
+``--sites`` sites per call: batches of L^nd configurations viewing one buffer.
 
     NUMBA_NUM_THREADS=1 python benchmarks/kernel_ab.py --module _numba_phi4 --rev 1fd27b2 --fn phi4_force \\
         --out benchmarks/results/phi4_onepass_ab_force_1t.json
+    NUMBA_NUM_THREADS=1 python benchmarks/kernel_ab.py --rev e93d11b --fn phi4_force --nd 4 --L 4,8,16 \
+        --sites 1048576 --out benchmarks/results/phi4_nd_ab_force_4d_1t.json
 """
 
 from __future__ import annotations
@@ -59,12 +61,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     new = importlib.import_module(f"latticekit.backends.{args.module}")
     f = np.random.default_rng(1).normal(size=args.sites)
     kappa, lam = 0.25, 1.1
-    result: dict[str, Any] = {"meta": _env_info(argv), "rev": args.rev, "fn": args.fn, "sites": args.sites,
-                              "rounds": args.rounds, "by_L": {}}
+    result: dict[str, Any] = {"meta": _env_info(argv), "rev": args.rev, "fn": args.fn, "nd": args.nd,
+                              "sites": args.sites, "rounds": args.rounds, "by_L": {}}
     for L in [int(x) for x in args.L.split(",")]:
-        phi = f.reshape(-1, L, L)
-        calls = {"old": lambda phi=phi: getattr(old, args.fn)(phi, kappa, lam, 2),
-                 "new": lambda phi=phi: getattr(new, args.fn)(phi, kappa, lam, 2)}
+        phi = f.reshape((-1,) + (L,) * args.nd)
+        calls = {"old": lambda phi=phi: getattr(old, args.fn)(phi, kappa, lam, args.nd),
+                 "new": lambda phi=phi: getattr(new, args.fn)(phi, kappa, lam, args.nd)}
         a, b = calls["old"](), calls["new"]()
         if a is None or b is None or not np.array_equal(a, b):
             raise SystemExit(f"{args.fn} at L = {L}: the two kernels' outputs differ (or one declined)")
@@ -95,13 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--module", default="_numba_phi4", help="module under backends/ (default _numba_phi4)")
     ap.add_argument("--rev", required=True, help="git revision of the earlier module")
     ap.add_argument("--fn", choices=FNS, required=True, help="the fast path to time")
-    ap.add_argument("--L", default="8,16,32,64,128", help="comma-separated L (each must divide into --sites)")
+    ap.add_argument("--nd", type=int, default=2, help="lattice dimensions (default 2)")
+    ap.add_argument("--L", default="8,16,32,64,128", help="comma-separated L (each L^nd must divide --sites)")
     ap.add_argument("--sites", type=int, default=1 << 22, help="sites per call (default 2^22: DRAM)")
     ap.add_argument("--rounds", type=int, default=12, help="interleaved rounds")
     args = ap.parse_args(argv)
     sizes = [int(x) for x in args.L.split(",")]
-    if args.rounds < 1 or any(L < 1 or args.sites % (L * L) for L in sizes):
-        ap.error(f"--rounds must be at least 1 and every L^2 must divide --sites ({args.sites}); got --L {args.L}")
+    if args.rounds < 1 or args.nd < 1 or any(L < 1 or args.sites % L ** args.nd for L in sizes):
+        ap.error(f"--rounds and --nd must be at least 1 and every L^nd must divide --sites ({args.sites}); got --nd "
+                 f"{args.nd}, --L {args.L}")
     return write_result(run(args, [__file__] + argv), args.out)
 
 

@@ -230,7 +230,11 @@ def test_generated_sun_kernels_are_current():
         gen.generate(4)
 
 
-@pytest.mark.parametrize("shape,batch", [((8, 6), (3,)), ((3, 4, 2, 5), (2,)), ((7,), ())])
+# nD kernels (rows of the last axis or the last two; outer neighbour rows and wrapped in-row sites from
+# tables): planes with lines of 1 and 2 sites, an axis of length 1, rows of one axis (last extent >= 64)
+@pytest.mark.parametrize("shape,batch", [((8, 6), (3,)), ((3, 4, 2, 5), (2,)), ((7,), ()), ((1,), (2,)),
+                                         ((2, 3, 70), (2,)), ((4, 1, 3, 2), ()), ((2, 2, 2, 2), (3,)),
+                                         ((3, 5, 1), (2,)), ((2, 3, 2, 4, 3), ())])
 def test_phi4_kernels_match_generic(monkeypatch, shape, batch):
     lat = lk.Lattice(shape)
     phi = backends.rng(4).normal(batch + shape)
