@@ -48,7 +48,7 @@ NAMES = ("phi4_action", "phi4_force")
 # their neighbours (:func:`_row_wrap_table`). The neighbours are summed in the order of the generic code
 # (mu = 0 ... nd - 1, forward before backward), so the results do not depend on the kernel. Until
 # 2026-12-07 every neighbour row was first copied (shifted) into a buffer and added to ``nb``; these
-# kernels take 0.2-0.5x that time (benchmarks/README.md).
+# kernels take 0.09-0.6x that time, 0.09-0.21x for the 4D force (benchmarks/README.md, "CPU kernels").
 @_jit()
 def _add_outer(nb, pb, nbrows, o):  # pragma: no cover - compiled
     """``nb = sum_j pb[nbrows[o, j]]`` (in order), the neighbour rows of row ``o`` along the outer axes."""
