@@ -125,18 +125,40 @@ def _load1(dst, src, sh):  # pragma: no cover - compiled
         dst[0] = src[n - 1]
         for x in range(1, n):
             dst[x] = src[x - 1]
-    else:
-        for x in range(n):
-            dst[x] = src[(x + sh) % n]
+    else:   # a rotation: two contiguous copies
+        s = sh % n
+        for x in range(n - s):
+            dst[x] = src[x + s]
+        for x in range(n - s, n):
+            dst[x] = src[x + s - n]
 
 
 @_jit()
 def _load(dst, src, a, c, L2):  # pragma: no cover - compiled
-    """A row shifted by ``a`` along its first axis (length ``L2``) and ``c`` along its last axis."""
+    """A row shifted by ``a`` along its first axis (length ``L2``) and ``c`` along its last axis.
+
+    A shift along one axis is two flat loops over the whole row (a rotation by ``a L3``, or by one site with
+    each line's end fixed), not a loop per line: the lines of a 4D row are a few sites long."""
+    n = src.shape[0]
     if a == 0 and L2 == 1:
         _load1(dst, src, c)
         return
-    L3 = src.shape[0] // L2
+    L3 = n // L2
+    if c == 0:
+        _load1(dst, src, (a % L2) * L3)
+        return
+    if a == 0 and L3 > 1 and (c == 1 or c == -1):
+        if c == 1:
+            for x in range(n - 1):
+                dst[x] = src[x + 1]
+            for y in range(L2):
+                dst[y * L3 + L3 - 1] = src[y * L3]
+        else:
+            for x in range(1, n):
+                dst[x] = src[x - 1]
+            for y in range(L2):
+                dst[y * L3] = src[y * L3 + L3 - 1]
+        return
     for y in range(L2):
         ys = (y + a) % L2
         _load1(dst[y * L3:(y + 1) * L3], src[ys * L3:(ys + 1) * L3], c)
@@ -233,6 +255,22 @@ def _geometry(x: Any, nd: int, inner: int) -> tuple[tuple[int, ...], tuple[int, 
     bshape = tuple(int(n) for n in x.shape[: x.ndim - nd - inner])
     K = 2 if (nd >= 3 and L[-1] < 64) else 1
     return bshape, L, np.asarray(L, dtype=np.int64), K, _prod(L[:nd - K]), _prod(L[nd - K:])
+
+
+def _outer_rows(L: tuple[int, ...], K: int, both: bool) -> Any:
+    """``(R, n)`` int64: for each row (the first ``nd - K`` coordinates, row-major) its neighbour rows along
+    those axes, per axis forward then (``both``) backward; ``n = (nd - K) (2 if both else 1)``."""
+    outer = L[:len(L) - K]
+    cols = []
+    if outer:
+        idx = np.indices(outer).reshape(len(outer), -1)
+        for mu in range(len(outer)):
+            for step in ((1, -1) if both else (1,)):
+                j = idx.copy()
+                j[mu] = (j[mu] + step) % outer[mu]
+                cols.append(np.ravel_multi_index(tuple(j), outer))
+    R = _prod(outer)
+    return np.ascontiguousarray(np.stack(cols, axis=1) if cols else np.zeros((R, 0), dtype=np.int64), dtype=np.int64)
 
 
 def _prod(t: tuple[int, ...]) -> int:

@@ -7,8 +7,9 @@ that vectorises; a row (in 2D: a chunk) with an angle beyond 1e5 (where that red
 is recomputed with ``math.cos``/``math.sin``. In 2D the U(1) kernels run over flat chunks of whole
 rows of the batch -- several configurations per chunk for small lattices -- as the phi^4 ones do
 (:func:`_u1_2d_plaquette_flat`, :func:`_u1_2d_force_flat`; see the comment above them); in more
-dimensions they copy shifted rows (:func:`_u1_theta_row`). The polynomial is the cost of the 2D
-kernels: about 1 ns per site on one core of the benchmark VM, vectorised, with the chunk in L1.
+dimensions they work on rows (:func:`_u1_theta_row_t`), the force from a field of the sines
+(:func:`_u1_sin_kernel`). The polynomial is the cost of the 2D kernels: about 1 ns per site on one core of
+the benchmark VM, vectorised, with the chunk in L1.
 SU(2) and SU(3) run the unrolled kernels of :mod:`latticekit.backends._numba_su2` and ``_numba_su3``; other N
 small loops over the colour indices on row-sized buffers (``_mul_nn`` etc. here).
 
@@ -55,9 +56,9 @@ from ._numba_common import (
     _jit,
     _launch,
     _load,
-    _load1,
     _load_mat,
     _ok,
+    _outer_rows,
     _prange,
     _prod,
     _real,
@@ -76,16 +77,26 @@ NAMES = ("u1_plaquette_cos_sum", "u1_plaquette_field", "u1_wilson_force", "sun_r
 # U(1)
 # --------------------------------------------------------------------------------------------------
 @_jit()
-def _u1_theta_row(out, th, b, mu, nu, o, a, c, dims, K, L2, t1, t2, t3, t4):  # pragma: no cover - compiled
-    """``theta_{mu nu}`` along the row of site (o, a, c): U_mu(y) + U_nu(y+mu) - U_mu(y+nu) - U_nu(y)."""
-    r1, a1, c1 = _shift(o, a, c, mu, 1, dims, K)
-    r2, a2, c2 = _shift(o, a, c, nu, 1, dims, K)
-    _load(t1, th[b, mu, o], a, c, L2)
-    _load(t2, th[b, nu, r1], a1, c1, L2)
-    _load(t3, th[b, mu, r2], a2, c2, L2)
-    _load(t4, th[b, nu, o], a, c, L2)
+def _u1_theta_row_t(out, thb, mu, nu, o, fwd, nout, K, L2, t2, t3):  # pragma: no cover - compiled
+    """``theta_{mu nu} = U_mu(y) + U_nu(y + mu) - U_mu(y + nu) - U_nu(y)`` along row ``o`` of one configuration
+    ``thb`` (nd, R, Lx): the neighbour rows along the outer axes (``mu < nout = nd - K``) from the table
+    ``fwd[o, mu]``, read in place; only the neighbours inside the row are copied, shifted (into ``t2``, ``t3``).
+    (Until 2026-12-07 all four rows were copied and each neighbour row found by integer division.)"""
+    nd = thb.shape[0]
+    if mu < nout:
+        u2 = thb[nu, fwd[o, mu]]
+    else:
+        _load(t2, thb[nu, o], 1 if (K == 2 and mu == nd - 2) else 0, 1 if mu == nd - 1 else 0, L2)
+        u2 = t2
+    if nu < nout:
+        u3 = thb[mu, fwd[o, nu]]
+    else:
+        _load(t3, thb[mu, o], 1 if (K == 2 and nu == nd - 2) else 0, 1 if nu == nd - 1 else 0, L2)
+        u3 = t3
+    u1 = thb[mu, o]
+    u4 = thb[nu, o]
     for x in range(out.shape[0]):
-        out[x] = t1[x] + t2[x] - t3[x] - t4[x]
+        out[x] = u1[x] + u2[x] - u3[x] - u4[x]
 
 
 @_jit()
@@ -113,26 +124,27 @@ def _sin_row(val, ang):  # pragma: no cover - compiled
 
 
 @_jit(parallel=True)
-def _u1_plaquette_kernel(th, dims, K, rpc, field, write, partial):  # pragma: no cover - compiled
+def _u1_plaquette_kernel(th, fwd, K, L2, rpc, field, write, partial):  # pragma: no cover - compiled
+    """``cos theta_P`` summed per chunk of rows (``partial``) and, where ``write``, stored per plane
+    (``field``); ``fwd`` the forward neighbour rows along the outer axes (:func:`_outer_rows`)."""
     B, nd, R, Lx = th.shape
-    L2 = dims[nd - 2] if K == 2 else 1
+    nout = nd - K
     nc = (R + rpc - 1) // rpc
     for c in _prange(B * nc):
         b = c // nc
         o0 = (c - b * nc) * rpc
         o1 = min(R, o0 + rpc)
+        thb = th[b]
         acc = np.zeros(Lx)
         ang = np.empty(Lx)
         val = np.empty(Lx)
-        t1 = np.empty(Lx)
         t2 = np.empty(Lx)
         t3 = np.empty(Lx)
-        t4 = np.empty(Lx)
         for o in range(o0, o1):
             p = 0
             for mu in range(nd):
                 for nu in range(mu + 1, nd):
-                    _u1_theta_row(ang, th, b, mu, nu, o, 0, 0, dims, K, L2, t1, t2, t3, t4)
+                    _u1_theta_row_t(ang, thb, mu, nu, o, fwd, nout, K, L2, t2, t3)
                     _cos_row(val, ang)
                     for x in range(Lx):
                         acc[x] += val[x]
@@ -148,49 +160,63 @@ def _u1_plaquette_kernel(th, dims, K, rpc, field, write, partial):  # pragma: no
 
 
 @_jit(parallel=True)
-def _u1_force_kernel(th, dims, K, rpc, beta, F):  # pragma: no cover - compiled
+def _u1_sin_kernel(th, fwd, K, L2, rpc, S):  # pragma: no cover - compiled
+    """``S[b, p, o] = sin theta_p`` along every row ``o`` (planes ``p = (mu, nu)``, mu < nu, in order)."""
     B, nd, R, Lx = th.shape
-    L2 = dims[nd - 2] if K == 2 else 1
-    npl = nd * (nd - 1) // 2
+    nout = nd - K
     nc = (R + rpc - 1) // rpc
     for c in _prange(B * nc):
         b = c // nc
         o0 = (c - b * nc) * rpc
         o1 = min(R, o0 + rpc)
-        facc = np.empty((nd, Lx))
-        prev = np.empty((npl, Lx))   # sin theta_P of the previous row (reused as x - mu, mu = nd - 2)
+        thb = th[b]
         ang = np.empty(Lx)
-        s0 = np.empty(Lx)
-        sm = np.empty(Lx)
-        sn = np.empty(Lx)
-        t1 = np.empty(Lx)
         t2 = np.empty(Lx)
         t3 = np.empty(Lx)
-        t4 = np.empty(Lx)
+        for o in range(o0, o1):
+            p = 0
+            for mu in range(nd):
+                for nu in range(mu + 1, nd):
+                    _u1_theta_row_t(ang, thb, mu, nu, o, fwd, nout, K, L2, t2, t3)
+                    _sin_row(S[b, p, o], ang)
+                    p += 1
+
+
+@_jit(parallel=True)
+def _u1_force_kernel(S, bwd, K, L2, rpc, beta, F):  # pragma: no cover - compiled
+    """``F_mu(x) = beta sum_nu [sin theta_{mu nu}(x) - sin theta_{mu nu}(x - nu)]`` (the sign of the plane for
+    nu < mu) from the sines ``S`` of :func:`_u1_sin_kernel`; ``bwd[o, mu]`` the backward neighbour row along an
+    outer axis mu. Per row the planes are added in order, ``F_mu += s(x) - s(x - nu)`` and ``F_nu += s(x - mu)
+    - s(x)`` for the plane (mu, nu): the operations of the kernel before 2026-12-07, which computed the three
+    sines of each plane for every row (3 angles and sines per plane and site instead of 1)."""
+    B, npl, R, Lx = S.shape
+    nd = F.shape[1]
+    nout = nd - K
+    nc = (R + rpc - 1) // rpc
+    for c in _prange(B * nc):
+        b = c // nc
+        o0 = (c - b * nc) * rpc
+        o1 = min(R, o0 + rpc)
+        Sb = S[b]
+        facc = np.empty((nd, Lx))
+        tm = np.empty(Lx)
+        tn = np.empty(Lx)
         for o in range(o0, o1):
             facc[:, :] = 0.0
             p = 0
             for mu in range(nd):
                 for nu in range(mu + 1, nd):
-                    # sin theta_{mu nu} at x, x - mu and x - nu
-                    _u1_theta_row(ang, th, b, mu, nu, o, 0, 0, dims, K, L2, t1, t2, t3, t4)
-                    _sin_row(s0, ang)
-                    r, a, cc = _shift(o, 0, 0, mu, -1, dims, K)
-                    if K == 1 and mu == nd - 2 and o > o0 and r == o - 1:
-                        for x in range(Lx):
-                            sm[x] = prev[p, x]
+                    s0 = Sb[p, o]
+                    if mu < nout:        # sin theta at x - mu
+                        sm = Sb[p, bwd[o, mu]]
                     else:
-                        _u1_theta_row(ang, th, b, mu, nu, r, a, cc, dims, K, L2, t1, t2, t3, t4)
-                        _sin_row(sm, ang)
-                    if K == 1 and nu == nd - 1:
-                        _load1(sn, s0, -1)
+                        _load(tm, s0, -1 if (K == 2 and mu == nd - 2) else 0, -1 if mu == nd - 1 else 0, L2)
+                        sm = tm
+                    if nu < nout:        # and at x - nu
+                        sn = Sb[p, bwd[o, nu]]
                     else:
-                        r, a, cc = _shift(o, 0, 0, nu, -1, dims, K)
-                        _u1_theta_row(ang, th, b, mu, nu, r, a, cc, dims, K, L2, t1, t2, t3, t4)
-                        _sin_row(sn, ang)
-                    if K == 1 and mu == nd - 2:
-                        for x in range(Lx):
-                            prev[p, x] = s0[x]
+                        _load(tn, s0, -1 if (K == 2 and nu == nd - 2) else 0, -1 if nu == nd - 1 else 0, L2)
+                        sn = tn
                     fm = facc[mu]
                     fn = facc[nu]
                     for x in range(Lx):
@@ -410,7 +436,8 @@ def _u1_plaquette(theta: Any, nd: int, field: bool) -> Any:
                 L[1] >= _U1_FUSED_L1, out.reshape(-1), field, partial)
         nc = ncpc
     else:
-        _launch(_u1_plaquette_kernel, _NS_U1 * npl * B * R * Lx, th, dims, K, rpc, out, field, partial)
+        _launch(_u1_plaquette_kernel, _NS_U1 * npl * B * R * Lx, th, _outer_table(L, K, False), K,
+                L[-2] if K == 2 else 1, rpc, out, field, partial)
     if field:
         return out.reshape(bshape + (npl,) + L)
     return partial.reshape(B, nc).sum(axis=1).reshape(bshape)
@@ -438,10 +465,32 @@ def u1_wilson_force(theta: Any, beta: Any, nd: int) -> Any:
         rpc, ncpc, nc = _chunks_2d(B, L[0], L[1], _U1_SITES_2D)
         _launch(_u1_2d_force_flat, 2 * _NS_U1 * B * R * Lx, theta.reshape(-1), L[0], L[1], rpc, ncpc, nc,
                 L[1] >= _U1_FUSED_L1, float(beta), F.reshape(-1))
-    else:
-        _launch(_u1_force_kernel, 2 * _NS_U1 * nd * (nd - 1) // 2 * B * R * Lx, theta.reshape(B, nd, R, Lx), dims, K,
-                rpc, float(beta), F.reshape(B, nd, R, Lx))
+    else:   # the sines of every plane angle, then the force from them and their backward neighbours
+        npl = nd * (nd - 1) // 2
+        S = np.empty((B, npl, R, Lx))
+        L2 = L[-2] if K == 2 else 1
+        _launch(_u1_sin_kernel, _NS_U1 * npl * B * R * Lx, theta.reshape(B, nd, R, Lx), _outer_table(L, K, False),
+                K, L2, rpc, S)
+        _launch(_u1_force_kernel, 0.5 * _NS_U1 * npl * B * R * Lx, S, _outer_table(L, K, True), K, L2, rpc,
+                float(beta), F.reshape(B, nd, R, Lx))
     return F
+
+
+_OUTER: dict[tuple[Any, ...], Any] = {}
+
+
+def _outer_table(L: tuple[int, ...], K: int, backward: bool) -> Any:
+    """``(R, nd - K)`` int64, cached: the forward or ``backward`` neighbour row of each row along each outer axis
+    (:func:`~latticekit.backends._numba_common._outer_rows`)."""
+    key = (L, K, backward)
+    t = _OUTER.get(key)
+    if t is None:
+        t = _outer_rows(L, K, backward)
+        if backward:   # the table has forward and backward columns per axis
+            t = np.ascontiguousarray(t[:, 1::2])
+        if len(_OUTER) < 64:
+            _OUTER[key] = t
+    return t
 
 
 def _sun_plaquette(U: Any, nd: int, field: bool) -> Any:

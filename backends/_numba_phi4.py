@@ -29,7 +29,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._numba_common import _chunking, _chunks_2d, _geometry, _jit, _launch, _ok, _prange, _prod, _real, available
+from ._numba_common import (_chunking, _chunks_2d, _geometry, _jit, _launch, _ok, _outer_rows, _prange, _prod,
+                            _real, available)
 
 __all__ = ["NAMES", "kernels"]
 
@@ -178,22 +179,6 @@ def _phi4_force_kernel(phi, nbrows, wrap, L3, ka, rpc, c2, c4, ch, F):  # pragma
 
 
 _TABLES: dict[tuple[Any, ...], tuple[Any, Any]] = {}
-
-
-def _outer_rows(L: tuple[int, ...], K: int, both: bool) -> Any:
-    """``(R, n)`` int64: for each row (the first ``nd - K`` coordinates, row-major) its neighbour rows along
-    those axes, per axis forward then (``both``) backward; ``n = (nd - K) (2 if both else 1)``."""
-    outer = L[:len(L) - K]
-    cols = []
-    if outer:
-        idx = np.indices(outer).reshape(len(outer), -1)
-        for mu in range(len(outer)):
-            for step in ((1, -1) if both else (1,)):
-                j = idx.copy()
-                j[mu] = (j[mu] + step) % outer[mu]
-                cols.append(np.ravel_multi_index(tuple(j), outer))
-    R = _prod(outer)
-    return np.ascontiguousarray(np.stack(cols, axis=1) if cols else np.zeros((R, 0), dtype=np.int64), dtype=np.int64)
 
 
 def _row_wrap_table(L2: int, L3: int, ka: bool, both: bool) -> Any:
