@@ -103,6 +103,9 @@ def test_one_module_per_physics_area():
     # 2D (fused row kernel): odd extents, rows of 1-3 sites, rows longer than a SIMD vector with a
     # remainder, two batch axes; 3D (generic-nd kernel)
     ((3, 2), (2, 2)), ((1, 3), (2,)), ((5, 1), ()), ((2, 19), (3,)), ((3, 2, 5), (2,)),
+    # nd >= 3 (rows of the last two axes, or of the last one from 64 sites on; outer neighbour rows from a
+    # table; in-row shifts along either axis): axes of 1 and 2 sites, lines of one site, five dimensions
+    ((2, 3, 65), (2,)), ((3, 1, 2, 2), ()), ((3, 2, 4, 1), (2,)), ((2, 3, 2, 2, 3), ()), ((2, 2, 2), (3,)),
 ])
 def test_u1_kernels_match_generic(monkeypatch, shape, batch):
     lat = lk.Lattice(shape)
@@ -116,12 +119,13 @@ def test_u1_kernels_match_generic(monkeypatch, shape, batch):
     assert _numba_gauge.u1_plaquette_cos_sum(th, nd).shape == batch
 
 
-def test_u1_large_angles_use_exact_trigonometry(monkeypatch):
-    lat = lk.Lattice((4, 6))
-    th = lk.U1.random(backends.rng(2), (2, 2), lat.shape) + 3.0e6   # beyond the polynomial's range
+@pytest.mark.parametrize("shape", [(4, 6), (3, 4, 2)])
+def test_u1_large_angles_use_exact_trigonometry(monkeypatch, shape):
+    lat = lk.Lattice(shape)
+    th = lk.U1.random(backends.rng(2), (2, lat.nd), lat.shape) + 3.0e6   # beyond the polynomial's range
     for fn, args in [(wilson_gauge_action, (th, 1.0, lk.U1, lat)), (wilson_gauge_force, (th, 1.0, lk.U1, lat))]:
         _close(fn(*args), _generic(monkeypatch, fn, *args), rtol=1e-9)   # angles carry 1e6 * eps
-    assert _numba_gauge.u1_plaquette_cos_sum(th, 2) is not None
+    assert _numba_gauge.u1_plaquette_cos_sum(th, lat.nd) is not None
 
 
 # 2D U(1): flat chunks of whole rows of the flattened batch (several configurations, or part of one);
