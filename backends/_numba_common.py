@@ -88,6 +88,15 @@ if _numba is not None:  # a thread count requested before numba was loaded (conf
 # --------------------------------------------------------------------------------------------------
 # index arithmetic on rows
 # --------------------------------------------------------------------------------------------------
+@_jit(inline=True)
+def _chunk_rows(c, nc, rpc, R):  # pragma: no cover - compiled
+    """Configuration ``b`` and rows ``[o0, o1)`` of chunk ``c`` (``nc`` chunks of ``rpc`` rows per
+    configuration of ``R`` rows): the prologue of the row kernels' parallel loops."""
+    b = c // nc
+    o0 = (c - b * nc) * rpc
+    return b, o0, min(R, o0 + rpc)
+
+
 @_jit()
 def _shift(o, a, c, d, step, dims, K):  # pragma: no cover - compiled
     """Site (row ``o``, in-row offsets ``a`` along axis nd-2 and ``c`` along nd-1) moved by ``step``

@@ -50,6 +50,7 @@ import numpy as np
 
 from . import _numba_su2, _numba_su3
 from ._numba_common import (
+    _chunk_rows,
     _chunking,
     _chunks_2d,
     _geometry,
@@ -131,9 +132,7 @@ def _u1_plaquette_kernel(th, fwd, K, L2, rpc, field, write, partial):  # pragma:
     nout = nd - K
     nc = (R + rpc - 1) // rpc
     for c in _prange(B * nc):
-        b = c // nc
-        o0 = (c - b * nc) * rpc
-        o1 = min(R, o0 + rpc)
+        b, o0, o1 = _chunk_rows(c, nc, rpc, R)
         thb = th[b]
         acc = np.zeros(Lx)
         ang = np.empty(Lx)
@@ -166,9 +165,7 @@ def _u1_sin_kernel(th, fwd, K, L2, rpc, S):  # pragma: no cover - compiled
     nout = nd - K
     nc = (R + rpc - 1) // rpc
     for c in _prange(B * nc):
-        b = c // nc
-        o0 = (c - b * nc) * rpc
-        o1 = min(R, o0 + rpc)
+        b, o0, o1 = _chunk_rows(c, nc, rpc, R)
         thb = th[b]
         ang = np.empty(Lx)
         t2 = np.empty(Lx)
@@ -194,9 +191,7 @@ def _u1_force_kernel(S, bwd, K, L2, rpc, beta, F):  # pragma: no cover - compile
     nout = nd - K
     nc = (R + rpc - 1) // rpc
     for c in _prange(B * nc):
-        b = c // nc
-        o0 = (c - b * nc) * rpc
-        o1 = min(R, o0 + rpc)
+        b, o0, o1 = _chunk_rows(c, nc, rpc, R)
         Sb = S[b]
         facc = np.empty((nd, Lx))
         tm = np.empty(Lx)
@@ -309,9 +304,7 @@ def _sun_plaquette_kernel(U, dims, K, rpc, field, write, partial):  # pragma: no
     nc = (R + rpc - 1) // rpc
     inv_n = 1.0 / N
     for c in _prange(B * nc):
-        b = c // nc
-        o0 = (c - b * nc) * rpc
-        o1 = min(R, o0 + rpc)
+        b, o0, o1 = _chunk_rows(c, nc, rpc, R)
         acc = np.zeros(Lx)
         val = np.empty(Lx)
         Lo = np.empty((nd, N, N, Lx), dtype=np.complex128)
@@ -358,9 +351,7 @@ def _sun_force_kernel(U, dims, K, rpc, coef, F):  # pragma: no cover - compiled
     L2 = dims[nd - 2] if K == 2 else 1
     nc = (R + rpc - 1) // rpc
     for c in _prange(B * nc):
-        b = c // nc
-        o0 = (c - b * nc) * rpc
-        o1 = min(R, o0 + rpc)
+        b, o0, o1 = _chunk_rows(c, nc, rpc, R)
         Lo = np.empty((nd, N, N, Lx), dtype=np.complex128)
         T1 = np.empty((N, N, Lx), dtype=np.complex128)
         T2 = np.empty((N, N, Lx), dtype=np.complex128)

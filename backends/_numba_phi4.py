@@ -29,8 +29,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._numba_common import (_chunking, _chunks_2d, _geometry, _jit, _launch, _ok, _outer_rows, _prange, _prod,
-                            _real, available)
+from ._numba_common import (_chunk_rows, _chunking, _chunks_2d, _geometry, _jit, _launch, _ok, _outer_rows, _prange,
+                            _prod, _real, available)
 
 __all__ = ["NAMES", "kernels"]
 
@@ -79,9 +79,7 @@ def _phi4_action_kernel(phi, nbrows, wrap, L3, ka, rpc, c2, c4, ch, partial):  #
     hi = u(Lx - L3) if ka else u(max(Lx - 1, 0))
     nw = wrap.shape[1]
     for c in _prange(B * nc):
-        b = c // nc
-        o0 = (c - b * nc) * rpc
-        o1 = min(R, o0 + rpc)
+        b, o0, o1 = _chunk_rows(c, nc, rpc, R)
         pb = phi[b]
         acc = np.zeros(Lx)
         nb = np.zeros(Lx)
@@ -142,9 +140,7 @@ def _phi4_force_kernel(phi, nbrows, wrap, L3, ka, rpc, c2, c4, ch, F):  # pragma
     hi = u(max(Lx - L3, L3)) if ka else u(max(Lx - 1, 1))
     nw = wrap.shape[1]
     for c in _prange(B * nc):
-        b = c // nc
-        o0 = (c - b * nc) * rpc
-        o1 = min(R, o0 + rpc)
+        b, o0, o1 = _chunk_rows(c, nc, rpc, R)
         pb = phi[b]
         Fb = F[b]
         nb = np.zeros(Lx)

@@ -4,17 +4,17 @@
 The module ``backends/<module>.py`` at git revision ``--rev`` is loaded under another name (its relative
 imports pointed at the installed package), and its fast path ``--fn`` is called beside the present one on the
 same field: first checked bit-identical, then timed interleaved (``--rounds`` rounds, the order of the two
-reversed every other round, one untimed call before each timed one in the cache regime). For each L the ratio
+reversed every other round, one untimed call before each timed one). For each L the ratio
 new / old is the median over rounds of the per-round ratio, so the VM's drift (up to 30% from second to second)
 cancels in the pair. phi^4 kernels (``phi4_action``, ``phi4_force``) in ``--nd`` dimensions on random fields of
-``--sites`` sites per call: batches of L^nd configurations viewing one buffer; U(1) plaquette and force (``u1_plaquette_cos_sum``,
-``u1_wilson_force``) on random angles. ``--common`` takes ``backends/_numba_common.py`` (the helpers the kernels
-share) from ``--rev`` as well.
+``--sites`` sites per call: batches of L^nd configurations viewing one buffer; U(1) plaquette and force
+(``u1_plaquette_cos_sum``, ``u1_wilson_force``) on random angles. ``--common`` takes ``backends/_numba_common.py``
+(the helpers the kernels share) from ``--rev`` as well.
 
-    NUMBA_NUM_THREADS=1 python benchmarks/kernel_ab.py --module _numba_phi4 --rev 1fd27b2 --fn phi4_force \\
-        --out benchmarks/results/phi4_onepass_ab_force_1t.json
-    NUMBA_NUM_THREADS=1 python benchmarks/kernel_ab.py --rev e93d11b --fn phi4_force --nd 4 --L 4,8,16 \
-        --sites 1048576 --out benchmarks/results/phi4_nd_ab_force_4d_1t.json
+    NUMBA_NUM_THREADS=1 python benchmarks/kernel_ab.py --module _numba_phi4 --rev 8077856 --fn phi4_force \\
+        --out benchmarks/results/phi4_onepass_ab_force_dram_1t.json
+    NUMBA_NUM_THREADS=1 python benchmarks/kernel_ab.py --rev e93d11b --fn phi4_force --nd 4 --L 4,8,16 \\
+        --out benchmarks/results/phi4_nd_ab_force_4d_dram_1t.json
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def load_old(module: str, rev: str, common: bool = False) -> Any:
         csrc = _git_show(rev, "backends/_numba_common.py").replace("from ._", "from latticekit.backends._")
         _import_source("_old__numba_common", csrc)
         src = src.replace("from ._numba_common import", "from _old__numba_common import")
-    src = src.replace("from ._", "from latticekit.backends._").replace("from . import", "from latticekit.backends import")
+    src = src.replace("from ._", "from latticekit.backends._")
+    src = src.replace("from . import", "from latticekit.backends import")
     return _import_source(f"_old_{module}", src)
 
 

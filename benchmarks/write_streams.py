@@ -17,11 +17,12 @@ which access pattern alone makes the cost depend on L on this machine. Variants,
                  then ``O[o + V + x] = P[o + x] - P[o + V + x]`` (two read streams, one write stream);
     writes_two   one loop reading one stream and writing two: ``O[o + x] = P[o + x]``, ``O[o + V + x] = -P[o + x]``.
 
-By default every L uses the same three arrays (only the loops' view of them changes), so that the sizes
-differ in nothing but the loops; ``--arrays-per-L`` allocates new arrays for each L instead, as
-``bench_scaling.py`` does, which measures where the arrays landed as well. Timing as ``bench_scaling.py``: every size built first, ``--rounds`` interleaved rounds with the order reversed
-every other round (the VM's speed drifts by up to 30% from second to second), in the cache regime an untimed call
-before each timed one. ns per site (a site: its two spin components); the flatness is max / min over L.
+By default every L uses the same three arrays (only the loops' view of them changes), so that the sizes differ in
+nothing but the loops; ``--arrays-per-L`` allocates new arrays for each L instead, as ``bench_scaling.py`` does,
+which measures where the arrays landed as well. Timing as ``bench_scaling.py``: every size built first,
+``--rounds`` interleaved rounds with the order reversed every other round (the VM's speed drifts by up to 30% from
+second to second), in the cache regime an untimed call before each timed one. ns per site (a site: its two spin
+components); the flatness is max / min over L.
 
     NUMBA_NUM_THREADS=1 python benchmarks/write_streams.py --out benchmarks/results/write_streams.json
 """
