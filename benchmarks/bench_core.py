@@ -486,6 +486,14 @@ def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
     atomic_write(p, (json.dumps(obj, indent=1, sort_keys=False, default=str) + "\n").encode())
 
 
+def script_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The argument parser of a benchmark script: its docstring's first line as the description and the
+    ``--out`` option every script has (the JSON file, written by :func:`write_result`)."""
+    ap = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
+    ap.add_argument("--out", required=True, help="JSON results file (written atomically)")
+    return ap
+
+
 def write_result(result: dict[str, Any], out: str) -> int:
     """The end of a benchmark script: the load average at the end into ``result["meta"]``, the JSON written
     atomically to ``out``, one line printed; returns the exit status 0."""
@@ -497,8 +505,7 @@ def write_result(result: dict[str, Any], out: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True, help="JSON results file (written atomically)")
+    ap = script_parser(__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes and few repeats (about a minute)")
     ap.add_argument("--backends", default="numpy,torch", help="comma-separated: numpy,torch")
     ap.add_argument("--batch", type=int, default=256, help="batch of the 2D U(1) and phi^4 runs (default 256)")

@@ -41,7 +41,7 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import _env_info, time_call, write_result  # noqa: E402  (shared harness)
+from bench_core import _env_info, script_parser, time_call, write_result  # noqa: E402  (shared harness)
 
 import latticekit as lk  # noqa: E402
 from latticekit import backends  # noqa: E402
@@ -257,8 +257,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True, help="JSON results file (written atomically)")
+    ap = script_parser(__doc__)
     ap.add_argument("--quick", action="store_true", help="the in-cache sizes only")
     ap.add_argument("--backends", default="numpy,torch", help="comma list of numpy, torch")
     ap.add_argument("--sites", type=int, default=1 << 18, help="sites per call, in-cache regime")

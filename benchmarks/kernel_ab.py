@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import _env_info, write_result  # noqa: E402  (shared harness)
+from bench_core import _env_info, script_parser, write_result  # noqa: E402  (shared harness)
 
 ROOT = Path(__file__).resolve().parents[1]
 FNS = ("phi4_action", "phi4_force", "u1_plaquette_cos_sum", "u1_wilson_force")
@@ -114,8 +114,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True, help="JSON results file (written atomically)")
+    ap = script_parser(__doc__)
     ap.add_argument("--module", default="_numba_phi4", help="module under backends/ (default _numba_phi4)")
     ap.add_argument("--rev", required=True, help="git revision of the earlier module")
     ap.add_argument("--fn", choices=FNS, required=True, help="the fast path to time")

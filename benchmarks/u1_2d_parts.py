@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import _env_info, write_result  # noqa: E402  (shared harness)
+from bench_core import _env_info, script_parser, write_result  # noqa: E402  (shared harness)
 
 SIZES = (8, 16, 32, 64, 128)
 PARTS = ("angles", "cos", "sums", "fused")
@@ -139,8 +139,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True, help="JSON results file (written atomically)")
+    ap = script_parser(__doc__)
     ap.add_argument("--sites", type=int, default=1 << 18, help="sites per call (default 2^18: in cache)")
     ap.add_argument("--rounds", type=int, default=30, help="interleaved rounds over all (L, part)")
     args = ap.parse_args(argv)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import _env_info, write_result  # noqa: E402  (shared harness)
+from bench_core import _env_info, script_parser, write_result  # noqa: E402  (shared harness)
 
 SIZES = (8, 16, 32, 64, 128)
 VARIANTS = ("flat", "one_stream", "two_loops", "both_spins", "reads_two", "writes_two")
@@ -157,8 +157,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True, help="JSON results file (written atomically)")
+    ap = script_parser(__doc__)
     ap.add_argument("--sites", type=int, default=1 << 18, help="sites per call, cache regime")
     ap.add_argument("--sites-dram", type=int, default=1 << 22, help="sites per call, DRAM regime")
     ap.add_argument("--rounds", type=int, default=20, help="interleaved rounds")
