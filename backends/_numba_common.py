@@ -46,6 +46,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -266,15 +267,17 @@ def _geometry(x: Any, nd: int, inner: int) -> tuple[tuple[int, ...], tuple[int, 
     return bshape, L, np.asarray(L, dtype=np.int64), K, _prod(L[:nd - K]), _prod(L[nd - K:])
 
 
-def _outer_rows(L: tuple[int, ...], K: int, both: bool) -> Any:
-    """``(R, n)`` int64: for each row (the first ``nd - K`` coordinates, row-major) its neighbour rows along
-    those axes, per axis forward then (``both``) backward; ``n = (nd - K) (2 if both else 1)``."""
+@functools.lru_cache(maxsize=64)
+def _outer_rows(L: tuple[int, ...], K: int, steps: tuple[int, ...]) -> Any:
+    """``(R, n)`` int64, cached per geometry (do not modify): for each row (the first ``nd - K`` coordinates,
+    row-major) its neighbour rows along those axes, per axis one column for each of ``steps`` (e.g. ``(1,)``,
+    ``(-1,)`` or ``(1, -1)``); ``n = (nd - K) len(steps)``."""
     outer = L[:len(L) - K]
     cols = []
     if outer:
         idx = np.indices(outer).reshape(len(outer), -1)
         for mu in range(len(outer)):
-            for step in ((1, -1) if both else (1,)):
+            for step in steps:
                 j = idx.copy()
                 j[mu] = (j[mu] + step) % outer[mu]
                 cols.append(np.ravel_multi_index(tuple(j), outer))

@@ -427,7 +427,7 @@ def _u1_plaquette(theta: Any, nd: int, field: bool) -> Any:
                 L[1] >= _U1_FUSED_L1, out.reshape(-1), field, partial)
         nc = ncpc
     else:
-        _launch(_u1_plaquette_kernel, _NS_U1 * npl * B * R * Lx, th, _outer_table(L, K, False), K,
+        _launch(_u1_plaquette_kernel, _NS_U1 * npl * B * R * Lx, th, _outer_rows(L, K, (1,)), K,
                 L[-2] if K == 2 else 1, rpc, out, field, partial)
     if field:
         return out.reshape(bshape + (npl,) + L)
@@ -460,28 +460,11 @@ def u1_wilson_force(theta: Any, beta: Any, nd: int) -> Any:
         npl = nd * (nd - 1) // 2
         S = np.empty((B, npl, R, Lx))
         L2 = L[-2] if K == 2 else 1
-        _launch(_u1_sin_kernel, _NS_U1 * npl * B * R * Lx, theta.reshape(B, nd, R, Lx), _outer_table(L, K, False),
+        _launch(_u1_sin_kernel, _NS_U1 * npl * B * R * Lx, theta.reshape(B, nd, R, Lx), _outer_rows(L, K, (1,)),
                 K, L2, rpc, S)
-        _launch(_u1_force_kernel, 0.5 * _NS_U1 * npl * B * R * Lx, S, _outer_table(L, K, True), K, L2, rpc,
+        _launch(_u1_force_kernel, 0.5 * _NS_U1 * npl * B * R * Lx, S, _outer_rows(L, K, (-1,)), K, L2, rpc,
                 float(beta), F.reshape(B, nd, R, Lx))
     return F
-
-
-_OUTER: dict[tuple[Any, ...], Any] = {}
-
-
-def _outer_table(L: tuple[int, ...], K: int, backward: bool) -> Any:
-    """``(R, nd - K)`` int64, cached: the forward or ``backward`` neighbour row of each row along each outer axis
-    (:func:`~latticekit.backends._numba_common._outer_rows`)."""
-    key = (L, K, backward)
-    t = _OUTER.get(key)
-    if t is None:
-        t = _outer_rows(L, K, backward)
-        if backward:   # the table has forward and backward columns per axis
-            t = np.ascontiguousarray(t[:, 1::2])
-        if len(_OUTER) < 64:
-            _OUTER[key] = t
-    return t
 
 
 def _sun_plaquette(U: Any, nd: int, field: bool) -> Any:

@@ -25,6 +25,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import numpy as np
@@ -174,13 +175,12 @@ def _phi4_force_kernel(phi, nbrows, wrap, L3, ka, rpc, c2, c4, ch, F):  # pragma
                 Fb[o, x] = a2 * p + a4 * p * p * p - ch * t
 
 
-_TABLES: dict[tuple[Any, ...], tuple[Any, Any]] = {}
-
-
+@functools.lru_cache(maxsize=64)
 def _row_wrap_table(L2: int, L3: int, ka: bool, both: bool) -> Any:
     """``(1 + m, n)`` int64: the sites of a row (a plane of L2 x L3 sites when ``ka``, else a line of L3) whose
     in-row neighbours wrap around or that the flat pass of the kernels does not cover, and those neighbours in
-    the order of the sum (across the plane forward, backward when ``both``; then along the last axis)."""
+    the order of the sum (across the plane forward, backward when ``both``; then along the last axis). Cached per
+    geometry: do not modify."""
     y, z = np.divmod(np.arange(L2 * L3, dtype=np.int64), L3)
     if both:
         sel = (z == 0) | (z == L3 - 1) | ((y == 0) | (y == L2 - 1) if ka else False)
@@ -196,15 +196,8 @@ def _row_wrap_table(L2: int, L3: int, ka: bool, both: bool) -> Any:
 
 
 def _tables(L: tuple[int, ...], K: int, both: bool) -> tuple[Any, Any]:
-    """The outer-row and wrapped-site tables of a geometry (cached)."""
-    key = (L, K, both)
-    t = _TABLES.get(key)
-    if t is None:
-        L2 = L[-2] if K == 2 else 1
-        t = (_outer_rows(L, K, both), _row_wrap_table(L2, L[-1], K == 2, both))
-        if len(_TABLES) < 64:
-            _TABLES[key] = t
-    return t
+    """The outer-row and wrapped-site tables of a geometry (both cached)."""
+    return _outer_rows(L, K, (1, -1) if both else (1,)), _row_wrap_table(L[-2] if K == 2 else 1, L[-1], K == 2, both)
 
 
 # --------------------------------------------------------------------------------------------------
