@@ -10,7 +10,8 @@ One run measures, on the same machine and in the same process,
 
 1. the memory bandwidth (STREAM-like copy / scale / add / triad on arrays much larger than the
    last-level cache, NumPy and torch, best of N) -- the roofline reference;
-2. every kernel (median time per call after warm-up) on NumPy and torch (CPU), together with the
+2. every kernel (median time per call after warm-up; 2D U(1) and phi^4, 4D U(1) and phi^4, 4D SU(3)) on
+   NumPy and torch (CPU), together with the
    minimal compulsory memory traffic of the kernel (read every input field once, write every output
    once; see ``bytes_model`` in the JSON and benchmarks/README.md), the achieved GB/s and its ratio to
    the measured bandwidth.
@@ -452,6 +453,28 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                                 check=_fast_env(kern[name][0], False)))
             del p
             gc.collect()
+    # -- 4D U(1) and phi^4 (the row kernels of more than two dimensions) --------------------------
+    nd_sizes = [8] if quick else [8, 16]
+    nd_batch = 4 if quick else 16
+    for L in nd_sizes:
+        lat = lk.Lattice((L,) * 4)
+        cases = (("u1_4d", lk.U1.random(backends.rng(2000 + L, backend="numpy"), (nd_batch, 4), lat.shape),
+                  gauge_kernels(lk.U1, lat, beta=1.0)),
+                 ("phi4_4d", backends.rng(3000 + L, backend="numpy").normal((nd_batch,) + lat.shape),
+                  phi4_kernels(lat, kappa=0.1, lam=0.02)))
+        for suite, x0, kern in cases:
+            for be in be_list:
+                x = _convert(x0, be)
+                for name, (fn, model) in kern.items():
+                    if name != "plaquette_raw":
+                        report(_row(suite, name, be, L, 4, nd_batch, x, _fast_env(fn, False), model, bw, timing))
+                if be == "numpy" and numba_rows:
+                    for name, (fn, model) in kern.items():
+                        if name != "plaquette_raw":
+                            report(_row(suite, name, "numpy+numba", L, 4, nd_batch, x, _fast_env(fn, True), model,
+                                        bw, timing, check=_fast_env(fn, False)))
+                del x
+                gc.collect()
     # -- 4D SU(3) ----------------------------------------------------------------------------------
     su3_sizes = [8] if quick else [8, 16]
     G = lk.SU(3)
