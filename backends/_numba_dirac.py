@@ -12,7 +12,8 @@ Registered names (backend ``"numpy"``)
     configuration: spin projection, parallel transport and reconstruction fused per row block, the
     neighbour rows and the anti-periodic time boundary by index arithmetic. 2D U(1) (Ns = 2, up to
     ``_U1_2D_MAX_SITES`` sites) has its own kernel over whole configurations (flat neighbour offsets,
-    several configurations per chunk; 1.3-1.6x the L = 128 cost per site at L = 8 and 16). Small fields (below
+    several configurations per chunk; 1.2-2.0x the L = 128 cost per site at L = 8 and 16, varying between runs:
+    benchmarks/README.md). Small fields (below
     ``_WD_SERIAL_WORK`` sites x Nc^2) run on one thread.
 
 Examples
