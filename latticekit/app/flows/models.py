@@ -101,6 +101,9 @@ class FlowFamily:
         (:func:`~latticekit.app.flows.resume.check_same_run`): the per-stage lists of a staged job, so that a
         finished or running job can be given further stages (pseudofermion and 4D QCD flows: the conditional
         stages).
+    sample_keys : tuple of str
+        ``[model]`` keys that only ``latticekit sample`` reads: they do not enter the model or its training, so
+        they may change when a run is resumed (pseudofermion and 4D QCD flows: ``n_pf``, ``ess_npf_max``).
     """
 
     name: str
@@ -114,6 +117,7 @@ class FlowFamily:
     train: Callable[..., Any] | None = None
     distributed_train: bool = False
     appendable: tuple[str, ...] = ()
+    sample_keys: tuple[str, ...] = ()
 
 
 #: ``model.coupling`` -> ``"module:attribute"`` (modules relative to this package)

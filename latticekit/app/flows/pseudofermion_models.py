@@ -247,4 +247,5 @@ def pseudofermion_sampler(model: Any, theory: Any, s: PseudofermionSettings, n: 
 
 PSEUDOFERMION = FlowFamily("pseudofermion", PseudofermionSettings, pseudofermion_flow, _default_layers, _check,
                            make_action=pseudofermion_action, sampler=pseudofermion_sampler,
-                           train=pseudofermion_train, distributed_train=True, appendable=CONDITIONAL_LISTS)
+                           train=pseudofermion_train, distributed_train=True, appendable=CONDITIONAL_LISTS,
+                           sample_keys=("n_pf", "ess_npf_max"))

@@ -105,19 +105,21 @@ class JobTrainer(Trainer):
             self.last_checkpoint_step = self.step
 
 
-def _comparable(conf: dict[str, Any], sec: str, old: dict[str, Any] | None = None) -> Any:
-    """Section ``sec`` of ``conf`` as compared on resumption: for ``[model]`` with ``old`` (the stored
-    configuration) given, the family's appendable lists (:attr:`.models.FlowFamily.appendable`) cut to their
-    length in ``old``, so that entries appended for new stages do not count as a change and a changed entry does."""
+def _comparable(conf: dict[str, Any], sec: str, old: dict[str, Any]) -> Any:
+    """Section ``sec`` of ``conf`` as compared on resumption with the stored configuration ``old``: for
+    ``[model]``, without the family's sampling-only keys (:attr:`.models.FlowFamily.sample_keys`), and with its
+    appendable lists (:attr:`.models.FlowFamily.appendable`) cut to their length in ``old``, so that entries
+    appended for new stages do not count as a change and a changed entry does."""
     part = conf.get(sec)
-    if sec != "model" or old is None or not isinstance(part, dict):
+    if sec != "model" or not isinstance(part, dict):
         return part
     if part.get("coupling") != old["model"].get("coupling"):
         return part
     from .models import family
 
-    part = dict(part)
-    for key in family(str(part.get("coupling"))).appendable:
+    fam = family(str(part.get("coupling")))
+    part = {k: v for k, v in part.items() if k not in fam.sample_keys}
+    for key in fam.appendable:
         was, now = old["model"].get(key), part.get(key)
         if isinstance(was, list) and isinstance(now, list) and len(now) >= len(was):
             part[key] = now[:len(was)]
@@ -133,7 +135,7 @@ def check_same_run(stored: dict[str, Any], new: dict[str, Any], outdir: Path) ->
                           "use fresh=True (--fresh) or another output folder") from None
     diffs = []
     for sec in ("lattice", "action", "model"):
-        if _comparable(old, sec) != _comparable(new, sec, old):
+        if _comparable(old, sec, old) != _comparable(new, sec, old):
             diffs.append(f"[{sec}] {old.get(sec)} -> {new.get(sec)}")
     for k in list(new["train"]) + [k for k in old["train"] if k not in new["train"]]:
         was, now = old["train"].get(k), new["train"].get(k)

@@ -150,14 +150,15 @@ def test_staged_job(tmp_path) -> None:
     assert (out / "checkpoint.pt").read_bytes() == before
     lines5 = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines5) == 5
-    # a changed entry of a conditional list is a different run; an appended entry is a further stage
+    # a changed entry of a conditional list is a different run; an appended entry is a further stage, and the
+    # sampling-only keys (n_pf, ess_npf_max) may change with it
     changed_stage = json.loads(json.dumps(c))
     changed_stage["model"]["conditional_steps"] = [3]
     with pytest.raises(CheckpointMismatchError, match="different architecture"):
         train_job(changed_stage, out=out, progress=False)
     more = json.loads(json.dumps(c))
     more["model"].update(conditional_steps=[2, 2], conditional_batch_size=[6, 4], conditional_lr=[2e-3, 1e-3],
-                         conditional_step_size=[0, 0])
+                         conditional_step_size=[0, 0], n_pf=4, ess_npf_max=2)
     res2 = train_job(more, out=out, progress=False)
     assert res2["steps"] == 7 and [r["steps"] for r in res2["stages"]] == [3, 2, 2]
     lines7 = (out / "metrics.jsonl").read_text().splitlines()
@@ -165,7 +166,8 @@ def test_staged_job(tmp_path) -> None:
     assert [json.loads(x)["stage"] for x in lines7[5:]] == ["conditional_2"] * 2
     g3, c3 = params(out / "checkpoint.pt")
     assert not changed(g2, g3) and changed(c2, c3)  # the new stage starts from the last model: conditionals only
-    assert json.loads((out / "config.json").read_text())["model"]["conditional_steps"] == [2, 2]
+    stored = json.loads((out / "config.json").read_text())["model"]
+    assert stored["conditional_steps"] == [2, 2] and (stored["n_pf"], stored["ess_npf_max"]) == (4, 2)
 
 
 def test_train_and_sample_job(tmp_path) -> None:
