@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba_common import _jit, _prange, _shift
+from ._numba_common import _chunk_rows, _jit, _prange, _shift
 
 __all__: list[str] = []
 
@@ -331,9 +331,7 @@ def _plaquette_kernel3(Uf, dims, K, rpc, field, write, partial):  # pragma: no c
     sz = nblk * 18 * _BW
     inv_n = 1.0 / 3
     for c in _prange(B * nc):
-        b = c // nc
-        o0 = (c - b * nc) * rpc
-        o1 = min(R, o0 + rpc)
+        b, o0, o1 = _chunk_rows(c, nc, rpc, R)
         acc = np.zeros(Lx)
         val = np.zeros(nblk * _BW)
         Lo = np.zeros((nd, sz))      # blocked row buffers (zeros: the padding sites stay finite)
@@ -372,9 +370,7 @@ def _force_kernel3(Uf, dims, K, rpc, coef, Ff):  # pragma: no cover - compiled
     nc = (R + rpc - 1) // rpc
     sz = (Lx + _BW - 1) // _BW * 18 * _BW
     for c in _prange(B * nc):
-        b = c // nc
-        o0 = (c - b * nc) * rpc
-        o1 = min(R, o0 + rpc)
+        b, o0, o1 = _chunk_rows(c, nc, rpc, R)
         Lo = np.zeros((nd, sz))     # U_d(x)
         Bk = np.zeros((nd, sz))     # U_d(x - d)
         S = np.zeros((nd, sz))      # staple sums A_d(x)

@@ -257,9 +257,7 @@ def _plaquette_kernel${N}(Uf, dims, K, rpc, field, write, partial):  # pragma: n
     sz = nblk * $NE * _BW
     inv_n = 1.0 / $N
     for c in _prange(B * nc):
-        b = c // nc
-        o0 = (c - b * nc) * rpc
-        o1 = min(R, o0 + rpc)
+        b, o0, o1 = _chunk_rows(c, nc, rpc, R)
         acc = np.zeros(Lx)
         val = np.zeros(nblk * _BW)
         Lo = np.zeros((nd, sz))      # blocked row buffers (zeros: the padding sites stay finite)
@@ -298,9 +296,7 @@ def _force_kernel${N}(Uf, dims, K, rpc, coef, Ff):  # pragma: no cover - compile
     nc = (R + rpc - 1) // rpc
     sz = (Lx + _BW - 1) // _BW * $NE * _BW
     for c in _prange(B * nc):
-        b = c // nc
-        o0 = (c - b * nc) * rpc
-        o1 = min(R, o0 + rpc)
+        b, o0, o1 = _chunk_rows(c, nc, rpc, R)
         Lo = np.zeros((nd, sz))     # U_d(x)
         Bk = np.zeros((nd, sz))     # U_d(x - d)
         S = np.zeros((nd, sz))      # staple sums A_d(x)
