@@ -26,7 +26,7 @@ from latticekit.utils import atomic_write
 from latticekit.utils.schema import ConfigError
 
 __all__ = ["CHECKPOINT", "CONFIG", "ENSEMBLE", "METRICS", "REMEASURED", "RESULTS", "SAMPLE_PLOT", "SAMPLE_SUMMARY",
-           "STATE", "TRAIN_PLOT", "TRAIN_SUMMARY", "out_folder", "read_json", "write_json"]
+           "STATE", "TRAIN_PLOT", "TRAIN_SUMMARY", "out_folder", "read_json", "refuse_other_job", "write_json"]
 
 STATE = "state.npz"
 RESULTS = "results.json"
@@ -61,6 +61,31 @@ def out_folder(out: str | os.PathLike[str]) -> Path:
     except (FileExistsError, NotADirectoryError):
         raise ConfigError(f"out: {str(p)!r} cannot be created: a folder above it is a file") from None
     return p
+
+
+#: the files that mark a folder as the output of ``latticekit run`` (resp. ``latticekit train``)
+_MARKERS = {"run": (STATE, RESULTS, ENSEMBLE), "train": (CHECKPOINT, METRICS)}
+
+
+def refuse_other_job(outdir: Path, job: str) -> None:
+    """:class:`ConfigError` (naming ``outdir`` and the files found) if the output folder of a ``job`` ("run"
+    or "train") holds the files of the other job, with or without ``--fresh``: the two jobs keep their
+    progress in different files, so writing one into the other's folder would mix two runs.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / RESULTS).write_text("{}")
+    >>> try:
+    ...     refuse_other_job(d, "train")
+    ... except ConfigError as exc:
+    ...     print("holds the output of `latticekit run` (results.json)" in str(exc))
+    True
+    """
+    other = "train" if job == "run" else "run"
+    found = [f for f in _MARKERS[other] if (outdir / f).exists()]
+    if found:
+        raise ConfigError(f"out: {str(outdir)!r} holds the output of `latticekit {other}` ({', '.join(found)}); the "
+                          f"{job} job writes its own files there, also with --fresh; give `latticekit {job}` "
+                          "another output folder (--out)")
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:

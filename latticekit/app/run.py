@@ -42,7 +42,7 @@ from latticekit.utils.schema import ConfigError
 from .analysis import analyse, format_table
 from .config import RunConfig, load_config
 from .devices import resolve_backend
-from .folders import ENSEMBLE, REMEASURED, RESULTS, STATE, out_folder, write_json
+from .folders import ENSEMBLE, REMEASURED, RESULTS, STATE, out_folder, refuse_other_job, write_json
 from .killpoints import kill_point
 from .memory import check_memory
 from .run_state import RunState, check_ensemble, open_ensemble, run_identity, store_configurations
@@ -98,7 +98,7 @@ def run_job(config: "str | os.PathLike[str] | Mapping[str, Any] | RunConfig | No
     latticekit.utils.ConfigError
         Before any work: an invalid configuration; ``out`` is a file; the fields would not fit in memory
         (:func:`latticekit.app.memory.check_memory`); ``out`` holds a state or an ``ensemble.h5`` of
-        another run (``fresh=True`` starts over).
+        another run (``fresh=True`` starts over); ``out`` holds a ``latticekit train`` run.
     latticekit.linalg.cg.ConvergenceError
         A solve of the Nf = 2 sampler did not converge within ``action.cg_maxiter`` (the message says so;
         the last checkpoint stays in place).
@@ -113,6 +113,7 @@ def run_job(config: "str | os.PathLike[str] | Mapping[str, Any] | RunConfig | No
     check_memory(theory.field_bytes(), s.chains, f"lattice.shape {list(cfg.lattice.shape)} with sampler.chains = "
                  f"{s.chains}")
     outdir = out_folder(out)
+    refuse_other_job(outdir, "run")
     state_path = outdir / STATE
     ident = run_identity(cfg, seed, backend)
     remove_stale_temporaries(outdir, _job_files(theory.observable_names()))

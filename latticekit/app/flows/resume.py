@@ -40,7 +40,7 @@ from latticekit.utils import atomic_write, remove_stale_temporaries
 from latticekit.utils.schema import ConfigError
 
 from ..config import FlowConfig
-from ..folders import CHECKPOINT, CONFIG, METRICS, TRAIN_PLOT, TRAIN_SUMMARY, out_folder, read_json
+from ..folders import CHECKPOINT, CONFIG, METRICS, TRAIN_PLOT, TRAIN_SUMMARY, out_folder, read_json, refuse_other_job
 
 __all__ = ["JOB_FILES", "RESUMABLE_CHANGES", "JobTrainer", "MetricsWriter", "check_same_run", "prepare_run_folder",
            "read_metrics", "truncate_metrics"]
@@ -163,11 +163,13 @@ def prepare_run_folder(outdir: Path, conf: dict[str, Any], fresh: bool, state: t
     it): its ``metrics.jsonl``, ``train.json`` and ``train.png`` are removed, so the new start does not
     append its steps to lines of steps it will recompute. ``state`` names further files or folders that hold
     resumable progress besides ``checkpoint.pt`` (the level checkpoints of a UV-matching ladder): they count
-    as a checkpoint, and ``fresh`` removes them.
+    as a checkpoint, and ``fresh`` removes them. A folder that holds the output of ``latticekit run`` is refused
+    (:func:`~latticekit.app.folders.refuse_other_job`).
     """
     import shutil
 
     outdir = out_folder(outdir)
+    refuse_other_job(outdir, "train")
     remove_stale_temporaries(outdir, JOB_FILES)
     ckpt, conf_path = outdir / CHECKPOINT, outdir / CONFIG
     progress = [ckpt] + [outdir / s for s in state]

@@ -227,6 +227,32 @@ def test_checkpoint_of_other_architecture_is_refused(tmp_path) -> None:
         train_job(other, out=b, progress=False)
 
 
+def test_run_and_train_folders_are_not_mixed(tmp_path) -> None:
+    """`latticekit train` into the folder of a `latticekit run` job, and the reverse, are refused before anything is
+    written, also with fresh=True (which would otherwise delete only the job's own files beside the other's)."""
+    from latticekit.app.run import run_job
+
+    run_dir, train_dir = tmp_path / "run", tmp_path / "train"
+    run_cfg = {"lattice": {"shape": [4, 4]}, "action": {"beta": 1.0},
+               "sampler": {"chains": 2, "thermalization": 2, "measurements": 2, "step_size": 0.2, "n_steps": 3},
+               "output": {"checkpoint_every": 2, "plots": False}}
+    run_job(run_cfg, out=run_dir, seed=1, progress=False, echo=False)
+    train_job(phi4_cfg(steps=2), out=train_dir, progress=False)
+
+    def snapshot(d):
+        return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+    before = snapshot(run_dir), snapshot(train_dir)
+    for fresh in (False, True):
+        with pytest.raises(ConfigError, match=r"holds the output of `latticekit run` \(state.npz, results.json, "
+                                              r"ensemble.h5\); the train job"):
+            train_job(phi4_cfg(steps=2), out=run_dir, fresh=fresh, progress=False)
+        with pytest.raises(ConfigError, match=r"holds the output of `latticekit train` \(checkpoint.pt, "
+                                              r"metrics.jsonl\); the run job"):
+            run_job(run_cfg, out=train_dir, seed=1, fresh=fresh, progress=False, echo=False)
+    assert (snapshot(run_dir), snapshot(train_dir)) == before
+
+
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch) -> None:
     from latticekit.actions import Phi4Action
 
