@@ -254,16 +254,25 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
 }
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="latticekit", description="Lattice field theory on NumPy, torch and CuPy.")
-    p.add_argument("--backend", default=None, help="numpy (default), torch, cupy or array_api_strict")
-    p.add_argument("--device", default=None, help="device of the backend, e.g. cpu, cuda, cuda:1")
-    p.add_argument("--threads", type=_positive_int, default=None,
+def _global_args(p: argparse.ArgumentParser, default: Any) -> None:
+    """``--backend``, ``--device`` and ``--threads`` with ``default`` (the sub-commands': SUPPRESS, so that a value
+    given after the sub-command overrides one given before it, and none leaves it)."""
+    p.add_argument("--backend", default=default, help="numpy (default), torch, cupy or array_api_strict")
+    p.add_argument("--device", default=default, help="device of the backend, e.g. cpu, cuda, cuda:1")
+    p.add_argument("--threads", type=_positive_int, default=default,
                    help="threads of numba, torch and BLAS (default: OMP_NUM_THREADS, else the CPUs this process "
                         "may run on); set before the job starts")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="latticekit", description="Lattice field theory on NumPy, torch and CuPy.")
+    _global_args(p, None)
+    # the global options are accepted after the sub-command too (`latticekit run x.toml --backend torch`)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_args(common, argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
     for name, (text, add_args, _run) in COMMANDS.items():
-        add_args(sub.add_parser(name, help=text))
+        add_args(sub.add_parser(name, help=text, parents=[common]))
     return p
 
 

@@ -45,6 +45,20 @@ def test_run_and_measure(tmp_path, capsys) -> None:
 def test_unknown_backend_is_a_clear_error(tmp_path, capsys) -> None:
     assert main(["--backend", "jax", "run", "--out", str(tmp_path), "--quiet"]) == 2
     assert "backend" in capsys.readouterr().err
+    assert main(["run", "--out", str(tmp_path), "--quiet", "--backend", "jax"]) == 2   # after the sub-command too
+    assert "backend" in capsys.readouterr().err
+
+
+def test_global_options_before_or_after_the_sub_command() -> None:
+    from latticekit.app.cli import _build_parser
+
+    p = _build_parser()
+    after = p.parse_args(["run", "x.toml", "--backend", "torch", "--device", "cpu", "--threads", "3"])
+    before = p.parse_args(["--backend", "torch", "--device", "cpu", "--threads", "3", "run", "x.toml"])
+    assert vars(after) == vars(before) and (after.backend, after.device, after.threads) == ("torch", "cpu", 3)
+    assert p.parse_args(["--backend", "cupy", "sample", "d", "--backend", "torch"]).backend == "torch"  # last wins
+    none = p.parse_args(["info", "f"])
+    assert (none.backend, none.device, none.threads) == (None, None, None)
 
 
 _TINY_FLOW = """
