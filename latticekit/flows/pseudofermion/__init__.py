@@ -18,7 +18,7 @@ from .joint import GRADIENTS, OBJECTIVES, JointAction, JointModel, JointSample, 
 from .masks import PARTITIONINGS, GammaMask, PFMask, RowMask, SiteMask, SpinMask, pf_masks, projector_basis, support_mask
 from .pseudo_marginal import (PFWeights, ess_vs_npf, fit_ess_npf, fit_npf_ratio, pf_weights,
                               pseudo_marginal_metropolis)
-from .parallel_transport import n_transport_features, parallel_transport, ptc, ptcn
+from .parallel_transport import TransportLinks, n_transport_features, parallel_transport, ptc, ptcn
 from .targets import (ESTIMATORS, PFTarget, PseudofermionSolveError, dense_normal_matrix, exact_log_det,
                       monomial_targets, normal_eigenvalues)
 
@@ -48,6 +48,7 @@ __all__ = [
     "RowMask",
     "SiteMask",
     "SpinMask",
+    "TransportLinks",
     "context_inputs",
     "ess_vs_npf",
     "fit_ess_npf",

@@ -38,6 +38,7 @@ from latticekit.lattice import Lattice
 from latticekit.observables.plaquette import plaquettes
 
 from ..nets import ConvNet
+from .parallel_transport import TransportLinks
 
 __all__ = ["PFContext", "PFContextHead", "PFContextTrunk", "context_inputs", "xavier_init"]
 
@@ -89,11 +90,15 @@ class PFContext:
         they depend on ``U`` alone (eq. 28); :meth:`JointModel.sample_conditionals` uses one for its ``N_pf``
         draws per gauge field when no gradient is recorded. Only for a context whose ``U`` and network weights stay
         fixed while it lives, and not under activation checkpointing (a rerun layer must save the same tensors).
+    links : TransportLinks or None
+        The links of ``U`` prepared for the layers' parallel transports (:meth:`PFContextTrunk.context` builds
+        them, outside the layers); None: each PTCN prepares its own.
     """
 
     U: torch.Tensor
     features: torch.Tensor
     cache: dict[int, Any] | None = field(default=None, repr=False, compare=False)
+    links: TransportLinks | None = field(default=None, repr=False, compare=False)
 
 
 class PFContextTrunk(nn.Module):
@@ -125,8 +130,8 @@ class PFContextTrunk(nn.Module):
         return self.act(self.net(context_inputs(U, self.group, self.lattice, self.coords)))
 
     def context(self, U: torch.Tensor) -> PFContext:
-        """:class:`PFContext` of ``U``."""
-        return PFContext(U, self(U))
+        """:class:`PFContext` of ``U`` (with its :class:`~.parallel_transport.TransportLinks`)."""
+        return PFContext(U, self(U), links=TransportLinks(U, self.group, self.lattice))
 
 
 class PFContextHead(nn.Module):

@@ -192,7 +192,8 @@ class PseudofermionCoupling(FlowLayer):
         # frozen part: every component but (active spin, active site)
         P = (self.spin_active.to(phi.device).reshape((-1,) + (1,) * self.nd) & act).unsqueeze(1)  # (Ns, 1, *L)
         phi_f = torch.where(P, torch.zeros((), dtype=phi.dtype, device=phi.device), phi)
-        t = ptcn(ctx.U, phi_f, Ms, self.group, self.lattice, antiperiodic=self.antiperiodic)  # (B, Ns, Nc, *L)
+        U = ctx.U if ctx.links is None else ctx.links
+        t = ptcn(U, phi_f, Ms, self.group, self.lattice, antiperiodic=self.antiperiodic)  # (B, Ns, Nc, *L)
         S = list(self.spins)
         det, Ainv = _det_inv(A)
         if inverse:

@@ -177,7 +177,8 @@ class JointModel(Model):
         (``recompute_layers``) must find the same saved tensors when it reruns a layer.
         """
         trunk = self.trunk.context(U)
-        ctx = PFContext(trunk.U, trunk.features, cache={} if int(n_pf) > 1 and not torch.is_grad_enabled() else None)
+        ctx = PFContext(trunk.U, trunk.features, cache={} if int(n_pf) > 1 and not torch.is_grad_enabled() else None,
+                        links=trunk.links)
         phis, lqs = [], []
         for c in self.conditionals:
             pi, li = [], []

@@ -25,6 +25,7 @@ from latticekit.flows.pseudofermion import (
     RowMask,
     SiteMask,
     SpinMask,
+    TransportLinks,
     n_transport_features,
     parallel_transport,
     pf_masks,
@@ -226,6 +227,36 @@ def test_ptcn_is_complex_linear_in_phi(G: Any, device: str) -> None:
     assert scale > 1.0  # not trivially zero
     with pytest.raises(ValueError, match="M has 9 input features"):
         ptc(U, phi, rng.complex_normal((2, 2, 9) + lat.shape), G, lat)
+
+
+@pytest.mark.parametrize("G", GROUPS, ids=gid)
+def test_ptc_contraction_paths_and_prepared_links(G: Any, device: str) -> None:
+    """PTC's sum over the transported features (a broadcast product for Nc = 1 and without a gradient, einsum with
+    one for Nc > 1) against the sum written out, with and without a gradient recorded; a PTCN from prepared
+    TransportLinks is bit-identical to one from U."""
+    lat = lk.Lattice((2, 4))
+    rng = _rng(15, device)
+    U = G.random(rng, (2, 2), lat.shape)
+    phi = _field(G, lat, rng, 2)
+    M = rng.complex_normal((2, 3, 10) + lat.shape)
+    Lphi = parallel_transport(U, phi, G, lat)
+    ref = sum(M[:, :, g, None] * Lphi[:, None, g] for g in range(10))  # (B, H, Nc, *L)
+    with torch.no_grad():
+        plain = ptc(U, phi, M, G, lat)
+    Mg = M.clone().requires_grad_()
+    graph = ptc(U, phi, Mg, G, lat)
+    assert graph.requires_grad
+    # 10 products of O(1) numbers summed in another order: float64 round-off ~1e-15
+    assert_close(plain, ref, atol=1e-13, rtol=0)
+    assert_close(graph.detach(), ref, atol=1e-13, rtol=0)
+    (g_m,) = torch.autograd.grad(graph.real.sum(), Mg)
+    assert_close(g_m, Lphi.conj().sum(2)[:, None].expand_as(M), atol=1e-13, rtol=0)  # d Re out / d M, per (h, g)
+    T = TransportLinks(U, G, lat)
+    Ms = [M, rng.complex_normal((2, 2, 15) + lat.shape)]
+    assert torch.equal(ptcn(T, phi, Ms, G, lat), ptcn(U, phi, Ms, G, lat))
+    big = lk.Lattice((4, 4))
+    with pytest.raises(ValueError, match="U: TransportLinks of .* expected"):
+        parallel_transport(TransportLinks(G.random(rng, (2, 2), big.shape), G, big), phi, G, lat)
 
 
 def test_parallel_transport_refuses_bad_phi() -> None:
