@@ -91,7 +91,7 @@ class TransportLinks:
 
 def _links(U: torch.Tensor | TransportLinks, group: Group, lattice: Lattice) -> TransportLinks:
     if isinstance(U, TransportLinks):
-        if U.group is not group or tuple(U.lattice.shape) != tuple(lattice.shape):
+        if U.group != group or tuple(U.lattice.shape) != tuple(lattice.shape):
             raise ValueError(f"U: TransportLinks of {U.group.name} on {U.lattice}; expected {group.name} on {lattice}")
         return U
     return TransportLinks(U, group, lattice)
