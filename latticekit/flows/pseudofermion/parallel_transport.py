@@ -57,7 +57,7 @@ class TransportLinks:
     A PTCN applies ``n_PT`` transports, a conditional flow one PTCN per layer, and the pseudo-marginal sampler
     repeats them for ``N_pf`` draws, all with the same ``U``: the links of each direction are taken out of ``U``
     once, and for U(1) the phases ``exp(i theta)`` and their conjugates are computed once (``U1.act`` computes the
-    phase from the angle at every call: 13% of a ``latticekit sample`` of the Schwinger example). The context of a
+    phase from the angle at every call: 10% of a ``latticekit sample`` of the Schwinger example). The context of a
     pseudofermion layer carries one (:class:`~.context.PFContext`), built outside the layers, so a layer rerun by
     activation checkpointing finds the same tensors.
 
