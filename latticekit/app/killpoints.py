@@ -8,8 +8,9 @@ moment leaves. Without the variable :func:`kill_point` does nothing.
 
 Points (``latticekit run``): ``run:ensemble-created`` (``ensemble.h5`` exists, no checkpoint written
 yet), ``run:measurement`` (after each measurement, before the segment's checkpoint). ``latticekit
-train``: ``train:step`` (after each step's metrics line). ``latticekit sample``: ``sample:store`` (after
-each configuration appended to the chain's temporary HDF5 file).
+train``: ``train:step`` (after each step's metrics line). ``latticekit sample``: ``sample:batch`` (after each
+batch of proposals stored for resumption), ``sample:store`` (after each configuration appended to the chain's
+temporary HDF5 file).
 
 Examples
 --------

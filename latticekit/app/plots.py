@@ -163,7 +163,12 @@ def sample_plot(path: Path, values: Mapping[str, Any], estimates: Mapping[str, M
             if dist is not None:
                 ax.plot(dist[0], dist[1], "k.", label="exact P(Q)")
         else:
-            ax.hist(v, bins=40, density=True, alpha=0.6, label="flow MCMC chain")
+            # a chain whose values differ only by round-off (a proposal accepted rarely, re-measured) is drawn
+            # in a padded range: numpy cannot make 40 bins narrower than the floats' resolution
+            lo, hi = float(v.min()), float(v.max())
+            size = max(abs(lo), abs(hi), 1.0)
+            pad = 0.0 if hi - lo > 1e-9 * size else 1e-6 * size
+            ax.hist(v, bins=40, range=(lo - pad, hi + pad), density=True, alpha=0.6, label="flow MCMC chain")
         est = estimates.get(name)
         if est is not None:
             err = est.get("error")

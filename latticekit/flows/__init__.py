@@ -33,6 +33,7 @@ torch.Size([2, 4, 4])
 from __future__ import annotations
 
 from .base import Flow, FlowLayer, InverseFlow, append_context, sum_sites
+from .batch_progress import BatchProgress, draw_batches
 from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from .compiled_layers import LayerCompiler, compile_layers
 from .context_precision import CONTEXT_DTYPES, set_context_dtype
@@ -68,6 +69,7 @@ __all__ = [
     "ACTIVATIONS",
     "AffineCoupling",
     "append_context",
+    "BatchProgress",
     "canonical_cell_flow",
     "checkerboard_mask",
     "checkerboard_masks",
@@ -81,6 +83,7 @@ __all__ = [
     "ConditionalGaussianPrior",
     "ConvNet",
     "DistributedTrainer",
+    "draw_batches",
     "draw_weighted",
     "Flow",
     "FlowLayer",

@@ -32,6 +32,7 @@ from latticekit.analysis import ess as _ess
 from latticekit.analysis import reweight as _reweight
 from latticekit.backends import Generator
 
+from .batch_progress import BatchProgress, draw_batches
 from .model import Model
 from .priors import check_rng
 from .train import _action_fn
@@ -81,8 +82,11 @@ class MetropolisResult:
 
 @torch.no_grad()
 def draw_weighted(model: Model, action: Any, n: int, rng: Generator, batch_size: int = 1024,
-                  context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  context: Any = None, progress: BatchProgress | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` model samples and their log-weights ``log w = -S(x) - log q(x)``, drawn in batches.
+
+    With ``progress`` (:class:`~.batch_progress.BatchProgress`) every batch is stored as it is drawn, and the
+    batches a killed earlier call stored are loaded instead of drawn again (the same numbers).
 
     Examples
     --------
@@ -97,20 +101,19 @@ def draw_weighted(model: Model, action: Any, n: int, rng: Generator, batch_size:
     if n < 1 or batch_size < 1:
         raise ValueError(f"n={n}, batch_size={batch_size}: expected positive numbers")
     S = _action_fn(action)
-    xs, lws = [], []
-    done = 0
-    while done < n:
-        b = min(batch_size, n - done)
+
+    def draw(b: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, log_q = model.sample(b, rng, context=context)
-        lws.append(-S(x) - log_q)
-        xs.append(x)
-        done += b
+        return x, -S(x) - log_q
+
+    xs, lws = zip(*draw_batches(n, batch_size, rng, draw, progress))
     return torch.cat(xs), torch.cat(lws)
 
 
 def independence_metropolis(model: Model, action: Any, n_steps: int, rng: Generator, *,
                             observables: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
-                            batch_size: int = 1024, keep_configs: bool = False) -> MetropolisResult:
+                            batch_size: int = 1024, keep_configs: bool = False,
+                            progress: BatchProgress | None = None) -> MetropolisResult:
     """Flow MCMC: an independence Metropolis chain of length ``n_steps`` with proposals from ``model``.
 
     Parameters
@@ -127,6 +130,8 @@ def independence_metropolis(model: Model, action: Any, n_steps: int, rng: Genera
         Proposals are drawn in batches of this size.
     keep_configs : bool
         Return the chain's configurations.
+    progress : BatchProgress, optional
+        Store the proposals batch by batch and resume a killed earlier call (:func:`draw_weighted`).
 
     Returns
     -------
@@ -135,7 +140,7 @@ def independence_metropolis(model: Model, action: Any, n_steps: int, rng: Genera
     check_rng(rng)
     if n_steps < 2:
         raise ValueError(f"n_steps={n_steps}: expected at least 2 steps")
-    x, lw = draw_weighted(model, action, n_steps, rng, batch_size)
+    x, lw = draw_weighted(model, action, n_steps, rng, batch_size, progress=progress)
     return metropolis_chain(x, lw, rng, observables=observables, keep_configs=keep_configs)
 
 

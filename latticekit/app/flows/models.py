@@ -101,6 +101,12 @@ class FlowFamily:
         (:func:`~latticekit.app.flows.resume.check_same_run`): the per-stage lists of a staged job, so that a
         finished or running job can be given further stages (pseudofermion and 4D QCD flows: the conditional
         stages).
+    sampler_resumes : bool
+        The family's ``sampler`` takes ``progress`` (``progress(phase) -> BatchProgress``) and draws through it, so
+        that a killed ``latticekit sample`` resumes with the same numbers (:mod:`latticekit.flows.batch_progress`;
+        pseudofermion and 4D QCD flows). The samplers of the families without one resume through
+        :func:`~latticekit.flows.sampling.independence_metropolis`. False (super-resolving flows): the prior's HMC
+        chains carry state from batch to batch, which the progress files do not hold, so a killed job starts over.
     sample_keys : tuple of str
         ``[model]`` keys that only ``latticekit sample`` reads: they do not enter the model or its training, so
         they may change when a run is resumed (pseudofermion and 4D QCD flows: ``n_pf``, ``ess_npf_max``).
@@ -118,6 +124,7 @@ class FlowFamily:
     distributed_train: bool = False
     appendable: tuple[str, ...] = ()
     sample_keys: tuple[str, ...] = ()
+    sampler_resumes: bool = False
 
 
 #: ``model.coupling`` -> ``"module:attribute"`` (modules relative to this package)

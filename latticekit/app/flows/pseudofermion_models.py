@@ -173,8 +173,12 @@ def pseudofermion_train(cfg: Any, outdir: Any, *, device: Any, fresh: bool, prog
 
 def pseudofermion_sampler(model: Any, theory: Any, s: PseudofermionSettings, n: int, rng: Any, *,
                           observables: dict[str, Callable[[Any], Any]], batch_size: int,
-                          n_pf: int | None = None) -> tuple[Any, dict[str, Any]]:
+                          n_pf: int | None = None, progress: Callable[[str], Any] | None = None
+                          ) -> tuple[Any, dict[str, Any]]:
     """Pseudo-marginal flow MCMC and the ESS diagnostics of ``latticekit sample`` (module docstring).
+
+    ``progress(phase)``, where given, is the :class:`~latticekit.flows.batch_progress.BatchProgress` of the draws of
+    ``phase`` (``"proposals"``, ``"ess_vs_npf"``): a killed sample job resumes them with the same numbers.
 
     Returns the :class:`~latticekit.flows.sampling.MetropolisResult` (with the gauge fields) and a dict
     for ``sample.json``: ``n_pf``, ``joint_ess`` (Kish ESS/N of the ``n`` proposals' joint weights, one
@@ -199,7 +203,8 @@ def pseudofermion_sampler(model: Any, theory: Any, s: PseudofermionSettings, n: 
     gauge = theory.make_action()
     dense = all(t.ndof <= 4096 for t in targets)
     model.set_objective("joint")
-    w = pf_weights(model, gauge, targets, n, rng, n_pf=n_pf, batch_size=batch_size, dense=dense)
+    w = pf_weights(model, gauge, targets, n, rng, n_pf=n_pf, batch_size=batch_size, dense=dense,
+                   progress=None if progress is None else progress("proposals"))
     res = metropolis_chain(w.U, w.log_w[n_pf], rng, observables=observables, keep_configs=True)
     extra: dict[str, Any] = {
         "n_pf": n_pf, "joint_ess": float(kish(w.log_w_joint.cpu())), "pseudo_marginal_ess": float(kish(w.log_w[n_pf].cpu())),
@@ -213,7 +218,8 @@ def pseudofermion_sampler(model: Any, theory: Any, s: PseudofermionSettings, n: 
                                       for t, c in zip(targets, w.condition_numbers)]
     if s.ess_npf_max > 0:
         m = min(n, 1024)
-        w2 = pf_weights(model, gauge, targets, m, rng, n_pf=s.ess_npf_max, batch_size=batch_size, dense=dense)
+        w2 = pf_weights(model, gauge, targets, m, rng, n_pf=s.ess_npf_max, batch_size=batch_size, dense=dense,
+                        progress=None if progress is None else progress("ess_vs_npf"))
         curve = ess_vs_npf(w2)
         extra["ess_vs_npf"] = {"n": m, "ess": {str(k): v for k, v in curve.items()}}
         if len(curve) >= 2:
@@ -248,4 +254,4 @@ def pseudofermion_sampler(model: Any, theory: Any, s: PseudofermionSettings, n: 
 PSEUDOFERMION = FlowFamily("pseudofermion", PseudofermionSettings, pseudofermion_flow, _default_layers, _check,
                            make_action=pseudofermion_action, sampler=pseudofermion_sampler,
                            train=pseudofermion_train, distributed_train=True, appendable=CONDITIONAL_LISTS,
-                           sample_keys=("n_pf", "ess_npf_max"))
+                           sample_keys=("n_pf", "ess_npf_max"), sampler_resumes=True)

@@ -189,5 +189,6 @@ qcd4d_train = pf_staged_train
 
 QCD4D = FlowFamily("qcd4d", QCD4DSettings, qcd4d_flow, lambda shape: 48, _check, make_action=qcd4d_action,
                    sampler=pseudofermion_sampler, train=qcd4d_train, distributed_train=True,
-                   appendable=CONDITIONAL_LISTS, sample_keys=("n_pf", "ess_npf_max"))
+                   appendable=CONDITIONAL_LISTS, sample_keys=("n_pf", "ess_npf_max"),
+                   sampler_resumes=True)
 """The 4D QCD joint model and its two-stage training (module docstring)."""

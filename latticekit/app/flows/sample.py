@@ -13,6 +13,13 @@ reweighting estimate from the same proposals; ``sample.png`` shows the histogram
 the chain with the flow-MCMC estimate and the reference (exact value, or the ``--compare`` run's value
 and error).
 
+A killed job resumes: the proposals and their weights, drawn in batches (the expensive part), are stored batch by
+batch with the random state in ``.<chain file>.progress/`` beside the chain file
+(:mod:`latticekit.flows.batch_progress`); the same command loads them and continues with the same numbers, and the
+folder is removed once the outputs are written. A different checkpoint (by content), seed, ``n``, batch size,
+``n_pf``, device or model/action configuration starts over. Super-resolving flows start over always (their prior's
+HMC chains carry state between batches; :attr:`~latticekit.app.flows.models.FlowFamily.sampler_resumes`).
+
 Examples
 --------
 >>> import tempfile
@@ -28,7 +35,9 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -40,6 +49,7 @@ import torch
 
 from latticekit import backends
 from latticekit.analysis import reweight
+from latticekit.flows.batch_progress import BatchProgress
 from latticekit.flows.checkpoint import load_checkpoint
 from latticekit.io.errors import IOFormatError
 from latticekit.utils import atomic_path, remove_stale_temporaries
@@ -54,6 +64,22 @@ from .models import build_flow
 from .summary import load_reference
 
 __all__ = ["load_trained", "resolve_checkpoint", "sample_job"]
+
+
+class _JobProgress(BatchProgress):
+    """:class:`BatchProgress` with the kill point ``sample:batch`` after each stored batch (resumption tests)."""
+
+    def save(self, k: int, outputs: Any, rng: Any) -> None:
+        super().save(k, outputs, rng)
+        kill_point("sample:batch")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def resolve_checkpoint(source: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -207,6 +233,14 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
     primaries = [k for k in theory.observable_names() if k in needed]
     from latticekit.flows.sampling import independence_metropolis
 
+    # the drawn batches are stored as they come (the expensive part), so a killed job resumes with the same numbers
+    progress_root = data_path.parent / f".{data_path.name}.progress"
+    ident = {"checkpoint_sha256": _sha256(ck), "seed": seed, "n": n, "batch": batch, "n_pf": n_pf,
+             "device": str(dev), "action": cfg.to_dict()["action"], "model": cfg.to_dict()["model"]}
+
+    def batches_of(phase: str) -> BatchProgress:
+        return _JobProgress(progress_root / phase, {**ident, "phase": phase})
+
     t0 = time.time()
     rng = backends.rng(seed, backend="torch", device=dev)
     with warnings.catch_warnings():
@@ -214,12 +248,14 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
         warnings.filterwarnings("ignore", message="gamma_method:", category=RuntimeWarning)
         extra: dict[str, Any] = {}
         if fam.sampler is not None:  # the family's own chain (pseudofermion flows: pseudo-marginal)
-            opts = {} if n_pf is None else {"n_pf": n_pf}
+            opts: dict[str, Any] = {} if n_pf is None else {"n_pf": n_pf}
+            if fam.sampler_resumes:
+                opts["progress"] = batches_of
             res, extra = fam.sampler(model, theory, cfg.model.variant, n, rng,
                                      observables=theory.observables(primaries), batch_size=batch, **opts)
         else:
             res = independence_metropolis(model, action, n, rng, observables=theory.observables(primaries),
-                                          batch_size=batch, keep_configs=True)
+                                          batch_size=batch, keep_configs=True, progress=batches_of("proposals"))
     exact = theory.exact()
     observables = {k: gamma_entry(r, exact.get(k), always_exact=False) for k, r in res.analysis.items()}
     for k, entry in observables.items():
@@ -263,6 +299,7 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
         summary["sampled_action"] = sampled
     summary["plot"] = _histograms(plot_path, theory, res.observables, der, observables, ref, ref_kind, exact)
     write_json(summary_path, summary)
+    shutil.rmtree(progress_root, ignore_errors=True)   # everything is written: the drawn batches are not needed
     if progress:
         print(f"flow MCMC: {n} steps, acceptance {acc.rate:.3f}, proposal ESS {res.proposal_ess:.3f} (Kish, N={n}); "
               f"wrote {data_path}", file=sys.stderr)

@@ -46,6 +46,7 @@ import torch
 from latticekit.analysis import ess as _ess
 from latticekit.backends import Generator
 
+from ..batch_progress import BatchProgress, draw_batches
 from ..sampling import MetropolisResult, metropolis_chain
 from .joint import JointModel
 from .targets import PFTarget, normal_eigenvalues
@@ -91,7 +92,8 @@ def _npf_list(n_pf: int) -> list[int]:
 
 @torch.no_grad()
 def pf_weights(model: JointModel, gauge_action: Any, targets: Sequence[PFTarget], n: int, rng: Generator, *,
-               n_pf: int = 1, batch_size: int = 256, dense: bool = False) -> PFWeights:
+               n_pf: int = 1, batch_size: int = 256, dense: bool = False,
+               progress: BatchProgress | None = None) -> PFWeights:
     """Draw ``n`` gauge fields with ``n_pf`` pseudofermions per monomial and their weights (module docstring).
 
     Parameters
@@ -107,6 +109,9 @@ def pf_weights(model: JointModel, gauge_action: Any, targets: Sequence[PFTarget]
         Pseudofermion draws per monomial and gauge field (``>= 1``).
     dense : bool
         Also the exact marginal weights and condition numbers (dense eigenvalues; small lattices).
+    progress : BatchProgress, optional
+        Store every batch as it is drawn, and load those a killed earlier call stored instead of drawing them again
+        (the same numbers; :mod:`latticekit.flows.batch_progress`).
     """
     if not isinstance(model, JointModel):
         raise TypeError(f"model={type(model).__name__}: expected a JointModel")
@@ -119,33 +124,29 @@ def pf_weights(model: JointModel, gauge_action: Any, targets: Sequence[PFTarget]
     n_pf = int(n_pf)
     Sg = getattr(gauge_action, "action", gauge_action)
     Ns = _npf_list(n_pf)
-    Us, lws = [], {k: [] for k in Ns}
-    marg, ldets = [], []
-    conds: list[list[torch.Tensor]] = [[] for _ in targets]
-    done = 0
-    while done < n:
-        b = min(int(batch_size), n - done)
+
+    def draw(b: int) -> dict[str, Any]:
         U, lqU = model.sample_marginal(b, rng)
         base = -Sg(U) - lqU
         phis, lqs = model.sample_conditionals(U, rng, n_pf)
         # per monomial i and draw k: log w_i^(k) = -S_i - n_i log pi - log q(phi | U)
         lw_ik = [torch.stack([-t.action(U, p) - t.log_normalizer() - lq for p, lq in zip(ph, lq_list)])
                  for t, ph, lq_list in zip(targets, phis, lqs)]  # each (n_pf, b)
-        for k in Ns:
-            lws[k].append(base + sum(torch.logsumexp(l[:k], 0) - math.log(k) for l in lw_ik))
+        out: dict[str, Any] = {"U": U, "log_w": {k: base + sum(torch.logsumexp(l[:k], 0) - math.log(k) for l in lw_ik)
+                                                 for k in Ns}}
         if dense:
             lam = normal_eigenvalues(targets[0].operator(U))
             ld = sum(t.log_det_from_eigenvalues(lam) for t in targets)
-            ldets.append(ld)
-            marg.append(base + ld)
-            for i, t in enumerate(targets):
-                conds[i].append(t.condition_number_from_eigenvalues(lam))
-        Us.append(U)
-        done += b
-    log_w = {k: torch.cat(v) for k, v in lws.items()}
-    return PFWeights(U=torch.cat(Us), log_w=log_w, log_w_joint=log_w[1],
-                     log_w_marginal=torch.cat(marg) if dense else None, log_det=torch.cat(ldets) if dense else None,
-                     condition_numbers=[torch.cat(c) for c in conds] if dense else [])
+            out.update(log_det=ld, marg=base + ld, conds=[t.condition_number_from_eigenvalues(lam) for t in targets])
+        return out
+
+    outs = draw_batches(int(n), int(batch_size), rng, draw, progress)
+    log_w = {k: torch.cat([o["log_w"][k] for o in outs]) for k in Ns}
+    return PFWeights(U=torch.cat([o["U"] for o in outs]), log_w=log_w, log_w_joint=log_w[1],
+                     log_w_marginal=torch.cat([o["marg"] for o in outs]) if dense else None,
+                     log_det=torch.cat([o["log_det"] for o in outs]) if dense else None,
+                     condition_numbers=[torch.cat([o["conds"][i] for o in outs]) for i in range(len(targets))]
+                     if dense else [])
 
 
 def ess_vs_npf(weights: PFWeights) -> dict[int, float]:

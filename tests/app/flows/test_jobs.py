@@ -694,6 +694,19 @@ def test_nan_stop_still_draws_the_curve(tmp_path, monkeypatch) -> None:
     _png_shape(tmp_path / "train.png")
 
 
+def test_sample_histograms_of_values_equal_to_round_off(tmp_path) -> None:
+    # a chain whose values differ only in the last bit (one proposal, re-measured) made numpy refuse 40 bins, after
+    # the sample job had done all its work; a constant chain and one of ordinary spread draw as before
+    from latticekit.app import plots
+    from latticekit.theories import make_theory
+
+    theory = make_theory("wilson", (4, 4), {"group": "U1", "beta": 1.0})
+    for v in ([0.5, 0.5 + 1e-16, 0.5], [0.5] * 4, [0.1, 0.7, 0.3]):
+        path = tmp_path / f"s{len(v)}_{v[1]}.png"
+        assert plots.sample_plot(path, {"plaquette": v}, {}, {}, theory) == path.name
+        _png_shape(path)
+
+
 def test_sample_histograms_against_exact_and_reference(tmp_path, monkeypatch) -> None:
     from latticekit.app import plots
 
@@ -831,6 +844,40 @@ def test_killed_sample_leaves_a_temporary_that_the_next_one_removes(tmp_path) ->
     left = {p.name for p in out.iterdir()}
     assert not {".checkpoint.pt.a1b2c3.tmp", ".metrics.jsonl.d4e5f6.tmp"} & left
     assert ".unrelated.txt.a1b2c3.tmp" in left
+
+
+def test_sample_killed_between_batches_resumes_bit_identically(tmp_path) -> None:
+    # a real kill -9 after the 3rd of 5 stored batches of proposals; the same command then loads the three,
+    # draws the other two from the stored random state, and gives the uninterrupted run's chain to the last bit
+    cfg = u1_cfg(steps=2)
+    cfg["sample"] = {"n": 40, "batch": 8}
+    a, b = tmp_path / "a", tmp_path / "b"
+    train_job(cfg, out=a, progress=False)
+    b.mkdir()
+    for f in ("checkpoint.pt", "config.json"):
+        (b / f).write_bytes((a / f).read_bytes())
+    whole = sample_job(a, seed=4)
+    r = _cli("sample", b, "--seed", "4", env_extra={"LATTICEKIT_KILL_AT": "sample:batch:3"})
+    assert r.returncode == -9, r.stderr
+    prog = b / ".flow_ensemble.h5.progress" / "proposals"
+    batches = lambda: sorted(p.name for p in prog.iterdir() if p.name.startswith("batch_"))  # noqa: E731
+    assert batches() == [f"batch_00000{k}.pt" for k in range(3)] and (prog / "identity.json").exists()
+    # killed again after its first new batch: it continued (batch 3 beside 0-2), it did not start over
+    r = _cli("sample", b, "--seed", "4", env_extra={"LATTICEKIT_KILL_AT": "sample:batch:1"})
+    assert r.returncode == -9, r.stderr
+    assert batches() == [f"batch_00000{k}.pt" for k in range(4)]
+    resumed = sample_job(b, seed=4)
+    drop = {"wall_s", "output", "plot", "checkpoint"}
+    assert {k: v for k, v in resumed.items() if k not in drop} == {k: v for k, v in whole.items() if k not in drop}
+    with lk.io.Ensemble.open(a / "flow_ensemble.h5") as ea, lk.io.Ensemble.open(b / "flow_ensemble.h5") as eb:
+        assert len(ea) == len(eb) == 40
+        assert all(np.array_equal(ea[i], eb[i]) for i in range(40))
+    assert not (b / ".flow_ensemble.h5.progress").exists()       # removed once everything is written
+    # stored batches of another draw (another seed) are not used: the seed-4 job starts over and gives its own chain
+    r = _cli("sample", b, "--seed", "5", env_extra={"LATTICEKIT_KILL_AT": "sample:batch:2"})
+    assert r.returncode == -9, r.stderr
+    assert batches() == ["batch_000000.pt", "batch_000001.pt"]
+    assert sample_job(b, seed=4)["observables"] == whole["observables"]
 
 
 def test_references_without_errors_are_not_exact(tmp_path) -> None:

@@ -170,6 +170,33 @@ def test_staged_job(tmp_path) -> None:
     assert stored["conditional_steps"] == [2, 2] and (stored["n_pf"], stored["ess_npf_max"]) == (4, 2)
 
 
+def test_sample_job_killed_in_the_ess_curve_resumes_bit_identically(tmp_path) -> None:
+    """A real kill -9 after the first stored batch of the ESS(N_pf) fields (the second phase of the pseudo-marginal
+    sample job, after the two batches of proposals): the rerun loads all three, restores the random state and
+    writes the uninterrupted job's sample.json, its chain and both ESS curves, to the last bit."""
+    import os
+    import subprocess
+    import sys
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    train_job(cfg(ess_npf_max=2), out=a, progress=False)
+    b.mkdir()
+    for f in ("checkpoint.pt", "config.json"):
+        (b / f).write_bytes((a / f).read_bytes())
+    whole = sample_job(a, seed=3, n_pf=2)
+    r = subprocess.run([sys.executable, "-m", "latticekit.app.cli", "sample", str(b), "--seed", "3", "--n-pf", "2"],
+                       capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "LATTICEKIT_KILL_AT": "sample:batch:3"})
+    assert r.returncode == -9, r.stderr
+    prog = b / ".flow_ensemble.h5.progress"
+    assert sorted(p.name for p in (prog / "proposals").glob("batch_*")) == ["batch_000000.pt", "batch_000001.pt"]
+    assert sorted(p.name for p in (prog / "ess_vs_npf").glob("batch_*")) == ["batch_000000.pt"]
+    resumed = sample_job(b, seed=3, n_pf=2)
+    drop = {"wall_s", "output", "plot", "checkpoint"}
+    assert {k: v for k, v in resumed.items() if k not in drop} == {k: v for k, v in whole.items() if k not in drop}
+    assert "ess_vs_npf" in resumed and "exact_marginal_chain" in resumed and not prog.exists()
+
+
 def test_train_and_sample_job(tmp_path) -> None:
     out = tmp_path / "pf"
     res = train_job(cfg(ess_npf_max=4), out=out, progress=False)
