@@ -57,6 +57,8 @@ class BatchProgress:
     def __init__(self, folder: str | os.PathLike[str], identity: Mapping[str, Any]) -> None:
         self.folder = Path(folder)
         self.identity = json.loads(json.dumps(dict(identity)))  # a plain copy, as it reads back
+        #: the ``extra`` state stored with the last batch :meth:`resume` loaded (None: none, or none loaded)
+        self.extra: Any = None
 
     def _batch(self, k: int) -> Path:
         return self.folder / f"batch_{k:06d}.pt"
@@ -82,16 +84,17 @@ class BatchProgress:
             payload = torch.load(self._batch(k), weights_only=False)
             outs.append(payload["outputs"])
             state = payload["rng"]
+            self.extra = payload.get("extra")
             k += 1
         if state is not None:
             set_rng_state(rng, state)
         return outs
 
-    def save(self, k: int, outputs: Any, rng: Generator) -> None:
-        """Store batch ``k``'s ``outputs`` (tensors, or lists/tuples/dicts of them) and the state of ``rng``
-        after it."""
+    def save(self, k: int, outputs: Any, rng: Generator, extra: Any = None) -> None:
+        """Store batch ``k``'s ``outputs`` (tensors, or lists/tuples/dicts of them), the state of ``rng`` after it
+        and ``extra``, a further state of the drawing after it (see :func:`draw_batches`)."""
         with atomic_path(self._batch(k)) as tmp:
-            torch.save({"outputs": outputs, "rng": get_rng_state(rng)}, tmp)
+            torch.save({"outputs": outputs, "rng": get_rng_state(rng), "extra": extra}, tmp)
 
     def clear(self) -> None:
         """Remove the folder (the draw is finished and its results are written)."""
@@ -99,13 +102,20 @@ class BatchProgress:
 
 
 def draw_batches(n: int, batch_size: int, rng: Generator, draw: Callable[[int], Any],
-                 progress: BatchProgress | None = None) -> list[Any]:
+                 progress: BatchProgress | None = None,
+                 state: tuple[Callable[[], Any], Callable[[Any], None]] | None = None) -> list[Any]:
     """``[draw(b) for the batches of n]``, batch sizes ``batch_size`` (the last one smaller); with ``progress``, the
     batches stored by a killed earlier run are loaded instead of drawn (``rng`` continues after them) and every new
-    one is stored."""
+    one is stored.
+
+    ``state = (get, set)``: a state the drawing carries from batch to batch besides ``rng`` (the persistent Markov
+    chains of a super-resolving prior, :meth:`~latticekit.flows.superres.CoarseTheoryPrior.get_extra_state`): stored
+    with every batch, and restored from the last loaded one before drawing on."""
     if n < 1 or batch_size < 1:
         raise ValueError(f"n={n}, batch_size={batch_size}: expected positive numbers")
     outs = [] if progress is None else progress.resume(rng)
+    if outs and state is not None and progress is not None:
+        state[1](progress.extra)
     if len(outs) * batch_size >= n + batch_size:
         raise ValueError(f"{progress.folder if progress else ''} holds {len(outs)} batches of {batch_size}; "
                          f"expected at most {-(-n // batch_size)} for n={n}")
@@ -114,7 +124,7 @@ def draw_batches(n: int, batch_size: int, rng: Generator, draw: Callable[[int], 
         b = min(batch_size, n - done)
         out = draw(b)
         if progress is not None:
-            progress.save(len(outs), out, rng)
+            progress.save(len(outs), out, rng, None if state is None else state[0]())
         outs.append(out)
         done += b
     return outs

@@ -82,11 +82,14 @@ class MetropolisResult:
 
 @torch.no_grad()
 def draw_weighted(model: Model, action: Any, n: int, rng: Generator, batch_size: int = 1024,
-                  context: Any = None, progress: BatchProgress | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  context: Any = None, progress: BatchProgress | None = None,
+                  state: tuple[Callable[[], Any], Callable[[Any], None]] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` model samples and their log-weights ``log w = -S(x) - log q(x)``, drawn in batches.
 
     With ``progress`` (:class:`~.batch_progress.BatchProgress`) every batch is stored as it is drawn, and the
-    batches a killed earlier call stored are loaded instead of drawn again (the same numbers).
+    batches a killed earlier call stored are loaded instead of drawn again (the same numbers); ``state`` is the
+    ``(get, set)`` pair of a state the model carries between batches (:func:`~.batch_progress.draw_batches`).
 
     Examples
     --------
@@ -106,7 +109,7 @@ def draw_weighted(model: Model, action: Any, n: int, rng: Generator, batch_size:
         x, log_q = model.sample(b, rng, context=context)
         return x, -S(x) - log_q
 
-    xs, lws = zip(*draw_batches(n, batch_size, rng, draw, progress))
+    xs, lws = zip(*draw_batches(n, batch_size, rng, draw, progress, state))
     return torch.cat(xs), torch.cat(lws)
 
 

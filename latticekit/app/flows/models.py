@@ -104,9 +104,8 @@ class FlowFamily:
     sampler_resumes : bool
         The family's ``sampler`` takes ``progress`` (``progress(phase) -> BatchProgress``) and draws through it, so
         that a killed ``latticekit sample`` resumes with the same numbers (:mod:`latticekit.flows.batch_progress`;
-        pseudofermion and 4D QCD flows). The samplers of the families without one resume through
-        :func:`~latticekit.flows.sampling.independence_metropolis`. False (super-resolving flows): the prior's HMC
-        chains carry state from batch to batch, which the progress files do not hold, so a killed job starts over.
+        pseudofermion, 4D QCD and super-resolving flows, the latter with their prior's HMC chains). The families
+        without a sampler of their own resume through :func:`~latticekit.flows.sampling.independence_metropolis`.
     sample_keys : tuple of str
         ``[model]`` keys that only ``latticekit sample`` reads: they do not enter the model or its training, so
         they may change when a run is resumed (pseudofermion and 4D QCD flows: ``n_pf``, ``ess_npf_max``).

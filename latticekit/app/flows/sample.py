@@ -17,8 +17,8 @@ A killed job resumes: the proposals and their weights, drawn in batches (the exp
 batch with the random state in ``.<chain file>.progress/`` beside the chain file
 (:mod:`latticekit.flows.batch_progress`); the same command loads them and continues with the same numbers, and the
 folder is removed once the outputs are written. A different checkpoint (by content), seed, ``n``, batch size,
-``n_pf``, device or model/action configuration starts over. Super-resolving flows start over always (their prior's
-HMC chains carry state between batches; :attr:`~latticekit.app.flows.models.FlowFamily.sampler_resumes`).
+``n_pf``, device or model/action configuration starts over. The super-resolving samplers store their prior's HMC
+chains with every batch (:attr:`~latticekit.app.flows.models.FlowFamily.sampler_resumes`).
 
 Examples
 --------
@@ -69,8 +69,8 @@ __all__ = ["load_trained", "resolve_checkpoint", "sample_job"]
 class _JobProgress(BatchProgress):
     """:class:`BatchProgress` with the kill point ``sample:batch`` after each stored batch (resumption tests)."""
 
-    def save(self, k: int, outputs: Any, rng: Any) -> None:
-        super().save(k, outputs, rng)
+    def save(self, k: int, outputs: Any, rng: Any, extra: Any = None) -> None:
+        super().save(k, outputs, rng, extra)
         kill_point("sample:batch")
 
 

@@ -219,8 +219,10 @@ def rectangular_stack(coarse: Any, k: int, s: SuperresBaseSettings, sigma: float
 
 
 def superres_sampler(model: Any, theory: Any, s: SuperresSettings, n: int, rng: Any, *,
-                     observables: dict[str, Callable[[Any], Any]], batch_size: int) -> tuple[Any, dict[str, Any]]:
-    """Independence Metropolis with coarse fields from independent HMC chains at the learned couplings."""
+                     observables: dict[str, Callable[[Any], Any]], batch_size: int,
+                     progress: Callable[[str], Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Independence Metropolis with coarse fields from independent HMC chains at the learned couplings
+    (``progress``: :func:`exact_chain`)."""
     from latticekit.flows.superres import (
         CoarseTheoryPrior,
         SuperResolvingModel,
@@ -230,17 +232,23 @@ def superres_sampler(model: Any, theory: Any, s: SuperresSettings, n: int, rng: 
     prior = model.prior
     exact = CoarseTheoryPrior(prior.lattice, prior.couplings, log_z=prior.log_z, sampler=hmc_sampler(n_traj=s.hmc_traj))
     return exact_chain(SuperResolvingModel(exact, list(model.flows)), theory.make_action(), s, n, rng,
-                       observables=observables, batch_size=batch_size)
+                       observables=observables, batch_size=batch_size, progress=progress)
 
 
 def exact_chain(model: Any, action: Any, s: SuperresBaseSettings, n: int, rng: Any, *,
-                observables: dict[str, Callable[[Any], Any]], batch_size: int) -> tuple[Any, dict[str, Any]]:
+                observables: dict[str, Callable[[Any], Any]], batch_size: int,
+                progress: Callable[[str], Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """The independence Metropolis chain of a super-resolving ``model`` whose prior draws exactly (HMC) against
-    ``action``, and the coarse couplings and proposal ESS for ``sample.json``."""
+    ``action``, and the coarse couplings and proposal ESS for ``sample.json``. ``progress(phase)``, where given,
+    stores the proposals batch by batch with the prior's HMC chains (its extra state), so that a killed sample job
+    resumes with the same numbers (:mod:`latticekit.flows.batch_progress`)."""
     from latticekit.analysis import ess as kish
     from latticekit.flows.sampling import draw_weighted, metropolis_chain
 
-    x, lw = draw_weighted(model, action, n, rng, batch_size)
+    prior = model.prior
+    x, lw = draw_weighted(model, action, n, rng, batch_size,
+                          progress=None if progress is None else progress("proposals"),
+                          state=(prior.get_extra_state, prior.set_extra_state))
     res = metropolis_chain(x, lw, rng, observables=observables, keep_configs=True)
     c = model.prior.couplings
     extra = {"coarse_kappa": float(c.kappa.detach()), "coarse_lam": float(c.lam.detach()),
@@ -249,4 +257,5 @@ def exact_chain(model: Any, action: Any, s: SuperresBaseSettings, n: int, rng: A
     return res, extra
 
 
-SUPERRES = FlowFamily("superres", SuperresSettings, superres_flow, _default_layers, _check, sampler=superres_sampler)
+SUPERRES = FlowFamily("superres", SuperresSettings, superres_flow, _default_layers, _check, sampler=superres_sampler,
+                      sampler_resumes=True)

@@ -244,10 +244,12 @@ def learned_couplings(model: Any) -> dict[str, float]:
 
 
 def superres_uv_sampler(model: Any, theory: Any, s: SuperresUVSettings, n: int, rng: Any, *,
-                        observables: dict[str, Callable[[Any], Any]], batch_size: int) -> tuple[Any, dict[str, Any]]:
+                        observables: dict[str, Callable[[Any], Any]], batch_size: int,
+                        progress: Callable[[str], Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """Independence Metropolis against ``theory``, the fine theory at the learned couplings (``sample_job`` applies
     :func:`learned_couplings`); the prior draws by HMC."""
-    res, extra = exact_chain(model, theory.make_action(), s, n, rng, observables=observables, batch_size=batch_size)
+    res, extra = exact_chain(model, theory.make_action(), s, n, rng, observables=observables, batch_size=batch_size,
+                             progress=progress)
     fine = learned_couplings(model)
     return res, {**extra, "fine_kappa": fine["kappa"], "fine_lam": fine["lam"],
                  "target": "the fine phi^4 theory at the learned couplings fine_kappa, fine_lam"}
@@ -267,5 +269,6 @@ def reference_toml(cfg: Any, couplings: dict[str, float]) -> str:
 
 
 SUPERRES_UV = FlowFamily("superres_uv", SuperresUVSettings, superres_uv_flow, _default_layers, _check,
-                         sampler=superres_uv_sampler, sampled_action=learned_couplings, train=superres_uv_train)
+                         sampler=superres_uv_sampler, sampled_action=learned_couplings, train=superres_uv_train,
+                         sampler_resumes=True)
 """The UV-matching ladder (module docstring)."""

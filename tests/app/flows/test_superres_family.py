@@ -142,6 +142,30 @@ def test_train_and_sample_job(tmp_path) -> None:
     assert s["n"] == 32 and 0 < s["acceptance"] <= 1
 
 
+def test_sample_job_killed_between_batches_resumes_bit_identically(tmp_path) -> None:
+    """A real kill -9 after the first of two stored batches: the rerun restores the random state and the prior's
+    HMC chains (which the second batch continues from the first) and writes the uninterrupted job's sample.json."""
+    import os
+    import subprocess
+    import sys
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    train_job(cfg(), out=a, progress=False)
+    b.mkdir()
+    for f in ("checkpoint.pt", "config.json"):
+        (b / f).write_bytes((a / f).read_bytes())
+    whole = sample_job(a, seed=2)
+    r = subprocess.run([sys.executable, "-m", "latticekit.app.cli", "sample", str(b), "--seed", "2"],
+                       capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "LATTICEKIT_KILL_AT": "sample:batch:1"})
+    assert r.returncode == -9, r.stderr
+    prog = b / ".flow_samples.npz.progress" / "proposals"
+    assert sorted(p.name for p in prog.glob("batch_*")) == ["batch_000000.pt"]
+    resumed = sample_job(b, seed=2)
+    drop = {"wall_s", "output", "plot", "checkpoint"}
+    assert {k: v for k, v in resumed.items() if k not in drop} == {k: v for k, v in whole.items() if k not in drop}
+
+
 def test_killed_run_resumes_bit_identically(killed_and_resumed) -> None:
     full, resumed, res = killed_and_resumed(cfg(), kill_at=2)
     assert res["resumed_from_step"] == 2 and res["steps"] == 3
