@@ -81,7 +81,13 @@ class BatchProgress:
         outs, state = [], None
         k = 0
         while self._batch(k).is_file():
-            payload = torch.load(self._batch(k), weights_only=False)
+            try:
+                payload = torch.load(self._batch(k), weights_only=False)
+            except Exception:  # unreadable (a damaged disk, not a kill: the files are written atomically)
+                for later in self.folder.glob("batch_*.pt"):
+                    if later.name >= self._batch(k).name:
+                        later.unlink()
+                break              # drawn again from the state after the last good batch
             outs.append(payload["outputs"])
             state = payload["rng"]
             self.extra = payload.get("extra")

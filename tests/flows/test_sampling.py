@@ -127,3 +127,40 @@ def test_chain_on_measured_values_is_the_same_chain() -> None:
     assert c.accepted.all() and np.array_equal(c.observables["x"], x[:, 0].numpy())
     with pytest.raises(ValueError, match=r"values\['x'\] has shape \(3,\); expected \(8000, ...\)"):
         metropolis_chain_on_values({"x": np.zeros(3)}, lw, trng(7))
+
+
+def test_draw_batches_resumes_and_recovers_from_a_damaged_batch(tmp_path) -> None:
+    """draw_batches with a BatchProgress: a rerun loads the stored batches and continues the random stream; a batch
+    file that cannot be read is drawn again from the state after the last good one (the same numbers); another
+    identity starts over."""
+    from latticekit.flows import BatchProgress, draw_batches
+
+    def run(seed: int, ident: dict, stop: int | None = None) -> list:
+        rng = lk.backends.rng(seed, backend="torch")
+        calls = []
+
+        def draw(b: int):
+            if stop is not None and len(calls) == stop:
+                raise KeyboardInterrupt  # stands for the kill
+            calls.append(b)
+            return {"x": rng.normal((b,))}
+
+        try:
+            out = draw_batches(10, 3, rng, draw, BatchProgress(tmp_path / "p", ident))
+        except KeyboardInterrupt:
+            return calls
+        return [out, calls, rng.normal((2,))]
+
+    ref, ref_calls, ref_next = run(1, {"a": 1}, None)
+    assert ref_calls == [3, 3, 3, 1]
+    again, calls, _ = run(1, {"a": 1}, 2)     # everything stored: loaded, nothing drawn
+    assert calls == [] and all(torch.equal(a["x"], b["x"]) for a, b in zip(again, ref))
+    for f in (tmp_path / "p").glob("batch_*.pt"):
+        f.unlink()
+    assert run(1, {"a": 1}, 2) == [3, 3]      # killed after two batches
+    (tmp_path / "p" / "batch_000001.pt").write_bytes(b"damaged")
+    out, calls, nxt = run(7, {"a": 1})        # another seed: the stored batch 0 restores the stream
+    assert calls == [3, 3, 1] and torch.equal(nxt, ref_next)
+    assert all(torch.equal(a["x"], b["x"]) for a, b in zip(out, ref))
+    out, calls, _ = run(1, {"a": 2})          # another identity: drawn anew
+    assert calls == [3, 3, 3, 1]
