@@ -122,9 +122,6 @@ def draw_batches(n: int, batch_size: int, rng: Generator, draw: Callable[[int], 
     outs = [] if progress is None else progress.resume(rng)
     if outs and state is not None and progress is not None:
         state[1](progress.extra)
-    if len(outs) * batch_size >= n + batch_size:
-        raise ValueError(f"{progress.folder if progress else ''} holds {len(outs)} batches of {batch_size}; "
-                         f"expected at most {-(-n // batch_size)} for n={n}")
     done = min(n, len(outs) * batch_size)
     while done < n:
         b = min(batch_size, n - done)

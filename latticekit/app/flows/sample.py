@@ -235,8 +235,9 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
 
     # the drawn batches are stored as they come (the expensive part), so a killed job resumes with the same numbers
     progress_root = data_path.parent / f".{data_path.name}.progress"
+    conf = cfg.to_dict()
     ident = {"checkpoint_sha256": _sha256(ck), "seed": seed, "n": n, "batch": batch, "n_pf": n_pf,
-             "device": str(dev), "action": cfg.to_dict()["action"], "model": cfg.to_dict()["model"]}
+             "device": str(dev), "action": conf["action"], "model": conf["model"]}
 
     def batches_of(phase: str) -> BatchProgress:
         return _JobProgress(progress_root / phase, {**ident, "phase": phase})
