@@ -22,6 +22,7 @@ read back: identical link by link (max |dU| = 0)
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -187,7 +188,10 @@ def convert_command(src: Any, dst: Any, to: str, lattice: Any = None, group: Any
     """Convert ``src`` to format ``to`` at ``dst``, then read ``dst`` back and compare link by link.
 
     The source is verified first (checksums, header values, unitarity). The precision of the source
-    is kept (openQCD: double); NERSC keeps the source byte order, ILDG is big- and openQCD
+    is kept, except for openQCD, which holds double precision only: single-precision links are then
+    promoted and projected onto the group (the polar decomposition of ``group.normalize``), since they
+    are unitary only to ~1e-7 and openQCD's programs take the links as SU(3) to rounding; the summary
+    reports the largest change. NERSC keeps the source byte order, ILDG is big- and openQCD
     little-endian; an HDF5 source contributes its last committed configuration. HDF5 targets record
     the source file, format and header in the ensemble metadata.
 
@@ -208,7 +212,8 @@ def convert_command(src: Any, dst: Any, to: str, lattice: Any = None, group: Any
     Raises
     ------
     IOFormatError
-        The source fails a check, or the written file does not read back identically.
+        The source fails a check, the target format cannot hold the field (e.g. SU(2) or 2D links
+        for openQCD; nothing is written then), or the written file does not read back identically.
 
     Examples
     --------
@@ -222,17 +227,30 @@ def convert_command(src: Any, dst: Any, to: str, lattice: Any = None, group: Any
     extra: Any = None
     if fmt == "hdf5":
         extra = {"source": os.fspath(src), "source_format": meta.format, "source_header": meta.header}
-    save(dst, U, meta.group, format=fmt, precision=prec, endian=endian, meta=extra)
+    projected = None
+    W = U
+    if prec == "double" and meta.precision == "single" and np.iscomplexobj(U) and U.size:
+        from latticekit.groups import group_from_name
+
+        W = group_from_name(meta.group).normalize(U.astype(np.complex128), nd=len(meta.lattice))
+        projected = (f"projected:  single-precision links promoted to double and projected onto {meta.group} "
+                     f"({fmt} holds double precision only); largest change of an entry "
+                     f"{float(np.max(np.abs(W - U))):.3g}")
+    try:
+        save(dst, W, meta.group, format=fmt, precision=prec, endian=endian, meta=extra)
+    except ValueError as exc:  # the target format cannot hold this field; save refuses before writing
+        raise IOFormatError(re.sub(r"format='(\w+)'", r"--to \1", str(exc)), dst, f"conversion to {fmt}") from exc
     V, meta2 = _read_host(dst, fmt, None, None, True, True)
-    if V.shape != U.shape:
-        raise IOFormatError(f"read back shape {V.shape}, expected {U.shape}", dst, "conversion read-back")
-    diff = float(np.max(np.abs(V.astype(np.complex128) - U.astype(np.complex128)))) if U.size else 0.0
+    if V.shape != W.shape:
+        raise IOFormatError(f"read back shape {V.shape}, expected {W.shape}", dst, "conversion read-back")
+    diff = float(np.max(np.abs(V.astype(np.complex128) - W.astype(np.complex128)))) if W.size else 0.0
     exact = diff == 0.0
     tol = 1e-6 if "single" in (prec, meta.precision) else 0.0
     if diff > tol:
         raise IOFormatError(f"read back differs by {diff:.3e} (> {tol})", dst, "conversion read-back")
     return "\n".join([
         f"source:     {os.fspath(src)} ({meta.format}, {meta.group}, lattice {meta.lattice}, {meta.precision})",
+        *([projected] if projected else []),
         f"written:    {os.fspath(dst)} ({meta2.format}, {meta2.group}, lattice {meta2.lattice}, {meta2.precision}"
         f", {meta2.endianness}-endian)",
         f"read back: {'identical' if exact else 'equal within float tolerance'} link by link (max |dU| = {diff:.3g})",

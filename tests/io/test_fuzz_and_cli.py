@@ -119,7 +119,31 @@ def test_convert_single_precision_and_refusal(tmp_path: Path) -> None:
     assert load(tmp_path / "s2.nersc")[1].endianness == "little"
     u1 = tmp_path / "u1.h5"
     save(u1, lk.U1.random(backends.rng(0), (4,), LAT), "U1", format="hdf5")
-    with pytest.raises(ValueError, match="hdf5"):
+    with pytest.raises(IOFormatError, match="conversion to nersc failed: .*--to hdf5"):
         convert_command(u1, tmp_path / "u1.nersc", "nersc")
+    assert not (tmp_path / "u1.nersc").exists()
     with pytest.raises(ValueError, match="to="):
         convert_command(src, tmp_path / "x", "png")
+
+
+def test_convert_single_precision_to_openqcd_projects(tmp_path: Path) -> None:
+    """openQCD holds double precision: single-precision links are promoted and projected onto SU(3); a field the
+    format cannot hold is a one-line error of the command, and nothing is written."""
+    from latticekit.app.cli import main
+
+    src = tmp_path / "s.nersc"
+    save(src, _U, "SU3", format="nersc", precision="single")
+    S, _ = load(src)
+    # single precision: unitary only to ~1e-7, which the openQCD writer (tolerance 1e-9) refuses as it stands
+    assert float(np.max(lk.SU(3).defect(S.astype(np.complex128), nd=4))) > 1e-8
+    out = convert_command(src, tmp_path / "s.oqcd", "openqcd")
+    assert "projected onto SU(3)" in out and "identical link by link" in out
+    B, meta = load(tmp_path / "s.oqcd")
+    assert meta.precision == "double" and meta.checks_ok
+    assert float(np.max(lk.SU(3).defect(B, nd=4))) < 1e-13
+    # the projection moves each entry by about the single-precision rounding, no more
+    assert 0 < float(np.max(np.abs(B - S))) < 1e-6
+    su2 = tmp_path / "su2.nersc"
+    save(su2, lk.SU(2).random(backends.rng(1), (4,), LAT), "SU2", format="nersc")
+    assert main(["convert", str(su2), str(tmp_path / "su2.oqcd"), "--to", "openqcd"]) == 1
+    assert not (tmp_path / "su2.oqcd").exists()
