@@ -39,7 +39,7 @@ from ._namespace import (
 )
 from ._convert import asarray, from_dlpack, from_numpy, to_backend, to_numpy
 from ._dtypes import complex_dtype, complex_dtype_for, is_complex, real_dtype, real_dtype_for
-from ._random import Generator, rng
+from ._random import Generator, check_rng, rng
 from ._fast import fast_path, register_fast_path
 from ._lu import LU_OPS, lu_linalg
 from ._malloc import configure_malloc
@@ -54,6 +54,7 @@ __all__ = [
     "asarray",
     "available_backends",
     "backend_name",
+    "check_rng",
     "complex_dtype",
     "complex_dtype_for",
     "configure_malloc",

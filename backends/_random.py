@@ -189,3 +189,47 @@ def rng(seed: int, backend: str | None = None, device: Any = None) -> Generator:
     True
     """
     return Generator(seed, backend=backend, device=device)
+
+
+def check_rng(rng: Any, like: Any = None, name: str = "rng") -> Generator:
+    """Check that ``rng`` is a latticekit :class:`Generator` and, with ``like``, that it makes arrays of the
+    backend (and, for torch, the device type) of the array ``like``; returns ``rng``.
+
+    The random streams of the library are explicit and per backend: a NumPy or torch generator, or one made
+    for another backend than the field's, is refused here with the fix, before any work.
+
+    Raises
+    ------
+    TypeError
+        ``rng`` is not a :class:`Generator`.
+    BackendError
+        It makes arrays of another backend or device type than ``like``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_rng(rng(0, backend="numpy"), like=np.zeros(2)).backend
+    'numpy'
+    >>> check_rng(np.random.default_rng(0))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: rng: expected a latticekit generator, latticekit.backends.rng(...); got a numpy.random.Generator
+    """
+    if not isinstance(rng, Generator):
+        cls = type(rng)
+        got = (f"{rng!r} ({cls.__name__})" if cls.__module__ == "builtins" else
+               f"a {cls.__module__}.{cls.__qualname__}".replace("numpy.random._generator.", "numpy.random."))
+        raise TypeError(f"{name}: expected a latticekit generator, latticekit.backends.rng(seed, backend=..., "
+                        f"device=...); got {got}")
+    if like is None:
+        return rng
+    from ._namespace import BackendError, backend_name
+
+    b = backend_name(like)
+    if b != rng.backend:
+        raise BackendError(f"{name} makes {rng.backend} arrays, but the field is a {b} array: use "
+                           f"latticekit.backends.rng(seed, backend={b!r}) (and device= of the field)")
+    if b == "torch" and like.device.type != rng._torch_device.type:
+        raise BackendError(f"{name} makes arrays on {rng._torch_device}, but the field is on {like.device}: use "
+                           f"latticekit.backends.rng(seed, backend='torch', device={str(like.device)!r})")
+    return rng

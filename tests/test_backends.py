@@ -141,6 +141,42 @@ def test_rng_errors():
         backends.rng(0).normal((2,), dtype="complex128")
 
 
+def test_rng_of_another_kind_or_backend_is_refused_before_any_work(bk):
+    """A NumPy/torch generator or an int where a latticekit generator belongs, or a generator of another backend
+    than the field's, is a clear error at the entry points (groups, HMC, heatbath, pseudofermions; the test
+    toolkit takes a generator of any backend) instead of an AttributeError or a mixed-type error deep inside."""
+    import latticekit as lk
+    from latticekit.actions import HasenbuschAction, PseudofermionAction, WilsonGaugeAction
+    from latticekit.mc import HMC, Heatbath
+    from latticekit.testing import random_gauge_transformation
+
+    lat, G = lk.Lattice((4, 4)), lk.SU(2)
+    U = lk.gauge.random_gauge_field(G, lat, bk.rng(0), (2,))
+    for bad, got in ((np.random.default_rng(0), "a numpy.random.Generator"), (7, r"7 \(int\)")):
+        with pytest.raises(TypeError, match=rf"rng: expected a latticekit generator.*; got {got}"):
+            G.random(bad, (2,))
+        with pytest.raises(TypeError, match="rng: expected a latticekit generator"):
+            lk.U1.random_algebra(bad, (2,))
+        with pytest.raises(TypeError, match="rng: expected a latticekit generator"):
+            HMC(WilsonGaugeAction(G, lat, 2.0), rng=bad, step_size=0.1, n_steps=2)
+    other = backends.rng(1, backend="array_api_strict" if bk.name == "numpy" else "numpy")
+    msg = rf"rng makes {other.backend} arrays, but the field is a {bk.name} array: .*backend='{bk.name}'"
+    hmc = HMC(WilsonGaugeAction(G, lat, 2.0), rng=other, step_size=0.1, n_steps=2)
+    with pytest.raises(BackendError, match=msg):
+        hmc.step(U)
+    assert hmc.trajectories == 0
+    with pytest.raises(BackendError, match=msg):
+        Heatbath(G, lat, 2.0, rng=other).step(U)
+    with pytest.raises(TypeError, match="rng: expected a latticekit generator"):
+        random_gauge_transformation(U, G, lat, np.random.default_rng(0))
+    V = lk.gauge.random_gauge_field(lk.U1, lat, bk.rng(0), (2,))
+    with pytest.raises(BackendError, match=msg):
+        PseudofermionAction(lk.U1, lat, kappa=0.2).sample(V, other)
+    with pytest.raises(BackendError, match=msg):
+        HasenbuschAction(lk.U1, lat, kappa=0.2, mus=[0.1]).sample(V, other)
+    assert backends.check_rng(bk.rng(0), like=U).backend == bk.name
+
+
 def test_rng_moments(bk):
     """Sample moments within 5 standard errors (false-alarm rate ~6e-7 per check)."""
     n = 100_000

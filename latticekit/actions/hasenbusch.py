@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from latticekit.backends import Generator, array_namespace
+from latticekit.backends import Generator, array_namespace, check_rng
 from latticekit.groups import Group
 from latticekit.lattice import Lattice
 from latticekit.linalg import eigvalsh_dense
@@ -198,6 +198,7 @@ class HasenbuschAction:
 
     def sample(self, U: Any, rng: Generator, batch_shape: Sequence[int] | None = None) -> list[Any]:
         op = self.operator(U)
+        check_rng(rng, like=U)
         return [m.sample(op, rng, batch_shape) for m in self.monomials]
 
     def actions(self, U: Any, phis: Sequence[Any]) -> list[Any]:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
-from latticekit.backends import Generator, array_namespace
+from latticekit.backends import Generator, array_namespace, check_rng
 from latticekit.groups import Group
 from latticekit.lattice import Lattice
 from latticekit.linalg import SolverInfo, cg
@@ -301,7 +301,7 @@ class PseudofermionAction:
 
     def sample(self, U: Any, rng: Generator, batch_shape: Sequence[int] | None = None) -> Any:
         """Exact heatbath ``phi = (D + i sqrt(mu) gamma_5) chi``."""
-        return pseudofermion_heatbath(self.operator(U), rng, self.mu, batch_shape)
+        return pseudofermion_heatbath(self.operator(U), check_rng(rng, like=U), self.mu, batch_shape)
 
     def force(self, U: Any, phi: Any) -> Any:
         """``F = sum_a (d_a S_pf) T_a`` laid out like ``U``."""

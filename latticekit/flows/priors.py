@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from latticekit.backends import Generator
+from latticekit.backends import check_rng as check_backend_rng
 from latticekit.groups import Group, SUGroup, U1Group, wrap_angle
 from latticekit.lattice import Lattice
 
@@ -49,7 +50,7 @@ def check_rng(rng: Any) -> Generator:
     >>> check_rng(lk.backends.rng(0, backend="torch")).backend
     'torch'
     """
-    if not isinstance(rng, Generator) or rng.backend != "torch":
+    if check_backend_rng(rng).backend != "torch":
         raise TypeError(f"rng={rng!r}: expected latticekit.backends.rng(seed, backend='torch', device=...)")
     return rng
 

@@ -23,7 +23,7 @@ import math
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
-from latticekit.backends import Generator, array_namespace, namespace, normalize_device, backend_name
+from latticekit.backends import Generator, array_namespace, backend_name, check_rng, namespace, normalize_device
 
 __all__ = ["Group", "NonUnitaryError", "wrap_angle"]
 
@@ -77,7 +77,8 @@ class Group(ABC):
         """Gaussian algebra elements with coordinates ``omega^a ~ N(0, scale^2)`` (HMC momenta for scale=1)."""
         nd = len(tuple(site_shape))
         dt = "float32" if str(precision) in ("single", "32", "float32") else "float64"
-        coords = rng.normal(tuple(batch_shape) + (self.algebra_dim,) + tuple(site_shape), dtype=dt, std=scale)
+        coords = check_rng(rng).normal(tuple(batch_shape) + (self.algebra_dim,) + tuple(site_shape), dtype=dt,
+                                       std=scale)
         return self.from_coords(coords, nd=nd)
 
     def near_identity(self, rng: Generator, batch_shape: Sequence[int] = (), site_shape: Sequence[int] = (), *,

@@ -17,7 +17,7 @@ import numbers
 from functools import lru_cache
 from typing import Any, Sequence
 
-from latticekit.backends import Generator, array_namespace, complex_dtype, real_dtype_for
+from latticekit.backends import Generator, array_namespace, check_rng, complex_dtype, real_dtype_for
 from latticekit.backends import device as _device
 
 from .base import Group
@@ -131,7 +131,7 @@ class SUGroup(Group):
     def random(self, rng: Generator, batch_shape: Sequence[int] = (), site_shape: Sequence[int] = (), *,
                precision: Any = "double") -> Any:
         """Haar-random SU(N) (QR of a complex Ginibre matrix with the phase fix of Mezzadri, then det fix)."""
-        xp = rng.xp
+        xp = check_rng(rng).xp
         ct = complex_dtype(xp, precision)
         nd = len(tuple(site_shape))
         z = rng.complex_normal(tuple(batch_shape) + tuple(site_shape) + (self.N, self.N), dtype=ct)

@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from latticekit.backends import Generator, array_namespace, device
+from latticekit.backends import Generator, array_namespace, check_rng, device
 from latticekit.gauge import check_gauge_field, link, stack_links
 from latticekit.groups import SU, Group, SUGroup, U1Group, wrap_angle
 from latticekit.lattice import Lattice
@@ -339,8 +339,7 @@ class Heatbath(Sampler):
         if odd:
             raise ValueError(f"lattice={lattice}: heatbath needs even extents (the parity classes of links "
                              "must not interact); got odd extents {odd}")
-        if not isinstance(rng, Generator):
-            raise TypeError(f"rng={rng!r}: expected a latticekit.backends.Generator (latticekit.backends.rng(seed))")
+        check_rng(rng)
         if isinstance(beta, (int, float)) and not (math.isfinite(beta) and beta >= 0):
             raise ValueError(f"beta={beta!r}: expected a finite number >= 0")
         for name, v in (("n_heatbath", n_heatbath), ("n_overrelax", n_overrelax)):
@@ -396,6 +395,8 @@ class Heatbath(Sampler):
 
     def step(self, U: Any) -> tuple[Any, StepInfo]:
         """``n_heatbath`` heatbath sweeps then ``n_overrelax`` overrelaxation sweeps."""
+        if self.n_heatbath:
+            check_rng(self.rng, like=U)
         for _ in range(self.n_heatbath):
             U = self.heatbath_sweep(U)
         for _ in range(self.n_overrelax):

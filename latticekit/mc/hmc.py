@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from latticekit.backends import Generator, array_namespace
+from latticekit.backends import Generator, array_namespace, check_rng
 
 from .base import Sampler, StepInfo
 from .fields import FieldKind, SUNField, U1Field, field_kind
@@ -92,8 +92,7 @@ class HMC(Sampler):
                  reunitarize_tol: float | None = 1e-10) -> None:
         if not (hasattr(target, "action") and hasattr(target, "force")):
             raise TypeError(f"target={target!r}: expected an object with action(x) and force(x)")
-        if not isinstance(rng, Generator):
-            raise TypeError(f"rng={rng!r}: expected a latticekit.backends.Generator (latticekit.backends.rng(seed))")
+        check_rng(rng)
         if not float(step_size) > 0:
             raise ValueError(f"step_size={step_size!r}: expected a positive number")
         if not isinstance(n_steps, int) or n_steps < 1:
@@ -142,6 +141,7 @@ class HMC(Sampler):
             ``max_defect`` (float, when checked).
         """
         self.kind.check(x)
+        check_rng(self.rng, like=x)
         kind = self.kind
         p = kind.momenta(self.rng, x)
         h0 = self.hamiltonian(x, p)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from latticekit.backends import Generator
+from latticekit.backends import Generator, check_rng
 
 from .base import Sampler, StepInfo
 from .fields import FieldKind, SUNField, U1Field
@@ -109,8 +109,7 @@ class Langevin(Sampler):
                  normalize_every: int | None = None) -> None:
         if not hasattr(target, "force"):
             raise TypeError(f"target={target!r}: expected an object with force(x)")
-        if not isinstance(rng, Generator):
-            raise TypeError(f"rng={rng!r}: expected a latticekit.backends.Generator (latticekit.backends.rng(seed))")
+        check_rng(rng)
         if not float(step_size) > 0:
             raise ValueError(f"step_size={step_size!r}: expected a positive number")
         if normalize_every is not None and (not isinstance(normalize_every, int) or normalize_every < 1):
@@ -127,6 +126,7 @@ class Langevin(Sampler):
     def step(self, x: Any) -> tuple[Any, StepInfo]:
         """One Langevin step of every chain."""
         self.kind.check(x)
+        check_rng(self.rng, like=x)
         eta = self.kind.noise(self.rng, x)
         x = langevin_step(x, self.target.force(x), eta, self.kind, self.step_size)
         self.steps += 1

@@ -48,7 +48,7 @@ from latticekit.actions import (
     apply_twisted_dagger,
     solve_normal,
 )
-from latticekit.backends import Generator, array_namespace, device
+from latticekit.backends import Generator, array_namespace, check_rng, device
 from latticekit.groups import Group
 from latticekit.lattice import Lattice
 
@@ -469,7 +469,7 @@ class Nf2HMC(HMC):
 
     def refresh(self, x: Any) -> list[Any]:
         """Draw fresh pseudofermions at ``x`` (exact heatbath); they stay fixed for the next trajectory."""
-        return self.target.sample(x, self.rng)
+        return self.target.sample(x, check_rng(self.rng, like=x))
 
     # -- one update --------------------------------------------------------------------------------
     def step(self, x: Any) -> tuple[Any, StepInfo]:

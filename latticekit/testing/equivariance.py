@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from latticekit.backends import Generator, array_namespace, backend_name, to_backend, to_numpy
+from latticekit.backends import Generator, array_namespace, backend_name, check_rng, to_backend, to_numpy
 from latticekit.backends import device as _device
 from latticekit.gauge import check_gauge_field, gauge_transform
 from latticekit.groups import Group, U1Group
@@ -126,6 +126,7 @@ def random_gauge_transformation(U: Any, group: Group, lattice: Lattice, rng: Gen
     (3, 2, 2, 4, 4)
     """
     check_gauge_field(U, group, lattice)
+    check_rng(rng)   # of any backend: Omega is moved to U's backend and device below
     xp = array_namespace(U)
     single = U.dtype in (getattr(xp, "float32", None), getattr(xp, "complex64", None))
     Om = group.random(rng, _batch_shape(U, group, lattice), lattice.shape, precision="single" if single else "double")
