@@ -10,6 +10,7 @@ from .acceptance import AcceptanceSummary, acceptance_summary
 from .autocorrelation import GammaResult, autocovariance, gamma_method
 from .blocking import BlockingResult, bin_series, blocking_analysis
 from .ess import ReweightResult, ess, ess_absolute, log_weights, log_z_estimate, reweight
+from .flow_scales import FlowScaleResult, flow_scale, flow_scale_of_curve
 from .histogram_compare import (
     Chi2Summary,
     DensityHistogram,
@@ -27,6 +28,7 @@ __all__ = [
     "BlockingResult",
     "Chi2Summary",
     "DensityHistogram",
+    "FlowScaleResult",
     "GammaResult",
     "HistogramComparison",
     "ResamplingResult",
@@ -42,6 +44,8 @@ __all__ = [
     "density_histogram",
     "ess",
     "ess_absolute",
+    "flow_scale",
+    "flow_scale_of_curve",
     "gamma_method",
     "histogram_edges",
     "jackknife",
