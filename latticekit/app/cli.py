@@ -4,6 +4,7 @@ Sub-commands::
 
     latticekit run [CONFIG.toml] [--out DIR]    generate an ensemble, measure, compare with exact results
     latticekit measure DIR                       re-measure the stored ensemble of a run
+    latticekit scale FILE... --flow-t T          t0, w0 and observables of configuration files of other codes
     latticekit info FILE                         describe a gauge configuration file
     latticekit convert IN OUT --to FORMAT        convert between nersc, ildg, openqcd, hdf5
     latticekit train CONFIG.toml --out DIR       train a normalizing flow (torch); resumes after a kill
@@ -90,6 +91,24 @@ def _do_measure(args: argparse.Namespace) -> int:
     from .measure import measure_job
 
     measure_job(args.dir, backend=args.backend, device=args.device)
+    return 0
+
+
+def _args_scale(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", help="configuration files of one ensemble, in Monte Carlo order")
+    p.add_argument("--out", default="latticekit-scale", help="output folder (default: ./latticekit-scale)")
+    p.add_argument("--flow-t", type=float, default=0.0,
+                   help="flow every configuration to this t/a^2 (0: no flow); t0 and w0 need t^2 E to pass "
+                        "--reference before it")
+    p.add_argument("--eps", type=float, default=0.02, help="largest RK3 flow step (default 0.02)")
+    p.add_argument("--reference", type=float, default=0.3, help="defining value of t0 and w0 (default 0.3: SU(3))")
+
+
+def _do_scale(args: argparse.Namespace) -> int:
+    from .scale import scale_job
+
+    scale_job(args.files, args.out, flow_t=args.flow_t, eps=args.eps, reference=args.reference,
+              backend=args.backend, device=args.device)
     return 0
 
 
@@ -238,12 +257,14 @@ def _do_compare(args: argparse.Namespace) -> int:
 
 
 #: sub-commands that compute (and so set the thread counts first)
-_JOBS = ("run", "measure", "train", "sample", "compare")
+_JOBS = ("run", "measure", "scale", "train", "sample", "compare")
 
 #: sub-command -> (help, add its arguments, run it)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "run": ("the run job: ensemble generation, measurements, comparison with exact results", _args_run, _do_run),
     "measure": ("re-measure the ensemble stored by `latticekit run` in DIR", _args_measure, _do_measure),
+    "scale": ("gradient-flow scale setting (t0, w0) and observables of configuration files of other codes",
+              _args_scale, _do_scale),
     "info": ("describe a gauge configuration file (NERSC, ILDG/LIME, openQCD, HDF5)", _args_info, _do_info),
     "convert": ("convert a gauge configuration between formats", _args_convert, _do_convert),
     "train": ("train a normalizing flow (torch) described by a TOML file; resumes after a kill", _args_train, _do_train),

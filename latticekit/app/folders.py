@@ -3,7 +3,8 @@
 ``latticekit run`` / ``measure``: ``state.npz`` (resumable state), ``ensemble.h5`` (gauge
 configurations), ``results.json``, ``remeasured.json``, plots. ``latticekit train`` / ``sample``:
 ``config.json``, ``checkpoint.pt``, ``metrics.jsonl``, ``train.json``, ``train.png``, the chain
-(``flow_ensemble.h5`` or ``flow_samples.npz``), ``sample.json``, ``sample.png``.
+(``flow_ensemble.h5`` or ``flow_samples.npz``), ``sample.json``, ``sample.png``. ``latticekit scale``:
+``files/<k>.json`` (one record per configuration file), ``scale.json``.
 
 Examples
 --------
@@ -26,7 +27,8 @@ from latticekit.utils import atomic_write
 from latticekit.utils.schema import ConfigError
 
 __all__ = ["CHECKPOINT", "CONFIG", "ENSEMBLE", "METRICS", "REMEASURED", "RESULTS", "SAMPLE_PLOT", "SAMPLE_SUMMARY",
-           "STATE", "TRAIN_PLOT", "TRAIN_SUMMARY", "out_folder", "read_json", "refuse_other_job", "write_json"]
+           "SCALE_FILES", "SCALE_SUMMARY", "STATE", "TRAIN_PLOT", "TRAIN_SUMMARY", "out_folder", "read_json",
+           "refuse_other_job", "write_json"]
 
 STATE = "state.npz"
 RESULTS = "results.json"
@@ -39,6 +41,8 @@ TRAIN_SUMMARY = "train.json"
 TRAIN_PLOT = "train.png"
 SAMPLE_SUMMARY = "sample.json"
 SAMPLE_PLOT = "sample.png"
+SCALE_SUMMARY = "scale.json"
+SCALE_FILES = "files"
 
 
 def out_folder(out: str | os.PathLike[str]) -> Path:
@@ -64,13 +68,13 @@ def out_folder(out: str | os.PathLike[str]) -> Path:
 
 
 #: the files that mark a folder as the output of ``latticekit run`` (resp. ``latticekit train``)
-_MARKERS = {"run": (STATE, RESULTS, ENSEMBLE), "train": (CHECKPOINT, METRICS)}
+_MARKERS = {"run": (STATE, RESULTS, ENSEMBLE), "train": (CHECKPOINT, METRICS), "scale": (SCALE_SUMMARY, SCALE_FILES)}
 
 
 def refuse_other_job(outdir: Path, job: str) -> None:
-    """:class:`ConfigError` (naming ``outdir`` and the files found) if the output folder of a ``job`` ("run"
-    or "train") holds the files of the other job, with or without ``--fresh``: the two jobs keep their
-    progress in different files, so writing one into the other's folder would mix two runs.
+    """:class:`ConfigError` (naming ``outdir`` and the files found) if the output folder of a ``job`` ("run",
+    "train" or "scale") holds the files of another job, with or without ``--fresh``: the jobs keep their
+    progress in different files, so writing one into another's folder would mix two runs.
 
     >>> import tempfile
     >>> d = Path(tempfile.mkdtemp()); _ = (d / RESULTS).write_text("{}")
@@ -80,12 +84,12 @@ def refuse_other_job(outdir: Path, job: str) -> None:
     ...     print("holds the output of `latticekit run` (results.json)" in str(exc))
     True
     """
-    other = "train" if job == "run" else "run"
-    found = [f for f in _MARKERS[other] if (outdir / f).exists()]
-    if found:
-        raise ConfigError(f"out: {str(outdir)!r} holds the output of `latticekit {other}` ({', '.join(found)}); the "
-                          f"{job} job writes its own files there, also with --fresh; give `latticekit {job}` "
-                          "another output folder (--out)")
+    for other, markers in _MARKERS.items():
+        found = [f for f in markers if other != job and (outdir / f).exists()]
+        if found:
+            raise ConfigError(f"out: {str(outdir)!r} holds the output of `latticekit {other}` ({', '.join(found)}); "
+                              f"the {job} job writes its own files there, also with --fresh; give `latticekit {job}` "
+                              "another output folder (--out)")
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:

@@ -126,7 +126,7 @@ def test_train_sample_and_compare(tmp_path, capsys) -> None:
 
 
 def test_every_sub_command_is_registered_in_one_place() -> None:
-    assert set(COMMANDS) == {"run", "measure", "info", "convert", "train", "sample", "compare"}
+    assert set(COMMANDS) == {"run", "measure", "scale", "info", "convert", "train", "sample", "compare"}
 
 
 # -- issue 14, item 10: one clear line and a non-zero exit for what the user can fix; bugs keep their traceback

@@ -1,0 +1,221 @@
+"""The scale job: ``latticekit scale FILE [FILE ...] --out DIR`` sets the scale of configuration files written by
+other codes (NERSC, ILDG/LIME, openQCD, latticekit HDF5) by the gradient flow.
+
+The files, in the order given, are one Monte Carlo chain of one ensemble (same lattice and group; checked for
+every file before any flow). Each file is read and verified (checksums, header values, unitarity), and measured:
+
+* ``plaquette`` (``Re tr P / N``, averaged), and in 4D the Polyakov loop in direction 0 (``polyakov_re``,
+  ``polyakov_abs`` of its spatial average);
+* with ``flow_t > 0``: the Wilson flow (RK3, steps of at most ``eps``) to ``flow_t``, ``t^2 E`` (clover) at every
+  step, ``t2E_at_t`` and, in 4D, the clover charge ``Q_at_t`` at ``flow_t``.
+
+Per file, ``DIR/files/<k>.json`` is written atomically as soon as it is measured, with the file's sha256 and the
+flow settings; a rerun (after a kill, or with more files) measures only the files without a matching record.
+``DIR/scale.json`` holds the ensemble: the Gamma-method mean and error of every per-file value (the files as a
+chain; below :data:`MIN_WINDOWED` files the autocorrelation cannot be resolved and the errors are naive) and ``t0/a^2``, ``w0/a``
+from :func:`latticekit.analysis.flow_scale` at ``reference`` (0.3: SU(3)). A scale the flow does not reach is
+reported with the reason instead of a value.
+
+Examples
+--------
+>>> import os, tempfile
+>>> import latticekit as lk
+>>> from latticekit.io import save
+>>> d = tempfile.mkdtemp(); rng = lk.backends.rng(1)
+>>> files = [os.path.join(d, f"c{k}.lime") for k in range(3)]
+>>> for f in files:
+...     save(f, lk.gauge.random_gauge_field(lk.SU(2), lk.Lattice((4, 4, 4, 4)), rng), "SU2", format="ildg")
+>>> res = scale_job(files, os.path.join(d, "out"), flow_t=0.1, echo=False)
+>>> res["n_files"], sorted(res["observables"])
+(3, ['Q_at_t', 'plaquette', 'polyakov_abs', 'polyakov_re', 't2E_at_t'])
+>>> "never reaches" in res["scales"]["t0"]["error_message"]      # a random field flowed to t = 0.1 only
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from latticekit.utils import remove_stale_temporaries
+from latticekit.utils.schema import ConfigError
+
+from .devices import resolve_backend
+from .folders import SCALE_FILES, SCALE_SUMMARY, out_folder, read_json, refuse_other_job, write_json
+from .killpoints import kill_point
+
+__all__ = ["MIN_WINDOWED", "scale_job"]
+
+#: fewest files for the Gamma method's automatic window; with fewer, the errors assume independent files
+MIN_WINDOWED = 20
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_options(paths: Sequence[Any], flow_t: Any, eps: Any, reference: Any) -> list[Path]:
+    if isinstance(paths, (str, os.PathLike)) or not paths:
+        raise ConfigError(f"files: expected one or more configuration files, got {paths!r}")
+    files = [Path(p) for p in paths]
+    for f in files:
+        if not f.is_file():
+            raise FileNotFoundError(f"{f}: no such file (`latticekit scale` takes configuration files)")
+    if len({f.resolve() for f in files}) != len(files):
+        raise ConfigError("files: a file is given twice; each configuration counts once in the chain")
+    for name, v, lo in (("flow_t", flow_t, 0.0), ("eps", eps, None), ("reference", reference, None)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (
+                v < 0 if lo is not None else v <= 0):
+            raise ConfigError(f"{name}={v!r}: expected a finite number {'>= 0' if lo is not None else '> 0'}")
+    if eps > 0.1:
+        raise ConfigError(f"eps={eps!r}: the RK3 flow step should be at most 0.1 (0.01-0.02 is usual)")
+    return files
+
+
+def _measure(U: Any, group: Any, lattice: Any, flow_t: float, eps: float) -> dict[str, Any]:
+    from latticekit import backends
+    from latticekit.observables import (average_plaquette, average_polyakov_loop, energy_density_clover,
+                                        topological_charge_clover, wilson_flow)
+
+    out: dict[str, Any] = {"plaquette": float(average_plaquette(U, group, lattice))}
+    if lattice.nd == 4:
+        P = complex(average_polyakov_loop(U, group, lattice))
+        out.update(polyakov_re=P.real, polyakov_abs=abs(P))
+    if flow_t > 0:
+        V, h = wilson_flow(U, group, lattice, flow_t, eps=eps,
+                           measure=lambda W, t: t * t * energy_density_clover(W, group, lattice))
+        out["flow_t"] = backends.to_numpy(h["t"]).tolist()
+        out["t2E"] = backends.to_numpy(h["values"]).reshape(-1).tolist()
+        out["t2E_at_t"] = out["t2E"][-1]
+        if lattice.nd == 4:
+            out["Q_at_t"] = float(topological_charge_clover(V, group, lattice))
+    return out
+
+
+def scale_job(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *, flow_t: float = 0.0,
+              eps: float = 0.02, reference: float = 0.3, backend: str | None = None, device: Any = None,
+              echo: bool = True) -> dict[str, Any]:
+    """Measure configuration files and set the scale by the gradient flow; returns ``DIR/scale.json``.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        The configuration files, in Monte Carlo order.
+    out : path
+        Output folder (created; a folder of `latticekit run` or `train` is refused).
+    flow_t : float
+        Flow time ``t/a^2`` to flow each configuration to (0: no flow). ``t0`` and ``w0`` need the ensemble's
+        ``t^2 E`` to pass ``reference`` before ``flow_t``.
+    eps : float
+        Largest RK3 step (every step is measured; the interpolation error of the scales is ``O(eps^2)``).
+    reference : float
+        The defining value of ``t0`` and ``w0`` (0.3 for SU(3)).
+    backend, device
+        Where the flows run.
+    echo : bool
+        Print the table.
+    """
+    import latticekit as lk
+    from latticekit.analysis import flow_scale, gamma_method
+
+    files = _check_options(paths, flow_t, eps, reference)
+    outdir = out_folder(out)
+    refuse_other_job(outdir, "scale")
+    backend, device = resolve_backend(backend, device)
+    # every file is read and verified, and must hold the lattice and group of the first, before any flow
+    metas = []
+    for f in files:
+        _, meta = lk.io.load(f)
+        metas.append(meta)
+        if (meta.lattice, meta.group) != (metas[0].lattice, metas[0].group):
+            raise ConfigError(f"{f}: lattice {meta.lattice}, {meta.group}; the first file {files[0]} holds "
+                              f"{metas[0].lattice}, {metas[0].group}: the files must be one ensemble")
+    lattice, group = lk.Lattice(metas[0].lattice), lk.groups.group_from_name(metas[0].group)
+    folder = outdir / SCALE_FILES
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(outdir, [SCALE_SUMMARY])
+    settings = {"flow_t": float(flow_t), "eps": float(eps)}
+    records = []
+    for k, f in enumerate(files):
+        rec_path = folder / f"{k:05d}.json"
+        remove_stale_temporaries(folder, [rec_path.name])
+        sha = _sha256(f)
+        if rec_path.exists():
+            rec = read_json(rec_path, "a per-file record of `latticekit scale`")
+            if rec.get("sha256") == sha and rec.get("settings") == settings:
+                records.append(rec)
+                continue
+        U, _ = lk.io.load(f, backend=backend, device=device)
+        rec = {"file": str(f), "sha256": sha, "format": metas[k].format, "settings": settings,
+               "values": _measure(U, group, lattice, float(flow_t), float(eps))}
+        write_json(rec_path, rec)
+        kill_point("scale:file")
+        records.append(rec)
+        if echo:
+            print(f"{k + 1}/{len(files)} {f}: plaquette {rec['values']['plaquette']:.6f}", flush=True)
+    names = [n for n in records[0]["values"] if n not in ("flow_t", "t2E")]
+    # the Gamma method's window needs a chain of some length; below MIN_WINDOWED files the files are taken as
+    # independent (S = 0: the naive error), and the summary says which
+    S = 1.5 if len(records) >= MIN_WINDOWED else 0.0
+    obs: dict[str, Any] = {}
+    for n in names:
+        series = [r["values"][n] for r in records]
+        if len(series) > 1:
+            g = gamma_method(lk.backends.asarray(series, backend="numpy"), S=S)   # one chain (a list: replica)
+            obs[n] = {"value": float(g.value), "error": float(g.error), "tau_int": float(g.tau_int), "n": len(series)}
+        else:
+            obs[n] = {"value": float(series[0]), "error": None, "tau_int": None, "n": 1}
+    scales: dict[str, Any] = {}
+    if flow_t > 0:
+        t = records[0]["values"]["flow_t"]
+        curves = lk.backends.asarray([[r["values"]["t2E"][i] for r in records] for i in range(len(t))],
+                                     backend="numpy")                                   # (n_t, N): one chain
+        for kind in ("t0", "w0"):
+            try:
+                if len(records) > 1:
+                    s = flow_scale(t, curves, kind, reference=reference, S=S)
+                    scales[kind] = {"value": s.value, "error": s.error, "tau_int": s.tau_int}
+                else:
+                    from latticekit.analysis import flow_scale_of_curve
+
+                    scales[kind] = {"value": flow_scale_of_curve(t, curves[:, 0], kind, reference=reference),
+                                    "error": None}
+            except ValueError as exc:      # the flow does not reach the reference: say so, keep the rest
+                scales[kind] = {"value": None, "error": None, "error_message": str(exc)}
+    result = {"files": [r["file"] for r in records], "n_files": len(records), "lattice": list(lattice.shape),
+              "group": metas[0].group, "settings": settings, "reference": float(reference),
+              "observables": obs, "scales": scales,
+              "definitions": {"plaquette": "Re tr P / N averaged over sites and planes",
+                              "t2E": "t^2 E, clover E = -sum_{mu<nu} tr F^2 (site average), after Wilson flow",
+                              "t0": "t^2 <E(t)> = reference at t = t0 (t0/a^2; Luscher 2010)",
+                              "w0": "t d/dt [t^2 <E(t)>] = reference at t = w0^2 (w0/a; BMW 2012)",
+                              "errors": ("Gamma method over the files in the order given (one chain)" if S else
+                                         f"naive (fewer than {MIN_WINDOWED} files: taken as independent)")}}
+    write_json(outdir / SCALE_SUMMARY, result)
+    if echo:
+        print(_table(result))
+        print(f"results written to {outdir / SCALE_SUMMARY}")
+    return result
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:.6g}"
+
+
+def _table(res: dict[str, Any]) -> str:
+    lines = [f"{res['n_files']} files, {res['group']} on {'x'.join(map(str, res['lattice']))}, flow to t = "
+             f"{res['settings']['flow_t']:g} (eps {res['settings']['eps']:g}), reference {res['reference']:g}",
+             f"{'quantity':<14}{'value':>14}{'error':>12}{'tau_int':>9}"]
+    for n, o in [*res["observables"].items(), *res["scales"].items()]:
+        if o.get("value") is None:
+            lines.append(f"{n:<14}{'-':>14}  {o.get('error_message', '')}")
+        else:
+            lines.append(f"{n:<14}{_fmt(o['value']):>14}{_fmt(o['error']):>12}{_fmt(o.get('tau_int')):>9}")
+    return "\n".join(lines)

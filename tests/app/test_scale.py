@@ -1,0 +1,126 @@
+"""``latticekit scale``: configuration files of other codes measured, flowed and scale-set as one chain.
+
+The job's numbers are checked against a second path (the IO layer's own plaquette of each file, the library's
+flow and ``flow_scale`` called directly on the same fields); a real kill -9 after some files resumes with the
+rest only and gives the same results as an uninterrupted run; bad input is refused before any flow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import latticekit as lk
+from latticekit.analysis import flow_scale
+from latticekit.app.scale import scale_job
+from latticekit.io import load, save
+from latticekit.mc import Heatbath
+from latticekit.observables import energy_density_clover, wilson_flow
+from latticekit.utils import ConfigError
+
+LAT, G = lk.Lattice((4, 4, 4, 4)), lk.SU(2)
+FLOW_T, EPS, REF = 0.3, 0.05, 0.02
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> list[Path]:
+    """A heatbath chain of 24 SU(2) 4^4 configurations at beta = 2.3, written in three formats in turn."""
+    d = tmp_path_factory.mktemp("scale-ensemble")
+    rng = lk.backends.rng(11, backend="numpy")
+    hb = Heatbath(G, LAT, beta=2.3, rng=rng, n_overrelax=1)
+    U, _ = hb.run(lk.gauge.random_gauge_field(G, LAT, rng), 20)
+    out = []
+    for k in range(24):
+        U, _ = hb.run(U, 2)
+        fmt = ("ildg", "nersc", "hdf5")[k % 3]
+        p = d / f"cfg{k:02d}.{fmt}"
+        save(p, U, "SU2", format=fmt)
+        out.append(p)
+    return out
+
+
+def _cli(*args, env_extra=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "latticekit.app.cli", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+def test_values_against_the_library_called_directly(files, tmp_path) -> None:
+    res = scale_job(files, tmp_path / "out", flow_t=FLOW_T, eps=EPS, reference=REF, echo=False)
+    assert res["n_files"] == 24 and res["group"] == "SU(2)" and res["lattice"] == [4, 4, 4, 4]
+    assert res["definitions"]["errors"].startswith("Gamma method")
+    plaq, curves = [], []
+    for f in files:
+        U, meta = load(f)
+        plaq.append(meta.plaquette)                  # the IO layer's plaquette of the file, computed on the host
+        _, h = wilson_flow(U, G, LAT, FLOW_T, eps=EPS, measure=lambda V, t: t * t * energy_density_clover(V, G, LAT))
+        curves.append(h["values"])
+    t = h["t"]
+    recs = [json.loads((tmp_path / "out" / "files" / f"{k:05d}.json").read_text()) for k in range(24)]
+    assert np.allclose([r["values"]["plaquette"] for r in recs], plaq, rtol=1e-13, atol=0)
+    assert np.allclose(np.stack([r["values"]["t2E"] for r in recs]), np.stack(curves), rtol=1e-13, atol=0)
+    assert res["observables"]["plaquette"]["value"] == pytest.approx(np.mean(plaq), rel=1e-13)
+    F = np.stack(curves, axis=-1)                     # (n_t, 24)
+    for kind in ("t0", "w0"):
+        direct = flow_scale(t, F, kind, reference=REF)
+        assert res["scales"][kind]["value"] == pytest.approx(direct.value, rel=1e-12)
+        assert res["scales"][kind]["error"] == pytest.approx(direct.error, rel=1e-9)
+        assert 0 < direct.error < 0.1 * direct.value
+    assert res["observables"]["Q_at_t"]["n"] == 24
+    assert json.loads((tmp_path / "out" / "scale.json").read_text()) == json.loads(json.dumps(res))
+
+
+def test_killed_after_some_files_resumes_with_the_rest(files, tmp_path) -> None:
+    args = ["scale", *files[:8], "--flow-t", FLOW_T, "--eps", EPS, "--reference", REF]
+    r = _cli(*args, "--out", tmp_path / "cut", env_extra={"LATTICEKIT_KILL_AT": "scale:file:3"})
+    assert r.returncode == -9, r.stderr
+    assert sorted(p.name for p in (tmp_path / "cut" / "files").glob("*.json")) == [f"{k:05d}.json" for k in range(3)]
+    assert not (tmp_path / "cut" / "scale.json").exists()
+    r = _cli(*args, "--out", tmp_path / "cut")
+    assert r.returncode == 0, r.stderr
+    measured = [line for line in r.stdout.splitlines() if "/8 " in line and ": plaquette" in line]
+    assert [m.split("/")[0] for m in measured] == ["4", "5", "6", "7", "8"]     # the first three were kept
+    r = _cli(*args, "--out", tmp_path / "whole")
+    assert r.returncode == 0, r.stderr
+    a, b = (json.loads((tmp_path / d / "scale.json").read_text()) for d in ("cut", "whole"))
+    assert a == b
+    assert "naive (fewer than 20 files" in a["definitions"]["errors"]
+
+
+def test_a_changed_file_or_setting_is_measured_again(files, tmp_path) -> None:
+    sub = files[:3]
+    first = scale_job(sub, tmp_path, flow_t=0.1, eps=EPS, reference=REF, echo=False)
+    rec1 = (tmp_path / "files" / "00001.json").read_text()
+    again = scale_job(sub, tmp_path, flow_t=0.2, eps=EPS, reference=REF, echo=False)   # another flow time
+    assert json.loads((tmp_path / "files" / "00001.json").read_text())["settings"]["flow_t"] == 0.2
+    assert again["observables"]["t2E_at_t"]["value"] > first["observables"]["t2E_at_t"]["value"]
+    assert rec1 != (tmp_path / "files" / "00001.json").read_text()
+
+
+def test_bad_input_is_refused_before_any_flow(files, tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.lime: no such file"):
+        scale_job([files[0], tmp_path / "nope.lime"], tmp_path / "o1", flow_t=0.1, echo=False)
+    with pytest.raises(ConfigError, match="given twice"):
+        scale_job([files[0], files[0]], tmp_path / "o2", echo=False)
+    with pytest.raises(ConfigError, match="flow_t=-1"):
+        scale_job(files[:2], tmp_path / "o3", flow_t=-1.0, echo=False)
+    with pytest.raises(ConfigError, match="eps=0.5: the RK3 flow step should be at most 0.1"):
+        scale_job(files[:2], tmp_path / "o4", flow_t=0.1, eps=0.5, echo=False)
+    other = tmp_path / "su3.lime"
+    save(other, lk.gauge.random_gauge_field(lk.SU(3), LAT, lk.backends.rng(0)), "SU3", format="ildg")
+    with pytest.raises(ConfigError, match=r"su3.lime: lattice \(4, 4, 4, 4\), SU\(3\); the first file .* SU\(2\)"):
+        scale_job([files[0], other], tmp_path / "o5", flow_t=0.1, echo=False)
+    assert not (tmp_path / "o5" / "files").exists() or not any((tmp_path / "o5" / "files").iterdir())
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text("{}")
+    r = _cli("scale", files[0], "--out", run)
+    assert r.returncode == 2 and "holds the output of `latticekit run`" in r.stderr
+    r = _cli("scale", files[0], "--out", tmp_path / "o6", "--flow-t", "nan")
+    assert r.returncode == 2 and "flow_t=nan" in r.stderr
