@@ -12,9 +12,9 @@ every file before any flow). Each file is read and verified (checksums, header v
 Per file, ``DIR/files/<k>.json`` is written atomically as soon as it is measured, with the file's sha256 and the
 flow settings; a rerun (after a kill, or with more files) measures only the files without a matching record.
 ``DIR/scale.json`` holds the ensemble: the Gamma-method mean and error of every per-file value (the files as a
-chain; below :data:`MIN_WINDOWED` files the autocorrelation cannot be resolved and the errors are naive) and ``t0/a^2``, ``w0/a``
-from :func:`latticekit.analysis.flow_scale` at ``reference`` (0.3: SU(3)). A scale the flow does not reach is
-reported with the reason instead of a value.
+chain; below :data:`MIN_WINDOWED` files the autocorrelation cannot be resolved and the errors are naive) and
+``t0/a^2``, ``w0/a`` from :func:`latticekit.analysis.flow_scale` at ``reference`` (0.3: SU(3)). A scale the flow
+does not reach is reported with the reason instead of a value.
 
 Examples
 --------
