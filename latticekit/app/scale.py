@@ -210,7 +210,7 @@ def _fmt(v: Any) -> str:
 
 
 def _table(res: dict[str, Any]) -> str:
-    lines = [f"{res['n_files']} files, {res['group']} on {'x'.join(map(str, res['lattice']))}, flow to t = "
+    lines = [f"{res['n_files']} file{'s' if res['n_files'] != 1 else ''}, {res['group']} on {'x'.join(map(str, res['lattice']))}, flow to t = "
              f"{res['settings']['flow_t']:g} (eps {res['settings']['eps']:g}), reference {res['reference']:g}",
              f"{'quantity':<14}{'value':>14}{'error':>12}{'tau_int':>9}"]
     for n, o in [*res["observables"].items(), *res["scales"].items()]:
