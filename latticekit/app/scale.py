@@ -210,12 +210,13 @@ def _fmt(v: Any) -> str:
 
 
 def _table(res: dict[str, Any]) -> str:
-    lines = [f"{res['n_files']} file{'s' if res['n_files'] != 1 else ''}, {res['group']} on {'x'.join(map(str, res['lattice']))}, flow to t = "
-             f"{res['settings']['flow_t']:g} (eps {res['settings']['eps']:g}), reference {res['reference']:g}",
+    n = res["n_files"]
+    lines = [f"{n} file{'s' if n != 1 else ''}, {res['group']} on {'x'.join(map(str, res['lattice']))}, flow to "
+             f"t = {res['settings']['flow_t']:g} (eps {res['settings']['eps']:g}), reference {res['reference']:g}",
              f"{'quantity':<14}{'value':>14}{'error':>12}{'tau_int':>9}"]
-    for n, o in [*res["observables"].items(), *res["scales"].items()]:
+    for name, o in [*res["observables"].items(), *res["scales"].items()]:
         if o.get("value") is None:
-            lines.append(f"{n:<14}{'-':>14}  {o.get('error_message', '')}")
+            lines.append(f"{name:<14}{'-':>14}  {o.get('error_message', '')}")
         else:
-            lines.append(f"{n:<14}{_fmt(o['value']):>14}{_fmt(o['error']):>12}{_fmt(o.get('tau_int')):>9}")
+            lines.append(f"{name:<14}{_fmt(o['value']):>14}{_fmt(o['error']):>12}{_fmt(o.get('tau_int')):>9}")
     return "\n".join(lines)
