@@ -2,16 +2,20 @@
 other codes (NERSC, ILDG/LIME, openQCD, latticekit HDF5) by the gradient flow.
 
 The files, in the order given, are one Monte Carlo chain of one ensemble (same lattice and group; checked for
-every file before any flow). Each file is read and verified (checksums, header values, unitarity), and measured:
+every file before any flow). An HDF5 ensemble file (``latticekit run`` writes one) contributes every configuration,
+and its chains (``info["chain"]`` of each configuration) are further chains, taken as replica by the Gamma
+method.
+Each configuration is read and verified (checksums, header values, unitarity), and measured:
 
 * ``plaquette`` (``Re tr P / N``, averaged), and in 4D the Polyakov loop in direction 0 (``polyakov_re``,
   ``polyakov_abs`` of its spatial average);
 * with ``flow_t > 0``: the Wilson flow (RK3, steps of at most ``eps``) to ``flow_t``, ``t^2 E`` (clover) at every
   step, ``t2E_at_t`` and, in 4D, the clover charge ``Q_at_t`` at ``flow_t``.
 
-Per file, ``DIR/files/<k>.json`` is written atomically as soon as it is measured, with the file's sha256 and the
-flow settings; a rerun (after a kill, or with more files) measures only the files without a matching record.
-``DIR/scale.json`` holds the ensemble: the Gamma-method mean and error of every per-file value (the files as a
+Per configuration, ``DIR/files/<k>.json`` is written atomically as soon as it is measured, with the file's
+sha256, the configuration's index in it and the flow settings; a rerun (after a kill, or with more files) measures
+only the configurations without a matching record. ``DIR/scale.json`` holds the ensemble: the Gamma-method mean
+and error of every per-configuration value (the configurations as a
 chain; below :data:`MIN_WINDOWED` files the autocorrelation cannot be resolved and the errors are naive) and
 ``t0/a^2``, ``w0/a`` from :func:`latticekit.analysis.flow_scale` at ``reference`` (0.3: SU(3)). A scale the flow
 does not reach is reported with the reason instead of a value.
@@ -26,7 +30,7 @@ Examples
 >>> for f in files:
 ...     save(f, lk.gauge.random_gauge_field(lk.SU(2), lk.Lattice((4, 4, 4, 4)), rng), "SU2", format="ildg")
 >>> res = scale_job(files, os.path.join(d, "out"), flow_t=0.1, echo=False)
->>> res["n_files"], sorted(res["observables"])
+>>> res["n_configurations"], sorted(res["observables"])
 (3, ['Q_at_t', 'plaquette', 'polyakov_abs', 'polyakov_re', 't2E_at_t'])
 >>> "never reaches" in res["scales"]["t0"]["error_message"]      # a random field flowed to t = 0.1 only
 True
@@ -79,6 +83,27 @@ def _check_options(paths: Sequence[Any], flow_t: Any, eps: Any, reference: Any) 
     return files
 
 
+def _entries(files: list[Path]) -> list[dict[str, Any]]:
+    """One entry per configuration: a file, or each configuration of an HDF5 ensemble (index, chain); all read
+    and verified here. Plain files form the chain "files" in the order given."""
+    import latticekit as lk
+    from latticekit.io import Ensemble
+
+    out = []
+    for f in files:
+        _, meta = lk.io.load(f)
+        n = int((meta.extra or {}).get("n_committed", 1)) if meta.format == "hdf5" else 1
+        base = {"file": str(f), "lattice": meta.lattice, "group": meta.group, "format": meta.format}
+        if n <= 1:
+            out.append({**base, "index": None, "replica": "files"})
+            continue
+        with Ensemble.open(f) as ens:
+            for i in range(n):
+                lk.io.load(f, index=i)          # verified like the others (checksums of every configuration)
+                out.append({**base, "index": i, "replica": f"{f}#chain{ens.info(i).get('chain', 0)}"})
+    return out
+
+
 def _measure(U: Any, group: Any, lattice: Any, flow_t: float, eps: float) -> dict[str, Any]:
     from latticekit import backends
     from latticekit.observables import (average_plaquette, average_polyakov_loop, energy_density_clover,
@@ -123,81 +148,97 @@ def scale_job(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
         Print the table.
     """
     import latticekit as lk
-    from latticekit.analysis import flow_scale, gamma_method
+    from latticekit.analysis import flow_scale, flow_scale_of_curve, gamma_method
 
     files = _check_options(paths, flow_t, eps, reference)
     outdir = out_folder(out)
     refuse_other_job(outdir, "scale")
     backend, device = resolve_backend(backend, device)
-    # every file is read and verified, and must hold the lattice and group of the first, before any flow
-    metas = []
-    for f in files:
-        _, meta = lk.io.load(f)
-        metas.append(meta)
-        if (meta.lattice, meta.group) != (metas[0].lattice, metas[0].group):
-            raise ConfigError(f"{f}: lattice {meta.lattice}, {meta.group}; the first file {files[0]} holds "
-                              f"{metas[0].lattice}, {metas[0].group}: the files must be one ensemble")
-    lattice, group = lk.Lattice(metas[0].lattice), lk.groups.group_from_name(metas[0].group)
+    # every file is read and verified, and must hold the lattice and group of the first, before any flow; an HDF5
+    # ensemble contributes all its configurations, its chains (`info["chain"]`) as replica
+    entries = _entries(files)
+    first = entries[0]
+    for e in entries:
+        if (e["lattice"], e["group"]) != (first["lattice"], first["group"]):
+            raise ConfigError(f"{e['file']}: lattice {e['lattice']}, {e['group']}; the first file {first['file']} "
+                              f"holds {first['lattice']}, {first['group']}: the files must be one ensemble")
+    lattice, group = lk.Lattice(first["lattice"]), lk.groups.group_from_name(first["group"])
     folder = outdir / SCALE_FILES
     folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(outdir, [SCALE_SUMMARY])
     settings = {"flow_t": float(flow_t), "eps": float(eps)}
+    shas: dict[str, str] = {}
     records = []
-    for k, f in enumerate(files):
+    for k, e in enumerate(entries):
         rec_path = folder / f"{k:05d}.json"
         remove_stale_temporaries(folder, [rec_path.name])
-        sha = _sha256(f)
+        sha = shas.setdefault(e["file"], _sha256(Path(e["file"])))
+        ident = {"file": e["file"], "index": e["index"], "sha256": sha, "settings": settings}
         if rec_path.exists():
             rec = read_json(rec_path, "a per-file record of `latticekit scale`")
-            if rec.get("sha256") == sha and rec.get("settings") == settings:
+            if all(rec.get(key) == v for key, v in ident.items()):
                 records.append(rec)
                 continue
-        U, _ = lk.io.load(f, backend=backend, device=device)
-        rec = {"file": str(f), "sha256": sha, "format": metas[k].format, "settings": settings,
+        kw = {} if e["index"] is None else {"index": e["index"]}
+        U, _ = lk.io.load(e["file"], backend=backend, device=device, **kw)
+        rec = {**ident, "replica": e["replica"], "format": e["format"],
                "values": _measure(U, group, lattice, float(flow_t), float(eps))}
         write_json(rec_path, rec)
         kill_point("scale:file")
         records.append(rec)
         if echo:
-            print(f"{k + 1}/{len(files)} {f}: plaquette {rec['values']['plaquette']:.6f}", flush=True)
+            where = e["file"] if e["index"] is None else f"{e['file']}[{e['index']}]"
+            print(f"{k + 1}/{len(entries)} {where}: plaquette {rec['values']['plaquette']:.6f}", flush=True)
     names = [n for n in records[0]["values"] if n not in ("flow_t", "t2E")]
-    # the Gamma method's window needs a chain of some length; below MIN_WINDOWED files the files are taken as
-    # independent (S = 0: the naive error), and the summary says which
-    S = 1.5 if len(records) >= MIN_WINDOWED else 0.0
+    replicas: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        replicas.setdefault(r["replica"], []).append(r)
+    chains = list(replicas.values())
+    # the Gamma method's window needs chains of some length; with a chain shorter than MIN_WINDOWED the
+    # configurations are taken as independent (S = 0: the naive error), and the summary says which
+    S = 1.5 if min(len(c) for c in chains) >= MIN_WINDOWED else 0.0
+    if min(len(c) for c in chains) < 2:     # a chain of one configuration: all taken as one chain of independent
+        chains, S = [records], 0.0
+
+    def per_chain(values: Any) -> Any:      # one array per chain, Monte Carlo time last; a list is read as replica
+        arrs = [lk.backends.asarray([values(r) for r in c], backend="numpy") for c in chains]
+        return arrs if len(arrs) > 1 else arrs[0]
+
     obs: dict[str, Any] = {}
     for n in names:
-        series = [r["values"][n] for r in records]
-        if len(series) > 1:
-            g = gamma_method(lk.backends.asarray(series, backend="numpy"), S=S)   # one chain (a list: replica)
-            obs[n] = {"value": float(g.value), "error": float(g.error), "tau_int": float(g.tau_int), "n": len(series)}
+        if len(records) > 1:
+            g = gamma_method(per_chain(lambda r: r["values"][n]), S=S)
+            obs[n] = {"value": float(g.value), "error": float(g.error), "tau_int": float(g.tau_int),
+                      "n": len(records)}
         else:
-            obs[n] = {"value": float(series[0]), "error": None, "tau_int": None, "n": 1}
+            obs[n] = {"value": float(records[0]["values"][n]), "error": None, "tau_int": None, "n": 1}
     scales: dict[str, Any] = {}
     if flow_t > 0:
         t = records[0]["values"]["flow_t"]
-        curves = lk.backends.asarray([[r["values"]["t2E"][i] for r in records] for i in range(len(t))],
-                                     backend="numpy")                                   # (n_t, N): one chain
         for kind in ("t0", "w0"):
             try:
                 if len(records) > 1:
+                    # (n_t, N_r) per chain: t^2 E of each configuration at every flow time
+                    curves = per_chain(lambda r: r["values"]["t2E"])
+                    curves = [c.T for c in curves] if isinstance(curves, list) else curves.T
                     s = flow_scale(t, curves, kind, reference=reference, S=S)
                     scales[kind] = {"value": s.value, "error": s.error, "tau_int": s.tau_int}
                 else:
-                    from latticekit.analysis import flow_scale_of_curve
-
-                    scales[kind] = {"value": flow_scale_of_curve(t, curves[:, 0], kind, reference=reference),
-                                    "error": None}
+                    scales[kind] = {"value": flow_scale_of_curve(t, records[0]["values"]["t2E"], kind,
+                                                                 reference=reference), "error": None}
             except ValueError as exc:      # the flow does not reach the reference: say so, keep the rest
                 scales[kind] = {"value": None, "error": None, "error_message": str(exc)}
-    result = {"files": [r["file"] for r in records], "n_files": len(records), "lattice": list(lattice.shape),
-              "group": metas[0].group, "settings": settings, "reference": float(reference),
+    how = (f"Gamma method, the configurations in the order given as {len(chains)} chain(s)" if S else
+           f"naive (a chain shorter than {MIN_WINDOWED} configurations: taken as independent)")
+    result = {"files": sorted({r["file"] for r in records}), "n_configurations": len(records), "n_chains": len(chains),
+              "lattice": list(lattice.shape), "group": first["group"], "settings": settings,
+              "reference": float(reference),
               "observables": obs, "scales": scales,
               "definitions": {"plaquette": "Re tr P / N averaged over sites and planes",
                               "t2E": "t^2 E, clover E = -sum_{mu<nu} tr F^2 (site average), after Wilson flow",
                               "t0": "t^2 <E(t)> = reference at t = t0 (t0/a^2; Luscher 2010)",
                               "w0": "t d/dt [t^2 <E(t)>] = reference at t = w0^2 (w0/a; BMW 2012)",
-                              "errors": ("Gamma method over the files in the order given (one chain)" if S else
-                                         f"naive (fewer than {MIN_WINDOWED} files: taken as independent)")}}
+                              "errors": how}}
     write_json(outdir / SCALE_SUMMARY, result)
     if echo:
         print(_table(result))
@@ -210,10 +251,11 @@ def _fmt(v: Any) -> str:
 
 
 def _table(res: dict[str, Any]) -> str:
-    n = res["n_files"]
-    lines = [f"{n} file{'s' if n != 1 else ''}, {res['group']} on {'x'.join(map(str, res['lattice']))}, flow to "
-             f"t = {res['settings']['flow_t']:g} (eps {res['settings']['eps']:g}), reference {res['reference']:g}",
-             f"{'quantity':<14}{'value':>14}{'error':>12}{'tau_int':>9}"]
+    n, c, s = res["n_configurations"], res["n_chains"], res["settings"]
+    head = (f"{n} configuration{'s' if n != 1 else ''} ({c} chain{'s' if c != 1 else ''}), {res['group']} on "
+            f"{'x'.join(map(str, res['lattice']))}, flow to t = {s['flow_t']:g} (eps {s['eps']:g}), "
+            f"reference {res['reference']:g}")
+    lines = [head, f"{'quantity':<14}{'value':>14}{'error':>12}{'tau_int':>9}"]
     for name, o in [*res["observables"].items(), *res["scales"].items()]:
         if o.get("value") is None:
             lines.append(f"{name:<14}{'-':>14}  {o.get('error_message', '')}")

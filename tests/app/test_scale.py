@@ -53,7 +53,7 @@ def _cli(*args, env_extra=None) -> subprocess.CompletedProcess:
 
 def test_values_against_the_library_called_directly(files, tmp_path) -> None:
     res = scale_job(files, tmp_path / "out", flow_t=FLOW_T, eps=EPS, reference=REF, echo=False)
-    assert res["n_files"] == 24 and res["group"] == "SU(2)" and res["lattice"] == [4, 4, 4, 4]
+    assert res["n_configurations"] == 24 and res["group"] == "SU(2)" and res["lattice"] == [4, 4, 4, 4]
     assert res["definitions"]["errors"].startswith("Gamma method")
     plaq, curves = [], []
     for f in files:
@@ -90,7 +90,36 @@ def test_killed_after_some_files_resumes_with_the_rest(files, tmp_path) -> None:
     assert r.returncode == 0, r.stderr
     a, b = (json.loads((tmp_path / d / "scale.json").read_text()) for d in ("cut", "whole"))
     assert a == b
-    assert "naive (fewer than 20 files" in a["definitions"]["errors"]
+    assert "naive (a chain shorter than 20 configurations" in a["definitions"]["errors"]
+
+
+def test_an_hdf5_ensemble_contributes_every_configuration_and_its_chains_as_replica(tmp_path) -> None:
+    """An ensemble file as `latticekit run` writes it (two chains interleaved, `info["chain"]`): every configuration
+    is measured, and the chains enter the Gamma method as replica, as when flow_scale is called on them."""
+    from latticekit.io import Ensemble
+
+    rng = lk.backends.rng(12, backend="numpy")
+    hb = Heatbath(G, LAT, beta=2.3, rng=rng, n_overrelax=1)
+    U, _ = hb.run(lk.gauge.random_gauge_field(G, LAT, rng, batch_shape=(2,)), 20)
+    path = tmp_path / "ensemble.h5"
+    per_chain: list[list] = [[], []]
+    with Ensemble.create(path, lattice=LAT, group="SU2") as ens:
+        for m in range(10):
+            U, _ = hb.run(U, 2)
+            for c in range(2):
+                ens.append(U[c], info={"chain": c, "measurement": m})
+                per_chain[c].append(U[c])
+    res = scale_job([path], tmp_path / "out", flow_t=FLOW_T, eps=EPS, reference=REF, echo=False)
+    assert res["n_configurations"] == 20 and res["n_chains"] == 2
+    curves = []
+    for c in range(2):
+        _, h = wilson_flow(np.stack(per_chain[c]), G, LAT, FLOW_T, eps=EPS,
+                           measure=lambda V, t: t * t * energy_density_clover(V, G, LAT))
+        curves.append(h["values"])                    # (n_t, 10)
+    direct = flow_scale(h["t"], curves, "t0", reference=REF, S=0.0)   # chains of 10 < 20: naive errors
+    assert direct.gamma.n_replica == 2
+    assert res["scales"]["t0"]["value"] == pytest.approx(direct.value, rel=1e-12)
+    assert res["scales"]["t0"]["error"] == pytest.approx(direct.error, rel=1e-9)
 
 
 def test_a_changed_file_or_setting_is_measured_again(files, tmp_path) -> None:
