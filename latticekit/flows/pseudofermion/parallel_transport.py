@@ -81,9 +81,27 @@ class TransportLinks:
             else:
                 self.links.append((Umu, None))
 
-    def act(self, mu: int, v: torch.Tensor, adj: bool) -> torch.Tensor:
-        """``U_mu v`` (``U_mu^dag v`` for ``adj``) for ``v`` of shape ``(B, K, Nc, *L)``."""
-        Um, Uc = self.links[mu]
+        self._signed0: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    def _time_signed(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The time links times ``-1`` on the last time slice, made on first use and kept: the antiperiodic
+        boundary of eq. (25) folded into the links, so both time hops become plain rolls. A forward hop from
+        ``y_0 = L_0 - 1`` and a backward hop into ``y_0 = 0`` use the link on the slice ``L_0 - 1``, the only two
+        that cross the boundary; the sign is exact in floating point, so the result is bit-identical to the
+        phase applied to the shifted field."""
+        if self._signed0 is None:
+            L0 = self.lattice.shape[0]
+            sign = torch.ones(L0, dtype=torch.float64, device=self.U.device)
+            sign[L0 - 1] = -1.0
+            s = sign.reshape((L0,) + (1,) * (self.nd - 1))     # broadcasts over the trailing lattice axes
+            Um, Uc = self.links[0]
+            self._signed0 = (Um * s.to(Um.dtype), None if Uc is None else Uc * s.to(Uc.dtype))
+        return self._signed0
+
+    def act(self, mu: int, v: torch.Tensor, adj: bool, *, time_signed: bool = False) -> torch.Tensor:
+        """``U_mu v`` (``U_mu^dag v`` for ``adj``) for ``v`` of shape ``(B, K, Nc, *L)``; ``time_signed`` (``mu = 0``
+        only): with the antiperiodic sign folded into the links (:meth:`_time_signed`)."""
+        Um, Uc = self._time_signed() if time_signed else self.links[mu]
         if self.abelian:
             return (Uc if adj else Um) * v
         return self.group.act_adj(Um, v, nd=self.nd) if adj else self.group.act(Um, v, nd=self.nd)
@@ -130,11 +148,11 @@ def parallel_transport(U: torch.Tensor | TransportLinks, phi: torch.Tensor, grou
     T = _links(U, group, lattice)
     fwd, bwd = [], []
     for mu in range(nd):
-        phase = -1 if (mu == 0 and antiperiodic) else None
+        signed = mu == 0 and antiperiodic   # the boundary sign sits in the time links: plain rolls below
         # forward neighbour: U_mu(y) phi(y + mu)
-        fwd.append(T.act(mu, lattice.shift(phi, mu, +1, phase=phase), adj=False))
+        fwd.append(T.act(mu, lattice.shift(phi, mu, +1), adj=False, time_signed=signed))
         # backward neighbour: U_mu(y - mu)^dag phi(y - mu)  = shift_{-mu}(U_mu^dag phi)
-        bwd.append(lattice.shift(T.act(mu, phi, adj=True), mu, -1, phase=phase))
+        bwd.append(lattice.shift(T.act(mu, phi, adj=True, time_signed=signed), mu, -1))
     return torch.cat([phi] + fwd + bwd, dim=1)
 
 
