@@ -70,6 +70,9 @@ def _check_options(paths: Sequence[Any], flow_t: Any, eps: Any, reference: Any) 
         raise ConfigError(f"files: expected one or more configuration files, got {paths!r}")
     files = [Path(p) for p in paths]
     for f in files:
+        if f.is_dir():
+            raise ConfigError(f"files: {str(f)!r} is a folder; `latticekit scale` takes configuration files (for the "
+                              "ensemble of a `latticekit run`, give its ensemble.h5)")
         if not f.is_file():
             raise FileNotFoundError(f"{f}: no such file (`latticekit scale` takes configuration files)")
     if len({f.resolve() for f in files}) != len(files):

@@ -135,6 +135,8 @@ def test_a_changed_file_or_setting_is_measured_again(files, tmp_path) -> None:
 def test_bad_input_is_refused_before_any_flow(files, tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="nope.lime: no such file"):
         scale_job([files[0], tmp_path / "nope.lime"], tmp_path / "o1", flow_t=0.1, echo=False)
+    with pytest.raises(ConfigError, match="is a folder; .*give its ensemble.h5"):
+        scale_job([files[0], tmp_path], tmp_path / "o0", echo=False)
     with pytest.raises(ConfigError, match="given twice"):
         scale_job([files[0], files[0]], tmp_path / "o2", echo=False)
     with pytest.raises(ConfigError, match="flow_t=-1"):
