@@ -175,7 +175,9 @@ def scale_job(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
     for k, e in enumerate(entries):
         rec_path = folder / f"{k:05d}.json"
         remove_stale_temporaries(folder, [rec_path.name])
-        sha = shas.setdefault(e["file"], _sha256(Path(e["file"])))
+        if e["file"] not in shas:          # once per file (an HDF5 ensemble holds many configurations)
+            shas[e["file"]] = _sha256(Path(e["file"]))
+        sha = shas[e["file"]]
         ident = {"file": e["file"], "index": e["index"], "sha256": sha, "settings": settings}
         if rec_path.exists():
             rec = read_json(rec_path, "a per-file record of `latticekit scale`")
