@@ -81,26 +81,25 @@ class TransportLinks:
             else:
                 self.links.append((Umu, None))
 
-        self._signed0: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        # The time links times -1 on the last time slice: the antiperiodic boundary of eq. (25) folded into the
+        # links, so both time hops become plain rolls. A forward hop from y_0 = L_0 - 1 and a backward hop into
+        # y_0 = 0 use the link on the slice L_0 - 1, the only two that cross the boundary; the sign is exact in
+        # floating point, so the result is bit-identical to the phase applied to the shifted field. Made here,
+        # not on first use: a layer rerun by activation checkpointing must record the same operations.
+        L0 = lattice.shape[0]
+        sign = torch.ones(L0, dtype=torch.float64, device=U.device)
+        sign[L0 - 1] = -1.0
+        s = sign.reshape((L0,) + (1,) * (self.nd - 1))          # broadcasts over the trailing lattice axes
+        Um, Uc = self.links[0]
+        self._signed0 = (Um * s.to(Um.dtype), None if Uc is None else Uc * s.to(Uc.dtype))
 
     def _time_signed(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The time links times ``-1`` on the last time slice, made on first use and kept: the antiperiodic
-        boundary of eq. (25) folded into the links, so both time hops become plain rolls. A forward hop from
-        ``y_0 = L_0 - 1`` and a backward hop into ``y_0 = 0`` use the link on the slice ``L_0 - 1``, the only two
-        that cross the boundary; the sign is exact in floating point, so the result is bit-identical to the
-        phase applied to the shifted field."""
-        if self._signed0 is None:
-            L0 = self.lattice.shape[0]
-            sign = torch.ones(L0, dtype=torch.float64, device=self.U.device)
-            sign[L0 - 1] = -1.0
-            s = sign.reshape((L0,) + (1,) * (self.nd - 1))     # broadcasts over the trailing lattice axes
-            Um, Uc = self.links[0]
-            self._signed0 = (Um * s.to(Um.dtype), None if Uc is None else Uc * s.to(Uc.dtype))
+        """The time links with the antiperiodic sign folded in (see ``__init__``)."""
         return self._signed0
 
     def act(self, mu: int, v: torch.Tensor, adj: bool, *, time_signed: bool = False) -> torch.Tensor:
         """``U_mu v`` (``U_mu^dag v`` for ``adj``) for ``v`` of shape ``(B, K, Nc, *L)``; ``time_signed`` (``mu = 0``
-        only): with the antiperiodic sign folded into the links (:meth:`_time_signed`)."""
+        only): with the antiperiodic sign folded into the links."""
         Um, Uc = self._time_signed() if time_signed else self.links[mu]
         if self.abelian:
             return (Uc if adj else Um) * v

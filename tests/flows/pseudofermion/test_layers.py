@@ -178,7 +178,7 @@ def test_transport_against_explicit_index_arithmetic(G: Any, antiperiodic: bool,
     ref = _transport_reference(U, phi, G, lat, antiperiodic=antiperiodic)
     # the same few products summed in a different order: float64 round-off ~1e-16 per term
     assert_close(out, ref, atol=1e-13, rtol=0)
-    # prepared links keep the time links with the boundary sign folded in after first use: that cache must serve
+    # prepared links also keep the time links with the boundary sign folded in: those must serve
     # the antiperiodic transports only, whatever order the two kinds come in
     T = TransportLinks(U, G, lat)
     for anti in (antiperiodic, not antiperiodic, antiperiodic):
