@@ -38,13 +38,12 @@ True
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from latticekit.utils import remove_stale_temporaries
+from latticekit.utils import file_sha256, remove_stale_temporaries
 from latticekit.utils.schema import ConfigError
 
 from .devices import resolve_backend
@@ -55,14 +54,6 @@ __all__ = ["MIN_WINDOWED", "scale_job"]
 
 #: fewest files for the Gamma method's automatic window; with fewer, the errors assume independent files
 MIN_WINDOWED = 20
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check_options(paths: Sequence[Any], flow_t: Any, eps: Any, reference: Any) -> list[Path]:
@@ -176,7 +167,7 @@ def scale_job(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
         rec_path = folder / f"{k:05d}.json"
         remove_stale_temporaries(folder, [rec_path.name])
         if e["file"] not in shas:          # once per file (an HDF5 ensemble holds many configurations)
-            shas[e["file"]] = _sha256(Path(e["file"]))
+            shas[e["file"]] = file_sha256(e["file"])
         sha = shas[e["file"]]
         ident = {"file": e["file"], "index": e["index"], "sha256": sha, "settings": settings}
         if rec_path.exists():

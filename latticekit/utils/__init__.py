@@ -21,9 +21,9 @@ b'hello'
 
 from __future__ import annotations
 
-from .files import atomic_path, atomic_write, file_mode, remove_stale_temporaries
+from .files import atomic_path, atomic_write, file_mode, file_sha256, remove_stale_temporaries
 from .progress import Progress
 from .schema import ConfigError, as_dict, parse, setting
 
-__all__ = ["ConfigError", "Progress", "as_dict", "atomic_path", "atomic_write", "file_mode", "parse",
+__all__ = ["ConfigError", "Progress", "as_dict", "atomic_path", "atomic_write", "file_mode", "file_sha256", "parse",
            "remove_stale_temporaries", "setting"]

@@ -9,18 +9,22 @@ stray temporary file remains, which :func:`remove_stale_temporaries` removes whe
 :func:`tempfile.mkstemp` creates files with mode 0600 whatever the umask; ensembles shared in a group
 need group read, so the mode is set explicitly (the umask is read from ``/proc/self/status`` where
 available, without the race of ``os.umask`` round trips).
+
+:func:`file_sha256` is the content identity the resumable jobs keep beside their progress (a checkpoint, a
+configuration file), read in blocks of 1 MiB.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ["atomic_path", "atomic_write", "file_mode", "remove_stale_temporaries"]
+__all__ = ["atomic_path", "atomic_write", "file_mode", "file_sha256", "remove_stale_temporaries"]
 
 _TMP_SUFFIX = ".tmp"
 
@@ -168,3 +172,21 @@ def remove_stale_temporaries(folder: str | os.PathLike[str], names: Sequence[str
                 entry.unlink()
                 removed.append(str(entry))
     return sorted(removed)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, as a hex string.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "a"); open(p, "wb").write(b"abc")
+    3
+    >>> file_sha256(p)[:16]
+    'ba7816bf8f01cfea'
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

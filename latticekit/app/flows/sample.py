@@ -35,7 +35,6 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -52,7 +51,7 @@ from latticekit.analysis import reweight
 from latticekit.flows.batch_progress import BatchProgress
 from latticekit.flows.checkpoint import load_checkpoint
 from latticekit.io.errors import IOFormatError
-from latticekit.utils import atomic_path, remove_stale_temporaries
+from latticekit.utils import atomic_path, file_sha256, remove_stale_temporaries
 from latticekit.utils.schema import ConfigError
 
 from ..analysis import gamma_entry, quiet_gamma, reweighted_derived
@@ -72,14 +71,6 @@ class _JobProgress(BatchProgress):
     def save(self, k: int, outputs: Any, rng: Any, extra: Any = None) -> None:
         super().save(k, outputs, rng, extra)
         kill_point("sample:batch")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def resolve_checkpoint(source: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -236,7 +227,7 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
     # the drawn batches are stored as they come (the expensive part), so a killed job resumes with the same numbers
     progress_root = data_path.parent / f".{data_path.name}.progress"
     conf = cfg.to_dict()
-    ident = {"checkpoint_sha256": _sha256(ck), "seed": seed, "n": n, "batch": batch, "n_pf": n_pf,
+    ident = {"checkpoint_sha256": file_sha256(ck), "seed": seed, "n": n, "batch": batch, "n_pf": n_pf,
              "device": str(dev), "action": conf["action"], "model": conf["model"]}
 
     def batches_of(phase: str) -> BatchProgress:
