@@ -10,7 +10,9 @@ Each configuration is read and verified (checksums, header values, unitarity), a
 * ``plaquette`` (``Re tr P / N``, averaged), and in 4D the Polyakov loop in direction 0 (``polyakov_re``,
   ``polyakov_abs`` of its spatial average);
 * with ``flow_t > 0``: the Wilson flow (RK3, steps of at most ``eps``) to ``flow_t``, ``t^2 E`` (clover) at every
-  step, ``t2E_at_t`` and, in 4D, the clover charge ``Q_at_t`` at ``flow_t``.
+  step, ``t2E_at_t`` and the topological charge ``Q_at_t`` at ``flow_t`` (4D: clover; 2D U(1): geometric).
+  A flow whose smoothing radius ``sqrt(8 flow_t)`` exceeds half the smallest extent feels the box: the summary
+  carries a warning then.
 
 Per configuration, ``DIR/files/<k>.json`` is written atomically as soon as it is measured, with the file's
 sha256, the configuration's index in it and the flow settings; a rerun (after a kill, or with more files) measures
@@ -101,7 +103,7 @@ def _entries(files: list[Path]) -> list[dict[str, Any]]:
 def _measure(U: Any, group: Any, lattice: Any, flow_t: float, eps: float) -> dict[str, Any]:
     from latticekit import backends
     from latticekit.observables import (average_plaquette, average_polyakov_loop, energy_density_clover,
-                                        topological_charge_clover, wilson_flow)
+                                        topological_charge_clover, topological_charge_u1_2d, wilson_flow)
 
     out: dict[str, Any] = {"plaquette": float(average_plaquette(U, group, lattice))}
     if lattice.nd == 4:
@@ -115,6 +117,8 @@ def _measure(U: Any, group: Any, lattice: Any, flow_t: float, eps: float) -> dic
         out["t2E_at_t"] = out["t2E"][-1]
         if lattice.nd == 4:
             out["Q_at_t"] = float(topological_charge_clover(V, group, lattice))
+        elif lattice.nd == 2 and group.N == 1:
+            out["Q_at_t"] = float(topological_charge_u1_2d(V, lattice))
     return out
 
 
@@ -224,12 +228,17 @@ def scale_job(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
                                                                  reference=reference), "error": None}
             except ValueError as exc:      # the flow does not reach the reference: say so, keep the rest
                 scales[kind] = {"value": None, "error": None, "error_message": str(exc)}
+    warnings = []
+    radius, half = math.sqrt(8.0 * flow_t), min(lattice.shape) / 2
+    if radius > half:
+        warnings.append(f"the smoothing radius sqrt(8 t) = {radius:.3g} at t = {flow_t:g} exceeds half the smallest "
+                        f"extent ({half:g}): the flowed quantities at large t feel the box")
     how = (f"Gamma method, the configurations in the order given as {len(chains)} chain(s)" if S else
            f"naive (a chain shorter than {MIN_WINDOWED} configurations: taken as independent)")
     result = {"files": sorted({r["file"] for r in records}), "n_configurations": len(records), "n_chains": len(chains),
               "lattice": list(lattice.shape), "group": first["group"], "settings": settings,
               "reference": float(reference),
-              "observables": obs, "scales": scales,
+              "observables": obs, "scales": scales, "warnings": warnings,
               "definitions": {"plaquette": "Re tr P / N averaged over sites and planes",
                               "t2E": "t^2 E, clover E = -sum_{mu<nu} tr F^2 (site average), after Wilson flow",
                               "t0": "t^2 <E(t)> = reference at t = t0 (t0/a^2; Luscher 2010)",
@@ -238,6 +247,8 @@ def scale_job(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
     write_json(outdir / SCALE_SUMMARY, result)
     if echo:
         print(_table(result))
+        for w in warnings:
+            print(f"warning: {w}")
         print(f"results written to {outdir / SCALE_SUMMARY}")
     return result
 

@@ -74,6 +74,7 @@ def test_values_against_the_library_called_directly(files, tmp_path) -> None:
         assert_close(res["scales"][kind]["error"], direct.error, rtol=1e-9, atol=0)
         assert 0 < direct.error < 0.1 * direct.value
     assert res["observables"]["Q_at_t"]["n"] == 24
+    assert res["warnings"] == []                      # sqrt(8 * 0.3) = 1.55 < L/2 = 2
     assert json.loads((tmp_path / "out" / "scale.json").read_text()) == json.loads(json.dumps(res))
 
 
@@ -121,6 +122,23 @@ def test_an_hdf5_ensemble_contributes_every_configuration_and_its_chains_as_repl
     assert direct.gamma.n_replica == 2
     assert_close(res["scales"]["t0"]["value"], direct.value, rtol=1e-12, atol=0)
     assert_close(res["scales"]["t0"]["error"], direct.error, rtol=1e-9, atol=0)
+
+
+def test_2d_u1_files_get_the_geometric_charge_and_a_flow_beyond_the_box_a_warning(tmp_path) -> None:
+    from latticekit.observables import topological_charge_u1_2d
+
+    lat = lk.Lattice((8, 8))
+    rng = lk.backends.rng(4, backend="numpy")
+    paths = []
+    for k in range(2):
+        paths.append(tmp_path / f"u1_{k}.h5")
+        save(paths[-1], lk.gauge.random_gauge_field(lk.U1, lat, rng), "U1", format="hdf5")
+    res = scale_job(paths, tmp_path / "out", flow_t=2.5, eps=0.05, reference=REF, echo=False)
+    Q = [float(topological_charge_u1_2d(wilson_flow(load(p)[0], lk.U1, lat, 2.5, eps=0.05, measure=None)[0], lat))
+         for p in paths]
+    assert_close(res["observables"]["Q_at_t"]["value"], np.mean(Q), rtol=1e-12, atol=1e-12)
+    assert len(res["warnings"]) == 1 and "sqrt(8 t) = 4.47 at t = 2.5 exceeds half the smallest extent (4)" in \
+        res["warnings"][0]
 
 
 def test_a_changed_file_or_setting_is_measured_again(files, tmp_path) -> None:
