@@ -10,7 +10,7 @@ Built-in fast paths are registered lazily, on the first lookup (nothing happens 
   listed in :data:`NUMBA_MODULES` (``_numba_gauge``: U(1)/SU(N) plaquette, Wilson action and force;
   ``_numba_phi4``: phi^4 action and force; ``_numba_dirac``: the Wilson-Dirac hopping term;
   ``_numba_linalg``: the fused vector updates of CG; ``_numba_cg``: the whole CG loop on the Wilson
-  normal operator), each
+  normal operator; ``_numba_sun_exp``: the SU(3) exponential), each
   handing its kernels over through its ``kernels()``; shared machinery in ``_numba_common``. A module
   may also hand over kernels for torch CPU tensors through ``torch_kernels()`` (the compiled CG: the
   tensors are viewed as NumPy arrays without a copy; CUDA tensors and autograd are declined);
@@ -35,7 +35,7 @@ _REGISTRY: dict[tuple[str, str], Callable[..., Any]] = {}
 _BUILTINS_LOADED = False
 
 #: The numba kernel modules (in ``latticekit.backends``), one per physics area; a new area adds its module here.
-NUMBA_MODULES = ("_numba_gauge", "_numba_phi4", "_numba_dirac", "_numba_linalg", "_numba_cg")
+NUMBA_MODULES = ("_numba_gauge", "_numba_phi4", "_numba_dirac", "_numba_linalg", "_numba_cg", "_numba_sun_exp")
 
 
 def _env_flag() -> str:

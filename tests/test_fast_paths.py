@@ -1,5 +1,5 @@
-"""The numba fast paths (backends/_numba_gauge.py, _numba_phi4.py, _numba_dirac.py) behind the
-fast-path registry.
+"""The numba fast paths (backends/_numba_gauge.py, _numba_phi4.py, _numba_dirac.py, _numba_sun_exp.py, ...)
+behind the fast-path registry.
 
 Every compiled kernel is checked against the generic Array API code (run with
 ``LATTICEKIT_FAST_KERNELS=0``) on random batched fields in 2D, 3D and 4D (odd and 1-3 site extents,
@@ -20,13 +20,15 @@ import latticekit as lk
 from latticekit import backends
 from latticekit.actions import phi4_action, phi4_force, wilson_gauge_action, wilson_gauge_force
 from latticekit.backends import _fast, _kernels_torch, _numba_cg, _numba_dirac, _numba_gauge, _numba_linalg, _numba_phi4
+from latticekit.backends import _numba_sun_exp
 from latticekit.observables import average_plaquette, plaquette_field
 from latticekit.testing import assert_close
 
 pytest.importorskip("numba", reason="the fast paths need numba (pip install latticekit[fast])")
 
 RTOL = 1e-13
-NUMBA_NAMES = _numba_gauge.NAMES + _numba_phi4.NAMES + _numba_dirac.NAMES + _numba_linalg.NAMES + _numba_cg.NAMES
+NUMBA_NAMES = (_numba_gauge.NAMES + _numba_phi4.NAMES + _numba_dirac.NAMES + _numba_linalg.NAMES + _numba_cg.NAMES
+               + _numba_sun_exp.NAMES)
 
 
 def _is_numba_kernel(fn):
@@ -88,7 +90,7 @@ def test_one_module_per_physics_area():
     registered numpy fast path of each name is that module's kernel."""
     mods = [importlib.import_module(f"latticekit.backends.{m}") for m in _fast.NUMBA_MODULES]
     assert [m.__name__.rsplit(".", 1)[-1] for m in mods] == ["_numba_gauge", "_numba_phi4", "_numba_dirac",
-                                                                 "_numba_linalg", "_numba_cg"]
+                                                                 "_numba_linalg", "_numba_cg", "_numba_sun_exp"]
     names = [n for m in mods for n in m.NAMES]
     assert len(names) == len(set(names)) == len(NUMBA_NAMES)
     x = np.zeros(3)
@@ -212,6 +214,37 @@ def test_sun_kernels_match_generic(monkeypatch, N, shape, batch):
     Fm = np.moveaxis(F, (-lat.nd - 2, -lat.nd - 1), (-2, -1))
     assert_close(Fm + np.conj(np.swapaxes(Fm, -1, -2)), 0.0, rtol=0, atol=1e-13)
     assert_close(np.trace(Fm, axis1=-2, axis2=-1), 0.0, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("scale", [1e-7, 0.02, 0.08, 0.3, 1.0, 4.0])
+@pytest.mark.parametrize("shape,batch", [((4, 6), (2, 2)), ((3, 2, 5, 2), (4,)), ((7,), ()), ((1, 1), (3,))])
+def test_sun_exp_matches_generic(monkeypatch, shape, batch, scale):
+    """exp of SU(3) algebra elements against the generic closed form: every branch (the series for c1 < 0.02,
+    the closed form with both signs of c0, xi0's expansion) over the scales; the result is in SU(3)."""
+    G, nd = lk.SU(3), len(shape)
+    X = G.random_algebra(backends.rng(31), batch, shape, scale=scale)
+    assert backends.fast_path("sun_exp", X) is _numba_sun_exp.sun_exp
+    got = G.exp(X, nd=nd)
+    want = _generic(monkeypatch, lambda A: G.exp(A, nd=nd), X)
+    # the products are summed in another order: rounding of the angles, amplified like the generic code's
+    assert_close(got, want, rtol=0, atol=1e-14 * max(1.0, scale))
+    assert float(np.max(G.defect(got, nd=nd))) < 1e-13 * max(1.0, scale)
+    assert_close(G.exp(-X, nd=nd), G.adjoint(got, nd=nd), rtol=0, atol=1e-14 * max(1.0, scale))   # exp(-X) = exp(X)^dag
+
+
+def test_sun_exp_declines_and_serves_the_flow(monkeypatch):
+    G, lat = lk.SU(3), lk.Lattice((4, 4))
+    X = G.random_algebra(backends.rng(32), (2, 2), lat.shape, scale=0.5)
+    for bad in (X[..., ::-1], X.astype(np.complex64)):
+        assert _numba_sun_exp.sun_exp(bad, 3, 2) is None
+        assert_close(G.exp(bad, nd=2), _generic(monkeypatch, lambda A: G.exp(A, nd=2), bad), rtol=0, atol=1e-6)
+    assert _numba_sun_exp.sun_exp(X, 2, 2) is None                       # SU(2): its own closed form
+    assert _numba_sun_exp.sun_exp(X, 3, 3) is None                       # the matrices are not at axes -nd-2, -nd-1
+    from latticekit.observables import wilson_flow
+    U = G.random(backends.rng(33), (2, 2), lat.shape)
+    got = wilson_flow(U, G, lat, 0.2, eps=0.05, measure=None)[0]
+    want = _generic(monkeypatch, lambda V: wilson_flow(V, G, lat, 0.2, eps=0.05, measure=None)[0], U)
+    assert_close(got, want, rtol=0, atol=1e-13)
 
 
 def test_generated_sun_kernels_are_current():

@@ -17,7 +17,7 @@ import numbers
 from functools import lru_cache
 from typing import Any, Sequence
 
-from latticekit.backends import Generator, array_namespace, check_rng, complex_dtype, real_dtype_for
+from latticekit.backends import Generator, array_namespace, check_rng, complex_dtype, fast_path, real_dtype_for
 from latticekit.backends import device as _device
 
 from .base import Group
@@ -265,7 +265,9 @@ class SUGroup(Group):
         if self.N == 2:
             return self._exp_su2(X, nd)
         if self.N == 3:
-            return self._exp_su3(X, nd)
+            fp = fast_path("sun_exp", X)         # numba on NumPy: one pass per matrix (backends/_numba_sun_exp.py)
+            out = fp(X, 3, nd) if fp is not None else None
+            return out if out is not None else self._exp_su3(X, nd)
         xp = array_namespace(X)
         Q = self._group_last(-1j * X, nd)
         Q = 0.5 * (Q + xp.conj(xp.matrix_transpose(Q)))
