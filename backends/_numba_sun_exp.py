@@ -1,6 +1,7 @@
-"""Numba fast path for the SU(3) exponential on the NumPy backend: one pass per matrix.
+"""Numba fast paths for the SU(3) exponential on the NumPy backend: one pass per matrix.
 
-``sun_exp(X, N, nd) -> exp(X)`` for traceless anti-Hermitian complex128 ``X`` of shape ``(*B, 3, 3, *S)``
+``sun_exp(X, N, nd) -> exp(X)`` (and ``sun_exp_mul(X, W, N, nd) -> exp(X) W``, the update of the Wilson flow and of
+HMC moves, without a separate product pass) for traceless anti-Hermitian complex128 ``X`` of shape ``(*B, 3, 3, *S)``
 (``nd`` trailing site axes), the closed form of Morningstar & Peardon (hep-lat/0311018, eqs. 14-30) with the
 generic code's small-``c1`` power series, exactly as :meth:`latticekit.groups.SUGroup._exp_su3` computes it
 (that code is the definition and the oracle): ``Q = -i X``, ``c1 = tr Q^2 / 2``, ``c0 = tr Q^3 / 3``;
@@ -34,7 +35,7 @@ from ._numba_common import _jit, _launch, _prange, available
 
 __all__ = ["NAMES", "kernels"]
 
-NAMES = ("sun_exp",)
+NAMES = ("sun_exp", "sun_exp_mul")
 
 #: matrices per work unit of the parallel loop
 CHUNK = 512
@@ -90,9 +91,24 @@ def _exp3_one(q, q2):  # pragma: no cover - compiled
     return f0, f1, f2
 
 
+@_jit(inline=True)
+def _exp3_at(X, p, v, q, q2, e):  # pragma: no cover - compiled
+    """``e = exp(X[p, :, :, v])`` (3 x 3), with ``q``, ``q2`` as scratch."""
+    for i in range(3):
+        for j in range(3):
+            x = X[p, i, j, v]
+            q[i, j] = complex(x.imag, -x.real)            # Q = -i X
+    f0, f1, f2 = _exp3_one(q, q2)
+    for i in range(3):
+        for j in range(3):
+            r = f1 * q[i, j] + f2 * q2[i, j]
+            e[i, j] = r + f0 if i == j else r
+
+
 @_jit(parallel=True)
-def _exp3_kernel(X, out, nck):  # pragma: no cover - compiled
-    """``out[p, :, :, v] = exp(X[p, :, :, v])`` for ``X`` of shape ``(P, 3, 3, V)``, in ``P * nck`` work units."""
+def _exp3_kernel(X, W, out, nck, with_w):  # pragma: no cover - compiled
+    """``out[p, :, :, v] = exp(X[p, :, :, v])`` (times ``W[p, :, :, v]`` on the right when ``with_w``) for
+    ``X`` of shape ``(P, 3, 3, V)``, in ``P * nck`` work units."""
     P, V = X.shape[0], X.shape[3]
     for unit in _prange(P * nck):
         p = unit // nck
@@ -100,34 +116,50 @@ def _exp3_kernel(X, out, nck):  # pragma: no cover - compiled
         hi = min(lo + CHUNK, V)
         q = np.empty((3, 3), dtype=np.complex128)
         q2 = np.empty((3, 3), dtype=np.complex128)
+        e = np.empty((3, 3), dtype=np.complex128)
         for v in range(lo, hi):
-            for i in range(3):
-                for j in range(3):
-                    x = X[p, i, j, v]
-                    q[i, j] = complex(x.imag, -x.real)            # Q = -i X
-            f0, f1, f2 = _exp3_one(q, q2)
-            for i in range(3):
-                for j in range(3):
-                    r = f1 * q[i, j] + f2 * q2[i, j]
-                    out[p, i, j, v] = r + f0 if i == j else r
+            _exp3_at(X, p, v, q, q2, e)
+            if with_w:   # the generic product's order: e_i0 W_0k + e_i1 W_1k + e_i2 W_2k
+                for i in range(3):
+                    for k in range(3):
+                        out[p, i, k, v] = e[i, 0] * W[p, 0, k, v] + e[i, 1] * W[p, 1, k, v] + e[i, 2] * W[p, 2, k, v]
+            else:
+                for i in range(3):
+                    for j in range(3):
+                        out[p, i, j, v] = e[i, j]
+
+
+def _qualified(X: Any, nd: int) -> bool:
+    return isinstance(X, np.ndarray) and X.dtype == np.complex128 and X.flags.c_contiguous and X.flags.aligned \
+        and X.ndim >= nd + 2 and X.shape[X.ndim - nd - 2:X.ndim - nd] == (3, 3) and X.size > 0
+
+
+def _run(X: Any, W: Any, nd: int) -> Any:
+    P = int(np.prod(X.shape[:X.ndim - nd - 2], dtype=np.int64))
+    V = int(np.prod(X.shape[X.ndim - nd:], dtype=np.int64))
+    Xv = X.reshape(P, 3, 3, V)
+    Wv = Xv if W is None else W.reshape(P, 3, 3, V)
+    out = np.empty_like(Xv)
+    nck = (V + CHUNK - 1) // CHUNK
+    _launch(_exp3_kernel, 250.0 * P * V, Xv, Wv, out, nck, W is not None)   # ~250 ns per matrix, one thread
+    return out.reshape(X.shape)
 
 
 def sun_exp(X: Any, N: int, nd: int) -> Any:
     """``exp(X)`` of traceless anti-Hermitian SU(3) algebra elements ``(*B, 3, 3, *S)`` (or None: declined)."""
-    if N != 3 or not isinstance(X, np.ndarray) or X.dtype != np.complex128 or not X.flags.c_contiguous \
-            or not X.flags.aligned or X.ndim < nd + 2 or X.shape[X.ndim - nd - 2:X.ndim - nd] != (3, 3):
+    if N != 3 or not _qualified(X, nd):
         return None
-    lead = X.shape[:X.ndim - nd - 2]
-    P, V = int(np.prod(lead, dtype=np.int64)), int(np.prod(X.shape[X.ndim - nd:], dtype=np.int64))
-    if P * V == 0:
+    return _run(X, None, nd)
+
+
+def sun_exp_mul(X: Any, W: Any, N: int, nd: int) -> Any:
+    """``exp(X) W`` for ``X`` and ``W`` of the same shape ``(*B, 3, 3, *S)`` (or None: declined): the update of the
+    Wilson flow and of HMC moves, without the separate product pass."""
+    if N != 3 or not _qualified(X, nd) or not _qualified(W, nd) or W.shape != X.shape:
         return None
-    Xv = X.reshape(P, 3, 3, V)
-    out = np.empty_like(Xv)
-    nck = (V + CHUNK - 1) // CHUNK
-    _launch(_exp3_kernel, 250.0 * P * V, Xv, out, nck)    # ~250 ns per matrix on one thread (transcendentals)
-    return out.reshape(X.shape)
+    return _run(X, W, nd)
 
 
 def kernels() -> dict[str, Callable[..., Any]]:
     """The fast paths of this module (empty without numba)."""
-    return {"sun_exp": sun_exp} if available() else {}
+    return {"sun_exp": sun_exp, "sun_exp_mul": sun_exp_mul} if available() else {}

@@ -230,6 +230,11 @@ def test_sun_exp_matches_generic(monkeypatch, shape, batch, scale):
     assert_close(got, want, rtol=0, atol=1e-14 * max(1.0, scale))
     assert float(np.max(G.defect(got, nd=nd))) < 1e-13 * max(1.0, scale)
     assert_close(G.exp(-X, nd=nd), G.adjoint(got, nd=nd), rtol=0, atol=1e-14 * max(1.0, scale))   # exp(-X) = exp(X)^dag
+    # the fused update exp(X) W of the flow and of HMC moves, against the generic product of the generic exp
+    W = G.random(backends.rng(34), batch, shape)
+    assert backends.fast_path("sun_exp_mul", X) is _numba_sun_exp.sun_exp_mul
+    want_mul = _generic(monkeypatch, lambda A: G.mul(G.exp(A, nd=nd), W, nd=nd), X)
+    assert_close(G.exp_mul(X, W, nd=nd), want_mul, rtol=0, atol=1e-14 * max(1.0, scale))
 
 
 def test_sun_exp_declines_and_serves_the_flow(monkeypatch):
@@ -239,6 +244,11 @@ def test_sun_exp_declines_and_serves_the_flow(monkeypatch):
         assert _numba_sun_exp.sun_exp(bad, 3, 2) is None
         assert_close(G.exp(bad, nd=2), _generic(monkeypatch, lambda A: G.exp(A, nd=2), bad), rtol=0, atol=1e-6)
     assert _numba_sun_exp.sun_exp(X, 2, 2) is None                       # SU(2): its own closed form
+    W = G.random(backends.rng(35), (2, 2), lat.shape)
+    for bad_x, bad_w in ((X, W[..., ::-1]), (X, W[:1]), (X.astype(np.complex64), W)):   # layout, broadcast, dtype
+        assert _numba_sun_exp.sun_exp_mul(bad_x, bad_w, 3, 2) is None
+        assert_close(G.exp_mul(bad_x, bad_w, nd=2),
+                     _generic(monkeypatch, lambda A: G.mul(G.exp(A, nd=2), bad_w, nd=2), bad_x), rtol=0, atol=1e-6)
     assert _numba_sun_exp.sun_exp(X, 3, 3) is None                       # the matrices are not at axes -nd-2, -nd-1
     from latticekit.observables import wilson_flow
     U = G.random(backends.rng(33), (2, 2), lat.shape)

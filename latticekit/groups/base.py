@@ -128,6 +128,10 @@ class Group(ABC):
     def exp(self, X: Any, *, nd: int) -> Any:
         """Exponential of an algebra element."""
 
+    def exp_mul(self, X: Any, W: Any, *, nd: int) -> Any:
+        """``exp(X) W``: the update of HMC moves and of the Wilson flow (a group may fuse the two)."""
+        return self.mul(self.exp(X, nd=nd), W, nd=nd)
+
     @abstractmethod
     def log(self, U: Any, *, nd: int) -> Any:
         """Principal logarithm (eigen-angles in ``(-pi, pi]``)."""

@@ -226,7 +226,7 @@ class SUNField(FieldKind):
 
     def move(self, x: Any, v: Any, eps: Any) -> Any:
         nd = self.lattice.nd
-        return self.group.mul(self.group.exp(eps * v, nd=nd), x, nd=nd)
+        return self.group.exp_mul(eps * v, x, nd=nd)
 
     def normalize(self, x: Any) -> Any:
         return self.group.normalize(x, nd=self.lattice.nd)

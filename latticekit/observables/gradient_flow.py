@@ -111,7 +111,7 @@ def flow_generator(U: Any, group: Group, lattice: Lattice) -> Any:
 
 
 def _exp_mul(X: Any, W: Any, group: Group, nd: int) -> Any:
-    return group.mul(group.exp(X, nd=nd), W, nd=nd)
+    return group.exp_mul(X, W, nd=nd)
 
 
 def wilson_flow_step(U: Any, group: Group, lattice: Lattice, eps: float) -> Any:
