@@ -54,7 +54,8 @@ from .killpoints import kill_point
 
 __all__ = ["MIN_WINDOWED", "scale_job"]
 
-#: fewest files for the Gamma method's automatic window; with fewer, the errors assume independent files
+#: fewest configurations per chain for the Gamma method's automatic window; with fewer, the errors assume
+#: independent configurations
 MIN_WINDOWED = 20
 
 
