@@ -50,14 +50,14 @@ def test_the_docs_have_examples() -> None:
 
 @pytest.mark.parametrize("code", [b[2] for b in PYTHON], ids=[b[0] for b in PYTHON])
 def test_python_example_runs(code: str, tmp_path: Path) -> None:
-    needs = {m for m in ("torch", "h5py", "torchdiffeq") if re.search(rf"\b{m}\b", code)}
+    needs = {m for m in ("torch", "h5py", "torchdiffeq", "hypothesis") if re.search(rf"\b{m}\b", code)}
     if "latticekit.flows" in code or "lk.flows" in code:
         needs.add("torch")
     missing = sorted(m for m in needs if find_spec(m) is None)
     if missing:
         pytest.skip(f"the example needs {', '.join(missing)}, which is not installed")
     env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, f"the example failed:\n{code}\n--- stderr ---\n{r.stderr[-3000:]}"
