@@ -31,6 +31,7 @@ from .scalar import (
     two_point_momentum,
     zero_momentum_correlator,
 )
+from .smearing import stout_smear
 from .topology import (
     clover_field_strength,
     energy_density_clover,
@@ -65,6 +66,7 @@ __all__ = [
     "point_sources",
     "polyakov_loop",
     "propagator",
+    "stout_smear",
     "susceptibility",
     "topological_charge_clover",
     "topological_charge_density_clover",
