@@ -81,15 +81,16 @@ class GammaResult:
 def autocovariance(deltas: list[np.ndarray], max_lag: int) -> np.ndarray:
     """Autocovariance ``Gamma(t)``, ``t = 0..max_lag``, summed over replica.
 
-    ``Gamma(t) = sum_r sum_{i=1}^{N_r - t} d_r(i) d_r(i+t) / sum_r (N_r - t)``
-    ([W] eq. (31)), computed with zero-padded FFTs along the last axis.
+    ``Gamma(t) = sum_r sum_{i=1}^{N_r - t} d_r(i) d_r(i+t) / sum_r max(N_r - t, 0)``
+    ([W] eq. (31); a replica no longer than ``t`` has no pair at lag ``t``), computed with zero-padded FFTs
+    along the last axis.
 
     Parameters
     ----------
     deltas : list of ndarray, each ``(..., N_r)``
         Fluctuations (data minus the common mean) of each replica.
     max_lag : int
-        Largest lag; must satisfy ``max_lag < min(N_r)``.
+        Largest lag; must satisfy ``max_lag < max(N_r)``.
 
     Returns
     -------
@@ -178,11 +179,12 @@ def gamma_method(
     With ``delta_F(i) = sum_alpha f_alpha (a_alpha(i) - abar_alpha)`` (projection
     on the gradient ``f_alpha`` at the global means, [W] eq. (37)):
 
-    * ``Gamma_F(t) = 1/(N - R t) sum_r sum_i delta_F(i) delta_F(i+t)``;
+    * ``Gamma_F(t) = sum_r sum_i delta_F(i) delta_F(i+t) / sum_r max(N_r - t, 0)``;
     * ``W`` is the first ``W >= 1`` with ``g(W) = exp(-W/tau_W) - tau_W/sqrt(W N) < 0``,
       ``tau_W = S / ln((2 tau_int(W) + 1)/(2 tau_int(W) - 1))`` ([W] eq. (52)),
-      searched up to ``W_max = min_r N_r // 2``;
-    * bias correction ``Gamma_F(t) += C_F(W)/N`` ([W] eq. (49));
+      searched up to ``W_max = max_r N_r // 2`` (``Gamma_F(t)`` from the replica longer than ``t``);
+    * bias correction ``Gamma_F(t) += C_F(W)/N`` ([W] eq. (49)); at ``W = 0`` the exact ``C_F/(N - 1)``
+      of independent data, so that ``S = 0`` gives the naive error ``std(ddof=1)/sqrt(N)``;
     * ``sigma_F^2 = C_F(W)/N``, ``C_F(W) = Gamma_F(0) + 2 sum_{t=1}^W Gamma_F(t)``.
 
     Examples
@@ -213,6 +215,10 @@ def gamma_method(
         raise TypeError("data: complex data is not supported; analyse real and imaginary parts separately")
     if func is None and grad is not None:
         raise ValueError("grad: only meaningful together with func")
+    if func is not None and not callable(func):
+        raise TypeError(f"func: expected a callable func(a) of the means, got {type(func).__name__}")
+    if grad is not None and not callable(grad):
+        raise TypeError(f"grad: expected a callable grad(a) -> dF/da of the means, got {type(grad).__name__}")
     if func is not None and reps[0].ndim < 2:
         raise ValueError(
             "data: with func, expected shape (n_obs, *B, N) with the primary observables "
@@ -243,7 +249,9 @@ def gamma_method(
         deltas = [np.einsum("a...,a...n->...n", fa, r - abar[..., None]) for r in reps]
 
     batch = value.shape
-    w_max = int(n_r.min()) // 2
+    # lags up to half the longest replica: Gamma(t) sums the pairs of every replica longer than t and divides by
+    # their number (autocovariance), so a short replica does not cap the window of the others
+    w_max = int(n_r.max()) // 2
     gamma = autocovariance(deltas, w_max)  # (*B, w_max + 1)
     g0 = gamma[..., 0]
     # constant series (up to rounding of the mean): no fluctuations, no error
@@ -285,9 +293,12 @@ def gamma_method(
             RuntimeWarning,
             stacklevel=2,
         )
-    # bias correction of Gamma, [W] eq. (49) as in UWerr
-    gamma_c = gamma + (c_w / n_tot)[..., None]
-    c_c = c_w * (1 + (2 * window + 1) / n_tot)
+    # bias correction of Gamma, [W] eq. (49) as in UWerr; at W = 0 (S = 0, or no correlation found) the exact
+    # factor N/(N - 1) of independent data, so that the error is the naive std(ddof=1)/sqrt(N) (UWerr's
+    # 1 + 1/N leaves it low by sqrt(1 - 1/N^2): 13% at N = 2) and tau_int is 1/2
+    bias = np.where(window == 0, 1.0 / (n_tot - 1), 1.0 / n_tot)
+    gamma_c = gamma + (c_w * bias)[..., None]
+    c_c = np.where(window == 0, c_w * n_tot / (n_tot - 1), c_w * (1 + (2 * window + 1) / n_tot))
     with np.errstate(divide="ignore", invalid="ignore"):
         error = np.sqrt(np.where(bad, np.nan, np.maximum(c_c, 0.0)) / n_tot)
         rho = gamma_c / gamma_c[..., :1]

@@ -184,6 +184,13 @@ def bootstrap(
         raise ValueError(f"n_boot: expected an integer >= 2, got {n_boot!r}")
     n_boot = int(n_boot)
     b, mean, bins = _prepare(data, func, bin_size)
+    for i, x in enumerate(bins):
+        # the stratified bootstrap draws within each replica: one bin is always drawn as itself, so its
+        # fluctuation would not enter the error (the jackknife refuses one bin in all for the same reason)
+        if x.shape[-1] < 2:
+            where = f"replica {i}" if len(bins) > 1 else "the series"
+            raise ValueError(f"bin_size: {b} leaves {where} with {x.shape[-1]} bin; the bootstrap resamples bins within each replica and needs "
+                             "at least 2 in each (use a smaller bin_size, or the jackknife over all replica)")
     k = sum(x.shape[-1] for x in bins)
     sums = np.zeros(mean.shape + (n_boot,), dtype=np.result_type(mean.dtype, np.float64))
     for x in bins:

@@ -286,3 +286,35 @@ def test_no_warnings_for_normal_use():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gamma_method(ar1(0.5, 10_000, np.random.default_rng(17)))
+
+
+def test_a_short_replica_does_not_cap_the_window_of_the_others():
+    """Gamma(t) at lags beyond a short replica comes from the longer ones; the window is not capped at half the
+    shortest replica (the error of a tau_int = 9.5 chain fell 2x with a 4-measurement replica added)."""
+    rng = np.random.default_rng(21)
+    a = ar1(0.9, 20_000, rng)
+    alone, both = gamma_method(a), gamma_method([a, ar1(0.9, 4, rng)])
+    assert both.window > 2 and both.window == alone.window
+    # four more measurements of 20,000: the same error to O(4/N)
+    assert_close(both.error, alone.error, rtol=2e-3, atol=0)
+    assert_close(both.tau_int, alone.tau_int, rtol=2e-3, atol=0)
+    assert both.rho.shape[-1] == 20_000 // 2 + 1
+
+
+@pytest.mark.parametrize("lengths", [(2,), (5,), (40,), (3, 7)])
+def test_S0_gives_the_naive_error_exactly(lengths):
+    rng = np.random.default_rng(22)
+    reps = [rng.standard_normal(n) + 3.0 for n in lengths]
+    x = np.concatenate(reps)
+    r = gamma_method(reps if len(reps) > 1 else reps[0], S=0)
+    assert r.window == 0
+    assert_close(r.error, x.std(ddof=1) / np.sqrt(x.size), rtol=1e-13, atol=0)
+    assert_close(r.tau_int, 0.5, rtol=1e-13, atol=0)
+
+
+def test_func_and_grad_must_be_callable():
+    x = np.random.default_rng(23).standard_normal((2, 50)) + 3
+    with pytest.raises(TypeError, match="grad: expected a callable"):
+        gamma_method(x, lambda a: a[0] / a[1], grad=np.ones(2))
+    with pytest.raises(TypeError, match="func: expected a callable"):
+        gamma_method(x, np.ones(2))

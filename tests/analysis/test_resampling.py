@@ -199,3 +199,15 @@ def test_torch_input():
     torch = pytest.importorskip("torch", reason="torch not installed: backend input check skipped")
     x = np.random.default_rng(16).standard_normal(100)
     assert jackknife(torch.from_numpy(x)).error == jackknife(x).error
+
+
+@pytest.mark.parametrize("data, bin_size, where", [
+    (np.arange(1.0), 1, "the series"),
+    (np.arange(100.0), 60, "the series"),
+    ([np.arange(50.0), np.arange(50.0)], 50, "replica 0"),
+    ([np.arange(50.0), np.arange(10.0)], 6, "replica 1"),
+])
+def test_bootstrap_refuses_a_replica_of_one_bin(data, bin_size, where):
+    """A replica of one bin is always redrawn as itself: it would add no variance (the error came out 0)."""
+    with pytest.raises(ValueError, match=f"bin_size: {bin_size} leaves {where} with 1 bin"):
+        bootstrap(data, rng=1, bin_size=bin_size)
