@@ -258,6 +258,8 @@ def _do_compare(args: argparse.Namespace) -> int:
 
 #: sub-commands that compute (and so set the thread counts first)
 _JOBS = ("run", "measure", "scale", "train", "sample", "compare")
+#: the jobs that resume after an interruption from what they wrote (each has kill-point tests)
+RESUMABLE = ("run", "scale", "train", "sample")
 
 #: sub-command -> (help, add its arguments, run it)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
@@ -307,6 +309,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             # large temporaries from the heap, not a fresh mmap each (2.8x on 42 MB tensors; backends/_malloc.py)
             backends.configure_malloc()
         return COMMANDS[args.command][2](args)
+    except KeyboardInterrupt:
+        # Ctrl-C is the user's, not a bug: no traceback. The jobs write atomically, so what is on disk is whole
+        resume = "; what was written is kept: the same command resumes" if args.command in RESUMABLE else ""
+        # on a line of its own: a progress bar may have left the cursor mid-line
+        print(f"\nlatticekit {args.command}: interrupted{resume}", file=sys.stderr)
+        return 130   # 128 + SIGINT, the shell's convention
     except Exception as exc:
         line, status = user_error(exc)
         if line is None:

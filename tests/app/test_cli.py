@@ -199,3 +199,46 @@ def test_internal_errors_keep_their_traceback(monkeypatch) -> None:
     monkeypatch.setitem(COMMANDS, "info", (COMMANDS["info"][0], COMMANDS["info"][1], broken))
     with pytest.raises(ValueError, match="an internal inconsistency"):
         main(["info", "whatever"])
+
+
+def test_ctrl_c_is_one_line_not_a_traceback(monkeypatch, capsys) -> None:
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    for name, resumes in (("scale", True), ("info", False)):
+        monkeypatch.setitem(COMMANDS, name, (COMMANDS[name][0], COMMANDS[name][1], interrupted))
+        argv = ["scale", "f.lime", "--out", "o"] if name == "scale" else ["info", "f.lime"]
+        assert main(argv) == 130
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"latticekit {name}: interrupted") and "\n" not in err
+        assert ("resumes" in err) == resumes
+
+
+def test_sigint_during_a_run_then_resume(tmp_path) -> None:
+    """A real Ctrl-C (SIGINT) of `latticekit run` after its first checkpoint: exit 130, one line on stderr, and the
+    same command then finishes from the checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[lattice]\nshape = [8, 8]\n[action]\nbeta = 2.0\n[sampler]\nchains = 2\nthermalization = 20\n'
+                   'measurements = 300\n[output]\ncheckpoint_every = 10\nplots = false\n')
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "latticekit.app.cli", "--threads", "1", "run", str(cfg), "--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    t0 = time.time()
+    while not (out / "state.npz").exists() and time.time() - t0 < 120 and p.poll() is None:
+        time.sleep(0.2)
+    assert p.poll() is None, "the run ended before it could be interrupted"
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "latticekit run: interrupted; what was written is kept: the same command resumes", err
+    assert "Traceback" not in err
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "results.json").read_text())["config"]["sampler"]["measurements"] == 300
