@@ -440,7 +440,12 @@ class SUGroup(Group):
         inv_sqrt = xp.astype(1.0 / xp.sqrt(lam), Mg.dtype)
         R = xp.matmul(V * xp.expand_dims(inv_sqrt, axis=-2), xp.conj(xp.matrix_transpose(V)))
         W = self._fix_det(xp.matmul(Mg, R), xp)
-        return self._group_back(xp.astype(W, M.dtype), nd)
+        # back in the field layout as a C-ordered array, not a permuted view: the compiled kernels decline
+        # non-contiguous fields and the generic code then rounds differently, so a run reprojected every few
+        # trajectories differed (~1e-15, amplified by HMC) from the same run resumed from its saved (C-ordered)
+        # state; a reshape through one axis makes a C-ordered copy in every Array API namespace
+        W = self._group_back(xp.astype(W, M.dtype), nd)
+        return xp.reshape(xp.reshape(W, (-1,)), W.shape)
 
     def project_algebra(self, M: Any, *, nd: int) -> Any:
         """``(M - M^dag)/2 - tr(M - M^dag)/(2N)``: the traceless anti-Hermitian part."""
