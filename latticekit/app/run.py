@@ -202,8 +202,9 @@ def run_job(config: "str | os.PathLike[str] | Mapping[str, Any] | RunConfig | No
     except ConvergenceError as exc:
         maxiter = getattr(cfg.action, "cg_maxiter", None)
         hint = f"action.cg_maxiter = {maxiter}; raise it (or action.cg_tol / cg_tol_md)" if maxiter else "the solver"
-        raise ConvergenceError(f"a solve of the sampler did not converge ({exc}); {hint}. The last checkpoint in "
-                               f"{outdir} is kept: rerun to resume", exc.info) from None
+        kept = (f"The last checkpoint in {outdir} is kept: rerun to resume" if state_path.exists() else
+                f"No checkpoint was written yet: a rerun into {outdir} starts from the beginning")
+        raise ConvergenceError(f"a solve of the sampler did not converge ({exc}); {hint}. {kept}", exc.info) from None
     finally:
         if ensemble is not None:
             ensemble.close()

@@ -37,17 +37,43 @@ def run_identity(cfg: Any, seed: int, backend: str) -> dict[str, Any]:
     return {"config": cfg.to_dict(), "seed": seed, "backend": backend, "version": STATE_VERSION}
 
 
-def _same_run(stored: Any, ident: dict[str, Any]) -> bool:
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _differences(stored: Any, ident: dict[str, Any]) -> list[str]:
+    """What differs between a stored run identity and this run's, as ``key stored -> now``; empty: the same run.
+
+    Keys that the theory declares neutral (``Theory.resume_neutral_keys``: e.g. ``action.cg_maxiter``, which
+    decides whether a solve may fail, never the numbers of one that converged) are not compared, so a run stopped
+    by a solver limit resumes after the limit is raised.
+    """
     from .config import RunConfig
 
     if not isinstance(stored, dict):
-        return False
-    if any(stored.get(k) != ident[k] for k in ("seed", "backend", "version")):
-        return False
+        return ["the stored run identity is unreadable"]
+    diffs = [f"{k} {stored.get(k)!r} -> {ident[k]!r}" for k in ("seed", "backend", "version")
+             if stored.get(k) != ident[k]]
     try:
-        return RunConfig.from_stored(stored.get("config") or {}).to_dict() == json.loads(json.dumps(ident["config"]))
-    except ConfigError:
-        return False
+        cfg = RunConfig.from_stored(stored.get("config") or {})
+    except ConfigError as exc:
+        return diffs + [f"the stored configuration is not valid now ({exc})"]
+    neutral = {f"action.{k}" for k in getattr(cfg.theory, "resume_neutral_keys", ())}
+    a, b = _flat(cfg.to_dict()), _flat(json.loads(json.dumps(ident["config"])))
+    for k in sorted(set(a) | set(b)):
+        if k not in neutral and a.get(k) != b.get(k):
+            diffs.append(f"{k} {a.get(k, '(unset)')!r} -> {b.get(k, '(unset)')!r}")
+    return diffs
+
+
+def _describe(diffs: list[str]) -> str:
+    more = f" and {len(diffs) - 3} more" if len(diffs) > 3 else ""
+    return "; ".join(diffs[:3]) + more
 
 
 def _as_float_array(rows: list[list[float]]) -> Any:
@@ -80,9 +106,9 @@ class RunState:
         from latticekit.io import load_state
 
         arrays, meta = load_state(path)
-        if not _same_run(meta.get("ident"), ident):
-            raise ConfigError(f"{path} belongs to a run with a different configuration, seed or backend; "
-                              "use --fresh or another --out")
+        diffs = _differences(meta.get("ident"), ident)
+        if diffs:
+            raise ConfigError(f"{path} belongs to another run ({_describe(diffs)}); use --fresh or another --out")
         x = backends.from_numpy(arrays["field"], backend=backend, device=device, copy=True)
         st = cls(x, names, meta["phase"], meta["done"], meta["steps"])
         for n in names:
@@ -121,9 +147,10 @@ def check_ensemble(path: Path, ident: dict[str, Any], *, state_matches: bool) ->
         raise ConfigError(f"{path} exists without a recorded run identity and without a state of this run (a run "
                           "of an earlier version, or another program's file); resuming would append to it. Use "
                           "--fresh or another --out")
-    if not _same_run(stored, ident):
-        raise ConfigError(f"{path} belongs to a run with a different configuration, seed or backend (a run killed "
-                          "before its first checkpoint leaves it behind); use --fresh or another --out")
+    diffs = _differences(stored, ident)
+    if diffs:
+        raise ConfigError(f"{path} belongs to another run ({_describe(diffs)}; a run killed before its first "
+                          "checkpoint leaves it behind); use --fresh or another --out")
 
 
 def open_ensemble(theory: Any, cfg: Any, path: Path, seed: int, ident: dict[str, Any]) -> Any:

@@ -143,6 +143,9 @@ class Theory:
     #: ``[action]`` keys that choose how the theory is simulated, not which theory (solver settings,
     #: preconditioning): two runs that differ only in these sample the same distribution and may be compared
     algorithm_keys: ClassVar[tuple[str, ...]] = ()
+    #: ``[action]`` keys that never change the numbers of a run, only whether it completes (a solver's iteration
+    #: limit): a run stopped by one resumes after it is changed
+    resume_neutral_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, lattice: Lattice | Sequence[int], params: Any = None, measure: Any = None) -> None:
         self.lattice = lattice if isinstance(lattice, Lattice) else Lattice(tuple(lattice))

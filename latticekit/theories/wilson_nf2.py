@@ -71,6 +71,9 @@ class WilsonNf2Theory(WilsonTheory):
     has_fermions = True
     # even/odd preconditioning and Hasenbusch shifts change the pseudofermion action, not the theory (det D D^dag)
     algorithm_keys = ("even_odd", "hasenbusch_mus", "cg_tol", "cg_tol_md", "cg_maxiter")
+    # CG stops at its tolerance; the limit only decides whether a solve fails (ConvergenceError), so a run stopped
+    # by it resumes with a larger one and gives the numbers of an uninterrupted run
+    resume_neutral_keys = ("cg_maxiter",)
 
     @classmethod
     def check(cls, params: Any, shape: Sequence[int]) -> None:
