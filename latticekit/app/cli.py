@@ -102,13 +102,16 @@ def _args_scale(p: argparse.ArgumentParser) -> None:
                         "--reference before it")
     p.add_argument("--eps", type=float, default=0.02, help="largest RK3 flow step (default 0.02)")
     p.add_argument("--reference", type=float, default=0.3, help="defining value of t0 and w0 (default 0.3: SU(3))")
+    p.add_argument("--no-verify", action="store_true",
+                   help="read the files without checksum, header and unitarity checks (e.g. openQCD files whose "
+                        "header plaquette has another normalisation)")
 
 
 def _do_scale(args: argparse.Namespace) -> int:
     from .scale import scale_job
 
     scale_job(args.files, args.out, flow_t=args.flow_t, eps=args.eps, reference=args.reference,
-              backend=args.backend, device=args.device)
+              backend=args.backend, device=args.device, verify=not args.no_verify)
     return 0
 
 
@@ -138,12 +141,16 @@ def _args_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to", required=True, choices=["nersc", "ildg", "openqcd", "hdf5"])
     p.add_argument("--lattice", default=None, help="extents t,x,y,z for files without a format record")
     p.add_argument("--group", default=None, help="SU2, SU3 or U1 for files without a format record")
+    p.add_argument("--no-verify", action="store_true",
+                   help="read SRC without checksum, header and unitarity checks (DST is still read back and compared)")
+    p.add_argument("--overwrite", action="store_true", help="replace DST if it exists (never SRC itself)")
 
 
 def _do_convert(args: argparse.Namespace) -> int:
     from .io_commands import convert_command
 
-    print(convert_command(args.src, args.dst, args.to, lattice=_parse_lattice(args.lattice), group=args.group))
+    print(convert_command(args.src, args.dst, args.to, lattice=_parse_lattice(args.lattice), group=args.group,
+                          verify=not args.no_verify, overwrite=args.overwrite))
     return 0
 
 

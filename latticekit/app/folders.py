@@ -87,8 +87,9 @@ def refuse_other_job(outdir: Path, job: str) -> None:
     for other, markers in _MARKERS.items():
         found = [f for f in markers if other != job and (outdir / f).exists()]
         if found:
+            fresh = ", also with --fresh" if job in ("run", "train") else ""   # scale has no --fresh
             raise ConfigError(f"out: {str(outdir)!r} holds the output of `latticekit {other}` ({', '.join(found)}); "
-                              f"the {job} job writes its own files there, also with --fresh; give `latticekit {job}` "
+                              f"the {job} job writes its own files there{fresh}; give `latticekit {job}` "
                               "another output folder (--out)")
 
 

@@ -166,6 +166,12 @@ def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool
         lines.append(f"absent:     {a}")
     if verify:
         ok, verdict = _verdict(meta, verify)
+        n = meta.extra.get("n_committed") if meta.format == "hdf5" else None
+        # say what was checked: one configuration of an ensemble, not the ensemble
+        if ok and isinstance(n, int) and n > 1 and isinstance(meta.extra.get("index"), int):
+            j = int(meta.extra["index"]) % n
+            verdict += (f" for configuration {j + 1} of {n} (index {j}) and the observables; the other {n - 1} "
+                        f"configurations were not read")
         lines.append(f"verdict:    {verdict}")
     first = U if U.ndim == len(lat) + 1 + (2 if np.iscomplexobj(U) else 0) else U[0]
     if meta.plaquette is None and len(lat) >= 2:
@@ -184,7 +190,26 @@ def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool
     return InfoReport("\n".join(lines), ok, verdict)
 
 
-def convert_command(src: Any, dst: Any, to: str, lattice: Any = None, group: Any = None) -> str:
+def _refuse_target(src: Any, dst: Any, overwrite: bool) -> None:
+    """FileExistsError naming ``dst`` when it is ``src`` itself (always) or exists (unless ``overwrite``)."""
+    s, d = os.fspath(src), os.fspath(dst)
+    if not os.path.exists(s):
+        return  # reading the source says so
+    same = os.path.realpath(s) == os.path.realpath(d)
+    if not same and os.path.exists(d):
+        try:
+            same = os.path.samefile(s, d)
+        except OSError:
+            pass
+    if same:
+        raise FileExistsError(f"dst: {d!r} is the source file {s!r}; write the conversion to another file")
+    if os.path.lexists(d) and not overwrite:
+        raise FileExistsError(f"dst: {d!r} exists; nothing written (pass overwrite=True, --overwrite on the command "
+                              f"line, to replace it)")
+
+
+def convert_command(src: Any, dst: Any, to: str, lattice: Any = None, group: Any = None,
+                    verify: bool | str = True, overwrite: bool = False) -> str:
     """Convert ``src`` to format ``to`` at ``dst``, then read ``dst`` back and compare link by link.
 
     The source is verified first (checksums, header values, unitarity). The precision of the source
@@ -203,6 +228,14 @@ def convert_command(src: Any, dst: Any, to: str, lattice: Any = None, group: Any
         Target format.
     lattice, group : optional
         As for :func:`latticekit.io.load`.
+    verify : bool or 'require'
+        Verify the source, as for :func:`latticekit.io.load` (``False``: read it without checksum, header
+        and unitarity checks, e.g. an openQCD file whose header plaquette has another normalisation;
+        ``latticekit convert --no-verify``). The written file is always read back and compared link by link.
+    overwrite : bool
+        Replace an existing ``dst`` (``--overwrite``); without it an existing ``dst`` is refused before
+        anything is read or written. ``dst`` being ``src`` itself (the same path, or a link to it) is
+        always refused.
 
     Returns
     -------
@@ -214,6 +247,8 @@ def convert_command(src: Any, dst: Any, to: str, lattice: Any = None, group: Any
     IOFormatError
         The source fails a check, the target format cannot hold the field (e.g. SU(2) or 2D links
         for openQCD; nothing is written then), or the written file does not read back identically.
+    FileExistsError
+        ``dst`` exists (without ``overwrite``) or is ``src``.
 
     Examples
     --------
@@ -221,7 +256,9 @@ def convert_command(src: Any, dst: Any, to: str, lattice: Any = None, group: Any
     """
     _check_paths(src=src, dst=dst)
     fmt = format_name(to, "to")
-    U, meta = _read_host(src, None, lattice, group, True, True)
+    verify = verify_mode(verify)
+    _refuse_target(src, dst, overwrite)
+    U, meta = _read_host(src, None, lattice, group, verify, True)
     prec = "double" if fmt == "openqcd" else meta.precision
     endian = meta.endianness if fmt == "nersc" and meta.endianness in ("big", "little") else None
     extra: Any = None

@@ -80,7 +80,7 @@ def _check_options(paths: Sequence[Any], flow_t: Any, eps: Any, reference: Any) 
     return files
 
 
-def _entries(files: list[Path]) -> list[dict[str, Any]]:
+def _entries(files: list[Path], verify: bool = True) -> list[dict[str, Any]]:
     """One entry per configuration: a file, or each configuration of an HDF5 ensemble (index, chain); all read
     and verified here. Plain files form the chain "files" in the order given."""
     import latticekit as lk
@@ -88,7 +88,7 @@ def _entries(files: list[Path]) -> list[dict[str, Any]]:
 
     out = []
     for f in files:
-        _, meta = lk.io.load(f)
+        _, meta = lk.io.load(f, verify=verify)
         n = int((meta.extra or {}).get("n_committed", 1)) if meta.format == "hdf5" else 1
         base = {"file": str(f), "lattice": meta.lattice, "group": meta.group, "format": meta.format}
         if n <= 1:
@@ -96,7 +96,7 @@ def _entries(files: list[Path]) -> list[dict[str, Any]]:
             continue
         with Ensemble.open(f) as ens:
             for i in range(n):
-                lk.io.load(f, index=i)          # verified like the others (checksums of every configuration)
+                lk.io.load(f, index=i, verify=verify)    # verified like the others (checksums of each)
                 out.append({**base, "index": i, "replica": f"{f}#chain{ens.info(i).get('chain', 0)}"})
     return out
 
@@ -125,7 +125,7 @@ def _measure(U: Any, group: Any, lattice: Any, flow_t: float, eps: float) -> dic
 
 def scale_job(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *, flow_t: float = 0.0,
               eps: float = 0.02, reference: float = 0.3, backend: str | None = None, device: Any = None,
-              echo: bool = True) -> dict[str, Any]:
+              echo: bool = True, verify: bool = True) -> dict[str, Any]:
     """Measure configuration files and set the scale by the gradient flow; returns ``DIR/scale.json``.
 
     Parameters
@@ -145,22 +145,41 @@ def scale_job(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
         Where the flows run.
     echo : bool
         Print the table.
+    verify : bool
+        Verify every file (checksums, header values, unitarity); ``False`` (``--no-verify``) reads them without
+        these checks, e.g. openQCD files whose header plaquette has another normalisation.
+
+    Records in ``DIR/files`` are matched by position, file, index, sha256 and flow settings: a record of another
+    file or setting is measured again and replaced, one beyond the current inputs is ignored, and ``scale.json``
+    holds the current inputs only. Input refused before any measurement leaves no new ``out`` folder behind.
     """
     import latticekit as lk
     from latticekit.analysis import flow_scale, flow_scale_of_curve, gamma_method
 
+    if verify not in (True, False):
+        raise ConfigError(f"verify={verify!r}: expected True or False")
     files = _check_options(paths, flow_t, eps, reference)
+    created = not os.path.lexists(out)
     outdir = out_folder(out)
-    refuse_other_job(outdir, "scale")
-    backend, device = resolve_backend(backend, device)
-    # every file is read and verified, and must hold the lattice and group of the first, before any flow; an HDF5
-    # ensemble contributes all its configurations, its chains (`info["chain"]`) as replica
-    entries = _entries(files)
-    first = entries[0]
-    for e in entries:
-        if (e["lattice"], e["group"]) != (first["lattice"], first["group"]):
-            raise ConfigError(f"{e['file']}: lattice {e['lattice']}, {e['group']}; the first file {first['file']} "
-                              f"holds {first['lattice']}, {first['group']}: the files must be one ensemble")
+    try:
+        refuse_other_job(outdir, "scale")
+        backend, device = resolve_backend(backend, device)
+        # every file is read and verified, and must hold the lattice and group of the first, before any flow; an
+        # HDF5 ensemble contributes all its configurations, its chains (`info["chain"]`) as replica
+        entries = _entries(files, verify)
+        first = entries[0]
+        for e in entries:
+            if (e["lattice"], e["group"]) != (first["lattice"], first["group"]):
+                raise ConfigError(f"{e['file']}: lattice {e['lattice']}, {e['group']}; the first file "
+                                  f"{first['file']} holds {first['lattice']}, {first['group']}: the files must be one "
+                                  f"ensemble")
+    except BaseException:
+        if created:   # refused input: leave no new, empty output folder behind
+            try:
+                outdir.rmdir()
+            except OSError:
+                pass
+        raise
     lattice, group = lk.Lattice(first["lattice"]), lk.groups.group_from_name(first["group"])
     folder = outdir / SCALE_FILES
     folder.mkdir(parents=True, exist_ok=True)
@@ -181,7 +200,7 @@ def scale_job(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
                 records.append(rec)
                 continue
         kw = {} if e["index"] is None else {"index": e["index"]}
-        U, _ = lk.io.load(e["file"], backend=backend, device=device, **kw)
+        U, _ = lk.io.load(e["file"], backend=backend, device=device, verify=verify, **kw)
         rec = {**ident, "replica": e["replica"], "format": e["format"],
                "values": _measure(U, group, lattice, float(flow_t), float(eps))}
         write_json(rec_path, rec)

@@ -86,9 +86,10 @@ class FieldMeta:
         Verifications the format offers but this file does not allow (no checksum in the header, no
         format record, an ensemble written before checksums existed), each with the reason.
     plaquette : float or None
-        Average plaquette ``(1/N) Re tr P`` computed from the data (None when not verified).
+        Average plaquette ``(1/N) Re tr P`` computed from the data, also with ``verify=False`` (None only
+        for an empty HDF5 selection or a one-dimensional lattice).
     link_trace : float or None
-        Average ``(1/N) Re tr U`` over all links computed from the data.
+        Average ``(1/N) Re tr U`` over all links computed from the data (SU(N); also with ``verify=False``).
     inferred : str or None
         How lattice/group/precision were inferred when the file does not state them.
     extra : dict
@@ -342,8 +343,8 @@ def raise_failed(meta: FieldMeta) -> None:
     for c in meta.checks:
         if not c.ok:
             a, b = c.labels
-            raise IOFormatError(f"{a} {c.stored}, {b} {c.computed} (pass verify=False to read anyway)",
-                                meta.path, c.name)
+            raise IOFormatError(f"{a} {c.stored}, {b} {c.computed}; to read anyway, pass verify=False "
+                                f"(--no-verify on the command line)", meta.path, c.name)
 
 
 def refuse_nonfinite(meta: FieldMeta, what: str, check: str) -> None:

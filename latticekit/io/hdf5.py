@@ -113,6 +113,52 @@ def _dumps(x: Any) -> str:
     return json.dumps(x, default=_json_default, sort_keys=True)
 
 
+def _strict_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    raise TypeError(f"{type(o).__name__} {o!r:.60} is not JSON serialisable")
+
+
+def _info_json(info: Mapping[str, Any] | None) -> str:
+    """The JSON text of a per-configuration ``info``; a value JSON cannot hold (an object, NaN, infinity) is a
+    ValueError naming its key, so that what is stored reads back as what was given."""
+    if info is None:
+        return "{}"
+    if not isinstance(info, Mapping):
+        raise TypeError(f"info: expected a mapping (e.g. {{'traj': 3}}), got {type(info).__name__}")
+    for k, v in info.items():
+        if not isinstance(k, str):
+            raise ValueError(f"info: key {k!r} must be a string (JSON object keys are strings)")
+        try:
+            json.dumps(v, default=_strict_default, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            why = "NaN or infinity, which JSON cannot hold" if "Out of range float" in str(exc) else str(exc)
+            raise ValueError(f"info[{k!r}]: {why}; expected numbers, strings, booleans, None, lists or "
+                             f"mappings of these") from None
+        except RecursionError:
+            raise ValueError(f"info[{k!r}]: a circular reference; expected JSON-serialisable data") from None
+    return json.dumps(dict(info), default=_strict_default, allow_nan=False, sort_keys=True)
+
+
+def check_u1_angles(a: np.ndarray, precision: str, nd: int, argname: str = "U") -> None:
+    """Refuse U(1) angles the reader would refuse: NaN/infinity, or ``|theta|`` beyond
+    :data:`~latticekit.io._hdf5_format.U1_ANGLE_LIMIT` of ``precision`` (checked as stored, in that precision)."""
+    stored = np.asarray(a, dtype=file_dtype(True, precision))
+    if not np.all(np.isfinite(stored)):
+        raise ValueError(f"{argname} contains NaN or infinite angles")
+    lim = U1_ANGLE_LIMIT[precision]
+    big = float(np.max(np.abs(stored))) if stored.size else 0.0
+    if big > lim:
+        raise ValueError(f"{argname} holds U(1) angles up to |theta| = {big:.3g}; an ensemble of {precision} "
+                         f"precision stores |theta| <= {lim:.3g} (beyond it one rounding step exceeds the read "
+                         f"tolerance, and the reader refuses the file): wrap the angles to (-pi, pi] with "
+                         f"latticekit.U1.normalize(U, nd={nd}) first")
+
+
 def _software() -> str:
     from latticekit import __version__
 
@@ -282,6 +328,9 @@ class Ensemble:
         if lat is None or g is None:
             raise ValueError("lattice and group are required to create an ensemble")
         prec = precision_name(precision)
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"path={path!r} is a folder; expected the name of a new ensemble file "
+                                    f"(e.g. {os.path.join(path, 'ensemble.h5')!r})")
         if os.path.exists(path) and not overwrite:
             raise FileExistsError(f"path={path!r} exists; open it with Ensemble.open(path, 'a') or pass overwrite=True")
         dt = file_dtype(isinstance(g, U1Group), prec)
@@ -354,6 +403,7 @@ class Ensemble:
 
     # -- metadata -----------------------------------------------------------------------------
     def _attr_json(self, key: str) -> Any:
+        self._require_open()
         with h5_errors(self.path, f"reading attribute {key}"):
             text = get_str(self._f.attrs, key, self.path, default="null")
         try:
@@ -362,6 +412,7 @@ class Ensemble:
             raise IOFormatError(f"attribute {key} is not JSON", self.path, "HDF5 ensemble") from None
 
     def _attr_text(self, key: str) -> str:
+        self._require_open()
         with h5_errors(self.path, f"reading attribute {key}"):
             return get_str(self._f.attrs, key, self.path, default="")
 
@@ -393,6 +444,7 @@ class Ensemble:
     @property
     def metadata(self) -> dict[str, Any]:
         """All root attributes, JSON decoded where stored as JSON."""
+        self._require_open()
         out: dict[str, Any] = {}
         with h5_errors(self.path, "reading the root attributes"):
             for k in self._f.attrs:
@@ -408,6 +460,7 @@ class Ensemble:
     # -- reading ------------------------------------------------------------------------------
     def __len__(self) -> int:
         """Number of committed configurations (re-read from the file)."""
+        self._require_open()
         with h5_errors(self.path, "reading n_committed"):
             n = get_int(self._f.attrs, "n_committed", self.path)
             have = int(self._configs.shape[0])
@@ -537,6 +590,7 @@ class Ensemble:
     @property
     def observable_names(self) -> list[str]:
         """Names of the stored observables."""
+        self._require_open()
         with h5_errors(self.path, "listing the observables"):
             return sorted(self._f["observables"])
 
@@ -582,7 +636,16 @@ class Ensemble:
             Per-configuration measurements (new names may appear at any time).
         info : mapping, optional
             Per-configuration JSON-serialisable info (trajectory number, seed, acceptance, ...).
+
+        Raises
+        ------
+        ValueError
+            Nothing is written: a field of the wrong shape, links not in the group, U(1) angles that are not
+            finite or beyond :data:`~latticekit.io._hdf5_format.U1_ANGLE_LIMIT` (the reader's limit; wrap them
+            to (-pi, pi] with ``latticekit.U1.normalize``), an observable that is not one number, an ``info``
+            value JSON cannot hold (an object, NaN, infinity; the message names the key), or a closed ensemble.
         """
+        self._require_open()
         if not self.writable:
             raise PermissionError(f"{self.path}: opened read-only; use Ensemble.open(path, 'a')")
         a = check_field(U, self.group, "U", nd=len(self.lattice))
@@ -593,8 +656,8 @@ class Ensemble:
             d = unitarity_defect_np(np.moveaxis(np.moveaxis(a, 1, -1), 1, -1))
             if not d <= WRITE_UNITARITY_TOL[self.precision]:
                 raise ValueError(f"U is not in {self.group.name}: largest defect {d:.3e}")
-        elif not np.all(np.isfinite(a)):
-            raise ValueError("U contains NaN or infinite angles")
+        else:
+            check_u1_angles(a, self.precision, len(self.lattice))
         n = len(self)
         self._write_slot(n, a, observables, info)
         self._f.flush()
@@ -609,8 +672,13 @@ class Ensemble:
         for k, v in (observables or {}).items():
             if not isinstance(k, str) or not k or "/" in k:
                 raise ValueError(f"observables: name {k!r} must be a non-empty string without '/'")
-            values[k] = float(v)
-        text = _dumps(dict(info or {}))
+            try:
+                values[k] = float(v)
+            except (TypeError, ValueError):
+                shape = getattr(v, "shape", None)
+                raise ValueError(f"observables[{k!r}]: expected one number for this configuration, got "
+                                 f"{type(v).__name__}{'' if shape is None else f' of shape {shape}'}") from None
+        text = _info_json(info)
         v2 = self.format_version >= 2
         if v2:
             off = 0
@@ -655,6 +723,11 @@ class Ensemble:
         row["info_offset"], row["info_length"] = off, len(raw)
         slots[n] = row
 
+    def _require_open(self) -> None:
+        if not self._f.id.valid:
+            raise ValueError(f"{self.path}: the ensemble is closed; open it again with Ensemble.open(path, 'a') "
+                             f"(or 'r' to read)")
+
     def close(self) -> None:
         """Flush and close the file."""
         if self._f.id.valid:
@@ -667,4 +740,5 @@ class Ensemble:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Ensemble({self.path!r}, lattice={self.lattice}, group={self.group.name}, n={len(self)})"
+        n = len(self) if self._f.id.valid else "closed"
+        return f"Ensemble({self.path!r}, lattice={self.lattice}, group={self.group.name}, n={n})"

@@ -31,11 +31,12 @@ from ._common import (
     average_plaquette_np,
     check_field,
     finish_checks,
+    precision_name,
     unitarity_check,
     verify_mode,
 )
 from .errors import IOFormatError
-from .hdf5 import Ensemble
+from .hdf5 import Ensemble, check_u1_angles
 
 __all__ = ["field_plaquette", "read_hdf5", "write_hdf5"]
 
@@ -64,16 +65,18 @@ def read_hdf5(path: Any, *, lattice: Any = None, group: Any = None, verify: bool
 
     A slice gives a batch ``(B, Nd, *G, *L)``. ``lattice``/``group`` are checked against the file;
     ``verify`` checks the CRC32 of every configuration read and of the observables (format version 2),
-    unitarity (SU(N)) or the range of the angles (U(1)), and computes the plaquette of the first
-    configuration read; ``verify='require'`` refuses files without checksums (format version 1).
-    An ``index`` outside the committed configurations raises IOFormatError.
+    unitarity (SU(N)) or the range of the angles (U(1)); ``verify='require'`` refuses files without
+    checksums (format version 1). The plaquette (and for SU(N) the link trace) of the first configuration
+    read is computed also with ``verify=False``. ``index=None`` is the last configuration; an integer
+    outside the committed configurations, or a slice that selects none, raises IOFormatError naming
+    their number.
 
     Examples
     --------
     See :class:`Ensemble`.
     """
     verify = verify_mode(verify)
-    if not isinstance(index, (int, np.integer, slice)) or isinstance(index, bool):
+    if index is not None and (not isinstance(index, (int, np.integer, slice)) or isinstance(index, bool)):
         raise TypeError(f"index={index!r}: expected an integer or a slice")
     with Ensemble.open(path, "r") as ens:
         want_lat = as_lattice(lattice)
@@ -85,9 +88,14 @@ def read_hdf5(path: Any, *, lattice: Any = None, group: Any = None, verify: bool
         n = len(ens)
         if n == 0:
             raise IOFormatError("ensemble holds no committed configuration", path, "HDF5 ensemble")
+        if index is None:
+            index = -1
         if not isinstance(index, slice) and not -n <= int(index) < n:
             raise IOFormatError(f"index {index} out of range: the ensemble holds {n} committed configurations", path,
                                 "HDF5 index")
+        if isinstance(index, slice) and not range(*index.indices(n)):
+            raise IOFormatError(f"index {index} selects no configuration: the ensemble holds {n} committed "
+                                f"configurations (indices 0..{n - 1})", path, "HDF5 index")
         U, checks = ens._read_checked(index, bool(verify))
         extra = ens.metadata
         obs, obs_checks = ens._observables_checked()
@@ -103,10 +111,12 @@ def read_hdf5(path: Any, *, lattice: Any = None, group: Any = None, verify: bool
                 meta.absent.append("HDF5 checksums: format_version 1 ensemble, written before checksums existed, so "
                                    "no checksum covers the configurations, observables or metadata")
     first = U if U.ndim == len(meta.lattice) + 1 + len(grp.element_shape) else U[0]
-    if verify and U.size:
+    if U.size:  # the plaquette and link trace also with verify=False (cheap; `latticekit info` shows them)
         if isinstance(grp, SUGroup):
-            M = np.moveaxis(np.moveaxis(U, U.ndim - len(meta.lattice) - 2, -1), U.ndim - len(meta.lattice) - 2, -1)
-            meta.checks.append(unitarity_check(M, meta.precision))
+            if verify:
+                M = np.moveaxis(np.moveaxis(U, U.ndim - len(meta.lattice) - 2, -1), U.ndim - len(meta.lattice) - 2,
+                                -1)
+                meta.checks.append(unitarity_check(M, meta.precision))
             meta.link_trace = average_link_trace_np(first)
         if len(meta.lattice) >= 2:
             meta.plaquette = field_plaquette(first, grp)
@@ -137,7 +147,14 @@ def write_hdf5(path: Any, U: Any, group: Any, *, precision: Any = "double", meta
     ``meta`` may hold ``lattice`` (needed only when the shape fits both readings, e.g. a batch of 3
     two-dimensional U(1) fields), ``action``, ``action_params``, ``sampler``, ``sampler_params``, ``seeds``,
     ``observables`` (mapping name -> sequence, one value per configuration) and anything else (stored
-    under ``metadata``).
+    under ``metadata``). An existing file at ``path`` is replaced (like ``numpy.save``).
+
+    Raises
+    ------
+    ValueError
+        Before anything is written: an observable without exactly one value per configuration (naming it
+        and both counts), links not in the group, or U(1) angles beyond what the reader accepts
+        (:data:`~latticekit.io._hdf5_format.U1_ANGLE_LIMIT`; wrap them with ``latticekit.U1.normalize``).
     """
     g = as_group(group)
     if g is None:
@@ -159,11 +176,26 @@ def write_hdf5(path: Any, U: Any, group: Any, *, precision: Any = "double", meta
     if tuple(a.shape[a.ndim - nd:]) != tuple(lat) or a.shape[a.ndim - nd - ng - 1] != nd:
         raise ValueError(f"U has shape {a.shape}; expected ([B,] {nd}, *G, {lat})")
     batch = a.reshape((-1,) + a.shape[a.ndim - nd - ng - 1:])
-    obs = m.pop("observables", {}) or {}
+    n = batch.shape[0]
+    obs_in = m.pop("observables", {}) or {}
+    if not isinstance(obs_in, Mapping):
+        raise TypeError(f"meta['observables']: expected a mapping name -> values, got {type(obs_in).__name__}")
+    obs = {}
+    for k, v in obs_in.items():
+        try:
+            vals = np.asarray(v, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise ValueError(f"meta['observables'][{k!r}]: expected numbers, one per configuration") from None
+        if vals.size != n:
+            raise ValueError(f"meta['observables'][{k!r}]: {vals.size} value{'s' if vals.size != 1 else ''} for "
+                             f"{n} configuration{'s' if n != 1 else ''}; expected one value per configuration")
+        obs[k] = vals
+    if isinstance(g, U1Group):  # refused before anything is written (append would refuse it half-way)
+        check_u1_angles(batch, precision_name(precision), nd)
     kw = {k: m.pop(k) for k in ("action", "action_params", "sampler", "sampler_params", "seeds") if k in m}
     with atomic_path(os.fspath(path)) as tmp:
         with Ensemble.create(tmp, lattice=lat, group=g, precision=precision, metadata=m, overwrite=True, **kw) as ens:
-            for j in range(batch.shape[0]):
-                ens.append(batch[j], observables={k: np.asarray(v).ravel()[j] for k, v in obs.items()})
+            for j in range(n):
+                ens.append(batch[j], observables={k: v[j] for k, v in obs.items()})
 
 

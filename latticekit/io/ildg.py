@@ -170,6 +170,11 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
     if "ildg-binary-data" not in byname:
         hint = "".join(f"; record {k!r} looks like a damaged {v!r}" for k, v in damaged.items())
         raise IOFormatError(f"no ildg-binary-data record (records: {header['records']}){hint}", path, "ILDG records")
+    nbin = header["records"].count("ildg-binary-data")
+    if nbin > 1:  # ILDG: one configuration per file, so one ildg-binary-data record; which one is meant is unknowable
+        raise IOFormatError(f"{nbin} ildg-binary-data records (records: {header['records']}); an ILDG file holds one "
+                            f"configuration in one ildg-binary-data record (split the file, e.g. with "
+                            f"lime_extract_record)", path, "ILDG records")
     g = as_group(group)
     if g is not None and not isinstance(g, SUGroup):
         raise IOFormatError(f"ILDG files hold SU(N) matrices, expected group={g.name}", path, "group")
@@ -206,8 +211,18 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
         stated = ", ".join(s for s, v in (("lattice", want_lat), ("group", g)) if v is not None) or "nothing"
         if len(cands) != 1:
             what = "no" if not cands else f"{len(cands)} ({cands})"
+            if not cands and want_lat is not None:   # say what the stated lattice (and group) would need
+                Ns = [g.N] if g is not None else [2, 3]
+                need_b = ", ".join(f"SU({N}) {b}-bit {math.prod(want_lat) * _site_bytes(N, b)}" for N in Ns
+                                   for b in (64, 32))
+                advice = (f"lattice {tuple(want_lat)} needs {need_b} bytes: check the stated lattice"
+                          f"{' and group' if g is not None else ' (and pass group=)'}")
+            else:
+                missing = [a for a, v in (("lattice", want_lat), ("group", g)) if v is None]
+                advice = (f"pass {' and '.join(a + '=' for a in missing)} ({', '.join('--' + a for a in missing)} on "
+                          f"the command line)")
             raise IOFormatError(f"no ildg-format record and {what} consistent readings of the {len(payload)}-byte "
-                                f"payload (caller stated {stated}); pass lattice= and group=", path, "ILDG layout")
+                                f"payload (caller stated {stated}); {advice}", path, "ILDG layout")
         lat, N, bits = cands[0]
         inferred = (f"no ildg-format record: lattice {lat}, SU({N}), {bits}-bit from the {len(payload)}-byte payload "
                     f"(caller stated {stated}; the only consistent reading)")
@@ -254,9 +269,9 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
     if verify:
         meta.checks.append(unitarity_check(F, precision))
     U = file_to_library(F)
+    meta.plaquette = average_plaquette_np(U)  # also with verify=False: cheap, and what `info` shows
+    meta.link_trace = average_link_trace_np(U)
     if verify:
-        meta.plaquette = average_plaquette_np(U)
-        meta.link_trace = average_link_trace_np(U)
         m = re.search(r"plaquette\s*=\s*([-+0-9.eEinfa]+)", header["xlf-info"]) if "xlf-info" in header else None
         if m is not None:
             try:

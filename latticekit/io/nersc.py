@@ -241,9 +241,9 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
     if verify:
         meta.checks.append(unitarity_check(full, precision))
     U = file_to_library(full)
+    meta.plaquette = average_plaquette_np(U)  # also with verify=False: cheap, and what `info` shows
+    meta.link_trace = average_link_trace_np(U)
     if verify:
-        meta.plaquette = average_plaquette_np(U)
-        meta.link_trace = average_link_trace_np(U)
         for key, value in (("PLAQUETTE", meta.plaquette), ("LINK_TRACE", meta.link_trace)):
             if key in header:
                 meta.checks.append(check_value(f"NERSC {key}", _float(header, key, path), value, precision))

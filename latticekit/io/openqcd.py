@@ -155,13 +155,13 @@ def read_openqcd(path: Any, *, lattice: Any = None, group: Any = None, verify: b
     U = np.ascontiguousarray(np.moveaxis(flat, 1, 3).reshape((4, 3, 3) + lat))
     meta = FieldMeta(format="openqcd", path=str(path), lattice=lat, group="SU(3)", precision="double",
                      endianness="little", header={"N0": lat[0], "N1": lat[1], "N2": lat[2], "N3": lat[3], "plaq": plaq})
+    p = openqcd_plaquette(U)  # the plaquette and link trace also with verify=False: cheap, and what `info` shows
+    meta.plaquette = p / 3.0
+    meta.link_trace = average_link_trace_np(U)
     if verify:
         meta.absent.append("checksum: the openQCD format has none; only unitarity and the stored plaquette "
                            "are verified")
         meta.checks.append(unitarity_check(m, "double"))
-        p = openqcd_plaquette(U)
-        meta.plaquette = p / 3.0
-        meta.link_trace = average_link_trace_np(U)
         meta.checks.append(check_value("openQCD plaquette (sum Re tr P / 6V)", plaq, p, "double"))
     finish_checks(meta, verify, strict)
     return U, meta

@@ -130,9 +130,12 @@ def _read_host(path: Any, fmt: str | None, lattice: Any, group: Any, verify: boo
     as_lattice(lattice)
     as_group(group)
     verify = verify_mode(verify)
-    if not isinstance(index, (int, np.integer, slice)) or isinstance(index, bool):
+    if index is not None and (not isinstance(index, (int, np.integer, slice)) or isinstance(index, bool)):
         raise TypeError(f"index={index!r}: expected an integer or a slice")
     fmt = sniff_format(path) if fmt is None else format_name(fmt)
+    if fmt != "hdf5" and not (index is None or (not isinstance(index, slice) and int(index) in (0, -1))):
+        raise ValueError(f"index={index!r}: a {fmt} file holds one configuration; index selects configurations of "
+                         f"HDF5 ensembles only (leave it out, or 0 / -1, for this file)")
     from .hdf5_fields import read_hdf5
     from .ildg import read_ildg
     from .nersc import read_nersc
@@ -150,7 +153,7 @@ def _read_host(path: Any, fmt: str | None, lattice: Any, group: Any, verify: boo
 
 def load(path: Any, *, format: str | None = None, lattice: Any = None, group: Any = None,
          backend: str | None = None, device: Any = None, verify: bool | str = True,
-         index: int | slice = -1) -> tuple[Any, FieldMeta]:
+         index: int | slice | None = -1) -> tuple[Any, FieldMeta]:
     """Read a gauge configuration from any supported file.
 
     Parameters
@@ -169,9 +172,14 @@ def load(path: Any, *, format: str | None = None, lattice: Any = None, group: An
     verify : bool or 'require'
         Verify checksums, header plaquette/link trace and unitarity; a failure raises IOFormatError.
         Checks the file does not allow (no checksum in it) are listed in ``meta.absent``;
-        ``'require'`` refuses such a file unless a checksum covers its payload.
-    index : int or slice
-        HDF5 ensembles only: which committed configuration(s) (default the last; a slice gives a batch).
+        ``'require'`` refuses such a file unless a checksum covers its payload. ``False`` skips the checks
+        (structure, size and finite numbers are always checked); ``meta.plaquette`` and ``meta.link_trace``
+        are computed from the data either way.
+    index : int, slice or None
+        HDF5 ensembles only: which committed configuration(s) (default the last; a slice gives a batch;
+        a slice that selects none, or an integer out of range, raises IOFormatError naming the number of
+        configurations). The other formats hold one configuration: any index but None, 0 or -1 is a
+        ValueError.
 
     Returns
     -------
@@ -198,6 +206,9 @@ def save(path: Any, U: Any, group: Any, *, format: str, precision: Any = "double
          meta: Mapping[str, Any] | None = None) -> None:
     """Write a gauge configuration (atomically: temporary file in the same folder, then rename).
 
+    An existing file at ``path`` is replaced without asking (like ``numpy.save``; for HDF5 the whole
+    ensemble it held is lost); ``latticekit convert`` refuses an existing target unless ``--overwrite``.
+
     Parameters
     ----------
     path : str or os.PathLike
@@ -212,7 +223,8 @@ def save(path: Any, U: Any, group: Any, *, format: str, precision: Any = "double
         Floating-point precision in the file (openQCD: double only).
     endian : {'big', 'little'}, optional
         Byte order; default the format's own (big for NERSC/ILDG, little for openQCD). ILDG is
-        big-endian and openQCD little-endian only; HDF5 ignores it.
+        big-endian and openQCD little-endian only; HDF5 ignores a valid value (it stores little-endian).
+        Any other value is a ValueError for every format.
     meta : mapping, optional
         NERSC: extra header fields; ILDG: extra xlf-info lines; HDF5: ensemble metadata (action,
         action_params, sampler, sampler_params, seeds, observables, anything else).
@@ -225,6 +237,8 @@ def save(path: Any, U: Any, group: Any, *, format: str, precision: Any = "double
     g = as_group(group)
     if g is None:
         raise ValueError("group: required (a Group or a name such as 'SU3')")
+    if endian is not None:
+        endian_name(endian)  # a bogus value is refused for every format, also for HDF5, which ignores a valid one
     if fmt == "hdf5":
         from .hdf5_fields import write_hdf5
 

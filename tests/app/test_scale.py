@@ -174,3 +174,37 @@ def test_bad_input_is_refused_before_any_flow(files, tmp_path) -> None:
     assert r.returncode == 2 and "holds the output of `latticekit run`" in r.stderr
     r = _cli("scale", files[0], "--out", tmp_path / "o6", "--flow-t", "nan")
     assert r.returncode == 2 and "flow_t=nan" in r.stderr
+
+
+def test_naive_error_of_a_two_file_scale_is_std_over_sqrt_n(files, tmp_path, capsys) -> None:
+    """Below MIN_WINDOWED configurations the error is the naive one, std(ddof=1)/sqrt(N) (it needs
+    gamma_method(S=0) to be exactly that: bias factor N/(N-1))."""
+    sub = files[:2]
+    res = scale_job(sub, tmp_path / "out", echo=True)
+    plaq = np.array([load(f)[1].plaquette for f in sub])
+    naive = float(np.std(plaq, ddof=1) / np.sqrt(len(plaq)))
+    assert res["definitions"]["errors"].startswith("naive")
+    assert_close(res["observables"]["plaquette"]["error"], naive, rtol=1e-12, atol=0)
+    stored = json.loads((tmp_path / "out" / "scale.json").read_text())
+    assert_close(stored["observables"]["plaquette"]["error"], naive, rtol=1e-12, atol=0)
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("plaquette "))
+    assert line.split()[2] == f"{naive:.6g}"
+
+
+def test_a_refused_input_leaves_no_new_out_folder_and_stale_records_are_not_mixed_in(files, tmp_path) -> None:
+    other = tmp_path / "su3.lime"
+    save(other, lk.gauge.random_gauge_field(lk.SU(3), LAT, lk.backends.rng(0)), "SU3", format="ildg")
+    with pytest.raises(ConfigError, match="the files must be one ensemble"):
+        scale_job([files[0], other], tmp_path / "a" / "o5", flow_t=0.1, echo=False)
+    assert not (tmp_path / "a" / "o5").exists()
+    (tmp_path / "kept").mkdir()                       # an existing folder is kept
+    with pytest.raises(ConfigError, match="the files must be one ensemble"):
+        scale_job([files[0], other], tmp_path / "kept", echo=False)
+    assert (tmp_path / "kept").is_dir()
+    # a folder holding the records of another chain (4 files): a rerun with 2 others reflects those 2 only
+    out = tmp_path / "out"
+    scale_job(files[:4], out, echo=False)
+    res = scale_job(files[10:12], out, echo=False)
+    fresh = scale_job(files[10:12], tmp_path / "fresh", echo=False)
+    assert res["n_configurations"] == 2 and res["files"] == sorted(str(f) for f in files[10:12])
+    assert json.loads((out / "scale.json").read_text()) == json.loads(json.dumps(fresh))
