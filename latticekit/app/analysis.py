@@ -178,6 +178,12 @@ def analyse(theory: Any, series: dict[str, list[list[float]]], accept: list[list
     if cg:
         info["cg_iterations"] = gamma_entry(quiet_gamma(chains_of(cg)), None, always_exact=False)
     notes = [f"{name}: {e['problem']}" for name, e in obs.items() if "problem" in e]
+    if accept and not any(v for row in accept for v in row):
+        # every proposal rejected: the chains never moved, and every "constant" observable above is the start field
+        step = getattr(cfg.sampler, "step_size", None)
+        fix = f"reduce sampler.step_size (now {step})" if step is not None else "check the sampler settings"
+        notes.insert(0, f"acceptance: no update was accepted in {len(accept)} measurements; the chains never left "
+                        f"their initial fields and no observable above is a Monte Carlo estimate: {fix}")
     slow = [(e["tau_int"], name) for name, e in obs.items() if e["tau_int"] is not None]
     if slow:
         tau, name = max(slow)

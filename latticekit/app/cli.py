@@ -17,7 +17,7 @@ its arguments and the function that runs it (job modules are imported only when 
 ``latticekit info`` never imports torch).
 
 Exit status: 0 success; 2 bad input, one line naming the key or argument
-(:class:`~latticekit.utils.ConfigError`, :class:`~latticekit.backends.BackendError`,
+(:class:`~latticekit.utils.ConfigError`, also for the configuration file itself: missing, a folder, not TOML; :class:`~latticekit.backends.BackendError`,
 :class:`~latticekit.flows.CheckpointMismatchError`); 1 a problem with a file or the machine, one line
 (:class:`~latticekit.io.IOFormatError`, an ``OSError`` such as a missing file or a folder where a file
 was expected, ``MemoryError``), a stopped training (:class:`~latticekit.flows.NonFiniteLossError`) or a

@@ -120,7 +120,7 @@ def _run_config(hmc_file: Path) -> Any:
 
 
 def _select(flow: EnsembleSeries, hmc: EnsembleSeries, names: list[str] | None, measure: bool,
-            measurable: list[str] | None) -> list[str]:
+            measurable: list[str] | None, derived: list[str] | None = None) -> list[str]:
     """The observables to compare; ConfigError naming --observables for one that cannot be."""
     if names is None:
         if measure:
@@ -132,6 +132,11 @@ def _select(flow: EnsembleSeries, hmc: EnsembleSeries, names: list[str] | None, 
                               "the HMC run's observables on both")
         return common
     for n in names:
+        if n in (derived or []) and not (n in flow.stored and n in hmc.stored):
+            raise ConfigError(f"--observables: {n!r} is a function of ensemble means (a derived observable), with no "
+                              "value per configuration whose distribution could be compared; compare its inputs "
+                              "(e.g. topological_charge for chi_t), or read its value and error in results.json and "
+                              "sample.json")
         if measure:
             if n not in (measurable or []) and not (n in flow.stored and n in hmc.stored):
                 raise ConfigError(f"--observables: {n!r} is neither stored in both ensembles nor measured by the HMC "
@@ -274,7 +279,14 @@ def compare_job(flow: str | os.PathLike[str], hmc: str | os.PathLike[str], *,
             raise ConfigError(f"--measure: {h_file.parent / RESULTS} describes {run_lat}, but {h_file} holds "
                               f"{file_lat}; the run's configuration must be that of the HMC ensemble")
         measurable = theory.select(cfg.measure.observables)[0]
-    names = _select(fs, hs, names, measure, measurable)
+    # derived observables (chi_t) of the HMC run's theory, to say why one cannot be compared, also without --measure
+    derived: list[str] = []
+    try:
+        run_cfg = cfg if cfg is not None else (_run_config(h_file) if (h_file.parent / RESULTS).is_file() else None)
+        derived = list(run_cfg.theory.derived()) if run_cfg is not None else []
+    except ConfigError:   # a results.json this version cannot read: only the generic messages
+        pass
+    names = _select(fs, hs, names, measure, measurable, derived)
     outdir = out_folder(out)
     remove_stale_temporaries(outdir, [COMPARE_SUMMARY, COMPARE_PLOT, RESIDUALS_PLOT])
 

@@ -26,9 +26,9 @@ from latticekit.io.errors import IOFormatError
 from latticekit.utils import atomic_write
 from latticekit.utils.schema import ConfigError
 
-__all__ = ["CHECKPOINT", "CONFIG", "ENSEMBLE", "METRICS", "REMEASURED", "RESULTS", "SAMPLE_PLOT", "SAMPLE_SUMMARY",
-           "SCALE_FILES", "SCALE_SUMMARY", "STATE", "TRAIN_PLOT", "TRAIN_SUMMARY", "out_folder", "read_json",
-           "refuse_other_job", "write_json"]
+__all__ = ["CHECKPOINT", "CONFIG", "ENSEMBLE", "METRICS", "REMEASURED", "RESULTS", "RUN_PLOTS", "SAMPLE_PLOT",
+           "SAMPLE_SUMMARY", "SCALE_FILES", "SCALE_SUMMARY", "STATE", "TRAIN_PLOT", "TRAIN_SUMMARY", "out_folder",
+           "read_json", "refuse_other_job", "write_json"]
 
 STATE = "state.npz"
 RESULTS = "results.json"
@@ -42,6 +42,8 @@ TRAIN_PLOT = "train.png"
 SAMPLE_SUMMARY = "sample.json"
 SAMPLE_PLOT = "sample.png"
 SCALE_SUMMARY = "scale.json"
+#: the plots of ``latticekit run`` (:func:`latticekit.app.plots.run_plots`), as glob patterns
+RUN_PLOTS = ("history_*.png", "autocorrelation_*.png", "histogram_Q.png")
 SCALE_FILES = "files"
 
 

@@ -42,7 +42,7 @@ from latticekit.utils.schema import ConfigError
 from .analysis import analyse, format_table
 from .config import RunConfig, load_config
 from .devices import resolve_backend
-from .folders import ENSEMBLE, REMEASURED, RESULTS, STATE, out_folder, refuse_other_job, write_json
+from .folders import ENSEMBLE, REMEASURED, RESULTS, RUN_PLOTS, STATE, out_folder, refuse_other_job, write_json
 from .killpoints import kill_point
 from .memory import check_memory
 from .run_state import RunState, check_ensemble, open_ensemble, run_identity, store_configurations
@@ -127,6 +127,9 @@ def run_job(config: "str | os.PathLike[str] | Mapping[str, Any] | RunConfig | No
     elif fresh:
         for f in (STATE, ENSEMBLE, RESULTS, REMEASURED):
             (outdir / f).unlink(missing_ok=True)
+        for f in RUN_PLOTS:   # the plots of the previous run (their names depend on its observables)
+            for p in outdir.glob(f):
+                p.unlink(missing_ok=True)
     if theory.is_gauge and (outdir / ENSEMBLE).exists():
         check_ensemble(outdir / ENSEMBLE, ident, state_matches=st is not None)
     if st is None:

@@ -338,7 +338,7 @@ class Heatbath(Sampler):
         odd = [L for L in lattice.shape if L % 2]
         if odd:
             raise ValueError(f"lattice={lattice}: heatbath needs even extents (the parity classes of links "
-                             "must not interact); got odd extents {odd}")
+                             f"must not interact); got odd extents {odd}")
         check_rng(rng)
         if isinstance(beta, (int, float)) and not (math.isfinite(beta) and beta >= 0):
             raise ValueError(f"beta={beta!r}: expected a finite number >= 0")

@@ -170,3 +170,19 @@ def test_bad_input_is_refused_before_any_work(runs, tmp_path, capsys) -> None:
     assert main(["compare", str(tmp_path / "nowhere"), str(b), "--out", str(out)]) == 1
     assert capsys.readouterr().err.startswith("latticekit: flow: ")
     assert not out.exists()
+
+
+def test_a_derived_observable_is_refused_with_the_reason(tmp_path) -> None:
+    """chi_t = <Q^2>/V has no value per configuration: the error says so (it suggested [measure] options)."""
+    from latticekit.app.run import run_job
+
+    cfg = {"lattice": {"shape": [4, 4]}, "action": {"beta": 1.0},
+           "sampler": {"algorithm": "heatbath", "chains": 1, "thermalization": 2, "measurements": 10},
+           "output": {"plots": False, "store_every": 1}}
+    for name, seed in (("a", 1), ("b", 2)):
+        run_job(cfg, out=tmp_path / name, seed=seed, progress=False, echo=False)
+    for measure in (False, True):
+        with pytest.raises(ConfigError, match=r"'chi_t' is a function of ensemble means .* compare its inputs"):
+            compare_job(tmp_path / "a", tmp_path / "b", observables=["chi_t"], measure=measure,
+                        out=tmp_path / "c", echo=False)
+    assert not (tmp_path / "c").exists()

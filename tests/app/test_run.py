@@ -392,3 +392,30 @@ def test_measure_of_one_configuration_has_no_error(tmp_path) -> None:
     rem = measure_job(tmp_path, echo=False)
     assert rem["observables"]["plaquette"]["n"] == 1 and rem["observables"]["plaquette"]["error"] is None
     assert rem["observables"]["chi_t"]["error"] is None
+
+
+def test_fresh_removes_the_plots_of_the_previous_run(tmp_path) -> None:
+    base = {"lattice": {"shape": [4, 4]}, "action": {"beta": 1.0},
+            "sampler": {"algorithm": "heatbath", "chains": 1, "thermalization": 2, "measurements": 6}}
+    run_job(RunConfig.from_dict(base), out=tmp_path, seed=1, progress=False, echo=False)
+    assert (tmp_path / "history_plaquette.png").exists()
+    only_q = RunConfig.from_dict({**base, "measure": {"observables": ["topological_charge"]}})
+    run_job(only_q, out=tmp_path, seed=1, fresh=True, progress=False, echo=False)
+    assert not (tmp_path / "history_plaquette.png").exists()      # the previous run's plot
+    assert (tmp_path / "history_topological_charge.png").exists()
+
+
+def test_a_run_that_accepts_nothing_says_so() -> None:
+    """HMC from a cold 4D SU(3) start with a step far too large: every trajectory rejected; the warning says that
+    the chains never moved and what to change (it said only "constant in all measurements")."""
+    cfg = RunConfig.from_dict({"lattice": {"shape": [2, 2, 2, 2]}, "action": {"group": "SU3", "beta": 5.7},
+                               "sampler": {"algorithm": "hmc", "chains": 1, "thermalization": 1, "measurements": 4,
+                                           "step_size": 0.9, "n_steps": 3, "integrator": "leapfrog"},
+                               "output": {"plots": False}})
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        res = run_job(cfg, out=d, seed=1, progress=False, echo=False)
+    assert res["sampler"]["acceptance"]["value"] == 0.0
+    assert res["warnings"][0].startswith("acceptance: no update was accepted in 4 measurements")
+    assert "reduce sampler.step_size (now 0.9)" in res["warnings"][0]
