@@ -84,10 +84,11 @@ class TrainSection:
     """``[train]``: the options of :class:`latticekit.flows.TrainConfig` the job exposes.
 
     Their ranges are checked by ``TrainConfig.validate`` (one set of rules for the library and the
-    job); the job adds ``batch_size >= 2`` (the ESS needs two samples) and ``seed >= 0``.
+    job); the job adds ``steps >= 1``, ``batch_size >= 2`` and ``eval_batch_size >= 2`` (the ESS needs two
+    samples: with one, an evaluation reported ESS 1 and var log w 0) and ``seed >= 0``.
     """
 
-    steps: int = setting(1000, doc="optimisation steps (may grow when a run is resumed)")
+    steps: int = setting(1000, ge=1, doc="optimisation steps (may grow when a run is resumed)")
     batch_size: int = setting(64, ge=2, doc="samples per step")
     lr: float = setting(1e-3, doc="learning rate")
     optimizer: str = setting("adam", doc="adam or adamw")
@@ -106,7 +107,7 @@ class TrainSection:
     seed: int = setting(0, ge=0, doc="seed of the prior samples and of the initial parameters")
     eval_every: int = setting(0, doc="evaluate every this many steps (0: never)")
     gradient: str = setting("reparam", doc="reparam or path")
-    eval_batch_size: int = setting(1024, doc="samples of an evaluation")
+    eval_batch_size: int = setting(1024, ge=2, doc="samples of an evaluation (the ESS needs two)")
     checkpoint_every: int = setting(100, doc="steps between checkpoints")
     log_every: int = setting(50, doc="steps between progress lines without tqdm")
     compile: Literal[False, True, "splines", "layers"] = setting(

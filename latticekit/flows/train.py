@@ -186,6 +186,10 @@ class TrainConfig:
             raise ValueError(f"schedule={self.schedule!r}: expected 'constant', 'cosine' or 'step'")
         if not self.min_lr >= 0:
             raise ValueError(f"min_lr={self.min_lr}: expected >= 0")
+        if self.schedule == "cosine" and self.min_lr > self.lr:
+            # the cosine runs from lr down to min_lr; above lr it would raise the rate over the run
+            raise ValueError(f"min_lr={self.min_lr}: expected at most lr={self.lr} (the final learning rate of the "
+                             "cosine schedule)")
         if self.step_size < 1:
             raise ValueError(f"step_size={self.step_size}: expected >= 1")
         if not 0 < self.gamma <= 1:

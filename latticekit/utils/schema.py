@@ -169,8 +169,9 @@ def parse(cls: type, data: Mapping[str, Any] | None, section: str, *, strict: bo
             continue
         name = known[key]
         if name in given_as:
+            alias = key if key != name else given_as[name]   # whichever of the two is not the field's own name
             raise ConfigError(f"{_join(section, key)}: {_join(section, given_as[name])} is given too; "
-                              f"{key!r} is another name of {name!r}, give one of them")
+                              f"{alias!r} is another name of {name!r}, give one of them")
         given_as[name] = key
         f = next(x for x in dataclasses.fields(cls) if x.name == name)
         kwargs[name] = check_value(_join(section, key), value, hints[name], f.metadata)

@@ -188,3 +188,11 @@ def test_loop_context_and_its_alias() -> None:
                      "bins": 8, "bound": 4.0, "tanh_scale": True, "zero_init": False, "prior_std": 1.0,
                      "rectangle_context": False}}
     assert FlowConfig.from_stored(old).to_dict()["model"] == a.to_dict()["model"]
+
+
+def test_a_key_and_its_alias_together_name_the_alias() -> None:
+    # the message said "'loop_context' is another name of 'loop_context'" when the alias came first
+    cfg = {"lattice": {"shape": [4, 4]}, "action": {"kind": "wilson", "group": "U1"},
+           "model": {"rectangle_context": True, "loop_context": True}}
+    with pytest.raises(ConfigError, match="'rectangle_context' is another name of 'loop_context'"):
+        FlowConfig.from_dict(cfg)

@@ -64,6 +64,11 @@ def _check(shape: Sequence[int], settings: Any) -> None:
     if settings.n_layers == 0 and not settings.learn_beta:
         raise ConfigError("model.learn_beta: with n_layers = 0 and learn_beta = false the model has nothing to train; "
                           "set learn_beta = true or n_layers > 0")
+    if settings.learn_beta and settings.prior_beta == 0:
+        # kappa = |sum_i beta_i e^{i sigma_i}| is not differentiable at 0: the first step's gradient was NaN
+        raise ConfigError("model.prior_beta = 0 with learn_beta = true: the concentration of the one-plaquette law "
+                          "has no gradient at 0; start from a small positive value (e.g. 0.1), or set learn_beta = "
+                          "false for the Haar prior")
     if settings.n_layers and any(L % 4 for L in shape):
         raise ConfigError(f"lattice.shape: the stripe couplings on top of the plaquette prior (n_layers = "
                           f"{settings.n_layers}) need extents divisible by 4, got {list(shape)}; use n_layers = 0")

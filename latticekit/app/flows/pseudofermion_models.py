@@ -43,6 +43,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -105,7 +106,23 @@ def _masks(shape: Sequence[int], s: Any) -> str:
     return "stripes" if len(shape) == 2 and all(L % 4 == 0 for L in shape) else "checkerboard"
 
 
+#: keys read by some objectives only: a value other than the default under another objective is refused (it was
+#: ignored: objective = "joint" with conditional stages trained no conditional stage, without a word)
+OBJECTIVE_KEYS = {"n_noise": ("marginal", "staged"), "logdet_gradient": ("marginal", "staged"),
+                  **{k: ("staged",) for k in ("conditional_steps", "conditional_batch_size", "conditional_lr",
+                                              "conditional_step_size", "conditional_gamma")}}
+
+
+def _default(cls: type, name: str) -> Any:
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+
+
 def _check(shape: Sequence[int], s: Any) -> None:
+    for key, objectives in OBJECTIVE_KEYS.items():
+        if s.objective not in objectives and getattr(s, key) != _default(type(s), key):
+            raise ConfigError(f"model.{key} is read with objective = {' or '.join(map(repr, objectives))} only; "
+                              f"objective = {s.objective!r} would ignore it: remove it or change model.objective")
     masks = _masks(shape, s)
     if masks == "stripes" and (len(shape) != 2 or any(L % 4 for L in shape)):
         raise ConfigError(f"model.masks: the stripe couplings need a 2D lattice with extents divisible by 4, got "

@@ -141,6 +141,9 @@ def check_same_run(stored: dict[str, Any], new: dict[str, Any], outdir: Path) ->
         was, now = old["train"].get(k), new["train"].get(k)
         if k not in RESUMABLE_CHANGES and was != now:
             diffs.append(f"train.{k} {was!r} -> {now!r}")
+        elif k == "steps" and was != now and old["train"].get("schedule") == "cosine":
+            # the cosine schedule runs over train.steps: a new length would change the rate of the resumed part
+            diffs.append(f"train.steps {was!r} -> {now!r} with schedule = 'cosine' (its length is train.steps)")
     if any(d.startswith(("[lattice]", "[model]")) for d in diffs):
         raise CheckpointMismatchError(
             f"{outdir} holds a run of a different architecture or lattice ({'; '.join(diffs)}); its checkpoint "

@@ -216,6 +216,13 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
     plot_path = folder / SAMPLE_PLOT if out_file is None else Path(str(data_path) + ".png")
     if data_path.is_dir():
         raise IsADirectoryError(f"out_file: {str(data_path)!r} is a folder; expected the file to write the chain to")
+    # the chain is an HDF5 ensemble (gauge fields) or an .npz archive (scalar fields): a name with the other
+    # extension would hide what the file holds
+    wrong = {".npz"} if theory.is_gauge else {".h5", ".hdf5"}
+    if out_file is not None and data_path.suffix.lower() in wrong:
+        kind = "an HDF5 ensemble (.h5)" if theory.is_gauge else "a NumPy .npz archive"
+        raise ConfigError(f"out_file: {str(data_path)!r}: this theory's chain is written as {kind}; give a name "
+                          f"with that extension")
     for p in (data_path, summary_path, plot_path):  # temporaries left by a killed earlier sample job
         remove_stale_temporaries(p.parent, [p.name])
     wanted = theory.summary_observables()

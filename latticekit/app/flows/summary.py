@@ -185,7 +185,10 @@ def flow_summary(out: str | os.PathLike[str], *, sample: Mapping[str, Any] | Non
                 "HMC) and pass `--compare RUN/results.json` to `latticekit sample`.")
     summary = {
         "theory": theory.describe(), "lattice": list(cfg.lattice.shape), "note": note,
-        "flow": {"train_steps": train.get("steps"), "train_wall_s": train.get("wall_s"), "ess": train.get("ess"),
+        # no train.json: the training was killed (or is running); the flow sampled is its last checkpoint
+        "unfinished_at_step": sample.get("checkpoint_step") if not train else None,
+        "flow": {"train_steps": train.get("steps", sample.get("checkpoint_step")), "train_wall_s": train.get("wall_s"),
+                 "ess": train.get("ess"),
                  # the final evaluation drew train.eval_batch_size samples (train.json before ess_n: the same)
                  "ess_n": train.get("ess_n", cfg.train.eval_batch_size) if train.get("ess") is not None else None,
                  "var_log_w": train.get("var_log_w"), "kl": train.get("kl"), "kl_log_z": train.get("kl_log_z"),
@@ -223,6 +226,9 @@ def format_flow_summary(summary: Mapping[str, Any]) -> str:
     head = (f"flow: {summary['theory']} on {'x'.join(map(str, summary['lattice']))}, {fmt(f.get('train_steps'), 'd')} "
             f"training steps, ESS {_ess(f.get('ess'), f.get('ess_n'))}, var log w {fmt(f.get('var_log_w'))}"
             + (f", KL {fmt(f['kl'])} ({f.get('kl_log_z')} log Z)" if f.get("kl") is not None else ""))
+    if summary.get("unfinished_at_step") is not None:
+        head += (f"\nnote: the training did not finish (no train.json): the flow sampled is its checkpoint of step "
+                 f"{summary['unfinished_at_step']}")
     head2 = (f"flow MCMC: {fmt(f.get('mcmc_steps'), 'd')} steps, acceptance {fmt(f.get('acceptance'))}, "
              f"proposal ESS {_ess(f.get('proposal_ess'), f.get('proposal_ess_n'))}")
     if "n_pf" in f:  # pseudofermion flows: the ESS of eqs. (15), (44) of arXiv:2207.08945 on the same proposals

@@ -102,7 +102,6 @@ def run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, pro
                  f"train.eval_batch_size = {t.eval_batch_size}")
     if lead:
         prepare_run_folder(outdir, conf, fresh)
-        write_json(outdir / CONFIG, conf)
     if distributed:
         import torch.distributed as dist
 
@@ -120,12 +119,19 @@ def run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, pro
     cpu_before = 0.0
     if ckpt.exists():
         resumed_from = trainer.load(str(ckpt))
+        if t.steps < resumed_from:
+            # config.json keeps the run's own steps: it was not rewritten yet
+            raise ConfigError(f"train.steps = {t.steps}: the run in {outdir} has trained {resumed_from} steps "
+                              f"already; give at least {resumed_from} (more continues the run), or --fresh to start "
+                              "over")
         if lead:
             truncate_metrics(metrics_path, resumed_from)
             done = read_metrics(metrics_path)
             cpu_before = float(done[-1].get("cpu_s", 0.0)) if done else 0.0
             if progress:
                 print(f"resuming {outdir} from step {resumed_from}", file=sys.stderr, flush=True)
+    if lead:
+        write_json(outdir / CONFIG, conf)   # after the checks of a resumption: a refused rerun leaves the run's own
     writer = MetricsWriter(metrics_path) if lead else None
     bar = Progress(t.steps, trainer.step, "flow training", progress and lead, log_every=t.log_every)
     t0, c0 = time.time(), time.process_time()

@@ -58,6 +58,9 @@ def u1_cfg(beta: float = 1.0, steps: int = 4) -> dict:
     ({"action": {"lam": -0.1}}, "action.lam"),
     ({"lattice": {"shape": [5, 4]}}, "lattice.shape"),           # checkerboard needs even extents
     ({"sample": {"n": 1}}, "sample.n"),
+    ({"train": {"steps": 0}}, "train.steps"),                  # a job of no step wrote a summary without a loss
+    ({"train": {"eval_batch_size": 1}}, "train.eval_batch_size"),   # an ESS of one sample was reported as 1
+    ({"train": {"schedule": "cosine", "lr": 1e-3, "min_lr": 0.1}}, "min_lr=0.1: expected at most lr"),
 ])
 def test_config_errors_name_the_key(patch: dict, key: str) -> None:
     cfg = phi4_cfg()
@@ -187,6 +190,18 @@ def test_more_steps_continue_and_changed_config_is_refused(tmp_path) -> None:
     assert res["resumed_from_step"] is None and res["steps"] == 4
 
 
+def test_fewer_steps_or_a_new_cosine_length_are_refused_on_resumption(tmp_path) -> None:
+    out = tmp_path / "run"
+    train_job(phi4_cfg(steps=4), out=out, progress=False)
+    with pytest.raises(ConfigError, match="train.steps = 2: the run in .* has trained 4 steps already"):
+        train_job(phi4_cfg(steps=2), out=out, progress=False)
+    assert json.loads((out / "config.json").read_text())["train"]["steps"] == 4    # the run's own, not rewritten
+    cos = tmp_path / "cos"
+    train_job(phi4_cfg(steps=2, schedule="cosine"), out=cos, progress=False)
+    with pytest.raises(ConfigError, match=r"train.steps 2 -> 4 with schedule = 'cosine'"):
+        train_job(phi4_cfg(steps=4, schedule="cosine"), out=cos, progress=False)
+
+
 def test_run_from_before_a_new_train_option_resumes(tmp_path) -> None:
     """A stored config.json without a [train] key added later (here ``compile``) resumes when the new
     configuration keeps that key's default, and is refused when it does not."""
@@ -296,6 +311,19 @@ def test_sample_phi4_writes_npz_and_summary(tmp_path) -> None:
     s2 = sample_job(out / "checkpoint.pt", n=100, seed=2, out_file=tmp_path / "again.npz")
     assert s2["observables"]["susceptibility"]["value"] == s["observables"]["susceptibility"]["value"]
     assert (tmp_path / "again.npz.json").exists()
+    with pytest.raises(ConfigError, match=r"out_file: .*chain.h5'.* written as a NumPy .npz archive"):
+        sample_job(out, n=100, seed=2, out_file=tmp_path / "chain.h5")
+
+
+def test_sampling_an_unfinished_training_says_so(tmp_path) -> None:
+    out = tmp_path / "p"
+    train_job(phi4_cfg(steps=4), out=out, progress=False)
+    (out / "train.json").unlink()          # as a killed training leaves it: checkpoints, no summary
+    sample_job(out, n=64, seed=2)
+    s = flow_summary(out)
+    assert s["unfinished_at_step"] == 4 and s["flow"]["train_steps"] == 4
+    assert "note: the training did not finish (no train.json): the flow sampled is its checkpoint of step 4" \
+        in format_flow_summary(s)
 
 
 def test_u1_flow_mcmc_matches_exact_and_summary(tmp_path) -> None:

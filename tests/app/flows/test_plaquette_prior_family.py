@@ -29,6 +29,7 @@ def cfg(shape=(8, 8), group="U1", **model) -> dict:
     ((8, 6), {"n_layers": 2}, r"lattice.shape: the stripe couplings .* divisible by 4, got \[8, 6\]"),
     ((8, 8), {"n_layers": 0, "learn_beta": False}, "model.learn_beta: with n_layers = 0 and learn_beta = false"),
     ((8, 8), {"prior_beta": -1.0}, "model.prior_beta"),
+    ((8, 8), {"prior_beta": 0.0}, "model.prior_beta = 0 with learn_beta = true: .* no gradient at 0"),  # NaN at step 1
     ((8, 8), {"coarse_shape": [2, 2]}, "unknown key model.coarse_shape"),
 ])
 def test_config_refusals(shape, patch: dict, match: str) -> None:

@@ -44,6 +44,11 @@ def cfg(shape=(4, 4), *, action=None, **model) -> dict:
     ({"masks": "stripes", "shape": (2, 4)}, "model.masks: the stripe couplings need"),
     ({"shape": (3, 4), "action": {"even_odd": False}}, "lattice.shape"),
     ({"coupling": "plaquette"}, "model.coupling: expected one of \\('pseudofermion', 'qcd4d'\\)"),
+    # keys of another objective were ignored (a joint run with conditional stages trained none)
+    ({"objective": "joint", "conditional_steps": [20]}, "model.conditional_steps is read with objective = 'staged' "
+     "only; objective = 'joint' would ignore it"),
+    ({"objective": "conditional", "logdet_gradient": "normal"}, "model.logdet_gradient is read with objective = "
+     "'marginal' or 'staged' only"),
 ])
 def test_config_refusals(patch: dict, match: str) -> None:
     shape = patch.pop("shape", (4, 4))
