@@ -178,31 +178,36 @@ def _side(h: Any) -> dict[str, Any]:
 def _entry(c: HistogramComparison) -> dict[str, Any]:
     return {"edges": _plain(c.edges), "flow": _side(c.a), "hmc": _side(c.b), "ratio": _plain(c.ratio),
             "ratio_error": _plain(c.ratio_error), "residuals": _plain(c.residuals), "chi2": c.chi2, "dof": c.dof,
-            "p_value": _num(c.p_value)}
+            "dof_effective": c.dof_effective, "p_value": _num(c.p_value)}
 
 
 def format_compare_table(result: dict[str, Any]) -> str:
-    """The table ``latticekit compare`` prints: per observable chi^2, dof, p-value and the bootstrap block lengths
-    (configurations per block) of both ensembles.
+    """The table ``latticekit compare`` prints: per observable chi^2, dof, the effective dof of the p-value
+    (``h``: the residuals' correlation, :mod:`latticekit.analysis.histogram_compare`), the p-value and the
+    bootstrap block lengths (configurations per block) of both ensembles.
 
     >>> print(format_compare_table({"table": {"rows": [{"observable": "plaquette", "chi2": 18.2, "dof": 20,
-    ...     "p_value": 0.57, "block_flow": 12, "block_hmc": 3, "reliable": True}],
-    ...     "total": {"chi2": 18.2, "dof": 20, "p_value": 0.57}}}))
-    observable                   chi^2   dof   p-value  block length flow/hmc
-    plaquette                    18.20    20     0.570  12/3
-    all observables              18.20    20     0.570
+    ...     "dof_effective": 14.3, "p_value": 0.47, "block_flow": 12, "block_hmc": 3, "reliable": True}],
+    ...     "total": {"chi2": 18.2, "dof": 20, "dof_effective": 14.3, "p_value": 0.47}}}))
+    observable                   chi^2   dof      h   p-value  block length flow/hmc
+    plaquette                    18.20    20   14.3     0.470  12/3
+    all observables              18.20    20   14.3     0.470
     """
     def p(v: float | None) -> str:
         return "-" if v is None else (f"{v:.3f}" if v >= 1e-3 else f"{v:.1e}")
 
     w = max([24] + [len(r["observable"]) for r in result["table"]["rows"]])
-    lines = [f"{'observable':{w}s} {'chi^2':>9s} {'dof':>5s} {'p-value':>9s}  block length flow/hmc"]
+    def h(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    lines = [f"{'observable':{w}s} {'chi^2':>9s} {'dof':>5s} {'h':>6s} {'p-value':>9s}  block length flow/hmc"]
     for r in result["table"]["rows"]:
         note = "" if r["reliable"] else "  (few blocks or no tau_int window: errors uncertain)"
-        lines.append(f"{r['observable']:{w}s} {r['chi2']:9.2f} {r['dof']:5d} {p(r['p_value']):>9s}  "
-                     f"{r['block_flow']}/{r['block_hmc']}{note}")
+        lines.append(f"{r['observable']:{w}s} {r['chi2']:9.2f} {r['dof']:5d} {h(r.get('dof_effective')):>6s} "
+                     f"{p(r['p_value']):>9s}  {r['block_flow']}/{r['block_hmc']}{note}")
     t = result["table"]["total"]
-    lines.append(f"{'all observables':{w}s} {t['chi2']:9.2f} {t['dof']:5d} {p(t['p_value']):>9s}")
+    lines.append(f"{'all observables':{w}s} {t['chi2']:9.2f} {t['dof']:5d} {h(t.get('dof_effective')):>6s} "
+                 f"{p(t['p_value']):>9s}")
     return "\n".join(lines)
 
 
@@ -299,7 +304,8 @@ def compare_job(flow: str | os.PathLike[str], hmc: str | os.PathLike[str], *,
         comparisons[n] = compare_histograms(fs.series(n), hs.series(n), bins=bins, n_boot=n_boot,
                                             rng=np.random.default_rng(_rng_seed(seed, n)))
     total = combine_chi2(comparisons.values())
-    rows = [{"observable": n, "chi2": c.chi2, "dof": c.dof, "p_value": _num(c.p_value), "block_flow": c.a.block,
+    rows = [{"observable": n, "chi2": c.chi2, "dof": c.dof, "dof_effective": c.dof_effective,
+             "p_value": _num(c.p_value), "block_flow": c.a.block,
              "block_hmc": c.b.block, "reliable": c.a.reliable and c.b.reliable} for n, c in comparisons.items()]
     where = ["--backend", backend] + ([] if device is None else ["--device", str(device)])
     argv = ["latticekit"] + (where if measure else []) + [
@@ -312,8 +318,10 @@ def compare_job(flow: str | os.PathLike[str], hmc: str | os.PathLike[str], *,
                      "binning": "equal widths over the pooled range of both ensembles",
                      "density": "n_k / (N w_k)", "errors": "blocked bootstrap, blocks of ceil(block_factor * tau_int) "
                      "configurations of each chain", "residual": "(h_flow - h_hmc) / sqrt(s_flow^2 + s_hmc^2)",
-                     "p_value": "scipy.stats.chi2.sf(sum r^2, dof = bins with a non-zero denominator)"},
-        "table": {"rows": rows, "total": {"chi2": total.chi2, "dof": total.dof, "p_value": _num(total.p_value)}},
+                     "p_value": "P(g chi2_h >= sum r^2), dof = bins with a non-zero denominator, h = dof_effective = "
+                     "dof^2 / tr(M^2) from the bootstrap correlation matrix M of the residuals, g = dof / h"},
+        "table": {"rows": rows, "total": {"chi2": total.chi2, "dof": total.dof, "dof_effective": total.dof_effective,
+                                                  "p_value": _num(total.p_value)}},
         "observables": {n: _entry(c) for n, c in comparisons.items()},
     }
     write_json(outdir / COMPARE_SUMMARY, result)

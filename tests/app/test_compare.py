@@ -54,7 +54,7 @@ def test_command_writes_the_files_and_the_table(runs, tmp_path, capsys) -> None:
     assert main(["compare", str(runs["a"] / "ensemble.h5"), str(runs["b"]), "--bins", "8", "--n-boot", "200",
                  "--seed", "3", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert printed.splitlines()[0].split()[:4] == ["observable", "chi^2", "dof", "p-value"]
+    assert printed.splitlines()[0].split()[:5] == ["observable", "chi^2", "dof", "h", "p-value"]
     assert "all observables" in printed and str(out / "compare.json") in printed
     for f in ("compare.png", "compare_residuals.png"):
         assert (out / f).read_bytes()[:8] == PNG
@@ -88,12 +88,16 @@ def test_command_writes_the_files_and_the_table(runs, tmp_path, capsys) -> None:
         assert_close(ratio[h_h > 0], h_f[h_h > 0] / h_h[h_h > 0], rtol=1e-12, atol=0)
         assert e["dof"] == int(used.sum())
         assert_close(e["chi2"], float(np.sum(r[used] ** 2)), rtol=1e-12, atol=0)
-        assert_close(e["p_value"], stats.chi2.sf(e["chi2"], e["dof"]), rtol=1e-12, atol=0)
+        h = e["dof_effective"]
+        assert 0 < h <= e["dof"]
+        assert_close(e["p_value"], stats.chi2.sf(e["chi2"] * h / e["dof"], h), rtol=1e-12, atol=0)
         assert 1 <= e["hmc"]["block"] <= 20 and e["hmc"]["n_blocks"] == 2 * (40 // e["hmc"]["block"])
     t = res["table"]["total"]
     assert t["dof"] == sum(e["dof"] for e in res["observables"].values())
     assert_close(t["chi2"], sum(e["chi2"] for e in res["observables"].values()), rtol=1e-12, atol=0)
-    assert_close(t["p_value"], stats.chi2.sf(t["chi2"], t["dof"]), rtol=1e-12, atol=0)
+    h = t["dof"] ** 2 / sum(e["dof"] ** 2 / e["dof_effective"] for e in res["observables"].values() if e["dof"])
+    assert_close(t["dof_effective"], h, rtol=1e-12, atol=0)
+    assert_close(t["p_value"], stats.chi2.sf(t["chi2"] * h / t["dof"], h), rtol=1e-12, atol=0)
     assert 0.0 < t["p_value"] <= 1.0
 
 
