@@ -99,20 +99,6 @@ def _h5py() -> Any:
     return h5py
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    return str(o)
-
-
-def _dumps(x: Any) -> str:
-    return json.dumps(x, default=_json_default, sort_keys=True)
-
-
 def _strict_default(o: Any) -> Any:
     if isinstance(o, np.generic):
         return o.item()
@@ -121,6 +107,18 @@ def _strict_default(o: Any) -> Any:
     if isinstance(o, (set, tuple)):
         return list(o)
     raise TypeError(f"{type(o).__name__} {o!r:.60} is not JSON serialisable")
+
+
+def _json_default(o: Any) -> Any:
+    """As :func:`_strict_default`, with anything else stored as its ``str`` (free-form metadata)."""
+    try:
+        return _strict_default(o)
+    except TypeError:
+        return str(o)
+
+
+def _dumps(x: Any) -> str:
+    return json.dumps(x, default=_json_default, sort_keys=True)
 
 
 def _info_json(info: Mapping[str, Any] | None) -> str:

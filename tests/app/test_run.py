@@ -316,17 +316,22 @@ def test_killed_before_first_checkpoint_then_another_config_is_refused(tmp_path)
         assert len(ens) == 2 * 4 and ens.action_params["beta"] == 3.0
 
 
-def test_killed_mid_run_resumes_identically(tmp_path) -> None:
-    # a real kill -9 in the second checkpoint segment (6th measurement); the rerun gives the uninterrupted results
+def _uninterrupted_and_killed(tmp_path, conf_text: str, kill_at: str) -> tuple[dict, dict]:
+    """results.json of a run to the end (ref/) and of the same run killed (-9) at ``kill_at`` then rerun (cut/)."""
     conf = tmp_path / "c.toml"
-    conf.write_text("[lattice]\nshape = [4, 4]\n[action]\nbeta = 1.0\n[sampler]\nchains = 2\nthermalization = 2\n"
-                    "measurements = 8\n[output]\nplots = false\nstore_every = 2\ncheckpoint_every = 4\n")
+    conf.write_text(conf_text)
     assert _cli("run", conf, "--out", tmp_path / "ref", "--quiet").returncode == 0
-    r = _cli("run", conf, "--out", tmp_path / "cut", "--quiet", env_extra={"LATTICEKIT_KILL_AT": "run:measurement:6"})
+    r = _cli("run", conf, "--out", tmp_path / "cut", "--quiet", env_extra={"LATTICEKIT_KILL_AT": kill_at})
     assert r.returncode == -9
     assert _cli("run", conf, "--out", tmp_path / "cut", "--quiet").returncode == 0
-    ref = json.loads((tmp_path / "ref" / "results.json").read_text())
-    cut = json.loads((tmp_path / "cut" / "results.json").read_text())
+    return tuple(json.loads((tmp_path / d / "results.json").read_text()) for d in ("ref", "cut"))  # type: ignore
+
+
+def test_killed_mid_run_resumes_identically(tmp_path) -> None:
+    # a real kill -9 in the second checkpoint segment (6th measurement); the rerun gives the uninterrupted results
+    ref, cut = _uninterrupted_and_killed(
+        tmp_path, "[lattice]\nshape = [4, 4]\n[action]\nbeta = 1.0\n[sampler]\nchains = 2\nthermalization = 2\n"
+        "measurements = 8\n[output]\nplots = false\nstore_every = 2\ncheckpoint_every = 4\n", "run:measurement:6")
     assert cut["observables"] == ref["observables"]
 
 
@@ -337,16 +342,10 @@ def test_killed_su3_hmc_after_a_reprojection_resumes_identically(tmp_path) -> No
     # of segments of 10, right after a reprojection.
     from latticekit.io import Ensemble
 
-    conf = tmp_path / "c.toml"
-    conf.write_text('[lattice]\nshape = [4, 4]\n[action]\ngroup = "SU3"\nbeta = 4.0\n[sampler]\nalgorithm = "hmc"\n'
-                    "chains = 2\nthermalization = 10\nmeasurements = 30\n[output]\nplots = false\n"
-                    "checkpoint_every = 10\nstore_every = 1\n")
-    assert _cli("run", conf, "--out", tmp_path / "ref", "--quiet").returncode == 0
-    r = _cli("run", conf, "--out", tmp_path / "cut", "--quiet", env_extra={"LATTICEKIT_KILL_AT": "run:measurement:15"})
-    assert r.returncode == -9
-    assert _cli("run", conf, "--out", tmp_path / "cut", "--quiet").returncode == 0
-    ref = json.loads((tmp_path / "ref" / "results.json").read_text())
-    cut = json.loads((tmp_path / "cut" / "results.json").read_text())
+    ref, cut = _uninterrupted_and_killed(
+        tmp_path, '[lattice]\nshape = [4, 4]\n[action]\ngroup = "SU3"\nbeta = 4.0\n[sampler]\nalgorithm = "hmc"\n'
+        "chains = 2\nthermalization = 10\nmeasurements = 30\n[output]\nplots = false\ncheckpoint_every = 10\n"
+        "store_every = 1\n", "run:measurement:15")
     assert cut["observables"] == ref["observables"]
     with Ensemble.open(tmp_path / "cut" / "ensemble.h5") as a, Ensemble.open(tmp_path / "ref" / "ensemble.h5") as b:
         order = {(b.info(i)["measurement"], b.info(i)["chain"]): i for i in range(len(b))}
