@@ -188,5 +188,8 @@ def test_torch_compiled_cg_updates(monkeypatch):
         monkeypatch.setitem(_fast._REGISTRY, (name, "torch"), spy)
     xf, infof = cg(op, b, tol=1e-12, batch_ndim=1)
     assert calls and all(calls)                          # the compiled updates ran, none declined
-    assert torch.equal(infof.iterations, infog.iterations)
+    # the same iterations up to one: Inductor's code rounds differently from torch's kernels (FMA contraction and
+    # vector widths depend on the CPU), and a residual that lands within a few percent of tol can cross it one
+    # iteration later (on an AMD EPYC: 77 against 78, residuals 6.0e-13 and 5.3e-14 for tol 1e-12)
+    assert int((infof.iterations - infog.iterations).abs().max()) <= 1, (infof.iterations, infog.iterations)
     assert_close(xf.numpy(), xg.numpy(), rtol=0, atol=1e-10 * float(xg.abs().max()))
