@@ -229,7 +229,10 @@ def test_sigint_during_a_run_then_resume(tmp_path) -> None:
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "latticekit.app.cli", "--threads", "1", "run", str(cfg), "--out", str(out)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    # SIGINT back to its default in the child: a pytest-xdist worker ignores it, and an ignored signal is inherited
+    # (Python then installs no KeyboardInterrupt handler); a shell gives the default
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.time()
     while not (out / "state.npz").exists() and time.time() - t0 < 120 and p.poll() is None:
         time.sleep(0.2)
