@@ -18,6 +18,7 @@ Examples
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -124,6 +125,17 @@ def _stack(items: list[Any]) -> Any:
     return xp.stack(items, axis=0)
 
 
+#: :meth:`Sampler.run` warns when no proposal of this many steps or more was accepted
+NO_ACCEPTANCE_STEPS = 5
+
+
+def _any(accepted: Any) -> bool:
+    if isinstance(accepted, list):
+        return any(bool(a) for a in accepted)
+    xp = array_namespace(accepted)
+    return bool(xp.any(xp.astype(accepted, xp.bool) if accepted.dtype != xp.bool else accepted))
+
+
 class Sampler:
     """Base class: subclasses implement :meth:`step`; :meth:`run` loops and records."""
 
@@ -172,4 +184,10 @@ class Sampler:
                 meas.append(measure(x))
             if callback is not None:
                 callback(i, x, info)
-        return x, MCHistory(accepted=_stack(acc), dH=_stack(dh), measurements=_stack(meas), n_steps=n)
+        accepted = _stack(acc)
+        if n >= NO_ACCEPTANCE_STEPS and accepted is not None and not _any(accepted):
+            # every chain stayed at its start (a step size far too large for the action: dH of 10 or more)
+            warnings.warn(f"{type(self).__name__}.run: no proposal was accepted in {n} steps of any chain; the chains "
+                          "never left x, so nothing measured is a Monte Carlo estimate: reduce the step size",
+                          RuntimeWarning, stacklevel=2)
+        return x, MCHistory(accepted=accepted, dH=_stack(dh), measurements=_stack(meas), n_steps=n)

@@ -248,3 +248,20 @@ def test_bad_input():
         hmc.step(np.zeros((2, 2, 2, 3, 3), dtype=complex))
     with pytest.raises(ValueError, match="n="):
         hmc.run(lk.gauge.cold_gauge_field(lk.SU(2), lat), -1)
+
+
+def test_run_warns_when_nothing_was_accepted(bk) -> None:
+    """A cold 4D SU(3) start with a step far too large (dH ~ 10-100): every trajectory is rejected, and run() says
+    that the chains never moved; a sensible step size gives no warning."""
+    import warnings
+
+    lat, G = lk.Lattice((2, 2, 2, 2)), lk.SU(3)
+    U = lk.gauge.cold_gauge_field(G, lat, (2,), backend=bk.name, device=bk.device)
+    bad = HMC(WilsonGaugeAction(G, lat, 5.7), rng=bk.rng(0), step_size=0.9, n_steps=3, integrator="leapfrog")
+    with pytest.warns(RuntimeWarning, match="no proposal was accepted in 5 steps of any chain"):
+        _, hist = bad.run(U, 5)
+    assert not bool(bk.to_numpy(hist.accepted).any())
+    good = HMC(WilsonGaugeAction(G, lat, 5.7), rng=bk.rng(0), step_size=0.05, n_steps=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        good.run(U, 5)
