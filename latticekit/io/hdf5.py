@@ -83,6 +83,7 @@ from ._hdf5_format import (
     put_str,
 )
 from ._hdf5_probe import probe_metadata
+from ._hdf5_values import check_u1_angles, dumps_metadata, info_json
 from .errors import IOFormatError
 
 __all__ = ["Ensemble"]
@@ -97,64 +98,6 @@ def _h5py() -> Any:
     except ImportError as exc:  # pragma: no cover - h5py is a test dependency
         raise ImportError("HDF5 ensembles need h5py: pip install 'latticekit[io]'") from exc
     return h5py
-
-
-def _strict_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    raise TypeError(f"{type(o).__name__} {o!r:.60} is not JSON serialisable")
-
-
-def _json_default(o: Any) -> Any:
-    """As :func:`_strict_default`, with anything else stored as its ``str`` (free-form metadata)."""
-    try:
-        return _strict_default(o)
-    except TypeError:
-        return str(o)
-
-
-def _dumps(x: Any) -> str:
-    return json.dumps(x, default=_json_default, sort_keys=True)
-
-
-def _info_json(info: Mapping[str, Any] | None) -> str:
-    """The JSON text of a per-configuration ``info``; a value JSON cannot hold (an object, NaN, infinity) is a
-    ValueError naming its key, so that what is stored reads back as what was given."""
-    if info is None:
-        return "{}"
-    if not isinstance(info, Mapping):
-        raise TypeError(f"info: expected a mapping (e.g. {{'traj': 3}}), got {type(info).__name__}")
-    for k, v in info.items():
-        if not isinstance(k, str):
-            raise ValueError(f"info: key {k!r} must be a string (JSON object keys are strings)")
-        try:
-            json.dumps(v, default=_strict_default, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            why = "NaN or infinity, which JSON cannot hold" if "Out of range float" in str(exc) else str(exc)
-            raise ValueError(f"info[{k!r}]: {why}; expected numbers, strings, booleans, None, lists or "
-                             f"mappings of these") from None
-        except RecursionError:
-            raise ValueError(f"info[{k!r}]: a circular reference; expected JSON-serialisable data") from None
-    return json.dumps(dict(info), default=_strict_default, allow_nan=False, sort_keys=True)
-
-
-def check_u1_angles(a: np.ndarray, precision: str, nd: int, argname: str = "U") -> None:
-    """Refuse U(1) angles the reader would refuse: NaN/infinity, or ``|theta|`` beyond
-    :data:`~latticekit.io._hdf5_format.U1_ANGLE_LIMIT` of ``precision`` (checked as stored, in that precision)."""
-    stored = np.asarray(a, dtype=file_dtype(True, precision))
-    if not np.all(np.isfinite(stored)):
-        raise ValueError(f"{argname} contains NaN or infinite angles")
-    lim = U1_ANGLE_LIMIT[precision]
-    big = float(np.max(np.abs(stored))) if stored.size else 0.0
-    if big > lim:
-        raise ValueError(f"{argname} holds U(1) angles up to |theta| = {big:.3g}; an ensemble of {precision} "
-                         f"precision stores |theta| <= {lim:.3g} (beyond it one rounding step exceeds the read "
-                         f"tolerance, and the reader refuses the file): wrap the angles to (-pi, pi] with "
-                         f"latticekit.U1.normalize(U, nd={nd}) first")
 
 
 def _software() -> str:
@@ -343,13 +286,13 @@ class Ensemble:
                 put_str(a, "precision", prec)
                 put_str(a, "layout", "(n, Nd, *G, L0..L_{Nd-1}); direction mu on lattice axis mu; mu = 0 is time")
                 put_str(a, "action", action or "")
-                put_str(a, "action_params", _dumps(dict(action_params or {})))
+                put_str(a, "action_params", dumps_metadata(dict(action_params or {})))
                 put_str(a, "sampler", sampler or "")
-                put_str(a, "sampler_params", _dumps(dict(sampler_params or {})))
-                put_str(a, "seeds", _dumps(seeds))
+                put_str(a, "sampler_params", dumps_metadata(dict(sampler_params or {})))
+                put_str(a, "seeds", dumps_metadata(seeds))
                 put_str(a, "software", _software())
                 put_str(a, "created", datetime.datetime.now(datetime.timezone.utc).isoformat())
-                put_str(a, "metadata", _dumps(dict(metadata or {})))
+                put_str(a, "metadata", dumps_metadata(dict(metadata or {})))
                 a["n_committed"] = np.int64(0)
                 f.create_dataset("configs", shape=(0,) + shape, maxshape=(None,) + shape, dtype=dt,
                                  chunks=(1,) + shape)
@@ -676,7 +619,7 @@ class Ensemble:
                 shape = getattr(v, "shape", None)
                 raise ValueError(f"observables[{k!r}]: expected one number for this configuration, got "
                                  f"{type(v).__name__}{'' if shape is None else f' of shape {shape}'}") from None
-        text = _info_json(info)
+        text = info_json(info)
         v2 = self.format_version >= 2
         if v2:
             off = 0

@@ -36,7 +36,8 @@ from ._common import (
     verify_mode,
 )
 from .errors import IOFormatError
-from .hdf5 import Ensemble, check_u1_angles
+from ._hdf5_values import check_u1_angles
+from .hdf5 import Ensemble
 
 __all__ = ["field_plaquette", "read_hdf5", "write_hdf5"]
 
