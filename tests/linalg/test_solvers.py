@@ -115,3 +115,31 @@ def test_cg_freezes_chain_where_operator_is_not_positive(bk):
     its = bk.to_numpy(info.iterations)
     assert its[1] == 0 and 1 < its[0] <= 8 + 4   # exact arithmetic: at most n = 8 steps; round-off may add a few
     assert_close(bk.to_numpy(x)[1], 0.0, rtol=0, atol=0)
+    assert bk.to_numpy(info.indefinite).tolist() == [False, True]
+    with pytest.raises(ConvergenceError, match="not positive definite there"):
+        cg(_matop(bk, A), bk.asarray(b), tol=1e-12, batch_ndim=1)
+
+
+def test_convergence_means_the_true_residual(bk):
+    """In single precision the recursive residual drifts below tol while the true one stalls (float32 resolves about
+    1e-7 times the condition number): such a solve was reported converged with a true residual 1e5 times tol. Now
+    converged means |b - A x| <= tol |b|: chains whose recursive residual said so are restarted from x, and a tol
+    the precision cannot reach fails with a message that says why; a reachable tol converges for every chain."""
+    rng = np.random.default_rng(7)
+    A = _hpd(rng, 4, 40, [30.0] * 4).astype(np.complex64)
+    b = (rng.normal(size=(4, 40)) + 1j * rng.normal(size=(4, 40))).astype(np.complex64)
+    x, info = cg(_matop(bk, A), bk.asarray(b), tol=1e-12, maxiter=400, batch_ndim=1, raise_on_failure=False)
+    res = bk.to_numpy(info.residual)
+    assert not bk.to_numpy(info.converged).any() and (res > 1e-9).all()
+    with pytest.raises(ConvergenceError, match="complex64 arithmetic resolves a true residual of about 1e-7 times"):
+        cg(_matop(bk, A), bk.asarray(b), tol=1e-12, maxiter=400, batch_ndim=1)
+    x, info = cg(_matop(bk, A), bk.asarray(b), tol=1e-5, batch_ndim=1)
+    assert bk.to_numpy(info.converged).all() and (bk.to_numpy(info.residual) <= 1e-5).all()
+    # the residual reported is the true one
+    true = np.linalg.norm(b - np.einsum("bij,bj->bi", A, bk.to_numpy(x)), axis=1) / np.linalg.norm(b, axis=1)
+    assert_close(bk.to_numpy(info.residual), true, rtol=1e-3, atol=1e-7)
+
+
+def test_unbatched_failure_names_no_chain(bk):
+    with pytest.raises(ConvergenceError, match=r"^cg did not converge to tol=1e-10 within maxiter=2: residual "):
+        cg(_matop(bk, np.diag(np.geomspace(1.0, 100.0, 20))), bk.asarray(np.ones(20)), maxiter=2)

@@ -74,6 +74,10 @@ __all__ = ["ESTIMATORS", "PFTarget", "PseudofermionSolveError", "dense_normal_ma
 ESTIMATORS = ("dirac", "normal")
 
 
+#: single precision: a CG solve that stalls above its tolerance is accepted up to this true relative residual
+#: (PFTarget._solve); float32 cannot resolve ~1e-7 times the condition number of D D^dag
+SINGLE_ACCEPT = 1e-3
+
 class PseudofermionSolveError(ConvergenceError):
     """A CG solve of a pseudofermion monomial did not converge (kappa too close to critical, or a
     near-singular gauge field)."""
@@ -241,10 +245,18 @@ class PFTarget:
                              f"(B, {', '.join(map(str, self.field_shape))}) for {self.group.name} on {self.lattice}")
 
     def _solve(self, op: Any, b: torch.Tensor, mu: float) -> torch.Tensor:
-        # single precision cannot reach a residual below ~1e-6: the tolerance is raised to that there
-        tol = max(self.tol, 1e-6) if b.dtype == torch.complex64 else self.tol
+        # single precision cannot reach a true residual |b - A x| / |b| below about 1e-7 times the condition number of
+        # D D^dag (the rounding of A x itself; 1.1e-6 for a smooth 8x8 U(1) field at kappa = 0.265, more near kappa_c):
+        # the tolerance is raised to 1e-5 there, and a solve that stalls above it is accepted up to SINGLE_ACCEPT
+        # (the training's gradient estimate is stochastic and float32 throughout; a CG failure beyond it is raised)
+        single = b.dtype == torch.complex64
+        tol = max(self.tol, 1e-5) if single else self.tol
         try:
-            X, _ = solve_normal(op, b, mu, tol=tol, maxiter=self.maxiter)
+            X, info = solve_normal(op, b, mu, tol=tol, maxiter=self.maxiter, raise_on_failure=not single)
+            worst = float(info.residual.max())
+            if single and not info.all_converged and not worst <= SINGLE_ACCEPT:
+                raise ConvergenceError(f"the true residual stalled at {worst:.2e} in single precision, above "
+                                       f"{SINGLE_ACCEPT:g}", info)
         except ConvergenceError as exc:
             raise PseudofermionSolveError(
                 f"{self!r}: CG did not converge ({exc}); action.kappa = {self.kappa} may be at or beyond the critical "
