@@ -38,7 +38,7 @@ from ._namespace import (
     use,
 )
 from ._convert import asarray, from_dlpack, from_numpy, to_backend, to_numpy
-from ._dtypes import complex_dtype, complex_dtype_for, is_complex, real_dtype, real_dtype_for
+from ._dtypes import complex_dtype, complex_dtype_for, is_complex, precision_bits, real_dtype, real_dtype_for
 from ._random import Generator, check_rng, rng
 from ._fast import fast_path, register_fast_path
 from ._lu import LU_OPS, lu_linalg
@@ -71,6 +71,7 @@ __all__ = [
     "register_fast_path",
     "namespace",
     "normalize_device",
+    "precision_bits",
     "real_dtype",
     "real_dtype_for",
     "rng",

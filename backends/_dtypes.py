@@ -8,7 +8,8 @@ from typing import Any
 _PRECISIONS = {"double": 64, "float64": 64, "64": 64, 64: 64, "single": 32, "float32": 32, "32": 32, 32: 32}
 
 
-def _bits(precision: Any) -> int:
+def precision_bits(precision: Any) -> int:
+    """64 for 'double' (also 'float64', 64, '64'), 32 for 'single'; a ValueError naming ``precision`` otherwise."""
     try:
         return _PRECISIONS[precision]
     except (KeyError, TypeError):
@@ -17,12 +18,12 @@ def _bits(precision: Any) -> int:
 
 def real_dtype(xp: ModuleType, precision: Any = "double") -> Any:
     """The real floating dtype of ``xp`` at ``precision`` ('double'/64 or 'single'/32)."""
-    return xp.float64 if _bits(precision) == 64 else xp.float32
+    return xp.float64 if precision_bits(precision) == 64 else xp.float32
 
 
 def complex_dtype(xp: ModuleType, precision: Any = "double") -> Any:
     """The complex dtype of ``xp`` at ``precision`` ('double' -> complex128, 'single' -> complex64)."""
-    return xp.complex128 if _bits(precision) == 64 else xp.complex64
+    return xp.complex128 if precision_bits(precision) == 64 else xp.complex64
 
 
 def is_complex(x: Any, xp: ModuleType | None = None) -> bool:

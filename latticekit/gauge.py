@@ -38,8 +38,14 @@ __all__ = [
 
 def check_gauge_field(U: Any, group: Group, lattice: Lattice, name: str = "U", unitarity: bool = False,
                       tol: float | None = None) -> None:
-    """Validate the shape ``(*B, Nd, *G, *L)`` (and optionally unitarity) of a gauge field."""
+    """Validate the shape ``(*B, Nd, *G, *L)``, the dtype kind (U(1): real angles; SU(N): complex matrices) and
+    optionally the unitarity of a gauge field.
+
+    The dtype matters as much as the shape: complex U(1) phases, or a real or integer array given as SU(N) links,
+    have valid shapes and gave numbers without meaning (a complex "plaquette", ``|P| > 1``).
+    """
     lattice.check(U, name, inner=(lattice.nd,) + tuple(group.element_shape))
+    group.check_dtype(U, name=name)
     if unitarity:
         group.check(U, nd=lattice.nd, name=name, tol=tol)
 
@@ -59,20 +65,42 @@ def stack_links(links: Sequence[Any], group: Group, lattice: Lattice) -> Any:
 def cold_gauge_field(group: Group, lattice: Lattice, batch_shape: Sequence[int] = (), *, backend: str | None = None,
                      device: Any = None, precision: Any = "double") -> Any:
     """The unit gauge field (all links 1)."""
-    return group.identity(tuple(batch_shape) + (lattice.nd,), lattice.shape, backend=backend, device=device,
+    return group.identity(_batch_shape(batch_shape) + (lattice.nd,), lattice.shape, backend=backend, device=device,
                           precision=precision)
+
+
+def _check_transformation(Omega: Any, group: Group, lattice: Lattice, batch: tuple[int, ...] | None = None) -> None:
+    """Shape ``(*B, *G, *L)`` and dtype of a gauge transformation; its batch must broadcast against ``batch``."""
+    lattice.check(Omega, "Omega", inner=tuple(group.element_shape))
+    group.check_dtype(Omega, name="Omega")
+    if batch is not None:
+        ob = tuple(Omega.shape[:Omega.ndim - lattice.nd - len(group.element_shape)])
+        if len(ob) > len(batch) or any(o not in (1, u) for o, u in zip(ob[::-1], batch[::-1])):
+            raise ValueError(f"Omega has batch shape {ob}; expected one that broadcasts against the field's batch "
+                             f"shape {batch} (the same, or fewer/unit axes)")
+
+
+def _batch_shape(batch_shape: Any) -> tuple[int, ...]:
+    try:
+        out = tuple(batch_shape)
+    except TypeError:
+        raise TypeError(f"batch_shape={batch_shape!r}: expected a tuple of sizes, e.g. (4,) or ()") from None
+    if any(isinstance(n, bool) or not hasattr(n, "__index__") or int(n) < 0 for n in out):
+        raise ValueError(f"batch_shape={batch_shape!r}: expected non-negative integer sizes")
+    return tuple(int(n) for n in out)
 
 
 def random_gauge_field(group: Group, lattice: Lattice, rng: Generator, batch_shape: Sequence[int] = (), *,
                        precision: Any = "double") -> Any:
     """Independent Haar-random links (a 'hot start')."""
-    return group.random(rng, tuple(batch_shape) + (lattice.nd,), lattice.shape, precision=precision)
+    return group.random(rng, _batch_shape(batch_shape) + (lattice.nd,), lattice.shape, precision=precision)
 
 
 def gauge_transform(U: Any, Omega: Any, group: Group, lattice: Lattice) -> Any:
     """``U_mu(x) -> Omega(x) U_mu(x) Omega(x + mu)^dagger`` for ``Omega`` of shape ``(*B, *G, *L)``."""
     check_gauge_field(U, group, lattice)
-    lattice.check(Omega, "Omega", inner=tuple(group.element_shape))
+    _check_transformation(Omega, group, lattice, batch=tuple(U.shape[:U.ndim - lattice.nd - len(group.element_shape)
+                                                                     - 1]))
     nd = lattice.nd
     out = []
     for mu in range(nd):
@@ -86,7 +114,7 @@ def gauge_transform_matter(psi: Any, Omega: Any, group: Group, lattice: Lattice)
 
     Any axes between the batch and the colour axis (e.g. spin) are broadcast over.
     """
-    lattice.check(Omega, "Omega", inner=tuple(group.element_shape))
+    _check_transformation(Omega, group, lattice)
     xp = array_namespace(psi, Omega)
     nd = lattice.nd
     extra = psi.ndim - nd - 1 - (Omega.ndim - nd - len(group.element_shape))

@@ -56,6 +56,8 @@ True
 
 from __future__ import annotations
 
+import numbers
+
 from functools import lru_cache, wraps
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
@@ -69,7 +71,7 @@ __all__ = ["LoopBuilder", "Path", "path_product", "staple_order", "staple_plaque
 
 
 def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)   # NumPy integers too
 
 
 class Path:

@@ -184,3 +184,79 @@ def test_pseudofermion_shift_must_be_a_real_number():
         PseudofermionAction(lk.U1, LAT, kappa=0.2, mu="0.1")
     with pytest.raises(TypeError, match="^mus="):
         HasenbuschAction(lk.U1, LAT, kappa=0.2, mus=["0.1"])
+
+
+# -- observables and gauge fields (a probe of 2026-12-07 found each accepted) ---------------------------------------
+def test_observables_refuse_a_field_of_the_wrong_dtype(bk) -> None:
+    """Complex U(1) phases, real or integer "SU(2)" links have valid shapes; the observables gave a complex
+    plaquette, |P| > 1 or 8.0 for them. Now the dtype is checked with the shape (gauge.check_gauge_field)."""
+    from latticekit.gauge import gauge_transform
+    from latticekit.observables import average_plaquette, polyakov_loop, topological_charge_u1_2d
+
+    lat, xp = lk.Lattice((4, 4)), bk.xp
+    th = lk.gauge.random_gauge_field(lk.U1, lat, bk.rng(0))
+    z = xp.exp(1j * xp.astype(th, xp.complex128))
+    for f in (lambda: average_plaquette(z, lk.U1, lat), lambda: polyakov_loop(z, lk.U1, lat),
+              lambda: topological_charge_u1_2d(z, lat)):
+        with pytest.raises(TypeError, match="U has dtype .*complex.*U1.project gives the angles"):
+            f()
+    U = lk.gauge.random_gauge_field(lk.SU(2), lat, bk.rng(1), (2,))
+    with pytest.raises(TypeError, match="U has dtype .*float64; SU\\(2\\) elements are stored as complex"):
+        average_plaquette(xp.real(U), lk.SU(2), lat)
+    with pytest.raises(TypeError, match="U has dtype .*int64"):
+        average_plaquette(xp.ones((2, 2, 2, 2, 4, 4), dtype=xp.int64), lk.SU(2), lat)
+    Om = lk.SU(2).random(bk.rng(2), (2,), lat.shape)
+    with pytest.raises(TypeError, match="Omega has dtype"):
+        gauge_transform(U, xp.real(Om), lk.SU(2), lat)
+    with pytest.raises(ValueError, match=r"Omega has batch shape \(3,\); expected one that broadcasts against"):
+        gauge_transform(U, lk.SU(2).random(bk.rng(3), (3,), lat.shape), lk.SU(2), lat)
+
+
+@pytest.mark.parametrize("batch_shape, err, match", [
+    ((-1,), ValueError, "expected non-negative integer sizes"),
+    (3, TypeError, "expected a tuple of sizes"),
+])
+def test_gauge_field_batch_shape_is_checked(batch_shape, err, match) -> None:
+    for make in (lambda: lk.gauge.random_gauge_field(lk.SU(2), lk.Lattice((2, 2)), lk.backends.rng(0), batch_shape),
+                 lambda: cold_gauge_field(lk.SU(2), lk.Lattice((2, 2)), batch_shape)):
+        with pytest.raises(err, match=match):
+            make()
+
+
+def test_unknown_precision_is_refused_for_u1_too() -> None:
+    # SU(N) refused precision="half"; U(1) returned float64
+    with pytest.raises(ValueError, match="precision='half': expected 'double'/64 or 'single'/32"):
+        lk.gauge.random_gauge_field(lk.U1, lk.Lattice((2, 2)), lk.backends.rng(0), precision="half")
+    with pytest.raises(ValueError, match="precision='bogus'"):
+        lk.U1.random_algebra(lk.backends.rng(0), (2,), precision="bogus")
+
+
+def test_flow_smearing_and_loops_take_numpy_scalars_and_refuse_an_infinite_step() -> None:
+    from latticekit.loops import Path
+    from latticekit.observables import stout_smear, wilson_flow, wilson_flow_step, wilson_loop
+
+    lat, G = lk.Lattice((4, 4)), lk.SU(2)
+    U = lk.gauge.random_gauge_field(G, lat, lk.backends.rng(0), (1,))
+    with pytest.raises(ValueError, match="eps=inf: expected a finite positive step size"):
+        wilson_flow(U, G, lat, 0.5, eps=math.inf)            # it made no step and returned U
+    V, h = wilson_flow(U, G, lat, np.float32(0.1), eps=np.float32(0.05))
+    assert_close(V, wilson_flow(U, G, lat, 0.1, eps=0.05)[0], rtol=0, atol=1e-6)
+    assert_close(wilson_flow_step(U, G, lat, np.float32(0.25)), wilson_flow_step(U, G, lat, 0.25), rtol=0, atol=1e-7)
+    assert_close(stout_smear(U, G, lat, np.float64(0.1), np.int64(2), directions=np.array([0, 1])),
+                 stout_smear(U, G, lat, 0.1, 2), rtol=0, atol=0)
+    assert_close(wilson_loop(U, G, lat, np.int64(2), np.int64(1), mu=np.int64(0), nu=np.int64(1)),
+                 wilson_loop(U, G, lat, 2, 1), rtol=0, atol=0)
+    assert Path([(np.int64(1), 1)]) == Path([(1, 1)])
+
+
+def test_a_coupling_per_batch_element_in_the_force(bk) -> None:
+    """The action took beta of shape (B,); the force failed with a broadcast error. Element b of the force is the
+    force of configuration b at beta[b]; a beta of another shape is refused."""
+    lat, G = lk.Lattice((4, 4)), lk.SU(2)
+    U = lk.gauge.random_gauge_field(G, lat, bk.rng(4), (2,))
+    beta = bk.asarray([1.0, 2.5])
+    F = bk.to_numpy(wilson_gauge_force(U, beta, G, lat))
+    for b, bb in enumerate((1.0, 2.5)):
+        assert_close(F[b], bk.to_numpy(wilson_gauge_force(U[b:b + 1, ...], bb, G, lat))[0], rtol=1e-14, atol=1e-14)
+    with pytest.raises(ValueError, match=r"beta has shape \(3,\); expected a number or one coupling per batch"):
+        wilson_gauge_force(U, bk.asarray([1.0, 2.0, 3.0]), G, lat)

@@ -170,6 +170,16 @@ def wilson_gauge_force(U: Any, beta: float, group: Group, lattice: Lattice) -> A
     """
     _check(U, group, lattice)
     _check_beta(beta)
+    if hasattr(beta, "shape") and len(beta.shape) > 0:
+        # a coupling per batch element (the action takes one too): the force at beta = 1, scaled per element
+        F1 = wilson_gauge_force(U, 1.0, group, lattice)
+        xp = array_namespace(F1)
+        nb = U.ndim - lattice.nd - len(group.element_shape) - 1
+        if tuple(beta.shape) != tuple(U.shape[:nb])[len(U.shape[:nb]) - beta.ndim:]:
+            raise ValueError(f"beta has shape {tuple(beta.shape)}; expected a number or one coupling per batch "
+                             f"element, shape {tuple(U.shape[:nb])}")
+        return xp.reshape(xp.astype(beta, xp.real(F1).dtype if xp.isdtype(F1.dtype, "complex floating")
+                                    else F1.dtype), tuple(beta.shape) + (1,) * (F1.ndim - beta.ndim)) * F1
     fp = fast_path("u1_wilson_force" if _is_u1(group) else "sun_wilson_force", U)
     F = fp(U, beta, lattice.nd) if fp is not None else None
     if F is not None:

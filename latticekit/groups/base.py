@@ -23,7 +23,15 @@ import math
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
-from latticekit.backends import Generator, array_namespace, backend_name, check_rng, namespace, normalize_device
+from latticekit.backends import (
+    Generator,
+    array_namespace,
+    backend_name,
+    check_rng,
+    namespace,
+    normalize_device,
+    precision_bits,
+)
 
 __all__ = ["Group", "NonUnitaryError", "wrap_angle"]
 
@@ -76,7 +84,7 @@ class Group(ABC):
                        scale: float = 1.0, precision: Any = "double") -> Any:
         """Gaussian algebra elements with coordinates ``omega^a ~ N(0, scale^2)`` (HMC momenta for scale=1)."""
         nd = len(tuple(site_shape))
-        dt = "float32" if str(precision) in ("single", "32", "float32") else "float64"
+        dt = f"float{precision_bits(precision)}"   # an unknown precision is refused (it gave float64)
         coords = check_rng(rng).normal(tuple(batch_shape) + (self.algebra_dim,) + tuple(site_shape), dtype=dt,
                                        std=scale)
         return self.from_coords(coords, nd=nd)
@@ -142,7 +150,9 @@ class Group(ABC):
 
     @abstractmethod
     def project(self, M: Any, *, nd: int) -> Any:
-        """Nearest group element to a general matrix (U(1): ``z / |z|`` of a complex ``z``)."""
+        """A group element near a general matrix: the group's projection (U(1): the angle of ``z / |z|``; SU(N):
+        the unitary polar factor with the phase of its determinant removed, which is close to but not exactly the
+        maximiser of ``Re tr(W^dag M)``: see :meth:`SUGroup.project`)."""
 
     @abstractmethod
     def project_algebra(self, M: Any, *, nd: int) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from latticekit.backends import Generator, array_namespace, check_rng, complex_dtype_for, real_dtype
+from latticekit.backends import Generator, array_namespace, check_rng, complex_dtype_for, precision_bits, real_dtype
 
 from .base import Group, wrap_angle
 
@@ -48,7 +48,7 @@ class U1Group(Group):
 
     def random(self, rng: Generator, batch_shape: Sequence[int] = (), site_shape: Sequence[int] = (), *,
                precision: Any = "double") -> Any:
-        dt = "float32" if str(precision) in ("single", "32", "float32") else "float64"
+        dt = f"float{precision_bits(precision)}"   # an unknown precision is refused (it gave float64)
         return -check_rng(rng).uniform(tuple(batch_shape) + tuple(site_shape), low=-math.pi, high=math.pi, dtype=dt)
 
     def mul(self, a: Any, b: Any, *, nd: int) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 from typing import Any
 
 from latticekit.gauge import check_gauge_field
@@ -20,13 +22,14 @@ def check_gauge(U: Any, group: Group, lattice: Lattice, min_nd: int = 1) -> None
     check_gauge_field(U, group, lattice, name="U")
 
 
-def check_plane(mu: int, nu: int, lattice: Lattice) -> None:
-    """Validate a plane ``(mu, nu)`` with two different directions."""
+def check_plane(mu: int, nu: int, lattice: Lattice) -> tuple[int, int]:
+    """Validate a plane ``(mu, nu)`` with two different directions; returns them as Python ints."""
     for name, d in (("mu", mu), ("nu", nu)):
-        if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < lattice.nd:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or not 0 <= d < lattice.nd:
             raise ValueError(f"{name}={d!r}: expected a direction in 0..{lattice.nd - 1}")
     if mu == nu:
         raise ValueError(f"mu={mu}, nu={nu}: expected two different directions")
+    return int(mu), int(nu)
 
 
 def is_u1(group: Group) -> bool:

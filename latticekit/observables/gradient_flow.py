@@ -50,6 +50,7 @@ True
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Callable
 
 from latticekit.actions import wilson_gauge_force
@@ -68,6 +69,11 @@ __all__ = [
     "wilson_flow",
     "wilson_flow_step",
 ]
+
+
+def _is_real(v: Any) -> bool:
+    """A real number, NumPy scalars included (not a bool)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 def _check(U: Any, group: Group, lattice: Lattice) -> None:
@@ -140,8 +146,9 @@ def wilson_flow_step(U: Any, group: Group, lattice: Lattice, eps: float) -> Any:
     0.0
     """
     _check(U, group, lattice)
-    if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps == 0:
+    if not _is_real(eps) or not math.isfinite(eps) or eps == 0:
         raise ValueError(f"eps={eps!r}: expected a finite non-zero flow-time step")
+    eps = float(eps)
     nd = lattice.nd
     Z0 = eps * flow_generator(U, group, lattice)
     W1 = _exp_mul(0.25 * Z0, U, group, nd)
@@ -224,10 +231,11 @@ def wilson_flow(U: Any, group: Group, lattice: Lattice, t: float, *, eps: float 
     [0.0, 0.5, 1.0]
     """
     _check(U, group, lattice)
-    if not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+    if not _is_real(t) or not math.isfinite(t) or t < 0:
         raise ValueError(f"t={t!r}: expected a finite flow time >= 0")
-    if not isinstance(eps, (int, float)) or not eps > 0:
-        raise ValueError(f"eps={eps!r}: expected a positive step size")
+    if not _is_real(eps) or not math.isfinite(eps) or not eps > 0:   # eps = inf made no step at all
+        raise ValueError(f"eps={eps!r}: expected a finite positive step size")
+    t, eps = float(t), float(eps)
     if not isinstance(every, int) or every < 1:
         raise ValueError(f"every={every!r}: expected an integer >= 1")
     if measure == "default":

@@ -12,6 +12,8 @@ Line products are built by repeated shifts (Wilson loops) or by pairwise product
 
 from __future__ import annotations
 
+import numbers
+
 from typing import Any
 
 from latticekit.backends import array_namespace
@@ -24,9 +26,16 @@ from ._util import check_gauge, check_plane, site_axes
 __all__ = ["average_polyakov_loop", "polyakov_loop", "wilson_line", "wilson_loop", "wilson_loops"]
 
 
-def _check_extent(name: str, n: Any) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+def _check_extent(name: str, n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:   # NumPy integers too
         raise ValueError(f"{name}={n!r}: expected a positive integer number of links")
+    return int(n)
+
+
+def _check_direction(mu: Any, lattice: Lattice) -> int:
+    if isinstance(mu, bool) or not isinstance(mu, numbers.Integral) or not 0 <= mu < lattice.nd:
+        raise ValueError(f"mu={mu!r}: expected a direction in 0..{lattice.nd - 1}")
+    return int(mu)
 
 
 def wilson_line(U: Any, group: Group, lattice: Lattice, mu: int, n: int) -> Any:
@@ -40,9 +49,8 @@ def wilson_line(U: Any, group: Group, lattice: Lattice, mu: int, n: int) -> Any:
     True
     """
     check_gauge(U, group, lattice)
-    if isinstance(mu, bool) or not isinstance(mu, int) or not 0 <= mu < lattice.nd:
-        raise ValueError(f"mu={mu!r}: expected a direction in 0..{lattice.nd - 1}")
-    _check_extent("n", n)
+    mu = _check_direction(mu, lattice)
+    n = _check_extent("n", n)
     Umu = link(U, mu, group, lattice)
     out = Umu
     for k in range(1, n):
@@ -71,9 +79,8 @@ def wilson_loop(U: Any, group: Group, lattice: Lattice, R: int, T: int, mu: int 
     1.0
     """
     check_gauge(U, group, lattice, min_nd=2)
-    check_plane(mu, nu, lattice)
-    _check_extent("R", R)
-    _check_extent("T", T)
+    mu, nu = check_plane(mu, nu, lattice)
+    R, T = _check_extent("R", R), _check_extent("T", T)
     xp = array_namespace(U)
     return xp.mean(_loop_field(U, group, lattice, R, T, mu, nu), axis=site_axes(lattice))
 
@@ -95,8 +102,7 @@ def wilson_loops(U: Any, group: Group, lattice: Lattice, R: int, T: int) -> Any:
     True
     """
     check_gauge(U, group, lattice, min_nd=2)
-    _check_extent("R", R)
-    _check_extent("T", T)
+    R, T = _check_extent("R", R), _check_extent("T", T)
     xp = array_namespace(U)
     pairs = lattice.planes()
     if R != T:
@@ -121,8 +127,7 @@ def polyakov_loop(U: Any, group: Group, lattice: Lattice, mu: int = 0) -> Any:
     ((3, 2), (1+0j))
     """
     check_gauge(U, group, lattice)
-    if isinstance(mu, bool) or not isinstance(mu, int) or not 0 <= mu < lattice.nd:
-        raise ValueError(f"mu={mu!r}: expected a direction in 0..{lattice.nd - 1}")
+    mu = _check_direction(mu, lattice)
     xp = array_namespace(U)
     nd = lattice.nd
     tail = (slice(None),) * (nd - 1 - mu)

@@ -33,7 +33,7 @@ def plaquettes(U: Any, group: Group, lattice: Lattice, mu: int, nu: int) -> Any:
     ((2, 2, 4, 4), True)
     """
     check_gauge(U, group, lattice, min_nd=2)
-    check_plane(mu, nu, lattice)
+    mu, nu = check_plane(mu, nu, lattice)
     return LoopBuilder(U, group, lattice).plaquette(mu, nu)
 
 

@@ -40,6 +40,7 @@ True
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Sequence
 
 from latticekit.gauge import stack_links
@@ -62,7 +63,7 @@ def _check_directions(directions: Any, nd: int) -> tuple[int, ...] | None:
         raise TypeError(f"directions={directions!r}: expected a sequence of lattice directions, e.g. (1, 2, 3)") \
             from None
     for d in dirs:
-        if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < nd:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or not 0 <= d < nd:
             raise ValueError(f"directions={directions!r}: expected directions 0 .. {nd - 1} of the {nd}D lattice, "
                              f"got {d!r}")
     if len(set(dirs)) != len(dirs):
@@ -70,7 +71,7 @@ def _check_directions(directions: Any, nd: int) -> tuple[int, ...] | None:
     if len(dirs) < 2:
         raise ValueError(f"directions={directions!r}: the staples of a smeared link lie in planes of two smeared "
                          "directions; give at least two")
-    out = tuple(sorted(dirs))
+    out = tuple(sorted(int(d) for d in dirs))
     return None if out == tuple(range(nd)) else out
 
 
@@ -132,10 +133,11 @@ def stout_smear(U: Any, group: Group, lattice: Lattice, rho: float, n_steps: int
     ((2, 2, 4, 4), True)
     """
     _check(U, group, lattice)
-    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not math.isfinite(rho) or rho < 0:
+    if isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not math.isfinite(rho) or rho < 0:
         raise ValueError(f"rho={rho!r}: expected a finite staple weight >= 0 (typically 0.1-0.2)")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 0:
+    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 0:
         raise ValueError(f"n_steps={n_steps!r}: expected a number of smearing steps >= 0")
+    n_steps = int(n_steps)
     nd = lattice.nd
     dirs = _check_directions(directions, nd)
     rho = float(rho)

@@ -226,7 +226,7 @@ def u1_flux_field(lattice: Lattice, n: int, mu: int = 0, nu: int = 1, *, backend
         raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n={n!r}: expected an integer number of flux quanta")
-    check_plane(mu, nu, lattice)
+    mu, nu = check_plane(mu, nu, lattice)
     xp = namespace(backend)
     dev = normalize_device(backend_name(xp), device)
     rt = real_dtype(xp, precision)
