@@ -53,7 +53,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from latticekit.backends import array_namespace, fast_path, is_complex
+from latticekit.backends import array_namespace, backend_name, device, fast_path, is_complex
 from latticekit.gauge import check_gauge_field, link
 from latticekit.groups import Group
 from latticekit.lattice import Lattice, LatticeMismatchError
@@ -330,6 +330,14 @@ class WilsonDirac:
                                        f"(*batch, Ns, Nc, *L) for {self.group.name} on {self.lattice}")
         if not is_complex(psi):
             raise TypeError(f"{name}: fermion fields are complex; got dtype {psi.dtype}")
+        bp, bu = backend_name(psi), backend_name(self.U)
+        if bp != bu or str(device(psi)) != str(device(self.U)):
+            raise TypeError(f"{name}: expected a {bu} array on {device(self.U)} like the gauge field, got a {bp} array "
+                            f"on {device(psi)}")
+        batch = shp[: len(shp) - len(fs)]
+        if any(a != b and 1 not in (a, b) for a, b in zip(reversed(batch), reversed(self.batch_shape))):
+            raise LatticeMismatchError(f"{name} has batch shape {batch}; expected one that broadcasts with the gauge "
+                                       f"field's batch shape {self.batch_shape}")
 
     # -- building blocks -----------------------------------------------------------------------
     def _act(self, mu: int, v: Any, adj: bool) -> Any:

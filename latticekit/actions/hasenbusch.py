@@ -39,6 +39,7 @@ from .even_odd import EvenOddDirac
 from .pseudofermion import (
     _batch_ndim,
     _check_dirac_args,
+    _check_even_odd,
     _check_mu,
     _check_setup,
     _check_solver,
@@ -184,6 +185,7 @@ class HasenbuschAction:
         self._kw = dict(kappa=kappa, m0=m0, antiperiodic=antiperiodic)
         self.monomials = hasenbusch_monomials(mus, mu0)
         self.even_odd = flag("even_odd", even_odd)
+        _check_even_odd(lattice, self.even_odd)
         self.tol, self.maxiter = _check_solver(tol, maxiter)
         _check_dirac_args(group, lattice, self._kw)
 

@@ -75,6 +75,13 @@ def _check_setup(group: Any, lattice: Any) -> None:
         raise TypeError(f"lattice: expected a latticekit.Lattice, got {type(lattice).__name__}")
 
 
+def _check_even_odd(lattice: Lattice, even_odd: bool) -> None:
+    """Even/odd preconditioning needs every extent even: refused at construction, not at the first action."""
+    odd = [L for L in lattice.shape if L % 2]
+    if even_odd and odd:
+        raise ValueError(f"even_odd=True: even/odd preconditioning needs every lattice extent even, got {lattice}")
+
+
 def _check_solver(tol: Any, maxiter: Any) -> tuple[float, int]:
     """CG settings: ``tol`` a positive real number, ``maxiter`` a positive integer."""
     t = real_number("tol", tol)
@@ -281,6 +288,7 @@ class PseudofermionAction:
         self.group, self.lattice = group, lattice
         self._kw = dict(kappa=kappa, m0=m0, antiperiodic=antiperiodic)
         self.even_odd = flag("even_odd", even_odd)
+        _check_even_odd(lattice, self.even_odd)
         self.mu = _check_mu(mu)
         self.tol, self.maxiter = _check_solver(tol, maxiter)
         _check_dirac_args(group, lattice, self._kw)

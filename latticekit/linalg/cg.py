@@ -32,6 +32,7 @@ True
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -187,7 +188,7 @@ def _true_residual(A: Operator, b: Any, x: Any, bnorm: Any, batch_ndim: int) -> 
 def _check_args(b: Any, tol: float, maxiter: int) -> None:
     if not tol > 0:
         raise ValueError(f"tol={tol!r}: expected a positive tolerance")
-    if not (isinstance(maxiter, int) and maxiter >= 1):
+    if isinstance(maxiter, bool) or not (isinstance(maxiter, numbers.Integral) and maxiter >= 1):   # NumPy ints too
         raise ValueError(f"maxiter={maxiter!r}: expected a positive integer")
     if not hasattr(b, "shape"):
         raise TypeError(f"b: expected an array, got {type(b).__name__}")
@@ -238,6 +239,7 @@ def cg(A: Operator, b: Any, x0: Any = None, *, tol: float = 1e-10, maxiter: int 
     ([1.0, 0.5, 0.333333], True)
     """
     _check_args(b, tol, maxiter)
+    maxiter = int(maxiter)
     if x0 is not None and tuple(x0.shape) != tuple(b.shape):
         raise ValueError(f"x0 has shape {tuple(x0.shape)}; expected the shape of b {tuple(b.shape)}")
     if batch_ndim == 0 and fused is None:
@@ -425,6 +427,7 @@ def bicgstab(A: Operator, b: Any, x0: Any = None, *, tol: float = 1e-10, maxiter
     [1.0, 1.0]
     """
     _check_args(b, tol, maxiter)
+    maxiter = int(maxiter)
     if batch_ndim == 0:
         return _unbatched(bicgstab, A, b, x0, tol=tol, maxiter=maxiter, raise_on_failure=raise_on_failure)
     xp = array_namespace(b)

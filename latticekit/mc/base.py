@@ -18,13 +18,43 @@ Examples
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from latticekit.backends import array_namespace
+from latticekit.backends import array_namespace, to_numpy
 
 __all__ = ["MCHistory", "Sampler", "StepInfo"]
+
+
+def _is_int(v: Any) -> bool:
+    """An integer option: a Python or NumPy integer (``numbers.Integral``), not a bool."""
+    return isinstance(v, numbers.Integral) and not _is_bool(v)
+
+
+def _is_bool(v: Any) -> bool:
+    """A Python or NumPy bool (checked by name: the core tier names no array library, DESIGN.md)."""
+    return isinstance(v, bool) or type(v).__name__ == "bool_"
+
+
+def _step_size(v: Any, name: str = "step_size", *, arrays: bool = False) -> Any:
+    """A finite positive real step size (not a bool or a string); with ``arrays`` a real floating 0-d array
+    (a torch tensor, e.g. requiring grad) is returned unchanged after the same value checks."""
+    is_array = hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, numbers.Number) and not _is_bool(v)
+    if is_array:
+        xp = array_namespace(v)
+        if not (arrays and tuple(v.shape) == () and xp.isdtype(v.dtype, "real floating")):
+            raise TypeError(f"{name}: expected a finite positive real number, got an array of shape {tuple(v.shape)} "
+                            f"and dtype {v.dtype}")
+        x = float(to_numpy(v))            # to_numpy detaches a torch tensor that requires grad
+    elif _is_bool(v) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name}={v!r}: expected a finite positive real number, got {type(v).__name__}")
+    else:
+        x = float(v)
+    if not (math.isfinite(x) and x > 0):
+        raise ValueError(f"{name}={v!r}: expected a finite positive real number")
+    return v if is_array else x
 
 
 @dataclass
@@ -167,9 +197,9 @@ class Sampler:
             The final configurations.
         history : MCHistory
         """
-        if not isinstance(n, int) or n < 0:
+        if not _is_int(n) or n < 0:
             raise ValueError(f"n={n!r}: expected a non-negative number of steps")
-        if not isinstance(every, int) or every < 1:
+        if not _is_int(every) or every < 1:
             raise ValueError(f"every={every!r}: expected an integer >= 1")
         acc: list[Any] = []
         dh: list[Any] = []

@@ -172,6 +172,9 @@ class U1Field(RealField):
         super().__init__(1 + lattice.nd)
 
     def check(self, x: Any, name: str = "x") -> None:
+        if not array_namespace(x).isdtype(x.dtype, "real floating"):
+            raise TypeError(f"{name}: expected U(1) link angles of a real floating dtype, got dtype {x.dtype} "
+                            f"(a field of another group?)")
         self.lattice.check(x, name, inner=(self.lattice.nd,))
 
     def normalize(self, x: Any) -> Any:
@@ -210,6 +213,9 @@ class SUNField(FieldKind):
         self.event_ndim = 1 + 2 + lattice.nd
 
     def check(self, x: Any, name: str = "x") -> None:
+        if not array_namespace(x).isdtype(x.dtype, "complex floating"):
+            raise TypeError(f"{name}: expected {self.group.name} link matrices of a complex dtype, got dtype {x.dtype} "
+                            f"(a field of another group?)")
         self.lattice.check(x, name, inner=(self.lattice.nd, self.group.N, self.group.N))
 
     def momenta(self, rng: Generator, x: Any) -> Any:

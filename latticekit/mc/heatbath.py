@@ -49,7 +49,7 @@ from latticekit.groups import SU, Group, SUGroup, U1Group, wrap_angle
 from latticekit.lattice import Lattice
 from latticekit.loops import LoopBuilder
 
-from .base import Sampler, StepInfo
+from .base import Sampler, StepInfo, _is_int
 
 __all__ = ["Heatbath", "HeatbathConvergenceError", "staple_sum", "su2_heatbath_x0", "su2_random_with_x0", "von_mises"]
 
@@ -343,16 +343,16 @@ class Heatbath(Sampler):
         if isinstance(beta, (int, float)) and not (math.isfinite(beta) and beta >= 0):
             raise ValueError(f"beta={beta!r}: expected a finite number >= 0")
         for name, v in (("n_heatbath", n_heatbath), ("n_overrelax", n_overrelax)):
-            if not isinstance(v, int) or v < 0:
+            if not _is_int(v) or v < 0:
                 raise ValueError(f"{name}={v!r}: expected a non-negative integer")
         if n_heatbath + n_overrelax == 0:
             raise ValueError("n_heatbath + n_overrelax must be >= 1")
-        if normalize_every is not None and (not isinstance(normalize_every, int) or normalize_every < 1):
+        if normalize_every is not None and (not _is_int(normalize_every) or normalize_every < 1):
             raise ValueError(f"normalize_every={normalize_every!r}: expected a positive integer or None")
         self.group, self.lattice, self.beta = group, lattice, beta
         self.rng = rng
-        self.n_heatbath, self.n_overrelax = n_heatbath, n_overrelax
-        self.normalize_every = normalize_every
+        self.n_heatbath, self.n_overrelax = int(n_heatbath), int(n_overrelax)
+        self.normalize_every = None if normalize_every is None else int(normalize_every)
         self.kp_rounds = kp_rounds
         self.steps = 0
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from latticekit.backends import Generator, array_namespace, check_rng
 
-from .base import Sampler, StepInfo
+from .base import Sampler, StepInfo, _is_int, _step_size
 from .fields import FieldKind, SUNField, U1Field, field_kind
 from .integrators import Integrator, integrator_from_name
 
@@ -93,11 +93,10 @@ class HMC(Sampler):
         if not (hasattr(target, "action") and hasattr(target, "force")):
             raise TypeError(f"target={target!r}: expected an object with action(x) and force(x)")
         check_rng(rng)
-        if not float(step_size) > 0:
-            raise ValueError(f"step_size={step_size!r}: expected a positive number")
-        if not isinstance(n_steps, int) or n_steps < 1:
+        step_size = float(_step_size(step_size, arrays=True))
+        if not _is_int(n_steps) or n_steps < 1:
             raise ValueError(f"n_steps={n_steps!r}: expected an integer >= 1")
-        if reunitarize_every is not None and (not isinstance(reunitarize_every, int) or reunitarize_every < 1):
+        if reunitarize_every is not None and (not _is_int(reunitarize_every) or reunitarize_every < 1):
             raise ValueError(f"reunitarize_every={reunitarize_every!r}: expected a positive integer or None")
         if reunitarize_tol is not None and not float(reunitarize_tol) > 0:
             raise ValueError(f"reunitarize_tol={reunitarize_tol!r}: expected a positive number or None")
@@ -107,9 +106,9 @@ class HMC(Sampler):
             raise TypeError(f"kind={kind!r}: expected a FieldKind (RealField, U1Field, SUNField)")
         self.rng = rng
         self.step_size = float(step_size)
-        self.n_steps = n_steps
+        self.n_steps = int(n_steps)
         self.integrator = integrator_from_name(integrator)
-        self.reunitarize_every = reunitarize_every
+        self.reunitarize_every = None if reunitarize_every is None else int(reunitarize_every)
         self.reunitarize_tol = reunitarize_tol
         #: number of trajectories made so far (drives the reunitarisation schedule)
         self.trajectories = 0

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .base import _is_int
 from .fields import FieldKind
 
 __all__ = ["Integrator", "Leapfrog", "Omelyan", "OMELYAN_LAMBDA", "integrator_from_name"]
@@ -37,7 +38,7 @@ OMELYAN_LAMBDA = 0.1931833275037836
 
 
 def _check(eps: Any, n_steps: int) -> None:
-    if not isinstance(n_steps, int) or n_steps < 1:
+    if not _is_int(n_steps) or n_steps < 1:
         raise ValueError(f"n_steps={n_steps!r}: expected an integer >= 1")
     if isinstance(eps, (int, float)) and not eps > 0:
         raise ValueError(f"eps={eps!r}: expected a positive step size")

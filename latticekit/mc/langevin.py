@@ -39,7 +39,7 @@ from typing import Any
 
 from latticekit.backends import Generator, check_rng
 
-from .base import Sampler, StepInfo
+from .base import Sampler, StepInfo, _is_int, _step_size
 from .fields import FieldKind, SUNField, U1Field
 from .hmc import infer_field_kind
 
@@ -110,9 +110,8 @@ class Langevin(Sampler):
         if not hasattr(target, "force"):
             raise TypeError(f"target={target!r}: expected an object with force(x)")
         check_rng(rng)
-        if not float(step_size) > 0:
-            raise ValueError(f"step_size={step_size!r}: expected a positive number")
-        if normalize_every is not None and (not isinstance(normalize_every, int) or normalize_every < 1):
+        step_size = _step_size(step_size, arrays=True)   # a 0-d torch tensor stays one (autograd through Langevin)
+        if normalize_every is not None and (not _is_int(normalize_every) or normalize_every < 1):
             raise ValueError(f"normalize_every={normalize_every!r}: expected a positive integer or None")
         self.target = target
         self.kind = kind if kind is not None else infer_field_kind(target)
@@ -120,7 +119,7 @@ class Langevin(Sampler):
             raise TypeError(f"kind={kind!r}: expected a FieldKind (RealField, U1Field, SUNField)")
         self.rng = rng
         self.step_size = step_size
-        self.normalize_every = normalize_every
+        self.normalize_every = None if normalize_every is None else int(normalize_every)
         self.steps = 0
 
     def step(self, x: Any) -> tuple[Any, StepInfo]:

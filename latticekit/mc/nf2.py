@@ -52,7 +52,7 @@ from latticekit.backends import Generator, array_namespace, check_rng, device
 from latticekit.groups import Group
 from latticekit.lattice import Lattice
 
-from .base import StepInfo
+from .base import StepInfo, _is_int
 from .fields import FieldKind
 from .hmc import HMC
 from .integrators import Integrator, Leapfrog, Omelyan, integrator_from_name
@@ -127,8 +127,9 @@ class Nf2Target:
         if not float(tol) > 0:
             raise ValueError(f"tol={tol!r}: expected a positive tolerance")
         maxiter = fermions.maxiter if maxiter is None else maxiter
-        if not (isinstance(maxiter, int) and maxiter >= 1):
+        if not (_is_int(maxiter) and maxiter >= 1):
             raise ValueError(f"maxiter={maxiter!r}: expected a positive integer")
+        maxiter = int(maxiter)
         if on_solver_failure not in ("raise", "reject"):
             raise ValueError(f"on_solver_failure={on_solver_failure!r}: expected 'raise' or 'reject'")
         self.gauge = gauge
@@ -320,9 +321,9 @@ class MultiTimescale:
         self.outer = integrator_from_name(outer)
         self.inner = integrator_from_name(inner)
         self._a, self._b = _splitting(self.outer)
-        if not isinstance(n_inner, int) or isinstance(n_inner, bool) or n_inner < 1:
+        if not _is_int(n_inner) or n_inner < 1:
             raise ValueError(f"n_inner={n_inner!r}: expected an integer >= 1")
-        self.n_inner = n_inner
+        self.n_inner = int(n_inner)
 
     def slow_forces(self, n_steps: int) -> int:
         """Slow-force evaluations of ``n_steps`` outer steps."""
@@ -337,7 +338,7 @@ class MultiTimescale:
 
     def __call__(self, x: Any, p: Any, slow_force: Callable[[Any], Any], fast_force: Callable[[Any], Any],
                  kind: FieldKind, eps: float, n_steps: int) -> tuple[Any, Any]:
-        if not isinstance(n_steps, int) or n_steps < 1:
+        if not _is_int(n_steps) or n_steps < 1:
             raise ValueError(f"n_steps={n_steps!r}: expected an integer >= 1")
         if not float(eps) > 0:
             raise ValueError(f"eps={eps!r}: expected a positive step size")

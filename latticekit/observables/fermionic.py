@@ -34,8 +34,10 @@ Examples
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Sequence
 
+from latticekit.actions._checks import positive_int
 from latticekit.actions.dirac import WilsonDirac
 from latticekit.actions.even_odd import EvenOddDirac
 from latticekit.backends import Generator, array_namespace, device as _device, lu_linalg
@@ -66,6 +68,27 @@ def _norm_factor(D: WilsonDirac, normalization: str, power: int) -> float:
     raise ValueError(f"normalization={normalization!r}: expected 'kappa' or 'mass'")
 
 
+def _is_int(v: Any) -> bool:
+    # NumPy integers too; NumPy's bool_ is checked by name (the core tier names no array library, DESIGN.md)
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and type(v).__name__ != "bool_"
+
+
+def _check_site(site: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``site`` as a tuple of ints inside ``shape`` (default the origin); a float such as 2.5 is refused, not cut."""
+    if site is None:
+        return tuple(0 for _ in shape)
+    try:
+        entries = tuple(site)
+    except TypeError:
+        raise TypeError(f"site={site!r}: expected a sequence of {len(shape)} integer coordinates") from None
+    if isinstance(site, str) or not all(_is_int(s) for s in entries):
+        raise TypeError(f"site={site!r}: expected {len(shape)} integer coordinates")
+    out = tuple(int(s) for s in entries)
+    if len(out) != len(shape) or any(not 0 <= s < L for s, L in zip(out, shape)):
+        raise ValueError(f"site={site!r}: expected {len(shape)} coordinates inside {shape}")
+    return out
+
+
 def point_sources(D: WilsonDirac, site: Sequence[int] | None = None) -> Any:
     """The ``Ns * Nc`` unit sources at ``site`` (default origin), shape ``(Ns*Nc, *B, Ns, Nc, *L)``.
 
@@ -81,9 +104,7 @@ def point_sources(D: WilsonDirac, site: Sequence[int] | None = None) -> Any:
     """
     _check_op(D)
     lat = D.lattice
-    site = tuple(0 for _ in lat.shape) if site is None else tuple(int(s) for s in site)
-    if len(site) != lat.nd or any(not 0 <= s < L for s, L in zip(site, lat.shape)):
-        raise ValueError(f"site={site}: expected {lat.nd} coordinates inside {lat.shape}")
+    site = _check_site(site, lat.shape)
     z = D.zeros()
     xp = array_namespace(z)
     n = D.Ns * D.Nc
@@ -202,6 +223,7 @@ def propagator(D: WilsonDirac, site: Sequence[int] | None = None, *, tol: float 
     >>> bool(np.abs(D.apply(S) - point_sources(D)).max() < 1e-8)
     True
     """
+    maxiter = positive_int("maxiter", maxiter)
     b = point_sources(D, site)
     xp = array_namespace(b)
     return _solve(D, xp.asarray(b, copy=True), tol, maxiter, method)
@@ -223,6 +245,7 @@ def pion_correlator(D: WilsonDirac, site: Sequence[int] | None = None, *, tol: f
     """
     _check_op(D)
     fac = _norm_factor(D, normalization, 2)
+    site = _check_site(site, D.lattice.shape)
     S = propagator(D, site, tol=tol, maxiter=maxiter, method=method)
     xp = array_namespace(S)
     nd = D.nd
@@ -230,7 +253,7 @@ def pion_correlator(D: WilsonDirac, site: Sequence[int] | None = None, *, tol: f
     # sum over sources (axis 0), sink spin/colour and spatial directions
     spatial = tuple(range(a2.ndim - nd + 1, a2.ndim))
     C = xp.sum(a2, axis=(0,) + tuple(range(a2.ndim - nd - 2, a2.ndim - nd)) + spatial)
-    t0 = 0 if site is None else int(tuple(site)[0])
+    t0 = site[0]
     if t0:
         C = xp.roll(C, -t0, axis=-1)
     return fac * C
@@ -255,8 +278,10 @@ def chiral_condensate(D: WilsonDirac, rng: Generator, n_noise: int = 16, *, nois
     ((), True)
     """
     _check_op(D)
-    if not (isinstance(n_noise, int) and n_noise >= 2):
+    if not (_is_int(n_noise) and n_noise >= 2):
         raise ValueError(f"n_noise={n_noise!r}: expected an integer >= 2 (needed for an error estimate)")
+    n_noise = int(n_noise)
+    maxiter = positive_int("maxiter", maxiter)
     fac = _norm_factor(D, normalization, 1)
     shape = (n_noise,) + D.batch_shape + D.field_shape
     z = D.zeros()
@@ -295,11 +320,15 @@ def chiral_condensate_exact(D: WilsonDirac, *, normalization: str = "kappa") -> 
     return tr * (fac / D.lattice.volume)
 
 
-def dirac_condition_number(D: Any, *, method: str = "auto", k: int = 80, rng: Generator | None = None) -> Any:
+def dirac_condition_number(D: Any, *, method: str = "auto", k: int = 80, maxiter: int | None = None,
+                           tol: float = 1e-6, rng: Generator | None = None) -> Any:
     """Condition number ``lambda_max / lambda_min`` of ``D D^dag`` per configuration (``D`` or ``D_sc``).
 
     The condition number of ``D`` itself is its square root. ``method``: ``"dense"`` (exact),
-    ``"lanczos"`` or ``"auto"`` (dense on small lattices).
+    ``"lanczos"`` or ``"auto"`` (dense up to ``DENSE_LIMIT`` = 1536 complex unknowns: ``Ns Nc V``, half
+    that with even/odd). Lanczos runs ``k`` steps, then extends the chain (up to ``maxiter``) until both
+    extremal eigenvalues are within ``tol`` relative, and warns (``EigenvalueConvergenceWarning``) when it
+    does not get there (see :func:`latticekit.linalg.extremal_eigenvalues`).
 
     Examples
     --------
@@ -312,4 +341,4 @@ def dirac_condition_number(D: Any, *, method: str = "auto", k: int = 80, rng: Ge
     if not isinstance(D, (WilsonDirac, EvenOddDirac)):
         raise TypeError(f"D: expected WilsonDirac or EvenOddDirac, got {type(D).__name__}")
     return condition_number(D.normal, D.field_shape, like=D.like, support=D.support, batch_shape=D.batch_shape,
-                            method=method, k=k, rng=rng)
+                            method=method, k=k, maxiter=maxiter, tol=tol, rng=rng)

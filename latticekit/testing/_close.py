@@ -55,9 +55,24 @@ def default_tolerances(*arrays: Any) -> tuple[float, float]:
             best = tol
     if best is None:
         # no floating arrays: float64 tolerances if anything is floating (Python floats), else exact
-        kinds = {np.asarray(to_numpy(x)).dtype.kind for x in arrays}
+        kinds = {_to_host(x).dtype.kind for x in arrays}
         return _TOLERANCES["float64"] if kinds & {"f", "c"} else (0.0, 0.0)
     return best
+
+
+# torch half precisions NumPy cannot hold (bfloat16, complex32) or holds with little arithmetic (float16):
+# upcast on the device before the copy to the host; the tolerances still follow the original dtype
+_TORCH_UPCAST = {"torch.bfloat16": "float32", "torch.float16": "float32", "torch.complex32": "complex64"}
+
+
+def _to_host(x: Any) -> np.ndarray:
+    """``to_numpy(x)``, with torch bfloat16 / float16 / complex32 tensors upcast to float32 / complex64 first."""
+    up = _TORCH_UPCAST.get(str(getattr(x, "dtype", ""))) if type(x).__module__.startswith("torch") else None
+    if up is not None:
+        import torch
+
+        x = x.detach().to(getattr(torch, up))
+    return np.asarray(to_numpy(x))
 
 
 def _dtype_name(x: Any) -> str:
@@ -144,8 +159,8 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
     d_rtol, d_atol = default_tolerances(actual, desired)
     rtol = d_rtol if rtol is None else float(rtol)
     atol = d_atol if atol is None else float(atol)
-    a = np.asarray(to_numpy(actual))
-    d = np.asarray(to_numpy(desired))
+    a = _to_host(actual)
+    d = _to_host(desired)
     if a.dtype == bool:
         a = a.astype(np.int64)
     if d.dtype == bool:

@@ -6,11 +6,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from latticekit.backends import Generator, array_namespace, backend_name, check_rng, to_backend, to_numpy
+from latticekit.backends import Generator, array_namespace, backend_name, check_rng, to_backend
 from latticekit.backends import device as _device
 from latticekit.gauge import check_gauge_field, gauge_transform
 from latticekit.groups import Group, U1Group
 from latticekit.lattice import Lattice
+
+from ._close import _to_host
 
 __all__ = [
     "assert_equivariant",
@@ -28,7 +30,7 @@ def _parts(y: Any) -> list[Any]:
 
 
 def _max_abs_diff(a: Any, b: Any) -> float:
-    d = np.abs(np.asarray(to_numpy(a)) - np.asarray(to_numpy(b)))
+    d = np.abs(np.asarray(_to_host(a)) - np.asarray(_to_host(b)))
     if d.size == 0:
         return 0.0
     return float(np.max(np.where(np.isnan(d), np.inf, d)))
@@ -36,15 +38,105 @@ def _max_abs_diff(a: Any, b: Any) -> float:
 
 def _angle_distance(a: Any, b: Any) -> float:
     """max |a - b| modulo 2 pi (U(1) angles are defined up to 2 pi)."""
-    d = np.asarray(to_numpy(a), dtype=np.float64) - np.asarray(to_numpy(b), dtype=np.float64)
+    d = np.asarray(_to_host(a), dtype=np.float64) - np.asarray(_to_host(b), dtype=np.float64)
     if d.size == 0:
         return 0.0
     d = np.abs(np.angle(np.exp(1j * d)))
     return float(np.max(np.where(np.isnan(d), np.inf, d)))
 
 
+# Default (rtol, atol) of the assert_* checkers by the least precise floating dtype of the input and of
+# the compared output: a deviation passes when it is <= atol + rtol * max|reference output|. float64 keeps
+# the absolute 1e-10 it always had (rtol 0: not loosened for large actions); float32 round-off of O(1)
+# values is ~1e-7 per operation and grows with the magnitude of the output (an action summed over the
+# lattice), so both parts are 1e-5, the relative tolerance of ``default_tolerances``; half precisions loosely.
+_CHECK_TOLERANCES = {
+    "float64": (0.0, 1e-10),
+    "complex128": (0.0, 1e-10),
+    "float32": (1e-5, 1e-5),
+    "complex64": (1e-5, 1e-5),
+    "float16": (1e-2, 1e-2),
+    "bfloat16": (2e-2, 2e-2),
+}
+
+
+def _check_tolerances(*arrays: Any) -> tuple[float, float]:
+    """Default ``(rtol, atol)`` of the equivariance and invariance assertions for ``arrays``.
+
+    The least precise floating dtype among ``arrays`` decides, as in :func:`default_tolerances`:
+    float64 / complex128 ``(0, 1e-10)`` (an absolute bound); float32 / complex64 ``(1e-5, 1e-5)``;
+    float16 ``(1e-2, 1e-2)``; bfloat16 ``(2e-2, 2e-2)``. Python scalars and non-floating arrays do not
+    lower the precision; with no floating array at all the float64 pair is returned.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> _check_tolerances(np.ones(2, dtype=np.complex64), 1.0)
+    (1e-05, 1e-05)
+    >>> _check_tolerances(np.ones(2))
+    (0.0, 1e-10)
+    """
+    best = _CHECK_TOLERANCES["float64"]
+    for x in arrays:
+        if isinstance(x, (int, float, complex, bool, list, tuple)):
+            continue
+        tol = _CHECK_TOLERANCES.get(str(getattr(x, "dtype", "")).rsplit(".", 1)[-1])
+        if tol is not None and tol[1] > best[1]:
+            best = tol
+    return best
+
+
+def _max_abs(a: Any) -> float:
+    try:
+        v = np.abs(np.asarray(_to_host(a)))
+    except Exception:   # a custom output that is no array: no magnitude, the absolute tolerance alone
+        return 0.0
+    if v.size == 0 or v.dtype.kind not in "iufc":
+        return 0.0
+    v = v[np.isfinite(v)]
+    return float(v.max()) if v.size else 0.0
+
+
 def _call(f: Callable[..., Any], x: Any, context: Any) -> Any:
     return f(x) if context is None else f(x, context=context)
+
+
+def _component_errors(f: Callable[[Any], Any], x: Any, transform_in: Callable[[Any], Any],
+                      transform_out: Callable[[Any], Any] | None,
+                      distance: Callable[[Any, Any], float] | None) -> list[tuple[float, Any]]:
+    """``[(deviation, reference), ...]`` for each output of ``f``: the first covariant, the others invariant."""
+    T_out = transform_in if transform_out is None else transform_out
+    a = _parts(f(transform_in(x)))
+    b = _parts(f(x))
+    if len(a) != len(b):
+        raise ValueError("f returned outputs of different structure for x and T x")
+    dist = distance or _max_abs_diff
+    ref0 = T_out(b[0])
+    out = [(float(dist(a[0], ref0)), ref0)]
+    out += [(_max_abs_diff(ai, bi), bi) for ai, bi in zip(a[1:], b[1:])]
+    return out
+
+
+def _check(errors: list[tuple[float, Any]], x: Any, names: list[str], atol: float | None, rtol: float | None,
+           what: str, msg: str) -> None:
+    """Raise AssertionError naming each output whose deviation exceeds ``atol + rtol * max|reference|``."""
+    if atol is not None and rtol is None:
+        rtol = 0.0                           # an explicit atol alone is an absolute bound, as it always was
+    parts, failed = [], False
+    for k, (err, ref) in enumerate(errors):
+        d_rtol, d_atol = _check_tolerances(x, ref)
+        r = d_rtol if rtol is None else float(rtol)
+        t = d_atol if atol is None else float(atol)
+        scale = _max_abs(ref)
+        tol = t + r * scale
+        ok = err <= tol                      # NaN deviations are inf: they fail
+        failed |= not ok
+        name = names[k] if k < len(names) else f"output {k}"
+        rel = f" + rtol={r:.1e} * max|ref| {scale:.3e}" if r else ""
+        parts.append(f"{name}: max deviation {err:.3e} {'<=' if ok else '>'} {tol:.3e} (atol={t:.1e}{rel})"
+                     + ("" if ok else " FAILED"))
+    if failed:
+        raise AssertionError(f"{msg + ': ' if msg else ''}{what}: " + "; ".join(parts))
 
 
 def equivariance_error(f: Callable[[Any], Any], x: Any, transform_in: Callable[[Any], Any],
@@ -82,31 +174,37 @@ def equivariance_error(f: Callable[[Any], Any], x: Any, transform_in: Callable[[
     >>> equivariance_error(f, np.random.default_rng(0).normal(size=(4, 4)), T) < 1e-15
     True
     """
-    T_out = transform_in if transform_out is None else transform_out
-    a = _parts(f(transform_in(x)))
-    b = _parts(f(x))
-    if len(a) != len(b):
-        raise ValueError("f returned outputs of different structure for x and T x")
-    dist = distance or _max_abs_diff
-    err = dist(a[0], T_out(b[0]))
-    for ai, bi in zip(a[1:], b[1:]):
-        err = max(err, _max_abs_diff(ai, bi))
-    return float(err)
+    return max(err for err, _ in _component_errors(f, x, transform_in, transform_out, distance))
+
+
+_TOL_DOC = """The default tolerance follows the dtype of ``x`` and of each output (the least precise wins, see
+    ``_check_tolerances``): a deviation passes when it is at most ``atol + rtol * max|reference|``, the
+    reference being ``T' f(x)`` for the first output and ``f(x)`` for the others. float64: ``atol=1e-10``,
+    ``rtol=0``; float32 / complex64: ``atol=rtol=1e-5``. An explicit ``atol`` without ``rtol`` is an
+    absolute bound (``rtol=0``). The message gives each output's deviation and tolerance and names the
+    outputs that failed."""
 
 
 def assert_equivariant(f: Callable[[Any], Any], x: Any, transform_in: Callable[[Any], Any],
-                       transform_out: Callable[[Any], Any] | None = None, *, atol: float = 1e-10,
-                       distance: Callable[[Any, Any], float] | None = None, msg: str = "") -> None:
-    """Raise AssertionError when :func:`equivariance_error` exceeds ``atol``.
+                       transform_out: Callable[[Any], Any] | None = None, *, atol: float | None = None,
+                       rtol: float | None = None, distance: Callable[[Any, Any], float] | None = None,
+                       msg: str = "") -> None:
+    """Raise AssertionError when an output of ``f`` deviates from equivariance (see
+    :func:`equivariance_error`) by more than the tolerance.
+
+    {tol}
 
     Examples
     --------
     >>> import numpy as np
     >>> assert_equivariant(np.tanh, np.linspace(-1, 1, 5), lambda x: -x)      # tanh is odd
     """
-    err = equivariance_error(f, x, transform_in, transform_out, distance=distance)
-    if not err <= atol:
-        raise AssertionError(f"{msg + ': ' if msg else ''}not equivariant: max deviation {err:.3e} > atol={atol:.1e}")
+    errors = _component_errors(f, x, transform_in, transform_out, distance)
+    names = ["output"] if len(errors) == 1 else ["output 0"] + [f"output {k} (invariant)" for k in range(1, 99)]
+    _check(errors, x, names, atol, rtol, "not equivariant", msg)
+
+
+assert_equivariant.__doc__ = (assert_equivariant.__doc__ or "").replace("{tol}", _TOL_DOC)
 
 
 def _batch_shape(U: Any, group: Group, lattice: Lattice) -> tuple[int, ...]:
@@ -139,6 +237,18 @@ def _gauge_distance(group: Group) -> Callable[[Any, Any], float]:
     return _angle_distance if isinstance(group, U1Group) else _max_abs_diff
 
 
+def _gauge_errors(f: Callable[..., Any], U: Any, group: Group, lattice: Lattice, rng: Generator, context: Any,
+                  Omega: Any, invariant: bool) -> list[tuple[float, Any]]:
+    Om = random_gauge_transformation(U, group, lattice, rng) if Omega is None else Omega
+
+    def T(V: Any) -> Any:
+        return gauge_transform(V, Om, group, lattice)
+
+    if invariant:
+        return _component_errors(lambda V: _call(f, V, context), U, T, lambda y: y, None)
+    return _component_errors(lambda V: _call(f, V, context), U, T, None, _gauge_distance(group))
+
+
 def gauge_equivariance_error(layer_or_fn: Callable[..., Any], U: Any, group: Group, lattice: Lattice,
                              rng: Generator, *, context: Any = None, Omega: Any = None) -> float:
     """``max |f(U^Omega) - f(U)^Omega|`` for a random gauge transformation ``Omega``.
@@ -159,12 +269,7 @@ def gauge_equivariance_error(layer_or_fn: Callable[..., Any], U: Any, group: Gro
     >>> gauge_equivariance_error(lambda V: V, U, G, lat, rng) < 1e-12
     True
     """
-    Om = random_gauge_transformation(U, group, lattice, rng) if Omega is None else Omega
-
-    def T(V: Any) -> Any:
-        return gauge_transform(V, Om, group, lattice)
-
-    return equivariance_error(lambda V: _call(layer_or_fn, V, context), U, T, distance=_gauge_distance(group))
+    return max(e for e, _ in _gauge_errors(layer_or_fn, U, group, lattice, rng, context, Omega, invariant=False))
 
 
 def gauge_invariance_error(fn: Callable[..., Any], U: Any, group: Group, lattice: Lattice, rng: Generator, *,
@@ -181,14 +286,17 @@ def gauge_invariance_error(fn: Callable[..., Any], U: Any, group: Group, lattice
     >>> gauge_invariance_error(plaq, U, U1, lat, rng) < 1e-12
     True
     """
-    Om = random_gauge_transformation(U, group, lattice, rng) if Omega is None else Omega
-    return equivariance_error(lambda V: _call(fn, V, context), U, lambda V: gauge_transform(V, Om, group, lattice),
-                              lambda y: y)
+    return max(e for e, _ in _gauge_errors(fn, U, group, lattice, rng, context, Omega, invariant=True))
 
 
 def assert_gauge_equivariant(layer_or_fn: Callable[..., Any], U: Any, group: Group, lattice: Lattice,
-                             rng: Generator, *, atol: float = 1e-10, context: Any = None, msg: str = "") -> None:
-    """Raise AssertionError when :func:`gauge_equivariance_error` exceeds ``atol``.
+                             rng: Generator, *, atol: float | None = None, rtol: float | None = None,
+                             context: Any = None, Omega: Any = None, msg: str = "") -> None:
+    """Raise AssertionError when ``f(U^Omega)`` deviates from ``f(U)^Omega`` (the field), or a further
+    output such as the log det from gauge invariance, by more than the tolerance (see
+    :func:`gauge_equivariance_error`).
+
+    {tol}
 
     Examples
     --------
@@ -197,15 +305,17 @@ def assert_gauge_equivariant(layer_or_fn: Callable[..., Any], U: Any, group: Gro
     >>> lat = Lattice((4, 4)); rng = backends.rng(0)
     >>> assert_gauge_equivariant(lambda V: V, random_gauge_field(U1, lat, rng), U1, lat, rng)
     """
-    err = gauge_equivariance_error(layer_or_fn, U, group, lattice, rng, context=context)
-    if not err <= atol:
-        raise AssertionError(f"{msg + ': ' if msg else ''}not gauge equivariant: max deviation {err:.3e} > "
-                             f"atol={atol:.1e}")
+    errors = _gauge_errors(layer_or_fn, U, group, lattice, rng, context, Omega, invariant=False)
+    _check(errors, U, ["field", "log det"], atol, rtol, "not gauge equivariant", msg)
 
 
 def assert_gauge_invariant(fn: Callable[..., Any], U: Any, group: Group, lattice: Lattice, rng: Generator, *,
-                           atol: float = 1e-10, context: Any = None, msg: str = "") -> None:
-    """Raise AssertionError when :func:`gauge_invariance_error` exceeds ``atol``.
+                           atol: float | None = None, rtol: float | None = None, context: Any = None,
+                           Omega: Any = None, msg: str = "") -> None:
+    """Raise AssertionError when an output of ``fn`` changes under a gauge transformation by more than the
+    tolerance (see :func:`gauge_invariance_error`).
+
+    {tol}
 
     Examples
     --------
@@ -219,7 +329,11 @@ def assert_gauge_invariant(fn: Callable[..., Any], U: Any, group: Group, lattice
     ...     print(str(e)[:19])
     not gauge invariant
     """
-    err = gauge_invariance_error(fn, U, group, lattice, rng, context=context)
-    if not err <= atol:
-        raise AssertionError(f"{msg + ': ' if msg else ''}not gauge invariant: max deviation {err:.3e} > "
-                             f"atol={atol:.1e}")
+    errors = _gauge_errors(fn, U, group, lattice, rng, context, Omega, invariant=True)
+    names = ["value"] if len(errors) == 1 else [f"output {k}" for k in range(len(errors))]
+    _check(errors, U, names, atol, rtol, "not gauge invariant", msg)
+
+
+for _f in (assert_gauge_equivariant, assert_gauge_invariant):
+    _f.__doc__ = (_f.__doc__ or "").replace("{tol}", _TOL_DOC)
+del _f

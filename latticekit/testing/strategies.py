@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 from hypothesis import strategies as st
 
-from latticekit.backends import rng as make_rng
+from latticekit.backends import precision_bits, rng as make_rng
 from latticekit.groups import Group
 from latticekit.lattice import Lattice
 
@@ -70,7 +70,9 @@ def _check_shape(shape: Sequence[int], name: str) -> tuple[int, ...]:
 
 
 def _bits(precision: Any) -> str:
-    return "float32" if str(precision) in ("single", "32", "float32") else "float64"
+    """'float64' / 'float32' for the library's precision names; a ValueError naming ``precision`` otherwise
+    (an unknown name such as 'float16' gave float64)."""
+    return f"float{precision_bits(precision)}"
 
 
 def lattices(nd: int | Sequence[int] = 2, min_size: int = 2, max_size: int = 6, even: bool = True
@@ -170,6 +172,7 @@ def haar_elements(group: Group, batch_shape: Sequence[int] = (), site_shape: Seq
     >>> check()
     """
     bs, ss = _check_shape(batch_shape, "batch_shape"), _check_shape(site_shape, "site_shape")
+    _bits(precision)   # refused here, not at the first draw
 
     def build(seed: int) -> Any:
         return group.random(make_rng(seed, backend=backend, device=device), bs, ss, precision=precision)

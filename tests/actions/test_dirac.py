@@ -237,3 +237,20 @@ def test_periodic_boundary_option(bk):
     assert_close(ev.min(), (1 - 2 * 0.2 * 2) ** 2, rtol=0, atol=1e-12)
     Da = WilsonDirac(U0, lk.U1, lat, kappa=0.2)
     assert np.linalg.eigvalsh(bk.to_numpy(dense_matrix(Da.normal, Da.field_shape, like=U0))).min() > 0.05
+
+
+def test_fermion_batch_and_backend_are_checked(bk):
+    """A psi whose batch does not broadcast with the gauge batch, or of another backend, is refused before any
+    work, naming psi (numpy's "operands could not be broadcast" / torch's "unsupported operand type" before)."""
+    lat = lk.Lattice((4, 4))
+    D = WilsonDirac(random_gauge_field(lk.U1, lat, bk.rng(0), batch_shape=(3,)), lk.U1, lat, kappa=0.2)
+    with pytest.raises(lk.lattice.LatticeMismatchError, match=r"psi has batch shape \(2,\); expected one that "
+                                                               r"broadcasts with the gauge field's batch shape \(3,\)"):
+        D.apply(D.random_field(bk.rng(1), (2,)))
+    with pytest.raises(lk.lattice.LatticeMismatchError, match="psi has batch shape"):
+        D.apply_dagger(D.random_field(bk.rng(1), (2, 2)))
+    assert D.apply(D.random_field(bk.rng(1), (5, 3))).shape == (5, 3) + D.field_shape   # a leading axis broadcasts
+    other = "array_api_strict" if bk.name == "numpy" else "numpy"
+    psi = lk.backends.asarray(np.ones((3,) + D.field_shape, dtype=complex), backend=other)
+    with pytest.raises(TypeError, match=f"psi: expected a {bk.name} array on .* like the gauge field, got a {other}"):
+        D.apply(psi)

@@ -224,3 +224,30 @@ def test_pseudofermion_action_class(bk):
         PseudofermionAction(lk.U1, lat, kappa=-1.0)
     with pytest.raises(ValueError, match="mu"):
         PseudofermionAction(lk.U1, lat, kappa=0.1, mu=-0.1)
+
+
+def test_phi_batch_checked_before_work(bk):
+    lat = lk.Lattice((4, 4))
+    U = lk.gauge.random_gauge_field(lk.U1, lat, bk.rng(0), batch_shape=(2,))
+    phi = WilsonDirac(lk.gauge.random_gauge_field(lk.U1, lat, bk.rng(1), batch_shape=(3,)), lk.U1, lat,
+                      kappa=0.2).random_field(bk.rng(2))
+    for act in (PseudofermionAction(lk.U1, lat, kappa=0.2), PseudofermionAction(lk.U1, lat, kappa=0.2, even_odd=True)):
+        for f in (act.action, act.force):
+            with pytest.raises(lk.lattice.LatticeMismatchError, match=r"phi has batch shape \(3,\); expected one that "
+                                                                       r"broadcasts with the gauge field's batch"):
+                f(U, phi)
+    hb = HasenbuschAction(lk.U1, lat, kappa=0.2, mus=[0.5])
+    for f in (hb.action, hb.force):
+        with pytest.raises(lk.lattice.LatticeMismatchError, match=r"phi has batch shape \(3,\)"):
+            f(U, [phi, phi])
+
+
+def test_even_odd_on_odd_extents_refused_at_construction():
+    lat = lk.Lattice((4, 3))
+    match = r"even_odd=True: even/odd preconditioning needs every lattice extent even, got Lattice\(shape=\(4, 3\)\)"
+    with pytest.raises(ValueError, match=match):
+        PseudofermionAction(lk.U1, lat, kappa=0.2, even_odd=True)
+    with pytest.raises(ValueError, match=match):
+        HasenbuschAction(lk.U1, lat, kappa=0.2, mus=[0.5], even_odd=True)
+    PseudofermionAction(lk.U1, lat, kappa=0.2)                       # without even/odd an odd extent is fine
+    assert PseudofermionAction(lk.U1, lk.Lattice((4, 4)), kappa=0.2, maxiter=np.int64(50)).maxiter == 50

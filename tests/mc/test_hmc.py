@@ -14,6 +14,7 @@ from latticekit.gauge import random_gauge_field
 from latticekit.mc import (
     HMC,
     GaussianAction,
+    Langevin,
     Leapfrog,
     Omelyan,
     QuarticAction,
@@ -265,3 +266,38 @@ def test_run_warns_when_nothing_was_accepted(bk) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         good.run(U, 5)
+
+
+def test_field_of_another_group_refused(bk):
+    """SU(2) links passed to U(1) HMC passed the shape check (the extra axes read as batch) and failed deep
+    inside ("use complex_normal() for complex dtypes"); U(1) angles to SU(2) HMC likewise by dtype."""
+    lat = lk.Lattice((4, 4))
+    su2 = random_gauge_field(lk.SU(2), lat, bk.rng(0), batch_shape=(1,))
+    u1 = random_gauge_field(lk.U1, lat, bk.rng(0), batch_shape=(1,))
+    with pytest.raises(TypeError, match="x: expected U\\(1\\) link angles of a real floating dtype, got dtype"):
+        HMC(WilsonGaugeAction(lk.U1, lat, 1.0), rng=bk.rng(1)).step(su2)
+    with pytest.raises(TypeError, match="x: expected SU\\(2\\) link matrices of a complex dtype, got dtype"):
+        HMC(WilsonGaugeAction(lk.SU(2), lat, 1.0), rng=bk.rng(1)).step(u1)
+
+
+@pytest.mark.parametrize("bad, exc", [(math.inf, ValueError), (-0.1, ValueError), (0.0, ValueError),
+                                      (math.nan, ValueError), ("0.1", TypeError), (True, TypeError)])
+def test_step_size_must_be_finite_positive_real(bad, exc):
+    lat = lk.Lattice((4, 4))
+    act = WilsonGaugeAction(lk.U1, lat, 1.0)
+    for sampler in (HMC, Langevin):
+        with pytest.raises(exc, match="step_size.*: expected a finite positive real number"):
+            sampler(act, rng=lk.backends.rng(0), step_size=bad)
+
+
+def test_integer_options_accept_numpy_integers():
+    lat = lk.Lattice((4, 4))
+    act = WilsonGaugeAction(lk.U1, lat, 1.0)
+    h = HMC(act, rng=lk.backends.rng(0), step_size=np.float32(0.1), n_steps=np.int64(3),
+            reunitarize_every=np.int32(2))
+    assert (h.n_steps, h.reunitarize_every) == (3, 2) and type(h.n_steps) is int
+    U0 = random_gauge_field(lk.U1, lat, lk.backends.rng(1), batch_shape=(1,))
+    U, hist = h.run(U0, np.int64(2), every=np.int64(1))
+    assert U.shape == (1, 2, 4, 4)
+    with pytest.raises(ValueError, match="n_steps=True: expected an integer >= 1"):
+        HMC(act, rng=lk.backends.rng(0), n_steps=True)

@@ -275,3 +275,11 @@ def test_schwinger_nf2_matches_reweighted_quenched(quenched, kappa, variant):
     # both clearly differ from the quenched plaquette: the determinant matters
     assert (h.value - exact_q) / h.error > 6, (h.value, h.error, exact_q)
     assert (rw.value - exact_q) / rw.error > 6, (rw.value, rw.error, exact_q)
+
+
+def test_from_couplings_refuses_even_odd_on_odd_extents_at_construction():
+    with pytest.raises(ValueError, match="even_odd=True: even/odd preconditioning needs every lattice extent even"):
+        Nf2HMC.from_couplings(lk.U1, lk.Lattice((4, 3)), 2.0, kappa=0.2, rng=lk.backends.rng(0), even_odd=True)
+    h = Nf2HMC.from_couplings(lk.U1, lk.Lattice((4, 4)), 2.0, kappa=0.2, rng=lk.backends.rng(0), even_odd=True,
+                              maxiter=np.int64(300), n_steps=np.int64(2))
+    assert (h.target.maxiter, h.n_steps) == (300, 2)

@@ -149,3 +149,27 @@ def test_condition_number(bk):
     assert float(bk.to_numpy(dirac_condition_number(E))) < float(bk.to_numpy(dirac_condition_number(D)))
     with pytest.raises(TypeError, match="WilsonDirac"):
         dirac_condition_number("x")
+
+
+def test_site_must_be_integers():
+    lat = lk.Lattice((4, 4))
+    D = WilsonDirac(lk.gauge.cold_gauge_field(lk.U1, lat), lk.U1, lat, kappa=0.2)
+    for site in [(2.5, 1), (2.0, 1), (True, 1), "01"]:
+        with pytest.raises(TypeError, match=r"site=.*: expected 2 integer coordinates"):
+            pion_correlator(D, site=site)
+        with pytest.raises(TypeError, match=r"site=.*: expected 2 integer coordinates"):
+            point_sources(D, site)
+    with pytest.raises(TypeError, match="site=3: expected a sequence of 2 integer coordinates"):
+        propagator(D, 3)
+
+
+def test_integer_options_accept_numpy_integers(bk):
+    lat = lk.Lattice((4, 4))
+    D = WilsonDirac(lk.gauge.cold_gauge_field(lk.U1, lat, backend=bk.name, device=bk.device), lk.U1, lat, kappa=0.2)
+    ref = pion_correlator(D, site=(2, 1), method="cg")
+    assert_close(pion_correlator(D, site=(np.int64(2), np.int32(1)), maxiter=np.int64(400), method="cg"), ref)
+    m, e = chiral_condensate(D, bk.rng(0), n_noise=np.int64(4), maxiter=np.int32(400))
+    m2, e2 = chiral_condensate(D, bk.rng(0), n_noise=4)
+    assert_close(m, m2)
+    with pytest.raises(ValueError, match="n_noise=True: expected an integer >= 2"):
+        chiral_condensate(D, bk.rng(0), n_noise=True)

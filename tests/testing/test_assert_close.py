@@ -96,6 +96,20 @@ def test_torch_requires_grad():
     assert_close(2 * t, torch.full((2,), 2.0, dtype=torch.float64))
 
 
+def test_torch_half_precisions(torch_backends):
+    """bfloat16 has no NumPy dtype: it is upcast on the device before the copy (it raised TypeError)."""
+    import torch
+
+    for b in torch_backends:
+        for dt in (torch.bfloat16, torch.float16):
+            x = torch.tensor([1.0, 2.0, 3.0], dtype=dt, device=b.device)
+            assert_close(x, x)
+            assert_close(x, x.clone(), check_dtype=True)
+            assert_close(x + 0.005, np.array([1.0, 2.0, 3.0]))         # within the dtype's default tolerance
+            with pytest.raises(AssertionError, match="1 of 3 elements differ"):
+                assert_close(x, torch.tensor([1.0, 2.0, 3.5], dtype=dt, device=b.device))
+
+
 def test_check_dtype(bk):
     x = bk.asarray(np.array([1.0, 2.0]))
     assert_close(x, np.array([1.0, 2.0]), check_dtype=True)  # dtypes compared by name across backends

@@ -116,3 +116,54 @@ def test_float32_tolerance(bk):
     err = gauge_equivariance_error(plaquette_update(G, LAT), U, G, LAT, bk.rng(9))
     assert err < 1e-5
     assert math.isfinite(err)
+
+
+def test_default_tolerance_follows_the_dtype(bk):
+    """float32 round-off passes by default (probe: 3e-6 > the fixed atol 1e-10); explicit atol still binds."""
+    from latticekit.actions import WilsonGaugeAction
+
+    lat, G = Lattice((4, 4, 4, 4)), SU(3)
+    U = random_gauge_field(G, lat, bk.rng(10), batch_shape=(2,), precision="single")
+    S = WilsonGaugeAction(G, lat, 5.0).action
+    err = gauge_invariance_error(S, U, G, lat, bk.rng(11))
+    assert 1e-12 < err < 1e-3
+    assert_gauge_invariant(S, U, G, lat, bk.rng(11))
+    with pytest.raises(AssertionError, match=r"not gauge invariant: value: max deviation .* > 1\.000e-12"):
+        assert_gauge_invariant(S, U, G, lat, bk.rng(11), atol=1e-12)
+    assert_gauge_invariant(S, U, G, lat, bk.rng(11), atol=1e-2)
+    U4 = random_gauge_field(G, LAT, bk.rng(12), batch_shape=(2,), precision="single")
+    assert_gauge_equivariant(plaquette_update(G, LAT), U4, G, LAT, bk.rng(13))
+    with pytest.raises(AssertionError, match="not gauge equivariant: field: .* FAILED"):
+        assert_gauge_equivariant(lambda V: G.mul(V, V, nd=LAT.nd), U4, G, LAT, bk.rng(13))
+    phi = bk.rng(14).normal((2,) + LAT.shape, dtype=bk.xp.float32)
+    T = lambda f: LAT.shift(f, 1, 1)  # noqa: E731
+    assert_equivariant(lambda f: 1e4 * (f - 0.25 * LAT.shift(f, 0, 1)), phi, T)   # outputs ~1e4: relative part
+    with pytest.raises(AssertionError, match="not equivariant: output: max deviation"):
+        assert_equivariant(lambda f: f * (1 + 1e-3 * f[:, :1, :1]), phi, T)
+
+
+@pytest.mark.parametrize("G", [U1, SU(2)], ids=["U1", "SU2"])
+def test_float64_default_is_not_loosened(bk, G):
+    U = random_gauge_field(G, LAT, bk.rng(15), batch_shape=(2,))
+    off = lambda V: V + 1e-8 * G.mul(V, V, nd=LAT.nd)  # noqa: E731  (non-covariant by ~1e-8)
+    assert 1e-10 < gauge_equivariance_error(off, U, G, LAT, bk.rng(16)) < 1e-6
+    with pytest.raises(AssertionError, match=r"field: max deviation .* > 1\.000e-10 \(atol=1\.0e-10\) FAILED"):
+        assert_gauge_equivariant(off, U, G, LAT, bk.rng(16))
+    assert_gauge_equivariant(off, U, G, LAT, bk.rng(16), atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["single", "double"])
+def test_message_names_the_failing_output(bk, precision):
+    G = SU(2)
+    U = random_gauge_field(G, LAT, bk.rng(17), batch_shape=(2,), precision=precision)
+    S = lambda V: wilson_action(G, V, LAT)  # noqa: E731
+    good = lambda V: (plaquette_update(G, LAT)(V), S(V))  # noqa: E731
+    assert_gauge_equivariant(good, U, G, LAT, bk.rng(18))
+    bad_logdet = lambda V: (plaquette_update(G, LAT)(V), S(V) + G.re_trace(V, nd=LAT.nd)[:, 0, ...])  # noqa: E731
+    with pytest.raises(AssertionError) as exc:
+        assert_gauge_equivariant(bad_logdet, U, G, LAT, bk.rng(18))
+    assert "log det: max deviation" in str(exc.value) and str(exc.value).endswith("FAILED")
+    assert "field: max deviation" in str(exc.value) and "FAILED;" not in str(exc.value)
+    bad_field = lambda V: (G.mul(V, V, nd=LAT.nd), S(V))  # noqa: E731
+    with pytest.raises(AssertionError, match=r"field: max deviation .* FAILED; log det: max deviation [^;]*\)$"):
+        assert_gauge_equivariant(bad_field, U, G, LAT, bk.rng(18))

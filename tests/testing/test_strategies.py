@@ -124,3 +124,16 @@ def test_u1_group_elements_scale():
         assert np.abs(th).max() <= math.pi
 
     check()
+
+
+@pytest.mark.parametrize("precision", ["bogus", "float16", "half", 16, None])
+def test_unknown_precision_refused(precision):
+    """An unknown precision gave float64 silently (only the SU(N) haar_elements checked it)."""
+    lat = Lattice((2, 2))
+    for make in (lambda: lks.group_elements(U1, precision=precision),
+                 lambda: lks.haar_elements(U1, precision=precision),
+                 lambda: lks.haar_elements(SU(2), precision=precision),
+                 lambda: lks.scalar_fields(lat, precision=precision),
+                 lambda: lks.gauge_fields(U1, lat, precision=precision)):
+        with pytest.raises(ValueError, match=f"precision={precision!r}: expected 'double'/64 or 'single'/32"):
+            make()
