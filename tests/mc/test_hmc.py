@@ -252,11 +252,11 @@ def test_bad_input():
 
 
 def test_run_warns_when_nothing_was_accepted(bk) -> None:
-    """A cold 4D SU(3) start with a step far too large (dH ~ 10-100): every trajectory is rejected, and run() says
+    """A cold SU(3) start with a step far too large (dH ~ 10-100): every trajectory is rejected, and run() says
     that the chains never moved; a sensible step size gives no warning."""
     import warnings
 
-    lat, G = lk.Lattice((2, 2, 2, 2)), lk.SU(3)
+    lat, G = lk.Lattice((2, 2)), lk.SU(3)
     U = lk.gauge.cold_gauge_field(G, lat, (2,), backend=bk.name, device=bk.device)
     bad = HMC(WilsonGaugeAction(G, lat, 5.7), rng=bk.rng(0), step_size=0.9, n_steps=3, integrator="leapfrog")
     with pytest.warns(RuntimeWarning, match="no proposal was accepted in 5 steps of any chain"):
