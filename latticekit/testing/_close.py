@@ -28,6 +28,19 @@ def _is_host(x: Any) -> bool:
     return isinstance(x, (np.ndarray, np.generic, int, float, complex, bool, list, tuple))
 
 
+def loosest_tolerances(arrays: Any, table: dict[str, tuple[float, float]]) -> tuple[float, float] | None:
+    """The entry of ``table`` (dtype name -> tolerances) for the least precise floating dtype among ``arrays``;
+    Python scalars and lists do not count; None when no array has a dtype of ``table``."""
+    best: tuple[float, float] | None = None
+    for x in arrays:
+        if isinstance(x, (int, float, complex, bool, list, tuple)):
+            continue
+        tol = table.get(str(getattr(x, "dtype", "")).rsplit(".", 1)[-1])  # 'torch.float32', 'array_api_strict....'
+        if tol is not None and (best is None or tol > best):
+            best = tol
+    return best
+
+
 def default_tolerances(*arrays: Any) -> tuple[float, float]:
     """``(rtol, atol)`` for the least precise floating dtype among ``arrays``.
 
@@ -43,16 +56,7 @@ def default_tolerances(*arrays: Any) -> tuple[float, float]:
     >>> default_tolerances(np.ones(2))
     (1e-10, 1e-12)
     """
-    best: tuple[float, float] | None = None
-    for x in arrays:
-        if isinstance(x, (int, float, complex, bool, list, tuple)):
-            continue
-        name = str(getattr(x, "dtype", "")).rsplit(".", 1)[-1]  # 'torch.float32', 'array_api_strict.float32'
-        tol = _TOLERANCES.get(name)
-        if tol is None:
-            continue
-        if best is None or tol[0] > best[0]:
-            best = tol
+    best = loosest_tolerances(arrays, _TOLERANCES)
     if best is None:
         # no floating arrays: float64 tolerances if anything is floating (Python floats), else exact
         kinds = {_to_host(x).dtype.kind for x in arrays}

@@ -12,7 +12,7 @@ from latticekit.gauge import check_gauge_field, gauge_transform
 from latticekit.groups import Group, U1Group
 from latticekit.lattice import Lattice
 
-from ._close import _to_host
+from ._close import _to_host, loosest_tolerances
 
 __all__ = [
     "assert_equivariant",
@@ -76,14 +76,7 @@ def _check_tolerances(*arrays: Any) -> tuple[float, float]:
     >>> _check_tolerances(np.ones(2))
     (0.0, 1e-10)
     """
-    best = _CHECK_TOLERANCES["float64"]
-    for x in arrays:
-        if isinstance(x, (int, float, complex, bool, list, tuple)):
-            continue
-        tol = _CHECK_TOLERANCES.get(str(getattr(x, "dtype", "")).rsplit(".", 1)[-1])
-        if tol is not None and tol[1] > best[1]:
-            best = tol
-    return best
+    return loosest_tolerances(arrays, _CHECK_TOLERANCES) or _CHECK_TOLERANCES["float64"]
 
 
 def _max_abs(a: Any) -> float:
