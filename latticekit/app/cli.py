@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Any, Callable, Mapping, Sequence
 
@@ -317,10 +318,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             backends.configure_malloc()
         return COMMANDS[args.command][2](args)
     except KeyboardInterrupt:
-        # Ctrl-C is the user's, not a bug: no traceback. The jobs write atomically, so what is on disk is whole
-        resume = "; what was written is kept: the same command resumes" if args.command in RESUMABLE else ""
-        # on a line of its own: a progress bar may have left the cursor mid-line
-        print(f"\nlatticekit {args.command}: interrupted{resume}", file=sys.stderr)
+        # Ctrl-C is the user's, not a bug: no traceback. The jobs write atomically, so what is on disk is whole.
+        # A second Ctrl-C while this is printed would raise inside the handler: ignored until it is printed
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            resume = "; what was written is kept: the same command resumes" if args.command in RESUMABLE else ""
+            # on a line of its own: a progress bar may have left the cursor mid-line
+            print(f"\nlatticekit {args.command}: interrupted{resume}", file=sys.stderr)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         return 130   # 128 + SIGINT, the shell's convention
     except Exception as exc:
         line, status = user_error(exc)

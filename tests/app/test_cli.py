@@ -237,7 +237,16 @@ def test_sigint_during_a_run_then_resume(tmp_path) -> None:
     while not (out / "state.npz").exists() and time.time() - t0 < 120 and p.poll() is None:
         time.sleep(0.2)
     assert p.poll() is None, "the run ended before it could be interrupted"
-    p.send_signal(signal.SIGINT)
+    # Python drops a KeyboardInterrupt raised inside a weakref callback or __del__ ("Exception ignored in ...": seen
+    # once in a suite run), so, as a user would press Ctrl-C again, the signal is repeated until the job ends
+    for _ in range(20):
+        if p.poll() is not None:
+            break
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            pass
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
     assert err.strip().splitlines()[-1] == "latticekit run: interrupted; what was written is kept: the same command resumes", err
