@@ -21,6 +21,7 @@ read back: identical link by link (max |dU| = 0)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Any
@@ -89,6 +90,26 @@ def _header_plaquette(meta: FieldMeta) -> str | None:
     return None
 
 
+def _compact(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def _metadata_lines(md: Any) -> list[str]:
+    """The user metadata of an HDF5 ensemble: what ``latticekit convert`` records of its source (the file, its
+    format and its header, one line per header entry), then any other entry."""
+    if not isinstance(md, dict) or not md:
+        return []
+    lines = []
+    if "source" in md:
+        lines.append(f"source:     {md['source']} ({md.get('source_format', 'format not recorded')})")
+    header = md.get("source_header")
+    if isinstance(header, dict):
+        lines += [f"  header    {k} = {_compact(v)}" for k, v in header.items()]
+    lines += [f"metadata:   {k} = {_compact(v)}" for k, v in md.items()
+              if k not in ("source", "source_format", "source_header")]
+    return lines
+
+
 def _check_paths(**paths: Any) -> None:
     """A folder where a file is expected is an :class:`IsADirectoryError` naming the argument."""
     for name, p in paths.items():
@@ -140,8 +161,11 @@ def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool
     elif fmt == "ildg":
         fmt += f" (LIME records: {', '.join(meta.header.get('records', []))})"
     elif fmt == "hdf5":
-        fmt += (f" (ensemble format_version {meta.extra.get('format_version')}, {meta.extra.get('n_committed')} "
-                f"committed configurations; showing index {meta.extra.get('index')})")
+        n, idx = meta.extra.get("n_committed"), meta.extra.get("index")
+        shown = (f"showing configuration {idx % n + 1} of {n} (index {idx})" if isinstance(n, int) and n > 0
+                 and isinstance(idx, int) else f"showing index {idx}")
+        fmt += (f" (ensemble format_version {meta.extra.get('format_version')}, {n} committed configuration"
+                f"{'' if n == 1 else 's'}; {shown})")
     lines.append(f"format:     {fmt}")
     lat = meta.lattice
     lat_line = f"lattice:    {'x'.join(map(str, lat))} (L0..L{len(lat) - 1}, direction 0 = time)"
@@ -153,10 +177,11 @@ def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool
     if meta.inferred:
         lines.append(f"inferred:   {meta.inferred}")
     if meta.format == "hdf5":
-        for k in ("action", "action_params", "sampler", "sampler_params", "seeds", "software"):
+        for k in ("action", "action_params", "sampler", "sampler_params", "seeds", "software", "created"):
             v = meta.header.get(k)
             if v not in (None, "", {}, []):
                 lines.append(f"{k + ':':<11} {v}")
+        lines += _metadata_lines(meta.header.get("metadata"))
     ok, verdict = True, "not verified (verify=False)"
     if not verify:
         lines.append("checks:     not verified (verify=False)")
