@@ -20,6 +20,7 @@ from .histogram_compare import (
     compare_histograms,
     density_histogram,
     histogram_edges,
+    joint_chi2,
 )
 from .resampling import ResamplingResult, bootstrap, jackknife
 
@@ -49,6 +50,7 @@ __all__ = [
     "gamma_method",
     "histogram_edges",
     "jackknife",
+    "joint_chi2",
     "log_weights",
     "log_z_estimate",
     "reweight",

@@ -17,7 +17,9 @@ on two ensembles ``a`` and ``b`` (each one chain or several independent chains),
   ``sqrt(s^a_k^2 + R_k^2 s^b_k^2) / h^b_k`` of two independent ensembles;
 * residuals ``r_k = (h^a_k - h^b_k) / sqrt(s^a_k^2 + s^b_k^2)`` for every bin whose denominator is
   positive, and ``chi^2 = sum_k r_k^2`` with ``dof`` = the number of those bins and the p-value
-  ``P(chi^2_dof >= chi^2)`` (``scipy.stats.chi2.sf``); :func:`combine_chi2` sums several observables.
+  ``P(chi^2_dof >= chi^2)`` (``scipy.stats.chi2.sf``; with the correction below); :func:`combine_chi2` sums
+  several observables as if independent, :func:`joint_chi2` with their correlation (observables of the same
+  configurations).
 
 Why blocks: consecutive configurations of a Markov chain are correlated, and an independence-Metropolis
 (flow MCMC) chain *repeats* the current configuration every time it rejects a proposal, so the same value
@@ -67,7 +69,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -78,7 +80,7 @@ from .autocorrelation import gamma_method
 from .resampling import bootstrap
 
 __all__ = ["BLOCK_FACTOR", "MIN_BLOCKS", "Chi2Summary", "DensityHistogram", "HistogramComparison", "block_length",
-           "combine_chi2", "compare_histograms", "density_histogram", "histogram_edges"]
+           "combine_chi2", "compare_histograms", "density_histogram", "histogram_edges", "joint_chi2"]
 
 #: block length in units of tau_int (module docstring: blocks of 2 tau_int underestimate errors by 25-30%)
 BLOCK_FACTOR = 10.0
@@ -300,6 +302,21 @@ def density_histogram(data: SeriesLike, edges: Any, *, rng: Any, n_boot: int = 1
     return _density_histogram(data, edges, rng=rng, n_boot=n_boot, block=block, block_factor=block_factor)[0]
 
 
+def _indicators(reps: list[np.ndarray], e: np.ndarray, name: str) -> list[np.ndarray]:
+    """Per chain, the ``(n_bins, n_r)`` series ``1[x_i in bin k] / w_k`` whose means are the densities."""
+    width = np.diff(e)
+    out = []
+    for i, r in enumerate(reps):
+        k = _bin_index(r, e)
+        if np.any(k < 0):
+            raise ValueError(f"{name}{'' if len(reps) == 1 else f'[{i}]'}: {int(np.sum(k < 0))} value(s) outside the "
+                             f"edges [{e[0]!r}, {e[-1]!r}]")
+        ind = np.zeros((width.size, r.size))
+        ind[k, np.arange(r.size)] = 1.0
+        out.append(ind / width[:, None])
+    return out
+
+
 def _indicator_tau(indicators: list[np.ndarray], counts: np.ndarray) -> tuple[np.ndarray, float]:
     """Per-bin ``tau_int`` of the bin indicators (Gamma method, chains as replicas; NaN where undefined) and
     their largest value over the bins with at least :data:`MIN_BIN_COUNT` entries (NaN if none)."""
@@ -344,15 +361,7 @@ def _density_histogram(data: SeriesLike, edges: Any, *, rng: Any, n_boot: int, b
             raise ValueError(f"block: {blk} exceeds the shortest chain ({shortest} configurations)")
     width = np.diff(e)
     nb = width.size
-    indicators = []
-    for i, r in enumerate(reps):
-        k = _bin_index(r, e)
-        if np.any(k < 0):
-            raise ValueError(f"data{'' if len(reps) == 1 else f'[{i}]'}: {int(np.sum(k < 0))} value(s) outside the "
-                             f"edges [{e[0]!r}, {e[-1]!r}]")
-        ind = np.zeros((nb, r.size))
-        ind[k, np.arange(r.size)] = 1.0
-        indicators.append(ind / width[:, None])
+    indicators = _indicators(reps, e, "data")
     n = sum(r.size for r in reps)
     density = sum(ind.sum(axis=-1) for ind in indicators) / n
     counts = np.rint(density * n * width).astype(np.int64)
@@ -458,7 +467,7 @@ def compare_histograms(a: SeriesLike, b: SeriesLike, *, rng: Any, bins: int = 20
         # the squared sample correlations are biased up by ~(1 - m^2)^2 / K (K blocks / resamples)
         m2 = m ** 2
         off = ~np.eye(dof, dtype=bool)
-        m2[off] = np.clip(m2[off] - (1 - m2[off]) ** 2 / max(kb - 1, 1), 0.0, None)
+        m2[off] = _squared_correlations(m[off], kb)
         tr2 = float(np.sum(m2))
         dof_eff = min(float(dof), dof ** 2 / tr2)
     return HistogramComparison(edges=e, a=ha, b=hb, ratio=ratio, ratio_error=ratio_error, residuals=residuals,
@@ -466,7 +475,8 @@ def compare_histograms(a: SeriesLike, b: SeriesLike, *, rng: Any, bins: int = 20
 
 
 def _p_value(chi2: float, dof: int, dof_eff: float | None = None) -> float:
-    """``P(g chi^2_h >= chi2)`` with ``h = dof_eff``, ``g = dof / h`` (mean ``dof``); ``chi2_dof`` without ``dof_eff``."""
+    """``P(g chi^2_h >= chi2)`` with ``h = dof_eff``, ``g = dof / h`` (mean ``dof``); ``chi2_dof`` without
+    ``dof_eff``."""
     if dof <= 0:
         return math.nan
     h = float(dof) if dof_eff is None or not math.isfinite(dof_eff) or dof_eff <= 0 else float(dof_eff)
@@ -480,7 +490,8 @@ def combine_chi2(comparisons: Iterable[HistogramComparison | Chi2Summary]) -> Ch
     observables of one ensemble are correlated (the plaquette and the flowed charge of the same
     configurations; ``|M|`` and ``M^2`` are functions of ``M``), which widens the distribution of the total
     further, so the total is a summary, not an independent test: its p-value runs low for correlated
-    observables.
+    observables (measured: 12% of pairs of equally distributed ensembles below 0.05 for ``x``, ``|x|``, ``x^2``).
+    :func:`joint_chi2` measures the correlation between observables and gives a calibrated p-value.
 
     >>> combine_chi2([Chi2Summary(3.0, 4, 0.0), Chi2Summary(5.0, 4, 0.0)])
     Chi2Summary(chi2=8.0, dof=8, p_value=0.43347012036670896, dof_effective=8.0)
@@ -492,3 +503,109 @@ def combine_chi2(comparisons: Iterable[HistogramComparison | Chi2Summary]) -> Ch
     tr2 = float(sum(c.dof ** 2 / c.dof_effective if c.dof_effective else c.dof for c in items if c.dof > 0))
     dof_eff = dof ** 2 / tr2 if tr2 > 0 else float(dof)
     return Chi2Summary(chi2, dof, _p_value(chi2, dof, dof_eff), dof_effective=dof_eff)
+
+
+def _squared_correlations(m: np.ndarray, k: int) -> np.ndarray:
+    """``m**2`` less the sampling bias ``(1 - m^2)^2 / (K - 1)`` of a correlation from ``K`` blocks (clipped at 0)."""
+    m2 = m ** 2
+    return np.clip(m2 - (1 - m2) ** 2 / max(k - 1, 1), 0.0, None)
+
+
+def _joint_covariance(series: Mapping[str, SeriesLike], comparisons: Mapping[str, HistogramComparison], side: str,
+                      gen: np.random.Generator, n_boot: int) -> tuple[np.ndarray, int]:
+    """Covariance of the densities of every comparison's used bins (stacked in the order of ``comparisons``) in
+    ensemble ``side``, from one blocked bootstrap that resamples the same blocks for all observables."""
+    names = list(comparisons)
+    missing = [n for n in names if n not in series]
+    if missing:
+        raise ValueError(f"{side}: no series for {', '.join(map(repr, missing))} (expected one per comparison)")
+    reps = {n: _chains(series[n], f"{side}[{n!r}]") for n in names}
+    shape = [r.size for r in reps[names[0]]]
+    for n in names[1:]:
+        if [r.size for r in reps[n]] != shape:
+            raise ValueError(f"{side}: {n!r} has chains of {[r.size for r in reps[n]]} configurations, {names[0]!r} of "
+                             f"{shape}; the joint bootstrap needs every observable measured on the same configurations")
+    # the slowest observable sets the block: blocks shorter than its correlation would lose its variance
+    blk = max(getattr(comparisons[n], side).block for n in names)
+    blk = max(1, min(blk, min(shape) // 2))
+    rows = {n: _indicators(reps[n], comparisons[n].edges, f"{side}[{n!r}]") for n in names}
+    n_all = sum(shape)
+    cov, n_blocks = 0.0, 0
+    for r in range(len(shape)):
+        ind = np.concatenate([rows[n][r][comparisons[n].used] for n in names], axis=0)
+        res = bootstrap(ind, rng=gen, n_boot=n_boot, bin_size=blk)
+        k = res.n_bins
+        smp = np.asarray(res.samples, dtype=np.float64).reshape(ind.shape[0], -1)
+        cov = cov + (shape[r] / n_all) ** 2 * np.atleast_2d(np.cov(smp)) * (k / (k - 1) if k > 1 else 1.0)
+        n_blocks += k
+    return np.asarray(cov), n_blocks
+
+
+def joint_chi2(comparisons: Mapping[str, HistogramComparison], a: Mapping[str, SeriesLike],
+               b: Mapping[str, SeriesLike], *, rng: Any, n_boot: int = 1000) -> Chi2Summary:
+    """The total of several comparisons of observables measured on the *same* configurations, with a p-value
+    that accounts for the correlation between the observables.
+
+    ``chi^2 = sum_i chi^2_i`` is approximated by ``g chi^2_h`` with mean ``dof`` and variance ``2 tr(M^2)``,
+    ``M`` the correlation matrix of *all* residuals (Satterthwaite, as in :func:`compare_histograms`):
+    ``h = dof^2 / tr(M^2)``. ``tr(M^2)`` is the sum of the squared entries of ``M``; those within one observable
+    are that comparison's own (``dof_i^2 / dof_effective_i``), those between two observables come from one
+    blocked bootstrap per ensemble of all observables' bin indicators together, which resamples the same blocks
+    of configurations for every observable (blocks of the longest of the comparisons' block lengths), each
+    squared correlation less its sampling bias ``(1 - m^2)^2 / (K - 1)`` for ``K`` blocks. For independent
+    observables the cross terms vanish and the result is :func:`combine_chi2`'s; for correlated ones the total
+    is wider and its p-value larger.
+
+    Parameters
+    ----------
+    comparisons : mapping of str to HistogramComparison
+        Per observable, the comparison of ``a[name]`` with ``b[name]`` (:func:`compare_histograms`).
+    a, b : mapping of str to array_like or list of array_like
+        The series compared, per observable; within one ensemble every observable has the same chains of the
+        same lengths (values of the same configurations, in the same order).
+    rng : numpy.random.Generator or int
+        Randomness of the joint bootstraps (``a`` first).
+    n_boot : int
+        Bootstrap resamples per ensemble (``>= 10``).
+
+    Returns
+    -------
+    Chi2Summary
+
+    Raises
+    ------
+    ValueError
+        A comparison without its series, or observables of one ensemble on chains of different lengths.
+
+    Examples
+    --------
+    Three functions of the same draws are strongly correlated: the joint total has fewer effective degrees of
+    freedom than the sum of independent ones.
+
+    >>> g = np.random.default_rng(3)
+    >>> x, y = g.normal(size=4000), g.normal(size=4000)
+    >>> fa = {"x": x, "|x|": np.abs(x), "x^2": x ** 2}
+    >>> fb = {"x": y, "|x|": np.abs(y), "x^2": y ** 2}
+    >>> cs = {k: compare_histograms(fa[k], fb[k], bins=10, n_boot=200, rng=i) for i, k in enumerate(fa)}
+    >>> tot, ind = joint_chi2(cs, fa, fb, rng=5, n_boot=200), combine_chi2(cs.values())
+    >>> tot.chi2 == ind.chi2 and tot.dof == ind.dof, bool(tot.dof_effective < 0.8 * ind.dof_effective)
+    (True, True)
+    """
+    n_boot = _check_int("n_boot", n_boot, 10)
+    comps = {n: c for n, c in comparisons.items() if c.dof > 0}
+    base = combine_chi2(comparisons.values())
+    if len(comps) < 2:
+        return base
+    gen = as_generator(rng)
+    ca, ka = _joint_covariance(a, comps, "a", gen, n_boot)
+    cb, kb = _joint_covariance(b, comps, "b", gen, n_boot)
+    c = ca + cb
+    d = np.sqrt(np.clip(np.diag(c), 0.0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = np.where(np.outer(d, d) > 0, c / np.outer(d, d), 0.0)
+    label = np.repeat(np.arange(len(comps)), [cmp.dof for cmp in comps.values()])
+    cross = label[:, None] != label[None, :]
+    within = sum(cmp.dof ** 2 / cmp.dof_effective if cmp.dof_effective else cmp.dof for cmp in comps.values())
+    tr2 = float(within + np.sum(_squared_correlations(m[cross], min(ka, kb, n_boot))))
+    dof_eff = base.dof ** 2 / tr2
+    return Chi2Summary(base.chi2, base.dof, _p_value(base.chi2, base.dof, dof_eff), dof_effective=dof_eff)

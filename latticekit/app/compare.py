@@ -11,7 +11,9 @@ correlator ``C_pi_t``, the topological charge after Wilson flow, ...)
 2. the ratio flow/HMC per bin with its error (Fig. 2, lower panels);
 3. the residuals ``r = (h_flow - h_HMC) / sqrt(s_flow^2 + s_HMC^2)`` of every bin with a non-zero
    denominator, and per observable ``chi^2 = sum r^2``, ``dof`` (bins used) and the p-value
-   ``chi2.sf(chi^2, dof)``; the same over all observables (Fig. 3 shows the distribution of ``r^2`` against
+   ``P(g chi^2_h >= chi^2)`` with ``h = dof_effective`` from the residuals' bootstrap correlation
+   (:mod:`latticekit.analysis.histogram_compare`); the same over all observables, whose p-value accounts
+   for their correlation (:func:`latticekit.analysis.joint_chi2`; Fig. 3 shows the distribution of ``r^2`` against
    ``chi^2`` with one degree of freedom).
 
 The numerics are :mod:`latticekit.analysis.histogram_compare` (NumPy/SciPy); the measurements are the
@@ -56,7 +58,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from latticekit.analysis import combine_chi2, compare_histograms
+from latticekit.analysis import compare_histograms, joint_chi2
 from latticekit.analysis.histogram_compare import BLOCK_FACTOR, HistogramComparison
 from latticekit.utils import remove_stale_temporaries
 from latticekit.utils.schema import ConfigError
@@ -303,7 +305,10 @@ def compare_job(flow: str | os.PathLike[str], hmc: str | os.PathLike[str], *,
     for n in names:
         comparisons[n] = compare_histograms(fs.series(n), hs.series(n), bins=bins, n_boot=n_boot,
                                             rng=np.random.default_rng(_rng_seed(seed, n)))
-    total = combine_chi2(comparisons.values())
+    # the observables are measured on the same configurations: the total's p-value from a joint bootstrap
+    # of all of them (their correlation widens the distribution of the sum)
+    total = joint_chi2(comparisons, {n: fs.series(n) for n in names}, {n: hs.series(n) for n in names},
+                       rng=np.random.default_rng(_rng_seed(seed, "total")), n_boot=n_boot)
     rows = [{"observable": n, "chi2": c.chi2, "dof": c.dof, "dof_effective": c.dof_effective,
              "p_value": _num(c.p_value), "block_flow": c.a.block,
              "block_hmc": c.b.block, "reliable": c.a.reliable and c.b.reliable} for n, c in comparisons.items()]
@@ -319,7 +324,8 @@ def compare_job(flow: str | os.PathLike[str], hmc: str | os.PathLike[str], *,
                      "density": "n_k / (N w_k)", "errors": "blocked bootstrap, blocks of ceil(block_factor * tau_int) "
                      "configurations of each chain", "residual": "(h_flow - h_hmc) / sqrt(s_flow^2 + s_hmc^2)",
                      "p_value": "P(g chi2_h >= sum r^2), dof = bins with a non-zero denominator, h = dof_effective = "
-                     "dof^2 / tr(M^2) from the bootstrap correlation matrix M of the residuals, g = dof / h"},
+                     "dof^2 / tr(M^2) from the bootstrap correlation matrix M of the residuals, g = dof / h; the "
+                     "total's M from one joint bootstrap of all observables per ensemble (same blocks)"},
         "table": {"rows": rows, "total": {"chi2": total.chi2, "dof": total.dof, "dof_effective": total.dof_effective,
                                                   "p_value": _num(total.p_value)}},
         "observables": {n: _entry(c) for n, c in comparisons.items()},
