@@ -17,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+from .adaptive_flow import wilson_flow_adaptive
 from .fermionic import chiral_condensate, chiral_condensate_exact, dirac_condition_number, pion_correlator, point_sources, propagator
 from .gradient_flow import flow_beta, flow_generator, flow_observables, wilson_flow, wilson_flow_step
 from .loops import average_polyakov_loop, polyakov_loop, wilson_line, wilson_loop, wilson_loops
@@ -75,6 +76,7 @@ __all__ = [
     "two_point_momentum",
     "u1_flux_field",
     "wilson_flow",
+    "wilson_flow_adaptive",
     "wilson_flow_step",
     "wilson_line",
     "wilson_loop",
