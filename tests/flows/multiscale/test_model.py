@@ -171,6 +171,29 @@ def test_model_log_q_gauge_invariant(name: str, device: str, monkeypatch: pytest
             assert float((prior.log_prob(V) - prior.log_prob(U)).abs().max()) > 1e-3
 
 
+def test_su3_spectral_log_q_is_a_function_of_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SU(3) spectral conditionals with equal staple weights (their initial value): R = Proj(S_1 + S_2) with
+    det(S_1 + S_2) = 2 + 2 Re tr(S_1^dag S_2) exactly real, negative for 2.5% of the links. With the principal
+    N-th root in SUGroup.project, rounding chose the centre element of R there, so sampling, log_prob and a gauge
+    transformed field gave one field different log q (-2.4 on one of these 6 configurations, up to -5.1 after the
+    gauge transformation; the negative control below). Now all agree to rounding."""
+    from latticekit.groups import sun
+
+    G, lat = lk.SU(3), lk.Lattice((8, 8))
+    torch.manual_seed(0)
+    prior = MultiscalePrior(G, lat, (2, 2), spec=ConditionalSpec(n_layers=1, hidden=(4,), zero_init=False)).to(F64)
+
+    def mismatch() -> float:
+        with torch.no_grad():
+            U, lq = prior.sample(6, _trng(0))
+            V, _ = _gauge(U, G, lat, 3)
+            return max(float((prior.log_prob(U) - lq).abs().max()), float((prior.log_prob(V) - lq).abs().max()))
+
+    assert mismatch() < 1e-9
+    monkeypatch.setattr(sun, "PROJECT_ROOT_CUT", -math.pi)
+    assert mismatch() > 1.0
+
+
 @pytest.mark.parametrize("G", [lk.U1, lk.SU(3)], ids=["U1", "SU3"])
 def test_doubling_layer_density_invariant_and_decomposition_covariant(G: Any, monkeypatch: pytest.MonkeyPatch
                                                                         ) -> None:
