@@ -26,6 +26,7 @@ True
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Sequence
 
 import torch
@@ -56,9 +57,10 @@ def check_rng(rng: Any) -> Generator:
 
 
 def _check_n(n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n={n!r}: expected a positive number of samples")
-    return n
+    """``n`` as a Python int: a positive integer (NumPy integers included), else a ValueError naming it."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n={n!r}: expected a positive integer number of samples")
+    return int(n)
 
 
 class Prior(nn.Module):

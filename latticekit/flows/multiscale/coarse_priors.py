@@ -46,7 +46,7 @@ from latticekit.backends import Generator
 from latticekit.groups import Group, SUGroup, U1Group
 from latticekit.lattice import Lattice
 
-from ..priors import HaarPrior, Prior, check_rng
+from ..priors import HaarPrior, Prior, _check_n, check_rng
 
 __all__ = ["CoarseTheoryPrior", "coarse_prior"]
 
@@ -128,8 +128,7 @@ class CoarseTheoryPrior(Prior):
     def sample(self, n: int, rng: Generator, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         self._check_context(context)
         check_rng(rng)
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n={n!r}: expected a positive number of samples")
+        n = _check_n(n)
         z = self._draw(n, rng).to(self.device)
         return z, self.log_prob(z)
 

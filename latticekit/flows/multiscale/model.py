@@ -44,7 +44,7 @@ from latticekit.backends import Generator
 from latticekit.groups import Group, SUGroup, U1Group
 from latticekit.lattice import Lattice
 
-from ..priors import Prior, check_rng
+from ..priors import Prior, _check_n, check_rng
 from .coarse_priors import coarse_prior as make_coarse_prior
 from .conditional import ConditionalSpec
 from .doubling import DoublingLayer, from_rows, gather_staples, to_rows
@@ -273,8 +273,7 @@ class MultiscalePrior(Prior):
     def sample(self, n: int, rng: Generator, context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         self._check_context(context)
         check_rng(rng)
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n={n!r}: expected a positive number of samples")
+        n = _check_n(n)
         return self.model.sample(n, rng)
 
     def log_prob(self, z: torch.Tensor, context: Any = None) -> torch.Tensor:

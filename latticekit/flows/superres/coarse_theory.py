@@ -8,7 +8,8 @@ configurations come from batched Langevin dynamics (eq. 37) at ``c``::
 differentiable in ``c`` (:class:`latticekit.mc.Langevin` with tensor couplings; "we simply backpropagate
 through the Langevin process"). The batch is thermalised once (``n_therm`` steps, App. C: 5e4 from i.i.d.
 Gaussians) and re-thermalised by ``n_steps`` steps (App. C: 500) at every draw, starting from the previous
-batch; the gradient flows through those ``n_steps`` steps only.
+batch; the gradient flows through those ``n_steps`` steps only. The batch is a pool of chains: a draw of ``n``
+advances the first ``n`` of them, and only chains the pool does not yet hold are thermalised from scratch.
 
 Density. ``log p_L(phi) = -S[c](phi) - log Z[c]``. ``log Z[c]`` is not known, but the training loss only
 needs its gradient (eqs. 33-34), which :class:`~.log_z.LogZGradient` estimates from a separate sample set;
@@ -48,6 +49,7 @@ from latticekit.actions.phi4 import Phi4Action
 from latticekit.backends import Generator
 from latticekit.lattice import Lattice
 
+from ..priors import _check_n
 from .couplings import Phi4Couplings
 from .log_z import LogZGradient, Phi4Sampler, check_theory
 
@@ -109,20 +111,27 @@ class CoarseTheoryPrior(nn.Module):
         ``log_prob`` of them; differentiable in the couplings when grad mode is on."""
         if context is not None:
             raise ValueError("context: the coarse theory prior takes no context")
+        n = _check_n(n)
         dtype, device = self.couplings.kappa.dtype, self.couplings.kappa.device
+        # the persistent batch is a pool of chains in equilibrium: a draw of n advances its first n chains (any
+        # subset of stationary chains stays stationary), and only chains beyond the pool are thermalised, so a
+        # draw of another size (an evaluation batch, model.sample(1)) no longer re-thermalises everything
+        pool = self.state if self.state is not None and self.state.dtype == dtype else None
+        have = 0 if pool is None else pool.shape[0]
         if self.sampler != "langevin":
             k, l = float(self.couplings.kappa.detach()), float(self.couplings.lam.detach())
-            prev = self.state if self.state is not None and self.state.shape[0] == int(n) else None
             with torch.no_grad():
-                x = self.sampler(Phi4Action(self.lattice, k, l), int(n), prev, rng).to(dtype=dtype, device=device)
-            self.state = x
+                x = self.sampler(Phi4Action(self.lattice, k, l), n, pool[:n] if have >= n else None,
+                                 rng).to(dtype=dtype, device=device)
+            self.state = x if have <= n else torch.cat([x, pool[n:]])
             return x, self._log_prob(x, rng)
-        if self.state is None or self.state.shape[0] != int(n) or self.state.dtype != dtype:
-            x0 = rng.normal((int(n),) + self.event_shape).to(dtype=dtype, device=device)
+        if have < n:
+            x0 = rng.normal((n - have,) + self.event_shape).to(dtype=dtype, device=device)
             with torch.no_grad():
-                self.state = self._langevin(x0, self.n_therm, rng)
-        x = self._langevin(self.state, self.n_steps, rng)
-        self.state = x.detach()
+                fresh = self._langevin(x0, self.n_therm, rng)
+            pool = fresh if pool is None else torch.cat([pool, fresh])
+        x = self._langevin(pool[:n], self.n_steps, rng)
+        self.state = x.detach() if pool.shape[0] == n else torch.cat([x.detach(), pool[n:]])
         return x, self._log_prob(x, rng)
 
     def _log_prob(self, phi: torch.Tensor, rng: Generator | None) -> torch.Tensor:

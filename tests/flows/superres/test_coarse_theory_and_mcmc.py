@@ -123,6 +123,34 @@ def test_langevin_draws_are_persistent_and_differentiable(device: str) -> None:
     assert_close(float(g), fd, rtol=1e-6, atol=0)  # central difference: O(h^2) ~ 1e-10 relative, rounding ~1e-9
 
 
+def test_draws_of_another_size_use_the_pool_of_chains(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The persistent batch is a pool of stationary chains: a draw of n advances its first n chains; only chains the
+    pool lacks are thermalised (n_therm steps). Before, every change of n re-thermalised the whole batch (a probe:
+    sample(64), sample(1), sample(64) on 4x4 paid 22 s, 16 s and 12 s at the default n_therm = 5e4)."""
+    c = Phi4Couplings(0.2, 0.05, learn=())
+    prior = CoarseTheoryPrior(COARSE, c, n_therm=50, n_steps=5)
+    calls: list[tuple[int, int]] = []
+    run = CoarseTheoryPrior._langevin
+
+    def counted(self: CoarseTheoryPrior, x: torch.Tensor, n: int, rng: Any) -> torch.Tensor:
+        calls.append((x.shape[0], n))
+        return run(self, x, n, rng)
+
+    monkeypatch.setattr(CoarseTheoryPrior, "_langevin", counted)
+    g = _trng(4)
+    with torch.no_grad():
+        a, _ = prior.sample(8, g)
+        b, _ = prior.sample(2, g)
+        assert torch.equal(prior.state[2:], a[2:]) and torch.equal(prior.state[:2], b)   # chains 2-7 wait
+        prior.sample(8, g)
+        prior.sample(np.int64(12), g)
+    assert calls == [(8, 50), (8, 5), (2, 5), (8, 5), (4, 50), (12, 5)]
+    assert prior.state.shape[0] == 12
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match=r"^n=.*: expected a positive integer number of samples"):
+            prior.sample(bad, g)
+
+
 def test_ir_matching_trains_flow_noise_and_coarse_couplings() -> None:
     """The Trainer's reverse KL on a super-resolving model with the coarse theory prior: gradients reach the
     coarse couplings (through Langevin and log Z), the noise width and the flow, and the couplings move."""
