@@ -154,6 +154,10 @@ class SineBasisCNF(FlowLayer, abc.ABC):
             raise ValueError(f"adjoint={adjoint!r}: expected True or False")  # noqa: TRY004
         if options is not None and not isinstance(options, dict):
             raise ValueError(f"options={options!r}: expected a dict of solver options or None")
+        if not _adaptive(method) and not {"step_size", "grid_points"} & set(options or {}):
+            raise ValueError(f"method={method!r} is a fixed-grid solver: pass options={{'step_size': h}} (without it "
+                             f"torchdiffeq takes one step over [t0, t1], and the inverse and log-det are far from "
+                             f"exact), or use an adaptive solver such as 'dopri5'")
         if max_steps is not None:
             _positive_int(max_steps, "max_steps")
         if init not in INITS:

@@ -147,12 +147,14 @@ class LocalCNF(SineBasisCNF):
     kernel_size : int
         ``k``: the base kernel has ``k`` offsets per axis (see the module docstring). Paper: 5 (IR
         matching) or 7 (UV matching); App. C calls them "kernel size 2 and 3", radii (module docstring;
-        the ``superres_uv`` family keeps 3, which trained better here).
+        the ``superres_uv`` family defaults to 5, measured best for UV matching here).
     t0, t1 : float
         Integration interval, ``t0 < t1``; also the period of the time kernel.
     method : str
         torchdiffeq solver name (default ``"dopri5"``). Fixed-grid solvers (``"rk4"``, ``"euler"``...) need
-        ``options={"step_size": h}``, otherwise they take a single step.
+        ``options={"step_size": h}`` (or ``"grid_points"``) and are refused without it (torchdiffeq would take a
+        single step over ``[t0, t1]``: an inverse off by O(1)); their log q is accurate to ``O(h^p)`` only,
+        which flow MCMC does not correct, where an adaptive solver's error is bounded by its tolerances.
     rtol, atol : float, optional
         Solver tolerances; None: ``1e-8``/``1e-8`` for float64 input, ``1e-5``/``1e-6`` for float32.
     train_rtol, train_atol : float, optional
@@ -194,11 +196,12 @@ class LocalCNF(SineBasisCNF):
         (up to rounding). Set by :func:`~latticekit.flows.recompute.recompute_layers` (``[train]
         recompute_layers``). Default False.
     omega : Parameter, shape ``(F - 1,)``
-        Frequencies of eq. (24), initialised to ``1, 2, ..., F - 1``.
+        Frequencies of eq. (24): ``"gerdes"``, uniform in ``[0, 5)``; ``"normal"``, ``1, 2, ..., F - 1``.
     w_basis : Parameter, shape ``(F', F)``
-        ``W^H`` of eq. (25), random ``N(0, 1/F)`` (global torch generator, like ``nn.Linear``).
+        ``W^H`` of eq. (25): ``"gerdes"``, orthogonal divided by ``F``; ``"normal"``, ``N(0, 1/F)`` (global torch
+        generator, like ``nn.Linear``).
     w_time : Parameter, shape ``(D', D)``
-        ``W^K`` of eq. (25), random ``N(0, 1/D)``.
+        ``W^K`` of eq. (25): ``"gerdes"``, orthogonal divided by ``D``; ``"normal"``, ``N(0, 1/D)``.
     w_spatial : Parameter, shape ``(D', F', k, ..., k)``
         Unconstrained base kernel; zero, so the layer starts as the identity (the paper's initialisation).
 

@@ -405,6 +405,8 @@ def test_recompute_gives_the_same_gradients_and_keeps_far_less(device: str) -> N
     ({"train_rtol": 0.0}, "train_rtol"),
     ({"train_atol": float("inf")}, "train_atol"),
     ({"options": [("step_size", 0.1)]}, "options"),
+    ({"method": "rk4"}, r"method='rk4' is a fixed-grid solver: pass options=\{'step_size': h\}"),  # one step: O(1)
+    ({"method": "euler", "options": {"perturb": False}}, "method='euler' is a fixed-grid solver"),
     ({"max_steps": 0}, "max_steps"),
     ({"max_steps": 2.5}, "max_steps"),
 ])
