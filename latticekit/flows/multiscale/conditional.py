@@ -113,6 +113,9 @@ class ConditionalSpec:
             raise ValueError(f"n_layers={self.n_layers!r}: expected a number of coupling layers >= 0")
         if self.act not in ACTIVATIONS:
             raise ValueError(f"act={self.act!r}: expected one of {', '.join(ACTIVATIONS)}")
+        h = self.hidden
+        if not isinstance(h, (tuple, list)) or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in h):
+            raise ValueError(f"hidden={h!r}: expected a sequence of layer widths >= 1, e.g. (16,)")
         heatbath_prior(group, 1, self.prior_kind(group), self.beta)     # raises for SU(N>=3) + heatbath
 
     def build(self, group: Group, n_staples: int) -> "StapleConditional":

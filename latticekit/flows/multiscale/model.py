@@ -35,6 +35,7 @@ Examples
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Sequence
 
 import torch
@@ -239,6 +240,9 @@ class MultiscalePrior(Prior):
             raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
         if lattice.nd < 2:
             raise ValueError(f"lattice={lattice}: a multiscale gauge model needs at least 2 dimensions")
+        if not isinstance(coarse, (tuple, list)) or any(isinstance(c, bool) or not isinstance(c, numbers.Integral)
+                                                          for c in coarse):
+            raise ValueError(f"coarse={coarse!r}: expected the coarse lattice's extents, a sequence of integers")
         coarse = tuple(int(c) for c in coarse)
         doublings(coarse, lattice.shape)                                   # refuses a bad coarse lattice
         order = doubling_order(coarse, lattice.shape, order)
@@ -267,6 +271,13 @@ class MultiscalePrior(Prior):
         if not isinstance(z, torch.Tensor) or z.ndim <= nev or tuple(z.shape[z.ndim - nev:]) != self.event_shape:
             got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
             raise ValueError(f"z has shape {got}; expected (*batch, {', '.join(map(str, self.event_shape))})")
+        self.group.check_dtype(z, name="z")
+        p = next(self.parameters(), None)
+        if p is not None:   # a float32 field in a float64 model failed inside nn.Linear
+            want = p.dtype if not z.is_complex() else (torch.complex128 if p.dtype == torch.float64 else torch.complex64)
+            if z.dtype != want:
+                raise TypeError(f"z has dtype {z.dtype}; the model's parameters are {p.dtype}, so expected {want} "
+                                "(convert the field, or the model with .to(dtype))")
         batch = tuple(z.shape[:z.ndim - nev])
         return z.reshape((-1,) + self.event_shape), batch
 

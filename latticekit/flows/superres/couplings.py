@@ -29,6 +29,7 @@ Examples
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence
 
 import torch
@@ -67,10 +68,15 @@ class Phi4Couplings(nn.Module):
                  dtype: torch.dtype = torch.float64) -> None:
         super().__init__()
         for name, v in (("kappa", kappa), ("lam", lam)):
-            if not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+            if isinstance(v, torch.Tensor) and v.numel() == 1:
+                v = v.item()
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
                 raise ValueError(f"{name}={v!r}: expected a finite number")
-        if float(lam) < 0:
+        kappa, lam = float(kappa), float(lam)
+        if lam < 0:
             raise ValueError(f"lam={lam!r}: expected lam >= 0 (the phi^4 action is unbounded below for lam < 0)")
+        if isinstance(learn, str):
+            raise ValueError(f"learn={learn!r}: expected a sequence of coupling names, e.g. [{learn!r}]")
         bad = [k for k in learn if k not in COUPLING_NAMES]
         if bad:
             raise ValueError(f"learn={list(learn)!r}: unknown couplings {bad}; expected a subset of {COUPLING_NAMES}")

@@ -40,6 +40,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -67,6 +68,10 @@ def hmc_sampler(*, n_traj: int = 50, step_size: float = 0.1, n_steps: int = 10,
     configuration of every chain."""
     if int(n_traj) < 1:
         raise ValueError(f"n_traj={n_traj!r}: expected at least one trajectory")
+    if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not 0 < step_size < math.inf:
+        raise ValueError(f"step_size={step_size!r}: expected a finite step size > 0")
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+        raise ValueError(f"n_steps={n_steps!r}: expected an integer number of leapfrog steps >= 1")
     from latticekit.mc import HMC, RealField
 
     def sample(action: Phi4Action, n: int, previous: torch.Tensor | None, rng: Generator) -> torch.Tensor:

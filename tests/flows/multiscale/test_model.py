@@ -341,6 +341,11 @@ def test_bad_input() -> None:
         MultiscalePrior(lk.U1, lat, (16, 2))
     with pytest.raises(ValueError, match=r"coarse=\(2,\): expected 2 extents"):
         MultiscalePrior(lk.U1, lat, (2,))
+    for bad in ((2.5, 2), 2):   # (2.5, 2) was truncated to (2, 2)
+        with pytest.raises(ValueError, match=r"^coarse=.*: expected the coarse lattice's extents, a sequence of int"):
+            MultiscalePrior(lk.U1, lat, bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^hidden=16: expected a sequence of layer widths >= 1"):
+        MultiscalePrior(lk.U1, lat, (2, 2), spec=ConditionalSpec(hidden=16))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="group="):
         MultiscalePrior("SU3", lat, (2, 2))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"order=\[0, 0\]"):
@@ -354,3 +359,15 @@ def test_bad_input() -> None:
         prior.log_prob(torch.zeros(2, 2, 4, 4))
     with pytest.raises(ValueError, match="unconditional"):
         prior.sample(2, _trng(0), context=torch.zeros(1))
+    # dtypes named before any work (a float32 field in a float64 model failed inside nn.Linear)
+    p64 = MultiscalePrior(lk.U1, lat, (2, 2)).to(F64)
+    with pytest.raises(TypeError, match=r"^z has dtype torch.float32; the model's parameters are torch.float64"):
+        p64.log_prob(torch.zeros(2, 2, 8, 8))
+    with pytest.raises(TypeError, match=r"^z has dtype torch.complex128; U\(1\) elements are stored as real angles"):
+        p64.log_prob(torch.zeros(2, 2, 8, 8, dtype=torch.complex128))
+    su2 = MultiscalePrior(lk.SU(2), lat, (2, 2)).to(F64)
+    with pytest.raises(TypeError, match=r"^z has dtype torch.float64; SU\(2\) elements are stored as complex"):
+        su2.log_prob(torch.zeros(1, 2, 2, 2, 8, 8, dtype=F64))
+    assert p64.sample(np.int64(2), _trng(0))[0].shape == (2, 2, 8, 8)
+    with pytest.raises(ValueError, match=r"^n=0: expected a positive integer number of samples"):
+        p64.sample(0, _trng(0))

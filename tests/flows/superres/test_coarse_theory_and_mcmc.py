@@ -218,6 +218,14 @@ def test_refusals() -> None:
         CoarseTheoryPrior(COARSE, frozen, n_steps=0)
     with pytest.raises(ValueError, match="context"):
         CoarseTheoryPrior(COARSE, frozen, n_therm=1, n_steps=1).sample(2, _trng(0), context=torch.zeros(1))
+    with pytest.raises(ValueError, match=r"^learn='kappa': expected a sequence of coupling names, e.g. \['kappa'\]"):
+        Phi4Couplings(0.2, 0.0, learn="kappa")
+    with pytest.raises(ValueError, match=r"^step_size=-1: expected a finite step size > 0"):
+        hmc_sampler(step_size=-1)
+    with pytest.raises(ValueError, match=r"^n_steps=0: expected an integer number of leapfrog steps >= 1"):
+        hmc_sampler(n_steps=0)
+    # NumPy and one-element torch scalars are numbers (np.float64 was, np.float32 was refused)
+    assert float(Phi4Couplings(np.float32(0.25), torch.tensor(0.01)).kappa) == 0.25
 
 
 def test_local_cnf_inside_a_two_level_model(device: str) -> None:
