@@ -17,6 +17,7 @@ Backend: ``gloo`` on CPU, ``nccl`` on GPU (``device = "cuda"``: rank ``r`` uses 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -27,7 +28,9 @@ from latticekit.flows.distributed import find_free_port
 from latticekit.utils.schema import ConfigError
 
 from ..config import FlowConfig
+from ..folders import CHECKPOINT
 from .devices import torch_device
+from .resume import check_world_size
 from .train import run_training
 
 __all__ = ["distributed_main", "process_group_backend", "train_distributed"]
@@ -38,8 +41,38 @@ def process_group_backend(device: Any) -> str:
     return "nccl" if device is not None and torch.device(device).type == "cuda" else "gloo"
 
 
+def _exit_with_parent(parent: int) -> None:
+    """End this worker when the launching process dies, even by SIGKILL (which runs no cleanup in the parent): on
+    Linux the kernel sends SIGKILL (``prctl(PR_SET_PDEATHSIG)``), elsewhere a daemon thread polls the parent id.
+    Orphaned workers kept training into the run folder, and a rerun then shared the folder with them."""
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0:        # PR_SET_PDEATHSIG = 1
+                if os.getppid() != parent:                             # died before the request took effect
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="latticekit-parent-watch", daemon=True).start()
+
+
 def _worker(rank: int, world_size: int, port: int, config: dict[str, Any], out: str, device: Any, fresh: bool,
-            progress: bool, result_path: str) -> None:
+            progress: bool, result_path: str, parent: int | None = None) -> None:
+    if parent is not None:
+        _exit_with_parent(parent)
     # the parent's thread count shared among the ranks, so that the processes do not oversubscribe the cores
     from latticekit.backends import configure_threads, default_thread_count
 
@@ -92,11 +125,13 @@ def train_distributed(config: "str | os.PathLike[str] | Mapping[str, Any] | Flow
     dev = torch_device("torch", device)
     if dev is not None and dev.type == "cuda" and nprocs > torch.cuda.device_count():
         raise ConfigError(f"nprocs={nprocs}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    if not fresh:
+        check_world_size(Path(out) / CHECKPOINT, nprocs)
     port = find_free_port() if port is None else port
     with tempfile.TemporaryDirectory() as tmp:
         result_path = os.path.join(tmp, "result.pt")
         mp.spawn(_worker, args=(nprocs, port, cfg.to_dict(), os.fspath(out), None if dev is None else str(dev), fresh,
-                                progress, result_path), nprocs=nprocs, join=True)
+                                progress, result_path, os.getpid()), nprocs=nprocs, join=True)
         return torch.load(result_path, weights_only=False)
 
 

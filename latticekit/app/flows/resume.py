@@ -189,3 +189,22 @@ def prepare_run_folder(outdir: Path, conf: dict[str, Any], fresh: bool, state: t
     if not any(p.exists() for p in progress):
         for f in (METRICS, TRAIN_SUMMARY, TRAIN_PLOT):
             (outdir / f).unlink(missing_ok=True)
+
+
+def check_world_size(ckpt: Path, world: int) -> None:
+    """Refuse to resume ``ckpt`` (if it exists) with another number of data-parallel processes than wrote it.
+
+    Every rank continues its own random stream (``rank_rng_states``), so a run resumes only with its own
+    ``--nprocs``; checked before any process starts (the workers' own check printed a traceback per rank,
+    and one process silently continued a two-process run).
+    """
+    if not ckpt.is_file():
+        return
+    import torch
+
+    payload = torch.load(ckpt, map_location="cpu", weights_only=False)
+    stored = int((payload.get("config") or {}).get("world_size", 1)) if isinstance(payload, dict) else 1
+    if stored != world:
+        how = "without --nprocs" if stored == 1 else f"with --nprocs {stored}"
+        raise ConfigError(f"--nprocs {world}: the run in {ckpt.parent} was trained by {stored} process(es); resume "
+                          f"it {how} (every rank continues its own random stream), or pass --fresh to start over")

@@ -55,7 +55,8 @@ from ..folders import CHECKPOINT, CONFIG, METRICS, TRAIN_PLOT, TRAIN_SUMMARY, wr
 from ..killpoints import kill_point
 from ..memory import check_memory
 from .models import build_flow
-from .resume import JobTrainer, MetricsWriter, prepare_run_folder, read_metrics, truncate_metrics
+from .resume import (JobTrainer, MetricsWriter, check_world_size, prepare_run_folder, read_metrics,
+                     truncate_metrics)
 
 __all__ = ["ESS_DEFINITION", "run_training", "train_job"]
 
@@ -100,6 +101,8 @@ def run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, pro
     check_memory(cfg.theory.field_bytes(), max(t.batch_size // world, t.eval_batch_size),
                  f"lattice.shape {list(cfg.lattice.shape)} with train.batch_size = {t.batch_size} and "
                  f"train.eval_batch_size = {t.eval_batch_size}")
+    if not distributed and not fresh:    # the data-parallel launch checks before its processes start
+        check_world_size(ckpt, 1)
     if lead:
         prepare_run_folder(outdir, conf, fresh)
     if distributed:

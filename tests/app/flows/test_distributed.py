@@ -183,3 +183,79 @@ def test_train_distributed_checks_before_spawning(tmp_path) -> None:
     with pytest.raises(ValueError, match="nprocs"):
         train_distributed(JOB, out=tmp_path / "x", nprocs=0)
     assert not (tmp_path / "x").exists()
+
+
+def test_resume_with_another_number_of_processes_is_refused_before_any_work(spawned) -> None:
+    """The job folder of the fixture was trained by 2 ranks: resuming it with 4 processes or with one is one
+    ConfigError naming --nprocs before any process starts (4 failed inside every worker with a traceback; one
+    process silently continued the run with rank 0's stream), and nothing in the folder changes."""
+    from latticekit.app.flows.train import train_job
+    from latticekit.utils import ConfigError
+
+    job = spawned / "job"
+    before = {p.name: p.stat().st_mtime_ns for p in job.iterdir()}
+    more = dict(JOB, train=dict(JOB["train"], steps=6))
+    with pytest.raises(ConfigError, match=r"^--nprocs 4: the run in .* was trained by 2 process\(es\); resume it with "
+                                          r"--nprocs 2"):
+        train_distributed(more, out=job, nprocs=4)
+    with pytest.raises(ConfigError, match=r"^--nprocs 1: the run in .* was trained by 2 process\(es\)"):
+        train_job(more, out=job, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in job.iterdir()} == before
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds the worker processes through /proc (Linux)")
+def test_workers_end_when_the_launching_process_is_killed(tmp_path, write_toml) -> None:
+    """kill -9 of `latticekit train --nprocs 2` started in the background from a shell (no cleanup runs in the
+    parent): the workers end too. They lived on under PID 1 and kept training into the folder, and a rerun then
+    shared it with them (checked: without the fix all three children of the killed process are still running 5 s
+    later)."""
+    import shlex
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    conf = write_toml(dict(JOB, train=dict(JOB["train"], steps=100000, checkpoint_every=1000)), "long.toml")
+    out = tmp_path / "run"
+    cmd = shlex.join([sys.executable, "-m", "latticekit.app.cli", "--threads", "1", "train", str(conf), "--out",
+                      str(out), "--quiet", "--nprocs", "2"])
+    # the shell exits at once, as an interactive `latticekit train ... &` leaves the job to itself
+    pid = int(subprocess.run(["sh", "-c", f"{cmd} > /dev/null 2>&1 < /dev/null & echo $!"], capture_output=True,
+                             text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True).stdout)
+
+    def children() -> list[int]:
+        kids = []
+        for d in (d for d in os.listdir("/proc") if d.isdigit()):
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(d))
+            except (OSError, IndexError, ValueError):
+                continue
+        return kids
+
+    def alive(p: int) -> bool:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    kids: list[int] = []
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / "metrics.jsonl").is_file():   # both ranks are training
+            time.sleep(0.2)
+        kids = [k for k in children() if alive(k)]
+        assert (out / "metrics.jsonl").is_file() and len(kids) >= 2, kids
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.time() + 20
+        while time.time() < deadline and any(alive(k) for k in kids):
+            time.sleep(0.2)
+        assert not [k for k in kids if alive(k)]
+    finally:
+        for k in [pid, *kids]:
+            try:
+                os.kill(k, signal.SIGKILL)
+            except OSError:
+                pass
