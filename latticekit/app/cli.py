@@ -319,14 +319,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command][2](args)
     except KeyboardInterrupt:
         # Ctrl-C is the user's, not a bug: no traceback. The jobs write atomically, so what is on disk is whole.
-        # A second Ctrl-C while this is printed would raise inside the handler: ignored until it is printed
+        # A second Ctrl-C from here on is ignored: raised while this is printed, or during the interpreter's exit
+        # (torch and tqdm clean up), it ended the process by SIGINT instead of status 130 (seen under load). The
+        # command line (argv None) keeps it ignored until the process exits; a caller of main(argv) gets its
+        # handler back
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             resume = "; what was written is kept: the same command resumes" if args.command in RESUMABLE else ""
             # on a line of its own: a progress bar may have left the cursor mid-line
             print(f"\nlatticekit {args.command}: interrupted{resume}", file=sys.stderr)
         finally:
-            signal.signal(signal.SIGINT, previous)
+            if argv is not None:
+                signal.signal(signal.SIGINT, previous)
         return 130   # 128 + SIGINT, the shell's convention
     except Exception as exc:
         line, status = user_error(exc)
