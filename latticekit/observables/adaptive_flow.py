@@ -36,6 +36,7 @@ True
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Callable, Sequence
 
 from latticekit.backends import array_namespace, device, to_numpy
@@ -48,6 +49,9 @@ __all__ = ["wilson_flow_adaptive"]
 
 #: the step factor's safety margin and its bounds per step (standard embedded-RK practice)
 SAFETY, MAX_GROWTH, MIN_SHRINK = 0.95, 5.0, 0.1
+#: ``delta`` must lie in ``[FLOOR_EPS * machine epsilon, MAX_DELTA)``: float32 fields stalled at 1e-7 (d's rounding
+#: floor; 5e-7 still worked on a 4x4 SU(2) field), and a delta near 2 (the largest d) controls nothing
+FLOOR_EPS, MAX_DELTA = 10.0, 0.1
 
 
 def _rk3_and_second_order(U: Any, group: Group, lattice: Lattice, eps: float) -> tuple[Any, Any]:
@@ -102,8 +106,9 @@ def wilson_flow_adaptive(U: Any, group: Group, lattice: Lattice, t: float, *, de
     t : float
         Final flow time (``>= 0``).
     delta : float
-        Bound on the distance ``d`` between the RK3 and the second-order update of one step (``> 0``; the
-        paper's examples use 1e-5 to 1e-8 in double precision).
+        Bound on the distance ``d`` between the RK3 and the second-order update of one step, in
+        ``[10 eps, 0.1)`` with ``eps`` the field's machine epsilon (float32: ``delta >= 1.2e-6``); the paper's
+        examples use 1e-5 to 1e-8 in double precision.
     eps0 : float
         First trial step (``> 0``; rejected and reduced when too large).
     eps_max : float
@@ -114,8 +119,7 @@ def wilson_flow_adaptive(U: Any, group: Group, lattice: Lattice, t: float, *, de
         Flow times in ``(0, t]`` (strictly increasing) at which to measure besides ``0`` and ``t``; the steps
         land on them exactly.
     max_steps : int
-        Bound on the steps tried (accepted and rejected), so that a ``delta`` beyond the precision of the
-        field's dtype stops with an error instead of looping.
+        Bound on the steps tried (accepted and rejected): a flow that needs more stops with an error.
 
     Returns
     -------
@@ -132,8 +136,7 @@ def wilson_flow_adaptive(U: Any, group: Group, lattice: Lattice, t: float, *, de
         Before any work: ``t``, ``delta``, ``eps0``, ``eps_max``, ``max_steps`` or ``times`` out of range,
         ``measure`` of another kind.
     RuntimeError
-        ``max_steps`` steps did not reach ``t`` (``delta`` too small for the dtype: float32 resolves ``d`` to
-        about 1e-6).
+        ``max_steps`` steps did not reach ``t``.
     """
     _check(U, group, lattice)
     if not _is_real(t) or not math.isfinite(t) or t < 0:
@@ -141,9 +144,17 @@ def wilson_flow_adaptive(U: Any, group: Group, lattice: Lattice, t: float, *, de
     for name, v in (("delta", delta), ("eps0", eps0), ("eps_max", eps_max)):
         if not _is_real(v) or not math.isfinite(v) or not v > 0:
             raise ValueError(f"{name}={v!r}: expected a finite positive number")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+    if delta >= MAX_DELTA:   # d of two unitary links is at most 2: a delta near that accepts every step
+        raise ValueError(f"delta={delta!r}: expected a bound below {MAX_DELTA} on the per-step link distance (the "
+                         "paper uses 1e-5 to 1e-8)")
+    xp = array_namespace(U)
+    floor = FLOOR_EPS * float(xp.finfo(xp.float32 if U.dtype in (xp.float32, xp.complex64) else xp.float64).eps)
+    if delta < floor:   # below it, rounding keeps d above delta and the steps shrink without end
+        raise ValueError(f"delta={delta!r}: below what a {U.dtype} field resolves ({FLOOR_EPS:g} x its machine "
+                         f"epsilon = {floor:.2g}); use a larger delta or a double-precision field")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral) or max_steps < 1:
         raise ValueError(f"max_steps={max_steps!r}: expected an integer >= 1")
-    t, delta, eps_max = float(t), float(delta), float(eps_max)
+    t, delta, eps_max, max_steps = float(t), float(delta), float(eps_max), int(max_steps)
     targets = _check_times(times, t)
     if measure == "default":
         def meas(V: Any, tt: float) -> Any:
@@ -164,8 +175,8 @@ def wilson_flow_adaptive(U: Any, group: Group, lattice: Lattice, t: float, *, de
         while now < target:
             if tried >= max_steps:
                 raise RuntimeError(f"wilson_flow_adaptive: {max_steps} steps (max_steps) reached flow time {now:.6g} "
-                                   f"of {t!r}, step {eps:.3g}; delta={delta!r} may be below what the field's "
-                                   f"dtype resolves")
+                                   f"of {t!r}, step {eps:.3g}, {tried - len(steps)} rejected; raise max_steps or "
+                                   f"delta={delta!r}")
             # land on the target; a step within rounding of it is taken to it exactly
             landing = now + eps >= target * (1 - 1e-12)
             h = target - now if landing else eps

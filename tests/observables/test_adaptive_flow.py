@@ -81,14 +81,19 @@ def test_is_gauge_covariant_with_the_same_steps(bk):
 
 
 def test_float32_and_a_delta_below_its_resolution(numpy_bk):
-    """float32 fields flow with delta = 1e-4 (d is resolved to ~1e-7); delta = 1e-12 cannot be met and stops with
-    an error naming max_steps instead of looping."""
+    """Single-precision fields flow at delta = 1.2e-6 (ten times float32's epsilon; d's rounding floor is near 1e-7: 5e-7
+    still worked here, 1e-7 crept on with steps of 3e-6 and a helper's run took 25 minutes at the default
+    max_steps); a smaller delta is refused before any work, and a flow that needs more than max_steps stops with
+    an error naming it."""
     bk, G, lat = numpy_bk, lk.SU(2), lk.Lattice((4, 4))
     U = random_gauge_field(G, lat, bk.rng(6), batch_shape=(1,), precision="single")
-    V, h = wilson_flow_adaptive(U, G, lat, 0.5, delta=1e-4)
+    V, h = wilson_flow_adaptive(U, G, lat, 0.5, delta=1.2e-6)
     assert V.dtype == U.dtype and h["t"].dtype == np.float32 and h["n_steps"] > 0
-    with pytest.raises(RuntimeError, match=r"^wilson_flow_adaptive: 40 steps \(max_steps\) reached flow time"):
-        wilson_flow_adaptive(U, G, lat, 0.5, delta=1e-12, max_steps=40)
+    with pytest.raises(ValueError, match=r"^delta=1e-07: below what a complex64 field resolves \(10 x its machine "):
+        wilson_flow_adaptive(U, G, lat, 0.5, delta=1e-7)
+    with pytest.raises(RuntimeError, match=r"^wilson_flow_adaptive: 5 steps \(max_steps\) reached flow time .* raise "
+                                           r"max_steps or delta"):
+        wilson_flow_adaptive(U, G, lat, 0.5, delta=1e-4, max_steps=np.int64(5))
 
 
 def test_zero_flow_time_and_no_measurements(numpy_bk):
@@ -103,6 +108,7 @@ def test_zero_flow_time_and_no_measurements(numpy_bk):
 @pytest.mark.parametrize("kwargs, match", [
     ({"t": -1.0}, r"^t=-1.0: expected a finite flow time >= 0"),
     ({"delta": 0.0}, r"^delta=0.0: expected a finite positive number"),
+    ({"delta": 10}, r"^delta=10: expected a bound below 0.1 on the per-step link distance"),
     ({"eps0": float("nan")}, r"^eps0=nan: expected a finite positive number"),
     ({"eps_max": -1}, r"^eps_max=-1: expected a finite positive number"),
     ({"max_steps": 0}, r"^max_steps=0: expected an integer >= 1"),
