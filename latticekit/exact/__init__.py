@@ -46,6 +46,7 @@ from .sun_2d import (
     sun_character_coefficient_quadrature,
     sun_dimension,
     sun_irreps,
+    sun_max_beta,
 )
 from .u1_2d import (
     u1_2d_charge_distribution,
@@ -79,6 +80,7 @@ __all__ = [
     "sun_character_coefficient_quadrature",
     "sun_dimension",
     "sun_irreps",
+    "sun_max_beta",
     "u1_2d_charge_distribution",
     "u1_2d_log_z",
     "u1_2d_plaquette",

@@ -24,9 +24,11 @@ d ln c_0 / d beta`` and ``<W(A)> = (c_F / (N c_0))^A``.
 
 Numerics: Bessel functions are used scaled (``ive``), determinants are batched, the
 representation sum is truncated at ``lam_1 <= max_row`` (default grows like ``sqrt(beta)``) and
-done relative to the trivial representation, which dominates.  The determinants lose about
-``log10((beta/N)^(N-1))`` digits to cancellation, which is harmless for the couplings of
-practical interest (e.g. < 1e-11 relative for SU(3) at beta = 30).
+done relative to the trivial representation, which dominates.  The determinants lose up to about
+``log10((beta/N)^(N-1))`` digits to cancellation (measured 12-140x fewer for SU(3), SU(4)), which is
+harmless for the couplings of practical interest (e.g. < 1e-11 relative for SU(3) at beta = 30); a coupling
+above :func:`sun_max_beta` (where that bound reaches 1e-4 of ``1 - P``: about 1.2e6, 2.5e4, 3.8e3 for SU(2),
+SU(3), SU(4)) is refused (SU(4) at 1e5 gave P = 1.00017).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ __all__ = [
     "sun_character_coefficient_quadrature",
     "sun_dimension",
     "sun_irreps",
+    "sun_max_beta",
 ]
 
 
@@ -140,8 +143,29 @@ def _k_range(N: int, max_row: int, x: float) -> np.ndarray:
     return np.arange(-(max_row + N + kk), kk + N + 1)
 
 
+#: relative accuracy of ``1 - P`` below which an SU(N) coupling is refused (:func:`sun_max_beta`)
+DIGITS_TOLERANCE = 1e-4
+
+
+def sun_max_beta(N: int) -> float:
+    """The largest coupling at which the SU(N) character expansion keeps ``1 - P`` to :data:`DIGITS_TOLERANCE`
+    relative: the Bessel determinants lose about ``(beta/N)^(N-1)`` machine epsilons to cancellation (module
+    docstring; measured 6-60x less), and ``1 - P ~ (N^2 - 1)/(2 beta)``; equating the two gives
+    ``beta^N = tol (N^2 - 1) N^(N-1) / (2 eps)``: about 1.2e6 for SU(2), 2.5e4 for SU(3), 3.8e3 for SU(4).
+
+    >>> round(sun_max_beta(3), -3)
+    25000.0
+    """
+    eps = float(np.finfo(np.float64).eps)
+    return (DIGITS_TOLERANCE * (N * N - 1) * N ** (N - 1) / (2 * eps)) ** (1.0 / N)
+
+
 def _coefficients(beta: float, N: int, irreps: np.ndarray, derivative: bool = False):
     """Scaled coefficients ``exp(-beta) c_lam`` (and ``exp(-beta) dc_lam/dbeta``) for all irreps."""
+    if beta > sun_max_beta(N):   # SU(4) at 1e5 gave P = 1.00017, SU(3) at 1e7 a 1 - P 44x too large
+        raise ValueError(f"beta={beta!r}: above {sun_max_beta(N):.3g}, where the SU({N}) character expansion loses "
+                         f"1 - P to cancellation in its Bessel determinants (about {(N - 1) * math.log10(beta / N):.0f} "
+                         f"of 16 digits); there 1 - P is (N^2 - 1)/(2 beta) (1 - 1/(4 beta)) to O(1/beta^3)")
     x = beta / N
     max_row = int(irreps[:, 0].max())
     ks = _k_range(N, max_row, x)

@@ -551,6 +551,8 @@ def u1_2d_theta_ratio(beta: float, shape: Sequence[int], theta: float | np.ndarr
     beta = check_beta(beta)
     V = _volume(shape)
     th = np.asarray(theta, dtype=float)
+    if not np.all(np.isfinite(th)):   # NaN gave 0, NaN or 1 depending on the lattice, inf 0 with a NumPy warning
+        raise ValueError(f"theta={theta!r}: expected finite angles")
     if V <= 2:
         return float(1.0) if th.ndim == 0 else np.ones(th.shape)
     if _use_convolution(beta, V):
