@@ -69,6 +69,13 @@ def _check_kappa(kappa: float) -> float:
     return k
 
 
+def _check_finite(value: float, name: str, minimum: float = -math.inf) -> float:
+    v = float(value)
+    if not math.isfinite(v) or v < minimum:
+        raise ValueError(f"{name} must be finite{'' if minimum == -math.inf else f' and >= {minimum:g}'}, got {value!r}")
+    return v
+
+
 def phi4_field_scale(kappa: float, normalization: str = "half") -> float:
     r"""Field rescaling ``s`` with ``phi_(m^2 form) = s * phi_hop``.
 
@@ -125,6 +132,7 @@ def phi4_hopping_to_m2(kappa: float, lam: float, nd: int, normalization: str = "
     (0.8, 0.5)
     """
     k = _check_kappa(kappa)
+    lam = _check_finite(lam, "lam", 0.0)     # as the inverse conversion (a negative lam was accepted here)
     nd = _check_nd(nd)
     norm = _check_norm(normalization)
     m2 = (1.0 - 2.0 * lam) / k - 2.0 * nd
@@ -162,11 +170,9 @@ def phi4_m2_to_hopping(m2: float, lam: float, nd: int, normalization: str = "hal
     """
     nd = _check_nd(nd)
     norm = _check_norm(normalization)
-    lam = float(lam)
-    if lam < 0:
-        raise ValueError(f"lam must be >= 0, got {lam!r}")
+    lam = _check_finite(lam, "lam", 0.0)
     a = 8.0 * lam if norm == "half" else 2.0 * lam
-    b = float(m2) + 2.0 * nd
+    b = _check_finite(m2, "m2") + 2.0 * nd     # NaN gave (nan, nan), inf (0, 0)
     disc = b * b + 4.0 * a
     denom = b + math.sqrt(disc)
     if denom <= 0:
@@ -210,6 +216,8 @@ def phi4_action_hopping(phi: np.ndarray, kappa: float, lam: float, nd: int | Non
     """
     phi = np.asarray(phi, dtype=float)
     nd = phi.ndim if nd is None else _check_nd(nd)
+    if nd > phi.ndim:
+        raise ValueError(f"nd={nd}: phi has only {phi.ndim} axes (expected its last nd axes to be the lattice)")
     dens = (1.0 - 2.0 * lam) * phi**2 + lam * phi**4 - 2.0 * kappa * _nearest_neighbour_sum(phi, nd)
     return np.sum(dens, axis=tuple(range(phi.ndim - nd, phi.ndim)))
 

@@ -63,6 +63,8 @@ def _check_n(N: int) -> int:
 
 
 def _normalize_irrep(irrep: Sequence[int], N: int) -> tuple[int, ...]:
+    if any(isinstance(v, bool) or int(v) != v for v in irrep):    # (1.5,) was truncated to (1,)
+        raise ValueError(f"irrep must be a non-increasing sequence of at most {N} integers (a partition), got {irrep!r}")
     lam = tuple(int(v) for v in irrep)
     if 0 < len(lam) < N:
         lam = lam + (0,) * (N - len(lam))
@@ -123,6 +125,8 @@ def sun_dimension(irreps: np.ndarray | Sequence[int]) -> np.ndarray | int:
     (3, 8, 3)
     """
     lam = np.asarray(irreps, dtype=float)
+    if lam.ndim == 0 or np.any(lam != np.round(lam)) or np.any(lam[..., -1:] < 0) or np.any(np.diff(lam, axis=-1) > 0):
+        raise ValueError(f"irreps={irreps!r}: expected partitions, non-increasing integers >= 0 (one per row)")
     N = lam.shape[-1]
     d = np.ones(lam.shape[:-1])
     for i in range(N):

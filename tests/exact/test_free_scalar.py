@@ -179,3 +179,10 @@ def test_conversion_errors():
         phi4_m2_to_hopping(-5.0, 0.0, 2)
     with pytest.raises(ValueError, match="normalization"):
         phi4_field_scale(0.1, "bogus")
+    # non-finite or negative couplings are named (NaN gave (nan, nan), inf (0, 0); a negative lam was accepted one way)
+    with pytest.raises(ValueError, match=r"^m2 must be finite, got nan"):
+        phi4_m2_to_hopping(float("nan"), 0.1, 2)
+    with pytest.raises(ValueError, match=r"^lam must be finite and >= 0, got -0.1"):
+        phi4_hopping_to_m2(0.2, -0.1, 2)
+    with pytest.raises(ValueError, match=r"^nd=5: phi has only 2 axes"):
+        phi4_action_hopping(np.ones((4, 4)), 0.1, 0.0, nd=5)

@@ -236,7 +236,12 @@ def test_bad_input():
         u1_2d_theta_ratio(1.0, (4, 4), float("nan"))
     with pytest.raises(ValueError, match="N"):
         sun_2d_plaquette(1.0, 1)
+    for bad in ((0, 1), (1.5, 0), (1, -1)):      # not partitions: gave 0 or a fraction
+        with pytest.raises(ValueError, match=r"^irreps=.*: expected partitions, non-increasing integers >= 0"):
+            sun_dimension(bad)
     with pytest.raises(ValueError, match="irrep"):
         sun_2d_character_ratio(1.0, 3, (0, 1))
+    with pytest.raises(ValueError, match=r"^irrep must be a non-increasing sequence of at most 3 integers"):
+        sun_2d_character_ratio(1.0, 3, (1.5,))
     with pytest.raises(ValueError, match="beta"):
         gross_witten_plaquette(-1.0, 3)
