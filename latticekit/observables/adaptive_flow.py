@@ -39,11 +39,11 @@ import math
 import numbers
 from typing import Any, Callable, Sequence
 
-from latticekit.backends import array_namespace, device, to_numpy
+from latticekit.backends import array_namespace, to_numpy
 from latticekit.groups import Group, U1Group
 from latticekit.lattice import Lattice
 
-from .gradient_flow import _check, _exp_mul, _is_real, _stack, flow_generator, flow_observables
+from .gradient_flow import _check, _exp_mul, _history, _is_real, _measurement, flow_generator
 
 __all__ = ["wilson_flow_adaptive"]
 
@@ -156,13 +156,7 @@ def wilson_flow_adaptive(U: Any, group: Group, lattice: Lattice, t: float, *, de
         raise ValueError(f"max_steps={max_steps!r}: expected an integer >= 1")
     t, delta, eps_max, max_steps = float(t), float(delta), float(eps_max), int(max_steps)
     targets = _check_times(times, t)
-    if measure == "default":
-        def meas(V: Any, tt: float) -> Any:
-            return flow_observables(V, group, lattice, tt)
-    elif measure is None or callable(measure):
-        meas = measure  # type: ignore[assignment]
-    else:
-        raise ValueError(f"measure={measure!r}: expected 'default', a callable measure(V, t) or None")
+    meas = _measurement(measure, group, lattice)
     rec_t: list[float] = []
     rec: list[Any] = []
     if meas is not None:
@@ -195,14 +189,6 @@ def wilson_flow_adaptive(U: Any, group: Group, lattice: Lattice, t: float, *, de
         if meas is not None:
             rec_t.append(target)
             rec.append(meas(V, target))
-    xp = array_namespace(U)
-    rt = xp.float32 if U.dtype in (xp.float32, xp.complex64) else xp.float64
-    history: dict[str, Any] = {"t": xp.asarray(rec_t, dtype=rt, device=device(U))}
-    if rec:
-        st = _stack(rec)
-        if isinstance(st, dict):
-            history.update(st)
-        else:
-            history["values"] = st
+    history = _history(U, rec_t, rec)
     history.update(n_steps=len(steps), n_rejected=tried - len(steps), step_sizes=steps)
     return V, history

@@ -183,6 +183,32 @@ def flow_observables(U: Any, group: Group, lattice: Lattice, t: float = 0.0) -> 
     return out
 
 
+def _measurement(measure: Callable[[Any, float], Any] | str | None, group: Group,
+                 lattice: Lattice) -> Callable[[Any, float], Any] | None:
+    """The ``measure`` argument of the flows as a callable ``(V, t)`` (or None)."""
+    if measure == "default":
+        def meas(V: Any, tt: float) -> Any:
+            return flow_observables(V, group, lattice, tt)
+        return meas
+    if measure is None or callable(measure):
+        return measure  # type: ignore[return-value]
+    raise ValueError(f"measure={measure!r}: expected 'default', a callable measure(V, t) or None")
+
+
+def _history(U: Any, times: list[float], rec: list[Any]) -> dict[str, Any]:
+    """``{"t": times}`` in ``U``'s namespace and real precision, plus the stacked measurements ``rec``."""
+    xp = array_namespace(U)
+    rt = xp.float32 if U.dtype in (xp.float32, xp.complex64) else xp.float64
+    history: dict[str, Any] = {"t": xp.asarray(times, dtype=rt, device=device(U))}
+    if rec:
+        st = _stack(rec)
+        if isinstance(st, dict):
+            history.update(st)
+        else:
+            history["values"] = st
+    return history
+
+
 def _stack(items: list[Any]) -> Any:
     if isinstance(items[0], dict):
         return {k: _stack([it[k] for it in items]) for k in items[0]}
@@ -238,13 +264,7 @@ def wilson_flow(U: Any, group: Group, lattice: Lattice, t: float, *, eps: float 
     t, eps = float(t), float(eps)
     if not isinstance(every, int) or every < 1:
         raise ValueError(f"every={every!r}: expected an integer >= 1")
-    if measure == "default":
-        def meas(V: Any, tt: float) -> Any:
-            return flow_observables(V, group, lattice, tt)
-    elif measure is None or callable(measure):
-        meas = measure  # type: ignore[assignment]
-    else:
-        raise ValueError(f"measure={measure!r}: expected 'default', a callable measure(V, t) or None")
+    meas = _measurement(measure, group, lattice)
     n = max(int(math.ceil(t / eps - 1e-12)), 0)
     h = t / n if n else 0.0
     times: list[float] = []
@@ -258,13 +278,4 @@ def wilson_flow(U: Any, group: Group, lattice: Lattice, t: float, *, eps: float 
         if meas is not None and (i % every == 0 or i == n):
             times.append(i * h)
             rec.append(meas(V, i * h))
-    xp = array_namespace(U)
-    rt = xp.float32 if U.dtype in (xp.float32, xp.complex64) else xp.float64
-    history: dict[str, Any] = {"t": xp.asarray(times, dtype=rt, device=device(U))}
-    if rec:
-        st = _stack(rec)
-        if isinstance(st, dict):
-            history.update(st)
-        else:
-            history["values"] = st
-    return V, history
+    return V, _history(U, times, rec)

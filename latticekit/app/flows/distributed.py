@@ -125,7 +125,7 @@ def train_distributed(config: "str | os.PathLike[str] | Mapping[str, Any] | Flow
     dev = torch_device("torch", device)
     if dev is not None and dev.type == "cuda" and nprocs > torch.cuda.device_count():
         raise ConfigError(f"nprocs={nprocs}: only {torch.cuda.device_count()} CUDA device(s) visible")
-    if not fresh:
+    if not fresh and fam.train is None:   # staged jobs resume from their stage files, which workers check
         check_world_size(Path(out) / CHECKPOINT, nprocs)
     port = find_free_port() if port is None else port
     with tempfile.TemporaryDirectory() as tmp:
