@@ -72,7 +72,8 @@ def _check_kappa(kappa: float) -> float:
 def _check_finite(value: float, name: str, minimum: float = -math.inf) -> float:
     v = float(value)
     if not math.isfinite(v) or v < minimum:
-        raise ValueError(f"{name} must be finite{'' if minimum == -math.inf else f' and >= {minimum:g}'}, got {value!r}")
+        bound = "" if minimum == -math.inf else f" and >= {minimum:g}"
+        raise ValueError(f"{name} must be finite{bound}, got {value!r}")
     return v
 
 

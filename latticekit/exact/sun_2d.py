@@ -64,7 +64,8 @@ def _check_n(N: int) -> int:
 
 def _normalize_irrep(irrep: Sequence[int], N: int) -> tuple[int, ...]:
     if any(isinstance(v, bool) or int(v) != v for v in irrep):    # (1.5,) was truncated to (1,)
-        raise ValueError(f"irrep must be a non-increasing sequence of at most {N} integers (a partition), got {irrep!r}")
+        raise ValueError(f"irrep must be a non-increasing sequence of at most {N} integers (a partition), "
+                         f"got {irrep!r}")
     lam = tuple(int(v) for v in irrep)
     if 0 < len(lam) < N:
         lam = lam + (0,) * (N - len(lam))
@@ -167,9 +168,10 @@ def sun_max_beta(N: int) -> float:
 def _coefficients(beta: float, N: int, irreps: np.ndarray, derivative: bool = False):
     """Scaled coefficients ``exp(-beta) c_lam`` (and ``exp(-beta) dc_lam/dbeta``) for all irreps."""
     if beta > sun_max_beta(N):   # SU(4) at 1e5 gave P = 1.00017, SU(3) at 1e7 a 1 - P 44x too large
+        lost = (N - 1) * math.log10(beta / N)
         raise ValueError(f"beta={beta!r}: above {sun_max_beta(N):.3g}, where the SU({N}) character expansion loses "
-                         f"1 - P to cancellation in its Bessel determinants (about {(N - 1) * math.log10(beta / N):.0f} "
-                         f"of 16 digits); there 1 - P is (N^2 - 1)/(2 beta) (1 - 1/(4 beta)) to O(1/beta^3)")
+                         f"1 - P to cancellation in its Bessel determinants (about {lost:.0f} of 16 digits); there "
+                         f"1 - P is (N^2 - 1)/(2 beta) (1 - 1/(4 beta)) to O(1/beta^3)")
     x = beta / N
     max_row = int(irreps[:, 0].max())
     ks = _k_range(N, max_row, x)

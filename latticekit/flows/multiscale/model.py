@@ -274,7 +274,8 @@ class MultiscalePrior(Prior):
         self.group.check_dtype(z, name="z")
         p = next(self.parameters(), None)
         if p is not None:   # a float32 field in a float64 model failed inside nn.Linear
-            want = p.dtype if not z.is_complex() else (torch.complex128 if p.dtype == torch.float64 else torch.complex64)
+            cplx = torch.complex128 if p.dtype == torch.float64 else torch.complex64
+            want = cplx if z.is_complex() else p.dtype
             if z.dtype != want:
                 raise TypeError(f"z has dtype {z.dtype}; the model's parameters are {p.dtype}, so expected {want} "
                                 "(convert the field, or the model with .to(dtype))")
