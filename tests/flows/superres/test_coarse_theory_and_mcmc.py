@@ -225,7 +225,7 @@ def test_refusals() -> None:
     with pytest.raises(ValueError, match=r"^n_steps=0: expected an integer number of leapfrog steps >= 1"):
         hmc_sampler(n_steps=0)
     # NumPy and one-element torch scalars are numbers (np.float64 was, np.float32 was refused)
-    assert float(Phi4Couplings(np.float32(0.25), torch.tensor(0.01)).kappa) == 0.25
+    assert float(Phi4Couplings(np.float32(0.25), torch.tensor(0.01)).kappa.detach()) == 0.25
 
 
 def test_local_cnf_inside_a_two_level_model(device: str) -> None:
