@@ -23,6 +23,7 @@ Examples
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,9 @@ def flow_diagnostics(model: Model, action: Any, n: int, rng: Generator, *, batch
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ValueError(f"n={n!r}: expected at least 2 draws")
+    if log_z is not None and (isinstance(log_z, bool) or not isinstance(log_z, numbers.Real)
+                              or not math.isfinite(log_z)):   # NaN gave kl = nan silently, after the draws
+        raise ValueError(f"log_z={log_z!r}: expected a finite number (the exact log Z) or None (the estimate)")
     _, lw = draw_weighted(model, action, n, rng, batch_size)
     lw_np = lw.detach().cpu().numpy().astype(np.float64)
     if not np.all(np.isfinite(lw_np)):

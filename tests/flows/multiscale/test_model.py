@@ -371,3 +371,6 @@ def test_bad_input() -> None:
     assert p64.sample(np.int64(2), _trng(0))[0].shape == (2, 2, 8, 8)
     with pytest.raises(ValueError, match=r"^n=0: expected a positive integer number of samples"):
         p64.sample(0, _trng(0))
+    with pytest.raises(ValueError, match=r"^log_z=nan: expected a finite number"):   # kl was nan, after the draws
+        flow_diagnostics(Model(p64, Flow([])), lk.actions.WilsonGaugeAction(lk.U1, lat, 1.0), 8, _trng(0),
+                         log_z=float("nan"))
