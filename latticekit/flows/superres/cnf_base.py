@@ -276,7 +276,7 @@ class SineBasisCNF(FlowLayer, abc.ABC):
                 return torch.zeros_like(state[0]), g, div
 
             params = tuple(p for p in self.parameters() if p.requires_grad)
-            with self._solver_errors(rtol, atol):
+            with self._solver_errors(rtol, atol, flat, name):
                 out = tdq.odeint_adjoint(dynamics_adj, (flat, torch.zeros_like(flat), zero_ld), times,
                                          adjoint_params=params, **kwargs)[1:]
         else:
@@ -290,7 +290,7 @@ class SineBasisCNF(FlowLayer, abc.ABC):
             def dynamics(t: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
                 return field(flat + state[0], t, kernels)                          # eqs. 22, 27
 
-            with self._solver_errors(rtol, atol):
+            with self._solver_errors(rtol, atol, flat, name):
                 out = tdq.odeint(dynamics, (torch.zeros_like(flat), zero_ld), times, **kwargs)
         y, ld = flat + out[0][-1], out[1][-1]                                     # eq. 26
         batch = x.shape[: x.ndim - self.nd]
@@ -305,12 +305,19 @@ class SineBasisCNF(FlowLayer, abc.ABC):
         return options
 
     @contextlib.contextmanager
-    def _solver_errors(self, rtol: float, atol: float) -> Iterator[None]:
+    def _solver_errors(self, rtol: float, atol: float, start: torch.Tensor, name: str) -> Iterator[None]:
         """torchdiffeq reports a solve that cannot meet its tolerance with a bare AssertionError ("underflow in
-        dt", "max_num_steps exceeded"); raise :class:`ODESolverError` naming the options instead."""
+        dt", "max_num_steps exceeded"); raise :class:`ODESolverError` naming the options instead -- or, for any of
+        its assertions, when the start field ``name`` was not finite (NaN/inf make every step fail), a ValueError
+        saying so. The finiteness check runs on this failure path only: no device synchronisation in a solve
+        that succeeds."""
         try:
             yield
         except AssertionError as exc:
+            bad = int((~torch.isfinite(start)).sum())
+            if bad:
+                raise ValueError(f"{name} has {bad} non-finite entries (NaN or inf); {type(self).__name__} "
+                                 "integrates finite fields only") from exc
             msg = str(exc)
             if "underflow in dt" not in msg and "max_num_steps" not in msg:
                 raise

@@ -220,6 +220,10 @@ class LocalCNF(SineBasisCNF):
     (3, 4, 4, 3, 3)
     """
 
+    #: The block size ``b`` of the symmetry tying; :class:`~latticekit.flows.superres.RectangularFlow` refuses a
+    #: layer whose ``block`` differs from its noise's ``b``.
+    block = 2
+
     def __init__(self, lattice_shape: Sequence[int] | Any, n_basis: int = 11, n_time: int = 10,
                  bond_basis: int = 20, bond_time: int = 20, kernel_size: int = 5, t0: float = 0.0,
                  t1: float = 1.0, method: str = "dopri5", rtol: float | None = None, atol: float | None = None,

@@ -103,6 +103,17 @@ class RectangularFlow(nn.Module):
         self.flow = flow
         self.upsampling = NaiveUpsampling(noise.b, nd=noise.nd)
         self.fine_shape = self.upsampling.fine_shape(self.coarse_shape)
+        # a layer that declares its lattice (the CNFs' lattice_shape) or its block size (LocalCNF.block) must
+        # match: otherwise it fails at the first call (another lattice) or silently ties its weights over
+        # blocks other than the upsampling's (another b)
+        shape = getattr(flow, "lattice_shape", None)
+        if shape is not None and tuple(shape) != self.fine_shape:
+            raise ValueError(f"flow acts on the lattice {tuple(shape)}; expected the fine lattice {self.fine_shape} "
+                             f"(coarse_shape={self.coarse_shape} times b={noise.b})")
+        block = getattr(flow, "block", None)
+        if block is not None and block != noise.b:
+            raise ValueError(f"flow ties its weights over blocks of b={block} sites but noise has b={noise.b}; "
+                             "expected the same b")
 
     @property
     def b(self) -> int:

@@ -518,3 +518,17 @@ def test_convolution_in_batch_pieces_is_the_same(shape: tuple[int, ...], kernel_
     for a, b in zip(grad2, grad1):
         assert_close(a, b, rtol=1e-12, atol=1e-13)  # sums of 7 float64 terms in another order
     assert float(grad1[1].abs().max()) > 1e-2
+
+
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_a_non_finite_field_is_named_instead_of_called_stiff(adjoint: bool) -> None:
+    """A NaN or inf in the start field makes every step fail; the error says the field is not finite (user probe:
+    it read "too stiff for these tolerances"), while a finite field whose solve fails still gets ODESolverError."""
+    layer = _layer((4, 4), 2, "cpu", tol=1e-6, adjoint=adjoint)
+    for bad in (float("nan"), float("inf")):
+        field = _field((2, 4, 4), "cpu")
+        field[1, 2, 3] = bad
+        with pytest.raises(ValueError, match=r"^x has 1 non-finite entries \(NaN or inf\); LocalCNF"):
+            layer(field)
+        with pytest.raises(ValueError, match=r"^y has 1 non-finite entries"):
+            layer.inverse(field)

@@ -290,3 +290,16 @@ def test_refusals() -> None:
     model = SuperResolvingModel(_NoLogProb((2, 2)).to(F64), [rect((2, 2)), rect((4, 4))])
     with pytest.raises(ValueError, match=r"x_fine has shape \(2, 4, 4\); expected \(B, \*\(8, 8\)\)"):
         model.log_prob(torch.zeros(2, 4, 4, dtype=F64))
+
+
+def test_a_cnf_of_another_lattice_or_block_is_refused() -> None:
+    """A CNF declares its lattice (``lattice_shape``) and LocalCNF its block size (``block`` = 2): another fine
+    lattice would fail at the first call, another ``b`` would tie the weights over the wrong blocks (user probe:
+    both were accepted)."""
+    from latticekit.flows.superres import FullKernelCNF, LocalCNF
+    with pytest.raises(ValueError, match=r"flow acts on the lattice \(8, 8\); expected the fine lattice \(4, 4\)"):
+        RectangularFlow((2, 2), ZeroSumNoise(2, nd=2), flow=LocalCNF((8, 8)))
+    with pytest.raises(ValueError, match=r"blocks of b=2 sites but noise has b=3"):
+        RectangularFlow((2, 2), ZeroSumNoise(3, nd=2), flow=LocalCNF((6, 6)))
+    assert RectangularFlow((2, 2), ZeroSumNoise(3, nd=2), flow=FullKernelCNF((6, 6))).fine_shape == (6, 6)
+    assert RectangularFlow((2, 2), ZeroSumNoise(2, nd=2), flow=LocalCNF((4, 4))).fine_shape == (4, 4)
