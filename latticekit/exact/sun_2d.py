@@ -371,6 +371,12 @@ def sun_2d_log_z(beta: float | np.ndarray, N: int, shape: Sequence[int], max_row
     return _f(beta)
 
 
+def _no_max_row(max_row: int | None) -> None:
+    if max_row is not None:
+        raise ValueError(f"max_row={max_row!r}: the truncation applies to the torus sum only; shape=None is the "
+                         "infinite-volume closed form (pass shape=(L0, L1) for a torus)")
+
+
 def sun_2d_plaquette(
     beta: float | np.ndarray, N: int, shape: Sequence[int] | None = None, max_row: int | None = None
 ):
@@ -390,7 +396,7 @@ def sun_2d_plaquette(
     shape : tuple of int, optional
         Lattice extents ``(L0, L1)``; ``None`` for infinite volume.
     max_row : int, optional
-        Truncation of the representation sum (torus only).
+        Truncation of the representation sum (torus only; refused with ``shape=None``).
 
     Returns
     -------
@@ -408,6 +414,7 @@ def sun_2d_plaquette(
     """
     N = _check_n(N)
     if shape is None:
+        _no_max_row(max_row)
 
         @vectorize_beta
         def _inf(b: float) -> float:
@@ -460,7 +467,7 @@ def sun_2d_wilson_loop(
     shape : tuple of int, optional
         Lattice extents ``(L0, L1)`` with ``t < L0``, ``r < L1``; ``None`` for infinite volume.
     max_row : int, optional
-        Truncation of the representation sum (torus only).
+        Truncation of the representation sum (torus only; refused with ``shape=None``).
 
     Returns
     -------
@@ -478,6 +485,7 @@ def sun_2d_wilson_loop(
     r = check_int(r, "r", 1)
     A = t * r
     if shape is None:
+        _no_max_row(max_row)
 
         @vectorize_beta
         def _inf(b: float) -> float:

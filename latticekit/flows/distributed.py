@@ -23,6 +23,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 import socket
@@ -102,6 +103,16 @@ def find_free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _no_buffer_sync() -> dict[str, bool]:
+    """DDP's option for "no buffer broadcast in every forward": ``forward_sync_buffers=False`` where torch has it
+    (its ``broadcast_buffers`` is deprecated there, with a FutureWarning printed once per rank), else
+    ``broadcast_buffers=False``. The new option still syncs the buffers once at construction; every buffer of the
+    flow models (masks, index maps, fixed couplings) is built identically on every rank, so that sync changes
+    nothing."""
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    return {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+
+
 class DistributedTrainer(Trainer):
     """Reverse-KL training with the batch split across the processes of a torch.distributed group.
 
@@ -141,7 +152,7 @@ class DistributedTrainer(Trainer):
         # static_graph: the same parameters take part in every step, so DDP can skip the ones that never get a
         # gradient (the raw first-coordinate parameters of SU(N) spectral kernels that have context features,
         # kept for checkpoint compatibility) without the per-step graph search of find_unused_parameters
-        self.ddp = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False, static_graph=True)
+        self.ddp = DistributedDataParallel(self.model, device_ids=ids, static_graph=True, **_no_buffer_sync())
 
     def train_step(self) -> dict[str, float]:
         """One data-parallel step; metrics are those of the global batch (identical on all ranks)."""

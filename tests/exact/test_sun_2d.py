@@ -245,3 +245,8 @@ def test_bad_input():
         sun_2d_character_ratio(1.0, 3, (1.5,))
     with pytest.raises(ValueError, match="beta"):
         gross_witten_plaquette(-1.0, 3)
+    # the truncation of the torus sum has no meaning for the closed form (it was silently ignored)
+    with pytest.raises(ValueError, match=r"^max_row=5: the truncation applies to the torus sum only"):
+        sun_2d_plaquette(1.0, 3, max_row=5)
+    with pytest.raises(ValueError, match=r"^max_row=5: "):
+        sun_2d_wilson_loop(1.0, 3, 1, 1, max_row=5)
