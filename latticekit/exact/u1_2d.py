@@ -281,7 +281,10 @@ def _q2_scalar(beta: float, V: int) -> float:
     mult = np.where(n == 0, 1.0, 2.0)  # g is even in nu, g' odd (squared), g'' even
     num = np.sum(mult * (t1 + t2))
     den = np.sum(mult * zs)
-    return float(-V * num / den / (4.0 * math.pi**2))
+    # <Q^2> >= 0, but the sum cancels: the n = 0 term (g''_0 ~ -g_0/beta) against the rest, so where the true value
+    # is exponentially small (Q != 0 suppressed like exp(-2 pi^2 beta / V)) rounding leaves about 1e-16 V/beta of
+    # either sign (-4e-19 at beta = 100 on 2x2, user probe); a negative result is rounding, returned as 0
+    return max(0.0, float(-V * num / den / (4.0 * math.pi**2)))
 
 
 @vectorize_beta
