@@ -100,7 +100,7 @@ def blocking_analysis(
     bin_sizes : sequence of int, optional
         Default: powers of two ``1, 2, 4, ...`` while at least ``min_bins`` bins remain.
     min_bins : int, default 16
-        Smallest number of bins used by the default ``bin_sizes``.
+        Smallest number of bins used by the default ``bin_sizes`` (at least 2).
 
     Returns
     -------
@@ -118,6 +118,8 @@ def blocking_analysis(
     """
     from .resampling import jackknife
 
+    if isinstance(min_bins, (bool, np.bool_)) or not isinstance(min_bins, (int, np.integer)) or min_bins < 2:
+        raise ValueError(f"min_bins: expected an integer >= 2 (the jackknife needs two bins), got {min_bins!r}")
     reps = as_replicas(data, "data", min_length=2)
     n_min = min(r.shape[-1] for r in reps)
     n_tot = sum(r.shape[-1] for r in reps)

@@ -13,19 +13,24 @@ from ._host import to_host
 __all__ = ["log_weights", "ess", "ess_absolute", "log_z_estimate", "ReweightResult", "reweight"]
 
 
-def _check_log_w(log_w: Any, name: str = "log_w") -> np.ndarray:
+def _check_log_w(log_w: Any, name: str = "log_w", axis: Any = -1) -> np.ndarray:
+    """The log-weights as float64 with the sample axis ``axis`` moved last, checked along it."""
     lw = to_host(log_w, name)
     if lw.ndim == 0:
         raise ValueError(f"{name}: expected an array with samples on the last axis, got a scalar")
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) or not -lw.ndim <= axis < lw.ndim:
+        raise ValueError(f"axis={axis!r}: expected an integer in [{-lw.ndim}, {lw.ndim}) for {name} of shape "
+                         f"{lw.shape}")
+    lw = np.moveaxis(lw, int(axis), -1)
     if np.iscomplexobj(lw) or not np.issubdtype(lw.dtype, np.number):
         raise TypeError(f"{name}: expected real log-weights, got dtype {lw.dtype}")
     lw = lw.astype(np.float64, copy=False)
     if lw.shape[-1] == 0:
-        raise ValueError(f"{name}: no samples (last axis has length 0)")
+        raise ValueError(f"{name}: no samples (the sample axis has length 0)")
     if np.any(np.isnan(lw)) or np.any(lw == np.inf):
         raise ValueError(f"{name}: contains NaN or +inf (-inf, i.e. zero weight, is allowed)")
     if np.any(np.all(lw == -np.inf, axis=-1)):
-        raise ValueError(f"{name}: all weights are zero (all log-weights -inf) along the last axis")
+        raise ValueError(f"{name}: all weights are zero (all log-weights -inf) along the sample axis")
     return lw
 
 
@@ -70,8 +75,8 @@ def log_weights(log_p: Any, log_q: Any) -> np.ndarray:
     return lw
 
 
-def _log_ess_fraction(lw: np.ndarray, axis: int) -> np.ndarray:
-    lw = np.moveaxis(lw, axis, -1)
+def _log_ess_fraction(lw: np.ndarray) -> np.ndarray:
+    """``log(ESS/N)`` along the last axis (``_check_log_w`` moved the sample axis there)."""
     lw = lw - np.max(lw, axis=-1, keepdims=True)  # largest weight = 1: no overflow
     n = lw.shape[-1]
     return 2 * logsumexp(lw, axis=-1) - logsumexp(2 * lw, axis=-1) - np.log(n)
@@ -107,8 +112,8 @@ def ess(log_w: Any, axis: int = -1) -> Any:
     >>> round(ess(lw), 2)
     0.78
     """
-    lw = _check_log_w(log_w)
-    out = np.minimum(np.exp(_log_ess_fraction(lw, axis)), 1.0)
+    lw = _check_log_w(log_w, axis=axis)
+    out = np.minimum(np.exp(_log_ess_fraction(lw)), 1.0)
     return out.item() if out.ndim == 0 else out
 
 
@@ -131,9 +136,9 @@ def ess_absolute(log_w: Any, axis: int = -1) -> Any:
     >>> ess_absolute(np.array([0.0, -1e4, -1e4]))
     1.0
     """
-    lw = _check_log_w(log_w)
-    n = lw.shape[axis]
-    out = n * np.minimum(np.exp(_log_ess_fraction(lw, axis)), 1.0)
+    lw = _check_log_w(log_w, axis=axis)
+    n = lw.shape[-1]
+    out = n * np.minimum(np.exp(_log_ess_fraction(lw)), 1.0)
     return out.item() if out.ndim == 0 else out
 
 
@@ -268,5 +273,5 @@ def reweight(
         value, error = res.value, res.error
     else:
         raise ValueError(f"method: expected 'jackknife' or 'gamma', got {method!r}")
-    e = np.minimum(np.exp(_log_ess_fraction(np.broadcast_to(lw, shape), -1)), 1.0)
+    e = np.minimum(np.exp(_log_ess_fraction(np.broadcast_to(lw, shape))), 1.0)
     return ReweightResult(value=value, error=error, ess=e.item() if e.ndim == 0 else e, method=method)

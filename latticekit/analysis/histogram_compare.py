@@ -282,7 +282,7 @@ def density_histogram(data: SeriesLike, edges: Any, *, rng: Any, n_boot: int = 1
         Bootstrap resamples (``>= 10``).
     block : int, optional
         Block length; default :func:`block_length` (``ceil(block_factor * tau_int)``). ``block=1`` is the
-        plain bootstrap of single configurations.
+        plain bootstrap of single configurations; at most half the shortest chain (two blocks per chain).
     block_factor : float
         Block length in units of ``tau_int`` when ``block`` is not given.
 
@@ -346,7 +346,7 @@ def _block_deficit(tau: np.ndarray, block: int) -> np.ndarray:
 
 
 def _density_histogram(data: SeriesLike, edges: Any, *, rng: Any, n_boot: int, block: int | None,
-                       block_factor: float) -> tuple[DensityHistogram, np.ndarray]:
+                       block_factor: float, block_name: str = "block") -> tuple[DensityHistogram, np.ndarray]:
     """:func:`density_histogram` and the covariance matrix of the densities (same estimate as ``error**2`` on
     the diagonal), for the p-value of :func:`compare_histograms`."""
     reps = _chains(data, "data")
@@ -355,10 +355,11 @@ def _density_histogram(data: SeriesLike, edges: Any, *, rng: Any, n_boot: int, b
     if e.ndim != 1 or e.size < 3 or not np.all(np.isfinite(e)) or not np.all(np.diff(e) > 0):
         raise ValueError(f"edges: expected at least 3 finite, strictly increasing bin edges, got {e.tolist()!r}")
     if block is not None:
-        blk = _check_int("block", block, 1)
+        blk = _check_int(block_name, block, 1)
         shortest = min(r.shape[-1] for r in reps)
-        if blk > shortest:
-            raise ValueError(f"block: {blk} exceeds the shortest chain ({shortest} configurations)")
+        if 2 * blk > shortest:   # the bootstrap resamples blocks within each chain: it needs two per chain
+            raise ValueError(f"{block_name}: {blk} leaves the shortest chain ({shortest} configurations) fewer than 2 "
+                             f"blocks; expected at most {shortest // 2}")
     width = np.diff(e)
     nb = width.size
     indicators = _indicators(reps, e, "data")
@@ -440,11 +441,15 @@ def compare_histograms(a: SeriesLike, b: SeriesLike, *, rng: Any, bins: int = 20
     bins = _check_int("bins", bins, 2)
     n_boot = _check_int("n_boot", n_boot, 10)
     _check_factor(block_factor)
+    if not (isinstance(blocks, (tuple, list)) and len(blocks) == 2):
+        raise ValueError(f"blocks={blocks!r}: expected a pair (block of a, block of b), each an int or None")
     ra, rb = _chains(a, "a"), _chains(b, "b")
     e = histogram_edges(ra, rb, bins) if edges is None else np.asarray(edges, dtype=np.float64)
     gen = as_generator(rng)
-    ha, ca = _density_histogram(ra, e, rng=gen, n_boot=n_boot, block=blocks[0], block_factor=block_factor)
-    hb, cb = _density_histogram(rb, e, rng=gen, n_boot=n_boot, block=blocks[1], block_factor=block_factor)
+    ha, ca = _density_histogram(ra, e, rng=gen, n_boot=n_boot, block=blocks[0], block_factor=block_factor,
+                                block_name="blocks[0]")
+    hb, cb = _density_histogram(rb, e, rng=gen, n_boot=n_boot, block=blocks[1], block_factor=block_factor,
+                                block_name="blocks[1]")
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(hb.density > 0, ha.density / hb.density, np.nan)
         ratio_error = np.where(hb.density > 0, np.sqrt(ha.error ** 2 + ratio ** 2 * hb.error ** 2) / hb.density,

@@ -221,8 +221,9 @@ def check_field(U: Any, group: Group, argname: str = "U", nd: int | None = 4) ->
     g = tuple(group.element_shape)
     need = 1 + len(g) + (nd or 1)
     if a.ndim < need:
-        raise ValueError(f"{argname} has shape {a.shape}; expected (*batch, Nd, {', '.join(map(str, g))}"
-                         f"{', ' if g else ''}<lattice axes>) for {group.name}")
+        axes = "<lattice axes>" if nd is None else f"<{nd} lattice axes>"      # the format's number, when it has one
+        raise ValueError(f"{argname} has shape {a.shape}; expected (*batch, {'Nd' if nd is None else nd}, "
+                         f"{', '.join(map(str, g))}{', ' if g else ''}{axes}) for {group.name}")
     if nd is not None:
         lat_nd = nd
     else:

@@ -414,7 +414,7 @@ class Ensemble:
 
     def _index(self, i: int) -> int:
         n = len(self)
-        if not isinstance(i, (int, np.integer)):
+        if not isinstance(i, (int, np.integer)) or isinstance(i, (bool, np.bool_)):   # ens[True] read config 1
             raise TypeError(f"index {i!r}: expected an integer or a slice")
         j = int(i) + n if i < 0 else int(i)
         if not 0 <= j < n:

@@ -215,8 +215,14 @@ class Theory:
         raise NotImplementedError  # pragma: no cover
 
     def observable_names(self) -> list[str]:
-        """Every primary observable available (the default set of a run)."""
-        return [n for m in self.measurements() for n in m.names]
+        """Every primary observable available (the default set of a run); a name given by two measurements is an
+        error of the theory (a run would record its values twice)."""
+        names = [n for m in self.measurements() for n in m.names]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"{type(self).__name__}: the observables {twice} are measured twice; expected unique "
+                             "names")
+        return names
 
     def observables(self, names: Sequence[str] | None = None) -> dict[str, Callable[[Any], Any]]:
         """``name -> f(batch) -> (B,)`` for the primary observables ``names`` (default: all).

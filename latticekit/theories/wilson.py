@@ -73,9 +73,11 @@ class WilsonParams:
 
 
 def _check_loops(loops: list[list[int]]) -> str | None:
-    for wl in loops:
+    for k, wl in enumerate(loops):
         if not (isinstance(wl, list) and len(wl) == 2 and all(isinstance(v, int) and v >= 1 for v in wl)):
             return f"expected pairs [T, R] of positive integers, got {wl!r}"
+        if wl in loops[:k]:     # one observable measured twice: its series got every value twice (user probe)
+            return f"the loop {wl!r} is listed twice; expected each [T, R] once"
     return None
 
 

@@ -64,6 +64,19 @@ def test_batches_and_axis():
     assert_close(ess(lw[1, 2]), e[1, 2], rtol=0, atol=1e-12)
     assert_close(ess(np.moveaxis(lw, -1, 0), axis=0), e, rtol=1e-14, atol=0)
     assert_close(ess_absolute(lw), 200 * e, rtol=1e-14, atol=0)
+    assert_close(ess_absolute(np.moveaxis(lw, -1, 0), axis=0), 200 * e, rtol=1e-14, atol=0)
+    # the checks run along the sample axis: all-zero weights along axis 0 (but not along the last axis) are refused
+    zero = np.zeros((2, 3))
+    zero[:, 1] = -np.inf
+    with pytest.raises(ValueError, match="all weights are zero"):
+        ess(zero, axis=0)
+    assert_close(ess(zero), np.full(2, 2 / 3), rtol=1e-15, atol=0)
+    # axis=True was taken as 1, a float axis raised a bare TypeError, an axis out of range numpy's AxisError
+    for bad in (True, 1.0, 3, -4):
+        with pytest.raises(ValueError, match=r"^axis=.*: expected an integer in \[-3, 3\)"):
+            ess(lw, axis=bad)
+        with pytest.raises(ValueError, match=r"^axis="):
+            ess_absolute(lw, axis=bad)
 
 
 def test_zero_weights_allowed():

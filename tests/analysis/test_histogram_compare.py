@@ -199,8 +199,11 @@ def test_chains_are_blocked_separately() -> None:
     ({"bins": 2.5}, r"^bins: expected an integer >= 2"),
     ({"n_boot": 9}, r"^n_boot: expected an integer >= 10, got 9"),
     ({"block_factor": 0.0}, r"^block_factor: expected a finite number > 0"),
-    ({"blocks": (0, None)}, r"^block: expected an integer >= 1, got 0"),
-    ({"blocks": (None, 500)}, r"^block: 500 exceeds the shortest chain \(100 configurations\)"),
+    ({"blocks": (0, None)}, r"^blocks\[0\]: expected an integer >= 1, got 0"),
+    ({"blocks": (None, 500)}, r"^blocks\[1\]: 500 leaves the shortest chain \(100 configurations\) fewer than 2"),
+    # one block per chain: the bootstrap failed later with a message about `bin_size` (user probe)
+    ({"blocks": (100, None)}, r"^blocks\[0\]: 100 leaves .* fewer than 2 blocks; expected at most 50"),
+    ({"blocks": 5}, r"^blocks=5: expected a pair"),
 ])
 def test_bad_arguments_are_refused(kwargs, match) -> None:
     x = np.random.default_rng(0).normal(size=100)

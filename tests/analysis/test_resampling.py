@@ -184,6 +184,9 @@ def test_blocking_analysis_plateau_at_tau_int():
     r2 = blocking_analysis(x, bin_sizes=[1, 10, 100])
     np.testing.assert_array_equal(r2.bin_sizes, [1, 10, 100])
     assert r2.errors.shape == (3,)
+    for bad in (0, 1, True, 2.0):     # min_bins=0 failed later with a message about the jackknife's bin_size
+        with pytest.raises(ValueError, match=r"^min_bins: expected an integer >= 2"):
+            blocking_analysis(x, min_bins=bad)
 
 
 def test_blocking_batched_and_derived():

@@ -66,6 +66,7 @@ def test_default_is_2d_u1_l16_beta2() -> None:
         ({"action": {"kind": "phi4"}, "measure": {"wilson_loops": [[1, 1]]}}, "measure.wilson_loops"),
         ({"lattice": {"shape": [4, 4]}, "measure": {"wilson_loops": [[5, 1]]}}, "measure.wilson_loops"),
         ({"lattice": {"shape": [4, 4]}, "measure": {"wilson_loops": [[1, 5]]}}, "measure.wilson_loops"),
+        ({"measure": {"wilson_loops": [[2, 2], [1, 1], [2, 2]]}}, "measure.wilson_loops"),   # doubled its tau_int
         ({"measure": {"observables": ["plaquette", "susceptibility"]}}, "measure.observables"),
         ({"measure": {"observables": "plaquette"}}, "measure.observables"),
         ({"model": {"coupling": "affine"}}, "model"),                  # a flow section: not read by run

@@ -235,6 +235,9 @@ def test_refusals_name_the_argument(tmp_path: Path) -> None:
         save(tmp_path / "x", _field(lat=(3, 2, 2, 2)), "SU3", format="openqcd")
     with pytest.raises(ValueError, match="shape"):
         save(tmp_path / "x", _field()[0], "SU3", format="nersc")
+    # a 2D field: the message names the 4 lattice axes the format needs (it read "<lattice axes>", which fits)
+    with pytest.raises(ValueError, match=r"has shape \(2, 3, 3, 4, 4\); expected \(\*batch, 4, 3, 3, <4 lattice axes>\)"):
+        save(tmp_path / "x", np.zeros((2, 3, 3, 4, 4), complex), "SU3", format="nersc")
     assert not (tmp_path / "x").exists()
 
 

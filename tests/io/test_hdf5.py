@@ -55,6 +55,11 @@ def test_metadata_append_and_lazy_read(tmp_path: Path) -> None:
         assert ens.info(2) == {"traj": 2, "seed": 102}
         with pytest.raises(IndexError):
             ens[3]
+        for bad in (True, np.bool_(False)):   # ens[True] read configuration 1; load(index=True) refused already
+            with pytest.raises(TypeError, match=r"expected an integer or a slice"):
+                ens[bad]
+            with pytest.raises(TypeError, match=r"expected an integer or a slice"):
+                ens.info(bad)
         with pytest.raises(PermissionError):
             ens.append(fields[0])
     with Ensemble.open(p, "a") as ens:  # appendable after reopening

@@ -147,6 +147,13 @@ def test_samplers_and_checks() -> None:
         cls.check_sampler("heatbath", cls.samplers["heatbath"](), (5, 4))
     with pytest.raises(ConfigError, match="larger than the lattice"):
         make_theory("wilson", (4, 4), {}, {"wilson_loops": [[2, 5]]})
+    # a loop listed twice was two measurements of one name: a run recorded each value twice (tau_int doubled)
+    with pytest.raises(ConfigError, match=r"measure\.wilson_loops.*the loop \[2, 1\] is listed twice"):
+        make_theory("wilson", (4, 4), {}, {"wilson_loops": [[2, 1], [2, 1]]})
+    th = make_theory("wilson", (4, 4), {}, {"wilson_loops": [[2, 1]]})
+    th.measurements = lambda: [m for m in type(th).measurements(th) for _ in range(2)]   # a theory that repeats
+    with pytest.raises(ValueError, match=r"the observables \['plaquette', .*'wilson_loop_2x1'\] are measured twice"):
+        th.observable_names()
     with pytest.raises(ConfigError, match="SU<N>"):
         make_theory("wilson", (4, 4), {"group": "U2"})
 
