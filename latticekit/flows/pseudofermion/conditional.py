@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..base import Flow
+from ._checks import check_int
 from .context import PFContext, PFContextTrunk
 from .coupling import PseudofermionCoupling
 from .masks import pf_masks
@@ -69,6 +70,12 @@ class ConditionalPFModel(nn.Module):
                 raise TypeError(f"layers[{i}]={type(layer).__name__}: expected a PseudofermionCoupling")
             if layer.even_odd != target.even_odd:
                 raise ValueError(f"layers[{i}]: even_odd={layer.even_odd} but the target has even_odd={target.even_odd}")
+        if not isinstance(trunk, PFContextTrunk):
+            raise TypeError(f"trunk={type(trunk).__name__}: expected a PFContextTrunk")
+        if trunk.group != target.group or tuple(trunk.lattice.shape) != tuple(target.lattice.shape):
+            # otherwise the first sample failed with a lattice mismatch about U
+            raise ValueError(f"trunk: built for {trunk.group.name} on {trunk.lattice}, but the target is "
+                             f"{target.group.name} on {target.lattice}; expected the same group and lattice")
         self.target = target
         self.flow = Flow(list(layers))
         self.trunk = trunk
@@ -80,7 +87,7 @@ class ConditionalPFModel(nn.Module):
               kernel_size: int = 3, init_gain: float = 0.5, init_bias_std: float = 0.0) -> "ConditionalPFModel":
         """The paper's conditional model: ``n_layers`` layers with the masks of
         :func:`~.masks.pf_masks` and ``n_PT`` PTCs each (default 6 for even/odd targets, 3 otherwise, App. B.3)."""
-        npt = (6 if target.even_odd else 3) if n_pt is None else int(n_pt)
+        npt = (6 if target.even_odd else 3) if n_pt is None else check_int(n_pt, "n_pt", 1)
         masks = pf_masks(partitioning, target.lattice, n_layers, even_odd=target.even_odd)
         layers = [PseudofermionCoupling(target.group, target.lattice, m, n_pt=npt, hidden_features=hidden_features,
                                         n_hidden=trunk.n_hidden, head_hidden=head_hidden, kernel_size=kernel_size,

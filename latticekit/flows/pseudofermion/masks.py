@@ -51,6 +51,8 @@ import torch
 
 from latticekit.lattice import Lattice
 
+from ._checks import check_int
+
 __all__ = ["GammaMask", "PARTITIONINGS", "PFMask", "RowMask", "SiteMask", "SpinMask", "pf_masks", "projector_basis",
            "support_mask"]
 
@@ -100,9 +102,9 @@ class SiteMask(PFMask):
     """Checkerboard spatial partitioning (eq. 29): sites of parity ``parity`` active, all spins."""
 
     def __init__(self, parity: int) -> None:
-        if parity not in (0, 1):
+        if parity not in (0, 1) or isinstance(parity, bool):
             raise ValueError(f"parity={parity!r}: expected 0 or 1")
-        self.parity = parity
+        self.parity = int(parity)
 
     def __repr__(self) -> str:
         return f"SiteMask(parity={self.parity})"
@@ -115,9 +117,9 @@ class RowMask(PFMask):
     """Rows ``x_axis mod 2 = row`` active (with the support: the even sites of every other row), all spins."""
 
     def __init__(self, axis: int, row: int) -> None:
-        if row not in (0, 1):
+        if row not in (0, 1) or isinstance(row, bool):
             raise ValueError(f"row={row!r}: expected 0 or 1")
-        self.axis, self.row = int(axis), row
+        self.axis, self.row = check_int(axis, "axis", 0), int(row)
 
     def __repr__(self) -> str:
         return f"RowMask(axis={self.axis}, row={self.row})"
@@ -132,8 +134,8 @@ class SpinMask(PFMask):
     """Spin partitioning (eq. 31): the spin components ``spins`` active on every site."""
 
     def __init__(self, spins: Sequence[int]) -> None:
-        spins = tuple(int(s) for s in spins)
-        if not spins or min(spins) < 0 or len(set(spins)) != len(spins):
+        spins = tuple(check_int(s, "spins", 0) for s in spins)
+        if not spins or len(set(spins)) != len(spins):
             raise ValueError(f"spins={spins!r}: expected distinct non-negative spin indices")
         self.spins = spins
 
@@ -247,6 +249,7 @@ def pf_masks(partitioning: str, lattice: Lattice, n_layers: int, *, even_odd: bo
     """
     if partitioning not in PARTITIONINGS:
         raise ValueError(f"partitioning={partitioning!r}: expected one of {PARTITIONINGS}")
+    n_layers = check_int(n_layers, "n_layers", 1)      # -3 gave no layers at all
     if lattice.nd not in (2, 4):
         raise ValueError(f"lattice {lattice}: pseudofermion layers need 2 or 4 dimensions (Wilson fermions)")
     if partitioning != "spin" and any(L % 2 for L in lattice.shape):
@@ -256,4 +259,4 @@ def pf_masks(partitioning: str, lattice: Lattice, n_layers: int, *, even_odd: bo
     spin: list[PFMask] = [SpinMask(halves[0]), SpinMask(halves[1])]
     gamma: list[PFMask] = [GammaMask(mu, sign) for mu in list(range(lattice.nd)) + [5] for sign in (1, -1)]
     cycle = {"spatial": spatial, "spin": spin, "alternating": spatial + spin, "gamma": spatial + gamma}[partitioning]
-    return [cycle[i % len(cycle)] for i in range(int(n_layers))]
+    return [cycle[i % len(cycle)] for i in range(n_layers)]

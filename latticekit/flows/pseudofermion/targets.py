@@ -67,6 +67,8 @@ from latticekit.groups import Group
 from latticekit.lattice import Lattice
 from latticekit.linalg.cg import ConvergenceError
 
+from ._checks import check_int, check_real
+
 __all__ = ["ESTIMATORS", "PFTarget", "PseudofermionSolveError", "dense_normal_matrix", "exact_log_det",
            "monomial_targets", "normal_eigenvalues"]
 
@@ -195,13 +197,15 @@ class PFTarget:
             raise ValueError(f"lattice={lattice!r}: expected a 2D or 4D latticekit.Lattice (Wilson fermions)")
         if even_odd and any(L % 2 for L in lattice.shape):
             raise ValueError(f"even_odd: even/odd targets need even extents, got {list(lattice.shape)}")
-        if not 0 < float(kappa) <= 1:
+        if not 0 < check_real(kappa, "kappa") <= 1:
             raise ValueError(f"kappa={kappa!r}: expected 0 < kappa <= 1")
-        if not float(tol) > 0 or int(maxiter) < 1:
-            raise ValueError(f"tol={tol!r}, maxiter={maxiter!r}: expected tol > 0 and maxiter >= 1")
+        # tol >= 1 accepts the zero start vector (tol=inf gave S = 0, tol=1 a wrong action; user probe), as the
+        # config's action.cg_tol < 1 says
+        if not 0 < check_real(tol, "tol") < 1:
+            raise ValueError(f"tol={tol!r}: expected a CG residual 0 < tol < 1")
         self.group, self.lattice, self.kappa = group, lattice, float(kappa)
         self.even_odd, self.antiperiodic = bool(even_odd), bool(antiperiodic)
-        self.tol, self.maxiter = float(tol), int(maxiter)
+        self.tol, self.maxiter = float(tol), check_int(maxiter, "maxiter", 1)
         self.ns, self.nc = spin_dim(lattice.nd), group.N
         self.field_shape = (self.ns, self.nc) + tuple(lattice.shape)
         self.ndof = self.ns * self.nc * lattice.volume // (2 if even_odd else 1)
@@ -217,6 +221,16 @@ class PFTarget:
     def __repr__(self) -> str:
         return (f"PFTarget({self.group.name}, {self.lattice}, kappa={self.kappa:g}, even_odd={self.even_odd}, "
                 f"mu_lo={self.mu_lo:g}, mu_hi={self.mu_hi})")
+
+    def check_same_variables(self, other: "PFTarget", name: str) -> None:
+        """Raise unless ``other`` has this target's pseudofermion variables (group, lattice, even/odd support):
+        the weights of a conditional model built for one target are meaningless for a target of other variables
+        (another kappa or Hasenbusch shift is reweighting, and allowed)."""
+        mine = (self.group.name, tuple(self.lattice.shape), self.even_odd)
+        theirs = (other.group.name, tuple(other.lattice.shape), other.even_odd)
+        if mine != theirs:
+            raise ValueError(f"{name}: {other!r} has other pseudofermion variables than the model's {self!r} "
+                             "(group, lattice and even_odd must agree)")
 
     def with_shift(self, mu0: float) -> "PFTarget":
         """The same monomial with ``mu0`` added to both shifts (the training regulator ``D D^dag + mu_0``)."""
@@ -270,7 +284,17 @@ class PFTarget:
         op = self.operator(U)
         phi = op.mask(phi)
         with torch.no_grad():
-            X = self._solve(self.operator(U.detach()), phi.detach(), self.mu_lo)
+            try:
+                X = self._solve(self.operator(U.detach()), phi.detach(), self.mu_lo)
+            except PseudofermionSolveError:
+                # a NaN/inf field makes every CG residual NaN: name it instead of blaming kappa (user probe); the
+                # check runs on this failure path only
+                for name, a in (("phi", phi), ("U", U)):
+                    bad = int((~torch.isfinite(a.detach())).sum())
+                    if bad:
+                        raise ValueError(f"{name} has {bad} non-finite entries (NaN or inf); the pseudofermion "
+                                         "action needs finite fields") from None
+                raise
         DX = op.apply_dagger(X)
         quad = _inner(DX, DX) + self.mu_lo * _inner(X, X)  # X^dag (M + mu_lo) X
         S = 2.0 * _inner(X, phi) - quad                    # = phi^dag (M + mu_lo)^{-1} phi, exact gradients

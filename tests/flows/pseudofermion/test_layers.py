@@ -333,6 +333,14 @@ def test_mask_objects_and_refusals() -> None:
         pf_masks("checkerboard", lat, 2)
     with pytest.raises(ValueError, match="even extents"):
         pf_masks("spatial", lk.Lattice((4, 3)), 2)
+    # a negative count gave no layers; bools were taken as 0/1
+    for bad in (-3, 0, 2.5, True):
+        with pytest.raises(ValueError, match=r"^n_layers=.*: expected an integer >= 1"):
+            pf_masks("spatial", lat, bad)
+    for make in (lambda: SiteMask(True), lambda: RowMask(1, True), lambda: RowMask(True, 0),
+                 lambda: SpinMask((True,))):
+        with pytest.raises(ValueError):
+            make()
     assert len(pf_masks("spin", lk.Lattice((4, 3)), 3)) == 3  # spin partitioning works on odd extents
 
 

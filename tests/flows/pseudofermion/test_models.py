@@ -97,6 +97,18 @@ def test_pseudo_marginal_weights_converge_to_the_marginal(device: str) -> None:
     assert dev[256] < 0.1
     with pytest.raises(ValueError, match="n_pf=0"):
         pf_weights(jm, gauge, targets, 4, lk.backends.rng(0, backend="torch", device=device), n_pf=0)
+    # bools and fractions were truncated (n_pf=2.9 ran with 2); targets of other variables gave wrong weights
+    for kw, match in (({"n_pf": 2.9}, r"^n_pf=2.9: expected an integer >= 1"), ({"n_pf": True}, r"^n_pf=True"),
+                      ({"batch_size": 2.5}, r"^batch_size=2.5"), ({"n": True}, r"^n=True")):
+        with pytest.raises(ValueError, match=match):
+            pf_weights(jm, gauge, targets, **{"n": 4, **kw, "rng": lk.backends.rng(0, backend="torch")})
+    full = monomial_targets(lk.U1, LAT, 0.1, even_odd=False, hasenbusch_mus=[0.1])
+    with pytest.raises(ValueError, match=r"^targets\[0\]: PFTarget\(U\(1\), .*even_odd=False.* other pseudofermion "
+                                         r"variables than the model's"):
+        pf_weights(jm, gauge, full, 4, lk.backends.rng(0, backend="torch", device=device))
+    # another kappa (reweighting) keeps the variables and is accepted
+    other_kappa = monomial_targets(lk.U1, LAT, 0.12, even_odd=True, hasenbusch_mus=[0.1])
+    assert len(pf_weights(jm, gauge, other_kappa, 2, lk.backends.rng(0, backend="torch", device=device)).U) == 2
     # the N_pf = 1 weights are the joint weights of eq. (40)
     rng = lk.backends.rng(6, backend="torch", device=device)
     w1 = pf_weights(jm, gauge, targets, 4, rng, n_pf=1)
@@ -161,3 +173,16 @@ def test_npf_ratio_follows_appendix_a() -> None:
                  rtol=1e-12, atol=0)  # noiseless data: exact
     with pytest.raises(ValueError, match="positive ratios"):
         fit_npf_ratio([1, 2], [0.5, 0.0])
+
+
+def test_a_trunk_of_another_lattice_or_group_is_refused_at_build() -> None:
+    """A context trunk built for another lattice or group failed only at the first sample, with a shape error about
+    U (user probe); the conditional model now refuses it when built."""
+    from latticekit.flows.pseudofermion import ConditionalPFModel, PFContextTrunk, PFTarget
+    target = PFTarget(lk.U1, LAT, 0.1)
+    for trunk in (PFContextTrunk(lk.U1, lk.Lattice((4, 4)), 2), PFContextTrunk(lk.SU(2), LAT, 2)):
+        with pytest.raises(ValueError, match=r"^trunk: built for .* but the target is U\(1\) on"):
+            ConditionalPFModel.build(target, trunk, n_layers=2)
+    with pytest.raises(ValueError, match=r"^n_pt=0: expected an integer >= 1"):
+        ConditionalPFModel.build(target, PFContextTrunk(lk.U1, LAT, 2), n_layers=2, n_pt=0)
+    assert len(ConditionalPFModel.build(target, PFContextTrunk(lk.U1, LAT, 2), n_layers=2).flow.layers) == 2

@@ -271,6 +271,20 @@ def test_target_refusals() -> None:
         t.action(U, torch.zeros(1, 2, 1, 2, 4, dtype=torch.float64))
     with pytest.raises(PseudofermionSolveError, match="kappa"):  # one CG iteration cannot reach 1e-12
         PFTarget(lk.U1, LAT, 0.2, tol=1e-12, maxiter=1).action(U, torch.ones(1, 2, 1, 2, 4, dtype=torch.complex128))
+    # tol >= 1 accepted the zero start (tol=inf gave S = 0); bools and fractions were truncated (kappa=True -> 1)
+    for kw, match in (({"tol": 1.0}, r"^tol=1.0: expected a CG residual 0 < tol < 1"), ({"tol": math.inf}, "^tol=inf"),
+                      ({"maxiter": 2.5}, r"^maxiter=2.5: expected an integer >= 1"), ({"maxiter": True}, "^maxiter"),
+                      ({"kappa": True}, r"^kappa=True: expected a finite real number")):
+        with pytest.raises(ValueError, match=match):
+            PFTarget(lk.U1, LAT, **{"kappa": 0.2, **kw})
+    # a NaN field made every residual NaN and read "kappa may be at or beyond the critical value"
+    phi = torch.ones(1, 2, 1, 2, 4, dtype=torch.complex128)
+    phi_bad, U_bad = phi.clone(), U.clone()
+    phi_bad[0, 1, 0, 1, 2] = float("nan")
+    U_bad[0, 1, 1, 2] = float("inf")
+    for U_bad, phi_bad, name in ((U, phi_bad, "phi"), (U_bad, phi, "U")):
+        with pytest.raises(ValueError, match=rf"^{name} has 1 non-finite entries"):
+            t.action(U_bad, phi_bad)
 
 
 # -- stochastic log-det gradient ------------------------------------------------------------------------------------
