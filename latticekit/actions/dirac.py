@@ -212,6 +212,10 @@ class WilsonDirac:
     Fermion batches broadcast against the gauge-field batch (e.g. many sources on one
     configuration: ``psi`` of shape ``(S, *B, Ns, Nc, *L)``). For U(1) the link phases
     ``exp(i theta)`` are computed once in the constructor. torch autograd flows through every method.
+    The operator is ``D`` of the links as they are at construction: it keeps views of ``U`` and copies made from
+    it (the conjugate links, the fast path's link array at its first use), so changing ``U`` in place afterwards
+    leaves a mixture of old and new links -- build a new operator instead (construction costs one pass over the
+    links; the library's samplers and actions build one per field).
     ``apply``, ``apply_dagger`` and ``hop`` use the fast path ``"wilson_dirac_apply"`` where one is
     registered for the backend and accepts the inputs (NumPy: the numba kernel, for C-contiguous
     complex128 fields; ``LATTICEKIT_FAST_KERNELS=0`` switches it off); the Array API code is the fallback.

@@ -37,7 +37,7 @@ from ._checks import flag
 from .dirac import WilsonDirac
 from .even_odd import EvenOddDirac
 from .pseudofermion import (
-    _batch_ndim,
+    _broadcast_field,
     _check_dirac_args,
     _check_even_odd,
     _check_mu,
@@ -98,7 +98,7 @@ class HasenbuschMonomial:
 
     def action(self, phi: Any, op: Any, *, tol: float = 1e-10, maxiter: int = 2000) -> Any:
         """The monomial action per batch element."""
-        bnd = _batch_ndim(op, phi)
+        phi, bnd = _broadcast_field(op, phi)
         phi = op.mask(phi)
         X, _ = solve_normal(op, phi, self.mu_lo, tol=tol, maxiter=maxiter)
         S = _real_inner(phi, X, bnd)

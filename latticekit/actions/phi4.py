@@ -79,10 +79,20 @@ def _check(phi: Any, lattice: Lattice) -> None:
         raise TypeError(f"phi has dtype {phi.dtype}; expected a real floating field (*B, *L)")
 
 
-def _finite(name: str, v: Any) -> None:
+def _finite(name: str, v: Any, phi: Any = None, lattice: Lattice | None = None) -> None:
     # a finite real number (not a string, bool or complex), or a real floating array (couplings that
-    # require grad)
+    # require grad) that broadcasts against the field (a per-chain (B,) array failed with a bare broadcasting error)
     real_number_or_array(name, v)
+    shape = tuple(getattr(v, "shape", ()))
+    if phi is not None and lattice is not None and shape:
+        field = tuple(phi.shape)
+        n = max(len(shape), len(field))
+        a, b = (1,) * (n - len(shape)) + shape, (1,) * (n - len(field)) + field
+        if len(shape) > len(field) or any(x != y and x != 1 for x, y in zip(a, b)):
+            nb = len(field) - lattice.nd
+            per_chain = "(" + ", ".join(map(str, field[:nb])) + ", " + ", ".join("1" * lattice.nd) + ")"
+            raise ValueError(f"{name} has shape {shape}; an array coupling must broadcast against the field "
+                             f"{field} (one per chain: shape {per_chain})")
 
 
 _NORMALIZATIONS = ("half", "unit")
@@ -178,8 +188,8 @@ def phi4_action(phi: Any, lattice: Lattice, kappa: float, lam: float) -> Any:
     0.0
     """
     _check(phi, lattice)
-    _finite("kappa", kappa)
-    _finite("lam", lam)
+    _finite("kappa", kappa, phi, lattice)
+    _finite("lam", lam, phi, lattice)
     # compiled kernel where one is registered (backends/_fast.py); None = declined, generic code runs
     fp = fast_path("phi4_action", phi)
     S = fp(phi, kappa, lam, lattice.nd) if fp is not None else None
@@ -202,8 +212,8 @@ def phi4_force(phi: Any, lattice: Lattice, kappa: float, lam: float) -> Any:
     1.2
     """
     _check(phi, lattice)
-    _finite("kappa", kappa)
-    _finite("lam", lam)
+    _finite("kappa", kappa, phi, lattice)
+    _finite("lam", lam, phi, lattice)
     fp = fast_path("phi4_force", phi)
     F = fp(phi, kappa, lam, lattice.nd) if fp is not None else None
     if F is not None:
@@ -225,8 +235,8 @@ def phi4_action_mass(phi: Any, lattice: Lattice, m2: float, lam: float) -> Any:
     16.0
     """
     _check(phi, lattice)
-    _finite("m2", m2)
-    _finite("lam", lam)
+    _finite("m2", m2, phi, lattice)
+    _finite("lam", lam, phi, lattice)
     xp = array_namespace(phi)
     p2 = phi * phi
     dens = (0.5 * (2.0 * lattice.nd + m2)) * p2 + lam * p2 * p2 - phi * _neighbour_sum(phi, lattice)
@@ -243,8 +253,8 @@ def phi4_force_mass(phi: Any, lattice: Lattice, m2: float, lam: float) -> Any:
     3.0
     """
     _check(phi, lattice)
-    _finite("m2", m2)
-    _finite("lam", lam)
+    _finite("m2", m2, phi, lattice)
+    _finite("lam", lam, phi, lattice)
     return (2.0 * lattice.nd + m2) * phi + (4.0 * lam) * phi * phi * phi - _both_neighbours(phi, lattice)
 
 

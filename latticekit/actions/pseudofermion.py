@@ -101,6 +101,22 @@ def _batch_ndim(op: DiracLike, phi: Any, name: str = "phi") -> int:
     return phi.ndim - len(op.field_shape)
 
 
+def _broadcast_field(op: DiracLike, phi: Any, name: str = "phi") -> tuple[Any, int]:
+    """``phi`` broadcast against the operator's gauge batch, as ``op.apply`` does, and its number of batch axes.
+
+    A source with fewer batch axes than the gauge field (one source for every configuration) reached the CG
+    unbroadcast and failed inside it with a bare shape error (user probe). ``check_field`` has refused batch
+    shapes that do not broadcast."""
+    bnd = _batch_ndim(op, phi, name)
+    mine, theirs = tuple(phi.shape[:bnd]), tuple(op.batch_shape)
+    n = max(len(mine), len(theirs))
+    a, b = (1,) * (n - len(mine)) + mine, (1,) * (n - len(theirs)) + theirs
+    batch = tuple(max(x, y) for x, y in zip(a, b))
+    if batch != mine:
+        phi = array_namespace(phi).broadcast_to(phi, batch + tuple(phi.shape[bnd:]))
+    return phi, len(batch)
+
+
 def _real_inner(a: Any, b: Any, batch_ndim: int) -> Any:
     xp = array_namespace(a, b)
     p = xp.real(a) * xp.real(b) + xp.imag(a) * xp.imag(b)
@@ -170,7 +186,7 @@ def solve_normal(op: DiracLike, b: Any, mu: float = 0.0, *, tol: float = 1e-10, 
     (True, [True, True, True])
     """
     mu = _check_mu(mu)
-    bnd = _batch_ndim(op, b, "b")
+    b, bnd = _broadcast_field(op, b, "b")
     # operators with a compiled CG (WilsonDirac, EvenOddDirac on NumPy and torch CPU) run the whole loop in one call
     solver = getattr(op, "normal_solver", None)
     return cg(lambda v: op.normal(v, mu), op.mask(b), x0, tol=tol, maxiter=maxiter, batch_ndim=bnd,
@@ -193,7 +209,7 @@ def pseudofermion_action(phi: Any, op: DiracLike, mu: float = 0.0, *, tol: float
     >>> float(pseudofermion_action(D.zeros(), D))
     0.0
     """
-    bnd = _batch_ndim(op, phi)
+    phi, bnd = _broadcast_field(op, phi)
     phi = op.mask(phi)
     X, info = solve_normal(op, phi, mu, tol=tol, maxiter=maxiter)
     S = _real_inner(phi, X, bnd)
@@ -232,7 +248,7 @@ def pseudofermion_force_coords(phi: Any, op: DiracLike, mu: float = 0.0, *, tol:
     >>> pseudofermion_force_coords(pseudofermion_heatbath(D, rng), D).shape
     (2, 1, 4, 4)
     """
-    _batch_ndim(op, phi)
+    phi, _ = _broadcast_field(op, phi)
     phi = op.mask(phi)
     X, _ = solve_normal(op, phi, mu, tol=tol, maxiter=maxiter)
     Y = op.apply_dagger(X)

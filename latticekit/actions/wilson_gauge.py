@@ -62,9 +62,16 @@ def _check(U: Any, group: Group, lattice: Lattice) -> None:
     group.check_dtype(U, name="U")   # U(1): real angles, SU(N): complex matrices
 
 
-def _check_beta(beta: Any) -> None:
-    # a finite real number (not a string, bool or complex), or a real floating array
+def _check_beta(beta: Any, U: Any = None, group: Group | None = None, lattice: Lattice | None = None) -> None:
+    # a finite real number (not a string, bool or complex), or a real floating array: one coupling per batch
+    # element (the trailing batch axes of U; the action failed with a bare broadcasting error otherwise)
     real_number_or_array("beta", beta)
+    if U is not None and group is not None and lattice is not None and len(getattr(beta, "shape", ())) > 0:
+        nb = U.ndim - lattice.nd - len(group.element_shape) - 1
+        batch = tuple(U.shape[:nb])
+        if beta.ndim > nb or tuple(beta.shape) != batch[nb - beta.ndim:]:
+            raise ValueError(f"beta has shape {tuple(beta.shape)}; expected a number or one coupling per batch "
+                             f"element, shape {batch}")
 
 
 def _site_axes(lattice: Lattice) -> tuple[int, ...]:
@@ -137,7 +144,7 @@ def wilson_gauge_action(U: Any, beta: float, group: Group, lattice: Lattice) -> 
     -96.0
     """
     _check(U, group, lattice)
-    _check_beta(beta)
+    _check_beta(beta, U, group, lattice)
     # compiled kernel where one is registered (backends/_fast.py); None = declined, generic code runs
     fp = fast_path("u1_plaquette_cos_sum" if _is_u1(group) else "sun_re_tr_plaquette_sum", U)
     tot = fp(U, lattice.nd) if fp is not None else None
@@ -169,15 +176,11 @@ def wilson_gauge_force(U: Any, beta: float, group: Group, lattice: Lattice) -> A
     ((2, 2, 2, 4, 4), 0.0)
     """
     _check(U, group, lattice)
-    _check_beta(beta)
+    _check_beta(beta, U, group, lattice)
     if hasattr(beta, "shape") and len(beta.shape) > 0:
         # a coupling per batch element (the action takes one too): the force at beta = 1, scaled per element
         F1 = wilson_gauge_force(U, 1.0, group, lattice)
         xp = array_namespace(F1)
-        nb = U.ndim - lattice.nd - len(group.element_shape) - 1
-        if tuple(beta.shape) != tuple(U.shape[:nb])[len(U.shape[:nb]) - beta.ndim:]:
-            raise ValueError(f"beta has shape {tuple(beta.shape)}; expected a number or one coupling per batch "
-                             f"element, shape {tuple(U.shape[:nb])}")
         return xp.reshape(xp.astype(beta, xp.real(F1).dtype if xp.isdtype(F1.dtype, "complex floating")
                                     else F1.dtype), tuple(beta.shape) + (1,) * (F1.ndim - beta.ndim)) * F1
     fp = fast_path("u1_wilson_force" if _is_u1(group) else "sun_wilson_force", U)

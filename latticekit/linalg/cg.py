@@ -108,7 +108,7 @@ class SolverInfo:
 
 # -- reductions -----------------------------------------------------------------------------------
 def _field_axes(a: Any, batch_ndim: int) -> tuple[int, ...]:
-    if not 0 <= batch_ndim <= a.ndim:
+    if isinstance(batch_ndim, bool) or not isinstance(batch_ndim, numbers.Integral) or not 0 <= batch_ndim <= a.ndim:
         raise ValueError(f"batch_ndim={batch_ndim}: expected 0 <= batch_ndim <= b.ndim = {a.ndim}")
     return tuple(range(batch_ndim, a.ndim))
 
@@ -170,6 +170,8 @@ def _raise_if_failed(info: SolverInfo, dtype: Any, single: bool = False) -> None
     indef = info.indefinite is not None and bool(array_namespace(info.indefinite).any(info.indefinite))
     why = ("(<p, A p> <= 0: the operator is not positive definite there, which CG needs)" if indef else
            f"within maxiter={info.maxiter}")
+    if any(r != r for _, r in bad):   # NaN: it was blamed on the operator's definiteness or on maxiter (user probe)
+        why = "(the residual is NaN: the source b, the start x0 or the operator's field holds NaN or inf)"
     name = str(dtype).split(".")[-1]
     # the true residual of single precision stalls near 1e-7 times the condition number (the rounding of A x:
     # 1.1e-6 for D D^dag of a smooth 8x8 U(1) field at kappa = 0.265, 2e-4 for a spectrum from 1 to 1e4)

@@ -43,6 +43,12 @@ from latticekit.lattice import Lattice
 __all__ = ["FieldKind", "RealField", "SUNField", "U1Field", "field_kind"]
 
 
+#: largest link defect (``||U^dag U - 1||_F + |det U - 1|``) a sampler accepts in its input: rounding and the drift
+#: between reprojections stay far below (a single-precision file read in double: up to 5e-5, the readers' limit),
+#: a field that is not in the group is O(1) off
+MAX_START_DEFECT = 1e-3
+
+
 class FieldKind(ABC):
     """Geometry of a field type for HMC and Langevin (see the module docstring).
 
@@ -105,6 +111,20 @@ class FieldKind(ABC):
         """Largest distance from the manifold per chain, shape ``B`` (zeros for flat manifolds)."""
         xp = array_namespace(x)
         return xp.zeros(self.batch_shape(x), dtype=real_dtype_for(x.dtype, xp), device=_dev(x))
+
+    def check_values(self, x: Any, name: str = "x") -> None:
+        """Raise ValueError unless ``x`` is a point of the manifold: every entry finite and (SU(N)) every link
+        within :data:`MAX_START_DEFECT` of the group. The samplers call it on their input: a NaN field was
+        rejected trajectory after trajectory (a stuck chain), and a field off the group (``2 U``) was evolved and
+        then silently reprojected (user probe). One pass over the field, one host synchronisation."""
+        xp = array_namespace(x)
+        bad = int(xp.sum(xp.astype(xp.logical_not(xp.isfinite(x)), xp.int64)))
+        if bad:
+            raise ValueError(f"{name} has {bad} non-finite entries (NaN or inf); expected a field of {self!r}")
+        worst = float(xp.max(self.defect(x)))
+        if not worst <= MAX_START_DEFECT:
+            raise ValueError(f"{name} is not on the manifold of {self!r}: largest link defect {worst:.3g} > "
+                             f"{MAX_START_DEFECT:g} (project it first, e.g. group.normalize)")
 
 
 def _dev(x: Any) -> Any:

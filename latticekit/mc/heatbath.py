@@ -50,6 +50,7 @@ from latticekit.lattice import Lattice
 from latticekit.loops import LoopBuilder
 
 from .base import Sampler, StepInfo, _is_int
+from .fields import field_kind
 
 __all__ = ["Heatbath", "HeatbathConvergenceError", "staple_sum", "su2_heatbath_x0", "su2_random_with_x0", "von_mises"]
 
@@ -395,6 +396,9 @@ class Heatbath(Sampler):
 
     def step(self, U: Any) -> tuple[Any, StepInfo]:
         """``n_heatbath`` heatbath sweeps then ``n_overrelax`` overrelaxation sweeps."""
+        kind = field_kind(self.lattice, self.group)
+        kind.check(U, "U")
+        kind.check_values(U, "U")      # a NaN or non-unitary field came back as such (user probe)
         if self.n_heatbath:
             check_rng(self.rng, like=U)
         for _ in range(self.n_heatbath):

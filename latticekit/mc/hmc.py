@@ -98,7 +98,8 @@ class HMC(Sampler):
             raise ValueError(f"n_steps={n_steps!r}: expected an integer >= 1")
         if reunitarize_every is not None and (not _is_int(reunitarize_every) or reunitarize_every < 1):
             raise ValueError(f"reunitarize_every={reunitarize_every!r}: expected a positive integer or None")
-        if reunitarize_tol is not None and not float(reunitarize_tol) > 0:
+        if reunitarize_tol is not None and (isinstance(reunitarize_tol, (bool, str)) or not float(reunitarize_tol) > 0):
+            # a string passed float() here and failed at the first SU(N) step; True was stored as the tolerance
             raise ValueError(f"reunitarize_tol={reunitarize_tol!r}: expected a positive number or None")
         self.target = target
         self.kind = kind if kind is not None else infer_field_kind(target)
@@ -109,7 +110,7 @@ class HMC(Sampler):
         self.n_steps = int(n_steps)
         self.integrator = integrator_from_name(integrator)
         self.reunitarize_every = None if reunitarize_every is None else int(reunitarize_every)
-        self.reunitarize_tol = reunitarize_tol
+        self.reunitarize_tol = None if reunitarize_tol is None else float(reunitarize_tol)
         #: number of trajectories made so far (drives the reunitarisation schedule)
         self.trajectories = 0
 
@@ -140,6 +141,7 @@ class HMC(Sampler):
             ``max_defect`` (float, when checked).
         """
         self.kind.check(x)
+        self.kind.check_values(x)        # one pass; a trajectory costs n_steps force evaluations
         check_rng(self.rng, like=x)
         kind = self.kind
         p = kind.momenta(self.rng, x)

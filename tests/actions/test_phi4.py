@@ -167,6 +167,15 @@ def test_errors(bk):
         mass_from_hopping(0.0, 0.1, 2)
     with pytest.raises(TypeError, match="lattice"):
         Phi4Action((4, 4), 0.1, 0.1)
+    # an array coupling must broadcast against the field (a per-chain (B,) array failed with a bare numpy error)
+    phis = bk.rng(0).normal((3, 4, 4))
+    for f in (phi4_action, phi4_force):
+        with pytest.raises(ValueError, match=r"^kappa has shape \(3,\); an array coupling must broadcast against the "
+                                             r"field \(3, 4, 4\) \(one per chain: shape \(3, 1, 1\)\)"):
+            f(phis, lat, bk.asarray(np.array([0.1, 0.2, 0.3])), 0.1)
+    per_chain = bk.asarray(np.array([0.1, 0.2, 0.3]).reshape(3, 1, 1))
+    S = bk.to_numpy(phi4_action(phis, lat, per_chain, 0.1))
+    assert_close(S[1], float(bk.to_numpy(phi4_action(phis[1, ...], lat, 0.2, 0.1))), rtol=1e-13, atol=0)
 
 
 def test_phi4_action_object_is_differentiable_in_its_couplings() -> None:

@@ -17,6 +17,7 @@ from latticekit.actions.pseudofermion import (
     pseudofermion_force_coords,
     pseudofermion_heatbath,
     regulated_normal,
+    solve_normal,
 )
 from latticekit.gauge import random_gauge_field
 from latticekit.linalg import dense_matrix, logdet_normal, support_indices
@@ -251,3 +252,21 @@ def test_even_odd_on_odd_extents_refused_at_construction():
         HasenbuschAction(lk.U1, lat, kappa=0.2, mus=[0.5], even_odd=True)
     PseudofermionAction(lk.U1, lat, kappa=0.2)                       # without even/odd an odd extent is fine
     assert PseudofermionAction(lk.U1, lk.Lattice((4, 4)), kappa=0.2, maxiter=np.int64(50)).maxiter == 50
+
+
+def test_a_source_broadcasts_against_the_gauge_batch(bk):
+    """One source for every configuration (no batch axis, or fewer axes than the gauge batch) is solved as if
+    broadcast, as ``D.apply`` does: it failed inside the CG with a bare shape error (user probe)."""
+    lat = lk.Lattice((4, 4))
+    U = lk.gauge.random_gauge_field(lk.U1, lat, bk.rng(0), batch_shape=(2, 3))
+    D = WilsonDirac(U, lk.U1, lat, kappa=0.2)
+    for batch in ((), (3,), (1, 3)):
+        b = D.random_field(bk.rng(1), batch)
+        full = bk.xp.broadcast_to(b, (2, 3) + tuple(D.field_shape))
+        x, info = solve_normal(D, b, tol=1e-12)
+        x_ref, _ = solve_normal(D, full, tol=1e-12)
+        assert tuple(x.shape) == (2, 3) + tuple(D.field_shape)
+        assert_close(bk.to_numpy(x), bk.to_numpy(x_ref), rtol=0, atol=0)
+        act = PseudofermionAction(lk.U1, lat, kappa=0.2)
+        assert_close(bk.to_numpy(act.action(U, b)), bk.to_numpy(act.action(U, full)), rtol=0, atol=0)
+        assert_close(bk.to_numpy(act.force(U, b)), bk.to_numpy(act.force(U, full)), rtol=0, atol=0)

@@ -193,3 +193,12 @@ def test_class_interface_and_errors(bk):
         WilsonGaugeAction(G, lat, math.inf)
     with pytest.raises(ValueError, match="2 dimensions"):
         WilsonGaugeAction(G, lk.Lattice((4,)), 1.0)
+    # one coupling per batch element: the action and the force name a wrong shape alike (the action failed with a
+    # bare broadcasting error); the right shape gives each element its own coupling
+    for f in (wilson_gauge_action, wilson_gauge_force):
+        with pytest.raises(ValueError, match=r"^beta has shape \(2,\); expected a number or one coupling per batch "
+                                             r"element, shape \(3,\)"):
+            f(U, bk.asarray(np.array([1.0, 2.0])), G, lat)
+    betas = bk.asarray(np.array([1.0, 2.0, 3.0]))
+    S1 = bk.to_numpy(wilson_gauge_action(U, 1.0, G, lat))
+    assert_close(bk.to_numpy(wilson_gauge_action(U, betas, G, lat)), S1 * [1.0, 2.0, 3.0], rtol=1e-13, atol=0)

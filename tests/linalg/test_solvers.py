@@ -143,3 +143,17 @@ def test_convergence_means_the_true_residual(bk):
 def test_unbatched_failure_names_no_chain(bk):
     with pytest.raises(ConvergenceError, match=r"^cg did not converge to tol=1e-10 within maxiter=2: residual "):
         cg(_matop(bk, np.diag(np.geomspace(1.0, 100.0, 20))), bk.asarray(np.ones(20)), maxiter=2)
+
+
+def test_a_nan_source_is_named_in_the_failure(bk):
+    """A NaN in the source made the loop report "not positive definite there" and the compiled CG "within
+    maxiter" (user probe): the message now says the residual is NaN and what can hold it. batch_ndim must be an
+    integer (True was read as 1)."""
+    rng = np.random.default_rng(4)
+    A = _hpd(rng, 2, 8, [1.0, 10.0])
+    b = rng.normal(size=(2, 8)) + 0j
+    b[1, 3] = np.nan
+    with pytest.raises(ConvergenceError, match=r"the residual is NaN: the source b"):
+        cg(_matop(bk, A), bk.asarray(b), tol=1e-12, batch_ndim=1)
+    with pytest.raises(ValueError, match=r"^batch_ndim=True"):
+        cg(_matop(bk, A), bk.asarray(b), batch_ndim=True)

@@ -13,6 +13,7 @@ from latticekit.actions import Phi4Action, WilsonGaugeAction
 from latticekit.gauge import random_gauge_field
 from latticekit.mc import (
     HMC,
+    Heatbath,
     GaussianAction,
     Langevin,
     Leapfrog,
@@ -301,3 +302,26 @@ def test_integer_options_accept_numpy_integers():
     assert U.shape == (1, 2, 4, 4)
     with pytest.raises(ValueError, match="n_steps=True: expected an integer >= 1"):
         HMC(act, rng=lk.backends.rng(0), n_steps=True)
+
+
+def test_fields_off_the_manifold_are_refused(bk):
+    """A NaN field made every trajectory a rejection (a stuck chain) and a field off the group (2 U, defect 7) was
+    evolved, accepted and silently reprojected; the heatbath returned either unchanged in kind (user probe). Both
+    samplers now refuse them before any work; a field within rounding of SU(2) is accepted."""
+    lat = lk.Lattice((4, 4))
+    su2 = random_gauge_field(lk.SU(2), lat, bk.rng(0), batch_shape=(2,))
+    u1 = random_gauge_field(lk.U1, lat, bk.rng(0), batch_shape=(2,))
+    nan_u1 = bk.xp.where(bk.asarray(np.arange(2 * 2 * 16).reshape(u1.shape) == 5), bk.asarray(np.nan), u1)
+    for sampler in (lambda G: HMC(WilsonGaugeAction(G, lat, 1.0), rng=bk.rng(1), n_steps=2),
+                    lambda G: Heatbath(G, lat, 1.0, rng=bk.rng(1))):
+        with pytest.raises(ValueError, match=r"has 1 non-finite entries \(NaN or inf\)"):
+            sampler(lk.U1).step(nan_u1)
+        with pytest.raises(ValueError, match=r"is not on the manifold of SUNField\(SU\(2\).*: largest link defect 7"):
+            sampler(lk.SU(2)).step(2 * su2)
+        sampler(lk.SU(2)).step(su2 * (1 + 1e-6))     # rounding-size defects pass (a single-precision file: 5e-5)
+
+
+@pytest.mark.parametrize("bad", ["1e-3", True, 0.0, -1.0])
+def test_reunitarize_tol_is_a_positive_number(bad):
+    with pytest.raises(ValueError, match=r"reunitarize_tol=.*: expected a positive number or None"):
+        HMC(WilsonGaugeAction(lk.SU(2), lk.Lattice((4, 4)), 1.0), rng=lk.backends.rng(0), reunitarize_tol=bad)
