@@ -41,6 +41,7 @@ from latticekit.utils.schema import ConfigError
 
 from .analysis import analyse, format_table
 from .config import RunConfig, load_config
+from .sections import MAX_SEED
 from .devices import resolve_backend
 from .folders import ENSEMBLE, REMEASURED, RESULTS, RUN_PLOTS, STATE, out_folder, refuse_other_job, write_json
 from .killpoints import kill_point
@@ -104,8 +105,8 @@ def run_job(config: "str | os.PathLike[str] | Mapping[str, Any] | RunConfig | No
         the last checkpoint stays in place).
     """
     cfg = load_config(None) if config is None else RunConfig.load(config)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed: expected an integer in [0, 2^63 - 1], got {seed!r}")
     backend, device = resolve_backend(backend, device)
     theory = cfg.theory
     names, derived = theory.select(cfg.measure.observables)

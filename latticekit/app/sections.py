@@ -25,7 +25,11 @@ from typing import Any, Literal
 
 from latticekit.utils.schema import as_dict, setting
 
-__all__ = ["ActionKind", "LatticeSection", "MeasureCommon", "ModelCommon", "OutputSection", "SampleSection",
+#: largest seed of the jobs: the generators take seeds below 2^64 (torch), and the jobs derive further seeds by
+#: adding step and segment offsets, which stay below 2^64 from here (a seed of 2^64 ended in a traceback)
+MAX_SEED = 2**63 - 1
+
+__all__ = ["MAX_SEED", "ActionKind", "LatticeSection", "MeasureCommon", "ModelCommon", "OutputSection", "SampleSection",
            "SamplerCommon", "Section", "TrainSection"]
 
 
@@ -104,7 +108,7 @@ class TrainSection:
     clip_norm: float | None = setting(None, doc="clip gradients by total norm (absent: no clipping)")
     clip_value: float | None = setting(None, doc="clip gradients by value (absent: no clipping)")
     dtype: str = setting("float64", doc="float64 or float32")
-    seed: int = setting(0, ge=0, doc="seed of the prior samples and of the initial parameters")
+    seed: int = setting(0, ge=0, le=MAX_SEED, doc="seed of the prior samples and of the initial parameters")
     eval_every: int = setting(0, doc="evaluate every this many steps (0: never)")
     gradient: str = setting("reparam", doc="reparam or path")
     eval_batch_size: int = setting(1024, ge=2, doc="samples of an evaluation (the ESS needs two)")
@@ -143,7 +147,7 @@ class SampleSection:
 
     n: int = setting(4096, ge=2, doc="Metropolis steps")
     batch: int = setting(1024, ge=1, doc="proposals drawn per batch")
-    seed: int = setting(1, ge=0, doc="seed of the proposals and accept/reject draws")
+    seed: int = setting(1, ge=0, le=MAX_SEED, doc="seed of the proposals and accept/reject draws")
 
 
 class Section:

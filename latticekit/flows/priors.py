@@ -123,11 +123,13 @@ class GaussianPrior(Prior):
 
     def __init__(self, event_shape: Sequence[int], std: float = 1.0) -> None:
         super().__init__()
-        self.event_shape = tuple(int(s) for s in event_shape)
-        if any(s < 1 for s in self.event_shape):
-            raise ValueError(f"event_shape={event_shape!r}: expected positive extents")
-        if not std > 0:
-            raise ValueError(f"std={std!r}: expected a positive standard deviation")
+        shape = tuple(event_shape)
+        # (4.7, 4) was truncated to (4, 4); std=inf gave infinite samples and NaN densities (user probe)
+        if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in shape):
+            raise ValueError(f"event_shape={event_shape!r}: expected positive integer extents")
+        self.event_shape = tuple(int(s) for s in shape)
+        if isinstance(std, bool) or not isinstance(std, numbers.Real) or not (std > 0 and math.isfinite(std)):
+            raise ValueError(f"std={std!r}: expected a finite positive standard deviation")
         self.std = float(std)
 
     def extra_repr(self) -> str:

@@ -161,7 +161,10 @@ def rq_spline_on_knots(x: torch.Tensor, xk: torch.Tensor, yk: torch.Tensor, dk: 
     K = xk.shape[-1] - 1
     src = yk if inverse else xk
     lo, hi = src[..., 0], src[..., -1]
-    xc = torch.minimum(torch.maximum(x, lo), hi)
+    # torch.clamp passes the whole gradient to x at x = lo or hi; minimum(maximum(...)) split it 0.5/0.5 with the
+    # bound there, which halved dh/dx at the domain edges (theta = 0 of a circular spline: a cold field's autograd
+    # log-det was off; user probe)
+    xc = torch.clamp(x, lo, hi)
     # bin index: number of interior knots <= x (in 0..K-1)
     k = torch.sum((xc[..., None] >= src[..., 1:K]).to(torch.int64), dim=-1) if K > 1 else \
         torch.zeros(shape, dtype=torch.int64, device=x.device)

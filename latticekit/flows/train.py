@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -56,6 +57,12 @@ _COMPILE = ("splines", "layers")
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN/inf loss or gradient and was stopped."""
+
+
+#: options of :class:`TrainConfig` that are integers, and those that are finite real numbers (checked first)
+_INT_OPTIONS = ("steps", "batch_size", "step_size", "warmup_steps", "seed", "eval_every", "eval_batch_size",
+                "checkpoint_every", "log_every")
+_REAL_OPTIONS = ("lr", "eps", "weight_decay", "min_lr", "gamma", "clip_norm", "clip_value")
 
 
 @dataclass
@@ -168,6 +175,20 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad option."""
+        # types first (the config schema checks them for the jobs; library callers got steps=2.5 run as 3 steps,
+        # steps=True as 1, and eps=inf or lr=inf accepted: no update, or NaN parameters after one step)
+        for name in _INT_OPTIONS:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ValueError(f"{name}={v!r}: expected an integer")
+        for name in _REAL_OPTIONS:
+            v = getattr(self, name)
+            if v is None and name in ("clip_norm", "clip_value"):
+                continue
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise ValueError(f"{name}={v!r}: expected a finite real number")
+        if any(isinstance(b, bool) or not isinstance(b, numbers.Real) for b in self.betas):
+            raise ValueError(f"betas={tuple(self.betas)}: expected two numbers in [0, 1)")
         if self.steps < 0:
             raise ValueError(f"steps={self.steps}: expected >= 0")
         if self.batch_size < 1:

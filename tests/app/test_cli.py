@@ -111,6 +111,9 @@ def test_train_sample_and_compare(tmp_path, capsys) -> None:
     assert main(["sample", str(tmp_path / "f"), "--n", "16", "--compare", str(tmp_path / "r" / "results.json")]) == 2
     assert "lattice [6, 6] vs [4, 4]" in capsys.readouterr().err
     assert not (tmp_path / "f" / "sample.json").exists()        # refused before any sampling
+    # a seed the generators cannot take: one line naming it, not a traceback (user probe)
+    assert main(["sample", str(tmp_path / "f"), "--n", "16", "--seed", str(2**64)]) == 2
+    assert f"seed={2**64}: expected an integer <= 2^63 - 1" in capsys.readouterr().err
     # a run of the same theory is shown beside the flow, in the table and in the histograms
     run.write_text('[lattice]\nshape = [4, 4]\n[action]\nkind = "phi4"\nkappa = 0.2\nlam = 0.5\n'
                    "[sampler]\nchains = 2\nthermalization = 2\nmeasurements = 8\n[output]\nplots = false\n")

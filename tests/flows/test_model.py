@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -91,6 +92,14 @@ def test_prior_errors() -> None:
         p.sample(2, trng(0), context=torch.zeros(2))
     with pytest.raises(ValueError, match="z has shape"):
         p.log_prob(torch.zeros(2, 3))
+    # a fractional extent was truncated ((4.7, 4) -> (4, 4)), std=inf gave infinite samples (user probe)
+    for shape in ((4.7, 4), (0, 4), (True, 4)):
+        with pytest.raises(ValueError, match=r"^event_shape=.*: expected positive integer extents"):
+            GaussianPrior(shape)
+    for std in (math.inf, math.nan, 0.0, True):
+        with pytest.raises(ValueError, match=r"^std=.*: expected a finite positive standard deviation"):
+            GaussianPrior((2,), std=std)
+    assert GaussianPrior((np.int64(2), 3)).event_shape == (2, 3)
 
 
 @pytest.mark.parametrize("kind", ["affine", "spline"])

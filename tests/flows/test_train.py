@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -334,3 +335,21 @@ def test_fused_optimizer_gives_the_default_update(device: str) -> None:
     assert float((trained[0] - trained[1]).abs().max()) > 1e-6
     with pytest.raises(ValueError, match="fused"):
         TrainConfig(fused=1).validate()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"steps": 2.5}, r"^steps=2.5: expected an integer"),          # ran 3 steps
+    ({"steps": True}, r"^steps=True: expected an integer"),        # ran 1 step
+    ({"eval_every": 1.5}, r"^eval_every=1.5"), ({"warmup_steps": 1.5}, r"^warmup_steps=1.5"),
+    ({"step_size": 1.5}, r"^step_size=1.5"), ({"seed": 0.5}, r"^seed=0.5"),
+    ({"eps": math.inf}, r"^eps=inf: expected a finite real number"),   # no update at all
+    ({"lr": math.inf}, r"^lr=inf: expected a finite real number"),     # NaN parameters after one step
+    ({"clip_norm": math.inf}, r"^clip_norm=inf"), ({"gamma": True}, r"^gamma=True"),
+    ({"betas": (True, 0.9)}, r"^betas="),
+])
+def test_train_config_types_are_checked(kwargs, match) -> None:
+    """The config schema checks the jobs' types; library callers of TrainConfig get the same refusals (user
+    probe: they were truncated or accepted)."""
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs).validate()
+    TrainConfig(steps=np.int64(3), lr=np.float32(1e-3), clip_norm=None).validate()   # NumPy scalars are fine

@@ -56,6 +56,7 @@ from latticekit.utils.schema import ConfigError
 
 from ..analysis import gamma_entry, quiet_gamma, reweighted_derived
 from ..config import FlowConfig
+from ..sections import MAX_SEED
 from .devices import torch_device
 from ..folders import CHECKPOINT, SAMPLE_PLOT, SAMPLE_SUMMARY, write_json
 from ..killpoints import kill_point
@@ -206,6 +207,8 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
                         ("n_pf", 1 if n_pf is None else n_pf, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ConfigError(f"{name}={v!r}: expected an integer >= {lo}")
+    if seed > MAX_SEED:   # 2^64 ended in a traceback from the generator (user probe)
+        raise ConfigError(f"seed={seed!r}: expected an integer <= 2^63 - 1 = {MAX_SEED}")
     if n_pf is not None and fam.sampler is None:
         raise ConfigError(f"n_pf={n_pf}: only pseudofermion flows (model.coupling = 'pseudofermion') draw "
                           f"pseudofermions; this run has model.coupling = {cfg.model.coupling!r}")

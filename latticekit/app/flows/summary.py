@@ -41,12 +41,13 @@ __all__ = ["flow_summary", "format_flow_summary", "load_reference"]
 
 def load_reference(cfg: FlowConfig, ref: Any) -> tuple[dict[str, dict[str, Any]], str]:
     """Reference values ``name -> {value, error}`` and their kind (the run's sampler, e.g. ``"heatbath"``,
-    or ``"hmc"`` when not recorded) from a results.json path, a run job's result or a plain mapping.
+    ``"flow"`` for the sample.json of another flow, or ``"hmc"`` when not recorded) from a results.json path, a
+    run job's result, a flow's sample.json or a plain mapping.
 
     A value given without an error (a bare number, or a mapping without ``error``, or with a null one)
     gets ``error = None``: it is not made into an exact value.
 
-    A run whose configuration names another lattice or other ``[action]`` values than ``cfg`` is refused
+    A run or flow whose configuration names another lattice or other ``[action]`` values than ``cfg`` is refused
     (:class:`ConfigError`, listing what differs).
     """
     if ref is None:
@@ -59,11 +60,16 @@ def load_reference(cfg: FlowConfig, ref: Any) -> tuple[dict[str, dict[str, Any]]
         raise ConfigError(f"reference {where}: expected a results.json path or a mapping name -> {{value, error}}, "
                           f"got {type(ref).__name__}")
     kind = "hmc"
-    run = ref.get("config")
+    run, flow = ref.get("config"), ref.get("flow_config")
     if isinstance(run, Mapping):
         _check_same_theory(cfg, run, where)
         algo = run.get("sampler", {}).get("algorithm") if isinstance(run.get("sampler"), Mapping) else None
         kind = algo if isinstance(algo, str) and algo else "hmc"
+    elif isinstance(flow, Mapping):
+        # the sample.json of another flow: its flow_config names its theory (it passed as a plain mapping,
+        # labelled "hmc", whatever its lattice and couplings; user probe)
+        _check_same_theory(cfg, flow, where)
+        kind = "flow"
     values = ref["observables"] if "observables" in ref else ref
     if not isinstance(values, Mapping):
         raise ConfigError(f"reference {where}: expected a mapping name -> {{value, error}}, got {values!r}")

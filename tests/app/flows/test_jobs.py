@@ -545,6 +545,16 @@ def test_nd_gauge_job_resumes_and_samples(tmp_path, killed_and_resumed, group, s
     (tmp_path / "results.json").write_text(json.dumps(run))
     with pytest.raises(ConfigError, match="another theory"):
         flow_summary(killed, hmc=tmp_path / "results.json")
+    # the sample.json of another flow names its theory in flow_config: checked alike (it passed as a plain mapping
+    # labelled "hmc"), and a flow of the same theory is labelled "flow"
+    other = {"flow_config": {"lattice": {"shape": [4] * len(shape)}, "action": {"kind": "wilson", "group": group,
+                                                                                 "beta": 1.0}}, "observables": ref}
+    with pytest.raises(ConfigError, match=r"sample\.json is a run of another theory than the flow \(lattice"):
+        (tmp_path / "sample.json").write_text(json.dumps(other))
+        flow_summary(killed, hmc=tmp_path / "sample.json")
+    other["flow_config"]["lattice"]["shape"] = list(shape)
+    (tmp_path / "sample.json").write_text(json.dumps(other))
+    assert flow_summary(killed, hmc=tmp_path / "sample.json")["rows"][0]["reference_kind"] == "flow"
 
 
 def u1_plaquette_character_expansion(beta: float, shape: tuple[int, ...], span: int = 2, winding: int = 2) -> float:
