@@ -90,7 +90,7 @@ def _finite(name: str, v: Any, phi: Any = None, lattice: Lattice | None = None) 
         a, b = (1,) * (n - len(shape)) + shape, (1,) * (n - len(field)) + field
         if len(shape) > len(field) or any(x != y and x != 1 for x, y in zip(a, b)):
             nb = len(field) - lattice.nd
-            per_chain = "(" + ", ".join(map(str, field[:nb])) + ", " + ", ".join("1" * lattice.nd) + ")"
+            per_chain = tuple(field[:nb]) + (1,) * lattice.nd
             raise ValueError(f"{name} has shape {shape}; an array coupling must broadcast against the field "
                              f"{field} (one per chain: shape {per_chain})")
 
