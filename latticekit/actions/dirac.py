@@ -267,6 +267,8 @@ class WilsonDirac:
         self._g5 = g5
         self._reps = [tuple(s for s in range(self.Ns) if s < perm[s]) for perm, _ in gam]
         self._abelian = abelian
+        #: complex dtype of this operator's fermion fields: that of the links (U(1): complex64 for float32 angles)
+        self.fermion_dtype = U.dtype if not abelian else (xp.complex64 if U.dtype == xp.float32 else xp.complex128)
         self.batch_shape = tuple(U.shape[: U.ndim - nd - len(group.element_shape) - 1])
         self.field_shape = (self.Ns, self.Nc) + tuple(lattice.shape)
         self._rest = (slice(None),) * (nd + 1)
@@ -338,6 +340,12 @@ class WilsonDirac:
         if bp != bu or str(device(psi)) != str(device(self.U)):
             raise TypeError(f"{name}: expected a {bu} array on {device(self.U)} like the gauge field, got a {bp} array "
                             f"on {device(psi)}")
+        want = self.fermion_dtype
+        if psi.dtype != want:
+            # complex128 fermions on complex64 links were promoted silently: the solves then reported convergence
+            # to 1e-10 of an operator accurate to 1e-7 (user probe)
+            raise TypeError(f"{name} has dtype {psi.dtype}; the gauge field's precision gives {want} fermions "
+                            "(convert one of them)")
         batch = shp[: len(shp) - len(fs)]
         if any(a != b and 1 not in (a, b) for a, b in zip(reversed(batch), reversed(self.batch_shape))):
             raise LatticeMismatchError(f"{name} has batch shape {batch}; expected one that broadcasts with the gauge "
@@ -509,10 +517,9 @@ class WilsonDirac:
     def zeros(self, batch_shape: Sequence[int] = ()) -> Any:
         """A zero fermion field of this operator's backend, device and precision."""
         xp = array_namespace(self.U)
-        dt = self.U.dtype if is_complex(self.U, xp) else (xp.complex64 if self.U.dtype == xp.float32 else xp.complex128)
         from latticekit.backends import device
 
-        return xp.zeros(tuple(batch_shape) + self.field_shape, dtype=dt, device=device(self.U))
+        return xp.zeros(tuple(batch_shape) + self.field_shape, dtype=self.fermion_dtype, device=device(self.U))
 
     def random_field(self, rng: Any, batch_shape: Sequence[int] | None = None) -> Any:
         """Gaussian noise ``chi ~ exp(-chi^dag chi)`` (``E|chi_i|^2 = 1``), batch = operator batch by default."""

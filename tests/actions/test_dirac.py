@@ -254,3 +254,19 @@ def test_fermion_batch_and_backend_are_checked(bk):
     psi = lk.backends.asarray(np.ones((3,) + D.field_shape, dtype=complex), backend=other)
     with pytest.raises(TypeError, match=f"psi: expected a {bk.name} array on .* like the gauge field, got a {other}"):
         D.apply(psi)
+
+
+def test_fermion_precision_must_match_the_links(bk):
+    """complex128 fermions on complex64 links (or float32 angles) were promoted silently, and the solves reported
+    a convergence the single-precision operator cannot give (user probe); refused, naming both dtypes."""
+    lat = lk.Lattice((4, 4))
+    for G in (lk.U1, lk.SU(2)):
+        U = random_gauge_field(G, lat, bk.rng(0), batch_shape=(2,))
+        U32 = bk.xp.astype(U, bk.xp.float32 if G is lk.U1 else bk.xp.complex64)
+        D32, D64 = (WilsonDirac(u, G, lat, kappa=0.2) for u in (U32, U))
+        assert D32.zeros().dtype == bk.xp.complex64 and D64.zeros().dtype == bk.xp.complex128
+        with pytest.raises(TypeError, match=r"psi has dtype .*complex128; the gauge field's precision gives .*complex64"):
+            D32.apply(D64.random_field(bk.rng(1)))
+        with pytest.raises(TypeError, match=r"psi has dtype .*complex64; the gauge field's precision gives .*complex128"):
+            D64.apply(D32.random_field(bk.rng(1)))
+        assert D32.apply(D32.random_field(bk.rng(1))).dtype == bk.xp.complex64
