@@ -255,7 +255,8 @@ def scale_job(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
                         f"extent ({half:g}): the flowed quantities at large t feel the box")
     how = (f"Gamma method, the configurations in the order given as {len(chains)} chain(s)" if S else
            f"naive (a chain shorter than {MIN_WINDOWED} configurations: taken as independent)")
-    result = {"files": sorted({r["file"] for r in records}), "n_configurations": len(records), "n_chains": len(chains),
+    result = {"files": list(dict.fromkeys(r["file"] for r in records)),    # in the order given (the chain's)
+              "n_configurations": len(records), "n_chains": len(chains),
               "lattice": list(lattice.shape), "group": first["group"], "settings": settings,
               "reference": float(reference),
               "observables": obs, "scales": scales, "warnings": warnings,

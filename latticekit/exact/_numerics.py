@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -54,7 +55,10 @@ MAX_BETA = 1e8
 
 
 def check_beta(beta: float, name: str = "beta") -> float:
-    """Validate a coupling in ``[0, MAX_BETA]`` and return it as a Python float."""
+    """Validate a coupling in ``[0, MAX_BETA]`` and return it as a Python float (a bool is refused: True read as
+    beta = 1)."""
+    if isinstance(beta, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a real number, got {beta!r}")
     try:
         b = float(beta)
     except (TypeError, ValueError):
@@ -70,6 +74,8 @@ def check_beta(beta: float, name: str = "beta") -> float:
 def check_shape(shape: Sequence[int], nd: int | None = None, name: str = "shape") -> tuple[int, ...]:
     """Validate a lattice shape (positive integers, optionally of fixed length ``nd``)."""
     try:
+        if any(isinstance(s, (bool, np.bool_)) for s in shape):   # (True, 4) was a 1 x 4 torus
+            raise TypeError
         out = tuple(int(s) for s in shape)
     except TypeError:
         raise TypeError(f"{name} must be a sequence of positive integers, got {shape!r}") from None
@@ -81,8 +87,8 @@ def check_shape(shape: Sequence[int], nd: int | None = None, name: str = "shape"
 
 
 def check_int(value: int, name: str, minimum: int = 0) -> int:
-    """Validate an integer argument ``>= minimum``."""
-    if isinstance(value, bool) or int(value) != value:
+    """Validate an integer argument ``>= minimum`` (Python or NumPy integers; 2.0 and True are refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     v = int(value)
     if v < minimum:

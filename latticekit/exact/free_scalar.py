@@ -44,6 +44,9 @@ def _mass_and_scale(nd: int, kappa: float | None, m2: float | None, normalizatio
     """Return ``(m^2, c)`` with ``G~(p) = c / (phat^2 + m^2)``."""
     if (kappa is None) == (m2 is None):
         raise ValueError("give exactly one of kappa= (hopping form) or m2= ((m^2, lambda) form)")
+    for name, v in (("kappa", kappa), ("m2", m2)):
+        if isinstance(v, (bool, np.bool_)):    # True was read as 1
+            raise TypeError(f"{name} must be a real number, got {v!r}")
     if kappa is not None:
         k = float(kappa)
         if not math.isfinite(k) or k <= 0:

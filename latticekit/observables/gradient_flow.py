@@ -262,8 +262,9 @@ def wilson_flow(U: Any, group: Group, lattice: Lattice, t: float, *, eps: float 
     if not _is_real(eps) or not math.isfinite(eps) or not eps > 0:   # eps = inf made no step at all
         raise ValueError(f"eps={eps!r}: expected a finite positive step size")
     t, eps = float(t), float(eps)
-    if not isinstance(every, int) or every < 1:
+    if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:   # NumPy ints too, not True
         raise ValueError(f"every={every!r}: expected an integer >= 1")
+    every = int(every)
     meas = _measurement(measure, group, lattice)
     n = max(int(math.ceil(t / eps - 1e-12)), 0)
     h = t / n if n else 0.0

@@ -208,3 +208,5 @@ def test_a_refused_input_leaves_no_new_out_folder_and_stale_records_are_not_mixe
     fresh = scale_job(files[10:12], tmp_path / "fresh", echo=False)
     assert res["n_configurations"] == 2 and res["files"] == sorted(str(f) for f in files[10:12])
     assert json.loads((out / "scale.json").read_text()) == json.loads(json.dumps(fresh))
+    # the files are listed in the order given, the chain's order of the Gamma method (they were sorted)
+    assert scale_job(files[12:9:-1], tmp_path / "reversed", echo=False)["files"] == [str(f) for f in files[12:9:-1]]

@@ -142,6 +142,10 @@ def test_flow_beta_and_bad_input():
         wilson_flow_step(cold_gauge_field(lk.U1, lk.Lattice((4,))), lk.U1, lk.Lattice((4,)), 0.1)
     with pytest.raises(TypeError, match="group"):
         flow_beta("SU3")
+    with pytest.raises(ValueError, match=r"^every=True: expected an integer >= 1"):
+        wilson_flow(U, lk.SU(2), lat, t=0.3, eps=0.1, every=True)
+    _, h = wilson_flow(U, lk.SU(2), lat, t=0.4, eps=0.1, every=np.int64(2))   # NumPy ints were refused
+    assert h["t"].shape == (3,)
     V, h = wilson_flow(U, lk.SU(2), lat, t=0.3, eps=0.1, measure=None)
     assert h["t"].shape == (0,)
     V, h = wilson_flow(U, lk.SU(2), lat, t=0.3, eps=0.1, measure=lambda V, t: lk.SU(2).re_trace(V, nd=2))
