@@ -254,7 +254,8 @@ def test_bad_input():
     from latticekit.exact import free_scalar_susceptibility, u1_2d_wilson_loop
     for call in (lambda: u1_2d_plaquette(True), lambda: u1_2d_plaquette(1.0, (True, 4)),
                  lambda: u1_2d_wilson_loop(1.0, 2.0, 1), lambda: sun_2d_plaquette(1.0, 2.0),
-                 lambda: free_scalar_susceptibility((4, 4), m2=True), lambda: free_scalar_susceptibility((4, 4), kappa=True)):
+                 lambda: free_scalar_susceptibility((4, 4), m2=True),
+                 lambda: free_scalar_susceptibility((4, 4), kappa=True)):
         with pytest.raises(TypeError, match=r"must be (a real number|an integer|a sequence of positive integers)"):
             call()
     assert_close(sun_2d_plaquette(1.0, np.int64(2)), sun_2d_plaquette(1.0, 2), rtol=0, atol=0)   # NumPy ints are fine
