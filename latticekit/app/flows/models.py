@@ -109,6 +109,11 @@ class FlowFamily:
     sample_keys : tuple of str
         ``[model]`` keys that only ``latticekit sample`` reads: they do not enter the model or its training, so
         they may change when a run is resumed (pseudofermion and 4D QCD flows: ``n_pf``, ``ess_npf_max``).
+    fixed_train_keys : tuple of str
+        ``[train]`` keys that may change on resumption for other families
+        (:data:`~latticekit.app.flows.resume.RESUMABLE_CHANGES`) but set this family's results: refused
+        (the UV-matching ladder: ``eval_batch_size`` draws its coupling scans and early-stopping checks, and
+        ``steps`` is the length of its first level, which a resumed ladder does not extend).
     """
 
     name: str
@@ -124,6 +129,7 @@ class FlowFamily:
     appendable: tuple[str, ...] = ()
     sample_keys: tuple[str, ...] = ()
     sampler_resumes: bool = False
+    fixed_train_keys: tuple[str, ...] = ()
 
 
 #: ``model.coupling`` -> ``"module:attribute"`` (modules relative to this package)

@@ -137,10 +137,16 @@ def check_same_run(stored: dict[str, Any], new: dict[str, Any], outdir: Path) ->
     for sec in ("lattice", "action", "model"):
         if _comparable(old, sec, old) != _comparable(new, sec, old):
             diffs.append(f"[{sec}] {old.get(sec)} -> {new.get(sec)}")
+    from .models import family
+
+    coupling = new.get("model", {}).get("coupling")
+    fixed = family(str(coupling)).fixed_train_keys if coupling == old["model"].get("coupling") else ()
     for k in list(new["train"]) + [k for k in old["train"] if k not in new["train"]]:
         was, now = old["train"].get(k), new["train"].get(k)
-        if k not in RESUMABLE_CHANGES and was != now:
-            diffs.append(f"train.{k} {was!r} -> {now!r}")
+        if (k not in RESUMABLE_CHANGES or k in fixed) and was != now:
+            # (a UV ladder resumed with another eval_batch_size changed its learned coupling silently; user probe)
+            diffs.append(f"train.{k} {was!r} -> {now!r}" + (f" (model.coupling = {coupling!r} depends on it)"
+                                                             if k in fixed else ""))
         elif k == "steps" and was != now and old["train"].get("schedule") == "cosine":
             # the cosine schedule runs over train.steps: a new length would change the rate of the resumed part
             diffs.append(f"train.steps {was!r} -> {now!r} with schedule = 'cosine' (its length is train.steps)")
@@ -149,9 +155,10 @@ def check_same_run(stored: dict[str, Any], new: dict[str, Any], outdir: Path) ->
             f"{outdir} holds a run of a different architecture or lattice ({'; '.join(diffs)}); its checkpoint "
             "cannot be resumed with this configuration. Use fresh=True (--fresh) or another output folder.")
     if diffs:
+        free = ", train.".join(k for k in RESUMABLE_CHANGES if k not in fixed)
         raise ConfigError(f"{outdir} holds a run with a different configuration ({'; '.join(diffs)}); resuming would "
-                          f"not continue the same run. Only train.{', train.'.join(RESUMABLE_CHANGES)} may change on "
-                          "resumption. Use fresh=True (--fresh) or another output folder.")
+                          f"not continue the same run. Only train.{free} may change on resumption. Use fresh=True "
+                          "(--fresh) or another output folder.")
 
 
 #: the files the train job writes in its folder

@@ -270,5 +270,5 @@ def reference_toml(cfg: Any, couplings: dict[str, float]) -> str:
 
 SUPERRES_UV = FlowFamily("superres_uv", SuperresUVSettings, superres_uv_flow, _default_layers, _check,
                          sampler=superres_uv_sampler, sampled_action=learned_couplings, train=superres_uv_train,
-                         sampler_resumes=True)
+                         sampler_resumes=True, fixed_train_keys=("eval_batch_size", "steps"))
 """The UV-matching ladder (module docstring)."""

@@ -92,6 +92,13 @@ def test_ladder_job_and_sample_at_the_learned_coupling(tmp_path) -> None:
     # the commands' texts: the finished ladder reruns as a resumption; the summary compares at the learned kappa
     text = train_command(cfg(), out=tmp_path, quiet=True)
     assert "trained 6 steps (resumed from step 6)" in text and "ESS" in text
+    # eval_batch_size draws the ladder's coupling scans and early stopping, train.steps is its first level's
+    # length: a resumption with either changed was accepted (another learned kappa; steps ignored; user probe)
+    for key, value in (("eval_batch_size", 16), ("steps", 3)):
+        changed = cfg()
+        changed["train"][key] = value
+        with pytest.raises(ConfigError, match=rf"train\.{key} .* -> {value} \(model.coupling = 'superres_uv' depends"):
+            train_job(changed, out=tmp_path, progress=False)
     table = flow_summary(tmp_path, sample=s, hmc=hmc)
     assert f"{res['fine_kappa']:.4g}"[:5] in table["theory"], table["theory"]
     assert any(r["reference_kind"] == "hmc" for r in table["rows"])
