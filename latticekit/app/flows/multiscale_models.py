@@ -105,6 +105,10 @@ def _check(shape: Sequence[int], settings: Any) -> None:
         doubling_order(coarse, shape, settings.order or None)
     except ValueError as exc:
         raise ConfigError(f"model.order: {exc}") from None
+    if settings.prior_beta == 0 and settings.learn_beta and settings.prior != "haar":
+        raise ConfigError("model.prior_beta: 0 with learn_beta = true makes the gradient of the heatbath prior's "
+                          "staple weights singular (training stopped on a NaN gradient); start from a nonzero weight "
+                          "or use prior = 'haar'")
     if settings.coarse_prior == "theory":
         if settings.coarse_beta is None:
             raise ConfigError("model.coarse_beta: coarse_prior = 'theory' needs the coupling of the coarse theory")

@@ -266,6 +266,11 @@ class _HeatbathPrior(_LinkPrior):
             raise ValueError(f"n_staples={n_staples}: the heatbath-like prior (eq. 6) needs at least one staple")
         if not (isinstance(beta, (int, float)) and math.isfinite(beta)):
             raise ValueError(f"beta={beta!r}: expected a finite initial staple weight")
+        if learn_beta and beta == 0:
+            # the staple sum A vanishes: the law is uniform and the pathwise gradient of a draw w.r.t. the weights
+            # (through the direction of A, ~ 1/|A|) is undefined; training stopped at once on a NaN gradient norm
+            raise ValueError("beta=0 with learn_beta=True: the gradient with respect to the staple weights is "
+                             "singular at zero weights; start from beta != 0, or use the Haar prior (prior='haar')")
         b = torch.full((self.n_staples,), float(beta), dtype=torch.get_default_dtype())
         if learn_beta:
             self.beta = nn.Parameter(b)
@@ -291,7 +296,7 @@ class U1HeatbathPrior(_HeatbathPrior):
     Examples
     --------
     >>> import torch
-    >>> p = U1HeatbathPrior(1, beta=0.0).to(torch.float64)          # beta = 0: the Haar prior
+    >>> p = U1HeatbathPrior(1, beta=0.0, learn_beta=False).to(torch.float64)   # beta = 0: the Haar prior
     >>> lp = p.log_prob(torch.tensor([0.5], dtype=torch.float64), context=torch.tensor([[1.0]], dtype=torch.float64))
     >>> float(lp.detach().abs().max())
     0.0

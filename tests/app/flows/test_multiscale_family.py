@@ -34,6 +34,7 @@ def cfg(shape=(4, 4), group="U1", **model) -> dict:
     ({"coarse_beta": 1.0}, "model.coarse_beta: only read with coarse_prior = 'theory'"),
     ({"fine_masks": "stripes", "shape": (2, 4)}, "model.fine_masks: the stripe couplings need"),
     ({"prior": "gauss"}, "model.prior"),
+    ({"prior_beta": 0.0}, r"model.prior_beta: 0 with learn_beta = true"),   # a NaN gradient at step 1 before
     ({"conditional_layers": -1}, "model.conditional_layers"),
     ({"bound": 3.0}, "unknown key model.bound"),
 ])

@@ -173,6 +173,12 @@ def test_bad_input() -> None:
     with pytest.raises(TypeError, match="SU\\(N\\) staples must be complex"):
         SU2HeatbathPrior(1).log_prob(torch.zeros(2, 2, 2), context=torch.zeros(2, 1, 2, 2))
     assert isinstance(heatbath_prior(lk.SU(3), 2, "haar"), HaarLinkPrior)
+    # trainable weights starting at zero: the pathwise gradient through the direction of the staple sum is
+    # singular there (NaN at 0, ~1/|A| near it), and training stopped on a NaN gradient norm (user probe)
+    for cls in (U1HeatbathPrior, SU2HeatbathPrior):
+        with pytest.raises(ValueError, match=r"^beta=0 with learn_beta=True: the gradient .* is singular"):
+            cls(2, beta=0.0)
+        assert float(cls(2, beta=0.0, learn_beta=False).beta.abs().max()) == 0.0     # fixed: the Haar prior
 
 
 @torch.no_grad()
@@ -180,9 +186,10 @@ def test_float32_draws_at_every_concentration() -> None:
     """float32 models draw in float64 and cast: the Best-Fisher envelope fails in float32 near kappa ~ 1e-4."""
     S = torch.zeros(13, 1, dtype=torch.float32)
     for beta in (0.0, 1e-8, 1e-4, 1e-2, 1.0, 1e2, 1e4):
-        p = U1HeatbathPrior(1, beta=beta).to(torch.float32)
+        learn = beta != 0.0      # zero trainable weights are refused (test_bad_input)
+        p = U1HeatbathPrior(1, beta=beta, learn_beta=learn).to(torch.float32)
         z, lp = p.sample(13, _trng(0), context=S)
         assert z.dtype == torch.float32 and bool(torch.isfinite(lp).all())
-        q = SU2HeatbathPrior(1, beta=beta).to(torch.float32)
+        q = SU2HeatbathPrior(1, beta=beta, learn_beta=learn).to(torch.float32)
         U, lq = q.sample(13, _trng(0), context=lk.SU(2).identity((13, 1), precision="single", backend="torch"))
         assert U.dtype == torch.complex64 and bool(torch.isfinite(lq).all())
