@@ -8,7 +8,8 @@ fields go to an HDF5 ensemble (:class:`latticekit.io.Ensemble`), scalar fields t
 (:func:`latticekit.io.save_state`); ``sample.json`` holds acceptance, the proposal ESS (the Kish ESS/N
 of the N proposals, with ``proposal_ess_n`` = N) and every observable with its Gamma-method value,
 error and ``tau_int`` (:func:`~latticekit.app.analysis.gamma_entry`: None where not estimable,
-``reliable``/``problem`` where the window failed), the exact value where the theory has one, and the
+``reliable``/``problem`` where the window failed, or where the chain's longest run of rejections exceeds
+1/:data:`MIN_RUN_MULTIPLE` of it), the exact value where the theory has one, and the
 reweighting estimate from the same proposals; ``sample.png`` shows the histogram of every observable on
 the chain with the flow-MCMC estimate and the reference (exact value, or the ``--compare`` run's value
 and error).
@@ -56,14 +57,18 @@ from latticekit.utils.schema import ConfigError
 
 from ..analysis import gamma_entry, quiet_gamma, reweighted_derived
 from ..config import FlowConfig
-from ..sections import MAX_SEED
-from .devices import torch_device
 from ..folders import CHECKPOINT, SAMPLE_PLOT, SAMPLE_SUMMARY, write_json
 from ..killpoints import kill_point
+from ..sections import MAX_SEED
+from .devices import torch_device
 from .models import build_flow
 from .summary import load_reference
 
-__all__ = ["load_trained", "resolve_checkpoint", "sample_job"]
+__all__ = ["MIN_RUN_MULTIPLE", "load_trained", "resolve_checkpoint", "sample_job"]
+
+#: the chain must be at least this many times longer than its longest run of rejections for the Gamma-method errors
+#: of its observables to count as reliable (otherwise they are marked ``reliable: false`` with the reason)
+MIN_RUN_MULTIPLE = 20
 
 
 class _JobProgress(BatchProgress):
@@ -285,6 +290,15 @@ def sample_job(out_or_checkpoint: str | os.PathLike[str], *, n: int | None = Non
                                "accepted": res.accepted[idx], "log_w": res.log_w[idx],
                                **{f"obs_{k}": v[idx] for k, v in res.observables.items()}}, meta)
     acc = res.acceptance
+    run = int(np.max(acc.longest_rejection_run)) if acc.longest_rejection_run is not None else 0
+    if run * MIN_RUN_MULTIPLE > n:
+        # a chain stuck on one configuration for much of its length has too few independent stretches for the
+        # Gamma method's window: its error was reported as reliable (7 acceptances in 1536 steps; user probe)
+        why = (f"the chain stayed on one configuration for {run} of its {n} steps (more than 1/{MIN_RUN_MULTIPLE} of "
+               "the chain): too few independent stretches for the error; train longer or draw more")
+        for entry in observables.values():
+            if entry.get("reliable", True):
+                entry.update(reliable=False, problem=why)
     summary = {
         "acceptance": float(acc.rate),
         "acceptance_summary": {k: _plain(v) for k, v in vars(acc).items() if not k.startswith("_")},
