@@ -135,7 +135,13 @@ def check_same_run(stored: dict[str, Any], new: dict[str, Any], outdir: Path) ->
                           "use fresh=True (--fresh) or another output folder") from None
     diffs = []
     for sec in ("lattice", "action", "model"):
-        if _comparable(old, sec, old) != _comparable(new, sec, old):
+        a, b = _comparable(old, sec, old), _comparable(new, sec, old)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):   # name the keys (the whole section was printed before)
+            keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            diffs.append(f"[{sec}] " + ", ".join(f"{sec}.{k} {a.get(k)!r} -> {b.get(k)!r}" for k in keys))
+        else:
             diffs.append(f"[{sec}] {old.get(sec)} -> {new.get(sec)}")
     from .models import family
 
@@ -152,7 +158,7 @@ def check_same_run(stored: dict[str, Any], new: dict[str, Any], outdir: Path) ->
             diffs.append(f"train.steps {was!r} -> {now!r} with schedule = 'cosine' (its length is train.steps)")
     if any(d.startswith(("[lattice]", "[model]")) for d in diffs):
         raise CheckpointMismatchError(
-            f"{outdir} holds a run of a different architecture or lattice ({'; '.join(diffs)}); its checkpoint "
+            f"{outdir} holds a run of a different model or lattice ({'; '.join(diffs)}); its checkpoint "
             "cannot be resumed with this configuration. Use fresh=True (--fresh) or another output folder.")
     if diffs:
         free = ", train.".join(k for k in RESUMABLE_CHANGES if k not in fixed)
