@@ -67,14 +67,6 @@ def _loop_field(U: Any, group: Group, lattice: Lattice, R: int, T: int, mu: int,
     return group.re_trace_mul_adj(a, b, nd=nd) / group.N
 
 
-def _check_fits(R: int, T: int, mu: int, nu: int, lattice: Lattice) -> None:
-    # a loop longer than the lattice winds around it more than once: the jobs and latticekit.exact refuse it, and
-    # so does the library (it returned a number; user probe). T = L_mu (a loop around the torus) is allowed.
-    if T > lattice.shape[mu] or R > lattice.shape[nu]:
-        raise ValueError(f"the {R} x {T} loop (T = {T} along direction {mu}, R = {R} along {nu}) is larger than the "
-                         f"lattice {tuple(lattice.shape)}")
-
-
 def wilson_loop(U: Any, group: Group, lattice: Lattice, R: int, T: int, mu: int = 0, nu: int = 1) -> Any:
     """Site-averaged ``R x T`` Wilson loop in the plane ``(mu, nu)`` (``T`` along ``mu``), shape ``(*B,)``.
 
@@ -89,7 +81,6 @@ def wilson_loop(U: Any, group: Group, lattice: Lattice, R: int, T: int, mu: int 
     check_gauge(U, group, lattice, min_nd=2)
     mu, nu = check_plane(mu, nu, lattice)
     R, T = _check_extent("R", R), _check_extent("T", T)
-    _check_fits(R, T, mu, nu, lattice)
     xp = array_namespace(U)
     return xp.mean(_loop_field(U, group, lattice, R, T, mu, nu), axis=site_axes(lattice))
 
@@ -116,8 +107,6 @@ def wilson_loops(U: Any, group: Group, lattice: Lattice, R: int, T: int) -> Any:
     pairs = lattice.planes()
     if R != T:
         pairs = pairs + [(nu, mu) for mu, nu in pairs]
-    for mu, nu in pairs:
-        _check_fits(R, T, mu, nu, lattice)
     vals = [xp.mean(_loop_field(U, group, lattice, R, T, mu, nu), axis=site_axes(lattice)) for mu, nu in pairs]
     return xp.mean(xp.stack(vals, axis=-1), axis=-1)
 

@@ -197,16 +197,3 @@ def test_errors(bk):
         polyakov_loop(U, lk.SU(2), lat, mu=2)
     with pytest.raises(ValueError, match="different"):
         plaquettes(U, lk.SU(2), lat, 1, 1)
-    # loops longer than the lattice wound around it several times and returned a number; the jobs and
-    # latticekit.exact refuse them (user probe). A loop of the lattice's length (around the torus) is allowed.
-    lat46 = lk.Lattice((4, 6))
-    U46 = random_gauge_field(lk.SU(2), lat46, bk.rng(0))
-    with pytest.raises(ValueError, match=r"^the 7 x 1 loop \(T = 1 along direction 0, R = 7 along 1\) is larger"):
-        wilson_loop(U46, lk.SU(2), lat46, R=7, T=1)
-    with pytest.raises(ValueError, match=r"^the 1 x 5 loop"):
-        wilson_loop(U46, lk.SU(2), lat46, R=1, T=5)
-    with pytest.raises(ValueError, match=r"^the 5 x 5 loop"):
-        wilson_loops(U46, lk.SU(2), lat46, 5, 5)
-    with pytest.raises(ValueError, match=r"^the 6 x 1 loop \(T = 1 along direction 1, R = 6 along 0\)"):
-        wilson_loops(U46, lk.SU(2), lat46, 6, 1)      # fits one orientation, not the transposed one
-    assert wilson_loop(U46, lk.SU(2), lat46, R=6, T=4).shape == ()
