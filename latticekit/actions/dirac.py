@@ -524,8 +524,7 @@ class WilsonDirac:
     def random_field(self, rng: Any, batch_shape: Sequence[int] | None = None) -> Any:
         """Gaussian noise ``chi ~ exp(-chi^dag chi)`` (``E|chi_i|^2 = 1``), batch = operator batch by default."""
         bs = self.batch_shape if batch_shape is None else tuple(batch_shape)
-        xp = array_namespace(self.U)
-        single = self.U.dtype in (xp.float32, xp.complex64)
+        single = self.fermion_dtype == array_namespace(self.U).complex64
         return rng.complex_normal(bs + self.field_shape, dtype="complex64" if single else "complex128")
 
     # -- derivatives w.r.t. the links ----------------------------------------------------------
