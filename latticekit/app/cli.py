@@ -34,6 +34,7 @@ import sys
 from typing import Any, Callable, Mapping, Sequence
 
 from latticekit import backends
+from latticekit.app.interrupt import finaliser_safe_sigint
 from latticekit.utils.schema import ConfigError
 
 __all__ = ["COMMANDS", "main", "sample_command", "train_command", "user_error"]
@@ -316,7 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             backends.configure_threads(args.threads)
             # large temporaries from the heap, not a fresh mmap each (2.8x on 42 MB tensors; backends/_malloc.py)
             backends.configure_malloc()
-        return COMMANDS[args.command][2](args)
+        # Ctrl-C that lands in a finaliser is deferred, not lost ("Exception ignored in ..."): app/interrupt.py
+        with finaliser_safe_sigint():
+            return COMMANDS[args.command][2](args)
     except KeyboardInterrupt:
         # Ctrl-C is the user's, not a bug: no traceback. The jobs write atomically, so what is on disk is whole.
         # A second Ctrl-C from here on is ignored: raised while this is printed, or during the interpreter's exit
