@@ -143,7 +143,9 @@ def test_trainer_option_and_refusals():
 def test_flow_mcmc_with_bfloat16_contexts_is_exact():
     """A 2D U(1) flow trained and sampled with bfloat16 contexts (float32 otherwise), 4x4, beta = 1.5.
 
-    - Each layer's log-Jacobian equals its autograd Jacobian's, and its inverse undoes it (float32 tolerances).
+    - Each layer's log-Jacobian equals its autograd Jacobian's (float32 tolerances). The inverse is checked through
+      ``log_prob`` below, not per layer: it recomputes the contexts, and a bfloat16 rounding that falls the other
+      way moves a round-tripped angle by ~5e-4 on an occasional site (one in 256 with these weights).
       Per layer, not for the whole flow: autocast rounds the cotangents that flow back through a context network
       to bfloat16, so the whole flow's autograd Jacobian carries bfloat16 errors in the entries that pass through a
       context, and the product of non-triangular layers lets them into its determinant (0.01-0.3 here); a layer's
@@ -156,23 +158,24 @@ def test_flow_mcmc_with_bfloat16_contexts_is_exact():
       log q off by the bfloat16 rounding of the contexts (order 1e-2 per sample) would not be detected at this
       statistics, a wrong log-Jacobian (order 1) would.
 
-    Training: 100 steps of batch 128 (was 300 of 256: on a CPU without bfloat16 arithmetic, an AMD EPYC here,
-    the test took 123 s of the suite's 600, nearly all in training; now about 30 s). Acceptance 0.50 and a
-    plaquette 1.8 errors from the exact value (150 steps: 0.51, 1.1; 250: 0.55, 0.7).
+    Training: 100 steps of batch 128 with float32 contexts; the contexts are switched to bfloat16 for the checks.
+    Exactness does not depend on how the weights were found, and training with bfloat16 contexts is tested above;
+    on a CPU without bfloat16 arithmetic (an AMD EPYC here) the same training with bfloat16 contexts took 25 s
+    instead of 9. Acceptance 0.49 and a plaquette 0.2 errors from the exact value.
     """
     lat = lk.Lattice((4, 4))
     beta = 1.5
     torch.manual_seed(5)
     model = Model(HaarPrior(lk.U1, lat), u1_gauge_flow(lat, n_layers=8, hidden=(16,), bins=6))
     action = WilsonGaugeAction(lk.U1, lat, beta)
-    tr = Trainer(model, action, TrainConfig(steps=100, batch_size=128, lr=3e-3, dtype="float32", seed=2,
-                                            context_dtype="bfloat16"))
+    tr = Trainer(model, action, TrainConfig(steps=100, batch_size=128, lr=3e-3, dtype="float32", seed=2))
     tr.train()
     model = tr.model
+    assert set_context_dtype(model, "bfloat16") == 8   # one context network per layer
     g = lk.backends.rng(3, backend="torch")
     z = model.prior.sample(8, g)[0]
     for i, layer in enumerate(model.flow.layers):
-        assert_logdet_matches(layer, z, group=lk.U1, check_inverse=True, msg=f"layer {i}")
+        assert_logdet_matches(layer, z, group=lk.U1, msg=f"layer {i}")
         with torch.no_grad():
             z = layer(z)[0]
     with torch.no_grad():
