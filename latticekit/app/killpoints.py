@@ -9,7 +9,7 @@ moment leaves. Without the variable :func:`kill_point` does nothing.
 Points (``latticekit run``): ``run:ensemble-created`` (``ensemble.h5`` exists, no checkpoint written
 yet), ``run:measurement`` (after each measurement, before the segment's checkpoint). ``latticekit
 train``: ``train:step`` (after each step's metrics line). ``latticekit sample``: ``sample:batch`` (after each
-batch of proposals stored for resumption), ``sample:store`` (after each configuration appended to the chain's
+batch of proposals stored for resumption), ``sample:store`` (after each chunk of configurations appended to the chain's
 temporary HDF5 file). ``latticekit scale``: ``scale:file`` (after each file's record).
 
 Examples

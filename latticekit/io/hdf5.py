@@ -21,7 +21,8 @@ appended to; their metadata is first read in a subprocess with a time limit, bec
 global heap sends the HDF5 library into an endless loop (:mod:`latticekit.io._hdf5_probe`).
 
 Commit protocol: :meth:`Ensemble.append` writes the configuration, its observables, info and slot in
-full, flushes, and only then increments ``n_committed`` and flushes again. Readers trust
+full, flushes, and only then increments ``n_committed`` and flushes again (:meth:`Ensemble.extend`: the
+same for a batch, committed at once). Readers trust
 ``n_committed`` only, so a writer killed mid-append leaves the previously committed configurations
 readable (the partial slot is ignored and overwritten by the next append). Readers open the file with
 HDF5 file locking off, so they can read while a writer holds it.
@@ -46,7 +47,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -84,6 +85,7 @@ from ._hdf5_format import (
 )
 from ._hdf5_probe import probe_metadata
 from ._hdf5_values import check_u1_angles, dumps_metadata, info_json
+from ._hdf5_write import batch_infos, batch_observables, write_slots
 from .errors import IOFormatError
 
 __all__ = ["Ensemble"]
@@ -585,84 +587,82 @@ class Ensemble:
             finite or beyond :data:`~latticekit.io._hdf5_format.U1_ANGLE_LIMIT` (the reader's limit; wrap them
             to (-pi, pi] with ``latticekit.U1.normalize``), an observable that is not one number, an ``info``
             value JSON cannot hold (an object, NaN, infinity; the message names the key), or a closed ensemble.
+
+        See Also
+        --------
+        extend : many configurations in one commit (much faster for a whole chain).
         """
+        a = self._checked_configs(U, batch=False)
+        values = batch_observables(observables, 1, one=True)
+        return self._commit(a[None], values, [info_json(info).encode("utf-8")]).start
+
+    def extend(self, U: Any, observables: Mapping[str, Any] | None = None,
+               infos: Sequence[Mapping[str, Any] | None] | None = None) -> range:
+        """Append ``k`` configurations in one commit and return their indices.
+
+        The same as ``k`` calls of :meth:`append`, except that the batch is written with one write per dataset
+        and committed once: a writer killed in between leaves none of the ``k`` (and everything committed
+        before). Appending 4096 8x8 U(1) configurations took 25 s one by one and well under a second this way.
+
+        Parameters
+        ----------
+        U : array
+            ``(k, Nd, *G, *L)``.
+        observables : mapping of str to sequence of float, optional
+            ``k`` values per name.
+        infos : sequence of mappings, optional
+            ``k`` per-configuration infos.
+
+        Raises
+        ------
+        ValueError
+            Nothing is written; as :meth:`append`, for any configuration of the batch, or observables or infos that
+            are not ``k`` entries.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import latticekit as lk
+        >>> from latticekit.io.hdf5 import Ensemble
+        >>> path = os.path.join(tempfile.mkdtemp(), "chain.h5")
+        >>> U = lk.U1.random(lk.backends.rng(0), (5, 2), (4, 4))          # 5 configurations of a 4x4 lattice
+        >>> with Ensemble.create(path, lattice=(4, 4), group=lk.U1) as ens:
+        ...     ens.extend(U, observables={"plaq": [0.1, 0.2, 0.3, 0.4, 0.5]}, infos=[{"step": i} for i in range(5)])
+        range(0, 5)
+        """
+        a = self._checked_configs(U, batch=True)
+        k = int(a.shape[0])
+        values = batch_observables(observables, k, one=False)
+        return self._commit(a, values, batch_infos(infos, k))
+
+    def _checked_configs(self, U: Any, *, batch: bool) -> np.ndarray:
+        """Host copy of one configuration or of a batch ``(k, ...)``, checked against the ensemble."""
         self._require_open()
         if not self.writable:
             raise PermissionError(f"{self.path}: opened read-only; use Ensemble.open(path, 'a')")
         a = check_field(U, self.group, "U", nd=len(self.lattice))
-        want = self._configs.shape[1:]
-        if tuple(a.shape) != tuple(want):
-            raise ValueError(f"U has shape {a.shape}; this ensemble stores configurations of shape {tuple(want)}")
+        want = tuple(self._configs.shape[1:])
+        if (tuple(a.shape[1:]) if batch else tuple(a.shape)) != want or (batch and a.ndim != len(want) + 1):
+            raise ValueError(f"U has shape {a.shape}; this ensemble stores configurations of shape {want}"
+                             + (", so a batch of k of them is (k, *that)" if batch else ""))
         if isinstance(self.group, SUGroup):
-            d = unitarity_defect_np(np.moveaxis(np.moveaxis(a, 1, -1), 1, -1))
+            b = a.ndim - len(want)                     # batch axes; the group axes follow Nd
+            d = unitarity_defect_np(np.moveaxis(np.moveaxis(a, b + 1, -1), b + 1, -1))
             if not d <= WRITE_UNITARITY_TOL[self.precision]:
                 raise ValueError(f"U is not in {self.group.name}: largest defect {d:.3e}")
         else:
             check_u1_angles(a, self.precision, len(self.lattice))
-        n = len(self)
-        self._write_slot(n, a, observables, info)
-        self._f.flush()
-        self._f.attrs["n_committed"] = np.int64(n + 1)
-        self._f.flush()
-        return n
+        return a
 
-    def _write_slot(self, n: int, a: np.ndarray, observables: Mapping[str, float] | None,
-                    info: Mapping[str, Any] | None) -> None:
-        """Write slot ``n`` in full without committing it (the first half of :meth:`append`)."""
-        values: dict[str, float] = {}
-        for k, v in (observables or {}).items():
-            if not isinstance(k, str) or not k or "/" in k:
-                raise ValueError(f"observables: name {k!r} must be a non-empty string without '/'")
-            try:
-                values[k] = float(v)
-            except (TypeError, ValueError):
-                shape = getattr(v, "shape", None)
-                raise ValueError(f"observables[{k!r}]: expected one number for this configuration, got "
-                                 f"{type(v).__name__}{'' if shape is None else f' of shape {shape}'}") from None
-        text = info_json(info)
-        v2 = self.format_version >= 2
-        if v2:
-            off = 0
-            if n:
-                prev = self._slot(n - 1)
-                off = int(prev["info_offset"]) + int(prev["info_length"])
-                if off > self._f["info_json"].shape[0]:
-                    raise IOFormatError(f"slot {n - 1} places its info beyond info_json; not appending to a damaged "
-                                        f"file", self.path, "HDF5 info")
-        stored = np.ascontiguousarray(a, dtype=self._configs.dtype)
-        if self._configs.shape[0] < n + 1:
-            self._configs.resize(n + 1, axis=0)
-        self._configs[n] = stored
-        obs = self._f["observables"]
-        for k in values:
-            if k not in obs:
-                obs.create_dataset(k, shape=(n + 1,), maxshape=(None,), dtype="<f8", chunks=(256,), fillvalue=np.nan,
-                                   fletcher32=v2)
-        for k in obs:
-            d = obs[k]
-            if d.shape[0] < n + 1:
-                d.resize(n + 1, axis=0)
-            d[n] = values.get(k, np.nan)
-        if not v2:
-            inf = self._f["info"]
-            if inf.shape[0] < n + 1:
-                inf.resize(n + 1, axis=0)
-            inf[n] = text
-            return
-        raw = text.encode("utf-8")
-        ij = self._f["info_json"]
-        ij.resize(off + len(raw), axis=0)
-        if raw:
-            ij[off:off + len(raw)] = np.frombuffer(raw, dtype=np.uint8)
-        slots = self._f["slots"]
-        if slots.shape[0] < n + 1:
-            slots.resize(n + 1, axis=0)
-        row = np.zeros((), dtype=SLOT_DTYPE)
-        row["config_crc32"] = config_crc(stored, n)
-        row["info_crc32"] = info_crc(raw, n)
-        row["observables_crc32"] = observables_crc(values.items(), n)
-        row["info_offset"], row["info_length"] = off, len(raw)
-        slots[n] = row
+    def _commit(self, a: np.ndarray, values: dict[str, np.ndarray], raws: list[bytes]) -> range:
+        """Write the slots of the batch ``a``, flush, and only then count them in ``n_committed``."""
+        n = len(self)
+        k = int(a.shape[0])
+        write_slots(self, n, np.ascontiguousarray(a, dtype=self._configs.dtype), values, raws)
+        self._f.flush()
+        self._f.attrs["n_committed"] = np.int64(n + k)
+        self._f.flush()
+        return range(n, n + k)
 
     def _require_open(self) -> None:
         if not self._f.id.valid:

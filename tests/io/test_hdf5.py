@@ -13,6 +13,7 @@ import pytest
 import latticekit as lk
 from latticekit import backends
 from latticekit.io import Ensemble, IOFormatError, load, save
+from latticekit.io._hdf5_write import write_slots
 
 h5py = pytest.importorskip("h5py")
 
@@ -83,11 +84,77 @@ def test_su3_ensemble_and_backend_read(tmp_path: Path, bk) -> None:
         assert np.array_equal(bk.to_numpy(V), U.astype(np.complex64))
 
 
+def _contents(path: Path) -> dict:
+    """Everything a reader sees of an ensemble, through plain h5py (slots and their CRCs included)."""
+    with h5py.File(path, "r") as f:
+        return {"configs": f["configs"][:], "slots": f["slots"][:], "info_json": f["info_json"][:],
+                "n": int(f.attrs["n_committed"]), "obs": {k: f["observables"][k][:] for k in f["observables"]}}
+
+
+@pytest.mark.parametrize("group", ["U1", "SU2"])
+def test_extend_writes_what_appends_write(tmp_path: Path, group: str) -> None:
+    """A batch in one commit gives the file that one append per configuration gives, byte for byte in every
+    dataset a reader uses, slots and CRCs included; an observable that appears in a later batch is NaN before."""
+    G = lk.U1 if group == "U1" else lk.SU(2)
+    U = G.random(backends.rng(3), (5, 2), LAT2)
+    obs = {"plaq": np.arange(5) * 0.25}
+    infos = [{"step": i, "accepted": i % 2 == 0} for i in range(5)]
+    paths = {m: tmp_path / f"{m}.h5" for m in ("append", "extend")}
+    for m, p in paths.items():
+        with Ensemble.create(p, lattice=LAT2, group=G) as ens:
+            if m == "append":
+                for i in range(5):
+                    kw = {"topo": float(i)} if i >= 3 else {}
+                    assert ens.append(U[i], observables={"plaq": obs["plaq"][i], **kw}, info=infos[i]) == i
+            else:
+                assert ens.extend(U[:3], observables=obs | {"plaq": obs["plaq"][:3]}, infos=infos[:3]) == range(3)
+                assert ens.extend(U[3:], observables={"plaq": obs["plaq"][3:], "topo": [3.0, 4.0]},
+                                  infos=infos[3:]) == range(3, 5)
+    a, b = _contents(paths["append"]), _contents(paths["extend"])
+    assert a["n"] == b["n"] == 5 and sorted(a["obs"]) == sorted(b["obs"]) == ["plaq", "topo"]
+    for k in ("configs", "slots", "info_json"):
+        assert a[k].tobytes() == b[k].tobytes(), k
+    for k in a["obs"]:
+        np.testing.assert_array_equal(a["obs"][k], b["obs"][k])
+    with Ensemble.open(paths["extend"]) as ens:   # the reader verifies every CRC
+        assert all(np.array_equal(ens[i], U[i]) for i in range(5)) and ens.info(4) == infos[4]
+        assert ens.read(slice(0, 5)).shape == U.shape
+
+
+def test_extend_refuses_a_bad_batch_before_writing(tmp_path: Path) -> None:
+    p = tmp_path / "e.h5"
+    _make(p, 2)
+    before = _contents(p)
+    U = lk.U1.random(backends.rng(4), (3, 2), LAT2)
+    bad = [
+        ((U[0],), {}, ValueError, r"U has shape \(2, 4, 4\); .* a batch of k of them is \(k, \*that\)"),
+        ((U,), {"observables": {"plaq": [1.0, 2.0]}}, ValueError, r"observables\['plaq'\] has shape \(2,\); expected \(3,\)"),
+        ((U,), {"observables": {"plaq": ["a", "b", "c"]}}, ValueError, r"observables\['plaq'\]: expected 3 numbers"),
+        ((U,), {"infos": [{}] * 2}, ValueError, "infos has 2 entries; expected 3"),
+        ((U,), {"infos": {"step": 1}}, TypeError, "infos: expected a sequence of 3 mappings"),
+        ((U,), {"infos": [{}, {}, {"x": float("nan")}]}, ValueError, r"info\['x'\]: NaN"),
+        ((np.concatenate([U[:2], np.full((1, 2, 4, 4), np.nan)]),), {}, ValueError, "NaN or infinite angles"),
+    ]
+    with Ensemble.open(p, "a") as ens:
+        for args, kw, exc, match in bad:
+            with pytest.raises(exc, match=match):
+                ens.extend(*args, **kw)
+    after = _contents(p)
+    assert after["n"] == 2 and after["configs"].tobytes() == before["configs"].tobytes()
+    su2 = lk.SU(2).random(backends.rng(5), (2, 2), LAT2)
+    su2[1, 0, 0, 0, 1, 1] *= 1.01
+    with Ensemble.create(tmp_path / "s.h5", lattice=LAT2, group=lk.SU(2)) as ens:
+        with pytest.raises(ValueError, match=r"U is not in SU\(2\): largest defect"):
+            ens.extend(su2)
+        assert len(ens) == 0
+
+
 def test_uncommitted_slot_is_ignored_and_overwritten(tmp_path: Path) -> None:
     p = tmp_path / "e.h5"
     fields = _make(p, 2)
     with Ensemble.open(p, "a") as ens:
-        ens._write_slot(2, _u1(99), {"plaq": 123.0, "new": 1.0}, {"traj": 99})  # written, never committed
+        # written, never committed
+        write_slots(ens, 2, _u1(99)[None], {"plaq": np.array([123.0]), "new": np.array([1.0])}, [b'{"traj": 99}'])
     with Ensemble.open(p) as ens:
         assert len(ens) == 2
         assert ens.observable("plaq").tolist() == [0.5, 1.5]
@@ -108,10 +175,11 @@ def test_killed_writer_leaves_committed_data_readable(tmp_path: Path) -> None:
         import os, numpy as np
         import latticekit as lk
         from latticekit.io import Ensemble
+        from latticekit.io._hdf5_write import write_slots
         ens = Ensemble.open({str(p)!r}, "a")
         for k in (1, 2):
             ens.append(lk.U1.random(lk.backends.rng(k), (2,), (4, 4)), observables={{"plaq": 0.5 + k}})
-        ens._write_slot(3, np.full((2, 4, 4), 0.25), {{"plaq": -1.0}}, None)
+        write_slots(ens, 3, np.full((1, 2, 4, 4), 0.25), {{"plaq": np.array([-1.0])}}, [b"{{}}"])
         os._exit(1)  # killed: no commit, no close
     """)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

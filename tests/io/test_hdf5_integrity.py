@@ -265,6 +265,13 @@ def test_version_1_file_accepts_appends(tmp_path: Path) -> None:
         assert all(np.array_equal(ens[j], old[j]) for j in range(3)) and np.array_equal(ens[3], extra)
         assert ens.info(3) == {"traj": 3} and ens.observable("plaq")[3] == 9.0
         assert np.isnan(ens.observable("new")[:3]).all()
+    with Ensemble.open(p, "a") as ens:
+        assert ens.extend(np.stack([_u1(7), _u1(8)]), observables={"plaq": [1.0, 2.0]},
+                          infos=[{"traj": 4}, {"traj": 5}]) == range(4, 6)
+    with Ensemble.open(p) as ens:
+        assert ens.format_version == 1 and len(ens) == 6 and np.array_equal(ens[5], _u1(8))
+        assert [ens.info(j) for j in (3, 4, 5)] == [{"traj": 3}, {"traj": 4}, {"traj": 5}]
+        assert ens.observable("plaq")[3:].tolist() == [9.0, 1.0, 2.0] and np.isnan(ens.observable("new")[4:]).all()
 
 
 # -- item 2: reads of unchecksummed metadata are bounded ------------------------------------------
@@ -436,8 +443,9 @@ def test_trailing_data_and_truncation(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import os, numpy as np
         from latticekit.io import Ensemble
+        from latticekit.io._hdf5_write import write_slots
         ens = Ensemble.open({str(p)!r}, "a")
-        ens._write_slot(3, np.full((2, 4, 4), 0.25), {{"plaq": -1.0}}, None)
+        write_slots(ens, 3, np.full((1, 2, 4, 4), 0.25), {{"plaq": np.array([-1.0])}}, [b"{{}}"])
         os._exit(1)
     """)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

@@ -64,11 +64,14 @@ from .devices import torch_device
 from .models import build_flow
 from .summary import load_reference
 
-__all__ = ["MIN_RUN_MULTIPLE", "load_trained", "resolve_checkpoint", "sample_job"]
+__all__ = ["MIN_RUN_MULTIPLE", "STORE_CHUNK_BYTES", "load_trained", "resolve_checkpoint", "sample_job"]
 
 #: the chain must be at least this many times longer than its longest run of rejections for the Gamma-method errors
 #: of its observables to count as reliable (otherwise they are marked ``reliable: false`` with the reason)
 MIN_RUN_MULTIPLE = 20
+
+#: configurations of the chain's HDF5 file are written (and committed) in chunks of about this many bytes
+STORE_CHUNK_BYTES = 1 << 26
 
 
 class _JobProgress(BatchProgress):
@@ -141,9 +144,14 @@ def _write_ensemble(path: Path, cfg: FlowConfig, configs: torch.Tensor, idx: lis
                               seeds=[meta["seed"]], metadata={"flow_config": meta["config"]}, overwrite=True)
         try:
             host = configs.detach().cpu().numpy()
-            for i in idx:
-                ens.append(host[i], observables={k: float(v[i]) for k, v in res.observables.items()},
-                           info={"step": i, "accepted": bool(res.accepted[i]), "log_w": float(res.log_w[i])})
+            obs = {k: np.asarray(backends.to_numpy(v), dtype=np.float64) for k, v in res.observables.items()}
+            acc, log_w = backends.to_numpy(res.accepted), backends.to_numpy(res.log_w)
+            # one commit per chunk of about STORE_CHUNK_BYTES (one append per configuration took 6 ms each)
+            per = max(1, STORE_CHUNK_BYTES // max(1, host[0].nbytes))
+            for c in range(0, len(idx), per):
+                part = np.asarray(idx[c:c + per])
+                ens.extend(host[part], observables={k: v[part] for k, v in obs.items()},
+                           infos=[{"step": int(i), "accepted": bool(acc[i]), "log_w": float(log_w[i])} for i in part])
                 kill_point("sample:store")
         finally:
             ens.close()
