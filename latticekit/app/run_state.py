@@ -167,12 +167,25 @@ def open_ensemble(theory: Any, cfg: Any, path: Path, seed: int, ident: dict[str,
 
 
 def store_configurations(ensemble: Any, stored: list[tuple[int, Any, dict[str, list[float]]]], chains: int) -> None:
-    """Append ``(measurement, fields, observables)`` of every chain not stored yet."""
-    already = {(ensemble.info(i).get("measurement"), ensemble.info(i).get("chain")) for i in range(len(ensemble))} \
-        if stored else set()
+    """Append ``(measurement, fields, observables)`` of every chain not stored yet, one commit per measurement.
+
+    A job killed after storing part of a segment, before its checkpoint, recomputes the segment bit for bit on
+    resumption; what it stored then lies at the end of the file (measurements are stored in increasing order), so
+    only the entries from the segment's first measurement on are read back, not the whole file."""
+    if not stored:
+        return
+    first = min(k for k, _, _ in stored)
+    already = set()
+    for i in range(len(ensemble) - 1, -1, -1):
+        info = ensemble.info(i)
+        m = info.get("measurement")
+        if m is None or m < first:
+            break
+        already.add((m, info.get("chain")))
     for k, x, obsvals in stored:
-        for c in range(chains):
-            if (k, c) in already:
-                continue
-            ensemble.append(x[c, ...], observables={n: v[c] for n, v in obsvals.items()},
-                            info={"measurement": k, "chain": c})
+        todo = [c for c in range(chains) if (k, c) not in already]
+        if not todo:
+            continue
+        host = backends.to_numpy(x)
+        ensemble.extend(host[todo], observables={n: [v[c] for c in todo] for n, v in obsvals.items()},
+                        infos=[{"measurement": k, "chain": c} for c in todo])
