@@ -46,6 +46,16 @@ def test_import_latticekit_leaves_heavy_libraries_out():
     assert out.stdout.strip() == "[]"
 
 
+def test_analysis_imports_scipy_submodules_only_when_used():
+    """scipy.fft, scipy.stats and scipy.special cost 1.1 s of every command's start (latticekit.analysis is imported
+    by the jobs) and are imported inside the functions that use them."""
+    loaded = "print(sorted(m for m in ('scipy.fft', 'scipy.stats', 'scipy.special') if m in sys.modules))"
+    out = _run(f"import sys, numpy as np, latticekit.analysis as a; {loaded}; "
+               f"a.gamma_method(np.sin(np.arange(200.0))); a.ess(np.zeros(4)); {loaded}")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["[]", "['scipy.fft', 'scipy.special']"]
+
+
 def _doc_attributes() -> dict[str, list[str]]:
     """``lk.<name>`` attribute uses in README.md and docs/*.md: name -> files that use it."""
     uses: dict[str, list[str]] = {}

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy.special import logsumexp
 
 from ._host import to_host
 
@@ -79,6 +78,8 @@ def _log_ess_fraction(lw: np.ndarray) -> np.ndarray:
     """``log(ESS/N)`` along the last axis (``_check_log_w`` moved the sample axis there)."""
     lw = lw - np.max(lw, axis=-1, keepdims=True)  # largest weight = 1: no overflow
     n = lw.shape[-1]
+    from scipy.special import logsumexp   # here, not at import: scipy.special costs 0.3 s of every command's start
+
     return 2 * logsumexp(lw, axis=-1) - logsumexp(2 * lw, axis=-1) - np.log(n)
 
 

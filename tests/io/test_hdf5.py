@@ -128,7 +128,8 @@ def test_extend_refuses_a_bad_batch_before_writing(tmp_path: Path) -> None:
     U = lk.U1.random(backends.rng(4), (3, 2), LAT2)
     bad = [
         ((U[0],), {}, ValueError, r"U has shape \(2, 4, 4\); .* a batch of k of them is \(k, \*that\)"),
-        ((U,), {"observables": {"plaq": [1.0, 2.0]}}, ValueError, r"observables\['plaq'\] has shape \(2,\); expected \(3,\)"),
+        ((U,), {"observables": {"plaq": [1.0, 2.0]}}, ValueError,
+         r"observables\['plaq'\] has shape \(2,\); expected \(3,\)"),
         ((U,), {"observables": {"plaq": ["a", "b", "c"]}}, ValueError, r"observables\['plaq'\]: expected 3 numbers"),
         ((U,), {"infos": [{}] * 2}, ValueError, "infos has 2 entries; expected 3"),
         ((U,), {"infos": {"step": 1}}, TypeError, "infos: expected a sequence of 3 mappings"),
