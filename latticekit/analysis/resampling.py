@@ -33,9 +33,11 @@ class ResamplingResult:
         Jackknife (K = number of bins) or bootstrap (K = ``n_boot``) replicas of the
         estimate; keep them to propagate errors into further derived quantities.
     bias : float or ndarray, shape B
-        Estimated bias of ``value``: ``(K - 1)(mean(samples) - value)`` for the
-        jackknife, ``mean(samples) - value`` for the bootstrap. ``value - bias`` is
-        the bias-corrected estimate.
+        Estimated bias of ``value``: ``(K - 1)(mean(samples) - F)`` for the
+        jackknife, ``mean(samples) - F`` for the bootstrap, with ``F`` the estimate from the
+        binned measurements (``value`` when ``bin_size`` divides every replica's length; a
+        remainder that fills no bin is left out of the resampling). ``value - bias`` is the
+        bias-corrected estimate; the bias of a mean or of a linear function is zero.
     n_bins : int
         Number of bins (sum over replica).
     bin_size : int
@@ -136,7 +138,10 @@ def jackknife(data: SeriesLike, func: Optional[Func] = None, *, bin_size: int = 
     samples = _apply(func, loo, batch + (k,))
     smean = samples.mean(axis=-1)
     err = np.sqrt((k - 1) / k * np.sum(np.abs(samples - smean[..., None]) ** 2, axis=-1))
-    bias = (k - 1) * (smean - value)
+    # the bias compares the resampled estimates with the estimate from the same data: the binned measurements
+    # (a remainder that does not fill a bin is left out of the bins, while `value` uses every measurement; against
+    # `value` a mean would show a spurious "bias" (K-1)(mean of kept - mean of all))
+    bias = (k - 1) * (smean - _apply(func, total, batch))
     return ResamplingResult(_scalar(value), _scalar(err), samples, _scalar(bias), k, b, "jackknife")
 
 
@@ -207,5 +212,6 @@ def bootstrap(
     value = _apply(func, mean, batch)
     samples = _apply(func, means, batch + (n_boot,))
     err = np.std(samples, axis=-1, ddof=1)
-    bias = samples.mean(axis=-1) - value
+    # against the estimate from the binned measurements, which the samples resample (see jackknife)
+    bias = samples.mean(axis=-1) - _apply(func, sum(x.sum(axis=-1) for x in bins) / k, batch)
     return ResamplingResult(_scalar(value), _scalar(err), samples, _scalar(bias), k, b, "bootstrap")
