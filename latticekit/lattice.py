@@ -190,6 +190,7 @@ class Lattice:
 
     def stripe_mask(self, mu: int, period: int, offset: int = 0, like: Any = None, dtype: Any = None, **kw: Any) -> Any:
         """Mask of sites with ``x_mu mod period == offset`` (stripes used by gauge coupling layers)."""
+        period, offset = _integer(period, "period", period), _integer(offset, "offset", offset)
         if period < 1 or not 0 <= offset < period:
             raise ValueError(f"period={period}, offset={offset}: expected period >= 1 and 0 <= offset < period")
         self.axis(mu)
@@ -200,6 +201,9 @@ class Lattice:
                         like: Any = None, dtype: Any = None, **kw: Any) -> Any:
         """Mask of the sites ``x`` with ``x_mu mod b_mu == offset`` for every blocked direction mu."""
         dirs_, fac = self._blocking(factor, dirs)
+        offset = _integer(offset, "offset", offset)
+        if not all(0 <= offset < b for b in fac):   # as decimate: another offset selects no site at all
+            raise ValueError(f"offset={offset}: expected 0 <= offset < {min(fac)} (the blocking factor)")
         c = self.coords(like, **kw)
         xp = array_namespace(c)
         m = xp.ones(self.shape, dtype=xp.bool, device=_device(c))

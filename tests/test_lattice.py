@@ -169,6 +169,16 @@ def test_stripe_and_sublattice_masks(bk):
     np.testing.assert_array_equal(sub, (c[0] % 2 == 1) & (c[1] % 2 == 1))
     sub1 = bk.to_numpy(lat.sublattice_mask(3, dirs=[1], like=like, dtype="bool"))
     np.testing.assert_array_equal(sub1, c[1] % 3 == 0)
+    # an offset that no site has (an empty mask; embed then returned the fine field unchanged) or not an integer
+    f = _field(bk, (2,) + lat.shape)
+    for bad in (2, 5, -1):
+        with pytest.raises(ValueError, match=f"offset={bad}: expected 0 <= offset < 2"):
+            lat.sublattice_mask(2, offset=bad, like=like)
+        with pytest.raises(ValueError, match=f"offset={bad}: expected 0 <= offset < 2"):
+            lat.embed(lat.decimate(f, 2), f, 2, offset=bad)
+    for kw in ({"period": 2.5}, {"period": True}, {"offset": 1.0}):
+        with pytest.raises(TypeError, match=f"{next(iter(kw))}=.*expected integers"):
+            lat.stripe_mask(0, **{"period": 2, "offset": 0, **kw}, like=like)
 
 
 @pytest.mark.parametrize("factor,dirs", [(2, None), ((2, 3), None), (2, [1]), (3, [1])])

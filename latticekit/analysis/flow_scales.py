@@ -121,6 +121,9 @@ def flow_scale_of_curve(t: Any, F: Any, kind: str = "t0", *, reference: float = 
     (1.0, 1.0)
     """
     tt, FF = _check_grid(t, F, kind, reference)
+    if FF.ndim != 1:
+        raise ValueError(f"F: expected one curve of shape ({tt.size},), got shape {FF.shape}; for an ensemble of "
+                         f"curves use flow_scale")
     return _scale(tt, FF, kind, reference)
 
 
@@ -191,6 +194,8 @@ def flow_scale(t: Any, t2E: Any | Sequence[Any], kind: str = "t0", *, reference:
         A bad grid or shape, or a mean curve that does not cross ``reference`` inside the grid.
     """
     chains = list(t2E) if isinstance(t2E, (list, tuple)) else [t2E]
+    if not chains:
+        raise ValueError("t2E: an empty list; expected an array of shape (n_t, N) or a list of such arrays (replica)")
     tt = None
     host = []
     for c in chains:

@@ -141,3 +141,8 @@ def test_bad_input() -> None:
         flow_scale(t, F.T, reference=0.1)
     with pytest.raises(ValueError, match=r"shape \(n_t, N\) per chain"):
         flow_scale(t, F[:, 0], reference=0.1)
+    with pytest.raises(ValueError, match="t2E: an empty list"):
+        flow_scale(t, [], reference=0.1)
+    for two in (np.stack([0.3 * t, 0.15 * t], 1), np.stack([0.15 * t, 0.3 * t], 1)):   # crashed in numpy before
+        with pytest.raises(ValueError, match=r"F: expected one curve of shape \(11,\), got shape \(11, 2\)"):
+            flow_scale_of_curve(t, two)
