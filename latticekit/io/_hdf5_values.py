@@ -36,6 +36,18 @@ def dumps_metadata(x: Any) -> str:
     return json.dumps(x, default=_json_default, sort_keys=True)
 
 
+def _check_nested_keys(v: Any, where: str) -> None:
+    """Keys of mappings inside an info value must be strings too: JSON turns ``{1: "a"}`` into ``{"1": "a"}``."""
+    if isinstance(v, Mapping):
+        for k, x in v.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{where}: key {k!r} must be a string (JSON object keys are strings)")
+            _check_nested_keys(x, f"{where}[{k!r}]")
+    elif isinstance(v, (list, tuple)):
+        for i, x in enumerate(v):
+            _check_nested_keys(x, f"{where}[{i}]")
+
+
 def info_json(info: Mapping[str, Any] | None) -> str:
     """The JSON text of a per-configuration ``info``; a value JSON cannot hold (an object, NaN, infinity) is a
     ValueError naming its key, so that what is stored reads back as what was given."""
@@ -47,6 +59,7 @@ def info_json(info: Mapping[str, Any] | None) -> str:
         if not isinstance(k, str):
             raise ValueError(f"info: key {k!r} must be a string (JSON object keys are strings)")
         try:
+            _check_nested_keys(v, f"info[{k!r}]")
             json.dumps(v, default=_strict_default, allow_nan=False)
         except (TypeError, ValueError) as exc:
             why = "NaN or infinity, which JSON cannot hold" if "Out of range float" in str(exc) else str(exc)

@@ -12,42 +12,69 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ._hdf5_format import SLOT_DTYPE, config_crc, info_crc, observables_crc
+from latticekit.backends import to_numpy
+
+from ._hdf5_format import MAX_INFO_BYTES, SLOT_DTYPE, config_crc, info_crc, observables_crc
 from ._hdf5_values import info_json
 from .errors import IOFormatError
 
-__all__ = ["batch_infos", "batch_observables", "write_slots"]
+__all__ = ["batch_infos", "batch_observables", "info_bytes", "write_slots"]
 
 
 def _name(k: Any) -> str:
-    if not isinstance(k, str) or not k or "/" in k:
-        raise ValueError(f"observables: name {k!r} must be a non-empty string without '/'")
+    """An observable's name as HDF5 stores it: a link name of the ``observables`` group."""
+    if not isinstance(k, str) or not k or "/" in k or "\0" in k or k in (".", ".."):
+        raise ValueError(f"observables: name {k!r} must be a non-empty string without '/' or NUL, other than "
+                         f"'.' and '..' (HDF5 stores such names otherwise than given)")
+    try:
+        k.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"observables: name {k!r} is not valid UTF-8 text") from None
     return k
+
+
+def _real(a: np.ndarray, name: str, what: str) -> np.ndarray:
+    """``a`` as float64, refusing what would not be stored as given: complex values (their imaginary part would be
+    dropped), None (it would become NaN), other objects, integers beyond float64 (an object array here)."""
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"observables[{name!r}]: expected {what}, got values of dtype {a.dtype}"
+                         + (" (complex: the imaginary part would be lost)" if a.dtype.kind == "c" else ""))
+    return a.astype(np.float64)
 
 
 def batch_observables(observables: Mapping[str, Any] | None, k: int, *, one: bool) -> dict[str, np.ndarray]:
     """``{name: float64 array (k,)}`` of per-configuration measurements; ``one``: each value is one number (a
     single configuration, ``k = 1``), else a sequence of ``k`` numbers."""
+    if observables is None:
+        return {}
+    if not isinstance(observables, Mapping):
+        raise TypeError(f"observables: expected a mapping of names to {'numbers' if one else 'sequences of numbers'}, "
+                        f"got {type(observables).__name__}")
     out: dict[str, np.ndarray] = {}
-    for name, v in (observables or {}).items():
+    for name, v in observables.items():
         name = _name(name)
-        if one:
-            try:
-                out[name] = np.array([float(v)], dtype=np.float64)
-            except (TypeError, ValueError):
-                shape = getattr(v, "shape", None)
-                raise ValueError(f"observables[{name!r}]: expected one number for this configuration, got "
-                                 f"{type(v).__name__}{'' if shape is None else f' of shape {shape}'}") from None
-            continue
+        what = "one number for this configuration" if one else f"{k} numbers, one per configuration"
         try:
-            a = np.asarray(v, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"observables[{name!r}]: expected {k} numbers, one per configuration") from None
-        if a.shape != (k,):
+            a = to_numpy(v)   # any backend (a torch tensor that requires grad too), Python numbers and lists
+        except Exception:
+            raise ValueError(f"observables[{name!r}]: expected {what}") from None
+        if one and a.shape not in ((), (1,)):
+            raise ValueError(f"observables[{name!r}]: expected one number for this configuration, got "
+                             f"{type(v).__name__} of shape {a.shape}")
+        if not one and a.shape != (k,):
             raise ValueError(f"observables[{name!r}] has shape {a.shape}; expected ({k},), one number per "
                              f"configuration")
-        out[name] = a
+        out[name] = _real(a.reshape(-1), name, what)
     return out
+
+
+def info_bytes(info: Mapping[str, Any] | None) -> bytes:
+    """The UTF-8 JSON of one per-configuration info, refused when larger than the reader accepts."""
+    raw = info_json(info).encode("utf-8")
+    if len(raw) > MAX_INFO_BYTES:
+        raise ValueError(f"info: {len(raw)} bytes of JSON; an ensemble stores at most {MAX_INFO_BYTES} per "
+                         f"configuration (store large data in a file of its own)")
+    return raw
 
 
 def batch_infos(infos: Sequence[Mapping[str, Any] | None] | None, k: int) -> list[bytes]:
@@ -59,7 +86,7 @@ def batch_infos(infos: Sequence[Mapping[str, Any] | None] | None, k: int) -> lis
                         f"{type(infos).__name__}")
     if len(infos) != k:
         raise ValueError(f"infos has {len(infos)} entries; expected {k}, one per configuration")
-    return [info_json(i).encode("utf-8") for i in infos]
+    return [info_bytes(i) for i in infos]
 
 
 def write_slots(ens: Any, n: int, stored: np.ndarray, values: Mapping[str, np.ndarray], raws: list[bytes]) -> None:

@@ -84,8 +84,8 @@ from ._hdf5_format import (
     put_str,
 )
 from ._hdf5_probe import probe_metadata
-from ._hdf5_values import check_u1_angles, dumps_metadata, info_json
-from ._hdf5_write import batch_infos, batch_observables, write_slots
+from ._hdf5_values import check_u1_angles, dumps_metadata
+from ._hdf5_write import batch_infos, batch_observables, info_bytes, write_slots
 from .errors import IOFormatError
 
 __all__ = ["Ensemble"]
@@ -594,7 +594,7 @@ class Ensemble:
         """
         a = self._checked_configs(U, batch=False)
         values = batch_observables(observables, 1, one=True)
-        return self._commit(a[None], values, [info_json(info).encode("utf-8")]).start
+        return self._commit(a[None], values, [info_bytes(info)]).start
 
     def extend(self, U: Any, observables: Mapping[str, Any] | None = None,
                infos: Sequence[Mapping[str, Any] | None] | None = None) -> range:
@@ -658,6 +658,8 @@ class Ensemble:
         """Write the slots of the batch ``a``, flush, and only then count them in ``n_committed``."""
         n = len(self)
         k = int(a.shape[0])
+        if k == 0:   # nothing to store: the file stays as it was (no dataset for a name without values)
+            return range(n, n)
         write_slots(self, n, np.ascontiguousarray(a, dtype=self._configs.dtype), values, raws)
         self._f.flush()
         self._f.attrs["n_committed"] = np.int64(n + k)

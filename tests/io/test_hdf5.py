@@ -150,6 +150,62 @@ def test_extend_refuses_a_bad_batch_before_writing(tmp_path: Path) -> None:
         assert len(ens) == 0
 
 
+def test_what_would_not_read_back_as_given_is_refused(tmp_path: Path) -> None:
+    """Names HDF5 stores otherwise ('.' is the group itself, NUL truncates: the observables' CRCs then failed on
+    reading), an info larger than the reader accepts, complex or None values, nested non-string keys: refused
+    with the argument named, nothing written; an empty batch writes nothing (no dataset of a name)."""
+    p = tmp_path / "e.h5"
+    _make(p, 1)
+    before = _contents(p)
+    U = lk.U1.random(backends.rng(4), (2, 2), LAT2)
+    with Ensemble.open(p, "a") as ens:
+        for name in (".", "..", "a\x00b", "\udcff"):
+            with pytest.raises(ValueError, match="observables: name"):
+                ens.extend(U, observables={name: [1.0, 2.0], "plaq": [0.1, 0.2]})
+            with pytest.raises(ValueError, match="observables: name"):
+                ens.append(U[0], observables={name: 1.0})
+        for vals, match in (([None, 1.0], "dtype object"), (np.array([1 + 2j, 2.0]), "imaginary part"),
+                            ([10**400, 1], "dtype object")):
+            with pytest.raises(ValueError, match=match):
+                ens.extend(U, observables={"plaq": vals})
+        with pytest.raises(ValueError, match="expected one number"):
+            ens.append(U[0], observables={"plaq": np.complex128(1 + 2j)})
+        with pytest.raises(TypeError, match="observables: expected a mapping"):
+            ens.extend(U, observables=[1.0, 2.0])
+        with pytest.raises(ValueError, match=r"info\['x'\]: key 1 must be a string"):
+            ens.append(U[0], info={"x": {1: "a"}})
+        with pytest.raises(ValueError, match=r"info\['x'\]\[0\]\['y'\]: key 2 must be a string"):
+            ens.extend(U, infos=[{}, {"x": [{"y": {2: 0}}]}])
+        with pytest.raises(ValueError, match="info: 16777225 bytes of JSON; an ensemble stores at most 16777216"):
+            ens.extend(U, infos=[{}, {"n": "y" * (1 << 24)}])
+        assert ens.extend(U[:0], observables={"ghost": []}, infos=[]) == range(1, 1)
+    after = _contents(p)
+    assert after["n"] == 1 and sorted(after["obs"]) == sorted(before["obs"]) and "ghost" not in after["obs"]
+    assert after["configs"].tobytes() == before["configs"].tobytes()
+    torch = pytest.importorskip("torch")
+    with Ensemble.open(p, "a") as ens:   # a tensor that requires grad, as a flow's observables are
+        assert ens.extend(torch.as_tensor(U), observables={"plaq": torch.ones(2, requires_grad=True)}) == range(1, 3)
+        assert ens.observable("plaq")[1:].tolist() == [1.0, 1.0]
+
+
+def test_single_precision_files_read_back_what_was_written(tmp_path: Path) -> None:
+    """The write tolerance of a single-precision file is below its read tolerance (5e-5): a defect of 7.3e-5 was
+    written (1e-4 allowed) and then refused by load and latticekit info."""
+    G = lk.SU(2)
+    U = G.random(backends.rng(6), (2,), LAT2)
+    for scale, ok in ((1 + 4e-6, True), (1 + 1.5e-5, False)):   # defects 1.9e-5 and 7.2e-5
+        p = tmp_path / f"s{ok}.h5"
+        with Ensemble.create(p, lattice=LAT2, group=G, precision="single") as ens:
+            if ok:
+                ens.append(U * scale)
+            else:
+                with pytest.raises(ValueError, match=r"U is not in SU\(2\): largest defect"):
+                    ens.append(U * scale)
+        if ok:
+            V, meta = load(p)
+            assert meta.checks_ok and V.shape == U.shape
+
+
 def test_uncommitted_slot_is_ignored_and_overwritten(tmp_path: Path) -> None:
     p = tmp_path / "e.h5"
     fields = _make(p, 2)
