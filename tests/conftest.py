@@ -43,12 +43,79 @@ test_loops.py, test_gauge.py, test_argument_checks.py) a test without ``bk`` che
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from latticekit import backends
+
+
+
+# -- one compilation of each numba kernel across the xdist workers ---------------------------------------------
+# On a clean checkout (as in CI) numba's on-disk cache is empty, and two workers that reach the same kernel at
+# about the same time both compile it: a kernel costs 5-60 s of LLVM time (about 170 s for all of them on the
+# development VM), and duplicated that was most of the 250 s a cold suite took beyond a warm one. numba's
+# Dispatcher.compile is wrapped in a lock file per function: the first worker compiles and writes the cache, the
+# others wait and then load it from disk (compile looks in the cache first). Test infrastructure only.
+# Deadlock-free: a compilation takes the locks of the functions it compiles in call order (a kernel, then the
+# helpers it calls), and calls between numba functions form no cycles.
+_held: dict[str, int] = {}          # lock name -> depth held by this process (re-entrant within it)
+_guard = threading.Lock()
+
+
+def _lock_dir() -> str:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tag = hashlib.sha256(root.encode()).hexdigest()[:12]
+    path = os.path.join(tempfile.gettempdir(), f"latticekit-numba-compile-{tag}")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _install_numba_compile_lock() -> bool:
+    """Wrap numba's compile in the per-function file lock; False where numba or ``fcntl`` is missing."""
+    try:
+        import fcntl
+
+        from numba.core import dispatcher
+    except ImportError:
+        return False
+    original = dispatcher.Dispatcher.compile
+    if getattr(original, "_latticekit_locked", False):
+        return True
+    where = _lock_dir()
+
+    def compile(self: Any, sig: Any) -> Any:
+        func = getattr(self, "py_func", None)
+        if func is None:
+            return original(self, sig)
+        name = f"{func.__module__}.{func.__qualname__}".replace("<", "_").replace(">", "_")
+        with _guard:
+            depth = _held.get(name, 0)
+            _held[name] = depth + 1
+        try:
+            if depth:
+                return original(self, sig)
+            with open(os.path.join(where, name + ".lock"), "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    return original(self, sig)
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+        finally:
+            with _guard:
+                _held[name] -= 1
+
+    compile._latticekit_locked = True  # type: ignore[attr-defined]
+    dispatcher.Dispatcher.compile = compile
+    return True
+
+
+_install_numba_compile_lock()
 
 
 @dataclass(frozen=True)
