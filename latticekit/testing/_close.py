@@ -69,6 +69,32 @@ def default_tolerances(*arrays: Any) -> tuple[float, float]:
 _TORCH_UPCAST = {"torch.bfloat16": "float32", "torch.float16": "float32", "torch.complex32": "complex64"}
 
 
+def check_tolerance(tol: Any, name: str) -> float | None:
+    """``float(tol)``, or None for None; a ValueError naming ``name`` for a negative or NaN tolerance."""
+    if tol is None:
+        return None
+    try:
+        out = float(tol)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}={tol!r}: expected a non-negative number") from None
+    if not out >= 0:
+        raise ValueError(f"{name}={tol!r}: expected a non-negative number")
+    return out
+
+
+def _check_operand(x: Any, name: str) -> None:
+    """TypeError naming ``name`` unless ``x`` is an array of a supported backend or a host array-like."""
+    if x is None or isinstance(x, (str, bytes, dict, set)):
+        raise TypeError(f"{name}={x!r}: expected an array or an array-like of numbers")
+    if _is_host(x):
+        return
+    try:
+        backend_name(x)
+    except BackendError:
+        raise TypeError(f"{name}: expected an array of a supported backend (numpy, torch, cupy, array_api_strict) "
+                        f"or an array-like of numbers; got {type(x).__module__}.{type(x).__qualname__}") from None
+
+
 def _to_host(x: Any) -> np.ndarray:
     """``to_numpy(x)``, with torch bfloat16 / float16 / complex32 tensors upcast to float32 / complex64 first."""
     up = _TORCH_UPCAST.get(str(getattr(x, "dtype", ""))) if type(x).__module__.startswith("torch") else None
@@ -117,6 +143,11 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
 
     Raises
     ------
+    TypeError
+        ``actual`` or ``desired`` is not an array of a supported backend or an array-like of numbers
+        (e.g. None, a string, a dict).
+    ValueError
+        A negative or NaN ``rtol`` / ``atol``.
     AssertionError
         On a backend/device/dtype mismatch, a shape mismatch (a 0-d argument broadcasts) or values
         out of tolerance; the message gives the number of mismatches, the largest absolute and
@@ -144,12 +175,12 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
     Arrays not close (rtol=1e-10, atol=1e-12): 1 of 2 elements differ
     """
     prefix = f"{msg}: " if msg else ""
+    for name, x in (("actual", actual), ("desired", desired)):   # bad input: a TypeError naming it, before any work
+        _check_operand(x, name)
+    rtol, atol = check_tolerance(rtol, "rtol"), check_tolerance(atol, "atol")
     if not _is_host(desired):
-        try:
-            bd = backend_name(desired)
-            ba = backend_name(actual) if not _is_host(actual) else "numpy"
-        except BackendError as exc:
-            raise AssertionError(f"{prefix}unsupported array type: {exc}") from None
+        bd = backend_name(desired)
+        ba = backend_name(actual) if not _is_host(actual) else "numpy"
         if ba != bd:
             raise AssertionError(f"{prefix}backend mismatch: actual is {ba}, desired is {bd}")
         if check_device:
@@ -161,10 +192,13 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
         if na != nd:
             raise AssertionError(f"{prefix}dtype mismatch: actual is {na}, desired is {nd}")
     d_rtol, d_atol = default_tolerances(actual, desired)
-    rtol = d_rtol if rtol is None else float(rtol)
-    atol = d_atol if atol is None else float(atol)
+    rtol = d_rtol if rtol is None else rtol
+    atol = d_atol if atol is None else atol
     a = _to_host(actual)
     d = _to_host(desired)
+    for name, h in (("actual", a), ("desired", d)):
+        if h.dtype.kind not in "biufc":
+            raise TypeError(f"{name}: expected numbers (an array or array-like of numbers); got {h.dtype} values")
     if a.dtype == bool:
         a = a.astype(np.int64)
     if d.dtype == bool:

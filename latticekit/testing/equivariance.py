@@ -6,13 +6,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from latticekit.backends import Generator, array_namespace, backend_name, check_rng, to_backend
+from latticekit.backends import BackendError, Generator, array_namespace, backend_name, check_rng, to_backend
 from latticekit.backends import device as _device
 from latticekit.gauge import check_gauge_field, gauge_transform
 from latticekit.groups import Group, U1Group
-from latticekit.lattice import Lattice
+from latticekit.lattice import Lattice, LatticeMismatchError
 
-from ._close import _to_host, loosest_tolerances
+from ._close import _to_host, check_tolerance, loosest_tolerances
+from ._validate import check_callable, check_group, check_in_group, check_lattice, check_nonempty
 
 __all__ = [
     "assert_equivariant",
@@ -94,17 +95,60 @@ def _call(f: Callable[..., Any], x: Any, context: Any) -> Any:
     return f(x) if context is None else f(x, context=context)
 
 
+def _shape(v: Any) -> tuple[int, ...] | None:
+    """The shape of an array output, () for a number, None for anything else (a list: left to NumPy)."""
+    shape = getattr(v, "shape", None)
+    if shape is not None:
+        return tuple(shape)
+    return () if isinstance(v, (int, float, complex)) else None
+
+
+def _check_output(v: Any, label: str) -> None:
+    """A TypeError for an output that is no array or number (None, a string, a dict), a ValueError for an empty
+    one (it would pass vacuously); ``label`` names it, e.g. 'f(U)' or 'output 1 of f(x)'."""
+    if v is None or isinstance(v, (str, bytes, dict, set)) or not (
+            _shape(v) is not None or isinstance(v, (list, tuple))):
+        raise TypeError(f"{label} is {v!r:.40} ({type(v).__name__}); expected an array or a number (or a tuple of "
+                        "them, e.g. a flow layer's (y, logdet))")
+    check_nonempty(v, label)
+
+
+def _same_shape(a: Any, b: Any, name_a: str, name_b: str) -> None:
+    """Outputs of different shapes are refused (the difference would broadcast and compare the wrong elements)."""
+    sa, sb = _shape(a), _shape(b)
+    if sa is not None and sb is not None and sa != sb:
+        raise ValueError(f"{name_a} has shape {sa} but {name_b} has shape {sb}: expected the same shape")
+
+
 def _component_errors(f: Callable[[Any], Any], x: Any, transform_in: Callable[[Any], Any],
                       transform_out: Callable[[Any], Any] | None,
-                      distance: Callable[[Any, Any], float] | None) -> list[tuple[float, Any]]:
-    """``[(deviation, reference), ...]`` for each output of ``f``: the first covariant, the others invariant."""
+                      distance: Callable[[Any, Any], float] | None,
+                      names: tuple[str, str, str] = ("f(x)", "f(T x)", "T' f(x)")) -> list[tuple[float, Any]]:
+    """``[(deviation, reference), ...]`` for each output of ``f``: the first covariant, the others invariant.
+
+    ``names``: how the messages call ``f(x)``, ``f(T x)`` and ``T' f(x)``. The outputs are checked (arrays or
+    numbers, not empty, the compared ones of equal shapes) before they are compared; the first output is left
+    alone when a custom ``distance`` compares it.
+    """
+    fx, ftx, tfx = names
     T_out = transform_in if transform_out is None else transform_out
     a = _parts(f(transform_in(x)))
     b = _parts(f(x))
     if len(a) != len(b):
-        raise ValueError("f returned outputs of different structure for x and T x")
+        raise ValueError(f"f returned outputs of different structure for x and T x: {len(a)} outputs for {ftx}, "
+                         f"{len(b)} for {fx}")
+    builtin = distance is None or distance in (_max_abs_diff, _angle_distance)
+    first = 0 if builtin else 1
+    for k in range(first, len(a)):
+        sub = "" if len(a) == 1 else f"output {k} of "
+        _check_output(b[k], f"{sub}{fx}")
+        _check_output(a[k], f"{sub}{ftx}")
     dist = distance or _max_abs_diff
     ref0 = T_out(b[0])
+    if builtin:
+        _same_shape(a[0], ref0, ftx if len(a) == 1 else f"output 0 of {ftx}", tfx)
+    for k in range(1, len(a)):
+        _same_shape(a[k], b[k], f"output {k} of {ftx}", f"output {k} of {fx}")
     out = [(float(dist(a[0], ref0)), ref0)]
     out += [(_max_abs_diff(ai, bi), bi) for ai, bi in zip(a[1:], b[1:])]
     return out
@@ -157,6 +201,14 @@ def equivariance_error(f: Callable[[Any], Any], x: Any, transform_in: Callable[[
     float
         The largest deviation over all components.
 
+    Raises
+    ------
+    TypeError
+        ``f`` or a transformation is not callable, or an output of ``f`` is no array or number (e.g. None).
+    ValueError
+        ``x`` or an output is empty (nothing to check), or the compared outputs ``f(T x)`` and ``T' f(x)``
+        (``f(T x)`` and ``f(x)`` for the further outputs) differ in shape: they are never broadcast.
+
     Examples
     --------
     >>> import numpy as np
@@ -167,7 +219,24 @@ def equivariance_error(f: Callable[[Any], Any], x: Any, transform_in: Callable[[
     >>> equivariance_error(f, np.random.default_rng(0).normal(size=(4, 4)), T) < 1e-15
     True
     """
+    _check_equivariance_args(f, x, transform_in, transform_out, distance)
     return max(err for err, _ in _component_errors(f, x, transform_in, transform_out, distance))
+
+
+def _check_equivariance_args(f: Any, x: Any, transform_in: Any, transform_out: Any, distance: Any) -> None:
+    check_callable(f, "f")
+    check_callable(transform_in, "transform_in")
+    for name, g in (("transform_out", transform_out), ("distance", distance)):
+        if g is not None:
+            check_callable(g, name)
+    if x is None:
+        raise TypeError("x=None: expected an array")
+    check_nonempty(x, "x")
+
+
+def _tolerances(atol: Any, rtol: Any) -> tuple[float | None, float | None]:
+    """Validated ``(atol, rtol)`` of an assert_* checker (None: the dtype's default)."""
+    return check_tolerance(atol, "atol"), check_tolerance(rtol, "rtol")
 
 
 _TOL_DOC = """The default tolerance follows the dtype of ``x`` and of each output (the least precise wins, see
@@ -176,6 +245,13 @@ _TOL_DOC = """The default tolerance follows the dtype of ``x`` and of each outpu
     ``rtol=0``; float32 / complex64: ``atol=rtol=1e-5``. An explicit ``atol`` without ``rtol`` is an
     absolute bound (``rtol=0``). The message gives each output's deviation and tolerance and names the
     outputs that failed."""
+
+_GAUGE_INPUT_DOC = """Bad input is refused before ``f`` is called: ``group`` must be a Group and ``lattice`` a Lattice
+    (TypeError); ``U`` must be a non-empty gauge field of ``group`` on ``lattice`` whose links are group elements
+    to working precision, and a given ``Omega`` a gauge transformation of U's backend and device with group
+    elements (ValueError; :class:`~latticekit.groups.NonUnitaryError` for a unitarity defect above 1e-10 in
+    float64, 1e-5 in float32). An output of ``f`` that is not a gauge field like ``U`` (where one is transformed)
+    is reported as ``f(U)``."""
 
 
 def assert_equivariant(f: Callable[[Any], Any], x: Any, transform_in: Callable[[Any], Any],
@@ -192,6 +268,8 @@ def assert_equivariant(f: Callable[[Any], Any], x: Any, transform_in: Callable[[
     >>> import numpy as np
     >>> assert_equivariant(np.tanh, np.linspace(-1, 1, 5), lambda x: -x)      # tanh is odd
     """
+    atol, rtol = _tolerances(atol, rtol)
+    _check_equivariance_args(f, x, transform_in, transform_out, distance)
     errors = _component_errors(f, x, transform_in, transform_out, distance)
     names = ["output"] if len(errors) == 1 else ["output 0"] + [f"output {k} (invariant)" for k in range(1, 99)]
     _check(errors, x, names, atol, rtol, "not equivariant", msg)
@@ -216,6 +294,9 @@ def random_gauge_transformation(U: Any, group: Group, lattice: Lattice, rng: Gen
     >>> random_gauge_transformation(U, SU(2), lat, backends.rng(1)).shape
     (3, 2, 2, 4, 4)
     """
+    check_group(group)
+    check_lattice(lattice)
+    _check_array(U, "U")
     check_gauge_field(U, group, lattice)
     check_rng(rng)   # of any backend: Omega is moved to U's backend and device below
     xp = array_namespace(U)
@@ -230,16 +311,57 @@ def _gauge_distance(group: Group) -> Callable[[Any, Any], float]:
     return _angle_distance if isinstance(group, U1Group) else _max_abs_diff
 
 
+def _check_array(x: Any, name: str) -> None:
+    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+        raise TypeError(f"{name}: expected an array, got {type(x).__name__}")
+
+
+def _check_gauge_args(f: Any, U: Any, group: Any, lattice: Any, Omega: Any) -> None:
+    """Refuse bad input before any work: f, group, lattice, the links U (shape, dtype, group elements, not empty)
+    and a given Omega (shape, dtype, backend and device of U, group elements)."""
+    check_callable(f, "f")
+    check_group(group)
+    check_lattice(lattice)
+    _check_array(U, "U")
+    check_gauge_field(U, group, lattice, name="U")
+    check_nonempty(U, "U")
+    check_in_group(U, group, lattice.nd, "U")
+    if Omega is None:
+        return
+    _check_array(Omega, "Omega")
+    try:
+        bo, bu = backend_name(Omega), backend_name(U)
+    except BackendError as exc:
+        raise TypeError(f"Omega: expected an array of U's backend; {exc}") from None
+    if bo != bu or str(_device(Omega)) != str(_device(U)):
+        raise BackendError(f"Omega is a {bo} array on {_device(Omega)}, U a {bu} array on {_device(U)}: expected "
+                           "Omega on U's backend and device (random_gauge_transformation makes one)")
+    lattice.check(Omega, "Omega", inner=tuple(group.element_shape))
+    check_nonempty(Omega, "Omega")
+    check_in_group(Omega, group, lattice.nd, "Omega", " (a gauge transformation must be a group element)")
+
+
 def _gauge_errors(f: Callable[..., Any], U: Any, group: Group, lattice: Lattice, rng: Generator, context: Any,
                   Omega: Any, invariant: bool) -> list[tuple[float, Any]]:
+    _check_gauge_args(f, U, group, lattice, Omega)
     Om = random_gauge_transformation(U, group, lattice, rng) if Omega is None else Omega
 
     def T(V: Any) -> Any:
         return gauge_transform(V, Om, group, lattice)
 
+    def T_out(y: Any) -> Any:
+        # f(U) is transformed as a gauge field: refuse a wrong output here, naming it (not the input U)
+        if tuple(y.shape) != tuple(U.shape):
+            raise LatticeMismatchError(
+                f"f(U) has shape {tuple(y.shape)}; expected a gauge field like U, shape {tuple(U.shape)} (an "
+                "invariant output such as an action is checked with gauge_invariance_error)")
+        group.check_dtype(y, name="f(U)")
+        return T(y)
+
+    fU = lambda V: _call(f, V, context)   # noqa: E731
     if invariant:
-        return _component_errors(lambda V: _call(f, V, context), U, T, lambda y: y, None)
-    return _component_errors(lambda V: _call(f, V, context), U, T, None, _gauge_distance(group))
+        return _component_errors(fU, U, T, lambda y: y, None, ("fn(U)", "fn(U^Omega)", "fn(U)"))
+    return _component_errors(fU, U, T, T_out, _gauge_distance(group), ("f(U)", "f(U^Omega)", "f(U)^Omega"))
 
 
 def gauge_equivariance_error(layer_or_fn: Callable[..., Any], U: Any, group: Group, lattice: Lattice,
@@ -249,6 +371,8 @@ def gauge_equivariance_error(layer_or_fn: Callable[..., Any], U: Any, group: Gro
     ``f`` maps a gauge field to a gauge field (or returns ``(field, logdet, ...)``: the further
     outputs must be gauge invariant). U(1) angles are compared modulo ``2 pi``. ``Omega`` defaults
     to a Haar-random transformation drawn from ``rng`` (see :func:`random_gauge_transformation`).
+
+    {inputs}
 
     Examples
     --------
@@ -268,6 +392,8 @@ def gauge_equivariance_error(layer_or_fn: Callable[..., Any], U: Any, group: Gro
 def gauge_invariance_error(fn: Callable[..., Any], U: Any, group: Group, lattice: Lattice, rng: Generator, *,
                            context: Any = None, Omega: Any = None) -> float:
     """``max |fn(U^Omega) - fn(U)|`` for scalars such as actions or Wilson loops (all outputs invariant).
+
+    {inputs}
 
     Examples
     --------
@@ -298,6 +424,7 @@ def assert_gauge_equivariant(layer_or_fn: Callable[..., Any], U: Any, group: Gro
     >>> lat = Lattice((4, 4)); rng = backends.rng(0)
     >>> assert_gauge_equivariant(lambda V: V, random_gauge_field(U1, lat, rng), U1, lat, rng)
     """
+    atol, rtol = _tolerances(atol, rtol)
     errors = _gauge_errors(layer_or_fn, U, group, lattice, rng, context, Omega, invariant=False)
     _check(errors, U, ["field", "log det"], atol, rtol, "not gauge equivariant", msg)
 
@@ -322,11 +449,14 @@ def assert_gauge_invariant(fn: Callable[..., Any], U: Any, group: Group, lattice
     ...     print(str(e)[:19])
     not gauge invariant
     """
+    atol, rtol = _tolerances(atol, rtol)
     errors = _gauge_errors(fn, U, group, lattice, rng, context, Omega, invariant=True)
     names = ["value"] if len(errors) == 1 else [f"output {k}" for k in range(len(errors))]
     _check(errors, U, names, atol, rtol, "not gauge invariant", msg)
 
 
 for _f in (assert_gauge_equivariant, assert_gauge_invariant):
-    _f.__doc__ = (_f.__doc__ or "").replace("{tol}", _TOL_DOC)
+    _f.__doc__ = (_f.__doc__ or "").replace("{tol}", _TOL_DOC + "\n\n    " + _GAUGE_INPUT_DOC)
+for _f in (gauge_equivariance_error, gauge_invariance_error):
+    _f.__doc__ = (_f.__doc__ or "").replace("{inputs}", _GAUGE_INPUT_DOC)
 del _f

@@ -21,7 +21,9 @@ checker computes the Jacobian of the map in real coordinates of the tangent spac
   the same determinant: the charts differ by ``Ad(x)``, and ``det Ad = 1`` on SU(N).) Only the
   first derivative at ``omega = 0`` is needed, so ``log(y y0^dagger)`` is replaced by its linear
   part ``project_algebra(y y0^dagger)``, which avoids the eigen-decomposition of a degenerate
-  matrix.
+  matrix. These coordinates assume that ``x`` and ``y0`` are group elements: links with a unitarity
+  defect above 1e-10 (float64) / 1e-5 (float32) are refused with a ValueError naming ``x`` or the
+  layer's output (a float32 field cast to float64, defect ~1e-6, gave a log det off by ~1e-5).
 
 Every axis after the batch axes is part of one sample (for gauge fields: directions, colour, sites).
 The Jacobian of the whole batch is computed and its off-diagonal blocks are checked to vanish (a
@@ -36,6 +38,8 @@ from typing import Any, Callable
 from latticekit.backends import lu_linalg
 from latticekit.groups import Group, SUGroup, U1Group
 
+from ._validate import check_callable, check_group, check_in_group
+
 __all__ = ["assert_logdet_matches", "autograd_logdet"]
 
 
@@ -45,6 +49,33 @@ def _first(out: Any) -> Any:
 
 def _call(f: Callable[..., Any], x: Any, context: Any) -> Any:
     return f(x) if context is None else f(x, context=context)
+
+
+def _check_input(torch: Any, x: Any, group: Any, nd: Any, batch_ndim: Any) -> None:
+    """Refuse a bad ``x`` / ``group`` / ``nd`` / ``batch_ndim`` before any work (before the layer is called)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    if isinstance(batch_ndim, bool) or not isinstance(batch_ndim, int) or not 0 <= batch_ndim <= x.ndim:
+        raise ValueError(f"batch_ndim={batch_ndim!r}: expected an integer 0 <= batch_ndim <= x.ndim = {x.ndim}")
+    if x.numel() == 0:
+        raise ValueError(f"x is empty (shape {tuple(x.shape)}): nothing to check")
+    if group is not None:
+        check_group(group)
+        if not isinstance(group, (SUGroup, U1Group)):
+            raise TypeError(f"group={group!r}: expected None, U1 or SU(N)")
+    if isinstance(group, SUGroup):
+        if nd is None:
+            raise ValueError("nd: the number of lattice axes is required for SU(N) fields (0 for plain elements)")
+        if isinstance(nd, bool) or not isinstance(nd, int) or nd < 0:
+            raise ValueError(f"nd={nd!r}: expected a non-negative integer (the number of lattice axes)")
+        check_in_group(x.detach(), group, nd, "x", " (autograd_logdet's algebra coordinates assume group elements)")
+    elif x.is_complex():
+        if group is not None:
+            raise TypeError("U(1) fields are real angles; got a complex tensor")
+    elif not x.is_floating_point():
+        raise TypeError(f"x: expected a floating or complex tensor, got dtype {x.dtype}")
+    elif group is not None:
+        check_in_group(x.detach(), group, 0, "x")   # U(1): finite angles
 
 
 def _group_exp_left(torch: Any, group: SUGroup, omega: Any, x0: Any, nd: int) -> Any:
@@ -100,18 +131,14 @@ def autograd_logdet(fn: Callable[..., Any], x: Any, *, group: Group | None = Non
     """
     import torch
 
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
-    if batch_ndim < 0 or batch_ndim > x.ndim:
-        raise ValueError(f"batch_ndim={batch_ndim}: expected 0 <= batch_ndim <= x.ndim = {x.ndim}")
+    check_callable(fn, "fn")
+    _check_input(torch, x, group, nd, batch_ndim)
     bshape = tuple(x.shape[:batch_ndim])
     nb = math.prod(bshape)
     x0 = x.detach()
 
     if isinstance(group, SUGroup):
-        if nd is None:
-            raise ValueError("nd: the number of lattice axes is required for SU(N) fields (0 for plain elements)")
-        group.check_shape(x0, nd=nd, name="x")
+        assert nd is not None
         cshape = tuple(x0.shape[: x0.ndim - nd - 2]) + (group.algebra_dim,) + tuple(x0.shape[x0.ndim - nd:])
         rdt = x0.real.dtype
 
@@ -120,10 +147,8 @@ def autograd_logdet(fn: Callable[..., Any], x: Any, *, group: Group | None = Non
 
         def coords(y: Any, y0: Any) -> Any:
             return group.to_coords(group.project_algebra(group.mul_adj(y, y0, nd=nd), nd=nd), nd=nd)
-    elif group is None or isinstance(group, U1Group):
+    else:
         if x0.is_complex():
-            if group is not None:
-                raise TypeError("U(1) fields are real angles; got a complex tensor")
             cshape = tuple(x0.shape) + (2,)
             rdt = x0.real.dtype
 
@@ -133,8 +158,6 @@ def autograd_logdet(fn: Callable[..., Any], x: Any, *, group: Group | None = Non
             def coords(y: Any, y0: Any) -> Any:
                 return torch.view_as_real(y - y0) if y.is_complex() else y - y0
         else:
-            if not x0.is_floating_point():
-                raise TypeError(f"x: expected a floating or complex tensor, got dtype {x0.dtype}")
             cshape, rdt = tuple(x0.shape), x0.dtype
 
             def chart(w: Any) -> Any:
@@ -142,13 +165,13 @@ def autograd_logdet(fn: Callable[..., Any], x: Any, *, group: Group | None = Non
 
             def coords(y: Any, y0: Any) -> Any:
                 return y - y0
-    else:
-        raise TypeError(f"group={group!r}: expected None, U1 or SU(N)")
 
     with torch.no_grad():
         y0 = _first(_call(fn, x0, context)).detach()
     if tuple(y0.shape) != tuple(x0.shape):
         raise ValueError(f"fn changes the shape {tuple(x0.shape)} -> {tuple(y0.shape)}; no Jacobian determinant")
+    if group is not None:   # the output coordinates project_algebra(y y0^dag) need y0 in the group
+        check_in_group(y0, group, 0 if nd is None else nd, "the layer's output y = fn(x)")
     n = math.prod(cshape[batch_ndim:])
 
     def g(w_flat: Any) -> Any:
@@ -190,7 +213,13 @@ def assert_logdet_matches(layer: Any, x: Any, *, group: Group | None = None, nd:
     ``check_inverse``, also checks ``layer.inverse(y) -> (x', logdet_inv)`` with ``x' = x`` and
     ``logdet_inv = -logdet`` (U(1) angles compared modulo ``2 pi``).
 
-    Default tolerances: float64 ``rtol=1e-8, atol=1e-8``; float32 ``rtol=1e-4, atol=1e-4``.
+    Tolerances: a log det is a sum over the lattice, so by default it is compared with a relative part:
+    float64 / complex128 ``rtol=atol=1e-8``, float32 / complex64 ``rtol=atol=1e-4`` (the dtype of ``x``);
+    the round trip ``x' = x`` uses the same pair. As in the other ``assert_*`` checkers, an explicit
+    ``atol`` without ``rtol`` is an absolute bound (``rtol=0``).
+
+    ``x`` (and ``group``, ``nd``, ``batch_ndim``) are checked before the layer is called: a torch tensor,
+    not empty, and for ``group=SU(N)`` / ``U1`` group elements (see :func:`autograd_logdet`).
 
     Examples
     --------
@@ -204,9 +233,16 @@ def assert_logdet_matches(layer: Any, x: Any, *, group: Group | None = None, nd:
     """
     import torch
 
-    from latticekit.testing._close import assert_close
+    from latticekit.testing._close import assert_close, check_tolerance
 
     prefix = f"{msg}: " if msg else ""
+    rtol, atol = check_tolerance(rtol, "rtol"), check_tolerance(atol, "atol")
+    check_callable(layer, "layer")
+    _check_input(torch, x, group, nd, batch_ndim)
+    if check_inverse and getattr(layer, "inverse", None) is None:
+        raise TypeError("check_inverse=True but the layer has no inverse()")
+    if atol is not None and rtol is None:
+        rtol = 0.0                       # an explicit atol alone is an absolute bound (docs/testing.md)
     single = x.dtype in (torch.float32, torch.complex64)
     rtol = (1e-4 if single else 1e-8) if rtol is None else rtol
     atol = (1e-4 if single else 1e-8) if atol is None else atol
@@ -220,9 +256,7 @@ def assert_logdet_matches(layer: Any, x: Any, *, group: Group | None = None, nd:
         logdet = logdet.expand(ref.shape)
     assert_close(logdet.to(ref.dtype), ref, rtol=rtol, atol=atol, msg=f"{prefix}logdet vs autograd Jacobian")
     if check_inverse:
-        inv = getattr(layer, "inverse", None)
-        if inv is None:
-            raise TypeError("check_inverse=True but the layer has no inverse()")
+        inv = layer.inverse
         xi, ld_inv = _call(inv, y.detach(), context)
         if isinstance(group, U1Group):
             d = torch.remainder(xi.detach() - x.detach() + math.pi, 2 * math.pi) - math.pi

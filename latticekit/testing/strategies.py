@@ -3,7 +3,9 @@
 Random arrays are never drawn element by element by hypothesis (that is slow and shrinks badly):
 hypothesis draws a *seed* and a few scalars (a scale), and the array is built from a seeded
 :func:`latticekit.backends.rng` on the requested backend and device. Failing examples therefore
-shrink to small seeds and small scales, and are reproducible on every backend.
+shrink to small seeds and small scales, and are reproducible on every backend. Bad arguments (a group
+that is not a Group, an unknown or missing backend, a device it does not have, an unknown precision,
+non-integer shapes, an infinite bound) are refused when the strategy is built, not at the first draw.
 
 Group elements near the identity are ``exp(X)`` of a **bounded** algebra element: coordinates
 ``omega^a`` uniform in ``[-s, s]`` with ``s`` drawn in ``[0, max_scale]`` (no rejection sampling,
@@ -23,13 +25,17 @@ Examples
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Sequence
 
 from hypothesis import strategies as st
 
-from latticekit.backends import precision_bits, rng as make_rng
+from latticekit.backends import namespace, normalize_device, precision_bits, rng as make_rng
 from latticekit.groups import Group
 from latticekit.lattice import Lattice
+
+from ._validate import check_group
 
 __all__ = [
     "gauge_fields",
@@ -59,14 +65,37 @@ def seeds() -> st.SearchStrategy[int]:
     return st.integers(min_value=0, max_value=_MAX_SEED)
 
 
+def _is_int(n: Any) -> bool:
+    return hasattr(n, "__index__") and not isinstance(n, bool)
+
+
 def _check_shape(shape: Sequence[int], name: str) -> tuple[int, ...]:
     try:
-        out = tuple(int(s) for s in shape)
+        items = tuple(shape)
     except TypeError:
         raise TypeError(f"{name}={shape!r}: expected a sequence of non-negative integers") from None
+    if not all(_is_int(s) for s in items):   # 2.5 was truncated to 2
+        raise TypeError(f"{name}={shape!r}: expected a sequence of non-negative integers")
+    out = tuple(int(s) for s in items)
     if any(s < 0 for s in out):
         raise ValueError(f"{name}={shape!r}: expected non-negative extents")
     return out
+
+
+def _check_bound(value: Any, name: str) -> float:
+    """A finite non-negative real bound (inf drew coordinates of 1e16)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
+        raise ValueError(f"{name}={value!r}: expected a finite non-negative number")
+    return float(value)
+
+
+def _check_backend(backend: Any, device: Any) -> None:
+    """Refuse an unknown or unavailable backend (and a device it does not have) here, not at the first draw."""
+    if backend is None:
+        return
+    namespace(backend)   # a BackendError naming backend= for an unknown name or a library that is not installed
+    if device is not None:
+        normalize_device(str(backend).lower(), device)
 
 
 def _bits(precision: Any) -> str:
@@ -97,9 +126,18 @@ def lattices(nd: int | Sequence[int] = 2, min_size: int = 2, max_size: int = 6, 
     ...     assert lat.nd in (2, 3) and all(s in (2, 4) for s in lat.shape)
     >>> check()
     """
-    nds = (int(nd),) if isinstance(nd, int) else tuple(int(n) for n in nd)
-    if not nds or any(n < 1 for n in nds):
+    try:
+        nds = (nd,) if _is_int(nd) else tuple(nd)
+    except TypeError:
+        nds = ()
+    if not nds or not all(_is_int(n) and int(n) >= 1 for n in nds):
         raise ValueError(f"nd={nd!r}: expected a positive integer or a sequence of them")
+    nds = tuple(int(n) for n in nds)
+    for name, v in (("min_size", min_size), ("max_size", max_size)):
+        if not _is_int(v):
+            raise TypeError(f"{name}={v!r}: expected an integer")
+    if not isinstance(even, bool):
+        raise TypeError(f"even={even!r}: expected True or False")
     if min_size < 1 or max_size < min_size:
         raise ValueError(f"min_size={min_size}, max_size={max_size}: expected 1 <= min_size <= max_size")
     sizes = [s for s in range(min_size, max_size + 1) if (s % 2 == 0 or not even)]
@@ -128,7 +166,7 @@ def group_elements(group: Group, batch_shape: Sequence[int] = (), site_shape: Se
     backend, device :
         Where the arrays live (default: the current default backend).
     max_scale : float
-        Bound on every algebra coordinate.
+        Bound on every algebra coordinate (finite, non-negative).
     precision : 'double' or 'single'
 
     Examples
@@ -141,10 +179,11 @@ def group_elements(group: Group, batch_shape: Sequence[int] = (), site_shape: Se
     ...     assert abs(theta).max() <= 0.5
     >>> check()
     """
+    check_group(group)
     bs, ss = _check_shape(batch_shape, "batch_shape"), _check_shape(site_shape, "site_shape")
-    if not max_scale >= 0:
-        raise ValueError(f"max_scale={max_scale!r}: expected a non-negative number")
+    max_scale = _check_bound(max_scale, "max_scale")
     dt = _bits(precision)
+    _check_backend(backend, device)
     nd = len(ss)
 
     def build(seed: int, scale: float) -> Any:
@@ -152,7 +191,7 @@ def group_elements(group: Group, batch_shape: Sequence[int] = (), site_shape: Se
         omega = g.uniform(bs + (group.algebra_dim,) + ss, low=-scale, high=scale, dtype=dt)
         return group.exp(group.from_coords(omega, nd=nd), nd=nd)
 
-    return st.builds(build, seeds(), st.floats(min_value=0.0, max_value=float(max_scale),
+    return st.builds(build, seeds(), st.floats(min_value=0.0, max_value=max_scale,
                                                allow_nan=False, allow_infinity=False))
 
 
@@ -171,8 +210,10 @@ def haar_elements(group: Group, batch_shape: Sequence[int] = (), site_shape: Seq
     ...     assert U.shape == (2, 3, 3, 4, 4)
     >>> check()
     """
+    check_group(group)   # refused here, not at the first draw, as precision and backend
     bs, ss = _check_shape(batch_shape, "batch_shape"), _check_shape(site_shape, "site_shape")
-    _bits(precision)   # refused here, not at the first draw
+    _bits(precision)
+    _check_backend(backend, device)
 
     def build(seed: int) -> Any:
         return group.random(make_rng(seed, backend=backend, device=device), bs, ss, precision=precision)
@@ -267,13 +308,13 @@ def scalar_fields(lattice: Lattice, batch_shape: Sequence[int] = (), *, backend:
     """
     lat = _lattice(lattice)
     bs = _check_shape(batch_shape, "batch_shape")
-    if not max_abs >= 0:
-        raise ValueError(f"max_abs={max_abs!r}: expected a non-negative number")
+    max_abs = _check_bound(max_abs, "max_abs")
     dt = _bits(precision)
+    _check_backend(backend, device)
 
     def build(seed: int, scale: float) -> Any:
         g = make_rng(seed, backend=backend, device=device)
         return g.uniform(bs + lat.shape, low=-scale, high=scale, dtype=dt)
 
-    return st.builds(build, seeds(), st.floats(min_value=0.0, max_value=float(max_abs), allow_nan=False,
+    return st.builds(build, seeds(), st.floats(min_value=0.0, max_value=max_abs, allow_nan=False,
                                                allow_infinity=False))

@@ -133,3 +133,21 @@ def test_tolerance_formula_is_atol_plus_rtol_times_desired():
         assert_close(np.array([1.0]), np.array([1.5]), rtol=0.2, atol=0.19)
     with pytest.raises(AssertionError):
         assert_close(np.array([1.0]), np.array([1.0 + 1e-15]), rtol=0, atol=0)  # exact comparison
+
+
+def test_non_arrays_are_a_type_error_naming_the_argument():
+    """assert_close(None, 1.0) raised BackendError 'unsupported array libraries: []'."""
+    with pytest.raises(TypeError, match=r"^actual=None: expected an array or an array-like of numbers"):
+        assert_close(None, 1.0)
+    with pytest.raises(TypeError, match=r"^desired=None: expected an array"):
+        assert_close(np.ones(2), None)
+    with pytest.raises(TypeError, match=r"^actual='abc': expected an array"):
+        assert_close("abc", "abd")
+    with pytest.raises(TypeError, match=r"^desired: expected an array of a supported backend .*; got builtins.object"):
+        assert_close(np.ones(2), object())
+    with pytest.raises(TypeError, match=r"^actual: expected numbers .*; got object values"):
+        assert_close([None, 1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match=r"^atol=-1: expected a non-negative number"):
+        assert_close(np.ones(1), [1.0], atol=-1)
+    with pytest.raises(ValueError, match=r"^rtol=nan: expected a non-negative number"):
+        assert_close(np.ones(1), [1.0], rtol=float("nan"))

@@ -1,12 +1,14 @@
 """Equivariance checkers: they vanish for covariant maps and detect non-covariant ones."""
 
 import math
+import re
 
 import numpy as np
 import pytest
 
 from latticekit import SU, U1, Lattice, backends
 from latticekit.gauge import gauge_transform, link, random_gauge_field, stack_links
+from latticekit.groups import NonUnitaryError
 from latticekit.testing import (
     assert_equivariant,
     assert_gauge_equivariant,
@@ -167,3 +169,104 @@ def test_message_names_the_failing_output(bk, precision):
     bad_field = lambda V: (G.mul(V, V, nd=LAT.nd), S(V))  # noqa: E731
     with pytest.raises(AssertionError, match=r"field: max deviation .* FAILED; log det: max deviation [^;]*\)$"):
         assert_gauge_equivariant(bad_field, U, G, LAT, bk.rng(18))
+
+
+# -- bad input is refused before any work, naming the argument (probe of the toolkit) -------------------------------
+def _plaq(G, lat):
+    return lambda V: wilson_action(G, V, lat)
+
+
+def test_wrong_output_of_f_is_named_not_the_input_U():
+    """gauge_transform of f(U) blamed the input: 'U has shape (2, 1, 2, 2, 4, 4); expected ...'."""
+    G, rng = SU(2), backends.rng(20)
+    U = random_gauge_field(G, LAT, rng, batch_shape=(2,))
+    for f, shape in ((lambda V: V[:, :1], (2, 1, 2, 2, 4, 4)), (_plaq(G, LAT), (2, 4, 4))):
+        with pytest.raises(ValueError, match=rf"^f\(U\) has shape {re.escape(str(shape))}; expected a gauge field "
+                                             r"like U, shape \(2, 2, 2, 2, 4, 4\)"):
+            gauge_equivariance_error(f, U, G, LAT, rng)
+    with pytest.raises(TypeError, match=r"^f\(U\) has dtype float64"):   # real values for SU(2) links
+        assert_gauge_equivariant(lambda V: V.real, U, G, LAT, rng)
+
+
+@pytest.mark.parametrize("G", [SU(2), SU(3)], ids=["SU2", "SU3"])
+def test_non_unitary_U_and_Omega_refused(G):
+    """A non-unitary Omega made the invariant plaquette 'not gauge invariant'; a non-unitary U was accepted."""
+    rng = backends.rng(21)
+    U = random_gauge_field(G, LAT, rng, batch_shape=(2,))
+    Om = random_gauge_transformation(U, G, LAT, rng)
+    S = _plaq(G, LAT)
+    assert_gauge_invariant(S, U, G, LAT, rng, Omega=Om)
+    with pytest.raises(NonUnitaryError, match=rf"^Omega is not in {re.escape(G.name)}: largest defect"):
+        assert_gauge_invariant(S, U, G, LAT, rng, Omega=2 * Om)
+    with pytest.raises(NonUnitaryError, match=r"^U is not in SU"):
+        gauge_invariance_error(S, 1.1 * U, G, LAT, rng)
+    # links drawn in float32 and cast to complex128 are not group elements to float64 precision (defect ~1e-6)
+    U32 = random_gauge_field(G, LAT, rng, batch_shape=(2,), precision="single")
+    with pytest.raises(NonUnitaryError, match=r"^U is not in SU.*tolerance 1\.0e-10"):
+        gauge_equivariance_error(lambda V: V, U32.astype(np.complex128), G, LAT, rng)
+    assert gauge_equivariance_error(lambda V: V, U32, G, LAT, rng) < 1e-5   # in their own precision they are
+    with pytest.raises(ValueError, match="^Omega has shape"):
+        gauge_invariance_error(S, U, G, LAT, rng, Omega=Om[..., :2])
+    with pytest.raises(TypeError, match="^Omega: expected an array"):
+        gauge_invariance_error(S, U, G, LAT, rng, Omega=[1.0])
+
+
+def test_omega_of_another_backend_refused():
+    torch = pytest.importorskip("torch")
+    G, rng = SU(2), backends.rng(22)
+    U = random_gauge_field(G, LAT, rng)
+    Om = torch.as_tensor(random_gauge_transformation(U, G, LAT, rng))
+    with pytest.raises(backends.BackendError, match="^Omega is a torch array on cpu, U a numpy array"):
+        gauge_invariance_error(_plaq(G, LAT), U, G, LAT, rng, Omega=Om)
+
+
+def test_empty_inputs_refused():
+    """An empty batch passed every check vacuously (U^2 'gauge equivariant', cosh 'odd')."""
+    G, rng = SU(2), backends.rng(23)
+    U0 = random_gauge_field(G, LAT, rng, batch_shape=(0,))
+    square = lambda V: G.mul(V, V, nd=LAT.nd)  # noqa: E731
+    for check in (assert_gauge_equivariant, gauge_equivariance_error, assert_gauge_invariant, gauge_invariance_error):
+        with pytest.raises(ValueError, match=r"^U is empty \(shape \(0, 2, 2, 2, 4, 4\)\): nothing to check"):
+            check(square, U0, G, LAT, rng)
+    for check in (assert_equivariant, equivariance_error):
+        with pytest.raises(ValueError, match=r"^x is empty \(shape \(0,\)\): nothing to check"):
+            check(np.cosh, np.zeros((0,)), lambda x: -x)
+    with pytest.raises(ValueError, match=r"^f\(T x\) is empty"):   # an empty output passes vacuously too
+        equivariance_error(lambda x: x[:0] if x[0] < 0 else x, np.ones(3), lambda x: -x)
+
+
+def test_bad_arguments_named():
+    """lattice=(4, 4) gave AttributeError 'tuple' has no attribute 'check', group='SU(2)' AttributeError
+    element_shape, an fn returning None BackendError 'unsupported array libraries: []'."""
+    G, rng = SU(2), backends.rng(24)
+    U = random_gauge_field(G, LAT, rng, batch_shape=(2,))
+    S = _plaq(G, LAT)
+    with pytest.raises(TypeError, match=r"^lattice=\(4, 4\): expected a latticekit.Lattice; .*Lattice\(\(4, 4\)\)"):
+        gauge_invariance_error(S, U, G, (4, 4), rng)
+    with pytest.raises(TypeError, match=r"^group='SU\(2\)': expected a latticekit Group.*group_from_name"):
+        gauge_invariance_error(S, U, "SU(2)", LAT, rng)
+    with pytest.raises(TypeError, match=r"^fn\(U\) is None \(NoneType\); expected an array or a number"):
+        gauge_invariance_error(lambda V: None, U, G, LAT, rng)
+    with pytest.raises(TypeError, match=r"^output 1 of f\(U\) is 'abc' \(str\)"):
+        gauge_equivariance_error(lambda V: (V, "abc"), U, G, LAT, rng)
+    with pytest.raises(TypeError, match="^f=3: expected a callable"):
+        assert_gauge_invariant(3, U, G, LAT, rng)
+    with pytest.raises(TypeError, match="^U: expected an array, got list"):
+        random_gauge_transformation([1.0], G, LAT, rng)
+    with pytest.raises(ValueError, match=r"^atol=-1: expected a non-negative number"):
+        assert_gauge_invariant(S, U, G, LAT, rng, atol=-1)
+    with pytest.raises(ValueError, match=r"^rtol=nan: expected a non-negative number"):
+        assert_equivariant(np.tanh, np.ones(3), lambda x: -x, rtol=float("nan"))
+
+
+def test_outputs_of_different_shapes_are_not_broadcast():
+    """equivariance_error broadcast f(T x) of shape (2, 4, 4) against T' f(x) of shape (2, 4, 1): 2.1, no error."""
+    x = np.random.default_rng(25).normal(size=(2, 4, 4))
+    with pytest.raises(ValueError, match=r"^f\(T x\) has shape \(2, 4, 4\) but T' f\(x\) has shape \(2, 4, 1\)"):
+        equivariance_error(lambda p: p, x, lambda p: p, lambda y: y[..., :1])
+    y = np.abs(x) + 0.1          # f(x) has a second output of shape (2,), f(-x) one of shape (2, 4)
+    with pytest.raises(ValueError, match=r"^output 1 of f\(T x\) has shape \(2, 4\) but output 1 of f\(x\) has "
+                                         r"shape \(2,\): expected the same shape"):
+        assert_equivariant(lambda p: (p, p[:, 0, 0] if p[0, 0, 0] > 0 else p[:, 0]), y, lambda p: -p)
+    # a custom distance compares the first output as it likes
+    assert equivariance_error(lambda p: p, x, lambda p: p, lambda y: y[..., :1], distance=lambda a, b: 0.0) == 0.0

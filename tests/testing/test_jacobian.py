@@ -1,6 +1,7 @@
 """autograd_logdet / assert_logdet_matches on maps with known Jacobians."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -158,3 +159,116 @@ def test_vectorize_options_agree():
     a = autograd_logdet(f, U, group=G, nd=1, vectorize=False)
     b = autograd_logdet(f, U, group=G, nd=1, vectorize=True)
     assert_close(a, b)
+
+
+# -- bad input is refused before any work (probe of the toolkit) ------------------------------------------------------
+class _Identity:
+    """The identity layer: log det exactly 0; counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, x, context=None):
+        self.calls += 1
+        return x, torch.zeros(x.shape[0], dtype=torch.float64)
+
+    def inverse(self, y, context=None):
+        return y, torch.zeros(y.shape[0], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("N", [2, 3])
+def test_non_unitary_links_refused(N):
+    """float32-drawn SU(3) links cast to complex128 (defect ~1e-6) gave the identity a log det of ~6e-6, and
+    assert_logdet_matches blamed the layer; 1.5 U gave an arbitrary number."""
+    from latticekit.backends import rng
+    from latticekit.groups import NonUnitaryError
+
+    G = SU(N)
+    U32 = G.random(rng(0, backend="torch"), (2, 2), (2, 2), precision="single")
+    U = U32.to(torch.complex128)
+    layer = _Identity()
+    for bad in (U, 1.5 * U):
+        with pytest.raises(NonUnitaryError, match=rf"^x is not in SU\({N}\): largest defect .* > tolerance 1\.0e-10"):
+            autograd_logdet(layer, bad, group=G, nd=2)
+        with pytest.raises(ValueError, match=r"^x is not in SU"):
+            assert_logdet_matches(layer, bad, group=G, nd=2)
+    assert layer.calls == 0                                   # refused before the layer was called
+    assert_logdet_matches(layer, G.normalize(U, nd=2), group=G, nd=2, check_inverse=True)   # re-unitarised: fine
+    assert_logdet_matches(layer, U32, group=G, nd=2)          # in float32, 1e-6 is round-off: accepted
+    # a layer whose output is not in the group: named as the layer's output, not x
+    with pytest.raises(NonUnitaryError, match=r"^the layer's output y = fn\(x\) is not in SU"):
+        assert_logdet_matches(lambda v: (1.01 * v, torch.zeros(2, dtype=DT)), G.normalize(U, nd=2), group=G, nd=2)
+
+
+def test_empty_inputs_refused_before_the_layer():
+    """A (0, 4, 4) input crashed with an IndexError inside torch.autograd; (2, 0) passed a wrong layer."""
+    class Wrong(_Identity):
+        def __call__(self, x, context=None):
+            self.calls += 1
+            return 2 * x, torch.full(x.shape[:1], 123.0, dtype=x.dtype)
+
+    layer = Wrong()
+    for shape in ((0, 4, 4), (2, 0)):
+        with pytest.raises(ValueError, match=rf"^x is empty \(shape {re.escape(str(shape))}\): nothing to check"):
+            assert_logdet_matches(layer, torch.zeros(shape, dtype=DT), check_inverse=True)
+        with pytest.raises(ValueError, match=r"^x is empty"):
+            autograd_logdet(layer, torch.zeros(shape, dtype=DT))
+    assert layer.calls == 0
+
+
+def test_explicit_atol_alone_is_absolute():
+    """docs/testing.md: an explicit atol alone is an absolute bound; assert_logdet_matches kept rtol=1e-8, so a
+    log det off by 1e-7 (|log det| = 11) passed atol=1e-9."""
+    class Off:
+        def __call__(self, x, context=None):
+            return 2 * x, torch.full(x.shape[:1], x[0].numel() * math.log(2) + 1e-7, dtype=x.dtype)
+
+    x = torch.randn(3, 4, 4, dtype=DT, generator=torch.Generator().manual_seed(7))
+    assert_logdet_matches(Off(), x)                   # the documented default rtol=atol=1e-8: 1e-7 < 1e-8 + 1.1e-7
+    with pytest.raises(AssertionError, match=r"logdet vs autograd Jacobian: Arrays not close \(rtol=0, atol=1e-09\)"):
+        assert_logdet_matches(Off(), x, atol=1e-9)
+    assert_logdet_matches(Off(), x, atol=1e-9, rtol=1e-8)
+    with pytest.raises(ValueError, match=r"^atol=-1: expected a non-negative number"):
+        assert_logdet_matches(Off(), x, atol=-1)
+
+
+def test_bad_arguments_named_before_the_layer_is_called():
+    """A NumPy x called the layer first (AttributeError 'numpy.ndarray' has no attribute 'numel'); a group name
+    gave an unhelpful error."""
+    layer = _Identity()
+    with pytest.raises(TypeError, match=r"^x: expected a torch.Tensor, got ndarray"):
+        assert_logdet_matches(layer, np.zeros((2, 3)))
+    U = SU(2).identity((2, 2), (2, 2), backend="torch")
+    with pytest.raises(TypeError, match=r"^group='SU2': expected a latticekit Group.*group_from_name\('SU2'\)"):
+        assert_logdet_matches(layer, U, group="SU2", nd=2)
+    with pytest.raises(ValueError, match=r"^batch_ndim=1\.5: expected an integer"):
+        autograd_logdet(layer, torch.zeros(2, 3, dtype=DT), batch_ndim=1.5)
+    with pytest.raises(TypeError, match=r"^check_inverse=True but the layer has no inverse"):
+        assert_logdet_matches(lambda v: (v, torch.zeros(2, dtype=DT)), torch.zeros(2, 3, dtype=DT),
+                              check_inverse=True)
+    with pytest.raises(ValueError, match=r"^x is not in U\(1\)"):       # U(1) angles must be finite
+        autograd_logdet(layer, torch.tensor([[0.5, math.nan]], dtype=DT), group=U1)
+    assert layer.calls == 0
+
+
+def test_docs_state_the_logdet_defaults():
+    """docs/testing.md gave every assert_* checker atol=1e-10, rtol=0 in float64 and showed
+    assert_logdet_matches(layer, x, check_inverse=True) as if the inverse were checked by default."""
+    import inspect
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).resolve().parents[2] / "docs" / "testing.md").read_text().split())
+    assert "`assert_logdet_matches` has its own defaults" in text
+    assert "`rtol=atol=1e-8` in float64 / complex128 and `rtol=atol=1e-4` in float32 / complex64" in text
+    assert "only with `check_inverse=True` (default False)" in text
+    assert inspect.signature(assert_logdet_matches).parameters["check_inverse"].default is False
+    x = torch.randn(2, 3, 3, dtype=DT, generator=torch.Generator().manual_seed(8))
+    ld = x[0].numel() * math.log(2.0)
+    for factor, ok in ((0.9, True), (1.1, False)):     # documented float64 bound: 1e-8 + 1e-8 |log det|
+        err = factor * (1e-8 + 1e-8 * ld)
+        layer = lambda v, err=err: (2 * v, torch.full(v.shape[:1], ld + err, dtype=DT))  # noqa: E731
+        if ok:
+            assert_logdet_matches(layer, x)
+        else:
+            with pytest.raises(AssertionError, match="logdet vs autograd Jacobian"):
+                assert_logdet_matches(layer, x)

@@ -137,3 +137,35 @@ def test_unknown_precision_refused(precision):
                  lambda: lks.gauge_fields(U1, lat, precision=precision)):
         with pytest.raises(ValueError, match=f"precision={precision!r}: expected 'double'/64 or 'single'/32"):
             make()
+
+
+def test_bad_arguments_refused_at_construction():
+    """group=None and backend='jax' failed only at the first draw, batch_shape=(2.5,) was truncated to 2,
+    max_scale=inf drew coordinates of 1e16, lattices(nd=2.5) raised "'float' object is not iterable"."""
+    lat = Lattice((2, 2))
+    for make in (lambda: lks.gauge_fields(None, lat, backend="numpy"),
+                 lambda: lks.group_elements(None), lambda: lks.haar_elements(None),
+                 lambda: lks.gauge_transformations(None, lat, kind="haar")):
+        with pytest.raises(TypeError, match=r"^group=None: expected a latticekit Group"):
+            make()
+    with pytest.raises(TypeError, match=r"^group='SU\(2\)': .*group_from_name"):
+        lks.haar_elements("SU(2)")
+    for make in (lambda: lks.gauge_fields(SU(2), lat, backend="jax"), lambda: lks.scalar_fields(lat, backend="jax"),
+                 lambda: lks.haar_elements(U1, backend="jax"), lambda: lks.group_elements(U1, backend="jax")):
+        with pytest.raises(backends.BackendError, match=r"^backend='jax': expected one of"):
+            make()
+    with pytest.raises(TypeError, match=r"^batch_shape=\(2\.5,\): expected a sequence of non-negative integers"):
+        lks.gauge_fields(SU(2), lat, (2.5,), backend="numpy")
+    with pytest.raises(TypeError, match=r"^site_shape=\(True,\)"):
+        lks.group_elements(U1, (), (True,))
+    for bound in (math.inf, math.nan):
+        with pytest.raises(ValueError, match=r"^max_scale=(inf|nan): expected a finite non-negative number"):
+            lks.group_elements(U1, (3,), max_scale=bound, backend="numpy")
+        with pytest.raises(ValueError, match=r"^max_abs=(inf|nan): expected a finite non-negative number"):
+            lks.scalar_fields(lat, max_abs=bound)
+    with pytest.raises(ValueError, match=r"^nd=2\.5: expected a positive integer or a sequence of them"):
+        lks.lattices(nd=2.5)
+    with pytest.raises(ValueError, match=r"^nd=\(2, 2\.5\)"):
+        lks.lattices(nd=(2, 2.5))
+    with pytest.raises(TypeError, match=r"^max_size=4\.5: expected an integer"):
+        lks.lattices(max_size=4.5)
