@@ -145,7 +145,16 @@ def normalize_device(backend: str, dev: Any) -> Any:
     if backend == "torch":
         import torch
 
-        d = torch.device(dev) if isinstance(dev, str) else dev
+        try:
+            d = torch.device(dev) if isinstance(dev, str) else dev
+        except RuntimeError as exc:   # 'gpu', 'cuda:x', 'CPU': torch's own message names what it accepts
+            raise BackendError(f"device={dev!r}: not a torch device ({str(exc).splitlines()[0]}); expected e.g. "
+                               f"'cpu', 'cuda' or 'cuda:1'") from None
+        if not isinstance(d, torch.device):
+            raise BackendError(f"device={dev!r}: expected a device name such as 'cpu' or 'cuda:1', or a "
+                               f"torch.device")
+        if d.type == "meta":   # holds no data: the first random draw failed with "not an accelerator"
+            raise BackendError(f"device={dev!r}: a meta tensor holds no data; expected e.g. 'cpu' or 'cuda'")
         if d.type == "cuda" and not torch.cuda.is_available():
             raise BackendError(f"device={dev!r}: torch reports no CUDA device on this machine")
         return d
@@ -168,7 +177,11 @@ def normalize_device(backend: str, dev: Any) -> Any:
 
             if dev == "cpu":
                 return array_api_strict.Device()
-            return array_api_strict.Device(dev)
+            try:
+                return array_api_strict.Device(dev)
+            except ValueError:
+                raise BackendError(f"device={dev!r}: array_api_strict arrays live on its CPU device; expected "
+                                   f"'cpu' or None") from None
         return dev
     return dev
 

@@ -63,6 +63,21 @@ def test_numpy_device_spec():
         backends.normalize_device("numpy", "cuda")
 
 
+def test_bad_device_names_are_a_backend_error():
+    """A misspelt torch device ('gpu', 'cuda:x', 'CPU') ended in torch's RuntimeError and a traceback of the
+    command (exit status 1 instead of the one-line error, status 2); array_api_strict's ValueError likewise."""
+    pytest.importorskip("torch")
+    for dev, match in (("gpu", "device='gpu': not a torch device"), ("cuda:x", "device='cuda:x': not a torch device"),
+                       ("CPU", "device='CPU': not a torch device"), ("meta", "device='meta': a meta tensor")):
+        with pytest.raises(BackendError, match=match):
+            backends.normalize_device("torch", dev)
+        with pytest.raises(BackendError, match=match):
+            backends.rng(0, backend="torch", device=dev)
+    with pytest.raises(BackendError, match="device='cuda': array_api_strict arrays live on its CPU device"):
+        backends.normalize_device("array_api_strict", "cuda")
+    assert str(backends.normalize_device("torch", "cpu")) == "cpu"
+
+
 def test_use_context_manager_nests_and_restores(monkeypatch):
     monkeypatch.delenv("LATTICEKIT_BACKEND", raising=False)
     assert backends.default_backend() == "numpy"

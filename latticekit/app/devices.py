@@ -19,4 +19,5 @@ def resolve_backend(backend: str | None, device: Any) -> tuple[str, Any]:
     name = backend or backends.default_backend()
     backends.namespace(name)  # raises a clear BackendError when unknown/unavailable
     dev = device if device is not None else backends.default_device()
+    backends.normalize_device(name, dev)   # a misspelt device is refused here, before any folder is made
     return name, dev

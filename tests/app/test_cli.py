@@ -47,6 +47,14 @@ def test_unknown_backend_is_a_clear_error(tmp_path, capsys) -> None:
     assert "backend" in capsys.readouterr().err
     assert main(["run", "--out", str(tmp_path), "--quiet", "--backend", "jax"]) == 2   # after the sub-command too
     assert "backend" in capsys.readouterr().err
+    # a misspelt device: one line, status 2, before the output folder is made (a torch traceback, status 1, and an
+    # empty folder before)
+    import pytest
+
+    pytest.importorskip("torch")
+    out = tmp_path / "dev"
+    assert main(["run", "--out", str(out), "--quiet", "--backend", "torch", "--device", "gpu"]) == 2
+    assert "device='gpu': not a torch device" in capsys.readouterr().err and not out.exists()
 
 
 def test_global_options_before_or_after_the_sub_command() -> None:
