@@ -188,8 +188,16 @@ def _batched_re_inner(a: Any, b: Any, batch_ndim: int) -> Any:
     return _compiled("_dot_rows")(_cg_rows(a, batch_ndim), _cg_rows(b, batch_ndim)).reshape(a.shape[:batch_ndim])
 
 
+def _needs_grad(*values: Any) -> bool:
+    """Whether autograd has to see an update of these: the compiled updates write in place, which autograd refuses
+    ("modified by an inplace operation"); they decline then, as the numba CG does, and the generic code runs."""
+    import torch
+
+    return torch.is_grad_enabled() and any(isinstance(v, torch.Tensor) and v.requires_grad for v in values)
+
+
 def _cg_update_xr(x: Any, r: Any, p: Any, Ap: Any, alpha: Any, batch_ndim: int) -> Any:
-    if not _cg_fields_ok(batch_ndim, x, r, p, Ap):
+    if not _cg_fields_ok(batch_ndim, x, r, p, Ap) or _needs_grad(x, r, p, Ap, alpha):
         return None
     al = _cg_per_chain(alpha, x, batch_ndim)
     if al is None:
@@ -199,7 +207,7 @@ def _cg_update_xr(x: Any, r: Any, p: Any, Ap: Any, alpha: Any, batch_ndim: int) 
 
 
 def _cg_update_p(p: Any, r: Any, beta: Any, active: Any, batch_ndim: int) -> Any:
-    if not _cg_fields_ok(batch_ndim, p, r):
+    if not _cg_fields_ok(batch_ndim, p, r) or _needs_grad(p, r, beta):
         return None
     bt = _cg_per_chain(beta, p, batch_ndim)
     act = _cg_per_chain(active, p, batch_ndim, boolean=True)
