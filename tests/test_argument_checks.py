@@ -260,3 +260,33 @@ def test_a_coupling_per_batch_element_in_the_force(bk) -> None:
         assert_close(F[b], bk.to_numpy(wilson_gauge_force(U[b:b + 1, ...], bb, G, lat))[0], rtol=1e-14, atol=1e-14)
     with pytest.raises(ValueError, match=r"beta has shape \(3,\); expected a number or one coupling per batch"):
         wilson_gauge_force(U, bk.asarray([1.0, 2.0, 3.0]), G, lat)
+
+
+def test_half_precision_fields_are_refused():
+    """float16/bfloat16 fields gave float16 actions and plaquettes (S = -29696 against -29740 on 128^2) where the
+    Wilson-Dirac operator refused them; the physics is float32 or float64 (DESIGN.md), so all refuse them."""
+    from latticekit.actions import WilsonGaugeAction
+    from latticekit.actions.phi4 import phi4_action, phi4_force
+    from latticekit.gauge import random_gauge_field
+    from latticekit.observables import average_plaquette
+
+    lat = lk.Lattice((4, 4))
+    U = random_gauge_field(lk.U1, lat, lk.backends.rng(0))
+    halves = [U.astype(np.float16)]
+    try:
+        import torch
+
+        halves += [torch.as_tensor(U).to(t) for t in (torch.float16, torch.bfloat16)]
+    except ImportError:
+        pass
+    for V in halves:
+        with pytest.raises(TypeError, match="half precisions are not supported"):
+            WilsonGaugeAction(lk.U1, lat, 2.0).action(V)
+        with pytest.raises(TypeError, match="half precisions are not supported"):
+            average_plaquette(V, lk.U1, lat)
+        with pytest.raises(TypeError, match="expected a float32 or float64 field"):
+            phi4_action(V[0], lat, 0.1, 0.1)
+        with pytest.raises(TypeError, match="expected a float32 or float64 field"):
+            phi4_force(V[0], lat, 0.1, 0.1)
+    Z = lk.SU(2).random(lk.backends.rng(1), (2,), lat.shape).astype(np.complex64)
+    assert WilsonGaugeAction(lk.SU(2), lat, 2.0).action(Z).dtype == np.float32       # single precision stays allowed

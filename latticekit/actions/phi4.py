@@ -75,8 +75,8 @@ def _check(phi: Any, lattice: Lattice) -> None:
         raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
     lattice.check(phi, "phi")
     xp = array_namespace(phi)
-    if not xp.isdtype(phi.dtype, "real floating"):
-        raise TypeError(f"phi has dtype {phi.dtype}; expected a real floating field (*B, *L)")
+    if phi.dtype not in (xp.float32, xp.float64):   # float16/bfloat16 too: the physics is float32 or float64
+        raise TypeError(f"phi has dtype {phi.dtype}; expected a float32 or float64 field (*B, *L)")
 
 
 def _finite(name: str, v: Any, phi: Any = None, lattice: Lattice | None = None) -> None:

@@ -54,6 +54,11 @@ def wrap_angle(theta: Any) -> Any:
     return theta - two_pi * xp.ceil((theta - math.pi) / two_pi)
 
 
+def _full_precision(xp: Any) -> tuple[Any, ...]:
+    """The dtypes of fields the library computes with, in the namespace ``xp``."""
+    return tuple(getattr(xp, n) for n in ("float32", "float64", "complex64", "complex128"))
+
+
 class Group(ABC):
     """Abstract gauge group. See the module docstring for layouts and conventions."""
 
@@ -211,6 +216,9 @@ class Group(ABC):
             hint = " (complex phases: U1.project gives the angles)" if self.dtype_kind == "real floating" and \
                 xp.isdtype(U.dtype, "complex floating") else ""
             raise TypeError(f"{name} has dtype {U.dtype}; {self.name} elements are stored as {what}{hint}")
+        if U.dtype not in _full_precision(xp):   # float16/bfloat16: the physics is float32 or float64 (DESIGN.md)
+            raise TypeError(f"{name} has dtype {U.dtype}; {self.name} fields are float32/float64 (complex64/"
+                            f"complex128 for SU(N)): half precisions are not supported")
 
     @abstractmethod
     def defect(self, U: Any, *, nd: int) -> Any:
