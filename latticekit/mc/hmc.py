@@ -113,6 +113,7 @@ class HMC(Sampler):
         self.reunitarize_tol = None if reunitarize_tol is None else float(reunitarize_tol)
         #: number of trajectories made so far (drives the reunitarisation schedule)
         self.trajectories = 0
+        self._last_out: Any = None     # the field the last step returned: a chain's next input, checked already
 
     # -- pieces --------------------------------------------------------------------------------
     def hamiltonian(self, x: Any, p: Any) -> Any:
@@ -141,7 +142,8 @@ class HMC(Sampler):
             ``max_defect`` (float, when checked).
         """
         self.kind.check(x)
-        self.kind.check_values(x)        # one pass; a trajectory costs n_steps force evaluations
+        if x is not self._last_out:      # the chain's own last output was checked (and its defect measured) already
+            self.kind.check_values(x)    # one pass; a trajectory costs n_steps force evaluations
         check_rng(self.rng, like=x)
         kind = self.kind
         p = kind.momenta(self.rng, x)
@@ -166,6 +168,7 @@ class HMC(Sampler):
         if due and isinstance(kind, (SUNField, U1Field)):
             x_out = kind.normalize(x_out)
             extras["reunitarized"] = True
+        self._last_out = x_out
         return x_out, StepInfo(accepted=accepted, dH=dH, extras=extras)
 
     def __repr__(self) -> str:

@@ -121,10 +121,15 @@ class Langevin(Sampler):
         self.step_size = step_size
         self.normalize_every = None if normalize_every is None else int(normalize_every)
         self.steps = 0
+        self._last_out: Any = None     # the field the last step returned: a chain's next input, checked already
 
     def step(self, x: Any) -> tuple[Any, StepInfo]:
         """One Langevin step of every chain."""
         self.kind.check(x)
+        if x is not self._last_out:
+            # a NaN field or one off the group was evolved (and then reprojected) silently, as HMC's once did;
+            # one pass over the field, only for a field this sampler did not produce itself
+            self.kind.check_values(x)
         check_rng(self.rng, like=x)
         eta = self.kind.noise(self.rng, x)
         x = langevin_step(x, self.target.force(x), eta, self.kind, self.step_size)
@@ -134,6 +139,7 @@ class Langevin(Sampler):
                 and isinstance(self.kind, (SUNField, U1Field))):
             x = self.kind.normalize(x)
             extras["normalized"] = True
+        self._last_out = x
         return x, StepInfo(extras=extras)
 
     def __repr__(self) -> str:

@@ -313,12 +313,31 @@ def test_fields_off_the_manifold_are_refused(bk):
     u1 = random_gauge_field(lk.U1, lat, bk.rng(0), batch_shape=(2,))
     nan_u1 = bk.xp.where(bk.asarray(np.arange(2 * 2 * 16).reshape(u1.shape) == 5), bk.asarray(np.nan), u1)
     for sampler in (lambda G: HMC(WilsonGaugeAction(G, lat, 1.0), rng=bk.rng(1), n_steps=2),
-                    lambda G: Heatbath(G, lat, 1.0, rng=bk.rng(1))):
+                    lambda G: Heatbath(G, lat, 1.0, rng=bk.rng(1)),
+                    lambda G: Langevin(WilsonGaugeAction(G, lat, 1.0), rng=bk.rng(1), step_size=0.01)):
         with pytest.raises(ValueError, match=r"has 1 non-finite entries \(NaN or inf\)"):
             sampler(lk.U1).step(nan_u1)
         with pytest.raises(ValueError, match=r"is not on the manifold of SUNField\(SU\(2\).*: largest link defect 7"):
             sampler(lk.SU(2)).step(2 * su2)
         sampler(lk.SU(2)).step(su2 * (1 + 1e-6))     # rounding-size defects pass (a single-precision file: 5e-5)
+
+
+def test_a_chains_own_output_is_not_checked_again(monkeypatch):
+    """HMC and Langevin check a start field once (one pass over it, the defect of every link); the field a step
+    returned is the chain's next input and is not checked again, and HMC measures its defect only once (it was
+    measured twice per trajectory). A field the sampler did not produce is checked."""
+    lat = lk.Lattice((4, 4))
+    U0 = random_gauge_field(lk.SU(2), lat, lk.backends.rng(0), batch_shape=(2,))
+    calls = []
+    original = SUNField.check_values
+    monkeypatch.setattr(SUNField, "check_values", lambda self, x, name="x": calls.append(1) or original(self, x, name))
+    for sampler in (HMC(WilsonGaugeAction(lk.SU(2), lat, 1.0), rng=lk.backends.rng(1), n_steps=2),
+                    Langevin(WilsonGaugeAction(lk.SU(2), lat, 1.0), rng=lk.backends.rng(1), step_size=0.01)):
+        calls.clear()
+        U, _ = sampler.run(U0, 4)
+        assert len(calls) == 1
+        sampler.step(U0)
+        assert len(calls) == 2
 
 
 @pytest.mark.parametrize("bad", ["1e-3", True, 0.0, -1.0])
