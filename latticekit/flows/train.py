@@ -389,6 +389,9 @@ class Trainer:
         cfg = self.config
         self.action_fn = _action_fn(action)
         self.action = action
+        check_model = getattr(action, "check_model", None)
+        if callable(check_model):       # an action that knows which models fit it (JointAction), before any work
+            check_model(model)
         self.dtype = getattr(torch, cfg.dtype)
         self.device = torch.device(cfg.device) if cfg.device is not None else torch.device("cpu")
         self.model = model.to(dtype=self.dtype, device=self.device)

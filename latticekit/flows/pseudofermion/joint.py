@@ -238,6 +238,20 @@ class JointAction:
     def __repr__(self) -> str:
         return f"JointAction({self.gauge_action!r}, {self.targets!r})"
 
+    def check_model(self, model: Any) -> None:
+        """Raise unless ``model`` is a JointModel whose conditionals sample these monomials' variables (one per
+        monomial; group, lattice and even/odd support agree). :class:`~latticekit.flows.Trainer` calls it: an
+        even/odd model trained against full-lattice targets has pseudofermions of the same shape and trained
+        silently against the wrong density (another kappa or shift is allowed: that is the training regulator)."""
+        conditionals = getattr(model, "conditionals", None)
+        if conditionals is None:
+            raise TypeError(f"model={type(model).__name__}: a JointAction needs a JointModel")
+        if len(conditionals) != len(self.targets):
+            raise ValueError(f"targets: {len(self.targets)} monomials for a model with {len(conditionals)} "
+                             "conditional models")
+        for i, (t, c) in enumerate(zip(self.targets, conditionals)):
+            c.target.check_same_variables(t, f"targets[{i}]")
+
     def gauge(self, U: torch.Tensor) -> torch.Tensor:
         fn = getattr(self.gauge_action, "action", self.gauge_action)
         return fn(U)

@@ -85,6 +85,24 @@ def test_training_objectives(objective: str) -> None:
     assert changed(cond) == (objective != "marginal")
 
 
+def test_trainer_refuses_a_joint_action_of_other_variables() -> None:
+    """An even/odd model trained against full-lattice targets: the pseudofermions have the same shape, so the
+    training ran silently against the wrong density. The Trainer now asks the action (``check_model``) before
+    any work; the training regulator (another shift) is allowed."""
+    eo = monomial_targets(lk.U1, LAT, 0.2, even_odd=True, hasenbusch_mus=[0.1])
+    jm = _joint("cpu", eo)
+    gauge = WilsonGaugeAction(lk.U1, LAT, 1.0)
+    full = monomial_targets(lk.U1, LAT, 0.2, even_odd=False, hasenbusch_mus=[0.1])
+    with pytest.raises(ValueError, match=r"^targets\[0\]: PFTarget\(U\(1\).*even_odd=False.* has other pseudofermion"):
+        Trainer(jm, JointAction(gauge, full), TrainConfig(steps=1, batch_size=2))
+    with pytest.raises(ValueError, match=r"^targets: 1 monomials for a model with 2 conditional models"):
+        Trainer(jm, JointAction(gauge, eo[:1]), TrainConfig(steps=1, batch_size=2))
+    with pytest.raises(TypeError, match=r"^model=Model: a JointAction needs a JointModel"):
+        Trainer(Model(jm.prior, jm.flow), JointAction(gauge, eo), TrainConfig(steps=1, batch_size=2))
+    regulated = monomial_targets(lk.U1, LAT, 0.2, even_odd=True, hasenbusch_mus=[0.1], mu0=1e-5)
+    Trainer(jm, JointAction(gauge, regulated), TrainConfig(steps=1, batch_size=2))
+
+
 def test_pseudo_marginal_weights_converge_to_the_marginal(device: str) -> None:
     """log w_Npf(U) -> log w_marginal(U) as N_pf grows (eq. 43 -> eq. 19); joint weights recomputed by hand."""
     targets = monomial_targets(lk.U1, LAT, 0.1, even_odd=True, hasenbusch_mus=[0.1])
