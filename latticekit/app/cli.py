@@ -41,15 +41,39 @@ __all__ = ["COMMANDS", "main", "sample_command", "train_command", "user_error"]
 
 
 def _parse_lattice(text: str | None) -> tuple[int, ...] | None:
+    """``--lattice 4,4,4,8`` (or ``4x4x4x8``) as extents; anything else is a ConfigError (exit status 2: bad input;
+    a ``SystemExit`` with a message exited 1, the status of a file problem)."""
     if text is None:
         return None
     try:
         shape = tuple(int(v) for v in text.replace("x", ",").split(","))
     except ValueError:
-        raise SystemExit(f"latticekit: --lattice {text!r}: expected extents such as 4,4,4,8") from None
+        raise ConfigError(f"--lattice {text!r}: expected extents such as 4,4,4,8") from None
     if not shape or any(s < 1 for s in shape):
-        raise SystemExit(f"latticekit: --lattice {text!r}: expected positive extents")
+        raise ConfigError(f"--lattice {text!r}: expected positive extents")
     return shape
+
+
+def _parse_group(text: str | None) -> str | None:
+    """``--group``: a name :func:`latticekit.groups.group_from_name` knows, else a ConfigError (a ValueError's
+    traceback and exit status 1 before)."""
+    if text is not None:
+        from latticekit.groups import group_from_name
+
+        try:
+            group_from_name(text)
+        except ValueError:
+            raise ConfigError(f"--group {text!r}: expected SU2, SU3 or U1 (any 'SU<N>' with N >= 2)") from None
+    return text
+
+
+def _check_backend(args: argparse.Namespace) -> None:
+    """``info``/``convert`` read and write files with NumPy whatever ``--backend`` says, but a misspelt or
+    unavailable backend or device is still an error (it was ignored silently)."""
+    if args.backend is not None or args.device is not None:
+        from .devices import resolve_backend
+
+        resolve_backend(args.backend, args.device)
 
 
 def _positive_int(text: str) -> int:
@@ -132,7 +156,9 @@ def _do_info(args: argparse.Namespace) -> int:
     from .io_commands import info_command
 
     verify: bool | str = False if args.no_verify else ("require" if args.require_checksum else True)
-    report = info_command(args.file, lattice=_parse_lattice(args.lattice), group=args.group, verify=verify)
+    _check_backend(args)
+    report = info_command(args.file, lattice=_parse_lattice(args.lattice), group=_parse_group(args.group),
+                          verify=verify)
     print(report)
     return 0 if report.ok else 1  # a file that reads but fails a check is not a success
 
@@ -151,8 +177,9 @@ def _args_convert(p: argparse.ArgumentParser) -> None:
 def _do_convert(args: argparse.Namespace) -> int:
     from .io_commands import convert_command
 
-    print(convert_command(args.src, args.dst, args.to, lattice=_parse_lattice(args.lattice), group=args.group,
-                          verify=not args.no_verify, overwrite=args.overwrite))
+    _check_backend(args)
+    print(convert_command(args.src, args.dst, args.to, lattice=_parse_lattice(args.lattice),
+                          group=_parse_group(args.group), verify=not args.no_verify, overwrite=args.overwrite))
     return 0
 
 

@@ -23,6 +23,31 @@ def test_info_on_real_file(capsys) -> None:
     assert "plaquette:  0.503866446950 (header 0.5038664469)" in out
 
 
+def test_info_and_convert_arguments_are_bad_input(tmp_path, capsys) -> None:
+    """A bad ``--lattice`` exited 1 (the status of a file problem; ``SystemExit`` with a message), a bad ``--group``
+    printed a ValueError's traceback, and ``--backend``/``--device`` were ignored even when misspelt (user probe).
+    Each is now one line naming the argument and exit status 2, before the file is read."""
+    from latticekit.gauge import random_gauge_field
+    from latticekit.io import save
+    import latticekit as lk
+
+    f = tmp_path / "a.nersc"
+    save(f, random_gauge_field(lk.SU(2), lk.Lattice((2, 2, 2, 2)), lk.backends.rng(0)), "SU2", format="nersc")
+    cases = [(["info", str(f), "--lattice", "0,4,4,4"], "--lattice '0,4,4,4': expected positive extents"),
+             (["info", str(f), "--lattice", "4,x,4"], "--lattice '4,x,4': expected extents such as 4,4,4,8"),
+             (["info", str(f), "--group", "foo"], "--group 'foo': expected SU2, SU3 or U1"),
+             (["convert", str(f), str(tmp_path / "b"), "--to", "ildg", "--group", "SU1"], "--group 'SU1': expected"),
+             (["--backend", "bogus", "info", str(f)], "backend='bogus': expected one of"),
+             (["--backend", "numpy", "--device", "gpu", "convert", str(f), str(tmp_path / "b"), "--to", "ildg"],
+              "device='gpu'")]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "b").exists()
+    assert main(["--backend", "numpy", "info", str(f), "--group", "SU2"]) == 0
+
+
 def test_run_bad_config_exits_2(tmp_path, capsys) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[sampler]\nstep_size = -1.0\n")
