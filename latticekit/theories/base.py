@@ -278,11 +278,14 @@ class Theory:
         (empty: every primary observable and every derived one).
 
         A derived observable brings its inputs along. Raises :class:`ConfigError` (key
-        ``measure.observables``) for an unknown name.
+        ``measure.observables``) for an unknown name or a name given twice.
         """
         prim, der = self.observable_names(), self.derived()
         if not names:
             return prim, list(der)
+        twice = sorted({n for n in names if list(names).count(n) > 1})
+        if twice:   # accepted silently before (and measured once), where `latticekit compare` refuses them
+            raise ConfigError(f"measure.observables: {', '.join(map(repr, twice))} listed more than once")
         unknown = [n for n in names if n not in prim and n not in der]
         if unknown:
             raise ConfigError(f"measure.observables: {', '.join(map(repr, unknown))} not available for action.kind = "

@@ -71,6 +71,13 @@ class WilsonParams:
     group: str = setting("U1", check=check_group, doc="gauge group: U1 or SU<N>")
     beta: float = setting(2.0, gt=0.0, le=BETA_MAX, doc="inverse coupling")
 
+    def __post_init__(self) -> None:
+        # one spelling per group ('su2', 'SU(2)' -> 'SU2'): a run's identity is its configuration as read, and a
+        # rerun of the same theory spelt otherwise was refused as another run (user probe)
+        if isinstance(self.group, str) and check_group(self.group) is None:
+            G = group_from_name(self.group)
+            self.group = "U1" if isinstance(G, U1Group) else f"SU{G.N}"
+
 
 def _check_loops(loops: list[list[int]]) -> str | None:
     for k, wl in enumerate(loops):

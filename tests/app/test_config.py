@@ -101,6 +101,20 @@ def test_measure_observables_select_and_loops_fit() -> None:
     assert cfg.theory.select([]) == (["plaquette", "topological_charge", "wilson_loop_4x2"], ["chi_t"])
 
 
+def test_one_spelling_per_group_and_no_observable_twice() -> None:
+    """'su2' and 'SU(2)' ran the same theory as 'SU2' but counted as another run when a job resumed (the identity
+    is the configuration as read; user probe): the name is normalised when read. An observable listed twice was
+    accepted silently (measured once), where `latticekit compare` refuses it."""
+    for spelt, canonical in [("su2", "SU2"), ("SU(3)", "SU3"), ("u(1)", "U1"), ("SU2", "SU2")]:
+        cfg = RunConfig.from_dict({"lattice": {"shape": [4, 4]}, "action": {"group": spelt}})
+        assert cfg.to_dict()["action"]["group"] == canonical
+        assert cfg == RunConfig.from_dict({"lattice": {"shape": [4, 4]}, "action": {"group": canonical}})
+    with pytest.raises(ConfigError, match=r"^action\.group: expected 'U1' or 'SU<N>'"):
+        RunConfig.from_dict({"action": {"group": "SU1"}})
+    with pytest.raises(ConfigError, match=r"^measure\.observables: 'plaquette' listed more than once"):
+        RunConfig.from_dict({"measure": {"observables": ["plaquette", "chi_t", "plaquette"]}})
+
+
 def test_every_key_is_read_store_every_only_by_gauge_theories() -> None:
     phi4 = RunConfig.from_dict({"action": {"kind": "phi4"}})
     assert "store_every" not in phi4.to_dict()["output"] and RunConfig.from_dict(phi4.to_dict()) == phi4
