@@ -51,7 +51,8 @@ def _differences(stored: Any, ident: dict[str, Any]) -> list[str]:
 
     Keys that the theory declares neutral (``Theory.resume_neutral_keys``: e.g. ``action.cg_maxiter``, which
     decides whether a solve may fail, never the numbers of one that converged) are not compared, so a run stopped
-    by a solver limit resumes after the limit is raised.
+    by a solver limit resumes after the limit is raised; nor is ``output.plots`` (switching the plots on for a
+    finished run needed ``--fresh``, which threw its data away; user probe).
     """
     from .config import RunConfig
 
@@ -64,6 +65,7 @@ def _differences(stored: Any, ident: dict[str, Any]) -> list[str]:
     except ConfigError as exc:
         return diffs + [f"the stored configuration is not valid now ({exc})"]
     neutral = {f"action.{k}" for k in getattr(cfg.theory, "resume_neutral_keys", ())}
+    neutral.add("output.plots")   # changes no number: a finished run is rerun to draw (or skip) its plots
     a, b = _flat(cfg.to_dict()), _flat(json.loads(json.dumps(ident["config"])))
     for k in sorted(set(a) | set(b)):
         if k not in neutral and a.get(k) != b.get(k):

@@ -79,6 +79,18 @@ def test_state_of_another_run_is_refused(tmp_path) -> None:
     run_job(_tiny(), out=tmp_path, seed=2, fresh=True, progress=False, echo=False)
 
 
+def test_plots_can_be_switched_on_for_a_finished_run(tmp_path) -> None:
+    """``output.plots`` changes no number: a finished run is rerun with plots on (it needed --fresh, which threw
+    the data away; user probe); the results are the same and the plots are drawn."""
+    first = run_job(_tiny(), out=tmp_path, seed=1, progress=False, echo=False)
+    assert not list(tmp_path.glob("*.png"))
+    cfg = RunConfig.from_dict({**_tiny().to_dict(), "output": {"checkpoint_every": 2, "store_every": 2,
+                                                               "plots": True}})
+    again = run_job(cfg, out=tmp_path, seed=1, progress=False, echo=False)
+    assert again["observables"] == first["observables"]
+    assert (tmp_path / "history_plaquette.png").exists()
+
+
 def test_2d_u1_hmc_and_heatbath_agree_with_exact(tmp_path) -> None:
     # Validation at fast settings: 8x8, beta = 2, 8 chains. The Gamma-method errors include tau_int;
     # |deviation| < 3 sigma fails for a sign or factor error in action, force or observable (a factor 2 in
