@@ -13,13 +13,14 @@ the recursive residual of a solve to ``tol = 1e-12`` fell below it while the tru
 was reported converged. So when the recursive residual says converged, :func:`cg` computes the true one, and
 restarts the chains where it is still above ``tol`` from their current ``x`` (a "reliable update", as QUDA and
 Grid do), within the same ``maxiter``; a chain whose true residual cannot reach ``tol`` (a tolerance below
-what the precision resolves) then fails with a :class:`ConvergenceError` that says so. :class:`SolverInfo`
-reports the true relative residual ``|b - A x| / |b|``.
+what the precision resolves: its true residual stalls at the precision floor) then fails with a
+:class:`ConvergenceError` that says so, whatever the precision, and :class:`SolverInfo` marks it ``stalled``: raising
+``maxiter`` does not help it. :class:`SolverInfo` reports the true relative residual ``|b - A x| / |b|``.
 
 Examples
 --------
 >>> import numpy as np
->>> from latticekit.linalg import cg
+>>> from latticekit.linalg.cg import cg
 >>> A = np.array([[4.0, 1.0], [1.0, 3.0]])
 >>> b = np.array([[1.0, 2.0], [0.0, 1.0]])            # two chains, batch_ndim=1
 >>> x, info = cg(lambda v: v @ A.T, b, batch_ndim=1, tol=1e-12)
@@ -58,7 +59,8 @@ FusedSolver = Callable[[Any, Any, float, int], Any]
 
 
 class ConvergenceError(RuntimeError):
-    """A solver reached ``maxiter`` before every chain converged; ``.info`` holds the details."""
+    """Some chain did not converge (``maxiter`` reached, the true residual stalled at the precision floor, an
+    operator that is not positive definite, NaN); the message names the reason, ``.info`` holds the details."""
 
     def __init__(self, message: str, info: "SolverInfo") -> None:
         super().__init__(message)
@@ -78,6 +80,19 @@ class SolverInfo:
     solver : name of the solver
     indefinite : array of bool, shape ``batch``, or None: CG stopped on ``<p, A p> <= 0`` (A is not positive
         definite for that chain); None where the solver does not tell
+    stalled : array of bool, shape ``batch``, or None: CG stopped because the chain's true residual stalled above
+        ``tol`` at the precision floor (its recursive residual reached ``tol`` ``MAX_RESTARTS + 1`` times, the
+        true one never did), not because of ``maxiter``; None where the solver does not tell
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latticekit.linalg.cg import cg
+    >>> A = np.diag(np.geomspace(1.0, 30.0, 20))
+    >>> _, info = cg(lambda v: v @ A.T, np.ones((1, 20)), tol=1e-20, maxiter=10**4, batch_ndim=1,
+    ...              raise_on_failure=False)
+    >>> info.converged.tolist(), info.stalled.tolist(), bool(info.iterations[0] < info.maxiter)
+    ([False], [True], True)
     """
 
     converged: Any
@@ -87,6 +102,7 @@ class SolverInfo:
     maxiter: int
     solver: str = "cg"
     indefinite: Any = None
+    stalled: Any = None
 
     @property
     def all_converged(self) -> bool:
@@ -146,39 +162,84 @@ def _real(z: Any) -> Any:
 
 def _finish(A: Operator, b: Any, x: Any, converged: Any, iters: Any, bnorm: Any, tol: float, maxiter: int,
             batch_ndim: int, raise_on_failure: bool, solver: str, *, res: Any = None,
-            indefinite: Any = None) -> tuple[Any, SolverInfo]:
+            indefinite: Any = None, stalled: Any = None) -> tuple[Any, SolverInfo]:
     xp = array_namespace(b)
     res = _true_residual(A, b, x, bnorm, batch_ndim) if res is None else res
     # converged only where the TRUE residual is below tol (the recursive one drifts: module docstring)
     converged = xp.logical_and(converged, res <= tol)
     info = SolverInfo(converged=converged, iterations=iters, residual=res, tol=tol, maxiter=maxiter, solver=solver,
-                      indefinite=indefinite)
+                      indefinite=indefinite, stalled=stalled)
     if raise_on_failure:
         _raise_if_failed(info, b.dtype)
     return x, info
 
 
 def _raise_if_failed(info: SolverInfo, dtype: Any, single: bool = False) -> None:
-    """:class:`ConvergenceError` naming the chains that failed, why, and a tolerance the precision cannot reach."""
+    """:class:`ConvergenceError` naming the chains that failed, why, and what to change."""
     if info.all_converged:
         return
     bad = info.failed()
     single = single or bad[0][0] == ()
-    shown = ", ".join(("" if single else f"chain {i}: ") + f"residual {r:.2e}" for i, r in bad[:10])
+    reasons = _reasons(info, bad)
+    kinds = list(dict.fromkeys(reasons))            # the reasons present, in order of the chains
+    tag = len(kinds) > 1                            # several reasons: each chain says its own
+    shown = ", ".join(("" if single else f"chain {i}: ") + f"residual {r:.2e}" + (f" ({k})" if tag else "")
+                      for (i, r), k in zip(bad[:10], reasons))
     more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
     what = "" if single else f" for {len(bad)} chain(s)"
-    indef = info.indefinite is not None and bool(array_namespace(info.indefinite).any(info.indefinite))
-    why = ("(<p, A p> <= 0: the operator is not positive definite there, which CG needs)" if indef else
-           f"within maxiter={info.maxiter}")
-    if any(r != r for _, r in bad):   # NaN: it was blamed on the operator's definiteness or on maxiter (user probe)
-        why = "(the residual is NaN: the source b, the start x0 or the operator's field holds NaN or inf)"
     name = str(dtype).split(".")[-1]
+    used = max(int(n) for n in to_numpy(info.iterations).reshape(-1))
+    whys = {
+        "maxiter": f"within maxiter={info.maxiter}",
+        "not positive definite": "(<p, A p> <= 0: the operator is not positive definite there, which CG needs)",
+        # it was blamed on the operator's definiteness or on maxiter (user probe)
+        "NaN": "(the residual is NaN: the source b, the start x0 or the operator's field holds NaN or inf)",
+        # it was reported as "within maxiter=20000" after 180 iterations (user probe)
+        "stalled": (f"(the true residual |b - A x| stalled above tol at the precision floor: the recursive residual "
+                    f"reached tol {MAX_RESTARTS + 1} times and the true one stayed above it, after {used} of "
+                    f"maxiter={info.maxiter} iterations)"),
+    }
+    if tag:
+        why = ""
+        hint = "".join(f"; {k}: {whys[k].strip('()')}" for k in kinds)
+    else:
+        why, hint = " " + whys[kinds[0]], ""
+    hint += _precision_hint(name, "stalled" in kinds, "maxiter" in kinds)
+    raise ConvergenceError(f"{info.solver} did not converge to tol={info.tol:g}{why}{what}: {shown}{more}{hint}",
+                           info)
+
+
+def _reasons(info: SolverInfo, bad: list[tuple[tuple[int, ...], float]]) -> list[str]:
+    """Why each failed chain of ``bad`` (from ``info.failed()``) stopped."""
+    indef, stalled = (None if f is None else to_numpy(f) for f in (info.indefinite, info.stalled))
+    out = []
+    for idx, r in bad:
+        if r != r:
+            out.append("NaN")
+        elif indef is not None and bool(indef[idx]):
+            out.append("not positive definite")
+        elif stalled is not None and bool(stalled[idx]):
+            out.append("stalled")
+        else:
+            out.append("maxiter")
+    return out
+
+
+def _precision_hint(name: str, stalled: bool, maxiter: bool) -> str:
+    """What to change where the precision limits the true residual (single precision: always worth saying)."""
     # the true residual of single precision stalls near 1e-7 times the condition number (the rounding of A x:
     # 1.1e-6 for D D^dag of a smooth 8x8 U(1) field at kappa = 0.265, 2e-4 for a spectrum from 1 to 1e4)
-    hint = (f"; {name} arithmetic resolves a true residual of about 1e-7 times the operator's condition number: "
-            "use a larger tol or double precision") if name in ("float32", "complex64") else ""
-    raise ConvergenceError(f"{info.solver} did not converge to tol={info.tol:g} {why}{what}: {shown}{more}{hint}",
-                           info)
+    if name in ("float32", "complex64") and (stalled or maxiter):
+        return (f"; {name} arithmetic resolves a true residual of about 1e-7 times the operator's condition number: "
+                "use a larger tol or double precision" + ("; raising maxiter does not help" if stalled else ""))
+    if not stalled:
+        return ""
+    # double precision: 2.5e-12 for D D^dag of an 8x8 U(1) field at kappa = 0.5 (condition number 6e5)
+    double = name in ("float64", "complex128")
+    return (f"; the rounding of A x in {name} arithmetic puts a floor under the true residual that grows with the "
+            "operator's condition number" + (" (up to about 1e-16 times it)" if double else "") + ": use a larger "
+            "tol or a better-conditioned operator (for D D^dag: kappa further from critical, even/odd preconditioning)"
+            + ("" if double else " or higher precision") + "; raising maxiter does not help")
 
 
 def _true_residual(A: Operator, b: Any, x: Any, bnorm: Any, batch_ndim: int) -> Any:
@@ -216,9 +277,10 @@ def cg(A: Operator, b: Any, x0: Any = None, *, tol: float = 1e-10, maxiter: int 
     batch_ndim : int
         Number of leading axes of ``b`` that index chains.
     raise_on_failure : bool
-        Raise :class:`ConvergenceError` (naming the chains and their residuals) when some chain has
-        not converged after ``maxiter`` iterations; with False, return and let the caller inspect
-        ``info.converged``.
+        Raise :class:`ConvergenceError` (naming the chains, their residuals and why they stopped:
+        ``maxiter``, a true residual stalled at the precision floor after ``MAX_RESTARTS`` restarts,
+        an operator that is not positive definite, NaN) when some chain has not converged; with False,
+        return and let the caller inspect ``info.converged`` (and ``info.stalled``).
     fused : callable, optional
         A compiled solver for the same operator that runs the whole loop itself,
         ``fused(b, x0, tol, maxiter) -> (x, converged, iterations)`` with the per-chain arrays of
@@ -252,7 +314,7 @@ def cg(A: Operator, b: Any, x0: Any = None, *, tol: float = 1e-10, maxiter: int 
     bnorm = xp.sqrt(xp.where(bn2 > 0, bn2, xp.ones_like(bn2)))
     iters = xp.zeros(bshape, dtype=xp.int64, device=_dev(b))
     x, budget = x0, maxiter
-    for _ in range(MAX_RESTARTS + 1):
+    for npass in range(1, MAX_RESTARTS + 2):
         out = None if fused is None else fused(b, x, tol, budget)
         if out is not None:
             x, conv, it = out
@@ -271,8 +333,12 @@ def cg(A: Operator, b: Any, x0: Any = None, *, tol: float = 1e-10, maxiter: int 
         budget = maxiter - int(xp.max(iters))
         if not bool(xp.any(drifted)) or budget <= 0:
             break
+    # chains still drifted after every restart: their true residual stalled at the precision floor (they drifted
+    # on every pass, since a restart from a truly converged x stays converged); with restarts left, maxiter
+    # stopped them. Recorded so that the failure names the reason: it blamed maxiter for both (user probe).
+    stalled = drifted if npass == MAX_RESTARTS + 1 else xp.zeros_like(drifted)
     return _finish(A, b, x, conv, iters, bnorm, tol, maxiter, batch_ndim, raise_on_failure, "cg", res=res,
-                   indefinite=indefinite)
+                   indefinite=indefinite, stalled=stalled)
 
 
 def _cg_loop(A: Operator, b: Any, x0: Any, tol: float, maxiter: int, batch_ndim: int,
@@ -360,6 +426,7 @@ def _unbatched(solver: Callable[..., Any], A: Operator, b: Any, x0: Any, **kw: A
     info.iterations = info.iterations[0]
     info.residual = info.residual[0]
     info.indefinite = None if info.indefinite is None else info.indefinite[0]
+    info.stalled = None if info.stalled is None else info.stalled[0]
     if raise_on_failure:
         _raise_if_failed(info, b.dtype, single=True)
     return x[0, ...], info

@@ -157,3 +157,49 @@ def test_a_nan_source_is_named_in_the_failure(bk):
         cg(_matop(bk, A), bk.asarray(b), tol=1e-12, batch_ndim=1)
     with pytest.raises(ValueError, match=r"^batch_ndim=True"):
         cg(_matop(bk, A), bk.asarray(b), batch_ndim=True)
+
+
+def test_a_stalled_true_residual_is_not_blamed_on_maxiter(bk):
+    """In double precision a tol below the precision floor failed with "did not converge ... within maxiter=20000"
+    after 180 iterations (user probe: 8x8 U(1) at kappa = 0.5, tol = 1e-12): the solver had stopped because the true
+    residual stayed above tol after MAX_RESTARTS restarts. The failure now names that reason and its remedies in
+    any precision, and info.stalled records it; a solve that runs out of iterations still names maxiter."""
+    rng = np.random.default_rng(7)
+    A = _hpd(rng, 3, 40, [30.0] * 3)
+    b = rng.normal(size=(3, 40)) + 1j * rng.normal(size=(3, 40))
+    stall = (r"^cg did not converge to tol=1e-20 \(the true residual \|b - A x\| stalled above tol at the precision "
+             r"floor: .* of maxiter=10000 iterations\) for 3 chain\(s\): .*complex128 arithmetic .*: use a larger tol "
+             r"or a better-conditioned operator .*; raising maxiter does not help$")
+    with pytest.raises(ConvergenceError, match=stall) as exc:
+        cg(_matop(bk, A), bk.asarray(b), tol=1e-20, maxiter=10**4, batch_ndim=1)
+    assert "within maxiter" not in str(exc.value)
+    info = exc.value.info
+    assert bk.to_numpy(info.stalled).tolist() == [True] * 3 and not bk.to_numpy(info.converged).any()
+    assert (bk.to_numpy(info.iterations) < 1000).all()            # far below maxiter: more would not help
+    assert (bk.to_numpy(info.residual) < 1e-12).all()             # stalled at the double precision floor
+    with pytest.raises(ConvergenceError, match=r"^cg did not converge to tol=1e-20 \(the true residual .* stalled"
+                                               r".*\): residual .*raising maxiter does not help$") as exc:
+        cg(_matop(bk, A[0]), bk.asarray(b[0]), tol=1e-20, maxiter=10**4)     # a single system
+    assert bool(bk.to_numpy(exc.value.info.stalled))
+    # out of iterations: maxiter, not stalled
+    with pytest.raises(ConvergenceError, match=r"^cg did not converge to tol=1e-12 within maxiter=5 for 3 ") as exc:
+        cg(_matop(bk, _hpd(rng, 3, 40, [1e4] * 3)), bk.asarray(b), tol=1e-12, maxiter=5, batch_ndim=1)
+    assert not bk.to_numpy(exc.value.info.stalled).any() and "stalled" not in str(exc.value)
+
+
+def test_chains_that_stop_for_different_reasons_each_name_theirs(bk):
+    """A batch with a stalled chain, a NaN source and an operator that is not positive definite names the reason of
+    each chain (the message gave one reason for all)."""
+    rng = np.random.default_rng(8)
+    A = _hpd(rng, 3, 16, [30.0] * 3)
+    A[2] = -A[2]
+    b = rng.normal(size=(3, 16)) + 1j * rng.normal(size=(3, 16))
+    b[1, 0] = np.nan
+    with pytest.raises(ConvergenceError, match=r"^cg did not converge to tol=1e-20 for 3 chain\(s\): "
+                                               r"chain \(0,\): residual \S+ \(stalled\), chain \(1,\): residual nan "
+                                               r"\(NaN\), chain \(2,\): residual \S+ \(not positive definite\); "
+                                               r"stalled: the true residual .*; NaN: the residual is NaN.*; "
+                                               r"not positive definite: <p, A p> <= 0.*raising maxiter does not "
+                                               r"help$") as exc:
+        cg(_matop(bk, A), bk.asarray(b), tol=1e-20, maxiter=10**4, batch_ndim=1)
+    assert bk.to_numpy(exc.value.info.stalled).tolist() == [True, False, False]
