@@ -147,6 +147,25 @@ class HasenbuschMonomial:
 def hasenbusch_monomials(mus: Sequence[float], mu0: float = 0.0) -> list[HasenbuschMonomial]:
     """The ``N + 1`` monomials of eq. (38) for shifts ``mu0 < mus[0] < ... < mus[-1]``.
 
+    Parameters
+    ----------
+    mus : sequence of float
+        The increasing non-negative shifts above ``mu0`` (a list or tuple, or a 1D array; ``[]`` for none).
+    mu0 : float
+        The lowest shift (0: the physical determinant).
+
+    Returns
+    -------
+    list of HasenbuschMonomial
+        The ratio monomials ``(mu0, mus[0]), (mus[0], mus[1]), ...`` and the last plain one ``(mus[-1],)``.
+
+    Raises
+    ------
+    TypeError
+        ``mus`` is not a sequence (a number, None, a string), or holds something other than real numbers.
+    ValueError
+        The shifts are negative or not strictly increasing above ``mu0``.
+
     Examples
     --------
     >>> len(hasenbusch_monomials([0.05, 0.2, 1.0]))
@@ -154,12 +173,29 @@ def hasenbusch_monomials(mus: Sequence[float], mu0: float = 0.0) -> list[Hasenbu
     >>> hasenbusch_monomials([])
     [HasenbuschMonomial(mu_lo=0.0, mu_hi=None)]
     """
+    mus = _check_mus(mus)
     chain = [_check_mu(mu0, "mu0")] + [_check_mu(m, "mus") for m in mus]
     for a, b in zip(chain[:-1], chain[1:]):
         if not b > a:
-            raise ValueError(f"mus={list(mus)!r}: expected strictly increasing shifts above mu0={mu0}")
+            raise ValueError(f"mus={mus!r}: expected strictly increasing shifts above mu0={mu0}")
     out = [HasenbuschMonomial(a, b) for a, b in zip(chain[:-1], chain[1:])]
     out.append(HasenbuschMonomial(chain[-1], None))
+    return out
+
+
+def _check_mus(mus: Any) -> list[Any]:
+    """``mus`` as a list: a sequence or a 1D array, not a number, None or a string.
+
+    A scalar or None failed with a bare "'float' object is not iterable", and a string was read character by
+    character ("mus='0': expected a real number" for ``mus="0.1"``) (user probe)."""
+    ok = not isinstance(mus, (str, bytes)) and (isinstance(mus, Sequence) or getattr(mus, "ndim", None) == 1)
+    try:
+        out = list(mus) if ok else None
+    except TypeError:                   # a 1D array whose library does not iterate (array_api_strict)
+        out = None
+    if out is None:
+        raise TypeError(f"mus={mus!r}: expected a list of increasing non-negative shifts such as [0.1, 0.5] "
+                        f"([] for none), got {type(mus).__name__}")
     return out
 
 

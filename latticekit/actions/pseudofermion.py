@@ -91,9 +91,16 @@ def _check_solver(tol: Any, maxiter: Any) -> tuple[float, int]:
 
 
 def _check_dirac_args(group: Group, lattice: Lattice, kw: dict[str, Any]) -> None:
-    """Validate kappa/m0/antiperiodic before any work: the operator on a unit field of a 2^Nd lattice."""
+    """Validate kappa/m0/antiperiodic and the lattice before any work, as :class:`WilsonDirac` does.
+
+    The couplings are checked by the operator on a unit field of a 2^Nd lattice (a field of the real one would be
+    allocated for U(1): its phases ``exp(i theta)``); the checks that need the real lattice follow here. ``L_0 = 1``
+    with the antiperiodic time direction was accepted at construction and refused at the first sample (user probe).
+    """
     small = Lattice(tuple(2 for _ in lattice.shape))
-    WilsonDirac(group.identity((lattice.nd,), small.shape), group, small, **kw)
+    D = WilsonDirac(group.identity((lattice.nd,), small.shape), group, small, **kw)
+    if D.antiperiodic and lattice.shape[0] < 2:
+        raise ValueError(f"lattice {lattice}: the antiperiodic time direction needs L_0 >= 2")
 
 
 def _batch_ndim(op: DiracLike, phi: Any, name: str = "phi") -> int:

@@ -445,7 +445,7 @@ class Nf2HMC(HMC):
             ferm: Any = PseudofermionAction(group, lattice, kappa=kappa, m0=m0, even_odd=even_odd, mu=mu, tol=md,
                                             maxiter=maxiter, antiperiodic=antiperiodic)
         else:
-            ferm = HasenbuschAction(group, lattice, kappa=kappa, m0=m0, mus=list(mus), mu0=mu, even_odd=even_odd,
+            ferm = HasenbuschAction(group, lattice, kappa=kappa, m0=m0, mus=mus, mu0=mu, even_odd=even_odd,
                                     tol=md, maxiter=maxiter, antiperiodic=antiperiodic)
         return cls(gauge, ferm, rng=rng, tol=tol, md_tol=md, **hmc)
 

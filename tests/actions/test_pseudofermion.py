@@ -254,6 +254,46 @@ def test_even_odd_on_odd_extents_refused_at_construction():
     assert PseudofermionAction(lk.U1, lk.Lattice((4, 4)), kappa=0.2, maxiter=np.int64(50)).maxiter == 50
 
 
+def test_hasenbusch_shifts_must_be_a_sequence():
+    """A scalar or None as ``mus`` gave a bare "'float' object is not iterable", and a string was read character by
+    character ("mus='0': expected a real number" for "0.1") (user probe): all are refused naming mus and what was
+    passed; lists, tuples and 1D arrays are taken."""
+    lat = lk.Lattice((4, 4))
+    for bad, shown in ((0.1, "0.1"), (None, "None"), ("0.1", "'0.1'"), (np.array(0.1), r"array\(0.1\)"),
+                       (np.array([[0.1, 0.5]]), r"array\(\[\[0.1, 0.5\]\]\)"), ({0.1}, r"\{0.1\}")):
+        match = rf"^mus={shown}: expected a list of increasing non-negative shifts such as \[0.1, 0.5\] \(\[\] for"
+        with pytest.raises(TypeError, match=match):
+            hasenbusch_monomials(bad)
+        with pytest.raises(TypeError, match=match):
+            HasenbuschAction(lk.U1, lat, kappa=0.2, mus=bad)
+        if bad is not None:   # None is the sampler's single plain monomial
+            with pytest.raises(TypeError, match=match):
+                lk.mc.Nf2HMC.from_couplings(lk.U1, lat, 2.0, kappa=0.2, mus=bad, rng=lk.backends.rng(0))
+    ref = [repr(m) for m in hasenbusch_monomials([0.1, 0.5])]
+    for ok in ((0.1, 0.5), np.array([0.1, 0.5])):
+        assert [repr(m) for m in hasenbusch_monomials(ok)] == ref
+    assert len(HasenbuschAction(lk.U1, lat, kappa=0.2, mus=()).monomials) == 1
+    with pytest.raises(ValueError, match=r"^mus=\[0.5, 0.1\]: expected strictly increasing"):
+        hasenbusch_monomials((0.5, 0.1))
+
+
+def test_antiperiodic_time_extent_one_refused_at_construction():
+    """L_0 = 1 with the antiperiodic time direction was accepted by the actions and the sampler and refused only at
+    the first sample (user probe): the couplings were checked on a 2^Nd lattice, never the real one."""
+    lat = lk.Lattice((1, 4))
+    match = r"^lattice Lattice\(shape=\(1, 4\)\): the antiperiodic time direction needs L_0 >= 2$"
+    with pytest.raises(ValueError, match=match):
+        PseudofermionAction(lk.U1, lat, kappa=0.2)
+    with pytest.raises(ValueError, match=match):
+        HasenbuschAction(lk.U1, lat, kappa=0.2, mus=[0.1])
+    with pytest.raises(ValueError, match=match):
+        lk.mc.Nf2HMC.from_couplings(lk.U1, lat, 2.0, kappa=0.2, rng=lk.backends.rng(0))
+    with pytest.raises(ValueError, match=r"^lattice Lattice\(shape=\(1, 2, 2, 2\)\): the antiperiodic time"):
+        PseudofermionAction(lk.SU(3), lk.Lattice((1, 2, 2, 2)), m0=0.1)
+    PseudofermionAction(lk.U1, lat, kappa=0.2, antiperiodic=False)   # periodic time: one site is a valid lattice
+    HasenbuschAction(lk.U1, lat, kappa=0.2, mus=[0.1], antiperiodic=False)
+
+
 def test_a_source_broadcasts_against_the_gauge_batch(bk):
     """One source for every configuration (no batch axis, or fewer axes than the gauge batch) is solved as if
     broadcast, as ``D.apply`` does: it failed inside the CG with a bare shape error (user probe)."""
