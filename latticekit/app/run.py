@@ -205,7 +205,11 @@ def run_job(config: "str | os.PathLike[str] | Mapping[str, Any] | RunConfig | No
         st.save(state_path, ident)
     except ConvergenceError as exc:
         maxiter = getattr(cfg.action, "cg_maxiter", None)
-        hint = f"action.cg_maxiter = {maxiter}; raise it (or action.cg_tol / cg_tol_md)" if maxiter else "the solver"
+        stalled = exc.info.stalled is not None and bool(backends.to_numpy(exc.info.stalled).any())
+        if stalled:   # the true residual stalled at the precision floor: more iterations do not help
+            hint = "loosen action.cg_tol / cg_tol_md (raising action.cg_maxiter does not help a stalled solve)"
+        else:
+            hint = f"action.cg_maxiter = {maxiter}; raise it (or action.cg_tol / cg_tol_md)" if maxiter else "the solver"
         kept = (f"The last checkpoint in {outdir} is kept: rerun to resume" if state_path.exists() else
                 f"No checkpoint was written yet: a rerun into {outdir} starts from the beginning")
         raise ConvergenceError(f"a solve of the sampler did not converge ({exc}); {hint}. {kept}", exc.info) from None

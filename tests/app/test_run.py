@@ -392,6 +392,11 @@ def test_nf2_solver_failure_names_the_key_and_keeps_the_checkpoint(tmp_path) -> 
     cfg = _nf2_config(cg_maxiter=3)
     with pytest.raises(ConvergenceError, match=r"action.cg_maxiter = 3; raise it"):
         run_job(cfg, out=tmp_path, seed=1, progress=False, echo=False)
+    # a tolerance below what float64 resolves stalls long before maxiter: the advice was to raise cg_maxiter
+    cfg = _nf2_config(cg_tol=1e-17, cg_tol_md=1e-17)
+    with pytest.raises(ConvergenceError, match=r"stalled above tol at the precision floor.*; loosen action.cg_tol "
+                                               r"/ cg_tol_md \(raising action.cg_maxiter does not help"):
+        run_job(cfg, out=tmp_path / "stalled", seed=1, progress=False, echo=False)
 
 
 def test_measure_of_one_configuration_has_no_error(tmp_path) -> None:
