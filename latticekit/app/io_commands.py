@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from latticekit.io._common import FieldMeta, average_link_trace_np, no_checksum_reason, verify_mode
+from latticekit.io._common import FieldMeta, average_link_trace_np, inferred_note, no_checksum_reason, verify_mode
 from latticekit.io.errors import IOFormatError
-from latticekit.io.registry import _read_host, format_name, save
+from latticekit.io.registry import _read_host, check_read_arguments, format_name, save, sniff_format
+from latticekit.utils.schema import ConfigError
 
 __all__ = ["InfoReport", "convert_command", "info_command"]
 
@@ -68,7 +69,8 @@ def _verdict(meta: FieldMeta, verify: bool | str) -> tuple[bool, str]:
     if failed:
         c = failed[0]
         more = f" (and {len(failed) - 1} more failed check{'s' if len(failed) > 2 else ''})" if len(failed) > 1 else ""
-        return False, f"MISMATCH: {c.name} failed: {c.labels[0]} {c.stored}, {c.labels[1]} {c.computed}{more}"
+        return False, (f"MISMATCH: {c.name} failed: {c.labels[0]} {c.stored}, {c.labels[1]} {c.computed}{more}"
+                       f"{inferred_note(meta)}")
     if not meta.checksummed:
         if verify == "require":
             return False, f"REFUSED: {no_checksum_reason(meta)}"
@@ -91,7 +93,16 @@ def _header_plaquette(meta: FieldMeta) -> str | None:
 
 
 def _compact(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    """One line: JSON for non-strings; a multi-line string (an xlf-info record) with its lines joined by ``; ``.
+
+    Examples
+    --------
+    >>> _compact("plaquette = 1.0\\n trajectory nr = 0\\n"), _compact({"b": 1, "a": [2]})
+    ('plaquette = 1.0; trajectory nr = 0', '{"a": [2], "b": 1}')
+    """
+    if isinstance(value, str):
+        return "; ".join(part.strip() for part in value.splitlines() if part.strip())
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _metadata_lines(md: Any) -> list[str]:
@@ -111,10 +122,25 @@ def _metadata_lines(md: Any) -> list[str]:
 
 
 def _check_paths(**paths: Any) -> None:
-    """A folder where a file is expected is an :class:`IsADirectoryError` naming the argument."""
+    """An empty (or blank) path is a :class:`ConfigError` and a folder where a file is expected an
+    :class:`IsADirectoryError`, each naming the argument, before any work."""
     for name, p in paths.items():
+        if isinstance(p, (str, os.PathLike)) and not str(os.fspath(p)).strip():
+            raise ConfigError(f"{name}: {os.fspath(p)!r} is not a file path; expected the name of a gauge "
+                              f"configuration file")
         if isinstance(p, (str, os.PathLike)) and os.path.isdir(p):
             raise IsADirectoryError(f"{name}: {os.fspath(p)!r} is a folder; expected a gauge configuration file")
+
+
+def _check_arguments(path: Any, lattice: Any, group: Any) -> None:
+    """The caller's ``lattice`` and ``group`` checked against the format of ``path`` before it is read: one that
+    no such file can match is a :class:`ConfigError` naming the argument (bad input, exit status 2 of the
+    command), not a fault of the file."""
+    fmt = sniff_format(path)
+    try:
+        check_read_arguments(fmt, lattice, group)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool | str = True) -> InfoReport:
@@ -146,6 +172,9 @@ def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool
     ------
     IOFormatError
         Unreadable file (unknown format, truncated, malformed header).
+    ConfigError
+        ``path`` is empty, or ``lattice`` / ``group`` cannot fit a file of this format (a 3D lattice for
+        an ILDG file), before the file is read.
 
     Examples
     --------
@@ -153,6 +182,7 @@ def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool
     """
     _check_paths(file=path)
     verify = verify_mode(verify)
+    _check_arguments(path, lattice, group)
     U, meta = _read_host(path, None, lattice, group, verify, False)
     lines = [f"file:       {os.fspath(path)} ({os.path.getsize(path)} bytes)"]
     fmt = meta.format
@@ -162,7 +192,7 @@ def info_command(path: Any, lattice: Any = None, group: Any = None, verify: bool
         fmt += f" (LIME records: {', '.join(meta.header.get('records', []))})"
     elif fmt == "hdf5":
         n, idx = meta.extra.get("n_committed"), meta.extra.get("index")
-        shown = (f"showing configuration {idx % n + 1} of {n} (index {idx})" if isinstance(n, int) and n > 0
+        shown = (f"showing configuration {idx % n + 1} of {n} (index {idx % n})" if isinstance(n, int) and n > 0
                  and isinstance(idx, int) else f"showing index {idx}")
         fmt += (f" (ensemble format_version {meta.extra.get('format_version')}, {n} committed configuration"
                 f"{'' if n == 1 else 's'}; {shown})")
@@ -274,6 +304,9 @@ def convert_command(src: Any, dst: Any, to: str, lattice: Any = None, group: Any
         for openQCD; nothing is written then), or the written file does not read back identically.
     FileExistsError
         ``dst`` exists (without ``overwrite``) or is ``src``.
+    ConfigError
+        ``src`` or ``dst`` is empty (or blank), or ``lattice`` / ``group`` cannot fit a source of its
+        format, before anything is read or written.
 
     Examples
     --------
@@ -283,6 +316,7 @@ def convert_command(src: Any, dst: Any, to: str, lattice: Any = None, group: Any
     fmt = format_name(to, "to")
     verify = verify_mode(verify)
     _refuse_target(src, dst, overwrite)
+    _check_arguments(src, lattice, group)
     U, meta = _read_host(src, None, lattice, group, verify, True)
     prec = "double" if fmt == "openqcd" else meta.precision
     endian = meta.endianness if fmt == "nersc" and meta.endianness in ("big", "little") else None

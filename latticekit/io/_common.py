@@ -159,6 +159,29 @@ def as_lattice(lattice: Any, argname: str = "lattice") -> tuple[int, ...] | None
         raise type(exc)(f"{argname}={lattice!r}: expected a Lattice or extents (Lt, Lx, Ly, Lz); {exc}") from None
 
 
+def lattice_arg(lattice: Any, nd: int, what: str, argname: str = "lattice") -> tuple[int, ...] | None:
+    """:func:`as_lattice` of an argument that must have ``nd`` extents (``what`` files hold ``nd``D lattices).
+
+    A caller's lattice of another dimension is a ValueError naming the argument, raised before the file
+    is read (it is no fault of the file).
+
+    Examples
+    --------
+    >>> lattice_arg([4, 8, 8, 8], 4, "ILDG")
+    (4, 8, 8, 8)
+    >>> lattice_arg((8, 8, 8), 4, "ILDG")
+    Traceback (most recent call last):
+    ...
+    ValueError: lattice=(8, 8, 8) (--lattice on the command line): ILDG files hold 4D lattices (Lt, Lx, Ly, Lz); \
+got 3 extents
+    """
+    lat = as_lattice(lattice, argname)
+    if lat is not None and len(lat) != nd:
+        raise ValueError(f"{argname}={lattice!r} (--lattice on the command line): {what} files hold {nd}D lattices "
+                         f"(Lt, Lx, Ly, Lz); got {len(lat)} extents")
+    return lat
+
+
 def verify_mode(verify: Any, argname: str = "verify") -> bool | str:
     """``False``, ``True`` or ``"require"`` from a ``verify`` argument.
 
@@ -312,26 +335,75 @@ def unitarity_check(M: np.ndarray, precision: str) -> Check:
                  bool(d <= tol), ("tolerance", "found"), kind="unitarity")
 
 
-def near_miss(name: str, known: Any) -> str | None:
-    """The entry of ``known`` that ``name`` equals but for exactly one character (same length), if any.
+def _flips_into(c: str, chars: str) -> bool:
+    """True when one flipped bit turns ``c`` (in either letter case, for readers that fold the case) into a
+    character of ``chars``, or a character of ``chars`` into ``c``."""
+    for x in {c, c.lower(), c.upper()}:
+        for s in chars:
+            d = ord(x) ^ ord(s)
+            if d and not d & (d - 1):
+                return True
+    return False
 
-    A flipped bit in a header key or record type leaves such a near miss; readers report it as a
-    damaged header instead of silently skipping the check the key announced.
+
+def near_miss(name: str, known: Any, adjacent: str = "", cuts: str | None = None) -> str | None:
+    """The entry of ``known`` that one flipped bit can have turned into ``name``, if any.
+
+    A flipped bit in a header key or record type leaves one of these; readers report it as a damaged
+    header instead of silently skipping the check the key announced:
+
+    * one changed character (same length);
+    * one character more at either end that is one bit away from a character of ``adjacent``, the
+      separators that stand next to a key in the format (the space before ``=`` of a NERSC line, the NUL
+      after a LIME record type): the separator was flipped into a character that the reader keeps;
+    * one character less at either end, when that character is one bit away from a character of
+      ``cuts`` (default ``adjacent``), at which the reader ends a key: it was flipped into one and fell off.
+
+    Names of other lengths, and longer or shorter names whose extra or missing character no bit flip of
+    a separator explains (``CHECKSUMS``), are other keys.
+
+    Parameters
+    ----------
+    name : str
+        The key or record type found in the file (as the reader parsed it).
+    known : iterable of str
+        The keys whose loss would switch a check off.
+    adjacent : str
+        Characters that stand next to a key in the format's syntax.
+    cuts : str, optional
+        Characters at which the reader ends a key (default ``adjacent``).
 
     Examples
     --------
-    >>> near_miss("CHECKSUL", ["CHECKSUM", "PLAQUETTE"]), near_miss("CHECKSUMS", ["CHECKSUM"])
+    >>> near_miss("CHECKSUL", ["CHECKSUM", "PLAQUETTE"]), near_miss("CHECKSUMS", ["CHECKSUM"], " =")
     ('CHECKSUM', None)
+    >>> near_miss("CHECKSUM!", ["CHECKSUM"], " ="), near_miss("scidac-checksum\\x01", ["scidac-checksum"], "\\x00")
+    ('CHECKSUM', 'scidac-checksum')
+    >>> near_miss("INK_TRACE", ["LINK_TRACE"], " =", "\\x0c")  # 'L' flipped into a form feed, a line break
+    'LINK_TRACE'
     """
+    cuts = adjacent if cuts is None else cuts
     for k in known:
-        if len(k) == len(name) and k != name and sum(a != b for a, b in zip(k, name)) == 1:
-            return k
+        if k == name or not k:
+            continue
+        if len(k) == len(name):
+            if sum(a != b for a, b in zip(k, name)) == 1:
+                return k
+        elif len(name) == len(k) + 1:
+            if (name.startswith(k) and _flips_into(name[-1], adjacent)) or \
+                    (name.endswith(k) and _flips_into(name[0], adjacent)):
+                return k
+        elif len(name) == len(k) - 1:
+            if (name == k[1:] and _flips_into(k[0], cuts)) or (name == k[:-1] and _flips_into(k[-1], cuts)):
+                return k
     return None
 
 
 def damaged_key_check(where: str, found: str, meant: str) -> Check:
-    """A failed ``structure`` check: ``found`` is one character away from the known ``meant``."""
-    return Check(f"{where} {meant!r}", meant, found, False, ("expected", "found a damaged"), kind="structure")
+    """A failed ``structure`` check: ``found`` is what one flipped bit made of the known ``meant``
+    (shown with escapes when it holds unprintable characters)."""
+    shown = found if found.isprintable() else ascii(found)
+    return Check(f"{where} {meant!r}", meant, shown, False, ("expected", "found a damaged"), kind="structure")
 
 
 def check_value(name: str, stored: float, computed: float, precision: str) -> Check:
@@ -340,23 +412,38 @@ def check_value(name: str, stored: float, computed: float, precision: str) -> Ch
     return Check(name, stored, computed, ok)
 
 
+def inferred_note(meta: FieldMeta) -> str:
+    """``''``, or for a layout that was inferred rather than stated, the text that every data error of
+    the file ends with: which layout was assumed (a wrong guess reads as damaged data).
+
+    Examples
+    --------
+    >>> m = FieldMeta(format="ildg", path="x", lattice=(8, 8, 8, 8), group="SU(3)", precision="single",
+    ...               endianness="big", inferred="lattice (8, 8, 8, 8), SU(3), 32-bit from the payload size")
+    >>> inferred_note(m)
+    ' [layout inferred, not stated: lattice (8, 8, 8, 8), SU(3), 32-bit from the payload size]'
+    """
+    return f" [layout inferred, not stated: {meta.inferred}]" if meta.inferred else ""
+
+
 def raise_failed(meta: FieldMeta) -> None:
-    """Raise IOFormatError for the first failed check of ``meta``."""
+    """Raise IOFormatError for the first failed check of ``meta`` (naming an inferred layout)."""
     for c in meta.checks:
         if not c.ok:
             a, b = c.labels
             raise IOFormatError(f"{a} {c.stored}, {b} {c.computed}; to read anyway, pass verify=False "
-                                f"(--no-verify on the command line)", meta.path, c.name)
+                                f"(--no-verify on the command line){inferred_note(meta)}", meta.path, c.name)
 
 
 def refuse_nonfinite(meta: FieldMeta, what: str, check: str) -> None:
     """Raise IOFormatError for data with NaN or infinite numbers, naming a failed checksum if there is one
-    (the more precise diagnosis: the bytes were damaged, not written that way)."""
+    (the more precise diagnosis: the bytes were damaged, not written that way) and an inferred layout."""
+    note = inferred_note(meta)
     for c in meta.checks:
         if c.kind == "checksum" and not c.ok:
             raise IOFormatError(f"stored {c.stored}, computed {c.computed} (and the {what} contain NaN or infinite "
-                                f"numbers)", meta.path, c.name)
-    raise IOFormatError(f"{what} contain NaN or infinite numbers", meta.path, check)
+                                f"numbers){note}", meta.path, c.name)
+    raise IOFormatError(f"{what} contain NaN or infinite numbers{note}", meta.path, check)
 
 
 def no_checksum_reason(meta: FieldMeta) -> str:

@@ -8,10 +8,15 @@ Records read (all optional except the binary data):
 ``scidac-checksum``   XML with ``suma``/``sumb`` (verified, see :func:`scidac_checksum`).
 ``xlf-info``          tmLQCD text; its ``plaquette = ...`` line (normalised to 1) is verified.
 
-Files holding only ``ildg-binary-data`` are read when the caller states the lattice and the group;
-when only one or none of them is given, they are inferred from the payload size where exactly one
-reading exists among hypercubic ``L^4`` lattices (or the stated lattice), SU(2)/SU(3) (or the stated
-group) and 32/64-bit precision; ``meta.inferred`` says so. Unitarity is then checked as evidence.
+Files holding only ``ildg-binary-data`` are read when the caller states the lattice (the size then
+fixes group and precision). Otherwise the readings (SU(2)/SU(3) or the stated group, 32/64 bits) that
+split the payload into whole sites are considered: one alone decides; of several, the one whose links
+are finite and unitary (within the read tolerance of its precision) does, also with ``verify=False``.
+The chosen reading is read when its sites form a hypercubic ``L^4`` lattice; otherwise, or when no
+reading or several are valid, an ``ILDG layout`` error lists the readings and says what to pass.
+``meta.inferred`` explains the choice, and every data error of such a file names the assumed layout.
+A record type that one flipped bit made of a known one (a changed character, or the terminating NUL
+flipped into a character) fails a check.
 
 Written files: message 1 ``xlf-info`` (plaquette), message 2 ``ildg-format``, ``ildg-binary-data``,
 ``scidac-checksum``, message 3 ``ildg-data-lfn``. SU(2) is written with ``field = su2gauge``
@@ -44,6 +49,7 @@ import numpy as np
 from latticekit.groups import SUGroup
 
 from ._common import (
+    READ_UNITARITY_TOL,
     WRITE_UNITARITY_TOL,
     Check,
     FieldMeta,
@@ -57,6 +63,7 @@ from ._common import (
     damaged_key_check,
     endian_name,
     finish_checks,
+    lattice_arg,
     near_miss,
     precision_name,
     read_bytes,
@@ -71,8 +78,10 @@ from .lime import parse_lime, write_lime
 
 __all__ = ["infer_ildg_layout", "read_ildg", "scidac_checksum", "write_ildg"]
 
-#: record types the reader interprets; a record type one character away from one of them is a damaged header
+#: record types the reader interprets; what one flipped bit makes of one of them is a damaged header
 _KNOWN_RECORDS = ("ildg-binary-data", "ildg-format", "scidac-checksum", "xlf-info", "ildg-data-lfn")
+#: the NUL that ends a LIME record type (flipped, it lengthens the type by one character)
+_TYPE_END = "\x00"
 
 
 def _rotl(c: int, r: int) -> int:
@@ -125,6 +134,15 @@ def _site_bytes(N: int, bits: int) -> int:
     return 4 * N * N * 2 * bits // 8
 
 
+def _hypercubic(volume: int) -> tuple[int, int, int, int] | None:
+    """``(L, L, L, L)`` holding ``volume`` sites, or None."""
+    L = int(round(volume ** 0.25))
+    for c in (L - 1, L, L + 1):
+        if c >= 1 and c ** 4 == volume:
+            return (c, c, c, c)
+    return None
+
+
 def infer_ildg_layout(nbytes: int, lattice: Any = None, group: Any = None) -> list[tuple[tuple[int, ...], int, int]]:
     """All readings ``(library lattice, N, bits)`` of a binary payload of ``nbytes`` bytes.
 
@@ -148,12 +166,96 @@ def infer_ildg_layout(nbytes: int, lattice: Any = None, group: Any = None) -> li
                 if math.prod(lat) * s == nbytes:
                     out.append((tuple(lat), N, bits))
             elif nbytes % s == 0 and nbytes > 0:
-                V = nbytes // s
-                L = int(round(V ** 0.25))
-                for c in (L - 1, L, L + 1):
-                    if c >= 1 and c ** 4 == V:
-                        out.append(((c, c, c, c), N, bits))
+                cube = _hypercubic(nbytes // s)
+                if cube is not None:
+                    out.append((cube, N, bits))
     return out
+
+
+def _reading_defect(payload: Any, N: int, bits: int) -> float:
+    """Largest unitarity defect of the payload read as big-endian ``N x N`` complex matrices of ``bits`` bits
+    (``inf`` for NaN or infinite numbers)."""
+    M = np.frombuffer(payload, dtype=complex_file_dtype("double" if bits == 64 else "single", "big"))
+    M = M.reshape(-1, N, N)
+    if not np.all(np.isfinite(M)):
+        return math.inf
+    return unitarity_defect_np(M)
+
+
+def _cubic_space_lattices(volume: int) -> list[tuple[int, int, int, int]]:
+    """Up to two lattices ``(Lt, L, L, L)`` (L >= 2, Lt >= 2, Lt != L) of ``volume`` sites, largest L first."""
+    out = []
+    for c in range(int(round(volume ** (1 / 3))) + 1, 1, -1):
+        if volume % c ** 3 == 0 and volume // c ** 3 not in (1, c):
+            out.append((volume // c ** 3, c, c, c))
+    return out[:2]
+
+
+def _layout_advice(missing: list[str]) -> str:
+    return (f"pass {' and '.join(a + '=' for a in missing)} ({', '.join('--' + a for a in missing)} on the command "
+            f"line); the precision then follows from the size")
+
+
+def _infer_layout(payload: Any, want_lat: tuple[int, ...] | None, g: Any,
+                  path: Any) -> tuple[tuple[int, ...], int, int, str]:
+    """Lattice, N, bits and the ``meta.inferred`` note of a payload without ``ildg-format`` (module docstring).
+
+    The size decides when one reading (N, precision) splits the payload into whole sites or the caller
+    stated the lattice; when several do, the one whose links are finite and unitary within the read
+    tolerance of its precision. Errors list the readings and say what to pass.
+    """
+    n = len(payload)
+    stated = ", ".join(s for s, v in (("lattice", want_lat), ("group", g)) if v is not None) or "nothing"
+    missing = [a for a, v in (("lattice", want_lat), ("group", g)) if v is None]
+    fits = [(N, b, n // _site_bytes(N, b)) for N in ([g.N] if g is not None else [2, 3]) for b in (64, 32)
+            if n > 0 and n % _site_bytes(N, b) == 0]
+    if want_lat is not None or len(fits) <= 1:  # the size decides
+        cands = infer_ildg_layout(n, want_lat, g)
+        if len(cands) == 1:
+            lat, N, bits = cands[0]
+            return lat, N, bits, (f"no ildg-format record: lattice {lat}, SU({N}), {bits}-bit from the {n}-byte "
+                                  f"payload (caller stated {stated}; the only consistent reading)")
+        what = "no" if not cands else f"{len(cands)} ({cands})"
+        if not cands and want_lat is not None:  # say what the stated lattice (and group) would need
+            need_b = ", ".join(f"SU({N}) {b}-bit {math.prod(want_lat) * _site_bytes(N, b)}"
+                               for N in ([g.N] if g is not None else [2, 3]) for b in (64, 32))
+            advice = (f"lattice {tuple(want_lat)} needs {need_b} bytes: check the stated lattice"
+                      f"{' and group' if g is not None else ' (and pass group=)'}")
+        else:
+            advice = _layout_advice(missing)
+        raise IOFormatError(f"no ildg-format record and {what} consistent readings of the {n}-byte payload (caller "
+                            f"stated {stated}); {advice}", path, "ILDG layout")
+    # several readings fit the size: the data decide
+    defects = {(N, b): _reading_defect(payload, N, b) for N, b, _ in fits}
+    valid = [(N, b, V) for N, b, V in fits if defects[N, b] <= READ_UNITARITY_TOL["double" if b == 64 else "single"]]
+
+    def reading(N: int, b: int, V: int) -> str:
+        d = defects[N, b]
+        cube = _hypercubic(V)
+        shape = f" = {cube[0]}^4" if cube else ""
+        verdict = ("valid" if (N, b, V) in valid else "NaN or infinite numbers" if math.isinf(d)
+                   else f"not unitary (defect {d:.2g})")
+        return f"SU({N}) {b}-bit on {V} sites{shape}: {verdict}"
+
+    listing = "; ".join(reading(*f) for f in fits)
+    if len(valid) == 1:
+        N, bits, V = valid[0]
+        lat = _hypercubic(V)
+        if lat is not None:
+            return lat, N, bits, (f"no ildg-format record: lattice {lat}, SU({N}), {bits}-bit from the {n}-byte "
+                                  f"payload (caller stated {stated}; the only consistent reading: of the {len(fits)} "
+                                  f"readings that fit the size, the only one with finite, unitary links)")
+        eg = ", ".join(f"{c} for {c[1]}^3 x {c[0]}" for c in _cubic_space_lattices(V))
+        raise IOFormatError(f"no ildg-format record; of the {len(fits)} consistent readings of the {n}-byte payload "
+                            f"({listing}) only SU({N}) {bits}-bit gives valid links, and its {V} sites form no "
+                            f"hypercubic lattice L^4 (caller stated {stated}): pass lattice=(Lt, Lx, Ly, Lz) with "
+                            f"{V} sites (--lattice on the command line){', e.g. ' + eg if eg else ''}", path,
+                            "ILDG layout")
+    why = ("none gives finite, unitary links (a damaged file" + (", or not the stated group)" if g else ")")
+           if not valid else f"{len(valid)} give finite, unitary links")
+    raise IOFormatError(f"no ildg-format record and {len(valid) or 'no'} valid readings among the {len(fits)} "
+                        f"consistent readings of the {n}-byte payload (caller stated {stated}): {listing}; {why}; "
+                        f"{_layout_advice(missing)}", path, "ILDG layout")
 
 
 def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> tuple[np.ndarray, FieldMeta]:
@@ -164,7 +266,7 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
     header: dict[str, Any] = {"records": [r.type for r in records]}
     damaged = {}  # near-miss record type -> the known type it was meant to be
     for r in records:
-        meant = near_miss(r.type, _KNOWN_RECORDS)
+        meant = near_miss(r.type, _KNOWN_RECORDS, _TYPE_END)
         if meant is not None and meant not in byname:
             damaged.setdefault(r.type, meant)
     if "ildg-binary-data" not in byname:
@@ -178,9 +280,7 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
     g = as_group(group)
     if g is not None and not isinstance(g, SUGroup):
         raise IOFormatError(f"ILDG files hold SU(N) matrices, expected group={g.name}", path, "group")
-    want_lat = as_lattice(lattice)
-    if want_lat is not None and len(want_lat) != 4:
-        raise ValueError(f"lattice={lattice!r}: ILDG files hold 4D lattices (Lt, Lx, Ly, Lz)")
+    want_lat = lattice_arg(lattice, 4, "ILDG")
     binrec = byname["ildg-binary-data"]
     payload = binrec.data
     inferred = None
@@ -207,25 +307,7 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
         if g is not None and g.N != N:
             raise IOFormatError(f"file holds SU({N}) links ({fx.get('field')}), expected group={g.name}", path, "group")
     else:
-        cands = infer_ildg_layout(len(payload), want_lat, g)
-        stated = ", ".join(s for s, v in (("lattice", want_lat), ("group", g)) if v is not None) or "nothing"
-        if len(cands) != 1:
-            what = "no" if not cands else f"{len(cands)} ({cands})"
-            if not cands and want_lat is not None:   # say what the stated lattice (and group) would need
-                Ns = [g.N] if g is not None else [2, 3]
-                need_b = ", ".join(f"SU({N}) {b}-bit {math.prod(want_lat) * _site_bytes(N, b)}" for N in Ns
-                                   for b in (64, 32))
-                advice = (f"lattice {tuple(want_lat)} needs {need_b} bytes: check the stated lattice"
-                          f"{' and group' if g is not None else ' (and pass group=)'}")
-            else:
-                missing = [a for a, v in (("lattice", want_lat), ("group", g)) if v is None]
-                advice = (f"pass {' and '.join(a + '=' for a in missing)} ({', '.join('--' + a for a in missing)} on "
-                          f"the command line)")
-            raise IOFormatError(f"no ildg-format record and {what} consistent readings of the {len(payload)}-byte "
-                                f"payload (caller stated {stated}); {advice}", path, "ILDG layout")
-        lat, N, bits = cands[0]
-        inferred = (f"no ildg-format record: lattice {lat}, SU({N}), {bits}-bit from the {len(payload)}-byte payload "
-                    f"(caller stated {stated}; the only consistent reading)")
+        lat, N, bits, inferred = _infer_layout(payload, want_lat, g, path)
     precision = "double" if bits == 64 else "single"
     vol = math.prod(lat)
     cdt = complex_file_dtype(precision, "big")
@@ -314,6 +396,8 @@ def read_ildg(path: Any, *, lattice: Any = None, group: Any = None, verify: bool
     See the module docstring.
     """
     verify = verify_mode(verify)
+    lattice_arg(lattice, 4, "ILDG")  # the caller's argument, before the file is read
+    as_group(group)
     data = read_bytes(path)
     U, meta = _decode(data, path, lattice, group, verify)
     finish_checks(meta, verify, strict)

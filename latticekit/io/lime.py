@@ -13,7 +13,9 @@ bytes     type     field
 16-143    char     record type, NUL-padded ASCII (e.g. ``ildg-binary-data``)
 ========  =======  =====================================================
 
-Records are grouped into messages: the first record of a message has MB set, the last ME.
+Records are grouped into messages: the first record of a message has MB set, the last ME (a
+record may have both). A message that begins must end before the next one begins and before the
+end of the file: a file cut after a record whose message has not ended is refused as truncated.
 
 Examples
 --------
@@ -71,7 +73,8 @@ def parse_lime(data: bytes, path: Any = None) -> list[LimeRecord]:
     ------
     IOFormatError
         Bad magic number or version, a record (or its padding to 8 bytes) running past the end of the
-        file, non-ASCII type.
+        file, non-ASCII type, a message that begins (MB flag) and does not end (ME flag) before the next
+        message or the end of the file (truncated).
 
     Examples
     --------
@@ -114,7 +117,29 @@ def parse_lime(data: bytes, path: Any = None) -> list[LimeRecord]:
         off = start + padded
     if not out:
         raise IOFormatError("file is empty", path, "LIME record header")
+    _check_messages(out, path)
     return out
+
+
+def _check_messages(records: Sequence[LimeRecord], path: Any) -> None:
+    """Every message that begins (MB flag) ends (ME flag) before the next one begins and before the end of
+    the file; a message left open at the end is what a truncated file looks like."""
+    begun: int | None = None  # index of the record that began the open message
+    for k, r in enumerate(records):
+        if r.mb and begun is not None:
+            b = records[begun]
+            raise IOFormatError(f"record {k} ({r.type!r}) at byte {r.offset - _HDR.size} begins a message while the "
+                                f"message begun by record {begun} ({b.type!r}) has not ended (no record with the "
+                                f"message-end flag)", path, "LIME message")
+        if r.mb:
+            begun = k
+        if r.me:
+            begun = None
+    if begun is not None:
+        b, last = records[begun], records[-1]
+        raise IOFormatError(f"the message begun by record {begun} ({b.type!r}) at byte {b.offset - _HDR.size} never "
+                            f"ends: the file ends after record {len(records) - 1} ({last.type!r}) without a record "
+                            f"with the message-end flag (truncated?)", path, "LIME message")
 
 
 def read_lime(path: Any) -> list[LimeRecord]:

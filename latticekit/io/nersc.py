@@ -18,8 +18,10 @@ Verified when reading (``verify=True``): payload size, ``CHECKSUM`` (sum modulo 
 payload read as 32-bit unsigned words in the file's byte order), ``PLAQUETTE`` (``(1/N) Re tr P``
 averaged over sites and the six planes), ``LINK_TRACE`` (``(1/N) Re tr U`` averaged over all links)
 and unitarity of every link. A header without ``CHECKSUM`` is read with the check listed in
-``meta.absent`` (``verify="require"`` refuses it); a header key one character away from
-``CHECKSUM``, ``PLAQUETTE`` or ``LINK_TRACE`` is a damaged header and fails a check.
+``meta.absent`` (``verify="require"`` refuses it); what one flipped bit makes of a ``CHECKSUM``,
+``PLAQUETTE`` or ``LINK_TRACE`` line that the header then lacks (a changed character, a blank next to
+the key flipped into a kept character, a first or last character flipped into a line break, a line
+joined to the one before) is a damaged header and fails a check.
 
 Examples
 --------
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import datetime
 import platform
+import re
 from typing import Any, Mapping
 
 import numpy as np
@@ -58,6 +61,7 @@ from ._common import (
     damaged_key_check,
     endian_name,
     finish_checks,
+    lattice_arg,
     near_miss,
     precision_name,
     read_bytes,
@@ -89,6 +93,12 @@ _COMPUTED_KEYS = {"DATATYPE", "DIMENSION_1", "DIMENSION_2", "DIMENSION_3", "DIME
 _MAX_HEADER = 1 << 16
 #: header keys whose loss would silently skip a verification
 _VERIFIED_KEYS = ("CHECKSUM", "PLAQUETTE", "LINK_TRACE")
+#: characters next to a key in a header line (line breaks, the blanks around ``=``, ``=`` itself)
+_KEY_ADJACENT = " \t\r\n="
+#: characters at which the reader ends a key: whitespace (stripped), line breaks (``str.splitlines``), ``=``
+_KEY_CUTS = "".join(chr(i) for i in range(128) if chr(i).isspace()) + "="
+#: a verified key inside a value: its line joined to the one before (the line break was flipped)
+_JOINED = re.compile(r"(.)(" + "|".join(_VERIFIED_KEYS) + r")\s*=", re.IGNORECASE)
 
 
 def nersc_checksum(payload: bytes | np.ndarray, endian: str = "big") -> int:
@@ -147,6 +157,30 @@ def parse_nersc_header(data: bytes, path: Any = None) -> tuple[dict[str, str], i
         k, v = line.split("=", 1)
         header[k.strip().upper()] = v.strip()
     return header, nl + 1
+
+
+def _damaged_keys(header: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``(found, meant)`` for what one flipped bit made of a verified key that the header lacks.
+
+    One bit can change a character of the key, glue a flipped blank to it (``CHECKSUM!= ...``), cut its
+    first or last character off (flipped into a line break or a blank), or turn the line break before
+    it into a character, which joins its line to the one before (``BOUNDARY_4 = PERIODICJCHECKSUM = ...``).
+    """
+    out = []
+    for key, val in header.items():
+        meant = near_miss(key, _VERIFIED_KEYS, _KEY_ADJACENT, _KEY_CUTS)
+        if meant is not None and meant not in header:
+            out.append((key, meant))
+            continue
+        for m in _JOINED.finditer(val):
+            meant = m.group(2).upper()
+            if meant not in header and _flips_into_line_break(m.group(1)):
+                out.append((f"line '{key} = {val}' ({meant} joined to the line before: a damaged line break)", meant))
+    return out
+
+
+def _flips_into_line_break(c: str) -> bool:
+    return any(ord(c) ^ ord(b) in (1, 2, 4, 8, 16, 32, 64, 128) for b in "\n\r")
 
 
 def _int(header: Mapping[str, str], key: str, path: Any) -> int:
@@ -221,10 +255,8 @@ def _decode(data: bytes, path: Any, lattice: Any, group: Any, verify: bool) -> t
     full = _reconstruct(F, N, rows)
     finite = bool(np.all(np.isfinite(full)))
     if verify:
-        for key in header:
-            meant = near_miss(key, _VERIFIED_KEYS)
-            if meant is not None and meant not in header:
-                meta.checks.append(damaged_key_check("NERSC header key", key, meant))
+        for found, meant in _damaged_keys(header):
+            meta.checks.append(damaged_key_check("NERSC header key", found, meant))
         if "CHECKSUM" in header:
             try:
                 stored = int(header["CHECKSUM"].lower().removeprefix("0x"), 16)
@@ -282,6 +314,8 @@ def read_nersc(path: Any, *, lattice: Any = None, group: Any = None, verify: boo
     See the module docstring.
     """
     verify = verify_mode(verify)
+    lattice_arg(lattice, 4, "NERSC")  # the caller's argument, before the file is read
+    as_group(group)
     data = read_bytes(path)
     U, meta = _decode(data, path, lattice, group, verify)
     finish_checks(meta, verify, strict)
@@ -290,6 +324,37 @@ def read_nersc(path: Any, *, lattice: Any = None, group: Any = None, verify: boo
 
 def _fmt(x: float) -> str:
     return f"{x:.15g}"
+
+
+def _extra_fields(meta: Mapping[str, Any] | None) -> dict[str, str]:
+    """The header fields of ``meta=``, refused with a ValueError naming the key unless the reader parses them
+    back as given: a key is one word of printable ASCII, not empty, without blanks, ``=`` or
+    ``END_HEADER`` (where the reader ends the header) and not a computed field; a value is one line of
+    printable ASCII without ``END_HEADER``. Keys are upper-cased, as the reader does."""
+    fields: dict[str, str] = {}
+    for k, v in (meta or {}).items():
+        text, val = str(k), str(v)
+        key = text.upper()
+        why = None
+        if not text.strip():
+            why = "is empty"
+        elif text != text.strip():
+            why = "has leading or trailing blanks (the reader strips them)"
+        elif not text.isascii() or not text.isprintable() or " " in text:
+            why = "is not one word of printable ASCII"
+        elif "=" in text:
+            why = "contains '=' (the reader splits the line at the first '=')"
+        elif "END_HEADER" in key:
+            why = "contains END_HEADER (the reader ends the header at the first END_HEADER)"
+        if why is not None:
+            raise ValueError(f"meta[{k!r}]: the key {why}; NERSC header keys are single words such as ENSEMBLE_ID")
+        if key in _COMPUTED_KEYS:
+            raise ValueError(f"meta[{k!r}]: {key} is computed from the data and cannot be set")
+        if not val.isascii() or not val.isprintable() or "END_HEADER" in val:
+            raise ValueError(f"meta[{k!r}] = {v!r}: header values must be one line of printable ASCII without "
+                             f"END_HEADER")
+        fields[key] = val
+    return fields
 
 
 def write_nersc(path: Any, U: Any, group: Any, *, precision: Any = "double", endian: Any = "big",
@@ -325,6 +390,7 @@ def write_nersc(path: Any, U: Any, group: Any, *, precision: Any = "double", end
                          f"format='hdf5'")
     prec = precision_name(precision)
     end = endian_name(endian)
+    extra = _extra_fields(meta)  # refused before any work
     a = check_field(U, g, "U")
     if a.ndim != 7:
         raise ValueError(f"U has shape {a.shape}; NERSC files hold one 4D configuration (4, N, N, Lt, Lx, Ly, Lz)")
@@ -365,15 +431,7 @@ def write_nersc(path: Any, U: Any, group: Any, *, precision: Any = "double", end
         "CREATION_DATE": now,
         "ARCHIVE_DATE": now,
     }
-    for k, v in (meta or {}).items():
-        key = str(k).strip().upper()
-        val = str(v)
-        if key in _COMPUTED_KEYS:
-            raise ValueError(f"meta[{k!r}]: {key} is computed from the data and cannot be set")
-        if not key or any(c in key for c in "= \n\r") or "\n" in val or "\r" in val or "END_HEADER" in val \
-                or not (key + val).isascii():
-            raise ValueError(f"meta[{k!r}] = {v!r}: header fields must be single-line ASCII 'KEY = VALUE'")
-        fields[key] = val
+    fields.update(extra)
     fields["FLOATING_POINT"] = fp
     text = "BEGIN_HEADER\n" + "".join(f"{k} = {v}\n" for k, v in fields.items()) + "END_HEADER\n"
     atomic_write(path, [text.encode("ascii"), payload])

@@ -31,7 +31,7 @@ import numpy as np
 
 from latticekit.backends import from_numpy
 
-from ._common import FieldMeta, as_group, as_lattice, endian_name, verify_mode
+from ._common import FieldMeta, as_group, as_lattice, endian_name, lattice_arg, verify_mode
 from .errors import IOFormatError
 
 __all__ = ["FORMATS", "load", "save", "sniff_format"]
@@ -43,6 +43,8 @@ _ALIASES = {"nersc": "nersc", "ildg": "ildg", "lime": "ildg", "scidac": "ildg", 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _NERSC_MAGIC = b"BEGIN_HEADER"
 _LIME_MAGIC = 0x456789AB
+#: formats whose files hold lattices of one dimension (HDF5 ensembles hold any), with their names in messages
+_LATTICE_ND = {"nersc": (4, "NERSC"), "ildg": (4, "ILDG"), "openqcd": (4, "openQCD")}
 
 
 def format_name(fmt: Any, argname: str = "format") -> str:
@@ -124,6 +126,26 @@ _CONTENT_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, Ind
                    OverflowError, UnicodeError, MemoryError, zlib.error, json.JSONDecodeError)
 
 
+def check_read_arguments(fmt: str, lattice: Any, group: Any) -> None:
+    """Refuse, with a ValueError naming the argument, a ``lattice`` or ``group`` that no file of format ``fmt``
+    can match (a lattice of another dimension than the format's), before the file is read.
+
+    Examples
+    --------
+    >>> check_read_arguments("hdf5", (8, 8, 8), None)
+    >>> check_read_arguments("ildg", (8, 8, 8), None)
+    Traceback (most recent call last):
+    ...
+    ValueError: lattice=(8, 8, 8) (--lattice on the command line): ILDG files hold 4D lattices (Lt, Lx, Ly, Lz); \
+got 3 extents
+    """
+    as_group(group)
+    if fmt in _LATTICE_ND:
+        lattice_arg(lattice, *_LATTICE_ND[fmt])
+    else:
+        as_lattice(lattice)
+
+
 def _read_host(path: Any, fmt: str | None, lattice: Any, group: Any, verify: bool | str, strict: bool,
                index: Any = -1) -> tuple[np.ndarray, FieldMeta]:
     """Decode a file on the host; every malformed-content error surfaces as IOFormatError."""
@@ -133,6 +155,7 @@ def _read_host(path: Any, fmt: str | None, lattice: Any, group: Any, verify: boo
     if index is not None and (not isinstance(index, (int, np.integer, slice)) or isinstance(index, bool)):
         raise TypeError(f"index={index!r}: expected an integer or a slice")
     fmt = sniff_format(path) if fmt is None else format_name(fmt)
+    check_read_arguments(fmt, lattice, group)  # the caller's fault, not the file's: outside the try below
     if fmt != "hdf5" and not (index is None or (not isinstance(index, slice) and int(index) in (0, -1))):
         raise ValueError(f"index={index!r}: a {fmt} file holds one configuration; index selects configurations of "
                          f"HDF5 ensembles only (leave it out, or 0 / -1, for this file)")

@@ -84,6 +84,13 @@ def _commit(tmp: str, path: str) -> None:
 
 
 def _check_target(path: str) -> None:
+    """Refuse, before anything is written, a path that names no file: empty or blank (``dirname(abspath(""))`` is
+    the parent of the current folder, and the final rename to ``""`` fails), ending in a separator, or a folder."""
+    if isinstance(path, str) and not path.strip():
+        raise ValueError(f"path={path!r}: expected a file path to write (an empty or blank path names no file)")
+    if isinstance(path, str) and path.endswith(("/", os.sep) + ((os.altsep,) if os.altsep else ())):
+        raise IsADirectoryError(f"{path!r} ends with a path separator, which names a folder; expected a file path "
+                                f"to write")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path!r} is a folder; expected a file path to write")
     folder = os.path.dirname(os.path.abspath(path))
@@ -125,7 +132,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None] | by
     Parameters
     ----------
     path : path-like
-        The target; its folder must exist.
+        The target; its folder must exist. An empty or blank path is a ValueError, a folder (or a path
+        ending in a separator) an IsADirectoryError, both before anything is written.
     write : bytes, sequence of bytes, or callable
         The content, as bytes, as byte chunks, or as a callable receiving the open binary file.
 

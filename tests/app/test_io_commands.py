@@ -97,7 +97,7 @@ def test_info_on_an_ensemble_says_which_configuration_it_checked(tmp_path) -> No
     assert report.ok
     assert report.verdict == ("all checks ok for configuration 3 of 3 (index 2) and the observables; the other 2 "
                               "configurations were not read")
-    assert "3 committed configurations; showing configuration 3 of 3 (index -1)" in report
+    assert "3 committed configurations; showing configuration 3 of 3 (index 2)" in report
     save(tmp_path / "one.h5", fields[0], "U1", format="hdf5")
     assert info_command(tmp_path / "one.h5").verdict == "all checks ok"
 
@@ -111,7 +111,7 @@ def test_info_shows_what_convert_recorded_of_the_source(tmp_path) -> None:
     lines = info_command(tmp_path / "c.h5").splitlines()
     assert f"source:     {src} (nersc)" in lines
     assert "  header    PLAQUETTE = 0.5038664469" in lines and "  header    DATATYPE = 4D_SU3_GAUGE_3x3" in lines
-    assert "1 committed configuration; showing configuration 1 of 1 (index -1)" in lines[1]
+    assert "1 committed configuration; showing configuration 1 of 1 (index 0)" in lines[1]
     save(tmp_path / "m.h5", load(src)[0], "SU3", format="hdf5", meta={"run": {"beta": 6.0}})
     lines = info_command(tmp_path / "m.h5").splitlines()
     assert 'metadata:   run = {"beta": 6.0}' in lines and not any(ln.startswith("source:") for ln in lines)

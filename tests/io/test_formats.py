@@ -209,10 +209,11 @@ def test_ildg_binary_only_file_inference(tmp_path: Path) -> None:
     write_lime(p, [[("ildg-binary-data", payload)]])
     V, meta = load(p)
     assert np.array_equal(V, U) and meta.group == "SU(2)" and meta.inferred
-    # a non-hypercubic lattice needs the caller's lattice
+    # a non-hypercubic lattice needs the caller's lattice (the data tell the group and precision)
     U2 = _field(3, seed=7)
     write_lime(p, [[("ildg-binary-data", library_to_file(U2).astype(">c16").tobytes())]])
-    with pytest.raises(IOFormatError, match="pass lattice= and group="):
+    with pytest.raises(IOFormatError, match="only SU\\(3\\) 64-bit gives valid links, and its 32 sites form no "
+                                            "hypercubic lattice .* pass lattice=\\(Lt, Lx, Ly, Lz\\) with 32 sites"):
         load(p)
     V2, meta2 = load(p, lattice=LAT)
     assert np.array_equal(V2, U2) and meta2.group == "SU(3)"
