@@ -30,6 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from latticekit.backends import from_numpy
+from latticekit.groups import SUGroup
 
 from ._common import FieldMeta, as_group, as_lattice, endian_name, lattice_arg, verify_mode
 from .errors import IOFormatError
@@ -45,6 +46,8 @@ _NERSC_MAGIC = b"BEGIN_HEADER"
 _LIME_MAGIC = 0x456789AB
 #: formats whose files hold lattices of one dimension (HDF5 ensembles hold any), with their names in messages
 _LATTICE_ND = {"nersc": (4, "NERSC"), "ildg": (4, "ILDG"), "openqcd": (4, "openQCD")}
+#: the groups whose links files of these formats can hold (the library's readers)
+_GROUPS = {"nersc": ((2, 3), "SU(2) or SU(3)"), "ildg": (None, "SU(N)"), "openqcd": ((3,), "SU(3)")}
 
 
 def format_name(fmt: Any, argname: str = "format") -> str:
@@ -128,7 +131,8 @@ _CONTENT_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, Ind
 
 def check_read_arguments(fmt: str, lattice: Any, group: Any) -> None:
     """Refuse, with a ValueError naming the argument, a ``lattice`` or ``group`` that no file of format ``fmt``
-    can match (a lattice of another dimension than the format's), before the file is read.
+    can match (a lattice of another dimension than the format's, a group whose links it never holds), before the
+    file is read.
 
     Examples
     --------
@@ -139,9 +143,14 @@ def check_read_arguments(fmt: str, lattice: Any, group: Any) -> None:
     ValueError: lattice=(8, 8, 8) (--lattice on the command line): ILDG files hold 4D lattices (Lt, Lx, Ly, Lz); \
 got 3 extents
     """
-    as_group(group)
+    g = as_group(group)
     if fmt in _LATTICE_ND:
         lattice_arg(lattice, *_LATTICE_ND[fmt])
+        Ns, holds = _GROUPS[fmt]
+        if g is not None and not (isinstance(g, SUGroup) and (Ns is None or g.N in Ns)):
+            # no file of the format holds it: it was reported as a damaged file (user probe)
+            raise ValueError(f"group={g.name} (--group on the command line): {_LATTICE_ND[fmt][1]} files hold "
+                             f"{holds} links")
     else:
         as_lattice(lattice)
 

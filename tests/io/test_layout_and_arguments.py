@@ -144,6 +144,24 @@ def test_lattice_of_the_wrong_dimension_is_a_value_error_before_reading(tmp_path
     assert not (tmp_path / "out.nersc").exists()
 
 
+def test_a_group_the_format_never_holds_is_a_value_error_before_reading(tmp_path: Path) -> None:
+    """group=U1 for an ILDG file (or SU(4) for NERSC, SU(2) for openQCD) was reported as a damaged file
+    ('group failed'); no file of the format can hold it, so it is the caller's error, before the file is opened."""
+    missing = tmp_path / "missing"
+    for reader, group, msg in ((read_ildg, "U1", "ILDG files hold SU\\(N\\) links"),
+                               (read_nersc, "SU4", "NERSC files hold SU\\(2\\) or SU\\(3\\) links"),
+                               (None, "SU2", "openQCD files hold SU\\(3\\) links")):
+        with pytest.raises(ValueError, match=f"^group=.* \\(--group on the command line\\): {msg}$") as ei:
+            if reader is None:
+                load(missing, format="openqcd", group=group)
+            else:
+                load(missing, format=reader.__name__.split("_")[1], group=group)
+        assert not isinstance(ei.value, IOFormatError)
+    p = tmp_path / "c.lime"
+    save(p, _field(4), "SU4", format="ildg")            # any SU(N) is an ILDG field (su4gauge)
+    assert load(p, group="SU4")[1].group == "SU(4)"
+
+
 @needs_configs
 def test_cli_lattice_of_the_wrong_dimension_exits_2(capsys: pytest.CaptureFixture) -> None:
     from latticekit.app.cli import main
