@@ -38,6 +38,17 @@ def test_mixed_namespaces_raise():
         backends.array_namespace(a, t)
     # python scalars and None are ignored
     assert backends.array_namespace(a, 2.0, None) is backends.namespace("numpy")
+    # the lookup is cached by array type: the same namespace before and after, mixing still refused every time
+    # (in either order, after each library's arrays were looked up alone)
+    for _ in range(2):
+        assert backends.array_namespace(a) is backends.namespace("numpy")
+        assert backends.array_namespace(t) is backends.namespace("torch")
+        assert backends.array_namespace(np.float64(1.0)) is backends.namespace("numpy")
+        for pair in ((a, t), (t, a), (a, a, t)):
+            with pytest.raises(BackendError, match="different"):
+                backends.array_namespace(*pair)
+        with pytest.raises(BackendError, match="unsupported"):
+            backends.array_namespace(2.0)
 
 
 def test_device_of_arrays(bk):
