@@ -34,6 +34,7 @@ with these forces is ``P <- P - eps F``.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from latticekit.backends import array_namespace, fast_path
@@ -62,16 +63,25 @@ def _check(U: Any, group: Group, lattice: Lattice) -> None:
     group.check_dtype(U, name="U")   # U(1): real angles, SU(N): complex matrices
 
 
-def _check_beta(beta: Any, U: Any = None, group: Group | None = None, lattice: Lattice | None = None) -> None:
-    # a finite real number (not a string, bool or complex), or a real floating array: one coupling per batch
-    # element (the trailing batch axes of U; the action failed with a bare broadcasting error otherwise)
+def _check_beta(beta: Any, U: Any = None, group: Group | None = None, lattice: Lattice | None = None) -> Any:
+    """``beta`` as the action uses it: a Python float for a number (a NumPy float32 scalar made ``-beta / N``
+    a float32 number: the float64 action was off by 3e-8 relative at beta = 1; user probe), an array unchanged.
+
+    A finite real number (not a string, bool or complex), or a real floating array of ``U``'s array library
+    (a torch ``beta`` made the action of a NumPy field a torch tensor): one coupling per batch element (the
+    trailing batch axes of U; the action failed with a bare broadcasting error otherwise)."""
     real_number_or_array("beta", beta)
+    if not hasattr(beta, "shape") or isinstance(beta, numbers.Number):
+        return float(beta)
+    if U is not None:
+        array_namespace(beta, U)     # BackendError: arrays of different libraries
     if U is not None and group is not None and lattice is not None and len(getattr(beta, "shape", ())) > 0:
         nb = U.ndim - lattice.nd - len(group.element_shape) - 1
         batch = tuple(U.shape[:nb])
         if beta.ndim > nb or tuple(beta.shape) != batch[nb - beta.ndim:]:
             raise ValueError(f"beta has shape {tuple(beta.shape)}; expected a number or one coupling per batch "
                              f"element, shape {batch}")
+    return beta
 
 
 def _site_axes(lattice: Lattice) -> tuple[int, ...]:
@@ -144,7 +154,7 @@ def wilson_gauge_action(U: Any, beta: float, group: Group, lattice: Lattice) -> 
     -96.0
     """
     _check(U, group, lattice)
-    _check_beta(beta, U, group, lattice)
+    beta = _check_beta(beta, U, group, lattice)
     # compiled kernel where one is registered (backends/_fast.py); None = declined, generic code runs
     fp = fast_path("u1_plaquette_cos_sum" if _is_u1(group) else "sun_re_tr_plaquette_sum", U)
     tot = fp(U, lattice.nd) if fp is not None else None
@@ -176,7 +186,7 @@ def wilson_gauge_force(U: Any, beta: float, group: Group, lattice: Lattice) -> A
     ((2, 2, 2, 4, 4), 0.0)
     """
     _check(U, group, lattice)
-    _check_beta(beta, U, group, lattice)
+    beta = _check_beta(beta, U, group, lattice)
     if hasattr(beta, "shape") and len(beta.shape) > 0:
         # a coupling per batch element (the action takes one too): the force at beta = 1, scaled per element
         F1 = wilson_gauge_force(U, 1.0, group, lattice)
@@ -236,7 +246,7 @@ class WilsonGaugeAction:
             raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
         if lattice.nd < 2:
             raise ValueError(f"lattice={lattice}: the Wilson gauge action needs at least 2 dimensions")
-        _check_beta(beta)
+        beta = _check_beta(beta)
         self.group = group
         self.lattice = lattice
         self.beta = beta

@@ -202,3 +202,21 @@ def test_class_interface_and_errors(bk):
     betas = bk.asarray(np.array([1.0, 2.0, 3.0]))
     S1 = bk.to_numpy(wilson_gauge_action(U, 1.0, G, lat))
     assert_close(bk.to_numpy(wilson_gauge_action(U, betas, G, lat)), S1 * [1.0, 2.0, 3.0], rtol=1e-13, atol=0)
+
+
+def test_beta_as_a_numpy_scalar_or_an_array_of_another_library(bk):
+    """A NumPy float32 ``beta`` made ``-beta / N`` a float32 number (the float64 action off by 3e-8 relative at
+    beta = 1), and a torch ``beta`` made the action of a NumPy field a torch tensor (user probe): a number is taken
+    as a Python float, an array of another library than ``U``'s is refused."""
+    from latticekit.backends import BackendError
+
+    lat, G = lk.Lattice((4, 4)), lk.SU(3)
+    U = random_gauge_field(G, lat, bk.rng(0), batch_shape=(2,))
+    exact = bk.to_numpy(wilson_gauge_action(U, 1.0, G, lat))
+    assert np.array_equal(bk.to_numpy(wilson_gauge_action(U, np.float32(1.0), G, lat)), exact)
+    assert type(WilsonGaugeAction(G, lat, np.float32(2.0)).beta) is float
+    other = "numpy" if bk.name != "numpy" else "array_api_strict"
+    beta = lk.backends.namespace(other).asarray(1.0, dtype=lk.backends.namespace(other).float64)
+    for f in (wilson_gauge_action, wilson_gauge_force):
+        with pytest.raises(BackendError, match="different or unsupported array libraries"):
+            f(U, beta, G, lat)
