@@ -28,8 +28,9 @@ class Generator:
     """
 
     def __init__(self, seed: int, backend: str | None = None, device: Any = None) -> None:
-        if not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed={seed!r}: expected a non-negative integer")
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**64:
+            # torch's generators take seeds below 2^64 (larger ones failed with "Overflow when unpacking long long")
+            raise ValueError(f"seed={seed!r}: expected an integer in [0, 2^64 - 1]")
         self.seed = int(seed)
         self.backend = _check_name(backend) if backend is not None else default_backend()
         self.xp = namespace(self.backend)

@@ -135,6 +135,11 @@ class AffineCoupling(_CheckerboardCoupling):
         self.tanh_scale = bool(tanh_scale)
         super().__init__(lattice, parity, hidden, kernel_size, act, context_channels, zero_init)
 
+    def extra_repr(self) -> str:
+        # part of a checkpoint's architecture description: tanh_scale changes the map (a checkpoint of one loaded
+        # into the other silently; user probe). Shown only when off, so that checkpoints of the default still load.
+        return super().extra_repr() + ("" if self.tanh_scale else ", tanh_scale=False")
+
     def _st(self, x: torch.Tensor, context: Any) -> tuple[torch.Tensor, torch.Tensor]:
         out, _ = self._params(x, context)
         k = out.ndim - self.lattice.nd - 1

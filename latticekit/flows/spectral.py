@@ -400,7 +400,11 @@ class SUSpectralKernel(FlowLayer):
             fn = self._param_fn(feats, t)
             theta_new, ld = canonical_cell_flow(theta, fn, inverse=inverse)
             tn = theta_new[..., 0]
-            ratio = torch.sin(tn) / s
+            # sin(tn)/s is 0/0 at W = +-1 (s = 0, A = 0: the end points stay fixed, tn = t in {0, pi}); the product
+            # with A is 0 there, so any finite ratio gives W_new = W (NaN links on a cold field before; user probe).
+            # Double where: the unused branch divides by 1, so no NaN reaches the gradient either.
+            pos = s > 0
+            ratio = torch.where(pos, torch.sin(tn) / torch.where(pos, s, torch.ones_like(s)), torch.zeros_like(s))
             W_new = bc(torch.cos(tn)) * eye + bc(ratio) * A
             delta = G.mul_adj(W_new, W, nd=nd)
             return W_new, delta, ld

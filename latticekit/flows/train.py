@@ -60,6 +60,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 #: options of :class:`TrainConfig` that are integers, and those that are finite real numbers (checked first)
+#: the largest seed a torch generator takes (evaluation seeds derived from it wrap around modulo 2^64)
+MAX_SEED = 2**64 - 1
 _INT_OPTIONS = ("steps", "batch_size", "step_size", "warmup_steps", "seed", "eval_every", "eval_batch_size",
                 "checkpoint_every", "log_every")
 _REAL_OPTIONS = ("lr", "eps", "weight_decay", "min_lr", "gamma", "clip_norm", "clip_value")
@@ -189,6 +191,14 @@ class TrainConfig:
                 raise ValueError(f"{name}={v!r}: expected a finite real number")
         if any(isinstance(b, bool) or not isinstance(b, numbers.Real) for b in self.betas):
             raise ValueError(f"betas={tuple(self.betas)}: expected two numbers in [0, 1)")
+        if not 0 <= self.seed <= MAX_SEED:
+            # torch's generators take seeds below 2^64 (a larger one failed at the first evaluation, after the
+            # training steps had run, with "Overflow when unpacking long long"; user probe)
+            raise ValueError(f"seed={self.seed}: expected an integer in [0, 2^64 - 1]")
+        if self.device is not None:
+            from latticekit.backends import normalize_device
+
+            normalize_device("torch", self.device)     # BackendError (a ValueError) naming a bad or absent device
         if self.steps < 0:
             raise ValueError(f"steps={self.steps}: expected >= 0")
         if self.batch_size < 1:
@@ -346,6 +356,17 @@ class _WarmupFactor:
         return warm
 
 
+class _HeldCosine(torch.optim.lr_scheduler.CosineAnnealingLR):
+    """torch's CosineAnnealingLR (the same rates within ``T_max`` steps, the same checkpoint state), held at
+    ``eta_min`` after ``T_max``: torch's is periodic, so ``Trainer.train(steps=k)`` past ``config.steps`` climbed
+    back to ``lr`` without a warm-up and stayed at ``min_lr`` with one (:class:`_WarmupFactor`; user probe)."""
+
+    def get_lr(self) -> list[float]:
+        if self.last_epoch >= self.T_max:
+            return [float(self.eta_min) for _ in self.optimizer.param_groups]
+        return super().get_lr()
+
+
 class Trainer:
     """Reverse-KL training loop with schedules, clipping, metrics, evaluation and checkpoints.
 
@@ -420,8 +441,7 @@ class Trainer:
             # whose checkpoints earlier runs hold
             self.scheduler: Any = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _WarmupFactor(cfg))
         elif cfg.schedule == "cosine":
-            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(cfg.steps, 1),
-                                                                        eta_min=cfg.min_lr)
+            self.scheduler = _HeldCosine(self.optimizer, T_max=max(cfg.steps, 1), eta_min=cfg.min_lr)
         elif cfg.schedule == "step":
             self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
         else:
@@ -500,7 +520,8 @@ class Trainer:
         n = self.config.eval_batch_size if n is None else n
         self.model.eval()
         self._mark_step()
-        g = backends.rng(self.config.seed + 1_000_003 * (self.step + 1), backend="torch", device=self.config.device)
+        g = backends.rng((self.config.seed + 1_000_003 * (self.step + 1)) % (MAX_SEED + 1), backend="torch",
+                         device=self.config.device)
         loss, log_w = reverse_kl_loss(self.model, self.action_fn, n, g)
         try:
             log_z, log_z_err = log_z_estimate(log_w.cpu())

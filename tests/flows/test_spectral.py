@@ -169,3 +169,23 @@ def test_bad_inputs() -> None:
         SUSpectralKernel(lk.SU(2), features=2).to(F64)(lk.SU(2).random(_trng(0), (3,)))
     with pytest.raises(TypeError, match="SU\\(N\\)"):
         SUSpectralKernel(lk.U1)
+
+
+def test_su2_layer_keeps_links_finite_at_plus_minus_one() -> None:
+    """At W = +-1 the SU(2) closed form divides 0 by 0 (sin(t')/s with s = 0): a cold field came out with NaN links
+    (user probe). The end points are fixed points of the cell flow, so W' = W there; the links stay finite and the
+    gradient of a loss of the links is finite too (the log-det there is documented as non-finite: start flows
+    from Haar samples)."""
+    from latticekit.flows import sun_gauge_flow
+
+    lat = lk.Lattice((4, 4))
+    torch.manual_seed(0)
+    flow = sun_gauge_flow(lk.SU(2), lat, 1, hidden=(4,)).to(torch.float64)
+    randomize_parameters(flow, scale=0.1, seed=1)
+    cold = torch.as_tensor(lk.SU(2).identity((1, 2), lat.shape)).to(torch.complex128)
+    V, _ = flow(cold)
+    assert bool(torch.isfinite(torch.view_as_real(V)).all())
+    assert_close(V, cold, atol=1e-15, rtol=0)        # plaquettes equal 1 stay 1: every link unchanged
+    loss = torch.view_as_real(V).sum()
+    loss.backward()
+    assert all(bool(torch.isfinite(p.grad).all()) for p in flow.parameters() if p.grad is not None)

@@ -221,6 +221,47 @@ def test_linear_algebra_failure_stops_like_a_nan(tmp_path: os.PathLike[str]) -> 
     assert torch.load(path, weights_only=False)["step"] == 2 and tr.step == 2
 
 
+def test_cosine_is_held_at_min_lr_past_the_configured_steps() -> None:
+    """``train(steps=k)`` may run past ``config.steps``: torch's periodic cosine climbed back to lr there without a
+    warm-up, while the warm-up schedule held min_lr (user probe). Both hold min_lr; within the steps the rates are
+    torch's, unchanged."""
+    lat = lk.Lattice((2, 2))
+    runs = []
+    for warm in (0, 2):
+        tr = Trainer(phi4_model((2, 2), 2), Phi4Action(lat, 0.1, 0.1),
+                     TrainConfig(steps=4, batch_size=2, lr=1e-2, schedule="cosine", min_lr=1e-3, warmup_steps=warm))
+        runs.append([m["lr"] for m in tr.train(steps=8)])
+    for lrs in runs:
+        assert_close(torch.tensor(lrs[4:], dtype=F64), torch.full((4,), 1e-3, dtype=F64), rtol=1e-12, atol=0)
+    ref = torch.optim.lr_scheduler.CosineAnnealingLR(torch.optim.SGD([torch.zeros(1)], lr=1e-2), T_max=4,
+                                                     eta_min=1e-3)
+    want = []
+    for _ in range(4):
+        want.append(ref.get_last_lr()[0])
+        ref.optimizer.step()
+        ref.step()
+    assert runs[0][:4] == want                                          # bit for bit: torch's rates
+
+
+def test_seed_and_device_are_checked_up_front() -> None:
+    """A seed of 2^64 - 1 passed, and training died at its first evaluation with "Overflow when unpacking long long"
+    (the evaluation seed seed + 1000003 (step + 1)); a device 'gpu' or an absent CUDA device passed validate() and
+    failed in torch (user probe)."""
+    lat = lk.Lattice((2, 2))
+    S = Phi4Action(lat, 0.1, 0.1)
+    tr = Trainer(phi4_model((2, 2), 2), S, TrainConfig(steps=2, batch_size=2, seed=2**64 - 1, eval_every=1))
+    tr.train()                                          # the evaluation seeds wrap around modulo 2^64
+    with pytest.raises(ValueError, match=r"^seed=18446744073709551616: expected an integer in \[0, 2\^64 - 1\]"):
+        TrainConfig(seed=2**64).validate()
+    with pytest.raises(ValueError, match=r"^seed=18446744073709551616: expected an integer in \[0, 2\^64 - 1\]"):
+        lk.backends.rng(2**64, backend="torch")
+    with pytest.raises(ValueError, match=r"^device='gpu': not a torch device"):
+        TrainConfig(device="gpu").validate()
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"^device='cuda': torch reports no CUDA device"):
+            TrainConfig(device="cuda").validate()
+
+
 def test_checkpoint_of_other_architecture_or_lattice_is_refused(tmp_path: os.PathLike[str]) -> None:
     path = os.path.join(tmp_path, "a.pt")
     m = phi4_model((4, 4), 2)
@@ -234,6 +275,13 @@ def test_checkpoint_of_other_architecture_or_lattice_is_refused(tmp_path: os.Pat
         load_checkpoint(path, model=phi4_model((4, 4), 4))
     with pytest.raises(CheckpointMismatchError):
         load_checkpoint(path, model=phi4_model((4, 4), 2, coupling="spline"))
+    # tanh_scale changes the map: a checkpoint of one loaded into the other silently (user probe)
+    lat = lk.Lattice((4, 4))
+    plain = Model(GaussianPrior(lat.shape), scalar_coupling_flow(lat, 2, "affine", hidden=(8,), tanh_scale=False))
+    with pytest.raises(CheckpointMismatchError, match="architecture"):
+        load_checkpoint(path, model=plain)
+    save_checkpoint(path, model=plain, step=1)
+    load_checkpoint(path, model=plain)
     with open(os.path.join(tmp_path, "bad.pt"), "wb") as fh:
         fh.write(b"truncated")
     with pytest.raises(ValueError, match="not a readable"):
