@@ -121,6 +121,9 @@ class Lattice:
         ``inner`` optionally fixes the axes right before the lattice axes (e.g. ``(nd, 3, 3)`` for an
         SU(3) gauge field).
         """
+        if not hasattr(f, "shape"):   # a nested list failed with "'list' object has no attribute 'shape'" (user probe)
+            raise TypeError(f"{name} is a {type(f).__name__}; expected an array (numpy, torch, cupy or "
+                            f"array_api_strict) of shape (*batch, {', '.join(map(str, (inner or ()) + self.shape))})")
         shp = tuple(f.shape)
         want = (inner or ()) + self.shape
         if len(shp) < len(want) or shp[len(shp) - len(want):] != want:

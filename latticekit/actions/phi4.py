@@ -52,12 +52,13 @@ True
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from latticekit.backends import array_namespace, fast_path
 from latticekit.lattice import Lattice
 
-from ._checks import real_number_or_array
+from ._checks import positive_int, real_number_or_array
 
 __all__ = [
     "Phi4Action",
@@ -83,6 +84,8 @@ def _finite(name: str, v: Any, phi: Any = None, lattice: Lattice | None = None) 
     # a finite real number (not a string, bool or complex), or a real floating array (couplings that
     # require grad) that broadcasts against the field (a per-chain (B,) array failed with a bare broadcasting error)
     real_number_or_array(name, v)
+    if phi is not None and hasattr(v, "shape") and not isinstance(v, numbers.Number):
+        array_namespace(v, phi)   # BackendError: a torch coupling with a NumPy field failed inside the arithmetic
     shape = tuple(getattr(v, "shape", ()))
     if phi is not None and lattice is not None and shape:
         field = tuple(phi.shape)
@@ -118,6 +121,22 @@ def _both_neighbours(phi: Any, lattice: Lattice) -> Any:
     return acc
 
 
+def _check_bounded(kappa: Any, lam: Any, nd: int) -> None:
+    """Refuse, for :class:`Phi4Action` (a theory to sample or train a flow on), numbers for which the hopping-form
+    action is unbounded below: ``lam < 0``, or ``lam = 0`` with ``kappa > 1/(2 Nd)`` (``m^2 < 0``; at ``m^2 = 0``
+    the constant mode is flat: not normalisable either). They were accepted here and refused by the theories and
+    ``latticekit.exact`` (user probe). Arrays are not inspected (that would synchronise a GPU). The functions
+    :func:`phi4_action`/:func:`phi4_force` evaluate the polynomial at any finite couplings (learned couplings
+    pass through such values)."""
+    if hasattr(lam, "shape") or hasattr(kappa, "shape"):
+        return
+    if lam < 0:
+        raise ValueError(f"lam={lam!r}: expected lambda >= 0 (the action is unbounded below otherwise)")
+    if lam == 0 and kappa >= 1.0 / (2 * nd):
+        raise ValueError(f"kappa={kappa!r}: with lam = 0 (the free field) kappa must be below 1/(2 Nd) = "
+                         f"{1.0 / (2 * nd):g} (m^2 > 0); the action is unbounded below otherwise")
+
+
 def hopping_from_mass(m2: float, lam_cont: float, nd: int) -> tuple[float, float]:
     """``(kappa, lam)`` of the hopping form equivalent to the (m^2, lambda) form (module docstring).
 
@@ -128,14 +147,17 @@ def hopping_from_mass(m2: float, lam_cont: float, nd: int) -> tuple[float, float
     """
     _finite("m2", m2)
     _finite("lam_cont", lam_cont)
-    if not isinstance(nd, int) or nd < 1:
-        raise ValueError(f"nd={nd!r}: expected a positive integer number of dimensions")
+    nd = positive_int("nd", nd)        # a NumPy integer is one; True is not (it was read as 1)
     if lam_cont < 0:
         raise ValueError(f"lam_cont={lam_cont!r}: expected lambda >= 0 (the action is unbounded below otherwise)")
     c = 2.0 * nd + float(m2)
     if lam_cont == 0:
         if c <= 0:
-            raise ValueError(f"m2={m2!r}: with lambda = 0 the free action needs m^2 > -2 Nd = {-2 * nd}")
+            # the conversion needs kappa = 1/(2 Nd + m^2) > 0; the free theory itself is normalisable only for
+            # m^2 > 0 (the lattice Laplacian has the constant field as a zero mode), which Phi4Action checks (the
+            # message said the free action needs m^2 > -2 Nd; user probe)
+            raise ValueError(f"m2={m2!r}: with lambda = 0 the hopping parameter kappa = 1/(2 Nd + m^2) needs "
+                             f"m^2 > -2 Nd = {-2 * nd} (and the free theory m^2 > 0)")
         kappa = 1.0 / c
     else:
         # positive root of 8 lam kappa^2 + c kappa - 1 = 0, in the form without cancellation
@@ -157,8 +179,9 @@ def mass_from_hopping(kappa: float, lam: float, nd: int) -> tuple[float, float]:
     """
     _finite("kappa", kappa)
     _finite("lam", lam)
-    if not isinstance(nd, int) or nd < 1:
-        raise ValueError(f"nd={nd!r}: expected a positive integer number of dimensions")
+    nd = positive_int("nd", nd)
+    if lam < 0:     # refused by hopping_from_mass and latticekit.exact; accepted here before (user probe)
+        raise ValueError(f"lam={lam!r}: expected lambda >= 0 (the action is unbounded below otherwise)")
     if not kappa > 0:
         raise ValueError(f"kappa={kappa!r}: the conversion phi_c = sqrt(2 kappa) phi needs kappa > 0")
     return (1.0 - 2.0 * lam) / kappa - 2.0 * nd, lam / (4.0 * kappa * kappa)
@@ -294,6 +317,7 @@ class Phi4Action:
             raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
         _finite("kappa", kappa)
         _finite("lam", lam)
+        _check_bounded(kappa, lam, lattice.nd)
         self.lattice = lattice
         # couplings given as arrays (e.g. torch tensors requiring grad) are kept as they are, so
         # gradients w.r.t. them flow through the action (IR matching differentiates through Langevin)
@@ -327,6 +351,9 @@ class Phi4Action:
                             "1/2 (d phi)^2 + m^2/2 phi^2 + lambda phi^4) or 'unit' (tutorial arXiv:2101.08176: "
                             "(d phi)^2 + m^2 phi^2 + lambda phi^4); the same (m2, lam_cont) differ between them")
         _finite("lam_cont", lam_cont)
+        if lam_cont == 0 and not float(m2) > 0:   # say it in the user's terms (Phi4Action checks kappa too)
+            raise ValueError(f"m2={m2!r}: with lam_cont = 0 (the free field) m^2 must be > 0; the action is unbounded "
+                             "below otherwise")
         # "unit": S_unit[phi; m2, lambda] = S_half[sqrt(2) phi; m2, lambda/4] (module docstring)
         lam_half = lam_cont if normalization == "half" else lam_cont / 4.0
         kappa, lam = hopping_from_mass(m2, lam_half, lattice.nd)

@@ -22,6 +22,7 @@ Results are computed on the host with NumPy and returned through ``latticekit.ba
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,7 +46,8 @@ def _mass_and_scale(nd: int, kappa: float | None, m2: float | None, normalizatio
     if (kappa is None) == (m2 is None):
         raise ValueError("give exactly one of kappa= (hopping form) or m2= ((m^2, lambda) form)")
     for name, v in (("kappa", kappa), ("m2", m2)):
-        if isinstance(v, (bool, np.bool_)):    # True was read as 1
+        # True was read as 1, and a string such as "0.2" was converted by float() (user probe)
+        if v is not None and (isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real)):
             raise TypeError(f"{name} must be a real number, got {v!r}")
     if kappa is not None:
         k = float(kappa)

@@ -210,7 +210,7 @@ def correlation_length_second_moment(G: Any, lattice: Lattice, mu: int | None = 
     >>> bool(abs(xi - 1 / (2 * np.sinh(m / 2))) < 1e-12)
     True
     """
-    lattice.check(G, "G")
+    _check(G, lattice, "G")     # a tuple as lattice was an AttributeError, a complex G gave nan+0j (user probe)
     xp = array_namespace(G)
     dirs = list(range(lattice.nd)) if mu is None else [mu]
     for d in dirs:

@@ -192,3 +192,58 @@ def test_phi4_action_object_is_differentiable_in_its_couplings() -> None:
     (g,) = torch.autograd.grad(S, kappa)
     expected = -2.0 * sum((phi * torch.roll(phi, -1, dims=d)).sum() for d in (0, 1))
     assert_close(g, expected, rtol=1e-5, atol=1e-8)
+
+
+def test_theory_couplings_and_arguments_are_checked_alike(bk) -> None:
+    """User probe: Phi4Action and mass_from_hopping accepted lam < 0 (refused by hopping_from_mass and
+    latticekit.exact), Phi4Action a free field (lam = 0) with kappa > 1/(2 Nd) (its action is unbounded below:
+    -8, -800, -80000 on c * ones); the lam = 0 conversion's message said the free action needs m^2 > -2 Nd;
+    nd=True was read as 1 and a NumPy integer refused; a list as field and a coupling of another array library
+    failed inside the arithmetic. The functions still evaluate the polynomial at any finite couplings (learned
+    couplings pass through such values)."""
+    from latticekit.actions import hopping_from_mass, mass_from_hopping
+    from latticekit.backends import BackendError
+
+    lat = lk.Lattice((4, 4))
+    with pytest.raises(ValueError, match=r"^lam=-1.0: expected lambda >= 0"):
+        Phi4Action(lat, 0.2, -1.0)
+    with pytest.raises(ValueError, match=r"^lam=-1.0: expected lambda >= 0"):
+        mass_from_hopping(0.2, -1.0, 2)
+    with pytest.raises(ValueError, match=r"^kappa=0.3: with lam = 0 \(the free field\) kappa must be below 1/\(2 Nd\)"):
+        Phi4Action(lat, 0.3, 0.0)
+    with pytest.raises(ValueError, match=r"^m2=-1.0: with lam_cont = 0 \(the free field\) m\^2 must be > 0"):
+        Phi4Action.from_mass(lat, -1.0, 0.0, normalization="half")
+    Phi4Action(lat, 0.3, 0.1)                            # the broken phase: bounded by the quartic term
+    with pytest.raises(ValueError, match=r"^m2=-5.0: with lambda = 0 the hopping parameter kappa = 1/\(2 Nd \+ m\^2\) "
+                                         r"needs m\^2 > -2 Nd = -4 \(and the free theory m\^2 > 0\)"):
+        hopping_from_mass(-5.0, 0.0, 2)
+    assert hopping_from_mass(0.5, 0.1, nd=np.int64(2)) == hopping_from_mass(0.5, 0.1, nd=2)
+    with pytest.raises(TypeError, match=r"^nd=True"):
+        hopping_from_mass(0.5, 0.1, nd=True)
+    with pytest.raises(TypeError, match=r"^nd=True"):
+        mass_from_hopping(0.2, 0.1, nd=True)
+    phi = bk.asarray(np.ones((2, 4, 4)))
+    assert_close(bk.to_numpy(phi4_action(phi, lat, 0.5, 0.0)), np.full(2, 16.0 * (1 - 2 * 0.5 * 2)), rtol=1e-14,
+                 atol=0)                             # evaluated at unbounded couplings: -16 per configuration
+    with pytest.raises(TypeError, match=r"^phi is a list; expected an array"):
+        phi4_action([[0.0] * 4] * 4, lat, 0.2, 0.5)
+    other = "numpy" if bk.name != "numpy" else "array_api_strict"
+    kappa = lk.backends.namespace(other).asarray(0.2, dtype=lk.backends.namespace(other).float64)
+    for f in (phi4_action, phi4_force):
+        with pytest.raises(BackendError, match="different or unsupported array libraries"):
+            f(phi, lat, kappa, 0.5)
+
+
+def test_scalar_observable_and_exact_argument_checks() -> None:
+    """correlation_length_second_moment with a tuple as lattice raised an AttributeError and a complex G gave
+    nan+0j; the exact free-field functions converted a string coupling with float() (user probe)."""
+    from latticekit.exact import free_scalar_susceptibility
+    from latticekit.observables import correlation_length_second_moment
+
+    with pytest.raises(TypeError, match=r"^lattice=\(4,\): expected a latticekit.Lattice"):
+        correlation_length_second_moment(np.ones(4), (4,))
+    with pytest.raises(TypeError, match=r"^G has dtype complex128; expected a real floating field"):
+        correlation_length_second_moment(np.ones((4, 4)) + 0j, lk.Lattice((4, 4)))
+    for kw in (dict(kappa="0.2"), dict(m2="0.5", normalization="half")):
+        with pytest.raises(TypeError, match=r"must be a real number, got '0\.[25]'"):
+            free_scalar_susceptibility((4, 4), **kw)
