@@ -147,7 +147,8 @@ class Group(ABC):
 
     @abstractmethod
     def log(self, U: Any, *, nd: int) -> Any:
-        """Principal logarithm (eigen-angles in ``(-pi, pi]``)."""
+        """A logarithm in the algebra, ``exp(log U) = U`` (U(1): the angle in ``(-pi, pi]``; SU(N): traceless, its
+        eigen-angles in ``(-pi, pi]`` except where they must be shifted to sum to 0, :meth:`SUGroup.log`)."""
 
     @abstractmethod
     def eigen_angles(self, U: Any, *, nd: int) -> Any:

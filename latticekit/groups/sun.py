@@ -17,9 +17,10 @@ import numbers
 from functools import lru_cache
 from typing import Any, Sequence
 
-from latticekit.backends import Generator, array_namespace, check_rng, complex_dtype, fast_path, real_dtype_for
+from latticekit.backends import Generator, array_namespace, check_rng, complex_dtype, fast_path
 from latticekit.backends import device as _device
 
+from ._sun_exp import exp2, exp3, exp_spectral
 from .base import Group
 
 __all__ = ["SU", "SUGroup"]
@@ -33,6 +34,10 @@ PROJECT_ROOT_CUT = -math.pi + 1e-6
 # -exp(i alpha); an irrational-looking alpha keeps that off the common special elements (+-1, Z_N).
 # SUGroup.eig takes, per matrix, the best of the N + 1 shifts alpha + 2 pi j / (N + 1).
 _CAYLEY_ALPHA = 0.7390851332151607
+
+#: :meth:`SUGroup.project` returns NaN for an ``M`` whose ``M^dag M`` has ``lam_min <= _RANK_TOL * lam_max``: there
+#: ``eigh`` (absolute error ~N eps lam_max) no longer determines the polar factor (cond(M) >= 1e7)
+_RANK_TOL = 1e-14
 
 
 class SUGroup(Group):
@@ -149,20 +154,45 @@ class SUGroup(Group):
         # contiguous (the numba fast paths accept C-contiguous arrays only)
         return xp.reshape(xp.reshape(out, (-1,)), tuple(out.shape))
 
-    def _fix_det(self, q: Any, xp: Any, cut: float = -math.pi) -> Any:
-        """Divide group-last U(N) matrices by an N-th root of their determinant: ``|d|^(1/N) exp(i arg(d) / N)``
-        with ``arg(d)`` in ``(cut, cut + 2 pi]`` (the principal root for the default ``cut = -pi``)."""
-        det = xp.linalg.det(q)
+    def _fix_det(self, q: Any, xp: Any, cut: float = -math.pi, det: Any = None, ok: Any = None,
+                 scale: float = 1.0) -> Any:
+        """Divide group-last U(N) matrices by an N-th root of the phase of their determinant, ``exp(i arg(d) / N)``
+        with ``arg(d)`` in ``(cut, cut + 2 pi]`` (the principal root for the default ``cut = -pi``). With ``ok``
+        (for :meth:`project`): ``det`` if already known, the result is ``scale q exp(-i arg(d) / N)``, and NaN where
+        ``ok`` is False."""
+        if det is None:
+            det = xp.linalg.det(q)
         phase = xp.atan2(xp.imag(det), xp.real(det))
         if cut != -math.pi:
             phase = xp.where(phase <= cut, phase + 2 * math.pi, phase)
         phase = phase / self.N
         ct = q.dtype
-        root = xp.astype(xp.cos(phase), ct) + 1j * xp.astype(xp.sin(phase), ct)
-        return q / root[..., None, None]
+        c, s = xp.astype(xp.cos(phase), ct), xp.astype(xp.sin(phase), ct)
+        if ok is None:
+            return q / (c + 1j * s)[..., None, None]
+        # |root| = 1: times its conjugate (NumPy's complex division warns on NaN, a product does not)
+        nan = xp.full((), complex(math.nan, math.nan), dtype=ct, device=_device(q))
+        return q * xp.where(ok, scale * (c - 1j * s), nan)[..., None, None]
+
+    def _det_last(self, W: Any) -> Any:
+        """Determinants of group-last matrices: cofactors for N = 2, 3 (a tenth of the cost of the batched LU of
+        ``linalg.det`` on 4096 SU(3) matrices; as accurate for the near-unitary matrices of :meth:`project`)."""
+        if self.N > 3:
+            return array_namespace(W).linalg.det(W)
+        e = [[W[..., i, j] for j in range(self.N)] for i in range(self.N)]
+        if self.N == 2:
+            return e[0][0] * e[1][1] - e[0][1] * e[1][0]
+        return (e[0][0] * (e[1][1] * e[2][2] - e[1][2] * e[2][1]) - e[0][1] * (e[1][0] * e[2][2] - e[1][2] * e[2][0])
+                + e[0][2] * (e[1][0] * e[2][1] - e[1][1] * e[2][0]))
 
     # -- group operations ----------------------------------------------------------------------
+    def _check_pair(self, a: Any, b: Any, nd: int) -> None:
+        # shapes only (no data pass): a wrong group axis gave a bare IndexError from the unrolled products
+        self.check_shape(a, nd=nd, name="a")
+        self.check_shape(b, nd=nd, name="b")
+
     def mul(self, a: Any, b: Any, *, nd: int) -> Any:
+        self._check_pair(a, b, nd)
         N = self.N
         if N > 4:
             xp = array_namespace(a, b)
@@ -188,6 +218,7 @@ class SUGroup(Group):
         return xp.conj(xp.permute_dims(a, tuple(perm)))
 
     def mul_adj(self, a: Any, b: Any, *, nd: int) -> Any:
+        self._check_pair(a, b, nd)
         N = self.N
         if N > 4:
             return self.mul(a, self.adjoint(b, nd=nd), nd=nd)
@@ -205,6 +236,7 @@ class SUGroup(Group):
         return self._assemble(rows, nd)
 
     def adj_mul(self, a: Any, b: Any, *, nd: int) -> Any:
+        self._check_pair(a, b, nd)
         N = self.N
         if N > 4:
             return self.mul(self.adjoint(a, nd=nd), b, nd=nd)
@@ -268,22 +300,26 @@ class SUGroup(Group):
 
     # -- exp / log / eigen ---------------------------------------------------------------------
     def exp(self, X: Any, *, nd: int) -> Any:
-        """``exp(X)`` of a traceless anti-Hermitian ``X``: closed forms for N = 2, 3 (Cayley-Hamilton,
-        Morningstar & Peardon, hep-lat/0311018), spectral decomposition for N > 3."""
+        """``exp(X)`` of an algebra element: closed forms for N = 2, 3 (Cayley-Hamilton, Morningstar & Peardon,
+        hep-lat/0311018), spectral decomposition for N > 3 (``linalg.matrix_exp`` under torch autograd); in
+        latticekit/groups/_sun_exp.py.
+
+        ``X`` must be in su(N): anti-Hermitian and *traceless*, as every algebra element the library makes is
+        (``from_coords``, ``random_algebra``, ``project_algebra``, ``log``, forces). The trace is not checked (a
+        data check costs a reduction and a host synchronisation on every call of the HMC / gradient-flow / flow
+        update); for N = 2, 3 a trace part gives a wrong result. Shape and dtype are checked (no data pass).
+        Gradients under torch autograd are finite and exact everywhere, also at ``X = 0`` and at degenerate
+        spectra.
+        """
+        self.check_shape(X, nd=nd, name="X")
+        self.check_dtype(X, name="X")
         if self.N == 2:
             return self._exp_su2(X, nd)
         if self.N == 3:
             fp = fast_path("sun_exp", X)         # numba on NumPy: one pass per matrix (backends/_numba_sun_exp.py)
             out = fp(X, 3, nd) if fp is not None else None
             return out if out is not None else self._exp_su3(X, nd)
-        xp = array_namespace(X)
-        Q = self._group_last(-1j * X, nd)
-        Q = 0.5 * (Q + xp.conj(xp.matrix_transpose(Q)))
-        lam, V = xp.linalg.eigh(Q)
-        ct = X.dtype
-        ph = xp.astype(xp.cos(lam), ct) + 1j * xp.astype(xp.sin(lam), ct)
-        out = xp.matmul(V * xp.expand_dims(ph, axis=-2), xp.conj(xp.matrix_transpose(V)))
-        return self._group_back(out, nd)
+        return exp_spectral(self, X, nd)
 
     def exp_mul(self, X: Any, W: Any, *, nd: int) -> Any:
         """``exp(X) W``; for SU(3) on NumPy one fused pass (``sun_exp_mul``, backends/_numba_sun_exp.py)."""
@@ -295,85 +331,10 @@ class SUGroup(Group):
         return self.mul(self.exp(X, nd=nd), W, nd=nd)
 
     def _exp_su2(self, X: Any, nd: int) -> Any:
-        # X^2 = -theta^2 1 with theta^2 = (1/2) sum_ij |X_ij|^2;  exp X = cos(theta) 1 + sin(theta)/theta X
-        xp = array_namespace(X)
-        rt = real_dtype_for(X.dtype, xp)
-        t2 = 0.5 * xp.sum(xp.real(X) ** 2 + xp.imag(X) ** 2, axis=(-nd - 2, -nd - 1))
-        small = t2 < 1e-8
-        t2s = xp.where(small, xp.ones_like(t2), t2)  # double-where keeps gradients finite at X = 0
-        th = xp.sqrt(t2s)
-        sinc = xp.where(small, 1.0 - t2 / 6.0 * (1.0 - t2 / 20.0), xp.sin(th) / th)
-        c = xp.where(small, 1.0 - t2 / 2.0 * (1.0 - t2 / 12.0), xp.cos(th))
-        exp_ = xp.expand_dims(xp.expand_dims(xp.astype(c, X.dtype), axis=-nd - 1), axis=-nd - 1)
-        s_ = xp.expand_dims(xp.expand_dims(xp.astype(sinc, X.dtype), axis=-nd - 1), axis=-nd - 1)
-        del rt
-        return exp_ * self._eye_like(X, nd) + s_ * X
+        return exp2(self, X, nd)
 
     def _exp_su3(self, X: Any, nd: int) -> Any:
-        # exp(iQ) = f0 + f1 Q + f2 Q^2 with Q = -iX Hermitian traceless, c0 = det Q = tr Q^3 / 3,
-        # c1 = tr Q^2 / 2 (Morningstar-Peardon eqs. 14-30). For small c1 the f_j come from the power
-        # series reduced with Cayley-Hamilton, Q^3 = c1 Q + c0 (exact to round-off for ||Q|| < 0.5).
-        xp = array_namespace(X)
-        Q = -1j * X
-        Q2 = self.mul(Q, Q, nd=nd)
-        c1 = 0.5 * xp.real(self.trace(Q2, nd=nd))
-        # tr Q^3 = sum_ij (Q^2)_ij Q_ji
-        c0 = xp.real(xp.sum(Q2 * xp.conj(Q), axis=(-nd - 2, -nd - 1))) / 3.0  # Q_ji = conj(Q_ij)
-        ct = X.dtype
-        one = xp.ones_like(c1)
-
-        # -- closed form, evaluated at |c0| and safe (non-small) c1
-        small = c1 < 0.02
-        c1s = xp.where(small, one, c1)
-        c0s = xp.where(small, xp.zeros_like(c0), c0)
-        neg = c0s < 0
-        c0a = xp.abs(c0s)
-        c0max = 2.0 * (c1s / 3.0) ** 1.5
-        ratio = xp.clip(c0a / c0max, -1.0, 1.0)
-        theta = xp.acos(ratio)
-        u = xp.sqrt(c1s / 3.0) * xp.cos(theta / 3.0)
-        w = xp.sqrt(c1s) * xp.sin(theta / 3.0)
-        w2 = w * w
-        wsmall = w2 < 1e-10
-        ws = xp.where(wsmall, one, w)
-        xi0 = xp.where(wsmall, 1.0 - w2 / 6.0 * (1.0 - w2 / 20.0), xp.sin(ws) / ws)
-        cu, su, cw = xp.cos(u), xp.sin(u), xp.cos(w)
-        c2u, s2u = xp.cos(2.0 * u), xp.sin(2.0 * u)
-
-        def cplx(re: Any, im: Any) -> Any:
-            return xp.astype(re, ct) + 1j * xp.astype(im, ct)
-
-        e2iu = cplx(c2u, s2u)
-        emiu = cplx(cu, -su)
-        uu = u * u
-        h0 = cplx(uu - w2, 0.0 * u) * e2iu + emiu * cplx(8.0 * uu * cw, 2.0 * u * (3.0 * uu + w2) * xi0)
-        h1 = cplx(2.0 * u, 0.0 * u) * e2iu - emiu * cplx(2.0 * u * cw, -(3.0 * uu - w2) * xi0)
-        h2 = e2iu - emiu * cplx(cw, 3.0 * u * xi0)
-        d = xp.astype(9.0 * uu - w2, ct)
-        f0, f1, f2 = h0 / d, h1 / d, h2 / d
-        # c0 < 0: f_j(-c0) = (-1)^j conj f_j(c0)
-        f0 = xp.where(neg, xp.conj(f0), f0)
-        f1 = xp.where(neg, -xp.conj(f1), f1)
-        f2 = xp.where(neg, xp.conj(f2), f2)
-
-        # -- power series sum_n (iQ)^n / n!, Q^n = a_n + b_n Q + c_n Q^2
-        zero = xp.zeros_like(c1)
-        a_n, b_n, c_n = xp.astype(one, ct), xp.astype(zero, ct), xp.astype(zero, ct)
-        s0, s1, s2 = a_n, b_n, c_n
-        coef = 1.0 + 0.0j
-        c0c, c1c = xp.astype(c0, ct), xp.astype(c1, ct)
-        for n in range(1, 18):
-            a_n, b_n, c_n = c_n * c0c, a_n + c_n * c1c, b_n
-            coef = coef * 1j / n
-            s0, s1, s2 = s0 + coef * a_n, s1 + coef * b_n, s2 + coef * c_n
-        f0 = xp.where(small, s0, f0)
-        f1 = xp.where(small, s1, f1)
-        f2 = xp.where(small, s2, f2)
-
-        def bc(f: Any) -> Any:
-            return xp.expand_dims(xp.expand_dims(f, axis=-nd - 1), axis=-nd - 1)
-
-        return bc(f0) * self._eye_like(X, nd) + bc(f1) * Q + bc(f2) * Q2
+        return exp3(self, X, nd)
 
     def eig(self, U: Any, *, nd: int) -> tuple[Any, Any]:
         """Spectral decomposition ``U = V diag(exp(i phi)) V^dagger`` of unitary ``U``.
@@ -391,6 +352,8 @@ class SUGroup(Group):
         chosen one keeps every eigenvalue at least that far away (``|det(1 + W)| >= (2 sin(pi / (2N + 2)))^N``).
         The eigenvectors do not depend on ``alpha``; the choice is not differentiated.
         """
+        self.check_shape(U, nd=nd, name="U")
+        self.check_dtype(U, name="U")
         xp = array_namespace(U)
         ct = U.dtype
         Ug = self._group_last(U, nd)
@@ -411,29 +374,66 @@ class SUGroup(Group):
         return self._group_back(phi, nd, extra=1), self._group_back(V, nd)
 
     def eigen_angles(self, U: Any, *, nd: int) -> Any:
+        """Eigen-angles in (-pi, pi], shape ``(*B, N, *S)`` (those of :meth:`eig`).
+
+        SU(2), in closed form: ``(phi, -phi)`` for ``U = a_0 + i a.sigma``, ``phi = atan2(|a|, a_0)`` in [0, pi]
+        with ``a_0 = Re tr U / 2`` and ``|a|`` from the anti-Hermitian part, to full precision near the identity
+        (``acos(a_0)`` lost about 1e-8 there); ``U = -1`` gives ``(pi, pi)``.
+        """
+        self.check_shape(U, nd=nd, name="U")
+        self.check_dtype(U, name="U")
         if self.N == 2:
-            # eigenvalues exp(+-i phi) with cos phi = Re tr U / 2
             xp = array_namespace(U)
-            c = xp.clip(0.5 * self.re_trace(U, nd=nd), -1.0, 1.0)
-            phi = xp.acos(c)
-            return xp.stack([phi, -phi], axis=-nd - 1)
+            A = U - self.adjoint(U, nd=nd)                     # 2 i a.sigma: sum_ij |A_ij|^2 = 8 |a|^2
+            a = xp.sqrt(0.125 * xp.sum(xp.real(A) ** 2 + xp.imag(A) ** 2, axis=(-nd - 2, -nd - 1)))
+            phi = xp.atan2(a, 0.5 * self.re_trace(U, nd=nd))
+            # -phi is -pi only at U = -1 (a = +0, a_0 < 0), where the angle is pi in (-pi, pi]
+            return xp.stack([phi, xp.where(phi >= math.pi, phi, -phi)], axis=-nd - 1)
         return self.eig(U, nd=nd)[0]
 
     def log(self, U: Any, *, nd: int) -> Any:
-        """Principal logarithm ``V diag(i phi) V^dagger`` (traceless when ``sum phi = 0``, i.e. away from
-        the cut; for elements with ``|phi| ~ pi`` the trace may be a multiple of ``2 pi i``)."""
+        """A logarithm of ``U`` in su(N) (traceless anti-Hermitian), with ``exp(log U) = U`` for every ``U``.
+
+        ``V diag(i phi) V^dagger`` with ``U = V diag(exp(i phi)) V^dagger`` (:meth:`eig`). The principal angles
+        (in (-pi, pi]) sum to ``2 pi k``, and ``k != 0`` on a set of positive Haar measure (2.4% of SU(3), 5% of
+        SU(4)), where the principal logarithm has trace ``2 pi i k`` and is not in su(N). There the ``k`` largest
+        angles are lowered by ``2 pi`` (``k > 0``), or the ``|k|`` smallest raised (``k < 0``), one at a time: the
+        traceless logarithm of smallest norm with these eigenvectors, some of its angles outside (-pi, pi].
+        Elsewhere it is the principal logarithm (``log(exp X) = X`` for ``X`` with eigen-angles in (-pi, pi)),
+        bit for bit as before. At a degenerate eigenvalue -1 the result depends on the basis ``eig`` picks in its
+        eigenspace; no logarithm is continuous there.
+        """
+        self.check_shape(U, nd=nd, name="U")
+        self.check_dtype(U, name="U")
         xp = array_namespace(U)
         phi, V = self.eig(U, nd=nd)
         Vg = self._group_last(V, nd)
-        ph = self._group_last(xp.expand_dims(phi, axis=-nd - 1), nd)[..., :, 0]
+        ph = self._traceless_angles(self._group_last(xp.expand_dims(phi, axis=-nd - 1), nd)[..., :, 0])
         L = xp.matmul(Vg * xp.expand_dims(1j * xp.astype(ph, U.dtype), axis=-2), xp.conj(xp.matrix_transpose(Vg)))
         return self._group_back(L, nd)
+
+    def _traceless_angles(self, ph: Any) -> Any:
+        """Angles ``(..., N)`` in (-pi, pi] summing to ``2 pi k`` (det = 1), shifted by multiples of ``2 pi`` to sum
+        to 0 (see :meth:`log`); exactly unchanged where ``k = 0``."""
+        xp = array_namespace(ph)
+        two_pi = 2.0 * math.pi
+        k = xp.round(xp.sum(ph, axis=-1) / two_pi)        # sum in (-N pi, N pi]: |k| <= N // 2 steps below
+        idx = xp.arange(self.N, device=_device(ph))
+        for _ in range(self.N // 2):
+            down = (idx == xp.argmax(ph, axis=-1, keepdims=True)) & (k > 0)[..., None]
+            up = (idx == xp.argmin(ph, axis=-1, keepdims=True)) & (k < 0)[..., None]
+            ph = ph - two_pi * (xp.astype(down, ph.dtype) - xp.astype(up, ph.dtype))   # ph - 0.0 = ph exactly
+            k = k - xp.sign(k)
+        return ph
 
     # -- projections ---------------------------------------------------------------------------
     def project(self, M: Any, *, nd: int) -> Any:
         """Polar decomposition ``M (M^dag M)^{-1/2}`` (the unitary matrix closest to M in Frobenius norm),
         then divided by an N-th root of its determinant, ``exp(i phi / N)`` with ``phi = arg det`` in
         ``(-pi + 1e-6, pi + 1e-6]`` (:data:`PROJECT_ROOT_CUT`).
+
+        ``M`` must be complex (TypeError otherwise, as for U1.project: a real input came back in its real dtype
+        with the imaginary part of the determinant root dropped); promote real matrices yourself.
 
         The root jumps by a centre element where ``phi`` crosses the cut. The principal root's cut, the negative
         real axis, is where the determinant of a sum of two SU(3) matrices lies *exactly* (``det(S_1 + S_2) =
@@ -446,21 +446,52 @@ class SUGroup(Group):
         computed in complex128 and the result cast back. In single precision a smallest singular value below
         ~3e-4 of the largest (a sum of two staples near a singular matrix, which a float32 training run of
         10^6-10^7 links meets) came out as a non-positive eigenvalue, and ``1/sqrt`` returned inf/NaN.
+
+        Squaring ``M`` squares its condition number: ``M R`` is unitary only to about ``eps cond(M)^2`` (2.5e-10 for
+        1% of SU(3) Ginibre matrices, which failed :meth:`check`). One Newton-Schulz step ``W (3 - W^dag W) / 2`` (two
+        batched products) squares that defect: unitary to ~1e-15 for ``cond(M) <= 1e4``, 1e-11 at 1e5, 1e-7 at 1e6
+        (complex128 arithmetic). A second step would reach 1e-14 at 1e6 for another two products (~8% of a call).
+
+        Not checked, by design (a check needs a host synchronisation per call, and the flows call this inside their
+        layers): an element of ``M`` with a non-finite entry, or of numerical rank < N (``lam_min(M^dag M) <=
+        1e-14 lam_max``, cond(M) >= 1e7, where ``eigh`` no longer determines the polar factor), comes out as a matrix
+        of NaN, without an exception (NumPy's ``eigh`` raised on NaN) and, but for infinite entries, without a
+        warning; the other elements are unaffected. Check the output where it matters (:meth:`check`; HMC's
+        reunitarisation measures the defect anyway).
         """
+        self.check_shape(M, nd=nd, name="M")
+        self.check_dtype(M, name="M")
         xp = array_namespace(M)
         Mg = self._group_last(M, nd)
         if M.dtype == xp.complex64:
             Mg = xp.astype(Mg, xp.complex128)
         H = xp.matmul(xp.conj(xp.matrix_transpose(Mg)), Mg)
-        lam, V = xp.linalg.eigh(H)
+        try:
+            lam, V = xp.linalg.eigh(H)                                          # ascending
+        except Exception:
+            # NumPy and torch (CPU) raise on a non-finite entry (elsewhere NaN comes out, masked below): project such
+            # elements as 1, to come out NaN. Only then, so that finite input pays nothing for the check.
+            finite = xp.isfinite(xp.sum(Mg, axis=(-2, -1)))
+            Mg = xp.where(finite[..., None, None], Mg, xp.eye(self.N, dtype=Mg.dtype, device=_device(M)))
+            H = xp.matmul(xp.conj(xp.matrix_transpose(Mg)), Mg)
+            lam, V = xp.linalg.eigh(H)
+            lam = xp.where(finite[..., None], lam, xp.zeros_like(lam))          # rank 0 below: NaN
+        ok = lam[..., 0] > _RANK_TOL * lam[..., -1]                             # False for NaN too
+        lam = xp.where(ok[..., None], lam, xp.ones_like(lam))                     # finite garbage, NaN below
         inv_sqrt = xp.astype(1.0 / xp.sqrt(lam), Mg.dtype)
         R = xp.matmul(V * xp.expand_dims(inv_sqrt, axis=-2), xp.conj(xp.matrix_transpose(V)))
-        W = self._fix_det(xp.matmul(Mg, R), xp, cut=PROJECT_ROOT_CUT)
+        W = xp.matmul(Mg, R)
+        # Newton-Schulz: W <- W (3 - W^dag W) / 2, singular values s -> s (3 - s^2) / 2, i.e. 1 + d -> 1 - (3/2) d^2
+        # + O(d^3); the unitary factor (so arg det and the root) is unchanged; on unitary input a rounding-level
+        # change. The factor 1/2 goes with the root (scale=0.5): det W (3 - W^dag W) has the same phase
+        W = xp.matmul(W, 3.0 * xp.eye(self.N, dtype=W.dtype, device=_device(M)) - xp.matmul(
+            xp.conj(xp.matrix_transpose(W)), W))
+        W = self._fix_det(W, xp, cut=PROJECT_ROOT_CUT, det=self._det_last(W), ok=ok, scale=0.5)
         # back in the field layout as a C-ordered array, not a permuted view: the compiled kernels decline
         # non-contiguous fields and the generic code then rounds differently, so a run reprojected every few
         # trajectories differed (~1e-15, amplified by HMC) from the same run resumed from its saved (C-ordered)
         # state; a reshape through one axis makes a C-ordered copy in every Array API namespace
-        W = self._group_back(xp.astype(W, M.dtype), nd)
+        W = self._group_back(W if W.dtype == M.dtype else xp.astype(W, M.dtype), nd)
         return xp.reshape(xp.reshape(W, (-1,)), W.shape)
 
     def project_algebra(self, M: Any, *, nd: int) -> Any:
@@ -493,6 +524,8 @@ class SUGroup(Group):
     def to_coords(self, X: Any, *, nd: int) -> Any:
         """``omega^a = -2 tr(T_a X)``: off-diagonal pairs give ``2 Im X_jk`` (symmetric generator) and
         ``2 Re X_jk`` (antisymmetric one); diagonal ``omega_l = c_l (sum_{m<l} Im X_mm - l Im X_ll)``."""
+        self.check_shape(X, nd=nd, name="X")
+        self.check_dtype(X, name="X")
         xp = array_namespace(X)
         out = []
         for j, k in self._pairs():
@@ -508,6 +541,10 @@ class SUGroup(Group):
         return xp.stack(out, axis=-nd - 1)
 
     def from_coords(self, omega: Any, *, nd: int) -> Any:
+        """``sum_a omega^a T_a`` from real coordinates ``omega`` of shape ``(*B, N^2 - 1, *S)`` (float32 gives
+        complex64, float64 complex128); a wrong coordinate count or a non-real dtype is refused (shape and dtype
+        only, no data pass)."""
+        self._check_coords(omega, nd)
         xp = array_namespace(omega)
         ct = complex_dtype(xp, 32 if omega.dtype == xp.float32 else 64)
         w = [xp.astype(self._v(omega, a, nd), ct) for a in range(self.algebra_dim)]
@@ -527,6 +564,16 @@ class SUGroup(Group):
                     acc = acc + (0.5j * c * lam) * w[off + l - 1]
             ent[m][m] = acc
         return self._assemble(ent, nd)
+
+    def _check_coords(self, omega: Any, nd: int, name: str = "omega") -> None:
+        shp = tuple(omega.shape)
+        if len(shp) < nd + 1 or shp[len(shp) - nd - 1] != self.algebra_dim:
+            raise ValueError(f"{name} has shape {shp}; expected (*batch, {self.algebra_dim}, <{nd} lattice axes>): "
+                             f"the {self.algebra_dim} algebra coordinates of {self.name}")
+        xp = array_namespace(omega)
+        if omega.dtype not in (xp.float32, xp.float64):
+            raise TypeError(f"{name} has dtype {omega.dtype}; {self.name} algebra coordinates are real float32/float64 "
+                            f"arrays")
 
     def algebra_norm2(self, X: Any, *, nd: int) -> Any:
         # sum_a omega_a^2 = -2 tr X^2 = 2 sum_ij |X_ij|^2
