@@ -59,9 +59,9 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN/inf loss or gradient and was stopped."""
 
 
-#: options of :class:`TrainConfig` that are integers, and those that are finite real numbers (checked first)
 #: the largest seed a torch generator takes (evaluation seeds derived from it wrap around modulo 2^64)
 MAX_SEED = 2**64 - 1
+#: options of :class:`TrainConfig` that are integers, and those that are finite real numbers (checked first)
 _INT_OPTIONS = ("steps", "batch_size", "step_size", "warmup_steps", "seed", "eval_every", "eval_batch_size",
                 "checkpoint_every", "log_every")
 _REAL_OPTIONS = ("lr", "eps", "weight_decay", "min_lr", "gamma", "clip_norm", "clip_value")
