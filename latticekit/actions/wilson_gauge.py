@@ -188,11 +188,15 @@ def wilson_gauge_force(U: Any, beta: float, group: Group, lattice: Lattice) -> A
     _check(U, group, lattice)
     beta = _check_beta(beta, U, group, lattice)
     if hasattr(beta, "shape") and len(beta.shape) > 0:
-        # a coupling per batch element (the action takes one too): the force at beta = 1, scaled per element
+        # a coupling per batch element (the action takes one too): the force at beta = 1, scaled per element.
+        # beta's axes are the *trailing* batch axes of U (as in the action's broadcast): leading unit axes for the
+        # batch axes before them, trailing ones for (Nd, *G, *L) (they lined up with the leading axes; user probe)
         F1 = wilson_gauge_force(U, 1.0, group, lattice)
         xp = array_namespace(F1)
+        nb = U.ndim - lattice.nd - len(group.element_shape) - 1
+        shape = (1,) * (nb - beta.ndim) + tuple(beta.shape) + (1,) * (F1.ndim - nb)
         return xp.reshape(xp.astype(beta, xp.real(F1).dtype if xp.isdtype(F1.dtype, "complex floating")
-                                    else F1.dtype), tuple(beta.shape) + (1,) * (F1.ndim - beta.ndim)) * F1
+                                    else F1.dtype), shape) * F1
     fp = fast_path("u1_wilson_force" if _is_u1(group) else "sun_wilson_force", U)
     F = fp(U, beta, lattice.nd) if fp is not None else None
     if F is not None:

@@ -204,6 +204,23 @@ def test_class_interface_and_errors(bk):
     assert_close(bk.to_numpy(wilson_gauge_action(U, betas, G, lat)), S1 * [1.0, 2.0, 3.0], rtol=1e-13, atol=0)
 
 
+@pytest.mark.parametrize("G", [lk.U1, lk.SU(2)], ids=["U1", "SU2"])
+def test_force_with_one_coupling_per_trailing_batch_axis_is_the_derivative_of_the_action(bk, G):
+    """beta of shape (3,) on a field of batch shape (2, 3) couples to the trailing batch axis, in the action and in the
+    force alike: each element's force is the force of that element at its own coupling. The force lined beta up with
+    the leading batch axis (off by 3.7 for U(1) with batch (3, 3); a bare broadcasting error for (2, 3); user probe)."""
+    lat = lk.Lattice((4, 4))
+    U = random_gauge_field(G, lat, bk.rng(3), batch_shape=(2, 3))
+    b = [0.5, 1.5, 2.5]
+    betas = bk.asarray(np.array(b))
+    S, F = bk.to_numpy(wilson_gauge_action(U, betas, G, lat)), bk.to_numpy(wilson_gauge_force(U, betas, G, lat))
+    for i in range(2):
+        for j in range(3):
+            Uij = U[i, j, ...]
+            assert_close(S[i, j], bk.to_numpy(wilson_gauge_action(Uij, b[j], G, lat)), rtol=1e-13, atol=0)
+            assert_close(F[i, j], bk.to_numpy(wilson_gauge_force(Uij, b[j], G, lat)), rtol=1e-13, atol=1e-14)
+
+
 def test_beta_as_a_numpy_scalar_or_an_array_of_another_library(bk):
     """A NumPy float32 ``beta`` made ``-beta / N`` a float32 number (the float64 action off by 3e-8 relative at
     beta = 1), and a torch ``beta`` made the action of a NumPy field a torch tensor (user probe): a number is taken
