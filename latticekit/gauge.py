@@ -51,7 +51,8 @@ def check_gauge_field(U: Any, group: Group, lattice: Lattice, name: str = "U", u
 
 
 def link(U: Any, mu: int, group: Group, lattice: Lattice) -> Any:
-    """The links ``U_mu(x)``, shape ``(*B, *G, *L)``."""
+    """The links ``U_mu(x)``, shape ``(*B, *G, *L)`` (a view where the array library makes one)."""
+    mu = lattice.axis(mu) + lattice.nd    # -1 gave the last direction, Nd a bare IndexError (user probe)
     k = U.ndim - lattice.nd - len(group.element_shape) - 1
     return U[(slice(None),) * k + (mu, ...)]
 
@@ -97,7 +98,11 @@ def random_gauge_field(group: Group, lattice: Lattice, rng: Generator, batch_sha
 
 
 def gauge_transform(U: Any, Omega: Any, group: Group, lattice: Lattice) -> Any:
-    """``U_mu(x) -> Omega(x) U_mu(x) Omega(x + mu)^dagger`` for ``Omega`` of shape ``(*B, *G, *L)``."""
+    """``U_mu(x) -> Omega(x) U_mu(x) Omega(x + mu)^dagger`` for ``Omega`` of shape ``(*B, *G, *L)``.
+
+    U(1): the angles are added without wrapping (as the group's products; :meth:`latticekit.groups.U1Group.normalize`
+    wraps them into (-pi, pi]): the result lies in (-3 pi, 3 pi] and represents the same elements.
+    """
     check_gauge_field(U, group, lattice)
     _check_transformation(Omega, group, lattice, batch=tuple(U.shape[:U.ndim - lattice.nd - len(group.element_shape)
                                                                      - 1]))
@@ -112,13 +117,29 @@ def gauge_transform(U: Any, Omega: Any, group: Group, lattice: Lattice) -> Any:
 def gauge_transform_matter(psi: Any, Omega: Any, group: Group, lattice: Lattice) -> Any:
     """``psi(x) -> Omega(x) psi(x)`` for colour vectors ``psi`` of shape ``(*B, [Ns,] N, *L)``.
 
-    Any axes between the batch and the colour axis (e.g. spin) are broadcast over.
+    The batch axes of ``Omega`` (shape ``(*B, *G, *L)``) are the *leading* axes of ``psi``; any axes between them
+    and the colour axis (e.g. spin) are broadcast over. A batch of transformations acting on one spinor needs the
+    spinor's batch axis: ``gauge_transform_matter(psi[None], Omega, ...)`` (without it, the spin axis would be read
+    as the batch). U(1) fields are the phases' complex vectors of shape ``(*B, [Ns,] 1, *L)``.
     """
     _check_transformation(Omega, group, lattice)
+    nd, N = lattice.nd, group.N
+    lattice.check(psi, "psi", inner=(N,))        # a wrong colour size gave "list index out of range" (user probe)
+    if not _is_complex(psi):
+        raise TypeError(f"psi has dtype {psi.dtype}; expected a complex colour vector field")
+    ob = tuple(Omega.shape[:Omega.ndim - nd - len(group.element_shape)])
+    lead = tuple(psi.shape[:psi.ndim - nd - 1])
+    if len(ob) > len(lead) or any(o not in (1, p) and p != 1 for o, p in zip(ob, lead)):
+        raise ValueError(f"Omega has batch shape {ob} and psi has shape {tuple(psi.shape)}: Omega's batch axes are "
+                         f"psi's leading axes and must broadcast against {lead[:len(ob)]} (for one spinor under a "
+                         f"batch of transformations, give psi a leading batch axis: psi[None])")
     xp = array_namespace(psi, Omega)
-    nd = lattice.nd
     extra = psi.ndim - nd - 1 - (Omega.ndim - nd - len(group.element_shape))
     Om = Omega
     for _ in range(max(extra, 0)):
         Om = xp.expand_dims(Om, axis=Om.ndim - nd - len(group.element_shape))
     return group.act(Om, psi, nd=nd)
+
+
+def _is_complex(x: Any) -> bool:
+    return array_namespace(x).isdtype(x.dtype, "complex floating")

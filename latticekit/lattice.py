@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import numbers
 import operator
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -107,9 +108,12 @@ class Lattice:
 
     def axis(self, mu: int) -> int:
         """The (negative) array axis of direction ``mu``."""
+        if type(mu) is not int and (isinstance(mu, bool) or not isinstance(mu, numbers.Integral)):
+            # 1.0 failed with "tuple indices must be integers", -1 or True passed (user probe)
+            raise TypeError(f"mu={mu!r}: expected an integer direction in 0..{self.nd - 1}")
         if not 0 <= mu < self.nd:
             raise ValueError(f"mu={mu}: expected a direction in 0..{self.nd - 1}")
-        return -self.nd + mu
+        return -self.nd + int(mu)
 
     def planes(self) -> list[tuple[int, int]]:
         """All planes ``(mu, nu)`` with ``mu < nu``."""
@@ -139,6 +143,14 @@ class Lattice:
         Requires ``|step| < L_mu`` when a phase is given.
         """
         ax = self.axis(mu)
+        if type(step) is not int:
+            if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+                # 1.5 shifted by 1 on NumPy and failed inside torch (user probe)
+                raise TypeError(f"step={step!r}: expected an integer number of sites")
+            step = int(step)
+        if isinstance(phase, numbers.Number) and type(phase) not in (int, float, complex):
+            # a NumPy scalar phase (np.exp(0.3j)) is not an array of array_api_strict (it failed there)
+            phase = float(phase) if isinstance(phase, numbers.Real) else complex(phase)
         L = self.shape[mu]
         xp = array_namespace(f)
         if phase is None or phase == 1:
@@ -196,7 +208,7 @@ class Lattice:
         period, offset = _integer(period, "period", period), _integer(offset, "offset", offset)
         if period < 1 or not 0 <= offset < period:
             raise ValueError(f"period={period}, offset={offset}: expected period >= 1 and 0 <= offset < period")
-        self.axis(mu)
+        mu = self.axis(mu) + self.nd      # checked: an integer direction (0.0 raised a bare IndexError)
         m = self.coords(like, **kw)[mu, ...] % period == offset
         return self._as_dtype(m, like, dtype)
 

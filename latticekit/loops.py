@@ -99,7 +99,7 @@ class Path:
                 raise ValueError(f"steps: {st!r} is not a (direction, +1 or -1) pair") from None
             if not _is_int(mu) or mu < 0:
                 raise ValueError(f"steps: direction {mu!r} in {st!r} is not a non-negative integer")
-            if s not in (1, -1) or isinstance(s, bool):
+            if s not in (1, -1) or not _is_int(s):       # np.True_ (== 1) passed as +1 (user probe)
                 raise ValueError(f"steps: sign {s!r} in {st!r} must be +1 (forward) or -1 (backward)")
             out.append((int(mu), int(s)))
         self._steps: tuple[tuple[int, int], ...] = tuple(out)
@@ -417,6 +417,9 @@ class LoopBuilder:
                 acc, adj = G.adj_mul(acc, f, nd=nd), False
         if adj:
             acc = G.adjoint(acc, nd=nd)
+        elif len(factors) == 1 and not any(factors[0][1]) and not any(base):
+            # one untranslated link is a view of U: editing the result in place edited the gauge field (user probe)
+            acc = array_namespace(acc).asarray(acc, copy=True)
         return self._translate(acc, base)
 
     @_scoped
@@ -437,8 +440,10 @@ class LoopBuilder:
         self._check_dir(mu, "mu")
         nd = self.lattice.nd
         want = tuple(-v for v in _unit(nd, mu))
-        if not isinstance(path, Path) or path.displacement(nd) != want:
-            raise ValueError(f"path={path!r}: a staple of U_{mu}(x) must run from x + {mu} to x "
+        if not isinstance(path, Path):
+            raise TypeError(f"path={path!r}: expected a latticekit.loops.Path")
+        if path.displacement(nd) != want:
+            raise ValueError(f"path={path!r}: a staple of U_{mu}(x) must run from x + e_{mu} to x "
                              f"(displacement {want})")
         return self._product(path.steps, _unit(nd, mu))
 
@@ -528,6 +533,8 @@ class LoopBuilder:
         """
         G, nd = self.group, self.lattice.nd
         self._check_dir(mu, "mu")
+        if nd < 2:     # no plaquettes, no staples: the sum was None (user probe)
+            raise ValueError(f"lattice={self.lattice}: staples need at least 2 dimensions")
         acc = None
         for rho in range(nd):
             if rho == mu:

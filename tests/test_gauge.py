@@ -145,3 +145,30 @@ def test_wrong_group_shapes(bk):
         check_gauge_field(U, SU(2), LAT)
     with pytest.raises(NonUnitaryError):
         check_gauge_field(1.1 * U, SU(3), LAT, unitarity=True)
+
+
+@pytest.mark.parametrize("G", GROUPS, ids=IDS)
+def test_matter_transformation_checks_psi_and_aligns_batches_on_the_leading_axes(bk, G):
+    """psi was not checked (a wrong colour size raised "list index out of range", a wrong lattice a bare broadcasting
+    error, real input passed) and a batch of Omega could meet an unbatched spinor's spin axis silently (user probe).
+    Omega's batch axes are psi's leading axes (documented); psi[None] transforms one spinor by each Omega."""
+    from latticekit.gauge import link
+
+    Om = G.random(bk.rng(1), (2,), LAT.shape)
+    psi = bk.rng(2).complex_normal((4, G.N) + LAT.shape)                 # one spinor, Ns = 4
+    with pytest.raises(ValueError, match=r"^Omega has batch shape \(2,\) and psi has shape .*psi\[None\]"):
+        gauge_transform_matter(psi, Om, G, LAT)
+    out = bk.to_numpy(gauge_transform_matter(psi[None, ...], Om, G, LAT))
+    assert out.shape == (2, 4, G.N) + LAT.shape
+    for b in range(2):
+        assert_close(out[b], bk.to_numpy(gauge_transform_matter(psi, Om[b, ...], G, LAT)), rtol=1e-14, atol=1e-15)
+    with pytest.raises(LatticeMismatchError, match=r"^psi has shape"):
+        gauge_transform_matter(bk.rng(3).complex_normal((G.N + 1,) + LAT.shape), Om[0, ...], G, LAT)
+    with pytest.raises(LatticeMismatchError, match=r"^psi has shape"):
+        gauge_transform_matter(bk.rng(3).complex_normal((G.N, 4, 2, 4)), Om[0, ...], G, LAT)
+    with pytest.raises(TypeError, match=r"^psi has dtype .*expected a complex"):
+        gauge_transform_matter(bk.rng(3).normal((G.N,) + LAT.shape), Om[0, ...], G, LAT)
+    U = random_gauge_field(G, LAT, bk.rng(4))
+    for bad in (-1, LAT.nd, 1.0):
+        with pytest.raises((ValueError, TypeError), match=rf"^mu={bad!r}: expected"):
+            link(U, bad, G, LAT)

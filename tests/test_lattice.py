@@ -254,3 +254,25 @@ def test_shift_inverse_property(bk, lat, mu_seed, step):
     nu = (mu + 1) % lat.nd
     np.testing.assert_array_equal(bk.to_numpy(lat.shift(lat.shift(f, mu, 1), nu, 1)),
                                   bk.to_numpy(lat.shift(lat.shift(f, nu, 1), mu, 1)))
+
+
+def test_directions_and_steps_must_be_integers_and_a_numpy_scalar_phase_works(bk):
+    """``shift(f, 0, 1.5)`` shifted by one site on NumPy (and failed inside torch), ``shift(f, 1.0)`` failed with
+    "tuple indices must be integers", ``stripe_mask(0.0, 2)`` with a bare IndexError, and a NumPy scalar phase failed
+    on array_api_strict (user probe): non-integers are refused naming the argument; NumPy integers and NumPy scalar
+    phases are taken as Python numbers."""
+    lat = Lattice((4, 3))
+    f = bk.rng(0).complex_normal((2,) + lat.shape)
+    for bad, match in (((0, 1.5), r"^step=1\.5: expected an integer"), ((1.0,), r"^mu=1\.0: expected an integer"),
+                       ((True,), r"^mu=True: expected an integer"), ((0, True), r"^step=True: expected an integer")):
+        with pytest.raises(TypeError, match=match):
+            lat.shift(f, *bad)
+    with pytest.raises(TypeError, match=r"^mu=0\.0: expected an integer"):
+        lat.stripe_mask(0.0, 2)
+    with pytest.raises(ValueError, match=r"^mu=-1: expected a direction in 0\.\.1"):
+        lat.axis(-1)
+    assert_close(bk.to_numpy(lat.shift(f, np.int64(1), np.int32(2))), bk.to_numpy(lat.shift(f, 1, 2)), rtol=0, atol=0)
+    for ph, ref in ((np.exp(0.3j), complex(np.exp(0.3j))), (np.float64(-1.0), -1.0)):
+        for step in (1, -2):
+            assert_close(bk.to_numpy(lat.shift(f, 0, step, phase=ph)), bk.to_numpy(lat.shift(f, 0, step, phase=ref)),
+                         rtol=0, atol=0)

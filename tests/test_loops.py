@@ -322,8 +322,16 @@ def test_bad_inputs() -> None:
         lb.staple(1, 1, 1)
     with pytest.raises(ValueError, match="side"):
         lb.staple(0, 1, 0)
-    with pytest.raises(ValueError, match="from x \\+ 0 to x"):
+    with pytest.raises(ValueError, match="from x \\+ e_0 to x"):
         lb.abstract_staple(0, Path().f(1).b(1))
+    with pytest.raises(TypeError, match=r"^path=\[\(1, 1\)\]: expected a latticekit.loops.Path"):
+        lb.abstract_staple(0, [(1, 1)])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"sign (np\.)?True_? in .*must be \+1"):       # np.True_ == 1 passed as a sign
+        Path([(0, np.True_)])
+    assert Path([(np.int64(1), np.int8(-1))]).steps == ((1, -1),)
+    lat1 = lk.Lattice((4,))                                                # 1D: the staple sum was None
+    with pytest.raises(ValueError, match=r"staples need at least 2 dimensions"):
+        LoopBuilder(random_gauge_field(G, lat1, lk.backends.rng(0)), G, lat1).staple_sum(0)
     with pytest.raises(lk.LatticeMismatchError):
         LoopBuilder(U, G, lk.Lattice((2, 4)))
     with pytest.raises(TypeError, match="group"):
@@ -350,3 +358,15 @@ def test_clover_leaves_match_explicit_products(bk: Any, group: Any, shape: tuple
         for leaf, steps in zip(leaves, expected):
             _check_field(leaf, group, shape, M, steps, zero)
         assert_close(leaves[0], lb.plaquette(mu, nu), atol=1e-12, rtol=0)
+
+
+def test_a_one_link_path_is_not_a_view_of_the_field(bk) -> None:
+    """``path(Path().f(mu))`` returned ``U_mu`` itself (a view on NumPy): editing the result in place edited the gauge
+    field (user probe). Every path product is a new array."""
+    lat, G = lk.Lattice((4, 2)), lk.SU(2)
+    U = random_gauge_field(G, lat, bk.rng(0))
+    before = bk.to_numpy(U).copy()
+    for p in (Path().f(1), Path().b(0)):
+        W = LoopBuilder(U, G, lat).path(p)
+        W[...] = 0.0
+        assert_close(bk.to_numpy(U), before, rtol=0, atol=0)
