@@ -190,9 +190,32 @@ def _measurement(measure: Callable[[Any, float], Any] | str | None, group: Group
         def meas(V: Any, tt: float) -> Any:
             return flow_observables(V, group, lattice, tt)
         return meas
-    if measure is None or callable(measure):
-        return measure  # type: ignore[return-value]
+    if measure is None:
+        return None
+    if callable(measure):
+        user = measure
+
+        def checked(V: Any, tt: float) -> Any:
+            # a measurement returning Python floats failed only when the history was stacked, after the whole flow
+            # ("arrays from different or unsupported array libraries: []"; user probe): numbers become 0-d arrays of
+            # V's library, anything else but an array (or a dict of them) is refused at the first measurement
+            return _as_measured(user(V, tt), V)
+        return checked
     raise ValueError(f"measure={measure!r}: expected 'default', a callable measure(V, t) or None")
+
+
+def _as_measured(value: Any, V: Any) -> Any:
+    """A user measurement as arrays of ``V``'s library: numbers become 0-d arrays of its real precision."""
+    if isinstance(value, dict):
+        return {k: _as_measured(v, V) for k, v in value.items()}
+    if hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, numbers.Number):
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        xp = array_namespace(V)
+        rt = xp.float32 if V.dtype in (xp.float32, xp.complex64) else xp.float64
+        return xp.asarray(float(value), dtype=rt, device=device(V))
+    raise TypeError(f"measure returned {type(value).__name__} {value!r}; expected an array, a real number or a dict "
+                    f"of them")
 
 
 def _history(U: Any, times: list[float], rec: list[Any]) -> dict[str, Any]:

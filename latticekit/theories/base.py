@@ -289,9 +289,15 @@ class Theory:
         unknown = [n for n in names if n not in prim and n not in der]
         if unknown:
             raise ConfigError(f"measure.observables: {', '.join(map(repr, unknown))} not available for action.kind = "
-                              f"{self.kind!r} on {list(self.lattice.shape)}; available: {', '.join(prim + list(der))}")
+                              f"{self.kind!r} on {list(self.lattice.shape)}; available: {', '.join(prim + list(der))}"
+                              f"{self.unavailable_hint(unknown)}")
         needed = set(names) | {i for n in names if n in der for i in der[n].inputs}
         return [n for n in prim if n in needed], [n for n in der if n in names]
+
+    def unavailable_hint(self, unknown: Sequence[str]) -> str:
+        """Text appended to the error for observable names this configuration does not measure: how another
+        ``[measure]`` setting would make them available (empty: no such setting)."""
+        return ""
 
     # -- exact results -------------------------------------------------------------------------------
     def exact(self) -> dict[str, float]:

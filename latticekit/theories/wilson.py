@@ -140,6 +140,16 @@ class WilsonTheory(Theory):
                                   f"topological charge is measured for SU(N) only, got action.group = "
                                   f"{params.group!r}; leave it 0")
 
+    def unavailable_hint(self, unknown: Sequence[str]) -> str:
+        # the names of these observables come from [measure] settings; the list of available names did not say so
+        # (user probe)
+        hints = []
+        if any(n.startswith("wilson_loop_") for n in unknown):
+            hints.append("wilson_loop_TxR is measured for each [T, R] listed in measure.wilson_loops")
+        if "topological_charge_flowed" in unknown:
+            hints.append("topological_charge_flowed needs measure.flowed_topology_t > 0 (4D SU(N))")
+        return "".join(f"; {h}" for h in hints)
+
     @classmethod
     def check_sampler(cls, algorithm: str, settings: Any, shape: Sequence[int]) -> None:
         super().check_sampler(algorithm, settings, shape)

@@ -99,6 +99,16 @@ def test_measure_observables_select_and_loops_fit() -> None:
                                                                          "wilson_loops": [[4, 2]]}})
     assert cfg.theory.select(cfg.measure.observables) == (["topological_charge"], ["chi_t"])
     assert cfg.theory.select([]) == (["plaquette", "topological_charge", "wilson_loop_4x2"], ["chi_t"])
+    # a loop or the flowed charge not configured: the error says which [measure] setting measures it (the list of
+    # available names alone did not; user probe)
+    with pytest.raises(ConfigError, match=r"^measure\.observables: 'wilson_loop_2x1', 'topological_charge_flowed' "
+                                          r"not available .*; wilson_loop_TxR is measured for each \[T, R\] listed "
+                                          r"in measure\.wilson_loops; topological_charge_flowed needs "
+                                          r"measure\.flowed_topology_t > 0 \(4D SU\(N\)\)$"):
+        RunConfig.from_dict({"lattice": {"shape": [4, 2, 2, 2]}, "action": {"group": "SU2"},
+                             "measure": {"observables": ["wilson_loop_2x1", "topological_charge_flowed"]}})
+    with pytest.raises(ConfigError, match=r"^measure\.observables: 'plaq' not available .*available: [a-z_, ]*$"):
+        RunConfig.from_dict({"lattice": {"shape": [4, 4]}, "measure": {"observables": ["plaq"]}})
 
 
 def test_one_spelling_per_group_and_no_observable_twice() -> None:

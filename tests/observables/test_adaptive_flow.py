@@ -124,3 +124,22 @@ def test_bad_arguments_are_named(kwargs: dict, match: str):
     t = args.pop("t")
     with pytest.raises(ValueError, match=match):
         wilson_flow_adaptive(U, G, lat, t, **args)
+
+
+def test_a_last_time_within_rounding_of_t_is_t_and_measurements_may_be_numbers(bk):
+    """times=[0.3] with t = 0.1 * 3 measured twice (at 0.3 and 0.30000000000000004, after a step of 6e-17), and a
+    measure returning Python floats failed after the whole flow with "arrays from different or unsupported array
+    libraries: []" (user probe): the last time is t, and numbers are measurements (0-d arrays of U's library);
+    anything else is refused at the first measurement, naming measure."""
+    G, lat = lk.U1, lk.Lattice((4, 4))
+    U = random_gauge_field(G, lat, bk.rng(3))
+    xp = bk.xp
+    V, h = wilson_flow_adaptive(U, G, lat, 0.1 * 3, times=[0.3], measure=lambda V, t: float(xp.mean(V)))
+    assert bk.to_numpy(h["t"]).tolist() == [0.0, 0.1 * 3] and tuple(h["values"].shape) == (2,)
+    assert_close(bk.to_numpy(h["values"])[1], float(xp.mean(V)), rtol=1e-15, atol=1e-15)
+    for flow in (wilson_flow_adaptive, wilson_flow):
+        _, h = flow(U, G, lat, 0.2, measure=lambda V, t: {"time": t, "E": energy_density_plaquette(V, G, lat)})
+        assert_close(bk.to_numpy(h["time"]), bk.to_numpy(h["t"]), rtol=1e-15, atol=0)
+        assert tuple(h["E"].shape) == tuple(h["t"].shape) and tuple(h["t"].shape)[0] >= 2
+        with pytest.raises(TypeError, match=r"^measure returned str 'x'; expected an array, a real number or a dict"):
+            flow(U, G, lat, 0.2, measure=lambda V, t: "x")
