@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -113,6 +114,30 @@ def _dtype_name(x: Any) -> str:
     return str(dt).rsplit(".", 1)[-1]  # 'torch.float32', 'array_api_strict.float32'
 
 
+def _index(i: tuple[Any, ...]) -> tuple[int, ...]:
+    return tuple(int(k) for k in i)
+
+
+def _assert_integers_close(a: np.ndarray, d: np.ndarray, rtol: float, atol: float, prefix: str) -> None:
+    """Integer arrays of equal shapes: exact comparison (``|a - d| <= atol + rtol |d|`` in Python integers)."""
+    idx = np.flatnonzero(a != d)
+    if idx.size == 0:
+        return
+    af, df = a.reshape(-1)[idx].tolist(), d.reshape(-1)[idx].tolist()    # Python ints: no overflow, no rounding
+    err = [abs(x - y) for x, y in zip(af, df)]
+    bad = [k for k, e in enumerate(err) if not e <= atol + rtol * abs(df[k])]
+    if not bad:
+        return
+    k_abs = max(range(len(err)), key=lambda k: err[k])
+    rel = [e / abs(y) if y else math.inf for e, y in zip(err, df)]
+    k_rel = max(range(len(rel)), key=lambda k: rel[k])
+    at = [_index(np.unravel_index(int(idx[k]), a.shape)) for k in (k_abs, k_rel)]
+    raise AssertionError("\n".join([
+        f"{prefix}Arrays not close (rtol={rtol:g}, atol={atol:g}): {len(bad)} of {a.size} elements differ",
+        f"  max abs error {err[k_abs]} at index {at[0]}: actual {af[k_abs]!r}, desired {df[k_abs]!r}",
+        f"  max rel error {rel[k_rel]:.6g} at index {at[1]}: actual {af[k_rel]!r}, desired {df[k_rel]!r}"]))
+
+
 def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: float | None = None,
                  msg: str = "", equal_nan: bool = False, check_device: bool = True,
                  check_dtype: bool = False) -> None:
@@ -129,6 +154,8 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
     rtol, atol : float, optional
         Tolerances; the default comes from :func:`default_tolerances` of both arguments (the
         least precise floating dtype wins: float64 ``(1e-10, 1e-12)``, float32 ``(1e-5, 1e-6)``).
+        Integer and boolean arrays compared with each other are compared in integer arithmetic, with no cast to
+        floating point: exactly by default, and ``2**53 + 1`` differs from ``2**53``.
     msg : str
         Prefix for the error message (say what is compared).
     equal_nan : bool
@@ -151,7 +178,9 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
     AssertionError
         On a backend/device/dtype mismatch, a shape mismatch (a 0-d argument broadcasts) or values
         out of tolerance; the message gives the number of mismatches, the largest absolute and
-        relative errors and the index of the worst element with both values.
+        relative errors and the index of the worst element with both values (taken over the elements with
+        numbers on both sides: ``inf`` against ``-inf`` is an absolute and relative error ``inf``), and the
+        number of differing elements with a NaN and the first of them.
 
     Notes
     -----
@@ -212,6 +241,11 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
             raise AssertionError(f"{prefix}shape mismatch: actual {a.shape}, desired {d.shape}")
     if a.size == 0:
         return
+    if a.dtype.kind in "iu" and d.dtype.kind in "iu":
+        # user probe: a cast to float64 made 2**53 + 1 equal to 2**53 (uint64 and torch int64 alike) although
+        # integers are documented exact; NumPy compares mixed integer kinds exactly, differences are Python ints
+        _assert_integers_close(a, d, rtol, atol, prefix)
+        return
     a_c = a.astype(np.complex128) if (a.dtype.kind == "c" or d.dtype.kind == "c") else a.astype(np.float64)
     d_c = d.astype(a_c.dtype)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -226,17 +260,23 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
     n_bad = int(np.count_nonzero(bad))
     if n_bad == 0:
         return
-    err_f = np.where(np.isnan(err), np.inf, err)
-    err_f = np.where(same, 0.0, err_f)
+    # user probe: a NaN was reported as "max abs error inf" and inf vs -inf as "max rel error nan": the errors are
+    # taken over the elements with numbers on both sides (inf vs -inf: abs and rel error inf), NaNs listed apart
+    nan = nan_a | nan_d
+    err_f = np.where(nan | same, 0.0, err)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(scale > 0, err_f / scale, np.where(err_f > 0, np.inf, 0.0))
-    i_abs = np.unravel_index(int(np.argmax(err_f)), a.shape) if a.ndim else ()
-    i_rel = np.unravel_index(int(np.argmax(rel)), a.shape) if a.ndim else ()
-    lines = [
-        f"{prefix}Arrays not close (rtol={rtol:g}, atol={atol:g}): {n_bad} of {a.size} elements differ",
-        f"  max abs error {float(err_f[i_abs]):.6g} at index {tuple(int(i) for i in i_abs)}: "
-        f"actual {a[i_abs]!r}, desired {d[i_abs]!r}",
-        f"  max rel error {float(rel[i_rel]):.6g} at index {tuple(int(i) for i in i_rel)}: "
-        f"actual {a[i_rel]!r}, desired {d[i_rel]!r}",
-    ]
+        rel = np.where(np.isinf(err_f), np.inf, np.where(scale > 0, err_f / scale, np.where(err_f > 0, np.inf, 0.0)))
+    lines = [f"{prefix}Arrays not close (rtol={rtol:g}, atol={atol:g}): {n_bad} of {a.size} elements differ"]
+    if np.any(bad & ~nan):
+        i_abs = np.unravel_index(int(np.argmax(err_f)), a.shape) if a.ndim else ()
+        i_rel = np.unravel_index(int(np.argmax(rel)), a.shape) if a.ndim else ()
+        lines += [f"  max abs error {float(err_f[i_abs]):.6g} at index {_index(i_abs)}: "
+                  f"actual {a[i_abs]!r}, desired {d[i_abs]!r}",
+                  f"  max rel error {float(rel[i_rel]):.6g} at index {_index(i_rel)}: "
+                  f"actual {a[i_rel]!r}, desired {d[i_rel]!r}"]
+    nan_bad = bad & nan
+    if np.any(nan_bad):
+        i_nan = np.unravel_index(int(np.argmax(nan_bad)), a.shape) if a.ndim else ()
+        lines.append(f"  NaN in {int(np.count_nonzero(nan_bad))} of the differing elements, first at index "
+                     f"{_index(i_nan)}: actual {a[i_nan]!r}, desired {d[i_nan]!r}")
     raise AssertionError("\n".join(lines))

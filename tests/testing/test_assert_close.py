@@ -151,3 +151,37 @@ def test_non_arrays_are_a_type_error_naming_the_argument():
         assert_close(np.ones(1), [1.0], atol=-1)
     with pytest.raises(ValueError, match=r"^rtol=nan: expected a non-negative number"):
         assert_close(np.ones(1), [1.0], rtol=float("nan"))
+
+
+def test_integers_are_compared_exactly(bk):
+    """2**53 + 1 passed against 2**53 (and uint64 / torch int64 near 2**63) through a cast to float64 although
+    integer arrays are documented exact (user probe)."""
+    big = bk.asarray(np.array([2**53 + 1, 5]))
+    assert_close(big, bk.asarray(np.array([2**53 + 1, 5])))
+    with pytest.raises(AssertionError, match=r"^Arrays not close \(rtol=0, atol=0\): 1 of 2 elements differ\n"
+                                             r"  max abs error 1 at index \(0,\): actual 9007199254740993, desired "
+                                             r"9007199254740992\n  max rel error 1\.11022e-16 at index \(0,\)"):
+        assert_close(big, np.array([2**53, 5]))
+    with pytest.raises(AssertionError, match=r"^Arrays not close \(rtol=0, atol=0\): 1 of 1 elements differ\n"
+                                             r"  max abs error 1 at index \(0,\): actual 4611686018427387905"):
+        assert_close(bk.asarray(np.array([2**62 + 1])), bk.asarray(np.array([2**62])))
+    with pytest.raises(AssertionError, match=r"^Arrays not close .*\n  max abs error 1 at index \(0,\): actual "
+                                             r"18446744073709551615, desired 18446744073709551614"):
+        assert_close(np.array([2**64 - 1], dtype=np.uint64), np.array([2**64 - 2], dtype=np.uint64))
+    assert_close(np.array([2**63 - 1]), np.array([2**63 - 3], dtype=np.uint64), atol=2)   # mixed kinds, exact
+    with pytest.raises(AssertionError, match=r"max abs error 2 at index"):
+        assert_close(np.array([2**63 - 1]), np.array([2**63 + 1], dtype=np.uint64), atol=1)
+
+
+def test_messages_for_nan_and_infinities():
+    """inf against -inf reported 'max rel error nan', a NaN 'max abs error inf' (user probe)."""
+    with pytest.raises(AssertionError, match=r"^Arrays not close \(rtol=1e-10, atol=1e-12\): 2 of 3 elements differ\n"
+                                             r"  max abs error inf at index \(2,\): actual np\.float64\(inf\), desired "
+                                             r"np\.float64\(-inf\)\n  max rel error inf at index \(2,\): .*\n"
+                                             r"  NaN in 1 of the differing elements, first at index \(0,\): actual "
+                                             r"np\.float64\(nan\), desired np\.float64\(2\.0\)$"):
+        assert_close(np.array([np.nan, 1.0, np.inf]), np.array([2.0, 1.0, -np.inf]))
+    with pytest.raises(AssertionError, match=r"^Arrays not close \(rtol=1e-10, atol=1e-12\): 1 of 2 elements differ\n"
+                                             r"  NaN in 1 of the differing elements, first at index \(1,\): actual "
+                                             r"np\.float64\(1\.0\), desired np\.float64\(nan\)$"):
+        assert_close(np.array([1.0, 1.0]), np.array([1.0, np.nan]))

@@ -272,3 +272,168 @@ def test_docs_state_the_logdet_defaults():
         else:
             with pytest.raises(AssertionError, match="logdet vs autograd Jacobian"):
                 assert_logdet_matches(layer, x)
+
+
+# -- user probe: in-place layers, log det types, conditioning, missing group=, size -----------------------------------
+class _InPlaceScale:
+    """x -> 2 x in place; the inverse multiplies in place by ``back`` (0.5 is right)."""
+
+    def __init__(self, back=0.5):
+        self.back = back
+
+    def __call__(self, x, context=None):
+        x.mul_(2.0)
+        return x, torch.full(x.shape[:1], x[0].numel() * math.log(2.0), dtype=x.dtype)
+
+    def inverse(self, y, context=None):
+        y.mul_(self.back)
+        return y, torch.full(y.shape[:1], -y[0].numel() * math.log(2.0), dtype=y.dtype)
+
+
+def test_in_place_layers_get_copies():
+    """x, y and the inverse's output were one tensor: y.mul_(0.25) and a no-op inverse passed check_inverse=True,
+    and the caller's x came back multiplied by 4."""
+    x = torch.randn(2, 3, 3, dtype=DT, generator=torch.Generator().manual_seed(9))
+    x_before = x.clone()
+    assert_logdet_matches(_InPlaceScale(), x, check_inverse=True)
+    assert_close(autograd_logdet(_InPlaceScale(), x), torch.full((2,), 9 * math.log(2.0), dtype=DT))
+    for back in (0.25, 1.0):
+        with pytest.raises(AssertionError, match=r"^inverse round trip: Arrays not close \(rtol=1e-08, atol=1e-08\): "
+                                                 r"18 of 18 elements differ"):
+            assert_logdet_matches(_InPlaceScale(back), x, check_inverse=True)
+    assert_close(x, x_before, rtol=0, atol=0)            # the caller's x is untouched
+
+
+def test_log_det_must_be_real_floating():
+    """A complex log det (log det instead of log|det|) passed, its imaginary part dropped by a cast; an integer one
+    passed; (y, None) crashed inside torch."""
+    x = torch.randn(2, 3, dtype=DT, generator=torch.Generator().manual_seed(10))
+    ld = 3 * math.log(2.0)
+    cases = [(torch.full((2,), ld + 5j, dtype=torch.complex128), r"has dtype torch\.complex128, a complex log det "
+              r"\(log det rather than log\|det\|\?\); expected a real floating log\|det dy/dx\| per batch element"),
+             (torch.zeros(2, dtype=torch.int64), r"has dtype torch\.int64; expected a real floating log\|det dy/dx\|"),
+             (None, r"is None; expected a real floating log\|det dy/dx\| per batch element")]
+    for bad, text in cases:
+        with pytest.raises(TypeError, match=r"^the layer's log det " + text):
+            assert_logdet_matches(lambda v, bad=bad: (2 * v, bad), x)
+
+    class BadInverse:
+        def __call__(self, v, context=None):
+            return 2 * v, torch.full((2,), ld, dtype=DT)
+
+        def inverse(self, v, context=None):
+            return 0.5 * v, torch.full((2,), -ld + 0j, dtype=torch.complex128)
+
+    with pytest.raises(TypeError, match=r"^the inverse's log det has dtype torch\.complex128, a complex log det"):
+        assert_logdet_matches(BadInverse(), x, check_inverse=True)
+    assert_logdet_matches(lambda v: (2 * v, torch.full((2,), ld, dtype=DT)), x)      # real float64: fine
+
+
+def test_missing_group_hint():
+    """SU(2) links checked without group= compared the layer with a Jacobian in complex-entry coordinates and said
+    only 'not close'."""
+    from latticekit.backends import rng
+
+    G = SU(2)
+    U = G.random(rng(11, backend="torch"), (2,), (2,))                 # (B, N, N, L), nd = 1
+    phi = G.eigen_angles(U, nd=1)
+    ld = torch.log(4 * torch.cos((phi[:, 0] - phi[:, 1]) / 2) ** 2).sum(-1) + 2 * math.log(2.0)
+    square = lambda u: (G.mul(u, u, nd=1), ld)  # noqa: E731
+    assert_logdet_matches(square, U, group=G, nd=1)
+    text = (r"^logdet vs autograd Jacobian: Arrays not close .*\n.*\n.*\n  hint: x looks like a field of SU\(2\) "
+            r"matrices \(axes 1 and 2\), but group= was not given, so the Jacobian was taken in the coordinates of the "
+            r"complex entries, not in the algebra coordinates of the Haar measure: for links pass "
+            r"group=latticekit\.SU\(2\), nd=1$")
+    with pytest.raises(AssertionError, match=text):
+        assert_logdet_matches(square, U)
+
+
+def test_conditioning_reported_on_failure():
+    """A correct but ill-conditioned map failed with a message that blamed the layer (the dense reference was wrong
+    by 26); a wrong log det of a well-conditioned map is said not to be round-off."""
+    g = torch.Generator().manual_seed(5)
+    Q, _ = torch.linalg.qr(torch.randn(8, 8, generator=g, dtype=DT))
+    s = 10.0 ** torch.linspace(0, -24, 8, dtype=DT)                    # singular values 1 .. 1e-24
+    A = Q @ torch.diag(s) @ Q.T
+    x = torch.randn(2, 8, generator=g, dtype=DT)
+    exact = lambda v: (v @ A.T, torch.full((2,), float(torch.log(s).sum()), dtype=DT))  # noqa: E731
+    text = (r"\n  conditioning of dy/dx \(dense Jacobian, batch element \d\): singular values \S+ \.\. 1\.00e\+00, "
+            r"condition number \S+e\+1\d; round-off \(eps 2\.2e-16\) can move the reference log det by ~\S+, more "
+            r"than the tolerance \S+: the failure may come from the conditioning of the map rather than from the "
+            r"layer\. Check in float64, and a composition one layer at a time \(its log det is the sum of its "
+            r"layers'\)$")
+    with pytest.raises(AssertionError, match=text):
+        assert_logdet_matches(exact, x)
+    B = torch.eye(8, dtype=DT) + 0.1 * Q
+    off = lambda v: (v @ B.T, torch.linalg.slogdet(B)[1].expand(2) + 1e-6)  # noqa: E731
+    with pytest.raises(AssertionError, match=r"^logdet vs autograd Jacobian: .*\n.*\n.*\n  conditioning of dy/dx .*"
+                                             r"can move the reference log det by ~\S+, below the tolerance \S+: the "
+                                             r"difference is not round-off$"):
+        assert_logdet_matches(off, x)
+    text = (r"^inverse round trip: .*\n.*\n.*\n  conditioning of dy/dx .* can move the round trip by ~\S+, below "
+            r"the tolerance \S+: the difference is not round-off$")
+    with pytest.raises(AssertionError, match=text):
+        assert_logdet_matches(_InPlaceScale(0.25), x, check_inverse=True)
+
+
+class _Kink:
+    """y = x + a sin x elementwise, a = 0.9999: dy/dx = 1 + a cos x is 1e-4 at x = pi, so the rounding of y in
+    float32 (~1e-7) moves the exact inverse by ~1e-3. The inverse solves in float64 (``steps`` Newton steps)."""
+
+    A = 0.9999
+
+    def __init__(self, steps=60):
+        self.steps = steps
+
+    def __call__(self, x, context=None):
+        return x + self.A * torch.sin(x), torch.log(torch.abs(1 + self.A * torch.cos(x))).sum(-1)
+
+    def inverse(self, y, context=None):
+        yd = y.double()
+        x = yd.clone()
+        for _ in range(self.steps):
+            x = x - (x + self.A * torch.sin(x) - yd) / (1 + self.A * torch.cos(x))
+        x = x.to(y.dtype)
+        return x, -torch.log(torch.abs(1 + self.A * torch.cos(x))).sum(-1)
+
+
+def test_float32_round_trip_allows_the_conditioning_floor():
+    """A correct float32 layer missed the round trip by 9e-4 where |dy/dx| = 1e-4 (tolerance 1.2e-4); with the default
+    tolerances each element is now also allowed 4 eps M (1 + sum_i |dx_j/dy_i|), and a wrong inverse still fails."""
+    x = torch.tensor([[math.pi, 0.5, -1.0, 2.0], [math.pi - 2e-3, 1.5, 0.1, -2.5]], dtype=torch.float32)
+    with torch.no_grad():
+        err = float((_Kink().inverse(_Kink()(x)[0])[0] - x).abs().max())
+    assert 2e-4 < err < 1e-2                                           # beyond the plain tolerance 1e-4
+    assert_logdet_matches(_Kink(), x, check_inverse=True)
+    with pytest.raises(AssertionError, match=r"^inverse round trip: Arrays not close \(rtol=0, atol=0\.0001\)"):
+        assert_logdet_matches(_Kink(), x, check_inverse=True, atol=1e-4)       # explicit tolerances: not relaxed
+    text = (r"^inverse round trip: .*\n.*\n.*\n  in single precision each element x_j is also allowed the round-off "
+            r"floor 4 eps M \(1 \+ sum_i \|dx_j/dy_i\|\), M = 3\.14, up to \S+ here\n  conditioning of dy/dx")
+    with pytest.raises(AssertionError, match=text):
+        assert_logdet_matches(_Kink(steps=1), x, check_inverse=True)           # one Newton step: wrong by O(1)
+
+
+def test_dense_jacobian_size_limit():
+    """SU(3) on 4x4 at batch 8 (2048 coordinates) ran 13 s and took 1.3 GB unasked; refused before the layer runs."""
+    from latticekit.backends import rng
+    from latticekit.testing.jacobian import MAX_COORDINATES
+
+    assert MAX_COORDINATES == 1024
+    U = SU(3).identity((8, 2), (4, 4), backend="torch")
+    layer = _Identity()
+    text = (r"^the dense Jacobian would be 2048 x 2048 \(2048 real coordinates: batch 8 x 256 per sample\), above "
+            r"max_coordinates=1024: check a smaller lattice or batch \(or raise max_coordinates; memory and time grow "
+            r"with its square\)$")
+    with pytest.raises(ValueError, match=text):
+        autograd_logdet(layer, U, group=SU(3), nd=2)
+    with pytest.raises(ValueError, match=text):
+        assert_logdet_matches(layer, U, group=SU(3), nd=2, check_inverse=True)
+    with pytest.raises(ValueError, match=r"^the dense Jacobian would be 12 x 12 \(12 real coordinates: batch 2 x 6 per "
+                                         r"sample\), above max_coordinates=10"):
+        autograd_logdet(layer, torch.zeros(2, 3, dtype=torch.complex128), max_coordinates=10)
+    with pytest.raises(ValueError, match=r"^max_coordinates=0: expected a positive integer"):
+        autograd_logdet(layer, torch.zeros(2, 3, dtype=DT), max_coordinates=0)
+    assert layer.calls == 0
+    V = SU(3).random(rng(12, backend="torch"), (1, 2), (4, 4))          # 256 coordinates: fine
+    assert_close(autograd_logdet(lambda u: u, V, group=SU(3), nd=2, max_coordinates=256), torch.zeros(1, dtype=DT),
+                 atol=1e-12)
