@@ -202,11 +202,9 @@ def train_command(config: str | os.PathLike[str], *, out: str | os.PathLike[str]
         from .flows.train import train_job
 
         res = train_job(config, out=out, device=device, fresh=fresh, progress=not quiet)
-    resumed = "" if res["resumed_from_step"] is None else f" (resumed from step {res['resumed_from_step']})"
-    plot = f", plot {os.path.join(os.fspath(out), res['plot'])}" if res.get("plot") else ""
-    return (f"trained {res['steps']} steps{resumed} in {res['wall_s']:.1f} s: loss {res['final_loss']:.6g}, "
-            f"ESS {res['ess']:.4f} (Kish, N={res['ess_n']}), var log w {res['var_log_w']:.4g} ({res['eval']['step']} "
-            f"steps, {res['n_parameters']} parameters); checkpoint {res['checkpoint']}, metrics {res['metrics']}{plot}")
+    from .flows.train import summary_line
+
+    return summary_line(res, out)
 
 
 def sample_command(out: str | os.PathLike[str], *, n: int | None = None, seed: int | None = None,

@@ -155,18 +155,37 @@ class DistributedTrainer(Trainer):
         self.ddp = DistributedDataParallel(self.model, device_ids=ids, static_graph=True, **_no_buffer_sync())
 
     def train_step(self) -> dict[str, float]:
-        """One data-parallel step; metrics are those of the global batch (identical on all ranks)."""
+        """One data-parallel step; metrics are those of the global batch (identical on all ranks).
+
+        A ``torch.linalg.LinAlgError`` in one rank's forward pass (eigh on the NaN links of a diverged SU(N) flow)
+        stops every rank with :class:`~latticekit.flows.NonFiniteLossError`, as :meth:`Trainer.train_step
+        <latticekit.flows.Trainer.train_step>` does (an all-reduced flag tells every rank)."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         self._mark_step()
-        x, log_q = self.ddp(self.local_batch, self.rng)
-        S = self.action_fn(x)
-        if tuple(S.shape) != tuple(log_q.shape):
-            raise ValueError(f"action returned shape {tuple(S.shape)}; expected one value per sample "
-                             f"{tuple(log_q.shape)}")
-        lq = stop_gradient_log_prob(self.model, x) if self.config.gradient == "path" else log_q
-        loss = torch.mean(lq + S)
-        log_w = (-S - log_q).detach()
+        failure: torch.linalg.LinAlgError | None = None
+        try:
+            x, log_q = self.ddp(self.local_batch, self.rng)
+            S = self.action_fn(x)
+            if tuple(S.shape) != tuple(log_q.shape):
+                raise ValueError(f"action returned shape {tuple(S.shape)}; expected one value per sample "
+                                 f"{tuple(log_q.shape)}")
+            lq = stop_gradient_log_prob(self.model, x) if self.config.gradient == "path" else log_q
+            loss = torch.mean(lq + S)
+            log_w = (-S - log_q).detach()
+        except torch.linalg.LinAlgError as exc:
+            failure = exc
+        # every rank learns whether one failed (that rank raised alone, and the others, waiting in the all_gather,
+        # died of a lost connection instead of stopping cleanly: user probe, from reading the code)
+        flags = torch.zeros(self.world_size, dtype=torch.int32, device=self.device)
+        flags[self.rank] = failure is not None
+        dist.all_reduce(flags)
+        if bool(flags.any()):
+            failed = int(torch.nonzero(flags)[0])
+            lines: list[Any] = [None] * self.world_size
+            dist.all_gather_object(lines, None if failure is None else
+                                   (str(failure).splitlines() or [type(failure).__name__])[0])
+            self._stop("the forward pass", f"a linear-algebra failure on rank {failed} ({lines[failed]})", failure)
         parts = [torch.empty_like(log_w) for _ in range(self.world_size)]
         dist.all_gather(parts, log_w)
         lw = torch.cat(parts)

@@ -143,12 +143,14 @@ def pf_staged_train(cfg: Any, outdir: Path, *, device: Any, fresh: bool, progres
         if lead:
             write_json(outdir / TRAIN_SUMMARY, {"status": "stopped: non-finite loss or gradient", "message": str(exc),
                                                 "stages": str(outdir / STAGES)})
+        if distributed:   # every rank stops at the same step; rank 0 writes the summary before any rank ends
+            barrier()
         raise
     if not lead:
         barrier()                     # rank 0 writes the final checkpoint and summary
         return {"status": "finished", "steps": res["steps"], "world_size": world}
     save_checkpoint(outdir / CHECKPOINT, model=model, step=res["steps"],
-                    config={"flow_config": conf, "stages": res["stages"], "history": []})
+                    config={"flow_config": conf, "stages": res["stages"], "history": [], "world_size": world})
     # final evaluation: eval_batch_size joint draws (one pseudofermion per gauge field) against the unregulated
     # joint action (sampling uses no regulator)
     model.set_objective("joint")

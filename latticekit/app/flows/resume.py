@@ -42,8 +42,9 @@ from latticekit.utils.schema import ConfigError
 from ..config import FlowConfig
 from ..folders import CHECKPOINT, CONFIG, METRICS, TRAIN_PLOT, TRAIN_SUMMARY, out_folder, read_json, refuse_other_job
 
-__all__ = ["JOB_FILES", "RESUMABLE_CHANGES", "JobTrainer", "MetricsWriter", "check_same_run", "prepare_run_folder",
-           "read_metrics", "truncate_metrics"]
+__all__ = ["JOB_FILES", "RESUMABLE_CHANGES", "JobTrainer", "MetricsWriter", "check_before_start",
+           "check_run_world_size", "check_same_run", "check_steps_done", "check_world_size", "prepare_run_folder",
+           "read_metrics", "run_world_sizes", "truncate_metrics"]
 
 #: [train] keys that may change between a run and its resumption (they do not alter the trajectory)
 RESUMABLE_CHANGES = ("steps", "eval_every", "eval_batch_size", "checkpoint_every", "log_every")
@@ -204,20 +205,108 @@ def prepare_run_folder(outdir: Path, conf: dict[str, Any], fresh: bool, state: t
             (outdir / f).unlink(missing_ok=True)
 
 
-def check_world_size(ckpt: Path, world: int) -> None:
+def _stored_world_size(payload: Any) -> int | None:
+    """``world_size`` of a loaded checkpoint (1: written by one process); None for an unreadable payload."""
+    if not isinstance(payload, dict):
+        return None
+    return int((payload.get("config") or {}).get("world_size", 1))
+
+
+def _refuse_world(world: int, stored: int, folder: Path) -> ConfigError:
+    how = "without --nprocs" if stored == 1 else f"with --nprocs {stored}"
+    return ConfigError(f"--nprocs {world}: the run in {folder} was trained by {stored} process(es); resume it {how} "
+                       "(every rank continues its own random stream), or pass --fresh to start over")
+
+
+def check_world_size(ckpt: Path, world: int, folder: Path | None = None) -> None:
     """Refuse to resume ``ckpt`` (if it exists) with another number of data-parallel processes than wrote it.
 
     Every rank continues its own random stream (``rank_rng_states``), so a run resumes only with its own
     ``--nprocs``; checked before any process starts (the workers' own check printed a traceback per rank,
-    and one process silently continued a two-process run).
+    and one process silently continued a two-process run). ``folder``: the job folder the message names
+    (default: the checkpoint's).
     """
-    if not ckpt.is_file():
+    if not Path(ckpt).is_file():
         return
     import torch
 
-    payload = torch.load(ckpt, map_location="cpu", weights_only=False)
-    stored = int((payload.get("config") or {}).get("world_size", 1)) if isinstance(payload, dict) else 1
+    stored = _stored_world_size(torch.load(ckpt, map_location="cpu", weights_only=False)) or 1
     if stored != world:
-        how = "without --nprocs" if stored == 1 else f"with --nprocs {stored}"
-        raise ConfigError(f"--nprocs {world}: the run in {ckpt.parent} was trained by {stored} process(es); resume "
-                          f"it {how} (every rank continues its own random stream), or pass --fresh to start over")
+        raise _refuse_world(world, stored, Path(ckpt).parent if folder is None else Path(folder))
+
+
+def run_world_sizes(outdir: Path, stages: str | None = None) -> set[int]:
+    """The numbers of processes that wrote the resumable progress in ``outdir``: ``checkpoint.pt``, and every
+    checkpoint and record in the folder ``stages`` of a staged job (:data:`.stages.STAGES`); empty for a folder
+    without progress.
+
+    The final ``checkpoint.pt`` of a staged job written before it recorded its ``world_size`` is skipped (its
+    stage files say it)."""
+    import torch
+
+    outdir = Path(outdir)
+    staged = stages is not None and (outdir / stages).is_dir()
+    folder = outdir / (stages or "")
+    sizes: set[int] = set()
+    for ck in [outdir / CHECKPOINT, *(sorted(folder.glob("*.pt")) if staged else [])]:
+        if not ck.is_file():
+            continue
+        payload = torch.load(ck, map_location="cpu", weights_only=False)
+        n = _stored_world_size(payload)
+        if n is None or (staged and ck.parent == outdir and "world_size" not in (payload.get("config") or {})):
+            continue
+        sizes.add(n)
+    for rec in sorted(folder.glob("*.json")) if staged else []:
+        try:
+            sizes.add(int(json.loads(rec.read_text()).get("world_size", 1)))
+        except (ValueError, AttributeError):   # not a stage record: run_stages reports it
+            continue
+    return sizes
+
+
+def check_run_world_size(outdir: Path, world: int, stages: str | None = None) -> None:
+    """Refuse to resume the run in ``outdir`` with ``world`` processes when another number wrote it
+    (:func:`run_world_sizes`; :func:`check_world_size` for one file). Staged jobs are checked through their stage
+    files (``stages``: their folder): a two-process staged run resumed on one process continued silently on rank
+    0's stream (user probe)."""
+    other = sorted(run_world_sizes(outdir, stages) - {world})
+    if other:
+        raise _refuse_world(world, other[0], Path(outdir))
+
+
+def check_steps_done(steps: int, done: int, outdir: Path) -> None:
+    """``train.steps`` may not be below the ``done`` steps of the run being resumed in ``outdir``."""
+    if steps < done:
+        # config.json keeps the run's own steps: it was not rewritten yet
+        raise ConfigError(f"train.steps = {steps}: the run in {outdir} has trained {done} steps already; give at "
+                          f"least {done} (more continues the run), or --fresh to start over")
+
+
+def check_before_start(cfg: FlowConfig, outdir: Path, *, fresh: bool, world: int, stages: str | None = None) -> None:
+    """The checks of a (re)start of the train job in ``outdir`` with ``world`` data-parallel processes that the
+    launcher makes before any process starts (:mod:`.distributed`): the number of processes of the run
+    (:func:`check_run_world_size`), ``outdir`` a folder (created) holding no other job's files, the same run
+    (:func:`check_same_run`) and ``train.steps`` not below the steps done (one-stage runs; ``stages``: the folder
+    of a staged job's stages). The workers raised these as a traceback per rank, exit status 1 (user probe).
+    Read-only apart from creating ``outdir``."""
+    import torch
+
+    outdir = Path(outdir)
+    if not fresh:
+        check_run_world_size(outdir, world, stages)
+    outdir = out_folder(outdir)
+    refuse_other_job(outdir, "train")
+    if fresh:
+        return
+    ckpt, conf_path = outdir / CHECKPOINT, outdir / CONFIG
+    staged = stages is not None and (outdir / stages).exists()
+    progress = [p for p in (ckpt, outdir / stages if stages else None) if p is not None and p.exists()]
+    if not progress:
+        return
+    if not conf_path.exists():
+        raise ConfigError(f"{progress[0]} exists without {conf_path}: not a folder written by train_job; use "
+                          "fresh=True (--fresh) or another output folder")
+    check_same_run(read_json(conf_path, "the configuration of a `latticekit train` run"), cfg.to_dict(), outdir)
+    if ckpt.is_file() and not staged:  # a staged job's checkpoint.pt counts the steps of all its stages
+        check_steps_done(cfg.train.steps, int(torch.load(ckpt, map_location="cpu", weights_only=False)["step"]),
+                         outdir)

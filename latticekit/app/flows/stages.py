@@ -26,7 +26,8 @@ Data-parallel (``distributed=True``, inside an initialised torch.distributed gro
 --nprocs N``): every rank runs the same stages with a :class:`~latticekit.flows.distributed.DistributedTrainer`
 (``batch_size`` global, split over the ranks; rank ``r`` draws from ``rank_seed(seed + 1000 k, r)``); rank 0
 alone writes ``metrics.jsonl`` and the stage records, the checkpoints are written collectively (rank 0 writes,
-every rank's generator state inside), and a resumption needs the same number of processes.
+every rank's generator state inside), and a resumption needs the same number of processes (the stage checkpoint a
+run continues from is checked before any file changes; the job checks its whole folder before it starts).
 
 Examples
 --------
@@ -154,15 +155,15 @@ def run_stages(model: Any, stages: list[Stage], folder: Path, *, job_config: dic
     from latticekit.utils import Progress, atomic_write
 
     from ..folders import METRICS
-    from .resume import JobTrainer, MetricsWriter, read_metrics, truncate_metrics
+    from .resume import JobTrainer, MetricsWriter, check_world_size, read_metrics, truncate_metrics
 
     _check(stages)
     folder = Path(folder)
-    rank, lead = 0, True
+    rank, world, lead = 0, 1, True
     if distributed:
         from latticekit.flows.distributed import DistributedTrainer, rank_and_world
 
-        rank = rank_and_world()[0]
+        rank, world = rank_and_world()
         lead = rank == 0
     if lead:
         (folder / STAGES).mkdir(parents=True, exist_ok=True)
@@ -185,6 +186,13 @@ def run_stages(model: Any, stages: list[Stage], folder: Path, *, job_config: dic
         records.append(rec)
     offset = sum(int(r["steps"]) for r in records)
     resume_step = offset
+    # the stage checkpoint this run continues from was written by as many processes: the job checks its folder
+    # before it starts (.resume.check_run_world_size), this guards every caller before any file changes (the
+    # one-process trainer loaded a two-process stage checkpoint silently; user probe)
+    written = [c for c in (stage_files(folder, k, stages[k])[0] for k in range(min(first_open + 1, len(stages))))
+               if c.exists()]
+    if written:
+        check_world_size(written[-1], world, folder)
     if first_open < len(stages):
         ck, _ = stage_files(folder, first_open, stages[first_open])
         if ck.exists():

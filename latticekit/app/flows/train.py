@@ -55,10 +55,10 @@ from ..folders import CHECKPOINT, CONFIG, METRICS, TRAIN_PLOT, TRAIN_SUMMARY, wr
 from ..killpoints import kill_point
 from ..memory import check_memory
 from .models import build_flow
-from .resume import (JobTrainer, MetricsWriter, check_world_size, prepare_run_folder, read_metrics,
-                     truncate_metrics)
+from .resume import (JobTrainer, MetricsWriter, check_run_world_size, check_steps_done, prepare_run_folder,
+                     read_metrics, truncate_metrics)
 
-__all__ = ["ESS_DEFINITION", "run_training", "train_job"]
+__all__ = ["ESS_DEFINITION", "run_training", "summary_line", "train_job"]
 
 #: what every ESS of the flow jobs is (docs/flows.md, "ESS"); quoted with its N
 ESS_DEFINITION = "Kish ESS/N = (sum w)^2 / (N sum w^2) of N independent flow draws, log w = -S - log q"
@@ -81,6 +81,12 @@ def run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, pro
     from .models import family
 
     fam = family(cfg.model.coupling)
+    if not distributed and not fresh and family_job:
+        # before the family's own job too: a staged run of 2 processes resumed on one silently (user probe); the
+        # data-parallel launch checks before its processes start
+        from .stages import STAGES
+
+        check_run_world_size(outdir, 1, STAGES)
     if fam.train is not None and family_job:  # a family with its own job (UV-matching ladder, the staged 4D QCD job)
         if distributed and not fam.distributed_train:
             raise ConfigError(f"model.coupling = {cfg.model.coupling!r} trains on one process; run it without "
@@ -101,8 +107,6 @@ def run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, pro
     check_memory(cfg.theory.field_bytes(), max(t.batch_size // world, t.eval_batch_size),
                  f"lattice.shape {list(cfg.lattice.shape)} with train.batch_size = {t.batch_size} and "
                  f"train.eval_batch_size = {t.eval_batch_size}")
-    if not distributed and not fresh:    # the data-parallel launch checks before its processes start
-        check_world_size(ckpt, 1)
     if lead:
         prepare_run_folder(outdir, conf, fresh)
     if distributed:
@@ -122,11 +126,7 @@ def run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, pro
     cpu_before = 0.0
     if ckpt.exists():
         resumed_from = trainer.load(str(ckpt))
-        if t.steps < resumed_from:
-            # config.json keeps the run's own steps: it was not rewritten yet
-            raise ConfigError(f"train.steps = {t.steps}: the run in {outdir} has trained {resumed_from} steps "
-                              f"already; give at least {resumed_from} (more continues the run), or --fresh to start "
-                              "over")
+        check_steps_done(t.steps, resumed_from, outdir)
         if lead:
             truncate_metrics(metrics_path, resumed_from)
             done = read_metrics(metrics_path)
@@ -165,6 +165,12 @@ def run_training(cfg: FlowConfig, outdir: Path, *, device: Any, fresh: bool, pro
             write_json(outdir / TRAIN_SUMMARY, {"status": status, "message": str(exc), "steps": trainer.step,
                                                 "last_checkpoint_step": trainer.last_checkpoint_step,
                                                 "checkpoint": str(ckpt), "plot": _plot(outdir, cfg)})
+        if distributed:
+            # every rank stops at the same step (the loss and gradient norm are global): the others wait until
+            # rank 0 has written the summary, or the launcher ended it mid-write when they exited (user probe)
+            from latticekit.flows.distributed import barrier
+
+            barrier()
         raise
     finally:
         bar.close()
@@ -234,3 +240,13 @@ def train_job(config: "str | os.PathLike[str] | Mapping[str, Any] | FlowConfig",
     cfg = FlowConfig.load(config)
     dev = torch_device(backend, device)
     return run_training(cfg, Path(out), device=dev, fresh=fresh, progress=progress)
+
+
+def summary_line(res: Mapping[str, Any], out: str | os.PathLike[str]) -> str:
+    """The line ``latticekit train`` prints for the summary ``res`` (``train.json``) of the run in ``out``; rank 0
+    prints it under ``torchrun`` too (:func:`latticekit.app.flows.distributed.main`)."""
+    resumed = "" if res["resumed_from_step"] is None else f" (resumed from step {res['resumed_from_step']})"
+    plot = f", plot {os.path.join(os.fspath(out), res['plot'])}" if res.get("plot") else ""
+    return (f"trained {res['steps']} steps{resumed} in {res['wall_s']:.1f} s: loss {res['final_loss']:.6g}, "
+            f"ESS {res['ess']:.4f} (Kish, N={res['ess_n']}), var log w {res['var_log_w']:.4g} ({res['eval']['step']} "
+            f"steps, {res['n_parameters']} parameters); checkpoint {res['checkpoint']}, metrics {res['metrics']}{plot}")

@@ -71,3 +71,17 @@ def killed_and_resumed(tmp_path, monkeypatch) -> Callable[..., tuple[dict, dict,
                 torch.load(killed / "checkpoint.pt", weights_only=False), res)
 
     return run
+
+
+@pytest.fixture
+def no_workers(monkeypatch) -> None:
+    """Fail the test if a data-parallel worker process is started (the launch must refuse before it)."""
+    import torch.multiprocessing
+
+    import latticekit.app.flows.distributed as launch
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a data-parallel worker process was started")
+
+    monkeypatch.setattr(torch.multiprocessing, "spawn", refuse)
+    monkeypatch.setattr(launch, "_launch", refuse, raising=False)

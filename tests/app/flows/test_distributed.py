@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -46,6 +47,10 @@ JOB = {"lattice": {"shape": [4, 4]}, "action": {"kind": "phi4", "kappa": 0.2, "l
        "train": {"steps": 3, "batch_size": 8, "lr": 1e-2, "checkpoint_every": 2, "eval_batch_size": 16}}
 
 
+#: a run long enough to be interrupted mid-way (a checkpoint every 5 steps)
+LONG = dict(JOB, train=dict(JOB["train"], steps=40, checkpoint_every=5))
+
+
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     """(1) one DDP step on fixed samples; (2) the job loop for 3 steps, then resumed to 4 steps."""
     from pathlib import Path
@@ -56,8 +61,12 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     from latticekit.app.flows.train import run_training
     from latticekit.flows.distributed import DistributedTrainer
 
+    from datetime import timedelta
+
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    # a collective that a bug leaves unmatched fails after 60 s instead of hanging the suite
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=60))
     try:
         model = make_model()
         if rank == 1:  # a different local initialisation: DDP must broadcast rank 0's parameters
@@ -82,6 +91,23 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         second = run_training(FlowConfig.from_dict(cfg), job, device=None, fresh=False, progress=False,
                                distributed=True)
         torch.save({"first": first, "second": second}, os.path.join(out, f"job{rank}.pt"))
+        # the uninterrupted run that test_sigint_to_the_launcher_alone_stops_the_workers resumes to
+        run_training(FlowConfig.from_dict(LONG), Path(out) / "long_full", device=None, fresh=False, progress=False,
+                     distributed=True)
+        # (3) eigh failing in rank 1's forward pass only, last: without the flag the ranks' collectives disagree
+        base = make_action()
+
+        def action(x: torch.Tensor) -> torch.Tensor:
+            if rank == 1:
+                raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
+            return base.action(x)
+
+        try:
+            DistributedTrainer(make_model(), action, train_config()).train_step()
+            outcome = ("no error", "")
+        except Exception as exc:  # noqa: BLE001 - recorded for the test
+            outcome = (type(exc).__name__, str(exc))
+        torch.save(outcome, os.path.join(out, f"linalg{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -259,3 +285,249 @@ def test_workers_end_when_the_launching_process_is_killed(tmp_path, write_toml) 
                 os.kill(k, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def test_a_linalg_failure_on_one_rank_stops_every_rank(spawned) -> None:
+    """eigh failing in one rank's forward pass stops every rank with NonFiniteLossError naming that rank, as
+    Trainer.train_step stops one process (user probe, from reading the code: rank 1 raised LinAlgError alone and
+    rank 0 died of a lost connection)."""
+    expected = (r"^training stopped at step 1: the forward pass is a linear-algebra failure on rank 1 "
+                r"\(linalg\.eigh: The algorithm failed to converge\); the optimizer was not updated and no checkpoint "
+                r"was written yet\.")
+    for rank in (0, 1):
+        kind, message = torch.load(spawned / f"linalg{rank}.pt", weights_only=False)
+        assert kind == "NonFiniteLossError", (rank, kind, message)
+        assert re.match(expected, message), message
+
+
+def test_launcher_checks_the_folder_before_any_process_starts(spawned, no_workers, write_toml, capsys) -> None:
+    """A changed train.lr or model.hidden, train.steps below the steps done and --out naming a file are refused by
+    the launcher with the one-process job's error, one line and exit status 2 from the command, before any worker
+    starts (user probe: a traceback per rank, exit status 1, once only rank 1's gloo "Connection closed by peer"),
+    and nothing in the folder changes."""
+    from latticekit.app.cli import main
+    from latticekit.flows import CheckpointMismatchError
+    from latticekit.utils import ConfigError
+
+    job = spawned / "job"
+    before = {p.name: p.stat().st_mtime_ns for p in job.iterdir()}
+    same = dict(JOB, train=dict(JOB["train"], steps=4))
+    with pytest.raises(ConfigError, match=r"^\S+job holds a run with a different configuration \(train\.lr 0\.01 -> "
+                                          r"0\.02\); resuming would not continue the same run\."):
+        train_distributed(dict(same, train=dict(same["train"], lr=2e-2)), out=job, nprocs=2)
+    with pytest.raises(CheckpointMismatchError, match=r"^\S+job holds a run of a different model or lattice "
+                                                      r"\(\[model\] model\.hidden \[4\] -> \[6\]\)"):
+        train_distributed(dict(same, model=dict(JOB["model"], hidden=[6])), out=job, nprocs=2)
+    with pytest.raises(ConfigError, match=r"^train\.steps = 2: the run in \S+job has trained 4 steps already; give at "
+                                          r"least 4 \(more continues the run\), or --fresh to start over$"):
+        train_distributed(dict(same, train=dict(same["train"], steps=2)), out=job, nprocs=2)
+    a_file = spawned / "a_file.txt"
+    a_file.write_text("")
+    with pytest.raises(ConfigError, match=r"^out: '\S+a_file\.txt' is a file; expected the job's output folder "
+                                          r"\(--out\)$"):
+        train_distributed(same, out=a_file, nprocs=2)
+    conf = write_toml(dict(same, train=dict(same["train"], lr=2e-2)), "lr.toml")
+    capsys.readouterr()
+    assert main(["train", str(conf), "--out", str(job), "--nprocs", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert re.match(r"^latticekit: invalid configuration: \S+job holds a run with a different configuration "
+                    r"\(train\.lr 0\.01 -> 0\.02\)[^\n]*\n$", err), err
+    assert {p.name: p.stat().st_mtime_ns for p in job.iterdir()} == before
+
+
+def test_the_first_real_worker_error_is_raised_not_a_lost_connection(tmp_path) -> None:
+    """Rank 1 fails with a ConfigError and rank 0, waiting in a collective, with gloo's lost connection (reported
+    even later or earlier): the launcher raises rank 1's ConfigError with its traceback as the cause (user probe: the
+    real error was once hidden behind rank 0's "Connection closed by peer"); rank 0's own real error comes first; a
+    worker that ended without a report is a ChildProcessError naming it."""
+    from types import SimpleNamespace
+
+    from latticekit.app.flows import distributed as launch
+    from latticekit.utils import ConfigError
+
+    gloo = RuntimeError("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by "
+                        "peer [127.0.0.1]:62692")
+    for rank, exc in ((1, ConfigError("train.lr: changed")), (0, gloo)):
+        try:
+            raise exc
+        except Exception as caught:  # noqa: BLE001 - a traceback to record, as in a worker
+            launch._record_error(str(tmp_path), rank, caught)
+    procs = [SimpleNamespace(exitcode=1), SimpleNamespace(exitcode=1)]
+    err = launch._first_failure(procs, str(tmp_path), {}, set())
+    assert type(err) is ConfigError and str(err) == "train.lr: changed"
+    assert isinstance(err.__cause__, launch.WorkerTraceback) and "raise exc" in str(err.__cause__)
+    try:
+        raise ValueError("rank 0's own")
+    except ValueError as caught:
+        launch._record_error(str(tmp_path), 0, caught)
+    err = launch._first_failure(procs, str(tmp_path), {}, set())
+    assert type(err) is ValueError and str(err) == "rank 0's own"
+    from latticekit.linalg.cg import ConvergenceError
+
+    try:   # an exception whose constructor takes more than its message (it does not pickle): rebuilt by class
+        raise ConvergenceError("cg: maxiter reached", None)
+    except ConvergenceError as caught:
+        launch._record_error(str(tmp_path), 0, caught)
+    err = launch._first_failure(procs, str(tmp_path), {}, set())
+    assert type(err) is ConvergenceError and str(err) == "cg: maxiter reached"
+    for f in tmp_path.iterdir():
+        f.unlink()
+    err = launch._first_failure([SimpleNamespace(exitcode=0), SimpleNamespace(exitcode=-9)], str(tmp_path), {}, set())
+    assert type(err) is ChildProcessError
+    assert re.match(r"^data-parallel worker 1 was ended by signal SIGKILL without reporting an error", str(err))
+
+
+def test_a_nonfinite_loss_under_two_processes_keeps_the_summary(tmp_path, write_toml, capsys) -> None:
+    """lr = 1000 in float32 diverges: as with one process, the command prints one line and exits with status 1, and
+    rank 0 writes train.json with the stop status (user probe: a 43-line traceback and no train.json, rank 0 ended by
+    SIGTERM while writing it)."""
+    from latticekit.app.cli import main
+
+    bad = dict(JOB, train=dict(JOB["train"], steps=10, lr=1000.0, dtype="float32", eval_every=3))
+    conf, out = write_toml(bad, "nan.toml"), tmp_path / "nan"
+    capsys.readouterr()
+    assert main(["train", str(conf), "--out", str(out), "--nprocs", "2", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    m = re.match(r"^latticekit: training stopped: (training stopped at step \d+: the loss is -?(inf|nan);[^\n]*)\n$",
+                 err)
+    assert m, err
+    summary = json.loads((out / "train.json").read_text())
+    assert summary["status"] == "stopped: non-finite loss or gradient" and summary["message"] == m.group(1)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.jsonl", "train.json", "train.png"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The spawned worker processes (not multiprocessing's resource tracker) of process ``pid``."""
+    kids = []
+    for d in (d for d in os.listdir("/proc") if d.isdigit()):
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                spawned_worker = b"spawn_main" in f.read()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and spawned_worker:
+            kids.append(int(d))
+    return kids
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds the worker processes through /proc (Linux)")
+def test_sigint_to_the_launcher_alone_stops_the_workers(spawned, tmp_path, write_toml) -> None:
+    """kill -INT of the launcher only (timeout -s INT, a scheduler, a notebook's interrupt): it stops its workers,
+    exits with 130 and its one line, and the rerun ends bit-identical to an uninterrupted run (the fixture's; user
+    probe: the workers trained to the end in the background while the launcher waited for them)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    conf, out = write_toml(LONG, "long.toml"), tmp_path / "run"
+    # SIGINT back to its default in the launcher: a pytest-xdist worker ignores it, and an ignored signal is inherited
+    proc = subprocess.Popen([sys.executable, "-m", "latticekit.app.cli", "--threads", "1", "train", str(conf),
+                             "--out", str(out), "--quiet", "--nprocs", "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    kids: list[int] = []
+    try:
+        deadline = time.time() + 120
+        metrics = out / "metrics.jsonl"
+        while time.time() < deadline and (not metrics.is_file() or len(metrics.read_bytes().splitlines()) < 7):
+            time.sleep(0.02)
+        kids = [k for k in _workers_of(proc.pid) if _alive(k)]
+        assert len(kids) == 2, kids
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert err.endswith("\nlatticekit train: interrupted; what was written is kept: the same command resumes\n")
+        assert not [k for k in kids if _alive(k)]
+        assert not (out / "train.json").exists()          # stopped mid-run, not trained to the end
+    finally:
+        for k in [proc.pid, *kids]:
+            try:
+                os.kill(k, signal.SIGKILL)
+            except OSError:
+                pass
+        proc.wait(timeout=30)
+    resumed = train_distributed(LONG, out=out, nprocs=2, progress=False)
+    assert resumed["resumed_from_step"] is not None and resumed["resumed_from_step"] % 5 == 0
+    full = spawned / "long_full"
+    a = torch.load(out / "checkpoint.pt", weights_only=False)
+    b = torch.load(full / "checkpoint.pt", weights_only=False)
+    assert a["step"] == b["step"] == 40
+    for k, v in b["model"].items():
+        assert_close(a["model"][k], v, rtol=0, atol=0, check_dtype=True)
+    for sa, sb in zip(a["config"]["rank_rng_states"], b["config"]["rank_rng_states"], strict=True):
+        assert_close(sa["latticekit"], sb["latticekit"], rtol=0, atol=0, check_dtype=True)
+
+    def lines(folder):
+        return [{k: v for k, v in json.loads(s).items() if k not in ("time_s", "cpu_s")}
+                for s in (folder / "metrics.jsonl").read_text().splitlines()]
+
+    assert lines(out) == lines(full)
+    assert_close(resumed["final_loss"], json.loads((full / "train.json").read_text())["final_loss"], rtol=0, atol=0)
+
+
+def test_torchrun_entry_checks_first_and_prints_the_summary_line(spawned, tmp_path, monkeypatch, write_toml,
+                                                                capsys) -> None:
+    """The torchrun entry point (latticekit.app.flows.distributed.main) makes the launcher's checks before the
+    process group starts (one line, exit status 2, no folder created) and prints the train command's summary line
+    (user probe: a traceback per rank, an empty output folder, and no summary line)."""
+    from latticekit.app.flows.distributed import main
+
+    for var, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(find_free_port())}.items():
+        monkeypatch.setenv(var, value)
+    def no_group(*args, **kwargs):
+        raise AssertionError("the process group was started")
+
+    # the refusals come before it (and a group of 2 ranks in this process would wait for the second)
+    monkeypatch.setattr(torch.distributed, "init_process_group", no_group)
+    odd = write_toml(dict(JOB, train=dict(JOB["train"], batch_size=5)), "odd.toml")
+    capsys.readouterr()
+    assert main([str(odd), str(tmp_path / "odd"), "--quiet"]) == 2
+    assert capsys.readouterr().err == ("latticekit: invalid configuration: train.batch_size=5: must be divisible by "
+                                       "nprocs=2\n")
+    assert not (tmp_path / "odd").exists()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    conf = write_toml(dict(JOB, train=dict(JOB["train"], steps=4)), "job.toml")
+    assert main([str(conf), str(spawned / "job"), "--quiet"]) == 2
+    assert re.match(r"^latticekit: invalid configuration: --nprocs 1: the run in \S+job was trained by 2 "
+                    r"process\(es\); resume it with --nprocs 2 [^\n]*\n$", capsys.readouterr().err)
+    monkeypatch.undo()
+    for var, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(find_free_port())}.items():
+        monkeypatch.setenv(var, value)
+    out = tmp_path / "one"
+    assert main([str(conf), str(out), "--quiet"]) == 0     # a process group of one rank, in this process
+    printed = capsys.readouterr().out
+    expected = (rf"^trained 4 steps in \d+\.\d s: loss \S+, ESS \S+ \(Kish, N=16\), var log w \S+ \(4 steps, \d+ "
+                rf"parameters\); checkpoint {re.escape(str(out / 'checkpoint.pt'))}, metrics "
+                rf"{re.escape(str(out / 'metrics.jsonl'))}, plot {re.escape(str(out / 'train.png'))}\n$")
+    assert re.match(expected, printed), printed
+
+
+def test_the_torchrun_entry_reports_errors_as_the_command_does() -> None:
+    """The torchrun entry's mapping of exceptions to one line and an exit status (it cannot import the command,
+    which imports it) agrees with latticekit.app.cli.user_error."""
+    from latticekit.app.cli import user_error
+    from latticekit.app.flows.distributed import _user_error
+    from latticekit.backends import BackendError
+    from latticekit.flows import CheckpointMismatchError, NonFiniteLossError
+    from latticekit.io.errors import IOFormatError
+    from latticekit.linalg.cg import ConvergenceError
+    from latticekit.utils import ConfigError
+
+    for exc in (ConfigError("train.lr: x"), CheckpointMismatchError("m"), BackendError("b"), IOFormatError("f"),
+                FileNotFoundError(2, "No such file", "x"), NonFiniteLossError("n"), ConvergenceError("c", None),
+                MemoryError(), MemoryError("m"), ValueError("a bug"), RuntimeError("a bug")):
+        assert _user_error(exc) == user_error(exc), exc

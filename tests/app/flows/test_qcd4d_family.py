@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -483,5 +484,55 @@ def test_data_parallel_staged_job(tmp_path: Path, write_toml: Callable[[dict, st
     assert main(["train", str(conf), "--out", str(out), "--nprocs", "2", "--quiet"]) == 0
     again = json.loads((out / "train.json").read_text())
     assert again["resumed_from_step"] == TOTAL and _metrics(out) == lines
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["config"]["world_size"] == 2
     s = sample_job(out, n=16, seed=0)
     assert 0 <= s["acceptance"] <= 1
+    _one_process_refuses_a_two_process_staged_run(out, conf, tmp_path)
+
+
+def _one_process_refuses_a_two_process_staged_run(out: Path, conf: Path, tmp_path: Path) -> None:
+    """The finished two-process run of test_data_parallel_staged_job, and a copy cut back to the first conditional
+    stage in progress, are refused on one process: one line naming --nprocs 2, exit status 2, before any work; and
+    run_stages itself refuses the stage checkpoint (user probe: a two-process staged run resumed on one process
+    silently, on rank 0's stream only)."""
+    import contextlib
+    import io
+
+    from latticekit.app.flows.stages import run_stages
+
+    mid = tmp_path / "mid"
+    shutil.copytree(out, mid)
+    for name in ("checkpoint.pt", "train.json", "stages/1_conditional_1.json", "stages/2_conditional_2.json",
+                 "stages/2_conditional_2.pt"):
+        (mid / name).unlink()
+    for folder in (out, mid):
+        before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+        with pytest.raises(ConfigError, match=rf"^--nprocs 1: the run in {re.escape(str(folder))} was trained by 2 "
+                                              r"process\(es\); resume it with --nprocs 2 \(every rank continues its "
+                                              r"own random stream\), or pass --fresh to start over$"):
+            train_job(cfg(), out=folder, progress=False)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            assert main(["train", str(conf), "--out", str(folder), "--quiet"]) == 2
+        assert err.getvalue().startswith("latticekit: invalid configuration: --nprocs 1: the run in ")
+        assert err.getvalue().count("\n") == 1
+        assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before
+    fc = FlowConfig.from_dict(cfg())
+    with pytest.raises(ConfigError, match=rf"^--nprocs 1: the run in {re.escape(str(mid))} was trained by 2 "
+                                          r"process\(es\)"):
+        run_stages(build_flow(fc)[0], qcd4d_stages(fc, None), mid, job_config=fc.to_dict(), progress=False)
+
+
+def test_a_one_process_staged_run_is_refused_with_nprocs(tmp_path: Path, write_toml: Callable[[dict, str], Path],
+                                                        no_workers: None, capsys: pytest.CaptureFixture) -> None:
+    """A one-process staged run resumed with --nprocs 2: one line, exit status 2, before any worker starts (user
+    probe: a 48-line traceback from the workers, exit status 1)."""
+    one = cfg(train={"steps": 1}, conditional_steps=[1], conditional_batch_size=[4], conditional_lr=[1e-3],
+              conditional_step_size=[0])
+    out = tmp_path / "run"
+    train_job(one, out=out, progress=False)
+    capsys.readouterr()
+    assert main(["train", str(write_toml(one, "one.toml")), "--out", str(out), "--nprocs", "2", "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"latticekit: invalid configuration: --nprocs 2: the run in {out} was trained "
+                                       "by 1 process(es); resume it without --nprocs (every rank continues its own "
+                                       "random stream), or pass --fresh to start over\n")
