@@ -25,6 +25,7 @@ sent to the launcher alone) the workers are stopped: SIGINT, then SIGTERM after 
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import signal
@@ -324,6 +325,9 @@ def _worker(rank: int, world_size: int, port: int, config: dict[str, Any], out: 
         if rank == 0:
             torch.save(res, os.path.join(tmp, "result.pt"))
     finally:
+        # trainers (their DDP reducers) left in tracebacks go first: one destroyed after its process group
+        # aborted the process ("terminate called without an active exception", SIGABRT, seen once)
+        gc.collect()
         dist.destroy_process_group()
 
 
@@ -403,6 +407,9 @@ def distributed_main(config: "str | os.PathLike[str] | Mapping[str, Any] | FlowC
     try:
         return run_training(cfg, Path(out), device=dev, fresh=fresh, progress=progress, distributed=True)
     finally:
+        # trainers (their DDP reducers) left in tracebacks go first: one destroyed after its process group
+        # aborted the process ("terminate called without an active exception", SIGABRT, seen once)
+        gc.collect()
         dist.destroy_process_group()
 
 

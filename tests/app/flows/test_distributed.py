@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import gc
 import os
 import re
 
@@ -109,6 +110,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             outcome = (type(exc).__name__, str(exc))
         torch.save(outcome, os.path.join(out, f"linalg{rank}.pt"))
     finally:
+        # trainers (their DDP reducers) left in tracebacks go first: one destroyed after its process group
+        # aborted the process ("terminate called without an active exception", SIGABRT, seen once)
+        gc.collect()
         dist.destroy_process_group()
 
 
