@@ -264,25 +264,18 @@ def test_workers_end_when_the_launching_process_is_killed(tmp_path, write_toml) 
                 continue
         return kids
 
-    def alive(p: int) -> bool:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
-
     kids: list[int] = []
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not (out / "metrics.jsonl").is_file():   # both ranks are training
             time.sleep(0.2)
-        kids = [k for k in children() if alive(k)]
+        kids = [k for k in children() if _alive(k)]
         assert (out / "metrics.jsonl").is_file() and len(kids) >= 2, kids
         os.kill(pid, signal.SIGKILL)
         deadline = time.time() + 20
-        while time.time() < deadline and any(alive(k) for k in kids):
+        while time.time() < deadline and any(_alive(k) for k in kids):
             time.sleep(0.2)
-        assert not [k for k in kids if alive(k)]
+        assert not [k for k in kids if _alive(k)]
     finally:
         for k in [pid, *kids]:
             try:
