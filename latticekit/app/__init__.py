@@ -13,7 +13,7 @@ never import it. Here:
   sampling, summaries, reference runs, the data-parallel launch);
 * :mod:`.io_commands`: ``latticekit info`` / ``convert``;
 * :mod:`.cli`: the command, every sub-command registered in one place (one line and an exit status for
-  user-facing errors, :func:`~latticekit.app.cli.user_error`);
+  user-facing errors, :func:`~latticekit.app.errors.user_error`);
 * :mod:`.memory`: the memory a job needs, checked before it allocates; :mod:`.killpoints`: the named
   points where the resumption tests kill a job.
 

@@ -42,6 +42,7 @@ from latticekit.flows.distributed import find_free_port
 from latticekit.utils.schema import ConfigError
 
 from ..config import FlowConfig
+from ..errors import user_error
 from .devices import torch_device
 from .resume import check_before_start
 from .train import run_training
@@ -413,35 +414,12 @@ def distributed_main(config: "str | os.PathLike[str] | Mapping[str, Any] | FlowC
         dist.destroy_process_group()
 
 
-def _user_error(exc: BaseException) -> tuple[str | None, int]:
-    """``(line, exit status)`` of the train job's user errors as :func:`latticekit.app.cli.user_error` gives them,
-    ``(None, 0)`` for anything else (an internal error keeps its traceback). Not imported from the command, which
-    imports this module (no import circles in the application tier); tests/app/flows/test_distributed.py checks
-    that both agree."""
-    names = {c.__name__ for c in type(exc).__mro__}
-    if isinstance(exc, ConfigError):
-        return f"invalid configuration: {exc}", 2
-    if names & {"CheckpointMismatchError", "BackendError"}:
-        return str(exc), 2
-    if isinstance(exc, OSError) or "IOFormatError" in names:
-        return str(exc), 1
-    if "NonFiniteLossError" in names:
-        return f"training stopped: {exc}", 1
-    if "ConvergenceError" in names:
-        return f"solver did not converge: {exc}", 1
-    if "ODESolverError" in names:
-        return f"ODE solve failed: {exc}", 1
-    if isinstance(exc, MemoryError):
-        return f"out of memory{': ' + str(exc) if str(exc) else ''}; use a smaller lattice or fewer chains/samples", 1
-    return None, 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``torchrun`` entry point (``torchrun --nproc-per-node 2 -m latticekit.app.flows.distributed CONFIG.toml
     OUT``): :func:`distributed_main`, then rank 0 prints the train command's summary line; a user error is one line
     from rank 0 (every rank checks the same configuration and folder; another rank prints its own only when it is
     still running :data:`TORCHRUN_ECHO_DELAY_S` later) with the command's exit status
-    (:func:`_user_error`), Ctrl-C exit status 130. Returns the exit status."""
+    (:func:`latticekit.app.errors.user_error`), Ctrl-C exit status 130. Returns the exit status."""
     import argparse
 
     from .train import summary_line
@@ -462,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)
         return 130
     except Exception as exc:
-        line, status = _user_error(exc)
+        line, status = user_error(exc)
         if line is None:
             raise  # an internal error: keep the traceback
         if not lead:

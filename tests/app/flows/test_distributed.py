@@ -514,17 +514,20 @@ def test_torchrun_entry_checks_first_and_prints_the_summary_line(spawned, tmp_pa
 
 
 def test_the_torchrun_entry_reports_errors_as_the_command_does() -> None:
-    """The torchrun entry's mapping of exceptions to one line and an exit status (it cannot import the command,
-    which imports it) agrees with latticekit.app.cli.user_error."""
-    from latticekit.app.cli import user_error
-    from latticekit.app.flows.distributed import _user_error
+    """The torchrun entry maps exceptions to one line and an exit status with the command's own mapping
+    (latticekit.app.errors.user_error; it had a copy, which the command's import structure had forced)."""
+    from latticekit.app import cli, errors
+    from latticekit.app.flows import distributed
     from latticekit.backends import BackendError
     from latticekit.flows import CheckpointMismatchError, NonFiniteLossError
     from latticekit.io.errors import IOFormatError
     from latticekit.linalg.cg import ConvergenceError
     from latticekit.utils import ConfigError
 
-    for exc in (ConfigError("train.lr: x"), CheckpointMismatchError("m"), BackendError("b"), IOFormatError("f"),
-                FileNotFoundError(2, "No such file", "x"), NonFiniteLossError("n"), ConvergenceError("c", None),
-                MemoryError(), MemoryError("m"), ValueError("a bug"), RuntimeError("a bug")):
-        assert _user_error(exc) == user_error(exc), exc
+    assert distributed.user_error is cli.user_error is errors.user_error
+    statuses = [(ConfigError("train.lr: x"), 2), (CheckpointMismatchError("m"), 2), (BackendError("b"), 2),
+                (IOFormatError("f"), 1), (FileNotFoundError(2, "No such file", "x"), 1), (NonFiniteLossError("n"), 1),
+                (ConvergenceError("c", None), 1), (MemoryError(), 1), (ValueError("a bug"), 0), (RuntimeError("b"), 0)]
+    for exc, status in statuses:
+        line, got = errors.user_error(exc)
+        assert got == status and (line is None) == (status == 0), (exc, line, got)
