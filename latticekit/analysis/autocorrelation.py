@@ -10,12 +10,14 @@ number of independent observables ("batch" axes).
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
 
+from ._host import to_host
 from ._series import SeriesLike, as_replicas
 
 __all__ = ["GammaResult", "gamma_method", "autocovariance"]
@@ -86,14 +88,22 @@ def autocovariance(deltas: list[np.ndarray], max_lag: int) -> np.ndarray:
 
     Parameters
     ----------
-    deltas : list of ndarray, each ``(..., N_r)``
-        Fluctuations (data minus the common mean) of each replica.
+    deltas : list or tuple of ndarray, each ``(..., N_r)``
+        Fluctuations (data minus the common mean) of each replica, one array per replica (also for one
+        replica), with equal leading shapes.
     max_lag : int
-        Largest lag; must satisfy ``max_lag < max(N_r)``.
+        Largest lag, ``0 <= max_lag < max(N_r)`` (at larger lags no replica has a pair).
 
     Returns
     -------
     ndarray, shape ``(..., max_lag + 1)``
+
+    Raises
+    ------
+    TypeError
+        ``deltas`` not a list or tuple of real numeric arrays, or ``max_lag`` not an integer.
+    ValueError
+        An empty ``deltas``, a scalar, empty or differently shaped replica, or ``max_lag`` out of range.
 
     Examples
     --------
@@ -101,6 +111,26 @@ def autocovariance(deltas: list[np.ndarray], max_lag: int) -> np.ndarray:
     >>> autocovariance([d], 2)
     array([ 1., -1.,  1.])
     """
+    if not isinstance(deltas, (list, tuple)):
+        raise TypeError(f"deltas: expected a list or tuple of arrays (one per replica), got {type(deltas).__name__}")
+    if len(deltas) == 0:
+        raise ValueError("deltas: empty list; expected one array (..., N_r) per replica")
+    deltas = [to_host(d, f"deltas[{i}]") for i, d in enumerate(deltas)]
+    for i, d in enumerate(deltas):
+        if d.ndim == 0 or d.shape[-1] == 0:
+            raise ValueError(f"deltas[{i}]: expected an array (..., N_r) with N_r >= 1 on the last axis, "
+                             f"got shape {d.shape}")
+        if np.iscomplexobj(d) or not (np.issubdtype(d.dtype, np.number) or d.dtype == bool):
+            raise TypeError(f"deltas[{i}]: expected real numeric data, got dtype {d.dtype}")
+        if d.shape[:-1] != deltas[0].shape[:-1]:
+            raise ValueError(f"deltas[{i}]: leading shape {d.shape[:-1]} differs from that of deltas[0] "
+                             f"{deltas[0].shape[:-1]}")
+    n_max = max(d.shape[-1] for d in deltas)
+    if isinstance(max_lag, (bool, np.bool_)) or not isinstance(max_lag, (int, np.integer)):
+        raise TypeError(f"max_lag: expected an integer, got {max_lag!r}")
+    if not 0 <= max_lag < n_max:
+        raise ValueError(f"max_lag: expected 0 <= max_lag < {n_max} (the longest replica), got {max_lag}")
+    max_lag = int(max_lag)
     from scipy import fft as sp_fft   # here, not at import: scipy.fft costs 0.4 s of every command's start
 
     acc = None
@@ -164,7 +194,7 @@ def gamma_method(
         shape ``B``. It must act elementwise over the trailing axes, e.g.
         ``lambda a: a[0] / a[1]``.
     grad : callable, optional
-        ``grad(a) -> dF/da`` of shape ``(n_obs, *B)``. Without it the gradient is
+        ``grad(a) -> dF/da`` of shape ``(n_obs, *B)`` exactly (no broadcasting). Without it the gradient is
         taken by central differences with step ``sigma_alpha / (2 sqrt(N))``
         (``sigma_alpha`` the naive standard deviation), as in UWerr.
     S : float, default 1.5
@@ -209,6 +239,8 @@ def gamma_method(
     >>> round(r.value, 1), r.n, r.n_replica
     (0.4, 5000, 2)
     """
+    if isinstance(S, (bool, np.bool_)) or not isinstance(S, numbers.Real):
+        raise TypeError(f"S: expected a finite number >= 0, got {S!r}")
     if not np.isfinite(S) or S < 0:
         raise ValueError(f"S: expected a finite number >= 0, got {S!r}")
     reps = as_replicas(data, "data", min_length=2)
@@ -246,7 +278,10 @@ def gamma_method(
             var = sum(((r - abar[..., None]) ** 2).sum(axis=-1) for r in reps) / n_tot
             fa = _numerical_gradient(func, abar, np.sqrt(var / n_tot) / 2)
         else:
-            fa = np.broadcast_to(np.asarray(grad(abar), dtype=float), abar.shape)
+            fa = np.asarray(grad(abar), dtype=float)
+            if fa.shape != abar.shape:
+                raise ValueError(f"grad: expected output of shape {abar.shape} (n_obs, *B): dF/da_alpha of every "
+                                 f"primary observable and batch entry, got shape {fa.shape}")
         deltas = [np.einsum("a...,a...n->...n", fa, r - abar[..., None]) for r in reps]
 
     batch = value.shape

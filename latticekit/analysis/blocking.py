@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -46,9 +47,9 @@ def bin_series(x: Any, bin_size: int) -> np.ndarray:
     return arr[..., : nb * b].reshape(arr.shape[:-1] + (nb, b)).mean(axis=-1)
 
 
-def _check_bin_size(bin_size: Any) -> int:
+def _check_bin_size(bin_size: Any, name: str = "bin_size") -> int:
     if isinstance(bin_size, (bool, np.bool_)) or not isinstance(bin_size, (int, np.integer)) or bin_size < 1:
-        raise ValueError(f"bin_size: expected a positive integer, got {bin_size!r}")
+        raise ValueError(f"{name}: expected a positive integer, got {bin_size!r}")
     return int(bin_size)
 
 
@@ -67,7 +68,9 @@ class BlockingResult:
     tau_int : ndarray, shape B + (K,)
         ``(1/2) (error / error_at_bin_size_1)^2``: the integrated autocorrelation
         time implied by each bin size (it plateaus at ``tau_int`` for bins much
-        longer than the autocorrelation time).
+        longer than the autocorrelation time). A constant series (every measurement
+        of every replica equal; with ``func``, every input) has ``errors`` 0 and
+        ``tau_int`` 1/2, the convention of :func:`latticekit.analysis.gamma_method`.
     """
 
     bin_sizes: np.ndarray
@@ -98,7 +101,9 @@ def blocking_analysis(
     func : callable, optional
         Derived quantity, as in :func:`latticekit.analysis.jackknife`.
     bin_sizes : sequence of int, optional
-        Default: powers of two ``1, 2, 4, ...`` while at least ``min_bins`` bins remain.
+        Default: powers of two ``1, 2, 4, ...`` while at least ``min_bins`` bins remain, counted as the
+        jackknife counts them, ``sum_r N_r // b`` over the replica (bins never straddle two replica), and
+        while every replica holds at least one bin.
     min_bins : int, default 16
         Smallest number of bins used by the default ``bin_sizes`` (at least 2).
 
@@ -120,15 +125,19 @@ def blocking_analysis(
 
     if isinstance(min_bins, (bool, np.bool_)) or not isinstance(min_bins, (int, np.integer)) or min_bins < 2:
         raise ValueError(f"min_bins: expected an integer >= 2 (the jackknife needs two bins), got {min_bins!r}")
+    if bin_sizes is not None and (isinstance(bin_sizes, (str, bytes)) or not isinstance(bin_sizes, Iterable)):
+        raise TypeError(f"bin_sizes: expected a sequence of positive integers, got {bin_sizes!r}")
+    if func is not None and not callable(func):
+        raise TypeError(f"func: expected a callable func(a) of the means, got {type(func).__name__}")
     reps = as_replicas(data, "data", min_length=2)
-    n_min = min(r.shape[-1] for r in reps)
-    n_tot = sum(r.shape[-1] for r in reps)
+    n_r = [r.shape[-1] for r in reps]
     if bin_sizes is None:
         sizes = [1]
-        while n_tot // (2 * sizes[-1]) >= min_bins and 2 * sizes[-1] <= n_min:
+        # the jackknife's bins: sum_r N_r // b (a remainder of each replica fills no bin)
+        while sum(n // (2 * sizes[-1]) for n in n_r) >= min_bins and 2 * sizes[-1] <= min(n_r):
             sizes.append(2 * sizes[-1])
     else:
-        sizes = [_check_bin_size(b) for b in bin_sizes]
+        sizes = [_check_bin_size(b, f"bin_sizes[{i}]") for i, b in enumerate(bin_sizes)]
         if not sizes:
             raise ValueError("bin_sizes: empty")
     errs, nbs = [], []
@@ -138,9 +147,15 @@ def blocking_analysis(
         nbs.append(res.n_bins)
     errors = np.stack(errs, axis=-1)
     n_bins = np.array(nbs)
+    # a constant series: no fluctuation, error 0 and tau_int 1/2 as gamma_method (not 0/0, nor the ratio of two
+    # rounding errors of a mean of equal values)
+    const = np.logical_and.reduce([np.all(r == reps[0][..., :1], axis=-1) for r in reps])
+    if func is not None:
+        const = np.all(const, axis=0)
+    errors = np.where(const[..., None], 0.0, errors)
     with np.errstate(divide="ignore", invalid="ignore"):
         base = jackknife(reps, func, bin_size=1).error
-        tau = 0.5 * (errors / np.asarray(base)[..., None]) ** 2
+        tau = np.where(const[..., None], 0.5, 0.5 * (errors / np.asarray(base)[..., None]) ** 2)
         ee = errors / np.sqrt(2 * np.maximum(n_bins - 1, 1))
     return BlockingResult(
         bin_sizes=np.array(sizes), errors=errors, errors_error=ee, n_bins=n_bins, tau_int=tau

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -159,7 +161,9 @@ def log_z_estimate(log_w: Any) -> tuple[float, float]:
     Returns
     -------
     (float, float)
-        ``log mean w`` and its error.
+        ``log mean w`` and its error; for a single draw the error is undefined: NaN, with a
+        ``RuntimeWarning`` (as :func:`~latticekit.analysis.gamma_method` returns NaN and warns where it has
+        no error estimate).
 
     Examples
     --------
@@ -178,6 +182,10 @@ def log_z_estimate(log_w: Any) -> tuple[float, float]:
     top = float(lw.max())
     w = np.exp(lw - top)
     mean = float(w.mean())
+    if n < 2:
+        warnings.warn("log_z_estimate: a single draw has no spread to estimate an error from; returning NaN",
+                      RuntimeWarning, stacklevel=2)
+        return top + float(np.log(mean)), math.nan
     return top + float(np.log(mean)), float(np.sqrt(np.var(w / mean) / n))
 
 
@@ -245,6 +253,8 @@ def reweight(
     from .resampling import jackknife
 
     o = to_host(obs, "obs")
+    if o.ndim == 0:
+        raise ValueError(f"obs: expected an array (*B, N) with the samples on the last axis, got a scalar {obs!r}")
     if np.iscomplexobj(o) or not np.issubdtype(o.dtype, np.number):
         raise TypeError(f"obs: expected real numeric data, got dtype {o.dtype}")
     o = o.astype(np.float64, copy=False)

@@ -34,6 +34,7 @@ Examples
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -111,7 +112,17 @@ def flow_scale_of_curve(t: Any, F: Any, kind: str = "t0", *, reference: float = 
         ``t^2 E`` at those times (an ensemble mean, or one configuration's curve).
     kind : {"t0", "w0"}
     reference : float
-        The defining value (0.3).
+        The defining value (0.3); any real number type (``float``, ``int``, ``numpy.float32`` ...).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        A bad grid or shape, NaN or infinite values in ``F`` (the message lists their flow times), or a curve
+        that does not cross ``reference`` inside the grid.
 
     Examples
     --------
@@ -120,7 +131,7 @@ def flow_scale_of_curve(t: Any, F: Any, kind: str = "t0", *, reference: float = 
     >>> round(flow_scale_of_curve(t, 0.3 * t), 12), round(flow_scale_of_curve(t, 0.15 * t**2, "w0"), 3)
     (1.0, 1.0)
     """
-    tt, FF = _check_grid(t, F, kind, reference)
+    tt, FF = _check_grid(t, F, kind, reference, "F")
     if FF.ndim != 1:
         raise ValueError(f"F: expected one curve of shape ({tt.size},), got shape {FF.shape}; for an ensemble of "
                          f"curves use flow_scale")
@@ -150,19 +161,30 @@ def _scale(t: np.ndarray, F: np.ndarray, kind: str, ref: float) -> float:
     return _scale_and_gradient(t, F, kind, ref)[0]
 
 
-def _check_grid(t: Any, F: Any, kind: str, reference: float) -> tuple[np.ndarray, np.ndarray]:
+def _check_grid(t: Any, F: Any, kind: str, reference: float, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The flow times and curves as float64 host arrays, checked; ``name``: the user's name of ``F``."""
     if kind not in _KINDS:
         raise ValueError(f"kind={kind!r}: expected one of {_KINDS}")
-    if isinstance(reference, bool) or not isinstance(reference, (int, float)) or not (
+    if isinstance(reference, (bool, np.bool_)) or not isinstance(reference, numbers.Real) or not (
             math.isfinite(reference) and reference > 0):
         raise ValueError(f"reference={reference!r}: expected a positive number")
-    tt = np.asarray(to_host(t), dtype=np.float64)
+    tt = np.asarray(to_host(t, "t"), dtype=np.float64)
     if tt.ndim != 1 or tt.size < 3 or not np.all(np.isfinite(tt)) or not np.all(np.diff(tt) > 0):
         raise ValueError(f"t: expected at least 3 finite, strictly increasing flow times, got shape {tt.shape}")
-    FF = np.asarray(to_host(F), dtype=np.float64)
+    FF = np.asarray(to_host(F, name), dtype=np.float64)
     if FF.shape[:1] != tt.shape:
-        raise ValueError(f"t2E: expected the flow-time axis first, of length {tt.size} (the length of t); "
+        raise ValueError(f"{name}: expected the flow-time axis first, of length {tt.size} (the length of t); "
                          f"got shape {FF.shape}")
+    bad = ~np.isfinite(FF)
+    if bad.any():
+        rows = np.flatnonzero(bad.reshape(tt.size, -1).any(axis=1))
+        times = ", ".join(f"{tt[k]:.6g}" for k in rows[:5]) + (f", ... ({rows.size} in all)" if rows.size > 5 else "")
+        where = ""
+        if FF.ndim == 2:
+            cols = np.flatnonzero(bad.any(axis=0))
+            where = (" in configuration(s) " + ", ".join(map(str, cols[:5]))
+                     + (f", ... ({cols.size} in all)" if cols.size > 5 else ""))
+        raise ValueError(f"{name}: {int(bad.sum())} NaN or infinite value(s) at flow time(s) t = {times}{where}")
     return tt, FF
 
 
@@ -180,7 +202,7 @@ def flow_scale(t: Any, t2E: Any | Sequence[Any], kind: str = "t0", *, reference:
         read as replica (independent chains of one ensemble), as by :func:`~latticekit.analysis.gamma_method`.
     kind : {"t0", "w0"}
     reference : float
-        The defining value: 0.3 (SU(3)).
+        The defining value: 0.3 (SU(3)); any real number type (``float``, ``int``, ``numpy.float32`` ...).
     S : float
         Windowing parameter of the Gamma method.
 
@@ -191,15 +213,16 @@ def flow_scale(t: Any, t2E: Any | Sequence[Any], kind: str = "t0", *, reference:
     Raises
     ------
     ValueError
-        A bad grid or shape, or a mean curve that does not cross ``reference`` inside the grid.
+        A bad grid or shape, NaN or infinite values in ``t2E`` (the message lists their flow times and
+        configurations), or a mean curve that does not cross ``reference`` inside the grid.
     """
     chains = list(t2E) if isinstance(t2E, (list, tuple)) else [t2E]
     if not chains:
         raise ValueError("t2E: an empty list; expected an array of shape (n_t, N) or a list of such arrays (replica)")
     tt = None
     host = []
-    for c in chains:
-        tt, FF = _check_grid(t, c, kind, reference)
+    for i, c in enumerate(chains):
+        tt, FF = _check_grid(t, c, kind, reference, "t2E" if len(chains) == 1 else f"t2E[{i}]")
         if FF.ndim != 2:
             raise ValueError(f"t2E: expected shape (n_t, N) per chain (flow time first, Monte Carlo time last); "
                              f"got {FF.shape}")

@@ -196,6 +196,7 @@ def _check_factor(block_factor: Any) -> float:
 
 
 def _chains(data: SeriesLike, name: str) -> list[np.ndarray]:
+    """The chains of ``data`` as one-dimensional float64 arrays, each at least 1 long."""
     reps = as_replicas(data, name, min_length=1)
     for i, r in enumerate(reps):
         if r.ndim != 1:
@@ -204,6 +205,15 @@ def _chains(data: SeriesLike, name: str) -> list[np.ndarray]:
         if np.iscomplexobj(r):
             raise TypeError(f"{name}: complex values; histogram the real and imaginary parts separately")
     return reps
+
+
+def _check_two_per_chain(reps: list[np.ndarray], name: str) -> None:
+    """The blocked bootstrap resamples within each chain: a chain of one configuration is always drawn as itself
+    and adds no variance (its fluctuation would be missing from the error), so it is refused up front."""
+    for i, r in enumerate(reps):
+        if r.shape[-1] < 2:
+            raise ValueError(f"{name}{'' if len(reps) == 1 else f'[{i}]'}: a chain of {r.shape[-1]} configuration; "
+                             "the blocked bootstrap needs at least 2 per chain (drop that chain)")
 
 
 def histogram_edges(a: SeriesLike, b: SeriesLike, bins: int = 20) -> np.ndarray:
@@ -233,8 +243,11 @@ def block_length(data: SeriesLike, *, block_factor: float = BLOCK_FACTOR) -> tup
     """``(block, tau_int, window_found)``: the bootstrap block length ``ceil(block_factor * tau_int)``
     (at least 1, at most half the shortest chain) of a chain or list of chains (module docstring).
 
-    ``tau_int`` comes from the Gamma method on the chains with at least 2 configurations (as replicas). The
-    cap is half the shortest chain, so that every chain holds at least two blocks.
+    ``tau_int`` comes from the Gamma method on the chains with at least 2 configurations (as replicas): a
+    chain of one configuration says nothing about autocorrelations and is skipped here, but
+    :func:`density_histogram` and :func:`compare_histograms` refuse it (their bootstrap resamples within each
+    chain and needs two configurations per chain). The cap is half the shortest chain, so that every chain
+    holds at least two blocks.
 
     >>> rng = np.random.default_rng(2)
     >>> x = np.empty(20000); x[0] = 0.0
@@ -272,7 +285,8 @@ def density_histogram(data: SeriesLike, edges: Any, *, rng: Any, n_boot: int = 1
     ----------
     data : array_like or list of array_like
         One value per configuration, in chain order; a list holds independent chains (blocks never
-        straddle two chains; the bootstrap resamples within each chain).
+        straddle two chains; the bootstrap resamples within each chain, so every chain needs at least 2
+        configurations).
     edges : array_like
         Increasing bin edges; every value must lie within ``[edges[0], edges[-1]]``.
     rng : numpy.random.Generator or int
@@ -345,10 +359,12 @@ def _block_deficit(tau: np.ndarray, block: int) -> np.ndarray:
 
 
 def _density_histogram(data: SeriesLike, edges: Any, *, rng: Any, n_boot: int, block: int | None,
-                       block_factor: float, block_name: str = "block") -> tuple[DensityHistogram, np.ndarray]:
+                       block_factor: float, block_name: str = "block",
+                       name: str = "data") -> tuple[DensityHistogram, np.ndarray]:
     """:func:`density_histogram` and the covariance matrix of the densities (same estimate as ``error**2`` on
-    the diagonal), for the p-value of :func:`compare_histograms`."""
-    reps = _chains(data, "data")
+    the diagonal), for the p-value of :func:`compare_histograms`; ``name``: the user's name of ``data``."""
+    reps = _chains(data, name)
+    _check_two_per_chain(reps, name)
     n_boot = _check_int("n_boot", n_boot, 10)
     e = np.asarray(edges, dtype=np.float64)
     if e.ndim != 1 or e.size < 3 or not np.all(np.isfinite(e)) or not np.all(np.diff(e) > 0):
@@ -361,7 +377,7 @@ def _density_histogram(data: SeriesLike, edges: Any, *, rng: Any, n_boot: int, b
                              f"blocks; expected at most {shortest // 2}")
     width = np.diff(e)
     nb = width.size
-    indicators = _indicators(reps, e, "data")
+    indicators = _indicators(reps, e, name)
     n = sum(r.size for r in reps)
     density = sum(ind.sum(axis=-1) for ind in indicators) / n
     counts = np.rint(density * n * width).astype(np.int64)
@@ -418,8 +434,9 @@ def compare_histograms(a: SeriesLike, b: SeriesLike, *, rng: Any, bins: int = 20
     Parameters
     ----------
     a, b : array_like or list of array_like
-        One value per configuration, in chain order; a list holds independent chains. ``a`` is compared
-        with ``b`` (the flow chain with the HMC reference).
+        One value per configuration, in chain order; a list holds independent chains, each of at least 2
+        configurations (the bootstrap resamples within each chain). ``a`` is compared with ``b`` (the flow
+        chain with the HMC reference).
     rng : numpy.random.Generator or int
         Randomness of both bootstraps (``a`` first, then ``b``).
     bins : int
@@ -443,12 +460,14 @@ def compare_histograms(a: SeriesLike, b: SeriesLike, *, rng: Any, bins: int = 20
     if not (isinstance(blocks, (tuple, list)) and len(blocks) == 2):
         raise ValueError(f"blocks={blocks!r}: expected a pair (block of a, block of b), each an int or None")
     ra, rb = _chains(a, "a"), _chains(b, "b")
+    _check_two_per_chain(ra, "a")
+    _check_two_per_chain(rb, "b")
     e = histogram_edges(ra, rb, bins) if edges is None else np.asarray(edges, dtype=np.float64)
     gen = as_generator(rng)
     ha, ca = _density_histogram(ra, e, rng=gen, n_boot=n_boot, block=blocks[0], block_factor=block_factor,
-                                block_name="blocks[0]")
+                                block_name="blocks[0]", name="a")
     hb, cb = _density_histogram(rb, e, rng=gen, n_boot=n_boot, block=blocks[1], block_factor=block_factor,
-                                block_name="blocks[1]")
+                                block_name="blocks[1]", name="b")
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(hb.density > 0, ha.density / hb.density, np.nan)
         ratio_error = np.where(hb.density > 0, np.sqrt(ha.error ** 2 + ratio ** 2 * hb.error ** 2) / hb.density,
@@ -527,6 +546,7 @@ def _joint_covariance(series: Mapping[str, SeriesLike], comparisons: Mapping[str
     if missing:
         raise ValueError(f"{side}: no series for {', '.join(map(repr, missing))} (expected one per comparison)")
     reps = {n: _chains(series[n], f"{side}[{n!r}]") for n in names}
+    _check_two_per_chain(reps[names[0]], f"{side}[{names[0]!r}]")
     shape = [r.size for r in reps[names[0]]]
     for n in names[1:]:
         if [r.size for r in reps[n]] != shape:

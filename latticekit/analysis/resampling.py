@@ -60,6 +60,8 @@ def _scalar(x: np.ndarray) -> Any:
 
 
 def _prepare(data: SeriesLike, func: Optional[Func], bin_size: int):
+    if func is not None and not callable(func):
+        raise TypeError(f"func: expected a callable func(a) of the means, got {type(func).__name__}")
     b = _check_bin_size(bin_size)
     reps = as_replicas(data, "data", min_length=1)
     if func is not None and reps[0].ndim < 2:
@@ -194,7 +196,8 @@ def bootstrap(
         # fluctuation would not enter the error (the jackknife refuses one bin in all for the same reason)
         if x.shape[-1] < 2:
             where = f"replica {i}" if len(bins) > 1 else "the series"
-            raise ValueError(f"bin_size: {b} leaves {where} with {x.shape[-1]} bin; the bootstrap resamples bins within each replica and needs "
+            raise ValueError(f"bin_size: {b} leaves {where} with {x.shape[-1]} bin; the bootstrap resamples bins "
+                             "within each replica and needs "
                              "at least 2 in each (use a smaller bin_size, or the jackknife over all replica)")
     k = sum(x.shape[-1] for x in bins)
     sums = np.zeros(mean.shape + (n_boot,), dtype=np.result_type(mean.dtype, np.float64))

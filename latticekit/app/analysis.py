@@ -9,7 +9,10 @@ reweights them from the proposals (:func:`reweighted_derived`).
 Only what was measured is reported (:func:`gamma_entry`): where the Gamma method cannot estimate an
 error, ``error`` and ``tau_int`` are None (JSON null) and ``problem`` says why; where its automatic
 window failed (the chains are shorter than a few autocorrelation times), the numbers are kept but
-``reliable`` is False and ``problem`` says so. The run job's table marks such entries with ``!`` and lists
+``reliable`` is False and ``problem`` says so. A series with NaN or infinite values (a NaN ``dH`` that HMC
+rejected, ``exp(-dH)`` beyond the float range) has ``value``, ``error`` and ``tau_int`` None and ``problem``
+``"non-finite values in N of M measurements"`` (:func:`nonfinite_entry`); the other entries are unaffected.
+The run job's table marks such entries with ``!`` and lists
 the problems below it, with a warning when the thermalisation was shorter than
 :data:`THERMALIZATION_TAUS` tau_int of the slowest observable.
 
@@ -23,6 +26,8 @@ Examples
 >>> c = gamma_entry(gamma_method(np.ones(50)), None)
 >>> c["error"], c["tau_int"], c["reliable"], c["problem"]
 (None, None, False, 'constant in all 50 measurements: no fluctuation to estimate an error or tau_int from')
+>>> nonfinite_entry(1, 50, None)["problem"]
+'non-finite values in 1 of 50 measurements'
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from latticekit import backends
 from latticekit.analysis import gamma_method, jackknife
 
 __all__ = ["THERMALIZATION_TAUS", "analyse", "chains_of", "derived_chains", "format_table", "gamma_entry",
-           "quiet_gamma", "reweighted_derived"]
+           "nonfinite_entry", "quiet_gamma", "reweighted_derived"]
 
 #: a run warns when ``sampler.thermalization`` is shorter than this many tau_int (in sampler steps) of
 #: its slowest observable: a cold or hot start relaxes over a few autocorrelation times, and
@@ -58,9 +63,12 @@ def gamma_entry(res: Any, exact: float | None, *, always_exact: bool = True, con
         Of :func:`latticekit.analysis.gamma_method` (one observable).
     exact : float or None
         The exact value; ``exact`` is left out when None and ``always_exact`` is False.
+    always_exact : bool
+        Keep ``exact`` (None) in the entry also when there is no exact value.
     constant : bool
         The caller knows the series is constant (an integer-valued observable equal in every measurement
-        up to rounding, or a derived one of such inputs).
+        up to rounding, or a derived one of such inputs). Without it the Gamma method's own verdict is used:
+        a series without fluctuations (up to rounding of its mean) has ``error`` exactly 0.
 
     Returns
     -------
@@ -73,7 +81,9 @@ def gamma_entry(res: Any, exact: float | None, *, always_exact: bool = True, con
     """
     e: dict[str, Any] = {"value": float(res.value)}
     problem = None
-    if constant or int(res.window) == 0:  # gamma_method chooses W = 0 only for a constant series
+    # gamma_method returns error exactly 0 only for a series without fluctuations (a fluctuating one has a positive
+    # error, or NaN where Gamma is pathological); its window W = 0 is no sign of it: S = 0 gives W = 0 for any data
+    if constant or (_finite(res.error) and float(res.error) == 0.0):
         e.update(error=None, tau_int=None, tau_int_error=None)
         problem = f"constant in all {res.n} measurements: no fluctuation to estimate an error or tau_int from"
     elif not _finite(res.error) or not _finite(res.tau_int):
@@ -95,6 +105,43 @@ def gamma_entry(res: Any, exact: float | None, *, always_exact: bool = True, con
     if exact is not None and e["error"] is not None and e["error"] > 0:
         e["deviation_sigma"] = (e["value"] - exact) / e["error"]
     return e
+
+
+def nonfinite_entry(n_bad: int, n: int, exact: float | None, *, always_exact: bool = True) -> dict[str, Any]:
+    """The JSON entry of a series with NaN or infinite values: nothing is estimated from it.
+
+    Parameters
+    ----------
+    n_bad : int
+        Measurements with a non-finite value (for a derived observable: with a non-finite input).
+    n : int
+        All measurements (all chains).
+    exact : float or None
+        The exact value, as for :func:`gamma_entry`.
+    always_exact : bool
+        As for :func:`gamma_entry`.
+
+    Returns
+    -------
+    dict
+        ``value``, ``error``, ``tau_int``, ``tau_int_error`` None, ``reliable`` False and ``problem``
+        ``"non-finite values in n_bad of n measurements"`` (and ``exact`` as in :func:`gamma_entry`).
+    """
+    e: dict[str, Any] = {"value": None, "error": None, "tau_int": None, "tau_int_error": None, "reliable": False,
+                         "problem": f"non-finite values in {n_bad} of {n} measurements"}
+    if exact is not None or always_exact:
+        e["exact"] = exact
+    return e
+
+
+def _entry(chains: Sequence[Any], exact: float | None, func: Any = None, *, always_exact: bool = True,
+           constant: bool = False) -> dict[str, Any]:
+    """:func:`gamma_entry` of the Gamma method on ``chains`` (replicas, time last; ``(k, n)`` inputs of ``func``),
+    or :func:`nonfinite_entry` where a measurement holds a NaN or infinite value."""
+    bad = sum(int(np.sum(~np.all(np.isfinite(np.reshape(c, (-1, np.shape(c)[-1]))), axis=0))) for c in chains)
+    if bad:
+        return nonfinite_entry(bad, sum(int(np.shape(c)[-1]) for c in chains), exact, always_exact=always_exact)
+    return gamma_entry(quiet_gamma(list(chains), func), exact, always_exact=always_exact, constant=constant)
 
 
 def quiet_gamma(*args: Any, **kwargs: Any) -> Any:
@@ -152,9 +199,10 @@ def analyse(theory: Any, series: dict[str, list[list[float]]], accept: list[list
 
     ``derived``: the derived observables to report (default: all the theory has). ``cg`` (Nf = 2): CG
     iterations per trajectory and chain, reported as ``sampler.cg_iterations``. Entries are
-    :func:`gamma_entry` (errors only where measured); ``warnings`` lists every observable's problem (the sampler's entries carry
-    theirs) and a
-    thermalisation shorter than :data:`THERMALIZATION_TAUS` tau_int of the slowest observable.
+    :func:`gamma_entry` (errors only where measured), or :func:`nonfinite_entry` for a series with NaN or
+    infinite values (a NaN ``dH``, ``exp(-dH)`` beyond the float range); ``warnings`` lists every observable's
+    problem (the sampler's entries carry theirs) and a thermalisation shorter than
+    :data:`THERMALIZATION_TAUS` tau_int of the slowest observable.
     """
     exact = theory.exact()
     integer = set(theory.integer_observables())
@@ -162,21 +210,24 @@ def analyse(theory: Any, series: dict[str, list[list[float]]], accept: list[list
     obs: dict[str, Any] = {}
     for name, rows in series.items():
         if rows:
-            obs[name] = gamma_entry(quiet_gamma(chains_of(rows)), exact.get(name), constant=name in constant)
+            obs[name] = _entry(chains_of(rows), exact.get(name), constant=name in constant)
     der = theory.derived()
     for name in (list(der) if derived is None else derived):
         stacked = derived_chains(der[name], series)
         if stacked is not None:
-            obs[name] = gamma_entry(quiet_gamma(stacked, der[name].func), exact.get(name),
-                                    constant=all(i in constant for i in der[name].inputs))
+            obs[name] = _entry(stacked, exact.get(name), der[name].func,
+                               constant=all(i in constant for i in der[name].inputs))
     info: dict[str, Any] = {}
     if accept:
-        info["acceptance"] = gamma_entry(quiet_gamma(chains_of(accept)), None, always_exact=False)
+        info["acceptance"] = _entry(chains_of(accept), None, always_exact=False)
     if dH:
-        e = [[math.exp(-v) for v in row] for row in dH]
-        info["exp_minus_dH"] = gamma_entry(quiet_gamma(chains_of(e)), None, always_exact=False)
+        # HMC rejects a trajectory with a NaN dH and records it; exp(-dH) overflows to inf for dH < -709: both
+        # are non-finite values of the series (nonfinite_entry), not a crash of the whole analysis
+        with np.errstate(over="ignore", invalid="ignore"):
+            e = np.exp(-np.asarray(dH, dtype=np.float64))
+        info["exp_minus_dH"] = _entry(chains_of(e), None, always_exact=False)
     if cg:
-        info["cg_iterations"] = gamma_entry(quiet_gamma(chains_of(cg)), None, always_exact=False)
+        info["cg_iterations"] = _entry(chains_of(cg), None, always_exact=False)
     notes = [f"{name}: {e['problem']}" for name, e in obs.items() if "problem" in e]
     if accept and not any(v for row in accept for v in row):
         # every proposal rejected: the chains never moved, and every "constant" observable above is the start field
@@ -212,7 +263,7 @@ def format_table(results: dict[str, Any]) -> str:
         ex = e.get("exact")
         dev = e.get("deviation_sigma")
         flag = "" if e.get("reliable", True) else " !"
-        rows.append((name, f"{e['value']:.6g}", _num(e.get("error"), ".2g") + flag,
+        rows.append((name, _num(e["value"], ".6g"), _num(e.get("error"), ".2g") + flag,
                      _num(e.get("tau_int"), ".2f") + flag, "-" if ex is None else f"{ex:.6g}",
                      "-" if dev is None else f"{dev:+.2f}" + flag))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -226,7 +277,7 @@ def format_table(results: dict[str, Any]) -> str:
     tail = []
     for k, v in results.get("sampler", {}).items():
         if v.get("error") is None:
-            tail.append(f"{k}: {v['value']:.4f} ({v.get('problem', 'no error estimate')})")
+            tail.append(f"{k}: {_num(v['value'], '.4f')} ({v.get('problem', 'no error estimate')})")
         else:
             tail.append(f"{k}: {v['value']:.4f} +- {v['error']:.1g}"
                         + ("" if v.get("reliable", True) else f" ! ({v.get('problem')})"))

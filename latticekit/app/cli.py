@@ -264,7 +264,11 @@ def _args_compare(p: argparse.ArgumentParser) -> None:
                      "theory (Figs. 2-3 of arXiv:2208.03832): per observable, density histograms on common bins, "
                      "errors from a blocked bootstrap (blocks of ceil(10 tau_int) configurations), the ratio "
                      "flow/HMC per bin, residuals r = (h_flow - h_HMC)/sqrt(s_flow^2 + s_HMC^2) and the test "
-                     "chi^2 = sum r^2 with dof = bins used, p = chi2.sf(chi^2, dof). Writes compare.json, "
+                     "chi^2 = sum r^2 with dof = bins used. The residuals of one histogram are correlated, so the "
+                     "p-value is p = P(g chi2_h >= chi^2) (Satterthwaite: the chi^2 law with mean dof and the "
+                     "variance 2 tr(M^2) of the bootstrap correlation matrix M of the residuals; h = dof_effective = "
+                     "dof^2/tr(M^2), g = dof/h), which is chi2.sf(chi^2, dof) only for uncorrelated residuals; the "
+                     "total over observables includes their correlation the same way. Writes compare.json, "
                      "compare.png and compare_residuals.png to --out and prints the table.")
     p.add_argument("flow", help="folder of `latticekit sample` (flow_ensemble.h5) or an ensemble file")
     p.add_argument("hmc", help="folder of `latticekit run` (ensemble.h5) or an ensemble file")

@@ -318,3 +318,48 @@ def test_func_and_grad_must_be_callable():
         gamma_method(x, lambda a: a[0] / a[1], grad=np.ones(2))
     with pytest.raises(TypeError, match="func: expected a callable"):
         gamma_method(x, np.ones(2))
+
+
+def test_bad_arguments_are_named():
+    """Errors that named no argument (an ufunc TypeError, a broadcasting error, 'int' object is not callable,
+    IndexError ...) or silently broadcast a wrong gradient; and autocovariance beyond the longest replica
+    (it returned inf)."""
+    from latticekit.analysis import blocking_analysis, bootstrap, jackknife, reweight
+
+    x = np.arange(10.0)
+    for bad in ("1.5", None, True):
+        with pytest.raises(TypeError, match=r"^S: expected a finite number >= 0"):
+            gamma_method(x, S=bad)
+    gamma_method(x, S=np.float32(1.5))            # any real number type
+    two = np.ones((2, 3, 50)) + np.arange(50)
+    for grad in (lambda a: np.ones(2), lambda a: 1.0, lambda a: np.ones((1, 3)), lambda a: np.ones((2, 3, 1))):
+        with pytest.raises(ValueError, match=r"^grad: expected output of shape \(2, 3\)"):
+            gamma_method(two, lambda a: a[0] / a[1], grad=grad)
+    with pytest.raises(TypeError, match=r"^func: expected a callable"):
+        jackknife(np.ones((2, 10)), func=3)
+    with pytest.raises(TypeError, match=r"^func: expected a callable"):
+        bootstrap(np.ones((2, 10)), func=3, rng=1)
+    with pytest.raises(TypeError, match=r"^func: expected a callable"):
+        blocking_analysis(np.ones((2, 10)), func=3)
+    with pytest.raises(TypeError, match=r"^bin_sizes: expected a sequence of positive integers, got 4"):
+        blocking_analysis(x, bin_sizes=4)
+    with pytest.raises(ValueError, match=r"^bin_sizes\[1\]: expected a positive integer, got 0"):
+        blocking_analysis(x, bin_sizes=[1, 0])
+    with pytest.raises(ValueError, match=r"^obs: expected an array \(\*B, N\) .* got a scalar"):
+        reweight(1.0, np.zeros(5))
+    d = np.array([1.0, -1.0, 1.0, -1.0])
+    with pytest.raises(TypeError, match=r"^deltas: expected a list or tuple of arrays"):
+        autocovariance(d, 2)
+    with pytest.raises(ValueError, match=r"^deltas: empty list"):
+        autocovariance([], 1)
+    with pytest.raises(ValueError, match=r"^deltas\[1\]: leading shape \(2,\) differs"):
+        autocovariance([d, np.ones((2, 4))], 1)
+    with pytest.raises(ValueError, match=r"^deltas\[0\]: expected an array"):
+        autocovariance([np.float64(1.0)], 0)
+    for lag in (4, 6, -1):
+        with pytest.raises(ValueError, match=rf"^max_lag: expected 0 <= max_lag < 4 \(the longest replica\), "
+                                             rf"got {lag}"):
+            autocovariance([d, d[:2]], lag)
+    with pytest.raises(TypeError, match=r"^max_lag: expected an integer"):
+        autocovariance([d], 1.0)
+    assert_close(autocovariance((d, d[:2]), 3), np.array([1.0, -1.0, 1.0, -1.0]), rtol=1e-12, atol=1e-15)

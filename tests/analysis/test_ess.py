@@ -189,3 +189,15 @@ def test_log_z_estimate_gaussian_normalisation():
     assert log_z_estimate(np.full(10, 2.5)) == (2.5, 0.0)
     with pytest.raises(ValueError, match="one axis"):
         log_z_estimate(np.zeros((2, 3)))
+
+
+def test_log_z_estimate_of_one_draw_has_no_error():
+    """One draw: log Z is its log-weight, its error undefined: NaN with a warning (as gamma_method where it has
+    no estimate), not 0.0 (which claimed an exact result)."""
+    with pytest.warns(RuntimeWarning, match="log_z_estimate: a single draw"):
+        est, err = log_z_estimate(np.array([3.0]))
+    assert_close(est, 3.0, rtol=0, atol=0)
+    assert np.isnan(err)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert log_z_estimate(np.array([3.0, 3.0])) == (3.0, 0.0)   # two equal draws: a measured 0

@@ -161,3 +161,33 @@ def test_bad_input() -> None:
     for two in (np.stack([0.3 * t, 0.15 * t], 1), np.stack([0.15 * t, 0.3 * t], 1)):   # crashed in numpy before
         with pytest.raises(ValueError, match=r"F: expected one curve of shape \(11,\), got shape \(11, 2\)"):
             flow_scale_of_curve(t, two)
+
+
+def test_non_finite_curves_are_refused_naming_the_argument_and_flow_times() -> None:
+    """A NaN or inf in t^2 E gave a silent NaN (at the crossing), a wrong scale (inf just below it: 1.65, true
+    sqrt(3) = 1.732), or an error naming `data`, an internal name."""
+    t = np.linspace(0.0, 3.0, 61)
+    F = 0.1 * t ** 2
+    for bad, k in ((np.nan, 35), (np.inf, 34), (-np.inf, 0)):
+        Fb = F.copy()
+        Fb[k] = bad
+        with pytest.raises(ValueError, match=rf"^F: 1 NaN or infinite value\(s\) at flow time\(s\) t = {t[k]:.6g}$"):
+            flow_scale_of_curve(t, Fb)
+    ens = _quadratic(np.full(20, 0.1), t)
+    ens[10, 17] = np.nan
+    with pytest.raises(ValueError, match=r"^t2E: 1 NaN .* t = 0\.5 in configuration\(s\) 17$"):
+        flow_scale(t, ens, "t0")
+    with pytest.raises(ValueError, match=r"^t2E\[1\]: 1 NaN .* t = 0\.5 in configuration\(s\) 17$"):
+        flow_scale(t, [_quadratic(np.full(20, 0.1), t), ens], "w0")
+
+
+def test_numpy_scalar_references_are_accepted() -> None:
+    """numbers.Real: np.float32 and np.int64 were refused as 'not a positive number'."""
+    t = np.linspace(0.0, 3.0, 61)
+    ens = _quadratic(np.full(20, 0.1), t)
+    r = flow_scale(t, ens, "t0", reference=np.float32(0.4))
+    assert_close(r.value, flow_scale(t, ens, "t0", reference=float(np.float32(0.4))).value, rtol=1e-15, atol=0)
+    assert_close(flow_scale_of_curve(t, 0.5 * t, reference=np.int64(1)), 2.0, rtol=1e-12, atol=0)
+    for bad in (np.bool_(True), "0.3", np.float64(np.nan)):
+        with pytest.raises(ValueError, match="reference="):
+            flow_scale_of_curve(t, 0.3 * t, reference=bad)

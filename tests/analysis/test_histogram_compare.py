@@ -300,3 +300,31 @@ def test_joint_total_refuses_series_of_other_configurations():
         joint_chi2(cs, short, fb, rng=0, n_boot=20)
     with pytest.raises(ValueError, match=r"^n_boot: expected an integer >= 10"):
         joint_chi2(cs, fa, fb, rng=0, n_boot=5)
+
+
+def test_a_chain_of_one_configuration_is_refused_up_front() -> None:
+    """The blocked bootstrap resamples within each chain: a chain of one configuration failed inside it with a
+    message about `bin_size`, an argument the user never passed (block_length skips such a chain: it only
+    estimates tau_int from the others)."""
+    rng = np.random.default_rng(0)
+    chains = [rng.normal(size=500), rng.normal(size=1)]
+    block, tau, ok = block_length(chains)
+    assert (block, ok) == (1, True)
+    assert_close(tau, block_length(chains[0])[1], rtol=0, atol=0)
+    msg = "a chain of 1 configuration; the blocked bootstrap needs at least 2 per chain"
+    with pytest.raises(ValueError, match=rf"^data\[1\]: {msg}"):
+        density_histogram(chains, np.linspace(-4, 4, 9), rng=1, n_boot=50)
+    with pytest.raises(ValueError, match=rf"^data: {msg}"):
+        density_histogram(np.array([0.5]), np.linspace(-4, 4, 9), rng=1, n_boot=50)
+    with pytest.raises(ValueError, match=rf"^a\[1\]: {msg}"):
+        compare_histograms(chains, rng.normal(size=500), bins=8, n_boot=50, rng=1)
+    with pytest.raises(ValueError, match=rf"^b\[0\]: {msg}"):
+        compare_histograms(rng.normal(size=500), chains[::-1], bins=8, n_boot=50, rng=1)
+    fa, fb = _functions_of_normal_draws(7, n=400)
+    cs = {n: compare_histograms(fa[n], fb[n], bins=5, n_boot=20, rng=0) for n in ("x", "|x|")}
+    split = {n: [fa[n][:399], fa[n][399:]] for n in ("x", "|x|")}
+    with pytest.raises(ValueError, match=rf"^a\['x'\]\[1\]: {msg}"):
+        joint_chi2(cs, split, fb, rng=0, n_boot=20)
+    # two configurations per chain are enough (blocks of 1)
+    h = density_histogram([chains[0], rng.normal(size=2)], np.linspace(-5, 5, 9), rng=1, n_boot=50)
+    assert h.n == 502 and h.n_chains == 2 and h.block == 1

@@ -235,3 +235,35 @@ def test_bias_of_linear_functions_is_zero_when_bins_leave_a_remainder():
     loo = (bins.sum() - bins) / 2
     want = 2 * (np.mean(loo**2) - bins.mean() ** 2)
     assert_close(jackknife(np.stack([x]), lambda a: a[0] ** 2, bin_size=3).bias, want, rtol=1e-12, atol=0)
+
+
+def test_blocking_default_bin_sizes_keep_min_bins_over_replica():
+    """The jackknife counts sum_r N_r // b bins (bins never straddle replica); the default bin sizes promised
+    ``min_bins`` but counted N // b: 10 replica of 31 got b = 16 with 10 bins, not 16."""
+    reps = [np.random.default_rng(20 + r).standard_normal(31) for r in range(10)]
+    res = blocking_analysis(reps)
+    np.testing.assert_array_equal(res.bin_sizes, [1, 2, 4, 8])
+    np.testing.assert_array_equal(res.n_bins, [310, 150, 70, 30])
+    assert np.all(res.n_bins >= 16)
+    res = blocking_analysis(reps, min_bins=30)
+    np.testing.assert_array_equal(res.n_bins, [310, 150, 70, 30])
+    res = blocking_analysis(reps, min_bins=31)
+    np.testing.assert_array_equal(res.n_bins, [310, 150, 70])
+
+
+def test_blocking_of_a_constant_series_is_gamma_methods_convention():
+    """No fluctuation: errors 0 and tau_int 1/2 as gamma_method (was 0/0 = NaN, or a ratio of rounding errors
+    of the mean of 0.1s), also with replica and for a derived quantity of constant inputs; a fluctuating batch
+    entry beside it keeps its own values."""
+    for data in (np.ones(64), np.full(64, 0.1), [np.full(40, 0.1), np.full(24, 0.1)]):
+        res = blocking_analysis(data)
+        g = gamma_method(data)
+        assert_close(res.tau_int, np.full(res.bin_sizes.shape, g.tau_int), rtol=0, atol=0)
+        assert_close(res.errors, np.zeros(res.bin_sizes.shape), rtol=0, atol=0)
+    res = blocking_analysis(np.stack([np.full(64, 0.1), np.full(64, 3.0)]), ratio)
+    assert_close(res.tau_int, np.full(res.bin_sizes.shape, 0.5), rtol=0, atol=0)
+    x = np.random.default_rng(21).standard_normal(64)
+    res = blocking_analysis(np.stack([np.full(64, 0.1), x]))
+    assert_close(res.tau_int[0], np.full(res.bin_sizes.shape, 0.5), rtol=0, atol=0)
+    assert_close(res.tau_int[1], blocking_analysis(x).tau_int, rtol=1e-12, atol=0)
+    assert_close(res.errors[1], blocking_analysis(x).errors, rtol=1e-12, atol=0)

@@ -12,6 +12,7 @@ import pytest
 from latticekit.analysis import gamma_method
 from latticekit.app.analysis import THERMALIZATION_TAUS, analyse, format_table, gamma_entry
 from latticekit.app.config import RunConfig
+from latticekit.testing import assert_close
 
 
 def _strict_json(text: str):
@@ -127,3 +128,85 @@ def test_sampler_entries_are_measured() -> None:
     assert dh["error"] > 0 and dh["reliable"]
     table = format_table(res)
     assert "acceptance: 1.0000 (constant in all 200 measurements" in table and "nan" not in table
+
+
+def _results_with(series: dict, dH: list) -> dict:
+    cfg = RunConfig.from_dict({"lattice": {"shape": [4, 4]},
+                               "sampler": {"chains": 4, "thermalization": 10, "measurements": 50}})
+    acc = [[1.0, 0.0, 1.0, 1.0] if i % 3 else [1.0] * 4 for i in range(len(dH))]
+    return analyse(cfg.theory, series, acc, dH, cfg, 1, "numpy", None)
+
+
+@pytest.mark.parametrize("bad", [math.nan, -800.0, -math.inf])   # exp(-dH): nan, inf, inf
+def test_a_non_finite_exp_minus_dH_is_reported_not_a_crash(bad: float) -> None:
+    # HMC rejects a trajectory with a NaN dH and records it; exp(-dH) overflows for dH < -709: the results step
+    # crashed (ValueError: data contains NaN / OverflowError: math range error) and the run lost its results
+    rng = np.random.default_rng(5)
+    plaq = (0.5 + 0.01 * rng.standard_normal((50, 4))).tolist()
+    dH = (0.3 * rng.standard_normal((50, 4))).tolist()
+    dH[10][2] = bad
+    res = _results_with({"plaquette": plaq}, dH)
+    e = res["sampler"]["exp_minus_dH"]
+    assert e["value"] is None and e["error"] is None and e["tau_int"] is None and e["reliable"] is False
+    assert e["problem"] == "non-finite values in 1 of 200 measurements"
+    p = res["observables"]["plaquette"]                  # the rest is analysed as before
+    g = gamma_method([np.asarray(plaq)[:, c] for c in range(4)])
+    assert_close(p["value"], g.value, rtol=1e-15, atol=0)
+    assert_close(p["error"], g.error, rtol=1e-15, atol=0)
+    assert res["sampler"]["acceptance"]["error"] > 0
+    _strict_json(json.dumps(res))
+    table = format_table(res)
+    assert "exp_minus_dH: - (non-finite values in 1 of 200 measurements)" in table
+
+
+def test_a_non_finite_observable_gets_a_problem_and_so_do_its_derived() -> None:
+    rng = np.random.default_rng(6)
+    q = rng.integers(-2, 3, (50, 4)).astype(float)
+    q[7, 0], q[9, 3] = math.nan, math.inf
+    plaq = (0.5 + 0.01 * rng.standard_normal((50, 4))).tolist()
+    dH = (0.1 * rng.standard_normal((50, 4))).tolist()
+    res = _results_with({"plaquette": plaq, "topological_charge": q.tolist()}, dH)
+    obs = res["observables"]
+    assert "chi_t" in obs                                     # derived from the charge (the premise)
+    for name in ("topological_charge", "chi_t"):
+        assert obs[name]["value"] is None and obs[name]["error"] is None, name
+        assert obs[name]["problem"] == "non-finite values in 2 of 200 measurements", name
+        assert f"{name}: non-finite values in 2 of 200 measurements" in res["warnings"]
+    assert obs["plaquette"]["reliable"] and obs["plaquette"]["error"] > 0
+    _strict_json(json.dumps(res))
+    row = next(line for line in format_table(res).splitlines() if line.startswith("topological_charge"))
+    assert row.split()[1:] == ["-", "-", "!", "-", "!", "0", "-"]   # value, error !, tau_int !, exact, dev
+
+
+def test_S0_window_is_not_a_constant_series() -> None:
+    # gamma_method(S=0) has W = 0 for any data; gamma_entry took W = 0 for "constant" and dropped the error
+    x = np.array([1.0, 2.0, 3.0, 2.0, 5.0, 1.0])
+    e = gamma_entry(gamma_method(x, S=0), 2.0)
+    assert e["reliable"] is True and "problem" not in e
+    assert_close(e["error"], float(x.std(ddof=1) / np.sqrt(x.size)), rtol=1e-12, atol=0)
+    assert_close(e["tau_int"], 0.5, rtol=0, atol=0)
+    assert_close(e["deviation_sigma"], (x.mean() - 2.0) / e["error"], rtol=1e-12, atol=0)
+    c = gamma_entry(gamma_method(np.full(6, 0.1), S=0), None)           # a constant series still is one
+    assert c["error"] is None and c["problem"].startswith("constant in all 6 measurements")
+
+
+def test_compare_help_describes_the_reported_p_value() -> None:
+    # the help said p = chi2.sf(chi^2, dof); the job reports P(g chi2_h >= chi^2) with h = dof_effective
+    import argparse
+
+    from scipy import stats
+
+    from latticekit.analysis import compare_histograms
+    from latticekit.app.cli import _args_compare
+
+    p = argparse.ArgumentParser()
+    _args_compare(p)
+    text = " ".join(p.description.split())
+    assert "p = chi2.sf(chi^2, dof)." not in text
+    assert "p = P(g chi2_h >= chi^2)" in text and "h = dof_effective = dof^2/tr(M^2), g = dof/h" in text
+    rng = np.random.default_rng(0)
+    c = compare_histograms(rng.normal(size=2000), rng.normal(size=2000), bins=10, n_boot=200, rng=1)
+    h = c.dof_effective
+    g = c.dof / h
+    assert h < c.dof                                      # correlated residuals: the two formulas differ here
+    assert_close(c.p_value, float(stats.chi2.sf(c.chi2 / g, h)), rtol=1e-12, atol=0)
