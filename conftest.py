@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -104,3 +105,18 @@ def _restore_thread_counts(request: pytest.FixtureRequest) -> Iterator[None]:
         if "numba" in sys.modules and "numba" not in counts:   # loaded during the test
             sys.modules["numba"].set_num_threads(sys.modules["numba"].config.NUMBA_NUM_THREADS)
         _threads._NUMBA_REQUEST = numba_request
+
+
+@pytest.fixture(autouse=True)
+def _doctest_temporaries_in_tmp_path(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Docstring examples make their folders with ``tempfile.mkdtemp()`` (what a user would write); under the
+    suite those go into the test's ``tmp_path``, which pytest prunes, instead of piling up in /tmp."""
+    if getattr(request.node, "dtest", None) is None:
+        yield
+        return
+    old = tempfile.tempdir
+    tempfile.tempdir = str(request.getfixturevalue("tmp_path"))
+    try:
+        yield
+    finally:
+        tempfile.tempdir = old

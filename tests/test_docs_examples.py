@@ -56,7 +56,9 @@ def test_python_example_runs(code: str, tmp_path: Path) -> None:
     missing = sorted(m for m in needs if find_spec(m) is None)
     if missing:
         pytest.skip(f"the example needs {', '.join(missing)}, which is not installed")
+    # TMPDIR: the examples' tempfile.mkdtemp() folders go under pytest's tmp_path (which pytest prunes), not /tmp
     env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
+           "TMPDIR": str(tmp_path),
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=600)

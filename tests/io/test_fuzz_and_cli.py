@@ -17,19 +17,19 @@ from latticekit.app.io_commands import convert_command, info_command
 from latticekit.io import IOFormatError, load, save
 
 LAT = (2, 2, 2, 2)
-_DIR = tempfile.mkdtemp(prefix="lk-io-fuzz-")
 _U = lk.SU(3).random(backends.rng(11), (4,), LAT)
 _FILES: dict[str, bytes] = {}
-for _fmt in ("nersc", "ildg", "openqcd", "hdf5"):
-    _p = os.path.join(_DIR, "orig." + _fmt)
-    save(_p, _U, "SU3", format=_fmt)
-    _FILES[_fmt] = Path(_p).read_bytes()
+with tempfile.TemporaryDirectory(prefix="lk-io-fuzz-") as _dir:  # the bytes are kept; the folder is removed
+    for _fmt in ("nersc", "ildg", "openqcd", "hdf5"):
+        _p = os.path.join(_dir, "orig." + _fmt)
+        save(_p, _U, "SU3", format=_fmt)
+        _FILES[_fmt] = Path(_p).read_bytes()
 _HEADER_LEN = {"nersc": _FILES["nersc"].index(b"END_HEADER") + 11, "ildg": 600, "openqcd": 24, "hdf5": 800}
 FUZZ = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _try_load(data: bytes, **kw) -> None:
-    fd, path = tempfile.mkstemp(dir=_DIR)
+    fd, path = tempfile.mkstemp(prefix="lk-io-fuzz-")  # removed below, whatever load does
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     try:
