@@ -146,8 +146,14 @@ def coarse_prior(group: Group, lattice: Lattice, kind: str = "haar", *, beta: fl
     Traceback (most recent call last):
     ...
     ValueError: beta=None: the coarse theory prior needs its coupling
+    >>> coarse_prior(lk.U1, lk.Lattice((2, 2)), "haar", beta=3.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: beta=3.0: only read by the coarse theory prior (kind='theory'), not by 'haar'
     """
     if kind == "haar":
+        if beta is not None:   # a coupling the user thinks is in force, but Haar has none
+            raise ValueError(f"beta={beta!r}: only read by the coarse theory prior (kind='theory'), not by 'haar'")
         return HaarPrior(group, lattice)
     if kind == "theory":
         if beta is None:

@@ -247,7 +247,12 @@ class MultiscalePrior(Prior):
         doublings(coarse, lattice.shape)                                   # refuses a bad coarse lattice
         order = doubling_order(coarse, lattice.shape, order)
         spec = spec if spec is not None else ConditionalSpec()
+        if not isinstance(spec, ConditionalSpec):
+            raise TypeError(f"spec={spec!r}: expected a ConditionalSpec (e.g. ConditionalSpec(n_layers=1))")
         spec.check(group)
+        if coarse_beta is not None and not (isinstance(coarse_prior, str) and coarse_prior == "theory"):
+            raise ValueError(f"coarse_beta={coarse_beta!r}: only read with coarse_prior='theory' (the coarse "
+                             f"prior here is {coarse_prior!r})")
         clat = Lattice(coarse)
         prior = make_coarse_prior(group, clat, coarse_prior, beta=coarse_beta, sweeps=coarse_sweeps) \
             if isinstance(coarse_prior, str) else coarse_prior
@@ -268,17 +273,19 @@ class MultiscalePrior(Prior):
 
     def _flat(self, z: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
         nev = len(self.event_shape)
-        if not isinstance(z, torch.Tensor) or z.ndim <= nev or tuple(z.shape[z.ndim - nev:]) != self.event_shape:
+        # an unbatched field (batch ``()``) gives a 0-d log q, as HaarPrior's (DESIGN.md: batch axes possibly none)
+        if not isinstance(z, torch.Tensor) or z.ndim < nev or tuple(z.shape[z.ndim - nev:]) != self.event_shape:
             got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
             raise ValueError(f"z has shape {got}; expected (*batch, {', '.join(map(str, self.event_shape))})")
         self.group.check_dtype(z, name="z")
-        p = next(self.parameters(), None)
-        if p is not None:   # a float32 field in a float64 model failed inside nn.Linear
-            cplx = torch.complex128 if p.dtype == torch.float64 else torch.complex64
-            want = cplx if z.is_complex() else p.dtype
-            if z.dtype != want:
-                raise TypeError(f"z has dtype {z.dtype}; the model's parameters are {p.dtype}, so expected {want} "
-                                "(convert the field, or the model with .to(dtype))")
+        # the prior's own dtype (its reference buffer follows .to(dtype)), with or without parameters: a float32
+        # field in a float64 model failed inside nn.Linear, and one without parameters returned another dtype
+        real = self.dtype
+        cplx = torch.complex128 if real == torch.float64 else torch.complex64
+        want = cplx if z.is_complex() else real
+        if z.dtype != want:
+            raise TypeError(f"z has dtype {z.dtype}; the model is {real}, so expected {want} "
+                            "(convert the field, or the model with .to(dtype))")
         batch = tuple(z.shape[:z.ndim - nev])
         return z.reshape((-1,) + self.event_shape), batch
 

@@ -35,6 +35,7 @@ Examples
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -94,6 +95,9 @@ def doubling_order(coarse: Sequence[int], target: Sequence[int], order: Sequence
                     out.append(mu)
                     left[mu] -= 1
         return out
+    if not isinstance(order, (list, tuple)) or any(isinstance(o, bool) or not isinstance(o, numbers.Integral)
+                                                   for o in order):
+        raise ValueError(f"order={order!r}: expected a list of integer directions in 0..{nd - 1}")
     order = [int(o) for o in order]
     if any(o < 0 or o >= nd for o in order):
         raise ValueError(f"order={order}: expected directions in 0..{nd - 1}")

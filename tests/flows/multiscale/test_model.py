@@ -361,7 +361,7 @@ def test_bad_input() -> None:
         prior.sample(2, _trng(0), context=torch.zeros(1))
     # dtypes named before any work (a float32 field in a float64 model failed inside nn.Linear)
     p64 = MultiscalePrior(lk.U1, lat, (2, 2)).to(F64)
-    with pytest.raises(TypeError, match=r"^z has dtype torch.float32; the model's parameters are torch.float64"):
+    with pytest.raises(TypeError, match=r"^z has dtype torch.float32; the model is torch.float64"):
         p64.log_prob(torch.zeros(2, 2, 8, 8))
     with pytest.raises(TypeError, match=r"^z has dtype torch.complex128; U\(1\) elements are stored as real angles"):
         p64.log_prob(torch.zeros(2, 2, 8, 8, dtype=torch.complex128))
@@ -374,3 +374,27 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError, match=r"^log_z=nan: expected a finite number"):   # kl was nan, after the draws
         flow_diagnostics(Model(p64, Flow([])), lk.actions.WilsonGaugeAction(lk.U1, lat, 1.0), 8, _trng(0),
                          log_z=float("nan"))
+
+
+def test_arguments_are_checked_not_truncated_or_ignored() -> None:
+    """User probe: float directions were truncated (``[0.9, 1.7]`` ran as ``[0, 1]``), a coarse coupling with the
+    Haar coarse prior was silently ignored, a dict ``spec`` gave an AttributeError, an unbatched field was refused,
+    and a prior without parameters accepted (and returned) another dtype."""
+    lat = lk.Lattice((4, 4))
+    for bad in ([0.9, 1.7], "01", [True, 1]):
+        with pytest.raises(ValueError, match=r"^order=.*: expected a list of integer directions in 0\.\.1"):
+            MultiscalePrior(lk.U1, lat, (2, 2), order=bad)  # type: ignore[arg-type]
+    assert MultiscalePrior(lk.U1, lat, (2, 2), order=(np.int64(1), 0)).order == [1, 0]
+    with pytest.raises(ValueError, match=r"^coarse_beta=3.0: only read with coarse_prior='theory'"):
+        MultiscalePrior(lk.U1, lat, (2, 2), coarse_beta=3.0)
+    with pytest.raises(TypeError, match=r"^spec=\{'n_layers': 1\}: expected a ConditionalSpec"):
+        MultiscalePrior(lk.U1, lat, (2, 2), spec={"n_layers": 1})  # type: ignore[arg-type]
+    prior = MultiscalePrior(lk.U1, lat, (2, 2), spec=ConditionalSpec(n_layers=1)).to(F64)
+    U, lq = prior.sample(3, _trng(1))
+    one = prior.log_prob(U[1])                               # no batch axes: a 0-d log q, as HaarPrior's
+    assert one.shape == () and HaarPrior(lk.U1, lat).log_prob(U[1]).shape == ()
+    assert_close(one, lq[1], rtol=1e-12, atol=1e-12)
+    bare = MultiscalePrior(lk.U1, lat, (2, 2), spec=ConditionalSpec(prior="haar", n_layers=0))
+    assert next(bare.parameters(), None) is None
+    with pytest.raises(TypeError, match=r"^z has dtype torch.float64; the model is torch.float32"):
+        bare.log_prob(U)
