@@ -27,6 +27,14 @@ against the theory's fine action (IR-matching, Sec. VI: the fine couplings fixed
   "normal", LocalCNF's, needs a learning-rate warm-up at 16x16 and reaches less: benchmarks/README.md, "The same
   initialisation for the IR flow"; :data:`~latticekit.flows.superres.cnf_base.INITS`).
 
+``kernel_size`` must satisfy ``kernel_size // 2 <`` every extent of the first doubling's fine lattice (the smallest
+a CNF acts on), checked with the configuration (:func:`_check`, shared with ``superres_uv``).
+
+``latticekit train`` is one reverse-KL run (:func:`superres_train`); its ``train.json`` reports ``log mean w`` as
+``log_z_ratio_estimate`` = ``log Z_fine - log Z_coarse`` at the trained coarse couplings (the coarse prior's
+density lacks ``1/Z_coarse``, eq. 33), with the exact ratio of free theories and the KL
+(:func:`log_z_ratio_entries`), not as ``log_z_estimate``.
+
 ``latticekit sample`` runs independence Metropolis with the coarse fields drawn by independent HMC chains at the
 learned couplings (exact stationary distribution), not by the training Langevin batch; ``sample.json`` gets
 the learned ``coarse_kappa``/``coarse_lam`` and the proposal ESS.
@@ -52,8 +60,9 @@ from latticekit.utils.schema import ConfigError, setting
 
 from .models import FlowFamily
 
-__all__ = ["SUPERRES", "OdeSettings", "SuperresBaseSettings", "SuperresSettings", "coarse_std", "coarse_theory",
-           "check_init", "exact_chain", "rectangular_stack", "superres_flow"]
+__all__ = ["LOG_Z_RATIO_DEFINITION", "SUPERRES", "OdeSettings", "SuperresBaseSettings", "SuperresSettings",
+           "check_init", "coarse_std", "coarse_theory", "exact_chain", "log_z_ratio_entries", "rectangular_stack",
+           "superres_flow", "superres_train"]
 
 
 def _check_learn(names: list[str]) -> str | None:
@@ -141,6 +150,14 @@ def _check(shape: Sequence[int], s: Any) -> None:
                           f"coarse x 2^{k} with a coarse extent of at least 2 (even coarse extents for the CNF)")
     if len(shape) < 1:
         raise ConfigError("lattice.shape: expected at least one dimension")
+    # LocalCNF's closed-form divergence needs every extent of its lattice to exceed kernel_size // 2 (no kernel
+    # offset other than 0 may wrap onto the site itself); the smallest lattice is the first doubling's fine one
+    first, r = [L // 2 ** (k - 1) for L in shape], s.kernel_size // 2
+    if any(n <= r for n in first):
+        raise ConfigError(f"model.kernel_size: {s.kernel_size} is too large for the smallest lattice the CNFs act "
+                          f"on, {first} (the first doubling's fine lattice of lattice.shape = {list(shape)} with "
+                          f"{k} doubling(s)): every extent must exceed kernel_size // 2 = {r}; expected "
+                          f"kernel_size <= {2 * min(first) - 1}")
 
 
 def superres_flow(theory: Any, s: SuperresSettings) -> Any:
@@ -218,6 +235,80 @@ def rectangular_stack(coarse: Any, k: int, s: SuperresBaseSettings, sigma: float
     return flows
 
 
+#: what the super-resolving families report in ``train.json`` instead of ``log_z_estimate`` (docs/flows.md)
+LOG_Z_RATIO_DEFINITION = ("log Z_fine - log Z_coarse at the evaluated couplings: log mean w of the evaluation draws, "
+                          "whose log q uses the coarse prior's unnormalised density exp(-S_coarse) (no -log Z_coarse, "
+                          "eq. 33), so log mean w does not estimate the fine theory's log Z alone")
+
+
+def log_z_ratio_entries(ev: dict[str, Any], fine: tuple[Sequence[int], float, float],
+                        coarse: tuple[Sequence[int], float, float]) -> dict[str, Any]:
+    """The ``train.json`` entries of a super-resolving model's final evaluation ``ev`` (``Trainer.evaluate``).
+
+    The model's ``log q`` carries the coarse prior's ``-S_coarse`` without ``-log Z_coarse`` (eq. 33), so
+    ``log mean w`` (the trainer's ``eval_log_z_estimate``) estimates ``log Z_fine - log Z_coarse``, not
+    ``log Z_fine``. The entries name it so: ``eval`` with ``eval_log_z_ratio_estimate``/``eval_log_z_ratio_error``
+    in place of ``eval_log_z_estimate``/``eval_log_z_error``; ``log_z_ratio_estimate``, ``log_z_ratio_error``,
+    ``log_z_ratio_definition``; ``log_z_ratio_exact`` where both theories are free (``lam = 0``:
+    :func:`latticekit.exact.free_scalar_log_z`), else None; ``kl`` = ``log Z_fine - log Z_coarse + eval_loss``
+    (eqs. 31-33; the trainer's ``eval_kl_estimate`` is this with the estimate, which the offset ``log Z_coarse``
+    cancels from) with the exact ratio where known, ``kl_log_z`` saying which. ``fine`` and ``coarse`` are
+    ``(lattice shape, kappa, lam)``.
+    """
+    import math
+
+    from latticekit.exact import free_scalar_log_z
+
+    names = {"eval_log_z_estimate": "eval_log_z_ratio_estimate", "eval_log_z_error": "eval_log_z_ratio_error"}
+    ev = {names.get(k, k): v for k, v in ev.items()}
+    exact = None
+    if fine[2] == 0.0 and coarse[2] == 0.0:
+        try:
+            exact = (free_scalar_log_z(tuple(fine[0]), kappa=float(fine[1]))
+                     - free_scalar_log_z(tuple(coarse[0]), kappa=float(coarse[1])))
+        except (ValueError, ZeroDivisionError):   # kappa outside the free theory's range: no exact value
+            exact = None
+        exact = exact if exact is not None and math.isfinite(exact) else None
+    return {"eval": ev, "log_z_ratio_estimate": ev["eval_log_z_ratio_estimate"],
+            "log_z_ratio_error": ev["eval_log_z_ratio_error"], "log_z_ratio_exact": exact,
+            "log_z_ratio_definition": LOG_Z_RATIO_DEFINITION,
+            "kl": ev["eval_kl_estimate"] if exact is None else exact + ev["eval_loss"],
+            "kl_log_z": "estimate" if exact is None else "exact"}
+
+
+def superres_train(cfg: Any, outdir: Any, *, device: Any, fresh: bool, progress: bool,
+                   distributed: bool = False) -> dict[str, Any]:
+    """The train job of ``superres``: one reverse-KL run (:func:`~.train.run_training`), whose ``train.json`` is
+    then rewritten with :func:`log_z_ratio_entries` in place of ``log_z_estimate``/``log_z_exact`` (the trainer's
+    ``log mean w`` is ``log Z_fine - log Z_coarse`` here). Returns the content of ``train.json``."""
+    from pathlib import Path
+
+    import torch
+
+    from ..folders import CHECKPOINT, TRAIN_SUMMARY, write_json
+    from .train import run_training
+
+    kw: dict[str, Any] = {"distributed": True} if distributed else {}
+    summary = run_training(cfg, outdir, device=device, fresh=fresh, progress=progress, family_job=False, **kw)
+    if distributed and torch.distributed.get_rank() != 0:   # rank 0 writes train.json (and prints the summary)
+        return summary
+    # the coarse couplings the final evaluation used: the trained ones, from the checkpoint written at the end
+    state = torch.load(Path(outdir) / CHECKPOINT, map_location="cpu", weights_only=False)["model"]
+    coarse, _k, _kappa, _lam = coarse_theory(cfg.theory, cfg.model.variant, "superres")
+    p = cfg.theory.params
+    entries = log_z_ratio_entries(summary["eval"], (cfg.lattice.shape, p.kappa, p.lam),
+                                  (coarse.shape, float(state["prior.couplings.kappa"]),
+                                   float(state["prior.couplings.lam"])))
+    out: dict[str, Any] = {}
+    for key, value in summary.items():   # the entries where log_z_estimate stood; no log_z_exact (of log Z_fine)
+        if key == "log_z_estimate":
+            out.update({k: v for k, v in entries.items() if k != "eval"})
+        elif key not in ("log_z_exact", "kl", "kl_log_z"):
+            out[key] = entries["eval"] if key == "eval" else value
+    write_json(Path(outdir) / TRAIN_SUMMARY, out)
+    return out
+
+
 def superres_sampler(model: Any, theory: Any, s: SuperresSettings, n: int, rng: Any, *,
                      observables: dict[str, Callable[[Any], Any]], batch_size: int,
                      progress: Callable[[str], Any] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -258,4 +349,4 @@ def exact_chain(model: Any, action: Any, s: SuperresBaseSettings, n: int, rng: A
 
 
 SUPERRES = FlowFamily("superres", SuperresSettings, superres_flow, _default_layers, _check, sampler=superres_sampler,
-                      sampler_resumes=True)
+                      sampler_resumes=True, train=superres_train, distributed_train=True)

@@ -17,6 +17,7 @@ import abc
 import contextlib
 import importlib
 import math
+import numbers
 import operator
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -88,6 +89,23 @@ def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}={value!r}: expected a positive integer")
     return int(value)
+
+
+def _count(value: Any, name: str, minimum: int) -> int:
+    """``value`` as a Python int ``>= minimum`` (NumPy integers included; floats such as 2.7 are refused, not
+    truncated), else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name}={value!r}: expected an integer >= {minimum}")
+    return int(value)
+
+
+def _positive_real(value: Any, name: str, *, at_most: float = math.inf) -> float:
+    """``value`` as a Python float in ``(0, at_most]`` (finite), else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < float(value) <= at_most \
+            or not math.isfinite(float(value)):
+        bound = "a finite number > 0" if at_most == math.inf else f"a number in (0, {at_most:g}]"
+        raise ValueError(f"{name}={value!r}: expected {bound}")
+    return float(value)
 
 
 def _tolerance(value: Any, name: str) -> float | None:

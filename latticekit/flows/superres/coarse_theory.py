@@ -16,7 +16,9 @@ needs its gradient (eqs. 33-34), which :class:`~.log_z.LogZGradient` estimates f
 :meth:`CoarseTheoryPrior.log_prob` therefore returns ``-S[c](phi) - s`` with ``s`` the zero-valued surrogate
 whose gradient is ``grad_c log Z[c]``. The reverse-KL loss of :class:`~latticekit.flows.Trainer`
 (``mean(log q + S_fine)``) then has the gradient of eqs. (31)-(33) with no change to the trainer, and its value
-is the KL up to the constant ``log Z_fine - log Z_L[c]`` (which does not change ESS or Metropolis ratios).
+is the KL up to the constant ``log Z_fine - log Z_L[c]`` (which does not change ESS or Metropolis ratios). The
+surrogate has no value of its own, so :meth:`CoarseTheoryPrior.log_prob` leaves it out where it would carry no
+gradient, and refuses (naming the remedy) to form a coupling gradient before a log Z sample set exists.
 
 What is exact and what is estimated: the flow's log-density is exact given the coarse density; Langevin has an
 ``O(tau)`` step-size bias and successive draws of one batch are correlated, so the coarse draws are only
@@ -50,6 +52,7 @@ from latticekit.backends import Generator
 from latticekit.lattice import Lattice
 
 from ..priors import _check_n
+from .cnf_base import _count, _positive_real
 from .couplings import Phi4Couplings
 from .log_z import LogZGradient, Phi4Sampler, check_theory
 
@@ -85,13 +88,10 @@ class CoarseTheoryPrior(nn.Module):
         if not (sampler == "langevin" or callable(sampler)):
             raise ValueError(f"sampler={sampler!r}: expected 'langevin' or a callable sampler(action, n, previous, "
                              "rng)")
-        if not float(step_size) > 0:
-            raise ValueError(f"step_size={step_size!r}: expected tau > 0")
-        if int(n_therm) < 0 or int(n_steps) < 1:
-            raise ValueError(f"n_therm={n_therm!r}, n_steps={n_steps!r}: expected n_therm >= 0 and n_steps >= 1")
+        self.step_size = _positive_real(step_size, "step_size")   # Langevin tau, eq. (37)
+        self.n_therm, self.n_steps = _count(n_therm, "n_therm", 0), _count(n_steps, "n_steps", 1)
         self.lattice, self.couplings, self.log_z, self.sampler = lattice, couplings, log_z, sampler
         self.event_shape = tuple(lattice.shape)
-        self.step_size, self.n_therm, self.n_steps = float(step_size), int(n_therm), int(n_steps)
         self.state: torch.Tensor | None = None  # the persistent Langevin batch (detached)
 
     def extra_repr(self) -> str:
@@ -136,15 +136,28 @@ class CoarseTheoryPrior(nn.Module):
 
     def _log_prob(self, phi: torch.Tensor, rng: Generator | None) -> torch.Tensor:
         out = -self.couplings.action(phi, self.lattice)
-        if self.log_z is not None and torch.is_grad_enabled():
+        if self.log_z is not None and torch.is_grad_enabled() and (rng is not None or self.log_z.samples is not None):
             out = out - self.log_z.surrogate(rng)
         return out
 
     def log_prob(self, phi: torch.Tensor, context: Any = None) -> torch.Tensor:
-        """``-S[c](phi)`` minus the zero-valued log Z surrogate (module docstring), ``(B,)``; the log Z sample set
-        is reused as it is (a new set is drawn only by :meth:`sample`, which has the generator)."""
+        """``-S[c](phi)`` minus the zero-valued log Z surrogate (module docstring), ``(B,)``.
+
+        The log Z sample set is reused as it is (a new set is drawn only by :meth:`sample`, which has the
+        generator). The surrogate's value is 0, so the returned values never depend on it; it only carries
+        ``-grad_c log Z[c]`` (eqs. 33-34). It is therefore left out where no gradient reaches the couplings (under
+        :func:`torch.no_grad`, or when no coupling requires grad): exactly the same value and gradient. Where a
+        coupling does get a gradient but no sample set has been drawn yet (a fresh model), that gradient would
+        lack ``-grad log Z`` and be wrong, so a ValueError says what to do instead of dropping the term.
+        """
         if context is not None:
             raise ValueError("context: the coarse theory prior takes no context")
+        if self.log_z is not None and self.log_z.samples is None and torch.is_grad_enabled() \
+                and any(p.requires_grad for p in self.couplings.parameters()):   # else _log_prob leaves it out
+            raise ValueError("log_prob: the coarse couplings are learned and no log Z sample set exists yet, so the "
+                             "gradient of -log Z[c] (eqs. 33-34) cannot be formed; call model.sample(n, rng) (or "
+                             "prior.log_z.refresh(rng)) first, or evaluate under torch.no_grad() when only the "
+                             "values are needed")
         return self._log_prob(phi, None)
 
     # checkpoints: the persistent Langevin batch and the log Z sample set travel in the state dict, so a run

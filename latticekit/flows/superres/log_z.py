@@ -50,6 +50,7 @@ from latticekit.analysis import ess as kish_ess
 from latticekit.backends import Generator
 from latticekit.lattice import Lattice
 
+from .cnf_base import _count, _positive_real
 from .couplings import Phi4Couplings
 
 __all__ = ["LogZGradient", "Phi4Sampler", "check_theory", "hmc_sampler"]
@@ -66,8 +67,7 @@ def hmc_sampler(*, n_traj: int = 50, step_size: float = 0.1, n_steps: int = 10,
     """A :data:`Phi4Sampler`: ``n`` independent HMC chains (:class:`latticekit.mc.HMC`), ``n_traj`` trajectories
     each, started from the previous set (re-thermalisation) or from unit Gaussian fields; returns the last
     configuration of every chain."""
-    if int(n_traj) < 1:
-        raise ValueError(f"n_traj={n_traj!r}: expected at least one trajectory")
+    n_traj = _count(n_traj, "n_traj", 1)
     if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not 0 < step_size < math.inf:
         raise ValueError(f"step_size={step_size!r}: expected a finite step size > 0")
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
@@ -79,7 +79,7 @@ def hmc_sampler(*, n_traj: int = 50, step_size: float = 0.1, n_steps: int = 10,
         x = previous if previous is not None and previous.shape[0] == n else \
             rng.normal((n,) + tuple(lat.shape)).to(dtype)
         hmc = HMC(action, RealField(lat.nd), rng=rng, step_size=step_size, n_steps=n_steps)
-        for _ in range(int(n_traj)):
+        for _ in range(n_traj):
             x, _ = hmc.step(x)
         return x
 
@@ -111,12 +111,9 @@ class LogZGradient:
             raise TypeError(f"lattice={lattice!r}: expected a latticekit.Lattice")
         if not callable(sampler):
             raise TypeError(f"sampler={sampler!r}: expected a callable sampler(action, n, previous, rng)")
-        if int(n_samples) < 2:
-            raise ValueError(f"n_samples={n_samples!r}: expected at least 2 samples")
-        if not 0.0 < float(threshold) <= 1.0:
-            raise ValueError(f"threshold={threshold!r}: expected R_W in (0, 1]")
+        self.n_samples = _count(n_samples, "n_samples", 2)
+        self.threshold = _positive_real(threshold, "threshold", at_most=1.0)   # R_W in (0, 1]
         self.couplings, self.lattice, self.sampler = couplings, lattice, sampler
-        self.n_samples, self.threshold = int(n_samples), float(threshold)
         self.samples: torch.Tensor | None = None
         self.c0: tuple[float, float] | None = None  # the couplings the set was drawn at
         self.S0: torch.Tensor | None = None         # S[c0] of every sample
@@ -159,7 +156,8 @@ class LogZGradient:
         """Normalised weights at the current couplings, drawing a new set first when ``ESS/N < R_W`` (and a
         generator is given; without one the current set is reweighted, eq. 36 stays valid, only noisier)."""
         if self.samples is None and rng is None:
-            raise ValueError("rng: the first sample set of the log Z gradient needs a generator")
+            raise ValueError("rng: the log Z gradient has no sample set yet and the first one needs a generator; "
+                             "pass rng= or call refresh(rng) first")
         if rng is not None and (self.samples is None or self.ess() < self.threshold):
             self.refresh(rng)
         return torch.softmax(self._log_w(), 0)

@@ -115,8 +115,11 @@ def best_coupling(model: UVMatchingModel, n: int, rng: Generator, *, scan_width:
     ESS as a function of ``kappa`` exactly; it is scanned on ``scan_points`` values in ``center +- scan_width``
     (default centre: the target's current ``kappa``) and refined by bounded Brent between the grid neighbours
     of the best one. Returns ``kappa``, ``ess`` (at it), ``ess_center`` (at the centre), ``kappa_grid`` and
-    ``ess_grid``. The model is left as it was: the target is not changed and the prior's persistent batch
-    (HMC restarts) is restored after the draws, so a scan does not change a later training stream.
+    ``ess_grid``. The draws are made in evaluation mode (``model.eval()``: the CNFs integrate at their evaluation
+    tolerances ``rtol``/``atol``, not ``train_rtol``/``train_atol``), also when the model is training, as inside
+    :func:`uv_ladder`. The model is left as it was: its training mode is restored, the target is not changed and
+    the prior's persistent batch (HMC restarts) is restored after the draws, so a scan does not change a later
+    training stream.
     """
     from scipy.optimize import minimize_scalar
 
@@ -128,8 +131,13 @@ def best_coupling(model: UVMatchingModel, n: int, rng: Generator, *, scan_width:
     t = model.target
     k0 = float(t.couplings.kappa.detach()) if center is None else float(center)
     snapshot = copy.deepcopy(model.prior.state_dict())
-    with torch.no_grad():
-        x, log_q = model.sample(n, rng)
+    was_training = model.training
+    model.eval()   # the evaluation ODE tolerances (rtol/atol), not the training ones, whatever the caller's mode
+    try:
+        with torch.no_grad():
+            x, log_q = model.sample(n, rng)
+    finally:
+        model.train(was_training)
     model.prior.load_state_dict(snapshot)
     a, g = _kappa_linear_terms(x, log_q, t.couplings, t.lattice)
 

@@ -40,6 +40,7 @@ def cfg(shape=(4, 4), **model) -> dict:
     ({"ode_max_steps": -1}, "model.ode_max_steps"),
     ({"init": "xavier"}, "model.init"),
     ({"noise_width": "mean"}, "model.noise_width"),
+    ({"kernel_size": 9}, r"model\.kernel_size: 9 .* \[4, 4\] .* expected kernel_size <= 7"),
 ])
 def test_config_refusals(patch: dict, match: str) -> None:
     shape = patch.pop("shape", (4, 4))
@@ -129,10 +130,75 @@ def test_a_solve_past_ode_max_steps_stops_the_job_with_a_clear_error(tmp_path, c
     assert "max_num_steps exceeded (1>=1)" in err[0] and "[model] ode_max_steps" in err[0]
 
 
+def test_too_large_kernel_is_refused_before_any_work(tmp_path, capsys, write_toml, monkeypatch) -> None:
+    """A kernel wider than the first doubling's fine lattice allows (4x4: kernel_size <= 7) ends ``latticekit
+    train`` with one line naming model.kernel_size (exit status 2) before the coarse HMC draws of the default
+    sigma or any folder is made; the largest allowed kernel builds."""
+    import latticekit.flows.superres as sr
+    from latticekit.app.cli import main
+
+    def no_hmc(**kw):
+        raise AssertionError("coarse HMC ran before the configuration was refused")
+
+    monkeypatch.setattr(sr, "hmc_sampler", no_hmc)
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert main(["train", str(write_toml(cfg(kernel_size=9), "job.toml")), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("latticekit: invalid configuration: model.kernel_size: 9 is too "
+                                               "large for the smallest lattice the CNFs act on, [4, 4]"), err
+    assert not out.exists()
+    monkeypatch.undo()
+    model, _, _ = build_flow(FlowConfig.from_dict(cfg(kernel_size=7)))
+    assert model.flows[0].flow.kernel_size == 7
+
+
+def _dense_free_log_z(shape: tuple[int, ...], kappa: float) -> float:
+    """``log int dphi exp(-phi^T A phi)`` of the hopping-form free action from the dense matrix ``A`` (shares
+    nothing with latticekit.exact)."""
+    n = int(np.prod(shape))
+    idx = np.arange(n).reshape(shape)
+    A = np.eye(n)
+    for mu in range(len(shape)):
+        for i, j in zip(idx.ravel(), np.roll(idx, -1, axis=mu).ravel()):
+            A[i, j] -= kappa
+            A[j, i] -= kappa
+    return n / 2 * np.log(np.pi) - 0.5 * np.linalg.slogdet(A)[1]
+
+
+def test_train_json_reports_the_log_z_ratio(tmp_path) -> None:
+    """The coarse prior's density is exp(-S_coarse) without 1/Z_coarse (eq. 33), so log mean w estimates
+    log Z_fine - log Z_coarse at the trained coarse couplings: train.json names it so (no log_z_estimate, no
+    log_z_exact to combine with the loss), with the exact ratio and KL of the free theory (lam = 0)."""
+    d = cfg(n_therm=200, n_langevin=20)   # the evaluation's Langevin draws close to the coarse theory
+    d["action"]["lam"] = 0.0
+    d["train"].update(steps=4, batch_size=16, eval_batch_size=256)
+    out = tmp_path / "run"
+    res = train_job(d, out=out, progress=False)
+    assert json.loads((out / "train.json").read_text()) == json.loads(json.dumps(res))
+    assert not {"log_z_estimate", "log_z_exact", "eval_log_z_estimate"} & (set(res) | set(res["eval"]))
+    ev = res["eval"]
+    assert res["log_z_ratio_estimate"] == ev["eval_log_z_ratio_estimate"]
+    assert res["log_z_ratio_error"] == ev["eval_log_z_ratio_error"] > 0
+    assert "log Z_fine - log Z_coarse" in res["log_z_ratio_definition"]
+    kappa_c = float(torch.load(out / "checkpoint.pt", weights_only=False)["model"]["prior.couplings.kappa"])
+    assert kappa_c != 0.2   # trained: the ratio is at the learned coarse coupling
+    exact = _dense_free_log_z((4, 4), 0.2) - _dense_free_log_z((2, 2), kappa_c)
+    assert_close(torch.tensor(res["log_z_ratio_exact"], dtype=torch.float64), torch.tensor(exact, dtype=torch.float64),
+                 rtol=1e-12, atol=0.0)
+    assert res["kl_log_z"] == "exact" and res["kl"] == res["log_z_ratio_exact"] + ev["eval_loss"] > 0
+    # the estimate is of that ratio (within 4 of its errors), not of log Z_fine, which is log Z_coarse ~ 3 away
+    est, err = res["log_z_ratio_estimate"], res["log_z_ratio_error"]
+    assert abs(est - exact) < 4 * err < abs(est - _dense_free_log_z((4, 4), 0.2)), (est, err, exact)
+
+
 def test_train_and_sample_job(tmp_path) -> None:
     out = tmp_path / "run"
     res = train_job(cfg(), out=out, progress=False)
     assert res["status"] == "finished" and res["steps"] == 3
+    # lam != 0: no exact ratio; the KL is the trainer's estimate (log mean w + eval_loss), the offset cancelling
+    assert res["log_z_ratio_exact"] is None and "log_z_estimate" not in res and res["kl_log_z"] == "estimate"
+    assert res["kl"] == res["eval"]["eval_kl_estimate"]
     s = sample_job(out, n=32, batch=16)
     data = json.loads((out / "sample.json").read_text())
     assert 0 < data["proposal_ess"] <= 1 and data["coarse_lam"] == 0.02  # lambda is not learned

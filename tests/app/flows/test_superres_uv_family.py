@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,6 +21,7 @@ from latticekit.app.flows.train import run_training, train_job
 from latticekit.app.run import run_job
 from latticekit.exact import free_scalar_susceptibility
 from latticekit.flows.superres import UVMatchingModel
+from latticekit.testing import assert_close
 from latticekit.utils import ConfigError
 
 
@@ -39,6 +41,8 @@ def cfg(shape=(8, 8), **model) -> dict:
     ({"scan_points": 2}, "model.scan_points"),
     ({"patience": 0}, "model.patience"),
     ({"n_layers": 3}, "model.n_layers: 3 doublings"),
+    # the first doubling acts on 4x4: a 8-wide kernel's radius 4 wraps onto the site (kernel_size <= 7)
+    ({"kernel_size": 8}, r"model.kernel_size: 8 is too large for the smallest lattice the CNFs act on, \[4, 4\]"),
 ])
 def test_config_refusals(patch: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -77,6 +81,12 @@ def test_ladder_job_and_sample_at_the_learned_coupling(tmp_path) -> None:
     assert [m["level_step"] for m in lines if "eval_ess" in m] == [2, 4]
     # the final evaluation: other draws than the last scan's, at the same (ESS-optimal) kappa
     assert res["fine_kappa"] == levels[-1]["kappa"] and res["ess_n"] == 8 and res["eval"]["eval_ess"] == res["ess"]
+    # log mean w is log Z_fine - log Z_coarse (the coarse prior lacks 1/Z_coarse): named so; lam != 0, no exact
+    # value, and the KL is the trainer's estimate (no log Z_fine + loss)
+    assert not {"log_z_estimate", "log_z_exact", "eval_log_z_estimate"} & (set(res) | set(res["eval"]))
+    assert res["log_z_ratio_estimate"] == res["eval"]["eval_log_z_ratio_estimate"]
+    assert res["log_z_ratio_exact"] is None and res["kl_log_z"] == "estimate"
+    assert res["kl"] == res["eval"]["eval_kl_estimate"]
     for name in ("checkpoint.pt", "train.json", "config.json", "train.png"):
         assert (tmp_path / name).exists(), name
     # the reference the job wrote: HMC of the fine theory at the learned couplings, accepted by --compare
@@ -105,6 +115,18 @@ def test_ladder_job_and_sample_at_the_learned_coupling(tmp_path) -> None:
     assert s["observables"] and all(e["value"] == e["value"] and e["error"] >= 0 for e in s["observables"].values())
 
 
+def _dense_free_log_z(shape: tuple[int, ...], kappa: float) -> float:
+    """``log int dphi exp(-phi^T A phi)`` of the hopping-form free action from the dense matrix ``A``."""
+    n = int(np.prod(shape))
+    idx = np.arange(n).reshape(shape)
+    A = np.eye(n)
+    for mu in range(len(shape)):
+        for i, j in zip(idx.ravel(), np.roll(idx, -1, axis=mu).ravel()):
+            A[i, j] -= kappa
+            A[j, i] -= kappa
+    return n / 2 * np.log(np.pi) - 0.5 * np.linalg.slogdet(A)[1]
+
+
 def test_free_theory_is_sampled_and_checked_at_the_learned_kappa(tmp_path) -> None:
     """lam = 0: the sample job's exact free-theory values are those of the learned kappa (not action.kappa), and
     the flow-MCMC chain agrees with them. 2x2 -> 4x4 with a tiny CNF trained for 4 steps (acceptance ~0.3) and
@@ -117,6 +139,12 @@ def test_free_theory_is_sampled_and_checked_at_the_learned_kappa(tmp_path) -> No
     d["train"].update(steps=4, batch_size=32)
     res = train_job(d, out=tmp_path, progress=False)
     assert res["fine_kappa"] != 0.2
+    # train.json: the exact log Z_fine(learned kappa) - log Z_coarse(0.2) of the free theories, from dense matrices,
+    # and the exact KL with it
+    exact = _dense_free_log_z((4, 4), res["fine_kappa"]) - _dense_free_log_z((2, 2), 0.2)
+    assert_close(torch.tensor(res["log_z_ratio_exact"], dtype=torch.float64), torch.tensor(exact, dtype=torch.float64),
+                 rtol=1e-12, atol=0.0)
+    assert res["kl_log_z"] == "exact" and res["kl"] == res["log_z_ratio_exact"] + res["eval"]["eval_loss"]
     s = sample_job(tmp_path, n=3000, batch=1000)
     chi = s["observables"]["susceptibility"]
     exact = free_scalar_susceptibility((4, 4), kappa=res["fine_kappa"])

@@ -97,6 +97,39 @@ def test_log_prob_carries_the_log_z_gradient(device: str) -> None:
     assert_close(g, ref, rtol=1e-12, atol=1e-12)  # the same float64 sums in another order
 
 
+def test_log_prob_before_the_first_log_z_set() -> None:
+    """A fresh prior has no log Z sample set. Its surrogate is 0 in value, so without a gradient to carry it is
+    left out (same value, same gradient, no generator needed); a coupling gradient without it would lack
+    -grad log Z (eqs. 33-34), so that is refused with the remedy named; after a draw it is formed as before."""
+    phi = _trng(1).normal((4, 2, 2)).to(F64)
+
+    def fresh() -> tuple[Phi4Couplings, CoarseTheoryPrior]:
+        c = Phi4Couplings(0.2, 0.05)
+        return c, CoarseTheoryPrior(COARSE, c, log_z=LogZGradient(c, COARSE, hmc_sampler(n_traj=2), 8), n_therm=5,
+                                    n_steps=2)
+
+    c, prior = fresh()
+    with torch.no_grad():
+        assert_close(prior.log_prob(phi), -c.action(phi, COARSE), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"^log_prob: the coarse couplings are learned and no log Z sample set .*"
+                                         r"call model\.sample\(n, rng\) .* or evaluate under torch\.no_grad\(\)"):
+        prior.log_prob(phi)
+    assert prior.log_z.samples is None and prior.log_z.n_draws == 0   # nothing drawn behind the caller's back
+    c.requires_grad_(False)   # couplings held fixed: the surrogate would carry no gradient
+    phi_g = phi.clone().requires_grad_(True)
+    lp = prior.log_prob(phi_g)
+    assert_close(lp.detach(), -c.action(phi, COARSE), rtol=0, atol=0)
+    g, = torch.autograd.grad(lp.sum(), phi_g)
+    assert_close(g, -torch.func.grad(lambda p: c.action(p, COARSE).sum())(phi), rtol=1e-14, atol=1e-14)
+    c, prior = fresh()
+    prior.sample(2, _trng(2))   # draws the first log Z set
+    lp = prior.log_prob(phi)
+    assert_close(lp.detach(), -c.action(phi, COARSE).detach(), rtol=0, atol=0)
+    gk, = torch.autograd.grad(lp.mean(), c.kappa)
+    assert_close(gk, -c.action_gradients(phi, COARSE)[:, 0].mean() - prior.log_z.estimate()[0][0], rtol=1e-12,
+                 atol=1e-12)
+
+
 def test_langevin_draws_are_persistent_and_differentiable(device: str) -> None:
     """The pathwise derivative through the re-thermalisation steps against central finite differences with the
     same noise (common random numbers): the Langevin map is smooth in the couplings."""
@@ -218,6 +251,19 @@ def test_refusals() -> None:
         CoarseTheoryPrior(COARSE, frozen, n_steps=0)
     with pytest.raises(ValueError, match="context"):
         CoarseTheoryPrior(COARSE, frozen, n_therm=1, n_steps=1).sample(2, _trng(0), context=torch.zeros(1))
+    # wrong types and non-integer counts are refused by name (2.7 was truncated to 2, "abc" gave a bare error)
+    for kw, match in (({"step_size": "abc"}, r"^step_size='abc': expected a finite number > 0"),
+                      ({"step_size": None}, r"^step_size=None: expected a finite number > 0"),
+                      ({"step_size": math.inf}, r"^step_size=inf"),
+                      ({"n_therm": 2.7}, r"^n_therm=2\.7: expected an integer >= 0"),
+                      ({"n_therm": -1}, r"^n_therm=-1: expected an integer >= 0"),
+                      ({"n_steps": "x"}, r"^n_steps='x': expected an integer >= 1")):
+        with pytest.raises(ValueError, match=match):
+            CoarseTheoryPrior(COARSE, frozen, **kw)
+    assert CoarseTheoryPrior(COARSE, frozen, n_therm=np.int64(0), n_steps=np.int32(3)).n_steps == 3
+    for bad in ("x", 2.5, 0):
+        with pytest.raises(ValueError, match=rf"^n_traj={bad!r}: expected an integer >= 1"):
+            hmc_sampler(n_traj=bad)
     with pytest.raises(ValueError, match=r"^learn='kappa': expected a sequence of coupling names, e.g. \['kappa'\]"):
         Phi4Couplings(0.2, 0.0, learn="kappa")
     with pytest.raises(ValueError, match=r"^step_size=-1: expected a finite step size > 0"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -134,5 +135,13 @@ def test_refusals(free_theory: Any) -> None:
         LogZGradient(c, LAT, lambda a, n, p, r: torch.zeros(n, 2, 2, dtype=torch.float64), 10).estimate(_rng(0, "cpu"))
     with pytest.raises(ValueError, match="rng"):
         LogZGradient(c, LAT, sampler, 10).estimate()  # the first set needs a generator
+    # wrong types and non-integer sizes are refused by name (2.9 was truncated to 2, "x" gave a bare error)
+    for kw, match in (({"n_samples": "x"}, r"^n_samples='x': expected an integer >= 2"),
+                      ({"n_samples": 2.9}, r"^n_samples=2\.9: expected an integer >= 2"),
+                      ({"threshold": "x"}, r"^threshold='x': expected a number in \(0, 1\]"),
+                      ({"threshold": 0.0}, r"^threshold=0\.0: expected a number in \(0, 1\]")):
+        with pytest.raises(ValueError, match=match):
+            LogZGradient(c, LAT, sampler, **{"n_samples": 10, **kw})
+    assert LogZGradient(c, LAT, sampler, np.int64(4)).n_samples == 4
     with pytest.raises(ValueError, match="n_traj"):
         hmc_sampler(n_traj=0)

@@ -32,7 +32,7 @@ from latticekit.flows.superres import (
     hmc_sampler,
     uv_ladder,
 )
-from latticekit.testing import assert_close
+from latticekit.testing import assert_close, randomize_parameters
 
 F64 = torch.float64
 
@@ -103,6 +103,24 @@ def test_best_coupling_is_the_exact_ess_maximum() -> None:
     assert_close(torch.tensor(res["ess_center"], dtype=F64), kish(-phi4_action(x, lat, 0.2, 0.01) - log_q), rtol=1e-9, atol=0)
     assert res["ess"] >= max(direct) - 1e-12 and abs(res["kappa"] - 0.2) <= 0.08
     assert float(model.target.couplings.kappa.detach()) == 0.2  # not changed
+
+
+def test_best_coupling_draws_in_evaluation_mode() -> None:
+    """The scan integrates the CNFs at the evaluation tolerances also when called on a training model (as
+    uv_ladder does between its training steps): with loose training tolerances (1e-2) set, a scan of the training
+    model gives exactly the scan of the same model in eval mode, and the model's mode is restored."""
+    model = _model(0.2, cnf=True, seed=5)
+    for T in model.flows:
+        T.flow = randomize_parameters(T.flow, seed=0, scale=0.3)   # away from the identity: tolerances matter
+        T.flow.train_rtol = T.flow.train_atol = 1e-2
+    model.eval()
+    ref = best_coupling(model, 64, _trng(1), scan_points=5)
+    assert not model.training and not model.flows[0].flow.training
+    model.train()
+    res = best_coupling(model, 64, _trng(1), scan_points=5)
+    assert model.training and model.flows[0].flow.training   # the caller's mode is restored
+    assert_close(torch.tensor(res["ess_grid"], dtype=F64), torch.tensor(ref["ess_grid"], dtype=F64), rtol=0, atol=0)
+    assert res["kappa"] == ref["kappa"] and res["ess"] == ref["ess"]
 
 
 def test_training_moves_the_fine_coupling_to_the_ess_optimum() -> None:
