@@ -1,5 +1,5 @@
 """Fixtures of the flow-job tests: one torch thread for every test, a configuration written as a TOML file for
-the ``latticekit`` command, and a training run killed after a checkpoint and resumed."""
+the ``latticekit`` command, and a training run killed after a checkpoint and resumed, and the dense free-field log Z of the superres checks."""
 
 from __future__ import annotations
 
@@ -85,3 +85,22 @@ def no_workers(monkeypatch) -> None:
 
     monkeypatch.setattr(torch.multiprocessing, "spawn", refuse)
     monkeypatch.setattr(launch, "_launch", refuse, raising=False)
+
+
+@pytest.fixture
+def dense_free_log_z() -> Callable[[tuple[int, ...], float], float]:
+    """``log_z(shape, kappa)``: ``log int dphi exp(-phi^T A phi)`` of the hopping-form free phi^4 action from the
+    dense matrix ``A`` (shares nothing with latticekit.exact): the superres families' log Z ratios."""
+    import numpy as np
+
+    def log_z(shape: tuple[int, ...], kappa: float) -> float:
+        n = int(np.prod(shape))
+        idx = np.arange(n).reshape(shape)
+        A = np.eye(n)
+        for mu in range(len(shape)):
+            for i, j in zip(idx.ravel(), np.roll(idx, -1, axis=mu).ravel()):
+                A[i, j] -= kappa
+                A[j, i] -= kappa
+        return n / 2 * np.log(np.pi) - 0.5 * np.linalg.slogdet(A)[1]
+
+    return log_z

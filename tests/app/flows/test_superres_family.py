@@ -153,20 +153,8 @@ def test_too_large_kernel_is_refused_before_any_work(tmp_path, capsys, write_tom
     assert model.flows[0].flow.kernel_size == 7
 
 
-def _dense_free_log_z(shape: tuple[int, ...], kappa: float) -> float:
-    """``log int dphi exp(-phi^T A phi)`` of the hopping-form free action from the dense matrix ``A`` (shares
-    nothing with latticekit.exact)."""
-    n = int(np.prod(shape))
-    idx = np.arange(n).reshape(shape)
-    A = np.eye(n)
-    for mu in range(len(shape)):
-        for i, j in zip(idx.ravel(), np.roll(idx, -1, axis=mu).ravel()):
-            A[i, j] -= kappa
-            A[j, i] -= kappa
-    return n / 2 * np.log(np.pi) - 0.5 * np.linalg.slogdet(A)[1]
 
-
-def test_train_json_reports_the_log_z_ratio(tmp_path) -> None:
+def test_train_json_reports_the_log_z_ratio(tmp_path, dense_free_log_z) -> None:
     """The coarse prior's density is exp(-S_coarse) without 1/Z_coarse (eq. 33), so log mean w estimates
     log Z_fine - log Z_coarse at the trained coarse couplings: train.json names it so (no log_z_estimate, no
     log_z_exact to combine with the loss), with the exact ratio and KL of the free theory (lam = 0)."""
@@ -183,13 +171,13 @@ def test_train_json_reports_the_log_z_ratio(tmp_path) -> None:
     assert "log Z_fine - log Z_coarse" in res["log_z_ratio_definition"]
     kappa_c = float(torch.load(out / "checkpoint.pt", weights_only=False)["model"]["prior.couplings.kappa"])
     assert kappa_c != 0.2   # trained: the ratio is at the learned coarse coupling
-    exact = _dense_free_log_z((4, 4), 0.2) - _dense_free_log_z((2, 2), kappa_c)
+    exact = dense_free_log_z((4, 4), 0.2) - dense_free_log_z((2, 2), kappa_c)
     assert_close(torch.tensor(res["log_z_ratio_exact"], dtype=torch.float64), torch.tensor(exact, dtype=torch.float64),
                  rtol=1e-12, atol=0.0)
     assert res["kl_log_z"] == "exact" and res["kl"] == res["log_z_ratio_exact"] + ev["eval_loss"] > 0
     # the estimate is of that ratio (within 4 of its errors), not of log Z_fine, which is log Z_coarse ~ 3 away
     est, err = res["log_z_ratio_estimate"], res["log_z_ratio_error"]
-    assert abs(est - exact) < 4 * err < abs(est - _dense_free_log_z((4, 4), 0.2)), (est, err, exact)
+    assert abs(est - exact) < 4 * err < abs(est - dense_free_log_z((4, 4), 0.2)), (est, err, exact)
 
 
 def test_train_and_sample_job(tmp_path) -> None:

@@ -115,19 +115,8 @@ def test_ladder_job_and_sample_at_the_learned_coupling(tmp_path) -> None:
     assert s["observables"] and all(e["value"] == e["value"] and e["error"] >= 0 for e in s["observables"].values())
 
 
-def _dense_free_log_z(shape: tuple[int, ...], kappa: float) -> float:
-    """``log int dphi exp(-phi^T A phi)`` of the hopping-form free action from the dense matrix ``A``."""
-    n = int(np.prod(shape))
-    idx = np.arange(n).reshape(shape)
-    A = np.eye(n)
-    for mu in range(len(shape)):
-        for i, j in zip(idx.ravel(), np.roll(idx, -1, axis=mu).ravel()):
-            A[i, j] -= kappa
-            A[j, i] -= kappa
-    return n / 2 * np.log(np.pi) - 0.5 * np.linalg.slogdet(A)[1]
 
-
-def test_free_theory_is_sampled_and_checked_at_the_learned_kappa(tmp_path) -> None:
+def test_free_theory_is_sampled_and_checked_at_the_learned_kappa(tmp_path, dense_free_log_z) -> None:
     """lam = 0: the sample job's exact free-theory values are those of the learned kappa (not action.kappa), and
     the flow-MCMC chain agrees with them. 2x2 -> 4x4 with a tiny CNF trained for 4 steps (acceptance ~0.3) and
     3000 Metropolis steps: the exact susceptibility within 4 Gamma-method errors (autocorrelation-corrected),
@@ -141,7 +130,7 @@ def test_free_theory_is_sampled_and_checked_at_the_learned_kappa(tmp_path) -> No
     assert res["fine_kappa"] != 0.2
     # train.json: the exact log Z_fine(learned kappa) - log Z_coarse(0.2) of the free theories, from dense matrices,
     # and the exact KL with it
-    exact = _dense_free_log_z((4, 4), res["fine_kappa"]) - _dense_free_log_z((2, 2), 0.2)
+    exact = dense_free_log_z((4, 4), res["fine_kappa"]) - dense_free_log_z((2, 2), 0.2)
     assert_close(torch.tensor(res["log_z_ratio_exact"], dtype=torch.float64), torch.tensor(exact, dtype=torch.float64),
                  rtol=1e-12, atol=0.0)
     assert res["kl_log_z"] == "exact" and res["kl"] == res["log_z_ratio_exact"] + res["eval"]["eval_loss"]
