@@ -1,5 +1,6 @@
 """Fixtures of the flow-job tests: one torch thread for every test, a configuration written as a TOML file for
-the ``latticekit`` command, and a training run killed after a checkpoint and resumed, and the dense free-field log Z of the superres checks."""
+the ``latticekit`` command, a training run killed after a checkpoint and resumed, and the dense free-field
+log Z of the superres checks."""
 
 from __future__ import annotations
 
