@@ -14,8 +14,8 @@ from latticekit.actions import HasenbuschAction, PseudofermionAction, WilsonDira
 from latticekit.analysis import gamma_method, reweight
 from latticekit.exact import u1_2d_plaquette
 from latticekit.gauge import random_gauge_field
-from latticekit.linalg import ConvergenceError, logdet_normal
-from latticekit.mc import Heatbath, MultiTimescale, Nf2HMC, Nf2Target
+from latticekit.linalg import logdet_normal
+from latticekit.mc import Heatbath, Nf2HMC, Nf2Target
 from latticekit.observables import average_plaquette
 from latticekit.testing import assert_close
 

@@ -153,7 +153,6 @@ def test_too_large_kernel_is_refused_before_any_work(tmp_path, capsys, write_tom
     assert model.flows[0].flow.kernel_size == 7
 
 
-
 def test_train_json_reports_the_log_z_ratio(tmp_path, dense_free_log_z) -> None:
     """The coarse prior's density is exp(-S_coarse) without 1/Z_coarse (eq. 33), so log mean w estimates
     log Z_fine - log Z_coarse at the trained coarse couplings: train.json names it so (no log_z_estimate, no

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
@@ -113,7 +112,6 @@ def test_ladder_job_and_sample_at_the_learned_coupling(tmp_path) -> None:
     assert f"{res['fine_kappa']:.4g}"[:5] in table["theory"], table["theory"]
     assert any(r["reference_kind"] == "hmc" for r in table["rows"])
     assert s["observables"] and all(e["value"] == e["value"] and e["error"] >= 0 for e in s["observables"].values())
-
 
 
 def test_free_theory_is_sampled_and_checked_at_the_learned_kappa(tmp_path, dense_free_log_z) -> None:
