@@ -33,7 +33,6 @@ def pytest_configure(config: pytest.Config) -> None:
         configure_threads(1)
 
 
-@pytest.hookimpl(optionalhook=True)   # a pytest-xdist hook: no error where xdist is not installed
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto`` (pyproject.toml): one worker more than the usable cores (``--maxprocesses`` caps it). Many
     tests wait on processes of their own (the command-line and data-parallel jobs, kill -9 and resume): with
