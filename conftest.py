@@ -33,18 +33,6 @@ def pytest_configure(config: pytest.Config) -> None:
         configure_threads(1)
 
 
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto`` (pyproject.toml): one worker more than the usable cores (``--maxprocesses`` caps it). Many
-    tests wait on processes of their own (the command-line and data-parallel jobs, kill -9 and resume): with
-    one worker per core the cores idle meanwhile. Measured on the 2-core development VM, warm numba cache: 619 s
-    with 2 workers (1.8 cores busy), 567 s with 3 (1.95 busy)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return cores + 1
-
-
 _ROOT = Path(__file__).resolve().parent
 #: Folders that are torch by design (the flow library and its tests): without torch each is reported as
 #: one skipped collector with the reason, instead of failing to import.
